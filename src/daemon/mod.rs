@@ -1,0 +1,463 @@
+//! Daemon life: listeners, worker generations, signals, reload, graceful stop,
+//! pidfile, privileges, sd_notify.
+//!
+//! Signal handlers only set flags and write a byte to a pipe; the main thread
+//! waits on that pipe and does the work. Listeners are shared by all workers
+//! and outlive worker generations, so a reload never closes a socket that has
+//! connections waiting in its accept queue.
+
+pub mod listen;
+pub mod notify;
+pub mod pidfile;
+pub mod privs;
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, ConfigError, EngineChoice};
+use crate::engine::{self, Control, Engine, Listener, WorkerSpec};
+use crate::files::{Responder, Settings};
+use crate::http::Limits;
+use crate::log::{AccessLog, Level};
+
+/// Command-line settings that override or locate the config.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub config_path: Option<PathBuf>,
+    pub engine: Option<EngineChoice>,
+    pub daemon: bool,
+}
+
+impl Options {
+    /// Read the config file (or the defaults) and apply command-line overrides.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut cfg = match &self.config_path {
+            Some(p) => Config::load(p)?,
+            None => Config::default(),
+        };
+        if let Some(e) = self.engine {
+            cfg.engine = e;
+        }
+        if self.daemon {
+            cfg.daemon = true;
+        }
+        Ok(cfg)
+    }
+}
+
+/// A startup failure and the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad usage or configuration: exit 2.
+    #[error("{0}")]
+    Config(String),
+    /// Anything else: exit 1.
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl StartError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StartError::Config(_) => 2,
+            StartError::Runtime(_) => 1,
+        }
+    }
+}
+
+fn rt(e: impl std::fmt::Display) -> StartError {
+    StartError::Runtime(e.to_string())
+}
+
+struct Worker {
+    control: Arc<Control>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+/// One set of workers started from one config.
+struct Generation {
+    workers: Vec<Worker>,
+}
+
+impl Generation {
+    fn signal(&self, state: u8) {
+        for w in &self.workers {
+            w.control.set(state);
+        }
+    }
+
+    /// Join finished workers; returns the errors they ended with.
+    fn reap(&mut self) -> Vec<io::Error> {
+        let mut errs = Vec::new();
+        for w in &mut self.workers {
+            if w.thread.as_ref().is_some_and(|t| t.is_finished()) {
+                match w.thread.take().map(|t| t.join()) {
+                    Some(Ok(Err(e))) => errs.push(e),
+                    Some(Err(_)) => errs.push(io::Error::other("worker thread panicked")),
+                    _ => {}
+                }
+            }
+        }
+        self.workers.retain(|w| w.thread.is_some());
+        errs
+    }
+}
+
+struct Daemon {
+    opts: Options,
+    cfg: Config,
+    /// Listeners by configured address (kept across reloads).
+    listeners: HashMap<SocketAddr, Arc<Listener>>,
+    /// Listeners handed over by systemd; when present they replace `listen`.
+    inherited: Option<Vec<Arc<Listener>>>,
+    current: Generation,
+    old: Vec<Generation>,
+}
+
+struct Signals {
+    hup: Arc<AtomicBool>,
+    term: Arc<AtomicBool>,
+    usr1: Arc<AtomicBool>,
+    wake: UnixStream,
+}
+
+fn install_signals() -> io::Result<Signals> {
+    use signal_hook::consts::*;
+    let (rd, wr) = UnixStream::pair()?;
+    rd.set_nonblocking(true)?;
+    wr.set_nonblocking(true)?;
+    let s = Signals {
+        hup: Arc::new(AtomicBool::new(false)),
+        term: Arc::new(AtomicBool::new(false)),
+        usr1: Arc::new(AtomicBool::new(false)),
+        wake: rd,
+    };
+    signal_hook::flag::register(SIGHUP, s.hup.clone())?;
+    signal_hook::flag::register(SIGTERM, s.term.clone())?;
+    signal_hook::flag::register(SIGINT, s.term.clone())?;
+    signal_hook::flag::register(SIGUSR1, s.usr1.clone())?;
+    for sig in [SIGHUP, SIGTERM, SIGINT, SIGUSR1] {
+        signal_hook::low_level::pipe::register(sig, wr.try_clone()?)?;
+    }
+    // SAFETY: setting SIGPIPE to ignored has no memory-safety preconditions;
+    // we use MSG_NOSIGNAL everywhere, this also covers sendfile/splice.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    Ok(s)
+}
+
+impl Signals {
+    /// Sleep until a signal arrives or `timeout` passes.
+    fn wait(&self, timeout: Duration) {
+        let mut pfd = libc::pollfd {
+            fd: self.wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: pfd is a live pollfd array of length 1.
+        unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
+        let mut buf = [0u8; 64];
+        while matches!((&self.wake).read(&mut buf), Ok(n) if n > 0) {}
+    }
+}
+
+/// Run the server until it is stopped. Returns the process exit code.
+pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
+    // Listeners first, so a busy port is reported before anything else happens.
+    let inherited = listen::from_systemd()
+        .map_err(rt)?
+        .map(|v| v.into_iter().map(Arc::new).collect::<Vec<_>>());
+    let mut listeners = HashMap::new();
+    if inherited.is_none() {
+        for &addr in &cfg.listen {
+            listeners.insert(addr, Arc::new(listen::bind(addr).map_err(rt)?));
+        }
+    }
+    let (engine, note) = engine::select(cfg.engine).map_err(|why| {
+        StartError::Config(format!("engine io_uring unavailable: {why}"))
+    })?;
+    if cfg.daemon {
+        daemonize::Daemonize::new()
+            .working_directory(std::env::current_dir().map_err(rt)?)
+            .umask(0o022)
+            .start()
+            .map_err(|e| rt(format!("daemonize: {e}")))?;
+    }
+    let _pidfile = match &cfg.pidfile {
+        Some(p) => Some(pidfile::Pidfile::create(p).map_err(rt)?),
+        None => None,
+    };
+    if privs::is_root() {
+        match &cfg.user {
+            Some(u) => {
+                privs::drop_to(u, cfg.group.as_deref()).map_err(|e| rt(format!("user {u}: {e}")))?;
+                crate::info!("running as user {u}");
+            }
+            None => crate::warn!("running as root: set `user` to drop privileges after binding"),
+        }
+    }
+    let signals = install_signals().map_err(rt)?;
+    let mut d = Daemon {
+        opts,
+        cfg,
+        listeners,
+        inherited,
+        current: Generation {
+            workers: Vec::new(),
+        },
+        old: Vec::new(),
+    };
+    if let Some(why) = note {
+        crate::info!("io_uring unavailable ({why}); engine auto falls back to epoll");
+    }
+    d.current = d.start_generation(engine).map_err(rt)?;
+    for l in d.active_listeners() {
+        crate::info!("listening on {}", l.addr);
+    }
+    crate::info!(
+        "tandem {} serving {} with engine {}, {} worker(s)",
+        env!("CARGO_PKG_VERSION"),
+        d.cfg.root.display(),
+        engine.name(),
+        d.current.workers.len()
+    );
+    notify::notify("READY=1");
+    d.main_loop(&signals);
+    Ok(())
+}
+
+impl Daemon {
+    fn active_listeners(&self) -> Vec<Arc<Listener>> {
+        match &self.inherited {
+            Some(v) => v.clone(),
+            None => self
+                .cfg
+                .listen
+                .iter()
+                .filter_map(|a| self.listeners.get(a).cloned())
+                .collect(),
+        }
+    }
+
+    fn start_generation(&self, engine: Engine) -> io::Result<Generation> {
+        let cfg = &self.cfg;
+        let files = Arc::new(Responder::new(
+            &cfg.root,
+            Settings {
+                index: cfg.index.clone(),
+                serve_dotfiles: cfg.serve_dotfiles,
+                error_page_404: cfg.error_page_404.clone(),
+            },
+        )?);
+        let access = AccessLog::open(&cfg.access_log)?;
+        let limits = Limits::from_config(cfg);
+        let listeners = self.active_listeners();
+        let n = cfg.workers.resolve();
+        let mut workers = Vec::with_capacity(n);
+        for id in 0..n {
+            let control = Control::new()?;
+            let spec = WorkerSpec {
+                id,
+                listeners: listeners.clone(),
+                files: files.clone(),
+                limits: limits.clone(),
+                access: access.clone(),
+                control: control.clone(),
+                max_connections: cfg.max_connections,
+                shutdown_timeout: cfg.shutdown_timeout.0,
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("tandem-w{id}"))
+                .spawn(move || {
+                    let r = engine::run(engine, spec);
+                    if let Err(e) = &r {
+                        crate::error!("worker {id}: {e}");
+                    }
+                    r
+                })?;
+            workers.push(Worker {
+                control,
+                thread: Some(thread),
+            });
+        }
+        Ok(Generation { workers })
+    }
+
+    fn main_loop(&mut self, sig: &Signals) {
+        let mut stopping: Option<Instant> = None;
+        loop {
+            sig.wait(Duration::from_millis(if stopping.is_some() { 50 } else { 500 }));
+            if sig.term.swap(false, Ordering::AcqRel) {
+                if stopping.is_some() {
+                    crate::info!("second stop signal: closing all connections now");
+                    self.current.signal(engine::ABORT);
+                    for g in &self.old {
+                        g.signal(engine::ABORT);
+                    }
+                } else {
+                    crate::info!("stopping: finishing responses in flight");
+                    notify::notify("STOPPING=1");
+                    stopping = Some(Instant::now());
+                    self.current.signal(engine::DRAIN);
+                    for g in &self.old {
+                        g.signal(engine::DRAIN);
+                    }
+                }
+            }
+            if sig.hup.swap(false, Ordering::AcqRel) && stopping.is_none() {
+                self.reload();
+            }
+            if sig.usr1.swap(false, Ordering::AcqRel) {
+                self.reopen_logs();
+            }
+            for e in self.current.reap() {
+                crate::error!("worker stopped: {e}");
+                if stopping.is_none() {
+                    // A worker failing on its own is a runtime failure.
+                    crate::error!("stopping because a worker failed");
+                    self.current.signal(engine::ABORT);
+                    stopping = Some(Instant::now());
+                }
+            }
+            for g in &mut self.old {
+                for e in g.reap() {
+                    crate::error!("old worker stopped: {e}");
+                }
+            }
+            self.old.retain(|g| !g.workers.is_empty());
+            if stopping.is_some() && self.current.workers.is_empty() && self.old.is_empty() {
+                break;
+            }
+            if self.current.workers.is_empty() && stopping.is_none() {
+                crate::error!("no workers left; exiting");
+                break;
+            }
+        }
+        crate::info!("stopped");
+        notify::notify("STATUS=stopped");
+    }
+
+    fn reload(&mut self) {
+        notify::notify(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}",
+            notify::monotonic_usec()
+        ));
+        match self.try_reload() {
+            Ok(()) => {}
+            Err(e) => crate::error!("reload failed, keeping the running config: {e}"),
+        }
+        notify::notify("READY=1");
+    }
+
+    fn try_reload(&mut self) -> Result<(), String> {
+        let new = self.opts.load().map_err(|e| e.to_string())?;
+        for (key, what) in [
+            (new.daemon != self.cfg.daemon, "daemon"),
+            (new.pidfile != self.cfg.pidfile, "pidfile"),
+            (new.user != self.cfg.user, "user"),
+            (new.group != self.cfg.group, "group"),
+        ] {
+            if key {
+                crate::warn!("reload: a change of `{what}` takes effect on restart only");
+            }
+        }
+        let (engine, note) =
+            engine::select(new.engine).map_err(|why| format!("engine io_uring unavailable: {why}"))?;
+        if let Some(why) = note {
+            crate::info!("io_uring unavailable ({why}); engine auto falls back to epoll");
+        }
+        // Bind new addresses before touching anything that runs.
+        let mut added = Vec::new();
+        if self.inherited.is_none() {
+            for &addr in &new.listen {
+                if !self.listeners.contains_key(&addr) {
+                    let l = listen::bind(addr).map_err(|e| e.to_string())?;
+                    added.push((addr, Arc::new(l)));
+                }
+            }
+        }
+        let level = Level::parse(&new.log_level).unwrap_or(Level::Info);
+        let old_cfg = std::mem::replace(&mut self.cfg, new);
+        for (a, l) in added {
+            crate::info!("listening on {}", l.addr);
+            self.listeners.insert(a, l);
+        }
+        match self.start_generation(engine) {
+            Ok(g) => {
+                let prev = std::mem::replace(&mut self.current, g);
+                prev.signal(engine::DRAIN);
+                self.old.push(prev);
+            }
+            Err(e) => {
+                self.cfg = old_cfg;
+                return Err(e.to_string());
+            }
+        }
+        // Addresses no longer configured: the old workers hold their own
+        // references and drain; the socket closes when the last one exits.
+        let keep: Vec<SocketAddr> = self.cfg.listen.clone();
+        self.listeners.retain(|a, _| keep.contains(a));
+        if self.cfg.error_log != old_cfg.error_log || level != current_level(&old_cfg) {
+            if let Err(e) = crate::log::init_error_log(&self.cfg.error_log, level) {
+                crate::error!("error_log: {e}");
+            }
+        }
+        crate::info!(
+            "reloaded: engine {}, {} worker(s), root {}",
+            engine.name(),
+            self.current.workers.len(),
+            self.cfg.root.display()
+        );
+        Ok(())
+    }
+
+    fn reopen_logs(&self) {
+        if let Err(e) = crate::log::reopen_error_log() {
+            crate::error!("reopen error_log: {e}");
+        }
+        if let Err(e) = AccessLog::reopen_current() {
+            crate::error!("reopen access_log: {e}");
+        }
+        crate::info!("logs reopened");
+    }
+}
+
+fn current_level(c: &Config) -> Level {
+    Level::parse(&c.log_level).unwrap_or(Level::Info)
+}
+
+/// `-s reload|stop|reopen`: signal the instance named by the pidfile.
+pub fn send_signal(cfg: &Config, what: &str) -> Result<(), StartError> {
+    let sig = match what {
+        "reload" => libc::SIGHUP,
+        "stop" => libc::SIGTERM,
+        "reopen" => libc::SIGUSR1,
+        _ => {
+            return Err(StartError::Config(format!(
+                "-s takes reload, stop or reopen, not {what:?}"
+            )));
+        }
+    };
+    let Some(path) = &cfg.pidfile else {
+        return Err(StartError::Config(
+            "-s needs a `pidfile` in the config to find the running instance".into(),
+        ));
+    };
+    let pid = pidfile::read_pid(path).map_err(rt)?;
+    // SAFETY: kill takes plain integers.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(rt(format!(
+            "signal pid {pid} from {}: {}",
+            path.display(),
+            io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! Dropping root privileges after the listeners are bound.
+
+use std::ffi::CString;
+use std::io;
+
+fn lookup_user(name: &str) -> io::Result<(libc::uid_t, libc::gid_t)> {
+    let c = CString::new(name).map_err(|_| io::Error::other("user name contains NUL"))?;
+    // SAFETY: getpwnam returns a pointer to static storage or NULL; we copy the
+    // two ids out before any other call could overwrite it (single-threaded here).
+    let pw = unsafe { libc::getpwnam(c.as_ptr()) };
+    if pw.is_null() {
+        return Err(io::Error::other(format!("unknown user {name:?}")));
+    }
+    // SAFETY: pw is non-null and points to a valid passwd record.
+    Ok(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+}
+
+fn lookup_group(name: &str) -> io::Result<libc::gid_t> {
+    let c = CString::new(name).map_err(|_| io::Error::other("group name contains NUL"))?;
+    // SAFETY: as for getpwnam: static storage, copied out immediately.
+    let gr = unsafe { libc::getgrnam(c.as_ptr()) };
+    if gr.is_null() {
+        return Err(io::Error::other(format!("unknown group {name:?}")));
+    }
+    // SAFETY: gr is non-null and points to a valid group record.
+    Ok(unsafe { (*gr).gr_gid })
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Switch to `user` (and `group`, else the user's primary group). Must run
+/// before worker threads start, so every thread has the new ids.
+pub fn drop_to(user: &str, group: Option<&str>) -> io::Result<()> {
+    let (uid, user_gid) = lookup_user(user)?;
+    let gid = match group {
+        Some(g) => lookup_group(g)?,
+        None => user_gid,
+    };
+    // SAFETY: plain id-changing syscalls with values from the passwd/group db.
+    unsafe {
+        if libc::setgroups(1, &gid) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::setgid(gid) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::setuid(uid) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Make sure there is no way back.
+        if uid != 0 && libc::setuid(0) == 0 {
+            return Err(io::Error::other("privileges could be regained after setuid"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,395 @@
+//! The edge-triggered epoll engine: readiness events, accept4 and recv until
+//! EAGAIN, send/sendfile until EAGAIN, partial writes resumed on EPOLLOUT.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use super::{ABORT, DRAIN, Shared, Slab, WorkerSpec};
+use crate::http::{Conn, Transmit};
+
+const WAKE: u64 = u64::MAX;
+const LISTENER_TAG: u64 = 1 << 62;
+const SCRATCH: usize = 64 * 1024;
+/// Largest single sendfile call (keeps one connection from hogging the loop).
+const SENDFILE_CHUNK: usize = 1 << 20;
+
+struct EConn {
+    fd: OwnedFd,
+    conn: Conn,
+    /// The socket's receive side is known to be drained (recv saw EAGAIN).
+    rd_drained: bool,
+    /// The socket's send buffer is full (send saw EAGAIN): wait for EPOLLOUT.
+    wr_blocked: bool,
+}
+
+struct Epoll {
+    fd: OwnedFd,
+}
+
+impl Epoll {
+    fn new() -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 takes no pointers; returns a new fd or -1.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is new and owned by nobody else.
+        Ok(Epoll {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    fn ctl(&self, op: i32, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
+        // SAFETY: `ev` is a live epoll_event for the duration of the call.
+        let r = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn wait(&self, events: &mut [libc::epoll_event], timeout: Duration) -> io::Result<usize> {
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // Round up so we do not spin on a sub-millisecond remainder.
+        let ms = if ms == 0 && !timeout.is_zero() { 1 } else { ms };
+        // SAFETY: the kernel writes at most events.len() entries into the slice.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as i32,
+                ms,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(0);
+            }
+            return Err(e);
+        }
+        Ok(n as usize)
+    }
+}
+
+/// Run one worker's epoll loop until it is told to stop and has drained.
+pub fn run(spec: WorkerSpec) -> io::Result<()> {
+    let ep = Epoll::new()?;
+    ep.ctl(
+        libc::EPOLL_CTL_ADD,
+        spec.control.wake_fd(),
+        libc::EPOLLIN as u32 | libc::EPOLLET as u32,
+        WAKE,
+    )?;
+    let listen_events = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
+    for (i, l) in spec.listeners.iter().enumerate() {
+        ep.ctl(libc::EPOLL_CTL_ADD, l.raw(), listen_events, LISTENER_TAG | i as u64)?;
+    }
+    let mut w = Worker {
+        sh: Shared::new(&spec),
+        conns: Slab::new(),
+        scratch: vec![0u8; SCRATCH],
+        ep,
+        spec,
+        accepting: true,
+        accept_pause_until: None,
+        drain_deadline: None,
+    };
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+    loop {
+        let timeout = w.sh.wait_timeout();
+        let n = w.ep.wait(&mut events, timeout)?;
+        w.sh.clock.update();
+        for ev in &events[..n] {
+            let token = ev.u64;
+            let flags = ev.events;
+            if token == WAKE {
+                w.spec.control.drain_wake();
+            } else if token & LISTENER_TAG != 0 {
+                w.accept((token & !LISTENER_TAG) as usize);
+            } else {
+                w.conn_event(token as usize, flags);
+            }
+        }
+        if w.sh.tick_due() {
+            w.on_tick();
+        }
+        match w.spec.control.state() {
+            ABORT => break,
+            DRAIN if w.drain_deadline.is_none() => w.begin_drain(),
+            _ => {}
+        }
+        if let Some(d) = w.drain_deadline {
+            if w.conns.is_empty() {
+                break;
+            }
+            if w.sh.clock.now().instant >= d {
+                crate::info!(
+                    "worker {}: shutdown_timeout passed, closing {} connection(s)",
+                    w.spec.id,
+                    w.conns.len()
+                );
+                break;
+            }
+        }
+    }
+    w.close_all();
+    Ok(())
+}
+
+struct Worker {
+    sh: Shared,
+    conns: Slab<EConn>,
+    scratch: Vec<u8>,
+    ep: Epoll,
+    spec: WorkerSpec,
+    accepting: bool,
+    /// Accepting paused (EMFILE, or at max_connections) until then.
+    accept_pause_until: Option<Instant>,
+    drain_deadline: Option<Instant>,
+}
+
+impl Worker {
+    fn accept(&mut self, li: usize) {
+        if !self.accepting || self.accept_pause_until.is_some() {
+            return;
+        }
+        let lfd = self.spec.listeners[li].raw();
+        loop {
+            if self.conns.len() >= self.spec.max_connections {
+                self.pause_accept(Duration::from_millis(100));
+                return;
+            }
+            // SAFETY: sockaddr_storage is a plain C struct; all-zero is a valid value.
+            let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            // SAFETY: ss/len are live and sized for any address family.
+            let fd = unsafe {
+                libc::accept4(
+                    lfd,
+                    &mut ss as *mut _ as *mut libc::sockaddr,
+                    &mut len,
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) => return,
+                    Some(libc::EINTR) | Some(libc::ECONNABORTED) | Some(libc::EPROTO) => continue,
+                    _ if super::is_resource_error(&e) => {
+                        crate::warn!("accept: {e}; pausing accepts for 100ms");
+                        self.pause_accept(Duration::from_millis(100));
+                        return;
+                    }
+                    _ => {
+                        crate::error!("accept: {e}");
+                        return;
+                    }
+                }
+            }
+            // SAFETY: accept4 returned a new fd owned by nobody else.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let peer = super::sockaddr_to_std(&ss)
+                .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+            super::set_nodelay(fd.as_raw_fd());
+            let conn = Conn::new(peer, self.sh.clock.now().instant, &self.sh.limits);
+            let raw = fd.as_raw_fd();
+            let tok = self.conns.insert(EConn {
+                fd,
+                conn,
+                rd_drained: false,
+                wr_blocked: false,
+            });
+            let evs = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+            if let Err(e) = self.ep.ctl(libc::EPOLL_CTL_ADD, raw, evs, tok as u64) {
+                crate::error!("epoll_ctl: {e}");
+                self.conns.remove(tok);
+                continue;
+            }
+            // Data often arrives with the connection: try it now.
+            self.drive(tok);
+        }
+    }
+
+    fn pause_accept(&mut self, d: Duration) {
+        self.accept_pause_until = Some(self.sh.clock.now().instant + d);
+    }
+
+    fn conn_event(&mut self, tok: usize, flags: u32) {
+        let Some(c) = self.conns.get_mut(tok) else {
+            return;
+        };
+        if flags & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32
+            != 0
+        {
+            c.rd_drained = false;
+        }
+        if flags & (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0 {
+            c.wr_blocked = false;
+        }
+        self.drive(tok);
+    }
+
+    /// Move a connection forward as far as the socket allows.
+    fn drive(&mut self, tok: usize) {
+        let Some(c) = self.conns.get_mut(tok) else {
+            return;
+        };
+        let sh = &mut self.sh;
+        let fd = c.fd.as_raw_fd();
+        loop {
+            let mut progressed = false;
+            // Read until EAGAIN, or until the Conn has enough buffered.
+            while !c.rd_drained && c.conn.wants_input(&sh.limits) {
+                // SAFETY: recv writes at most scratch.len() bytes into scratch.
+                let n = unsafe {
+                    libc::recv(
+                        fd,
+                        self.scratch.as_mut_ptr() as *mut libc::c_void,
+                        self.scratch.len(),
+                        0,
+                    )
+                };
+                if n > 0 {
+                    c.conn
+                        .handle_input(&mut sh.ctx(), &self.scratch[..n as usize]);
+                    progressed = true;
+                    // Send what is ready before reading more (pipelining).
+                    if !c.wr_blocked && !matches!(c.conn.poll_transmit(), Transmit::Idle) {
+                        break;
+                    }
+                } else if n == 0 {
+                    c.rd_drained = true;
+                    c.conn.handle_eof(&mut sh.ctx());
+                    progressed = true;
+                    break;
+                } else {
+                    let e = io::Error::last_os_error();
+                    match e.raw_os_error() {
+                        Some(libc::EAGAIN) => c.rd_drained = true,
+                        Some(libc::EINTR) => continue,
+                        _ => {
+                            c.rd_drained = true;
+                            c.conn.handle_error(&mut sh.ctx());
+                        }
+                    }
+                    break;
+                }
+            }
+            // Write until EAGAIN or nothing to send.
+            while !c.wr_blocked {
+                match c.conn.poll_transmit() {
+                    Transmit::Idle => break,
+                    Transmit::Close => break,
+                    Transmit::Shutdown => {
+                        // SAFETY: shutdown on our own socket fd.
+                        unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+                        progressed = true;
+                    }
+                    Transmit::Bytes { data, more } => {
+                        let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+                        // SAFETY: data is a live slice for the duration of the call.
+                        let n = unsafe {
+                            libc::send(fd, data.as_ptr() as *const libc::c_void, data.len(), flags)
+                        };
+                        if !after_write(c, sh, n) {
+                            break;
+                        }
+                        progressed = true;
+                    }
+                    Transmit::File { file, offset, len } => {
+                        let mut off = offset as libc::off_t;
+                        let count = (len as usize).min(SENDFILE_CHUNK);
+                        // SAFETY: sendfile reads from our open file and writes to our
+                        // socket; `off` is a live off_t the kernel updates.
+                        let n = unsafe { libc::sendfile(fd, file.as_raw_fd(), &mut off, count) };
+                        if n == 0 {
+                            // The file shrank under us: the promised length cannot be met.
+                            crate::warn!("{}: file shorter than announced", c.conn.peer());
+                            c.conn.handle_error(&mut sh.ctx());
+                            break;
+                        }
+                        if !after_write(c, sh, n) {
+                            break;
+                        }
+                        progressed = true;
+                    }
+                }
+            }
+            if c.conn.is_closed() || !progressed {
+                break;
+            }
+            if c.rd_drained || !c.conn.wants_input(&sh.limits) {
+                if c.wr_blocked || matches!(c.conn.poll_transmit(), Transmit::Idle) {
+                    break;
+                }
+            }
+        }
+        if c.conn.is_closed() {
+            self.conns.remove(tok);
+            // Dropping the EConn closes the fd, which also removes it from epoll.
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = self.sh.clock.now().instant;
+        if let Some(t) = self.accept_pause_until
+            && now >= t
+        {
+            self.accept_pause_until = None;
+            for i in 0..self.spec.listeners.len() {
+                self.accept(i);
+            }
+        }
+        for tok in self.conns.keys() {
+            let Some(c) = self.conns.get_mut(tok) else {
+                continue;
+            };
+            if c.conn.poll_timeout().is_some_and(|d| d <= now) {
+                c.conn.handle_timeout(&mut self.sh.ctx());
+                self.drive(tok);
+            }
+        }
+    }
+
+    fn begin_drain(&mut self) {
+        self.accepting = false;
+        for l in &self.spec.listeners {
+            let _ = self.ep.ctl(libc::EPOLL_CTL_DEL, l.raw(), 0, 0);
+        }
+        self.drain_deadline = Some(self.sh.clock.now().instant + self.spec.shutdown_timeout);
+        for tok in self.conns.keys() {
+            if let Some(c) = self.conns.get_mut(tok) {
+                c.conn.begin_shutdown(&mut self.sh.ctx());
+            }
+            self.drive(tok);
+        }
+    }
+
+    fn close_all(&mut self) {
+        for tok in self.conns.keys() {
+            if let Some(mut c) = self.conns.remove(tok) {
+                c.conn.handle_error(&mut self.sh.ctx());
+            }
+        }
+        self.sh.flush_log();
+    }
+}
+
+/// Account for a send/sendfile result. Returns false when writing must stop.
+fn after_write(c: &mut EConn, sh: &mut Shared, n: isize) -> bool {
+    if n >= 0 {
+        c.conn.handle_sent(&mut sh.ctx(), n as usize);
+        return true;
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) => c.wr_blocked = true,
+        Some(libc::EINTR) => return true,
+        _ => c.conn.handle_error(&mut sh.ctx()),
+    }
+    false
+}

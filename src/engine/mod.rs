@@ -1,0 +1,397 @@
+//! I/O engines. Each engine is one module with one entry point,
+//! `run(spec: WorkerSpec) -> io::Result<()>`, driving `http::Conn` for every
+//! connection of one worker thread. They share the clock, the access-log
+//! buffering, the timer tick and the control flags defined here.
+
+pub mod epoll;
+pub mod uring;
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::EngineChoice;
+use crate::files::Responder;
+use crate::http::{Ctx, Limits, Now};
+use crate::log::AccessLog;
+
+/// The engine a worker actually runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Epoll,
+    IoUring,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Epoll => "epoll",
+            Engine::IoUring => "io_uring",
+        }
+    }
+}
+
+/// Resolve the configured choice to an engine. `Ok((engine, note))`: `note`
+/// says why auto fell back. `Err(reason)`: an explicit io_uring is unavailable.
+pub fn select(choice: EngineChoice) -> Result<(Engine, Option<String>), String> {
+    match choice {
+        EngineChoice::Epoll => Ok((Engine::Epoll, None)),
+        EngineChoice::IoUring => match uring::probe() {
+            Ok(()) => Ok((Engine::IoUring, None)),
+            Err(why) => Err(why),
+        },
+        EngineChoice::Auto => match uring::probe() {
+            Ok(()) => Ok((Engine::IoUring, None)),
+            Err(why) => Ok((Engine::Epoll, Some(why))),
+        },
+    }
+}
+
+/// A listening socket shared by all workers (and kept across reloads).
+#[derive(Debug)]
+pub struct Listener {
+    pub fd: OwnedFd,
+    pub addr: SocketAddr,
+}
+
+impl Listener {
+    pub fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// What a worker is told to do, by the daemon.
+pub const RUN: u8 = 0;
+/// Stop accepting, finish responses in flight, close idle connections, exit.
+pub const DRAIN: u8 = 1;
+/// Close everything now and exit.
+pub const ABORT: u8 = 2;
+
+/// Control flags plus an eventfd that wakes the worker's loop.
+#[derive(Debug)]
+pub struct Control {
+    state: AtomicU8,
+    wake: OwnedFd,
+}
+
+impl Control {
+    pub fn new() -> io::Result<Arc<Control>> {
+        // SAFETY: eventfd takes no pointers and returns a new fd or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Arc::new(Control {
+            state: AtomicU8::new(RUN),
+            // SAFETY: fd is new and owned by nobody else.
+            wake: unsafe { OwnedFd::from_raw_fd(fd) },
+        }))
+    }
+
+    pub fn state(&self) -> u8 {
+        self.state.load(Ordering::Acquire)
+    }
+
+    /// Raise the state (never lowers it) and wake the loop.
+    pub fn set(&self, s: u8) {
+        self.state.fetch_max(s, Ordering::AcqRel);
+        self.wake();
+    }
+
+    pub fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our own eventfd.
+        unsafe {
+            libc::write(
+                self.wake.as_raw_fd(),
+                &one as *const u64 as *const libc::c_void,
+                8,
+            )
+        };
+    }
+
+    pub fn wake_fd(&self) -> RawFd {
+        self.wake.as_raw_fd()
+    }
+
+    /// Clear the eventfd counter after a wake-up.
+    pub fn drain_wake(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads at most 8 bytes into a live u64; the fd is non-blocking.
+        unsafe {
+            libc::read(
+                self.wake.as_raw_fd(),
+                &mut v as *mut u64 as *mut libc::c_void,
+                8,
+            )
+        };
+    }
+}
+
+/// Everything a worker needs to run.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    pub id: usize,
+    pub listeners: Vec<Arc<Listener>>,
+    pub files: Arc<Responder>,
+    pub limits: Limits,
+    pub access: Arc<AccessLog>,
+    pub control: Arc<Control>,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
+}
+
+/// Run a worker on the given engine until it is told to stop.
+pub fn run(engine: Engine, spec: WorkerSpec) -> io::Result<()> {
+    match engine {
+        Engine::Epoll => epoll::run(spec),
+        Engine::IoUring => uring::run(spec),
+    }
+}
+
+/// The time, read once per loop turn; strings re-rendered once a second.
+pub struct Clock {
+    now: Now,
+    wall_sec: u64,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        let wall = SystemTime::now();
+        Clock {
+            now: Now::new(Instant::now(), wall),
+            wall_sec: secs(wall),
+        }
+    }
+
+    pub fn update(&mut self) -> Instant {
+        self.now.instant = Instant::now();
+        let wall = SystemTime::now();
+        let s = secs(wall);
+        if s != self.wall_sec {
+            self.wall_sec = s;
+            self.now = Now::new(self.now.instant, wall);
+        }
+        self.now.instant
+    }
+
+    pub fn now(&self) -> &Now {
+        &self.now
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The per-worker state both engines share: responder, limits, clock, the
+/// access-log buffer, the timer tick.
+pub struct Shared {
+    pub files: Arc<Responder>,
+    pub limits: Limits,
+    pub clock: Clock,
+    access: Arc<AccessLog>,
+    logbuf: Vec<u8>,
+    last_flush: Instant,
+    /// Coarse timer: connections' deadlines are checked at most once a tick.
+    tick: Duration,
+    next_tick: Instant,
+}
+
+impl Shared {
+    pub fn new(spec: &WorkerSpec) -> Shared {
+        let l = &spec.limits;
+        let shortest = [
+            l.keepalive_timeout,
+            l.header_timeout,
+            l.send_timeout,
+            l.linger_timeout,
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(Duration::from_secs(1));
+        let tick = (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let clock = Clock::new();
+        let now = clock.now().instant;
+        Shared {
+            files: spec.files.clone(),
+            limits: spec.limits.clone(),
+            clock,
+            access: spec.access.clone(),
+            logbuf: Vec::with_capacity(if spec.access.is_off() { 0 } else { 64 * 1024 }),
+            last_flush: now,
+            tick,
+            next_tick: now + tick,
+        }
+    }
+
+    /// The context a `Conn` call needs.
+    pub fn ctx(&mut self) -> Ctx<'_> {
+        Ctx {
+            now: self.clock.now(),
+            files: &self.files,
+            limits: &self.limits,
+            log: if self.access.is_off() {
+                None
+            } else {
+                Some(&mut self.logbuf)
+            },
+        }
+    }
+
+    /// How long the loop may sleep before the next timer tick.
+    pub fn wait_timeout(&self) -> Duration {
+        self.next_tick
+            .saturating_duration_since(self.clock.now().instant)
+    }
+
+    /// True once per tick: time to check connection deadlines and flush logs.
+    pub fn tick_due(&mut self) -> bool {
+        let now = self.clock.now().instant;
+        if now < self.next_tick {
+            if self.logbuf.len() >= 32 * 1024 {
+                self.flush_log();
+            }
+            return false;
+        }
+        self.next_tick = now + self.tick;
+        if now.duration_since(self.last_flush) >= Duration::from_millis(500)
+            || self.logbuf.len() >= 32 * 1024
+        {
+            self.flush_log();
+        }
+        true
+    }
+
+    pub fn flush_log(&mut self) {
+        self.last_flush = self.clock.now().instant;
+        if !self.logbuf.is_empty() {
+            self.access.write(&self.logbuf);
+            self.logbuf.clear();
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.flush_log();
+    }
+}
+
+/// A slab of connections indexed by a small integer token.
+pub struct Slab<T> {
+    items: Vec<Option<T>>,
+    free: Vec<usize>,
+    len: usize,
+}
+
+impl<T> Slab<T> {
+    pub fn new() -> Slab<T> {
+        Slab {
+            items: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
+    }
+    pub fn insert(&mut self, v: T) -> usize {
+        self.len += 1;
+        match self.free.pop() {
+            Some(i) => {
+                self.items[i] = Some(v);
+                i
+            }
+            None => {
+                self.items.push(Some(v));
+                self.items.len() - 1
+            }
+        }
+    }
+    pub fn remove(&mut self, i: usize) -> Option<T> {
+        let v = self.items.get_mut(i)?.take();
+        if v.is_some() {
+            self.len -= 1;
+            self.free.push(i);
+        }
+        v
+    }
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        self.items.get_mut(i)?.as_mut()
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Tokens of all live entries (a snapshot, so entries may be removed while walking it).
+    pub fn keys(&self) -> Vec<usize> {
+        self.items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.as_ref().map(|_| i))
+            .collect()
+    }
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// accept4() errors that mean "out of descriptors or memory": back off instead of spinning.
+pub fn is_resource_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
+}
+
+/// Convert a kernel sockaddr_storage to a SocketAddr.
+pub fn sockaddr_to_std(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match ss.ss_family as i32 {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in, which fits in it.
+            let a = unsafe { &*(ss as *const _ as *const libc::sockaddr_in) };
+            Some(SocketAddr::from((
+                u32::from_be(a.sin_addr.s_addr).to_be_bytes(),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6, which fits in it.
+            let a = unsafe { &*(ss as *const _ as *const libc::sockaddr_in6) };
+            Some(SocketAddr::from((
+                std::net::Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// TCP_NODELAY on an accepted socket: responses go out as soon as they are written.
+pub fn set_nodelay(fd: RawFd) {
+    let one: libc::c_int = 1;
+    // SAFETY: passes a pointer to a live c_int and its size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            &one as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}

@@ -1,0 +1,147 @@
+//! Request target -> a path relative to the root. Pure: no filesystem access.
+
+use percent_encoding::percent_decode;
+
+/// Why a target cannot name a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// Not a usable target at all (bad form, NUL, backslash, invalid UTF-8) -> 400.
+    Bad,
+    /// Names something we never serve (above the root, a dotfile) -> 404.
+    NotFound,
+}
+
+/// A resolved request path.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ReqPath {
+    /// Relative path under the root, segments joined by '/', no leading '/'.
+    /// Empty for the root itself.
+    pub rel: String,
+    /// The decoded target ended with '/' (a directory is asked for).
+    pub trailing_slash: bool,
+    /// The query string as sent (without '?'), kept for redirects.
+    pub query: Option<String>,
+    /// The normalised absolute path as sent (for `Location`), still encoded.
+    pub raw_path: String,
+}
+
+/// Split the target into path and query. Accepts origin-form and absolute-form.
+pub fn split_target(target: &str) -> Result<(&str, Option<&str>), PathError> {
+    let target = if target.starts_with('/') {
+        target
+    } else if let Some(rest) = strip_scheme(target) {
+        // absolute-form: http://authority/path?query
+        match rest.find(['/', '?']) {
+            Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
+            Some(i) => return Ok(("/", Some(&rest[i + 1..]))),
+            None => "/",
+        }
+    } else {
+        return Err(PathError::Bad);
+    };
+    let target = target.split_once('#').map_or(target, |(p, _)| p);
+    Ok(match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    })
+}
+
+fn strip_scheme(t: &str) -> Option<&str> {
+    let lower = t.get(..8)?.to_ascii_lowercase();
+    if lower.starts_with("http://") {
+        Some(&t[7..])
+    } else if lower == "https://" {
+        Some(&t[8..])
+    } else {
+        None
+    }
+}
+
+/// Decode once, resolve dot-segments, refuse anything that could leave the root.
+pub fn resolve(target: &str, serve_dotfiles: bool) -> Result<ReqPath, PathError> {
+    let (path, query) = split_target(target)?;
+    let decoded = percent_decode(path.as_bytes()).collect::<Vec<u8>>();
+    if decoded.contains(&0) || decoded.contains(&b'\\') {
+        return Err(PathError::Bad);
+    }
+    let decoded = String::from_utf8(decoded).map_err(|_| PathError::Bad)?;
+    let trailing_slash = decoded.ends_with('/');
+    let mut segs: Vec<&str> = Vec::new();
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                // Above the root: refuse rather than clamp, like nginx.
+                if segs.pop().is_none() {
+                    return Err(PathError::Bad);
+                }
+            }
+            s => segs.push(s),
+        }
+    }
+    if segs.iter().any(|s| s.bytes().any(|b| b < 0x20 || b == 0x7f)) {
+        return Err(PathError::Bad);
+    }
+    if !serve_dotfiles && segs.iter().any(|s| s.starts_with('.')) {
+        return Err(PathError::NotFound);
+    }
+    let last_is_dot = decoded.ends_with("/.") || decoded.ends_with("/..");
+    Ok(ReqPath {
+        rel: segs.join("/"),
+        trailing_slash: trailing_slash || last_is_dot || segs.is_empty(),
+        query: query.map(str::to_string),
+        raw_path: path.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rel(t: &str) -> Result<String, PathError> {
+        resolve(t, false).map(|p| p.rel)
+    }
+
+    #[test]
+    fn normalises() {
+        assert_eq!(rel("/").unwrap(), "");
+        assert_eq!(rel("/a/b.html").unwrap(), "a/b.html");
+        assert_eq!(rel("/a/./b/../c").unwrap(), "a/c");
+        assert_eq!(rel("//a//b").unwrap(), "a/b");
+        assert_eq!(rel("/a%20b").unwrap(), "a b");
+        assert_eq!(rel("/%61").unwrap(), "a");
+        assert_eq!(rel("/x?q=1").unwrap(), "x");
+        assert_eq!(rel("http://h/x/y?z").unwrap(), "x/y");
+        assert_eq!(rel("http://h").unwrap(), "");
+        assert!(resolve("/d/", false).unwrap().trailing_slash);
+        assert!(!resolve("/d", false).unwrap().trailing_slash);
+        assert_eq!(resolve("/d?a=1", false).unwrap().query.as_deref(), Some("a=1"));
+    }
+
+    #[test]
+    fn refuses_escapes() {
+        for t in [
+            "/..",
+            "/../x",
+            "/%2e%2e/x",
+            "/%2E%2E/x",
+            "/a/../../x",
+            "/..%2fx",
+            "/.%2e/x",
+            "/%00",
+            "/a%5c..%5cx",
+            "/a\\b",
+            "/%c0%ae%c0%ae/x",
+            "*",
+            "x",
+            "http://h/../x",
+        ] {
+            assert!(rel(t).is_err(), "{t} -> {:?}", rel(t));
+        }
+        // Double-encoded stays literal: "%2e%2e" is a (dot-less) name, never "..".
+        assert_eq!(rel("/%252e%252e/x").unwrap(), "%2e%2e/x");
+        assert_eq!(rel("/.git/config"), Err(PathError::NotFound));
+        assert_eq!(rel("/a/.env"), Err(PathError::NotFound));
+        assert_eq!(resolve("/.well-known/x", true).unwrap().rel, ".well-known/x");
+    }
+}

@@ -1,0 +1,577 @@
+//! The sans-IO HTTP/1.1 connection: bytes in, `Transmit` out, time passed in.
+//!
+//! Requests are answered one at a time, in order. While a response is being
+//! sent, further (pipelined) input is kept in `inbuf`; the engine stops reading
+//! once `wants_input` says so. An idle connection holds no buffered input.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::parse::{Method, Parsed, RequestHead, parse_head};
+use super::{Ctx, Limits, Status};
+use crate::files::{Body, FileRequest, Reply};
+
+const ALLOW: &str = "GET, HEAD, OPTIONS";
+
+/// What the engine should do next for this connection.
+#[derive(Debug)]
+pub enum Transmit<'a> {
+    /// Nothing to send: wait for input or the timeout.
+    Idle,
+    /// Send these bytes. `more`: a file body follows (MSG_MORE / cork).
+    Bytes { data: &'a [u8], more: bool },
+    /// Send `len` bytes of `file` starting at `offset` (the engine may send less).
+    File { file: &'a File, offset: u64, len: u64 },
+    /// Half-close the write side (shutdown(SHUT_WR)), then keep reading until
+    /// EOF or the timeout. Returned once; the engine must act on it.
+    Shutdown,
+    /// Close the connection now.
+    Close,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading requests (or sending the response to one).
+    Open,
+    /// All responses sent; write side to be shut, input discarded.
+    Linger { shut: bool, until: Instant },
+    Closed,
+}
+
+/// The response being sent.
+#[derive(Debug)]
+struct Out {
+    /// Encoded head, plus any small in-memory body.
+    pos: usize,
+    file: Option<Arc<File>>,
+    offset: u64,
+    remaining: u64,
+    close: bool,
+    status: u16,
+    body_len: u64,
+    head_len: usize,
+}
+
+#[derive(Debug)]
+pub struct Conn {
+    peer: SocketAddr,
+    state: State,
+    /// Unprocessed input: a request head that arrived split, or pipelined requests.
+    inbuf: Vec<u8>,
+    /// Encoded response head (+ small body), reused across requests.
+    obuf: Vec<u8>,
+    out: Option<Out>,
+    /// Request body bytes still to read and throw away.
+    discard: u64,
+    /// The peer sent FIN: finish what was asked, then close.
+    peer_eof: bool,
+    /// Graceful stop: the next response closes the connection.
+    draining: bool,
+    requests: u64,
+    head_started: Option<Instant>,
+    last_activity: Instant,
+    deadline: Option<Instant>,
+    /// Access-log line pieces for the response in flight: the part before the
+    /// byte count, and the part after it.
+    log_pre: String,
+    log_post: String,
+}
+
+impl Conn {
+    pub fn new(peer: SocketAddr, now: Instant, limits: &Limits) -> Conn {
+        Conn {
+            peer,
+            state: State::Open,
+            inbuf: Vec::new(),
+            obuf: Vec::new(),
+            out: None,
+            discard: 0,
+            peer_eof: false,
+            draining: false,
+            requests: 0,
+            head_started: None,
+            last_activity: now,
+            deadline: Some(now + limits.header_timeout),
+            log_pre: String::new(),
+            log_post: String::new(),
+        }
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Requests answered (or being answered) on this connection.
+    pub fn requests(&self) -> u64 {
+        self.requests
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Whether the engine should keep reading from the socket.
+    pub fn wants_input(&self, limits: &Limits) -> bool {
+        self.state != State::Closed && self.inbuf.len() < limits.max_buffered()
+    }
+
+    /// Feed bytes the engine received; the engine keeps nothing once this returns.
+    pub fn handle_input(&mut self, ctx: &mut Ctx<'_>, data: &[u8]) {
+        let now = ctx.now.instant;
+        match self.state {
+            State::Closed | State::Linger { .. } => return,
+            State::Open => {}
+        }
+        if data.is_empty() {
+            return;
+        }
+        self.last_activity = now;
+        if self.inbuf.is_empty() {
+            let used = self.process(ctx, data);
+            if used < data.len() && self.state == State::Open {
+                self.inbuf.extend_from_slice(&data[used..]);
+                self.head_started.get_or_insert(now);
+            }
+        } else {
+            self.inbuf.extend_from_slice(data);
+            self.advance(ctx);
+        }
+        self.update_deadline(ctx.limits);
+    }
+
+    /// The peer closed its write side.
+    pub fn handle_eof(&mut self, ctx: &mut Ctx<'_>) {
+        self.peer_eof = true;
+        match self.state {
+            State::Linger { .. } => self.state = State::Closed,
+            State::Open if self.out.is_none() => self.close(ctx),
+            _ => {}
+        }
+    }
+
+    /// The connection broke (reset, error): log what was in flight and close.
+    pub fn handle_error(&mut self, ctx: &mut Ctx<'_>) {
+        self.close(ctx);
+    }
+
+    /// `n` bytes of the current `Transmit` reached the socket.
+    pub fn handle_sent(&mut self, ctx: &mut Ctx<'_>, n: usize) {
+        let Some(out) = self.out.as_mut() else {
+            return;
+        };
+        if n > 0 {
+            self.last_activity = ctx.now.instant;
+        }
+        let mut n = n;
+        let in_head = self.obuf.len() - out.pos;
+        let k = n.min(in_head);
+        out.pos += k;
+        n -= k;
+        if n > 0 {
+            let k = (n as u64).min(out.remaining);
+            out.offset += k;
+            out.remaining -= k;
+        }
+        if out.pos == self.obuf.len() && out.remaining == 0 {
+            self.finish_response(ctx);
+        }
+        self.update_deadline(ctx.limits);
+    }
+
+    /// Time passed; act on a deadline that has expired.
+    pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now.instant;
+        match self.deadline {
+            Some(d) if d <= now => {}
+            _ => return,
+        }
+        match self.state {
+            State::Open
+                if self.out.is_none() && !self.inbuf.is_empty() && self.discard == 0 =>
+            {
+                // A request head that never completed: say so, then close.
+                self.inbuf.clear();
+                self.reject(ctx, Status::REQUEST_TIMEOUT, b"");
+                self.update_deadline(ctx.limits);
+            }
+            State::Open if self.out.is_some() => {
+                crate::debug!("{}: send timeout", self.peer);
+                self.close(ctx);
+            }
+            _ => self.close(ctx),
+        }
+    }
+
+    /// Finish the response in progress, then close (graceful stop, reload drain).
+    pub fn begin_shutdown(&mut self, ctx: &mut Ctx<'_>) {
+        self.draining = true;
+        if self.state == State::Open
+            && self.out.is_none()
+            && self.inbuf.is_empty()
+            && self.discard == 0
+        {
+            self.close(ctx);
+        }
+    }
+
+    /// What to do next. `Shutdown` is handed out once.
+    pub fn poll_transmit(&mut self) -> Transmit<'_> {
+        match self.state {
+            State::Closed => return Transmit::Close,
+            State::Linger { shut: false, until } => {
+                self.state = State::Linger { shut: true, until };
+                return Transmit::Shutdown;
+            }
+            State::Linger { .. } => return Transmit::Idle,
+            State::Open => {}
+        }
+        let Some(out) = self.out.as_ref() else {
+            return Transmit::Idle;
+        };
+        if out.pos < self.obuf.len() {
+            return Transmit::Bytes {
+                data: &self.obuf[out.pos..],
+                more: out.remaining > 0,
+            };
+        }
+        match &out.file {
+            Some(f) if out.remaining > 0 => Transmit::File {
+                file: f,
+                offset: out.offset,
+                len: out.remaining,
+            },
+            _ => Transmit::Idle,
+        }
+    }
+
+    /// When `handle_timeout` wants to be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    // ---- internals ----
+
+    fn update_deadline(&mut self, lim: &Limits) {
+        self.deadline = match self.state {
+            State::Closed => None,
+            State::Linger { until, .. } => Some(until),
+            State::Open if self.out.is_some() => Some(self.last_activity + lim.send_timeout),
+            State::Open if self.discard > 0 => Some(self.last_activity + lim.header_timeout),
+            State::Open if !self.inbuf.is_empty() => Some(
+                self.head_started.unwrap_or(self.last_activity) + lim.header_timeout,
+            ),
+            State::Open if self.requests == 0 => Some(self.last_activity + lim.header_timeout),
+            State::Open => Some(self.last_activity + lim.keepalive_timeout),
+        };
+    }
+
+    /// Process buffered input (after a response finished, or more bytes came).
+    fn advance(&mut self, ctx: &mut Ctx<'_>) {
+        if self.inbuf.is_empty() {
+            return;
+        }
+        let buf = std::mem::take(&mut self.inbuf);
+        let used = self.process(ctx, &buf);
+        self.inbuf = buf;
+        if self.state != State::Open {
+            self.inbuf = Vec::new();
+        } else if used >= self.inbuf.len() {
+            self.inbuf.clear();
+            if self.inbuf.capacity() > 16 * 1024 {
+                self.inbuf = Vec::new();
+            }
+        } else if used > 0 {
+            self.inbuf.drain(..used);
+            self.head_started = Some(ctx.now.instant);
+        }
+    }
+
+    /// Consume what the current state allows from `buf`; returns bytes used.
+    fn process(&mut self, ctx: &mut Ctx<'_>, buf: &[u8]) -> usize {
+        let mut pos = 0;
+        loop {
+            if self.state != State::Open || self.out.is_some() {
+                return pos;
+            }
+            if self.discard > 0 {
+                let k = self.discard.min((buf.len() - pos) as u64);
+                self.discard -= k;
+                pos += k as usize;
+                if self.discard > 0 {
+                    return pos;
+                }
+            }
+            if pos == buf.len() {
+                return pos;
+            }
+            match parse_head(&buf[pos..], &ctx.limits.parse) {
+                Ok(Parsed::Partial) => return pos,
+                Ok(Parsed::Complete(head, n)) => {
+                    self.head_started = None;
+                    self.respond(ctx, &head);
+                    pos += n;
+                }
+                Err(r) => {
+                    self.reject(ctx, r.status, &buf[pos..]);
+                    return buf.len();
+                }
+            }
+        }
+    }
+
+    fn respond(&mut self, ctx: &mut Ctx<'_>, req: &RequestHead<'_>) {
+        self.requests += 1;
+        if req.content_length > ctx.limits.max_body_size {
+            self.start_log(ctx, req.method_str, req.target, req.minor, None, None);
+            self.send_reply(ctx, status_reply(Status::PAYLOAD_TOO_LARGE), false, true);
+            return;
+        }
+        self.discard = req.content_length;
+        let keep = req.keep_alive && !self.draining;
+        self.start_log(
+            ctx,
+            req.method_str,
+            req.target,
+            req.minor,
+            req.referer,
+            req.user_agent,
+        );
+        let (reply, head_only) = match req.method {
+            Method::Get => (ctx.files.respond(FileRequest { target: req.target }), false),
+            Method::Head => (ctx.files.respond(FileRequest { target: req.target }), true),
+            Method::Options => {
+                let mut r = status_reply(Status::NO_CONTENT);
+                r.content_type = None;
+                r.body = Body::Empty;
+                (r, false)
+            }
+            Method::Unknown => (status_reply(Status::NOT_IMPLEMENTED), false),
+            _ => (status_reply(Status::METHOD_NOT_ALLOWED), false),
+        };
+        if req.minor == 0 && keep {
+            self.send_reply_ext(ctx, reply, head_only, false, true);
+        } else {
+            self.send_reply(ctx, reply, head_only, !keep);
+        }
+    }
+
+    /// Answer a request we could not parse (or that timed out), then close.
+    fn reject(&mut self, ctx: &mut Ctx<'_>, status: Status, raw: &[u8]) {
+        self.requests += 1;
+        if ctx.log.is_some() {
+            let line_end = raw
+                .iter()
+                .position(|&b| b == b'\r' || b == b'\n')
+                .unwrap_or(raw.len())
+                .min(1024);
+            self.log_pre.clear();
+            let _ = write!(
+                self.log_pre,
+                "{} - - [{}] \"",
+                self.peer.ip(),
+                ctx.now.log_time
+            );
+            escape_into(&mut self.log_pre, &raw[..line_end]);
+            self.log_pre.push_str("\" ");
+            self.log_post.clear();
+            self.log_post.push_str(" \"-\" \"-\"\n");
+        }
+        self.discard = 0;
+        self.send_reply(ctx, status_reply(status), false, true);
+    }
+
+    fn start_log(
+        &mut self,
+        ctx: &Ctx<'_>,
+        method: &str,
+        target: &str,
+        minor: u8,
+        referer: Option<&str>,
+        ua: Option<&str>,
+    ) {
+        if ctx.log.is_none() {
+            return;
+        }
+        self.log_pre.clear();
+        let _ = write!(
+            self.log_pre,
+            "{} - - [{}] \"",
+            self.peer.ip(),
+            ctx.now.log_time
+        );
+        escape_into(&mut self.log_pre, method.as_bytes());
+        self.log_pre.push(' ');
+        escape_into(&mut self.log_pre, target.as_bytes());
+        let _ = write!(self.log_pre, " HTTP/1.{minor}\" ");
+        self.log_post.clear();
+        self.log_post.push_str(" \"");
+        escape_into(&mut self.log_post, referer.unwrap_or("-").as_bytes());
+        self.log_post.push_str("\" \"");
+        escape_into(&mut self.log_post, ua.unwrap_or("-").as_bytes());
+        self.log_post.push_str("\"\n");
+    }
+
+    fn send_reply(&mut self, ctx: &mut Ctx<'_>, reply: Reply, head_only: bool, close: bool) {
+        self.send_reply_ext(ctx, reply, head_only, close, false);
+    }
+
+    fn send_reply_ext(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        reply: Reply,
+        head_only: bool,
+        close: bool,
+        keep_alive_header: bool,
+    ) {
+        let body_len = reply.body.len();
+        let h = &mut self.obuf;
+        h.clear();
+        let _ = write!(
+            Writer(h),
+            "HTTP/1.1 {} {}\r\nServer: tandem\r\nDate: {}\r\n",
+            reply.status.0,
+            reply.status.reason(),
+            ctx.now.date
+        );
+        if let Some(ct) = reply.content_type {
+            let _ = write!(Writer(h), "Content-Type: {ct}\r\n");
+        }
+        if reply.status != Status::NO_CONTENT && reply.status != Status::NOT_MODIFIED {
+            let _ = write!(Writer(h), "Content-Length: {body_len}\r\n");
+        }
+        if let Some(lm) = reply.last_modified {
+            let _ = write!(Writer(h), "Last-Modified: {}\r\n", httpdate::fmt_http_date(lm));
+        }
+        if let Some(loc) = &reply.location {
+            h.extend_from_slice(b"Location: ");
+            h.extend_from_slice(loc.as_bytes());
+            h.extend_from_slice(b"\r\n");
+        }
+        if matches!(reply.status.0, 204 | 405 | 501) {
+            let _ = write!(Writer(h), "Allow: {ALLOW}\r\n");
+        }
+        if close {
+            h.extend_from_slice(b"Connection: close\r\n");
+        } else if keep_alive_header {
+            h.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        h.extend_from_slice(b"\r\n");
+        let head_len = h.len();
+        let (file, offset, remaining) = match (head_only, reply.body) {
+            (true, _) | (_, Body::Empty) => (None, 0, 0),
+            (false, Body::Static(b)) => {
+                h.extend_from_slice(b);
+                (None, 0, 0)
+            }
+            (false, Body::File { file, offset, len }) => (Some(file), offset, len),
+        };
+        self.out = Some(Out {
+            pos: 0,
+            file,
+            offset,
+            remaining,
+            close,
+            status: reply.status.0,
+            body_len: if head_only { 0 } else { body_len },
+            head_len,
+        });
+    }
+
+    fn finish_response(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(out) = self.out.take() else {
+            return;
+        };
+        self.log_response(ctx, &out, out.body_len);
+        if self.obuf.capacity() > 8 * 1024 {
+            self.obuf = Vec::new();
+        }
+        if out.close {
+            self.linger(ctx);
+            return;
+        }
+        self.advance(ctx);
+        if self.state == State::Open && self.out.is_none() {
+            // Nothing more will come, or we are stopping and nothing is pending.
+            let idle = self.inbuf.is_empty() && self.discard == 0;
+            if self.peer_eof || self.draining && idle {
+                self.close(ctx);
+            }
+        }
+    }
+
+    fn log_response(&mut self, ctx: &mut Ctx<'_>, out: &Out, body_sent: u64) {
+        if let Some(log) = ctx.log.as_deref_mut() {
+            log.extend_from_slice(self.log_pre.as_bytes());
+            let _ = write!(Writer(log), "{} {}", out.status, body_sent);
+            log.extend_from_slice(self.log_post.as_bytes());
+        }
+    }
+
+    fn linger(&mut self, ctx: &mut Ctx<'_>) {
+        self.inbuf = Vec::new();
+        self.discard = 0;
+        if self.peer_eof {
+            self.state = State::Closed;
+        } else {
+            self.state = State::Linger {
+                shut: false,
+                until: ctx.now.instant + ctx.limits.linger_timeout,
+            };
+        }
+        self.update_deadline(ctx.limits);
+    }
+
+    fn close(&mut self, ctx: &mut Ctx<'_>) {
+        if let Some(out) = self.out.take() {
+            // Cut short: log the body bytes that did go out.
+            let static_sent = out.pos.saturating_sub(out.head_len) as u64;
+            let file_sent = match out.file {
+                Some(_) => out.body_len - out.remaining,
+                None => 0,
+            };
+            let sent = (static_sent + file_sent).min(out.body_len);
+            self.log_response(ctx, &out, sent);
+        }
+        self.state = State::Closed;
+        self.inbuf = Vec::new();
+        self.obuf = Vec::new();
+        self.deadline = None;
+    }
+}
+
+fn status_reply(status: Status) -> Reply {
+    Reply {
+        status,
+        content_type: Some(crate::files::mime::HTML),
+        last_modified: None,
+        location: None,
+        body: Body::Static(status.default_page()),
+    }
+}
+
+/// Log-safe copy: quotes, backslashes and non-printables as `\xHH` (as nginx does).
+fn escape_into(s: &mut String, b: &[u8]) {
+    for &c in b {
+        if c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c) {
+            let _ = write!(s, "\\x{c:02X}");
+        } else {
+            s.push(c as char);
+        }
+    }
+}
+
+/// `fmt::Write` into a byte vector.
+struct Writer<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Writer<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,351 @@
+//! Request head parsing on top of httparse, plus the RFC 9112 framing checks
+//! httparse leaves to us (Host, Content-Length, Transfer-Encoding, versions).
+
+use super::Status;
+
+pub const MAX_HEADERS: usize = 96;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Options,
+    Post,
+    Put,
+    Delete,
+    Patch,
+    Trace,
+    Connect,
+    /// A syntactically valid token we do not implement (-> 501).
+    Unknown,
+}
+
+impl Method {
+    fn from_token(m: &str) -> Method {
+        match m {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "OPTIONS" => Method::Options,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "PATCH" => Method::Patch,
+            "TRACE" => Method::Trace,
+            "CONNECT" => Method::Connect,
+            _ => Method::Unknown,
+        }
+    }
+}
+
+/// A parsed and checked request head, borrowing the input buffer.
+#[derive(Debug)]
+pub struct RequestHead<'a> {
+    pub method: Method,
+    pub method_str: &'a str,
+    /// The raw request target as sent.
+    pub target: &'a str,
+    /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor: u8,
+    /// The connection may stay open after this request (version rules + Connection).
+    pub keep_alive: bool,
+    /// Body bytes that follow the head (Content-Length).
+    pub content_length: u64,
+    /// Transfer-Encoding was present: the body length is unknown to us, so the
+    /// connection closes after the response.
+    pub has_transfer_encoding: bool,
+    pub referer: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub if_modified_since: Option<&'a str>,
+    pub if_none_match: Option<&'a str>,
+}
+
+/// The outcome of looking at buffered bytes.
+#[derive(Debug)]
+pub enum Parsed<'a> {
+    /// Need more bytes.
+    Partial,
+    /// A complete head of `len` bytes.
+    Complete(RequestHead<'a>, usize),
+}
+
+/// Limits that apply while parsing.
+#[derive(Debug, Clone, Copy)]
+pub struct ParseLimits {
+    pub max_header_size: usize,
+    pub max_target_size: usize,
+}
+
+/// A request that must be answered with an error status and then closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reject {
+    pub status: Status,
+    /// Method and target so far, for the access log (may be empty).
+    pub request_line_len: usize,
+}
+
+fn reject(status: Status) -> Reject {
+    Reject {
+        status,
+        request_line_len: 0,
+    }
+}
+
+/// Parse a request head from the start of `buf`.
+pub fn parse_head<'a>(buf: &'a [u8], lim: &ParseLimits) -> Result<Parsed<'a>, Reject> {
+    // Leading empty lines before a request line are ignored (RFC 9112 2.2).
+    let skip = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let body = &buf[skip..];
+    if body.is_empty() {
+        if skip > lim.max_header_size {
+            return Err(reject(Status::BAD_REQUEST));
+        }
+        return Ok(Parsed::Partial);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let n = match req.parse(body) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return partial_limits(body, lim).map(|_| Parsed::Partial);
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(reject(Status::HEADER_FIELDS_TOO_LARGE));
+        }
+        Err(httparse::Error::Version) => return Err(reject(version_error(body))),
+        Err(_) => {
+            // A request line that is simply too long to be useful gets 414 even
+            // when it is also malformed further on.
+            partial_limits(body, lim)?;
+            return Err(reject(Status::BAD_REQUEST));
+        }
+    };
+    if n > lim.max_header_size {
+        return Err(reject(Status::HEADER_FIELDS_TOO_LARGE));
+    }
+    let method_str = req.method.unwrap_or("");
+    let target = req.path.unwrap_or("");
+    let minor = req.version.unwrap_or(1);
+    if target.len() > lim.max_target_size {
+        return Err(reject(Status::URI_TOO_LONG));
+    }
+    let method = Method::from_token(method_str);
+
+    let mut host_count = 0usize;
+    let mut content_length: Option<u64> = None;
+    let mut has_te = false;
+    let mut conn_close = false;
+    let mut conn_keep_alive = false;
+    let mut referer = None;
+    let mut user_agent = None;
+    let mut if_modified_since = None;
+    let mut if_none_match = None;
+    for h in req.headers.iter() {
+        let name = h.name;
+        let value = trim(h.value);
+        if name.eq_ignore_ascii_case("host") {
+            host_count += 1;
+            if !valid_host(value) {
+                return Err(reject(Status::BAD_REQUEST));
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
+            // "5" or a list of identical values "5, 5" (RFC 9110 8.6).
+            for part in value.split(|&b| b == b',') {
+                let v = parse_len(trim(part)).ok_or(reject(Status::BAD_REQUEST))?;
+                match content_length {
+                    Some(prev) if prev != v => return Err(reject(Status::BAD_REQUEST)),
+                    _ => content_length = Some(v),
+                }
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            has_te = true;
+        } else if name.eq_ignore_ascii_case("connection") {
+            for tok in value.split(|&b| b == b',') {
+                let tok = trim(tok);
+                if tok.eq_ignore_ascii_case(b"close") {
+                    conn_close = true;
+                } else if tok.eq_ignore_ascii_case(b"keep-alive") {
+                    conn_keep_alive = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("referer") {
+            referer = std::str::from_utf8(value).ok();
+        } else if name.eq_ignore_ascii_case("user-agent") {
+            user_agent = std::str::from_utf8(value).ok();
+        } else if name.eq_ignore_ascii_case("if-modified-since") {
+            if_modified_since = std::str::from_utf8(value).ok();
+        } else if name.eq_ignore_ascii_case("if-none-match") {
+            if_none_match = std::str::from_utf8(value).ok();
+        }
+    }
+    if minor == 1 && host_count != 1 || host_count > 1 {
+        return Err(reject(Status::BAD_REQUEST));
+    }
+    if has_te && content_length.is_some() {
+        return Err(reject(Status::BAD_REQUEST));
+    }
+    let keep_alive = !has_te
+        && if minor == 1 {
+            !conn_close
+        } else {
+            conn_keep_alive && !conn_close
+        };
+    Ok(Parsed::Complete(
+        RequestHead {
+            method,
+            method_str,
+            target,
+            minor,
+            keep_alive,
+            content_length: content_length.unwrap_or(0),
+            has_transfer_encoding: has_te,
+            referer,
+            user_agent,
+            if_modified_since,
+            if_none_match,
+        },
+        skip + n,
+    ))
+}
+
+/// Limits on an incomplete head: 414 while the request line is still open and
+/// already longer than a target may be, 431 once the head is over its limit.
+fn partial_limits(body: &[u8], lim: &ParseLimits) -> Result<(), Reject> {
+    match body.iter().position(|&b| b == b'\n') {
+        None if body.len() > lim.max_target_size + 32 => Err(reject(Status::URI_TOO_LONG)),
+        Some(eol) if eol > lim.max_target_size + 32 => Err(reject(Status::URI_TOO_LONG)),
+        _ if body.len() > lim.max_header_size => Err(reject(Status::HEADER_FIELDS_TOO_LARGE)),
+        _ => Ok(()),
+    }
+}
+
+/// httparse reports any version but 1.0/1.1 as an error. A well-formed
+/// `HTTP/d.d` (or `HTTP/d`) that we do not speak is 505; anything else is 400.
+fn version_error(body: &[u8]) -> Status {
+    let line_end = body
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(body.len());
+    let line = &body[..line_end];
+    let Some(sp) = line.iter().rposition(|&b| b == b' ') else {
+        return Status::BAD_REQUEST;
+    };
+    let v = &line[sp + 1..];
+    let ok = match v {
+        [b'H', b'T', b'T', b'P', b'/', d] => d.is_ascii_digit(),
+        [b'H', b'T', b'T', b'P', b'/', a, b'.', b] => a.is_ascii_digit() && b.is_ascii_digit(),
+        _ => false,
+    };
+    if ok && line[..sp].contains(&b' ') {
+        Status::HTTP_VERSION_NOT_SUPPORTED
+    } else {
+        Status::BAD_REQUEST
+    }
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    let s = v
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(v.len());
+    let e = v
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(s, |i| i + 1);
+    &v[s..e]
+}
+
+fn parse_len(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    v.iter()
+        .try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+}
+
+fn valid_host(v: &[u8]) -> bool {
+    // reg-name / IPv4 / [IPv6] with an optional port; empty is allowed for
+    // absolute-form requests (RFC 9112 3.2) but never whitespace or controls.
+    v.iter().all(|&b| {
+        b.is_ascii_alphanumeric() || b".-_~:[]%!$&'()*+,;=".contains(&b)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIM: ParseLimits = ParseLimits {
+        max_header_size: 8192,
+        max_target_size: 4096,
+    };
+
+    fn status(req: &[u8]) -> Status {
+        match parse_head(req, &LIM) {
+            Ok(Parsed::Complete(..)) => Status::OK,
+            Ok(Parsed::Partial) => Status(0),
+            Err(r) => r.status,
+        }
+    }
+
+    #[test]
+    fn framing() {
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Status::OK);
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\r\n"), Status(0));
+        assert_eq!(status(b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"), Status::OK);
+        assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n"), Status::BAD_REQUEST);
+        assert_eq!(status(b"GET / HTTP/1.0\r\n\r\n"), Status::OK);
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            Status::BAD_REQUEST
+        );
+        assert_eq!(status(b"GET / HTTP/2.0\r\n\r\n"), Status(505));
+        assert_eq!(status(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n"), Status(505));
+        assert_eq!(status(b"GET / HTTP/3\r\n\r\n"), Status(505));
+        assert_eq!(status(b"GET / FOO/1.1\r\n\r\n"), Status::BAD_REQUEST);
+        assert_eq!(status(b"GET /\r\n\r\n"), Status::BAD_REQUEST);
+        assert_eq!(status(b"G(T / HTTP/1.1\r\n\r\n"), Status::BAD_REQUEST);
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
+            Status::BAD_REQUEST
+        );
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n"),
+            Status::OK
+        );
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n"),
+            Status::BAD_REQUEST
+        );
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Status::BAD_REQUEST
+        );
+        let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(5000));
+        assert_eq!(status(long.as_bytes()), Status::URI_TOO_LONG);
+        let long = format!("GET /{}", "a".repeat(5000));
+        assert_eq!(status(long.as_bytes()), Status::URI_TOO_LONG);
+        let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "b".repeat(9000));
+        assert_eq!(status(big.as_bytes()), Status::HEADER_FIELDS_TOO_LARGE);
+        assert_eq!(
+            status(&big.as_bytes()[..8500]),
+            Status::HEADER_FIELDS_TOO_LARGE
+        );
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        let ka = |r: &[u8]| match parse_head(r, &LIM) {
+            Ok(Parsed::Complete(h, _)) => h.keep_alive,
+            other => panic!("{other:?}"),
+        };
+        assert!(ka(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(!ka(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"));
+        assert!(!ka(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, Close\r\n\r\n"));
+        assert!(!ka(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(ka(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+        assert!(!ka(b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"));
+    }
+}

@@ -1,0 +1,250 @@
+//! Error log (leveled lines to stderr or a file) and access log (combined format,
+//! buffered per worker, flushed at least once a second and on exit). Both can be
+//! reopened (SIGUSR1) by swapping the file under a mutex between whole writes, so
+//! no line is lost or split.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::LogTarget;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Error = 0,
+    Warn = 1,
+    Info = 2,
+    Debug = 3,
+}
+
+impl Level {
+    pub fn parse(s: &str) -> Option<Level> {
+        Some(match s {
+            "error" => Level::Error,
+            "warn" => Level::Warn,
+            "info" => Level::Info,
+            "debug" => Level::Debug,
+            _ => return None,
+        })
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warn => "warn",
+            Level::Info => "info",
+            Level::Debug => "debug",
+        }
+    }
+}
+
+/// An open log destination that can be reopened.
+#[derive(Debug)]
+pub struct Sink {
+    target: LogTarget,
+    file: Option<File>,
+}
+
+impl Sink {
+    pub fn open(target: &LogTarget) -> io::Result<Sink> {
+        let file = match target {
+            LogTarget::File(p) => Some(open_append(p)?),
+            _ => None,
+        };
+        Ok(Sink {
+            target: target.clone(),
+            file,
+        })
+    }
+
+    pub fn is_off(&self) -> bool {
+        self.target == LogTarget::Off
+    }
+
+    /// Write whole bytes in one call (O_APPEND keeps concurrent lines whole).
+    pub fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match (&self.target, &mut self.file) {
+            (LogTarget::Off, _) => Ok(()),
+            (LogTarget::Stderr, _) => io::stderr().lock().write_all(buf),
+            (LogTarget::File(_), Some(f)) => f.write_all(buf),
+            (LogTarget::File(_), None) => Ok(()),
+        }
+    }
+
+    pub fn reopen(&mut self) -> io::Result<()> {
+        if let LogTarget::File(p) = &self.target {
+            self.file = Some(open_append(p)?);
+        }
+        Ok(())
+    }
+}
+
+fn open_append(p: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+}
+
+static ERROR_LOG: Mutex<Option<Sink>> = Mutex::new(None);
+static LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
+
+/// Install the error log (stderr is used until this is called).
+pub fn init_error_log(target: &LogTarget, level: Level) -> io::Result<()> {
+    let sink = Sink::open(target)?;
+    *ERROR_LOG.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
+    LEVEL.store(level as u8, Ordering::Relaxed);
+    Ok(())
+}
+
+pub fn reopen_error_log() -> io::Result<()> {
+    match ERROR_LOG.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        Some(s) => s.reopen(),
+        None => Ok(()),
+    }
+}
+
+pub fn enabled(level: Level) -> bool {
+    level as u8 <= LEVEL.load(Ordering::Relaxed)
+}
+
+/// Write one error-log line: `2026-11-22T19:21:37Z info message`.
+pub fn write(level: Level, args: std::fmt::Arguments<'_>) {
+    if !enabled(level) {
+        return;
+    }
+    let line = format!("{} {} {}\n", rfc3339(SystemTime::now()), level.name(), args);
+    let mut guard = ERROR_LOG.lock().unwrap_or_else(|e| e.into_inner());
+    let res = match guard.as_mut() {
+        Some(s) => s.write_all(line.as_bytes()),
+        None => io::stderr().lock().write_all(line.as_bytes()),
+    };
+    drop(guard);
+    if res.is_err() {
+        let _ = io::stderr().lock().write_all(line.as_bytes());
+    }
+}
+
+#[macro_export]
+macro_rules! error { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Error, format_args!($($t)*)) } }
+#[macro_export]
+macro_rules! warn { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Warn, format_args!($($t)*)) } }
+#[macro_export]
+macro_rules! info { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Info, format_args!($($t)*)) } }
+#[macro_export]
+macro_rules! debug { ($($t:tt)*) => { if $crate::log::enabled($crate::log::Level::Debug) { $crate::log::write($crate::log::Level::Debug, format_args!($($t)*)) } } }
+
+/// The access log shared by all workers of a generation. Workers buffer lines
+/// and hand whole buffers over with `write`.
+#[derive(Debug)]
+pub struct AccessLog {
+    sink: Mutex<Sink>,
+    off: bool,
+}
+
+static ACCESS: OnceLock<Mutex<Option<std::sync::Arc<AccessLog>>>> = OnceLock::new();
+
+impl AccessLog {
+    pub fn open(target: &LogTarget) -> io::Result<std::sync::Arc<AccessLog>> {
+        let sink = Sink::open(target)?;
+        let log = std::sync::Arc::new(AccessLog {
+            off: sink.is_off(),
+            sink: Mutex::new(sink),
+        });
+        *ACCESS
+            .get_or_init(|| Mutex::new(None))
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(log.clone());
+        Ok(log)
+    }
+
+    pub fn is_off(&self) -> bool {
+        self.off
+    }
+
+    pub fn write(&self, buf: &[u8]) {
+        if buf.is_empty() {
+            return;
+        }
+        let mut s = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = s.write_all(buf) {
+            drop(s);
+            crate::error!("access log: {e}");
+        }
+    }
+
+    pub fn reopen(&self) -> io::Result<()> {
+        self.sink.lock().unwrap_or_else(|e| e.into_inner()).reopen()
+    }
+
+    /// Reopen the current generation's access log, if any.
+    pub fn reopen_current() -> io::Result<()> {
+        let cur = ACCESS
+            .get_or_init(|| Mutex::new(None))
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match cur {
+            Some(l) => l.reopen(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn split(t: SystemTime) -> (i64, u32, u32, u64, u64, u64) {
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let s = secs % 86_400;
+    (y, m, d, s / 3600, (s / 60) % 60, s % 60)
+}
+
+/// `2026-11-22T19:21:37Z`
+pub fn rfc3339(t: SystemTime) -> String {
+    let (y, mo, d, h, mi, s) = split(t);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// `22/Nov/2026:19:21:37 +0000`, the combined log format's time.
+pub fn clf_time(t: SystemTime) -> String {
+    const MON: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (y, mo, d, h, mi, s) = split(t);
+    format!(
+        "{d:02}/{}/{y:04}:{h:02}:{mi:02}:{s:02} +0000",
+        MON[(mo - 1) as usize]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn times() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_375_297);
+        assert_eq!(rfc3339(t), "2026-11-22T19:21:37Z");
+        assert_eq!(clf_time(t), "22/Nov/2026:19:21:37 +0000");
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
+    }
+}
