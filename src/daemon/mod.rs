@@ -404,10 +404,10 @@ impl Daemon {
         // references and drain; the socket closes when the last one exits.
         let keep: Vec<SocketAddr> = self.cfg.listen.clone();
         self.listeners.retain(|a, _| keep.contains(a));
-        if self.cfg.error_log != old_cfg.error_log || level != current_level(&old_cfg) {
-            if let Err(e) = crate::log::init_error_log(&self.cfg.error_log, level) {
-                crate::error!("error_log: {e}");
-            }
+        if (self.cfg.error_log != old_cfg.error_log || level != current_level(&old_cfg))
+            && let Err(e) = crate::log::init_error_log(&self.cfg.error_log, level)
+        {
+            crate::error!("error_log: {e}");
         }
         crate::info!(
             "reloaded: engine {}, {} worker(s), root {}",

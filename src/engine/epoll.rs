@@ -287,6 +287,7 @@ impl Worker {
                     Transmit::Shutdown => {
                         // SAFETY: shutdown on our own socket fd.
                         unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+                        c.conn.handle_shutdown();
                         progressed = true;
                     }
                     Transmit::Bytes { data, more } => {
@@ -322,10 +323,10 @@ impl Worker {
             if c.conn.is_closed() || !progressed {
                 break;
             }
-            if c.rd_drained || !c.conn.wants_input(&sh.limits) {
-                if c.wr_blocked || matches!(c.conn.poll_transmit(), Transmit::Idle) {
-                    break;
-                }
+            let can_read = !c.rd_drained && c.conn.wants_input(&sh.limits);
+            let can_write = !c.wr_blocked && !matches!(c.conn.poll_transmit(), Transmit::Idle);
+            if !can_read && !can_write {
+                break;
             }
         }
         if c.conn.is_closed() {

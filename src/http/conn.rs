@@ -25,8 +25,8 @@ pub enum Transmit<'a> {
     Bytes { data: &'a [u8], more: bool },
     /// Send `len` bytes of `file` starting at `offset` (the engine may send less).
     File { file: &'a File, offset: u64, len: u64 },
-    /// Half-close the write side (shutdown(SHUT_WR)), then keep reading until
-    /// EOF or the timeout. Returned once; the engine must act on it.
+    /// Half-close the write side (shutdown(SHUT_WR)), then call
+    /// `Conn::handle_shutdown` and keep reading until EOF or the timeout.
     Shutdown,
     /// Close the connection now.
     Close,
@@ -217,14 +217,19 @@ impl Conn {
         }
     }
 
-    /// What to do next. `Shutdown` is handed out once.
-    pub fn poll_transmit(&mut self) -> Transmit<'_> {
+    /// The engine shut the write side as `Transmit::Shutdown` asked.
+    pub fn handle_shutdown(&mut self) {
+        if let State::Linger { until, .. } = self.state {
+            self.state = State::Linger { shut: true, until };
+        }
+    }
+
+    /// What to do next. Calling it has no effect on the Conn: the same answer
+    /// comes back until a `handle_*` call acknowledges progress.
+    pub fn poll_transmit(&self) -> Transmit<'_> {
         match self.state {
             State::Closed => return Transmit::Close,
-            State::Linger { shut: false, until } => {
-                self.state = State::Linger { shut: true, until };
-                return Transmit::Shutdown;
-            }
+            State::Linger { shut: false, .. } => return Transmit::Shutdown,
             State::Linger { .. } => return Transmit::Idle,
             State::Open => {}
         }

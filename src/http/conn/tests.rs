@@ -1,0 +1,375 @@
+//! Conn driven in memory: exact bytes out for whole, split, pipelined and
+//! partially-sent input. No sockets.
+
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::files::{Responder, Settings};
+use crate::http::{Ctx, Limits, Now, ParseLimits};
+
+const DATE: &str = "Sun, 22 Nov 2026 19:21:37 GMT";
+const MTIME: &str = "Fri, 13 Nov 2026 08:00:00 GMT";
+
+struct Env {
+    _dir: tempfile::TempDir,
+    files: Responder,
+    limits: Limits,
+    now: Now,
+    log: Vec<u8>,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mtime = httpdate::parse_http_date(MTIME).unwrap();
+        let put = |name: &str, body: &[u8]| {
+            let p = root.join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, body).unwrap();
+            let f = std::fs::File::options().write(true).open(&p).unwrap();
+            f.set_modified(mtime).unwrap();
+        };
+        put("index.html", b"<h1>hi</h1>\n");
+        put("a.txt", b"hello");
+        put("sub/index.html", b"sub\n");
+        put("404.html", b"not here\n");
+        let files = Responder::new(
+            root,
+            Settings {
+                index: "index.html".into(),
+                serve_dotfiles: false,
+                error_page_404: "404.html".into(),
+            },
+        )
+        .unwrap();
+        let limits = Limits {
+            parse: ParseLimits {
+                max_header_size: 1024,
+                max_target_size: 256,
+            },
+            max_body_size: 100,
+            keepalive_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(15),
+            send_timeout: Duration::from_secs(60),
+            linger_timeout: Duration::from_secs(2),
+        };
+        let now = Now {
+            instant: Instant::now(),
+            date: DATE.into(),
+            log_time: "22/Nov/2026:19:21:37 +0000".into(),
+        };
+        Env {
+            _dir: dir,
+            files,
+            limits,
+            now,
+            log: Vec::new(),
+        }
+    }
+
+    fn ctx(&mut self) -> Ctx<'_> {
+        Ctx {
+            now: &self.now,
+            files: &self.files,
+            limits: &self.limits,
+            log: Some(&mut self.log),
+        }
+    }
+
+    fn conn(&self) -> Conn {
+        Conn::new("127.0.0.1:5555".parse().unwrap(), self.now.instant, &self.limits)
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now.instant += d;
+    }
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct Out {
+    bytes: Vec<u8>,
+    shutdown: bool,
+    closed: bool,
+}
+
+/// Send everything the Conn offers, at most `chunk` bytes per write.
+fn drain(env: &mut Env, c: &mut Conn, chunk: usize, out: &mut Out) {
+    loop {
+        match c.poll_transmit() {
+            Transmit::Idle => return,
+            Transmit::Close => {
+                out.closed = true;
+                return;
+            }
+            Transmit::Shutdown => {
+                out.shutdown = true;
+                c.handle_shutdown();
+            }
+            Transmit::Bytes { data, .. } => {
+                let n = chunk.min(data.len());
+                out.bytes.extend_from_slice(&data[..n]);
+                c.handle_sent(&mut env.ctx(), n);
+            }
+            Transmit::File { file, offset, len } => {
+                let n = chunk.min(len as usize);
+                let mut buf = vec![0u8; n];
+                file.read_exact_at(&mut buf, offset).unwrap();
+                out.bytes.extend_from_slice(&buf);
+                c.handle_sent(&mut env.ctx(), n);
+            }
+        }
+    }
+}
+
+/// Feed `input` in pieces split at `splits`, draining with `chunk`-byte sends.
+fn run(input: &[u8], splits: &[usize], chunk: usize) -> Out {
+    let mut env = Env::new();
+    let mut c = env.conn();
+    let mut out = Out::default();
+    let mut start = 0;
+    for &s in splits.iter().chain(std::iter::once(&input.len())) {
+        c.handle_input(&mut env.ctx(), &input[start..s]);
+        drain(&mut env, &mut c, chunk, &mut out);
+        start = s;
+    }
+    out
+}
+
+fn resp(status: &str, extra: &str, body: &str) -> String {
+    format!("HTTP/1.1 {status}\r\nServer: tandem\r\nDate: {DATE}\r\n{extra}\r\n{body}")
+}
+
+fn file_resp(ct: &str, body: &str) -> String {
+    resp(
+        "200 OK",
+        &format!(
+            "Content-Type: {ct}\r\nContent-Length: {}\r\nLast-Modified: {MTIME}\r\n",
+            body.len()
+        ),
+        body,
+    )
+}
+
+const GET_A: &str = "GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+
+#[test]
+fn get_exact_bytes() {
+    let out = run(GET_A.as_bytes(), &[], usize::MAX);
+    assert_eq!(
+        String::from_utf8(out.bytes).unwrap(),
+        file_resp("text/plain; charset=utf-8", "hello")
+    );
+    assert!(!out.closed && !out.shutdown);
+}
+
+#[test]
+fn head_has_headers_no_body() {
+    let out = run(b"HEAD /a.txt HTTP/1.1\r\nHost: x\r\n\r\n", &[], usize::MAX);
+    let want = file_resp("text/plain; charset=utf-8", "hello");
+    let want = &want[..want.len() - 5];
+    assert_eq!(String::from_utf8(out.bytes).unwrap(), want);
+}
+
+#[test]
+fn split_at_every_offset_gives_same_bytes() {
+    let reqs = [
+        GET_A.to_string(),
+        "GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\r\n".to_string(),
+        format!("{GET_A}GET /sub HTTP/1.1\r\nHost: x\r\n\r\nGET /sub/ HTTP/1.1\r\nHost: x\r\n\r\n"),
+        "GET /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\nHost: x\r\n\r\n"
+            .to_string(),
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_string(),
+    ];
+    for req in &reqs {
+        let whole = run(req.as_bytes(), &[], usize::MAX);
+        assert!(!whole.bytes.is_empty());
+        for i in 1..req.len() {
+            let split = run(req.as_bytes(), &[i], usize::MAX);
+            assert_eq!(split, whole, "split at {i} of {req:?}");
+        }
+        // Two splits, and one byte at a time.
+        for i in (1..req.len()).step_by(7) {
+            for j in (i..req.len()).step_by(5) {
+                assert_eq!(run(req.as_bytes(), &[i, j], usize::MAX), whole);
+            }
+        }
+        let each: Vec<usize> = (1..req.len()).collect();
+        assert_eq!(run(req.as_bytes(), &each, usize::MAX), whole);
+    }
+}
+
+#[test]
+fn pipelined_in_order() {
+    let input = format!(
+        "{GET_A}GET /missing HTTP/1.1\r\nHost: x\r\n\r\nOPTIONS * HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    );
+    let out = run(input.as_bytes(), &[], usize::MAX);
+    let want = [
+        file_resp("text/plain; charset=utf-8", "hello"),
+        resp(
+            "404 Not Found",
+            "Content-Type: text/html; charset=utf-8\r\nContent-Length: 9\r\n",
+            "not here\n",
+        ),
+        resp("204 No Content", "Allow: GET, HEAD, OPTIONS\r\n", ""),
+        file_resp("text/html; charset=utf-8", "<h1>hi</h1>\n"),
+    ]
+    .concat();
+    assert_eq!(String::from_utf8(out.bytes).unwrap(), want);
+}
+
+#[test]
+fn partial_sends_resume() {
+    let input = format!("{GET_A}GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let whole = run(input.as_bytes(), &[], usize::MAX);
+    for chunk in [1, 2, 3, 7, 64] {
+        assert_eq!(run(input.as_bytes(), &[], chunk), whole, "chunk {chunk}");
+        assert_eq!(run(input.as_bytes(), &[10, 40], chunk), whole);
+    }
+}
+
+#[test]
+fn bad_request_closes_after_response() {
+    let out = run(b"GARBAGE\r\n\r\n", &[], usize::MAX);
+    let s = String::from_utf8(out.bytes).unwrap();
+    assert!(s.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{s}");
+    assert!(s.contains("\r\nConnection: close\r\n"));
+    assert!(out.shutdown, "write side shut after the last response");
+    // Later input is discarded; EOF closes.
+    let mut env = Env::new();
+    let mut c = env.conn();
+    let mut out = Out::default();
+    c.handle_input(&mut env.ctx(), b"GET / HTTP/9.9\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    let s = String::from_utf8(out.bytes.clone()).unwrap();
+    assert!(s.starts_with("HTTP/1.1 505 "), "{s}");
+    assert_eq!(s.matches("HTTP/1.1").count(), 1, "nothing after the error");
+    c.handle_eof(&mut env.ctx());
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    assert!(out.closed);
+}
+
+#[test]
+fn methods() {
+    let s = |req: &str| String::from_utf8(run(req.as_bytes(), &[], usize::MAX).bytes).unwrap();
+    let r = s("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi");
+    assert!(r.starts_with("HTTP/1.1 405 "), "{r}");
+    assert!(r.contains("\r\nAllow: GET, HEAD, OPTIONS\r\n"));
+    let r = s("BREW / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(r.starts_with("HTTP/1.1 501 "), "{r}");
+    let r = s("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n");
+    assert!(r.starts_with("HTTP/1.1 413 "), "{r}");
+    assert!(r.contains("Connection: close"));
+}
+
+#[test]
+fn http10_keep_alive() {
+    let out = run(b"GET /a.txt HTTP/1.0\r\n\r\n", &[], usize::MAX);
+    let s = String::from_utf8(out.bytes).unwrap();
+    assert!(s.contains("\r\nConnection: close\r\n"), "{s}");
+    assert!(out.shutdown);
+    let out = run(
+        b"GET /a.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        &[],
+        usize::MAX,
+    );
+    let s = String::from_utf8(out.bytes).unwrap();
+    assert!(s.contains("\r\nConnection: keep-alive\r\n"), "{s}");
+    assert!(!out.shutdown && !out.closed);
+}
+
+#[test]
+fn timeouts() {
+    let mut env = Env::new();
+    // Idle keep-alive connection: closed silently after keepalive_timeout.
+    let mut c = env.conn();
+    let mut out = Out::default();
+    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    let d = c.poll_timeout().unwrap();
+    assert_eq!(d, env.now.instant + env.limits.keepalive_timeout);
+    env.advance(Duration::from_secs(59));
+    c.handle_timeout(&mut env.ctx());
+    assert!(!c.is_closed());
+    env.advance(Duration::from_secs(1));
+    c.handle_timeout(&mut env.ctx());
+    assert!(c.is_closed());
+
+    // A head that never completes: 408, then close.
+    let mut env = Env::new();
+    let mut c = env.conn();
+    let mut out = Out::default();
+    c.handle_input(&mut env.ctx(), b"GET / HTTP/1.1\r\nHo");
+    env.advance(Duration::from_secs(10));
+    c.handle_input(&mut env.ctx(), b"st: x\r\n");
+    // The head deadline runs from the first byte, not the last.
+    assert_eq!(c.poll_timeout().unwrap(), env.now.instant + Duration::from_secs(5));
+    env.advance(Duration::from_secs(5));
+    c.handle_timeout(&mut env.ctx());
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    assert!(String::from_utf8_lossy(&out.bytes).starts_with("HTTP/1.1 408 "));
+    assert!(out.shutdown);
+}
+
+#[test]
+fn graceful_shutdown() {
+    let mut env = Env::new();
+    // Idle: closes at once.
+    let mut c = env.conn();
+    c.begin_shutdown(&mut env.ctx());
+    assert!(matches!(c.poll_transmit(), Transmit::Close));
+    // In flight: the response finishes, then the connection closes.
+    let mut c = env.conn();
+    let mut out = Out::default();
+    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
+    c.begin_shutdown(&mut env.ctx());
+    drain(&mut env, &mut c, 3, &mut out);
+    assert_eq!(
+        String::from_utf8(out.bytes).unwrap(),
+        file_resp("text/plain; charset=utf-8", "hello")
+    );
+    assert!(out.closed);
+    // A request that arrives while draining is answered with Connection: close.
+    let mut c = env.conn();
+    let mut out = Out::default();
+    c.handle_input(&mut env.ctx(), b"GET /a.txt HTTP/1.1\r\nHost");
+    c.begin_shutdown(&mut env.ctx());
+    assert!(!c.is_closed(), "a partial request is in flight");
+    c.handle_input(&mut env.ctx(), b": x\r\n\r\n");
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    assert!(String::from_utf8_lossy(&out.bytes).contains("Connection: close\r\n"));
+}
+
+#[test]
+fn access_log_line() {
+    let mut env = Env::new();
+    let mut c = env.conn();
+    let mut out = Out::default();
+    c.handle_input(
+        &mut env.ctx(),
+        b"GET /a.txt?q=\"x\" HTTP/1.1\r\nHost: x\r\nReferer: http://r/\r\nUser-Agent: ua/1\r\n\r\n",
+    );
+    drain(&mut env, &mut c, 2, &mut out);
+    assert_eq!(
+        String::from_utf8(env.log.clone()).unwrap(),
+        "127.0.0.1 - - [22/Nov/2026:19:21:37 +0000] \"GET /a.txt?q=\\x22x\\x22 HTTP/1.1\" 200 5 \"http://r/\" \"ua/1\"\n"
+    );
+}
+
+#[test]
+fn buffered_input_is_bounded() {
+    let env = Env::new();
+    let mut env = env;
+    let mut c = env.conn();
+    // A client that pipelines without reading: the Conn asks the engine to stop.
+    let one = GET_A.as_bytes();
+    let mut fed = 0;
+    while c.wants_input(&env.limits) {
+        c.handle_input(&mut env.ctx(), one);
+        fed += 1;
+        assert!(fed < 10_000, "never pushed back");
+    }
+    assert!(c.inbuf.len() <= env.limits.max_buffered() + one.len());
+}
