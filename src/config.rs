@@ -268,6 +268,11 @@ impl Config {
         if self.listen.is_empty() {
             return Err("listen: at least one address is needed".into());
         }
+        for (i, a) in self.listen.iter().enumerate() {
+            if self.listen[..i].contains(a) {
+                return Err(format!("listen: {a} is listed twice"));
+            }
+        }
         if self.index.is_empty() || self.index.contains('/') {
             return Err("index: must be a plain file name".into());
         }

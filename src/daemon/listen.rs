@@ -11,7 +11,8 @@ const BACKLOG: i32 = 4096;
 
 /// Bind a listening socket (SO_REUSEADDR, non-blocking, close-on-exec).
 pub fn bind(addr: SocketAddr) -> io::Result<Listener> {
-    let l = TcpListener::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("{addr}: {e}")))?;
+    let l =
+        TcpListener::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("{addr}: {e}")))?;
     l.set_nonblocking(true)?;
     let bound = l.local_addr()?;
     let fd = l.into_raw_fd();

@@ -180,9 +180,8 @@ pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
             listeners.insert(addr, Arc::new(listen::bind(addr).map_err(rt)?));
         }
     }
-    let (engine, note) = engine::select(cfg.engine).map_err(|why| {
-        StartError::Config(format!("engine io_uring unavailable: {why}"))
-    })?;
+    let (engine, note) = engine::select(cfg.engine)
+        .map_err(|why| StartError::Config(format!("engine io_uring unavailable: {why}")))?;
     if cfg.daemon {
         daemonize::Daemonize::new()
             .working_directory(std::env::current_dir().map_err(rt)?)
@@ -197,7 +196,8 @@ pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
     if privs::is_root() {
         match &cfg.user {
             Some(u) => {
-                privs::drop_to(u, cfg.group.as_deref()).map_err(|e| rt(format!("user {u}: {e}")))?;
+                privs::drop_to(u, cfg.group.as_deref())
+                    .map_err(|e| rt(format!("user {u}: {e}")))?;
                 crate::info!("running as user {u}");
             }
             None => crate::warn!("running as root: set `user` to drop privileges after binding"),
@@ -293,7 +293,11 @@ impl Daemon {
     fn main_loop(&mut self, sig: &Signals) {
         let mut stopping: Option<Instant> = None;
         loop {
-            sig.wait(Duration::from_millis(if stopping.is_some() { 50 } else { 500 }));
+            sig.wait(Duration::from_millis(if stopping.is_some() {
+                50
+            } else {
+                500
+            }));
             if sig.term.swap(false, Ordering::AcqRel) {
                 if stopping.is_some() {
                     crate::info!("second stop signal: closing all connections now");
@@ -368,8 +372,8 @@ impl Daemon {
                 crate::warn!("reload: a change of `{what}` takes effect on restart only");
             }
         }
-        let (engine, note) =
-            engine::select(new.engine).map_err(|why| format!("engine io_uring unavailable: {why}"))?;
+        let (engine, note) = engine::select(new.engine)
+            .map_err(|why| format!("engine io_uring unavailable: {why}"))?;
         if let Some(why) = note {
             crate::info!("io_uring unavailable ({why}); engine auto falls back to epoll");
         }

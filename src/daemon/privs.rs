@@ -52,7 +52,9 @@ pub fn drop_to(user: &str, group: Option<&str>) -> io::Result<()> {
         }
         // Make sure there is no way back.
         if uid != 0 && libc::setuid(0) == 0 {
-            return Err(io::Error::other("privileges could be regained after setuid"));
+            return Err(io::Error::other(
+                "privileges could be regained after setuid",
+            ));
         }
     }
     Ok(())

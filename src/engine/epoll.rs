@@ -85,7 +85,12 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
     )?;
     let listen_events = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
     for (i, l) in spec.listeners.iter().enumerate() {
-        ep.ctl(libc::EPOLL_CTL_ADD, l.raw(), listen_events, LISTENER_TAG | i as u64)?;
+        ep.ctl(
+            libc::EPOLL_CTL_ADD,
+            l.raw(),
+            listen_events,
+            LISTENER_TAG | i as u64,
+        )?;
     }
     let mut w = Worker {
         sh: Shared::new(&spec),
@@ -222,8 +227,7 @@ impl Worker {
         let Some(c) = self.conns.get_mut(tok) else {
             return;
         };
-        if flags & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32
-            != 0
+        if flags & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0
         {
             c.rd_drained = false;
         }

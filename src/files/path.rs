@@ -79,7 +79,10 @@ pub fn resolve(target: &str, serve_dotfiles: bool) -> Result<ReqPath, PathError>
             s => segs.push(s),
         }
     }
-    if segs.iter().any(|s| s.bytes().any(|b| b < 0x20 || b == 0x7f)) {
+    if segs
+        .iter()
+        .any(|s| s.bytes().any(|b| b < 0x20 || b == 0x7f))
+    {
         return Err(PathError::Bad);
     }
     if !serve_dotfiles && segs.iter().any(|s| s.starts_with('.')) {
@@ -115,7 +118,10 @@ mod tests {
         assert_eq!(rel("http://h").unwrap(), "");
         assert!(resolve("/d/", false).unwrap().trailing_slash);
         assert!(!resolve("/d", false).unwrap().trailing_slash);
-        assert_eq!(resolve("/d?a=1", false).unwrap().query.as_deref(), Some("a=1"));
+        assert_eq!(
+            resolve("/d?a=1", false).unwrap().query.as_deref(),
+            Some("a=1")
+        );
     }
 
     #[test]
@@ -142,6 +148,9 @@ mod tests {
         assert_eq!(rel("/%252e%252e/x").unwrap(), "%2e%2e/x");
         assert_eq!(rel("/.git/config"), Err(PathError::NotFound));
         assert_eq!(rel("/a/.env"), Err(PathError::NotFound));
-        assert_eq!(resolve("/.well-known/x", true).unwrap().rel, ".well-known/x");
+        assert_eq!(
+            resolve("/.well-known/x", true).unwrap().rel,
+            ".well-known/x"
+        );
     }
 }

@@ -24,7 +24,11 @@ pub enum Transmit<'a> {
     /// Send these bytes. `more`: a file body follows (MSG_MORE / cork).
     Bytes { data: &'a [u8], more: bool },
     /// Send `len` bytes of `file` starting at `offset` (the engine may send less).
-    File { file: &'a File, offset: u64, len: u64 },
+    File {
+        file: &'a File,
+        offset: u64,
+        len: u64,
+    },
     /// Half-close the write side (shutdown(SHUT_WR)), then call
     /// `Conn::handle_shutdown` and keep reading until EOF or the timeout.
     Shutdown,
@@ -37,7 +41,10 @@ enum State {
     /// Reading requests (or sending the response to one).
     Open,
     /// All responses sent; write side to be shut, input discarded.
-    Linger { shut: bool, until: Instant },
+    Linger {
+        shut: bool,
+        until: Instant,
+    },
     Closed,
 }
 
@@ -189,9 +196,7 @@ impl Conn {
             _ => return,
         }
         match self.state {
-            State::Open
-                if self.out.is_none() && !self.inbuf.is_empty() && self.discard == 0 =>
-            {
+            State::Open if self.out.is_none() && !self.inbuf.is_empty() && self.discard == 0 => {
                 // A request head that never completed: say so, then close.
                 self.inbuf.clear();
                 self.reject(ctx, Status::REQUEST_TIMEOUT, b"");
@@ -265,9 +270,9 @@ impl Conn {
             State::Linger { until, .. } => Some(until),
             State::Open if self.out.is_some() => Some(self.last_activity + lim.send_timeout),
             State::Open if self.discard > 0 => Some(self.last_activity + lim.header_timeout),
-            State::Open if !self.inbuf.is_empty() => Some(
-                self.head_started.unwrap_or(self.last_activity) + lim.header_timeout,
-            ),
+            State::Open if !self.inbuf.is_empty() => {
+                Some(self.head_started.unwrap_or(self.last_activity) + lim.header_timeout)
+            }
             State::Open if self.requests == 0 => Some(self.last_activity + lim.header_timeout),
             State::Open => Some(self.last_activity + lim.keepalive_timeout),
         };
@@ -448,7 +453,11 @@ impl Conn {
             let _ = write!(Writer(h), "Content-Length: {body_len}\r\n");
         }
         if let Some(lm) = reply.last_modified {
-            let _ = write!(Writer(h), "Last-Modified: {}\r\n", httpdate::fmt_http_date(lm));
+            let _ = write!(
+                Writer(h),
+                "Last-Modified: {}\r\n",
+                httpdate::fmt_http_date(lm)
+            );
         }
         if let Some(loc) = &reply.location {
             h.extend_from_slice(b"Location: ");

@@ -261,16 +261,16 @@ fn parse_len(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    v.iter()
-        .try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+    v.iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 fn valid_host(v: &[u8]) -> bool {
     // reg-name / IPv4 / [IPv6] with an optional port; empty is allowed for
     // absolute-form requests (RFC 9112 3.2) but never whitespace or controls.
-    v.iter().all(|&b| {
-        b.is_ascii_alphanumeric() || b".-_~:[]%!$&'()*+,;=".contains(&b)
-    })
+    v.iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b".-_~:[]%!$&'()*+,;=".contains(&b))
 }
 
 #[cfg(test)]
@@ -327,7 +327,10 @@ mod tests {
         assert_eq!(status(long.as_bytes()), Status::URI_TOO_LONG);
         let long = format!("GET /{}", "a".repeat(5000));
         assert_eq!(status(long.as_bytes()), Status::URI_TOO_LONG);
-        let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "b".repeat(9000));
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "b".repeat(9000)
+        );
         assert_eq!(status(big.as_bytes()), Status::HEADER_FIELDS_TOO_LARGE);
         assert_eq!(
             status(&big.as_bytes()[..8500]),
@@ -342,10 +345,16 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert!(ka(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
-        assert!(!ka(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"));
-        assert!(!ka(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, Close\r\n\r\n"));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, Close\r\n\r\n"
+        ));
         assert!(!ka(b"GET / HTTP/1.0\r\n\r\n"));
         assert!(ka(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
-        assert!(!ka(b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
     }
 }

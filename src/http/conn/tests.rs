@@ -79,7 +79,11 @@ impl Env {
     }
 
     fn conn(&self) -> Conn {
-        Conn::new("127.0.0.1:5555".parse().unwrap(), self.now.instant, &self.limits)
+        Conn::new(
+            "127.0.0.1:5555".parse().unwrap(),
+            self.now.instant,
+            &self.limits,
+        )
     }
 
     fn advance(&mut self, d: Duration) {
@@ -241,7 +245,10 @@ fn bad_request_closes_after_response() {
     let mut env = Env::new();
     let mut c = env.conn();
     let mut out = Out::default();
-    c.handle_input(&mut env.ctx(), b"GET / HTTP/9.9\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.handle_input(
+        &mut env.ctx(),
+        b"GET / HTTP/9.9\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
     drain(&mut env, &mut c, usize::MAX, &mut out);
     let s = String::from_utf8(out.bytes.clone()).unwrap();
     assert!(s.starts_with("HTTP/1.1 505 "), "{s}");
@@ -305,7 +312,10 @@ fn timeouts() {
     env.advance(Duration::from_secs(10));
     c.handle_input(&mut env.ctx(), b"st: x\r\n");
     // The head deadline runs from the first byte, not the last.
-    assert_eq!(c.poll_timeout().unwrap(), env.now.instant + Duration::from_secs(5));
+    assert_eq!(
+        c.poll_timeout().unwrap(),
+        env.now.instant + Duration::from_secs(5)
+    );
     env.advance(Duration::from_secs(5));
     c.handle_timeout(&mut env.ctx());
     drain(&mut env, &mut c, usize::MAX, &mut out);

@@ -1,0 +1,83 @@
+//! Micro-benchmarks of the sans-IO core: request parsing and a whole
+//! request -> response-head cycle through `Conn`, no sockets.
+//! `cargo bench --bench parse` prints ns per operation; compare ratios from
+//! one run, not absolute numbers across machines.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use tandem::files::{Responder, Settings};
+use tandem::http::parse::{ParseLimits, Parsed, parse_head};
+use tandem::http::{Conn, Ctx, Limits, Now, Transmit};
+
+const REQ: &[u8] = b"GET /index.html HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0\r\nAccept: text/html,application/xhtml+xml\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\nConnection: keep-alive\r\n\r\n";
+
+fn bench(name: &str, iters: u32, mut f: impl FnMut()) {
+    for _ in 0..iters / 10 {
+        f();
+    }
+    let t = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    let ns = t.elapsed().as_nanos() as f64 / f64::from(iters);
+    println!("{name:<40} {ns:>10.1} ns/op");
+}
+
+fn main() {
+    let lim = ParseLimits {
+        max_header_size: 8192,
+        max_target_size: 4096,
+    };
+    bench("parse_head (7 headers)", 500_000, || {
+        match parse_head(black_box(REQ), &lim) {
+            Ok(Parsed::Complete(h, n)) => {
+                black_box((h.target, n));
+            }
+            other => panic!("{other:?}"),
+        }
+    });
+
+    let dir = std::env::temp_dir().join(format!("tandem-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), vec![b'x'; 4096]).unwrap();
+    let files = Responder::new(
+        &dir,
+        Settings {
+            index: "index.html".into(),
+            serve_dotfiles: false,
+            error_page_404: String::new(),
+        },
+    )
+    .unwrap();
+    let limits = Limits {
+        parse: lim,
+        max_body_size: 1 << 20,
+        keepalive_timeout: Duration::from_secs(60),
+        header_timeout: Duration::from_secs(15),
+        send_timeout: Duration::from_secs(60),
+        linger_timeout: Duration::from_secs(2),
+    };
+    let now = Now::new(Instant::now(), std::time::SystemTime::now());
+    let mut conn = Conn::new("127.0.0.1:1".parse().unwrap(), now.instant, &limits);
+    let mut log = Vec::new();
+    bench("Conn request->response (open+stat)", 200_000, || {
+        let mut ctx = Ctx {
+            now: &now,
+            files: &files,
+            limits: &limits,
+            log: Some(&mut log),
+        };
+        conn.handle_input(&mut ctx, black_box(REQ));
+        loop {
+            let n = match conn.poll_transmit() {
+                Transmit::Bytes { data, .. } => data.len(),
+                Transmit::File { len, .. } => len as usize,
+                _ => break,
+            };
+            conn.handle_sent(&mut ctx, n);
+        }
+        log.clear();
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

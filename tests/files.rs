@@ -1,0 +1,299 @@
+//! Static file serving: content, types, headers, directories, 404/403, big files.
+
+#[macro_use]
+mod common;
+
+use common::*;
+
+/// GET a path and check common headers plus status/body/content-type.
+fn expect_file(srv: &Server, path: &str, body: &[u8], ctype: &str) -> Response {
+    let r = get(srv.addr(), path);
+    let ctx = format!("GET {path}");
+    check_common(&r, &ctx);
+    assert_status(&r, 200, &ctx);
+    assert_bytes_eq(&r.body, body, &ctx);
+    assert_eq!(
+        r.header("content-type"),
+        Some(ctype),
+        "{ctx}: Content-Type\n{}",
+        r.describe()
+    );
+    assert_eq!(
+        r.header("content-length"),
+        Some(body.len().to_string().as_str()),
+        "{ctx}: Content-Length"
+    );
+    r
+}
+
+engine_tests! {
+    fn get_root_serves_index(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "", &site.root);
+        let r = expect_file(&srv, "/", INDEX_HTML.as_bytes(), "text/html; charset=utf-8");
+        let lm = r.header("last-modified").unwrap_or_else(|| panic!("GET /: no Last-Modified\n{}", r.describe()));
+        assert!(parse_imf_fixdate(lm).is_some(), "GET /: Last-Modified {lm:?} is not an IMF-fixdate");
+        assert_eq!(lm, imf_fixdate(mtime_secs(&site.path("index.html"))), "GET /: Last-Modified is not index.html's mtime");
+    }
+
+    fn get_index_html_explicitly(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "", &site.root);
+        let r = expect_file(&srv, "/index.html", INDEX_HTML.as_bytes(), "text/html; charset=utf-8");
+        assert_eq!(r.header("last-modified").map(str::to_string), Some(imf_fixdate(mtime_secs(&site.path("index.html")))));
+    }
+
+    fn content_types(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "", &site.root);
+        expect_file(&srv, "/style.css", STYLE_CSS.as_bytes(), "text/css; charset=utf-8");
+        expect_file(&srv, "/app.js", APP_JS.as_bytes(), "text/javascript; charset=utf-8");
+        expect_file(&srv, "/logo.png", &png_bytes(), "image/png");
+        expect_file(&srv, "/data.xyz", &site.read("data.xyz"), "application/octet-stream");
+        expect_file(&srv, "/sub/page.html", &site.read("sub/page.html"), "text/html; charset=utf-8");
+        for p in ["/style.css", "/app.js", "/logo.png", "/data.xyz"] {
+            let r = get(srv.addr(), p);
+            let lm = r.header("last-modified").unwrap_or_else(|| panic!("GET {p}: no Last-Modified"));
+            assert_eq!(lm, imf_fixdate(mtime_secs(&site.path(&p[1..]))), "GET {p}: Last-Modified");
+        }
+    }
+
+    fn query_string_is_ignored_for_files(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "", &site.root);
+        expect_file(&srv, "/style.css?v=123&x=y", STYLE_CSS.as_bytes(), "text/css; charset=utf-8");
+    }
+
+    fn head_has_get_headers_and_no_body(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "", &site.root);
+        for path in ["/", "/style.css", "/logo.png", "/nope-missing.html"] {
+            let g = get(srv.addr(), path);
+            // HEAD then GET pipelined on one connection: if HEAD carried a
+            // body, the GET's response would not parse / would be wrong.
+            let mut c = srv.connect();
+            let req = format!(
+                "HEAD {path} HTTP/1.1\r\nHost: t\r\n\r\nGET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+            );
+            c.send(req.as_bytes());
+            let h = c.read_response("HEAD");
+            let ctx = format!("HEAD {path}");
+            check_common(&h, &ctx);
+            assert_eq!(h.status, g.status, "{ctx}: status differs from GET\n{}", h.describe());
+            for name in ["content-length", "content-type", "last-modified"] {
+                assert_eq!(h.header(name), g.header(name), "{ctx}: {name} differs from GET");
+            }
+            let g2 = c.read_response("GET");
+            assert_eq!(g2.status, g.status, "GET {path} after HEAD (HEAD must not send a body)\n{}", g2.describe());
+            assert_bytes_eq(&g2.body, &g.body, &format!("GET {path} after HEAD"));
+            c.expect_closed(&format!("GET {path} with Connection: close after HEAD"));
+        }
+    }
+
+    fn subdirectory_with_slash_serves_its_index(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "", &site.root);
+        expect_file(&srv, "/sub/", SUB_INDEX_HTML.as_bytes(), "text/html; charset=utf-8");
+        expect_file(&srv, "/sub/index.html", SUB_INDEX_HTML.as_bytes(), "text/html; charset=utf-8");
+    }
+
+    fn directory_without_slash_redirects(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "", &site.root);
+        for (path, loc) in [
+            ("/sub", "/sub/"),
+            ("/sub?a=1", "/sub/?a=1"),
+            ("/sub?a=1&b=two", "/sub/?a=1&b=two"),
+            ("/noindex", "/noindex/"),
+            ("/dir", "/dir/"),
+        ] {
+            let r = get(srv.addr(), path);
+            let ctx = format!("GET {path}");
+            check_common(&r, &ctx);
+            assert_status(&r, 301, &ctx);
+            assert_eq!(r.header("location"), Some(loc), "{ctx}: Location\n{}", r.describe());
+            let h = head(srv.addr(), path);
+            assert_status(&h, 301, &format!("HEAD {path}"));
+            assert_eq!(h.header("location"), Some(loc), "HEAD {path}: Location");
+        }
+    }
+
+    fn directory_without_index_is_404(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "", &site.root);
+        let r = get(srv.addr(), "/noindex/");
+        check_common(&r, "GET /noindex/");
+        assert_status(&r, 404, "GET /noindex/");
+        assert!(!r.body_str().contains("file.txt"), "GET /noindex/ must not list the directory\n{}", r.describe());
+        // The file inside is still served.
+        let r = get(srv.addr(), "/noindex/file.txt");
+        assert_status(&r, 200, "GET /noindex/file.txt");
+        assert_eq!(r.body_str(), "NOINDEX-FILE");
+    }
+
+    fn custom_404_page(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "", &site.root);
+        for path in ["/missing.html", "/no/such/dir/file.css", "/sub/missing"] {
+            let r = get(srv.addr(), path);
+            let ctx = format!("GET {path}");
+            check_common(&r, &ctx);
+            assert_status(&r, 404, &ctx);
+            assert_eq!(r.body_str(), NOT_FOUND_HTML, "{ctx}: body should be 404.html");
+            assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"), "{ctx}: Content-Type");
+            let h = head(srv.addr(), path);
+            assert_status(&h, 404, &format!("HEAD {path}"));
+            assert_eq!(h.header("content-length"), Some(NOT_FOUND_HTML.len().to_string().as_str()), "HEAD {path}: Content-Length");
+        }
+    }
+
+    fn plain_404_without_404_page(e) {
+        let site = Site::empty();
+        site.write("index.html", INDEX_HTML.as_bytes());
+        let srv = start_or_skip!(e, "", &site.root);
+        let r = get(srv.addr(), "/missing.html");
+        check_common(&r, "GET /missing.html (no 404.html)");
+        assert_status(&r, 404, "GET /missing.html (no 404.html)");
+        // The connection stays usable after a 404.
+        let mut c = srv.connect();
+        let r1 = c.roundtrip(b"GET /missing HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_status(&r1, 404, "GET /missing (keep-alive)");
+        let r2 = c.roundtrip(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_status(&r2, 200, "GET / after a 404 on the same connection");
+    }
+
+    fn unreadable_file_is_403(e) {
+        let site = Site::new();
+        site.write("locked.txt", b"LOCKED-CONTENT");
+        set_mode(&site.path("locked.txt"), 0o000);
+        site.write("noexec/inner.txt", b"NOEXEC-CONTENT");
+        set_mode(&site.path("noexec"), 0o644);
+        let mut extra = "";
+        if running_as_root() {
+            // Root reads mode-000 files anyway: run the workers as `nobody`.
+            if uid_of_user("nobody").is_none() {
+                skip("running as root and there is no `nobody` user, so a mode-000 file is readable");
+                return;
+            }
+            extra = "user = \"nobody\"\naccess_log = \"off\"";
+        }
+        let srv = start_or_skip!(e, extra, &site.root);
+        let r0 = get(srv.addr(), "/style.css");
+        assert_status(&r0, 200, "GET /style.css");
+        if running_as_root() {
+            let uid = uid_of_pid(&srv.pid().to_string());
+            if uid != uid_of_user("nobody") {
+                skip(&format!(
+                    "running as root and the server did not switch to user nobody (uid {uid:?}), so a mode-000 file is readable"
+                ));
+                return;
+            }
+        }
+        let r = get(srv.addr(), "/locked.txt");
+        check_common(&r, "GET /locked.txt (mode 000)");
+        assert_status(&r, 403, "GET /locked.txt (mode 000)");
+        assert!(!r.body_str().contains("LOCKED-CONTENT"));
+        let r = get(srv.addr(), "/noexec/inner.txt");
+        check_common(&r, "GET /noexec/inner.txt (directory mode 644)");
+        assert_status(&r, 403, "GET /noexec/inner.txt (directory without search permission)");
+        assert!(!r.body_str().contains("NOEXEC-CONTENT"));
+    }
+
+    fn big_file_get_is_exact(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "", &site.root);
+        let want = big_bytes();
+        let r = get(srv.addr(), "/big.bin");
+        check_common(&r, "GET /big.bin");
+        assert_status(&r, 200, "GET /big.bin");
+        assert_eq!(r.header("content-length"), Some(BIG_SIZE.to_string().as_str()));
+        assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+        assert_bytes_eq(&r.body, &want, "GET /big.bin");
+    }
+
+    fn big_file_head(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "", &site.root);
+        let mut c = srv.connect();
+        // HEAD followed by a small GET on the same connection: no body bytes
+        // of big.bin may leak after the HEAD response.
+        c.send(b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\nGET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
+        let h = c.read_response("HEAD");
+        check_common(&h, "HEAD /big.bin");
+        assert_status(&h, 200, "HEAD /big.bin");
+        assert_eq!(h.header("content-length"), Some(BIG_SIZE.to_string().as_str()));
+        let g = c.read_response("GET");
+        assert_status(&g, 200, "GET /style.css after HEAD /big.bin");
+        assert_bytes_eq(&g.body, STYLE_CSS.as_bytes(), "GET /style.css after HEAD /big.bin");
+        c.expect_open("after HEAD /big.bin + GET");
+    }
+
+    fn big_files_back_to_back_on_one_connection(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "", &site.root);
+        let want = big_bytes();
+        let mut c = srv.connect();
+        c.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\nGET /big.bin HTTP/1.1\r\nHost: t\r\n\r\nGET /app.js HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        for i in 0..2 {
+            let r = c.read_response("GET");
+            assert_status(&r, 200, &format!("pipelined GET /big.bin #{i}"));
+            assert_bytes_eq(&r.body, &want, &format!("pipelined GET /big.bin #{i}"));
+        }
+        let r = c.read_response("GET");
+        assert_bytes_eq(&r.body, APP_JS.as_bytes(), "GET /app.js after two big bodies");
+        c.expect_closed("pipelined big GETs ending with Connection: close");
+    }
+
+    fn big_file_parallel_downloads(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "", &site.root);
+        let want = std::sync::Arc::new(big_bytes());
+        let addr = srv.addr();
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let want = want.clone();
+                std::thread::spawn(move || {
+                    let r = get(addr, "/big.bin");
+                    assert_status(&r, 200, &format!("parallel GET /big.bin #{i}"));
+                    assert_bytes_eq(&r.body, &want, &format!("parallel GET /big.bin #{i}"));
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("download thread panicked");
+        }
+    }
+
+    fn slow_reader_gets_whole_big_file(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "", &site.root);
+        let mut c = srv.connect();
+        c.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        // Read in small pieces so the server sees a full socket buffer many times.
+        use std::io::Read;
+        c.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut all = Vec::new();
+        let mut chunk = [0u8; 1500];
+        loop {
+            match c.stream.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => all.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!("slow read of /big.bin after {} bytes: {e}", all.len()),
+            }
+        }
+        let split = all.windows(4).position(|w| w == b"\r\n\r\n").expect("end of head") + 4;
+        assert!(all.starts_with(b"HTTP/1.1 200"), "slow GET /big.bin: {}", show(&all[..split]));
+        assert_bytes_eq(&all[split..], &big_bytes(), "slow GET /big.bin");
+    }
+
+    fn file_changed_between_requests_is_served_fresh(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "", &site.root);
+        site.write("changing.txt", b"VERSION-ONE");
+        let r = get(srv.addr(), "/changing.txt");
+        assert_eq!(r.body, b"VERSION-ONE");
+        site.write("changing.txt", b"VERSION-TWO-LONGER");
+        let r = get(srv.addr(), "/changing.txt");
+        assert_eq!(r.body_str(), "VERSION-TWO-LONGER", "GET /changing.txt after rewrite\n{}", r.describe());
+    }
+}
