@@ -202,6 +202,8 @@ pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
             }
             None => crate::warn!("running as root: set `user` to drop privileges after binding"),
         }
+    } else if let Some(u) = &cfg.user {
+        crate::info!("not started as root: `user = {u:?}` has nothing to drop");
     }
     let signals = install_signals().map_err(rt)?;
     let mut d = Daemon {
