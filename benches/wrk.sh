@@ -16,6 +16,8 @@ THREADS=${THREADS:-2}
 WORKERS=${WORKERS:-1}
 ROUNDS=${ROUNDS:-1}
 SIZES=${SIZES:-"1k 16k 256k 4m"}
+# Targets: epoll, io_uring, nginx; ENGINE_rp = that engine with one
+# SO_REUSEPORT listener per worker instead of the shared listener.
 TARGETS=${TARGETS:-"epoll io_uring nginx"}
 
 need() {
@@ -49,6 +51,8 @@ mkdir -p "$ROOT"
 for s in $SIZES; do
   head -c "$(numfmt --from=iec "${s^^}")" /dev/urandom >"$ROOT/f$s.bin"
 done
+# nginx workers run as an unprivileged user: let them read the files.
+chmod -R a+rX "$WORK"
 
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
@@ -61,17 +65,19 @@ wait_port() {
 }
 
 declare -A PORT
-start_tandem() { # engine
+start_tandem() { # target: ENGINE, or ENGINE_rp for one SO_REUSEPORT socket per worker
   local port; port=$(free_port)
+  local engine=${1%_rp} rp=0
+  [ "$engine" != "$1" ] && rp=1
   cat >"$WORK/$1.toml" <<CFG
 listen = ["127.0.0.1:$port"]
 root = "$ROOT"
-engine = "$1"
+engine = "$engine"
 workers = $WORKERS
 access_log = "off"
 error_log = "$WORK/$1.err"
 CFG
-  "$BIN" -c "$WORK/$1.toml" &
+  TANDEM_BENCH_REUSEPORT=$rp "$BIN" -c "$WORK/$1.toml" &
   PIDS+=($!)
   PORT[$1]=$port
   wait_port "$port"

@@ -63,3 +63,81 @@ pub fn from_systemd() -> io::Result<Option<Vec<Listener>>> {
     }
     Ok(Some(out))
 }
+
+/// Bind a socket with SO_REUSEPORT, so that every worker can own one for the
+/// same address and the kernel spreads connections between them. Used only by
+/// the `TANDEM_BENCH_REUSEPORT` measurement mode (see README, "Workers").
+pub fn bind_reuseport(addr: SocketAddr) -> io::Result<Listener> {
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: socket takes no pointers and returns a new fd or -1.
+    let fd = unsafe {
+        libc::socket(
+            domain,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is new and owned by nobody else.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    for opt in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
+        // SAFETY: passes a pointer to a live c_int and its size.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                &one as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: sockaddr_storage is plain data; all-zero is valid.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_in fits in sockaddr_storage, which is suitably aligned.
+            let sin = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: sockaddr_in6 fits in sockaddr_storage, which is suitably aligned.
+            let sin6 = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            sin6.sin6_scope_id = a.scope_id();
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    // SAFETY: ss holds a valid address of `len` bytes.
+    if unsafe { libc::bind(fd, &ss as *const _ as *const libc::sockaddr, len as u32) } != 0 {
+        return Err(io::Error::new(
+            io::Error::last_os_error().kind(),
+            format!("{addr}: {}", io::Error::last_os_error()),
+        ));
+    }
+    // SAFETY: listen on a socket we own.
+    if unsafe { libc::listen(fd, BACKLOG) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let l = TcpListener::from(owned);
+    let bound = l.local_addr()?;
+    Ok(Listener {
+        fd: OwnedFd::from(l),
+        addr: bound,
+    })
+}

@@ -118,6 +118,9 @@ struct Daemon {
     listeners: HashMap<SocketAddr, Arc<Listener>>,
     /// Listeners handed over by systemd; when present they replace `listen`.
     inherited: Option<Vec<Arc<Listener>>>,
+    /// Measurement mode: one SO_REUSEPORT socket per worker instead of shared
+    /// listeners (TANDEM_BENCH_REUSEPORT; not reload-safe, see README).
+    reuseport: bool,
     current: Generation,
     old: Vec<Generation>,
 }
@@ -174,8 +177,9 @@ pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
     let inherited = listen::from_systemd()
         .map_err(rt)?
         .map(|v| v.into_iter().map(Arc::new).collect::<Vec<_>>());
+    let reuseport = std::env::var_os("TANDEM_BENCH_REUSEPORT").is_some_and(|v| v == "1");
     let mut listeners = HashMap::new();
-    if inherited.is_none() {
+    if inherited.is_none() && !reuseport {
         for &addr in &cfg.listen {
             listeners.insert(addr, Arc::new(listen::bind(addr).map_err(rt)?));
         }
@@ -211,6 +215,7 @@ pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
         cfg,
         listeners,
         inherited,
+        reuseport,
         current: Generation {
             workers: Vec::new(),
         },
@@ -260,11 +265,14 @@ impl Daemon {
         )?);
         let access = AccessLog::open(&cfg.access_log)?;
         let limits = Limits::from_config(cfg);
-        let listeners = self.active_listeners();
+        let mut listeners = self.active_listeners();
         let n = cfg.workers.resolve();
         let mut workers = Vec::with_capacity(n);
         for id in 0..n {
             let control = Control::new()?;
+            if self.reuseport {
+                listeners = self.reuseport_listeners(&listeners)?;
+            }
             let spec = WorkerSpec {
                 id,
                 listeners: listeners.clone(),
@@ -290,6 +298,21 @@ impl Daemon {
             });
         }
         Ok(Generation { workers })
+    }
+
+    /// One SO_REUSEPORT socket per configured address; `prev` (the previous
+    /// worker's) fixes the port when the config says port 0.
+    fn reuseport_listeners(&self, prev: &[Arc<Listener>]) -> io::Result<Vec<Arc<Listener>>> {
+        let mut out = Vec::new();
+        for (i, &addr) in self.cfg.listen.iter().enumerate() {
+            let addr = prev.get(i).map_or(addr, |l| l.addr);
+            let l = listen::bind_reuseport(addr)?;
+            if prev.is_empty() {
+                crate::info!("listening on {} (SO_REUSEPORT per worker)", l.addr);
+            }
+            out.push(Arc::new(l));
+        }
+        Ok(out)
     }
 
     fn main_loop(&mut self, sig: &Signals) {
