@@ -173,7 +173,12 @@ impl Signals {
 
 /// Run the server until it is stopped. Returns the process exit code.
 pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
-    // Listeners first, so a busy port is reported before anything else happens.
+    // The pidfile lock first: a second instance is told so before it tries to bind.
+    let mut pidfile = match &cfg.pidfile {
+        Some(p) => Some(pidfile::Pidfile::lock(p).map_err(rt)?),
+        None => None,
+    };
+    // Then the listeners, so a busy port is reported before anything else happens.
     let inherited = listen::from_systemd()
         .map_err(rt)?
         .map(|v| v.into_iter().map(Arc::new).collect::<Vec<_>>());
@@ -193,10 +198,9 @@ pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
             .start()
             .map_err(|e| rt(format!("daemonize: {e}")))?;
     }
-    let _pidfile = match &cfg.pidfile {
-        Some(p) => Some(pidfile::Pidfile::create(p).map_err(rt)?),
-        None => None,
-    };
+    if let Some(p) = pidfile.as_mut() {
+        p.write_pid().map_err(rt)?;
+    }
     if privs::is_root() {
         match &cfg.user {
             Some(u) => {
@@ -237,6 +241,7 @@ pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
     );
     notify::notify("READY=1");
     d.main_loop(&signals);
+    drop(pidfile);
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
+
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -13,8 +14,9 @@ pub struct Pidfile {
 }
 
 impl Pidfile {
-    /// Create and lock; fails if another live instance holds the lock.
-    pub fn create(path: &Path) -> io::Result<Pidfile> {
+    /// Open and lock; fails if another live instance holds the lock. The pid
+    /// is written later, with `write_pid`, once the listeners are bound.
+    pub fn lock(path: &Path) -> io::Result<Pidfile> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -35,21 +37,19 @@ impl Pidfile {
                 ),
             ));
         }
-        file.set_len(0)?;
-        file.seek(io::SeekFrom::Start(0))?;
-        writeln!(file, "{}", std::process::id())?;
-        file.flush()?;
         Ok(Pidfile {
             path: path.to_path_buf(),
             file,
         })
     }
 
-    /// Rewrite our pid (after daemonizing changed it).
-    pub fn rewrite(&mut self) -> io::Result<()> {
+    /// Record our pid (the daemon's, when called after daemonizing: the lock
+    /// belongs to the open file, which the forked child shares).
+    pub fn write_pid(&mut self) -> io::Result<()> {
         self.file.set_len(0)?;
         self.file.seek(io::SeekFrom::Start(0))?;
-        writeln!(self.file, "{}", std::process::id())
+        writeln!(self.file, "{}", std::process::id())?;
+        self.file.flush()
     }
 }
 
