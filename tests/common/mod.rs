@@ -1203,3 +1203,677 @@ pub fn assert_bytes_eq(got: &[u8], want: &[u8], ctx: &str) {
         want.len()
     );
 }
+
+// ---------------------------------------------------------------------------
+// Daemon life: signals, config rewrites, reloads, fds, custom launches
+// (appended for tests/daemon.rs, tests/badclients.rs, tests/differential.rs)
+// ---------------------------------------------------------------------------
+
+/// Send signal `sig` (e.g. `libc::SIGHUP`) to `pid`; panics if kill(2) fails.
+pub fn send_signal(pid: u32, sig: i32) {
+    // SAFETY: kill takes plain integers.
+    let r = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    assert!(r == 0, "kill({pid}, {sig}): {}", io::Error::last_os_error());
+}
+
+/// Does `pid` name a live process (present and not a zombie)?
+pub fn pid_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let state = s
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next())
+                .unwrap_or("");
+            state != "Z" && state != "X"
+        }
+        Err(_) => false,
+    }
+}
+
+/// Wait until `pid` is gone (or a zombie); false on timeout.
+pub fn wait_pid_gone(pid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if !pid_alive(pid) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10)); // poll interval
+    }
+}
+
+/// Number of open file descriptors of `pid` (entries of /proc/PID/fd).
+pub fn fd_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"))
+        .count()
+}
+
+/// The targets of `pid`'s open descriptors, for leak reports.
+pub fn fd_listing(pid: u32) -> String {
+    let mut v: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    let t = fs::read_link(e.path())
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default();
+                    format!("{} -> {t}", e.file_name().to_string_lossy())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v.join("\n")
+}
+
+/// Wait until `pid` has at most `max` descriptors. `Err(last count)` on timeout.
+pub fn wait_fd_count_at_most(pid: u32, max: usize, timeout: Duration) -> Result<usize, usize> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let n = fd_count(pid);
+        if n <= max {
+            return Ok(n);
+        }
+        if Instant::now() >= deadline {
+            return Err(n);
+        }
+        std::thread::sleep(Duration::from_millis(20)); // poll interval
+    }
+}
+
+/// Wait until `pid` has at least `min` descriptors. `Err(last count)` on timeout.
+pub fn wait_fd_count_at_least(pid: u32, min: usize, timeout: Duration) -> Result<usize, usize> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let n = fd_count(pid);
+        if n >= min {
+            return Ok(n);
+        }
+        if Instant::now() >= deadline {
+            return Err(n);
+        }
+        std::thread::sleep(Duration::from_millis(20)); // poll interval
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound to :0, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// Poll `path` until it exists and its text satisfies `pred`; returns the text.
+pub fn wait_file<F: Fn(&str) -> bool>(path: &Path, timeout: Duration, pred: F) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(b) = fs::read(path) {
+            let t = String::from_utf8_lossy(&b).into_owned();
+            if pred(&t) {
+                return Some(t);
+            }
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20)); // poll interval
+    }
+}
+
+/// Non-overlapping occurrences of `needle` in `hay`.
+pub fn count_occurrences(hay: &str, needle: &str) -> usize {
+    hay.matches(needle).count()
+}
+
+/// The config `Server::start` writes for `cfg_extra`/`root`/`access_log`:
+/// the harness defaults for every key `cfg_extra` does not set, then `cfg_extra`.
+pub fn compose_config(cfg_extra: &str, root: &Path, access_log: &Path) -> String {
+    let extra_keys: Vec<String> = cfg_extra
+        .lines()
+        .filter_map(|l| {
+            let (k, _) = l.trim().split_once('=')?;
+            Some(k.trim().to_string())
+        })
+        .collect();
+    let mut cfg = String::new();
+    let defaults = [
+        ("listen", "[\"127.0.0.1:0\"]".to_string()),
+        ("root", toml_str(&root.display().to_string())),
+        ("access_log", toml_str(&access_log.display().to_string())),
+        ("error_log", toml_str("stderr")),
+    ];
+    for (k, v) in defaults {
+        if !extra_keys.iter().any(|e| e == k) {
+            cfg.push_str(&format!("{k} = {v}\n"));
+        }
+    }
+    cfg.push_str(cfg_extra);
+    cfg.push('\n');
+    cfg
+}
+
+/// Options for [`Server::launch`], a more flexible [`Server::start`].
+#[derive(Default, Clone)]
+pub struct Launch {
+    /// Put `engine = "E"` in the config instead of passing `--engine E`
+    /// (the command-line flag also wins on reload, so a test that switches
+    /// engines by reloading needs this).
+    pub engine_in_config: bool,
+    /// Extra environment variables for the child.
+    pub env: Vec<(String, String)>,
+    /// Hand this listening socket to the child as fd 3, with `LISTEN_FDS=1`
+    /// and `LISTEN_PID` set to the child's own pid (systemd socket activation).
+    pub listen_fd: Option<std::os::fd::RawFd>,
+    /// Also capture the lines of this file (an `error_log` path) as if they
+    /// were stderr (follows renames like `tail -F`).
+    pub tail: Option<PathBuf>,
+}
+
+/// Follow `path` like `tail -F`, appending its lines to `shared`, until the
+/// Server owning `shared` is gone.
+fn spawn_tail(path: PathBuf, shared: std::sync::Weak<(Mutex<Captured>, Condvar)>) {
+    use std::os::unix::fs::MetadataExt;
+    std::thread::spawn(move || {
+        let mut cur: Option<(fs::File, u64)> = None;
+        let mut partial: Vec<u8> = Vec::new();
+        loop {
+            let Some(sh) = shared.upgrade() else { return };
+            if cur.is_none()
+                && let Ok(f) = fs::File::open(&path)
+            {
+                let ino = f.metadata().map(|m| m.ino()).unwrap_or(0);
+                cur = Some((f, ino));
+            }
+            let mut got = Vec::new();
+            if let Some((f, ino)) = cur.as_mut() {
+                let _ = f.read_to_end(&mut got);
+                // Renamed away and a new file in its place: switch once the old one is drained.
+                if got.is_empty()
+                    && let Ok(m) = fs::metadata(&path)
+                    && m.ino() != *ino
+                {
+                    cur = None;
+                }
+            }
+            if !got.is_empty() {
+                partial.extend_from_slice(&got);
+                if let Some(last_nl) = partial.iter().rposition(|&b| b == b'\n') {
+                    let lines: Vec<u8> = partial.drain(..=last_nl).collect();
+                    let (m, cv) = &*sh;
+                    m.lock()
+                        .unwrap()
+                        .text
+                        .push_str(&String::from_utf8_lossy(&lines));
+                    cv.notify_all();
+                }
+            }
+            drop(sh);
+            std::thread::sleep(Duration::from_millis(15)); // poll interval
+        }
+    });
+}
+
+impl Server {
+    /// Like [`Server::start`], with the options of [`Launch`].
+    #[allow(clippy::zombie_processes)] // every exit path waits or reaps via try_wait
+    pub fn launch(engine: &str, cfg_extra: &str, root: &Path, opts: Launch) -> Option<Server> {
+        use std::os::unix::process::CommandExt;
+        let tmp = tempfile::Builder::new()
+            .prefix("tandem-srv-")
+            .tempdir()
+            .expect("tempdir");
+        set_mode(tmp.path(), 0o755);
+        let access_log = tmp.path().join("access.log");
+        let config_path = tmp.path().join("tandem.toml");
+        let mut extra = cfg_extra.to_string();
+        if opts.engine_in_config && !extra.lines().any(|l| l.trim_start().starts_with("engine")) {
+            extra = format!("engine = {}\n{extra}", toml_str(engine));
+        }
+        let cfg = compose_config(&extra, root, &access_log);
+        fs::write(&config_path, &cfg).expect("write config");
+
+        let mut cmd;
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        if !opts.engine_in_config {
+            args.push("--engine".into());
+            args.push(engine.into());
+        }
+        args.push("-c".into());
+        args.push(config_path.clone().into());
+        if let Some(fd) = opts.listen_fd {
+            // sh sets LISTEN_PID to its own pid, which `exec` hands to tandem.
+            cmd = Command::new("/bin/sh");
+            cmd.arg("-c")
+                .arg(
+                    "LISTEN_PID=$$; LISTEN_FDS=1; export LISTEN_PID LISTEN_FDS; exec \"$0\" \"$@\"",
+                )
+                .arg(tandem_bin())
+                .args(&args);
+            // SAFETY: only async-signal-safe calls (dup2, fcntl) between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if fd == 3 {
+                        if libc::fcntl(3, libc::F_SETFD, 0) != 0 {
+                            return Err(io::Error::last_os_error());
+                        }
+                    } else if libc::dup2(fd, 3) != 3 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        } else {
+            cmd = Command::new(tandem_bin());
+            cmd.args(&args);
+        }
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tandem");
+        let shared: Shared = Arc::new((Mutex::new(Captured::default()), Condvar::new()));
+        spawn_drain(child.stderr.take().unwrap(), shared.clone());
+        if let Some(p) = &opts.tail {
+            spawn_tail(p.clone(), Arc::downgrade(&shared));
+        }
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut exited = None;
+        let addr = loop {
+            let (m, cv) = &*shared;
+            let mut g = m.lock().unwrap();
+            if let Some(a) = find_listening(&g.text) {
+                break a;
+            }
+            if exited.is_none() {
+                exited = child.try_wait().expect("try_wait");
+            }
+            if let Some(st) = exited {
+                let d2 = Instant::now() + Duration::from_secs(2);
+                while !g.eof && Instant::now() < d2 {
+                    g = cv.wait_timeout(g, Duration::from_millis(50)).unwrap().0;
+                }
+                drop(g);
+                if let Some(p) = &opts.tail {
+                    // Give the tail thread a moment to pick up the last lines.
+                    let _ = wait_file(p, Duration::from_millis(300), |t| t.contains("unavailable"));
+                }
+                let mut text = m.lock().unwrap().text.clone();
+                if let Some(p) = &opts.tail {
+                    text.push_str(&fs::read_to_string(p).unwrap_or_default());
+                }
+                let unavailable = st.code() == Some(2)
+                    && text.contains("io_uring")
+                    && text.contains("unavailable");
+                if unavailable
+                    && engine == "io_uring"
+                    && std::env::var_os("TANDEM_REQUIRE_IO_URING").is_none()
+                {
+                    let line = text
+                        .lines()
+                        .find(|l| l.contains("unavailable"))
+                        .unwrap_or("");
+                    skip(&format!("io_uring unavailable: {}", line.trim()));
+                    return None;
+                }
+                panic!(
+                    "tandem (engine {engine}) exited with {st} before listening.\n\
+                     --- config ---\n{cfg}--- stderr/error log ---\n{text}"
+                );
+            }
+            if Instant::now() >= deadline {
+                let text = g.text.clone();
+                drop(g);
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "tandem (engine {engine}) printed no `listening on` line within {START_TIMEOUT:?}.\n\
+                     --- config ---\n{cfg}--- stderr/error log ---\n{text}"
+                );
+            }
+            let _ = cv.wait_timeout(g, Duration::from_millis(50)).unwrap();
+        };
+
+        Some(Server {
+            child,
+            exited: None,
+            addr,
+            engine: engine.to_string(),
+            stderr: shared,
+            tmp,
+            config_path,
+            access_log,
+        })
+    }
+
+    /// Send a signal (e.g. `libc::SIGHUP`) to the server process.
+    pub fn signal(&self, sig: i32) {
+        send_signal(self.pid(), sig);
+    }
+
+    /// The server's temporary directory (config, access log).
+    pub fn tmp_dir(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Has the process not exited yet?
+    pub fn is_running(&mut self) -> bool {
+        if self.exited.is_some() {
+            return false;
+        }
+        match self.child.try_wait().expect("try_wait") {
+            Some(st) => {
+                self.exited = Some(st);
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Panic unless the server still runs and has not printed "panicked".
+    #[track_caller]
+    pub fn assert_healthy(&mut self, ctx: &str) {
+        let running = self.is_running();
+        assert!(
+            running,
+            "{ctx}: tandem exited ({:?})\n--- stderr ---\n{}",
+            self.exited,
+            self.stderr_text()
+        );
+        let text = self.stderr_text();
+        assert!(
+            !text.contains("panicked"),
+            "{ctx}: tandem printed a panic\n--- stderr ---\n{text}"
+        );
+    }
+
+    /// Open descriptors of the server process.
+    pub fn fd_count(&self) -> usize {
+        fd_count(self.pid())
+    }
+
+    /// Rewrite the config file as `start` composes it (same access log path).
+    pub fn write_config(&self, cfg_extra: &str, root: &Path) {
+        let cfg = compose_config(cfg_extra, root, &self.access_log);
+        fs::write(&self.config_path, cfg).expect("rewrite config");
+    }
+
+    /// SIGHUP, then wait for a new `reloaded:` line (`Ok(line)`) or a new
+    /// `reload failed` line (`Err(line)`). Panics if neither appears in time.
+    pub fn reload(&self, timeout: Duration) -> Result<String, String> {
+        const OK: &str = "reloaded: ";
+        const BAD: &str = "reload failed";
+        let before = self.stderr_text();
+        let (n_ok, n_bad) = (
+            count_occurrences(&before, OK),
+            count_occurrences(&before, BAD),
+        );
+        self.signal(libc::SIGHUP);
+        let done = self.wait_stderr_until(timeout, |t| {
+            count_occurrences(t, OK) > n_ok || count_occurrences(t, BAD) > n_bad
+        });
+        let text = self.stderr_text();
+        assert!(
+            done,
+            "no `{OK}` or `{BAD}` line within {timeout:?} of SIGHUP\n--- stderr ---\n{text}"
+        );
+        let nth_line = |needle: &str, n: usize| {
+            text.lines()
+                .filter(|l| l.contains(needle))
+                .nth(n)
+                .unwrap_or("")
+                .to_string()
+        };
+        if count_occurrences(&text, OK) > n_ok {
+            Ok(nth_line(OK, n_ok))
+        } else {
+            Err(nth_line(BAD, n_bad))
+        }
+    }
+}
+
+/// How reading a response ended, telling "nothing at all came back" apart
+/// (the case RFC 9112 §9.3.1 lets a client retry on a reused connection).
+#[derive(Debug)]
+pub enum ReadOutcome {
+    Ok(Response),
+    /// EOF or reset before any byte of a response.
+    Nothing(String),
+    /// Anything else: timeout, bad bytes, closed mid-response.
+    Failed(String),
+}
+
+impl Conn {
+    pub fn read_response_classified(&mut self, method: &str, timeout: Duration) -> ReadOutcome {
+        match self.try_read_response_within(method, timeout) {
+            Ok(r) => ReadOutcome::Ok(r),
+            Err(e) => {
+                let timed_out = e.contains("timed out") || e.contains("deadline passed");
+                // Head errors leave the received bytes in the buffer.
+                let in_head = e.starts_with("connection closed before any response byte")
+                    || e.starts_with("reading response head");
+                if in_head && self.buf.is_empty() && !timed_out {
+                    ReadOutcome::Nothing(e)
+                } else {
+                    ReadOutcome::Failed(e)
+                }
+            }
+        }
+    }
+}
+
+/// One parsed combined-log-format line.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub client: String,
+    pub time: u64,
+    pub request: String,
+    pub status: u16,
+    pub bytes: u64,
+    pub referer: String,
+    pub user_agent: String,
+}
+
+/// Parse `IP - - [time] "request" status bytes "referer" "user-agent"`.
+pub fn parse_combined(line: &str) -> Option<LogLine> {
+    fn quoted(s: &str) -> Option<(String, &str)> {
+        let s = s.strip_prefix('"')?;
+        let mut out = String::new();
+        let mut it = s.char_indices();
+        while let Some((i, c)) = it.next() {
+            match c {
+                '\\' => out.push(it.next()?.1),
+                '"' => return Some((out, &s[i + 1..])),
+                c => out.push(c),
+            }
+        }
+        None
+    }
+    let (client, rest) = line.split_once(' ')?;
+    let rest = rest.strip_prefix("- - [")?;
+    let (time, rest) = rest.split_once("] ")?;
+    let time = parse_clf_time(time)?;
+    let (request, rest) = quoted(rest)?;
+    let rest = rest.strip_prefix(' ')?;
+    let (status, rest) = rest.split_once(' ')?;
+    let (bytes, rest) = rest.split_once(' ')?;
+    let (referer, rest) = quoted(rest)?;
+    let rest = rest.strip_prefix(' ')?;
+    let (user_agent, rest) = quoted(rest)?;
+    if !rest.is_empty() || status.len() != 3 {
+        return None;
+    }
+    Some(LogLine {
+        client: client.to_string(),
+        time,
+        request,
+        status: status.parse().ok()?,
+        bytes: bytes.parse().ok()?,
+        referer,
+        user_agent,
+    })
+}
+
+/// Is the io_uring engine usable here? Starts `tandem --engine io_uring`
+/// once (per test binary) and sees whether it serves.
+pub fn io_uring_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("tandem-probe-")
+            .tempdir()
+            .expect("tempdir");
+        let cfg = dir.path().join("probe.toml");
+        fs::write(
+            &cfg,
+            format!(
+                "listen = [\"127.0.0.1:0\"]\nroot = {}\naccess_log = \"off\"\nworkers = 1\n",
+                toml_str(&dir.path().display().to_string())
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(tandem_bin())
+            .args(["--engine", "io_uring", "-c"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tandem");
+        let shared: Shared = Arc::new((Mutex::new(Captured::default()), Condvar::new()));
+        spawn_drain(child.stderr.take().unwrap(), shared.clone());
+        let deadline = Instant::now() + START_TIMEOUT;
+        let ok = loop {
+            if let Some(a) = find_listening(&shared.0.lock().unwrap().text) {
+                break Conn::connect(a)
+                    .try_send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                    .is_ok();
+            }
+            if child.try_wait().expect("try_wait").is_some() || Instant::now() >= deadline {
+                break false;
+            }
+            let g = shared.0.lock().unwrap();
+            let _ = shared.1.wait_timeout(g, Duration::from_millis(50)).unwrap();
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        ok
+    })
+}
+
+/// Print `NOTE <test>: <msg>` straight to stderr (shown in a normal run,
+/// like [`skip`]), for numbers a test reports without failing.
+pub fn note(msg: &str) {
+    let line = format!("NOTE {}: {msg}\n", test_name());
+    let _ = io::stderr().write_all(line.as_bytes());
+}
+
+/// Output of [`run_with_timeout`].
+#[derive(Debug)]
+pub struct RunOutput {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run a command to completion with stdin closed and stdout/stderr captured
+/// through files (so a daemonized grandchild holding them cannot block us).
+/// Panics if it does not exit within `timeout` (after killing it).
+pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> RunOutput {
+    let dir = tempfile::Builder::new()
+        .prefix("tandem-run-")
+        .tempdir()
+        .expect("tempdir");
+    let out_p = dir.path().join("stdout");
+    let err_p = dir.path().join("stderr");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_p).unwrap())
+        .stderr(fs::File::create(&err_p).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break st;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} did not exit within {timeout:?}; stderr so far:\n{}",
+                fs::read_to_string(&err_p).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10)); // poll interval
+    };
+    RunOutput {
+        status,
+        stdout: fs::read_to_string(&out_p).unwrap_or_default(),
+        stderr: fs::read_to_string(&err_p).unwrap_or_default(),
+    }
+}
+
+/// Reset the connection on close (SO_LINGER with a zero timeout).
+pub fn set_linger_zero(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: passes a pointer to a live linger struct and its size.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_LINGER: {}", io::Error::last_os_error());
+}
+
+/// Number of threads of `pid` (from /proc/PID/status).
+pub fn thread_count(pid: u32) -> usize {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Threads:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A file of `mib` MiB where every 1 MiB block is the same pseudo-random
+/// block stamped with its index in the first 8 bytes (cheap to build, and a
+/// shifted, repeated or reordered block shows up in a comparison).
+pub fn stamped_blocks(mib: usize) -> Vec<u8> {
+    let block = pseudo_random(1 << 20, 0x5eed_b10c);
+    let mut out = Vec::with_capacity(mib << 20);
+    for i in 0..mib {
+        out.extend_from_slice(&(i as u64).to_le_bytes());
+        out.extend_from_slice(&block[8..]);
+    }
+    out
+}
+
+impl Conn {
+    /// Wrap a stream the test opened itself.
+    pub fn from_stream(stream: TcpStream) -> Conn {
+        Conn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Clients that misbehave: disconnecting mid-response, never reading, and a
+//! thousand idle connections. After each: no panic, the (single) worker
+//! keeps serving others, and the server's descriptor count returns to its
+//! baseline once the bad clients are gone.
+
+#[macro_use]
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// Size of `huge.bin`: far more than loopback socket buffers can hold.
+const HUGE_MIB: usize = 32;
+
+fn site_with_huge() -> (Site, Vec<u8>) {
+    let site = Site::new();
+    let huge = stamped_blocks(HUGE_MIB);
+    site.write("huge.bin", &huge);
+    (site, huge)
+}
+
+/// Descriptor count at rest after a well-behaved client fetched the same
+/// files (so anything the server keeps per file is counted in).
+fn baseline_fds(srv: &Server, huge: &[u8]) -> usize {
+    let before = srv.fd_count();
+    let r = get(srv.addr(), "/huge.bin");
+    assert_status(&r, 200, "GET /huge.bin (warm-up)");
+    assert_bytes_eq(&r.body, huge, "GET /huge.bin (warm-up)");
+    assert_status(
+        &get(srv.addr(), "/style.css"),
+        200,
+        "GET /style.css (warm-up)",
+    );
+    // The warm-up connections close; wait for the count to settle back.
+    match wait_fd_count_at_most(srv.pid(), before, Duration::from_secs(3)) {
+        Ok(n) => n,
+        Err(n) => n, // the server keeps something per file: that is the baseline then
+    }
+}
+
+/// A normal client is served promptly (and correctly) right now.
+#[track_caller]
+fn served_promptly(srv: &Server, ctx: &str) {
+    let t0 = Instant::now();
+    let mut c = srv.connect();
+    c.send(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c
+        .try_read_response_within("GET", Duration::from_secs(2))
+        .unwrap_or_else(|e| panic!("{ctx}: a normal client was not served within 2s: {e}"));
+    assert_status(&r, 200, ctx);
+    assert_eq!(r.body_str(), STYLE_CSS, "{ctx}");
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "{ctx}: a normal client took {took:?}"
+    );
+}
+
+#[track_caller]
+fn fds_back_to(srv: &Server, baseline: usize, ctx: &str) {
+    if let Err(n) = wait_fd_count_at_most(srv.pid(), baseline, Duration::from_secs(10)) {
+        panic!(
+            "{ctx}: {n} descriptors open 10s after the bad clients left, baseline {baseline}:\n{}",
+            fd_listing(srv.pid())
+        );
+    }
+}
+
+engine_tests! {
+    fn client_disconnects_mid_response(e) {
+        let (site, huge) = site_with_huge();
+        let mut srv = start_or_skip!(e, "workers = 1\nsend_timeout = \"60s\"", &site.root);
+        let base = baseline_fds(&srv, &huge);
+        for i in 0..24 {
+            let mut s = TcpStream::connect(srv.addr()).unwrap();
+            // Some clients pipeline a second request behind the big one.
+            let req: &[u8] = if i % 3 == 2 {
+                b"GET /huge.bin HTTP/1.1\r\nHost: t\r\n\r\nGET /style.css HTTP/1.1\r\nHost: t\r\n\r\n"
+            } else {
+                b"GET /huge.bin HTTP/1.1\r\nHost: t\r\n\r\n"
+            };
+            s.write_all(req).unwrap();
+            s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            // Read a varying amount (head only .. a few MiB), then vanish.
+            let want = [1usize, 64 << 10, 1 << 20, 3 << 20][i % 4];
+            let mut got = 0;
+            let mut buf = vec![0u8; 64 << 10];
+            while got < want {
+                let n = s.read(&mut buf).unwrap_or_else(|e| panic!("client {i}: read: {e}"));
+                assert!(n > 0, "client {i}: server closed after {got} bytes");
+                got += n;
+            }
+            if i % 2 == 1 {
+                set_linger_zero(&s); // RST instead of FIN
+            }
+            drop(s);
+            if i % 6 == 5 {
+                served_promptly(&srv, &format!("after {} clients vanished mid-response", i + 1));
+            }
+        }
+        served_promptly(&srv, "after all clients vanished mid-response");
+        let r = get(srv.addr(), "/huge.bin");
+        assert_bytes_eq(&r.body, &huge, "GET /huge.bin after the disconnects");
+        fds_back_to(&srv, base, "clients that disconnected mid-response");
+        srv.assert_healthy("after clients disconnected mid-response");
+    }
+
+    fn client_that_never_reads_is_dropped(e) {
+        let (site, huge) = site_with_huge();
+        let extra = "workers = 1\nsend_timeout = \"500ms\"\nkeepalive_timeout = \"60s\"\nheader_timeout = \"60s\"";
+        let mut srv = start_or_skip!(e, extra, &site.root);
+        let base = baseline_fds(&srv, &huge);
+        let mut stuck: Vec<TcpStream> = (0..3)
+            .map(|_| {
+                let mut s = TcpStream::connect(srv.addr()).unwrap();
+                s.write_all(b"GET /huge.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+                s
+            })
+            .collect();
+        // All three are accepted and stuck; meanwhile others are served.
+        if let Err(n) = wait_fd_count_at_least(srv.pid(), base + 3, Duration::from_secs(5)) {
+            panic!("the 3 stuck clients were not accepted: {n} descriptors, baseline {base}");
+        }
+        served_promptly(&srv, "while 3 clients do not read");
+        // send_timeout 500ms: the server drops them.
+        let t0 = Instant::now();
+        fds_back_to(&srv, base, "clients that never read (send_timeout 500ms)");
+        let took = t0.elapsed();
+        for (i, s) in stuck.iter_mut().enumerate() {
+            let mut c = Conn::from_stream(s.try_clone().unwrap());
+            match c.read_to_close(Duration::from_secs(10)) {
+                Ok(bytes) => assert!(
+                    bytes.len() < huge.len(),
+                    "stuck client {i}: got the whole response ({} bytes) although it was dropped",
+                    bytes.len()
+                ),
+                Err(bytes) => panic!("stuck client {i}: connection still open after the server dropped it ({} bytes read)", bytes.len()),
+            }
+        }
+        assert!(took < Duration::from_secs(5), "dropping clients that never read took {took:?}");
+        served_promptly(&srv, "after the stuck clients were dropped");
+        srv.assert_healthy("after clients that never read");
+    }
+
+    fn thousand_idle_connections(e) {
+        const N: usize = 1000;
+        let (site, huge) = site_with_huge();
+        let extra = "workers = 1\nkeepalive_timeout = \"60s\"\nheader_timeout = \"60s\"";
+        let mut srv = start_or_skip!(e, extra, &site.root);
+        let base = baseline_fds(&srv, &huge);
+        let idle: Vec<TcpStream> = (0..N)
+            .map(|i| TcpStream::connect(srv.addr()).unwrap_or_else(|e| panic!("idle connection {i}: {e}")))
+            .collect();
+        if let Err(n) = wait_fd_count_at_least(srv.pid(), base + N, Duration::from_secs(10)) {
+            panic!("{N} idle connections not all accepted within 10s: {n} descriptors, baseline {base}");
+        }
+        served_promptly(&srv, &format!("with {N} idle connections open"));
+        let r = get(srv.addr(), "/huge.bin");
+        assert_bytes_eq(&r.body, &huge, &format!("GET /huge.bin with {N} idle connections open"));
+        // Half leave with FIN, half with RST.
+        for (i, s) in idle.into_iter().enumerate() {
+            if i % 2 == 1 {
+                set_linger_zero(&s);
+            }
+            drop(s);
+        }
+        fds_back_to(&srv, base, &format!("{N} idle connections closed by the client"));
+        served_promptly(&srv, "after the idle connections left");
+        srv.assert_healthy("after a thousand idle connections");
+    }
+
+    fn half_closed_clients_are_answered_then_closed(e) {
+        // Clients that send a request and shut their write side at once.
+        let (site, huge) = site_with_huge();
+        let mut srv = start_or_skip!(e, "workers = 1", &site.root);
+        let base = baseline_fds(&srv, &huge);
+        for i in 0..20 {
+            let mut c = srv.connect();
+            c.send(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
+            c.shutdown_write();
+            let r = c.read_response("GET");
+            assert_status(&r, 200, &format!("half-closed client {i}"));
+            c.expect_closed(&format!("half-closed client {i} after its response"));
+        }
+        fds_back_to(&srv, base, "half-closed clients");
+        srv.assert_healthy("after half-closed clients");
+    }
+}
