@@ -257,13 +257,25 @@ impl Config {
                 msg: e.message().to_string(),
             }
         })?;
-        cfg.validate().map_err(|msg| ConfigError::Invalid {
-            path: name.to_string(),
-            msg,
+        cfg.validate().map_err(|msg| {
+            // Messages start with the key they are about: name its line.
+            let key = msg.split(':').next().unwrap_or("");
+            match key_line(text, key) {
+                Some(line) => ConfigError::Parse {
+                    path: name.to_string(),
+                    line,
+                    msg,
+                },
+                None => ConfigError::Invalid {
+                    path: name.to_string(),
+                    msg,
+                },
+            }
         })?;
         Ok(cfg)
     }
 
+    /// Check values serde cannot. Each message starts with `key:`.
     fn validate(&self) -> Result<(), String> {
         if self.listen.is_empty() {
             return Err("listen: at least one address is needed".into());
@@ -296,6 +308,22 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The 1-based line where top-level `key` is assigned, if it is.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    if key.is_empty() {
+        return None;
+    }
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            let l = l
+                .strip_prefix(key)
+                .or_else(|| l.strip_prefix(&format!("\"{key}\"")));
+            l.is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
 }
 
 #[cfg(test)]
@@ -334,5 +362,12 @@ mod tests {
         assert!(Config::parse("workers = 0", "t").is_err());
         assert!(Config::parse("engine = \"kqueue\"", "t").is_err());
         assert!(Config::parse("header_timeout = \"5 fortnights\"", "t").is_err());
+        let e = Config::parse("root = \"x\"\n\nmax_connections = 0\n", "t.toml").unwrap_err();
+        assert!(
+            e.to_string().starts_with("t.toml:3: max_connections"),
+            "{e}"
+        );
+        let e = Config::parse("# c\nlog_level = \"loud\"\n", "t.toml").unwrap_err();
+        assert!(e.to_string().starts_with("t.toml:2: log_level"), "{e}");
     }
 }

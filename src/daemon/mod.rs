@@ -77,6 +77,9 @@ fn rt(e: impl std::fmt::Display) -> StartError {
     StartError::Runtime(e.to_string())
 }
 
+/// How long a reload waits for workers to arm or disarm their listeners.
+const HANDOVER_TIMEOUT: Duration = Duration::from_secs(5);
+
 struct Worker {
     control: Arc<Control>,
     thread: Option<JoinHandle<io::Result<()>>>,
@@ -88,6 +91,27 @@ struct Generation {
 }
 
 impl Generation {
+    /// Wait until every live worker reports `accepting == on` (or `timeout`).
+    fn wait_accepting(&self, on: bool, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let done = self.workers.iter().all(|w| {
+                w.control.is_accepting() == on || w.thread.as_ref().is_none_or(|t| t.is_finished())
+            });
+            if done {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                crate::warn!(
+                    "workers did not {} accepting within {timeout:?}",
+                    if on { "start" } else { "stop" }
+                );
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     fn signal(&self, state: u8) {
         for w in &self.workers {
             w.control.set(state);
@@ -201,9 +225,15 @@ pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
     if let Some(p) = pidfile.as_mut() {
         p.write_pid().map_err(rt)?;
     }
+    // Log files are opened before privileges are dropped (like the listeners).
+    let first_access = AccessLog::open(&cfg.access_log).map_err(rt)?;
+    let mut _pidfile_remover = None;
     if privs::is_root() {
         match &cfg.user {
             Some(u) => {
+                if let Some(p) = &cfg.pidfile {
+                    _pidfile_remover = Some(pidfile::spawn_remover(p).map_err(rt)?);
+                }
                 privs::drop_to(u, cfg.group.as_deref())
                     .map_err(|e| rt(format!("user {u}: {e}")))?;
                 crate::info!("running as user {u}");
@@ -228,7 +258,8 @@ pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
     if let Some(why) = note {
         crate::info!("io_uring unavailable ({why}); engine auto falls back to epoll");
     }
-    d.current = d.start_generation(engine).map_err(rt)?;
+    d.current = d.start_generation(engine, Some(first_access)).map_err(rt)?;
+    d.current.wait_accepting(true, HANDOVER_TIMEOUT);
     for l in d.active_listeners() {
         crate::info!("listening on {}", l.addr);
     }
@@ -242,6 +273,7 @@ pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
     notify::notify("READY=1");
     d.main_loop(&signals);
     drop(pidfile);
+    drop(_pidfile_remover);
     Ok(())
 }
 
@@ -258,7 +290,11 @@ impl Daemon {
         }
     }
 
-    fn start_generation(&self, engine: Engine) -> io::Result<Generation> {
+    fn start_generation(
+        &self,
+        engine: Engine,
+        access: Option<Arc<AccessLog>>,
+    ) -> io::Result<Generation> {
         let cfg = &self.cfg;
         let files = Arc::new(Responder::new(
             &cfg.root,
@@ -268,7 +304,10 @@ impl Daemon {
                 error_page_404: cfg.error_page_404.clone(),
             },
         )?);
-        let access = AccessLog::open(&cfg.access_log)?;
+        let access = match access {
+            Some(a) => a,
+            None => AccessLog::open(&cfg.access_log)?,
+        };
         let limits = Limits::from_config(cfg);
         let mut listeners = self.active_listeners();
         let n = cfg.workers.resolve();
@@ -343,6 +382,8 @@ impl Daemon {
                     for g in &self.old {
                         g.signal(engine::DRAIN);
                     }
+                    self.current.wait_accepting(false, HANDOVER_TIMEOUT);
+                    self.close_own_listeners();
                 }
             }
             if sig.hup.swap(false, Ordering::AcqRel) && stopping.is_none() {
@@ -423,10 +464,14 @@ impl Daemon {
             crate::info!("listening on {}", l.addr);
             self.listeners.insert(a, l);
         }
-        match self.start_generation(engine) {
+        match self.start_generation(engine, None) {
             Ok(g) => {
+                // Hand over: the new workers accept before the old ones stop,
+                // and "reloaded" is said only once the old ones have stopped.
+                g.wait_accepting(true, HANDOVER_TIMEOUT);
                 let prev = std::mem::replace(&mut self.current, g);
                 prev.signal(engine::DRAIN);
+                prev.wait_accepting(false, HANDOVER_TIMEOUT);
                 self.old.push(prev);
             }
             Err(e) => {
@@ -450,6 +495,18 @@ impl Daemon {
             self.cfg.root.display()
         );
         Ok(())
+    }
+
+    /// Stop listening on the sockets we bound, so that clients arriving
+    /// during a graceful stop are refused at once instead of waiting in an
+    /// accept queue nobody serves. Sockets from systemd are left alone: they
+    /// are systemd's to keep listening while we are gone.
+    fn close_own_listeners(&self) {
+        for l in self.listeners.values() {
+            // SAFETY: shutdown on a listening socket we own; no worker accepts
+            // on it any more (they reported so), and it stays open until dropped.
+            unsafe { libc::shutdown(l.raw(), libc::SHUT_RD) };
+        }
     }
 
     fn reopen_logs(&self) {

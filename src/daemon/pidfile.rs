@@ -55,7 +55,16 @@ impl Pidfile {
 
 impl Drop for Pidfile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            // After dropping privileges the directory may not be ours to
+            // change: empty the file instead, so no stale pid is left in it.
+            // (With `user`, the keeper from `spawn_remover` removes it.)
+            let _ = self.file.set_len(0);
+            crate::debug!(
+                "could not remove pidfile {} ({e}); emptied it",
+                self.path.display()
+            );
+        }
     }
 }
 
@@ -69,4 +78,56 @@ pub fn read_pid(path: &Path) -> io::Result<i32> {
             format!("pidfile {}: no pid in it", path.display()),
         )
     })
+}
+
+/// Before dropping privileges: fork a tiny process that keeps root's right to
+/// remove the pidfile from a directory the new user cannot write. It holds
+/// nothing but the read end of a pipe; when this process exits (however it
+/// exits) the pipe closes, the keeper removes the pidfile and exits too.
+/// Returns the write end, to be kept open for the life of the server.
+pub fn spawn_remover(path: &Path) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::other("pidfile path contains NUL"))?;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 writes two fds into a live array of two.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let (rd, wr) = (fds[0], fds[1]);
+    // SAFETY: called while the process is still single-threaded (before any
+    // worker starts), so the child may run ordinary code after fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // Child: drop every descriptor but the pipe's read end (listeners,
+        // the pidfile lock, logs), wait for EOF, remove the pidfile.
+        // SAFETY: closing descriptors we own in this process; read into a
+        // live byte; unlink a NUL-terminated path; _exit never returns.
+        unsafe {
+            // Signals meant for the server (also sent to its whole process
+            // group or cgroup) must not end the keeper before the server.
+            for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
+                libc::signal(sig, libc::SIG_IGN);
+            }
+            for fd in 3..65536 {
+                if fd != rd {
+                    libc::close(fd);
+                }
+            }
+            let mut b = 0u8;
+            while libc::read(rd, &mut b as *mut u8 as *mut libc::c_void, 1) != 0 {
+                if *libc::__errno_location() != libc::EINTR {
+                    break;
+                }
+            }
+            libc::unlink(c.as_ptr());
+            libc::_exit(0);
+        }
+    }
+    // SAFETY: rd is ours to close; wr is a new fd we now own.
+    unsafe { libc::close(rd) };
+    Ok(unsafe { OwnedFd::from_raw_fd(wr) })
 }

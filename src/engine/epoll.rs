@@ -92,6 +92,7 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
             LISTENER_TAG | i as u64,
         )?;
     }
+    spec.control.set_accepting(true);
     let mut w = Worker {
         sh: Shared::new(&spec),
         conns: Slab::new(),
@@ -365,6 +366,7 @@ impl Worker {
         for l in &self.spec.listeners {
             let _ = self.ep.ctl(libc::EPOLL_CTL_DEL, l.raw(), 0, 0);
         }
+        self.spec.control.set_accepting(false);
         self.drain_deadline = Some(self.sh.clock.now().instant + self.spec.shutdown_timeout);
         for tok in self.conns.keys() {
             if let Some(c) = self.conns.get_mut(tok) {

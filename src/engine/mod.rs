@@ -75,6 +75,10 @@ pub const ABORT: u8 = 2;
 pub struct Control {
     state: AtomicU8,
     wake: OwnedFd,
+    /// Set by the worker: its listeners are armed (true) or fully disarmed
+    /// (false, after DRAIN). The daemon waits on it so that a reload hands
+    /// the listeners over without a moment where old workers still accept.
+    accepting: std::sync::atomic::AtomicBool,
 }
 
 impl Control {
@@ -88,7 +92,17 @@ impl Control {
             state: AtomicU8::new(RUN),
             // SAFETY: fd is new and owned by nobody else.
             wake: unsafe { OwnedFd::from_raw_fd(fd) },
+            accepting: std::sync::atomic::AtomicBool::new(false),
         }))
+    }
+
+    /// Worker side: say whether this worker can accept connections now.
+    pub fn set_accepting(&self, on: bool) {
+        self.accepting.store(on, Ordering::Release);
+    }
+
+    pub fn is_accepting(&self) -> bool {
+        self.accepting.load(Ordering::Acquire)
     }
 
     pub fn state(&self) -> u8 {

@@ -211,9 +211,13 @@ impl Conn {
     }
 
     /// Finish the response in progress, then close (graceful stop, reload drain).
+    /// An idle keep-alive connection closes now. A connection that has not
+    /// sent its first request yet is waiting to: it gets that request answered
+    /// (with `Connection: close`), bounded by the header timeout.
     pub fn begin_shutdown(&mut self, ctx: &mut Ctx<'_>) {
         self.draining = true;
         if self.state == State::Open
+            && self.requests > 0
             && self.out.is_none()
             && self.inbuf.is_empty()
             && self.discard == 0

@@ -114,6 +114,11 @@ pub fn parse_head<'a>(buf: &'a [u8], lim: &ParseLimits) -> Result<Parsed<'a>, Re
         Err(httparse::Error::TooManyHeaders) => {
             return Err(reject(Status::HEADER_FIELDS_TOO_LARGE));
         }
+        // httparse judges the version as soon as it sees its bytes; until the
+        // request line is complete, "HTTP/1." may still become "HTTP/1.1".
+        Err(httparse::Error::Version) if !body.contains(&b'\n') => {
+            return partial_limits(body, lim).map(|_| Parsed::Partial);
+        }
         Err(httparse::Error::Version) => return Err(reject(version_error(body))),
         Err(_) => {
             // A request line that is simply too long to be useful gets 414 even
@@ -305,6 +310,12 @@ mod tests {
         assert_eq!(status(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n"), Status(505));
         assert_eq!(status(b"GET / HTTP/3\r\n\r\n"), Status(505));
         assert_eq!(status(b"GET / FOO/1.1\r\n\r\n"), Status::BAD_REQUEST);
+        // Every prefix of a request line is Partial, whatever its version.
+        for req in [&b"GET / HTTP/7.7\r\n"[..], b"GET / HTTP/1.1\r\n"] {
+            for i in 1..req.len() - 1 {
+                assert_eq!(status(&req[..i]), Status(0), "{:?}", &req[..i]);
+            }
+        }
         assert_eq!(status(b"GET /\r\n\r\n"), Status::BAD_REQUEST);
         assert_eq!(status(b"G(T / HTTP/1.1\r\n\r\n"), Status::BAD_REQUEST);
         assert_eq!(

@@ -326,10 +326,27 @@ fn timeouts() {
 #[test]
 fn graceful_shutdown() {
     let mut env = Env::new();
-    // Idle: closes at once.
+    // Idle after a request: closes at once.
     let mut c = env.conn();
+    let mut out = Out::default();
+    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
+    drain(&mut env, &mut c, usize::MAX, &mut out);
     c.begin_shutdown(&mut env.ctx());
     assert!(matches!(c.poll_transmit(), Transmit::Close));
+    // Fresh (accepted, nothing received yet): its first request is answered
+    // with Connection: close, then it closes.
+    let mut c = env.conn();
+    let mut out = Out::default();
+    c.begin_shutdown(&mut env.ctx());
+    assert!(!c.is_closed());
+    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    let s = String::from_utf8(out.bytes).unwrap();
+    assert!(
+        s.starts_with("HTTP/1.1 200 OK\r\n") && s.contains("Connection: close\r\n"),
+        "{s}"
+    );
+    assert!(out.shutdown);
     // In flight: the response finishes, then the connection closes.
     let mut c = env.conn();
     let mut out = Out::default();
