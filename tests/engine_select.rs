@@ -78,10 +78,9 @@ fn start(engine: &str, force_fail: Option<&str>) -> (Option<i32>, String) {
             }
         }
     }
-    if code.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    // Stop it if it is still running; reap it either way.
+    let _ = child.kill();
+    let _ = child.wait();
     (code, text)
 }
 
@@ -89,7 +88,10 @@ fn start(engine: &str, force_fail: Option<&str>) -> (Option<i32>, String) {
 fn auto_falls_back_to_epoll_when_probe_fails() {
     let (code, text) = start("auto", Some("test says no"));
     assert_eq!(code, None, "auto must start on epoll, stderr:\n{text}");
-    let notes: Vec<&str> = text.lines().filter(|l| l.contains("io_uring unavailable")).collect();
+    let notes: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("io_uring unavailable"))
+        .collect();
     assert_eq!(notes.len(), 1, "one line saying why, stderr:\n{text}");
     assert!(notes[0].contains("TANDEM_IO_URING_PROBE_FAIL") && notes[0].contains("test says no"));
     assert!(text.contains("with engine epoll"), "stderr:\n{text}");
@@ -100,8 +102,14 @@ fn explicit_io_uring_refused_when_probe_fails() {
     let (code, text) = start("io_uring", Some("test says no"));
     assert_eq!(code, Some(2), "stderr:\n{text}");
     assert!(text.contains("io_uring unavailable"), "stderr:\n{text}");
-    assert!(text.contains("test says no"), "the reason is given, stderr:\n{text}");
-    assert!(!text.contains("listening on"), "nothing served, stderr:\n{text}");
+    assert!(
+        text.contains("test says no"),
+        "the reason is given, stderr:\n{text}"
+    );
+    assert!(
+        !text.contains("listening on"),
+        "nothing served, stderr:\n{text}"
+    );
 }
 
 #[test]
