@@ -1,0 +1,159 @@
+//! A provided-buffer ring (IORING_REGISTER_PBUF_RING): the kernel picks a
+//! buffer for each multishot receive and names it in the completion; the
+//! engine hands it back as soon as the data has been fed to the `Conn`.
+//!
+//! Both the ring of descriptors and the buffers themselves are anonymous
+//! mmaps owned here. The owner must unregister the ring (or drop the io_uring)
+//! and have no receive in flight before this is dropped; if that cannot be
+//! guaranteed, `leak` keeps the memory mapped for the life of the process.
+
+use std::io;
+use std::ptr;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::types::BufRingEntry;
+
+pub struct BufRing {
+    /// Page-aligned array of `entries` descriptors; the tail lives in the
+    /// reserved field of descriptor 0.
+    ring: *mut BufRingEntry,
+    ring_len: usize,
+    /// `entries * size` bytes of buffers; buffer `bid` starts at `bid * size`.
+    data: *mut u8,
+    data_len: usize,
+    entries: u16,
+    size: usize,
+    /// Our copy of the tail (the kernel owns the head).
+    tail: u16,
+    leaked: bool,
+}
+
+fn map(len: usize) -> io::Result<*mut u8> {
+    // SAFETY: an anonymous private mapping with no address hint has no
+    // preconditions; the result is checked for MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(p as *mut u8)
+}
+
+impl BufRing {
+    /// `entries` must be a power of two (at most 32768).
+    pub fn new(entries: u16, size: usize) -> io::Result<BufRing> {
+        assert!(entries.is_power_of_two() && entries <= 32768);
+        let ring_len = entries as usize * std::mem::size_of::<BufRingEntry>();
+        let data_len = entries as usize * size;
+        let ring = map(ring_len)? as *mut BufRingEntry;
+        let data = match map(data_len) {
+            Ok(d) => d,
+            Err(e) => {
+                // SAFETY: `ring` was mapped just above with this length and is not used elsewhere.
+                unsafe { libc::munmap(ring as *mut libc::c_void, ring_len) };
+                return Err(e);
+            }
+        };
+        let mut br = BufRing {
+            ring,
+            ring_len,
+            data,
+            data_len,
+            entries,
+            size,
+            tail: 0,
+            leaked: false,
+        };
+        for bid in 0..entries {
+            br.put(bid);
+        }
+        br.publish();
+        Ok(br)
+    }
+
+    /// Address to pass to `register_buf_ring_with_flags`.
+    pub fn ring_addr(&self) -> u64 {
+        self.ring as u64
+    }
+
+    pub fn entries(&self) -> u16 {
+        self.entries
+    }
+
+    pub fn buf_size(&self) -> usize {
+        self.size
+    }
+
+    /// The first `len` bytes of buffer `bid`, which a completion just handed us.
+    ///
+    /// # Safety
+    ///
+    /// `bid` must come from a completion (`cqueue::buffer_select`) and must not
+    /// have been given back with `recycle` yet: only then does the kernel not
+    /// write into it. `len` is the completion's result.
+    pub unsafe fn get(&self, bid: u16, len: usize) -> &[u8] {
+        let bid = bid as usize % self.entries as usize;
+        let len = len.min(self.size);
+        // SAFETY: the buffer lies inside the `data` mapping (bid < entries,
+        // len <= size); per the contract above the kernel filled `len` bytes of
+        // it and will not touch it until it is recycled.
+        unsafe { std::slice::from_raw_parts(self.data.add(bid * self.size), len) }
+    }
+
+    /// Give buffer `bid` back to the kernel.
+    pub fn recycle(&mut self, bid: u16) {
+        self.put(bid % self.entries);
+        self.publish();
+    }
+
+    fn put(&mut self, bid: u16) {
+        let idx = (self.tail & (self.entries - 1)) as usize;
+        // SAFETY: idx < entries, so the descriptor is inside the ring mapping.
+        // The kernel only reads descriptors between its head and our published
+        // tail, and this one is past the published tail until `publish`.
+        let e = unsafe { &mut *self.ring.add(idx) };
+        // SAFETY: bid < entries, so the address is inside the data mapping.
+        e.set_addr(unsafe { self.data.add(bid as usize * self.size) } as u64);
+        e.set_len(self.size as u32);
+        e.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    fn publish(&self) {
+        // SAFETY: the ring base is a valid, initialised descriptor array, so the
+        // tail field address is valid; it is a naturally aligned u16 the kernel
+        // reads concurrently, hence the atomic release store.
+        unsafe {
+            let tail = BufRingEntry::tail(self.ring) as *const AtomicU16;
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+
+    /// Keep the memory mapped forever (an operation may still use it).
+    pub fn leak(&mut self) {
+        self.leaked = true;
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        if self.leaked {
+            return;
+        }
+        // SAFETY: both regions were mapped in `new` with these lengths; the
+        // owner guarantees the kernel no longer uses them (ring unregistered or
+        // destroyed, no receive in flight), otherwise it calls `leak`.
+        unsafe {
+            libc::munmap(self.ring as *mut libc::c_void, self.ring_len);
+            libc::munmap(self.data as *mut libc::c_void, self.data_len);
+        }
+    }
+}
