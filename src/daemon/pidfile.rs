@@ -82,10 +82,10 @@ pub fn read_pid(path: &Path) -> io::Result<i32> {
 
 /// Before dropping privileges: fork a tiny process that keeps root's right to
 /// remove the pidfile from a directory the new user cannot write. It holds
-/// nothing but the read end of a pipe; when this process exits (however it
-/// exits) the pipe closes, the keeper removes the pidfile and exits too.
-/// Returns the write end, to be kept open for the life of the server.
-pub fn spawn_remover(path: &Path) -> io::Result<std::os::fd::OwnedFd> {
+/// nothing but the read end of a pipe. When the server is done it writes a
+/// byte and waits for the keeper to remove the file and exit; if the server
+/// dies instead, the pipe closes and the keeper removes the file all the same.
+pub fn spawn_remover(path: &Path) -> io::Result<Remover> {
     use std::os::fd::{FromRawFd, OwnedFd};
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| io::Error::other("pidfile path contains NUL"))?;
@@ -103,7 +103,7 @@ pub fn spawn_remover(path: &Path) -> io::Result<std::os::fd::OwnedFd> {
     }
     if pid == 0 {
         // Child: drop every descriptor but the pipe's read end (listeners,
-        // the pidfile lock, logs), wait for EOF, remove the pidfile.
+        // the pidfile lock, logs), wait for a byte or EOF, remove the pidfile.
         // SAFETY: closing descriptors we own in this process; read into a
         // live byte; unlink a NUL-terminated path; _exit never returns.
         unsafe {
@@ -118,16 +118,45 @@ pub fn spawn_remover(path: &Path) -> io::Result<std::os::fd::OwnedFd> {
                 }
             }
             let mut b = 0u8;
-            while libc::read(rd, &mut b as *mut u8 as *mut libc::c_void, 1) != 0 {
-                if *libc::__errno_location() != libc::EINTR {
-                    break;
-                }
-            }
+            while libc::read(rd, &mut b as *mut u8 as *mut libc::c_void, 1) < 0
+                && *libc::__errno_location() == libc::EINTR
+            {}
             libc::unlink(c.as_ptr());
             libc::_exit(0);
         }
     }
     // SAFETY: rd is ours to close; wr is a new fd we now own.
     unsafe { libc::close(rd) };
-    Ok(unsafe { OwnedFd::from_raw_fd(wr) })
+    Ok(Remover {
+        // SAFETY: wr is a new fd owned by nobody else.
+        fd: unsafe { OwnedFd::from_raw_fd(wr) },
+        pid,
+    })
+}
+
+/// The server's end of the pidfile keeper (see `spawn_remover`).
+#[derive(Debug)]
+pub struct Remover {
+    fd: std::os::fd::OwnedFd,
+    pid: libc::pid_t,
+}
+
+impl Drop for Remover {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        let b = 1u8;
+        let mut status = 0;
+        // SAFETY: writes one byte from a live u8 to our pipe; waitpid on our
+        // own child with a live status int.
+        unsafe {
+            libc::write(
+                self.fd.as_raw_fd(),
+                &b as *const u8 as *const libc::c_void,
+                1,
+            );
+            while libc::waitpid(self.pid, &mut status, 0) < 0
+                && *libc::__errno_location() == libc::EINTR
+            {}
+        }
+    }
 }
