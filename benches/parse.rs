@@ -67,6 +67,7 @@ fn main() {
             files: &files,
             limits: &limits,
             log: Some(&mut log),
+            drain_grace: Duration::ZERO,
         };
         conn.handle_input(&mut ctx, black_box(REQ));
         loop {

@@ -466,6 +466,22 @@ engine_tests! {
         assert_status(&get(srv.addr(), "/style.css"), 200, "GET after reload");
     }
 
+    fn reload_answers_next_request_on_idle_connection_with_close(e) {
+        // A busy keep-alive client that sends its next request right after a
+        // reload is answered (by the retiring worker, within its grace), and
+        // learns of the close from that response, not from a reset.
+        let site = Site::new();
+        let srv = start_or_skip!(e, "workers = 1\nkeepalive_timeout = \"30s\"", &site.root);
+        let mut c = srv.connect();
+        assert_status(&c.roundtrip(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n"), 200, "GET /style.css");
+        srv.reload(RELOAD_TIMEOUT).expect("reload with an unchanged config");
+        let r = c.roundtrip(b"GET /app.js HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_status(&r, 200, "GET /app.js on the kept-alive connection after SIGHUP");
+        assert!(r.connection_has("close"), "the retiring worker's last response must say Connection: close:\n{}", r.describe());
+        c.expect_closed("connection after its Connection: close response");
+        assert_status(&get(srv.addr(), "/app.js"), 200, "GET on a new connection after reload");
+    }
+
     fn reload_invalid_config_keeps_serving(e) {
         let site = Site::new();
         let other = site.base.join("other");

@@ -470,7 +470,7 @@ impl Daemon {
                 // and "reloaded" is said only once the old ones have stopped.
                 g.wait_accepting(true, HANDOVER_TIMEOUT);
                 let prev = std::mem::replace(&mut self.current, g);
-                prev.signal(engine::DRAIN);
+                prev.signal(engine::RETIRE);
                 prev.wait_accepting(false, HANDOVER_TIMEOUT);
                 self.old.push(prev);
             }

@@ -5,7 +5,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use super::{ABORT, DRAIN, Shared, Slab, WorkerSpec};
+use super::{ABORT, RETIRE, Shared, Slab, WorkerSpec};
 use crate::http::{Conn, Transmit};
 
 const WAKE: u64 = u64::MAX;
@@ -124,7 +124,10 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
         }
         match w.spec.control.state() {
             ABORT => break,
-            DRAIN if w.drain_deadline.is_none() => w.begin_drain(),
+            s if s >= RETIRE && w.drain_deadline.is_none() => {
+                w.sh.set_drain_mode(s);
+                w.begin_drain();
+            }
             _ => {}
         }
         if let Some(d) = w.drain_deadline {

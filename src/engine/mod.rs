@@ -65,10 +65,16 @@ impl Listener {
 
 /// What a worker is told to do, by the daemon.
 pub const RUN: u8 = 0;
-/// Stop accepting, finish responses in flight, close idle connections, exit.
-pub const DRAIN: u8 = 1;
+/// Reload: like DRAIN, but idle keep-alive connections get `RETIRE_GRACE`
+/// to send one more request, answered with `Connection: close`.
+pub const RETIRE: u8 = 1;
+/// Stop: stop accepting, finish responses in flight, close idle connections, exit.
+pub const DRAIN: u8 = 2;
 /// Close everything now and exit.
-pub const ABORT: u8 = 2;
+pub const ABORT: u8 = 3;
+
+/// How long a retiring worker keeps an idle keep-alive connection open.
+pub const RETIRE_GRACE: Duration = Duration::from_secs(2);
 
 /// Control flags plus an eventfd that wakes the worker's loop.
 #[derive(Debug)]
@@ -221,9 +227,20 @@ pub struct Shared {
     /// Coarse timer: connections' deadlines are checked at most once a tick.
     tick: Duration,
     next_tick: Instant,
+    /// Handed to `Conn::begin_shutdown` through the context.
+    drain_grace: Duration,
 }
 
 impl Shared {
+    /// Set the idle grace from the control state that started the drain.
+    pub fn set_drain_mode(&mut self, state: u8) {
+        self.drain_grace = if state == RETIRE {
+            RETIRE_GRACE
+        } else {
+            Duration::ZERO
+        };
+    }
+
     pub fn new(spec: &WorkerSpec) -> Shared {
         let l = &spec.limits;
         let shortest = [
@@ -247,6 +264,7 @@ impl Shared {
             last_flush: now,
             tick,
             next_tick: now + tick,
+            drain_grace: Duration::ZERO,
         }
     }
 
@@ -261,6 +279,7 @@ impl Shared {
             } else {
                 Some(&mut self.logbuf)
             },
+            drain_grace: self.drain_grace,
         }
     }
 

@@ -77,6 +77,8 @@ pub struct Conn {
     peer_eof: bool,
     /// Graceful stop: the next response closes the connection.
     draining: bool,
+    /// While draining: an idle keep-alive connection closes at this time.
+    drain_until: Option<Instant>,
     requests: u64,
     head_started: Option<Instant>,
     last_activity: Instant,
@@ -98,6 +100,7 @@ impl Conn {
             discard: 0,
             peer_eof: false,
             draining: false,
+            drain_until: None,
             requests: 0,
             head_started: None,
             last_activity: now,
@@ -211,18 +214,26 @@ impl Conn {
     }
 
     /// Finish the response in progress, then close (graceful stop, reload drain).
-    /// An idle keep-alive connection closes now. A connection that has not
-    /// sent its first request yet is waiting to: it gets that request answered
-    /// (with `Connection: close`), bounded by the header timeout.
+    /// An idle keep-alive connection closes now, or after `ctx.drain_grace`
+    /// if no request comes before then. A connection that has not sent its
+    /// first request yet is waiting to: it gets that request answered (with
+    /// `Connection: close`), bounded by the header timeout.
     pub fn begin_shutdown(&mut self, ctx: &mut Ctx<'_>) {
         self.draining = true;
-        if self.state == State::Open
+        let idle = self.state == State::Open
             && self.requests > 0
             && self.out.is_none()
             && self.inbuf.is_empty()
-            && self.discard == 0
-        {
+            && self.discard == 0;
+        if !idle {
+            return;
+        }
+        if ctx.drain_grace.is_zero() {
             self.close(ctx);
+        } else {
+            let until = ctx.now.instant + ctx.drain_grace;
+            self.drain_until = Some(self.drain_until.map_or(until, |d| d.min(until)));
+            self.update_deadline(ctx.limits);
         }
     }
 
@@ -278,7 +289,10 @@ impl Conn {
                 Some(self.head_started.unwrap_or(self.last_activity) + lim.header_timeout)
             }
             State::Open if self.requests == 0 => Some(self.last_activity + lim.header_timeout),
-            State::Open => Some(self.last_activity + lim.keepalive_timeout),
+            State::Open => {
+                let idle_end = self.last_activity + lim.keepalive_timeout;
+                Some(self.drain_until.map_or(idle_end, |d| d.min(idle_end)))
+            }
         };
     }
 

@@ -55,7 +55,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
-use super::{ABORT, DRAIN, Shared, Slab, WorkerSpec};
+use super::{ABORT, RETIRE, Shared, Slab, WorkerSpec};
 use crate::http::{Conn, Transmit};
 use bufring::BufRing;
 use pool::{Pipe, Pool, READ_BUF};
@@ -765,7 +765,10 @@ impl Worker {
             }
             match self.spec.control.state() {
                 ABORT => break,
-                DRAIN if self.drain_deadline.is_none() => self.begin_drain(),
+                s if s >= RETIRE && self.drain_deadline.is_none() => {
+                    self.sh.set_drain_mode(s);
+                    self.begin_drain();
+                }
                 _ => {}
             }
             if let Some(d) = self.drain_deadline {

@@ -17,6 +17,7 @@ struct Env {
     limits: Limits,
     now: Now,
     log: Vec<u8>,
+    drain_grace: Duration,
 }
 
 impl Env {
@@ -66,6 +67,7 @@ impl Env {
             limits,
             now,
             log: Vec::new(),
+            drain_grace: Duration::ZERO,
         }
     }
 
@@ -75,6 +77,7 @@ impl Env {
             files: &self.files,
             limits: &self.limits,
             log: Some(&mut self.log),
+            drain_grace: self.drain_grace,
         }
     }
 
@@ -399,4 +402,40 @@ fn buffered_input_is_bounded() {
         assert!(fed < 10_000, "never pushed back");
     }
     assert!(c.inbuf.len() <= env.limits.max_buffered() + one.len());
+}
+
+#[test]
+fn retire_grace_answers_one_more_request_with_close() {
+    let mut env = Env::new();
+    env.drain_grace = Duration::from_secs(2);
+    let mut c = env.conn();
+    let mut out = Out::default();
+    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    c.begin_shutdown(&mut env.ctx());
+    assert!(!c.is_closed(), "idle keep-alive stays for the grace");
+    assert_eq!(
+        c.poll_timeout(),
+        Some(env.now.instant + Duration::from_secs(2))
+    );
+    // A request within the grace: answered, with Connection: close.
+    env.advance(Duration::from_secs(1));
+    let mut out = Out::default();
+    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    let s = String::from_utf8(out.bytes).unwrap();
+    assert!(
+        s.starts_with("HTTP/1.1 200 OK") && s.contains("Connection: close\r\n"),
+        "{s}"
+    );
+    assert!(out.shutdown);
+    // No request within the grace: closed when it runs out.
+    let mut c = env.conn();
+    let mut out = Out::default();
+    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    c.begin_shutdown(&mut env.ctx());
+    env.advance(Duration::from_secs(2));
+    c.handle_timeout(&mut env.ctx());
+    assert!(c.is_closed());
 }
