@@ -353,20 +353,18 @@ impl Conn {
     fn respond(&mut self, ctx: &mut Ctx<'_>, req: &RequestHead<'_>) {
         self.requests += 1;
         if req.content_length > ctx.limits.max_body_size {
-            self.start_log(ctx, req.method_str, req.target, req.minor, None, None);
-            self.send_reply(ctx, status_reply(Status::PAYLOAD_TOO_LARGE), false, true);
+            self.start_log(ctx, &request_line(req), None, None);
+            self.send_reply(
+                ctx,
+                status_reply(Status::PAYLOAD_TOO_LARGE),
+                false,
+                ConnHeader::Close,
+            );
             return;
         }
         self.discard = req.content_length;
         let keep = req.keep_alive && !self.draining;
-        self.start_log(
-            ctx,
-            req.method_str,
-            req.target,
-            req.minor,
-            req.referer,
-            req.user_agent,
-        );
+        self.start_log(ctx, &request_line(req), req.referer, req.user_agent);
         let (reply, head_only) = match req.method {
             Method::Get => (ctx.files.respond(FileRequest { target: req.target }), false),
             Method::Head => (ctx.files.respond(FileRequest { target: req.target }), true),
@@ -379,44 +377,35 @@ impl Conn {
             Method::Unknown => (status_reply(Status::NOT_IMPLEMENTED), false),
             _ => (status_reply(Status::METHOD_NOT_ALLOWED), false),
         };
-        if req.minor == 0 && keep {
-            self.send_reply_ext(ctx, reply, head_only, false, true);
-        } else {
-            self.send_reply(ctx, reply, head_only, !keep);
-        }
+        let conn = match (keep, req.minor) {
+            (false, _) => ConnHeader::Close,
+            (true, 0) => ConnHeader::KeepAlive,
+            (true, _) => ConnHeader::None,
+        };
+        self.send_reply(ctx, reply, head_only, conn);
     }
 
     /// Answer a request we could not parse (or that timed out), then close.
     fn reject(&mut self, ctx: &mut Ctx<'_>, status: Status, raw: &[u8]) {
         self.requests += 1;
-        if ctx.log.is_some() {
-            let line_end = raw
-                .iter()
-                .position(|&b| b == b'\r' || b == b'\n')
-                .unwrap_or(raw.len())
-                .min(1024);
-            self.log_pre.clear();
-            let _ = write!(
-                self.log_pre,
-                "{} - - [{}] \"",
-                self.peer.ip(),
-                ctx.now.log_time
-            );
-            escape_into(&mut self.log_pre, &raw[..line_end]);
-            self.log_pre.push_str("\" ");
-            self.log_post.clear();
-            self.log_post.push_str(" \"-\" \"-\"\n");
-        }
+        // Log the first line as it came, whatever it was.
+        let line_end = raw
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')
+            .unwrap_or(raw.len())
+            .min(1024);
+        self.start_log(ctx, &[&raw[..line_end]], None, None);
         self.discard = 0;
-        self.send_reply(ctx, status_reply(status), false, true);
+        self.send_reply(ctx, status_reply(status), false, ConnHeader::Close);
     }
 
+    /// Begin the access-log line of this request: everything but the status
+    /// and byte count, which come when the response is over. `request` is the
+    /// request line in pieces, each escaped as it is copied.
     fn start_log(
         &mut self,
         ctx: &Ctx<'_>,
-        method: &str,
-        target: &str,
-        minor: u8,
+        request: &[&[u8]],
         referer: Option<&str>,
         ua: Option<&str>,
     ) {
@@ -430,10 +419,10 @@ impl Conn {
             self.peer.ip(),
             ctx.now.log_time
         );
-        escape_into(&mut self.log_pre, method.as_bytes());
-        self.log_pre.push(' ');
-        escape_into(&mut self.log_pre, target.as_bytes());
-        let _ = write!(self.log_pre, " HTTP/1.{minor}\" ");
+        for part in request {
+            escape_into(&mut self.log_pre, part);
+        }
+        self.log_pre.push_str("\" ");
         self.log_post.clear();
         self.log_post.push_str(" \"");
         escape_into(&mut self.log_post, referer.unwrap_or("-").as_bytes());
@@ -442,18 +431,7 @@ impl Conn {
         self.log_post.push_str("\"\n");
     }
 
-    fn send_reply(&mut self, ctx: &mut Ctx<'_>, reply: Reply, head_only: bool, close: bool) {
-        self.send_reply_ext(ctx, reply, head_only, close, false);
-    }
-
-    fn send_reply_ext(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        reply: Reply,
-        head_only: bool,
-        close: bool,
-        keep_alive_header: bool,
-    ) {
+    fn send_reply(&mut self, ctx: &mut Ctx<'_>, reply: Reply, head_only: bool, conn: ConnHeader) {
         let body_len = reply.body.len();
         let h = &mut self.obuf;
         h.clear();
@@ -485,10 +463,10 @@ impl Conn {
         if matches!(reply.status.0, 204 | 405 | 501) {
             let _ = write!(Writer(h), "Allow: {ALLOW}\r\n");
         }
-        if close {
-            h.extend_from_slice(b"Connection: close\r\n");
-        } else if keep_alive_header {
-            h.extend_from_slice(b"Connection: keep-alive\r\n");
+        match conn {
+            ConnHeader::Close => h.extend_from_slice(b"Connection: close\r\n"),
+            ConnHeader::KeepAlive => h.extend_from_slice(b"Connection: keep-alive\r\n"),
+            ConnHeader::None => {}
         }
         h.extend_from_slice(b"\r\n");
         let head_len = h.len();
@@ -505,7 +483,7 @@ impl Conn {
             file,
             offset,
             remaining,
-            close,
+            close: conn == ConnHeader::Close,
             status: reply.status.0,
             body_len: if head_only { 0 } else { body_len },
             head_len,
@@ -572,6 +550,32 @@ impl Conn {
         self.obuf = Vec::new();
         self.deadline = None;
     }
+}
+
+/// The `Connection` header a response carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnHeader {
+    /// HTTP/1.1 persistence is the default: nothing to say.
+    None,
+    /// The connection closes after this response.
+    Close,
+    /// An HTTP/1.0 client asked to keep the connection.
+    KeepAlive,
+}
+
+/// The request line in pieces, for the access log.
+fn request_line<'a>(req: &RequestHead<'a>) -> [&'a [u8]; 4] {
+    let version: &'static [u8] = if req.minor == 0 {
+        b" HTTP/1.0"
+    } else {
+        b" HTTP/1.1"
+    };
+    [
+        req.method_str.as_bytes(),
+        b" ",
+        req.target.as_bytes(),
+        version,
+    ]
 }
 
 fn status_reply(status: Status) -> Reply {
