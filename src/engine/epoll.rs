@@ -83,16 +83,6 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
         libc::EPOLLIN as u32 | libc::EPOLLET as u32,
         WAKE,
     )?;
-    let listen_events = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
-    for (i, l) in spec.listeners.iter().enumerate() {
-        ep.ctl(
-            libc::EPOLL_CTL_ADD,
-            l.raw(),
-            listen_events,
-            LISTENER_TAG | i as u64,
-        )?;
-    }
-    spec.control.set_accepting(true);
     let mut w = Worker {
         sh: Shared::new(&spec),
         conns: Slab::new(),
@@ -103,6 +93,7 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
         accept_pause_until: None,
         drain_deadline: None,
     };
+    w.arm_listeners(true)?;
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     loop {
         let timeout = w.sh.wait_timeout();
@@ -223,8 +214,34 @@ impl Worker {
         }
     }
 
+    /// Paused accepting leaves the (level-triggered) listeners out of the
+    /// epoll set, so a full backlog does not wake the loop over and over.
     fn pause_accept(&mut self, d: Duration) {
+        if self.accept_pause_until.is_none() {
+            let _ = self.arm_listeners(false);
+        }
         self.accept_pause_until = Some(self.sh.clock.now().instant + d);
+    }
+
+    fn arm_listeners(&mut self, on: bool) -> io::Result<()> {
+        let events = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
+        for (i, l) in self.spec.listeners.iter().enumerate() {
+            if on {
+                self.ep.ctl(
+                    libc::EPOLL_CTL_ADD,
+                    l.raw(),
+                    events,
+                    LISTENER_TAG | i as u64,
+                )?;
+            } else {
+                // ENOENT (already out) is fine.
+                let _ = self.ep.ctl(libc::EPOLL_CTL_DEL, l.raw(), 0, 0);
+            }
+        }
+        if on {
+            self.spec.control.set_accepting(true);
+        }
+        Ok(())
     }
 
     fn conn_event(&mut self, tok: usize, flags: u32) {
@@ -349,8 +366,13 @@ impl Worker {
             && now >= t
         {
             self.accept_pause_until = None;
-            for i in 0..self.spec.listeners.len() {
-                self.accept(i);
+            if self.accepting {
+                if let Err(e) = self.arm_listeners(true) {
+                    crate::error!("epoll_ctl: {e}");
+                }
+                for i in 0..self.spec.listeners.len() {
+                    self.accept(i);
+                }
             }
         }
         for tok in self.conns.keys() {
@@ -366,9 +388,7 @@ impl Worker {
 
     fn begin_drain(&mut self) {
         self.accepting = false;
-        for l in &self.spec.listeners {
-            let _ = self.ep.ctl(libc::EPOLL_CTL_DEL, l.raw(), 0, 0);
-        }
+        let _ = self.arm_listeners(false);
         self.spec.control.set_accepting(false);
         self.drain_deadline = Some(self.sh.clock.now().instant + self.spec.shutdown_timeout);
         for tok in self.conns.keys() {

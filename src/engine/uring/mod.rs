@@ -78,6 +78,8 @@ const TEARDOWN_LIMIT: Duration = Duration::from_secs(10);
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Most connections taken from a listener's backlog when our accept stops.
 const STRANDED_MAX: usize = 64;
+/// With fewer free connection slots than this, accept with single accepts.
+const SINGLE_ACCEPT_BELOW: usize = 64;
 
 // Per-connection operation kinds (bit positions in `UConn::pending`).
 const RECV: u8 = 0;
@@ -218,8 +220,10 @@ impl Io {
 }
 
 struct Acceptor {
-    /// The multishot accept is in flight (until its final completion).
+    /// The accept is in flight (until its final completion).
     armed: bool,
+    /// It is a multishot accept (else a single accept, used near the limit).
+    multi: bool,
     cancelled: bool,
 }
 
@@ -331,17 +335,14 @@ impl UConn {
     }
 
     /// Apply what happened while the Conn was frozen (call only when not frozen).
+    ///
+    /// The order replays events as the epoll engine sees them: drain and
+    /// input arrive while the response is still in flight (so a pipelined
+    /// request is buffered, and answered with `Connection: close` when
+    /// draining), and only then does the response's completion count.
     fn apply_deferred(&mut self, sh: &mut Shared) {
-        if self.ack > 0 {
-            let n = std::mem::take(&mut self.ack);
-            self.conn.handle_sent(&mut sh.ctx(), n);
-        }
-        if std::mem::take(&mut self.short_file) {
-            crate::warn!("{}: file shorter than announced", self.conn.peer());
-            self.conn.handle_error(&mut sh.ctx());
-        }
-        if std::mem::take(&mut self.wr_err) {
-            self.conn.handle_error(&mut sh.ctx());
+        if std::mem::take(&mut self.st_shutdown) {
+            self.conn.begin_shutdown(&mut sh.ctx());
         }
         if !self.stash.is_empty() {
             let mut data = std::mem::take(&mut self.stash);
@@ -354,14 +355,22 @@ impl UConn {
         if std::mem::take(&mut self.st_eof) {
             self.conn.handle_eof(&mut sh.ctx());
         }
+        if self.ack > 0 {
+            let n = std::mem::take(&mut self.ack);
+            self.conn.handle_sent(&mut sh.ctx(), n);
+        }
+        if std::mem::take(&mut self.short_file) {
+            crate::warn!("{}: file shorter than announced", self.conn.peer());
+            self.conn.handle_error(&mut sh.ctx());
+        }
+        if std::mem::take(&mut self.wr_err) {
+            self.conn.handle_error(&mut sh.ctx());
+        }
         if std::mem::take(&mut self.st_err) {
             self.conn.handle_error(&mut sh.ctx());
         }
         if std::mem::take(&mut self.st_timeout) {
             self.conn.handle_timeout(&mut sh.ctx());
-        }
-        if std::mem::take(&mut self.st_shutdown) {
-            self.conn.begin_shutdown(&mut sh.ctx());
         }
     }
 
@@ -668,6 +677,7 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
         .iter()
         .map(|_| Acceptor {
             armed: false,
+            multi: false,
             cancelled: false,
         })
         .collect();
@@ -697,9 +707,14 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
         lost_seen: 0,
         stray_logged: false,
     };
-    let r = w.run_loop();
+    // A panic in the loop must not free memory the kernel may still write:
+    // tear down (cancel and drain every op) before unwinding further.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.run_loop()));
     w.teardown();
-    r
+    match r {
+        Ok(r) => r,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
 }
 
 /// Field order matters: `io` (the ring) is dropped before `bufs`.
@@ -981,19 +996,33 @@ impl Worker {
             self.pause_accept();
             want = false;
         }
+        // Near max_connections, accept one at a time: a multishot accept
+        // keeps taking connections until its cancel lands, which would
+        // overshoot the limit by a loop turn's worth of arrivals.
+        let room = self
+            .spec
+            .max_connections
+            .saturating_sub(self.conns.len() + self.parked.len());
+        let multi = room >= SINGLE_ACCEPT_BELOW;
         for (i, a) in self.listeners.iter_mut().enumerate() {
             if want && !a.armed {
                 let lfd = self.spec.listeners[i].raw();
-                self.io.push_plain(
+                // Non-blocking sockets: a splice into a full socket returns
+                // (short or EAGAIN) instead of parking an io-wq thread.
+                let flags = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+                let e = if multi {
                     opcode::AcceptMulti::new(types::Fd(lfd))
-                        // Non-blocking: a splice into a full socket returns
-                        // (short or EAGAIN) instead of parking an io-wq thread.
-                        .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
+                        .flags(flags)
                         .build()
-                        .user_data(ud(ACCEPT, i, 0)),
-                );
+                } else {
+                    opcode::Accept::new(types::Fd(lfd), std::ptr::null_mut(), std::ptr::null_mut())
+                        .flags(flags)
+                        .build()
+                };
+                self.io.push_plain(e.user_data(ud(ACCEPT, i, 0)));
                 a.armed = true;
-            } else if !want && a.armed && !a.cancelled {
+                a.multi = multi;
+            } else if a.armed && !a.cancelled && (!want || a.multi && !multi) {
                 self.io.push_plain(
                     opcode::AsyncCancel::new(ud(ACCEPT, i, 0))
                         .build()
@@ -1336,6 +1365,15 @@ impl Worker {
                 self.io.inflight
             );
             self.bufs.leak();
+            // The fds must stay allocated (ops may still name them), but the
+            // clients should not wait forever: end both directions now.
+            for slot in self.conns.keys() {
+                if let Some(c) = self.conns.get_mut(slot) {
+                    // SAFETY: shutdown does not release the fd, so no op in
+                    // flight can see it reused.
+                    unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
+                }
+            }
             std::mem::forget(std::mem::take(&mut self.conns));
         } else {
             let _ = self.io.ring.submitter().unregister_buf_ring(BGID);
