@@ -187,4 +187,54 @@ engine_tests! {
         fds_back_to(&srv, base, "half-closed clients");
         srv.assert_healthy("after half-closed clients");
     }
+
+    fn connections_past_max_connections_wait_in_the_backlog(e) {
+        // 60 clients against max_connections = 4: the worker holds at most a
+        // handful more descriptors than the limit (the rest wait in the
+        // kernel's backlog), serves them all in turn, and does not spin.
+        let (site, huge) = site_with_huge();
+        let mut srv = start_or_skip!(e, "workers = 1\nmax_connections = 4\nkeepalive_timeout = \"300ms\"", &site.root);
+        let base = baseline_fds(&srv, &huge);
+        const N: usize = 60;
+        let mut clients: Vec<Conn> = (0..N)
+            .map(|_| {
+                let mut c = srv.connect();
+                c.send(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
+                c
+            })
+            .collect();
+        // Give the worker time to take what it will take (a condition: the
+        // count reaches the limit), then check it took no more than a few extra.
+        let _ = wait_fd_count_at_least(srv.pid(), base + 4, Duration::from_secs(5));
+        let cpu0 = cpu_ticks(srv.pid());
+        let t0 = Instant::now();
+        let mut peak = fd_count(srv.pid());
+        while t0.elapsed() < Duration::from_millis(500) {
+            peak = peak.max(fd_count(srv.pid()));
+            std::thread::sleep(Duration::from_millis(20)); // sampling interval, not a wait for state
+        }
+        let ticks = cpu_ticks(srv.pid()) - cpu0;
+        assert!(peak <= base + 4 + 4, "{peak} fds open with max_connections = 4 (baseline {base}):\n{}", fd_listing(srv.pid()));
+        // Busy-looping while paused would burn ~50 ticks in 0.5 s.
+        assert!(ticks < 25, "{ticks} CPU ticks in 0.5 s while at max_connections: spinning?");
+        // Everyone is answered eventually (each served connection idles out after 300 ms).
+        for (i, c) in clients.iter_mut().enumerate() {
+            let r = c
+                .try_read_response_within("GET", Duration::from_secs(30))
+                .unwrap_or_else(|err| panic!("client {i} of {N} never served: {err}"));
+            assert_status(&r, 200, &format!("client {i}"));
+        }
+        drop(clients);
+        fds_back_to(&srv, base, "clients past max_connections");
+        srv.assert_healthy("after clients past max_connections");
+    }
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat, counted after "pid (comm)".
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }

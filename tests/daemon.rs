@@ -482,6 +482,33 @@ engine_tests! {
         assert_status(&get(srv.addr(), "/app.js"), 200, "GET on a new connection after reload");
     }
 
+    fn reload_during_response_closes_after_pipelined_request(e) {
+        // A response is in flight (the client has stopped reading) and the
+        // next request is already pipelined behind it when the reload comes:
+        // both are answered, the second with `Connection: close`.
+        let site = Site::new();
+        let huge = site_with_huge(&site);
+        let srv = start_or_skip!(e, "workers = 1", &site.root);
+        let mut s = TcpStream::connect(srv.addr()).unwrap();
+        s.write_all(b"GET /huge.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let (head, first) = read_head(&mut s, IO_TIMEOUT);
+        assert!(head.starts_with("HTTP/1.1 200"), "GET /huge.bin:\n{head}");
+        assert!(!head.to_ascii_lowercase().contains("connection: close"), "{head}");
+        let mut pos = first.len();
+        assert_bytes_eq(&first, &huge[..pos], "start of /huge.bin");
+        read_body_until(&mut s, &huge, &mut pos, 1 << 20, IO_TIMEOUT).unwrap();
+        // The next request arrives while the response is being sent.
+        s.write_all(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        srv.reload(RELOAD_TIMEOUT).expect("reload with an unchanged config");
+        read_body_until(&mut s, &huge, &mut pos, huge.len(), IO_TIMEOUT)
+            .unwrap_or_else(|e| panic!("/huge.bin across the reload: {e}"));
+        let mut c = Conn::from_stream(s);
+        let r = c.read_response("GET");
+        assert_status(&r, 200, "pipelined GET /style.css after the reload");
+        assert!(r.connection_has("close"), "the draining worker's last response must say Connection: close:\n{}", r.describe());
+        c.expect_closed("connection after its Connection: close response");
+    }
+
     fn reload_invalid_config_keeps_serving(e) {
         let site = Site::new();
         let other = site.base.join("other");
