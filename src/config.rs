@@ -341,6 +341,13 @@ mod tests {
     }
 
     #[test]
+    fn shipped_config_is_the_defaults() {
+        let shipped =
+            Config::parse(include_str!("../conf/tandem.toml"), "conf/tandem.toml").unwrap();
+        assert_eq!(format!("{shipped:?}"), format!("{:?}", Config::default()));
+    }
+
+    #[test]
     fn unknown_key_names_line() {
         let e = Config::parse("root = \"x\"\n\nbogus = 1\n", "t.toml").unwrap_err();
         let s = e.to_string();
