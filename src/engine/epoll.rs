@@ -5,7 +5,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use super::{ABORT, RETIRE, Shared, Slab, WorkerSpec};
+use super::{Shared, Slab, Step, WorkerSpec};
 use crate::http::{Conn, Transmit};
 
 const WAKE: u64 = u64::MAX;
@@ -91,7 +91,6 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
         spec,
         accepting: true,
         accept_pause_until: None,
-        drain_deadline: None,
     };
     w.arm_listeners(true)?;
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
@@ -113,26 +112,15 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
         if w.sh.tick_due() {
             w.on_tick();
         }
-        match w.spec.control.state() {
-            ABORT => break,
-            s if s >= RETIRE && w.drain_deadline.is_none() => {
-                w.sh.set_drain_mode(s);
+        match w.sh.step(&w.spec.control, w.conns.is_empty()) {
+            Step::Exit => break,
+            Step::BeginDrain => {
                 w.begin_drain();
+                if w.conns.is_empty() {
+                    break;
+                }
             }
-            _ => {}
-        }
-        if let Some(d) = w.drain_deadline {
-            if w.conns.is_empty() {
-                break;
-            }
-            if w.sh.clock.now().instant >= d {
-                crate::info!(
-                    "worker {}: shutdown_timeout passed, closing {} connection(s)",
-                    w.spec.id,
-                    w.conns.len()
-                );
-                break;
-            }
+            Step::Run => {}
         }
     }
     w.close_all();
@@ -148,7 +136,6 @@ struct Worker {
     accepting: bool,
     /// Accepting paused (EMFILE, or at max_connections) until then.
     accept_pause_until: Option<Instant>,
-    drain_deadline: Option<Instant>,
 }
 
 impl Worker {
@@ -390,7 +377,6 @@ impl Worker {
         self.accepting = false;
         let _ = self.arm_listeners(false);
         self.spec.control.set_accepting(false);
-        self.drain_deadline = Some(self.sh.clock.now().instant + self.spec.shutdown_timeout);
         for tok in self.conns.keys() {
             if let Some(c) = self.conns.get_mut(tok) {
                 c.conn.begin_shutdown(&mut self.sh.ctx());

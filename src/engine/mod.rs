@@ -229,16 +229,52 @@ pub struct Shared {
     next_tick: Instant,
     /// Handed to `Conn::begin_shutdown` through the context.
     drain_grace: Duration,
+    /// Set once the worker starts draining: when it gives up on what is left.
+    drain_deadline: Option<Instant>,
+    shutdown_timeout: Duration,
+    worker_id: usize,
+}
+
+/// What the daemon's control flags ask of a worker loop this turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Run,
+    /// Stop accepting and call `Conn::begin_shutdown` on every connection.
+    BeginDrain,
+    /// Leave the loop (ABORT, or the drain is over).
+    Exit,
 }
 
 impl Shared {
-    /// Set the idle grace from the control state that started the drain.
-    pub fn set_drain_mode(&mut self, state: u8) {
-        self.drain_grace = if state == RETIRE {
-            RETIRE_GRACE
-        } else {
-            Duration::ZERO
-        };
+    /// Once per loop turn: read the control state. `drained` says the worker
+    /// has nothing left (no connections, no accept in flight).
+    pub fn step(&mut self, control: &Control, drained: bool) -> Step {
+        let state = control.state();
+        if state == ABORT {
+            return Step::Exit;
+        }
+        let now = self.clock.now().instant;
+        match self.drain_deadline {
+            None if state >= RETIRE => {
+                self.drain_grace = if state == RETIRE {
+                    RETIRE_GRACE
+                } else {
+                    Duration::ZERO
+                };
+                self.drain_deadline = Some(now + self.shutdown_timeout);
+                Step::BeginDrain
+            }
+            None => Step::Run,
+            Some(_) if drained => Step::Exit,
+            Some(d) if now >= d => {
+                crate::info!(
+                    "worker {}: shutdown_timeout passed, closing what is left",
+                    self.worker_id
+                );
+                Step::Exit
+            }
+            Some(_) => Step::Run,
+        }
     }
 
     pub fn new(spec: &WorkerSpec) -> Shared {
@@ -265,6 +301,9 @@ impl Shared {
             tick,
             next_tick: now + tick,
             drain_grace: Duration::ZERO,
+            drain_deadline: None,
+            shutdown_timeout: spec.shutdown_timeout,
+            worker_id: spec.id,
         }
     }
 

@@ -55,7 +55,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
-use super::{ABORT, RETIRE, Shared, Slab, WorkerSpec};
+use super::{Shared, Slab, Step, WorkerSpec};
 use crate::http::{Conn, Transmit};
 use bufring::BufRing;
 use pool::{Pipe, Pool, READ_BUF};
@@ -698,7 +698,6 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
         accept_pause_until: None,
         parked: VecDeque::new(),
         wake_armed: false,
-        drain_deadline: None,
         stopping: false,
         disarm_reported: false,
         next_gen: 0,
@@ -734,7 +733,6 @@ struct Worker {
     /// little): served when a slot frees up, like an accept backlog.
     parked: VecDeque<RawFd>,
     wake_armed: bool,
-    drain_deadline: Option<Instant>,
     stopping: bool,
     /// `Control::set_accepting(false)` was said (after DRAIN).
     disarm_reported: bool,
@@ -778,28 +776,13 @@ impl Worker {
             if self.sh.tick_due() {
                 self.on_tick();
             }
-            match self.spec.control.state() {
-                ABORT => break,
-                s if s >= RETIRE && self.drain_deadline.is_none() => {
-                    self.sh.set_drain_mode(s);
-                    self.begin_drain();
-                }
-                _ => {}
-            }
-            if let Some(d) = self.drain_deadline {
-                // Wait for the accepts' final completions too: connections
-                // they bring in until then are served.
-                if self.conns.is_empty() && !self.listeners.iter().any(|a| a.armed) {
-                    break;
-                }
-                if self.sh.clock.now().instant >= d {
-                    crate::info!(
-                        "worker {}: shutdown_timeout passed, closing {} connection(s)",
-                        self.spec.id,
-                        self.conns.len()
-                    );
-                    break;
-                }
+            // Drained also waits for the accepts' final completions:
+            // connections they bring in until then are served.
+            let drained = self.conns.is_empty() && !self.listeners.iter().any(|a| a.armed);
+            match self.sh.step(&self.spec.control, drained) {
+                Step::Exit => break,
+                Step::BeginDrain => self.begin_drain(),
+                Step::Run => {}
             }
         }
         Ok(())
@@ -1292,7 +1275,6 @@ impl Worker {
             }
         }
         self.report_disarmed();
-        self.drain_deadline = Some(self.sh.clock.now().instant + self.spec.shutdown_timeout);
         for slot in self.conns.keys() {
             let Some(c) = self.conns.get_mut(slot) else {
                 continue;
