@@ -206,3 +206,33 @@ fn server_refuses_bad_config_at_start() {
     );
     assert!(stderr.contains("run.toml:2:"), "{stderr}");
 }
+
+#[test]
+fn missing_root_refuses_to_start_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("t.toml");
+    let missing = dir.path().join("no-such-root");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = [\"127.0.0.1:0\"]\nroot = {}\naccess_log = \"off\"\n",
+            toml_str(&missing.display().to_string())
+        ),
+    )
+    .unwrap();
+    let out = Command::new(tandem_bin())
+        .arg("-c")
+        .arg(&cfg)
+        .output()
+        .expect("run tandem");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("no-such-root"),
+        "stderr names the root:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("listening on"),
+        "nothing served:\n{stderr}"
+    );
+}

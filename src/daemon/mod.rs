@@ -197,6 +197,22 @@ impl Signals {
 
 /// Run the server until it is stopped. Returns the process exit code.
 pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
+    // A root that is not there is a config error (exit 2), said before anything starts.
+    match std::fs::metadata(&cfg.root) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(StartError::Config(format!(
+                "root {}: not a directory",
+                cfg.root.display()
+            )));
+        }
+        Err(e) => {
+            return Err(StartError::Config(format!(
+                "root {}: {e}",
+                cfg.root.display()
+            )));
+        }
+    }
     // The pidfile lock first: a second instance is told so before it tries to bind.
     let mut pidfile = match &cfg.pidfile {
         Some(p) => Some(pidfile::Pidfile::lock(p).map_err(rt)?),
