@@ -238,4 +238,32 @@ engine_tests! {
         assert!(leaks(&r.body).is_none(), "GET /swap.txt (now a symlink out of root): LEAK\n{}", r.describe());
         assert!(r.status == 403 || r.status == 404, "GET /swap.txt (now a symlink out of root)\n{}", r.describe());
     }
+
+    fn directory_redirect_is_never_an_open_redirect(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "", &site.root);
+        // A Location built from the raw target would be `//evil.example/../sub/`,
+        // which a browser follows to evil.example.
+        for target in [
+            &b"//evil.example/../sub"[..],
+            b"///evil.example/../sub",
+            b"//evil.example/%2e%2e/sub",
+            b"http://x//evil.example/../sub",
+            b"/%2fevil.example/../sub",
+            b"//evil.example/..//sub?q=1",
+        ] {
+            let shown = String::from_utf8_lossy(target).into_owned();
+            let r = raw_get(&srv, target).unwrap_or_else(|err| panic!("GET {shown}: {err}"));
+            assert_status(&r, 301, &format!("GET {shown}"));
+            let loc = r.header("location").unwrap_or("");
+            let want = if shown.ends_with("?q=1") { "/sub/?q=1" } else { "/sub/" };
+            assert_eq!(loc, want, "GET {shown}: Location\n{}", r.describe());
+            assert!(!loc.starts_with("//") && !loc.contains("evil"), "GET {shown}: Location {loc:?}");
+        }
+        // Names that need escaping come back escaped, still local.
+        std::fs::create_dir(site.path("a b")).unwrap();
+        let r = raw_get(&srv, b"//a%20b").unwrap();
+        assert_status(&r, 301, "GET //a%20b");
+        assert_eq!(r.header("location"), Some("/a%20b/"), "{}", r.describe());
+    }
 }

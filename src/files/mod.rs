@@ -110,14 +110,8 @@ impl Responder {
             }
             Ok(Opened::Dir) => {
                 if !p.trailing_slash {
-                    let mut loc = p.raw_path.clone();
-                    loc.push('/');
-                    if let Some(q) = &p.query {
-                        loc.push('?');
-                        loc.push_str(q);
-                    }
                     return Reply {
-                        location: Some(loc),
+                        location: Some(p.slash_redirect()),
                         ..Reply::status(Status::MOVED_PERMANENTLY)
                     };
                 }

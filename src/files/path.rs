@@ -1,6 +1,26 @@
 //! Request target -> a path relative to the root. Pure: no filesystem access.
 
-use percent_encoding::percent_decode;
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode, utf8_percent_encode};
+
+/// Bytes escaped in a path segment of a `Location` we build: everything RFC
+/// 3986 does not allow in a segment (`pchar`), plus `%` itself.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
 
 /// Why a target cannot name a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,8 +41,26 @@ pub struct ReqPath {
     pub trailing_slash: bool,
     /// The query string as sent (without '?'), kept for redirects.
     pub query: Option<String>,
-    /// The normalised absolute path as sent (for `Location`), still encoded.
-    pub raw_path: String,
+}
+
+impl ReqPath {
+    /// The `Location` for "add the trailing slash": built from the normalised
+    /// path (never from the raw target), each segment percent-encoded, so it
+    /// always starts with exactly one `/` and cannot name another host
+    /// (`//evil.example/../dir` -> `/dir/`).
+    pub fn slash_redirect(&self) -> String {
+        let mut loc = String::with_capacity(self.rel.len() + 2);
+        for seg in self.rel.split('/').filter(|s| !s.is_empty()) {
+            loc.push('/');
+            loc.extend(utf8_percent_encode(seg, SEGMENT));
+        }
+        loc.push('/');
+        if let Some(q) = &self.query {
+            loc.push('?');
+            loc.push_str(q);
+        }
+        loc
+    }
 }
 
 /// Split the target into path and query. Accepts origin-form and absolute-form.
@@ -93,7 +131,6 @@ pub fn resolve(target: &str, serve_dotfiles: bool) -> Result<ReqPath, PathError>
         rel: segs.join("/"),
         trailing_slash: trailing_slash || last_is_dot || segs.is_empty(),
         query: query.map(str::to_string),
-        raw_path: path.to_string(),
     })
 }
 
@@ -122,6 +159,24 @@ mod tests {
             resolve("/d?a=1", false).unwrap().query.as_deref(),
             Some("a=1")
         );
+    }
+
+    #[test]
+    fn slash_redirect_is_local_and_normalised() {
+        let loc = |t: &str| resolve(t, false).unwrap().slash_redirect();
+        assert_eq!(loc("/css"), "/css/");
+        assert_eq!(loc("/a/b?x=1"), "/a/b/?x=1");
+        assert_eq!(loc("//evil.example/../css"), "/css/");
+        assert_eq!(loc("///evil.example/../css"), "/css/");
+        assert_eq!(loc("//evil.example/%2e%2e/css"), "/css/");
+        assert_eq!(loc("http://x//evil.example/../css"), "/css/");
+        assert_eq!(loc("/%2fevil.example"), "/evil.example/");
+        assert_eq!(loc("/a%20b/c%3fd"), "/a%20b/c%3Fd/");
+        assert_eq!(loc("/%E2%82%AC"), "/%E2%82%AC/");
+        assert_eq!(loc("/a%25b"), "/a%25b/");
+        for t in ["//x", "///x", "/./x", "/x/.", "http://h//x"] {
+            assert!(!loc(t).starts_with("//"), "{t} -> {}", loc(t));
+        }
     }
 
     #[test]
