@@ -68,7 +68,155 @@ fn fds_back_to(srv: &Server, baseline: usize, ctx: &str) {
     }
 }
 
+/// Resident set size of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// One connection that pipelines requests without end (32,768 per write)
+/// while another thread reads everything as fast as it comes.
+struct Hog {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    received: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Hog {
+    fn start(addr: std::net::SocketAddr) -> Hog {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(AtomicU64::new(0));
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_write_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = s;
+        let batch = b"GET /a.txt HTTP/1.1\r\nHost: a\r\n\r\n".repeat(32768);
+        let st = stop.clone();
+        let writer = std::thread::spawn(move || {
+            let mut off = 0;
+            while !st.load(Ordering::Relaxed) {
+                match w.write(&batch[off..]) {
+                    Ok(n) => off = (off + n) % batch.len(),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        let (st, got) = (stop.clone(), received.clone());
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 4 << 20];
+            while !st.load(Ordering::Relaxed) {
+                match r.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        got.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        Hog {
+            stop,
+            received,
+            threads: vec![writer, reader],
+        }
+    }
+
+    fn received(&self) -> u64 {
+        self.received.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Wait until the hog has been answered `more` bytes beyond now.
+    #[track_caller]
+    fn wait_progress(&self, more: u64, ctx: &str) {
+        let want = self.received() + more;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.received() < want {
+            assert!(
+                Instant::now() < deadline,
+                "{ctx}: the pipelining client stopped being served"
+            );
+            std::thread::yield_now();
+        }
+    }
+}
+
+impl Drop for Hog {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 engine_tests! {
+    fn pipelining_client_cannot_hold_the_worker(e) {
+        let site = Site::new();
+        site.write("a.txt", b"a\n");
+        let mut srv = start_or_skip!(e, "workers = 1\nshutdown_timeout = \"3s\"", &site.root);
+        for _ in 0..20 {
+            assert_status(&get(srv.addr(), "/a.txt"), 200, "warm-up");
+        }
+        let rss_base = rss_kib(srv.pid());
+        let hog = Hog::start(srv.addr());
+        hog.wait_progress(1 << 20, "hog start");
+        // Others on the same (only) worker are served promptly meanwhile.
+        let mut took = Vec::new();
+        for i in 0..20 {
+            let t0 = Instant::now();
+            let mut c = srv.connect();
+            c.send(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
+            let r = c
+                .try_read_response_within("GET", Duration::from_secs(5))
+                .unwrap_or_else(|err| panic!("side request {i} while a client pipelines without end: {err}"));
+            took.push(t0.elapsed());
+            assert_status(&r, 200, "side request");
+            assert_eq!(r.body_str(), STYLE_CSS);
+            hog.wait_progress(256 << 10, "between side requests");
+        }
+        took.sort();
+        let (p90, max) = (took[took.len() * 9 / 10], took[took.len() - 1]);
+        note(&format!("side requests while hogged: median {:?}, p90 {p90:?}, max {max:?}", took[took.len() / 2]));
+        assert!(p90 < Duration::from_millis(100), "side requests: p90 {p90:?} (all: {took:?})");
+        assert!(max < Duration::from_secs(1), "side requests: max {max:?} (all: {took:?})");
+        // The access log is written while the hog goes on, and memory stays put.
+        srv.wait_access_log(Duration::from_secs(3), |l| l.contains("GET /style.css"))
+            .expect("access-log lines written while the pipelining client is still busy");
+        let mut rss_max = 0;
+        for _ in 0..8 {
+            hog.wait_progress(2 << 20, "while measuring RSS");
+            rss_max = rss_max.max(rss_kib(srv.pid()));
+        }
+        note(&format!("RSS {rss_base} KiB before, at most {rss_max} KiB while hogged ({} MiB answered)", hog.received() >> 20));
+        assert!(rss_max <= rss_base + 16 * 1024, "RSS grew from {rss_base} KiB to {rss_max} KiB");
+        // A stop is not held up past shutdown_timeout (3 s) either.
+        let t0 = Instant::now();
+        let st = srv.terminate(Duration::from_secs(8));
+        let stop_took = t0.elapsed();
+        drop(hog);
+        assert!(st.success(), "exit status {st:?}");
+        assert!(stop_took < Duration::from_millis(4500), "stop took {stop_took:?} with shutdown_timeout 3s");
+    }
+
     fn client_disconnects_mid_response(e) {
         let (site, huge) = site_with_huge();
         let mut srv = start_or_skip!(e, "workers = 1\nsend_timeout = \"60s\"", &site.root);

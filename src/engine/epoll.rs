@@ -13,6 +13,13 @@ const LISTENER_TAG: u64 = 1 << 62;
 const SCRATCH: usize = 64 * 1024;
 /// Largest single sendfile call (keeps one connection from hogging the loop).
 const SENDFILE_CHUNK: usize = 1 << 20;
+/// Bytes (received plus sent) one connection may move in one loop turn.
+/// A connection with work left when it is spent goes to the back of the
+/// ready queue, so a client that pipelines without end and reads as fast as
+/// we write cannot hold the worker: everyone else runs in between.
+/// (Each recv/send counts at least `OP_COST`, so at most 64 calls a turn.)
+const TURN_BUDGET: usize = 256 * 1024;
+const OP_COST: usize = 4096;
 
 struct EConn {
     fd: OwnedFd,
@@ -21,6 +28,8 @@ struct EConn {
     rd_drained: bool,
     /// The socket's send buffer is full (send saw EAGAIN): wait for EPOLLOUT.
     wr_blocked: bool,
+    /// In the ready queue: it spent its turn's budget with work left.
+    queued: bool,
 }
 
 struct Epoll {
@@ -91,11 +100,17 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
         spec,
         accepting: true,
         accept_pause_until: None,
+        ready: Vec::new(),
     };
     w.arm_listeners(true)?;
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     loop {
-        let timeout = w.sh.wait_timeout();
+        // Connections with work left from the last turn: do not sleep.
+        let timeout = if w.ready.is_empty() {
+            w.sh.wait_timeout()
+        } else {
+            Duration::ZERO
+        };
         let n = w.ep.wait(&mut events, timeout)?;
         w.sh.clock.update();
         for ev in &events[..n] {
@@ -109,6 +124,7 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
                 w.conn_event(token as usize, flags);
             }
         }
+        w.run_ready();
         if w.sh.tick_due() {
             w.on_tick();
         }
@@ -136,9 +152,28 @@ struct Worker {
     accepting: bool,
     /// Accepting paused (EMFILE, or at max_connections) until then.
     accept_pause_until: Option<Instant>,
+    /// Connections that spent their budget with work left, in turn order.
+    ready: Vec<usize>,
 }
 
 impl Worker {
+    /// Give each connection queued last turn one more budgeted turn (those
+    /// that still have work queue themselves again, behind this turn's events).
+    fn run_ready(&mut self) {
+        let batch = std::mem::take(&mut self.ready);
+        for &tok in &batch {
+            if let Some(c) = self.conns.get_mut(tok) {
+                c.queued = false;
+                self.drive(tok);
+            }
+        }
+        if self.ready.is_empty() {
+            // Keep the allocation.
+            self.ready = batch;
+            self.ready.clear();
+        }
+    }
+
     fn accept(&mut self, li: usize) {
         if !self.accepting || self.accept_pause_until.is_some() {
             return;
@@ -189,6 +224,7 @@ impl Worker {
                 conn,
                 rd_drained: false,
                 wr_blocked: false,
+                queued: false,
             });
             let evs = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
             if let Err(e) = self.ep.ctl(libc::EPOLL_CTL_ADD, raw, evs, tok as u64) {
@@ -250,12 +286,17 @@ impl Worker {
         let Some(c) = self.conns.get_mut(tok) else {
             return;
         };
+        if c.queued {
+            // It has a turn coming in the ready queue.
+            return;
+        }
         let sh = &mut self.sh;
         let fd = c.fd.as_raw_fd();
+        let mut spent = 0usize;
         loop {
             let mut progressed = false;
             // Read until EAGAIN, or until the Conn has enough buffered.
-            while !c.rd_drained && c.conn.wants_input(&sh.limits) {
+            while !c.rd_drained && c.conn.wants_input(&sh.limits) && spent < TURN_BUDGET {
                 // SAFETY: recv writes at most scratch.len() bytes into scratch.
                 let n = unsafe {
                     libc::recv(
@@ -269,6 +310,7 @@ impl Worker {
                     c.conn
                         .handle_input(&mut sh.ctx(), &self.scratch[..n as usize]);
                     progressed = true;
+                    spent += (n as usize).max(OP_COST);
                     // Send what is ready before reading more (pipelining).
                     if !c.wr_blocked && !matches!(c.conn.poll_transmit(), Transmit::Idle) {
                         break;
@@ -312,6 +354,7 @@ impl Worker {
                             break;
                         }
                         progressed = true;
+                        spent += (n as usize).max(OP_COST);
                     }
                     Transmit::File { file, offset, len } => {
                         let mut off = offset as libc::off_t;
@@ -329,7 +372,11 @@ impl Worker {
                             break;
                         }
                         progressed = true;
+                        spent += (n as usize).max(OP_COST);
                     }
+                }
+                if spent >= TURN_BUDGET {
+                    break;
                 }
             }
             if c.conn.is_closed() || !progressed {
@@ -338,6 +385,13 @@ impl Worker {
             let can_read = !c.rd_drained && c.conn.wants_input(&sh.limits);
             let can_write = !c.wr_blocked && !matches!(c.conn.poll_transmit(), Transmit::Idle);
             if !can_read && !can_write {
+                break;
+            }
+            if spent >= TURN_BUDGET {
+                // Its turn is over; edge-triggered epoll will not say it is
+                // ready again, so the ready queue gives it the next one.
+                c.queued = true;
+                self.ready.push(tok);
                 break;
             }
         }

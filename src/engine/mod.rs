@@ -215,6 +215,9 @@ fn secs(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// The access-log buffer is written out once it holds this much.
+const LOG_FLUSH_AT: usize = 32 * 1024;
+
 /// The per-worker state both engines share: responder, limits, clock, the
 /// access-log buffer, the timer tick.
 pub struct Shared {
@@ -296,7 +299,11 @@ impl Shared {
             limits: spec.limits.clone(),
             clock,
             access: spec.access.clone(),
-            logbuf: Vec::with_capacity(if spec.access.is_off() { 0 } else { 64 * 1024 }),
+            logbuf: Vec::with_capacity(if spec.access.is_off() {
+                0
+            } else {
+                LOG_FLUSH_AT + 4096
+            }),
             last_flush: now,
             tick,
             next_tick: now + tick,
@@ -307,8 +314,13 @@ impl Shared {
         }
     }
 
-    /// The context a `Conn` call needs.
+    /// The context a `Conn` call needs. The access-log buffer is flushed
+    /// here once it holds `LOG_FLUSH_AT` bytes, so it stays bounded however
+    /// long the loop is kept busy.
     pub fn ctx(&mut self) -> Ctx<'_> {
+        if self.logbuf.len() >= LOG_FLUSH_AT {
+            self.flush_log();
+        }
         Ctx {
             now: self.clock.now(),
             files: &self.files,
@@ -332,15 +344,10 @@ impl Shared {
     pub fn tick_due(&mut self) -> bool {
         let now = self.clock.now().instant;
         if now < self.next_tick {
-            if self.logbuf.len() >= 32 * 1024 {
-                self.flush_log();
-            }
             return false;
         }
         self.next_tick = now + self.tick;
-        if now.duration_since(self.last_flush) >= Duration::from_millis(500)
-            || self.logbuf.len() >= 32 * 1024
-        {
+        if now.duration_since(self.last_flush) >= Duration::from_millis(500) {
             self.flush_log();
         }
         true
@@ -351,6 +358,9 @@ impl Shared {
         if !self.logbuf.is_empty() {
             self.access.write(&self.logbuf);
             self.logbuf.clear();
+            if self.logbuf.capacity() > 2 * LOG_FLUSH_AT {
+                self.logbuf.shrink_to(LOG_FLUSH_AT + 4096);
+            }
         }
     }
 }
