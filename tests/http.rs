@@ -329,6 +329,37 @@ engine_tests! {
         still_serving(&srv);
     }
 
+    fn answers_do_not_depend_on_packet_boundaries(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "", &site.root);
+        // The request line is too long (414) wherever the excess is and
+        // however it arrives: one write, or split where an 8 KiB receive
+        // buffer would cut it.
+        let cases = [
+            (format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(20 * 1024)), 414),
+            (format!("{} / HTTP/1.1\r\nHost: t\r\n\r\n", "M".repeat(10_000)), 414),
+            (format!("{} / HTTP/1.1\r\nHost: t\r\n\r\n", "M".repeat(8_000)), 414),
+            (format!("G(T /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(9_000)), 400),
+            ("GET /sp ace.txt HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), 400),
+        ];
+        for (req, status) in &cases {
+            let req = req.as_bytes();
+            expect_error_and_close(&srv, req, *status);
+            for at in [3, 4200, 8192, req.len() - 3] {
+                let at = at.min(req.len() - 1);
+                let mut c = srv.connect();
+                let _ = c.try_send(&req[..at]);
+                let _ = c.try_send(&req[at..]);
+                let r = c
+                    .try_read_response(&request_method(req))
+                    .unwrap_or_else(|err| panic!("{} split at {at}: {err}", show(&req[..40])));
+                assert_eq!(r.status, *status, "{} split at {at}:\n{}", show(&req[..40]), r.describe());
+                assert!(r.connection_has("close"), "split at {at}: {}", r.describe());
+            }
+        }
+        still_serving(&srv);
+    }
+
     fn long_target_is_414(e) {
         let site = Site::new();
         let srv = start_or_skip!(e, "", &site.root);

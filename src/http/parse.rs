@@ -91,45 +91,50 @@ fn reject(status: Status) -> Reject {
 }
 
 /// Parse a request head from the start of `buf`.
+///
+/// The verdict is a function of the bytes alone, never of how they arrived:
+/// whatever `buf` holds, the answer is the one the shortest deciding prefix
+/// would get. A limit is crossed at a fixed byte (the request line at
+/// `max_target_size + 33` bytes without a newline: 414; the head at
+/// `max_header_size + 1` bytes: 431), so only the bytes before the first
+/// crossing are parsed: a syntax error before it wins (400), a head that
+/// completes before it is judged whole, and otherwise the limit answers.
 pub fn parse_head<'a>(buf: &'a [u8], lim: &ParseLimits) -> Result<Parsed<'a>, Reject> {
     // Leading empty lines before a request line are ignored (RFC 9112 2.2).
     let skip = buf
         .iter()
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(buf.len());
+    if skip > lim.max_header_size {
+        return Err(reject(Status::BAD_REQUEST));
+    }
     let body = &buf[skip..];
     if body.is_empty() {
-        if skip > lim.max_header_size {
-            return Err(reject(Status::BAD_REQUEST));
-        }
         return Ok(Parsed::Partial);
     }
+    let (view, limit) = match first_limit(body, lim) {
+        Some((at, status)) => (&body[..at - 1], Some(status)),
+        None => (body, None),
+    };
+    // Not complete within the view: a limit crossed later decides, else wait.
+    let incomplete = || match limit {
+        Some(status) => Err(reject(status)),
+        None => Ok(Parsed::Partial),
+    };
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let n = match req.parse(body) {
+    let n = match req.parse(view) {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            return partial_limits(body, lim).map(|_| Parsed::Partial);
-        }
+        Ok(httparse::Status::Partial) => return incomplete(),
         Err(httparse::Error::TooManyHeaders) => {
             return Err(reject(Status::HEADER_FIELDS_TOO_LARGE));
         }
         // httparse judges the version as soon as it sees its bytes; until the
         // request line is complete, "HTTP/1." may still become "HTTP/1.1".
-        Err(httparse::Error::Version) if !body.contains(&b'\n') => {
-            return partial_limits(body, lim).map(|_| Parsed::Partial);
-        }
-        Err(httparse::Error::Version) => return Err(reject(version_error(body))),
-        Err(_) => {
-            // A request line that is simply too long to be useful gets 414 even
-            // when it is also malformed further on.
-            partial_limits(body, lim)?;
-            return Err(reject(Status::BAD_REQUEST));
-        }
+        Err(httparse::Error::Version) if !view.contains(&b'\n') => return incomplete(),
+        Err(httparse::Error::Version) => return Err(reject(version_error(view))),
+        Err(_) => return Err(reject(Status::BAD_REQUEST)),
     };
-    if n > lim.max_header_size {
-        return Err(reject(Status::HEADER_FIELDS_TOO_LARGE));
-    }
     let method_str = req.method.unwrap_or("");
     let target = req.path.unwrap_or("");
     let minor = req.version.unwrap_or(1);
@@ -215,14 +220,23 @@ pub fn parse_head<'a>(buf: &'a [u8], lim: &ParseLimits) -> Result<Parsed<'a>, Re
     ))
 }
 
-/// Limits on an incomplete head: 414 while the request line is still open and
-/// already longer than a target may be, 431 once the head is over its limit.
-fn partial_limits(body: &[u8], lim: &ParseLimits) -> Result<(), Reject> {
-    match body.iter().position(|&b| b == b'\n') {
-        None if body.len() > lim.max_target_size + 32 => Err(reject(Status::URI_TOO_LONG)),
-        Some(eol) if eol > lim.max_target_size + 32 => Err(reject(Status::URI_TOO_LONG)),
-        _ if body.len() > lim.max_header_size => Err(reject(Status::HEADER_FIELDS_TOO_LARGE)),
-        _ => Ok(()),
+/// Longest request line (method, target, version and their spaces) before its
+/// line feed: the target limit plus room for the rest.
+fn max_line(lim: &ParseLimits) -> usize {
+    lim.max_target_size + 32
+}
+
+/// The first limit `body` (a head from its request line on) crosses: the
+/// length of the shortest prefix that crosses it, and the answer it gets.
+fn first_limit(body: &[u8], lim: &ParseLimits) -> Option<(usize, Status)> {
+    let line_at = max_line(lim) + 1;
+    let line = (body.len() >= line_at && !body[..line_at].contains(&b'\n'))
+        .then_some((line_at, Status::URI_TOO_LONG));
+    let head_at = lim.max_header_size + 1;
+    let head = (body.len() >= head_at).then_some((head_at, Status::HEADER_FIELDS_TOO_LARGE));
+    match (line, head) {
+        (Some(l), Some(h)) => Some(if h.0 < l.0 { h } else { l }),
+        (l, h) => l.or(h),
     }
 }
 
@@ -243,7 +257,10 @@ fn version_error(body: &[u8]) -> Status {
         [b'H', b'T', b'T', b'P', b'/', a, b'.', b] => a.is_ascii_digit() && b.is_ascii_digit(),
         _ => false,
     };
-    if ok && line[..sp].contains(&b' ') {
+    // Exactly "method SP target SP version": a space inside the target makes
+    // the line malformed (400), whatever the version looks like.
+    let spaces = line.iter().filter(|&&b| b == b' ').count();
+    if ok && spaces == 2 {
         Status::HTTP_VERSION_NOT_SUPPORTED
     } else {
         Status::BAD_REQUEST
@@ -347,6 +364,61 @@ mod tests {
             status(&big.as_bytes()[..8500]),
             Status::HEADER_FIELDS_TOO_LARGE
         );
+    }
+
+    #[test]
+    fn verdict_does_not_depend_on_arrival() {
+        // What a whole request gets, every prefix that decides gets too.
+        let cases: Vec<(Vec<u8>, Status)> = vec![
+            (
+                format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(20 * 1024)).into_bytes(),
+                Status::URI_TOO_LONG,
+            ),
+            (
+                format!("{} / HTTP/1.1\r\nHost: a\r\n\r\n", "M".repeat(10_000)).into_bytes(),
+                Status::URI_TOO_LONG,
+            ),
+            (
+                format!("{} / HTTP/1.1\r\nHost: a\r\n\r\n", "M".repeat(8_000)).into_bytes(),
+                Status::URI_TOO_LONG,
+            ),
+            (
+                format!("G(T /{} HTTP/1.1\r\n\r\n", "a".repeat(8_000)).into_bytes(),
+                Status::BAD_REQUEST,
+            ),
+            (
+                format!(
+                    "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+                    "b".repeat(9000)
+                )
+                .into_bytes(),
+                Status::HEADER_FIELDS_TOO_LARGE,
+            ),
+            (
+                b"GET /sp ace.txt HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+                Status::BAD_REQUEST,
+            ),
+            (b"GET /a b HTTP/2.0\r\n\r\n".to_vec(), Status::BAD_REQUEST),
+            (
+                b"GET / HTTP/2.0\r\n\r\n".to_vec(),
+                Status::HTTP_VERSION_NOT_SUPPORTED,
+            ),
+        ];
+        for (req, want) in &cases {
+            assert_eq!(
+                status(req),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(&req[..60])
+            );
+            for i in 1..req.len() {
+                let st = status(&req[..i]);
+                assert!(
+                    st == Status(0) || st == *want,
+                    "prefix {i}: {st:?}, whole: {want:?}"
+                );
+            }
+        }
     }
 
     #[test]
