@@ -100,6 +100,14 @@ impl<'de> Deserialize<'de> for LogTarget {
     }
 }
 
+/// Longest timeout a config may set: far beyond any real use, and far from
+/// where deadline arithmetic could overflow.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// Largest `max_header_size` (1 MiB).
+pub const MAX_HEADER_SIZE: usize = 1 << 20;
+/// Largest `max_connections` per worker.
+pub const MAX_CONNECTIONS: usize = 1 << 20;
+
 /// A duration written as `"500ms"`, `"15s"`, `"2m"`, `"1h"` or a bare number of seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dur(pub Duration);
@@ -288,14 +296,37 @@ impl Config {
         if self.index.is_empty() || self.index.contains('/') {
             return Err("index: must be a plain file name".into());
         }
-        if self.max_header_size < 256 {
-            return Err("max_header_size: must be at least 256".into());
+        for (key, d, zero_ok) in [
+            ("keepalive_timeout", self.keepalive_timeout.0, true),
+            ("header_timeout", self.header_timeout.0, false),
+            ("send_timeout", self.send_timeout.0, false),
+            ("shutdown_timeout", self.shutdown_timeout.0, true),
+        ] {
+            if d > MAX_TIMEOUT {
+                return Err(format!(
+                    "{key}: at most {}h, not {}s",
+                    MAX_TIMEOUT.as_secs() / 3600,
+                    d.as_secs()
+                ));
+            }
+            if d.is_zero() && !zero_ok {
+                return Err(format!("{key}: must be more than 0"));
+            }
+        }
+        if !(256..=MAX_HEADER_SIZE).contains(&self.max_header_size) {
+            return Err(format!(
+                "max_header_size: must be between 256 and {MAX_HEADER_SIZE}, not {}",
+                self.max_header_size
+            ));
         }
         if self.max_target_size < 16 || self.max_target_size > self.max_header_size {
             return Err("max_target_size: must be between 16 and max_header_size".into());
         }
-        if self.max_connections == 0 {
-            return Err("max_connections: must be at least 1".into());
+        if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
+            return Err(format!(
+                "max_connections: must be between 1 and {MAX_CONNECTIONS}, not {}",
+                self.max_connections
+            ));
         }
         if crate::log::Level::parse(&self.log_level).is_none() {
             return Err(format!(
@@ -374,6 +405,25 @@ mod tests {
             e.to_string().starts_with("t.toml:3: max_connections"),
             "{e}"
         );
+        // Values whose deadline arithmetic would overflow are refused by name and line.
+        for (text, key) in [
+            (
+                "keepalive_timeout = 9223372036854775807",
+                "keepalive_timeout",
+            ),
+            ("shutdown_timeout = 9223372036854775807", "shutdown_timeout"),
+            ("header_timeout = \"25h\"", "header_timeout"),
+            ("send_timeout = 0", "send_timeout"),
+            ("max_header_size = 18446744073709551615", "max_header_size"),
+            ("max_connections = 18446744073709551615", "max_connections"),
+        ] {
+            let e = Config::parse(&format!("\n{text}\n"), "t.toml").unwrap_err();
+            assert!(
+                e.to_string().starts_with(&format!("t.toml:2: {key}")),
+                "{text}: {e}"
+            );
+        }
+        assert!(Config::parse("keepalive_timeout = \"24h\"\nshutdown_timeout = 0", "t").is_ok());
         let e = Config::parse("# c\nlog_level = \"loud\"\n", "t.toml").unwrap_err();
         assert!(e.to_string().starts_with("t.toml:2: log_level"), "{e}");
     }

@@ -99,6 +99,15 @@ fn bad_value_fails_with_its_line() {
         ("keepalive_timeout = \"5 fortnights\"", "keepalive_timeout"),
         ("engine = \"kqueue\"", "engine"),
         ("max_header_size = \"big\"", "max_header_size"),
+        // Values that would overflow deadline arithmetic are caught by -t.
+        (
+            "keepalive_timeout = 9223372036854775807",
+            "keepalive_timeout",
+        ),
+        ("shutdown_timeout = 9223372036854775807", "shutdown_timeout"),
+        ("send_timeout = \"100000h\"", "send_timeout"),
+        ("header_timeout = 0", "header_timeout"),
+        ("max_connections = 18446744073709551615", "max_connections"),
     ] {
         let text = format!(
             "listen = [\"127.0.0.1:0\"]\nroot = {}\naccess_log = \"off\"\n{line4}\n",

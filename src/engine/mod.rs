@@ -264,7 +264,7 @@ impl Shared {
                 } else {
                     Duration::ZERO
                 };
-                self.drain_deadline = Some(now + self.shutdown_timeout);
+                self.drain_deadline = Some(crate::http::later(now, self.shutdown_timeout));
                 Step::BeginDrain
             }
             None => Step::Run,

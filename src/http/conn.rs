@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::parse::{Method, Parsed, RequestHead, parse_head};
-use super::{Ctx, Limits, Status};
+use super::{Ctx, Limits, Status, later};
 use crate::files::{Body, FileRequest, Reply};
 
 const ALLOW: &str = "GET, HEAD, OPTIONS";
@@ -104,7 +104,7 @@ impl Conn {
             requests: 0,
             head_started: None,
             last_activity: now,
-            deadline: Some(now + limits.header_timeout),
+            deadline: Some(later(now, limits.header_timeout)),
             log_pre: String::new(),
             log_post: String::new(),
         }
@@ -231,7 +231,7 @@ impl Conn {
         if ctx.drain_grace.is_zero() {
             self.close(ctx);
         } else {
-            let until = ctx.now.instant + ctx.drain_grace;
+            let until = later(ctx.now.instant, ctx.drain_grace);
             self.drain_until = Some(self.drain_until.map_or(until, |d| d.min(until)));
             self.update_deadline(ctx.limits);
         }
@@ -283,14 +283,17 @@ impl Conn {
         self.deadline = match self.state {
             State::Closed => None,
             State::Linger { until, .. } => Some(until),
-            State::Open if self.out.is_some() => Some(self.last_activity + lim.send_timeout),
-            State::Open if self.discard > 0 => Some(self.last_activity + lim.header_timeout),
-            State::Open if !self.inbuf.is_empty() => {
-                Some(self.head_started.unwrap_or(self.last_activity) + lim.header_timeout)
+            State::Open if self.out.is_some() => Some(later(self.last_activity, lim.send_timeout)),
+            State::Open if self.discard > 0 => Some(later(self.last_activity, lim.header_timeout)),
+            State::Open if !self.inbuf.is_empty() => Some(later(
+                self.head_started.unwrap_or(self.last_activity),
+                lim.header_timeout,
+            )),
+            State::Open if self.requests == 0 => {
+                Some(later(self.last_activity, lim.header_timeout))
             }
-            State::Open if self.requests == 0 => Some(self.last_activity + lim.header_timeout),
             State::Open => {
-                let idle_end = self.last_activity + lim.keepalive_timeout;
+                let idle_end = later(self.last_activity, lim.keepalive_timeout);
                 Some(self.drain_until.map_or(idle_end, |d| d.min(idle_end)))
             }
         };
@@ -528,7 +531,7 @@ impl Conn {
         } else {
             self.state = State::Linger {
                 shut: false,
-                until: ctx.now.instant + ctx.limits.linger_timeout,
+                until: later(ctx.now.instant, ctx.limits.linger_timeout),
             };
         }
         self.update_deadline(ctx.limits);

@@ -93,6 +93,19 @@ impl Status {
     }
 }
 
+/// `t + d`, saturating instead of panicking: a deadline too far away to be
+/// represented becomes the farthest one that is (config bounds keep real
+/// values far from this; it is the last line of defence, not the limit).
+pub fn later(t: Instant, d: Duration) -> Instant {
+    let mut d = d;
+    loop {
+        if let Some(x) = t.checked_add(d) {
+            return x;
+        }
+        d /= 2;
+    }
+}
+
 /// The time, as the engine read it once for this batch of events.
 #[derive(Debug, Clone)]
 pub struct Now {
