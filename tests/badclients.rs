@@ -217,6 +217,29 @@ engine_tests! {
         assert!(stop_took < Duration::from_millis(4500), "stop took {stop_took:?} with shutdown_timeout 3s");
     }
 
+    fn client_that_resets_at_once_is_logged_with_its_address(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "workers = 1\nmax_connections = 1", &site.root);
+        // Hold the only slot, so the next clients wait in the accept queue
+        // and are accepted only after they have sent a request and reset.
+        let mut holder = srv.connect();
+        assert_status(&holder.roundtrip(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"), 200, "holder");
+        for i in 0..3 {
+            let s = TcpStream::connect(srv.addr()).unwrap();
+            (&s).write_all(format!("GET /style.css?rst={i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).unwrap();
+            set_linger_zero(&s);
+            drop(s); // RST
+        }
+        drop(holder);
+        for i in 0..3 {
+            let line = srv
+                .wait_access_log(Duration::from_secs(5), |l| l.contains(&format!("?rst={i} ")))
+                .unwrap_or_else(|| panic!("no access-log line for reset client {i}:\n{}", srv.access_log()));
+            assert!(line.starts_with("127.0.0.1 - - ["), "reset client {i} logged as {line:?}");
+        }
+        assert_status(&get(srv.addr(), "/"), 200, "GET / afterwards");
+    }
+
     fn client_disconnects_mid_response(e) {
         let (site, huge) = site_with_huge();
         let mut srv = start_or_skip!(e, "workers = 1\nsend_timeout = \"60s\"", &site.root);

@@ -463,6 +463,46 @@ pub fn sockaddr_to_std(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
+/// The peer address of a connected socket, even one the peer has already
+/// reset: getpeername(2) says ENOTCONN once a TCP socket is closed, but the
+/// SO_PEERNAME option still reads the address the socket was connected to.
+/// (A multishot accept gives no addresses, so the io_uring engine asks here,
+/// possibly after a client sent its request and reset at once.)
+pub fn peer_addr(fd: RawFd) -> Option<SocketAddr> {
+    // SAFETY: sockaddr_storage is a plain C struct; all-zero is a valid value.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: ss/len are live and sized for any address family.
+    let r = unsafe { libc::getpeername(fd, &mut ss as *mut _ as *mut libc::sockaddr, &mut len) };
+    if r == 0 {
+        return sockaddr_to_std(&ss);
+    }
+    // SO_PEERNAME wants a buffer no larger than the address itself, so ask
+    // for the family first (getsockname works on a closed socket too).
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: as above.
+    let r = unsafe { libc::getsockname(fd, &mut ss as *mut _ as *mut libc::sockaddr, &mut len) };
+    if r != 0 {
+        return None;
+    }
+    let mut len = match ss.ss_family as i32 {
+        libc::AF_INET => std::mem::size_of::<libc::sockaddr_in>(),
+        libc::AF_INET6 => std::mem::size_of::<libc::sockaddr_in6>(),
+        _ => return None,
+    } as libc::socklen_t;
+    // SAFETY: as above; the kernel writes at most `len` bytes into ss.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERNAME,
+            &mut ss as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if r == 0 { sockaddr_to_std(&ss) } else { None }
+}
+
 /// TCP_NODELAY on an accepted socket: responses go out as soon as they are written.
 pub fn set_nodelay(fd: RawFd) {
     let one: libc::c_int = 1;

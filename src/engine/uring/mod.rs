@@ -633,17 +633,7 @@ fn clamp32(n: usize) -> u32 {
 }
 
 fn peer_of(fd: RawFd) -> SocketAddr {
-    // SAFETY: sockaddr_storage is a plain C struct; all-zero is a valid value.
-    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: ss/len are live and sized for any address family.
-    let r = unsafe { libc::getpeername(fd, &mut ss as *mut _ as *mut libc::sockaddr, &mut len) };
-    if r == 0 {
-        super::sockaddr_to_std(&ss)
-    } else {
-        None
-    }
-    .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    super::peer_addr(fd).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 fn close_fd(fd: RawFd) {
