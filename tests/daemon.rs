@@ -709,6 +709,41 @@ engine_tests! {
         assert!(TcpStream::connect(srv.addr()).is_err(), "port still accepts after exit");
     }
 
+    fn panicking_worker_is_replaced(e) {
+        let site = Site::new();
+        let opts = Launch {
+            env: vec![("TANDEM_TEST_PANIC_TARGET".into(), "/__panic".into())],
+            ..Launch::default()
+        };
+        let Some(mut srv) = Server::launch(e, "workers = 1", &site.root, opts) else { return };
+        assert_status(&get(srv.addr(), "/"), 200, "GET / before the panic");
+        // The only worker dies in the middle of a request (a bug, forced by the test hook).
+        let mut c = srv.connect();
+        c.send(b"GET /__panic HTTP/1.1\r\nHost: t\r\n\r\n");
+        let _ = c.read_to_close(CLOSE_TIMEOUT);
+        assert!(srv.wait_stderr("worker 0 panicked: test hook", Duration::from_secs(5)),
+            "no line about the dead worker:\n{}", srv.stderr_text());
+        assert!(srv.stderr_text().contains("thread tandem-w0 panicked at src/files/mod.rs"),
+            "the panic's place is not in the error log:\n{}", srv.stderr_text());
+        assert!(srv.wait_stderr("worker 0: replacement started", Duration::from_secs(5)),
+            "no replacement:\n{}", srv.stderr_text());
+        // The listener kept its place: the replacement serves, again and again.
+        for i in 0..20 {
+            let r = get(srv.addr(), "/style.css");
+            assert_status(&r, 200, &format!("GET /style.css #{i} after the replacement"));
+            assert_eq!(r.body_str(), STYLE_CSS);
+        }
+        // A second death is replaced too (after a back-off if it came quickly).
+        let mut c = srv.connect();
+        c.send(b"GET /__panic HTTP/1.1\r\nHost: t\r\n\r\n");
+        let _ = c.read_to_close(CLOSE_TIMEOUT);
+        assert_status(&get(srv.addr(), "/"), 200, "GET / after the second panic");
+        assert!(srv.wait_stderr_until(Duration::from_secs(5), |t| t.matches("replacement started").count() == 2),
+            "{}", srv.stderr_text());
+        let st = srv.terminate(EXIT_TIMEOUT);
+        assert_eq!(st.code(), Some(0), "exit status: {st}\n{}", srv.stderr_text());
+    }
+
     // ---------------------------------------------------------------- reopen
 
     fn sigusr1_reopens_logs(e) {

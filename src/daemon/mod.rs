@@ -12,7 +12,7 @@ pub mod pidfile;
 pub mod privs;
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -80,14 +80,91 @@ fn rt(e: impl std::fmt::Display) -> StartError {
 /// How long a reload waits for workers to arm or disarm their listeners.
 const HANDOVER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A worker that died sooner than this after its start, twice in a row, is
+/// replaced only after `RESPAWN_BACKOFF`, so a worker that cannot start
+/// does not spin.
+const RESPAWN_QUICK_DEATH: Duration = Duration::from_secs(1);
+const RESPAWN_BACKOFF: Duration = Duration::from_secs(1);
+
 struct Worker {
     control: Arc<Control>,
     thread: Option<JoinHandle<io::Result<()>>>,
+    /// What it was started with, to start its replacement.
+    spec: WorkerSpec,
+    started: Instant,
+    /// Dead, and to be replaced at this time.
+    respawn_at: Option<Instant>,
+    /// Deaths in a row, each soon after its start.
+    quick_deaths: u32,
+}
+
+/// How a worker thread ended.
+enum WorkerEnd {
+    /// It returned `Ok`: it was told to stop.
+    Done,
+    Failed(io::Error),
+    Panicked(String),
 }
 
 /// One set of workers started from one config.
 struct Generation {
+    engine: Engine,
     workers: Vec<Worker>,
+}
+
+/// Start one worker thread. It writes a byte to `waker` when it ends, however
+/// it ends, so the main loop notices a dead worker at once.
+fn spawn_worker(engine: Engine, spec: WorkerSpec, waker: &UnixStream) -> io::Result<Worker> {
+    struct WakeOnExit(UnixStream);
+    impl Drop for WakeOnExit {
+        fn drop(&mut self) {
+            let _ = (&self.0).write(&[1]);
+        }
+    }
+    let wake = WakeOnExit(waker.try_clone()?);
+    let control = spec.control.clone();
+    let run_spec = spec.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("tandem-w{}", spec.id))
+        .spawn(move || {
+            let _wake = wake;
+            engine::run(engine, run_spec)
+        })?;
+    Ok(Worker {
+        control,
+        thread: Some(thread),
+        spec,
+        started: Instant::now(),
+        respawn_at: None,
+        quick_deaths: 0,
+    })
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic".to_string()
+    }
+}
+
+/// Panics go to the error log (which may be a file: a daemon has no
+/// stderr), with the thread and the place.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        crate::error!(
+            "thread {name} panicked{place}: {}",
+            panic_message(info.payload())
+        );
+    }));
 }
 
 impl Generation {
@@ -118,20 +195,72 @@ impl Generation {
         }
     }
 
-    /// Join finished workers; returns the errors they ended with.
-    fn reap(&mut self) -> Vec<io::Error> {
-        let mut errs = Vec::new();
+    /// Join finished workers: (worker id, how it ended). Unless `replace`,
+    /// their slots go; with it, each is marked to be started again.
+    fn reap(&mut self, replace: bool) -> Vec<(usize, WorkerEnd)> {
+        let mut ended = Vec::new();
+        let now = Instant::now();
         for w in &mut self.workers {
-            if w.thread.as_ref().is_some_and(|t| t.is_finished()) {
-                match w.thread.take().map(|t| t.join()) {
-                    Some(Ok(Err(e))) => errs.push(e),
-                    Some(Err(_)) => errs.push(io::Error::other("worker thread panicked")),
-                    _ => {}
+            if !w.thread.as_ref().is_some_and(|t| t.is_finished()) {
+                continue;
+            }
+            let end = match w.thread.take().map(|t| t.join()) {
+                Some(Ok(Ok(()))) | None => WorkerEnd::Done,
+                Some(Ok(Err(e))) => WorkerEnd::Failed(e),
+                Some(Err(p)) => WorkerEnd::Panicked(panic_message(&*p)),
+            };
+            if replace {
+                if now.duration_since(w.started) < RESPAWN_QUICK_DEATH {
+                    w.quick_deaths += 1;
+                } else {
+                    w.quick_deaths = 0;
+                }
+                let wait = if w.quick_deaths > 1 {
+                    RESPAWN_BACKOFF
+                } else {
+                    Duration::ZERO
+                };
+                w.respawn_at = Some(now + wait);
+            }
+            ended.push((w.spec.id, end));
+        }
+        self.workers
+            .retain(|w| w.thread.is_some() || w.respawn_at.is_some());
+        ended
+    }
+
+    /// Start the replacements that are due. Returns when the next one is.
+    fn respawn_due(&mut self, waker: &UnixStream) -> Option<Instant> {
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        for w in &mut self.workers {
+            let Some(at) = w.respawn_at else { continue };
+            if at > now {
+                next = Some(next.map_or(at, |n| n.min(at)));
+                continue;
+            }
+            let id = w.spec.id;
+            let started = Control::new().and_then(|control| {
+                let mut spec = w.spec.clone();
+                spec.control = control;
+                spawn_worker(self.engine, spec, waker)
+            });
+            match started {
+                Ok(nw) => {
+                    crate::info!("worker {id}: replacement started");
+                    let quick_deaths = w.quick_deaths;
+                    *w = nw;
+                    w.quick_deaths = quick_deaths;
+                }
+                Err(e) => {
+                    crate::error!("worker {id}: cannot start a replacement: {e}");
+                    let at = now + RESPAWN_BACKOFF;
+                    w.respawn_at = Some(at);
+                    next = Some(next.map_or(at, |n| n.min(at)));
                 }
             }
         }
-        self.workers.retain(|w| w.thread.is_some());
-        errs
+        next
     }
 }
 
@@ -147,6 +276,8 @@ struct Daemon {
     reuseport: bool,
     current: Generation,
     old: Vec<Generation>,
+    /// Handed to workers: they write to it when they end.
+    waker: UnixStream,
 }
 
 struct Signals {
@@ -154,6 +285,8 @@ struct Signals {
     term: Arc<AtomicBool>,
     usr1: Arc<AtomicBool>,
     wake: UnixStream,
+    /// The other end of `wake`: workers write to it when they end.
+    waker: UnixStream,
 }
 
 fn install_signals() -> io::Result<Signals> {
@@ -166,6 +299,7 @@ fn install_signals() -> io::Result<Signals> {
         term: Arc::new(AtomicBool::new(false)),
         usr1: Arc::new(AtomicBool::new(false)),
         wake: rd,
+        waker: wr.try_clone()?,
     };
     signal_hook::flag::register(SIGHUP, s.hup.clone())?;
     signal_hook::flag::register(SIGTERM, s.term.clone())?;
@@ -260,6 +394,7 @@ pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
         crate::info!("not started as root: `user = {u:?}` has nothing to drop");
     }
     let signals = install_signals().map_err(rt)?;
+    install_panic_hook();
     let mut d = Daemon {
         opts,
         cfg,
@@ -267,9 +402,11 @@ pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
         inherited,
         reuseport,
         current: Generation {
+            engine,
             workers: Vec::new(),
         },
         old: Vec::new(),
+        waker: signals.waker.try_clone().map_err(rt)?,
     };
     if let Some(why) = note {
         crate::info!("io_uring unavailable ({why}); engine auto falls back to epoll");
@@ -312,14 +449,16 @@ impl Daemon {
         access: Option<Arc<AccessLog>>,
     ) -> io::Result<Generation> {
         let cfg = &self.cfg;
-        let files = Arc::new(Responder::new(
+        let mut files = Responder::new(
             &cfg.root,
             Settings {
                 index: cfg.index.clone(),
                 serve_dotfiles: cfg.serve_dotfiles,
                 error_page_404: cfg.error_page_404.clone(),
             },
-        )?);
+        )?;
+        files.set_panic_target(std::env::var("TANDEM_TEST_PANIC_TARGET").ok());
+        let files = Arc::new(files);
         let access = match access {
             Some(a) => a,
             None => AccessLog::open(&cfg.access_log)?,
@@ -343,21 +482,9 @@ impl Daemon {
                 max_connections: cfg.max_connections,
                 shutdown_timeout: cfg.shutdown_timeout.0,
             };
-            let thread = std::thread::Builder::new()
-                .name(format!("tandem-w{id}"))
-                .spawn(move || {
-                    let r = engine::run(engine, spec);
-                    if let Err(e) = &r {
-                        crate::error!("worker {id}: {e}");
-                    }
-                    r
-                })?;
-            workers.push(Worker {
-                control,
-                thread: Some(thread),
-            });
+            workers.push(spawn_worker(engine, spec, &self.waker)?);
         }
-        Ok(Generation { workers })
+        Ok(Generation { engine, workers })
     }
 
     /// One SO_REUSEPORT socket per configured address; `prev` (the previous
@@ -408,18 +535,32 @@ impl Daemon {
             if sig.usr1.swap(false, Ordering::AcqRel) {
                 self.reopen_logs();
             }
-            for e in self.current.reap() {
-                crate::error!("worker stopped: {e}");
-                if stopping.is_none() {
-                    // A worker failing on its own is a runtime failure.
-                    crate::error!("stopping because a worker failed");
-                    self.current.signal(engine::ABORT);
-                    stopping = Some(Instant::now());
+            // A worker that dies while serving (a bug, but a bug must not
+            // take the site down) is replaced, like nginx's master does; the
+            // listeners are shared, so the others keep serving meanwhile.
+            for (id, end) in self.current.reap(stopping.is_none()) {
+                let what = match end {
+                    WorkerEnd::Done if stopping.is_some() => continue,
+                    WorkerEnd::Done => "exited".to_string(),
+                    WorkerEnd::Failed(e) => format!("failed: {e}"),
+                    WorkerEnd::Panicked(m) => format!("panicked: {m}"),
+                };
+                if stopping.is_some() {
+                    crate::error!("worker {id} {what}");
+                } else {
+                    crate::error!("worker {id} {what}; starting a new one");
                 }
             }
+            if stopping.is_none() {
+                self.current.respawn_due(&self.waker);
+            }
             for g in &mut self.old {
-                for e in g.reap() {
-                    crate::error!("old worker stopped: {e}");
+                for (id, end) in g.reap(false) {
+                    match end {
+                        WorkerEnd::Done => {}
+                        WorkerEnd::Failed(e) => crate::error!("old worker {id} failed: {e}"),
+                        WorkerEnd::Panicked(m) => crate::error!("old worker {id} panicked: {m}"),
+                    }
                 }
             }
             self.old.retain(|g| !g.workers.is_empty());

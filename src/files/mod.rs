@@ -84,17 +84,32 @@ pub struct Settings {
 pub struct Responder {
     root: RootDir,
     settings: Settings,
+    /// Test hook (`TANDEM_TEST_PANIC_TARGET`): a request for exactly this
+    /// target panics the worker, so tests can prove a dead worker is replaced.
+    panic_target: Option<String>,
 }
 
 impl Responder {
     pub fn new(root: &Path, settings: Settings) -> io::Result<Responder> {
         let root = RootDir::open(root)
             .map_err(|e| io::Error::new(e.kind(), format!("root {}: {e}", root.display())))?;
-        Ok(Responder { root, settings })
+        Ok(Responder {
+            root,
+            settings,
+            panic_target: None,
+        })
+    }
+
+    /// Arm the test hook: a request for exactly `target` panics.
+    pub fn set_panic_target(&mut self, target: Option<String>) {
+        self.panic_target = target.filter(|t| !t.is_empty());
     }
 
     /// Answer a GET or HEAD for `req.target`.
     pub fn respond(&self, req: FileRequest<'_>) -> Reply {
+        if self.panic_target.as_deref() == Some(req.target) {
+            panic!("test hook: request for {}", req.target);
+        }
         let p = match path::resolve(req.target, self.settings.serve_dotfiles) {
             Ok(p) => p,
             Err(PathError::Bad) => return Reply::status(Status::BAD_REQUEST),
