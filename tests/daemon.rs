@@ -702,11 +702,33 @@ engine_tests! {
         assert_status(&idle.roundtrip(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"), 200, "GET /");
         let t0 = Instant::now();
         srv.signal(libc::SIGINT);
+        // A silent keep-alive connection gets the grace (2 s) for one more
+        // request, then is half-closed; the client closes its side on the FIN.
+        idle.expect_closed("idle connection after SIGINT");
+        let closed = t0.elapsed();
+        drop(idle);
         let st = srv.wait_exit(EXIT_TIMEOUT).expect("no exit within 10s of SIGINT");
         assert_eq!(st.code(), Some(0), "exit status after SIGINT: {st}");
-        assert!(t0.elapsed() < Duration::from_secs(3), "SIGINT with only an idle connection took {:?}", t0.elapsed());
-        idle.expect_closed("idle connection after SIGINT");
+        assert!(closed >= Duration::from_millis(1500), "the idle connection was closed after {closed:?}, before its grace");
+        assert!(t0.elapsed() < Duration::from_secs(4), "SIGINT with only an idle connection took {:?}", t0.elapsed());
         assert!(TcpStream::connect(srv.addr()).is_err(), "port still accepts after exit");
+    }
+
+    fn sigterm_answers_next_request_on_idle_connection_with_close(e) {
+        // A busy keep-alive client whose next request comes right after the
+        // stop signal is answered, and learns of the close from the response.
+        let site = Site::new();
+        let mut srv = start_or_skip!(e, "workers = 1\nkeepalive_timeout = \"30s\"", &site.root);
+        let mut c = srv.connect();
+        assert_status(&c.roundtrip(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n"), 200, "GET /style.css");
+        srv.signal(libc::SIGTERM);
+        assert!(srv.wait_stderr("stopping", Duration::from_secs(5)), "no `stopping` line after SIGTERM");
+        let r = c.roundtrip(b"GET /app.js HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_status(&r, 200, "GET /app.js on the kept-alive connection after SIGTERM");
+        assert!(r.connection_has("close"), "the stopping worker's last response must say Connection: close:\n{}", r.describe());
+        c.expect_closed("connection after its Connection: close response");
+        let st = srv.wait_exit(EXIT_TIMEOUT).expect("no exit after the last connection closed");
+        assert_eq!(st.code(), Some(0), "exit status: {st}");
     }
 
     fn panicking_worker_is_replaced(e) {

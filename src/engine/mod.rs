@@ -65,16 +65,22 @@ impl Listener {
 
 /// What a worker is told to do, by the daemon.
 pub const RUN: u8 = 0;
-/// Reload: like DRAIN, but idle keep-alive connections get `RETIRE_GRACE`
-/// to send one more request, answered with `Connection: close`.
+/// Reload: stop accepting, finish responses in flight; idle keep-alive
+/// connections get `DRAIN_GRACE` to send one more request, answered with
+/// `Connection: close`; exit once every connection is gone.
 pub const RETIRE: u8 = 1;
-/// Stop: stop accepting, finish responses in flight, close idle connections, exit.
+/// Stop: the same as RETIRE for the worker (the daemon also shuts the
+/// listeners it bound); both are bounded by shutdown_timeout.
 pub const DRAIN: u8 = 2;
 /// Close everything now and exit.
 pub const ABORT: u8 = 3;
 
-/// How long a retiring worker keeps an idle keep-alive connection open.
-pub const RETIRE_GRACE: Duration = Duration::from_secs(2);
+/// How long a retiring or stopping worker keeps an idle keep-alive
+/// connection open for one more request (at most shutdown_timeout). A
+/// client that sends its next request in that time gets an answer with
+/// `Connection: close` instead of racing a close; only connections silent
+/// for the whole grace are closed.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// Control flags plus an eventfd that wakes the worker's loop.
 #[derive(Debug)]
@@ -259,11 +265,7 @@ impl Shared {
         let now = self.clock.now().instant;
         match self.drain_deadline {
             None if state >= RETIRE => {
-                self.drain_grace = if state == RETIRE {
-                    RETIRE_GRACE
-                } else {
-                    Duration::ZERO
-                };
+                self.drain_grace = DRAIN_GRACE.min(self.shutdown_timeout);
                 self.drain_deadline = Some(crate::http::later(now, self.shutdown_timeout));
                 Step::BeginDrain
             }

@@ -209,6 +209,13 @@ impl Conn {
                 crate::debug!("{}: send timeout", self.peer);
                 self.close(ctx);
             }
+            State::Open if self.inbuf.is_empty() && self.discard == 0 => {
+                // Idle (keep-alive timeout, or the drain grace is over): a
+                // request may be on its way this very moment, so half-close
+                // and discard instead of closing: the client sees a clean
+                // end of the connection, not a reset of what it just sent.
+                self.linger(ctx);
+            }
             _ => self.close(ctx),
         }
     }

@@ -168,8 +168,8 @@ pub struct Ctx<'a> {
     /// The worker's access-log buffer; `None` when the access log is off.
     pub log: Option<&'a mut Vec<u8>>,
     /// On `begin_shutdown`, how long an idle keep-alive connection stays open
-    /// for one more request (answered with `Connection: close`). Zero when
-    /// the server stops; a moment when a reload retires the worker, so that
+    /// for one more request (answered with `Connection: close`), so that
     /// busy clients learn of the close from a response instead of a race.
+    /// Zero closes idle connections at once.
     pub drain_grace: Duration,
 }

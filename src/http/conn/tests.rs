@@ -293,7 +293,9 @@ fn http10_keep_alive() {
 #[test]
 fn timeouts() {
     let mut env = Env::new();
-    // Idle keep-alive connection: closed silently after keepalive_timeout.
+    // Idle keep-alive connection: half-closed silently after
+    // keepalive_timeout (a request racing the close is discarded, not reset),
+    // then closed at the peer's EOF or after the linger time.
     let mut c = env.conn();
     let mut out = Out::default();
     c.handle_input(&mut env.ctx(), GET_A.as_bytes());
@@ -305,6 +307,28 @@ fn timeouts() {
     assert!(!c.is_closed());
     env.advance(Duration::from_secs(1));
     c.handle_timeout(&mut env.ctx());
+    let sent = out.bytes.len();
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    assert!(out.shutdown && !c.is_closed() && out.bytes.len() == sent);
+    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    assert_eq!(
+        out.bytes.len(),
+        sent,
+        "a request after the half-close is not answered"
+    );
+    env.advance(env.limits.linger_timeout);
+    c.handle_timeout(&mut env.ctx());
+    assert!(c.is_closed());
+    // With the peer's EOF it closes at once.
+    let mut c = env.conn();
+    let mut out = Out::default();
+    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    env.advance(env.limits.keepalive_timeout);
+    c.handle_timeout(&mut env.ctx());
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    c.handle_eof(&mut env.ctx());
     assert!(c.is_closed());
 
     // A head that never completes: 408, then close.
@@ -429,7 +453,8 @@ fn retire_grace_answers_one_more_request_with_close() {
         "{s}"
     );
     assert!(out.shutdown);
-    // No request within the grace: closed when it runs out.
+    // No request within the grace: half-closed when it runs out, closed at
+    // the peer's EOF.
     let mut c = env.conn();
     let mut out = Out::default();
     c.handle_input(&mut env.ctx(), GET_A.as_bytes());
@@ -437,6 +462,9 @@ fn retire_grace_answers_one_more_request_with_close() {
     c.begin_shutdown(&mut env.ctx());
     env.advance(Duration::from_secs(2));
     c.handle_timeout(&mut env.ctx());
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    assert!(out.shutdown);
+    c.handle_eof(&mut env.ctx());
     assert!(c.is_closed());
 }
 
