@@ -232,9 +232,15 @@ impl Conn {
             && self.out.is_none()
             && self.inbuf.is_empty()
             && self.discard == 0;
-        if !idle {
-            return;
+        if idle {
+            self.grace(ctx);
         }
+    }
+
+    /// Draining, and idle after a response: the client may send one more
+    /// request within `ctx.drain_grace` (answered with `Connection: close`);
+    /// it has not been told to stop, so closing now would race that request.
+    fn grace(&mut self, ctx: &mut Ctx<'_>) {
         if ctx.drain_grace.is_zero() {
             self.close(ctx);
         } else {
@@ -514,10 +520,15 @@ impl Conn {
         }
         self.advance(ctx);
         if self.state == State::Open && self.out.is_none() {
-            // Nothing more will come, or we are stopping and nothing is pending.
             let idle = self.inbuf.is_empty() && self.discard == 0;
-            if self.peer_eof || self.draining && idle {
+            if self.peer_eof {
+                // Nothing more will come.
                 self.close(ctx);
+            } else if self.draining && idle {
+                // Stopping, and this response (begun before the drain) did
+                // not say `Connection: close`: the client's next request may
+                // be on its way, so it gets the grace like any idle one.
+                self.grace(ctx);
             }
         }
     }

@@ -621,3 +621,34 @@ fn answers_do_not_depend_on_how_bytes_arrive() {
         assert_split_invariant(&mut env, &input, &mut rng, &format!("mutation case {case}"));
     }
 }
+
+/// The drain begins while a keep-alive response is still being sent (the
+/// usual case on io_uring, where sends complete later): the response did not
+/// say `Connection: close`, so the connection must not be closed under the
+/// client's next request. It gets the grace like an idle one.
+#[test]
+fn drain_during_response_keeps_the_grace() {
+    let mut env = Env::new();
+    env.drain_grace = Duration::from_secs(2);
+    let mut c = env.conn();
+    let mut out = Out::default();
+    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
+    // Nothing sent yet: the response is in flight.
+    c.begin_shutdown(&mut env.ctx());
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    let first = String::from_utf8(std::mem::take(&mut out.bytes)).unwrap();
+    assert!(!first.contains("Connection: close"), "{first}");
+    assert!(
+        !c.is_closed() && !out.shutdown,
+        "closed under a possible next request"
+    );
+    env.advance(Duration::from_millis(500));
+    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    let second = String::from_utf8(out.bytes).unwrap();
+    assert!(
+        second.starts_with("HTTP/1.1 200 OK") && second.contains("Connection: close\r\n"),
+        "{second}"
+    );
+    assert!(out.shutdown);
+}
