@@ -26,6 +26,41 @@ pub fn bind(addr: SocketAddr) -> io::Result<Listener> {
     })
 }
 
+/// Stop a listening socket from completing new handshakes, without touching
+/// the connections already in its accept queue: a classic BPF filter that
+/// drops every packet makes the kernel ignore new SYNs (and the final ACK of
+/// a handshake under way), so no new connection can enter the queue. The
+/// clients' SYNs are retried and refused once the socket is shut. Used on a
+/// graceful stop, so that emptying the queue and then shutting the socket
+/// leaves nobody in it to be reset.
+pub fn refuse_new(fd: RawFd) -> io::Result<()> {
+    let drop_all = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let prog = libc::sock_fprog {
+        len: drop_all.len() as u16,
+        filter: drop_all.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: passes a pointer to a live sock_fprog (whose program the kernel
+    // copies during the call) and its size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            &prog as *const libc::sock_fprog as *const libc::c_void,
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Sockets passed by systemd, if LISTEN_PID names us. The variables are
 /// removed so that nothing we start inherits them.
 pub fn from_systemd() -> io::Result<Option<Vec<Listener>>> {

@@ -521,6 +521,7 @@ impl Daemon {
                     crate::info!("stopping: finishing responses in flight");
                     notify::notify("STOPPING=1");
                     stopping = Some(Instant::now());
+                    self.refuse_new_connections();
                     self.current.signal(engine::DRAIN);
                     for g in &self.old {
                         g.signal(engine::DRAIN);
@@ -652,6 +653,21 @@ impl Daemon {
             self.cfg.root.display()
         );
         Ok(())
+    }
+
+    /// First step of a stop, on the sockets we bound: no new connection
+    /// enters their accept queues from now on, so the draining workers can
+    /// empty the queues and nobody is left in them to be reset when
+    /// `close_own_listeners` shuts the sockets.
+    fn refuse_new_connections(&self) {
+        for l in self.listeners.values() {
+            if let Err(e) = listen::refuse_new(l.raw()) {
+                crate::warn!(
+                    "{}: cannot hold off new connections during the stop: {e}",
+                    l.addr
+                );
+            }
+        }
     }
 
     /// Stop listening on the sockets we bound, so that clients arriving

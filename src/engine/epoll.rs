@@ -20,6 +20,8 @@ const SENDFILE_CHUNK: usize = 1 << 20;
 /// (Each recv/send counts at least `OP_COST`, so at most 64 calls a turn.)
 const TURN_BUDGET: usize = 256 * 1024;
 const OP_COST: usize = 4096;
+/// Most connections taken from a listener's backlog when the drain begins.
+const STRANDED_MAX: usize = 64;
 
 struct EConn {
     fd: OwnedFd,
@@ -178,8 +180,14 @@ impl Worker {
         if !self.accepting || self.accept_pause_until.is_some() {
             return;
         }
+        self.accept_some(li, usize::MAX);
+    }
+
+    /// Accept up to `max` connections from listener `li` (fewer at EAGAIN,
+    /// an error or max_connections) and start serving them.
+    fn accept_some(&mut self, li: usize, max: usize) {
         let lfd = self.spec.listeners[li].raw();
-        loop {
+        for _ in 0..max {
             if self.conns.len() >= self.spec.max_connections {
                 self.pause_accept(Duration::from_millis(100));
                 return;
@@ -217,7 +225,12 @@ impl Worker {
             let peer = super::sockaddr_to_std(&ss)
                 .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
             super::set_nodelay(fd.as_raw_fd());
-            let conn = Conn::new(peer, self.sh.clock.now().instant, &self.sh.limits);
+            let mut conn = Conn::new(peer, self.sh.clock.now().instant, &self.sh.limits);
+            if !self.accepting {
+                // Taken from the backlog while draining: its first request
+                // is answered (with `Connection: close`), then it closes.
+                conn.begin_shutdown(&mut self.sh.ctx());
+            }
             let raw = fd.as_raw_fd();
             let tok = self.conns.insert(EConn {
                 fd,
@@ -430,6 +443,13 @@ impl Worker {
     fn begin_drain(&mut self) {
         self.accepting = false;
         let _ = self.arm_listeners(false);
+        // Connections already in the accept queue have been told they are
+        // connected (and have often sent a request): take them now, before
+        // the daemon shuts the listeners, which would reset them. The
+        // exclusive wake-up for some of them may have come to us.
+        for li in 0..self.spec.listeners.len() {
+            self.accept_some(li, STRANDED_MAX);
+        }
         self.spec.control.set_accepting(false);
         for tok in self.conns.keys() {
             if let Some(c) = self.conns.get_mut(tok) {
