@@ -1201,6 +1201,43 @@ fn signal_flag_with_stale_pidfile_fails() {
 }
 
 #[test]
+fn signal_flag_never_signals_a_stranger_named_by_a_stale_pidfile() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("stale.pid");
+    // A live process that is not tandem, named by a pidfile nobody holds.
+    let mut stranger = Command::new("sleep").arg("30").spawn().unwrap();
+    std::fs::write(&pidfile, format!("{}\n", stranger.id())).unwrap();
+    let cfg = dir.path().join("stale.toml");
+    std::fs::write(
+        &cfg,
+        format!("pidfile = {}\n", toml_str(&pidfile.display().to_string())),
+    )
+    .unwrap();
+    for what in ["stop", "reload", "reopen"] {
+        let out = tandem_cmd(&["-s", what], &cfg);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "-s {what} with a stale pidfile: {}\n{}",
+            out.status,
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("no tandem is running"),
+            "-s {what}: {}",
+            out.stderr
+        );
+        assert!(
+            stranger.try_wait().unwrap().is_none(),
+            "-s {what} signalled the unrelated pid {}",
+            stranger.id()
+        );
+    }
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+}
+
+#[test]
 fn systemd_units_verify() {
     let Some(analyze) = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
         .into_iter()

@@ -714,7 +714,7 @@ pub fn send_signal(cfg: &Config, what: &str) -> Result<(), StartError> {
             "-s needs a `pidfile` in the config to find the running instance".into(),
         ));
     };
-    let pid = pidfile::read_pid(path).map_err(rt)?;
+    let pid = pidfile::running_pid(path).map_err(rt)?;
     // SAFETY: kill takes plain integers.
     if unsafe { libc::kill(pid, sig) } != 0 {
         return Err(rt(format!(

@@ -80,6 +80,27 @@ pub fn read_pid(path: &Path) -> io::Result<i32> {
     })
 }
 
+/// The pid of the running instance that holds `path`'s lock. A pidfile that
+/// nobody holds locked is stale: its pid may belong to an unrelated process
+/// by now, so it is never signalled.
+pub fn running_pid(path: &Path) -> io::Result<i32> {
+    let file = File::open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("pidfile {}: {e}", path.display())))?;
+    let pid = read_pid(path)?;
+    // SAFETY: flock on a descriptor we own; a shared lock we get is released
+    // when `file` is dropped.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "no tandem is running; {} names pid {pid} but nobody holds its lock (a stale pidfile)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(pid)
+}
+
 /// Before dropping privileges: fork a tiny process that keeps root's right to
 /// remove the pidfile from a directory the new user cannot write. It holds
 /// nothing but the read end of a pipe. When the server is done it writes a
