@@ -722,7 +722,9 @@ engine_tests! {
         let mut c = srv.connect();
         assert_status(&c.roundtrip(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n"), 200, "GET /style.css");
         srv.signal(libc::SIGTERM);
-        assert!(srv.wait_stderr("stopping", Duration::from_secs(5)), "no `stopping` line after SIGTERM");
+        // Once this is said, every worker has begun its drain.
+        assert!(srv.wait_stderr("stopping: workers no longer accept", Duration::from_secs(5)),
+            "no drain line after SIGTERM:\n{}", srv.stderr_text());
         let r = c.roundtrip(b"GET /app.js HTTP/1.1\r\nHost: t\r\n\r\n");
         assert_status(&r, 200, "GET /app.js on the kept-alive connection after SIGTERM");
         assert!(r.connection_has("close"), "the stopping worker's last response must say Connection: close:\n{}", r.describe());

@@ -528,6 +528,7 @@ impl Daemon {
                     }
                     self.current.wait_accepting(false, HANDOVER_TIMEOUT);
                     self.close_own_listeners();
+                    crate::info!("stopping: workers no longer accept; draining");
                 }
             }
             if sig.hup.swap(false, Ordering::AcqRel) && stopping.is_none() {
