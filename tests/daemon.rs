@@ -941,7 +941,7 @@ engine_tests! {
             let mut guard = PidGuard { pidfile: Some(pidfile.clone()) };
             let t0 = Instant::now();
             let out = run_with_timeout(cmd, EXIT_TIMEOUT);
-            if out.status.code() == Some(2) && out.stderr.contains("io_uring") && out.stderr.contains("unavailable") && e == "io_uring" && std::env::var_os("TANDEM_REQUIRE_IO_URING").is_none() {
+            if out.status.code() == Some(2) && out.stderr.contains("io_uring") && out.stderr.contains("unavailable") && e == "io_uring" && !require_io_uring() {
                 skip(&format!("io_uring unavailable: {}", out.stderr.trim()));
                 return;
             }

@@ -634,10 +634,7 @@ fn epoll_and_io_uring_answer_alike() {
     let engines = std::env::var("TANDEM_DIFF_ENGINES").unwrap_or_else(|_| "epoll,io_uring".into());
     let (ea, eb) = engines.split_once(',').expect("TANDEM_DIFF_ENGINES=A,B");
     let (ea, eb) = (ea.trim().to_string(), eb.trim().to_string());
-    if (ea == "io_uring" || eb == "io_uring")
-        && !io_uring_available()
-        && std::env::var_os("TANDEM_REQUIRE_IO_URING").is_none()
-    {
+    if (ea == "io_uring" || eb == "io_uring") && !io_uring_available() && !require_io_uring() {
         skip("io_uring unavailable: nothing to compare epoll with");
         return;
     }

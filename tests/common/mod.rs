@@ -21,6 +21,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod load;
+
 /// How long the server gets to print its `listening on` line.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default deadline for reading one response.
@@ -76,9 +78,30 @@ pub fn tandem_bin() -> &'static str {
     env!("CARGO_BIN_EXE_tandem")
 }
 
+/// Is `TANDEM_REQUIRE_IO_URING` set (to anything but "" or "0")? Then no
+/// test may skip because io_uring is unavailable: CI must not go green with
+/// an engine untested.
+pub fn require_io_uring() -> bool {
+    std::env::var_os("TANDEM_REQUIRE_IO_URING").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Does a skip reason say io_uring is unavailable?
+fn is_io_uring_unavailable(reason: &str) -> bool {
+    reason.contains("io_uring") && reason.contains("unavailable")
+}
+
 /// Print `SKIP <test>: <reason>` straight to stderr (not through the test
 /// harness's output capture, so it shows up in a normal `cargo test` run).
+///
+/// Panics instead when the reason is that io_uring is unavailable and
+/// [`require_io_uring`] says that must not be skipped.
 pub fn skip(reason: &str) {
+    if is_io_uring_unavailable(reason) && require_io_uring() {
+        panic!(
+            "{}: {reason} (TANDEM_REQUIRE_IO_URING is set: an engine may not be skipped)",
+            test_name()
+        );
+    }
     let line = format!("SKIP {}: {reason}\n", test_name());
     let _ = io::stderr().write_all(line.as_bytes());
 }
@@ -192,7 +215,8 @@ impl Server {
     /// Returns `None` (after printing a SKIP line) only when the engine is
     /// io_uring and the server reports it unavailable (exit 2, stderr naming
     /// "io_uring" and "unavailable"). Every other start failure panics.
-    /// Set `TANDEM_REQUIRE_IO_URING=1` to make that skip a failure too.
+    /// Set `TANDEM_REQUIRE_IO_URING=1` to make that skip a failure too
+    /// (a panic with the reason, see [`skip`]).
     pub fn start(engine: &str, cfg_extra: &str, root: &Path) -> Option<Server> {
         Self::launch(engine, cfg_extra, root, Launch::default())
     }
@@ -1400,14 +1424,12 @@ impl Server {
                 let unavailable = st.code() == Some(2)
                     && text.contains("io_uring")
                     && text.contains("unavailable");
-                if unavailable
-                    && engine == "io_uring"
-                    && std::env::var_os("TANDEM_REQUIRE_IO_URING").is_none()
-                {
+                if unavailable && engine == "io_uring" {
                     let line = text
                         .lines()
                         .find(|l| l.contains("unavailable"))
                         .unwrap_or("");
+                    // Panics when TANDEM_REQUIRE_IO_URING is set.
                     skip(&format!("io_uring unavailable: {}", line.trim()));
                     return None;
                 }
@@ -1610,10 +1632,12 @@ pub fn parse_combined(line: &str) -> Option<LogLine> {
 }
 
 /// Is the io_uring engine usable here? Starts `tandem --engine io_uring`
-/// once (per test binary) and sees whether it serves.
+/// once (per test binary) and sees whether it serves. When it does not and
+/// [`require_io_uring`] is set, panics with the probe's stderr instead of
+/// answering false (every caller would skip something on false).
 pub fn io_uring_available() -> bool {
-    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
+    static AVAILABLE: std::sync::OnceLock<(bool, String)> = std::sync::OnceLock::new();
+    let (ok, text) = AVAILABLE.get_or_init(|| {
         let dir = tempfile::Builder::new()
             .prefix("tandem-probe-")
             .tempdir()
@@ -1652,8 +1676,17 @@ pub fn io_uring_available() -> bool {
         };
         let _ = child.kill();
         let _ = child.wait();
-        ok
-    })
+        let text = shared.0.lock().unwrap().text.clone();
+        (ok, text)
+    });
+    if !ok && require_io_uring() {
+        panic!(
+            "{}: io_uring unavailable (TANDEM_REQUIRE_IO_URING is set: an engine may not be skipped); \
+             probe stderr:\n{text}",
+            test_name()
+        );
+    }
+    *ok
 }
 
 /// Print `NOTE <test>: <msg>` straight to stderr (shown in a normal run,
