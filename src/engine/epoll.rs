@@ -17,9 +17,9 @@ const SENDFILE_CHUNK: usize = 1 << 20;
 /// A connection with work left when it is spent goes to the back of the
 /// ready queue, so a client that pipelines without end and reads as fast as
 /// we write cannot hold the worker: everyone else runs in between.
-/// (Each recv/send counts at least `OP_COST`, so at most 64 calls a turn.)
-const TURN_BUDGET: usize = 256 * 1024;
-const OP_COST: usize = 4096;
+/// (Each recv/send counts at least `OP_COST`, so at most 128 calls a turn.)
+const TURN_BUDGET: usize = 2 << 20;
+const OP_COST: usize = 16 * 1024;
 /// Most connections taken from a listener's backlog when the drain begins.
 const STRANDED_MAX: usize = 64;
 
@@ -346,8 +346,12 @@ impl Worker {
                     break;
                 }
             }
-            // Write until EAGAIN or nothing to send.
+            // Write until EAGAIN or nothing to send, or until the budget is
+            // spent by writes the socket took whole. After a short write the
+            // socket is all but full: one more call gets its EAGAIN now,
+            // instead of a wasted turn in the ready queue first.
             while !c.wr_blocked {
+                let mut took_all = true;
                 match c.conn.poll_transmit() {
                     Transmit::Idle => break,
                     Transmit::Close => break,
@@ -358,6 +362,7 @@ impl Worker {
                         progressed = true;
                     }
                     Transmit::Bytes { data, more } => {
+                        let want = data.len();
                         let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
                         // SAFETY: data is a live slice for the duration of the call.
                         let n = unsafe {
@@ -368,6 +373,7 @@ impl Worker {
                         }
                         progressed = true;
                         spent += (n as usize).max(OP_COST);
+                        took_all = n as usize == want;
                     }
                     Transmit::File { file, offset, len } => {
                         let mut off = offset as libc::off_t;
@@ -386,9 +392,10 @@ impl Worker {
                         }
                         progressed = true;
                         spent += (n as usize).max(OP_COST);
+                        took_all = n as usize == count;
                     }
                 }
-                if spent >= TURN_BUDGET {
+                if spent >= TURN_BUDGET && took_all {
                     break;
                 }
             }
