@@ -68,16 +68,6 @@ fn fds_back_to(srv: &Server, baseline: usize, ctx: &str) {
     }
 }
 
-/// Resident set size of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 /// One connection that pipelines requests without end (32,768 per write)
 /// while another thread reads everything as fast as it comes.
 struct Hog {

@@ -42,19 +42,6 @@ fn small_targets() -> Vec<Target> {
     ]
 }
 
-/// VmRSS of `pid` in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
-}
-
 fn reload_checked(srv: &Server, workers: usize, problems: &mut Vec<String>, what: &str) {
     match srv.reload(RELOAD_TIMEOUT) {
         Ok(line) => {

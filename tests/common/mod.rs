@@ -1762,17 +1762,26 @@ pub fn set_linger_zero(s: &TcpStream) {
     assert_eq!(r, 0, "SO_LINGER: {}", io::Error::last_os_error());
 }
 
+/// A numeric field of /proc/PID/status (`Threads:`, `VmRSS:` ...), if present.
+pub fn proc_status_field(pid: u32, field: &str) -> Option<u64> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// Number of threads of `pid` (from /proc/PID/status).
 pub fn thread_count(pid: u32) -> usize {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Threads:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
+    proc_status_field(pid, "Threads:").unwrap_or(0) as usize
+}
+
+/// Resident set size of `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    proc_status_field(pid, "VmRSS:").unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
 }
 
 /// A file of `mib` MiB where every 1 MiB block is the same pseudo-random
