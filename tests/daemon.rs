@@ -764,6 +764,13 @@ engine_tests! {
         assert_status(&get(srv.addr(), "/"), 200, "GET / after the second panic");
         assert!(srv.wait_stderr_until(Duration::from_secs(5), |t| t.matches("replacement started").count() == 2),
             "{}", srv.stderr_text());
+        // A third death right after the replacement started: the next one
+        // waits out a back-off, and a stop during that wait still ends.
+        let mut c = srv.connect();
+        c.send(b"GET /__panic HTTP/1.1\r\nHost: t\r\n\r\n");
+        let _ = c.read_to_close(CLOSE_TIMEOUT);
+        assert!(srv.wait_stderr_until(Duration::from_secs(5), |t| t.matches("worker 0 panicked").count() == 3),
+            "{}", srv.stderr_text());
         let st = srv.terminate(EXIT_TIMEOUT);
         assert_eq!(st.code(), Some(0), "exit status: {st}\n{}", srv.stderr_text());
     }

@@ -92,6 +92,8 @@ struct Worker {
     /// What it was started with, to start its replacement.
     spec: WorkerSpec,
     started: Instant,
+    /// Set by the thread as its last act: `join` returns at once.
+    ended: Arc<AtomicBool>,
     /// Dead, and to be replaced at this time.
     respawn_at: Option<Instant>,
     /// Deaths in a row, each soon after its start.
@@ -115,13 +117,15 @@ struct Generation {
 /// Start one worker thread. It writes a byte to `waker` when it ends, however
 /// it ends, so the main loop notices a dead worker at once.
 fn spawn_worker(engine: Engine, spec: WorkerSpec, waker: &UnixStream) -> io::Result<Worker> {
-    struct WakeOnExit(UnixStream);
+    struct WakeOnExit(UnixStream, Arc<AtomicBool>);
     impl Drop for WakeOnExit {
         fn drop(&mut self) {
+            self.1.store(true, Ordering::Release);
             let _ = (&self.0).write(&[1]);
         }
     }
-    let wake = WakeOnExit(waker.try_clone()?);
+    let ended = Arc::new(AtomicBool::new(false));
+    let wake = WakeOnExit(waker.try_clone()?, ended.clone());
     let control = spec.control.clone();
     let run_spec = spec.clone();
     let thread = std::thread::Builder::new()
@@ -135,6 +139,7 @@ fn spawn_worker(engine: Engine, spec: WorkerSpec, waker: &UnixStream) -> io::Res
         thread: Some(thread),
         spec,
         started: Instant::now(),
+        ended,
         respawn_at: None,
         quick_deaths: 0,
     })
@@ -201,7 +206,10 @@ impl Generation {
         let mut ended = Vec::new();
         let now = Instant::now();
         for w in &mut self.workers {
-            if !w.thread.as_ref().is_some_and(|t| t.is_finished()) {
+            // `ended` comes a moment before `is_finished`: the thread has
+            // nothing left to do but return, so joining it does not wait.
+            let done = w.ended.load(Ordering::Acquire);
+            if !w.thread.as_ref().is_some_and(|t| done || t.is_finished()) {
                 continue;
             }
             let end = match w.thread.take().map(|t| t.join()) {
@@ -224,8 +232,10 @@ impl Generation {
             }
             ended.push((w.spec.id, end));
         }
+        // Slots waiting for a replacement stay only while replacing: a
+        // stopping or retired generation must empty for the daemon to exit.
         self.workers
-            .retain(|w| w.thread.is_some() || w.respawn_at.is_some());
+            .retain(|w| w.thread.is_some() || replace && w.respawn_at.is_some());
         ended
     }
 
@@ -457,6 +467,9 @@ impl Daemon {
                 error_page_404: cfg.error_page_404.clone(),
             },
         )?;
+        // Test hook, in debug builds only (the test suite's): a request for
+        // this target panics its worker. A release build ignores it.
+        #[cfg(debug_assertions)]
         files.set_panic_target(std::env::var("TANDEM_TEST_PANIC_TARGET").ok());
         let files = Arc::new(files);
         let access = match access {
