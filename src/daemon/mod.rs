@@ -459,6 +459,7 @@ impl Daemon {
         access: Option<Arc<AccessLog>>,
     ) -> io::Result<Generation> {
         let cfg = &self.cfg;
+        #[allow(unused_mut)] // mutated only by the debug-build test hook
         let mut files = Responder::new(
             &cfg.root,
             Settings {
