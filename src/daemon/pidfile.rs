@@ -24,8 +24,7 @@ impl Pidfile {
             .truncate(false)
             .open(path)
             .map_err(|e| io::Error::new(e.kind(), format!("pidfile {}: {e}", path.display())))?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if !ofd_lock(&file, libc::F_OFD_SETLK)? {
             let mut s = String::new();
             let _ = file.read_to_string(&mut s);
             return Err(io::Error::new(
@@ -37,6 +36,9 @@ impl Pidfile {
                 ),
             ));
         }
+        // Whatever an earlier run left in it is not our pid: until we write
+        // ours, the file says nothing, so `-s` cannot signal a stranger.
+        file.set_len(0)?;
         Ok(Pidfile {
             path: path.to_path_buf(),
             file,
@@ -80,25 +82,60 @@ pub fn read_pid(path: &Path) -> io::Result<i32> {
     })
 }
 
+/// A write lock on the whole file, as an open-file-description lock: it
+/// belongs to the open file (shared with a daemonized child, like flock),
+/// and unlike flock it can be tested without being taken. `F_OFD_SETLK`:
+/// take it, false if someone else holds it. `F_OFD_GETLK`: only look, true if
+/// it could be taken (nobody holds it).
+fn ofd_lock(file: &File, cmd: libc::c_int) -> io::Result<bool> {
+    // SAFETY: libc::flock is a plain C struct; all-zero is a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // l_start = 0, l_len = 0: the whole file; l_pid must be 0 for OFD locks.
+    // SAFETY: fcntl on a descriptor we own with a pointer to a live flock.
+    let r = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EACCES) if cmd == libc::F_OFD_SETLK => Ok(false),
+            _ => Err(e),
+        };
+    }
+    Ok(cmd != libc::F_OFD_GETLK || fl.l_type == libc::F_UNLCK as libc::c_short)
+}
+
 /// The pid of the running instance that holds `path`'s lock. A pidfile that
 /// nobody holds locked is stale: its pid may belong to an unrelated process
-/// by now, so it is never signalled.
+/// by now, so it is never signalled. The lock is only looked at, never
+/// taken, so a tandem starting at this moment is not disturbed.
 pub fn running_pid(path: &Path) -> io::Result<i32> {
     let file = File::open(path)
         .map_err(|e| io::Error::new(e.kind(), format!("pidfile {}: {e}", path.display())))?;
-    let pid = read_pid(path)?;
-    // SAFETY: flock on a descriptor we own; a shared lock we get is released
-    // when `file` is dropped.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    if ofd_lock(&file, libc::F_OFD_GETLK)? {
+        let named = match text.trim() {
+            "" => String::new(),
+            pid => format!("; it names pid {pid}, which is not tandem's"),
+        };
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
             format!(
-                "no tandem is running; {} names pid {pid} but nobody holds its lock (a stale pidfile)",
+                "no tandem is running: nobody holds the lock of pidfile {} (a stale pidfile){named}",
                 path.display()
             ),
         ));
     }
-    Ok(pid)
+    if text.trim().is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!(
+                "pidfile {}: tandem is starting (no pid in it yet); try again",
+                path.display()
+            ),
+        ));
+    }
+    read_pid(path)
 }
 
 /// Before dropping privileges: fork a tiny process that keeps root's right to
@@ -179,5 +216,34 @@ impl Drop for Remover {
                 && *libc::__errno_location() == libc::EINTR
             {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_pid_is_never_reported_as_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.pid");
+        // A pid left by an earlier run (or anybody), with nobody holding the lock.
+        std::fs::write(&path, "4242\n").unwrap();
+        let e = running_pid(&path).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        assert!(e.to_string().contains("no tandem is running"), "{e}");
+        // Locked by a starting instance that has not written its pid yet: the
+        // old pid is gone at once, and `-s` is told to try again.
+        let mut p = Pidfile::lock(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        let e = running_pid(&path).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+        // Looking did not take the lock: a second instance is still refused,
+        // and the running one is found once its pid is written.
+        assert!(Pidfile::lock(&path).is_err());
+        p.write_pid().unwrap();
+        assert_eq!(running_pid(&path).unwrap(), std::process::id() as i32);
+        drop(p);
+        assert!(running_pid(&path).is_err());
     }
 }
