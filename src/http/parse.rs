@@ -112,6 +112,12 @@ pub fn parse_head<'a>(buf: &'a [u8], lim: &ParseLimits) -> Result<Parsed<'a>, Re
     if body.is_empty() {
         return Ok(Parsed::Partial);
     }
+    // The empty lines count against the head limit: the connection holds
+    // (and reads) only so much before a verdict must be possible.
+    let lim = &ParseLimits {
+        max_header_size: lim.max_header_size - skip,
+        ..*lim
+    };
     let (view, limit) = match first_limit(body, lim) {
         Some((at, status)) => (&body[..at - 1], Some(status)),
         None => (body, None),
