@@ -255,6 +255,24 @@ fn load_thread(
     }
 }
 
+/// A small receive buffer (SO_RCVBUF; the kernel doubles it), set before
+/// the response comes so the window stays small: a slow reader.
+fn set_small_rcvbuf(s: &TcpStream, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let v = bytes as libc::c_int;
+    // SAFETY: passes a pointer to a live c_int and its size.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &v as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+}
+
 fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
@@ -480,6 +498,43 @@ engine_tests! {
         assert!(r.connection_has("close"), "the retiring worker's last response must say Connection: close:\n{}", r.describe());
         c.expect_closed("connection after its Connection: close response");
         assert_status(&get(srv.addr(), "/app.js"), 200, "GET on a new connection after reload");
+    }
+
+    fn reload_grace_waits_for_a_slow_reader_to_get_its_response(e) {
+        // A keep-alive response begun before the reload is still on its way
+        // to a slow reader (its bytes sit in the socket buffers) when the
+        // grace would run out: the grace counts from when the client has it,
+        // so its next request is still answered, with Connection: close.
+        let site = Site::new();
+        let body = stamped_blocks(6);
+        site.write("eight.bin", &body);
+        let srv = start_or_skip!(e, "workers = 1\nkeepalive_timeout = \"30s\"", &site.root);
+        let s = TcpStream::connect(srv.addr()).unwrap();
+        set_small_rcvbuf(&s, 32 * 1024);
+        let mut s = s;
+        s.write_all(b"GET /eight.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let (head, first) = read_head(&mut s, IO_TIMEOUT);
+        assert!(head.starts_with("HTTP/1.1 200") && !head.to_ascii_lowercase().contains("connection: close"), "{head}");
+        srv.reload(RELOAD_TIMEOUT).expect("reload with an unchanged config");
+        // Read the rest slowly (16 KiB every 20 ms): what the socket buffers
+        // hold when the server's last write returns takes longer to read
+        // than the 2 s grace.
+        let mut got = first;
+        let mut buf = vec![0u8; 16 * 1024];
+        let t0 = Instant::now();
+        while got.len() < body.len() {
+            let n = s.read(&mut buf).expect("reading the response in flight across the reload");
+            assert!(n > 0, "closed after {} of {} bytes", got.len(), body.len());
+            got.extend_from_slice(&buf[..n]);
+            std::thread::sleep(Duration::from_millis(20)); // the slow reader's pace
+        }
+        assert_bytes_eq(&got, &body, "/eight.bin across the reload");
+        let took = t0.elapsed();
+        let mut c = Conn::from_stream(s);
+        let r = c.roundtrip(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_status(&r, 200, &format!("the next request after a {took:?} slow read"));
+        assert!(r.connection_has("close"), "{}", r.describe());
+        c.expect_closed("after its Connection: close response");
     }
 
     fn reload_during_response_closes_after_pipelined_request(e) {

@@ -441,7 +441,13 @@ impl Worker {
                 continue;
             };
             if c.conn.poll_timeout().is_some_and(|d| d <= now) {
-                c.conn.handle_timeout(&mut self.sh.ctx());
+                if c.conn.is_idle() {
+                    // Idle, unless the last response is still on its way.
+                    let unsent = super::unsent_bytes(c.fd.as_raw_fd());
+                    c.conn.handle_unsent(&mut self.sh.ctx(), unsent);
+                } else {
+                    c.conn.handle_timeout(&mut self.sh.ctx());
+                }
                 self.drive(tok);
             }
         }

@@ -505,6 +505,15 @@ pub fn peer_addr(fd: RawFd) -> Option<SocketAddr> {
     if r == 0 { sockaddr_to_std(&ss) } else { None }
 }
 
+/// Bytes in a socket's send queue (not yet acknowledged by the peer): on
+/// loopback, what the peer has not found room for yet. 0 if unknown.
+pub fn unsent_bytes(fd: RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one c_int into a live c_int.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
+    if r == 0 { n.max(0) as usize } else { 0 }
+}
+
 /// TCP_NODELAY on an accepted socket: responses go out as soon as they are written.
 pub fn set_nodelay(fd: RawFd) {
     let one: libc::c_int = 1;

@@ -81,6 +81,9 @@ pub struct Conn {
     drain_until: Option<Instant>,
     requests: u64,
     head_started: Option<Instant>,
+    /// While idle: bytes of the last response the engine last found still in
+    /// the socket's send queue, and since when that amount has not shrunk.
+    unsent: Option<(usize, Instant)>,
     last_activity: Instant,
     deadline: Option<Instant>,
     /// Access-log line pieces for the response in flight: the part before the
@@ -103,6 +106,7 @@ impl Conn {
             drain_until: None,
             requests: 0,
             head_started: None,
+            unsent: None,
             last_activity: now,
             deadline: Some(later(now, limits.header_timeout)),
             log_pre: String::new(),
@@ -227,12 +231,7 @@ impl Conn {
     /// `Connection: close`), bounded by the header timeout.
     pub fn begin_shutdown(&mut self, ctx: &mut Ctx<'_>) {
         self.draining = true;
-        let idle = self.state == State::Open
-            && self.requests > 0
-            && self.out.is_none()
-            && self.inbuf.is_empty()
-            && self.discard == 0;
-        if idle {
+        if self.is_idle() {
             self.grace(ctx);
         }
     }
@@ -248,6 +247,43 @@ impl Conn {
             self.drain_until = Some(self.drain_until.map_or(until, |d| d.min(until)));
             self.update_deadline(ctx.limits);
         }
+    }
+
+    /// Between requests: the last response was handed over whole, and
+    /// nothing of the next request has come.
+    pub fn is_idle(&self) -> bool {
+        self.state == State::Open
+            && self.requests > 0
+            && self.out.is_none()
+            && self.inbuf.is_empty()
+            && self.discard == 0
+    }
+
+    /// The idle deadline (keep-alive, or the drain grace) came, but the
+    /// engine found `unsent` bytes of the last response still in the socket's
+    /// send queue: the client is still receiving it (a slow reader), so its
+    /// next request cannot have come yet. The idle time starts over, as if
+    /// the last byte left now, for as long as the queue keeps shrinking
+    /// (at most `send_timeout` without progress); otherwise the deadline is
+    /// acted on as usual.
+    pub fn handle_unsent(&mut self, ctx: &mut Ctx<'_>, unsent: usize) {
+        let now = ctx.now.instant;
+        if !self.is_idle() || unsent == 0 {
+            return self.handle_timeout(ctx);
+        }
+        let since = match self.unsent {
+            Some((before, since)) if unsent >= before => since,
+            _ => now,
+        };
+        if now.saturating_duration_since(since) >= ctx.limits.send_timeout {
+            return self.handle_timeout(ctx);
+        }
+        self.unsent = Some((unsent, since));
+        self.last_activity = now;
+        if self.drain_until.is_some() {
+            self.drain_until = Some(later(now, ctx.drain_grace));
+        }
+        self.update_deadline(ctx.limits);
     }
 
     /// The engine shut the write side as `Transmit::Shutdown` asked.
@@ -448,6 +484,7 @@ impl Conn {
     }
 
     fn send_reply(&mut self, ctx: &mut Ctx<'_>, reply: Reply, head_only: bool, conn: ConnHeader) {
+        self.unsent = None;
         let body_len = reply.body.len();
         let h = &mut self.obuf;
         h.clear();

@@ -652,3 +652,62 @@ fn drain_during_response_keeps_the_grace() {
     );
     assert!(out.shutdown);
 }
+
+/// A slow reader is still receiving the last response when the drain grace
+/// (or keep-alive time) runs out: the engine reports the bytes still in the
+/// socket, and the idle time starts over while they keep shrinking.
+#[test]
+fn unsent_response_bytes_defer_the_idle_close() {
+    let mut env = Env::new();
+    env.drain_grace = Duration::from_secs(2);
+    let mut c = env.conn();
+    let mut out = Out::default();
+    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    c.begin_shutdown(&mut env.ctx());
+    assert!(c.is_idle());
+    for left in [90_000, 50_000, 10_000] {
+        env.advance(Duration::from_secs(2));
+        c.handle_unsent(&mut env.ctx(), left);
+        assert!(
+            !c.is_closed() && c.poll_timeout() == Some(env.now.instant + Duration::from_secs(2))
+        );
+    }
+    // The client has it all now and sends its next request in time.
+    env.advance(Duration::from_secs(1));
+    let mut out = Out::default();
+    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    let s = String::from_utf8(out.bytes).unwrap();
+    assert!(
+        s.starts_with("HTTP/1.1 200 OK") && s.contains("Connection: close\r\n"),
+        "{s}"
+    );
+
+    // A client that stops reading altogether is not waited for past send_timeout.
+    let mut c = env.conn();
+    let mut out = Out::default();
+    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    c.begin_shutdown(&mut env.ctx());
+    let t0 = env.now.instant;
+    while env.now.instant < t0 + env.limits.send_timeout + Duration::from_secs(4) {
+        env.advance(Duration::from_secs(2));
+        c.handle_unsent(&mut env.ctx(), 5000);
+        drain(&mut env, &mut c, usize::MAX, &mut out);
+        if out.shutdown {
+            break;
+        }
+    }
+    assert!(out.shutdown, "still waiting on a client that reads nothing");
+    // With nothing left in the socket, the deadline is acted on at once.
+    let mut c = env.conn();
+    let mut out = Out::default();
+    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    c.begin_shutdown(&mut env.ctx());
+    env.advance(Duration::from_secs(2));
+    c.handle_unsent(&mut env.ctx(), 0);
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    assert!(out.shutdown);
+}
