@@ -477,6 +477,9 @@ enum Op {
     Deadline,
     /// `handle_timeout` called anyway (spurious wake-up).
     Timeout,
+    /// The engine wakes at the deadline and, if the Conn is idle, reports
+    /// `n` bytes of the last response still in the socket (`handle_unsent`).
+    Unsent(u16),
     BeginShutdown(u16),
     HandleShutdown,
 }
@@ -490,7 +493,10 @@ fn op(u: &mut Unstructured<'_>) -> arbitrary::Result<Op> {
         9 => Op::Error,
         10 => Op::Advance(u.arbitrary::<u16>()? as u32 * 4),
         11..=12 => Op::Deadline,
-        13 => Op::Timeout,
+        13 => match u.arbitrary::<bool>()? {
+            true => Op::Timeout,
+            false => Op::Unsent(u.arbitrary()?),
+        },
         14 => Op::BeginShutdown(u.arbitrary()?),
         _ => Op::HandleShutdown,
     })
@@ -570,6 +576,16 @@ fn run_script(case: &Case<'_>) {
                 }
             }
             Op::Timeout => c.handle_timeout(&mut env.ctx()),
+            Op::Unsent(n) => {
+                if let Some(d) = c.poll_timeout() {
+                    env.advance_to(d);
+                    if c.is_idle() {
+                        c.handle_unsent(&mut env.ctx(), n as usize);
+                    } else {
+                        c.handle_timeout(&mut env.ctx());
+                    }
+                }
+            }
             Op::BeginShutdown(g) => {
                 env.drain_grace = Duration::from_millis(g as u64 % 4000);
                 c.begin_shutdown(&mut env.ctx());
