@@ -255,24 +255,6 @@ fn load_thread(
     }
 }
 
-/// A small receive buffer (SO_RCVBUF; the kernel doubles it), set before
-/// the response comes so the window stays small: a slow reader.
-fn set_small_rcvbuf(s: &TcpStream, bytes: usize) {
-    use std::os::fd::AsRawFd;
-    let v = bytes as libc::c_int;
-    // SAFETY: passes a pointer to a live c_int and its size.
-    let r = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            &v as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
-}
-
 fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
@@ -510,7 +492,8 @@ engine_tests! {
         site.write("eight.bin", &body);
         let srv = start_or_skip!(e, "workers = 1\nkeepalive_timeout = \"30s\"", &site.root);
         let s = TcpStream::connect(srv.addr()).unwrap();
-        set_small_rcvbuf(&s, 32 * 1024);
+        // A small receive window, set before the response comes: a slow reader.
+        common::load::set_rcvbuf(&s, 32 * 1024);
         let mut s = s;
         s.write_all(b"GET /eight.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
         let (head, first) = read_head(&mut s, IO_TIMEOUT);

@@ -814,7 +814,7 @@ impl Drop for Load {
 // ---------------------------------------------------------------------------
 
 /// SO_RCVBUF (the kernel doubles it for its bookkeeping).
-fn set_rcvbuf(s: &TcpStream, bytes: usize) {
+pub fn set_rcvbuf(s: &TcpStream, bytes: usize) {
     use std::os::fd::AsRawFd;
     let v = bytes as libc::c_int;
     // SAFETY: passes a pointer to a live c_int and its size.
