@@ -44,21 +44,8 @@ pub fn refuse_new(fd: RawFd) -> io::Result<()> {
         len: drop_all.len() as u16,
         filter: drop_all.as_ptr() as *mut libc::sock_filter,
     };
-    // SAFETY: passes a pointer to a live sock_fprog (whose program the kernel
-    // copies during the call) and its size.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            &prog as *const libc::sock_fprog as *const libc::c_void,
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    // The kernel copies the program (`drop_all`, alive here) during the call.
+    crate::engine::setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
 }
 
 /// Sockets passed by systemd, if LISTEN_PID names us. The variables are
@@ -121,21 +108,8 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<Listener> {
     }
     // SAFETY: fd is new and owned by nobody else.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let one: libc::c_int = 1;
     for opt in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
-        // SAFETY: passes a pointer to a live c_int and its size.
-        let r = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                opt,
-                &one as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        crate::engine::setsockopt(fd, libc::SOL_SOCKET, opt, &(1 as libc::c_int))?;
     }
     // SAFETY: sockaddr_storage is plain data; all-zero is valid.
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };

@@ -87,12 +87,14 @@ const RESPAWN_QUICK_DEATH: Duration = Duration::from_secs(1);
 const RESPAWN_BACKOFF: Duration = Duration::from_secs(1);
 
 struct Worker {
-    control: Arc<Control>,
-    thread: Option<JoinHandle<io::Result<()>>>,
-    /// What it was started with, to start its replacement.
+    /// What it runs with (its control flags included); a replacement gets
+    /// the same with new flags.
     spec: WorkerSpec,
+    /// None once joined, until a replacement starts.
+    thread: Option<JoinHandle<io::Result<()>>>,
     started: Instant,
-    /// Set by the thread as its last act: `join` returns at once.
+    /// Set by the thread as its last act (on return and on unwinding): a
+    /// join does not wait.
     ended: Arc<AtomicBool>,
     /// Dead, and to be replaced at this time.
     respawn_at: Option<Instant>,
@@ -108,41 +110,68 @@ enum WorkerEnd {
     Panicked(String),
 }
 
+impl WorkerEnd {
+    fn describe(&self) -> String {
+        match self {
+            WorkerEnd::Done => "exited".to_string(),
+            WorkerEnd::Failed(e) => format!("failed: {e}"),
+            WorkerEnd::Panicked(m) => format!("panicked: {m}"),
+        }
+    }
+}
+
 /// One set of workers started from one config.
 struct Generation {
     engine: Engine,
     workers: Vec<Worker>,
 }
 
-/// Start one worker thread. It writes a byte to `waker` when it ends, however
-/// it ends, so the main loop notices a dead worker at once.
-fn spawn_worker(engine: Engine, spec: WorkerSpec, waker: &UnixStream) -> io::Result<Worker> {
-    struct WakeOnExit(UnixStream, Arc<AtomicBool>);
-    impl Drop for WakeOnExit {
-        fn drop(&mut self) {
-            self.1.store(true, Ordering::Release);
-            let _ = (&self.0).write(&[1]);
-        }
+impl Worker {
+    fn start(engine: Engine, spec: WorkerSpec, waker: &UnixStream) -> io::Result<Worker> {
+        let mut w = Worker {
+            spec,
+            thread: None,
+            started: Instant::now(),
+            ended: Arc::new(AtomicBool::new(false)),
+            respawn_at: None,
+            quick_deaths: 0,
+        };
+        w.launch(engine, waker)?;
+        Ok(w)
     }
-    let ended = Arc::new(AtomicBool::new(false));
-    let wake = WakeOnExit(waker.try_clone()?, ended.clone());
-    let control = spec.control.clone();
-    let run_spec = spec.clone();
-    let thread = std::thread::Builder::new()
-        .name(format!("tandem-w{}", spec.id))
-        .spawn(move || {
-            let _wake = wake;
-            engine::run(engine, run_spec)
-        })?;
-    Ok(Worker {
-        control,
-        thread: Some(thread),
-        spec,
-        started: Instant::now(),
-        ended,
-        respawn_at: None,
-        quick_deaths: 0,
-    })
+
+    /// Start the thread. It sets `ended` and writes a byte to `waker` when it
+    /// ends, however it ends, so the main loop notices a dead worker at once.
+    fn launch(&mut self, engine: Engine, waker: &UnixStream) -> io::Result<()> {
+        struct WakeOnExit(UnixStream, Arc<AtomicBool>);
+        impl Drop for WakeOnExit {
+            fn drop(&mut self) {
+                self.1.store(true, Ordering::Release);
+                let _ = (&self.0).write(&[1]);
+            }
+        }
+        let ended = Arc::new(AtomicBool::new(false));
+        let wake = WakeOnExit(waker.try_clone()?, ended.clone());
+        let spec = self.spec.clone();
+        self.thread = Some(
+            std::thread::Builder::new()
+                .name(format!("tandem-w{}", spec.id))
+                .spawn(move || {
+                    let _wake = wake;
+                    engine::run(engine, spec)
+                })?,
+        );
+        self.ended = ended;
+        self.started = Instant::now();
+        self.respawn_at = None;
+        Ok(())
+    }
+
+    /// Start a replacement of a dead worker, with new control flags.
+    fn relaunch(&mut self, engine: Engine, waker: &UnixStream) -> io::Result<()> {
+        self.spec.control = Control::new()?;
+        self.launch(engine, waker)
+    }
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
@@ -178,7 +207,9 @@ impl Generation {
         let deadline = Instant::now() + timeout;
         loop {
             let done = self.workers.iter().all(|w| {
-                w.control.is_accepting() == on || w.thread.as_ref().is_none_or(|t| t.is_finished())
+                w.spec.control.is_accepting() == on
+                    || w.thread.is_none()
+                    || w.ended.load(Ordering::Acquire)
             });
             if done {
                 return true;
@@ -196,7 +227,7 @@ impl Generation {
 
     fn signal(&self, state: u8) {
         for w in &self.workers {
-            w.control.set(state);
+            w.spec.control.set(state);
         }
     }
 
@@ -206,10 +237,7 @@ impl Generation {
         let mut ended = Vec::new();
         let now = Instant::now();
         for w in &mut self.workers {
-            // `ended` comes a moment before `is_finished`: the thread has
-            // nothing left to do but return, so joining it does not wait.
-            let done = w.ended.load(Ordering::Acquire);
-            if !w.thread.as_ref().is_some_and(|t| done || t.is_finished()) {
+            if w.thread.is_none() || !w.ended.load(Ordering::Acquire) {
                 continue;
             }
             let end = match w.thread.take().map(|t| t.join()) {
@@ -239,38 +267,21 @@ impl Generation {
         ended
     }
 
-    /// Start the replacements that are due. Returns when the next one is.
-    fn respawn_due(&mut self, waker: &UnixStream) -> Option<Instant> {
+    /// Start the replacements that are due.
+    fn respawn_due(&mut self, waker: &UnixStream) {
         let now = Instant::now();
-        let mut next: Option<Instant> = None;
         for w in &mut self.workers {
-            let Some(at) = w.respawn_at else { continue };
-            if at > now {
-                next = Some(next.map_or(at, |n| n.min(at)));
+            if w.respawn_at.is_none_or(|at| at > now) {
                 continue;
             }
-            let id = w.spec.id;
-            let started = Control::new().and_then(|control| {
-                let mut spec = w.spec.clone();
-                spec.control = control;
-                spawn_worker(self.engine, spec, waker)
-            });
-            match started {
-                Ok(nw) => {
-                    crate::info!("worker {id}: replacement started");
-                    let quick_deaths = w.quick_deaths;
-                    *w = nw;
-                    w.quick_deaths = quick_deaths;
-                }
+            match w.relaunch(self.engine, waker) {
+                Ok(()) => crate::info!("worker {}: replacement started", w.spec.id),
                 Err(e) => {
-                    crate::error!("worker {id}: cannot start a replacement: {e}");
-                    let at = now + RESPAWN_BACKOFF;
-                    w.respawn_at = Some(at);
-                    next = Some(next.map_or(at, |n| n.min(at)));
+                    crate::error!("worker {}: cannot start a replacement: {e}", w.spec.id);
+                    w.respawn_at = Some(now + RESPAWN_BACKOFF);
                 }
             }
         }
-        next
     }
 }
 
@@ -295,11 +306,10 @@ struct Signals {
     term: Arc<AtomicBool>,
     usr1: Arc<AtomicBool>,
     wake: UnixStream,
-    /// The other end of `wake`: workers write to it when they end.
-    waker: UnixStream,
 }
 
-fn install_signals() -> io::Result<Signals> {
+/// The signal flags, and a writer of the same wake-up pipe for the workers.
+fn install_signals() -> io::Result<(Signals, UnixStream)> {
     use signal_hook::consts::*;
     let (rd, wr) = UnixStream::pair()?;
     rd.set_nonblocking(true)?;
@@ -309,7 +319,6 @@ fn install_signals() -> io::Result<Signals> {
         term: Arc::new(AtomicBool::new(false)),
         usr1: Arc::new(AtomicBool::new(false)),
         wake: rd,
-        waker: wr.try_clone()?,
     };
     signal_hook::flag::register(SIGHUP, s.hup.clone())?;
     signal_hook::flag::register(SIGTERM, s.term.clone())?;
@@ -321,7 +330,7 @@ fn install_signals() -> io::Result<Signals> {
     // SAFETY: setting SIGPIPE to ignored has no memory-safety preconditions;
     // we use MSG_NOSIGNAL everywhere, this also covers sendfile/splice.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    Ok(s)
+    Ok((s, wr))
 }
 
 impl Signals {
@@ -403,7 +412,7 @@ pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
     } else if let Some(u) = &cfg.user {
         crate::info!("not started as root: `user = {u:?}` has nothing to drop");
     }
-    let signals = install_signals().map_err(rt)?;
+    let (signals, waker) = install_signals().map_err(rt)?;
     install_panic_hook();
     let mut d = Daemon {
         opts,
@@ -416,7 +425,7 @@ pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
             workers: Vec::new(),
         },
         old: Vec::new(),
-        waker: signals.waker.try_clone().map_err(rt)?,
+        waker,
     };
     if let Some(why) = note {
         crate::info!("io_uring unavailable ({why}); engine auto falls back to epoll");
@@ -459,8 +468,7 @@ impl Daemon {
         access: Option<Arc<AccessLog>>,
     ) -> io::Result<Generation> {
         let cfg = &self.cfg;
-        #[allow(unused_mut)] // mutated only by the debug-build test hook
-        let mut files = Responder::new(
+        let files = Responder::new(
             &cfg.root,
             Settings {
                 index: cfg.index.clone(),
@@ -469,9 +477,9 @@ impl Daemon {
             },
         )?;
         // Test hook, in debug builds only (the test suite's): a request for
-        // this target panics its worker. A release build ignores it.
+        // this target panics its worker. A release build has no such hook.
         #[cfg(debug_assertions)]
-        files.set_panic_target(std::env::var("TANDEM_TEST_PANIC_TARGET").ok());
+        let files = files.with_panic_target(std::env::var("TANDEM_TEST_PANIC_TARGET").ok());
         let files = Arc::new(files);
         let access = match access {
             Some(a) => a,
@@ -482,7 +490,6 @@ impl Daemon {
         let n = cfg.workers.resolve();
         let mut workers = Vec::with_capacity(n);
         for id in 0..n {
-            let control = Control::new()?;
             if self.reuseport {
                 listeners = self.reuseport_listeners(&listeners)?;
             }
@@ -492,11 +499,11 @@ impl Daemon {
                 files: files.clone(),
                 limits: limits.clone(),
                 access: access.clone(),
-                control: control.clone(),
+                control: Control::new()?,
                 max_connections: cfg.max_connections,
                 shutdown_timeout: cfg.shutdown_timeout.0,
             };
-            workers.push(spawn_worker(engine, spec, &self.waker)?);
+            workers.push(Worker::start(engine, spec, &self.waker)?);
         }
         Ok(Generation { engine, workers })
     }
@@ -554,28 +561,23 @@ impl Daemon {
             // A worker that dies while serving (a bug, but a bug must not
             // take the site down) is replaced, like nginx's master does; the
             // listeners are shared, so the others keep serving meanwhile.
-            for (id, end) in self.current.reap(stopping.is_none()) {
-                let what = match end {
-                    WorkerEnd::Done if stopping.is_some() => continue,
-                    WorkerEnd::Done => "exited".to_string(),
-                    WorkerEnd::Failed(e) => format!("failed: {e}"),
-                    WorkerEnd::Panicked(m) => format!("panicked: {m}"),
-                };
-                if stopping.is_some() {
-                    crate::error!("worker {id} {what}");
-                } else {
-                    crate::error!("worker {id} {what}; starting a new one");
+            let running = stopping.is_none();
+            for (id, end) in self.current.reap(running) {
+                match (&end, running) {
+                    (WorkerEnd::Done, false) => {}
+                    (_, false) => crate::error!("worker {id} {}", end.describe()),
+                    (_, true) => {
+                        crate::error!("worker {id} {}; starting a new one", end.describe())
+                    }
                 }
             }
-            if stopping.is_none() {
+            if running {
                 self.current.respawn_due(&self.waker);
             }
             for g in &mut self.old {
                 for (id, end) in g.reap(false) {
-                    match end {
-                        WorkerEnd::Done => {}
-                        WorkerEnd::Failed(e) => crate::error!("old worker {id} failed: {e}"),
-                        WorkerEnd::Panicked(m) => crate::error!("old worker {id} panicked: {m}"),
+                    if !matches!(end, WorkerEnd::Done) {
+                        crate::error!("old worker {id} {}", end.describe());
                     }
                 }
             }

@@ -24,7 +24,7 @@ impl Pidfile {
             .truncate(false)
             .open(path)
             .map_err(|e| io::Error::new(e.kind(), format!("pidfile {}: {e}", path.display())))?;
-        if !ofd_lock(&file, libc::F_OFD_SETLK)? {
+        if !try_lock(&file)? {
             let mut s = String::new();
             let _ = file.read_to_string(&mut s);
             return Err(io::Error::new(
@@ -70,51 +70,49 @@ impl Drop for Pidfile {
     }
 }
 
-/// The pid recorded in a pidfile.
-pub fn read_pid(path: &Path) -> io::Result<i32> {
-    let s = std::fs::read_to_string(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("pidfile {}: {e}", path.display())))?;
-    s.trim().parse().map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("pidfile {}: no pid in it", path.display()),
-        )
-    })
-}
-
-/// A write lock on the whole file, as an open-file-description lock: it
-/// belongs to the open file (shared with a daemonized child, like flock),
-/// and unlike flock it can be tested without being taken. `F_OFD_SETLK`:
-/// take it, false if someone else holds it. `F_OFD_GETLK`: only look, true if
-/// it could be taken (nobody holds it).
-fn ofd_lock(file: &File, cmd: libc::c_int) -> io::Result<bool> {
+/// The pidfile's lock is a write lock on the whole file, as an
+/// open-file-description lock: it belongs to the open file (shared with a
+/// daemonized child, like flock), and unlike flock it can be tested without
+/// being taken. `cmd` is F_OFD_SETLK (take it) or F_OFD_GETLK (look).
+fn ofd_write_lock(file: &File, cmd: libc::c_int) -> io::Result<libc::flock> {
     // SAFETY: libc::flock is a plain C struct; all-zero is a valid value.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = libc::F_WRLCK as libc::c_short;
     fl.l_whence = libc::SEEK_SET as libc::c_short;
     // l_start = 0, l_len = 0: the whole file; l_pid must be 0 for OFD locks.
     // SAFETY: fcntl on a descriptor we own with a pointer to a live flock.
-    let r = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::EAGAIN) | Some(libc::EACCES) if cmd == libc::F_OFD_SETLK => Ok(false),
-            _ => Err(e),
-        };
+    if unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl) } < 0 {
+        return Err(io::Error::last_os_error());
     }
-    Ok(cmd != libc::F_OFD_GETLK || fl.l_type == libc::F_UNLCK as libc::c_short)
+    Ok(fl)
+}
+
+/// Take the lock; false if another open file holds it.
+fn try_lock(file: &File) -> io::Result<bool> {
+    match ofd_write_lock(file, libc::F_OFD_SETLK) {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Does someone hold the lock? (Looks only: never takes it, so a tandem
+/// starting at this moment is not turned away.)
+fn is_locked(file: &File) -> io::Result<bool> {
+    Ok(ofd_write_lock(file, libc::F_OFD_GETLK)?.l_type != libc::F_UNLCK as libc::c_short)
 }
 
 /// The pid of the running instance that holds `path`'s lock. A pidfile that
 /// nobody holds locked is stale: its pid may belong to an unrelated process
-/// by now, so it is never signalled. The lock is only looked at, never
-/// taken, so a tandem starting at this moment is not disturbed.
+/// by now, so it is never signalled.
 pub fn running_pid(path: &Path) -> io::Result<i32> {
-    let file = File::open(path)
+    let mut file = File::open(path)
         .map_err(|e| io::Error::new(e.kind(), format!("pidfile {}: {e}", path.display())))?;
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    if ofd_lock(&file, libc::F_OFD_GETLK)? {
-        let named = match text.trim() {
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    let text = text.trim();
+    if !is_locked(&file)? {
+        let named = match text {
             "" => String::new(),
             pid => format!("; it names pid {pid}, which is not tandem's"),
         };
@@ -126,7 +124,7 @@ pub fn running_pid(path: &Path) -> io::Result<i32> {
             ),
         ));
     }
-    if text.trim().is_empty() {
+    if text.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::WouldBlock,
             format!(
@@ -135,7 +133,12 @@ pub fn running_pid(path: &Path) -> io::Result<i32> {
             ),
         ));
     }
-    read_pid(path)
+    text.parse().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("pidfile {}: no pid in it", path.display()),
+        )
+    })
 }
 
 /// Before dropping privileges: fork a tiny process that keeps root's right to

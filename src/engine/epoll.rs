@@ -1,6 +1,7 @@
 //! The edge-triggered epoll engine: readiness events, accept4 and recv until
 //! EAGAIN, send/sendfile until EAGAIN, partial writes resumed on EPOLLOUT.
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -102,7 +103,7 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
         spec,
         accepting: true,
         accept_pause_until: None,
-        ready: Vec::new(),
+        ready: VecDeque::new(),
     };
     w.arm_listeners(true)?;
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
@@ -155,24 +156,21 @@ struct Worker {
     /// Accepting paused (EMFILE, or at max_connections) until then.
     accept_pause_until: Option<Instant>,
     /// Connections that spent their budget with work left, in turn order.
-    ready: Vec<usize>,
+    ready: VecDeque<usize>,
 }
 
 impl Worker {
     /// Give each connection queued last turn one more budgeted turn (those
     /// that still have work queue themselves again, behind this turn's events).
     fn run_ready(&mut self) {
-        let batch = std::mem::take(&mut self.ready);
-        for &tok in &batch {
+        for _ in 0..self.ready.len() {
+            let Some(tok) = self.ready.pop_front() else {
+                break;
+            };
             if let Some(c) = self.conns.get_mut(tok) {
                 c.queued = false;
                 self.drive(tok);
             }
-        }
-        if self.ready.is_empty() {
-            // Keep the allocation.
-            self.ready = batch;
-            self.ready.clear();
         }
     }
 
@@ -411,7 +409,7 @@ impl Worker {
                 // Its turn is over; edge-triggered epoll will not say it is
                 // ready again, so the ready queue gives it the next one.
                 c.queued = true;
-                self.ready.push(tok);
+                self.ready.push_back(tok);
                 break;
             }
         }
@@ -441,13 +439,7 @@ impl Worker {
                 continue;
             };
             if c.conn.poll_timeout().is_some_and(|d| d <= now) {
-                if c.conn.is_idle() {
-                    // Idle, unless the last response is still on its way.
-                    let unsent = super::unsent_bytes(c.fd.as_raw_fd());
-                    c.conn.handle_unsent(&mut self.sh.ctx(), unsent);
-                } else {
-                    c.conn.handle_timeout(&mut self.sh.ctx());
-                }
+                super::expire(&mut c.conn, c.fd.as_raw_fd(), &mut self.sh.ctx());
                 self.drive(tok);
             }
         }

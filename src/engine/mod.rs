@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::EngineChoice;
 use crate::files::Responder;
-use crate::http::{Ctx, Limits, Now};
+use crate::http::{Conn, Ctx, Limits, Now};
 use crate::log::AccessLog;
 
 /// The engine a worker actually runs.
@@ -223,6 +223,8 @@ fn secs(t: SystemTime) -> u64 {
 
 /// The access-log buffer is written out once it holds this much.
 const LOG_FLUSH_AT: usize = 32 * 1024;
+/// Its capacity: room for the flush point plus a line or two.
+const LOG_BUF_CAP: usize = LOG_FLUSH_AT + 4096;
 
 /// The per-worker state both engines share: responder, limits, clock, the
 /// access-log buffer, the timer tick.
@@ -301,11 +303,7 @@ impl Shared {
             limits: spec.limits.clone(),
             clock,
             access: spec.access.clone(),
-            logbuf: Vec::with_capacity(if spec.access.is_off() {
-                0
-            } else {
-                LOG_FLUSH_AT + 4096
-            }),
+            logbuf: Vec::with_capacity(if spec.access.is_off() { 0 } else { LOG_BUF_CAP }),
             last_flush: now,
             tick,
             next_tick: now + tick,
@@ -360,8 +358,8 @@ impl Shared {
         if !self.logbuf.is_empty() {
             self.access.write(&self.logbuf);
             self.logbuf.clear();
-            if self.logbuf.capacity() > 2 * LOG_FLUSH_AT {
-                self.logbuf.shrink_to(LOG_FLUSH_AT + 4096);
+            if self.logbuf.capacity() > 2 * LOG_BUF_CAP {
+                self.logbuf.shrink_to(LOG_BUF_CAP);
             }
         }
     }
@@ -505,9 +503,21 @@ pub fn peer_addr(fd: RawFd) -> Option<SocketAddr> {
     if r == 0 { sockaddr_to_std(&ss) } else { None }
 }
 
+/// A connection's deadline has passed: the one timeout policy of both
+/// engines. An idle connection is only idle once the last response has left
+/// the socket: a slow reader still receiving it cannot have sent its next
+/// request yet (see `Conn::handle_unsent`).
+pub fn expire(conn: &mut Conn, fd: RawFd, ctx: &mut Ctx<'_>) {
+    if conn.is_idle() {
+        conn.handle_unsent(ctx, unsent_bytes(fd));
+    } else {
+        conn.handle_timeout(ctx);
+    }
+}
+
 /// Bytes in a socket's send queue (not yet acknowledged by the peer): on
 /// loopback, what the peer has not found room for yet. 0 if unknown.
-pub fn unsent_bytes(fd: RawFd) -> usize {
+fn unsent_bytes(fd: RawFd) -> usize {
     let mut n: libc::c_int = 0;
     // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one c_int into a live c_int.
     let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
@@ -516,15 +526,30 @@ pub fn unsent_bytes(fd: RawFd) -> usize {
 
 /// TCP_NODELAY on an accepted socket: responses go out as soon as they are written.
 pub fn set_nodelay(fd: RawFd) {
-    let one: libc::c_int = 1;
-    // SAFETY: passes a pointer to a live c_int and its size.
-    unsafe {
+    // Best effort: without it responses still go out, a little later.
+    let _ = setsockopt(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_NODELAY,
+        &(1 as libc::c_int),
+    );
+}
+
+/// setsockopt(2) with `value` as the option's bytes.
+pub fn setsockopt<T>(fd: RawFd, level: i32, name: i32, value: &T) -> io::Result<()> {
+    // SAFETY: passes a pointer to a live T and its size; the kernel only
+    // reads that many bytes (and checks any address inside them itself).
+    let r = unsafe {
         libc::setsockopt(
             fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            &one as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            level,
+            name,
+            value as *const T as *const libc::c_void,
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -84,8 +84,10 @@ pub struct Settings {
 pub struct Responder {
     root: RootDir,
     settings: Settings,
-    /// Test hook (`TANDEM_TEST_PANIC_TARGET`): a request for exactly this
-    /// target panics the worker, so tests can prove a dead worker is replaced.
+    /// Test hook (`TANDEM_TEST_PANIC_TARGET`, debug builds only): a request
+    /// for exactly this target panics the worker, so tests can prove a dead
+    /// worker is replaced.
+    #[cfg(debug_assertions)]
     panic_target: Option<String>,
 }
 
@@ -96,17 +98,21 @@ impl Responder {
         Ok(Responder {
             root,
             settings,
+            #[cfg(debug_assertions)]
             panic_target: None,
         })
     }
 
     /// Arm the test hook: a request for exactly `target` panics.
-    pub fn set_panic_target(&mut self, target: Option<String>) {
+    #[cfg(debug_assertions)]
+    pub fn with_panic_target(mut self, target: Option<String>) -> Responder {
         self.panic_target = target.filter(|t| !t.is_empty());
+        self
     }
 
     /// Answer a GET or HEAD for `req.target`.
     pub fn respond(&self, req: FileRequest<'_>) -> Reply {
+        #[cfg(debug_assertions)]
         if self.panic_target.as_deref() == Some(req.target) {
             panic!("test hook: request for {}", req.target);
         }

@@ -1234,13 +1234,8 @@ impl Worker {
                 // applied when its completion arrives.
                 c.st_timeout = true;
                 c.cancel(&mut self.io, WRITE_OPS, now);
-            } else if c.conn.is_idle() {
-                // Idle, unless the last response is still on its way.
-                let unsent = super::unsent_bytes(c.fd);
-                c.conn.handle_unsent(&mut self.sh.ctx(), unsent);
-                self.settle(slot);
             } else {
-                c.conn.handle_timeout(&mut self.sh.ctx());
+                super::expire(&mut c.conn, c.fd, &mut self.sh.ctx());
                 self.settle(slot);
             }
         }
