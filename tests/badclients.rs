@@ -96,11 +96,7 @@ impl Hog {
             while !st.load(Ordering::Relaxed) {
                 match w.write(&batch[off..]) {
                     Ok(n) => off = (off + n) % batch.len(),
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) => {}
+                    Err(e) if is_timeout(&e) => {}
                     Err(_) => break,
                 }
             }
@@ -114,11 +110,7 @@ impl Hog {
                     Ok(n) => {
                         got.fetch_add(n as u64, Ordering::Relaxed);
                     }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) => {}
+                    Err(e) if is_timeout(&e) => {}
                     Err(_) => break,
                 }
             }

@@ -1220,21 +1220,27 @@ fn signal_flag_without_pidfile_is_usage_error() {
     );
 }
 
-#[test]
-fn signal_flag_with_stale_pidfile_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let pidfile = dir.path().join("stale.pid");
-    // A pid that is not running: spawn and reap a short-lived process.
-    let mut child = Command::new("true").spawn().unwrap();
-    let dead = child.id();
-    child.wait().unwrap();
-    std::fs::write(&pidfile, format!("{dead}\n")).unwrap();
-    let cfg = dir.path().join("stale.toml");
+/// A config in `dir` whose pidfile (nobody holds its lock) names `pid`.
+fn stale_pidfile_config(dir: &Path, pid: u32) -> PathBuf {
+    let pidfile = dir.join("stale.pid");
+    std::fs::write(&pidfile, format!("{pid}\n")).unwrap();
+    let cfg = dir.join("stale.toml");
     std::fs::write(
         &cfg,
         format!("pidfile = {}\n", toml_str(&pidfile.display().to_string())),
     )
     .unwrap();
+    cfg
+}
+
+#[test]
+fn signal_flag_with_stale_pidfile_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    // A pid that is not running: spawn and reap a short-lived process.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let cfg = stale_pidfile_config(dir.path(), dead);
     let out = tandem_cmd(&["-s", "stop"], &cfg);
     assert!(
         !out.status.success(),
@@ -1250,16 +1256,9 @@ fn signal_flag_with_stale_pidfile_fails() {
 #[test]
 fn signal_flag_never_signals_a_stranger_named_by_a_stale_pidfile() {
     let dir = tempfile::tempdir().unwrap();
-    let pidfile = dir.path().join("stale.pid");
     // A live process that is not tandem, named by a pidfile nobody holds.
     let mut stranger = Command::new("sleep").arg("30").spawn().unwrap();
-    std::fs::write(&pidfile, format!("{}\n", stranger.id())).unwrap();
-    let cfg = dir.path().join("stale.toml");
-    std::fs::write(
-        &cfg,
-        format!("pidfile = {}\n", toml_str(&pidfile.display().to_string())),
-    )
-    .unwrap();
+    let cfg = stale_pidfile_config(dir.path(), stranger.id());
     for what in ["stop", "reload", "reopen"] {
         let out = tandem_cmd(&["-s", what], &cfg);
         assert_eq!(

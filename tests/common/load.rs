@@ -815,35 +815,12 @@ impl Drop for Load {
 
 /// SO_RCVBUF (the kernel doubles it for its bookkeeping).
 pub fn set_rcvbuf(s: &TcpStream, bytes: usize) {
-    use std::os::fd::AsRawFd;
-    let v = bytes as libc::c_int;
-    // SAFETY: passes a pointer to a live c_int and its size.
-    let r = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            &v as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0, "SO_RCVBUF: {}", io::Error::last_os_error());
-}
-
-fn is_reset(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionAborted
-    )
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
+    super::set_sockopt(
+        s,
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUF,
+        &(bytes as libc::c_int),
+    );
 }
 
 /// An open connection and its read buffer.
@@ -1055,10 +1032,10 @@ impl Client {
             Ok(()) => true,
             Err(e) => {
                 let c = &self.sh.c;
-                if is_reset(&e) {
+                if super::is_reset(&e) {
                     self.sh.add(&c.resets, 1);
                     self.sh.add(&c.reset_no_response, n as u64);
-                } else if is_timeout(&e) {
+                } else if super::is_timeout(&e) {
                     self.sh.add(&c.timeouts, n as u64);
                 } else {
                     self.sh.add(&c.write_errors, n as u64);
@@ -1333,8 +1310,8 @@ impl Client {
         // Head.
         let mut scanned = 0;
         let head_end = loop {
-            if let Some(p) = find_crlfcrlf(&w.buf, scanned) {
-                break p;
+            if let Some(p) = super::find(&w.buf[scanned..], b"\r\n\r\n") {
+                break scanned + p;
             }
             scanned = w.buf.len().saturating_sub(3);
             if w.buf.len() > 64 * 1024 {
@@ -1356,11 +1333,11 @@ impl Client {
                     };
                 }
                 Ok(_) => {}
-                Err(e) if is_timeout(&e) => {
+                Err(e) if super::is_timeout(&e) => {
                     return Got::TimedOut { got: w.buf.len() };
                 }
                 Err(e) => {
-                    let reset = is_reset(&e);
+                    let reset = super::is_reset(&e);
                     if w.buf.is_empty() {
                         return Got::Nothing {
                             reset,
@@ -1427,7 +1404,7 @@ impl Client {
                         };
                     }
                     Ok(n) => got += n,
-                    Err(e) if is_timeout(&e) => {
+                    Err(e) if super::is_timeout(&e) => {
                         self.body.truncate(got);
                         return Got::TimedOut {
                             got: body_start + got,
@@ -1436,7 +1413,7 @@ impl Client {
                     Err(e) => {
                         self.body.truncate(got);
                         return Got::Cut {
-                            reset: is_reset(&e),
+                            reset: super::is_reset(&e),
                             head: Some((status, head, cl)),
                             got: body_start + got,
                             why: format!("{e} after {got} of {cl} body bytes"),
@@ -1457,63 +1434,34 @@ impl Client {
     }
 }
 
-fn find_crlfcrlf(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while i + 4 <= buf.len() {
-        match buf[i..].iter().position(|&b| b == b'\r') {
-            None => return None,
-            Some(p) => {
-                i += p;
-                if buf.len() >= i + 4 && &buf[i..i + 4] == b"\r\n\r\n" {
-                    return Some(i);
-                }
-                i += 1;
-            }
-        }
-    }
-    None
-}
-
 /// Status, Content-Length and whether `Connection: close` was said.
 fn parse_head(head: &str) -> Result<(u16, usize, bool), String> {
-    let mut lines = head.split("\r\n");
-    let sl = lines.next().unwrap_or("");
-    let mut parts = sl.splitn(3, ' ');
-    let version = parts.next().unwrap_or("");
-    if version != "HTTP/1.1" {
-        return Err(format!("status line {sl:?}"));
+    let r = super::parse_response_head(head)?;
+    if r.version != "HTTP/1.1" {
+        return Err(format!(
+            "status line {:?}",
+            head.lines().next().unwrap_or("")
+        ));
     }
-    let status: u16 = parts
-        .next()
-        .filter(|c| c.len() == 3)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("status line {sl:?}"))?;
-    let mut cl = None;
-    let mut close = false;
-    for l in lines {
-        let (k, v) = l
-            .split_once(':')
-            .ok_or_else(|| format!("header line {l:?}"))?;
-        let v = v.trim();
-        if k.eq_ignore_ascii_case("content-length") {
-            if cl.is_some() {
-                return Err("two Content-Length headers".into());
-            }
-            cl = Some(
-                v.parse::<usize>()
-                    .map_err(|_| format!("Content-Length {v:?}"))?,
-            );
-        } else if k.eq_ignore_ascii_case("connection") {
-            close |= v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
-        } else if k.eq_ignore_ascii_case("transfer-encoding") {
-            return Err("Transfer-Encoding in a response".into());
-        }
+    if r.header("transfer-encoding").is_some() {
+        return Err("Transfer-Encoding in a response".into());
     }
-    let no_body = (100..200).contains(&status) || status == 204 || status == 304;
+    let cls = r.headers_all("content-length");
+    if cls.len() > 1 {
+        return Err("two Content-Length headers".into());
+    }
+    let cl = match cls.first() {
+        Some(v) => Some(
+            v.parse::<usize>()
+                .map_err(|_| format!("Content-Length {v:?}"))?,
+        ),
+        None => None,
+    };
+    let no_body = (100..200).contains(&r.status) || r.status == 204 || r.status == 304;
     let cl = match (cl, no_body) {
-        (Some(n), _) => n,
-        (None, true) => 0,
+        (_, true) => 0,
+        (Some(n), false) => n,
         (None, false) => return Err("no Content-Length".into()),
     };
-    Ok((status, if no_body { 0 } else { cl }, close))
+    Ok((r.status, cl, r.connection_has("close")))
 }

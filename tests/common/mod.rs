@@ -541,38 +541,8 @@ impl Conn {
         let head_bytes: Vec<u8> = self.buf.drain(..head_end + 4).collect();
         let head = String::from_utf8(head_bytes[..head_end].to_vec())
             .map_err(|_| format!("response head is not UTF-8: {}", show(&head_bytes)))?;
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap_or("");
-        let mut parts = status_line.splitn(3, ' ');
-        let version = parts.next().unwrap_or("").to_string();
-        let code = parts.next().unwrap_or("");
-        let reason = parts.next().unwrap_or("").to_string();
-        if !version.starts_with("HTTP/1.") {
-            return Err(format!("bad status line {status_line:?}"));
-        }
-        let status: u16 = code
-            .parse()
-            .ok()
-            .filter(|c| (100..1000).contains(c) && code.len() == 3)
-            .ok_or_else(|| format!("bad status code in {status_line:?}"))?;
-        let mut headers = Vec::new();
-        for l in lines {
-            let (k, v) = l
-                .split_once(':')
-                .ok_or_else(|| format!("bad header line {l:?} in\n{head}"))?;
-            if k.is_empty() || k.contains(|c: char| c.is_whitespace()) {
-                return Err(format!("bad header name {k:?} in\n{head}"));
-            }
-            headers.push((k.to_string(), v.trim().to_string()));
-        }
-        let mut resp = Response {
-            version,
-            status,
-            reason,
-            headers,
-            body: Vec::new(),
-            head: head.clone(),
-        };
+        let mut resp = parse_response_head(&head)?;
+        let status = resp.status;
         let no_body = method.eq_ignore_ascii_case("HEAD")
             || (100..200).contains(&status)
             || status == 204
@@ -710,6 +680,43 @@ impl Conn {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A response head (status line and header lines, without the final
+/// CRLFCRLF) as a [`Response`] with no body yet.
+pub fn parse_response_head(head: &str) -> Result<Response, String> {
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or("").to_string();
+    let code = parts.next().unwrap_or("");
+    let reason = parts.next().unwrap_or("").to_string();
+    if !version.starts_with("HTTP/1.") {
+        return Err(format!("bad status line {status_line:?}"));
+    }
+    let status: u16 = code
+        .parse()
+        .ok()
+        .filter(|c| (100..1000).contains(c) && code.len() == 3)
+        .ok_or_else(|| format!("bad status code in {status_line:?}"))?;
+    let mut headers = Vec::new();
+    for l in lines {
+        let (k, v) = l
+            .split_once(':')
+            .ok_or_else(|| format!("bad header line {l:?} in\n{head}"))?;
+        if k.is_empty() || k.contains(|c: char| c.is_whitespace()) {
+            return Err(format!("bad header name {k:?} in\n{head}"));
+        }
+        headers.push((k.to_string(), v.trim().to_string()));
+    }
+    Ok(Response {
+        version,
+        status,
+        reason,
+        headers,
+        body: Vec::new(),
+        head: head.to_string(),
+    })
 }
 
 /// The method token of a raw request.
@@ -1744,22 +1751,50 @@ pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> RunOutput {
 
 /// Reset the connection on close (SO_LINGER with a zero timeout).
 pub fn set_linger_zero(s: &TcpStream) {
-    use std::os::fd::AsRawFd;
     let l = libc::linger {
         l_onoff: 1,
         l_linger: 0,
     };
-    // SAFETY: passes a pointer to a live linger struct and its size.
+    set_sockopt(s, libc::SOL_SOCKET, libc::SO_LINGER, &l);
+}
+
+/// setsockopt(2) on a test socket with `value` as the option's bytes.
+pub fn set_sockopt<T>(s: &TcpStream, level: i32, name: i32, value: &T) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: passes a pointer to a live T and its size.
     let r = unsafe {
         libc::setsockopt(
             s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &l as *const libc::linger as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            level,
+            name,
+            value as *const T as *const libc::c_void,
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
-    assert_eq!(r, 0, "SO_LINGER: {}", io::Error::last_os_error());
+    assert_eq!(
+        r,
+        0,
+        "setsockopt({level}, {name}): {}",
+        io::Error::last_os_error()
+    );
+}
+
+/// A read or write that ran into its timeout (or would block).
+pub fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// The peer reset the connection (or it broke under a write).
+pub fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+    )
 }
 
 /// A numeric field of /proc/PID/status (`Threads:`, `VmRSS:` ...), if present.

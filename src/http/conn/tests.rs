@@ -130,6 +130,15 @@ fn drain(env: &mut Env, c: &mut Conn, chunk: usize, out: &mut Out) {
     }
 }
 
+/// A fresh connection that has been answered one GET of /a.txt, in full.
+fn served(env: &mut Env) -> (Conn, Out) {
+    let mut c = env.conn();
+    let mut out = Out::default();
+    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
+    drain(env, &mut c, usize::MAX, &mut out);
+    (c, out)
+}
+
 /// Feed `input` in pieces split at `splits`, draining with `chunk`-byte sends.
 fn run(input: &[u8], splits: &[usize], chunk: usize) -> Out {
     let mut env = Env::new();
@@ -296,10 +305,7 @@ fn timeouts() {
     // Idle keep-alive connection: half-closed silently after
     // keepalive_timeout (a request racing the close is discarded, not reset),
     // then closed at the peer's EOF or after the linger time.
-    let mut c = env.conn();
-    let mut out = Out::default();
-    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
-    drain(&mut env, &mut c, usize::MAX, &mut out);
+    let (mut c, mut out) = served(&mut env);
     let d = c.poll_timeout().unwrap();
     assert_eq!(d, env.now.instant + env.limits.keepalive_timeout);
     env.advance(Duration::from_secs(59));
@@ -321,10 +327,7 @@ fn timeouts() {
     c.handle_timeout(&mut env.ctx());
     assert!(c.is_closed());
     // With the peer's EOF it closes at once.
-    let mut c = env.conn();
-    let mut out = Out::default();
-    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
-    drain(&mut env, &mut c, usize::MAX, &mut out);
+    let (mut c, mut out) = served(&mut env);
     env.advance(env.limits.keepalive_timeout);
     c.handle_timeout(&mut env.ctx());
     drain(&mut env, &mut c, usize::MAX, &mut out);
@@ -354,10 +357,7 @@ fn timeouts() {
 fn graceful_shutdown() {
     let mut env = Env::new();
     // Idle after a request: closes at once.
-    let mut c = env.conn();
-    let mut out = Out::default();
-    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
-    drain(&mut env, &mut c, usize::MAX, &mut out);
+    let (mut c, _) = served(&mut env);
     c.begin_shutdown(&mut env.ctx());
     assert!(matches!(c.poll_transmit(), Transmit::Close));
     // Fresh (accepted, nothing received yet): its first request is answered
@@ -432,10 +432,7 @@ fn buffered_input_is_bounded() {
 fn retire_grace_answers_one_more_request_with_close() {
     let mut env = Env::new();
     env.drain_grace = Duration::from_secs(2);
-    let mut c = env.conn();
-    let mut out = Out::default();
-    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
-    drain(&mut env, &mut c, usize::MAX, &mut out);
+    let (mut c, _) = served(&mut env);
     c.begin_shutdown(&mut env.ctx());
     assert!(!c.is_closed(), "idle keep-alive stays for the grace");
     assert_eq!(
@@ -455,10 +452,7 @@ fn retire_grace_answers_one_more_request_with_close() {
     assert!(out.shutdown);
     // No request within the grace: half-closed when it runs out, closed at
     // the peer's EOF.
-    let mut c = env.conn();
-    let mut out = Out::default();
-    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
-    drain(&mut env, &mut c, usize::MAX, &mut out);
+    let (mut c, mut out) = served(&mut env);
     c.begin_shutdown(&mut env.ctx());
     env.advance(Duration::from_secs(2));
     c.handle_timeout(&mut env.ctx());
@@ -589,10 +583,13 @@ fn answers_do_not_depend_on_how_bytes_arrive() {
     for (i, req) in corpus.iter().enumerate() {
         assert_split_invariant(&mut env, req, &mut rng, &format!("corpus {i}"));
     }
-    let seeds = std::env::var("TANDEM_PROP_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1500usize);
+    let seeds = match std::env::var("TANDEM_PROP_CASES") {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("TANDEM_PROP_CASES={v:?} is not a number of cases")),
+        Err(_) => 1500usize,
+    };
     for case in 0..seeds {
         let mut input = corpus[rng.below(corpus.len())].clone();
         if rng.below(3) == 0 {
@@ -660,10 +657,7 @@ fn drain_during_response_keeps_the_grace() {
 fn unsent_response_bytes_defer_the_idle_close() {
     let mut env = Env::new();
     env.drain_grace = Duration::from_secs(2);
-    let mut c = env.conn();
-    let mut out = Out::default();
-    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
-    drain(&mut env, &mut c, usize::MAX, &mut out);
+    let (mut c, _) = served(&mut env);
     c.begin_shutdown(&mut env.ctx());
     assert!(c.is_idle());
     for left in [90_000, 50_000, 10_000] {
@@ -685,10 +679,7 @@ fn unsent_response_bytes_defer_the_idle_close() {
     );
 
     // A client that stops reading altogether is not waited for past send_timeout.
-    let mut c = env.conn();
-    let mut out = Out::default();
-    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
-    drain(&mut env, &mut c, usize::MAX, &mut out);
+    let (mut c, mut out) = served(&mut env);
     c.begin_shutdown(&mut env.ctx());
     let t0 = env.now.instant;
     while env.now.instant < t0 + env.limits.send_timeout + Duration::from_secs(4) {
@@ -701,10 +692,7 @@ fn unsent_response_bytes_defer_the_idle_close() {
     }
     assert!(out.shutdown, "still waiting on a client that reads nothing");
     // With nothing left in the socket, the deadline is acted on at once.
-    let mut c = env.conn();
-    let mut out = Out::default();
-    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
-    drain(&mut env, &mut c, usize::MAX, &mut out);
+    let (mut c, mut out) = served(&mut env);
     c.begin_shutdown(&mut env.ctx());
     env.advance(Duration::from_secs(2));
     c.handle_unsent(&mut env.ctx(), 0);
