@@ -112,9 +112,10 @@ pub fn running_pid(path: &Path) -> io::Result<i32> {
     let _ = file.read_to_string(&mut text);
     let text = text.trim();
     if !is_locked(&file)? {
-        let named = match text {
-            "" => String::new(),
-            pid => format!("; it names pid {pid}, which is not tandem's"),
+        let named = match text.parse::<i32>() {
+            Ok(pid) => format!("; it names pid {pid}, which is not tandem's"),
+            Err(_) if text.is_empty() => String::new(),
+            Err(_) => format!("; it holds {text:?}, not a pid"),
         };
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
