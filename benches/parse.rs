@@ -7,8 +7,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use tandem::files::{Responder, Settings};
-use tandem::http::parse::{ParseLimits, Parsed, parse_head};
-use tandem::http::{Conn, Ctx, Limits, Now, Transmit};
+use tandem::http::parse::{MAX_HEADERS, ParseLimits, Parsed, parse_head};
+use tandem::http::{Conn, Ctx, Limits, Notes, Now, Transmit};
+use tandem::log::Level;
 
 const REQ: &[u8] = b"GET /index.html HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0\r\nAccept: text/html,application/xhtml+xml\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\nConnection: keep-alive\r\n\r\n";
 
@@ -30,7 +31,8 @@ fn main() {
         max_target_size: 4096,
     };
     bench("parse_head (7 headers)", 500_000, || {
-        match parse_head(black_box(REQ), &lim) {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        match parse_head(black_box(REQ), &mut headers, &lim) {
             Ok(Parsed::Complete(h, n)) => {
                 black_box((h.target, n));
             }
@@ -61,21 +63,19 @@ fn main() {
     let now = Now::new(Instant::now(), std::time::SystemTime::now());
     let mut conn = Conn::new("127.0.0.1:1".parse().unwrap(), now.instant, &limits);
     let mut log = Vec::new();
+    let mut notes = Notes::new(Level::Info);
     bench("Conn request->response (open+stat)", 200_000, || {
         let mut ctx = Ctx {
             now: &now,
-            files: &files,
+            responder: &files,
             limits: &limits,
             log: Some(&mut log),
+            notes: &mut notes,
             drain_grace: Duration::ZERO,
         };
         conn.handle_input(&mut ctx, black_box(REQ));
-        loop {
-            let n = match conn.poll_transmit() {
-                Transmit::Bytes { data, .. } => data.len(),
-                Transmit::File { len, .. } => len as usize,
-                _ => break,
-            };
+        while let Transmit::Send(segs) = conn.poll_transmit() {
+            let n = segs.iter().map(|s| s.len() as usize).sum();
             conn.handle_sent(&mut ctx, n);
         }
         log.clear();

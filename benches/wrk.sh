@@ -17,7 +17,10 @@ WORKERS=${WORKERS:-1}
 ROUNDS=${ROUNDS:-1}
 SIZES=${SIZES:-"1k 16k 256k 4m"}
 # Targets: epoll, io_uring, nginx; ENGINE_rp = that engine with one
-# SO_REUSEPORT listener per worker instead of the shared listener.
+# SO_REUSEPORT listener per worker instead of the shared listener;
+# ENGINE@base = that engine run by the binary $BASE_BIN (say, a build of an
+# older commit), for a before/after comparison in one run:
+#   BASE_BIN=/tmp/old/target/release/tandem TARGETS="epoll epoll@base" benches/wrk.sh
 TARGETS=${TARGETS:-"epoll io_uring nginx"}
 
 need() {
@@ -65,10 +68,12 @@ wait_port() {
 }
 
 declare -A PORT
-start_tandem() { # target: ENGINE, or ENGINE_rp for one SO_REUSEPORT socket per worker
+start_tandem() { # target: ENGINE, ENGINE_rp (SO_REUSEPORT per worker), ENGINE@base ($BASE_BIN)
   local port; port=$(free_port)
-  local engine=${1%_rp} rp=0
-  [ "$engine" != "$1" ] && rp=1
+  local name=${1%@base} bin=$BIN
+  [ "$name" != "$1" ] && bin=${BASE_BIN:?"set BASE_BIN to run $1"}
+  local engine=${name%_rp} rp=0
+  [ "$engine" != "$name" ] && rp=1
   cat >"$WORK/$1.toml" <<CFG
 listen = ["127.0.0.1:$port"]
 root = "$ROOT"
@@ -77,7 +82,7 @@ workers = $WORKERS
 access_log = "off"
 error_log = "$WORK/$1.err"
 CFG
-  TANDEM_BENCH_REUSEPORT=$rp "$BIN" -c "$WORK/$1.toml" &
+  TANDEM_BENCH_REUSEPORT=$rp "$bin" -c "$WORK/$1.toml" &
   PIDS+=($!)
   PORT[$1]=$port
   wait_port "$port"

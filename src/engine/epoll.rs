@@ -4,10 +4,12 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{Shared, Slab, Step, WorkerSpec};
-use crate::http::{Conn, Transmit};
+use super::{
+    AcceptFailed, AcceptGate, EngineConn, STRANDED_MAX, Slab, Step, WorkerSpec, WorkerState,
+};
+use crate::http::{Conn, Segment, Transmit};
 
 const WAKE: u64 = u64::MAX;
 const LISTENER_TAG: u64 = 1 << 62;
@@ -21,8 +23,6 @@ const SENDFILE_CHUNK: usize = 1 << 20;
 /// (Each recv/send counts at least `OP_COST`, so at most 128 calls a turn.)
 const TURN_BUDGET: usize = 2 << 20;
 const OP_COST: usize = 16 * 1024;
-/// Most connections taken from a listener's backlog when the drain begins.
-const STRANDED_MAX: usize = 64;
 
 struct EConn {
     fd: OwnedFd,
@@ -33,6 +33,15 @@ struct EConn {
     wr_blocked: bool,
     /// In the ready queue: it spent its turn's budget with work left.
     queued: bool,
+}
+
+impl EngineConn for EConn {
+    fn conn(&mut self) -> Option<&mut Conn> {
+        Some(&mut self.conn)
+    }
+    fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
 }
 
 struct Epoll {
@@ -95,14 +104,16 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
         libc::EPOLLIN as u32 | libc::EPOLLET as u32,
         WAKE,
     )?;
+    let gate = AcceptGate::new(spec.max_connections);
     let mut w = Worker {
-        sh: Shared::new(&spec),
+        sh: WorkerState::new(&spec),
         conns: Slab::new(),
         scratch: vec![0u8; SCRATCH],
         ep,
         spec,
         accepting: true,
-        accept_pause_until: None,
+        armed: false,
+        gate,
         ready: VecDeque::new(),
     };
     w.arm_listeners(true)?;
@@ -147,14 +158,15 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
 }
 
 struct Worker {
-    sh: Shared,
+    sh: WorkerState,
     conns: Slab<EConn>,
     scratch: Vec<u8>,
     ep: Epoll,
     spec: WorkerSpec,
     accepting: bool,
-    /// Accepting paused (EMFILE, or at max_connections) until then.
-    accept_pause_until: Option<Instant>,
+    /// The listeners are in the epoll set.
+    armed: bool,
+    gate: AcceptGate,
     /// Connections that spent their budget with work left, in turn order.
     ready: VecDeque<usize>,
 }
@@ -175,7 +187,7 @@ impl Worker {
     }
 
     fn accept(&mut self, li: usize) {
-        if !self.accepting || self.accept_pause_until.is_some() {
+        if !self.accepting || self.gate.paused() {
             return;
         }
         self.accept_some(li, usize::MAX);
@@ -186,49 +198,18 @@ impl Worker {
     fn accept_some(&mut self, li: usize, max: usize) {
         let lfd = self.spec.listeners[li].raw();
         for _ in 0..max {
-            if self.conns.len() >= self.spec.max_connections {
-                self.pause_accept(Duration::from_millis(100));
-                return;
+            let now = self.sh.clock.now().instant;
+            if !self.gate.admit(self.conns.len(), now) {
+                break;
             }
-            // SAFETY: sockaddr_storage is a plain C struct; all-zero is a valid value.
-            let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            // SAFETY: ss/len are live and sized for any address family.
-            let fd = unsafe {
-                libc::accept4(
-                    lfd,
-                    &mut ss as *mut _ as *mut libc::sockaddr,
-                    &mut len,
-                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                )
+            let (fd, peer) = match super::policy::accept(lfd) {
+                Ok(x) => x,
+                Err(e) => match self.gate.failed(&e, now) {
+                    AcceptFailed::Next => continue,
+                    AcceptFailed::Stop => break,
+                },
             };
-            if fd < 0 {
-                let e = io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EAGAIN) => return,
-                    Some(libc::EINTR) | Some(libc::ECONNABORTED) | Some(libc::EPROTO) => continue,
-                    _ if super::is_resource_error(&e) => {
-                        crate::warn!("accept: {e}; pausing accepts for 100ms");
-                        self.pause_accept(Duration::from_millis(100));
-                        return;
-                    }
-                    _ => {
-                        crate::error!("accept: {e}");
-                        return;
-                    }
-                }
-            }
-            // SAFETY: accept4 returned a new fd owned by nobody else.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            let peer = super::sockaddr_to_std(&ss)
-                .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-            super::set_nodelay(fd.as_raw_fd());
-            let mut conn = Conn::new(peer, self.sh.clock.now().instant, &self.sh.limits);
-            if !self.accepting {
-                // Taken from the backlog while draining: its first request
-                // is answered (with `Connection: close`), then it closes.
-                conn.begin_shutdown(&mut self.sh.ctx());
-            }
+            let conn = self.sh.open_conn(fd.as_raw_fd(), peer, !self.accepting);
             let raw = fd.as_raw_fd();
             let tok = self.conns.insert(EConn {
                 fd,
@@ -246,18 +227,20 @@ impl Worker {
             // Data often arrives with the connection: try it now.
             self.drive(tok);
         }
-    }
-
-    /// Paused accepting leaves the (level-triggered) listeners out of the
-    /// epoll set, so a full backlog does not wake the loop over and over.
-    fn pause_accept(&mut self, d: Duration) {
-        if self.accept_pause_until.is_none() {
-            let _ = self.arm_listeners(false);
+        // Paused accepting leaves the (level-triggered) listeners out of the
+        // epoll set, so a full backlog does not wake the loop over and over.
+        if self.gate.paused()
+            && let Err(e) = self.arm_listeners(false)
+        {
+            crate::error!("epoll_ctl: {e}");
         }
-        self.accept_pause_until = Some(self.sh.clock.now().instant + d);
     }
 
+    /// Put the listeners in the epoll set, or take them out.
     fn arm_listeners(&mut self, on: bool) -> io::Result<()> {
+        if on == self.armed {
+            return Ok(());
+        }
         let events = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
         for (i, l) in self.spec.listeners.iter().enumerate() {
             if on {
@@ -267,11 +250,15 @@ impl Worker {
                     events,
                     LISTENER_TAG | i as u64,
                 )?;
-            } else {
-                // ENOENT (already out) is fine.
-                let _ = self.ep.ctl(libc::EPOLL_CTL_DEL, l.raw(), 0, 0);
+            } else if let Err(e) = self.ep.ctl(libc::EPOLL_CTL_DEL, l.raw(), 0, 0) {
+                // Not in the set is what we want; anything else would
+                // leave a listener waking a worker that ignores it.
+                if e.raw_os_error() != Some(libc::ENOENT) {
+                    return Err(e);
+                }
             }
         }
+        self.armed = on;
         if on {
             self.spec.control.set_accepting(true);
         }
@@ -354,35 +341,13 @@ impl Worker {
                     Transmit::Idle => break,
                     Transmit::Close => break,
                     Transmit::Shutdown => {
-                        // SAFETY: shutdown on our own socket fd.
-                        unsafe { libc::shutdown(fd, libc::SHUT_WR) };
-                        c.conn.handle_shutdown();
+                        super::policy::half_close(fd, &mut c.conn);
                         progressed = true;
                     }
-                    Transmit::Bytes { data, more } => {
-                        let want = data.len();
-                        let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
-                        // SAFETY: data is a live slice for the duration of the call.
-                        let n = unsafe {
-                            libc::send(fd, data.as_ptr() as *const libc::c_void, data.len(), flags)
-                        };
-                        if !after_write(c, sh, n) {
-                            break;
-                        }
-                        progressed = true;
-                        spent += (n as usize).max(OP_COST);
-                        took_all = n as usize == want;
-                    }
-                    Transmit::File { file, offset, len } => {
-                        let mut off = offset as libc::off_t;
-                        let count = (len as usize).min(SENDFILE_CHUNK);
-                        // SAFETY: sendfile reads from our open file and writes to our
-                        // socket; `off` is a live off_t the kernel updates.
-                        let n = unsafe { libc::sendfile(fd, file.as_raw_fd(), &mut off, count) };
-                        if n == 0 {
-                            // The file shrank under us: the promised length cannot be met.
-                            crate::warn!("{}: file shorter than announced", c.conn.peer());
-                            c.conn.handle_error(&mut sh.ctx());
+                    Transmit::Send(segs) => {
+                        let (n, want) = send_segments(fd, segs);
+                        if n == 0 && want > 0 && matches!(segs[0], Segment::File(_)) {
+                            super::policy::short_file(&mut c.conn, &mut sh.ctx());
                             break;
                         }
                         if !after_write(c, sh, n) {
@@ -390,7 +355,7 @@ impl Worker {
                         }
                         progressed = true;
                         spent += (n as usize).max(OP_COST);
-                        took_all = n as usize == count;
+                        took_all = n as usize == want;
                     }
                 }
                 if spent >= TURN_BUDGET && took_all {
@@ -421,33 +386,24 @@ impl Worker {
 
     fn on_tick(&mut self) {
         let now = self.sh.clock.now().instant;
-        if let Some(t) = self.accept_pause_until
-            && now >= t
-        {
-            self.accept_pause_until = None;
-            if self.accepting {
-                if let Err(e) = self.arm_listeners(true) {
-                    crate::error!("epoll_ctl: {e}");
-                }
-                for i in 0..self.spec.listeners.len() {
-                    self.accept(i);
-                }
+        if self.gate.resume(now) && self.accepting {
+            if let Err(e) = self.arm_listeners(true) {
+                crate::error!("epoll_ctl: {e}");
+            }
+            for i in 0..self.spec.listeners.len() {
+                self.accept(i);
             }
         }
-        for tok in self.conns.keys() {
-            let Some(c) = self.conns.get_mut(tok) else {
-                continue;
-            };
-            if c.conn.poll_timeout().is_some_and(|d| d <= now) {
-                super::expire(&mut c.conn, c.fd.as_raw_fd(), &mut self.sh.ctx());
-                self.drive(tok);
-            }
+        for tok in self.sh.expire_due(&mut self.conns) {
+            self.drive(tok);
         }
     }
 
     fn begin_drain(&mut self) {
         self.accepting = false;
-        let _ = self.arm_listeners(false);
+        if let Err(e) = self.arm_listeners(false) {
+            crate::error!("epoll_ctl: {e}");
+        }
         // Connections already in the accept queue have been told they are
         // connected (and have often sent a request): take them now, before
         // the daemon shuts the listeners, which would reset them. The
@@ -456,10 +412,7 @@ impl Worker {
             self.accept_some(li, STRANDED_MAX);
         }
         self.spec.control.set_accepting(false);
-        for tok in self.conns.keys() {
-            if let Some(c) = self.conns.get_mut(tok) {
-                c.conn.begin_shutdown(&mut self.sh.ctx());
-            }
+        for tok in self.sh.shutdown_all(&mut self.conns) {
             self.drive(tok);
         }
     }
@@ -474,8 +427,51 @@ impl Worker {
     }
 }
 
+/// Most byte segments gathered into one sendmsg.
+const IOV_MAX: usize = 8;
+
+/// One send of what `segs` starts with: the leading byte segments in one
+/// sendmsg (MSG_MORE if more follows), or a sendfile chunk of a file
+/// segment. Returns the syscall's result and the bytes it was asked for.
+fn send_segments(fd: RawFd, segs: &[Segment]) -> (isize, usize) {
+    if let Segment::File(f) = &segs[0] {
+        let mut off = f.offset as libc::off_t;
+        let count = (f.len as usize).min(SENDFILE_CHUNK);
+        // SAFETY: sendfile reads from our open file (kept open by the Arc
+        // we borrow) and writes to our socket; `off` is a live off_t the
+        // kernel updates.
+        let n = unsafe { libc::sendfile(fd, f.file.as_raw_fd(), &mut off, count) };
+        return (n, count);
+    }
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; IOV_MAX];
+    let mut k = 0;
+    let mut want = 0;
+    for s in segs.iter().take(IOV_MAX) {
+        let Segment::Bytes(b) = s else { break };
+        iov[k] = libc::iovec {
+            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        };
+        want += b.len();
+        k += 1;
+    }
+    let more = k < segs.len();
+    // SAFETY: msghdr is a plain C struct; all-zero (no name, no control) is valid.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = k;
+    let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+    // SAFETY: the iovecs point into byte segments borrowed from `segs` for
+    // the duration of the call; the kernel only reads them.
+    let n = unsafe { libc::sendmsg(fd, &msg, flags) };
+    (n, want)
+}
+
 /// Account for a send/sendfile result. Returns false when writing must stop.
-fn after_write(c: &mut EConn, sh: &mut Shared, n: isize) -> bool {
+fn after_write(c: &mut EConn, sh: &mut WorkerState, n: isize) -> bool {
     if n >= 0 {
         c.conn.handle_sent(&mut sh.ctx(), n as usize);
         return true;

@@ -4,7 +4,10 @@
 //! buffering, the timer tick and the control flags defined here.
 
 pub mod epoll;
+pub mod policy;
 pub mod uring;
+
+pub use policy::{ACCEPT_PAUSE, AcceptFailed, AcceptGate, EngineConn, STRANDED_MAX};
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,8 +18,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::EngineChoice;
 use crate::files::Responder;
-use crate::http::{Conn, Ctx, Limits, Now};
+use crate::http::{Conn, Ctx, Limits, Notes, Now};
 use crate::log::AccessLog;
+use crate::log::Level;
 
 /// The engine a worker actually runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,6 +219,14 @@ impl Default for Clock {
     }
 }
 
+/// The most verbose error-log level enabled now.
+fn log_level() -> Level {
+    [Level::Debug, Level::Info, Level::Warn]
+        .into_iter()
+        .find(|&l| crate::log::enabled(l))
+        .unwrap_or(Level::Error)
+}
+
 fn secs(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -226,14 +238,17 @@ const LOG_FLUSH_AT: usize = 32 * 1024;
 /// Its capacity: room for the flush point plus a line or two.
 const LOG_BUF_CAP: usize = LOG_FLUSH_AT + 4096;
 
-/// The per-worker state both engines share: responder, limits, clock, the
-/// access-log buffer, the timer tick.
-pub struct Shared {
+/// One worker's own state, the part both engines have in common: responder,
+/// limits, clock, the access-log and error-log buffers, the timer tick and
+/// the drain deadline. Nothing in it is shared between workers.
+pub struct WorkerState {
     pub files: Arc<Responder>,
     pub limits: Limits,
     pub clock: Clock,
     access: Arc<AccessLog>,
     logbuf: Vec<u8>,
+    /// Error-log lines from `Conn` and the responder, written out after each call.
+    notes: Notes,
     last_flush: Instant,
     /// Coarse timer: connections' deadlines are checked at most once a tick.
     tick: Duration,
@@ -256,7 +271,7 @@ pub enum Step {
     Exit,
 }
 
-impl Shared {
+impl WorkerState {
     /// Once per loop turn: read the control state. `drained` says the worker
     /// has nothing left (no connections, no accept in flight).
     pub fn step(&mut self, control: &Control, drained: bool) -> Step {
@@ -284,7 +299,7 @@ impl Shared {
         }
     }
 
-    pub fn new(spec: &WorkerSpec) -> Shared {
+    pub fn new(spec: &WorkerSpec) -> WorkerState {
         let l = &spec.limits;
         let shortest = [
             l.keepalive_timeout,
@@ -298,12 +313,13 @@ impl Shared {
         let tick = (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
         let clock = Clock::new();
         let now = clock.now().instant;
-        Shared {
+        WorkerState {
             files: spec.files.clone(),
             limits: spec.limits.clone(),
             clock,
             access: spec.access.clone(),
             logbuf: Vec::with_capacity(if spec.access.is_off() { 0 } else { LOG_BUF_CAP }),
+            notes: Notes::new(log_level()),
             last_flush: now,
             tick,
             next_tick: now + tick,
@@ -316,21 +332,32 @@ impl Shared {
 
     /// The context a `Conn` call needs. The access-log buffer is flushed
     /// here once it holds `LOG_FLUSH_AT` bytes, so it stays bounded however
-    /// long the loop is kept busy.
+    /// long the loop is kept busy; error-log lines the last call left are
+    /// written out.
     pub fn ctx(&mut self) -> Ctx<'_> {
         if self.logbuf.len() >= LOG_FLUSH_AT {
             self.flush_log();
         }
+        self.write_notes();
         Ctx {
             now: self.clock.now(),
-            files: &self.files,
+            responder: &*self.files,
             limits: &self.limits,
             log: if self.access.is_off() {
                 None
             } else {
                 Some(&mut self.logbuf)
             },
+            notes: &mut self.notes,
             drain_grace: self.drain_grace,
+        }
+    }
+
+    fn write_notes(&mut self) {
+        if !self.notes.is_empty() {
+            for (level, line) in self.notes.take() {
+                crate::log::write(level, format_args!("{line}"));
+            }
         }
     }
 
@@ -347,6 +374,7 @@ impl Shared {
             return false;
         }
         self.next_tick = now + self.tick;
+        self.write_notes();
         if now.duration_since(self.last_flush) >= Duration::from_millis(500) {
             self.flush_log();
         }
@@ -354,6 +382,7 @@ impl Shared {
     }
 
     pub fn flush_log(&mut self) {
+        self.write_notes();
         self.last_flush = self.clock.now().instant;
         if !self.logbuf.is_empty() {
             self.access.write(&self.logbuf);
@@ -365,7 +394,7 @@ impl Shared {
     }
 }
 
-impl Drop for Shared {
+impl Drop for WorkerState {
     fn drop(&mut self) {
         self.flush_log();
     }
@@ -430,14 +459,6 @@ impl<T> Default for Slab<T> {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// accept4() errors that mean "out of descriptors or memory": back off instead of spinning.
-pub fn is_resource_error(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
-    )
 }
 
 /// Convert a kernel sockaddr_storage to a SocketAddr.
@@ -525,14 +546,13 @@ fn unsent_bytes(fd: RawFd) -> usize {
 }
 
 /// TCP_NODELAY on an accepted socket: responses go out as soon as they are written.
-pub fn set_nodelay(fd: RawFd) {
-    // Best effort: without it responses still go out, a little later.
-    let _ = setsockopt(
+pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
+    setsockopt(
         fd,
         libc::IPPROTO_TCP,
         libc::TCP_NODELAY,
         &(1 as libc::c_int),
-    );
+    )
 }
 
 /// setsockopt(2) with `value` as the option's bytes.

@@ -3,16 +3,22 @@
 //! Requests are answered one at a time, in order. While a response is being
 //! sent, further (pipelined) input is kept in `inbuf`; the engine stops reading
 //! once `wants_input` says so. An idle connection holds no buffered input.
+//!
+//! What a response sends is a list of owned `Segment`s (the encoded head,
+//! then the body's bytes and file ranges). An engine clones what it hands to
+//! the kernel and keeps the clones until the kernel is done, so every
+//! `handle_*` call stays allowed while a send is in flight.
 
 use std::fmt::Write as _;
-use std::fs::File;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
-use super::parse::{Method, Parsed, RequestHead, parse_head};
+use bytes::BytesMut;
+
+use super::parse::{MAX_HEADERS, Method, Parsed, Request, parse_head};
+use super::reply::{Body, Reply, Segment};
 use super::{Ctx, Limits, Status, later};
-use crate::files::{Body, FileRequest, Reply};
+use crate::log::Level;
 
 const ALLOW: &str = "GET, HEAD, OPTIONS";
 
@@ -21,14 +27,11 @@ const ALLOW: &str = "GET, HEAD, OPTIONS";
 pub enum Transmit<'a> {
     /// Nothing to send: wait for input or the timeout.
     Idle,
-    /// Send these bytes. `more`: a file body follows (MSG_MORE / cork).
-    Bytes { data: &'a [u8], more: bool },
-    /// Send `len` bytes of `file` starting at `offset` (the engine may send less).
-    File {
-        file: &'a File,
-        offset: u64,
-        len: u64,
-    },
+    /// Send these segments, in order: what is left of the current response
+    /// (never empty). The engine may send any prefix, and reports the bytes
+    /// that reached the socket with `handle_sent`. To keep a segment past
+    /// this call (an asynchronous send), clone it: clones are refcounts.
+    Send(&'a [Segment]),
     /// Half-close the write side (shutdown(SHUT_WR)), then call
     /// `Conn::handle_shutdown` and keep reading until EOF or the timeout.
     Shutdown,
@@ -48,18 +51,16 @@ enum State {
     Closed,
 }
 
-/// The response being sent.
+/// The response being sent (its bytes are `Conn::segs[seg_pos..]`).
 #[derive(Debug)]
 struct Out {
-    /// Encoded head, plus any small in-memory body.
-    pos: usize,
-    file: Option<Arc<File>>,
-    offset: u64,
-    remaining: u64,
     close: bool,
     status: u16,
+    /// Bytes of the encoded head, and of the body that follows it.
+    head_len: u64,
     body_len: u64,
-    head_len: usize,
+    /// Bytes of head and body that reached the socket.
+    sent: u64,
 }
 
 #[derive(Debug)]
@@ -68,8 +69,13 @@ pub struct Conn {
     state: State,
     /// Unprocessed input: a request head that arrived split, or pipelined requests.
     inbuf: Vec<u8>,
-    /// Encoded response head (+ small body), reused across requests.
-    obuf: Vec<u8>,
+    /// Where response heads are encoded: each head is split off as shared
+    /// bytes, and the allocation is reused once nobody holds them any more.
+    head: BytesMut,
+    /// The current response: head, then body segments; `seg_pos` is the
+    /// first one not wholly sent.
+    segs: Vec<Segment>,
+    seg_pos: usize,
     out: Option<Out>,
     /// Request body bytes still to read and throw away.
     discard: u64,
@@ -98,7 +104,9 @@ impl Conn {
             peer,
             state: State::Open,
             inbuf: Vec::new(),
-            obuf: Vec::new(),
+            head: BytesMut::new(),
+            segs: Vec::new(),
+            seg_pos: 0,
             out: None,
             discard: 0,
             peer_eof: false,
@@ -171,7 +179,7 @@ impl Conn {
         self.close(ctx);
     }
 
-    /// `n` bytes of the current `Transmit` reached the socket.
+    /// `n` more bytes of the current `Transmit::Send` reached the socket.
     pub fn handle_sent(&mut self, ctx: &mut Ctx<'_>, n: usize) {
         let Some(out) = self.out.as_mut() else {
             return;
@@ -179,17 +187,18 @@ impl Conn {
         if n > 0 {
             self.last_activity = ctx.now.instant;
         }
-        let mut n = n;
-        let in_head = self.obuf.len() - out.pos;
-        let k = n.min(in_head);
-        out.pos += k;
-        n -= k;
-        if n > 0 {
-            let k = (n as u64).min(out.remaining);
-            out.offset += k;
-            out.remaining -= k;
+        let mut n = n as u64;
+        while n > 0 && self.seg_pos < self.segs.len() {
+            let seg = &mut self.segs[self.seg_pos];
+            let k = n.min(seg.len());
+            seg.advance(k);
+            out.sent += k;
+            n -= k;
+            if seg.is_empty() {
+                self.seg_pos += 1;
+            }
         }
-        if out.pos == self.obuf.len() && out.remaining == 0 {
+        if self.seg_pos == self.segs.len() {
             self.finish_response(ctx);
         }
         self.update_deadline(ctx.limits);
@@ -210,7 +219,7 @@ impl Conn {
                 self.update_deadline(ctx.limits);
             }
             State::Open if self.out.is_some() => {
-                crate::debug!("{}: send timeout", self.peer);
+                crate::note!(ctx.notes, Level::Debug, "{}: send timeout", self.peer);
                 self.close(ctx);
             }
             State::Open if self.inbuf.is_empty() && self.discard == 0 => {
@@ -302,23 +311,10 @@ impl Conn {
             State::Linger { .. } => return Transmit::Idle,
             State::Open => {}
         }
-        let Some(out) = self.out.as_ref() else {
+        if self.out.is_none() || self.seg_pos >= self.segs.len() {
             return Transmit::Idle;
-        };
-        if out.pos < self.obuf.len() {
-            return Transmit::Bytes {
-                data: &self.obuf[out.pos..],
-                more: out.remaining > 0,
-            };
         }
-        match &out.file {
-            Some(f) if out.remaining > 0 => Transmit::File {
-                file: f,
-                offset: out.offset,
-                len: out.remaining,
-            },
-            _ => Transmit::Idle,
-        }
+        Transmit::Send(&self.segs[self.seg_pos..])
     }
 
     /// When `handle_timeout` wants to be called.
@@ -387,7 +383,8 @@ impl Conn {
             if pos == buf.len() {
                 return pos;
             }
-            match parse_head(&buf[pos..], &ctx.limits.parse) {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            match parse_head(&buf[pos..], &mut headers, &ctx.limits.parse) {
                 Ok(Parsed::Partial) => return pos,
                 Ok(Parsed::Complete(head, n)) => {
                     self.head_started = None;
@@ -402,13 +399,13 @@ impl Conn {
         }
     }
 
-    fn respond(&mut self, ctx: &mut Ctx<'_>, req: &RequestHead<'_>) {
+    fn respond(&mut self, ctx: &mut Ctx<'_>, req: &Request<'_>) {
         self.requests += 1;
         if req.content_length > ctx.limits.max_body_size {
             self.start_log(ctx, &request_line(req), None, None);
             self.send_reply(
                 ctx,
-                status_reply(Status::PAYLOAD_TOO_LARGE),
+                Reply::status(Status::PAYLOAD_TOO_LARGE),
                 false,
                 ConnHeader::Close,
             );
@@ -416,18 +413,29 @@ impl Conn {
         }
         self.discard = req.content_length;
         let keep = req.keep_alive && !self.draining;
-        self.start_log(ctx, &request_line(req), req.referer, req.user_agent);
+        self.start_log(
+            ctx,
+            &request_line(req),
+            req.header("referer"),
+            req.header("user-agent"),
+        );
         let (reply, head_only) = match req.method {
-            Method::Get => (ctx.files.respond(FileRequest { target: req.target }), false),
-            Method::Head => (ctx.files.respond(FileRequest { target: req.target }), true),
-            Method::Options => {
-                let mut r = status_reply(Status::NO_CONTENT);
-                r.content_type = None;
-                r.body = Body::Empty;
-                (r, false)
-            }
-            Method::Unknown => (status_reply(Status::NOT_IMPLEMENTED), false),
-            _ => (status_reply(Status::METHOD_NOT_ALLOWED), false),
+            Method::Get | Method::Head => (
+                ctx.responder.respond(req, ctx.now, ctx.notes),
+                req.method == Method::Head,
+            ),
+            Method::Options => (
+                Reply::new(Status::NO_CONTENT, Body::Empty).with_header("Allow", ALLOW),
+                false,
+            ),
+            Method::Unknown => (
+                Reply::status(Status::NOT_IMPLEMENTED).with_header("Allow", ALLOW),
+                false,
+            ),
+            _ => (
+                Reply::status(Status::METHOD_NOT_ALLOWED).with_header("Allow", ALLOW),
+                false,
+            ),
         };
         let conn = match (keep, req.minor) {
             (false, _) => ConnHeader::Close,
@@ -448,7 +456,7 @@ impl Conn {
             .min(1024);
         self.start_log(ctx, &[&raw[..line_end]], None, None);
         self.discard = 0;
-        self.send_reply(ctx, status_reply(status), false, ConnHeader::Close);
+        self.send_reply(ctx, Reply::status(status), false, ConnHeader::Close);
     }
 
     /// Begin the access-log line of this request: everything but the status
@@ -458,8 +466,8 @@ impl Conn {
         &mut self,
         ctx: &Ctx<'_>,
         request: &[&[u8]],
-        referer: Option<&str>,
-        ua: Option<&str>,
+        referer: Option<&[u8]>,
+        ua: Option<&[u8]>,
     ) {
         if ctx.log.is_none() {
             return;
@@ -477,44 +485,35 @@ impl Conn {
         self.log_pre.push_str("\" ");
         self.log_post.clear();
         self.log_post.push_str(" \"");
-        escape_into(&mut self.log_post, referer.unwrap_or("-").as_bytes());
+        escape_into(&mut self.log_post, referer.unwrap_or(b"-"));
         self.log_post.push_str("\" \"");
-        escape_into(&mut self.log_post, ua.unwrap_or("-").as_bytes());
+        escape_into(&mut self.log_post, ua.unwrap_or(b"-"));
         self.log_post.push_str("\"\n");
     }
 
+    /// Encode the head and queue head and body as this response's segments.
+    /// `Conn` owns `Server`, `Date`, `Content-Length` and `Connection`; the
+    /// reply's own fields go out in its order between them.
     fn send_reply(&mut self, ctx: &mut Ctx<'_>, reply: Reply, head_only: bool, conn: ConnHeader) {
         self.unsent = None;
         let body_len = reply.body.len();
-        let h = &mut self.obuf;
-        h.clear();
+        let h = &mut self.head;
+        h.reserve(512);
         let _ = write!(
-            Writer(h),
+            h,
             "HTTP/1.1 {} {}\r\nServer: tandem\r\nDate: {}\r\n",
             reply.status.0,
             reply.status.reason(),
             ctx.now.date
         );
-        if let Some(ct) = reply.content_type {
-            let _ = write!(Writer(h), "Content-Type: {ct}\r\n");
-        }
-        if reply.status != Status::NO_CONTENT && reply.status != Status::NOT_MODIFIED {
-            let _ = write!(Writer(h), "Content-Length: {body_len}\r\n");
-        }
-        if let Some(lm) = reply.last_modified {
-            let _ = write!(
-                Writer(h),
-                "Last-Modified: {}\r\n",
-                httpdate::fmt_http_date(lm)
-            );
-        }
-        if let Some(loc) = &reply.location {
-            h.extend_from_slice(b"Location: ");
-            h.extend_from_slice(loc.as_bytes());
+        for (name, value) in reply.headers.iter() {
+            h.extend_from_slice(name.as_bytes());
+            h.extend_from_slice(b": ");
+            h.extend_from_slice(value.as_bytes());
             h.extend_from_slice(b"\r\n");
         }
-        if matches!(reply.status.0, 204 | 405 | 501) {
-            let _ = write!(Writer(h), "Allow: {ALLOW}\r\n");
+        if reply.status != Status::NO_CONTENT && reply.status != Status::NOT_MODIFIED {
+            let _ = write!(h, "Content-Length: {body_len}\r\n");
         }
         match conn {
             ConnHeader::Close => h.extend_from_slice(b"Connection: close\r\n"),
@@ -522,24 +521,20 @@ impl Conn {
             ConnHeader::None => {}
         }
         h.extend_from_slice(b"\r\n");
-        let head_len = h.len();
-        let (file, offset, remaining) = match (head_only, reply.body) {
-            (true, _) | (_, Body::Empty) => (None, 0, 0),
-            (false, Body::Static(b)) => {
-                h.extend_from_slice(b);
-                (None, 0, 0)
-            }
-            (false, Body::File { file, offset, len }) => (Some(file), offset, len),
-        };
+        let head = h.split().freeze();
+        let head_len = head.len() as u64;
+        self.segs.clear();
+        self.seg_pos = 0;
+        self.segs.push(Segment::Bytes(head));
+        if !head_only {
+            reply.body.into_segments(&mut self.segs);
+        }
         self.out = Some(Out {
-            pos: 0,
-            file,
-            offset,
-            remaining,
             close: conn == ConnHeader::Close,
             status: reply.status.0,
-            body_len: if head_only { 0 } else { body_len },
             head_len,
+            body_len: if head_only { 0 } else { body_len },
+            sent: 0,
         });
     }
 
@@ -548,8 +543,10 @@ impl Conn {
             return;
         };
         self.log_response(ctx, &out, out.body_len);
-        if self.obuf.capacity() > 8 * 1024 {
-            self.obuf = Vec::new();
+        self.segs.clear();
+        self.seg_pos = 0;
+        if self.head.capacity() > 8 * 1024 {
+            self.head = BytesMut::new();
         }
         if out.close {
             self.linger(ctx);
@@ -595,17 +592,14 @@ impl Conn {
     fn close(&mut self, ctx: &mut Ctx<'_>) {
         if let Some(out) = self.out.take() {
             // Cut short: log the body bytes that did go out.
-            let static_sent = out.pos.saturating_sub(out.head_len) as u64;
-            let file_sent = match out.file {
-                Some(_) => out.body_len - out.remaining,
-                None => 0,
-            };
-            let sent = (static_sent + file_sent).min(out.body_len);
+            let sent = out.sent.saturating_sub(out.head_len).min(out.body_len);
             self.log_response(ctx, &out, sent);
         }
         self.state = State::Closed;
         self.inbuf = Vec::new();
-        self.obuf = Vec::new();
+        self.head = BytesMut::new();
+        self.segs = Vec::new();
+        self.seg_pos = 0;
         self.deadline = None;
     }
 }
@@ -622,7 +616,7 @@ enum ConnHeader {
 }
 
 /// The request line in pieces, for the access log.
-fn request_line<'a>(req: &RequestHead<'a>) -> [&'a [u8]; 4] {
+fn request_line<'a>(req: &Request<'a>) -> [&'a [u8]; 4] {
     let version: &'static [u8] = if req.minor == 0 {
         b" HTTP/1.0"
     } else {
@@ -634,16 +628,6 @@ fn request_line<'a>(req: &RequestHead<'a>) -> [&'a [u8]; 4] {
         req.target.as_bytes(),
         version,
     ]
-}
-
-fn status_reply(status: Status) -> Reply {
-    Reply {
-        status,
-        content_type: Some(crate::files::mime::HTML),
-        last_modified: None,
-        location: None,
-        body: Body::Static(status.default_page()),
-    }
 }
 
 /// Log-safe copy: quotes, backslashes and non-printables as `\xHH` (as nginx does).

@@ -1,14 +1,78 @@
-//! HTTP/1.1: parsing, the sans-IO connection state machine, response heads.
-//! Nothing here touches a socket, a file descriptor or the clock: bytes come in,
-//! `Transmit`s go out, and time is an argument.
+//! HTTP/1.1: parsing, the sans-IO connection state machine, the response
+//! model and response heads. Nothing here touches a socket, a file
+//! descriptor, the clock or a global lock: bytes come in, `Transmit`s go
+//! out, time is an argument, and log lines go into the caller's `Notes`.
+//! What to answer is asked of a `Respond` (the file responder, or an
+//! in-memory one in tests); this module never names it.
 
 pub mod conn;
 pub mod parse;
+pub mod reply;
 
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::log::Level;
+
 pub use conn::{Conn, Transmit};
-pub use parse::ParseLimits;
+pub use parse::{Method, ParseLimits, Request};
+pub use reply::{Body, FileRange, Headers, Reply, Segment};
+
+/// What answers requests: the file responder, or an in-memory one in tests.
+///
+/// `respond` is called for GET and HEAD (a HEAD's body is not sent, but its
+/// length is announced); `Conn` answers other methods itself.
+pub trait Respond {
+    fn respond(&self, req: &Request<'_>, now: &Now, notes: &mut Notes) -> Reply;
+}
+
+/// Error-log lines from the sans-IO core, kept for the worker to write out
+/// (with its clock, through the log's lock) after the call.
+#[derive(Debug)]
+pub struct Notes {
+    level: Level,
+    lines: Vec<(Level, String)>,
+}
+
+impl Notes {
+    /// Keep lines at `level` and more severe.
+    pub fn new(level: Level) -> Notes {
+        Notes {
+            level,
+            lines: Vec::new(),
+        }
+    }
+
+    pub fn wants(&self, level: Level) -> bool {
+        level <= self.level
+    }
+
+    pub fn push(&mut self, level: Level, args: std::fmt::Arguments<'_>) {
+        if self.wants(level) {
+            self.lines.push((level, args.to_string()));
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// The kept lines, oldest first; the buffer is left empty.
+    pub fn take(&mut self) -> std::vec::Drain<'_, (Level, String)> {
+        self.lines.drain(..)
+    }
+}
+
+/// `note!(notes, Level, "format", args...)`: a log line into `Notes`,
+/// formatted only if its level is kept.
+#[macro_export]
+macro_rules! note {
+    ($notes:expr, $level:expr, $($t:tt)*) => {{
+        let notes: &mut $crate::http::Notes = $notes;
+        if notes.wants($level) {
+            notes.push($level, format_args!($($t)*));
+        }
+    }};
+}
 
 /// An HTTP status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,10 +227,12 @@ impl Limits {
 /// What a `Conn` needs from its worker for one call.
 pub struct Ctx<'a> {
     pub now: &'a Now,
-    pub files: &'a crate::files::Responder,
+    pub responder: &'a dyn Respond,
     pub limits: &'a Limits,
     /// The worker's access-log buffer; `None` when the access log is off.
     pub log: Option<&'a mut Vec<u8>>,
+    /// Error-log lines, for the worker to write out.
+    pub notes: &'a mut Notes,
     /// On `begin_shutdown`, how long an idle keep-alive connection stays open
     /// for one more request (answered with `Connection: close`), so that
     /// busy clients learn of the close from a response instead of a race.

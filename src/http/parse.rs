@@ -37,9 +37,11 @@ impl Method {
     }
 }
 
-/// A parsed and checked request head, borrowing the input buffer.
+/// A parsed and checked request head, borrowing the input buffer and the
+/// caller's header slice: every header field is reachable (`header`), so a
+/// responder can look at whatever it needs without the parser knowing.
 #[derive(Debug)]
-pub struct RequestHead<'a> {
+pub struct Request<'a> {
     pub method: Method,
     pub method_str: &'a str,
     /// The raw request target as sent.
@@ -53,10 +55,24 @@ pub struct RequestHead<'a> {
     /// Transfer-Encoding was present: the body length is unknown to us, so the
     /// connection closes after the response.
     pub has_transfer_encoding: bool,
-    pub referer: Option<&'a str>,
-    pub user_agent: Option<&'a str>,
-    pub if_modified_since: Option<&'a str>,
-    pub if_none_match: Option<&'a str>,
+    /// Every header field, in the order received.
+    pub headers: &'a [httparse::Header<'a>],
+}
+
+impl<'a> Request<'a> {
+    /// The value of the first field called `name` (case-insensitive),
+    /// without surrounding whitespace.
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| trim(h.value))
+    }
+
+    /// `header`, if it is valid UTF-8.
+    pub fn header_str(&self, name: &str) -> Option<&'a str> {
+        self.header(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
 }
 
 /// The outcome of looking at buffered bytes.
@@ -65,7 +81,7 @@ pub enum Parsed<'a> {
     /// Need more bytes.
     Partial,
     /// A complete head of `len` bytes.
-    Complete(RequestHead<'a>, usize),
+    Complete(Request<'a>, usize),
 }
 
 /// Limits that apply while parsing.
@@ -79,18 +95,14 @@ pub struct ParseLimits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reject {
     pub status: Status,
-    /// Method and target so far, for the access log (may be empty).
-    pub request_line_len: usize,
 }
 
 fn reject(status: Status) -> Reject {
-    Reject {
-        status,
-        request_line_len: 0,
-    }
+    Reject { status }
 }
 
-/// Parse a request head from the start of `buf`.
+/// Parse a request head from the start of `buf`, its header fields into
+/// `headers` (`MAX_HEADERS` entries hold as many as we accept).
 ///
 /// The verdict is a function of the bytes alone, never of how they arrived:
 /// whatever `buf` holds, the answer is the one the shortest deciding prefix
@@ -99,7 +111,11 @@ fn reject(status: Status) -> Reject {
 /// `max_header_size + 1` bytes: 431), so only the bytes before the first
 /// crossing are parsed: a syntax error before it wins (400), a head that
 /// completes before it is judged whole, and otherwise the limit answers.
-pub fn parse_head<'a>(buf: &'a [u8], lim: &ParseLimits) -> Result<Parsed<'a>, Reject> {
+pub fn parse_head<'a>(
+    buf: &'a [u8],
+    headers: &'a mut [httparse::Header<'a>],
+    lim: &ParseLimits,
+) -> Result<Parsed<'a>, Reject> {
     // Leading empty lines before a request line are ignored (RFC 9112 2.2).
     let skip = buf
         .iter()
@@ -127,8 +143,7 @@ pub fn parse_head<'a>(buf: &'a [u8], lim: &ParseLimits) -> Result<Parsed<'a>, Re
         Some(status) => Err(reject(status)),
         None => Ok(Parsed::Partial),
     };
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
+    let mut req = httparse::Request::new(headers);
     let n = match req.parse(view) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return incomplete(),
@@ -154,11 +169,8 @@ pub fn parse_head<'a>(buf: &'a [u8], lim: &ParseLimits) -> Result<Parsed<'a>, Re
     let mut has_te = false;
     let mut conn_close = false;
     let mut conn_keep_alive = false;
-    let mut referer = None;
-    let mut user_agent = None;
-    let mut if_modified_since = None;
-    let mut if_none_match = None;
-    for h in req.headers.iter() {
+    let headers: &'a [httparse::Header<'a>] = req.headers;
+    for h in headers {
         let name = h.name;
         let value = trim(h.value);
         if name.eq_ignore_ascii_case("host") {
@@ -186,14 +198,6 @@ pub fn parse_head<'a>(buf: &'a [u8], lim: &ParseLimits) -> Result<Parsed<'a>, Re
                     conn_keep_alive = true;
                 }
             }
-        } else if name.eq_ignore_ascii_case("referer") {
-            referer = std::str::from_utf8(value).ok();
-        } else if name.eq_ignore_ascii_case("user-agent") {
-            user_agent = std::str::from_utf8(value).ok();
-        } else if name.eq_ignore_ascii_case("if-modified-since") {
-            if_modified_since = std::str::from_utf8(value).ok();
-        } else if name.eq_ignore_ascii_case("if-none-match") {
-            if_none_match = std::str::from_utf8(value).ok();
         }
     }
     if minor == 1 && host_count != 1 || host_count > 1 {
@@ -209,7 +213,7 @@ pub fn parse_head<'a>(buf: &'a [u8], lim: &ParseLimits) -> Result<Parsed<'a>, Re
             conn_keep_alive && !conn_close
         };
     Ok(Parsed::Complete(
-        RequestHead {
+        Request {
             method,
             method_str,
             target,
@@ -217,10 +221,7 @@ pub fn parse_head<'a>(buf: &'a [u8], lim: &ParseLimits) -> Result<Parsed<'a>, Re
             keep_alive,
             content_length: content_length.unwrap_or(0),
             has_transfer_encoding: has_te,
-            referer,
-            user_agent,
-            if_modified_since,
-            if_none_match,
+            headers,
         },
         skip + n,
     ))
@@ -311,7 +312,8 @@ mod tests {
     };
 
     fn status(req: &[u8]) -> Status {
-        match parse_head(req, &LIM) {
+        let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        match parse_head(req, &mut h, &LIM) {
             Ok(Parsed::Complete(..)) => Status::OK,
             Ok(Parsed::Partial) => Status(0),
             Err(r) => r.status,
@@ -428,10 +430,29 @@ mod tests {
     }
 
     #[test]
+    fn every_header_is_reachable() {
+        let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let req = b"GET /x HTTP/1.1\r\nHost: a\r\nIf-None-Match:  \"v1\" \r\nX-Odd: \xff\r\n\r\n";
+        let Ok(Parsed::Complete(r, n)) = parse_head(req, &mut h, &LIM) else {
+            panic!("not complete");
+        };
+        assert_eq!(n, req.len());
+        assert_eq!(r.headers.len(), 3);
+        assert_eq!(r.header("if-none-match"), Some(&b"\"v1\""[..]));
+        assert_eq!(r.header("X-ODD"), Some(&b"\xff"[..]));
+        assert_eq!(r.header_str("x-odd"), None);
+        assert_eq!(r.header_str("HOST"), Some("a"));
+        assert_eq!(r.header("referer"), None);
+    }
+
+    #[test]
     fn keep_alive_rules() {
-        let ka = |r: &[u8]| match parse_head(r, &LIM) {
-            Ok(Parsed::Complete(h, _)) => h.keep_alive,
-            other => panic!("{other:?}"),
+        let ka = |r: &[u8]| {
+            let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            match parse_head(r, &mut h, &LIM) {
+                Ok(Parsed::Complete(h, _)) => h.keep_alive,
+                other => panic!("{other:?}"),
+            }
         };
         assert!(ka(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
         assert!(!ka(

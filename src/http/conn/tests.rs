@@ -1,50 +1,106 @@
 //! Conn driven in memory: exact bytes out for whole, split, pipelined and
-//! partially-sent input. No sockets.
+//! partially-sent input. No sockets, no files beneath a root: an in-memory
+//! responder answers.
 
+use std::fs::File;
+use std::io::Write as _;
+use std::os::fd::FromRawFd;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::*;
-use crate::files::{Responder, Settings};
-use crate::http::{Ctx, Limits, Now, ParseLimits};
+use crate::http::reply::{FileRange, HTML};
+use crate::http::{Ctx, Limits, Notes, Now, ParseLimits, Respond};
 
 const DATE: &str = "Sun, 22 Nov 2026 19:21:37 GMT";
 const MTIME: &str = "Fri, 13 Nov 2026 08:00:00 GMT";
 
+/// Answers from memory: a few paths, a directory redirect, a 404 page, one
+/// body made of several parts and one body from an (anonymous, in-memory)
+/// file, so every kind of segment goes through `Conn`.
+struct Mem {
+    big: Arc<File>,
+}
+
+/// The body of `/file.bin`, served from a file segment.
+const BIG: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+
+impl Mem {
+    fn new() -> Mem {
+        // SAFETY: memfd_create takes a NUL-terminated name and flags and
+        // returns a new fd (or -1, checked), owned by nobody else.
+        let fd = unsafe { libc::memfd_create(c"tandem-test".as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+        // SAFETY: as above: the fd is new and ours.
+        let mut f = unsafe { File::from_raw_fd(fd) };
+        f.write_all(BIG).unwrap();
+        Mem { big: Arc::new(f) }
+    }
+
+    fn ok(ct: &'static str, body: Body) -> Reply {
+        Reply::new(Status::OK, body)
+            .with_header("Content-Type", ct)
+            .with_header("Last-Modified", MTIME)
+    }
+}
+
+impl Respond for Mem {
+    fn respond(&self, req: &Request<'_>, _now: &Now, _notes: &mut Notes) -> Reply {
+        let path = req.target.split('?').next().unwrap_or("");
+        let text = |b: &'static str| Body::Bytes(Bytes::from_static(b.as_bytes()));
+        match path {
+            "/" => Mem::ok(HTML, text("<h1>hi</h1>\n")),
+            "/a.txt" => Mem::ok("text/plain; charset=utf-8", text("hello")),
+            "/sub/" => Mem::ok(HTML, text("sub\n")),
+            "/sub" => Reply::status(Status::MOVED_PERMANENTLY).with_header("Location", "/sub/"),
+            "/parts" => Mem::ok(
+                "text/plain; charset=utf-8",
+                Body::Parts(vec![
+                    Segment::Bytes(Bytes::from_static(b"one ")),
+                    Segment::File(FileRange {
+                        file: self.big.clone(),
+                        offset: 10,
+                        len: 5,
+                    }),
+                    Segment::Bytes(Bytes::from_static(b" three")),
+                ]),
+            ),
+            "/file.bin" => Mem::ok(
+                "application/octet-stream",
+                Body::File(FileRange {
+                    file: self.big.clone(),
+                    offset: 0,
+                    len: BIG.len() as u64,
+                }),
+            ),
+            // Echo a header the parser knows nothing about.
+            "/echo" => Mem::ok(
+                "text/plain; charset=utf-8",
+                Body::Bytes(Bytes::copy_from_slice(
+                    req.header("x-echo").unwrap_or(b"(none)"),
+                )),
+            ),
+            _ => {
+                Reply::new(Status::NOT_FOUND, text("not here\n")).with_header("Content-Type", HTML)
+            }
+        }
+    }
+}
+
 struct Env {
-    _dir: tempfile::TempDir,
-    files: Responder,
+    mem: Mem,
     limits: Limits,
     now: Now,
     log: Vec<u8>,
+    notes: Notes,
     drain_grace: Duration,
 }
 
 impl Env {
     fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        let mtime = httpdate::parse_http_date(MTIME).unwrap();
-        let put = |name: &str, body: &[u8]| {
-            let p = root.join(name);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, body).unwrap();
-            let f = std::fs::File::options().write(true).open(&p).unwrap();
-            f.set_modified(mtime).unwrap();
-        };
-        put("index.html", b"<h1>hi</h1>\n");
-        put("a.txt", b"hello");
-        put("sub/index.html", b"sub\n");
-        put("404.html", b"not here\n");
-        let files = Responder::new(
-            root,
-            Settings {
-                index: "index.html".into(),
-                serve_dotfiles: false,
-                error_page_404: "404.html".into(),
-            },
-        )
-        .unwrap();
         let limits = Limits {
             parse: ParseLimits {
                 max_header_size: 1024,
@@ -62,11 +118,11 @@ impl Env {
             log_time: "22/Nov/2026:19:21:37 +0000".into(),
         };
         Env {
-            _dir: dir,
-            files,
+            mem: Mem::new(),
             limits,
             now,
             log: Vec::new(),
+            notes: Notes::new(Level::Debug),
             drain_grace: Duration::ZERO,
         }
     }
@@ -74,9 +130,10 @@ impl Env {
     fn ctx(&mut self) -> Ctx<'_> {
         Ctx {
             now: &self.now,
-            files: &self.files,
+            responder: &self.mem,
             limits: &self.limits,
             log: Some(&mut self.log),
+            notes: &mut self.notes,
             drain_grace: self.drain_grace,
         }
     }
@@ -101,6 +158,28 @@ struct Out {
     closed: bool,
 }
 
+/// Copy up to `max` bytes of what `segs` starts with into `out`, as a
+/// gathering write would; returns the count.
+fn take(segs: &[Segment], max: usize, out: &mut Vec<u8>) -> usize {
+    let mut n = 0;
+    for s in segs {
+        let k = (max - n).min(s.len() as usize);
+        match s {
+            Segment::Bytes(b) => out.extend_from_slice(&b[..k]),
+            Segment::File(f) => {
+                let mut buf = vec![0u8; k];
+                f.file.read_exact_at(&mut buf, f.offset).unwrap();
+                out.extend_from_slice(&buf);
+            }
+        }
+        n += k;
+        if n == max {
+            break;
+        }
+    }
+    n
+}
+
 /// Send everything the Conn offers, at most `chunk` bytes per write.
 fn drain(env: &mut Env, c: &mut Conn, chunk: usize, out: &mut Out) {
     loop {
@@ -114,16 +193,9 @@ fn drain(env: &mut Env, c: &mut Conn, chunk: usize, out: &mut Out) {
                 out.shutdown = true;
                 c.handle_shutdown();
             }
-            Transmit::Bytes { data, .. } => {
-                let n = chunk.min(data.len());
-                out.bytes.extend_from_slice(&data[..n]);
-                c.handle_sent(&mut env.ctx(), n);
-            }
-            Transmit::File { file, offset, len } => {
-                let n = chunk.min(len as usize);
-                let mut buf = vec![0u8; n];
-                file.read_exact_at(&mut buf, offset).unwrap();
-                out.bytes.extend_from_slice(&buf);
+            Transmit::Send(segs) => {
+                assert!(!segs.is_empty() && segs.iter().all(|s| !s.is_empty()));
+                let n = take(segs, chunk, &mut out.bytes);
                 c.handle_sent(&mut env.ctx(), n);
             }
         }
@@ -161,7 +233,7 @@ fn file_resp(ct: &str, body: &str) -> String {
     resp(
         "200 OK",
         &format!(
-            "Content-Type: {ct}\r\nContent-Length: {}\r\nLast-Modified: {MTIME}\r\n",
+            "Content-Type: {ct}\r\nLast-Modified: {MTIME}\r\nContent-Length: {}\r\n",
             body.len()
         ),
         body,
@@ -528,6 +600,9 @@ fn corpus() -> Vec<Vec<u8>> {
         "GET /%00 HTTP/1.1\r\nHost: x\r\n\r\n",
         "GET /../a.txt HTTP/1.1\r\nHost: x\r\n\r\n",
         "GET //evil/../sub HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /parts HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /file.bin HTTP/1.1\r\nHost: x\r\n\r\n",
+        "HEAD /file.bin HTTP/1.1\r\nHost: x\r\n\r\n",
     ]
     .iter()
     .map(|s| s.as_bytes().to_vec())
@@ -698,4 +773,89 @@ fn unsent_response_bytes_defer_the_idle_close() {
     c.handle_unsent(&mut env.ctx(), 0);
     drain(&mut env, &mut c, usize::MAX, &mut out);
     assert!(out.shutdown);
+}
+
+/// The responder sees every header of the request, including ones the
+/// parser knows nothing about.
+#[test]
+fn responder_sees_every_header() {
+    let out = run(
+        b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Echo:  made up \r\n\r\nGET /echo HTTP/1.1\r\nHost: x\r\n\r\n",
+        &[],
+        usize::MAX,
+    );
+    let s = String::from_utf8(out.bytes).unwrap();
+    assert!(s.contains("\r\n\r\nmade upHTTP/1.1 200 OK"), "{s}");
+    assert!(s.ends_with("\r\n\r\n(none)"), "{s}");
+}
+
+/// Bodies of several segments (bytes and file ranges) and file bodies come
+/// out whole, in order, however the sends are cut.
+#[test]
+fn parts_and_file_bodies() {
+    let input = "GET /parts HTTP/1.1\r\nHost: x\r\n\r\nGET /file.bin HTTP/1.1\r\nHost: x\r\n\r\nHEAD /parts HTTP/1.1\r\nHost: x\r\n\r\n";
+    let whole = run(input.as_bytes(), &[], usize::MAX);
+    let want = [
+        file_resp("text/plain; charset=utf-8", "one abcde three"),
+        file_resp(
+            "application/octet-stream",
+            std::str::from_utf8(BIG).unwrap(),
+        ),
+        file_resp("text/plain; charset=utf-8", "one abcde three")
+            .trim_end_matches("one abcde three")
+            .to_string(),
+    ]
+    .concat();
+    assert_eq!(String::from_utf8(whole.bytes.clone()).unwrap(), want);
+    for chunk in [1, 2, 3, 5, 7, 64] {
+        assert_eq!(run(input.as_bytes(), &[], chunk), whole, "chunk {chunk}");
+    }
+    // The access log counts body bytes, not head bytes.
+    let mut env = Env::new();
+    let mut c = env.conn();
+    let mut out = Out::default();
+    c.handle_input(&mut env.ctx(), input.as_bytes());
+    drain(&mut env, &mut c, 4, &mut out);
+    let log = String::from_utf8(env.log).unwrap();
+    let counts: Vec<&str> = log
+        .lines()
+        .map(|l| l.split("\" ").nth(1).unwrap_or("").trim_end_matches(" \"-"))
+        .collect();
+    assert_eq!(counts, ["200 15", "200 36", "200 0"], "{log}");
+}
+
+/// An engine that sends asynchronously keeps clones of the segments; the
+/// `Conn` meanwhile takes input, EOF and a drain, and the bytes the engine
+/// sends from its clones are still the response's.
+#[test]
+fn input_and_drain_while_a_send_is_in_flight() {
+    let mut env = Env::new();
+    env.drain_grace = Duration::from_secs(2);
+    let mut c = env.conn();
+    c.handle_input(&mut env.ctx(), b"GET /parts HTTP/1.1\r\nHost: x\r\n\r\n");
+    let held: Vec<Segment> = match c.poll_transmit() {
+        Transmit::Send(segs) => segs.to_vec(),
+        other => panic!("{other:?}"),
+    };
+    // While "in flight": a pipelined request, a drain, then the peer's EOF.
+    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
+    c.begin_shutdown(&mut env.ctx());
+    c.handle_eof(&mut env.ctx());
+    assert!(!c.is_closed());
+    // The kernel finishes the send from the clones.
+    let mut out = Out::default();
+    let n = take(&held, usize::MAX, &mut out.bytes);
+    drop(held);
+    c.handle_sent(&mut env.ctx(), n);
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    let s = String::from_utf8(out.bytes).unwrap();
+    let first = file_resp("text/plain; charset=utf-8", "one abcde three");
+    assert!(s.starts_with(&first), "{s}");
+    let second = &s[first.len()..];
+    assert!(
+        second.starts_with("HTTP/1.1 200 OK") && second.contains("Connection: close\r\n"),
+        "{second}"
+    );
+    assert!(second.ends_with("hello"));
+    assert!(out.closed || out.shutdown);
 }

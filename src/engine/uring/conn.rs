@@ -1,0 +1,327 @@
+//! Per-connection operation state: what is in flight on a socket, what the
+//! engine holds for it (segment clones, a pooled buffer or pipe), and how
+//! completions reach the `Conn`.
+//!
+//! The `Conn` is never frozen: input, EOF, errors, timeouts and drain go to
+//! it as they happen, also while a write is in flight. What a write reads
+//! from is owned by the `UConn` (`held` clones, `fbuf`, `pipe`) and is only
+//! let go of when no write op is pending (`writing()` false), which `pump`
+//! and `release` check: that is the one rule the `unsafe` pushes rest on.
+
+use std::os::fd::RawFd;
+use std::time::Instant;
+
+use io_uring::{cqueue, opcode, types};
+
+use super::Worker;
+use super::pool::{Pipe, Pool};
+use super::ring::{
+    CANCEL, CLOSE, Io, READ, RECV, SEND_BUF, SEND_BYTES, SPLICE_IN, SPLICE_OUT, WRITE_OPS, bit,
+    errno_str, ud,
+};
+use crate::http::{Conn, Segment};
+
+/// One connection. Boxed in the slab: slab growth moves only the box pointer.
+pub struct UConn {
+    pub fd: RawFd,
+    pub slot: usize,
+    pub generation: u32,
+    pub conn: Conn,
+    /// One bit per op kind in flight.
+    pub pending: u16,
+    /// Kinds whose cancellation was requested and that are still in flight.
+    pub cancelled: u16,
+    pub cancel_at: Instant,
+    /// The receive side is finished (EOF or error): never re-arm.
+    pub recv_done: bool,
+    /// Closing: ops are being cancelled; the fd is closed once `pending == 0`.
+    pub closing: bool,
+    /// Clones of the segments the write in flight reads from (bytes it sends
+    /// directly, the file it reads or splices): they keep that memory and
+    /// that fd alive until the write's ops have completed.
+    pub held: Vec<Segment>,
+    /// The segments after `held` still belong to this response.
+    pub more_after: bool,
+    /// A pooled buffer; `fbuf[fstart..fend]` is sent next (gathered bytes
+    /// and file bytes, in response order, none acknowledged yet).
+    pub fbuf: Option<Box<[u8]>>,
+    pub fstart: usize,
+    pub fend: usize,
+    /// Splice mode: `pipe_pending` bytes sit in the pipe.
+    pub pipe: Option<Pipe>,
+    pub pipe_pending: usize,
+    pub pipe_dirty: bool,
+}
+
+impl UConn {
+    pub fn new(fd: RawFd, generation: u32, conn: Conn, now: Instant) -> UConn {
+        UConn {
+            fd,
+            slot: 0,
+            generation,
+            conn,
+            pending: 0,
+            cancelled: 0,
+            cancel_at: now,
+            recv_done: false,
+            closing: false,
+            held: Vec::new(),
+            more_after: false,
+            fbuf: None,
+            fstart: 0,
+            fend: 0,
+            pipe: None,
+            pipe_pending: 0,
+            pipe_dirty: false,
+        }
+    }
+
+    pub fn ud(&self, kind: u8) -> u64 {
+        ud(kind, self.slot, self.generation)
+    }
+
+    /// A write chain is in flight: what it reads from must stay put.
+    pub fn writing(&self) -> bool {
+        self.pending & WRITE_OPS != 0
+    }
+
+    /// Ask the kernel to cancel the ops of `kinds` that are in flight.
+    pub fn cancel(&mut self, io: &mut Io, kinds: u16, now: Instant) {
+        let todo = self.pending & kinds & !self.cancelled;
+        for kind in 0..16u8 {
+            if todo & bit(kind) != 0 {
+                io.push_plain(
+                    opcode::AsyncCancel::new(self.ud(kind))
+                        .build()
+                        .user_data(ud(CANCEL, self.slot, self.generation)),
+                );
+            }
+        }
+        if todo != 0 {
+            self.cancelled |= todo;
+            self.cancel_at = now;
+        }
+    }
+
+    pub fn start_close(&mut self, io: &mut Io, now: Instant) {
+        if !self.closing {
+            self.closing = true;
+            self.cancel(io, u16::MAX, now);
+        }
+    }
+
+    /// Give back what the last write used (the response is over, or the
+    /// connection is). Only when no write is in flight.
+    pub fn release(&mut self, pool: &mut Pool) {
+        debug_assert!(!self.writing());
+        if self.writing() {
+            return;
+        }
+        self.held.clear();
+        if let Some(b) = self.fbuf.take() {
+            pool.put_buf(b);
+        }
+        self.fstart = 0;
+        self.fend = 0;
+        if let Some(p) = self.pipe.take() {
+            pool.put_pipe(p, self.pipe_pending == 0 && !self.pipe_dirty);
+        }
+        self.pipe_pending = 0;
+        self.pipe_dirty = false;
+    }
+}
+
+impl Worker {
+    /// A completion for one of a connection's ops.
+    pub(super) fn on_conn(
+        &mut self,
+        kind: u8,
+        idx: usize,
+        generation: u32,
+        res: i32,
+        flags: u32,
+        last: bool,
+    ) {
+        let bid = cqueue::buffer_select(flags);
+        let Some(c) = self.conns.get_mut(idx) else {
+            return self.stray(kind, res, flags);
+        };
+        if c.generation != generation {
+            return self.stray(kind, res, flags);
+        }
+        let c: &mut UConn = c;
+        if last {
+            c.pending &= !bit(kind);
+            c.cancelled &= !bit(kind);
+        }
+        if kind == RECV {
+            if res > 0 {
+                let Some(b) = bid else {
+                    crate::error!("io_uring receive completed without a buffer");
+                    c.recv_done = true;
+                    c.conn.handle_error(&mut self.sh.ctx());
+                    return self.settle(idx);
+                };
+                // SAFETY: `b` was handed to us by this completion and is
+                // recycled only after the data has been used below.
+                let data = unsafe { self.bufs.get(b, res as usize) };
+                if !c.closing {
+                    c.conn.handle_input(&mut self.sh.ctx(), data);
+                }
+                self.bufs.recycle(b);
+            } else if res == 0 {
+                c.recv_done = true;
+                if !c.closing {
+                    c.conn.handle_eof(&mut self.sh.ctx());
+                }
+            } else {
+                if let Some(b) = bid {
+                    self.bufs.recycle(b);
+                }
+                match -res {
+                    // Out of buffers, or cancelled by us: re-armed by settle if wanted.
+                    libc::ENOBUFS | libc::ECANCELED | libc::EINTR | libc::EAGAIN => {}
+                    _ => {
+                        crate::debug!("{}: recv: {}", c.conn.peer(), errno_str(res));
+                        c.recv_done = true;
+                        if !c.closing {
+                            c.conn.handle_error(&mut self.sh.ctx());
+                        }
+                    }
+                }
+            }
+            return self.settle(idx);
+        }
+        // A write op. Bytes that reached the socket are acknowledged at
+        // once, in order (linked ops complete in order).
+        let mut sent = 0;
+        if res > 0 {
+            let n = res as usize;
+            match kind {
+                SEND_BYTES => sent = n,
+                SEND_BUF => {
+                    if n > c.fend - c.fstart {
+                        crate::error!(
+                            "{}: io_uring sent {n} bytes of a {} byte buffer",
+                            c.conn.peer(),
+                            c.fend - c.fstart
+                        );
+                        c.conn.handle_error(&mut self.sh.ctx());
+                    } else {
+                        sent = n;
+                        c.fstart += n;
+                        if c.fstart == c.fend {
+                            c.fstart = 0;
+                            c.fend = 0;
+                        }
+                    }
+                }
+                READ => c.fend += n,
+                SPLICE_IN => c.pipe_pending += n,
+                SPLICE_OUT => {
+                    let n = n.min(c.pipe_pending);
+                    c.pipe_pending -= n;
+                    sent = n;
+                }
+                _ => {}
+            }
+        } else if res == 0 && (kind == READ || kind == SPLICE_IN) {
+            crate::engine::policy::short_file(&mut c.conn, &mut self.sh.ctx());
+        } else if res < 0 {
+            match -res {
+                // Our own cancel, or a link broken by a short result before.
+                libc::ECANCELED | libc::EINTR => {}
+                // The (non-blocking) socket is full: the pipe keeps the bytes,
+                // and the next splice waits for POLLOUT first.
+                libc::EAGAIN if kind == SPLICE_OUT => {}
+                _ => {
+                    if res != -libc::EPIPE && res != -libc::ECONNRESET {
+                        crate::debug!("{}: io_uring op {kind}: {}", c.conn.peer(), errno_str(res));
+                    }
+                    if kind == SPLICE_IN || kind == SPLICE_OUT {
+                        c.pipe_dirty = true;
+                    }
+                    if !c.closing {
+                        c.conn.handle_error(&mut self.sh.ctx());
+                    }
+                }
+            }
+        }
+        if sent > 0 && !c.closing {
+            c.conn.handle_sent(&mut self.sh.ctx(), sent);
+        }
+        self.settle(idx);
+    }
+
+    /// Bring a connection up to date after something happened to it: start
+    /// the next write (or act on Close/Shutdown), close it, and arm or cancel
+    /// the receive.
+    pub(super) fn settle(&mut self, slot: usize) {
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let c: &mut UConn = c;
+        let now = self.sh.clock.now().instant;
+        if !c.closing {
+            if c.conn.is_closed() {
+                c.start_close(&mut self.io, now);
+            } else if !c.writing() {
+                c.pump(&mut self.io, &mut self.pool, self.mode, now);
+            }
+        }
+        if c.closing {
+            if c.pending == 0 {
+                self.finish_close(slot);
+            }
+            return;
+        }
+        let want = !c.recv_done && c.conn.wants_input(&self.sh.limits);
+        let armed = c.pending & bit(RECV) != 0;
+        if want && !armed {
+            self.io.push_plain(
+                opcode::RecvMulti::new(types::Fd(c.fd), super::BGID)
+                    .build()
+                    .user_data(c.ud(RECV)),
+            );
+            c.pending |= bit(RECV);
+        } else if !want && armed {
+            // Backpressure (or the Conn is done reading): stop receiving.
+            c.cancel(&mut self.io, bit(RECV), now);
+        }
+    }
+
+    /// Nothing is in flight on this connection any more: close it.
+    pub(super) fn finish_close(&mut self, slot: usize) {
+        let Some(mut c) = self.conns.remove(slot) else {
+            return;
+        };
+        debug_assert_eq!(c.pending, 0);
+        if !c.conn.is_closed() {
+            // Log the response that was cut short.
+            c.conn.handle_error(&mut self.sh.ctx());
+        }
+        c.release(&mut self.pool);
+        self.io
+            .push_plain(opcode::Close::new(types::Fd(c.fd)).build().user_data(ud(
+                CLOSE,
+                slot,
+                c.generation,
+            )));
+        drop(c);
+        self.unpark();
+        self.sync_accept();
+    }
+
+    /// Repeat cancellations that have not taken effect after a while (an op
+    /// still waiting behind a link is not found by AsyncCancel).
+    pub(super) fn recancel(&mut self, slot: usize, now: Instant) {
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let stuck = c.pending & c.cancelled;
+        if stuck != 0 && now >= c.cancel_at + super::RECANCEL {
+            c.cancelled &= !stuck;
+            c.cancel(&mut self.io, stuck, now);
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The ring and what is queued on it: the `user_data` encoding, the
+//! operation kinds, and `Io`, which queues entries (and linked chains) in
+//! order, holding back what does not fit in the submission queue.
+
+use std::collections::VecDeque;
+use std::io;
+
+use io_uring::{IoUring, squeue};
+
+// Per-connection operation kinds (bit positions in `UConn::pending`).
+pub const RECV: u8 = 0;
+/// Send straight from a byte segment the connection holds a clone of.
+pub const SEND_BYTES: u8 = 1;
+/// Send from the connection's pooled buffer (gathered bytes, file bytes).
+pub const SEND_BUF: u8 = 2;
+pub const READ: u8 = 3;
+pub const SPLICE_IN: u8 = 4;
+pub const SPLICE_OUT: u8 = 5;
+/// Wait for room in the socket before splicing the rest of a pipe into it.
+pub const POLL_OUT: u8 = 6;
+/// Every kind that writes to the socket (or feeds a write).
+pub const WRITE_OPS: u16 = 0b111_1110;
+// Worker-level kinds.
+pub const ACCEPT: u8 = 8;
+pub const WAKE: u8 = 9;
+pub const CANCEL: u8 = 10;
+pub const CLOSE: u8 = 11;
+
+pub const GEN_MASK: u32 = 0xff_ffff;
+
+/// `user_data` = kind (8 bits) | connection generation (24 bits) | slot or
+/// listener index (32 bits).
+pub fn ud(kind: u8, idx: usize, generation: u32) -> u64 {
+    ((kind as u64) << 56) | (((generation & GEN_MASK) as u64) << 32) | (idx as u64 & 0xffff_ffff)
+}
+
+/// The parts of a `user_data`: (kind, index, generation).
+pub fn parse_ud(u: u64) -> (u8, usize, u32) {
+    (
+        (u >> 56) as u8,
+        (u & 0xffff_ffff) as usize,
+        ((u >> 32) as u32) & GEN_MASK,
+    )
+}
+
+pub const fn bit(kind: u8) -> u16 {
+    1 << kind
+}
+
+pub fn errno_str(res: i32) -> io::Error {
+    io::Error::from_raw_os_error(-res)
+}
+
+/// The ring plus everything queued on it.
+pub struct Io {
+    pub ring: IoUring,
+    /// Operations queued and not yet finally completed.
+    pub inflight: usize,
+    /// Chains that did not fit in the SQ; pushed (in order) at the next turn.
+    pub backlog: VecDeque<Vec<squeue::Entry>>,
+}
+
+impl Io {
+    pub fn new(ring: IoUring) -> Io {
+        Io {
+            ring,
+            inflight: 0,
+            backlog: VecDeque::new(),
+        }
+    }
+
+    /// Queue one entry or a linked chain (kept contiguous in the SQ).
+    ///
+    /// # Safety
+    ///
+    /// Every buffer and fd the entries name must stay valid (not freed, moved,
+    /// reused or closed) until the final completion of each entry is reaped.
+    pub unsafe fn push(&mut self, chain: &[squeue::Entry]) {
+        self.inflight += chain.len();
+        // SAFETY: forwarded from this function's contract.
+        if self.backlog.is_empty() && unsafe { self.try_push(chain) } {
+            return;
+        }
+        self.backlog.push_back(chain.to_vec());
+    }
+
+    /// Queue an entry that names no memory of ours (accept, poll, cancel,
+    /// close, a receive into the registered buffer ring).
+    pub fn push_plain(&mut self, e: squeue::Entry) {
+        // SAFETY: the entry points at no user memory; any fd it names is kept
+        // open by the caller until its completion (listeners are never closed
+        // here, sockets only after their last op, the wake fd outlives us).
+        unsafe { self.push(std::slice::from_ref(&e)) }
+    }
+
+    /// # Safety
+    ///
+    /// As for `push`.
+    unsafe fn try_push(&mut self, chain: &[squeue::Entry]) -> bool {
+        for attempt in 0..2 {
+            {
+                let mut sq = self.ring.submission();
+                if sq.capacity() - sq.len() >= chain.len() {
+                    // SAFETY: forwarded from this function's contract.
+                    return unsafe { sq.push_multiple(chain) }.is_ok();
+                }
+            }
+            // Full: hand what is queued to the kernel and try once more.
+            if attempt == 0 && self.ring.submit().is_err() {
+                return false;
+            }
+        }
+        false
+    }
+
+    pub fn flush_backlog(&mut self) {
+        while let Some(chain) = self.backlog.pop_front() {
+            // SAFETY: these entries came through `push`, whose callers
+            // guarantee their buffers and fds.
+            if !unsafe { self.try_push(&chain) } {
+                self.backlog.push_front(chain);
+                break;
+            }
+        }
+    }
+}
