@@ -51,10 +51,7 @@ struct Epoll {
 impl Epoll {
     fn new() -> io::Result<Epoll> {
         // SAFETY: epoll_create1 takes no pointers; returns a new fd or -1.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let fd = crate::syscall!(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: fd is new and owned by nobody else.
         Ok(Epoll {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
@@ -64,10 +61,7 @@ impl Epoll {
     fn ctl(&self, op: i32, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
         let mut ev = libc::epoll_event { events, u64: token };
         // SAFETY: `ev` is a live epoll_event for the duration of the call.
-        let r = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        crate::syscall!(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) })?;
         Ok(())
     }
 
@@ -76,22 +70,19 @@ impl Epoll {
         // Round up so we do not spin on a sub-millisecond remainder.
         let ms = if ms == 0 && !timeout.is_zero() { 1 } else { ms };
         // SAFETY: the kernel writes at most events.len() entries into the slice.
-        let n = unsafe {
+        let n = crate::syscall!(unsafe {
             libc::epoll_wait(
                 self.fd.as_raw_fd(),
                 events.as_mut_ptr(),
                 events.len() as i32,
                 ms,
             )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(0);
-            }
-            return Err(e);
+        });
+        match n {
+            Ok(n) => Ok(n as usize),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+            Err(e) => Err(e),
         }
-        Ok(n as usize)
     }
 }
 
@@ -296,39 +287,42 @@ impl Worker {
             // Read until EAGAIN, or until the Conn has enough buffered.
             while !c.rd_drained && c.conn.wants_input(&sh.limits) && spent < TURN_BUDGET {
                 // SAFETY: recv writes at most scratch.len() bytes into scratch.
-                let n = unsafe {
+                let r = crate::syscall!(unsafe {
                     libc::recv(
                         fd,
                         self.scratch.as_mut_ptr() as *mut libc::c_void,
                         self.scratch.len(),
                         0,
                     )
-                };
-                if n > 0 {
-                    c.conn
-                        .handle_input(&mut sh.ctx(), &self.scratch[..n as usize]);
-                    progressed = true;
-                    spent += (n as usize).max(OP_COST);
-                    // Send what is ready before reading more (pipelining).
-                    if !c.wr_blocked && !matches!(c.conn.poll_transmit(), Transmit::Idle) {
+                });
+                match r {
+                    Ok(0) => {
+                        c.rd_drained = true;
+                        c.conn.handle_eof(&mut sh.ctx());
+                        progressed = true;
                         break;
                     }
-                } else if n == 0 {
-                    c.rd_drained = true;
-                    c.conn.handle_eof(&mut sh.ctx());
-                    progressed = true;
-                    break;
-                } else {
-                    let e = io::Error::last_os_error();
-                    match e.raw_os_error() {
-                        Some(libc::EAGAIN) => c.rd_drained = true,
-                        Some(libc::EINTR) => continue,
-                        _ => {
-                            c.rd_drained = true;
-                            c.conn.handle_error(&mut sh.ctx());
+                    Ok(n) => {
+                        let n = n as usize;
+                        c.conn.handle_input(&mut sh.ctx(), &self.scratch[..n]);
+                        progressed = true;
+                        spent += n.max(OP_COST);
+                        // Send what is ready before reading more (pipelining).
+                        if !c.wr_blocked && !matches!(c.conn.poll_transmit(), Transmit::Idle) {
+                            break;
                         }
                     }
-                    break;
+                    Err(e) => {
+                        match e.raw_os_error() {
+                            Some(libc::EAGAIN) => c.rd_drained = true,
+                            Some(libc::EINTR) => continue,
+                            _ => {
+                                c.rd_drained = true;
+                                c.conn.handle_error(&mut sh.ctx());
+                            }
+                        }
+                        break;
+                    }
                 }
             }
             // Write until EAGAIN or nothing to send, or until the budget is
@@ -345,17 +339,29 @@ impl Worker {
                         progressed = true;
                     }
                     Transmit::Send(segs) => {
-                        let (n, want) = send_segments(fd, segs);
-                        if n == 0 && want > 0 && matches!(segs[0], Segment::File(_)) {
-                            super::policy::short_file(&mut c.conn, &mut sh.ctx());
-                            break;
-                        }
-                        if !after_write(c, sh, n) {
-                            break;
-                        }
+                        let (r, want) = send_segments(fd, segs);
+                        let n = match r {
+                            Ok(0) if matches!(segs[0], Segment::File(_)) => {
+                                super::policy::short_file(&mut c.conn, &mut sh.ctx());
+                                break;
+                            }
+                            Ok(n) => n as usize,
+                            Err(e) => match e.raw_os_error() {
+                                Some(libc::EINTR) => continue,
+                                Some(libc::EAGAIN) => {
+                                    c.wr_blocked = true;
+                                    break;
+                                }
+                                _ => {
+                                    c.conn.handle_error(&mut sh.ctx());
+                                    break;
+                                }
+                            },
+                        };
+                        c.conn.handle_sent(&mut sh.ctx(), n);
                         progressed = true;
-                        spent += (n as usize).max(OP_COST);
-                        took_all = n as usize == want;
+                        spent += n.max(OP_COST);
+                        took_all = n == want;
                     }
                 }
                 if spent >= TURN_BUDGET && took_all {
@@ -433,14 +439,14 @@ const IOV_MAX: usize = 8;
 /// One send of what `segs` starts with: the leading byte segments in one
 /// sendmsg (MSG_MORE if more follows), or a sendfile chunk of a file
 /// segment. Returns the syscall's result and the bytes it was asked for.
-fn send_segments(fd: RawFd, segs: &[Segment]) -> (isize, usize) {
+fn send_segments(fd: RawFd, segs: &[Segment]) -> (io::Result<isize>, usize) {
     if let Segment::File(f) = &segs[0] {
         let mut off = f.offset as libc::off_t;
         let count = (f.len as usize).min(SENDFILE_CHUNK);
         // SAFETY: sendfile reads from our open file (kept open by the Arc
         // we borrow) and writes to our socket; `off` is a live off_t the
         // kernel updates.
-        let n = unsafe { libc::sendfile(fd, f.file.as_raw_fd(), &mut off, count) };
+        let n = crate::syscall!(unsafe { libc::sendfile(fd, f.file.as_raw_fd(), &mut off, count) });
         return (n, count);
     }
     let mut iov = [libc::iovec {
@@ -466,21 +472,6 @@ fn send_segments(fd: RawFd, segs: &[Segment]) -> (isize, usize) {
     let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
     // SAFETY: the iovecs point into byte segments borrowed from `segs` for
     // the duration of the call; the kernel only reads them.
-    let n = unsafe { libc::sendmsg(fd, &msg, flags) };
+    let n = crate::syscall!(unsafe { libc::sendmsg(fd, &msg, flags) });
     (n, want)
-}
-
-/// Account for a send/sendfile result. Returns false when writing must stop.
-fn after_write(c: &mut EConn, sh: &mut WorkerState, n: isize) -> bool {
-    if n >= 0 {
-        c.conn.handle_sent(&mut sh.ctx(), n as usize);
-        return true;
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::EAGAIN) => c.wr_blocked = true,
-        Some(libc::EINTR) => return true,
-        _ => c.conn.handle_error(&mut sh.ctx()),
-    }
-    false
 }

@@ -100,10 +100,8 @@ pub struct Control {
 impl Control {
     pub fn new() -> io::Result<Arc<Control>> {
         // SAFETY: eventfd takes no pointers and returns a new fd or -1.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let fd =
+            crate::syscall!(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
         Ok(Arc::new(Control {
             state: AtomicU8::new(RUN),
             // SAFETY: fd is new and owned by nobody else.
@@ -134,13 +132,19 @@ impl Control {
     pub fn wake(&self) {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a live u64 to our own eventfd.
-        unsafe {
+        let r = crate::syscall!(unsafe {
             libc::write(
                 self.wake.as_raw_fd(),
                 &one as *const u64 as *const libc::c_void,
                 8,
             )
-        };
+        });
+        // EAGAIN: the counter is at its maximum, so the loop is woken anyway.
+        if let Err(e) = r
+            && e.raw_os_error() != Some(libc::EAGAIN)
+        {
+            crate::error!("waking a worker: {e}");
+        }
     }
 
     pub fn wake_fd(&self) -> RawFd {
@@ -151,13 +155,19 @@ impl Control {
     pub fn drain_wake(&self) {
         let mut v: u64 = 0;
         // SAFETY: reads at most 8 bytes into a live u64; the fd is non-blocking.
-        unsafe {
+        let r = crate::syscall!(unsafe {
             libc::read(
                 self.wake.as_raw_fd(),
                 &mut v as *mut u64 as *mut libc::c_void,
                 8,
             )
-        };
+        });
+        // EAGAIN: already cleared (several wake-ups, one read).
+        if let Err(e) = r
+            && e.raw_os_error() != Some(libc::EAGAIN)
+        {
+            crate::error!("clearing a worker's wake-up: {e}");
+        }
     }
 }
 
@@ -494,25 +504,27 @@ pub fn peer_addr(fd: RawFd) -> Option<SocketAddr> {
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: ss/len are live and sized for any address family.
-    let r = unsafe { libc::getpeername(fd, &mut ss as *mut _ as *mut libc::sockaddr, &mut len) };
-    if r == 0 {
+    let r = crate::syscall!(unsafe {
+        libc::getpeername(fd, &mut ss as *mut _ as *mut libc::sockaddr, &mut len)
+    });
+    if r.is_ok() {
         return sockaddr_to_std(&ss);
     }
     // SO_PEERNAME wants a buffer no larger than the address itself, so ask
     // for the family first (getsockname works on a closed socket too).
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: as above.
-    let r = unsafe { libc::getsockname(fd, &mut ss as *mut _ as *mut libc::sockaddr, &mut len) };
-    if r != 0 {
-        return None;
-    }
+    crate::syscall!(unsafe {
+        libc::getsockname(fd, &mut ss as *mut _ as *mut libc::sockaddr, &mut len)
+    })
+    .ok()?;
     let mut len = match ss.ss_family as i32 {
         libc::AF_INET => std::mem::size_of::<libc::sockaddr_in>(),
         libc::AF_INET6 => std::mem::size_of::<libc::sockaddr_in6>(),
         _ => return None,
     } as libc::socklen_t;
     // SAFETY: as above; the kernel writes at most `len` bytes into ss.
-    let r = unsafe {
+    crate::syscall!(unsafe {
         libc::getsockopt(
             fd,
             libc::SOL_SOCKET,
@@ -520,8 +532,9 @@ pub fn peer_addr(fd: RawFd) -> Option<SocketAddr> {
             &mut ss as *mut _ as *mut libc::c_void,
             &mut len,
         )
-    };
-    if r == 0 { sockaddr_to_std(&ss) } else { None }
+    })
+    .ok()?;
+    sockaddr_to_std(&ss)
 }
 
 /// A connection's deadline has passed: the one timeout policy of both
@@ -541,8 +554,10 @@ pub fn expire(conn: &mut Conn, fd: RawFd, ctx: &mut Ctx<'_>) {
 fn unsent_bytes(fd: RawFd) -> usize {
     let mut n: libc::c_int = 0;
     // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one c_int into a live c_int.
-    let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
-    if r == 0 { n.max(0) as usize } else { 0 }
+    match crate::syscall!(unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) }) {
+        Ok(_) => n.max(0) as usize,
+        Err(_) => 0,
+    }
 }
 
 /// TCP_NODELAY on an accepted socket: responses go out as soon as they are written.
@@ -559,7 +574,7 @@ pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
 pub fn setsockopt<T>(fd: RawFd, level: i32, name: i32, value: &T) -> io::Result<()> {
     // SAFETY: passes a pointer to a live T and its size; the kernel only
     // reads that many bytes (and checks any address inside them itself).
-    let r = unsafe {
+    crate::syscall!(unsafe {
         libc::setsockopt(
             fd,
             level,
@@ -567,9 +582,6 @@ pub fn setsockopt<T>(fd: RawFd, level: i32, name: i32, value: &T) -> io::Result<
             value as *const T as *const libc::c_void,
             std::mem::size_of::<T>() as libc::socklen_t,
         )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    })?;
     Ok(())
 }

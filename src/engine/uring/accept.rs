@@ -148,5 +148,8 @@ impl Worker {
 
 pub fn close_fd(fd: RawFd) {
     // SAFETY: closes an fd we own on which no operation is in flight.
-    unsafe { libc::close(fd) };
+    if let Err(e) = crate::syscall!(unsafe { libc::close(fd) }) {
+        // The fd is released whatever close says (EINTR/EIO included).
+        crate::debug!("close: {e}");
+    }
 }

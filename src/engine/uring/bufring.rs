@@ -58,7 +58,10 @@ impl BufRing {
             Ok(d) => d,
             Err(e) => {
                 // SAFETY: `ring` was mapped just above with this length and is not used elsewhere.
-                unsafe { libc::munmap(ring as *mut libc::c_void, ring_len) };
+                // EINVAL only, for arguments that are not what we mapped.
+                let r =
+                    crate::syscall!(unsafe { libc::munmap(ring as *mut libc::c_void, ring_len) });
+                debug_assert!(r.is_ok(), "munmap: {r:?}");
                 return Err(e);
             }
         };
@@ -151,9 +154,13 @@ impl Drop for BufRing {
         // SAFETY: both regions were mapped in `new` with these lengths; the
         // owner guarantees the kernel no longer uses them (ring unregistered or
         // destroyed, no receive in flight), otherwise it calls `leak`.
-        unsafe {
-            libc::munmap(self.ring as *mut libc::c_void, self.ring_len);
-            libc::munmap(self.data as *mut libc::c_void, self.data_len);
-        }
+        // munmap fails only (EINVAL) for arguments that are not what we mapped.
+        let r =
+            crate::syscall!(unsafe { libc::munmap(self.ring as *mut libc::c_void, self.ring_len) });
+        debug_assert!(r.is_ok(), "munmap: {r:?}");
+        // SAFETY: as above.
+        let r =
+            crate::syscall!(unsafe { libc::munmap(self.data as *mut libc::c_void, self.data_len) });
+        debug_assert!(r.is_ok(), "munmap: {r:?}");
     }
 }

@@ -231,7 +231,12 @@ impl Worker {
                     }
                     // An enter with GETEVENTS (the crate adds it when the
                     // overflow flag is set) moves overflowed CQEs into the CQ.
-                    let _ = self.io.ring.submit();
+                    if let Err(e) = self.io.ring.submit()
+                        && !benign_enter_error(&e)
+                    {
+                        crate::error!("worker {}: io_uring_enter: {e}", self.spec.id);
+                        break;
+                    }
                     continue;
                 }
                 break;
@@ -405,13 +410,16 @@ impl Worker {
             for slot in self.conns.keys() {
                 if let Some(c) = self.conns.get_mut(slot) {
                     // SAFETY: shutdown does not release the fd, so no op in
-                    // flight can see it reused.
-                    unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
+                    // flight can see it reused. ENOTCONN: already ended.
+                    let _ = crate::syscall!(unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) });
                 }
             }
             std::mem::forget(std::mem::take(&mut self.conns));
         } else {
-            let _ = self.io.ring.submitter().unregister_buf_ring(BGID);
+            // The ring goes right after; a failure only means it was gone.
+            if let Err(e) = self.io.ring.submitter().unregister_buf_ring(BGID) {
+                crate::debug!("worker {}: unregister buffer ring: {e}", self.spec.id);
+            }
         }
         self.spec.control.set_accepting(false);
         self.sh.flush_log();

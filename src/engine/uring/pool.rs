@@ -28,22 +28,19 @@ impl Pipe {
     fn new() -> io::Result<Pipe> {
         let mut fds = [0 as libc::c_int; 2];
         // SAFETY: pipe2 writes two fds into the live 2-element array.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        crate::syscall!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
         // SAFETY: pipe2 returned two new fds owned by nobody else.
         let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         for sz in PIPE_SIZES {
             // SAFETY: fcntl on our own pipe fd with an integer argument.
-            if unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, sz) } >= 0 {
+            if crate::syscall!(unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, sz) })
+                .is_ok()
+            {
                 break;
             }
         }
         // SAFETY: fcntl on our own pipe fd, no pointer arguments.
-        let size = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ) };
-        if size < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let size = crate::syscall!(unsafe { libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ) })?;
         Ok(Pipe {
             r,
             w,
