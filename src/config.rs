@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+// The log targets are the log's own type: config depends on log, never the
+// reverse. Re-exported so `config::LogTarget` keeps naming it.
+pub use crate::log::LogTarget;
+
 /// Which I/O engine drives the workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -77,26 +81,6 @@ impl<'de> Deserialize<'de> for Workers {
                 "workers must be \"auto\" or a number, not {s:?}"
             ))),
         }
-    }
-}
-
-/// Where a log goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LogTarget {
-    Off,
-    Stderr,
-    File(PathBuf),
-}
-
-impl<'de> Deserialize<'de> for LogTarget {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Ok(match s.as_str() {
-            "off" => LogTarget::Off,
-            "stderr" => LogTarget::Stderr,
-            "" => return Err(serde::de::Error::custom("log path must not be empty")),
-            _ => LogTarget::File(PathBuf::from(s)),
-        })
     }
 }
 

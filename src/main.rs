@@ -72,7 +72,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let errors_on_stderr = cfg.error_log == tandem::config::LogTarget::Stderr;
+    let errors_on_stderr = cfg.error_log == tandem::log::LogTarget::Stderr;
     let level = Level::parse(&cfg.log_level).unwrap_or(Level::Info);
     if let Err(e) = tandem::log::init_error_log(&cfg.error_log, level) {
         eprintln!("tandem: error_log: {e}");
