@@ -9,3 +9,4 @@ pub mod engine;
 pub mod files;
 pub mod http;
 pub mod log;
+pub mod sys;

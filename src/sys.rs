@@ -1,0 +1,91 @@
+//! System call results as `io::Result`.
+//!
+//! Most libc calls report failure as a return of -1 with the reason in
+//! `errno`. `syscall!` turns a negative return into
+//! `Err(io::Error::last_os_error())` and any other into `Ok(ret)`:
+//!
+//! ```ignore
+//! // SAFETY: listen on a socket we own.
+//! crate::syscall!(unsafe { libc::listen(fd, BACKLOG) })?;
+//! ```
+//!
+//! The `unsafe` block stays at the call site, under its `// SAFETY:` comment:
+//! the macro only looks at the value, so it never hides an unsafe call (nor
+//! evaluates a caller's arguments inside an unsafe block of its own). It reads
+//! `errno` right after the call, before anything else can change it.
+//!
+//! Not for calls that report errors another way: `signal` (`SIG_ERR`),
+//! `mmap` (`MAP_FAILED`), the `pthread_*` family (the error number is the
+//! return value), or `getpwnam` (NULL).
+
+use std::io;
+
+/// A signed integer returned by a system call: negative means failure.
+pub trait SyscallRet: Copy {
+    fn is_failure(self) -> bool;
+}
+
+macro_rules! impl_syscall_ret {
+    ($($t:ty)*) => {$(
+        impl SyscallRet for $t {
+            #[inline]
+            fn is_failure(self) -> bool {
+                self < 0
+            }
+        }
+    )*};
+}
+impl_syscall_ret!(i8 i16 i32 i64 isize);
+
+/// `Err(last_os_error())` if `ret` is negative, else `Ok(ret)`. What
+/// `syscall!` expands to.
+#[inline]
+pub fn check<T: SyscallRet>(ret: T) -> io::Result<T> {
+    if ret.is_failure() {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// `syscall!(unsafe { libc::f(args) })`: the call's return value as
+/// `io::Result`, `Err(io::Error::last_os_error())` when it is negative. See
+/// the module docs.
+#[macro_export]
+macro_rules! syscall {
+    ($call:expr) => {
+        $crate::sys::check($call)
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    #[test]
+    fn success_is_the_return_value() {
+        // SAFETY: getpid has no preconditions.
+        let pid = crate::syscall!(unsafe { libc::getpid() }).unwrap();
+        assert_eq!(pid as u32, std::process::id());
+        // SAFETY: dup of our stderr returns a new fd we close at once.
+        let fd = crate::syscall!(unsafe { libc::dup(2) }).unwrap();
+        assert!(fd > 2);
+        // SAFETY: fd is ours (just duplicated) and closed only here.
+        assert_eq!(crate::syscall!(unsafe { libc::close(fd) }).unwrap(), 0);
+    }
+
+    #[test]
+    fn failure_is_errno() {
+        // SAFETY: closing a descriptor that cannot be open touches nothing.
+        let e = crate::syscall!(unsafe { libc::close(-1) }).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF), "{e}");
+        // The c_long of libc::syscall works the same way.
+        // SAFETY: close(-1) through syscall(2): no memory is touched.
+        let e = crate::syscall!(unsafe { libc::syscall(libc::SYS_close, -1) }).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF), "{e}");
+        let path = c"/nonexistent/tandem-sys-test";
+        // SAFETY: a NUL-terminated path that outlives the call.
+        let e = crate::syscall!(unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) }).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+    }
+}
