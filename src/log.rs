@@ -145,6 +145,8 @@ pub fn write(level: Level, args: std::fmt::Arguments<'_>) {
     };
     drop(guard);
     if res.is_err() {
+        // The log itself failed: stderr is the last resort, and if that
+        // fails too there is nowhere left to say so.
         let _ = io::stderr().lock().write_all(line.as_bytes());
     }
 }

@@ -39,6 +39,8 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
+            // Help, version or a usage error; if stdout/stderr cannot take
+            // it, there is nowhere else to write, and the exit code still says it.
             let _ = e.print();
             return ExitCode::from(code);
         }

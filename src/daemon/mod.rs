@@ -27,6 +27,7 @@ use crate::engine::{self, Control, Engine, Listener, WorkerSpec};
 use crate::files::{Responder, Settings};
 use crate::http::Limits;
 use crate::log::{AccessLog, Level};
+use crate::syscall;
 
 /// Command-line settings that override or locate the config.
 #[derive(Debug, Clone, Default)]
@@ -147,6 +148,10 @@ impl Worker {
         impl Drop for WakeOnExit {
             fn drop(&mut self) {
                 self.1.store(true, Ordering::Release);
+                // The result is ignored on purpose: the pipe is non-blocking,
+                // and the one way this write fails in practice, a full pipe
+                // (EAGAIN), means wake-ups are pending anyway; the main loop
+                // also looks at `ended` every 500 ms.
                 let _ = (&self.0).write(&[1]);
             }
         }
@@ -327,9 +332,12 @@ fn install_signals() -> io::Result<(Signals, UnixStream)> {
     for sig in [SIGHUP, SIGTERM, SIGINT, SIGUSR1] {
         signal_hook::low_level::pipe::register(sig, wr.try_clone()?)?;
     }
-    // SAFETY: setting SIGPIPE to ignored has no memory-safety preconditions;
-    // we use MSG_NOSIGNAL everywhere, this also covers sendfile/splice.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // We use MSG_NOSIGNAL everywhere; this also covers sendfile/splice.
+    // (signal reports failure as SIG_ERR, not -1: no `syscall!`.)
+    // SAFETY: setting SIGPIPE to ignored has no memory-safety preconditions.
+    if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) } == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
     Ok((s, wr))
 }
 
@@ -342,7 +350,17 @@ impl Signals {
             revents: 0,
         };
         // SAFETY: pfd is a live pollfd array of length 1.
-        unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
+        match syscall!(unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) }) {
+            Ok(_) => {}
+            // A signal arrived while we slept: just what we wait for.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // Cannot happen with one live pollfd short of ENOMEM; sleep
+            // instead, so that the main loop does not spin.
+            Err(e) => {
+                crate::warn!("poll on the signal pipe: {e}");
+                std::thread::sleep(timeout);
+            }
+        }
         let mut buf = [0u8; 64];
         while matches!((&self.wake).read(&mut buf), Ok(n) if n > 0) {}
     }
@@ -595,10 +613,15 @@ impl Daemon {
     }
 
     fn reload(&mut self) {
-        notify::notify(&format!(
-            "RELOADING=1\nMONOTONIC_USEC={}",
-            notify::monotonic_usec()
-        ));
+        match notify::monotonic_usec() {
+            Ok(usec) => notify::notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}")),
+            // Cannot happen (CLOCK_MONOTONIC always exists); say so and send
+            // what we can rather than a made-up time.
+            Err(e) => {
+                crate::warn!("clock_gettime(CLOCK_MONOTONIC): {e}");
+                notify::notify("RELOADING=1");
+            }
+        }
         match self.try_reload() {
             Ok(()) => {}
             Err(e) => crate::error!("reload failed, keeping the running config: {e}"),
@@ -695,7 +718,10 @@ impl Daemon {
         for l in self.listeners.values() {
             // SAFETY: shutdown on a listening socket we own; no worker accepts
             // on it any more (they reported so), and it stays open until dropped.
-            unsafe { libc::shutdown(l.raw(), libc::SHUT_RD) };
+            if let Err(e) = syscall!(unsafe { libc::shutdown(l.raw(), libc::SHUT_RD) }) {
+                // Not fatal: the socket closes when its last worker is gone.
+                crate::warn!("{}: cannot stop listening: {e}", l.addr);
+            }
         }
     }
 
@@ -733,12 +759,7 @@ pub fn send_signal(cfg: &Config, what: &str) -> Result<(), StartError> {
     };
     let pid = pidfile::running_pid(path).map_err(rt)?;
     // SAFETY: kill takes plain integers.
-    if unsafe { libc::kill(pid, sig) } != 0 {
-        return Err(rt(format!(
-            "signal pid {pid} from {}: {}",
-            path.display(),
-            io::Error::last_os_error()
-        )));
-    }
+    syscall!(unsafe { libc::kill(pid, sig) })
+        .map_err(|e| rt(format!("signal pid {pid} from {}: {e}", path.display())))?;
     Ok(())
 }

@@ -4,8 +4,10 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+use crate::syscall;
 
 #[derive(Debug)]
 pub struct Pidfile {
@@ -25,14 +27,18 @@ impl Pidfile {
             .open(path)
             .map_err(|e| io::Error::new(e.kind(), format!("pidfile {}: {e}", path.display())))?;
         if !try_lock(&file)? {
+            // The pid is only for the message: if it cannot be read, the
+            // message says so instead.
             let mut s = String::new();
-            let _ = file.read_to_string(&mut s);
+            let pid = match file.read_to_string(&mut s) {
+                Ok(_) if !s.trim().is_empty() => s.trim(),
+                _ => "unknown",
+            };
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
                 format!(
-                    "pidfile {} is locked: another tandem (pid {}) is running",
+                    "pidfile {} is locked: another tandem (pid {pid}) is running",
                     path.display(),
-                    s.trim()
                 ),
             ));
         }
@@ -61,11 +67,18 @@ impl Drop for Pidfile {
             // After dropping privileges the directory may not be ours to
             // change: empty the file instead, so no stale pid is left in it.
             // (With `user`, the keeper from `spawn_remover` removes it.)
-            let _ = self.file.set_len(0);
-            crate::debug!(
-                "could not remove pidfile {} ({e}); emptied it",
-                self.path.display()
-            );
+            match self.file.set_len(0) {
+                Ok(()) => crate::debug!(
+                    "could not remove pidfile {} ({e}); emptied it",
+                    self.path.display()
+                ),
+                // Harmless for `-s` (nobody holds the lock once we exit, so
+                // the pid is never signalled), but worth a line.
+                Err(e2) => crate::warn!(
+                    "could not remove pidfile {} ({e}) nor empty it ({e2})",
+                    self.path.display()
+                ),
+            }
         }
     }
 }
@@ -81,9 +94,7 @@ fn ofd_write_lock(file: &File, cmd: libc::c_int) -> io::Result<libc::flock> {
     fl.l_whence = libc::SEEK_SET as libc::c_short;
     // l_start = 0, l_len = 0: the whole file; l_pid must be 0 for OFD locks.
     // SAFETY: fcntl on a descriptor we own with a pointer to a live flock.
-    if unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    syscall!(unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl) })?;
     Ok(fl)
 }
 
@@ -109,7 +120,8 @@ pub fn running_pid(path: &Path) -> io::Result<i32> {
     let mut file = File::open(path)
         .map_err(|e| io::Error::new(e.kind(), format!("pidfile {}: {e}", path.display())))?;
     let mut text = String::new();
-    let _ = file.read_to_string(&mut text);
+    file.read_to_string(&mut text)
+        .map_err(|e| io::Error::new(e.kind(), format!("pidfile {}: {e}", path.display())))?;
     let text = text.trim();
     if !is_locked(&file)? {
         let named = match text.parse::<i32>() {
@@ -148,77 +160,98 @@ pub fn running_pid(path: &Path) -> io::Result<i32> {
 /// byte and waits for the keeper to remove the file and exit; if the server
 /// dies instead, the pipe closes and the keeper removes the file all the same.
 pub fn spawn_remover(path: &Path) -> io::Result<Remover> {
-    use std::os::fd::{FromRawFd, OwnedFd};
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| io::Error::other("pidfile path contains NUL"))?;
     let mut fds = [0i32; 2];
     // SAFETY: pipe2 writes two fds into a live array of two.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let (rd, wr) = (fds[0], fds[1]);
+    syscall!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 returned two new fds owned by nobody else.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // SAFETY: called while the process is still single-threaded (before any
     // worker starts), so the child may run ordinary code after fork.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let pid = syscall!(unsafe { libc::fork() })?;
     if pid == 0 {
         // Child: drop every descriptor but the pipe's read end (listeners,
         // the pidfile lock, logs), wait for a byte or EOF, remove the pidfile.
-        // SAFETY: closing descriptors we own in this process; read into a
-        // live byte; unlink a NUL-terminated path; _exit never returns.
+        // It never returns, so no destructor runs here for the descriptors it
+        // closes by number.
+        let rd = rd.as_raw_fd();
+        // SAFETY: SIG_IGN for valid signal numbers: no handler code, no memory.
+        // Signals meant for the server (also sent to its whole process group
+        // or cgroup) must not end the keeper before the server. signal can
+        // fail only for an invalid number (EINVAL): its result says nothing.
         unsafe {
-            // Signals meant for the server (also sent to its whole process
-            // group or cgroup) must not end the keeper before the server.
             for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
                 libc::signal(sig, libc::SIG_IGN);
             }
-            for fd in 3..65536 {
-                if fd != rd {
-                    libc::close(fd);
-                }
-            }
-            let mut b = 0u8;
-            while libc::read(rd, &mut b as *mut u8 as *mut libc::c_void, 1) < 0
-                && *libc::__errno_location() == libc::EINTR
-            {}
-            libc::unlink(c.as_ptr());
-            libc::_exit(0);
         }
+        for fd in 3..65536 {
+            if fd != rd {
+                // Ignored on purpose: most of these numbers are not open
+                // (EBADF), and a close that fails still frees the number.
+                // SAFETY: closes descriptors of this process only; nothing in
+                // it uses them again.
+                let _ = unsafe { libc::close(fd) };
+            }
+        }
+        let mut b = 0u8;
+        loop {
+            // SAFETY: reads at most one byte into a live u8.
+            match syscall!(unsafe { libc::read(rd, &mut b as *mut u8 as *mut libc::c_void, 1) }) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A byte, EOF (the server is gone) or an error: remove it now.
+                _ => break,
+            }
+        }
+        // SAFETY: unlink reads a NUL-terminated path that outlives the call.
+        if let Err(e) = syscall!(unsafe { libc::unlink(c.as_ptr()) })
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            // NotFound is the usual case: the server removed it itself. The
+            // error log's file is closed here, so this goes to stderr.
+            crate::error!("pidfile keeper: cannot remove {}: {e}", path.display());
+        }
+        // SAFETY: _exit ends this process without running anything else.
+        unsafe { libc::_exit(0) };
     }
-    // SAFETY: rd is ours to close; wr is a new fd we now own.
-    unsafe { libc::close(rd) };
-    Ok(Remover {
-        // SAFETY: wr is a new fd owned by nobody else.
-        fd: unsafe { OwnedFd::from_raw_fd(wr) },
-        pid,
-    })
+    drop(rd);
+    Ok(Remover { fd: Some(wr), pid })
 }
 
 /// The server's end of the pidfile keeper (see `spawn_remover`).
 #[derive(Debug)]
 pub struct Remover {
-    fd: std::os::fd::OwnedFd,
+    /// The pipe's write end; closed (which wakes the keeper too) before the
+    /// keeper is waited for.
+    fd: Option<OwnedFd>,
     pid: libc::pid_t,
 }
 
 impl Drop for Remover {
     fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        let b = 1u8;
+        if let Some(fd) = self.fd.take() {
+            let b = 1u8;
+            // SAFETY: writes one byte from a live u8 to our pipe.
+            let sent = syscall!(unsafe {
+                libc::write(fd.as_raw_fd(), &b as *const u8 as *const libc::c_void, 1)
+            });
+            if let Err(e) = sent {
+                // Not fatal: closing the pipe (just below) wakes it as well;
+                // EPIPE means it is gone already.
+                crate::debug!("pidfile keeper (pid {}): {e}", self.pid);
+            }
+        }
         let mut status = 0;
-        // SAFETY: writes one byte from a live u8 to our pipe; waitpid on our
-        // own child with a live status int.
-        unsafe {
-            libc::write(
-                self.fd.as_raw_fd(),
-                &b as *const u8 as *const libc::c_void,
-                1,
-            );
-            while libc::waitpid(self.pid, &mut status, 0) < 0
-                && *libc::__errno_location() == libc::EINTR
-            {}
+        loop {
+            // SAFETY: waitpid on our own child with a live status int.
+            match syscall!(unsafe { libc::waitpid(self.pid, &mut status, 0) }) {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    crate::warn!("pidfile keeper (pid {}): {e}", self.pid);
+                    break;
+                }
+            }
         }
     }
 }
