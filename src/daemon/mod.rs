@@ -400,8 +400,8 @@ pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
             listeners.insert(addr, Arc::new(listen::bind(addr).map_err(rt)?));
         }
     }
-    let (engine, note) = engine::select(cfg.engine)
-        .map_err(|why| StartError::Config(format!("engine io_uring unavailable: {why}")))?;
+    let (engine, note) =
+        engine::select(cfg.engine).map_err(|e| StartError::Config(e.to_string()))?;
     if cfg.daemon {
         daemonize::Daemonize::new()
             .working_directory(std::env::current_dir().map_err(rt)?)
@@ -641,8 +641,7 @@ impl Daemon {
                 crate::warn!("reload: a change of `{what}` takes effect on restart only");
             }
         }
-        let (engine, note) = engine::select(new.engine)
-            .map_err(|why| format!("engine io_uring unavailable: {why}"))?;
+        let (engine, note) = engine::select(new.engine).map_err(|e| e.to_string())?;
         if let Some(why) = note {
             crate::info!("io_uring unavailable ({why}); engine auto falls back to epoll");
         }
