@@ -9,6 +9,47 @@ use std::path::{Path, PathBuf};
 
 use crate::syscall;
 
+/// Why the pidfile cannot be taken, written or used to find tandem.
+#[derive(Debug, thiserror::Error)]
+pub enum PidfileError {
+    #[error("pidfile {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Another instance holds the lock; `pid` is what the file says, if
+    /// it could be read.
+    #[error(
+        "pidfile {} is locked: another tandem (pid {}) is running",
+        path.display(),
+        pid.as_deref().unwrap_or("unknown")
+    )]
+    Locked { path: PathBuf, pid: Option<String> },
+    /// Nobody holds the lock: whatever pid the file names may belong to an
+    /// unrelated process by now. `content` is the file's text, trimmed.
+    #[error(
+        "no tandem is running: nobody holds the lock of pidfile {} (a stale pidfile){}",
+        path.display(),
+        stale_content(content)
+    )]
+    Stale { path: PathBuf, content: String },
+    /// Locked by an instance that has not written its pid yet.
+    #[error("pidfile {}: tandem is starting (no pid in it yet); try again", path.display())]
+    Starting { path: PathBuf },
+    /// Locked, but the text in it is not a pid.
+    #[error("pidfile {}: it holds {content:?}, not a pid", path.display())]
+    NotAPid { path: PathBuf, content: String },
+}
+
+fn stale_content(content: &str) -> String {
+    match content.parse::<i32>() {
+        Ok(pid) => format!("; it names pid {pid}, which is not tandem's"),
+        Err(_) if content.is_empty() => String::new(),
+        Err(_) => format!("; it holds {content:?}, not a pid"),
+    }
+}
+
 #[derive(Debug)]
 pub struct Pidfile {
     path: PathBuf,
@@ -18,33 +59,34 @@ pub struct Pidfile {
 impl Pidfile {
     /// Open and lock; fails if another live instance holds the lock. The pid
     /// is written later, with `write_pid`, once the listeners are bound.
-    pub fn lock(path: &Path) -> io::Result<Pidfile> {
+    pub fn lock(path: &Path) -> Result<Pidfile, PidfileError> {
+        let io_err = |source| PidfileError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("pidfile {}: {e}", path.display())))?;
-        if !try_lock(&file)? {
+            .map_err(io_err)?;
+        if !try_lock(&file).map_err(io_err)? {
             // The pid is only for the message: if it cannot be read, the
             // message says so instead.
             let mut s = String::new();
             let pid = match file.read_to_string(&mut s) {
-                Ok(_) if !s.trim().is_empty() => s.trim(),
-                _ => "unknown",
+                Ok(_) if !s.trim().is_empty() => Some(s.trim().to_string()),
+                _ => None,
             };
-            return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!(
-                    "pidfile {} is locked: another tandem (pid {pid}) is running",
-                    path.display(),
-                ),
-            ));
+            return Err(PidfileError::Locked {
+                path: path.to_path_buf(),
+                pid,
+            });
         }
         // Whatever an earlier run left in it is not our pid: until we write
         // ours, the file says nothing, so `-s` cannot signal a stranger.
-        file.set_len(0)?;
+        file.set_len(0).map_err(io_err)?;
         Ok(Pidfile {
             path: path.to_path_buf(),
             file,
@@ -53,11 +95,17 @@ impl Pidfile {
 
     /// Record our pid (the daemon's, when called after daemonizing: the lock
     /// belongs to the open file, which the forked child shares).
-    pub fn write_pid(&mut self) -> io::Result<()> {
-        self.file.set_len(0)?;
-        self.file.seek(io::SeekFrom::Start(0))?;
-        writeln!(self.file, "{}", std::process::id())?;
-        self.file.flush()
+    pub fn write_pid(&mut self) -> Result<(), PidfileError> {
+        let res = (|| {
+            self.file.set_len(0)?;
+            self.file.seek(io::SeekFrom::Start(0))?;
+            writeln!(self.file, "{}", std::process::id())?;
+            self.file.flush()
+        })();
+        res.map_err(|source| PidfileError::Io {
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 
@@ -116,41 +164,29 @@ fn is_locked(file: &File) -> io::Result<bool> {
 /// The pid of the running instance that holds `path`'s lock. A pidfile that
 /// nobody holds locked is stale: its pid may belong to an unrelated process
 /// by now, so it is never signalled.
-pub fn running_pid(path: &Path) -> io::Result<i32> {
-    let mut file = File::open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("pidfile {}: {e}", path.display())))?;
+pub fn running_pid(path: &Path) -> Result<i32, PidfileError> {
+    let io_err = |source| PidfileError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io_err)?;
     let mut text = String::new();
-    file.read_to_string(&mut text)
-        .map_err(|e| io::Error::new(e.kind(), format!("pidfile {}: {e}", path.display())))?;
+    file.read_to_string(&mut text).map_err(io_err)?;
     let text = text.trim();
-    if !is_locked(&file)? {
-        let named = match text.parse::<i32>() {
-            Ok(pid) => format!("; it names pid {pid}, which is not tandem's"),
-            Err(_) if text.is_empty() => String::new(),
-            Err(_) => format!("; it holds {text:?}, not a pid"),
-        };
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!(
-                "no tandem is running: nobody holds the lock of pidfile {} (a stale pidfile){named}",
-                path.display()
-            ),
-        ));
+    if !is_locked(&file).map_err(io_err)? {
+        return Err(PidfileError::Stale {
+            path: path.to_path_buf(),
+            content: text.to_string(),
+        });
     }
     if text.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::WouldBlock,
-            format!(
-                "pidfile {}: tandem is starting (no pid in it yet); try again",
-                path.display()
-            ),
-        ));
+        return Err(PidfileError::Starting {
+            path: path.to_path_buf(),
+        });
     }
-    text.parse().map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("pidfile {}: no pid in it", path.display()),
-        )
+    text.parse().map_err(|_| PidfileError::NotAPid {
+        path: path.to_path_buf(),
+        content: text.to_string(),
     })
 }
 
@@ -267,20 +303,49 @@ mod tests {
         // A pid left by an earlier run (or anybody), with nobody holding the lock.
         std::fs::write(&path, "4242\n").unwrap();
         let e = running_pid(&path).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        assert!(
+            matches!(&e, PidfileError::Stale { content, .. } if content == "4242"),
+            "{e:?}"
+        );
         assert!(e.to_string().contains("no tandem is running"), "{e}");
+        assert!(e.to_string().contains("it names pid 4242"), "{e}");
         // Locked by a starting instance that has not written its pid yet: the
         // old pid is gone at once, and `-s` is told to try again.
         let mut p = Pidfile::lock(&path).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
         let e = running_pid(&path).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+        assert!(matches!(e, PidfileError::Starting { .. }), "{e:?}");
         // Looking did not take the lock: a second instance is still refused,
         // and the running one is found once its pid is written.
-        assert!(Pidfile::lock(&path).is_err());
+        let e = Pidfile::lock(&path).unwrap_err();
+        assert!(
+            matches!(&e, PidfileError::Locked { pid: None, .. }),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().contains("another tandem (pid unknown)"),
+            "{e}"
+        );
+        // Locked, but not a pid in it: said so, never parsed into one.
+        std::fs::write(&path, "abc\n").unwrap();
+        let e = running_pid(&path).unwrap_err();
+        assert!(
+            matches!(&e, PidfileError::NotAPid { content, .. } if content == "abc"),
+            "{e:?}"
+        );
         p.write_pid().unwrap();
         assert_eq!(running_pid(&path).unwrap(), std::process::id() as i32);
+        let e = Pidfile::lock(&path).unwrap_err();
+        let me = std::process::id().to_string();
+        assert!(
+            matches!(&e, PidfileError::Locked { pid: Some(p), .. } if *p == me),
+            "{e:?}"
+        );
         drop(p);
-        assert!(running_pid(&path).is_err());
+        let e = running_pid(&path).unwrap_err();
+        assert!(
+            matches!(e, PidfileError::Io { ref source, .. } if source.kind() == io::ErrorKind::NotFound),
+            "{e:?}"
+        );
     }
 }
