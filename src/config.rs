@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+// The log targets are the log's own type: config depends on log, never the
+// reverse. Re-exported so `config::LogTarget` keeps naming it.
+pub use crate::log::LogTarget;
+
 /// Which I/O engine drives the workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -77,26 +81,6 @@ impl<'de> Deserialize<'de> for Workers {
                 "workers must be \"auto\" or a number, not {s:?}"
             ))),
         }
-    }
-}
-
-/// Where a log goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LogTarget {
-    Off,
-    Stderr,
-    File(PathBuf),
-}
-
-impl<'de> Deserialize<'de> for LogTarget {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Ok(match s.as_str() {
-            "off" => LogTarget::Off,
-            "stderr" => LogTarget::Stderr,
-            "" => return Err(serde::de::Error::custom("log path must not be empty")),
-            _ => LogTarget::File(PathBuf::from(s)),
-        })
     }
 }
 
@@ -224,22 +208,100 @@ impl Default for Config {
     }
 }
 
-/// A config error, with the file and line where one is known.
+/// A config error, with the file and, where one is known, the line.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file cannot be read.
     #[error("{path}: {source}")]
     Read {
         path: String,
+        #[source]
         source: std::io::Error,
     },
-    #[error("{path}:{line}: {msg}")]
+    /// Not TOML, or not the schema: a syntax error, an unknown key, a value
+    /// of the wrong type or out of the range serde checks. The message is
+    /// the TOML parser's; `line` is where its span starts.
+    #[error("{}: {}", at(path, *line), source.message())]
     Parse {
         path: String,
-        line: usize,
-        msg: String,
+        line: Option<usize>,
+        #[source]
+        source: Box<toml::de::Error>,
     },
-    #[error("{path}: {msg}")]
-    Invalid { path: String, msg: String },
+    /// Parsed, but a value is not allowed; `line` is where its key is set,
+    /// if the file sets it (a default can be invalid next to another value).
+    #[error("{}: {source}", at(path, *line))]
+    Invalid {
+        path: String,
+        line: Option<usize>,
+        #[source]
+        source: Invalid,
+    },
+}
+
+impl ConfigError {
+    /// The line the error is about, if known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Parse { line, .. } | ConfigError::Invalid { line, .. } => *line,
+        }
+    }
+}
+
+/// `FILE:LINE` or `FILE`.
+fn at(path: &str, line: Option<usize>) -> String {
+    match line {
+        Some(l) => format!("{path}:{l}"),
+        None => path.to_string(),
+    }
+}
+
+/// A value that parses but is not allowed. Each message starts with the key
+/// it is about (`key()`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("listen: at least one address is needed")]
+    NoListen,
+    #[error("listen: {0} is listed twice")]
+    ListenTwice(SocketAddr),
+    #[error("index: must be a plain file name, not {0:?}")]
+    Index(String),
+    #[error("{key}: at most {}h, not {secs}s", MAX_TIMEOUT.as_secs() / 3600)]
+    TimeoutTooLong { key: &'static str, secs: u64 },
+    #[error("{key}: must be more than 0")]
+    TimeoutZero { key: &'static str },
+    #[error("max_header_size: must be between 256 and {MAX_HEADER_SIZE}, not {0}")]
+    MaxHeaderSize(usize),
+    #[error(
+        "max_target_size: must be between 16 and max_header_size ({max_header_size}), not {value}"
+    )]
+    MaxTargetSize {
+        value: usize,
+        max_header_size: usize,
+    },
+    #[error("max_connections: must be between 1 and {MAX_CONNECTIONS}, not {0}")]
+    MaxConnections(usize),
+    #[error("log_level: {0:?} is not one of error, warn, info, debug")]
+    LogLevel(String),
+    #[error("error_page_404: must be a path under the root, not {0:?}")]
+    ErrorPage404(String),
+}
+
+impl Invalid {
+    /// The config key the value belongs to.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Invalid::NoListen | Invalid::ListenTwice(_) => "listen",
+            Invalid::Index(_) => "index",
+            Invalid::TimeoutTooLong { key, .. } | Invalid::TimeoutZero { key } => key,
+            Invalid::MaxHeaderSize(_) => "max_header_size",
+            Invalid::MaxTargetSize { .. } => "max_target_size",
+            Invalid::MaxConnections(_) => "max_connections",
+            Invalid::LogLevel(_) => "log_level",
+            Invalid::ErrorPage404(_) => "error_page_404",
+        }
+    }
 }
 
 impl Config {
@@ -254,47 +316,33 @@ impl Config {
 
     /// Parse and validate TOML text; `name` is used in error messages.
     pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| {
-            let line = e
+        let cfg: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: name.to_string(),
+            line: source
                 .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
-                .unwrap_or(0);
-            ConfigError::Parse {
-                path: name.to_string(),
-                line,
-                msg: e.message().to_string(),
-            }
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
+            source: Box::new(source),
         })?;
-        cfg.validate().map_err(|msg| {
-            // Messages start with the key they are about: name its line.
-            let key = msg.split(':').next().unwrap_or("");
-            match key_line(text, key) {
-                Some(line) => ConfigError::Parse {
-                    path: name.to_string(),
-                    line,
-                    msg,
-                },
-                None => ConfigError::Invalid {
-                    path: name.to_string(),
-                    msg,
-                },
-            }
+        cfg.validate().map_err(|source| ConfigError::Invalid {
+            path: name.to_string(),
+            line: key_line(text, source.key()),
+            source,
         })?;
         Ok(cfg)
     }
 
-    /// Check values serde cannot. Each message starts with `key:`.
-    fn validate(&self) -> Result<(), String> {
+    /// Check values serde cannot.
+    fn validate(&self) -> Result<(), Invalid> {
         if self.listen.is_empty() {
-            return Err("listen: at least one address is needed".into());
+            return Err(Invalid::NoListen);
         }
         for (i, a) in self.listen.iter().enumerate() {
             if self.listen[..i].contains(a) {
-                return Err(format!("listen: {a} is listed twice"));
+                return Err(Invalid::ListenTwice(*a));
             }
         }
         if self.index.is_empty() || self.index.contains('/') {
-            return Err("index: must be a plain file name".into());
+            return Err(Invalid::Index(self.index.clone()));
         }
         for (key, d, zero_ok) in [
             ("keepalive_timeout", self.keepalive_timeout.0, true),
@@ -303,39 +351,32 @@ impl Config {
             ("shutdown_timeout", self.shutdown_timeout.0, true),
         ] {
             if d > MAX_TIMEOUT {
-                return Err(format!(
-                    "{key}: at most {}h, not {}s",
-                    MAX_TIMEOUT.as_secs() / 3600,
-                    d.as_secs()
-                ));
+                return Err(Invalid::TimeoutTooLong {
+                    key,
+                    secs: d.as_secs(),
+                });
             }
             if d.is_zero() && !zero_ok {
-                return Err(format!("{key}: must be more than 0"));
+                return Err(Invalid::TimeoutZero { key });
             }
         }
         if !(256..=MAX_HEADER_SIZE).contains(&self.max_header_size) {
-            return Err(format!(
-                "max_header_size: must be between 256 and {MAX_HEADER_SIZE}, not {}",
-                self.max_header_size
-            ));
+            return Err(Invalid::MaxHeaderSize(self.max_header_size));
         }
         if self.max_target_size < 16 || self.max_target_size > self.max_header_size {
-            return Err("max_target_size: must be between 16 and max_header_size".into());
+            return Err(Invalid::MaxTargetSize {
+                value: self.max_target_size,
+                max_header_size: self.max_header_size,
+            });
         }
         if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
-            return Err(format!(
-                "max_connections: must be between 1 and {MAX_CONNECTIONS}, not {}",
-                self.max_connections
-            ));
+            return Err(Invalid::MaxConnections(self.max_connections));
         }
         if crate::log::Level::parse(&self.log_level).is_none() {
-            return Err(format!(
-                "log_level: {:?} is not one of error, warn, info, debug",
-                self.log_level
-            ));
+            return Err(Invalid::LogLevel(self.log_level.clone()));
         }
         if self.error_page_404.contains("..") {
-            return Err("error_page_404: must be a path under the root".into());
+            return Err(Invalid::ErrorPage404(self.error_page_404.clone()));
         }
         Ok(())
     }
@@ -426,5 +467,84 @@ mod tests {
         assert!(Config::parse("keepalive_timeout = \"24h\"\nshutdown_timeout = 0", "t").is_ok());
         let e = Config::parse("# c\nlog_level = \"loud\"\n", "t.toml").unwrap_err();
         assert!(e.to_string().starts_with("t.toml:2: log_level"), "{e}");
+    }
+
+    #[test]
+    fn errors_are_typed_with_file_and_line() {
+        // A value validation rejects: its variant, its key's line.
+        let e = Config::parse("root = \"x\"\n\nmax_connections = 0\n", "t.toml").unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                ConfigError::Invalid { path, line: Some(3), source: Invalid::MaxConnections(0) }
+                    if path == "t.toml"
+            ),
+            "{e:?}"
+        );
+        assert_eq!(e.line(), Some(3));
+        let e = Config::parse("listen = [\"127.0.0.1:1\", \"127.0.0.1:1\"]\n", "t").unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Invalid { source: Invalid::ListenTwice(a), .. } if a.port() == 1),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), "t:1: listen: 127.0.0.1:1 is listed twice");
+        // Invalid only next to another value: the key is not in the file, so
+        // the message names the file alone (no made-up line).
+        let e = Config::parse("max_header_size = 256\n", "t.toml").unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                ConfigError::Invalid {
+                    line: None,
+                    source: Invalid::MaxTargetSize {
+                        value: 4096,
+                        max_header_size: 256
+                    },
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "t.toml: max_target_size: must be between 16 and max_header_size (256), not 4096"
+        );
+        // Every validation error names the key it is about, first.
+        for text in [
+            "listen = []",
+            "index = \"a/b\"",
+            "header_timeout = 0",
+            "send_timeout = \"25h\"",
+            "max_header_size = 100",
+            "max_target_size = 1",
+            "max_connections = 0",
+            "log_level = \"loud\"",
+            "error_page_404 = \"../x\"",
+        ] {
+            let key = text.split(' ').next().unwrap();
+            match Config::parse(&format!("\n{text}\n"), "t.toml") {
+                Err(ConfigError::Invalid { line, source, .. }) => {
+                    assert_eq!(source.key(), key, "{text}");
+                    assert!(
+                        source.to_string().starts_with(&format!("{key}: ")),
+                        "{source}"
+                    );
+                    assert_eq!(line, Some(2), "{text}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        // Syntax and schema errors are Parse errors with the parser's line.
+        let e = Config::parse("root = \"x\"\nthis is not toml\n", "t.toml").unwrap_err();
+        assert!(
+            matches!(e, ConfigError::Parse { line: Some(2), .. }),
+            "{e:?}"
+        );
+        let e = Config::load(Path::new("/nonexistent/tandem.toml")).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+            "{e:?}"
+        );
+        assert_eq!(e.line(), None);
     }
 }

@@ -5,12 +5,12 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::LogTarget;
+use serde::{Deserialize, Deserializer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -37,6 +37,27 @@ impl Level {
             Level::Info => "info",
             Level::Debug => "debug",
         }
+    }
+}
+
+/// Where a log goes: `"off"`, `"stderr"` or a file path (the config's
+/// `access_log` and `error_log`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    Off,
+    Stderr,
+    File(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for LogTarget {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.as_str() {
+            "off" => LogTarget::Off,
+            "stderr" => LogTarget::Stderr,
+            "" => return Err(serde::de::Error::custom("log path must not be empty")),
+            _ => LogTarget::File(PathBuf::from(s)),
+        })
     }
 }
 
@@ -124,6 +145,8 @@ pub fn write(level: Level, args: std::fmt::Arguments<'_>) {
     };
     drop(guard);
     if res.is_err() {
+        // The log itself failed: stderr is the last resort, and if that
+        // fails too there is nowhere left to say so.
         let _ = io::stderr().lock().write_all(line.as_bytes());
     }
 }

@@ -39,6 +39,8 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
+            // Help, version or a usage error; if stdout/stderr cannot take
+            // it, there is nowhere else to write, and the exit code still says it.
             let _ = e.print();
             return ExitCode::from(code);
         }
@@ -72,7 +74,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let errors_on_stderr = cfg.error_log == tandem::config::LogTarget::Stderr;
+    let errors_on_stderr = cfg.error_log == tandem::log::LogTarget::Stderr;
     let level = Level::parse(&cfg.log_level).unwrap_or(Level::Info);
     if let Err(e) = tandem::log::init_error_log(&cfg.error_log, level) {
         eprintln!("tandem: error_log: {e}");

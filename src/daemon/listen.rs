@@ -3,9 +3,10 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::engine::Listener;
+use crate::syscall;
 
 const BACKLOG: i32 = 4096;
 
@@ -15,15 +16,13 @@ pub fn bind(addr: SocketAddr) -> io::Result<Listener> {
         TcpListener::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("{addr}: {e}")))?;
     l.set_nonblocking(true)?;
     let bound = l.local_addr()?;
-    let fd = l.into_raw_fd();
-    // Raise the accept backlog above std's default of 128.
-    // SAFETY: listen on a socket we own.
-    unsafe { libc::listen(fd, BACKLOG) };
-    Ok(Listener {
-        // SAFETY: into_raw_fd handed us sole ownership of fd.
-        fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        addr: bound,
-    })
+    let fd = OwnedFd::from(l);
+    // Raise the accept backlog above std's default of 128. (listen on a
+    // listening socket only changes its backlog.)
+    // SAFETY: listen on a socket we own, open for the whole call.
+    syscall!(unsafe { libc::listen(fd.as_raw_fd(), BACKLOG) })
+        .map_err(|e| io::Error::new(e.kind(), format!("{addr}: listen: {e}")))?;
+    Ok(Listener { fd, addr: bound })
 }
 
 /// Stop a listening socket from completing new handshakes, without touching
@@ -72,12 +71,11 @@ pub fn from_systemd() -> io::Result<Option<Vec<Listener>>> {
         // SAFETY: systemd passed us fds 3..3+n; each is ours from now on.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
         let l = TcpListener::from(owned);
-        l.set_nonblocking(true)?;
-        // SAFETY: fcntl on a descriptor we own.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-        let addr = l
-            .local_addr()
-            .map_err(|e| io::Error::new(e.kind(), format!("LISTEN_FDS fd {fd}: {e}")))?;
+        let context = |e: io::Error| io::Error::new(e.kind(), format!("LISTEN_FDS fd {fd}: {e}"));
+        l.set_nonblocking(true).map_err(context)?;
+        // SAFETY: fcntl F_SETFD on a descriptor we own; no pointers.
+        syscall!(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) }).map_err(context)?;
+        let addr = l.local_addr().map_err(context)?;
         out.push(Listener {
             fd: OwnedFd::from(l),
             addr,
@@ -96,16 +94,13 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<Listener> {
         libc::AF_INET6
     };
     // SAFETY: socket takes no pointers and returns a new fd or -1.
-    let fd = unsafe {
+    let fd = syscall!(unsafe {
         libc::socket(
             domain,
             libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
             0,
         )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    })?;
     // SAFETY: fd is new and owned by nobody else.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     for opt in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
@@ -132,17 +127,12 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<Listener> {
             std::mem::size_of::<libc::sockaddr_in6>()
         }
     };
-    // SAFETY: ss holds a valid address of `len` bytes.
-    if unsafe { libc::bind(fd, &ss as *const _ as *const libc::sockaddr, len as u32) } != 0 {
-        return Err(io::Error::new(
-            io::Error::last_os_error().kind(),
-            format!("{addr}: {}", io::Error::last_os_error()),
-        ));
-    }
+    // SAFETY: ss holds a valid address of `len` bytes and outlives the call.
+    syscall!(unsafe { libc::bind(fd, &ss as *const _ as *const libc::sockaddr, len as u32) })
+        .map_err(|e| io::Error::new(e.kind(), format!("{addr}: {e}")))?;
     // SAFETY: listen on a socket we own.
-    if unsafe { libc::listen(fd, BACKLOG) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    syscall!(unsafe { libc::listen(fd, BACKLOG) })
+        .map_err(|e| io::Error::new(e.kind(), format!("{addr}: listen: {e}")))?;
     let l = TcpListener::from(owned);
     let bound = l.local_addr()?;
     Ok(Listener {

@@ -11,22 +11,25 @@ pub mod notify;
 pub mod pidfile;
 pub mod privs;
 
+pub use pidfile::PidfileError;
+
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, ConfigError, EngineChoice};
-use crate::engine::{self, Control, Engine, Listener, WorkerSpec};
+use crate::engine::{self, Control, Engine, EngineError, Listener, WorkerSpec};
 use crate::files::{Responder, Settings};
 use crate::http::Limits;
 use crate::log::{AccessLog, Level};
+use crate::syscall;
 
 /// Command-line settings that override or locate the config.
 #[derive(Debug, Clone, Default)]
@@ -53,28 +56,128 @@ impl Options {
     }
 }
 
-/// A startup failure and the exit code it maps to.
+/// A startup failure. Bad usage or configuration (the config file itself
+/// is checked before, by `Options::load`) exits 2, anything else 1: see
+/// `exit_code`.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// Bad usage or configuration: exit 2.
-    #[error("{0}")]
-    Config(String),
-    /// Anything else: exit 1.
-    #[error("{0}")]
-    Runtime(String),
+    /// `root` is missing or not a directory: exit 2.
+    #[error(transparent)]
+    Root(#[from] RootError),
+    /// The configured engine cannot run here: exit 2.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Another instance holds the pidfile, or it cannot be written.
+    #[error(transparent)]
+    Pidfile(#[from] PidfileError),
+    /// A listening socket (bound, or from systemd); the message names its
+    /// address or descriptor.
+    #[error(transparent)]
+    Listen(io::Error),
+    #[error("working directory: {0}")]
+    WorkingDir(#[source] io::Error),
+    #[error("daemonize: {0}")]
+    Daemonize(#[source] daemonize::Error),
+    #[error("access_log: {0}")]
+    AccessLog(#[source] io::Error),
+    /// The process that removes the pidfile after privileges are dropped.
+    #[error("pidfile keeper: {0}")]
+    PidfileKeeper(#[source] io::Error),
+    #[error("user {user}: {source}")]
+    DropPrivileges {
+        user: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("signal handlers: {0}")]
+    Signals(#[source] io::Error),
+    #[error("starting workers: {0}")]
+    Workers(#[source] io::Error),
 }
 
 impl StartError {
+    /// 2 for usage or configuration errors, 1 for runtime failures.
     pub fn exit_code(&self) -> i32 {
         match self {
-            StartError::Config(_) => 2,
-            StartError::Runtime(_) => 1,
+            StartError::Root(_) | StartError::Engine(_) => 2,
+            StartError::Pidfile(_)
+            | StartError::Listen(_)
+            | StartError::WorkingDir(_)
+            | StartError::Daemonize(_)
+            | StartError::AccessLog(_)
+            | StartError::PidfileKeeper(_)
+            | StartError::DropPrivileges { .. }
+            | StartError::Signals(_)
+            | StartError::Workers(_) => 1,
         }
     }
 }
 
-fn rt(e: impl std::fmt::Display) -> StartError {
-    StartError::Runtime(e.to_string())
+/// `root` cannot be served: checked at start and on every reload.
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    #[error("root {}: not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("root {}: {source}", path.display())]
+    Unusable {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn check_root(root: &Path) -> Result<(), RootError> {
+    match std::fs::metadata(root) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(RootError::NotADirectory(root.to_path_buf())),
+        Err(source) => Err(RootError::Unusable {
+            path: root.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Why a reload was refused; the running config stays.
+#[derive(Debug, thiserror::Error)]
+enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Root(#[from] RootError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A newly configured address cannot be bound; the message names it.
+    #[error(transparent)]
+    Listen(io::Error),
+    #[error("starting workers: {0}")]
+    Workers(#[source] io::Error),
+}
+
+/// `-s` failed. Bad usage (exit 2) or no running instance to signal (exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    #[error("-s takes reload, stop or reopen, not {0:?}")]
+    UnknownSignal(String),
+    #[error("-s needs a `pidfile` in the config to find the running instance")]
+    NoPidfile,
+    #[error(transparent)]
+    Pidfile(#[from] PidfileError),
+    #[error("signal pid {pid} from {}: {source}", path.display())]
+    Kill {
+        pid: libc::pid_t,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl SignalError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SignalError::UnknownSignal(_) | SignalError::NoPidfile => 2,
+            SignalError::Pidfile(_) | SignalError::Kill { .. } => 1,
+        }
+    }
 }
 
 /// How long a reload waits for workers to arm or disarm their listeners.
@@ -147,6 +250,10 @@ impl Worker {
         impl Drop for WakeOnExit {
             fn drop(&mut self) {
                 self.1.store(true, Ordering::Release);
+                // The result is ignored on purpose: the pipe is non-blocking,
+                // and the one way this write fails in practice, a full pipe
+                // (EAGAIN), means wake-ups are pending anyway; the main loop
+                // also looks at `ended` every 500 ms.
                 let _ = (&self.0).write(&[1]);
             }
         }
@@ -327,9 +434,12 @@ fn install_signals() -> io::Result<(Signals, UnixStream)> {
     for sig in [SIGHUP, SIGTERM, SIGINT, SIGUSR1] {
         signal_hook::low_level::pipe::register(sig, wr.try_clone()?)?;
     }
-    // SAFETY: setting SIGPIPE to ignored has no memory-safety preconditions;
-    // we use MSG_NOSIGNAL everywhere, this also covers sendfile/splice.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // We use MSG_NOSIGNAL everywhere; this also covers sendfile/splice.
+    // (signal reports failure as SIG_ERR, not -1: no `syscall!`.)
+    // SAFETY: setting SIGPIPE to ignored has no memory-safety preconditions.
+    if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) } == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
     Ok((s, wr))
 }
 
@@ -342,7 +452,17 @@ impl Signals {
             revents: 0,
         };
         // SAFETY: pfd is a live pollfd array of length 1.
-        unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
+        match syscall!(unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) }) {
+            Ok(_) => {}
+            // A signal arrived while we slept: just what we wait for.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // Cannot happen with one live pollfd short of ENOMEM; sleep
+            // instead, so that the main loop does not spin.
+            Err(e) => {
+                crate::warn!("poll on the signal pipe: {e}");
+                std::thread::sleep(timeout);
+            }
+        }
         let mut buf = [0u8; 64];
         while matches!((&self.wake).read(&mut buf), Ok(n) if n > 0) {}
     }
@@ -351,60 +471,53 @@ impl Signals {
 /// Run the server until it is stopped. Returns the process exit code.
 pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
     // A root that is not there is a config error (exit 2), said before anything starts.
-    match std::fs::metadata(&cfg.root) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return Err(StartError::Config(format!(
-                "root {}: not a directory",
-                cfg.root.display()
-            )));
-        }
-        Err(e) => {
-            return Err(StartError::Config(format!(
-                "root {}: {e}",
-                cfg.root.display()
-            )));
-        }
-    }
+    check_root(&cfg.root)?;
     // The pidfile lock first: a second instance is told so before it tries to bind.
     let mut pidfile = match &cfg.pidfile {
-        Some(p) => Some(pidfile::Pidfile::lock(p).map_err(rt)?),
+        Some(p) => Some(pidfile::Pidfile::lock(p)?),
         None => None,
     };
     // Then the listeners, so a busy port is reported before anything else happens.
     let inherited = listen::from_systemd()
-        .map_err(rt)?
+        .map_err(StartError::Listen)?
         .map(|v| v.into_iter().map(Arc::new).collect::<Vec<_>>());
     let reuseport = std::env::var_os("TANDEM_BENCH_REUSEPORT").is_some_and(|v| v == "1");
     let mut listeners = HashMap::new();
     if inherited.is_none() && !reuseport {
         for &addr in &cfg.listen {
-            listeners.insert(addr, Arc::new(listen::bind(addr).map_err(rt)?));
+            listeners.insert(
+                addr,
+                Arc::new(listen::bind(addr).map_err(StartError::Listen)?),
+            );
         }
     }
-    let (engine, note) = engine::select(cfg.engine)
-        .map_err(|why| StartError::Config(format!("engine io_uring unavailable: {why}")))?;
+    let (engine, note) = engine::select(cfg.engine)?;
     if cfg.daemon {
         daemonize::Daemonize::new()
-            .working_directory(std::env::current_dir().map_err(rt)?)
+            .working_directory(std::env::current_dir().map_err(StartError::WorkingDir)?)
             .umask(0o022)
             .start()
-            .map_err(|e| rt(format!("daemonize: {e}")))?;
+            .map_err(StartError::Daemonize)?;
     }
     if let Some(p) = pidfile.as_mut() {
-        p.write_pid().map_err(rt)?;
+        p.write_pid()?;
     }
     // Log files are opened before privileges are dropped (like the listeners).
-    let first_access = AccessLog::open(&cfg.access_log).map_err(rt)?;
+    let first_access = AccessLog::open(&cfg.access_log).map_err(StartError::AccessLog)?;
     let mut _pidfile_remover = None;
     if privs::is_root() {
         match &cfg.user {
             Some(u) => {
                 if let Some(p) = &cfg.pidfile {
-                    _pidfile_remover = Some(pidfile::spawn_remover(p).map_err(rt)?);
+                    _pidfile_remover =
+                        Some(pidfile::spawn_remover(p).map_err(StartError::PidfileKeeper)?);
                 }
-                privs::drop_to(u, cfg.group.as_deref())
-                    .map_err(|e| rt(format!("user {u}: {e}")))?;
+                privs::drop_to(u, cfg.group.as_deref()).map_err(|source| {
+                    StartError::DropPrivileges {
+                        user: u.clone(),
+                        source,
+                    }
+                })?;
                 crate::info!("running as user {u}");
             }
             None => crate::warn!("running as root: set `user` to drop privileges after binding"),
@@ -412,7 +525,7 @@ pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
     } else if let Some(u) = &cfg.user {
         crate::info!("not started as root: `user = {u:?}` has nothing to drop");
     }
-    let (signals, waker) = install_signals().map_err(rt)?;
+    let (signals, waker) = install_signals().map_err(StartError::Signals)?;
     install_panic_hook();
     let mut d = Daemon {
         opts,
@@ -430,7 +543,9 @@ pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
     if let Some(why) = note {
         crate::info!("io_uring unavailable ({why}); engine auto falls back to epoll");
     }
-    d.current = d.start_generation(engine, Some(first_access)).map_err(rt)?;
+    d.current = d
+        .start_generation(engine, Some(first_access))
+        .map_err(StartError::Workers)?;
     d.current.wait_accepting(true, HANDOVER_TIMEOUT);
     for l in d.active_listeners() {
         crate::info!("listening on {}", l.addr);
@@ -595,10 +710,15 @@ impl Daemon {
     }
 
     fn reload(&mut self) {
-        notify::notify(&format!(
-            "RELOADING=1\nMONOTONIC_USEC={}",
-            notify::monotonic_usec()
-        ));
+        match notify::monotonic_usec() {
+            Ok(usec) => notify::notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}")),
+            // Cannot happen (CLOCK_MONOTONIC always exists); say so and send
+            // what we can rather than a made-up time.
+            Err(e) => {
+                crate::warn!("clock_gettime(CLOCK_MONOTONIC): {e}");
+                notify::notify("RELOADING=1");
+            }
+        }
         match self.try_reload() {
             Ok(()) => {}
             Err(e) => crate::error!("reload failed, keeping the running config: {e}"),
@@ -606,8 +726,9 @@ impl Daemon {
         notify::notify("READY=1");
     }
 
-    fn try_reload(&mut self) -> Result<(), String> {
-        let new = self.opts.load().map_err(|e| e.to_string())?;
+    fn try_reload(&mut self) -> Result<(), ReloadError> {
+        let new = self.opts.load()?;
+        check_root(&new.root)?;
         for (key, what) in [
             (new.daemon != self.cfg.daemon, "daemon"),
             (new.pidfile != self.cfg.pidfile, "pidfile"),
@@ -618,8 +739,7 @@ impl Daemon {
                 crate::warn!("reload: a change of `{what}` takes effect on restart only");
             }
         }
-        let (engine, note) = engine::select(new.engine)
-            .map_err(|why| format!("engine io_uring unavailable: {why}"))?;
+        let (engine, note) = engine::select(new.engine)?;
         if let Some(why) = note {
             crate::info!("io_uring unavailable ({why}); engine auto falls back to epoll");
         }
@@ -628,7 +748,7 @@ impl Daemon {
         if self.inherited.is_none() {
             for &addr in &new.listen {
                 if !self.listeners.contains_key(&addr) {
-                    let l = listen::bind(addr).map_err(|e| e.to_string())?;
+                    let l = listen::bind(addr).map_err(ReloadError::Listen)?;
                     added.push((addr, Arc::new(l)));
                 }
             }
@@ -651,7 +771,7 @@ impl Daemon {
             }
             Err(e) => {
                 self.cfg = old_cfg;
-                return Err(e.to_string());
+                return Err(ReloadError::Workers(e));
             }
         }
         // Addresses no longer configured: the old workers hold their own
@@ -695,7 +815,10 @@ impl Daemon {
         for l in self.listeners.values() {
             // SAFETY: shutdown on a listening socket we own; no worker accepts
             // on it any more (they reported so), and it stays open until dropped.
-            unsafe { libc::shutdown(l.raw(), libc::SHUT_RD) };
+            if let Err(e) = syscall!(unsafe { libc::shutdown(l.raw(), libc::SHUT_RD) }) {
+                // Not fatal: the socket closes when its last worker is gone.
+                crate::warn!("{}: cannot stop listening: {e}", l.addr);
+            }
         }
     }
 
@@ -715,30 +838,22 @@ fn current_level(c: &Config) -> Level {
 }
 
 /// `-s reload|stop|reopen`: signal the instance named by the pidfile.
-pub fn send_signal(cfg: &Config, what: &str) -> Result<(), StartError> {
+pub fn send_signal(cfg: &Config, what: &str) -> Result<(), SignalError> {
     let sig = match what {
         "reload" => libc::SIGHUP,
         "stop" => libc::SIGTERM,
         "reopen" => libc::SIGUSR1,
-        _ => {
-            return Err(StartError::Config(format!(
-                "-s takes reload, stop or reopen, not {what:?}"
-            )));
-        }
+        _ => return Err(SignalError::UnknownSignal(what.to_string())),
     };
     let Some(path) = &cfg.pidfile else {
-        return Err(StartError::Config(
-            "-s needs a `pidfile` in the config to find the running instance".into(),
-        ));
+        return Err(SignalError::NoPidfile);
     };
-    let pid = pidfile::running_pid(path).map_err(rt)?;
+    let pid = pidfile::running_pid(path)?;
     // SAFETY: kill takes plain integers.
-    if unsafe { libc::kill(pid, sig) } != 0 {
-        return Err(rt(format!(
-            "signal pid {pid} from {}: {}",
-            path.display(),
-            io::Error::last_os_error()
-        )));
-    }
+    syscall!(unsafe { libc::kill(pid, sig) }).map_err(|source| SignalError::Kill {
+        pid,
+        path: path.clone(),
+        source,
+    })?;
     Ok(())
 }

@@ -25,10 +25,10 @@ pub fn notify(msg: &str) {
 }
 
 /// CLOCK_MONOTONIC in microseconds, as systemd wants with RELOADING=1.
-pub fn monotonic_usec() -> u64 {
+pub fn monotonic_usec() -> std::io::Result<u64> {
     // SAFETY: timespec is plain data; clock_gettime writes into it.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
     // SAFETY: ts is a live timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+    crate::syscall!(unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) })?;
+    Ok(ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000)
 }

@@ -4,8 +4,51 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+use crate::syscall;
+
+/// Why the pidfile cannot be taken, written or used to find tandem.
+#[derive(Debug, thiserror::Error)]
+pub enum PidfileError {
+    #[error("pidfile {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Another instance holds the lock; `pid` is what the file says, if
+    /// it could be read.
+    #[error(
+        "pidfile {} is locked: another tandem (pid {}) is running",
+        path.display(),
+        pid.as_deref().unwrap_or("unknown")
+    )]
+    Locked { path: PathBuf, pid: Option<String> },
+    /// Nobody holds the lock: whatever pid the file names may belong to an
+    /// unrelated process by now. `content` is the file's text, trimmed.
+    #[error(
+        "no tandem is running: nobody holds the lock of pidfile {} (a stale pidfile){}",
+        path.display(),
+        stale_content(content)
+    )]
+    Stale { path: PathBuf, content: String },
+    /// Locked by an instance that has not written its pid yet.
+    #[error("pidfile {}: tandem is starting (no pid in it yet); try again", path.display())]
+    Starting { path: PathBuf },
+    /// Locked, but the text in it is not a pid.
+    #[error("pidfile {}: it holds {content:?}, not a pid", path.display())]
+    NotAPid { path: PathBuf, content: String },
+}
+
+fn stale_content(content: &str) -> String {
+    match content.parse::<i32>() {
+        Ok(pid) => format!("; it names pid {pid}, which is not tandem's"),
+        Err(_) if content.is_empty() => String::new(),
+        Err(_) => format!("; it holds {content:?}, not a pid"),
+    }
+}
 
 #[derive(Debug)]
 pub struct Pidfile {
@@ -16,29 +59,34 @@ pub struct Pidfile {
 impl Pidfile {
     /// Open and lock; fails if another live instance holds the lock. The pid
     /// is written later, with `write_pid`, once the listeners are bound.
-    pub fn lock(path: &Path) -> io::Result<Pidfile> {
+    pub fn lock(path: &Path) -> Result<Pidfile, PidfileError> {
+        let io_err = |source| PidfileError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("pidfile {}: {e}", path.display())))?;
-        if !try_lock(&file)? {
+            .map_err(io_err)?;
+        if !try_lock(&file).map_err(io_err)? {
+            // The pid is only for the message: if it cannot be read, the
+            // message says so instead.
             let mut s = String::new();
-            let _ = file.read_to_string(&mut s);
-            return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!(
-                    "pidfile {} is locked: another tandem (pid {}) is running",
-                    path.display(),
-                    s.trim()
-                ),
-            ));
+            let pid = match file.read_to_string(&mut s) {
+                Ok(_) if !s.trim().is_empty() => Some(s.trim().to_string()),
+                _ => None,
+            };
+            return Err(PidfileError::Locked {
+                path: path.to_path_buf(),
+                pid,
+            });
         }
         // Whatever an earlier run left in it is not our pid: until we write
         // ours, the file says nothing, so `-s` cannot signal a stranger.
-        file.set_len(0)?;
+        file.set_len(0).map_err(io_err)?;
         Ok(Pidfile {
             path: path.to_path_buf(),
             file,
@@ -47,11 +95,17 @@ impl Pidfile {
 
     /// Record our pid (the daemon's, when called after daemonizing: the lock
     /// belongs to the open file, which the forked child shares).
-    pub fn write_pid(&mut self) -> io::Result<()> {
-        self.file.set_len(0)?;
-        self.file.seek(io::SeekFrom::Start(0))?;
-        writeln!(self.file, "{}", std::process::id())?;
-        self.file.flush()
+    pub fn write_pid(&mut self) -> Result<(), PidfileError> {
+        let res = (|| {
+            self.file.set_len(0)?;
+            self.file.seek(io::SeekFrom::Start(0))?;
+            writeln!(self.file, "{}", std::process::id())?;
+            self.file.flush()
+        })();
+        res.map_err(|source| PidfileError::Io {
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 
@@ -61,11 +115,18 @@ impl Drop for Pidfile {
             // After dropping privileges the directory may not be ours to
             // change: empty the file instead, so no stale pid is left in it.
             // (With `user`, the keeper from `spawn_remover` removes it.)
-            let _ = self.file.set_len(0);
-            crate::debug!(
-                "could not remove pidfile {} ({e}); emptied it",
-                self.path.display()
-            );
+            match self.file.set_len(0) {
+                Ok(()) => crate::debug!(
+                    "could not remove pidfile {} ({e}); emptied it",
+                    self.path.display()
+                ),
+                // Harmless for `-s` (nobody holds the lock once we exit, so
+                // the pid is never signalled), but worth a line.
+                Err(e2) => crate::warn!(
+                    "could not remove pidfile {} ({e}) nor empty it ({e2})",
+                    self.path.display()
+                ),
+            }
         }
     }
 }
@@ -81,9 +142,7 @@ fn ofd_write_lock(file: &File, cmd: libc::c_int) -> io::Result<libc::flock> {
     fl.l_whence = libc::SEEK_SET as libc::c_short;
     // l_start = 0, l_len = 0: the whole file; l_pid must be 0 for OFD locks.
     // SAFETY: fcntl on a descriptor we own with a pointer to a live flock.
-    if unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    syscall!(unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl) })?;
     Ok(fl)
 }
 
@@ -105,40 +164,29 @@ fn is_locked(file: &File) -> io::Result<bool> {
 /// The pid of the running instance that holds `path`'s lock. A pidfile that
 /// nobody holds locked is stale: its pid may belong to an unrelated process
 /// by now, so it is never signalled.
-pub fn running_pid(path: &Path) -> io::Result<i32> {
-    let mut file = File::open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("pidfile {}: {e}", path.display())))?;
+pub fn running_pid(path: &Path) -> Result<i32, PidfileError> {
+    let io_err = |source| PidfileError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io_err)?;
     let mut text = String::new();
-    let _ = file.read_to_string(&mut text);
+    file.read_to_string(&mut text).map_err(io_err)?;
     let text = text.trim();
-    if !is_locked(&file)? {
-        let named = match text.parse::<i32>() {
-            Ok(pid) => format!("; it names pid {pid}, which is not tandem's"),
-            Err(_) if text.is_empty() => String::new(),
-            Err(_) => format!("; it holds {text:?}, not a pid"),
-        };
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!(
-                "no tandem is running: nobody holds the lock of pidfile {} (a stale pidfile){named}",
-                path.display()
-            ),
-        ));
+    if !is_locked(&file).map_err(io_err)? {
+        return Err(PidfileError::Stale {
+            path: path.to_path_buf(),
+            content: text.to_string(),
+        });
     }
     if text.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::WouldBlock,
-            format!(
-                "pidfile {}: tandem is starting (no pid in it yet); try again",
-                path.display()
-            ),
-        ));
+        return Err(PidfileError::Starting {
+            path: path.to_path_buf(),
+        });
     }
-    text.parse().map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("pidfile {}: no pid in it", path.display()),
-        )
+    text.parse().map_err(|_| PidfileError::NotAPid {
+        path: path.to_path_buf(),
+        content: text.to_string(),
     })
 }
 
@@ -148,77 +196,98 @@ pub fn running_pid(path: &Path) -> io::Result<i32> {
 /// byte and waits for the keeper to remove the file and exit; if the server
 /// dies instead, the pipe closes and the keeper removes the file all the same.
 pub fn spawn_remover(path: &Path) -> io::Result<Remover> {
-    use std::os::fd::{FromRawFd, OwnedFd};
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| io::Error::other("pidfile path contains NUL"))?;
     let mut fds = [0i32; 2];
     // SAFETY: pipe2 writes two fds into a live array of two.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let (rd, wr) = (fds[0], fds[1]);
+    syscall!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 returned two new fds owned by nobody else.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // SAFETY: called while the process is still single-threaded (before any
     // worker starts), so the child may run ordinary code after fork.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let pid = syscall!(unsafe { libc::fork() })?;
     if pid == 0 {
         // Child: drop every descriptor but the pipe's read end (listeners,
         // the pidfile lock, logs), wait for a byte or EOF, remove the pidfile.
-        // SAFETY: closing descriptors we own in this process; read into a
-        // live byte; unlink a NUL-terminated path; _exit never returns.
+        // It never returns, so no destructor runs here for the descriptors it
+        // closes by number.
+        let rd = rd.as_raw_fd();
+        // SAFETY: SIG_IGN for valid signal numbers: no handler code, no memory.
+        // Signals meant for the server (also sent to its whole process group
+        // or cgroup) must not end the keeper before the server. signal can
+        // fail only for an invalid number (EINVAL): its result says nothing.
         unsafe {
-            // Signals meant for the server (also sent to its whole process
-            // group or cgroup) must not end the keeper before the server.
             for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
                 libc::signal(sig, libc::SIG_IGN);
             }
-            for fd in 3..65536 {
-                if fd != rd {
-                    libc::close(fd);
-                }
-            }
-            let mut b = 0u8;
-            while libc::read(rd, &mut b as *mut u8 as *mut libc::c_void, 1) < 0
-                && *libc::__errno_location() == libc::EINTR
-            {}
-            libc::unlink(c.as_ptr());
-            libc::_exit(0);
         }
+        for fd in 3..65536 {
+            if fd != rd {
+                // Ignored on purpose: most of these numbers are not open
+                // (EBADF), and a close that fails still frees the number.
+                // SAFETY: closes descriptors of this process only; nothing in
+                // it uses them again.
+                let _ = unsafe { libc::close(fd) };
+            }
+        }
+        let mut b = 0u8;
+        loop {
+            // SAFETY: reads at most one byte into a live u8.
+            match syscall!(unsafe { libc::read(rd, &mut b as *mut u8 as *mut libc::c_void, 1) }) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A byte, EOF (the server is gone) or an error: remove it now.
+                _ => break,
+            }
+        }
+        // SAFETY: unlink reads a NUL-terminated path that outlives the call.
+        if let Err(e) = syscall!(unsafe { libc::unlink(c.as_ptr()) })
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            // NotFound is the usual case: the server removed it itself. The
+            // error log's file is closed here, so this goes to stderr.
+            crate::error!("pidfile keeper: cannot remove {}: {e}", path.display());
+        }
+        // SAFETY: _exit ends this process without running anything else.
+        unsafe { libc::_exit(0) };
     }
-    // SAFETY: rd is ours to close; wr is a new fd we now own.
-    unsafe { libc::close(rd) };
-    Ok(Remover {
-        // SAFETY: wr is a new fd owned by nobody else.
-        fd: unsafe { OwnedFd::from_raw_fd(wr) },
-        pid,
-    })
+    drop(rd);
+    Ok(Remover { fd: Some(wr), pid })
 }
 
 /// The server's end of the pidfile keeper (see `spawn_remover`).
 #[derive(Debug)]
 pub struct Remover {
-    fd: std::os::fd::OwnedFd,
+    /// The pipe's write end; closed (which wakes the keeper too) before the
+    /// keeper is waited for.
+    fd: Option<OwnedFd>,
     pid: libc::pid_t,
 }
 
 impl Drop for Remover {
     fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        let b = 1u8;
+        if let Some(fd) = self.fd.take() {
+            let b = 1u8;
+            // SAFETY: writes one byte from a live u8 to our pipe.
+            let sent = syscall!(unsafe {
+                libc::write(fd.as_raw_fd(), &b as *const u8 as *const libc::c_void, 1)
+            });
+            if let Err(e) = sent {
+                // Not fatal: closing the pipe (just below) wakes it as well;
+                // EPIPE means it is gone already.
+                crate::debug!("pidfile keeper (pid {}): {e}", self.pid);
+            }
+        }
         let mut status = 0;
-        // SAFETY: writes one byte from a live u8 to our pipe; waitpid on our
-        // own child with a live status int.
-        unsafe {
-            libc::write(
-                self.fd.as_raw_fd(),
-                &b as *const u8 as *const libc::c_void,
-                1,
-            );
-            while libc::waitpid(self.pid, &mut status, 0) < 0
-                && *libc::__errno_location() == libc::EINTR
-            {}
+        loop {
+            // SAFETY: waitpid on our own child with a live status int.
+            match syscall!(unsafe { libc::waitpid(self.pid, &mut status, 0) }) {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    crate::warn!("pidfile keeper (pid {}): {e}", self.pid);
+                    break;
+                }
+            }
         }
     }
 }
@@ -234,20 +303,49 @@ mod tests {
         // A pid left by an earlier run (or anybody), with nobody holding the lock.
         std::fs::write(&path, "4242\n").unwrap();
         let e = running_pid(&path).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        assert!(
+            matches!(&e, PidfileError::Stale { content, .. } if content == "4242"),
+            "{e:?}"
+        );
         assert!(e.to_string().contains("no tandem is running"), "{e}");
+        assert!(e.to_string().contains("it names pid 4242"), "{e}");
         // Locked by a starting instance that has not written its pid yet: the
         // old pid is gone at once, and `-s` is told to try again.
         let mut p = Pidfile::lock(&path).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
         let e = running_pid(&path).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+        assert!(matches!(e, PidfileError::Starting { .. }), "{e:?}");
         // Looking did not take the lock: a second instance is still refused,
         // and the running one is found once its pid is written.
-        assert!(Pidfile::lock(&path).is_err());
+        let e = Pidfile::lock(&path).unwrap_err();
+        assert!(
+            matches!(&e, PidfileError::Locked { pid: None, .. }),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().contains("another tandem (pid unknown)"),
+            "{e}"
+        );
+        // Locked, but not a pid in it: said so, never parsed into one.
+        std::fs::write(&path, "abc\n").unwrap();
+        let e = running_pid(&path).unwrap_err();
+        assert!(
+            matches!(&e, PidfileError::NotAPid { content, .. } if content == "abc"),
+            "{e:?}"
+        );
         p.write_pid().unwrap();
         assert_eq!(running_pid(&path).unwrap(), std::process::id() as i32);
+        let e = Pidfile::lock(&path).unwrap_err();
+        let me = std::process::id().to_string();
+        assert!(
+            matches!(&e, PidfileError::Locked { pid: Some(p), .. } if *p == me),
+            "{e:?}"
+        );
         drop(p);
-        assert!(running_pid(&path).is_err());
+        let e = running_pid(&path).unwrap_err();
+        assert!(
+            matches!(e, PidfileError::Io { ref source, .. } if source.kind() == io::ErrorKind::NotFound),
+            "{e:?}"
+        );
     }
 }

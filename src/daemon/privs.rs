@@ -3,6 +3,8 @@
 use std::ffi::CString;
 use std::io;
 
+use crate::syscall;
+
 fn lookup_user(name: &str) -> io::Result<(libc::uid_t, libc::gid_t)> {
     let c = CString::new(name).map_err(|_| io::Error::other("user name contains NUL"))?;
     // SAFETY: getpwnam returns a pointer to static storage or NULL; we copy the
@@ -39,23 +41,20 @@ pub fn drop_to(user: &str, group: Option<&str>) -> io::Result<()> {
         Some(g) => lookup_group(g)?,
         None => user_gid,
     };
-    // SAFETY: plain id-changing syscalls with values from the passwd/group db.
-    unsafe {
-        if libc::setgroups(1, &gid) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if libc::setgid(gid) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if libc::setuid(uid) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // Make sure there is no way back.
-        if uid != 0 && libc::setuid(0) == 0 {
-            return Err(io::Error::other(
-                "privileges could be regained after setuid",
-            ));
-        }
+    let call =
+        |name: &'static str| move |e: io::Error| io::Error::new(e.kind(), format!("{name}: {e}"));
+    // SAFETY: setgroups reads one gid from a live local.
+    syscall!(unsafe { libc::setgroups(1, &gid) }).map_err(call("setgroups"))?;
+    // SAFETY: setgid takes a plain id; no memory is involved.
+    syscall!(unsafe { libc::setgid(gid) }).map_err(call("setgid"))?;
+    // SAFETY: setuid takes a plain id; no memory is involved.
+    syscall!(unsafe { libc::setuid(uid) }).map_err(call("setuid"))?;
+    // Make sure there is no way back: this setuid(0) must fail.
+    // SAFETY: setuid takes a plain id; no memory is involved.
+    if uid != 0 && syscall!(unsafe { libc::setuid(0) }).is_ok() {
+        return Err(io::Error::other(
+            "privileges could be regained after setuid",
+        ));
     }
     Ok(())
 }

@@ -1,22 +1,16 @@
 //! Content types by file extension.
 
-/// The Content-Type for a file name; text types carry `charset=utf-8`.
+/// The Content-Type for a file name; text types carry `charset=utf-8`. The
+/// extension is matched without regard to ASCII case, in place: no buffer, so
+/// no length limit that an entry of `TYPES` could exceed.
 pub fn content_type(name: &str) -> &'static str {
     let ext = match name.rsplit_once('.') {
         Some((stem, ext)) if !stem.is_empty() || name.len() > ext.len() + 1 => ext,
         _ => return DEFAULT,
     };
-    let mut lower = [0u8; 8];
-    if ext.len() > lower.len() {
-        return DEFAULT;
-    }
-    for (d, s) in lower.iter_mut().zip(ext.bytes()) {
-        *d = s.to_ascii_lowercase();
-    }
-    let ext = &lower[..ext.len()];
     TYPES
         .iter()
-        .find(|(e, _)| e.as_bytes() == ext)
+        .find(|(e, _)| e.eq_ignore_ascii_case(ext))
         .map_or(DEFAULT, |(_, t)| t)
 }
 
@@ -65,16 +59,56 @@ const TYPES: &[(&str, &str)] = &[
 mod tests {
     use super::*;
 
+    /// Every entry of the table is reachable by its own extension, in any
+    /// ASCII case: an entry that lookup can never match (too long for a
+    /// buffer, a dot inside, shadowed by an earlier entry) fails here.
+    #[test]
+    fn every_table_entry_is_found_by_its_extension() {
+        for (i, &(ext, ty)) in TYPES.iter().enumerate() {
+            assert!(
+                !ext.is_empty() && !ext.contains('.'),
+                "entry {i} ({ext:?}) cannot be a file name's last extension"
+            );
+            assert!(
+                !TYPES[..i].iter().any(|(e, _)| e.eq_ignore_ascii_case(ext)),
+                "entry {i} ({ext:?}) is shadowed by an earlier entry"
+            );
+            let upper = ext.to_ascii_uppercase();
+            let mixed: String = ext
+                .chars()
+                .enumerate()
+                .map(|(j, c)| {
+                    if j % 2 == 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            for e in [ext, upper.as_str(), mixed.as_str()] {
+                for name in [format!("f.{e}"), format!("a.b.{e}")] {
+                    assert_eq!(content_type(&name), ty, "{name:?} (table entry {i})");
+                }
+            }
+        }
+    }
+
     #[test]
     fn types() {
         assert_eq!(content_type("index.html"), HTML);
         assert_eq!(content_type("A.CSS"), "text/css; charset=utf-8");
-        assert_eq!(content_type("app.mjs"), "text/javascript; charset=utf-8");
-        assert_eq!(content_type("x.wasm"), "application/wasm");
-        assert_eq!(content_type("x.woff2"), "font/woff2");
-        assert_eq!(content_type("pic.avif"), "image/avif");
+        assert_eq!(
+            content_type("site.webmanifest"),
+            "application/manifest+json"
+        );
         assert_eq!(content_type("noext"), DEFAULT);
         assert_eq!(content_type("weird.qqq"), DEFAULT);
         assert_eq!(content_type("x.verylongextension"), DEFAULT);
+        // A dotfile's name is not an extension; a trailing dot has none.
+        assert_eq!(content_type(".html"), DEFAULT);
+        assert_eq!(content_type("x."), DEFAULT);
+        // Only the last extension counts.
+        assert_eq!(content_type("a.html.gz"), "application/gzip");
+        assert_eq!(content_type("a.webmanifest.bak"), DEFAULT);
     }
 }

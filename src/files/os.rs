@@ -4,12 +4,14 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::syscall;
 
 /// What an opened path turned out to be.
 #[derive(Debug)]
@@ -38,15 +40,12 @@ impl RootDir {
         let c = CString::new(root.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "root contains NUL"))?;
         // SAFETY: `c` is a valid NUL-terminated string; open returns a new fd or -1.
-        let fd = unsafe {
+        let fd = syscall!(unsafe {
             libc::open(
                 c.as_ptr(),
                 libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
             )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        })?;
         // SAFETY: fd was just returned by open and is owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(RootDir {
@@ -71,7 +70,7 @@ impl RootDir {
             how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
             // SAFETY: openat2 reads `how` (size passed) and the NUL-terminated path;
             // both outlive the call. It returns a new fd or -1.
-            let fd = unsafe {
+            let opened = syscall!(unsafe {
                 libc::syscall(
                     libc::SYS_openat2,
                     self.fd.as_raw_fd(),
@@ -79,25 +78,15 @@ impl RootDir {
                     &how as *const libc::open_how,
                     std::mem::size_of::<libc::open_how>(),
                 )
-            } as i32;
-            if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+            });
+            if matches!(&opened, Err(e) if e.raw_os_error() == Some(libc::ENOSYS)) {
                 self.beneath.store(false, Ordering::Relaxed);
                 return self.open_beneath(rel);
             }
-            fd
+            opened.map_err(open_error)? as RawFd
         } else {
             self.open_checked(&c, flags)?
         };
-        if fd < 0 {
-            let e = io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
-                // EXDEV: the path (through a symlink) leaves the root.
-                Some(libc::EXDEV) | Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
-                    io::Error::from(io::ErrorKind::NotFound)
-                }
-                _ => e,
-            });
-        }
         // SAFETY: fd was just returned by openat2/openat and is owned by nobody else.
         let file = unsafe { File::from_raw_fd(fd) };
         let meta = file.metadata()?;
@@ -121,7 +110,7 @@ impl RootDir {
     /// Fallback without openat2: resolve the real path and check it is under
     /// the root before opening (racy against a concurrent symlink swap, which
     /// is why openat2 is preferred).
-    fn open_checked(&self, rel: &std::ffi::CStr, flags: i32) -> io::Result<i32> {
+    fn open_checked(&self, rel: &std::ffi::CStr, flags: i32) -> io::Result<RawFd> {
         let p = self
             .canonical
             .join(std::ffi::OsStr::from_bytes(rel.to_bytes()));
@@ -132,6 +121,17 @@ impl RootDir {
         let c = CString::new(real.as_os_str().as_bytes())
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // SAFETY: `c` is a valid NUL-terminated path; open returns a new fd or -1.
-        Ok(unsafe { libc::open(c.as_ptr(), flags) })
+        syscall!(unsafe { libc::open(c.as_ptr(), flags) }).map_err(open_error)
+    }
+}
+
+/// Open errors that mean "not beneath the root" are reported as NotFound.
+fn open_error(e: io::Error) -> io::Error {
+    match e.raw_os_error() {
+        // EXDEV: the path (through a symlink) leaves the root.
+        Some(libc::EXDEV) | Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
+            io::Error::from(io::ErrorKind::NotFound)
+        }
+        _ => e,
     }
 }
