@@ -61,6 +61,9 @@ impl BodyMode {
 
 /// Bytes before a file segment up to this size go out linked with it.
 const LEAD_MAX: usize = 16 * 1024;
+/// A file segment as the kernel sees it: (fd, offset, length).
+type FileAt = (RawFd, u64, u64);
+
 /// Most byte segments one write gathers.
 const GATHER_MAX: usize = 8;
 
@@ -148,9 +151,9 @@ impl UConn {
             // Small bodies go by read+send even in splice mode: one copy of
             // a few KiB costs less than two splices (measured).
             if mode == BodyMode::Splice && len > SPLICE_MIN && self.take_pipe(pool) {
-                self.splice_chain(io, pool, nbytes, ffd, off, len);
+                self.splice_chain(io, pool, nbytes, (ffd, off, len));
             } else {
-                self.read_chain(io, pool, nbytes, ffd, off, len);
+                self.read_chain(io, pool, nbytes, (ffd, off, len));
             }
             return;
         }
@@ -265,15 +268,8 @@ impl UConn {
     }
 
     /// Read mode: [the leading bytes, copied] + Read(file) -> one Send.
-    fn read_chain(
-        &mut self,
-        io: &mut Io,
-        pool: &mut Pool,
-        nbytes: usize,
-        ffd: RawFd,
-        off: u64,
-        len: u64,
-    ) {
+    fn read_chain(&mut self, io: &mut Io, pool: &mut Pool, nbytes: usize, file: FileAt) {
+        let (ffd, off, len) = file;
         let h = self.gather(pool, nbytes);
         let want = len.min((READ_BUF - h) as u64) as usize;
         let more = len > want as u64 || self.more_after;
@@ -300,15 +296,8 @@ impl UConn {
 
     /// Splice mode: [Send(leading bytes) ->] Splice(file -> pipe) ->
     /// Splice(pipe -> socket).
-    fn splice_chain(
-        &mut self,
-        io: &mut Io,
-        pool: &mut Pool,
-        nbytes: usize,
-        ffd: RawFd,
-        off: u64,
-        len: u64,
-    ) {
+    fn splice_chain(&mut self, io: &mut Io, pool: &mut Pool, nbytes: usize, file: FileAt) {
+        let (ffd, off, len) = file;
         let Some(size) = self.pipe.as_ref().map(|p| p.size) else {
             return;
         };
