@@ -9,41 +9,110 @@
 //!   config-valid limits and timeouts drawn from the next bytes), a responder
 //!   selector, then script ops until the control bytes run out (see `Op`).
 //!
+//! The responder is the file responder, except that a target with `?parts`
+//! in it gets its body cut into several segments (`Body::Parts`: bytes, file
+//! ranges, an empty segment), so responses of more than two segments go
+//! through the Conn too.
+//!
 //! Part 1, the script: events as an engine would deliver them (input chunks
-//! while `wants_input`, partial `handle_sent(n)` with n never above what the
-//! current `Transmit` offers, EOF, errors, time passing and timeouts, graceful
-//! shutdown, `handle_shutdown` when asked), then an epilogue that sends the
-//! rest of the input, acknowledges everything, delivers EOF and fires
-//! deadlines. Invariants after every step:
+//! while `wants_input`, writes of any prefix of the offered segments reported
+//! with `handle_sent(n)`, n never above the offer, EOF, errors, time passing
+//! and timeouts, graceful shutdown, `handle_shutdown` when asked, unsent
+//! bytes at the idle deadline), then an epilogue that sends the rest of the
+//! input, acknowledges everything, delivers EOF and fires deadlines. A write
+//! may be asynchronous (`Write`): the engine clones the segments it covers,
+//! other events go on (input, EOF, timeouts, drain, errors), and the bytes
+//! are reported later, in one or several `handle_sent`, from the clones.
+//! Invariants after every step:
 //! - no panic; `poll_transmit` is pure (twice gives the same answer);
 //! - `is_closed()` iff `poll_transmit` is `Close`, and once closed it stays so;
 //! - an open connection always has a deadline (`poll_timeout` is `Some`);
-//! - `Bytes` are never empty, `File` ranges are non-empty and inside the file,
-//!   and `more` is true exactly when a file range follows the bytes;
+//! - `Send` lists at least one segment and never an empty one; file ranges
+//!   lie inside their file;
 //! - after `handle_sent(n)` with n short of the offer, the next offer is the
-//!   rest of the same one (bytes acknowledged never exceed bytes offered);
+//!   rest of the same one: the same segments, the first n bytes dropped, the
+//!   bytes left unchanged (bytes acknowledged never exceed bytes offered);
+//! - while a write is in flight, the offer stays the segments the engine
+//!   cloned (advanced by what was reported) until the Conn closes; the clones'
+//!   bytes do not change under the engine whatever the Conn is told meanwhile;
 //! - nothing outside the served root is ever offered (a symlink points out);
 //! - after EOF with everything acknowledged the connection ends up closed.
 //!
 //! Part 2, whole versus split (on unless `TANDEM_FUZZ_SPLIT_CHECK=0`): the
 //! request bytes fed in one `handle_input` versus in the chunks the script's
 //! `Feed` ops cut, at a fixed time, acknowledging everything after each chunk,
-//! then EOF, must give byte-identical output (all `Bytes` plus file ranges,
-//! with markers where `Shutdown` and `Close` came) and the same access log
-//! (except the request field of rejected requests, see `normalize_log`).
+//! then EOF, must give byte-identical output (all bytes of all segments, with
+//! markers where `Shutdown` and `Close` came), the same access log (except
+//! the request field of rejected requests, see `normalize_log`) and the same
+//! error-log notes. A third run feeds each chunk while the response before it
+//! is still being written (the engine holds clones of its segments and
+//! reports them after the input): the same output again.
 #![no_main]
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use arbitrary::Unstructured;
+use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use tandem::files::{Responder, Settings};
-use tandem::http::{Conn, Ctx, Limits, Now, ParseLimits, Transmit};
+use tandem::http::{
+    Body, Conn, Ctx, FileRange, Limits, Notes, Now, ParseLimits, Reply, Request, Respond, Segment,
+    Transmit,
+};
+use tandem::log::Level;
+
+// ---- the responder: the file responder, bodies cut into parts on request ----
+
+struct Fuzz(Responder);
+
+impl Respond for Fuzz {
+    fn respond(&self, req: &Request<'_>, now: &Now, notes: &mut Notes) -> Reply {
+        let mut reply = self.0.respond(req, now, notes);
+        if req.target.contains("?parts") {
+            reply.body = into_parts(std::mem::take(&mut reply.body));
+        }
+        reply
+    }
+}
+
+/// The same bytes and file ranges cut into several segments, with bytes
+/// around a file body and an empty segment (which the Conn must drop).
+fn into_parts(body: Body) -> Body {
+    let bytes = |b: &'static [u8]| Segment::Bytes(Bytes::from_static(b));
+    match body {
+        Body::File(f) => {
+            let h = f.len / 2;
+            let part = |offset, len| {
+                Segment::File(FileRange {
+                    file: f.file.clone(),
+                    offset,
+                    len,
+                })
+            };
+            Body::Parts(vec![
+                bytes(b"<"),
+                part(f.offset, h),
+                bytes(b""),
+                part(f.offset + h, f.len - h),
+                bytes(b">"),
+            ])
+        }
+        Body::Bytes(b) => {
+            let h = b.len() / 2;
+            Body::Parts(vec![
+                Segment::Bytes(b.slice(..h)),
+                Segment::Bytes(b.slice(h..)),
+                bytes(b"."),
+            ])
+        }
+        other => other,
+    }
+}
 
 // ---- the world: a served directory, made once per process ----
 
@@ -53,7 +122,7 @@ const SECRET: &[u8] = b"TOP-SECRET-OUTSIDE-THE-ROOT\n";
 
 struct World {
     base: Instant,
-    responders: Vec<Responder>,
+    responders: Vec<Fuzz>,
     /// (dev, ino) of the file outside the root that must never be served.
     secret: (u64, u64),
 }
@@ -74,6 +143,7 @@ fn world() -> &'static World {
             Responder::new(&www, settings(true, "/404.html")).unwrap(),
             Responder::new(&www, settings(true, "missing.html")).unwrap(),
         ];
+        let responders = responders.into_iter().map(Fuzz).collect();
         let m = std::fs::metadata(top.join("secret/secret.txt")).unwrap();
         World {
             base: Instant::now(),
@@ -162,22 +232,24 @@ fn split_check() -> bool {
 const WALL0: u64 = 1_795_375_297; // Sun, 22 Nov 2026 19:21:37 GMT
 
 struct Env {
-    files: &'static Responder,
+    responder: &'static Fuzz,
     limits: Limits,
     now: Now,
     offset: Duration,
     log: Vec<u8>,
+    notes: Notes,
     drain_grace: Duration,
 }
 
 impl Env {
-    fn new(files: &'static Responder, limits: Limits) -> Env {
+    fn new(responder: &'static Fuzz, limits: Limits) -> Env {
         let mut e = Env {
-            files,
+            responder,
             limits,
             now: Now::new(world().base, SystemTime::UNIX_EPOCH),
             offset: Duration::ZERO,
             log: Vec::new(),
+            notes: Notes::new(Level::Debug),
             drain_grace: Duration::ZERO,
         };
         e.set_offset(Duration::ZERO);
@@ -207,9 +279,10 @@ impl Env {
     fn ctx(&mut self) -> Ctx<'_> {
         Ctx {
             now: &self.now,
-            files: self.files,
+            responder: self.responder,
             limits: &self.limits,
             log: Some(&mut self.log),
+            notes: &mut self.notes,
             drain_grace: self.drain_grace,
         }
     }
@@ -265,14 +338,43 @@ fn limits(u: &mut Unstructured<'_>) -> arbitrary::Result<Limits> {
 
 // ---- what the Conn offers, as plain data ----
 
-/// Bytes are kept as where they are (pointer and length): two answers are the
-/// same answer when they are the same slice of the Conn's buffer. (Copying and
-/// comparing contents on every poll made the target several times slower.)
+/// A segment as where it is: bytes by pointer and length (two answers are the
+/// same answer when they are the same slice of the same buffer; comparing
+/// contents on every poll made the target several times slower), a file
+/// range by descriptor, offset and length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Bytes { ptr: usize, len: usize },
+    File { fd: i32, offset: u64, len: u64 },
+}
+
+impl Seg {
+    fn of(s: &Segment) -> Seg {
+        match s {
+            Segment::Bytes(b) => Seg::Bytes {
+                ptr: b.as_ptr() as usize,
+                len: b.len(),
+            },
+            Segment::File(f) => Seg::File {
+                fd: f.file.as_raw_fd(),
+                offset: f.offset,
+                len: f.len,
+            },
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match *self {
+            Seg::Bytes { len, .. } => len as u64,
+            Seg::File { len, .. } => len,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Offer {
     Idle,
-    Bytes { ptr: usize, len: usize, more: bool },
-    File { fd: i32, offset: u64, len: u64 },
+    Send(Vec<Seg>),
     Shutdown,
     Close,
 }
@@ -281,33 +383,82 @@ impl Offer {
     fn of(t: &Transmit<'_>) -> Offer {
         match *t {
             Transmit::Idle => Offer::Idle,
-            Transmit::Bytes { data, more } => Offer::Bytes {
-                ptr: data.as_ptr() as usize,
-                len: data.len(),
-                more,
-            },
-            Transmit::File { file, offset, len } => Offer::File {
-                fd: file.as_raw_fd(),
-                offset,
-                len,
-            },
+            Transmit::Send(segs) => Offer::Send(segs.iter().map(Seg::of).collect()),
             Transmit::Shutdown => Offer::Shutdown,
             Transmit::Close => Offer::Close,
         }
     }
 
-    fn len(&self) -> usize {
+    fn len(&self) -> u64 {
         match self {
-            Offer::Bytes { len, .. } => *len,
-            Offer::File { len, .. } => *len as usize,
+            Offer::Send(v) => v.iter().map(Seg::len).sum(),
             _ => 0,
         }
+    }
+
+    /// The offer once its first `n` bytes are sent (`n` short of all of it).
+    fn advanced(&self, mut n: u64) -> Offer {
+        let Offer::Send(v) = self else {
+            return self.clone();
+        };
+        let mut out = Vec::new();
+        for s in v {
+            let k = n.min(s.len());
+            n -= k;
+            match *s {
+                _ if k == s.len() => {}
+                Seg::Bytes { ptr, len } => out.push(Seg::Bytes {
+                    ptr: ptr + k as usize,
+                    len: len - k as usize,
+                }),
+                Seg::File { fd, offset, len } => out.push(Seg::File {
+                    fd,
+                    offset: offset + k,
+                    len: len - k,
+                }),
+            }
+        }
+        Offer::Send(out)
     }
 }
 
 thread_local! {
-    /// The last file range checked against its file: (fd, end of range).
-    static CHECKED: std::cell::Cell<(i32, u64)> = const { std::cell::Cell::new((-1, 0)) };
+    /// File ranges already checked against their file: (the file, end of the
+    /// range). Holding the `Arc` keeps the descriptor from being reused by
+    /// another file while it is here. Cleared for each input.
+    static CHECKED: std::cell::RefCell<Vec<(Arc<File>, u64)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A file range must lie inside its file, and the file inside the root. One
+/// fstat per range end: partial sends move the offset, not the end.
+fn check_file(f: &FileRange) {
+    let end = f.offset.checked_add(f.len);
+    let seen = CHECKED.with_borrow(|v| {
+        v.iter()
+            .any(|(g, e)| Arc::ptr_eq(g, &f.file) && Some(*e) == end)
+    });
+    if seen {
+        return;
+    }
+    let m = f.file.metadata().unwrap();
+    assert!(
+        end.is_some_and(|e| e <= m.len()),
+        "file range {}+{} past the end of a {}-byte file",
+        f.offset,
+        f.len,
+        m.len()
+    );
+    assert!(
+        (m.dev(), m.ino()) != world().secret,
+        "file outside the root offered"
+    );
+    CHECKED.with_borrow_mut(|v| {
+        if v.len() >= 64 {
+            v.clear();
+        }
+        v.push((f.file.clone(), end.unwrap()));
+    });
 }
 
 /// Poll twice (it must be pure) and check what a single offer must satisfy.
@@ -327,111 +478,210 @@ fn poll(c: &Conn) -> Offer {
             "open connection without a deadline: {a:?}"
         );
     }
-    match t {
-        Transmit::Bytes { data, .. } => {
-            assert!(!data.is_empty(), "empty Bytes offered");
-        }
-        Transmit::File { file, offset, len } => {
-            assert!(len > 0, "empty file range offered");
-            // One fstat per response body: its range keeps the same end while
-            // partial sends move the offset.
-            let key = (file.as_raw_fd(), offset.wrapping_add(len));
-            if CHECKED.get() == key {
-                return a;
+    if let Transmit::Send(segs) = t {
+        assert!(!segs.is_empty(), "Send of no segments");
+        for s in segs {
+            assert!(!s.is_empty(), "empty segment offered: {a:?}");
+            if let Segment::File(f) = s {
+                check_file(f);
             }
-            CHECKED.set(key);
-            let m = file.metadata().unwrap();
-            assert!(
-                offset.checked_add(len).is_some_and(|e| e <= m.len()),
-                "file range {offset}+{len} past the end of a {}-byte file",
-                m.len()
-            );
-            assert!(
-                (m.dev(), m.ino()) != world().secret,
-                "file outside the root offered"
-            );
         }
-        _ => {}
     }
     a
 }
 
-fn file_bytes(c: &Conn, n: usize) -> Vec<u8> {
-    let Transmit::File { file, offset, .. } = c.poll_transmit() else {
-        unreachable!()
-    };
-    let mut buf = vec![0u8; n];
-    file.read_exact_at(&mut buf, offset)
-        .expect("file range offered but not readable");
-    buf
+/// Take the first `n` bytes of `segs` (at most all of them) off the front,
+/// reading them as the kernel would.
+fn take_bytes(segs: &mut Vec<Segment>, n: u64, out: &mut Vec<u8>) {
+    let mut n = n;
+    while n > 0 && !segs.is_empty() {
+        let s = &mut segs[0];
+        let k = n.min(s.len());
+        match s {
+            Segment::Bytes(b) => out.extend_from_slice(&b[..k as usize]),
+            Segment::File(f) => {
+                let at = out.len();
+                out.resize(at + k as usize, 0);
+                f.file
+                    .read_exact_at(&mut out[at..], f.offset)
+                    .expect("file range offered but not readable");
+            }
+        }
+        s.advance(k);
+        n -= k;
+        if s.is_empty() {
+            segs.remove(0);
+        }
+    }
 }
 
-/// Checks that span calls: Close is sticky, acknowledgements line up.
+/// The contents of the byte segments of the current offer after its first
+/// `n` bytes (file ranges are checked by position: files do not change).
+fn bytes_after(c: &Conn, n: u64) -> Vec<u8> {
+    let Transmit::Send(segs) = c.poll_transmit() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut skip = n;
+    for s in segs {
+        let k = skip.min(s.len());
+        skip -= k;
+        if let Segment::Bytes(b) = s {
+            out.extend_from_slice(&b[k as usize..]);
+        }
+    }
+    out
+}
+
+/// An asynchronous write in flight: clones of the segments it reads.
+struct Hold {
+    /// The clones, advanced past the bytes reported so far.
+    segs: Vec<Segment>,
+    /// What the write sends, read when it started; `done` of it is reported.
+    data: Vec<u8>,
+    done: usize,
+}
+
+/// Checks that span calls: Close is sticky, acknowledgements line up, an
+/// asynchronous write sees its segments stay put.
 struct Tracker {
     closed: bool,
     offered_total: u64,
     acked_total: u64,
+    hold: Option<Hold>,
 }
 
 impl Tracker {
+    fn new() -> Tracker {
+        Tracker {
+            closed: false,
+            offered_total: 0,
+            acked_total: 0,
+            hold: None,
+        }
+    }
+
     fn after(&mut self, c: &Conn, what: &dyn std::fmt::Debug) -> Offer {
         let o = poll(c);
         if self.closed {
             assert_eq!(o, Offer::Close, "reopened after Close by {what:?}");
         }
         self.closed = o == Offer::Close;
+        if let (Some(h), false) = (&self.hold, self.closed) {
+            // Whatever happened, the write in flight still reads what the
+            // Conn offers: handle_sent will count from where it started.
+            let held: Vec<Seg> = h.segs.iter().map(Seg::of).collect();
+            assert!(
+                matches!(&o, Offer::Send(v) if v.starts_with(&held)),
+                "{what:?} while a write of {held:?} was in flight; now offered {o:?}"
+            );
+        }
         o
     }
 
-    /// `handle_sent(n)` with `n <= ` what is offered; check the next offer
-    /// continues exactly where the acknowledged bytes stopped.
-    fn send(&mut self, env: &mut Env, c: &mut Conn, n: usize) -> Offer {
+    /// A write of `n` bytes (at most the offer), reported at once.
+    fn send(&mut self, env: &mut Env, c: &mut Conn, n: u64) -> Offer {
         let before = poll(c);
-        let n = n.min(before.len());
-        // On a short send of bytes, the rest must come next, unchanged.
-        let rest: Option<Vec<u8>> = match c.poll_transmit() {
-            Transmit::Bytes { data, .. } if n < data.len() => Some(data[n..].to_vec()),
-            _ => None,
-        };
-        self.offered_total += before.len() as u64;
-        self.acked_total += n as u64;
+        let total = before.len();
+        let n = n.min(total);
+        // On a short send, the rest must come next, unchanged.
+        let rest = (n < total).then(|| bytes_after(c, n));
+        self.offered_total += total;
+        self.acked_total += n;
         assert!(self.acked_total <= self.offered_total);
-        c.handle_sent(&mut env.ctx(), n);
+        c.handle_sent(&mut env.ctx(), n as usize);
         let after = self.after(c, &"handle_sent");
-        match (&before, &after) {
-            (Offer::Bytes { more, .. }, _) if rest.is_some() => {
-                let Transmit::Bytes { data, more: more2 } = c.poll_transmit() else {
-                    panic!("short send of {n} bytes, then {after:?}");
-                };
-                assert!(
-                    Some(data) == rest.as_deref() && more2 == *more,
-                    "short send of {n} did not resume where it stopped"
-                );
-            }
-            (Offer::Bytes { more: true, .. }, Offer::File { .. }) => {}
-            (Offer::Bytes { more: true, .. }, _) => {
-                panic!("Bytes said more: true but then {after:?}")
-            }
-            (Offer::File { fd, offset, len }, _) if (n as u64) < *len => {
-                let want = Offer::File {
-                    fd: *fd,
-                    offset: offset + n as u64,
-                    len: len - n as u64,
-                };
-                assert_eq!(after, want, "short file send of {n} did not resume");
-            }
-            _ => {}
-        }
-        if n < before.len() {
-            // Not everything went out: the part not acknowledged is offered again.
-            self.offered_total -= (before.len() - n) as u64;
+        if let Some(rest) = rest {
+            let want = before.advanced(n);
+            assert_eq!(
+                after, want,
+                "short send of {n} of {total} bytes did not resume where it stopped"
+            );
+            assert!(
+                bytes_after(c, 0) == rest,
+                "short send of {n}: the bytes left changed"
+            );
+            // The part not acknowledged is offered again.
+            self.offered_total -= total - n;
         }
         after
     }
 
-    /// Acknowledge everything offered (at most `chunk` bytes a write), answer
-    /// Shutdown, until Idle or Close.
-    fn drain(&mut self, env: &mut Env, c: &mut Conn, chunk: usize) {
+    /// Start an asynchronous write of `n` bytes (at most the offer): clone
+    /// the segments it covers and read what it will send. Nothing is
+    /// reported yet. One write at a time, as an engine does.
+    fn start_write(&mut self, c: &Conn, n: u64) {
+        if self.hold.is_some() {
+            return;
+        }
+        let Transmit::Send(offered) = c.poll_transmit() else {
+            return;
+        };
+        let mut segs = Vec::new();
+        let mut covered = 0;
+        for s in offered {
+            if covered >= n {
+                break;
+            }
+            covered += s.len();
+            segs.push(s.clone());
+        }
+        let n = n.min(covered);
+        if n == 0 {
+            return;
+        }
+        let mut data = Vec::new();
+        take_bytes(&mut segs.clone(), n, &mut data);
+        self.hold = Some(Hold {
+            segs,
+            data,
+            done: 0,
+        });
+    }
+
+    /// The write in flight reports `k` more bytes (at least 1, at most what
+    /// is left of it), read from the clones.
+    fn report(&mut self, env: &mut Env, c: &mut Conn, k: u64) {
+        let Some(mut h) = self.hold.take() else {
+            return;
+        };
+        let k = k.clamp(1, (h.data.len() - h.done) as u64);
+        let mut got = Vec::new();
+        take_bytes(&mut h.segs, k, &mut got);
+        assert!(
+            got[..] == h.data[h.done..h.done + k as usize],
+            "the bytes of a write in flight changed under it"
+        );
+        h.done += k as usize;
+        if h.done < h.data.len() {
+            self.hold = Some(h);
+        }
+        if self.closed {
+            // An engine finishing a write on a closed Conn: nothing to count.
+            c.handle_sent(&mut env.ctx(), k as usize);
+            self.after(c, &"handle_sent after Close");
+        } else {
+            let before = poll(c).len();
+            assert!(k <= before, "write of {k} in flight, {before} offered");
+            self.send(env, c, k);
+        }
+    }
+
+    /// Finish the write in flight, `chunk` bytes a report.
+    fn finish_write(&mut self, env: &mut Env, c: &mut Conn, chunk: u64) {
+        for _ in 0..100_000 {
+            if self.hold.is_none() {
+                return;
+            }
+            self.report(env, c, chunk);
+        }
+        panic!("write in flight does not end");
+    }
+
+    /// Finish the write in flight, then acknowledge everything offered (at
+    /// most `chunk` bytes a write), answer Shutdown, until Idle or Close.
+    fn drain(&mut self, env: &mut Env, c: &mut Conn, chunk: u64) {
+        self.finish_write(env, c, chunk);
         for _ in 0..100_000 {
             match poll(c) {
                 Offer::Idle => return,
@@ -465,9 +715,15 @@ enum Op {
     /// The next `len` request bytes arrive (a split point), if the engine
     /// would read now (`wants_input`).
     Feed(u16),
-    /// One write of `n` bytes of the current offer (n clamped to it).
+    /// One write of `n` bytes of the current offer (n clamped to it); while
+    /// a write is in flight, `n` more of its bytes are reported instead.
     Send(u16),
-    /// Write everything offered, `chunk` bytes a time.
+    /// An asynchronous write of `n` bytes of the current offer starts: the
+    /// engine clones the segments and reports them with later `Send`s (or
+    /// `Drain`, or the epilogue). Nothing if one is in flight already.
+    Write(u16),
+    /// Finish the write in flight, then write everything offered, `chunk`
+    /// bytes a time.
     Drain(u16),
     Eof,
     Error,
@@ -487,7 +743,8 @@ enum Op {
 fn op(u: &mut Unstructured<'_>) -> arbitrary::Result<Op> {
     Ok(match u.arbitrary::<u8>()? % 16 {
         0..=3 => Op::Feed(u.arbitrary()?),
-        4..=5 => Op::Send(u.arbitrary()?),
+        4 => Op::Send(u.arbitrary()?),
+        5 => Op::Write(u.arbitrary()?),
         6..=7 => Op::Drain(u.arbitrary::<u16>()?.max(1)),
         8 => Op::Eof,
         9 => Op::Error,
@@ -504,7 +761,7 @@ fn op(u: &mut Unstructured<'_>) -> arbitrary::Result<Op> {
 
 struct Case<'a> {
     limits: Limits,
-    files: &'static Responder,
+    responder: &'static Fuzz,
     ops: Vec<Op>,
     req: &'a [u8],
 }
@@ -516,7 +773,7 @@ fn decode(data: &[u8]) -> Option<Case<'_>> {
     let mut u = Unstructured::new(ctl);
     let limits = limits(&mut u).unwrap_or_else(|_| default_limits());
     let w = world();
-    let files = &w.responders[u.arbitrary::<u8>().unwrap_or(0) as usize % w.responders.len()];
+    let responder = &w.responders[u.arbitrary::<u8>().unwrap_or(0) as usize % w.responders.len()];
     let mut ops = Vec::new();
     while !u.is_empty() {
         match op(&mut u) {
@@ -526,20 +783,16 @@ fn decode(data: &[u8]) -> Option<Case<'_>> {
     }
     Some(Case {
         limits,
-        files,
+        responder,
         ops,
         req,
     })
 }
 
 fn run_script(case: &Case<'_>) {
-    let mut env = Env::new(case.files, case.limits.clone());
+    let mut env = Env::new(case.responder, case.limits.clone());
     let mut c = env.conn();
-    let mut t = Tracker {
-        closed: false,
-        offered_total: 0,
-        acked_total: 0,
-    };
+    let mut t = Tracker::new();
     let mut pos = 0usize; // request bytes delivered so far
     let mut eof = false;
     t.after(&c, &"new");
@@ -553,9 +806,14 @@ fn run_script(case: &Case<'_>) {
                 }
             }
             Op::Send(n) => {
-                t.send(&mut env, &mut c, n as usize);
+                if t.hold.is_some() {
+                    t.report(&mut env, &mut c, n as u64);
+                } else {
+                    t.send(&mut env, &mut c, n as u64);
+                }
             }
-            Op::Drain(chunk) => t.drain(&mut env, &mut c, chunk as usize),
+            Op::Write(n) => t.start_write(&c, n as u64),
+            Op::Drain(chunk) => t.drain(&mut env, &mut c, chunk as u64),
             Op::Eof => {
                 if !eof {
                     eof = true;
@@ -599,7 +857,9 @@ fn run_script(case: &Case<'_>) {
         t.after(&c, op);
     }
 
-    // Epilogue: the rest of the request, everything acknowledged, then EOF.
+    // Epilogue: the write in flight ends, the rest of the request arrives,
+    // everything is acknowledged, then EOF.
+    t.finish_write(&mut env, &mut c, u64::MAX);
     let mut rounds = 0;
     while !eof && !t.closed && pos < case.req.len() {
         rounds += 1;
@@ -610,7 +870,7 @@ fn run_script(case: &Case<'_>) {
             pos = end;
             t.after(&c, &"epilogue input");
         }
-        t.drain(&mut env, &mut c, usize::MAX);
+        t.drain(&mut env, &mut c, u64::MAX);
         if !t.closed && !c.wants_input(&env.limits) {
             // The engine stopped reading and everything is sent: only time helps.
             let d = c.poll_timeout().expect("open without a deadline");
@@ -619,12 +879,12 @@ fn run_script(case: &Case<'_>) {
             t.after(&c, &"epilogue timeout");
         }
     }
-    t.drain(&mut env, &mut c, usize::MAX);
+    t.drain(&mut env, &mut c, u64::MAX);
     if !eof {
         c.handle_eof(&mut env.ctx());
         t.after(&c, &"epilogue eof");
     }
-    t.drain(&mut env, &mut c, usize::MAX);
+    t.drain(&mut env, &mut c, u64::MAX);
     for _ in 0..4 {
         if t.closed {
             break;
@@ -633,7 +893,7 @@ fn run_script(case: &Case<'_>) {
         env.advance_to(d);
         c.handle_timeout(&mut env.ctx());
         t.after(&c, &"epilogue deadline");
-        t.drain(&mut env, &mut c, usize::MAX);
+        t.drain(&mut env, &mut c, u64::MAX);
     }
     assert!(
         t.closed,
@@ -648,8 +908,10 @@ enum Rec {
     Data(Vec<u8>),
     Shutdown,
     Close,
-    /// The access log the connection wrote (last).
+    /// The access log the connection wrote (after the output).
     Log(Vec<u8>),
+    /// The error-log notes (last).
+    Notes(Vec<String>),
 }
 
 fn push_data(out: &mut Vec<Rec>, b: &[u8]) {
@@ -660,47 +922,82 @@ fn push_data(out: &mut Vec<Rec>, b: &[u8]) {
     }
 }
 
+/// Record Shutdown (answering it) until something else is offered, and
+/// return that.
+fn answer_shutdown(c: &mut Conn, out: &mut Vec<Rec>) -> Offer {
+    loop {
+        match c.poll_transmit() {
+            Transmit::Shutdown => {
+                out.push(Rec::Shutdown);
+                c.handle_shutdown();
+            }
+            t => return Offer::of(&t),
+        }
+    }
+}
+
 /// Acknowledge everything, recording what went out.
 fn drain_record(env: &mut Env, c: &mut Conn, out: &mut Vec<Rec>) {
     for _ in 0..100_000 {
-        match c.poll_transmit() {
-            Transmit::Idle => return,
-            Transmit::Close => {
+        match answer_shutdown(c, out) {
+            Offer::Idle => return,
+            Offer::Close => {
                 if out.last() != Some(&Rec::Close) {
                     out.push(Rec::Close);
                 }
                 return;
             }
-            Transmit::Shutdown => {
-                out.push(Rec::Shutdown);
-                c.handle_shutdown();
-            }
-            Transmit::Bytes { data, .. } => {
-                push_data(out, data);
-                let n = data.len();
-                c.handle_sent(&mut env.ctx(), n);
-            }
-            Transmit::File { len, .. } => {
-                let b = file_bytes(c, len as usize);
+            _ => {
+                let Transmit::Send(segs) = c.poll_transmit() else {
+                    unreachable!()
+                };
+                let mut segs = segs.to_vec();
+                let n: u64 = segs.iter().map(Segment::len).sum();
+                let mut b = Vec::new();
+                take_bytes(&mut segs, n, &mut b);
                 push_data(out, &b);
-                c.handle_sent(&mut env.ctx(), len as usize);
+                c.handle_sent(&mut env.ctx(), n as usize);
             }
         }
     }
     panic!("drain does not end");
 }
 
-fn record(case: &Case<'_>, chunks: &[&[u8]]) -> Vec<Rec> {
-    let mut env = Env::new(case.files, case.limits.clone());
+/// The output for the request cut into `chunks`. With `overlap`, each chunk
+/// arrives while the response offered before it is being written: the
+/// segments are cloned, the chunk is fed, then the clones are sent and
+/// reported.
+fn record(case: &Case<'_>, chunks: &[&[u8]], overlap: bool) -> Vec<Rec> {
+    let mut env = Env::new(case.responder, case.limits.clone());
     let mut c = env.conn();
     let mut out = Vec::new();
     for chunk in chunks {
+        let held = match answer_shutdown(&mut c, &mut out) {
+            Offer::Send(_) if overlap => match c.poll_transmit() {
+                Transmit::Send(segs) => Some(segs.to_vec()),
+                _ => unreachable!(),
+            },
+            _ => None,
+        };
         c.handle_input(&mut env.ctx(), chunk);
-        drain_record(&mut env, &mut c, &mut out);
+        match held {
+            Some(mut segs) => {
+                let n: u64 = segs.iter().map(Segment::len).sum();
+                let mut b = Vec::new();
+                take_bytes(&mut segs, n, &mut b);
+                push_data(&mut out, &b);
+                c.handle_sent(&mut env.ctx(), n as usize);
+            }
+            None if !overlap => drain_record(&mut env, &mut c, &mut out),
+            None => {}
+        }
     }
+    drain_record(&mut env, &mut c, &mut out);
     c.handle_eof(&mut env.ctx());
     drain_record(&mut env, &mut c, &mut out);
     out.push(Rec::Log(normalize_log(&env.log)));
+    let notes = env.notes.take().map(|(l, s)| format!("{l:?}: {s}"));
+    out.push(Rec::Notes(notes.collect()));
     out
 }
 
@@ -745,6 +1042,10 @@ fn show(recs: &[Rec]) -> String {
                 s.push_str("\n<ACCESS LOG>\n");
                 s.push_str(&l.escape_ascii().to_string());
             }
+            Rec::Notes(n) => {
+                s.push_str("\n<NOTES>\n");
+                s.push_str(&n.join("\n"));
+            }
         }
     }
     s
@@ -769,36 +1070,47 @@ fn whole_vs_split(case: &Case<'_>) {
     if chunks.len() < 2 {
         return;
     }
-    let whole = record(case, &[case.req]);
-    let split = record(case, &chunks);
-    if whole != split {
-        let cuts: Vec<usize> = chunks
+    let whole = record(case, &[case.req], false);
+    let cuts = || -> Vec<usize> {
+        let mut v: Vec<usize> = chunks
             .iter()
             .scan(0, |p, c| {
                 *p += c.len();
                 Some(*p)
             })
             .collect();
-        panic!(
-            "whole vs split differ\ninput: \"{}\"\nsplit after bytes {:?}\nwhole: \"{}\"\nsplit: \"{}\"",
-            case.req.escape_ascii(),
-            &cuts[..cuts.len() - 1],
-            show(&whole),
-            show(&split)
-        );
+        v.pop();
+        v
+    };
+    for overlap in [false, true] {
+        let split = record(case, &chunks, overlap);
+        if whole != split {
+            panic!(
+                "whole vs split{} differ\ninput: \"{}\"\nsplit after bytes {:?}\nwhole: \"{}\"\nsplit: \"{}\"",
+                if overlap {
+                    " (each chunk fed while a write is in flight)"
+                } else {
+                    ""
+                },
+                case.req.escape_ascii(),
+                cuts(),
+                show(&whole),
+                show(&split)
+            );
+        }
     }
 }
 
 fuzz_target!(|data: &[u8]| {
     let Some(case) = decode(data) else { return };
-    CHECKED.set((-1, 0));
+    CHECKED.with_borrow_mut(Vec::clear);
     if debug() {
         eprintln!(
             "limits: {:?}\nops: {:?}\nrequest: \"{}\"\nwhole output: \"{}\"",
             case.limits,
             case.ops,
             case.req.escape_ascii(),
-            show(&record(&case, &[case.req]))
+            show(&record(&case, &[case.req], false))
         );
     }
     run_script(&case);

@@ -9,7 +9,10 @@
 //!
 //! Always checked: no panic; `Complete(head, n)` has `0 < n <= len`, ends in
 //! `\n`, a target within `max_target_size`, and parsing exactly `buf[..n]`
-//! gives the same head; a rejection has one of the statuses parse_head uses.
+//! gives the same head (header fields included); its header fields all lie
+//! inside `buf[..n]`, and `header(name)` / `header_str(name)` find the first
+//! field of that name, trimmed; a rejection has one of the statuses
+//! parse_head uses.
 //!
 //! Split check (config-valid limits; on unless `TANDEM_FUZZ_SPLIT_CHECK=0`):
 //! the verdict does not depend on how the bytes arrive. A prefix of the input
@@ -22,7 +25,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use tandem::http::ParseLimits;
-use tandem::http::parse::{Parsed, Reject, parse_head};
+use tandem::http::parse::{MAX_HEADERS, Parsed, Reject, Request, parse_head};
 
 fn split_check() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
@@ -42,6 +45,59 @@ fn verdict(r: &Result<Parsed<'_>, Reject>) -> Verdict {
         Ok(Parsed::Partial) => Verdict::Partial,
         Ok(Parsed::Complete(_, n)) => Verdict::Complete(*n),
         Err(r) => Verdict::Reject(r.status.0),
+    }
+}
+
+/// `parse_head` with a fresh header slice, as `Conn` calls it.
+fn parse_with<R>(
+    buf: &[u8],
+    lim: &ParseLimits,
+    f: impl FnOnce(&Result<Parsed<'_>, Reject>) -> R,
+) -> R {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    f(&parse_head(buf, &mut headers, lim))
+}
+
+/// Without leading and trailing spaces and tabs (optional whitespace).
+fn trim_sp_tab(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+/// What the field accessors must say about a parsed head of `buf[..n]`.
+fn check_headers(head: &Request<'_>, buf: &[u8], n: usize) {
+    let inside = |s: &[u8]| {
+        let (lo, hi) = (buf.as_ptr() as usize, buf.as_ptr() as usize + n);
+        let p = s.as_ptr() as usize;
+        s.is_empty() || (p >= lo && p + s.len() <= hi)
+    };
+    assert!(head.headers.len() <= MAX_HEADERS);
+    assert!(inside(head.target.as_bytes()), "target outside the head");
+    for h in head.headers {
+        assert!(
+            inside(h.name.as_bytes()) && inside(h.value),
+            "header {:?} outside the head",
+            h.name
+        );
+        let first = head
+            .headers
+            .iter()
+            .find(|g| g.name.eq_ignore_ascii_case(h.name))
+            .unwrap();
+        let want = trim_sp_tab(first.value);
+        let got = head.header(&h.name.to_ascii_uppercase());
+        assert_eq!(got, Some(want), "header({:?})", h.name);
+        assert_eq!(
+            head.header_str(h.name),
+            std::str::from_utf8(want).ok(),
+            "header_str({:?})",
+            h.name
+        );
     }
 }
 
@@ -66,7 +122,8 @@ fuzz_target!(|data: &[u8]| {
         }
     };
 
-    let res = parse_head(buf, &lim);
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let res = parse_head(buf, &mut headers, &lim);
     let whole = verdict(&res);
     let summary = format!("{res:?}");
     let mut decided_at = buf.len();
@@ -84,9 +141,10 @@ fuzz_target!(|data: &[u8]| {
                 head.target.len(),
                 lim.max_target_size
             );
+            check_headers(&head, buf, n);
             // The head does not depend on the bytes that follow it.
-            let again = parse_head(&buf[..n], &lim);
-            assert_eq!(format!("{again:?}"), summary, "buf[..n] parses differently");
+            let again = parse_with(&buf[..n], &lim, |r| format!("{r:?}"));
+            assert_eq!(again, summary, "buf[..n] parses differently");
             decided_at = n;
         }
         Ok(Parsed::Partial) => {}
@@ -103,7 +161,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     for i in [cut % decided_at, decided_at - 1] {
-        let p = verdict(&parse_head(&buf[..i], &lim));
+        let p = parse_with(&buf[..i], &lim, verdict);
         let ok = match (&whole, &p) {
             (_, Verdict::Partial) => true,
             (Verdict::Reject(a), Verdict::Reject(b)) => a == b,

@@ -7,9 +7,12 @@ parse_head input: [mode][h][t][cut u16 LE] + request bytes. mode 0x00 = config-v
 conn input: [n] + control[n] + request bytes. control = [limits selector]
 [responder selector] then ops; selector 0 = the unit tests' limits (header
 1024, target 256, body 100) and responder 0 (404.html, no dotfiles). Ops
-(first byte % 16): 0 Feed(u16 len), 4 Send(u16 n), 6 Drain(u16 chunk), 8 Eof,
+(first byte % 16): 0 Feed(u16 len), 4 Send(u16 n) (or, with a write in
+flight, n more of its bytes reported), 5 Write(u16 n) (an asynchronous write
+starts: segments cloned, nothing reported yet), 6 Drain(u16 chunk), 8 Eof,
 9 Error, 10 Advance(u16 * 4 ms), 11 Deadline, 13 Timeout, 14
 BeginShutdown(u16 grace ms), 15 HandleShutdown. Integers are little-endian.
+A target with "?parts" gets its body cut into several segments.
 """
 import os
 import struct
@@ -19,6 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def feed(n): return b"\x00" + struct.pack("<H", n)
 def send(n): return b"\x04" + struct.pack("<H", n)
+def write(n): return b"\x05" + struct.pack("<H", n)
 def drain(chunk): return b"\x06" + struct.pack("<H", chunk)
 EOF_, ERROR, DEADLINE, TIMEOUT, HSHUT = b"\x08", b"\x09", b"\x0b", b"\x0d", b"\x0f"
 def advance(ms): return b"\x0a" + struct.pack("<H", ms // 4)
@@ -76,6 +80,16 @@ CONN = {
     "error": conn([feed(10), ERROR, feed(10), DEADLINE], get(b"/a.txt")),
     "small_limits": conn([feed(300), drain(1000)], b"GET /" + b"a" * 300 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
                          limits=b"\x01\x00\x00\x00\x00\x10\x00\xe8\x03\xe8\x03\xe8\x03"),
+    # A write in flight while input, EOF, a drain, a timeout or an error comes.
+    "inflight_input": conn([feed(40), write(30), feed(1000), EOF_, send(10), send(5), drain(100)],
+                           get(b"/a.txt") + get(b"/big.bin")),
+    "inflight_shutdown": conn([feed(40), write(1000), shutdown(0), feed(100), drain(7)],
+                              get(b"/a.txt") + get(b"/")),
+    "inflight_timeout": conn([feed(1000), write(100), advance(61000), send(50)], get(b"/big.bin")),
+    "inflight_error": conn([feed(1000), write(500), ERROR, send(600)], get(b"/big.bin")),
+    "parts": conn([feed(1000), write(200), send(7), feed(1000), drain(3)],
+                  get(b"/big.bin?parts") + get(b"/a.txt?parts") + get(b"/missing?parts")
+                  + get(b"/empty.txt?parts") + get(b"/sub?parts"), responder=b"\x01"),
 }
 
 for target, seeds, prefix in [("parse_head", PARSE, b"\x00\xff\x7f\x10\x00"), ("conn", CONN, b"")]:
