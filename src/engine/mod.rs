@@ -18,9 +18,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::EngineChoice;
 use crate::files::Responder;
-use crate::http::{Conn, Ctx, Limits, Notes, Now};
+use crate::http::{Ctx, Limits, Notes, Now};
 use crate::log::AccessLog;
-use crate::log::Level;
 
 /// The engine a worker actually runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,14 +297,6 @@ impl Default for Clock {
     }
 }
 
-/// The most verbose error-log level enabled now.
-fn log_level() -> Level {
-    [Level::Debug, Level::Info, Level::Warn]
-        .into_iter()
-        .find(|&l| crate::log::enabled(l))
-        .unwrap_or(Level::Error)
-}
-
 fn secs(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -398,7 +389,7 @@ impl WorkerState {
             clock,
             access: spec.access.clone(),
             logbuf: Vec::with_capacity(if spec.access.is_off() { 0 } else { LOG_BUF_CAP }),
-            notes: Notes::new(log_level()),
+            notes: Notes::new(crate::log::level()),
             last_flush: now,
             tick,
             next_tick: now + tick,
@@ -604,29 +595,6 @@ pub fn peer_addr(fd: RawFd) -> Option<SocketAddr> {
     })
     .ok()?;
     sockaddr_to_std(&ss)
-}
-
-/// A connection's deadline has passed: the one timeout policy of both
-/// engines. An idle connection is only idle once the last response has left
-/// the socket: a slow reader still receiving it cannot have sent its next
-/// request yet (see `Conn::handle_unsent`).
-pub fn expire(conn: &mut Conn, fd: RawFd, ctx: &mut Ctx<'_>) {
-    if conn.is_idle() {
-        conn.handle_unsent(ctx, unsent_bytes(fd));
-    } else {
-        conn.handle_timeout(ctx);
-    }
-}
-
-/// Bytes in a socket's send queue (not yet acknowledged by the peer): on
-/// loopback, what the peer has not found room for yet. 0 if unknown.
-fn unsent_bytes(fd: RawFd) -> usize {
-    let mut n: libc::c_int = 0;
-    // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one c_int into a live c_int.
-    match crate::syscall!(unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) }) {
-        Ok(_) => n.max(0) as usize,
-        Err(_) => 0,
-    }
 }
 
 /// TCP_NODELAY on an accepted socket: responses go out as soon as they are written.

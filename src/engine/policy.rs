@@ -170,7 +170,7 @@ impl WorkerState {
                 continue;
             };
             if conn.poll_timeout().is_some_and(|d| d <= now) {
-                super::expire(conn, fd, &mut self.ctx());
+                expire(conn, fd, &mut self.ctx());
                 due.push(tok);
             }
         }
@@ -188,6 +188,29 @@ impl WorkerState {
             }
         }
         all
+    }
+}
+
+/// A connection's deadline has passed: the one timeout policy of both
+/// engines. An idle connection is only idle once the last response has left
+/// the socket: a slow reader still receiving it cannot have sent its next
+/// request yet (see `Conn::handle_unsent`).
+fn expire(conn: &mut Conn, fd: RawFd, ctx: &mut Ctx<'_>) {
+    if conn.is_idle() {
+        conn.handle_unsent(ctx, unsent_bytes(fd));
+    } else {
+        conn.handle_timeout(ctx);
+    }
+}
+
+/// Bytes in a socket's send queue (not yet acknowledged by the peer): on
+/// loopback, what the peer has not found room for yet. 0 if unknown.
+fn unsent_bytes(fd: RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one c_int into a live c_int.
+    match crate::syscall!(unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) }) {
+        Ok(_) => n.max(0) as usize,
+        Err(_) => 0,
     }
 }
 

@@ -99,13 +99,18 @@ impl Body {
 
     /// Append the body's non-empty segments to `out`.
     pub fn into_segments(self, out: &mut Vec<Segment>) {
-        match self {
-            Body::Empty => {}
-            Body::Bytes(b) => out.push(Segment::Bytes(b)),
-            Body::File(f) => out.push(Segment::File(f)),
-            Body::Parts(p) => out.extend(p),
+        let seg = match self {
+            Body::Empty => return,
+            Body::Bytes(b) => Segment::Bytes(b),
+            Body::File(f) => Segment::File(f),
+            Body::Parts(p) => {
+                out.extend(p.into_iter().filter(|s| !s.is_empty()));
+                return;
+            }
+        };
+        if !seg.is_empty() {
+            out.push(seg);
         }
-        out.retain(|s| !s.is_empty());
     }
 }
 
@@ -145,11 +150,6 @@ impl Headers {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| &**v)
-    }
-
-    /// Remove every field called `name`.
-    pub fn remove(&mut self, name: &str) {
-        self.list.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {

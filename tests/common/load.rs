@@ -1102,14 +1102,7 @@ impl Client {
         let got = self.read_response(w, usize::MAX, Duration::ZERO, Some(permille));
         match got {
             Got::Stopped { status, head, cl } => {
-                let r = Reply {
-                    status,
-                    head: &head,
-                    content_length: cl,
-                    body: &self.body,
-                    complete: false,
-                };
-                if let Err(e) = (t.check)(&r) {
+                if let Err(e) = self.check_cut(&t, status, &head, cl) {
                     self.sh.add(&self.sh.c.wrong, 1);
                     self.fail(format!(
                         "{}: GET {} (read {} of {cl} bytes, then cut by the client): {e}\n{head}",
@@ -1131,6 +1124,18 @@ impl Client {
 
     /// Count one outcome; `rest` = requests pipelined behind this one.
     /// Returns whether the connection can be used again.
+    /// `t`'s check of a response whose body was cut short: `self.body`
+    /// holds the part that came.
+    fn check_cut(&self, t: &Target, status: u16, head: &str, cl: usize) -> Result<(), String> {
+        (t.check)(&Reply {
+            status,
+            head,
+            content_length: cl,
+            body: &self.body,
+            complete: false,
+        })
+    }
+
     fn account(&mut self, w: &mut Wire, t: &Target, got: Got, rest: u64) -> bool {
         let sh = self.sh.clone();
         let c = &sh.c;
@@ -1178,14 +1183,7 @@ impl Client {
             Got::Stopped { .. } => unreachable!("only abort_round stops reading early"),
             Got::Abandoned { status, head, cl } => {
                 sh.add(&c.abandoned, 1 + rest);
-                let r = Reply {
-                    status,
-                    head: &head,
-                    content_length: cl,
-                    body: &self.body,
-                    complete: false,
-                };
-                if let Err(e) = (t.check)(&r) {
+                if let Err(e) = self.check_cut(t, status, &head, cl) {
                     sh.add(&c.wrong, 1);
                     self.fail(format!(
                         "{}: (left after {} bytes at the load's stop) {e}\n{head}",

@@ -87,7 +87,7 @@ impl UConn {
             }
             // Bytes the engine already holds go first.
             if self.fstart < self.fend {
-                self.send_buf(io, false, false);
+                self.send_buf(io, false);
                 return;
             }
             if self.pipe_pending > 0 {
@@ -161,11 +161,11 @@ impl UConn {
         let more = self.more_after || file.is_some();
         if nbytes > 1 && lead <= READ_BUF {
             self.gather(pool, nbytes);
-            self.send_buf(io, more, false);
+            self.send_buf(io, more);
         } else {
             let more = more || nbytes > 1;
             self.held.truncate(1);
-            self.send_held(io, more, false);
+            self.send_held(io, more);
         }
     }
 
@@ -193,14 +193,14 @@ impl UConn {
     }
 
     /// Send `fbuf[fstart..fend]`.
-    fn send_buf(&mut self, io: &mut Io, more: bool, link: bool) {
+    fn send_buf(&mut self, io: &mut Io, more: bool) {
         let Some(buf) = self.fbuf.as_ref() else {
             self.fstart = 0;
             self.fend = 0;
             return;
         };
         let rest = &buf[self.fstart..self.fend];
-        let e = self.send_entry(rest.as_ptr(), rest.len(), more, link, SEND_BUF);
+        let e = self.send_entry(rest.as_ptr(), rest.len(), more, false, SEND_BUF);
         // SAFETY: fbuf is a heap buffer owned by this connection; it is given
         // back or rewritten only when no write is in flight (`pump`,
         // `gather` from `pump`, `release`), and the socket stays open until
@@ -209,12 +209,12 @@ impl UConn {
     }
 
     /// Send the first held segment, which is bytes.
-    fn send_held(&mut self, io: &mut Io, more: bool, link: bool) {
+    fn send_held(&mut self, io: &mut Io, more: bool) {
         let Some(Segment::Bytes(b)) = self.held.first() else {
             return;
         };
         let (p, n) = (b.as_ptr(), b.len());
-        let e = self.send_entry(p, n, more, link, SEND_BYTES);
+        let e = self.send_entry(p, n, more, false, SEND_BYTES);
         // SAFETY: the bytes belong to a clone in `held`, which is cleared
         // only when no write is in flight; shared bytes never move or change
         // while a clone lives. The socket stays open until `pending == 0`.

@@ -213,6 +213,19 @@ fn served(env: &mut Env) -> (Conn, Out) {
     (c, out)
 }
 
+/// GET /a.txt on `c`: answered with `Connection: close`.
+fn get_a_answered_with_close(env: &mut Env, c: &mut Conn) -> Out {
+    let mut out = Out::default();
+    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
+    drain(env, c, usize::MAX, &mut out);
+    let s = String::from_utf8_lossy(&out.bytes);
+    assert!(
+        s.starts_with("HTTP/1.1 200 OK\r\n") && s.contains("Connection: close\r\n"),
+        "{s}"
+    );
+    out
+}
+
 /// Feed `input` in pieces split at `splits`, draining with `chunk`-byte sends.
 fn run(input: &[u8], splits: &[usize], chunk: usize) -> Out {
     let mut env = Env::new();
@@ -515,14 +528,7 @@ fn retire_grace_answers_one_more_request_with_close() {
     );
     // A request within the grace: answered, with Connection: close.
     env.advance(Duration::from_secs(1));
-    let mut out = Out::default();
-    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
-    drain(&mut env, &mut c, usize::MAX, &mut out);
-    let s = String::from_utf8(out.bytes).unwrap();
-    assert!(
-        s.starts_with("HTTP/1.1 200 OK") && s.contains("Connection: close\r\n"),
-        "{s}"
-    );
+    let out = get_a_answered_with_close(&mut env, &mut c);
     assert!(out.shutdown);
     // No request within the grace: half-closed when it runs out, closed at
     // the peer's EOF.
@@ -586,14 +592,7 @@ fn unsent_response_bytes_defer_the_idle_close() {
     }
     // The client has it all now and sends its next request in time.
     env.advance(Duration::from_secs(1));
-    let mut out = Out::default();
-    c.handle_input(&mut env.ctx(), GET_A.as_bytes());
-    drain(&mut env, &mut c, usize::MAX, &mut out);
-    let s = String::from_utf8(out.bytes).unwrap();
-    assert!(
-        s.starts_with("HTTP/1.1 200 OK") && s.contains("Connection: close\r\n"),
-        "{s}"
-    );
+    get_a_answered_with_close(&mut env, &mut c);
 
     // A client that stops reading altogether is not waited for past send_timeout.
     let (mut c, mut out) = served(&mut env);
