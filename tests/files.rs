@@ -58,6 +58,18 @@ engine_tests! {
         }
     }
 
+    /// Extensions longer than most: `webmanifest` (11 bytes) was once past
+    /// the lookup's reach and served as application/octet-stream.
+    fn long_extensions_get_their_type(e) {
+        let site = Site::new();
+        let manifest = br#"{"name": "tandem"}"#;
+        site.write("site.webmanifest", manifest);
+        site.write("UPPER.WEBMANIFEST", manifest);
+        let srv = start_or_skip!(e, "", &site.root);
+        expect_file(&srv, "/site.webmanifest", manifest, "application/manifest+json");
+        expect_file(&srv, "/UPPER.WEBMANIFEST", manifest, "application/manifest+json");
+    }
+
     fn query_string_is_ignored_for_files(e) {
         let site = Site::new();
         let srv = start_or_skip!(e, "", &site.root);
