@@ -3,6 +3,7 @@
 //! Every key has a default, so an empty file (or no file) is a valid config.
 //! Unknown keys are errors that name their line.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -89,6 +90,8 @@ impl<'de> Deserialize<'de> for Workers {
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// Largest `max_header_size` (1 MiB).
 pub const MAX_HEADER_SIZE: usize = 1 << 20;
+/// Largest `max_ranges`.
+pub const MAX_RANGES: usize = 1024;
 /// Largest `max_connections` per worker.
 pub const MAX_CONNECTIONS: usize = 1 << 20;
 
@@ -130,6 +133,115 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// `index = "index.html"` or `index = ["index.html", "index.htm"]`: the
+/// names tried, in order, for a directory request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexNames(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for IndexNames {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        match Raw::deserialize(d) {
+            Ok(Raw::One(s)) => Ok(IndexNames(vec![s])),
+            Ok(Raw::Many(v)) => Ok(IndexNames(v)),
+            Err(_) => Err(serde::de::Error::custom(
+                "index: expected a file name or a list of file names",
+            )),
+        }
+    }
+}
+
+/// A precompressed sibling's content coding, and the suffix of its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Encoding {
+    #[serde(rename = "br")]
+    Br,
+    #[serde(rename = "zstd")]
+    Zstd,
+    #[serde(rename = "gzip")]
+    Gzip,
+}
+
+impl Encoding {
+    /// The content-coding token (`Content-Encoding`, `Accept-Encoding`).
+    pub fn token(self) -> &'static str {
+        match self {
+            Encoding::Br => "br",
+            Encoding::Zstd => "zstd",
+            Encoding::Gzip => "gzip",
+        }
+    }
+    /// The suffix of the sibling file: `x.css` + `.br`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Encoding::Br => ".br",
+            Encoding::Zstd => ".zst",
+            Encoding::Gzip => ".gz",
+        }
+    }
+}
+
+/// How symlinks under the root are followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Symlinks {
+    /// Followed while the target stays beneath the root.
+    WithinRoot,
+    /// Never followed: a path through a symlink is 404.
+    Deny,
+}
+
+/// One `[[rules]]` entry: response headers for the paths a glob matches.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// A glob over the request path (`/assets/**`, `*.css`). Without a `/`
+    /// it matches the last path segment in any directory.
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// Header fields set on responses for matching paths; a later rule's
+    /// field replaces an earlier one's of the same name.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Rule {
+    /// The compiled glob: `*` stays within one segment, `**` crosses them; a
+    /// pattern without `/` matches the last segment anywhere.
+    pub fn glob(&self) -> Result<globset::GlobMatcher, globset::Error> {
+        let p = if self.pattern.contains('/') {
+            self.pattern.clone()
+        } else {
+            format!("/**/{}", self.pattern)
+        };
+        Ok(globset::GlobBuilder::new(&p)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()?
+            .compile_matcher())
+    }
+}
+
+/// Header fields a rule may not set: the connection's framing and the
+/// fields the server owns.
+pub const RULE_FORBIDDEN_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "trailer",
+    "te",
+    "date",
+    "content-range",
+    "content-encoding",
+];
+
 /// The whole configuration. Field docs mirror `conf/tandem.toml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -138,8 +250,8 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// Directory served as the site root.
     pub root: PathBuf,
-    /// File served for a directory request.
-    pub index: String,
+    /// Files tried, in order, for a directory request.
+    pub index: IndexNames,
     /// I/O engine.
     pub engine: EngineChoice,
     /// Worker threads.
@@ -175,8 +287,27 @@ pub struct Config {
     pub max_connections: usize,
     /// Serve names that start with a dot (except "." and "..", never served).
     pub serve_dotfiles: bool,
-    /// Page under the root served with 404 responses ("" for none).
-    pub error_page_404: String,
+    /// Old spelling of `error_pages = { 404 = ... }`, still understood.
+    pub error_page_404: Option<String>,
+    /// Pages under the root served as the body of error responses, by status.
+    pub error_pages: BTreeMap<String, String>,
+    /// List directories that have no index file.
+    pub autoindex: bool,
+    /// Served with 200 for a GET/HEAD of a missing path without an extension
+    /// (single-page apps); "" for none.
+    pub fallback: String,
+    /// Content-Type for extensions the built-in table and `mime_types` lack.
+    pub default_type: String,
+    /// Extension -> Content-Type, over the built-in table.
+    pub mime_types: BTreeMap<String, String>,
+    /// Precompressed siblings looked for, in order of preference.
+    pub precompressed: Vec<Encoding>,
+    /// Most ranges one request may ask for; more -> the whole file.
+    pub max_ranges: usize,
+    /// How symlinks under the root are followed.
+    pub symlinks: Symlinks,
+    /// Per-path response headers, applied in order.
+    pub rules: Vec<Rule>,
 }
 
 impl Default for Config {
@@ -184,7 +315,7 @@ impl Default for Config {
         Config {
             listen: vec!["127.0.0.1:8080".parse().unwrap()],
             root: PathBuf::from("html"),
-            index: "index.html".into(),
+            index: IndexNames(vec!["index.html".into()]),
             engine: EngineChoice::Auto,
             workers: Workers::Auto,
             daemon: false,
@@ -203,7 +334,16 @@ impl Default for Config {
             max_body_size: 1024 * 1024,
             max_connections: 16384,
             serve_dotfiles: false,
-            error_page_404: "404.html".into(),
+            error_page_404: None,
+            error_pages: BTreeMap::from([("404".into(), "404.html".into())]),
+            autoindex: false,
+            fallback: String::new(),
+            default_type: "application/octet-stream".into(),
+            mime_types: BTreeMap::new(),
+            precompressed: vec![Encoding::Br, Encoding::Zstd, Encoding::Gzip],
+            max_ranges: 32,
+            symlinks: Symlinks::WithinRoot,
+            rules: Vec::new(),
         }
     }
 }
@@ -265,7 +405,7 @@ pub enum Invalid {
     NoListen,
     #[error("listen: {0} is listed twice")]
     ListenTwice(SocketAddr),
-    #[error("index: must be a plain file name, not {0:?}")]
+    #[error("index: must be one or more plain file names, not {0:?}")]
     Index(String),
     #[error("{key}: at most {}h, not {secs}s", MAX_TIMEOUT.as_secs() / 3600)]
     TimeoutTooLong { key: &'static str, secs: u64 },
@@ -286,6 +426,34 @@ pub enum Invalid {
     LogLevel(String),
     #[error("error_page_404: must be a path under the root, not {0:?}")]
     ErrorPage404(String),
+    #[error("error_page_404: replaced by error_pages = {{ 404 = ... }}; set one of them, not both")]
+    ErrorPage404Twice,
+    #[error("error_pages: {0:?} is not an error status from 400 to 599")]
+    ErrorPageStatus(String),
+    #[error("error_pages: {status} must be a path under the root, not {page:?}")]
+    ErrorPage { status: String, page: String },
+    #[error("fallback: must be a path under the root, not {0:?}")]
+    Fallback(String),
+    #[error("default_type: {0:?} is not a media type (like \"application/octet-stream\")")]
+    DefaultType(String),
+    #[error("mime_types: {ext:?} = {value:?}: {why}")]
+    MimeType {
+        ext: String,
+        value: String,
+        why: &'static str,
+    },
+    #[error("precompressed: {0:?} is listed twice")]
+    PrecompressedTwice(&'static str),
+    #[error("max_ranges: must be between 0 and {MAX_RANGES}, not {0}")]
+    MaxRanges(usize),
+    #[error("rules: match = {pattern:?}: {why}")]
+    RuleMatch { pattern: String, why: String },
+    #[error("rules: match = {pattern:?}: header {name:?}: {why}")]
+    RuleHeader {
+        pattern: String,
+        name: String,
+        why: &'static str,
+    },
 }
 
 impl Invalid {
@@ -299,7 +467,14 @@ impl Invalid {
             Invalid::MaxTargetSize { .. } => "max_target_size",
             Invalid::MaxConnections(_) => "max_connections",
             Invalid::LogLevel(_) => "log_level",
-            Invalid::ErrorPage404(_) => "error_page_404",
+            Invalid::ErrorPage404(_) | Invalid::ErrorPage404Twice => "error_page_404",
+            Invalid::ErrorPageStatus(_) | Invalid::ErrorPage { .. } => "error_pages",
+            Invalid::Fallback(_) => "fallback",
+            Invalid::DefaultType(_) => "default_type",
+            Invalid::MimeType { .. } => "mime_types",
+            Invalid::PrecompressedTwice(_) => "precompressed",
+            Invalid::MaxRanges(_) => "max_ranges",
+            Invalid::RuleMatch { .. } | Invalid::RuleHeader { .. } => "rules",
         }
     }
 }
@@ -341,8 +516,13 @@ impl Config {
                 return Err(Invalid::ListenTwice(*a));
             }
         }
-        if self.index.is_empty() || self.index.contains('/') {
-            return Err(Invalid::Index(self.index.clone()));
+        if self.index.0.is_empty() {
+            return Err(Invalid::Index(String::new()));
+        }
+        for name in &self.index.0 {
+            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                return Err(Invalid::Index(name.clone()));
+            }
         }
         for (key, d, zero_ok) in [
             ("keepalive_timeout", self.keepalive_timeout.0, true),
@@ -375,11 +555,119 @@ impl Config {
         if crate::log::Level::parse(&self.log_level).is_none() {
             return Err(Invalid::LogLevel(self.log_level.clone()));
         }
-        if self.error_page_404.contains("..") {
-            return Err(Invalid::ErrorPage404(self.error_page_404.clone()));
+        if let Some(p) = &self.error_page_404 {
+            if !under_root(p) && !p.is_empty() {
+                return Err(Invalid::ErrorPage404(p.clone()));
+            }
+            if self.error_pages.contains_key("404")
+                && self.error_pages != Config::default().error_pages
+            {
+                return Err(Invalid::ErrorPage404Twice);
+            }
+        }
+        for (status, page) in &self.error_pages {
+            if !matches!(status.parse::<u16>(), Ok(400..=599)) || status.len() != 3 {
+                return Err(Invalid::ErrorPageStatus(status.clone()));
+            }
+            if !under_root(page) {
+                return Err(Invalid::ErrorPage {
+                    status: status.clone(),
+                    page: page.clone(),
+                });
+            }
+        }
+        if !self.fallback.is_empty() && !under_root(&self.fallback) {
+            return Err(Invalid::Fallback(self.fallback.clone()));
+        }
+        if !is_media_type(&self.default_type) {
+            return Err(Invalid::DefaultType(self.default_type.clone()));
+        }
+        for (ext, value) in &self.mime_types {
+            let why = if ext.is_empty() || ext.contains(['.', '/']) {
+                "the extension must be given without its dot"
+            } else if !is_media_type(value) {
+                "not a media type (like \"application/wasm\")"
+            } else {
+                continue;
+            };
+            return Err(Invalid::MimeType {
+                ext: ext.clone(),
+                value: value.clone(),
+                why,
+            });
+        }
+        for (i, e) in self.precompressed.iter().enumerate() {
+            if self.precompressed[..i].contains(e) {
+                return Err(Invalid::PrecompressedTwice(e.token()));
+            }
+        }
+        if self.max_ranges > MAX_RANGES {
+            return Err(Invalid::MaxRanges(self.max_ranges));
+        }
+        for rule in &self.rules {
+            if let Err(e) = rule.glob() {
+                return Err(Invalid::RuleMatch {
+                    pattern: rule.pattern.clone(),
+                    why: e.kind().to_string(),
+                });
+            }
+            for (name, value) in &rule.headers {
+                let why = if name.is_empty() || !name.bytes().all(is_tchar) {
+                    "not a header field name"
+                } else if RULE_FORBIDDEN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                    "set by the server, a rule cannot set it"
+                } else if !is_field_value(value) {
+                    "the value has a control character (CR, LF, NUL...)"
+                } else {
+                    continue;
+                };
+                return Err(Invalid::RuleHeader {
+                    pattern: rule.pattern.clone(),
+                    name: name.clone(),
+                    why,
+                });
+            }
         }
         Ok(())
     }
+
+    /// The error pages by status, the old `error_page_404` included.
+    pub fn error_pages(&self) -> Vec<(u16, String)> {
+        let mut pages: BTreeMap<u16, String> = self
+            .error_pages
+            .iter()
+            .filter_map(|(s, p)| Some((s.parse().ok()?, p.clone())))
+            .collect();
+        if let Some(p) = &self.error_page_404 {
+            pages.insert(404, p.clone());
+        }
+        pages.retain(|_, p| !p.is_empty());
+        pages.into_iter().collect()
+    }
+}
+
+/// A path that stays under the root: relative, no `..` segment, no NUL.
+fn under_root(p: &str) -> bool {
+    !p.is_empty() && !p.contains('\0') && !p.split('/').any(|s| s == "..")
+}
+
+/// RFC 9110 `tchar`: what a header field name is made of.
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A field value without control characters other than tab.
+pub fn is_field_value(v: &str) -> bool {
+    v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+/// `type/subtype` with optional parameters, all of it a valid field value.
+fn is_media_type(v: &str) -> bool {
+    let essence = v.split(';').next().unwrap_or("").trim();
+    is_field_value(v)
+        && essence.split_once('/').is_some_and(|(t, s)| {
+            !t.is_empty() && !s.is_empty() && (t.bytes().chain(s.bytes())).all(is_tchar)
+        })
 }
 
 /// The 1-based line where top-level `key` is assigned, if it is.
@@ -387,9 +675,14 @@ fn key_line(text: &str, key: &str) -> Option<usize> {
     if key.is_empty() {
         return None;
     }
+    let table = format!("[{key}]");
+    let array = format!("[[{key}]]");
     text.lines()
         .position(|l| {
             let l = l.trim_start();
+            if l.starts_with(&table) || l.starts_with(&array) {
+                return true;
+            }
             let l = l
                 .strip_prefix(key)
                 .or_else(|| l.strip_prefix(&format!("\"{key}\"")));
@@ -546,5 +839,109 @@ mod tests {
             "{e:?}"
         );
         assert_eq!(e.line(), None);
+    }
+
+    #[test]
+    fn content_keys() {
+        let c = Config::parse(
+            "index = [\"index.htm\", \"default.html\"]\nerror_pages = { 404 = \"nf.html\", 503 = \"busy.html\" }\n\
+             mime_types = { WASM = \"application/wasm\" }\nprecompressed = [\"gzip\"]\nsymlinks = \"deny\"\n\
+             [[rules]]\nmatch = \"*.css\"\nheaders = { \"Cache-Control\" = \"max-age=60\" }\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.index.0, ["index.htm", "default.html"]);
+        assert_eq!(
+            c.error_pages(),
+            [(404, "nf.html".to_string()), (503, "busy.html".to_string())]
+        );
+        assert_eq!(c.precompressed, [Encoding::Gzip]);
+        assert_eq!(c.symlinks, Symlinks::Deny);
+        let g = c.rules[0].glob().unwrap();
+        assert!(g.is_match("/a/b/x.css") && g.is_match("/x.css") && !g.is_match("/x.css/y"));
+        let g = Rule {
+            pattern: "/assets/*".into(),
+            headers: BTreeMap::new(),
+        }
+        .glob()
+        .unwrap();
+        assert!(g.is_match("/assets/a.js") && !g.is_match("/assets/a/b.js"));
+        assert_eq!(
+            Config::parse("index = \"home.htm\"", "t").unwrap().index.0,
+            ["home.htm"]
+        );
+        // The old key still works, alone; "" turns the page off.
+        let c = Config::parse("error_page_404 = \"e/nf.html\"", "t").unwrap();
+        assert_eq!(c.error_pages(), [(404, "e/nf.html".to_string())]);
+        assert!(
+            Config::parse("error_page_404 = \"\"", "t")
+                .unwrap()
+                .error_pages()
+                .is_empty()
+        );
+        assert!(
+            Config::parse("precompressed = []", "t")
+                .unwrap()
+                .precompressed
+                .is_empty()
+        );
+        // Each bad value names its key and line.
+        for (text, key) in [
+            ("index = []", "index"),
+            ("index = [\"a\", \"..\"]", "index"),
+            ("error_pages = { 200 = \"x.html\" }", "error_pages"),
+            ("error_pages = { 4040 = \"x.html\" }", "error_pages"),
+            ("error_pages = { 404 = \"../x.html\" }", "error_pages"),
+            (
+                "error_page_404 = \"x\"\nerror_pages = { 404 = \"y\" }",
+                "error_page_404",
+            ),
+            ("fallback = \"../index.html\"", "fallback"),
+            ("default_type = \"nonsense\"", "default_type"),
+            (
+                "mime_types = { \".wasm\" = \"application/wasm\" }",
+                "mime_types",
+            ),
+            ("mime_types = { wasm = \"a/b\\r\\nX: y\" }", "mime_types"),
+            ("precompressed = [\"br\", \"br\"]", "precompressed"),
+            ("max_ranges = 5000", "max_ranges"),
+            ("[[rules]]\nmatch = \"/a/[\"\n", "rules"),
+            (
+                "[[rules]]\nmatch = \"*\"\nheaders = { \"Content-Length\" = \"1\" }\n",
+                "rules",
+            ),
+            (
+                "[[rules]]\nmatch = \"*\"\nheaders = { \"X-A\" = \"a\\nb\" }\n",
+                "rules",
+            ),
+            (
+                "[[rules]]\nmatch = \"*\"\nheaders = { \"X A\" = \"a\" }\n",
+                "rules",
+            ),
+        ] {
+            match Config::parse(&format!("\n{text}\n"), "t.toml") {
+                Err(ConfigError::Invalid { line, source, .. }) => {
+                    assert_eq!(source.key(), key, "{text}: {source}");
+                    assert!(
+                        source.to_string().starts_with(&format!("{key}: ")),
+                        "{source}"
+                    );
+                    assert_eq!(line, Some(2), "{text}: {source}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        // Wrong types and unknown values are parse errors with a line.
+        for text in [
+            "precompressed = [\"lzma\"]",
+            "symlinks = \"follow\"",
+            "index = 3",
+        ] {
+            let e = Config::parse(&format!("\n{text}\n"), "t.toml").unwrap_err();
+            assert!(
+                matches!(e, ConfigError::Parse { line: Some(2), .. }),
+                "{text}: {e:?}"
+            );
+        }
     }
 }

@@ -462,14 +462,7 @@ impl Daemon {
         access: Option<Arc<AccessLog>>,
     ) -> io::Result<Generation> {
         let cfg = &self.cfg;
-        let files = Responder::new(
-            &cfg.root,
-            Settings {
-                index: cfg.index.clone(),
-                serve_dotfiles: cfg.serve_dotfiles,
-                error_page_404: cfg.error_page_404.clone(),
-            },
-        )?;
+        let files = Responder::new(&cfg.root, Settings::from_config(cfg))?;
         // Test hook, in debug builds only (the test suite's): a request for
         // this target panics its worker. A release build has no such hook.
         #[cfg(debug_assertions)]

@@ -11,6 +11,7 @@ use std::io;
 use std::path::Path;
 use std::time::SystemTime;
 
+use crate::config::{Config, Encoding, Symlinks};
 use crate::http::{Body, Notes, Now, Reply, Request, Respond, Status};
 use crate::log::Level;
 use os::{Opened, RootDir};
@@ -19,9 +20,52 @@ use path::PathError;
 /// Responder settings, from the config.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub index: String,
+    /// Names tried, in order, for a directory.
+    pub index: Vec<String>,
     pub serve_dotfiles: bool,
-    pub error_page_404: String,
+    /// Error page by status, a path under the root.
+    pub error_pages: Vec<(u16, String)>,
+    pub autoindex: bool,
+    /// "" for none.
+    pub fallback: String,
+    pub default_type: String,
+    /// Extension (lower case) -> Content-Type.
+    pub mime_types: Vec<(String, String)>,
+    pub precompressed: Vec<Encoding>,
+    pub max_ranges: usize,
+    pub symlinks: Symlinks,
+    /// Compiled rules, in order.
+    pub rules: Vec<(globset::GlobMatcher, Vec<(String, String)>)>,
+}
+
+impl Settings {
+    /// From a validated config (so every glob compiles).
+    pub fn from_config(cfg: &Config) -> Settings {
+        Settings {
+            index: cfg.index.0.clone(),
+            serve_dotfiles: cfg.serve_dotfiles,
+            error_pages: cfg.error_pages(),
+            autoindex: cfg.autoindex,
+            fallback: cfg.fallback.trim_start_matches('/').to_string(),
+            default_type: cfg.default_type.clone(),
+            mime_types: cfg
+                .mime_types
+                .iter()
+                .map(|(e, t)| (e.to_ascii_lowercase(), t.clone()))
+                .collect(),
+            precompressed: cfg.precompressed.clone(),
+            max_ranges: cfg.max_ranges,
+            symlinks: cfg.symlinks,
+            rules: cfg
+                .rules
+                .iter()
+                .filter_map(|r| {
+                    let headers = r.headers.iter().map(|(n, v)| (n.clone(), v.clone()));
+                    Some((r.glob().ok()?, headers.collect()))
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -68,17 +112,24 @@ impl Responder {
 
     /// 404, with the root's error page as the body when there is one.
     pub fn not_found(&self) -> Reply {
-        if !self.settings.error_page_404.is_empty()
-            && let Ok(Opened::File { file, len, .. }) = self
-                .root
-                .open_beneath(self.settings.error_page_404.trim_start_matches('/'))
+        self.error(Status::NOT_FOUND)
+    }
+
+    /// An error response, with the configured page for its status as the
+    /// body when there is one (and it can be opened).
+    pub fn error(&self, status: Status) -> Reply {
+        if let Some((_, page)) = self
+            .settings
+            .error_pages
+            .iter()
+            .find(|(s, _)| *s == status.0)
+            && let Ok(Opened::File { file, len, .. }) =
+                self.root.open_beneath(page.trim_start_matches('/'))
         {
-            return Reply::new(Status::NOT_FOUND, Body::file(file, len)).with_header(
-                "Content-Type",
-                mime::content_type(&self.settings.error_page_404),
-            );
+            return Reply::new(status, Body::file(file, len))
+                .with_header("Content-Type", mime::content_type(page));
         }
-        Reply::status(Status::NOT_FOUND)
+        Reply::status(status)
     }
 }
 
@@ -109,9 +160,9 @@ impl Respond for Responder {
                         .with_header("Location", p.slash_redirect());
                 }
                 let idx = if p.rel.is_empty() {
-                    self.settings.index.clone()
+                    self.settings.index[0].clone()
                 } else {
-                    format!("{}/{}", p.rel, self.settings.index)
+                    format!("{}/{}", p.rel, self.settings.index[0])
                 };
                 match self.root.open_beneath(&idx) {
                     Ok(Opened::File { file, len, mtime }) => file_reply(file, len, mtime, &idx),
