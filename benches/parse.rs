@@ -45,11 +45,7 @@ fn main() {
     std::fs::write(dir.join("index.html"), vec![b'x'; 4096]).unwrap();
     let files = Responder::new(
         &dir,
-        Settings {
-            index: "index.html".into(),
-            serve_dotfiles: false,
-            error_page_404: String::new(),
-        },
+        Settings::from_config(&tandem::config::Config::default()),
     )
     .unwrap();
     let limits = Limits {
