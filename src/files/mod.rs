@@ -2,20 +2,20 @@
 //! a socket or the clock; the only OS access is opening files beneath the root
 //! (`os.rs`). Bodies are described, not copied: an open file and a range.
 
+pub mod entity;
 pub mod mime;
 pub mod os;
 pub mod path;
 
-use std::fs::File;
 use std::io;
 use std::path::Path;
-use std::time::SystemTime;
 
 use crate::config::{Config, Encoding, Symlinks};
 use crate::http::{Body, Notes, Now, Reply, Request, Respond, Status};
 use crate::log::Level;
+use entity::Found;
 use os::{Opened, RootDir};
-use path::PathError;
+use path::{PathError, ReqPath};
 
 /// Responder settings, from the config.
 #[derive(Debug, Clone)]
@@ -100,12 +100,11 @@ impl Responder {
 
     fn io_error(&self, e: io::Error, notes: &mut Notes) -> Reply {
         match e.kind() {
-            io::ErrorKind::PermissionDenied => Reply::status(Status::FORBIDDEN),
-            io::ErrorKind::NotFound | io::ErrorKind::InvalidInput => self.not_found(),
-            _ if e.raw_os_error() == Some(libc::ENAMETOOLONG) => self.not_found(),
+            io::ErrorKind::PermissionDenied => self.error(Status::FORBIDDEN),
+            _ if is_missing(&e) => self.not_found(),
             _ => {
                 crate::note!(notes, Level::Error, "open: {e}");
-                Reply::status(Status::INTERNAL_SERVER_ERROR)
+                self.error(Status::INTERNAL_SERVER_ERROR)
             }
         }
     }
@@ -142,45 +141,119 @@ impl Respond for Responder {
         }
         let p = match path::resolve(req.target, self.settings.serve_dotfiles) {
             Ok(p) => p,
-            Err(PathError::Bad) => return Reply::status(Status::BAD_REQUEST),
+            Err(PathError::Bad) => return self.error(Status::BAD_REQUEST),
             Err(PathError::NotFound) => return self.not_found(),
         };
-        let mut io_error = |e| self.io_error(e, notes);
+        let (mut reply, served) = self.lookup(req, &p, notes);
+        if !self.settings.rules.is_empty() && (200..400).contains(&reply.status.0) {
+            self.apply_rules(&p, served.as_deref(), &mut reply);
+        }
+        reply
+    }
+}
+
+impl Responder {
+    /// The response for a resolved path, and the file it serves (relative
+    /// to the root) when it serves one.
+    fn lookup(&self, req: &Request<'_>, p: &ReqPath, notes: &mut Notes) -> (Reply, Option<String>) {
+        let found = |opened: Opened| match opened {
+            Opened::File { file, len, mtime } => Some(Found { file, len, mtime }),
+            _ => None,
+        };
         match self.root.open_beneath(&p.rel) {
-            Ok(Opened::File { file, len, mtime }) => {
-                if p.trailing_slash && !p.rel.is_empty() {
-                    // "/file.html/" names a directory that is not there.
-                    return self.not_found();
-                }
-                file_reply(file, len, mtime, &p.rel)
+            Ok(Opened::File { .. }) if p.trailing_slash && !p.rel.is_empty() => {
+                // "/file.html/" names a directory that is not there.
+                (self.not_found(), None)
             }
+            Ok(opened @ Opened::File { .. }) => {
+                let f = found(opened).expect("a file");
+                (self.file(req, f, &p.rel), Some(p.rel.clone()))
+            }
+            Ok(Opened::Dir) if !p.trailing_slash => (
+                Reply::status(Status::MOVED_PERMANENTLY)
+                    .with_header("Location", p.slash_redirect()),
+                None,
+            ),
             Ok(Opened::Dir) => {
-                if !p.trailing_slash {
-                    return Reply::status(Status::MOVED_PERMANENTLY)
-                        .with_header("Location", p.slash_redirect());
+                for name in &self.settings.index {
+                    let idx = if p.rel.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{}/{name}", p.rel)
+                    };
+                    match self.root.open_beneath(&idx) {
+                        Ok(opened @ Opened::File { .. }) => {
+                            let f = found(opened).expect("a file");
+                            return (self.file(req, f, &idx), Some(idx));
+                        }
+                        Ok(_) => {}
+                        Err(e) if is_missing(&e) => {}
+                        Err(e) => return (self.io_error(e, notes), None),
+                    }
                 }
-                let idx = if p.rel.is_empty() {
-                    self.settings.index[0].clone()
-                } else {
-                    format!("{}/{}", p.rel, self.settings.index[0])
-                };
-                match self.root.open_beneath(&idx) {
-                    Ok(Opened::File { file, len, mtime }) => file_reply(file, len, mtime, &idx),
-                    Ok(_) => self.not_found(),
-                    Err(e) => io_error(e),
+                (self.not_found(), None)
+            }
+            Ok(Opened::Other) => (self.not_found(), None),
+            Err(e) if is_missing(&e) => self.missing(req, p, notes),
+            Err(e) => (self.io_error(e, notes), None),
+        }
+    }
+
+    /// A path that names nothing: the SPA fallback for a path without an
+    /// extension, when one is set; else 404.
+    fn missing(
+        &self,
+        req: &Request<'_>,
+        p: &ReqPath,
+        notes: &mut Notes,
+    ) -> (Reply, Option<String>) {
+        let fb = &self.settings.fallback;
+        let last = p.rel.rsplit('/').next().unwrap_or("");
+        if fb.is_empty() || last.contains('.') {
+            return (self.not_found(), None);
+        }
+        match self.root.open_beneath(fb) {
+            Ok(Opened::File { file, len, mtime }) => {
+                let f = Found { file, len, mtime };
+                (self.file(req, f, fb), Some(fb.clone()))
+            }
+            Ok(_) => (self.not_found(), None),
+            Err(e) if is_missing(&e) => (self.not_found(), None),
+            Err(e) => (self.io_error(e, notes), None),
+        }
+    }
+
+    /// A found file's response, typed by its name.
+    fn file(&self, req: &Request<'_>, f: Found, rel: &str) -> Reply {
+        let ctype = mime::content_type(rel.rsplit('/').next().unwrap_or(rel));
+        self.entity(req, f, rel, ctype)
+    }
+
+    /// Add the headers of every rule that matches the request path or the
+    /// file served for it, in order; a later rule's field replaces an
+    /// earlier one's, and the reply's own.
+    fn apply_rules(&self, p: &ReqPath, served: Option<&str>, reply: &mut Reply) {
+        let mut path = String::with_capacity(p.rel.len() + 2);
+        path.push('/');
+        path.push_str(&p.rel);
+        if p.trailing_slash && !p.rel.is_empty() {
+            path.push('/');
+        }
+        let file = served.map(|s| format!("/{s}"));
+        for (glob, headers) in &self.settings.rules {
+            if glob.is_match(&path) || file.as_deref().is_some_and(|f| glob.is_match(f)) {
+                for (name, value) in headers {
+                    reply.headers.set(name.clone(), value.clone());
                 }
             }
-            Ok(Opened::Other) => self.not_found(),
-            Err(e) => io_error(e),
         }
     }
 }
 
-fn file_reply(file: File, len: u64, mtime: SystemTime, name: &str) -> Reply {
-    Reply::new(Status::OK, Body::file(file, len))
-        .with_header(
-            "Content-Type",
-            mime::content_type(name.rsplit('/').next().unwrap_or(name)),
-        )
-        .with_header("Last-Modified", httpdate::fmt_http_date(mtime))
+/// Errors that mean "nothing there" (or nothing we may show): 404.
+fn is_missing(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::InvalidInput
+    ) || e.raw_os_error() == Some(libc::ENAMETOOLONG)
 }

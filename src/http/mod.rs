@@ -5,8 +5,11 @@
 //! What to answer is asked of a `Respond` (the file responder, or an
 //! in-memory one in tests); this module never names it.
 
+pub mod accept;
+pub mod cond;
 pub mod conn;
 pub mod parse;
+pub mod range;
 pub mod reply;
 
 use std::time::{Duration, Instant, SystemTime};
@@ -81,6 +84,7 @@ pub struct Status(pub u16);
 impl Status {
     pub const OK: Status = Status(200);
     pub const NO_CONTENT: Status = Status(204);
+    pub const PARTIAL_CONTENT: Status = Status(206);
     pub const MOVED_PERMANENTLY: Status = Status(301);
     pub const NOT_MODIFIED: Status = Status(304);
     pub const BAD_REQUEST: Status = Status(400);
@@ -88,8 +92,10 @@ impl Status {
     pub const NOT_FOUND: Status = Status(404);
     pub const METHOD_NOT_ALLOWED: Status = Status(405);
     pub const REQUEST_TIMEOUT: Status = Status(408);
+    pub const PRECONDITION_FAILED: Status = Status(412);
     pub const PAYLOAD_TOO_LARGE: Status = Status(413);
     pub const URI_TOO_LONG: Status = Status(414);
+    pub const RANGE_NOT_SATISFIABLE: Status = Status(416);
     pub const HEADER_FIELDS_TOO_LARGE: Status = Status(431);
     pub const INTERNAL_SERVER_ERROR: Status = Status(500);
     pub const NOT_IMPLEMENTED: Status = Status(501);
@@ -108,6 +114,7 @@ impl Status {
             404 => "Not Found",
             405 => "Method Not Allowed",
             408 => "Request Timeout",
+            412 => "Precondition Failed",
             413 => "Content Too Large",
             414 => "URI Too Long",
             416 => "Range Not Satisfiable",
@@ -145,8 +152,10 @@ impl Status {
             404 => page!("404", "Not Found"),
             405 => page!("405", "Method Not Allowed"),
             408 => page!("408", "Request Timeout"),
+            412 => page!("412", "Precondition Failed"),
             413 => page!("413", "Content Too Large"),
             414 => page!("414", "URI Too Long"),
+            416 => page!("416", "Range Not Satisfiable"),
             431 => page!("431", "Request Header Fields Too Large"),
             500 => page!("500", "Internal Server Error"),
             501 => page!("501", "Not Implemented"),

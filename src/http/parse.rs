@@ -69,6 +69,15 @@ impl<'a> Request<'a> {
             .map(|h| trim(h.value))
     }
 
+    /// The values of every field called `name`, in order: a list-valued
+    /// field (`If-None-Match`, `Accept-Encoding`) may be split over lines.
+    pub fn headers_all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
+        self.headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| trim(h.value))
+    }
+
     /// `header`, if it is valid UTF-8.
     pub fn header_str(&self, name: &str) -> Option<&'a str> {
         self.header(name).and_then(|v| std::str::from_utf8(v).ok())

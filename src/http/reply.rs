@@ -84,6 +84,14 @@ impl Body {
         })
     }
 
+    /// `len` bytes of a shared file from `offset` (empty -> Empty).
+    pub fn range(file: Arc<File>, offset: u64, len: u64) -> Body {
+        if len == 0 {
+            return Body::Empty;
+        }
+        Body::File(FileRange { file, offset, len })
+    }
+
     pub fn len(&self) -> u64 {
         match self {
             Body::Empty => 0,
@@ -142,6 +150,28 @@ impl Headers {
             "header value {value:?}"
         );
         self.list.push((name, value));
+    }
+
+    /// Replace every field called `name` (case-insensitive) with one, in
+    /// the place of the first; append it if there was none.
+    pub fn set(&mut self, name: impl Into<Text>, value: impl Into<Text>) {
+        let name = name.into();
+        let mut value = Some(value.into());
+        self.list.retain_mut(|(n, v)| {
+            if !n.eq_ignore_ascii_case(&name) {
+                return true;
+            }
+            match value.take() {
+                Some(new) => {
+                    *v = new;
+                    true
+                }
+                None => false,
+            }
+        });
+        if let Some(v) = value {
+            self.push(name, v);
+        }
     }
 
     /// The first value of `name` (case-insensitive).

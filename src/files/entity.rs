@@ -1,0 +1,184 @@
+//! A found file -> its response: the variant the client accepts, the
+//! validators (ETag, Last-Modified), the preconditions (304/412) and the
+//! ranges (206/416). The HTTP rules themselves are pure functions in
+//! `http::{accept, cond, range}`; this file feeds them what it found.
+
+use std::fs::File;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::Encoding;
+use crate::http::accept::AcceptEncoding;
+use crate::http::cond::{self, Precondition, Validators};
+use crate::http::range::{self, Ranges};
+use crate::http::{Body, Method, Reply, Request, Status};
+
+use super::Responder;
+use super::os::Opened;
+
+/// A regular file as opened: its handle, size and modification time.
+#[derive(Debug)]
+pub struct Found {
+    pub file: File,
+    pub len: u64,
+    pub mtime: SystemTime,
+}
+
+/// The strong entity tag of a representation: size and modification time
+/// to the nanosecond, and the content coding of a variant. No inode, so
+/// identical deploys on several machines give identical tags.
+pub fn etag(len: u64, mtime: SystemTime, coding: Option<Encoding>) -> String {
+    let d = mtime.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let mut tag = format!("\"{:x}-{:x}.{:x}", len, d.as_secs(), d.subsec_nanos());
+    if let Some(c) = coding {
+        tag.push('-');
+        tag.push_str(c.token());
+    }
+    tag.push('"');
+    tag
+}
+
+impl Responder {
+    /// Answer a GET or HEAD for the file `rel` (found as `src`), whose
+    /// Content-Type is `ctype`.
+    pub(super) fn entity(&self, req: &Request<'_>, src: Found, rel: &str, ctype: &str) -> Reply {
+        let (variant, vary) = self.variant(req, rel, &src);
+        let (rep, coding) = match variant {
+            Some((enc, f)) => (f, Some(enc)),
+            None => (src, None),
+        };
+        let tag = etag(rep.len, rep.mtime, coding);
+        let v = Validators {
+            etag: &tag,
+            last_modified: rep.mtime,
+        };
+        let last_modified = httpdate::fmt_http_date(cond::whole_seconds(rep.mtime));
+        let with_validators = |mut r: Reply| {
+            r.headers.push("ETag", tag.clone());
+            r.headers.push("Last-Modified", last_modified.clone());
+            if vary {
+                r.headers.push("Vary", "Accept-Encoding");
+            }
+            r
+        };
+        match cond::evaluate(req, &v, true) {
+            Precondition::Proceed => {}
+            Precondition::NotModified => {
+                return with_validators(Reply::new(Status::NOT_MODIFIED, Body::Empty));
+            }
+            Precondition::Failed => {
+                let mut r = self.error(Status::PRECONDITION_FAILED);
+                if vary {
+                    r.headers.push("Vary", "Accept-Encoding");
+                }
+                return r;
+            }
+        }
+        let ranges = match req.header("range") {
+            Some(value) if req.method == Method::Get && cond::if_range_holds(req, &v) => {
+                range::evaluate(value, rep.len, self.settings.max_ranges)
+            }
+            _ => Ranges::Whole,
+        };
+        let file = Arc::new(rep.file);
+        let mut reply = match ranges {
+            Ranges::Whole => Reply::new(Status::OK, Body::range(file, 0, rep.len))
+                .with_header("Content-Type", ctype.to_string()),
+            Ranges::Partial(rs) if rs.len() == 1 => Reply::new(
+                Status::PARTIAL_CONTENT,
+                Body::range(file, rs[0].start, rs[0].len),
+            )
+            .with_header("Content-Type", ctype.to_string())
+            .with_header("Content-Range", rs[0].content_range(rep.len)),
+            Ranges::Partial(rs) => {
+                let boundary = format!("{:016x}", RandomState::new().hash_one(&tag));
+                let (body, mtype) = range::multipart(file, &rs, rep.len, ctype, &boundary);
+                Reply::new(Status::PARTIAL_CONTENT, body).with_header("Content-Type", mtype)
+            }
+            Ranges::Unsatisfiable => {
+                let mut r = Reply::status(Status::RANGE_NOT_SATISFIABLE)
+                    .with_header("Content-Range", format!("bytes */{}", rep.len));
+                if vary {
+                    r.headers.push("Vary", "Accept-Encoding");
+                }
+                return r;
+            }
+        };
+        if let Some(c) = coding {
+            reply.headers.push("Content-Encoding", c.token());
+        }
+        if self.settings.max_ranges > 0 {
+            reply.headers.push("Accept-Ranges", "bytes");
+        }
+        with_validators(reply)
+    }
+
+    /// The precompressed sibling to send instead of `src`, if the client
+    /// accepts one (best q first, the configured order breaking ties), and
+    /// whether `src` has any fresh sibling at all (then every response for
+    /// it varies by Accept-Encoding). A sibling older than its source is
+    /// stale, from an earlier deploy, and treated as absent.
+    fn variant(
+        &self,
+        req: &Request<'_>,
+        rel: &str,
+        src: &Found,
+    ) -> (Option<(Encoding, Found)>, bool) {
+        let encs = &self.settings.precompressed;
+        if encs.is_empty() || encs.iter().any(|e| rel.ends_with(e.suffix())) {
+            return (None, false);
+        }
+        let ae = AcceptEncoding::parse(req);
+        let mut best: Option<(Encoding, Found, u16)> = None;
+        let mut any = false;
+        let mut name = String::with_capacity(rel.len() + 4);
+        for &enc in encs {
+            let q = ae.coding(enc.token());
+            // Once a sibling is known to exist, only one that would be
+            // chosen is worth a lookup.
+            if any && (q == 0 || best.as_ref().is_some_and(|b| q <= b.2)) {
+                continue;
+            }
+            name.clear();
+            name.push_str(rel);
+            name.push_str(enc.suffix());
+            let Ok(Opened::File { file, len, mtime }) = self.root.open_beneath(&name) else {
+                continue;
+            };
+            if mtime < src.mtime {
+                continue;
+            }
+            any = true;
+            if q > 0 && best.as_ref().is_none_or(|b| q > b.2) {
+                best = Some((enc, Found { file, len, mtime }, q));
+            }
+        }
+        let chosen = best
+            .filter(|b| b.2 >= ae.identity())
+            .map(|(enc, f, _)| (enc, f));
+        (chosen, any)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn etags_depend_on_size_time_and_coding_only() {
+        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+        assert_eq!(etag(590, t, None), "\"24e-6553f100.75bcd15\"");
+        assert_eq!(
+            etag(590, t, Some(Encoding::Br)),
+            "\"24e-6553f100.75bcd15-br\""
+        );
+        // A nanosecond apart is another version.
+        assert_ne!(
+            etag(590, t, None),
+            etag(590, t + Duration::from_nanos(1), None)
+        );
+        assert_ne!(etag(590, t, None), etag(591, t, None));
+    }
+}

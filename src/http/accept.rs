@@ -1,0 +1,166 @@
+//! Content negotiation over `Accept-Encoding` (RFC 9110 §12.5.3): pure.
+
+use super::parse::Request;
+
+/// Quality values in thousandths: 1000 is `q=1`, 0 is "not acceptable".
+pub type Q = u16;
+
+/// The request's `Accept-Encoding`, all of its lines.
+#[derive(Debug, Default)]
+pub struct AcceptEncoding<'a> {
+    /// (coding, q) as listed, coding lower-cased on comparison.
+    listed: Vec<(&'a [u8], Q)>,
+    /// The field is present at all.
+    present: bool,
+}
+
+/// What a listed identity gets when nothing names it: acceptable, but
+/// below every coding the client listed with a q above 0.
+const IMPLICIT_IDENTITY: Q = 1;
+
+impl<'a> AcceptEncoding<'a> {
+    pub fn parse(req: &Request<'a>) -> AcceptEncoding<'a> {
+        let mut ae = AcceptEncoding::default();
+        for value in req.headers_all("accept-encoding") {
+            ae.present = true;
+            for member in value.split(|&b| b == b',') {
+                let mut params = member.split(|&b| b == b';');
+                let coding = params.next().unwrap_or_default().trim_ascii();
+                if coding.is_empty() {
+                    continue;
+                }
+                let mut q = 1000;
+                for p in params {
+                    let p = p.trim_ascii();
+                    if let Some(v) = p.strip_prefix(b"q=").or_else(|| p.strip_prefix(b"Q=")) {
+                        // An unreadable q: refuse the member, the safe reading.
+                        q = qvalue(v.trim_ascii()).unwrap_or(0);
+                    }
+                }
+                ae.listed.push((coding, q));
+            }
+        }
+        ae
+    }
+
+    /// How acceptable a content coding (`br`, `zstd`, `gzip`) is. Without
+    /// the field, none is: a client that says nothing gets the file as it
+    /// is (the RFC allows any coding then, but curl, wrk and scripts that
+    /// say nothing do not decode one).
+    pub fn coding(&self, token: &str) -> Q {
+        let alias = if token == "gzip" { "x-gzip" } else { token };
+        self.find(|c| {
+            c.eq_ignore_ascii_case(token.as_bytes()) || c.eq_ignore_ascii_case(alias.as_bytes())
+        })
+        .or_else(|| self.find(|c| c == b"*"))
+        .unwrap_or(0)
+    }
+
+    /// How acceptable the identity (no coding) is: as listed, else as `*`
+    /// says, else acceptable at the lowest preference.
+    pub fn identity(&self) -> Q {
+        if !self.present {
+            return 1000;
+        }
+        self.find(|c| c.eq_ignore_ascii_case(b"identity"))
+            .or_else(|| self.find(|c| c == b"*"))
+            .unwrap_or(IMPLICIT_IDENTITY)
+    }
+
+    /// The q of the first member whose coding satisfies `is`; an explicit
+    /// member for a coding wins over `*` because callers ask for it first.
+    fn find(&self, is: impl Fn(&[u8]) -> bool) -> Option<Q> {
+        self.listed.iter().find(|(c, _)| is(c)).map(|&(_, q)| q)
+    }
+}
+
+/// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )`.
+fn qvalue(v: &[u8]) -> Option<Q> {
+    let (int, frac) = match v.iter().position(|&b| b == b'.') {
+        Some(i) => (&v[..i], &v[i + 1..]),
+        None => (v, &b""[..]),
+    };
+    if frac.len() > 3 || !frac.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut thousandths: Q = 0;
+    for i in 0..3 {
+        thousandths = thousandths * 10 + frac.get(i).map_or(0, |d| Q::from(d - b'0'));
+    }
+    match int {
+        b"0" => Some(thousandths),
+        b"1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::parse::{ParseLimits, Parsed, parse_head};
+
+    fn with<R>(fields: &str, f: impl FnOnce(&AcceptEncoding<'_>) -> R) -> R {
+        let raw = format!("GET / HTTP/1.1\r\nHost: x\r\n{fields}\r\n");
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let lim = ParseLimits {
+            max_header_size: 8192,
+            max_target_size: 4096,
+        };
+        match parse_head(raw.as_bytes(), &mut headers, &lim) {
+            Ok(Parsed::Complete(req, _)) => f(&AcceptEncoding::parse(&req)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn qvalues() {
+        assert_eq!(qvalue(b"1"), Some(1000));
+        assert_eq!(qvalue(b"1.000"), Some(1000));
+        assert_eq!(qvalue(b"0.5"), Some(500));
+        assert_eq!(qvalue(b"0.001"), Some(1));
+        assert_eq!(qvalue(b"0"), Some(0));
+        for bad in [&b"1.5"[..], b"2", b"0.0001", b"", b".5", b"0.x"] {
+            assert_eq!(qvalue(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn codings() {
+        with("", |a| {
+            assert_eq!(a.coding("br"), 0);
+            assert_eq!(a.identity(), 1000);
+        });
+        with("Accept-Encoding: gzip, br;q=0.8\r\n", |a| {
+            assert_eq!(a.coding("gzip"), 1000);
+            assert_eq!(a.coding("br"), 800);
+            assert_eq!(a.coding("zstd"), 0);
+            assert_eq!(a.identity(), IMPLICIT_IDENTITY);
+        });
+        with(
+            "Accept-Encoding: GZIP;Q=0.5\r\nAccept-Encoding: zstd\r\n",
+            |a| {
+                assert_eq!(a.coding("gzip"), 500);
+                assert_eq!(a.coding("zstd"), 1000);
+            },
+        );
+        with("Accept-Encoding: x-gzip\r\n", |a| {
+            assert_eq!(a.coding("gzip"), 1000)
+        });
+        with("Accept-Encoding: *;q=0.3, br;q=0\r\n", |a| {
+            assert_eq!(a.coding("br"), 0);
+            assert_eq!(a.coding("gzip"), 300);
+            assert_eq!(a.identity(), 300);
+        });
+        with("Accept-Encoding: br, identity;q=0\r\n", |a| {
+            assert_eq!(a.identity(), 0)
+        });
+        with("Accept-Encoding: br;q=bogus\r\n", |a| {
+            assert_eq!(a.coding("br"), 0)
+        });
+        // An empty field: no coding wanted; identity still fine.
+        with("Accept-Encoding: \r\n", |a| {
+            assert_eq!(a.coding("gzip"), 0);
+            assert_eq!(a.identity(), IMPLICIT_IDENTITY);
+        });
+    }
+}

@@ -1,0 +1,343 @@
+//! Conditional requests (RFC 9110 §13): pure functions of the request's
+//! header fields and the representation's validators. Nothing here opens a
+//! file or reads the clock.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::parse::Request;
+
+/// What a representation can be compared by.
+#[derive(Debug, Clone, Copy)]
+pub struct Validators<'a> {
+    /// A strong entity tag, quotes included: `"1a2b-3c"`.
+    pub etag: &'a str,
+    /// Last modification, at the one-second precision HTTP dates have.
+    pub last_modified: SystemTime,
+}
+
+/// The verdict of the preconditions, evaluated in RFC 9110 §13.2.2 order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    /// Go on: answer the request as if it had no preconditions.
+    Proceed,
+    /// 304: the client's copy is current (GET and HEAD only).
+    NotModified,
+    /// 412: a precondition the client set does not hold.
+    Failed,
+}
+
+/// Truncate to whole seconds, the precision of `Last-Modified`.
+pub fn whole_seconds(t: SystemTime) -> SystemTime {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// RFC 9110 §13.2.2 steps 1 to 4, for a representation that exists.
+/// `safe` is true for GET and HEAD (304 instead of 412 on a match).
+pub fn evaluate(req: &Request<'_>, v: &Validators<'_>, safe: bool) -> Precondition {
+    let lm = whole_seconds(v.last_modified);
+    // 1. If-Match; else 2. If-Unmodified-Since.
+    if let Some(list) = field_list(req, "if-match") {
+        if !tags_match(&list, v.etag, Compare::Strong) {
+            return Precondition::Failed;
+        }
+    } else if let Some(date) = date_field(req, "if-unmodified-since")
+        && lm > date
+    {
+        return Precondition::Failed;
+    }
+    // 3. If-None-Match; else 4. If-Modified-Since (GET and HEAD only).
+    if let Some(list) = field_list(req, "if-none-match") {
+        if tags_match(&list, v.etag, Compare::Weak) {
+            return if safe {
+                Precondition::NotModified
+            } else {
+                Precondition::Failed
+            };
+        }
+    } else if safe
+        && let Some(date) = date_field(req, "if-modified-since")
+        && lm <= date
+    {
+        return Precondition::NotModified;
+    }
+    Precondition::Proceed
+}
+
+/// RFC 9110 §13.1.5: may a Range be honoured, given the request's If-Range?
+/// True without If-Range. An entity tag must match strongly; a date must be
+/// exactly the Last-Modified. Anything else (a weak tag, a list, garbage)
+/// means "send the whole representation".
+pub fn if_range_holds(req: &Request<'_>, v: &Validators<'_>) -> bool {
+    let Some(value) = req.header("if-range") else {
+        return true;
+    };
+    if value.first() == Some(&b'"') {
+        return value == v.etag.as_bytes();
+    }
+    if value.starts_with(b"W/") {
+        return false;
+    }
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|s| httpdate::parse_http_date(s).ok())
+        .is_some_and(|d| d == whole_seconds(v.last_modified))
+}
+
+/// The one value of a date field, if the request has it and it is a valid
+/// HTTP-date; an invalid date, or more than one, is ignored (§13.1.3-4).
+fn date_field(req: &Request<'_>, name: &str) -> Option<SystemTime> {
+    let mut values = req.headers_all(name);
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    httpdate::parse_http_date(std::str::from_utf8(value).ok()?).ok()
+}
+
+/// A parsed `If-Match` / `If-None-Match` value: `*`, or entity tags.
+#[derive(Debug, PartialEq, Eq)]
+enum TagList<'a> {
+    Any,
+    /// (weak, opaque-tag with its quotes); `None` after a malformed member.
+    Tags(Vec<(bool, &'a [u8])>),
+}
+
+/// Every line of a list field, parsed as one list. A malformed list matches
+/// nothing (If-Match then fails, If-None-Match does not apply).
+fn field_list<'a>(req: &Request<'a>, name: &str) -> Option<TagList<'a>> {
+    let mut tags = Vec::new();
+    let mut present = false;
+    for value in req.headers_all(name) {
+        present = true;
+        if value == b"*" {
+            return Some(TagList::Any);
+        }
+        if !parse_tags(value, &mut tags) {
+            return Some(TagList::Tags(Vec::new()));
+        }
+    }
+    present.then_some(TagList::Tags(tags))
+}
+
+/// `#entity-tag`: `W/"x", "y"`, with optional whitespace and empty members.
+fn parse_tags<'a>(mut s: &'a [u8], out: &mut Vec<(bool, &'a [u8])>) -> bool {
+    loop {
+        while let [b' ' | b'\t' | b',', rest @ ..] = s {
+            s = rest;
+        }
+        if s.is_empty() {
+            return true;
+        }
+        let weak = s.starts_with(b"W/");
+        if weak {
+            s = &s[2..];
+        }
+        if s.first() != Some(&b'"') {
+            return false;
+        }
+        let Some(close) = s[1..].iter().position(|&b| b == b'"') else {
+            return false;
+        };
+        let (tag, rest) = s.split_at(close + 2);
+        // etagc: %x21 / %x23-7E / obs-text
+        if tag[1..tag.len() - 1].iter().any(|&b| b < 0x21 || b == 0x7f) {
+            return false;
+        }
+        out.push((weak, tag));
+        s = rest;
+        if !matches!(s.first(), None | Some(b' ' | b'\t' | b',')) {
+            return false;
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Compare {
+    Strong,
+    Weak,
+}
+
+/// Does `list` name the representation whose strong tag is `etag`?
+fn tags_match(list: &TagList<'_>, etag: &str, how: Compare) -> bool {
+    match list {
+        TagList::Any => true,
+        TagList::Tags(tags) => tags
+            .iter()
+            .any(|&(weak, tag)| tag == etag.as_bytes() && (how == Compare::Weak || !weak)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::parse::{ParseLimits, Parsed, parse_head};
+
+    const TAG: &str = "\"5f-1a\"";
+
+    fn lm() -> SystemTime {
+        // Sun, 06 Nov 1994 08:49:37 GMT, plus nanoseconds the date cannot say.
+        UNIX_EPOCH + Duration::new(784111777, 500_000_000)
+    }
+
+    fn with_request<R>(fields: &str, f: impl FnOnce(&Request<'_>) -> R) -> R {
+        let raw = format!("GET / HTTP/1.1\r\nHost: x\r\n{fields}\r\n");
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let lim = ParseLimits {
+            max_header_size: 8192,
+            max_target_size: 4096,
+        };
+        match parse_head(raw.as_bytes(), &mut headers, &lim) {
+            Ok(Parsed::Complete(req, _)) => f(&req),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn eval(fields: &str, safe: bool) -> Precondition {
+        let v = Validators {
+            etag: TAG,
+            last_modified: lm(),
+        };
+        with_request(fields, |r| evaluate(r, &v, safe))
+    }
+
+    use Precondition::*;
+    const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+    const BEFORE: &str = "Sun, 06 Nov 1994 08:49:36 GMT";
+
+    #[test]
+    fn none_proceeds() {
+        assert_eq!(eval("", true), Proceed);
+    }
+
+    #[test]
+    fn if_match() {
+        assert_eq!(eval("If-Match: \"5f-1a\"\r\n", true), Proceed);
+        assert_eq!(eval("If-Match: \"x\", \"5f-1a\"\r\n", true), Proceed);
+        assert_eq!(
+            eval("If-Match: \"x\"\r\nIf-Match: \"5f-1a\"\r\n", true),
+            Proceed
+        );
+        assert_eq!(eval("If-Match: *\r\n", true), Proceed);
+        assert_eq!(eval("If-Match: \"x\"\r\n", true), Failed);
+        // Strong comparison: a weak tag never matches.
+        assert_eq!(eval("If-Match: W/\"5f-1a\"\r\n", true), Failed);
+        assert_eq!(eval("If-Match: 5f-1a\r\n", true), Failed);
+        // If-Match wins over If-Unmodified-Since, which is then not looked at.
+        assert_eq!(
+            eval(
+                &format!("If-Match: *\r\nIf-Unmodified-Since: {BEFORE}\r\n"),
+                true
+            ),
+            Proceed
+        );
+    }
+
+    #[test]
+    fn if_unmodified_since() {
+        assert_eq!(
+            eval(&format!("If-Unmodified-Since: {DATE}\r\n"), true),
+            Proceed
+        );
+        assert_eq!(
+            eval(&format!("If-Unmodified-Since: {BEFORE}\r\n"), true),
+            Failed
+        );
+        assert_eq!(eval("If-Unmodified-Since: yesterday\r\n", true), Proceed);
+    }
+
+    #[test]
+    fn if_none_match() {
+        assert_eq!(eval("If-None-Match: \"5f-1a\"\r\n", true), NotModified);
+        // Weak comparison: W/ matches.
+        assert_eq!(eval("If-None-Match: W/\"5f-1a\"\r\n", true), NotModified);
+        assert_eq!(
+            eval("If-None-Match: \"a\" ,W/\"5f-1a\"\r\n", true),
+            NotModified
+        );
+        assert_eq!(
+            eval("If-None-Match: \"a\"\r\nIf-None-Match: \"5f-1a\"\r\n", true),
+            NotModified
+        );
+        assert_eq!(eval("If-None-Match: *\r\n", true), NotModified);
+        assert_eq!(eval("If-None-Match: \"a\", \"b\"\r\n", true), Proceed);
+        assert_eq!(eval("If-None-Match: \"5f-1a\"\r\n", false), Failed);
+        // Malformed: does not apply.
+        assert_eq!(eval("If-None-Match: 5f-1a\r\n", true), Proceed);
+        assert_eq!(eval("If-None-Match: \"5f-1a\r\n", true), Proceed);
+        // If-None-Match wins over If-Modified-Since, which is then not looked at.
+        assert_eq!(
+            eval(
+                &format!("If-None-Match: \"a\"\r\nIf-Modified-Since: {DATE}\r\n"),
+                true
+            ),
+            Proceed
+        );
+    }
+
+    #[test]
+    fn if_modified_since() {
+        assert_eq!(
+            eval(&format!("If-Modified-Since: {DATE}\r\n"), true),
+            NotModified
+        );
+        assert_eq!(
+            eval(&format!("If-Modified-Since: {BEFORE}\r\n"), true),
+            Proceed
+        );
+        assert_eq!(
+            eval("If-Modified-Since: Mon, 07 Nov 1994 08:49:37 GMT\r\n", true),
+            NotModified
+        );
+        // Other HTTP-date forms.
+        assert_eq!(
+            eval(
+                "If-Modified-Since: Sunday, 06-Nov-94 08:49:37 GMT\r\n",
+                true
+            ),
+            NotModified
+        );
+        assert_eq!(
+            eval("If-Modified-Since: Sun Nov  6 08:49:37 1994\r\n", true),
+            NotModified
+        );
+        // Ignored: invalid, two of them, or not GET/HEAD.
+        assert_eq!(eval("If-Modified-Since: soon\r\n", true), Proceed);
+        assert_eq!(
+            eval(
+                &format!("If-Modified-Since: {DATE}\r\nIf-Modified-Since: {DATE}\r\n"),
+                true
+            ),
+            Proceed
+        );
+        assert_eq!(
+            eval(&format!("If-Modified-Since: {DATE}\r\n"), false),
+            Proceed
+        );
+    }
+
+    #[test]
+    fn failure_before_not_modified() {
+        assert_eq!(
+            eval("If-Match: \"x\"\r\nIf-None-Match: \"5f-1a\"\r\n", true),
+            Failed
+        );
+    }
+
+    #[test]
+    fn if_range() {
+        let v = Validators {
+            etag: TAG,
+            last_modified: lm(),
+        };
+        let holds = |f: &str| with_request(f, |r| if_range_holds(r, &v));
+        assert!(holds(""));
+        assert!(holds("If-Range: \"5f-1a\"\r\n"));
+        assert!(!holds("If-Range: \"x\"\r\n"));
+        assert!(!holds("If-Range: W/\"5f-1a\"\r\n"));
+        assert!(holds(&format!("If-Range: {DATE}\r\n")));
+        assert!(!holds(&format!("If-Range: {BEFORE}\r\n")));
+        assert!(!holds("If-Range: Mon, 07 Nov 1994 08:49:37 GMT\r\n"));
+        assert!(!holds("If-Range: garbage\r\n"));
+    }
+}
