@@ -335,6 +335,50 @@ fn corpus() -> Vec<Case> {
             "Accept-Encoding",
             "GET /style.css HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip, br, zstd\r\n\r\n",
         ),
+        (
+            "Accept-Encoding gzip refused",
+            "GET /style.css HTTP/1.1\r\nHost: t\r\nAccept-Encoding: br, gzip;q=0\r\n\r\n",
+        ),
+        (
+            "Accept-Encoding identity refused",
+            "GET /style.css HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip;q=0.5, identity;q=0\r\n\r\n",
+        ),
+        (
+            "Accept-Encoding with a range",
+            "GET /style.css HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\nRange: bytes=0-3\r\n\r\n",
+        ),
+        (
+            "Range suffix",
+            "GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=-7\r\n\r\n",
+        ),
+        (
+            "Range unsatisfiable",
+            "GET /style.css HTTP/1.1\r\nHost: t\r\nRange: bytes=99999-\r\n\r\n",
+        ),
+        (
+            "Range overlapping",
+            "GET /style.css HTTP/1.1\r\nHost: t\r\nRange: bytes=0-,0-\r\n\r\n",
+        ),
+        (
+            "Range on HEAD",
+            "HEAD /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9\r\n\r\n",
+        ),
+        (
+            "If-Range stale",
+            "GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9\r\nIf-Range: \"old\"\r\n\r\n",
+        ),
+        (
+            "If-Match fails",
+            "GET /style.css HTTP/1.1\r\nHost: t\r\nIf-Match: \"nope\"\r\n\r\n",
+        ),
+        (
+            "If-Match on a missing path",
+            "GET /nope.css HTTP/1.1\r\nHost: t\r\nIf-Match: \"nope\"\r\n\r\n",
+        ),
+        (
+            "If-Unmodified-Since past",
+            "GET /style.css HTTP/1.1\r\nHost: t\r\nIf-Unmodified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n",
+        ),
     ] {
         cases.push(case(name, vec![cat(head.as_bytes(), CLOSER)]));
     }
@@ -640,6 +684,8 @@ fn epoll_and_io_uring_answer_alike() {
     }
     let site = Site::new();
     site.write("\u{e9}t\u{e9}.html", b"<p>UTF8-NAME</p>");
+    // A precompressed sibling, written after its source (so not stale).
+    site.write("style.css.gz", b"GZIP-BYTES-OF-STYLE");
     let Some(a) = Server::start(&ea, CONFIG, &site.root) else {
         return;
     };
