@@ -11,7 +11,7 @@ use crate::config::Encoding;
 use crate::http::accept::AcceptEncoding;
 use crate::http::cond::{self, Precondition, Validators};
 use crate::http::range::{self, Ranges};
-use crate::http::{Body, Method, Reply, Request, Status};
+use crate::http::{Body, Method, Now, Reply, Request, Status};
 
 use super::Responder;
 use super::os::Opened;
@@ -52,18 +52,28 @@ fn boundary(etag: &str) -> String {
 impl Responder {
     /// Answer a GET or HEAD for the file `rel` (found as `src`), whose
     /// Content-Type is `ctype`.
-    pub(super) fn entity(&self, req: &Request<'_>, src: Found, rel: &str, ctype: &str) -> Reply {
+    pub(super) fn entity(
+        &self,
+        req: &Request<'_>,
+        now: &Now,
+        src: Found,
+        rel: &str,
+        ctype: &str,
+    ) -> Reply {
         let (variant, vary) = self.variant(req, rel, &src);
         let (rep, coding) = match variant {
             Some((enc, f)) => (f, Some(enc)),
             None => (src, None),
         };
         let tag = etag(rep.len, rep.mtime, coding);
+        // A modification time in the future (a clock skewed at build time)
+        // is reported as now: Last-Modified is never later than Date
+        // (RFC 9110 §8.8.2.1).
         let v = Validators {
             etag: &tag,
-            last_modified: rep.mtime,
+            last_modified: cond::whole_seconds(rep.mtime).min(now.wall),
         };
-        let last_modified = httpdate::fmt_http_date(cond::whole_seconds(rep.mtime));
+        let last_modified = httpdate::fmt_http_date(v.last_modified);
         let with_validators = |mut r: Reply| {
             r.headers.push("ETag", tag.clone());
             r.headers.push("Last-Modified", last_modified.clone());
@@ -177,7 +187,7 @@ mod tests {
     use crate::config::Config;
     use crate::files::Settings;
     use crate::http::parse::{ParseLimits, Parsed, parse_head};
-    use crate::http::{Notes, Now, Respond, Segment};
+    use crate::http::{Notes, Respond, Segment};
     use crate::log::Level;
     use std::time::{Duration, Instant};
 

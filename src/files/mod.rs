@@ -134,7 +134,7 @@ impl Responder {
 
 impl Respond for Responder {
     /// Answer a GET or HEAD for `req.target`.
-    fn respond(&self, req: &Request<'_>, _now: &Now, notes: &mut Notes) -> Reply {
+    fn respond(&self, req: &Request<'_>, now: &Now, notes: &mut Notes) -> Reply {
         #[cfg(debug_assertions)]
         if self.panic_target.as_deref() == Some(req.target) {
             panic!("test hook: request for {}", req.target);
@@ -144,7 +144,7 @@ impl Respond for Responder {
             Err(PathError::Bad) => return self.error(Status::BAD_REQUEST),
             Err(PathError::NotFound) => return self.not_found(),
         };
-        let (mut reply, served) = self.lookup(req, &p, notes);
+        let (mut reply, served) = self.lookup(req, now, &p, notes);
         if !self.settings.rules.is_empty() && (200..400).contains(&reply.status.0) {
             self.apply_rules(&p, served.as_deref(), &mut reply);
         }
@@ -155,7 +155,13 @@ impl Respond for Responder {
 impl Responder {
     /// The response for a resolved path, and the file it serves (relative
     /// to the root) when it serves one.
-    fn lookup(&self, req: &Request<'_>, p: &ReqPath, notes: &mut Notes) -> (Reply, Option<String>) {
+    fn lookup(
+        &self,
+        req: &Request<'_>,
+        now: &Now,
+        p: &ReqPath,
+        notes: &mut Notes,
+    ) -> (Reply, Option<String>) {
         let found = |opened: Opened| match opened {
             Opened::File { file, len, mtime } => Some(Found { file, len, mtime }),
             _ => None,
@@ -167,7 +173,7 @@ impl Responder {
             }
             Ok(opened @ Opened::File { .. }) => {
                 let f = found(opened).expect("a file");
-                (self.file(req, f, &p.rel), Some(p.rel.clone()))
+                (self.file(req, now, f, &p.rel), Some(p.rel.clone()))
             }
             Ok(Opened::Dir) if !p.trailing_slash => (
                 Reply::status(Status::MOVED_PERMANENTLY)
@@ -184,7 +190,7 @@ impl Responder {
                     match self.root.open_beneath(&idx) {
                         Ok(opened @ Opened::File { .. }) => {
                             let f = found(opened).expect("a file");
-                            return (self.file(req, f, &idx), Some(idx));
+                            return (self.file(req, now, f, &idx), Some(idx));
                         }
                         Ok(_) => {}
                         Err(e) if is_missing(&e) => {}
@@ -194,7 +200,7 @@ impl Responder {
                 (self.not_found(), None)
             }
             Ok(Opened::Other) => (self.not_found(), None),
-            Err(e) if is_missing(&e) => self.missing(req, p, notes),
+            Err(e) if is_missing(&e) => self.missing(req, now, p, notes),
             Err(e) => (self.io_error(e, notes), None),
         }
     }
@@ -204,6 +210,7 @@ impl Responder {
     fn missing(
         &self,
         req: &Request<'_>,
+        now: &Now,
         p: &ReqPath,
         notes: &mut Notes,
     ) -> (Reply, Option<String>) {
@@ -215,7 +222,7 @@ impl Responder {
         match self.root.open_beneath(fb) {
             Ok(Opened::File { file, len, mtime }) => {
                 let f = Found { file, len, mtime };
-                (self.file(req, f, fb), Some(fb.clone()))
+                (self.file(req, now, f, fb), Some(fb.clone()))
             }
             Ok(_) => (self.not_found(), None),
             Err(e) if is_missing(&e) => (self.not_found(), None),
@@ -224,9 +231,9 @@ impl Responder {
     }
 
     /// A found file's response, typed by its name.
-    fn file(&self, req: &Request<'_>, f: Found, rel: &str) -> Reply {
+    fn file(&self, req: &Request<'_>, now: &Now, f: Found, rel: &str) -> Reply {
         let ctype = mime::content_type(rel.rsplit('/').next().unwrap_or(rel));
-        self.entity(req, f, rel, ctype)
+        self.entity(req, now, f, rel, ctype)
     }
 
     /// Add the headers of every rule that matches the request path or the

@@ -183,6 +183,8 @@ pub fn later(t: Instant, d: Duration) -> Instant {
 #[derive(Debug, Clone)]
 pub struct Now {
     pub instant: Instant,
+    /// The wall-clock time the Date header says, in whole seconds.
+    pub wall: SystemTime,
     /// IMF-fixdate for the Date header.
     pub date: String,
     /// Combined-log-format time (`22/Nov/2026:19:21:37 +0000`).
@@ -193,6 +195,7 @@ impl Now {
     pub fn new(instant: Instant, wall: SystemTime) -> Now {
         Now {
             instant,
+            wall: cond::whole_seconds(wall),
             date: httpdate::fmt_http_date(wall),
             log_time: crate::log::clf_time(wall),
         }

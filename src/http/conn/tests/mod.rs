@@ -114,6 +114,7 @@ impl Env {
         };
         let now = Now {
             instant: Instant::now(),
+            wall: httpdate::parse_http_date(DATE).unwrap(),
             date: DATE.into(),
             log_time: "22/Nov/2026:19:21:37 +0000".into(),
         };
