@@ -72,6 +72,7 @@ impl Settings {
 pub struct Responder {
     root: RootDir,
     settings: Settings,
+    types: mime::Types,
     /// Test hook (`TANDEM_TEST_PANIC_TARGET`, debug builds only): a request
     /// for exactly this target panics the worker, so tests can prove a dead
     /// worker is replaced.
@@ -85,6 +86,7 @@ impl Responder {
             .map_err(|e| io::Error::new(e.kind(), format!("root {}: {e}", root.display())))?;
         Ok(Responder {
             root,
+            types: mime::Types::new(&settings.mime_types, &settings.default_type),
             settings,
             #[cfg(debug_assertions)]
             panic_target: None,
@@ -127,7 +129,7 @@ impl Responder {
                 self.root.open_beneath(page.trim_start_matches('/'))
         {
             return Reply::new(status, Body::file(file, len))
-                .with_header("Content-Type", mime::content_type(page));
+                .with_header("Content-Type", self.types.header_value(page));
         }
         Reply::status(status)
     }
@@ -152,7 +154,7 @@ impl Respond for Responder {
                     // "/file.html/" names a directory that is not there.
                     return self.not_found();
                 }
-                file_reply(file, len, mtime, &p.rel)
+                file_reply(&self.types, file, len, mtime, &p.rel)
             }
             Ok(Opened::Dir) => {
                 if !p.trailing_slash {
@@ -165,7 +167,9 @@ impl Respond for Responder {
                     format!("{}/{}", p.rel, self.settings.index[0])
                 };
                 match self.root.open_beneath(&idx) {
-                    Ok(Opened::File { file, len, mtime }) => file_reply(file, len, mtime, &idx),
+                    Ok(Opened::File { file, len, mtime }) => {
+                        file_reply(&self.types, file, len, mtime, &idx)
+                    }
                     Ok(_) => self.not_found(),
                     Err(e) => io_error(e),
                 }
@@ -176,11 +180,8 @@ impl Respond for Responder {
     }
 }
 
-fn file_reply(file: File, len: u64, mtime: SystemTime, name: &str) -> Reply {
+fn file_reply(types: &mime::Types, file: File, len: u64, mtime: SystemTime, name: &str) -> Reply {
     Reply::new(Status::OK, Body::file(file, len))
-        .with_header(
-            "Content-Type",
-            mime::content_type(name.rsplit('/').next().unwrap_or(name)),
-        )
+        .with_header("Content-Type", types.header_value(name))
         .with_header("Last-Modified", httpdate::fmt_http_date(mtime))
 }
