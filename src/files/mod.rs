@@ -82,7 +82,7 @@ pub struct Responder {
 
 impl Responder {
     pub fn new(root: &Path, settings: Settings) -> io::Result<Responder> {
-        let root = RootDir::open(root)
+        let root = RootDir::open(root, settings.symlinks)
             .map_err(|e| io::Error::new(e.kind(), format!("root {}: {e}", root.display())))?;
         Ok(Responder {
             root,
