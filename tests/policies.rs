@@ -151,4 +151,51 @@ engine_tests! {
         get_404(&srv, "/linkdir/page.html");
         assert_quiet_error_log(&srv, mark, "symlinks = deny, root through a symlink");
     }
+
+    fn well_known_is_served_with_dotfiles_hidden(e) {
+        let site = Site::new();
+        site.write(".well-known/acme-challenge/tok", b"TOK.ACME-KEY-AUTHORIZATION");
+        site.write(".well-known/security.txt", b"Contact: mailto:security@example.test\n");
+        site.write(".well-known/.hidden", DOTFILE_MARKER.as_bytes());
+        site.write(".well-known/acme-challenge/.hidden", DOTFILE_MARKER.as_bytes());
+        site.write(".git/config", DOTFILE_MARKER.as_bytes());
+        site.write(".env", DOTFILE_MARKER.as_bytes());
+        site.write("a/.well-known/x", DOTFILE_MARKER.as_bytes());
+        let srv = start_or_skip!(e, "", &site.root);
+        for path in [
+            "/.well-known/acme-challenge/tok",
+            "/%2ewell-known/acme-challenge/tok",
+            "/%2Ewell-known/acme-challenge/%74ok",
+            "/sub/../.well-known/acme-challenge/tok",
+        ] {
+            get_ok(&srv, path, "TOK.ACME-KEY-AUTHORIZATION");
+        }
+        let r = get(srv.addr(), "/.well-known/security.txt");
+        assert_status(&r, 200, "/.well-known/security.txt");
+        assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"), "{}", r.describe());
+        for path in [
+            "/.git/config", "/.env", "/.secret",
+            "/.well-known/.hidden", "/.well-known/%2ehidden", "/.well-known/acme-challenge/.hidden",
+            "/.well-known/../.env", "/.well-known/%2e%2e/.env", "/.well-known/../.git/config",
+            "/a/.well-known/x", "/a/%2ewell-known/x",
+            // A directory without an index is not listed (autoindex is off).
+            "/.well-known/", "/.well-known/acme-challenge/", "/%2ewell-known/",
+        ] {
+            let r = get(srv.addr(), path);
+            assert!(!r.body_str().contains(DOTFILE_MARKER), "GET {path}: served a dotfile\n{}", r.describe());
+            assert_status(&r, 404, path);
+        }
+        // The directory itself redirects to its slash form, like any other.
+        let r = get(srv.addr(), "/.well-known");
+        assert_status(&r, 301, "/.well-known");
+        assert_eq!(r.header("location"), Some("/.well-known/"), "{}", r.describe());
+    }
+
+    fn well_known_dotfiles_are_served_when_dotfiles_are(e) {
+        let site = Site::new();
+        site.write(".well-known/.hidden", b"WELL-KNOWN-DOT");
+        let srv = start_or_skip!(e, "serve_dotfiles = true", &site.root);
+        get_ok(&srv, "/.well-known/.hidden", "WELL-KNOWN-DOT");
+        get_ok(&srv, "/.secret", DOTFILE_MARKER);
+    }
 }
