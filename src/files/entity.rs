@@ -11,6 +11,7 @@ use crate::config::Encoding;
 use crate::http::accept::AcceptEncoding;
 use crate::http::cond::{self, Precondition, Validators};
 use crate::http::range::{self, Ranges};
+use crate::http::reply::Text;
 use crate::http::{Body, Method, Now, Reply, Request, Status};
 
 use super::Responder;
@@ -58,7 +59,7 @@ impl Responder {
         now: &Now,
         src: Found,
         rel: &str,
-        ctype: &str,
+        ctype: Text,
     ) -> Reply {
         let (variant, vary) = self.variant(req, rel, &src);
         let (rep, coding) = match variant {
@@ -104,16 +105,16 @@ impl Responder {
         let file = Arc::new(rep.file);
         let mut reply = match ranges {
             Ranges::Whole => Reply::new(Status::OK, Body::range(file, 0, rep.len))
-                .with_header("Content-Type", ctype.to_string()),
+                .with_header("Content-Type", ctype.clone()),
             Ranges::Partial(rs) if rs.len() == 1 => Reply::new(
                 Status::PARTIAL_CONTENT,
                 Body::range(file, rs[0].start, rs[0].len),
             )
-            .with_header("Content-Type", ctype.to_string())
+            .with_header("Content-Type", ctype.clone())
             .with_header("Content-Range", rs[0].content_range(rep.len)),
             Ranges::Partial(rs) => {
                 let boundary = boundary(&tag);
-                let (body, mtype) = range::multipart(file, &rs, rep.len, ctype, &boundary);
+                let (body, mtype) = range::multipart(file, &rs, rep.len, &ctype, &boundary);
                 Reply::new(Status::PARTIAL_CONTENT, body).with_header("Content-Type", mtype)
             }
             Ranges::Unsatisfiable => {

@@ -1,17 +1,111 @@
-//! Content types by file extension.
+//! Content types by file extension: the config's `mime_types` first, then the
+//! built-in table, then `default_type`.
 
-/// The Content-Type for a file name; text types carry `charset=utf-8`. The
-/// extension is matched without regard to ASCII case, in place: no buffer, so
-/// no length limit that an entry of `TYPES` could exceed.
+use std::borrow::Cow;
+
+/// The Content-Type for a file name from the built-in table alone; text types
+/// carry `charset=utf-8`. The extension is matched without regard to ASCII
+/// case, in place: no buffer, so no length limit that an entry of `TYPES`
+/// could exceed.
 pub fn content_type(name: &str) -> &'static str {
-    let ext = match name.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() || name.len() > ext.len() + 1 => ext,
-        _ => return DEFAULT,
-    };
+    extension(name).and_then(builtin).unwrap_or(DEFAULT)
+}
+
+/// The last extension of a file name (of its last `/` segment): none for a
+/// dotfile's name (`.html`) or a trailing dot (`x.`).
+fn extension(name: &str) -> Option<&str> {
+    let name = name.rsplit('/').next().unwrap_or(name);
+    match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && !ext.is_empty() => Some(ext),
+        _ => None,
+    }
+}
+
+fn builtin(ext: &str) -> Option<&'static str> {
     TYPES
         .iter()
         .find(|(e, _)| e.eq_ignore_ascii_case(ext))
-        .map_or(DEFAULT, |(_, t)| t)
+        .map(|(_, t)| *t)
+}
+
+/// Content types with the config's overrides and default: built once (per
+/// responder), looked up per response without allocating.
+#[derive(Debug, Clone)]
+pub struct Types {
+    /// Extension (no dot) -> Content-Type; compared without regard to ASCII case.
+    overrides: Vec<(String, String)>,
+    /// `None` when it is the built-in [`DEFAULT`] (so it needs no allocation
+    /// as a header value).
+    default: Option<String>,
+}
+
+/// Where a type came from: the built-in table (static) or the config.
+enum Found<'a> {
+    Static(&'static str),
+    Configured(&'a str),
+}
+
+impl Default for Types {
+    /// The built-in table alone, with `application/octet-stream` as the default.
+    fn default() -> Types {
+        Types::new(&[], DEFAULT)
+    }
+}
+
+impl Types {
+    /// From `Settings::mime_types` (extensions without their dot) and
+    /// `Settings::default_type`. A later override of the same extension (in
+    /// any case) wins, as a later key would.
+    pub fn new(overrides: &[(String, String)], default: &str) -> Types {
+        let mut kept: Vec<(String, String)> = Vec::with_capacity(overrides.len());
+        for (ext, ty) in overrides {
+            let ext = ext.trim_start_matches('.').to_ascii_lowercase();
+            kept.retain(|(e, _)| *e != ext);
+            kept.push((ext, ty.clone()));
+        }
+        Types {
+            overrides: kept,
+            default: (default != DEFAULT).then(|| default.to_string()),
+        }
+    }
+
+    /// The Content-Type for a file name (or a path: only its last segment
+    /// counts): an override for its extension, else the built-in table, else
+    /// the default type.
+    pub fn content_type(&self, name: &str) -> &str {
+        match self.find(name) {
+            Found::Static(t) => t,
+            Found::Configured(t) => t,
+        }
+    }
+
+    /// [`Types::content_type`] as a header value: borrowed (no allocation)
+    /// for a built-in type, a copy for one from the config (header values
+    /// are `Cow<'static, str>`).
+    pub fn header_value(&self, name: &str) -> Cow<'static, str> {
+        match self.find(name) {
+            Found::Static(t) => Cow::Borrowed(t),
+            Found::Configured(t) => Cow::Owned(t.to_owned()),
+        }
+    }
+
+    fn find(&self, name: &str) -> Found<'_> {
+        let default = || match &self.default {
+            Some(t) => Found::Configured(t),
+            None => Found::Static(DEFAULT),
+        };
+        let Some(ext) = extension(name) else {
+            return default();
+        };
+        if let Some((_, ty)) = self
+            .overrides
+            .iter()
+            .find(|(e, _)| e.eq_ignore_ascii_case(ext))
+        {
+            return Found::Configured(ty);
+        }
+        builtin(ext).map_or_else(default, Found::Static)
+    }
 }
 
 pub const DEFAULT: &str = "application/octet-stream";
@@ -110,5 +204,92 @@ mod tests {
         // Only the last extension counts.
         assert_eq!(content_type("a.html.gz"), "application/gzip");
         assert_eq!(content_type("a.webmanifest.bak"), DEFAULT);
+    }
+
+    fn types_with(overrides: &[(&str, &str)], default: &str) -> Types {
+        let o: Vec<(String, String)> = overrides
+            .iter()
+            .map(|(e, t)| (e.to_string(), t.to_string()))
+            .collect();
+        Types::new(&o, default)
+    }
+
+    #[test]
+    fn overrides_then_table_then_default() {
+        let t = types_with(
+            &[
+                ("wasm", "application/x-wasm-custom"),
+                ("txt", "text/x-custom"),
+            ],
+            "text/plain",
+        );
+        // Overrides, in any case of the file's extension.
+        assert_eq!(t.content_type("a.wasm"), "application/x-wasm-custom");
+        assert_eq!(t.content_type("a.WASM"), "application/x-wasm-custom");
+        assert_eq!(t.content_type("b.txt"), "text/x-custom");
+        assert_eq!(t.content_type("b.TxT"), "text/x-custom");
+        // Built-in types not overridden are unchanged.
+        assert_eq!(t.content_type("index.html"), HTML);
+        assert_eq!(t.content_type("A.CSS"), "text/css; charset=utf-8");
+        // Anything else gets the default type, not application/octet-stream.
+        for name in ["c.unknownext", "noext", ".html", ".txt", "x.", ""] {
+            assert_eq!(t.content_type(name), "text/plain", "{name:?}");
+        }
+        // Only the last extension, of the last path segment.
+        assert_eq!(t.content_type("a.txt.gz"), "application/gzip");
+        assert_eq!(t.content_type("dir.txt/file"), "text/plain");
+        assert_eq!(t.content_type("dir/b.txt"), "text/x-custom");
+        assert_eq!(t.content_type("/errors/404.html"), HTML);
+    }
+
+    #[test]
+    fn override_keys_in_any_case_and_the_last_wins() {
+        // Settings lower-cases keys, but Types does not rely on it.
+        let t = types_with(
+            &[("TXT", "text/a"), ("Md", "text/b"), ("md", "text/c")],
+            "x/y",
+        );
+        assert_eq!(t.content_type("b.txt"), "text/a");
+        assert_eq!(t.content_type("b.MD"), "text/c");
+        // An override may also replace a built-in type by one with a charset.
+        let t = types_with(&[("js", "application/javascript; charset=utf-8")], DEFAULT);
+        assert_eq!(
+            t.content_type("app.js"),
+            "application/javascript; charset=utf-8"
+        );
+    }
+
+    #[test]
+    fn header_values_borrow_built_in_types() {
+        let t = types_with(&[("txt", "text/x-custom")], "text/plain");
+        assert!(matches!(
+            t.header_value("a.css"),
+            Cow::Borrowed("text/css; charset=utf-8")
+        ));
+        assert_eq!(t.header_value("b.txt"), "text/x-custom");
+        assert_eq!(t.header_value("c.qqq"), "text/plain");
+        // The stock default is the built-in one: no copy either.
+        let t = Types::default();
+        assert!(matches!(t.header_value("c.qqq"), Cow::Borrowed(DEFAULT)));
+        assert_eq!(types_with(&[], DEFAULT).content_type("c"), DEFAULT);
+    }
+
+    #[test]
+    fn default_types_is_the_free_function() {
+        let t = Types::default();
+        for name in [
+            "index.html",
+            "A.CSS",
+            "noext",
+            ".html",
+            "x.",
+            "a.html.gz",
+            "weird.qqq",
+        ] {
+            assert_eq!(t.content_type(name), content_type(name), "{name:?}");
+        }
+        for (ext, ty) in TYPES {
+            assert_eq!(t.content_type(&format!("f.{ext}")), *ty);
+        }
     }
 }

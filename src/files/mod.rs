@@ -72,6 +72,7 @@ impl Settings {
 pub struct Responder {
     root: RootDir,
     settings: Settings,
+    types: mime::Types,
     /// Test hook (`TANDEM_TEST_PANIC_TARGET`, debug builds only): a request
     /// for exactly this target panics the worker, so tests can prove a dead
     /// worker is replaced.
@@ -81,10 +82,11 @@ pub struct Responder {
 
 impl Responder {
     pub fn new(root: &Path, settings: Settings) -> io::Result<Responder> {
-        let root = RootDir::open(root)
+        let root = RootDir::open(root, settings.symlinks)
             .map_err(|e| io::Error::new(e.kind(), format!("root {}: {e}", root.display())))?;
         Ok(Responder {
             root,
+            types: mime::Types::new(&settings.mime_types, &settings.default_type),
             settings,
             #[cfg(debug_assertions)]
             panic_target: None,
@@ -126,7 +128,7 @@ impl Responder {
                 self.root.open_beneath(page.trim_start_matches('/'))
         {
             return Reply::new(status, Body::file(file, len))
-                .with_header("Content-Type", mime::content_type(page));
+                .with_header("Content-Type", self.types.header_value(page));
         }
         Reply::status(status)
     }
@@ -216,7 +218,9 @@ impl Responder {
     ) -> (Reply, Option<String>) {
         let fb = &self.settings.fallback;
         let last = p.rel.rsplit('/').next().unwrap_or("");
-        if fb.is_empty() || last.contains('.') {
+        // Not under /.well-known/ either: a missing ACME token or
+        // security.txt must be a 404, not the app's HTML.
+        if fb.is_empty() || last.contains('.') || p.rel.starts_with(".well-known/") {
             return (self.not_found(), None);
         }
         match self.root.open_beneath(fb) {
@@ -232,7 +236,7 @@ impl Responder {
 
     /// A found file's response, typed by its name.
     fn file(&self, req: &Request<'_>, now: &Now, f: Found, rel: &str) -> Reply {
-        let ctype = mime::content_type(rel.rsplit('/').next().unwrap_or(rel));
+        let ctype = self.types.header_value(rel);
         self.entity(req, now, f, rel, ctype)
     }
 

@@ -123,7 +123,7 @@ pub fn resolve(target: &str, serve_dotfiles: bool) -> Result<ReqPath, PathError>
     {
         return Err(PathError::Bad);
     }
-    if !serve_dotfiles && segs.iter().any(|s| s.starts_with('.')) {
+    if !serve_dotfiles && segs.iter().enumerate().any(|(i, s)| is_hidden(i, s)) {
         return Err(PathError::NotFound);
     }
     let last_is_dot = decoded.ends_with("/.") || decoded.ends_with("/..");
@@ -133,6 +133,17 @@ pub fn resolve(target: &str, serve_dotfiles: bool) -> Result<ReqPath, PathError>
         query: query.map(str::to_string),
     })
 }
+
+/// Is segment `i` (0 = first) of a resolved path a hidden dotfile when
+/// dotfiles are not served? Every dot segment is, except `.well-known` as the
+/// first segment (RFC 8615: ACME http-01 challenges, `security.txt`); dot
+/// segments below it, and a `.well-known` anywhere else, stay hidden.
+fn is_hidden(i: usize, seg: &str) -> bool {
+    seg.starts_with('.') && !(i == 0 && seg == WELL_KNOWN)
+}
+
+/// The one dot-named directory served with dotfiles hidden (RFC 8615).
+const WELL_KNOWN: &str = ".well-known";
 
 #[cfg(test)]
 mod tests {
@@ -207,5 +218,48 @@ mod tests {
             resolve("/.well-known/x", true).unwrap().rel,
             ".well-known/x"
         );
+    }
+
+    #[test]
+    fn well_known_is_served_with_dotfiles_hidden() {
+        for (t, want) in [
+            (
+                "/.well-known/acme-challenge/tok",
+                ".well-known/acme-challenge/tok",
+            ),
+            ("/.well-known/security.txt", ".well-known/security.txt"),
+            ("/.well-known/", ".well-known"),
+            ("/.well-known", ".well-known"),
+            ("//.well-known//x", ".well-known/x"),
+            ("/a/../.well-known/x", ".well-known/x"),
+            ("/.well-known/a/../b", ".well-known/b"),
+            // Percent-encoded forms are the decoded form.
+            ("/%2ewell-known/x", ".well-known/x"),
+            ("/%2Ewell-known/x", ".well-known/x"),
+            ("/.well%2dknown/x", ".well-known/x"),
+            ("http://h/.well-known/x?q", ".well-known/x"),
+        ] {
+            assert_eq!(rel(t).as_deref(), Ok(want), "{t}");
+        }
+        for t in [
+            // Any other dot segment, below it or after ".." is resolved.
+            "/.well-known/.secret",
+            "/.well-known/acme-challenge/.x",
+            "/.well-known/../.env",
+            "/.well-known/%2e%2e/.env",
+            "/.well-known/%2esecret",
+            // Only at the root, and only exactly that name.
+            "/a/.well-known/x",
+            "/a/%2ewell-known/x",
+            "/.well-known/.well-known/x",
+            "/.Well-Known/x",
+            "/.well-knownx/x",
+            "/.well-known./x",
+            "/.git/config",
+        ] {
+            assert_eq!(rel(t), Err(PathError::NotFound), "{t}");
+        }
+        // "/.well-known/.." is the root itself, not hidden.
+        assert_eq!(rel("/.well-known/..").as_deref(), Ok(""));
     }
 }
