@@ -270,4 +270,39 @@ mod tests {
             ]
         );
     }
+
+    /// Whatever the bytes, ranges stay inside the file, are never empty and
+    /// add up to at most its length; nothing panics.
+    #[test]
+    fn any_input_gives_ranges_inside_the_file() {
+        let alphabet = b"bytes=0123456789-, ;\t=xB";
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..200_000 {
+            let n = (next() % 24) as usize;
+            let mut v: Vec<u8> = b"bytes=".to_vec();
+            v.truncate((next() % 7) as usize);
+            v.extend((0..n).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]));
+            let len = next() % 2000;
+            let max = (next() % 6) as usize;
+            if let Ranges::Partial(rs) = evaluate(&v, len, max) {
+                assert!(!rs.is_empty() && rs.len() <= max, "{v:?}");
+                let mut total = 0;
+                for r in &rs {
+                    assert!(
+                        r.len > 0 && r.start + r.len <= len,
+                        "{:?} {rs:?}",
+                        String::from_utf8_lossy(&v)
+                    );
+                    total += r.len;
+                }
+                assert!(total <= len);
+            }
+        }
+    }
 }
