@@ -29,8 +29,11 @@ pub struct Found {
 /// to the nanosecond, and the content coding of a variant. No inode, so
 /// identical deploys on several machines give identical tags.
 pub fn etag(len: u64, mtime: SystemTime, coding: Option<Encoding>) -> String {
-    let d = mtime.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let mut tag = format!("\"{:x}-{:x}.{:x}", len, d.as_secs(), d.subsec_nanos());
+    let (sign, d) = match mtime.duration_since(UNIX_EPOCH) {
+        Ok(d) => ("", d),
+        Err(before) => ("m", before.duration()),
+    };
+    let mut tag = format!("\"{:x}-{sign}{:x}.{:x}", len, d.as_secs(), d.subsec_nanos());
     if let Some(c) = coding {
         tag.push('-');
         tag.push_str(c.token());
@@ -89,7 +92,7 @@ impl Responder {
                 return with_validators(Reply::new(Status::NOT_MODIFIED, Body::Empty));
             }
             Precondition::Failed => {
-                let mut r = self.error(Status::PRECONDITION_FAILED);
+                let mut r = self.error_page(Status::PRECONDITION_FAILED);
                 if vary {
                     r.headers.push("Vary", "Accept-Encoding");
                 }
@@ -118,7 +121,8 @@ impl Responder {
                 Reply::new(Status::PARTIAL_CONTENT, body).with_header("Content-Type", mtype)
             }
             Ranges::Unsatisfiable => {
-                let mut r = Reply::status(Status::RANGE_NOT_SATISFIABLE)
+                let mut r = self
+                    .error_page(Status::RANGE_NOT_SATISFIABLE)
                     .with_header("Content-Range", format!("bytes */{}", rep.len));
                 if vary {
                     r.headers.push("Vary", "Accept-Encoding");
@@ -256,5 +260,12 @@ mod tests {
             etag(590, t + Duration::from_nanos(1), None)
         );
         assert_ne!(etag(590, t, None), etag(591, t, None));
+        // Before 1970: still to the nanosecond, and never equal to a time after.
+        let old = UNIX_EPOCH - Duration::new(315_619_200, 5);
+        assert_eq!(etag(9, old, None), "\"9-m12d0a400.5\"");
+        assert_ne!(
+            etag(9, old, None),
+            etag(9, UNIX_EPOCH + Duration::new(315_619_200, 5), None)
+        );
     }
 }

@@ -102,23 +102,23 @@ impl Responder {
 
     fn io_error(&self, e: io::Error, notes: &mut Notes) -> Reply {
         match e.kind() {
-            io::ErrorKind::PermissionDenied => self.error(Status::FORBIDDEN),
+            io::ErrorKind::PermissionDenied => self.error_page(Status::FORBIDDEN),
             _ if is_missing(&e) => self.not_found(),
             _ => {
                 crate::note!(notes, Level::Error, "open: {e}");
-                self.error(Status::INTERNAL_SERVER_ERROR)
+                self.error_page(Status::INTERNAL_SERVER_ERROR)
             }
         }
     }
 
     /// 404, with the root's error page as the body when there is one.
     pub fn not_found(&self) -> Reply {
-        self.error(Status::NOT_FOUND)
+        self.error_page(Status::NOT_FOUND)
     }
 
     /// An error response, with the configured page for its status as the
     /// body when there is one (and it can be opened).
-    pub fn error(&self, status: Status) -> Reply {
+    pub fn error_page(&self, status: Status) -> Reply {
         if let Some((_, page)) = self
             .settings
             .error_pages
@@ -135,6 +135,10 @@ impl Responder {
 }
 
 impl Respond for Responder {
+    fn error(&self, status: Status) -> Reply {
+        self.error_page(status)
+    }
+
     /// Answer a GET or HEAD for `req.target`.
     fn respond(&self, req: &Request<'_>, now: &Now, notes: &mut Notes) -> Reply {
         #[cfg(debug_assertions)]
@@ -143,7 +147,7 @@ impl Respond for Responder {
         }
         let p = match path::resolve(req.target, self.settings.serve_dotfiles) {
             Ok(p) => p,
-            Err(PathError::Bad) => return self.error(Status::BAD_REQUEST),
+            Err(PathError::Bad) => return self.error_page(Status::BAD_REQUEST),
             Err(PathError::NotFound) => return self.not_found(),
         };
         let (mut reply, served) = self.lookup(req, now, &p, notes);

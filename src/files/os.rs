@@ -6,10 +6,9 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use crate::config::Symlinks;
 use crate::syscall;
@@ -105,9 +104,9 @@ impl RootDir {
         let meta = file.metadata()?;
         let ft = meta.file_type();
         Ok(if ft.is_file() {
-            let mtime = UNIX_EPOCH
-                + Duration::from_secs(meta.mtime().max(0) as u64)
-                + Duration::from_nanos(meta.mtime_nsec().max(0) as u64);
+            // Before 1970 too: a negative mtime is a time like any other
+            // (ETags must tell two such files apart).
+            let mtime = meta.modified()?;
             Opened::File {
                 len: meta.len(),
                 mtime,

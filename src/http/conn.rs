@@ -405,7 +405,7 @@ impl Conn {
             self.start_log(ctx, &request_line(req), None, None);
             self.send_reply(
                 ctx,
-                Reply::status(Status::PAYLOAD_TOO_LARGE),
+                ctx.responder.error(Status::PAYLOAD_TOO_LARGE),
                 false,
                 ConnHeader::Close,
             );
@@ -429,11 +429,15 @@ impl Conn {
                 false,
             ),
             Method::Unknown => (
-                Reply::status(Status::NOT_IMPLEMENTED).with_header("Allow", ALLOW),
+                ctx.responder
+                    .error(Status::NOT_IMPLEMENTED)
+                    .with_header("Allow", ALLOW),
                 false,
             ),
             _ => (
-                Reply::status(Status::METHOD_NOT_ALLOWED).with_header("Allow", ALLOW),
+                ctx.responder
+                    .error(Status::METHOD_NOT_ALLOWED)
+                    .with_header("Allow", ALLOW),
                 false,
             ),
         };
@@ -456,7 +460,8 @@ impl Conn {
             .min(1024);
         self.start_log(ctx, &[&raw[..line_end]], None, None);
         self.discard = 0;
-        self.send_reply(ctx, Reply::status(status), false, ConnHeader::Close);
+        let reply = ctx.responder.error(status);
+        self.send_reply(ctx, reply, false, ConnHeader::Close);
     }
 
     /// Begin the access-log line of this request: everything but the status

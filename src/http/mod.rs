@@ -26,6 +26,13 @@ pub use reply::{Body, FileRange, Headers, Reply, Segment};
 /// length is announced); `Conn` answers other methods itself.
 pub trait Respond {
     fn respond(&self, req: &Request<'_>, now: &Now, notes: &mut Notes) -> Reply;
+
+    /// The response for an error `Conn` finds itself (a malformed request,
+    /// a method other than GET/HEAD, a timeout): the built-in page, unless
+    /// the responder has its own page for the status.
+    fn error(&self, status: Status) -> Reply {
+        Reply::status(status)
+    }
 }
 
 /// Error-log lines from the sans-IO core, kept for the worker to write out
