@@ -37,6 +37,9 @@ fn site_r() -> Site {
     s
 }
 
+/// Extra header fields of a request, in order.
+type Fields<'a> = Vec<(&'a str, &'a str)>;
+
 /// A request with extra fields, as bytes; `close` adds `Connection: close`.
 fn raw(method: &str, path: &str, fields: &[(&str, &str)], close: bool) -> String {
     let mut s = format!("{method} {path} HTTP/1.1\r\nHost: tandem.test\r\n");
@@ -88,13 +91,21 @@ fn check_any(r: &Response, ctx: &str) {
         return;
     }
     assert_eq!(r.version, "HTTP/1.1", "{ctx}\n{}", r.describe());
-    assert_eq!(r.header("server"), Some("tandem"), "{ctx}\n{}", r.describe());
+    assert_eq!(
+        r.header("server"),
+        Some("tandem"),
+        "{ctx}\n{}",
+        r.describe()
+    );
     let date = r
         .header("date")
         .unwrap_or_else(|| panic!("{ctx}: 304 without Date (§15.4.5)\n{}", r.describe()));
     let t = parse_imf_fixdate(date)
         .unwrap_or_else(|| panic!("{ctx}: Date {date:?} is not an IMF-fixdate"));
-    assert!(t.abs_diff(now_secs()) < 120, "{ctx}: Date {date:?} is far from now");
+    assert!(
+        t.abs_diff(now_secs()) < 120,
+        "{ctx}: Date {date:?} is far from now"
+    );
     assert!(
         r.header("transfer-encoding").is_none(),
         "{ctx}: 304 with Transfer-Encoding\n{}",
@@ -404,6 +415,46 @@ fn read_slowly(c: &mut Conn, ctx: &str) -> Response {
         r.describe()
     );
     r
+}
+
+/// A connection whose receive buffer is set small before connecting, so the
+/// window it advertises is small from the start. (Shrinking it after the
+/// handshake instead stalls loopback TCP on the client's side for tens of
+/// seconds, whatever the server does.)
+fn connect_with_rcvbuf(addr: std::net::SocketAddr, bytes: libc::c_int) -> Conn {
+    use std::os::fd::FromRawFd;
+    let std::net::SocketAddr::V4(v4) = addr else {
+        panic!("{addr}: the harness listens on IPv4")
+    };
+    // SAFETY: plain socket calls on a descriptor this function owns until
+    // it is handed to TcpStream.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let stream = std::net::TcpStream::from_raw_fd(fd);
+        let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        let rc = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&raw const bytes).cast(),
+            size,
+        );
+        assert_eq!(rc, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: v4.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*v4.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let rc = libc::connect(fd, (&raw const sin).cast(), len);
+        assert_eq!(rc, 0, "connect {addr}: {}", std::io::Error::last_os_error());
+        stream.set_nodelay(true).ok();
+        Conn::from_stream(stream)
+    }
 }
 
 /// `bytes=a-b,c-d,...`
@@ -1021,7 +1072,7 @@ engine_tests! {
         let srv = start_or_skip!(e, "", &site.root);
         let whole = r_bytes();
         let (tag, lm) = validators(&srv, "/r.bin", &[]);
-        let reqs: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        let reqs: Vec<(&str, Fields)> = vec![
             ("GET", vec![("If-None-Match", &tag)]),
             ("GET", vec![("Range", "bytes=0-9")]),
             ("GET", vec![("Range", "bytes=0-1,5-6")]),
@@ -1091,14 +1142,28 @@ engine_tests! {
         let len = 5 * 1024 * 1024 + 3;
         let whole = pseudo_random(len, 0x736c_6f77_0000_0001);
         site.write("large.bin", &whole);
-        let srv = start_or_skip!(e, "", &site.root);
+        let srv = start_or_skip!(e, "max_ranges = 512", &site.root);
         let rs = [(7, 1_200_006), (2_000_000, 2_000_009), (2_500_000, 3_700_000), (len - 900_000, len - 1)];
-        let mut c = srv.connect();
-        common::load::set_rcvbuf(&c.stream, 4096);
+        let mut c = connect_with_rcvbuf(srv.addr(), 4096);
         c.send(raw("GET", "/large.bin", &[("Range", &range_value(&rs))], true).as_bytes());
         let r = read_slowly(&mut c, "slow multipart");
         check_common(&r, "slow multipart");
         assert_parts(&parts(&r, "slow multipart"), &rs, &whole, "application/octet-stream", "slow multipart");
+        // 300 small parts, then the same again pipelined behind it, on a
+        // slow connection: many short pieces per send, and a response that
+        // starts while the previous one is still queued.
+        let many: Vec<(usize, usize)> = (0..300).map(|i| (i * 17_000 + i, i * 17_000 + 2_999 + i)).collect();
+        let v = range_value(&many);
+        let mut c = connect_with_rcvbuf(srv.addr(), 4096);
+        let two = raw("GET", "/large.bin", &[("Range", &v)], false) + &raw("GET", "/large.bin", &[("Range", &v)], true);
+        c.send(two.as_bytes());
+        for i in 0..2 {
+            let ctx = format!("slow pipelined multipart #{i}");
+            let r = c.read_response("GET");
+            check_common(&r, &ctx);
+            assert_parts(&parts(&r, &ctx), &many, &whole, "application/octet-stream", &ctx);
+        }
+        c.expect_closed("after Connection: close");
     }
 
     // -----------------------------------------------------------------------
@@ -1191,7 +1256,7 @@ engine_tests! {
         let srv = start_or_skip!(e, "", &v.site.root);
         let (tag, _) = validators(&srv, "/x.css", &[]);
         let (gtag, _) = validators(&srv, "/x.css", &[("Accept-Encoding", "gzip")]);
-        let cases: Vec<(&str, Vec<(&str, &str)>, u16)> = vec![
+        let cases: Vec<(&str, Fields, u16)> = vec![
             ("GET", vec![], 200),
             ("GET", vec![("Accept-Encoding", "gzip")], 200),
             ("GET", vec![("Accept-Encoding", "identity")], 200),
@@ -1470,6 +1535,21 @@ engine_tests! {
         let r = expect(&srv, "GET", "/locked.txt", &[], 403);
         assert_eq!(r.body_str(), "<p>DENIED-PAGE</p>", "403 body\n{}", r.describe());
         assert!(!r.body_str().contains("LOCKED"));
+    }
+
+    /// §15.5.13, §15.5.17: the 412 and 416 this module answers get their
+    /// configured error page like any other status, and the 416 keeps its
+    /// Content-Range.
+    fn rfc9110_15_5_17_412_and_416_bodies_from_error_pages(e) {
+        let site = site_r();
+        site.write("pf.html", b"<p>PRECONDITION-PAGE</p>");
+        site.write("rn.html", b"<p>RANGE-PAGE</p>");
+        let srv = start_or_skip!(e, "error_pages = { 412 = \"pf.html\", 416 = \"rn.html\" }", &site.root);
+        let r = expect(&srv, "GET", "/r.bin", &[("If-Match", "\"x\"")], 412);
+        assert_eq!(r.body_str(), "<p>PRECONDITION-PAGE</p>", "412 body\n{}", r.describe());
+        let r = expect(&srv, "GET", "/r.bin", &[("Range", "bytes=5000-")], 416);
+        assert_eq!(r.header("content-range"), Some("bytes */1000"), "{}", r.describe());
+        assert_eq!(r.body_str(), "<p>RANGE-PAGE</p>", "416 body: error_pages has 416 = \"rn.html\"\n{}", r.describe());
     }
 
     /// The old key `error_page_404` still sets the 404 body.
