@@ -535,6 +535,28 @@ engine_tests! {
         assert_ne!(ns, sec);
     }
 
+    /// §8.8.3: mtimes before 1970 are mtimes too (`touch -d 1965-06-01`,
+    /// archives with bad dates): two versions of a file of the same size
+    /// with different mtimes before the epoch are different versions.
+    fn rfc9110_8_8_3_etag_distinct_for_mtimes_before_1970(e) {
+        let site = Site::new();
+        for f in ["old1.txt", "old2.txt", "old3.txt"] {
+            site.write(f, b"SAME-SIZE");
+        }
+        set_mtime(&site.path("old1.txt"), UNIX_EPOCH - Duration::from_secs(315_619_200));
+        set_mtime(&site.path("old2.txt"), UNIX_EPOCH - Duration::from_secs(144_000_000));
+        set_mtime(&site.path("old3.txt"), UNIX_EPOCH - Duration::from_secs(1));
+        let srv = start_or_skip!(e, "", &site.root);
+        let (t1, _) = validators(&srv, "/old1.txt", &[]);
+        let (t2, _) = validators(&srv, "/old2.txt", &[]);
+        let (t3, _) = validators(&srv, "/old3.txt", &[]);
+        assert_ne!(t1, t2, "mtimes 1960-01-01 and 1965-06-09: same size, same ETag");
+        assert_ne!(t2, t3, "mtimes 1965-06-09 and 1969-12-31T23:59:59: same size, same ETag");
+        // And a client holding the 1960 version's tag does not get a 304
+        // for the 1965 one.
+        expect(&srv, "GET", "/old2.txt", &[("If-None-Match", &t1)], 200);
+    }
+
     /// §8.8.3: a new version of the file is a new representation: its ETag
     /// changes and an If-None-Match with the old one gets the new bytes.
     fn rfc9110_8_8_3_etag_changes_when_the_file_changes(e) {
@@ -1042,6 +1064,43 @@ engine_tests! {
         let rs = [(1, 1_000_000), (3_000_000, 3_000_000), (len - 2_000_000, len - 1)];
         let r = ask(&srv, "GET", "/large.bin", &[("Range", &range_value(&rs))]);
         assert_parts(&parts(&r, "large multipart"), &rs, &whole, "application/octet-stream", "large multipart");
+    }
+
+    /// Offsets past 4 GiB (a sparse file of 5 GiB): single and multipart
+    /// ranges there, Content-Range with 64-bit numbers, the right bytes.
+    fn rfc9110_14_1_2_ranges_past_4_gib_of_a_sparse_file(e) {
+        let site = Site::new();
+        let len: u64 = 5 << 30;
+        let at: u64 = (9 << 29) + 3;
+        let marker = b"MARKER-PAST-4GIB";
+        {
+            use std::io::{Seek, SeekFrom};
+            let mut f = fs::File::create(site.path("sparse.bin")).unwrap();
+            f.set_len(len).unwrap();
+            f.seek(SeekFrom::Start(at)).unwrap();
+            f.write_all(marker).unwrap();
+            f.seek(SeekFrom::Start(len - 4)).unwrap();
+            f.write_all(b"TAIL").unwrap();
+        }
+        let srv = start_or_skip!(e, "", &site.root);
+        let h = expect(&srv, "HEAD", "/sparse.bin", &[], 200);
+        assert_eq!(h.header("content-length"), Some(len.to_string().as_str()));
+        // Bytes from `at - 3` to `at + 20`, as the file holds them.
+        let mut want = vec![0u8; 24];
+        want[3..3 + marker.len()].copy_from_slice(marker);
+        let v = format!("bytes={}-{}", at - 3, at + 20);
+        let r = ask(&srv, "GET", "/sparse.bin", &[("Range", &v)]);
+        assert_status(&r, 206, &v);
+        assert_eq!(r.header("content-range").map(str::to_string), Some(format!("bytes {}-{}/{len}", at - 3, at + 20)), "{}", r.describe());
+        assert_bytes_eq(&r.body, &want, &v);
+        let v = format!("bytes={at}-{},-4", at + marker.len() as u64 - 1);
+        let r = ask(&srv, "GET", "/sparse.bin", &[("Range", &v)]);
+        let ps = parts(&r, &v);
+        assert_eq!(ps.len(), 2, "{v}");
+        assert_eq!(ps[0].content_range.as_deref().map(str::to_string), Some(format!("bytes {at}-{}/{len}", at + marker.len() as u64 - 1)));
+        assert_eq!(ps[0].body, marker, "{v}: part 0");
+        assert_eq!(ps[1].content_range.as_deref().map(str::to_string), Some(format!("bytes {}-{}/{len}", len - 4, len - 1)));
+        assert_eq!(ps[1].body, b"TAIL", "{v}: part 1");
     }
 
     /// `max_ranges = 1024` (the most allowed): 1024 parts over a large file,
