@@ -1563,6 +1563,25 @@ engine_tests! {
 
     /// §15.5.5 / §15.5.4: `error_pages` sets the body of each status; the
     /// 403 of a file the server cannot read gets its page.
+    /// Errors the connection answers itself (a method it does not serve, a
+    /// malformed request) take their configured page too.
+    fn rfc9110_15_5_6_error_pages_for_errors_the_connection_answers(e) {
+        let site = Site::new();
+        site.write("mna.html", b"<p>MNA-PAGE</p>");
+        site.write("bad.html", b"<p>BAD-PAGE</p>");
+        let srv = start_or_skip!(e, "error_pages = { 405 = \"mna.html\", 400 = \"bad.html\" }", &site.root);
+        let r = expect(&srv, "POST", "/index.html", &[], 405);
+        assert_eq!(r.body_str(), "<p>MNA-PAGE</p>", "405 body\n{}", r.describe());
+        assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
+        let r = request(srv.addr(), b"GET /index.html HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+        assert_status(&r, 400, "two Host fields");
+        assert_eq!(r.body_str(), "<p>BAD-PAGE</p>", "400 body\n{}", r.describe());
+        // A status without a page keeps the built-in one.
+        let r = request(srv.addr(), b"BREW /index.html HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_status(&r, 501, "BREW");
+        assert!(r.body_str().contains("501 Not Implemented"), "{}", r.describe());
+    }
+
     fn rfc9110_15_5_4_error_pages_per_status(e) {
         let site = Site::new();
         site.write("nf.html", b"<p>NF-PAGE</p>");
