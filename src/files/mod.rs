@@ -168,17 +168,13 @@ impl Responder {
         p: &ReqPath,
         notes: &mut Notes,
     ) -> (Reply, Option<String>) {
-        let found = |opened: Opened| match opened {
-            Opened::File { file, len, mtime } => Some(Found { file, len, mtime }),
-            _ => None,
-        };
         match self.root.open_beneath(&p.rel) {
             Ok(Opened::File { .. }) if p.trailing_slash && !p.rel.is_empty() => {
                 // "/file.html/" names a directory that is not there.
                 (self.not_found(), None)
             }
-            Ok(opened @ Opened::File { .. }) => {
-                let f = found(opened).expect("a file");
+            Ok(Opened::File { file, len, mtime }) => {
+                let f = Found { file, len, mtime };
                 (self.file(req, now, f, &p.rel), Some(p.rel.clone()))
             }
             Ok(Opened::Dir) if !p.trailing_slash => (
@@ -194,8 +190,8 @@ impl Responder {
                         format!("{}/{name}", p.rel)
                     };
                     match self.root.open_beneath(&idx) {
-                        Ok(opened @ Opened::File { .. }) => {
-                            let f = found(opened).expect("a file");
+                        Ok(Opened::File { file, len, mtime }) => {
+                            let f = Found { file, len, mtime };
                             return (self.file(req, now, f, &idx), Some(idx));
                         }
                         Ok(_) => {}
