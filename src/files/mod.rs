@@ -3,6 +3,7 @@
 //! (`os.rs`). Bodies are described, not copied: an open file and a range.
 
 pub mod entity;
+pub mod listing;
 pub mod mime;
 pub mod os;
 pub mod path;
@@ -198,6 +199,9 @@ impl Responder {
                         Err(e) if is_missing(&e) => {}
                         Err(e) => return (self.io_error(e, notes), None),
                     }
+                }
+                if self.settings.autoindex {
+                    return (self.listing(p, req, notes), None);
                 }
                 (self.not_found(), None)
             }

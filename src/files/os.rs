@@ -177,6 +177,152 @@ impl RootDir {
         // SAFETY: `c` is a valid NUL-terminated path; open returns a new fd or -1.
         syscall!(unsafe { libc::open(c.as_ptr(), flags) }).map_err(open_error)
     }
+
+    /// The entries of the directory `rel` (no leading '/', no dot-segments)
+    /// beneath the root, for a listing: regular files and directories only,
+    /// never a name outside the root. The directory is opened beneath the root
+    /// like `open_beneath` and read with getdents64; each name is stat'ed
+    /// relative to that directory's fd (`fstatat`, no follow), and a symlink
+    /// is resolved again from the root with RESOLVE_BENEATH, so one that
+    /// leaves the root (or, with `symlinks = "deny"`, any symlink) is left
+    /// out. No path is built from the root's name, so a symlink swapped in
+    /// meanwhile cannot lead outside. Bounded by `opts.max_entries` kept and
+    /// `opts.max_scanned` looked at; past either, `truncated` is set.
+    pub fn read_dir(&self, rel: &str, opts: &ReadDirOpts) -> io::Result<DirListing> {
+        let dir = self.open_resolved(rel, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)?;
+        let mut out = DirListing::default();
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut scanned = 0usize;
+        'read: loop {
+            // SAFETY: getdents64 writes at most `buf.len()` bytes into `buf`,
+            // which is ours and outlives the call; `dir` is an open directory fd.
+            let n = syscall!(unsafe {
+                libc::syscall(
+                    libc::SYS_getdents64,
+                    dir.as_raw_fd(),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                )
+            })? as usize;
+            if n == 0 {
+                break;
+            }
+            for name in dirent_names(&buf[..n.min(buf.len())]) {
+                if scanned == opts.max_scanned || out.entries.len() == opts.max_entries {
+                    out.truncated = true;
+                    break 'read;
+                }
+                scanned += 1;
+                let Some(name) = listable_name(name, opts.dotfiles) else {
+                    continue;
+                };
+                if let Some(entry) = self.dir_entry(&dir, rel, name) {
+                    out.entries.push(entry);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One entry of an open directory, or None when a listing leaves it out
+    /// (gone, not a file or directory, a symlink out of the root or refused).
+    fn dir_entry(&self, dir: &OwnedFd, rel: &str, name: &str) -> Option<DirEntry> {
+        let c = CString::new(name).ok()?;
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: `c` is NUL-terminated, `st` is writable for one `stat`, both
+        // outlive the call; `dir` is an open directory fd. fstatat never follows
+        // the last component here (AT_SYMLINK_NOFOLLOW) and `name` has no '/'.
+        syscall!(unsafe {
+            libc::fstatat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                st.as_mut_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        })
+        .ok()?;
+        // SAFETY: fstatat succeeded, so it filled `st`.
+        let mut st = unsafe { st.assume_init() };
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            if self.symlinks == Symlinks::Deny {
+                return None;
+            }
+            // Resolve it the way a request for it would be: from the root,
+            // beneath it. O_PATH opens nothing (no device is touched).
+            let path = if rel.is_empty() {
+                name.to_string()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let fd = self
+                .open_resolved(&path, libc::O_PATH | libc::O_CLOEXEC)
+                .ok()?;
+            // SAFETY: `fd` is open (O_PATH fds can be fstat'ed), `st` is a
+            // valid, writable `stat` that outlives the call.
+            syscall!(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) }).ok()?;
+        }
+        let kind = match st.st_mode & libc::S_IFMT {
+            libc::S_IFREG => EntryKind::File,
+            libc::S_IFDIR => EntryKind::Dir,
+            _ => return None,
+        };
+        let mtime = UNIX_EPOCH
+            + Duration::from_secs(st.st_mtime.max(0) as u64)
+            + Duration::from_nanos(st.st_mtime_nsec.clamp(0, 999_999_999) as u64);
+        Some(DirEntry {
+            name: name.to_string(),
+            kind,
+            size: if kind == EntryKind::File {
+                st.st_size.max(0) as u64
+            } else {
+                0
+            },
+            mtime,
+        })
+    }
+
+    /// Open `rel` beneath the root with `flags`, resolving it as
+    /// `open_beneath` does (openat2 RESOLVE_BENEATH, plus RESOLVE_NO_SYMLINKS
+    /// with `symlinks = "deny"`; without openat2, the same fallbacks), as an
+    /// owned fd of whatever it names.
+    fn open_resolved(&self, rel: &str, flags: i32) -> io::Result<OwnedFd> {
+        let rel = if rel.is_empty() { "." } else { rel };
+        let c = CString::new(rel)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+        let deny = self.symlinks == Symlinks::Deny;
+        let fd = if self.beneath.load(Ordering::Relaxed) {
+            // SAFETY: open_how is plain data; all-zero is its documented default.
+            let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+            how.flags = flags as u64;
+            how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+            if deny {
+                how.resolve |= libc::RESOLVE_NO_SYMLINKS;
+            }
+            // SAFETY: openat2 reads `how` (size passed) and the NUL-terminated
+            // path; both outlive the call. It returns a new fd or -1.
+            let opened = syscall!(unsafe {
+                libc::syscall(
+                    libc::SYS_openat2,
+                    self.fd.as_raw_fd(),
+                    c.as_ptr(),
+                    &how as *const libc::open_how,
+                    std::mem::size_of::<libc::open_how>(),
+                )
+            });
+            if matches!(&opened, Err(e) if e.raw_os_error() == Some(libc::ENOSYS)) {
+                self.beneath.store(false, Ordering::Relaxed);
+                return self.open_resolved(rel, flags);
+            }
+            opened.map_err(open_error)? as RawFd
+        } else if deny {
+            self.open_nofollow(rel, flags)?
+        } else {
+            self.open_checked(&c, flags)?
+        };
+        // SAFETY: fd was just returned by openat2/openat/open and is owned by
+        // nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
 }
 
 /// Open errors that mean "not beneath the root" are reported as NotFound.
@@ -188,6 +334,72 @@ fn open_error(e: io::Error) -> io::Error {
         }
         _ => e,
     }
+}
+
+/// What a listed entry is (after following a symlink beneath the root).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Dir,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: String,
+    pub kind: EntryKind,
+    /// Bytes; 0 for a directory.
+    pub size: u64,
+    pub mtime: SystemTime,
+}
+
+/// What `RootDir::read_dir` keeps, and how much work it may do.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadDirOpts {
+    /// Keep names that start with '.'.
+    pub dotfiles: bool,
+    /// Most entries kept.
+    pub max_entries: usize,
+    /// Most directory entries looked at, hidden ones included.
+    pub max_scanned: usize,
+}
+
+/// What `RootDir::read_dir` found, in directory order.
+#[derive(Debug, Default)]
+pub struct DirListing {
+    pub entries: Vec<DirEntry>,
+    /// A bound was hit: there may be more entries than `entries`.
+    pub truncated: bool,
+}
+
+/// The names in a getdents64 buffer (`struct linux_dirent64`: d_ino u64,
+/// d_off i64, d_reclen u16, d_type u8, then the NUL-terminated name).
+fn dirent_names(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        let rec = buf.get(at..)?;
+        let reclen = u16::from_ne_bytes([*rec.get(16)?, *rec.get(17)?]) as usize;
+        if reclen < 20 || reclen > rec.len() {
+            return None;
+        }
+        at += reclen;
+        let name = &rec[19..reclen];
+        Some(&name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())])
+    })
+}
+
+/// `name` as a listing may show it: not "." or "..", valid UTF-8, no dot
+/// first unless `dotfiles`, and requestable at all (no control bytes, no
+/// backslash: the path rules refuse those, so a link could not work).
+fn listable_name(name: &[u8], dotfiles: bool) -> Option<&str> {
+    let name = std::str::from_utf8(name).ok()?;
+    if name.is_empty() || name == "." || name == ".." || (!dotfiles && name.starts_with('.')) {
+        return None;
+    }
+    if name.bytes().any(|b| b < 0x20 || b == 0x7f || b == b'\\') {
+        return None;
+    }
+    Some(name)
 }
 
 #[cfg(test)]
@@ -278,5 +490,157 @@ mod tests {
                 assert_eq!(kind(r.open_beneath("f.txt/x")), "NotFound", "{via}");
             }
         }
+    }
+
+    /// `read_dir`'s entries as (name, kind, size), by name.
+    fn listed(r: &RootDir, rel: &str, dotfiles: bool) -> Vec<(String, EntryKind, u64)> {
+        let opts = ReadDirOpts {
+            dotfiles,
+            max_entries: 10_000,
+            max_scanned: 100_000,
+        };
+        let l = r.read_dir(rel, &opts).unwrap();
+        assert!(!l.truncated);
+        let mut v: Vec<_> = l
+            .entries
+            .into_iter()
+            .map(|e| (e.name, e.kind, e.size))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    fn entries(list: &[(&str, EntryKind, u64)]) -> Vec<(String, EntryKind, u64)> {
+        list.iter()
+            .map(|&(n, k, s)| (n.to_string(), k, s))
+            .collect()
+    }
+
+    #[test]
+    fn read_dir_keeps_files_and_dirs_beneath_the_root_only() {
+        use std::os::unix::ffi::OsStrExt;
+        let t = site();
+        let d = t.path().join("www/d");
+        std::fs::create_dir(d.join("inner")).unwrap();
+        std::fs::write(d.join(".hidden"), b"x").unwrap();
+        std::fs::write(d.join("ctl\x01name"), b"x").unwrap();
+        std::fs::write(d.join("back\\slash"), b"x").unwrap();
+        std::fs::write(d.join(std::ffi::OsStr::from_bytes(b"bad\xffutf8")), b"x").unwrap();
+        let fifo = CString::new(d.join("fifo").as_os_str().as_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path that outlives the call.
+        syscall!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }).unwrap();
+        symlink(t.path().join("secret.txt"), d.join("abs-out")).unwrap();
+        symlink("../../secret.txt", d.join("rel-out")).unwrap();
+        symlink("/etc", d.join("etc-out")).unwrap();
+        symlink("..", d.join("up")).unwrap();
+        symlink("g.txt", d.join("link-in")).unwrap();
+        symlink("fifo", d.join("link-fifo")).unwrap();
+        symlink("missing", d.join("dangling")).unwrap();
+        use EntryKind::{Dir, File};
+        for root in [t.path().join("www"), t.path().join("www-link")] {
+            for r in roots(&root, Symlinks::WithinRoot) {
+                let via = if r.beneath.load(Ordering::Relaxed) {
+                    "openat2"
+                } else {
+                    "fallback"
+                };
+                let want = [
+                    ("g.txt", File, 1),
+                    ("inner", Dir, 0),
+                    ("link-in", File, 1),
+                    ("up", Dir, 0),
+                ];
+                assert_eq!(listed(&r, "d", false), entries(&want), "{via}");
+                let want = [
+                    (".hidden", File, 1),
+                    ("g.txt", File, 1),
+                    ("inner", Dir, 0),
+                    ("link-in", File, 1),
+                    ("up", Dir, 0),
+                ];
+                assert_eq!(listed(&r, "d", true), entries(&want), "{via}");
+                let want = [
+                    ("d", Dir, 0),
+                    ("f.txt", File, 1),
+                    ("link.txt", File, 1),
+                    ("linkdir", Dir, 0),
+                ];
+                assert_eq!(listed(&r, "", false), entries(&want), "{via}");
+                assert_eq!(
+                    listed(&r, "linkdir", false),
+                    listed(&r, "d", false),
+                    "{via}"
+                );
+                for rel in ["d/etc-out", "d/f.txt", "nope", "d/fifo", "d/up/../.."] {
+                    let e = r.read_dir(
+                        rel,
+                        &ReadDirOpts {
+                            dotfiles: false,
+                            max_entries: 10,
+                            max_scanned: 10,
+                        },
+                    );
+                    assert_eq!(
+                        e.map(|_| ()).unwrap_err().kind(),
+                        io::ErrorKind::NotFound,
+                        "{via}: {rel}"
+                    );
+                }
+            }
+            for r in roots(&root, Symlinks::Deny) {
+                let via = if r.beneath.load(Ordering::Relaxed) {
+                    "openat2"
+                } else {
+                    "fallback"
+                };
+                let want = [("g.txt", File, 1), ("inner", Dir, 0)];
+                assert_eq!(listed(&r, "d", false), entries(&want), "{via}");
+                let want = [("d", Dir, 0), ("f.txt", File, 1)];
+                assert_eq!(listed(&r, "", false), entries(&want), "{via}");
+                let e = r.read_dir(
+                    "linkdir",
+                    &ReadDirOpts {
+                        dotfiles: false,
+                        max_entries: 10,
+                        max_scanned: 10,
+                    },
+                );
+                assert_eq!(
+                    e.map(|_| ()).unwrap_err().kind(),
+                    io::ErrorKind::NotFound,
+                    "{via}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn read_dir_is_bounded_and_reads_past_one_buffer() {
+        let t = tempfile::tempdir().unwrap();
+        // Long names: more than one 32 KiB getdents64 buffer.
+        let n = 1500;
+        for i in 0..n {
+            std::fs::write(t.path().join(format!("{i:0>60}")), b"").unwrap();
+        }
+        for i in 0..50 {
+            std::fs::write(t.path().join(format!(".{i}")), b"").unwrap();
+        }
+        let r = RootDir::open(t.path(), Symlinks::WithinRoot).unwrap();
+        let opts = |max_entries, max_scanned| ReadDirOpts {
+            dotfiles: false,
+            max_entries,
+            max_scanned,
+        };
+        let l = r.read_dir("", &opts(10_000, 100_000)).unwrap();
+        assert!(!l.truncated);
+        assert_eq!(l.entries.len(), n);
+        let l = r.read_dir("", &opts(100, 100_000)).unwrap();
+        assert!(l.truncated);
+        assert_eq!(l.entries.len(), 100);
+        let l = r.read_dir("", &opts(10_000, 10)).unwrap();
+        assert!(l.truncated);
+        assert!(l.entries.len() <= 10);
+        let l = r.read_dir("", &opts(10_000, n + 52)).unwrap();
+        assert!(!l.truncated, "exactly every entry (with . and ..) scanned");
     }
 }

@@ -1,0 +1,359 @@
+//! Directory listings (`autoindex = true`): off by default, HTML and JSON
+//! forms, ordering, escaping, what is hidden (dotfiles, FIFOs, symlinks out
+//! of the root), HEAD, and an index file winning over the listing.
+
+#[macro_use]
+mod common;
+
+use common::*;
+
+const ON: &str = "autoindex = true";
+
+/// GET with extra header lines (each ending in CRLF).
+fn get_with(srv: &Server, path: &str, headers: &str) -> Response {
+    request(
+        srv.addr(),
+        format!("GET {path} HTTP/1.1\r\nHost: tandem.test\r\n{headers}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+}
+
+/// A 200 HTML listing of `path` (its title: the path, decoded, escaped);
+/// its body.
+fn html_listing(srv: &Server, path: &str) -> String {
+    html_listing_titled(srv, path, path)
+}
+
+fn html_listing_titled(srv: &Server, path: &str, title: &str) -> String {
+    let r = get(srv.addr(), path);
+    let ctx = format!("GET {path} (autoindex)");
+    check_common(&r, &ctx);
+    assert_status(&r, 200, &ctx);
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/html; charset=utf-8"),
+        "{ctx}: Content-Type\n{}",
+        r.describe()
+    );
+    assert_eq!(
+        r.header("vary"),
+        Some("Accept"),
+        "{ctx}: Vary\n{}",
+        r.describe()
+    );
+    let body = r.body_str();
+    assert!(
+        body.starts_with("<!DOCTYPE html>"),
+        "{ctx}: not an HTML page\n{body}"
+    );
+    assert!(
+        body.contains(&format!("<title>Index of {title}</title>")),
+        "{ctx}: title\n{body}"
+    );
+    body
+}
+
+/// A 200 JSON listing from `r`, parsed: (name, type, size) per entry.
+fn json_entries(r: &Response, ctx: &str) -> Vec<(String, String, u64)> {
+    check_common(r, ctx);
+    assert_status(r, 200, ctx);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json"),
+        "{ctx}: Content-Type\n{}",
+        r.describe()
+    );
+    let v: serde_json::Value = serde_json::from_slice(&r.body)
+        .unwrap_or_else(|e| panic!("{ctx}: body is not JSON ({e})\n{}", r.describe()));
+    let arr = v
+        .as_array()
+        .unwrap_or_else(|| panic!("{ctx}: not an array: {v}"));
+    arr.iter()
+        .map(|o| {
+            let mtime = o["mtime"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{ctx}: mtime in {o}"));
+            // RFC 3339, UTC: 2024-01-02T03:04:05Z
+            assert!(
+                mtime.len() == 20 && mtime.ends_with('Z') && mtime.as_bytes()[10] == b'T',
+                "{ctx}: mtime {mtime:?}"
+            );
+            (
+                o["name"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{ctx}: name in {o}"))
+                    .to_string(),
+                o["type"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{ctx}: type in {o}"))
+                    .to_string(),
+                o["size"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{ctx}: size in {o}")),
+            )
+        })
+        .collect()
+}
+
+/// Where `needle` is in `hay`, or a failure naming both.
+fn pos(hay: &str, needle: &str) -> usize {
+    hay.find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in listing\n{hay}"))
+}
+
+/// A root whose `/list/` has no index: files of 1, 2 and 3 bytes, two
+/// subdirectories and a dotfile.
+fn list_site() -> Site {
+    let site = Site::empty();
+    site.write("list/b.txt", b"1");
+    site.write("list/a.txt", b"22");
+    site.write("list/Z.txt", b"333");
+    site.write("list/zdir/x", b"x");
+    site.write("list/adir/y", b"y");
+    site.write("list/.env", b"DOTFILE");
+    site
+}
+
+fn mkfifo(p: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path that outlives the call.
+    let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o644) };
+    assert_eq!(
+        rc,
+        0,
+        "mkfifo {}: {}",
+        p.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+engine_tests! {
+    fn off_by_default_is_404(e) {
+        let site = list_site();
+        let srv = start_or_skip!(e, "", &site.root);
+        let r = get(srv.addr(), "/list/");
+        check_common(&r, "GET /list/ (autoindex off)");
+        assert_status(&r, 404, "GET /list/ (autoindex off)");
+        assert!(!r.body_str().contains("a.txt"), "autoindex off must not list\n{}", r.describe());
+        drop(srv);
+        let srv = start_or_skip!(e, "autoindex = false", &site.root);
+        assert_status(&get(srv.addr(), "/list/"), 404, "GET /list/ (autoindex = false)");
+        assert_status(&get(srv.addr(), "/list/?format=json"), 404, "GET /list/?format=json (autoindex = false)");
+    }
+
+    fn html_lists_directories_first_then_by_name(e) {
+        let site = list_site();
+        let srv = start_or_skip!(e, ON, &site.root);
+        let body = html_listing(&srv, "/list/");
+        let order = [
+            "href=\"../\"",
+            "href=\"adir/\">adir/</a>",
+            "href=\"zdir/\">zdir/</a>",
+            "href=\"Z.txt\">Z.txt</a>",
+            "href=\"a.txt\">a.txt</a>",
+            "href=\"b.txt\">b.txt</a>",
+        ];
+        let at: Vec<usize> = order.iter().map(|n| pos(&body, n)).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "order {order:?} at {at:?}\n{body}");
+        // Sizes in bytes, "-" for directories, dates as YYYY-MM-DD HH:MM.
+        for (name, size) in [("Z.txt", "3"), ("a.txt", "2"), ("b.txt", "1"), ("adir/", "-")] {
+            let row = &body[pos(&body, &format!(">{name}</a>"))..];
+            let row = &row[..row.find("</tr>").unwrap()];
+            assert!(row.contains(&format!(">{size}</td>")), "{name}: size {size}\n{row}");
+            let date = row.split("\">").last().unwrap();
+            let date = &date[..date.find('<').unwrap()];
+            assert!(
+                date.len() == 16 && date.as_bytes()[4] == b'-' && date.as_bytes()[10] == b' ' && date.as_bytes()[13] == b':',
+                "{name}: date {date:?}\n{row}"
+            );
+        }
+        // The links work: each entry, and `../`.
+        for (path, want) in [("/list/a.txt", 200), ("/list/Z.txt", 200), ("/list/adir/", 200), ("/list/../", 200)] {
+            assert_status(&get(srv.addr(), path), want, &format!("GET {path} (a link of the listing)"));
+        }
+        assert!(html_listing(&srv, "/list/adir/").contains("href=\"y\">y</a>"));
+    }
+
+    fn names_are_escaped_and_links_percent_encoded(e) {
+        let site = Site::empty();
+        let name = "<script>&\"'.txt";
+        site.write(&format!("list/{name}"), b"ESCAPED");
+        site.write("list/a b:c?#%.txt", b"ODD");
+        site.write("list/dir <b>/inner", b"x");
+        let srv = start_or_skip!(e, ON, &site.root);
+        let body = html_listing(&srv, "/list/");
+        assert!(!body.contains("<script>"), "raw <script> in the listing\n{body}");
+        assert!(!body.contains("<b>"), "raw <b> in the listing\n{body}");
+        pos(&body, "href=\"%3Cscript%3E%26%22%27.txt\">&lt;script&gt;&amp;&quot;&#39;.txt</a>");
+        pos(&body, "href=\"a%20b%3Ac%3F%23%25.txt\">a b:c?#%.txt</a>");
+        pos(&body, "href=\"dir%20%3Cb%3E/\">dir &lt;b&gt;/</a>");
+        // Each href, requested under the listing's path, reaches its entry.
+        for (href, want) in [
+            ("%3Cscript%3E%26%22%27.txt", "ESCAPED"),
+            ("a%20b%3Ac%3F%23%25.txt", "ODD"),
+        ] {
+            let r = get(srv.addr(), &format!("/list/{href}"));
+            assert_status(&r, 200, &format!("GET /list/{href}"));
+            assert_eq!(r.body_str(), want, "GET /list/{href}");
+        }
+        html_listing_titled(&srv, "/list/dir%20%3Cb%3E/", "/list/dir &lt;b&gt;/");
+        let got = json_entries(&get(srv.addr(), "/list/?format=json"), "GET /list/?format=json");
+        let names: Vec<&str> = got.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(names, ["dir <b>", name, "a b:c?#%.txt"]);
+    }
+
+    fn dotfiles_hidden_unless_served(e) {
+        let site = list_site();
+        let srv = start_or_skip!(e, ON, &site.root);
+        let body = html_listing(&srv, "/list/");
+        assert!(!body.contains(".env"), "dotfile listed by default\n{body}");
+        let got = json_entries(&get(srv.addr(), "/list/?format=json"), "GET /list/?format=json");
+        assert!(got.iter().all(|(n, _, _)| !n.starts_with('.')), "{got:?}");
+        drop(srv);
+        let srv = start_or_skip!(e, "autoindex = true\nserve_dotfiles = true", &site.root);
+        let body = html_listing(&srv, "/list/");
+        pos(&body, "href=\".env\">.env</a>");
+        let r = get(srv.addr(), "/list/.env");
+        assert_status(&r, 200, "GET /list/.env (serve_dotfiles)");
+    }
+
+    fn symlinks_out_of_the_root_are_never_named(e) {
+        use std::os::unix::fs::symlink;
+        let site = Site::empty();
+        std::fs::write(site.base.join("secret.txt"), SECRET_MARKER).unwrap();
+        site.write("list/inside.txt", b"12345");
+        symlink(site.base.join("secret.txt"), site.path("list/out-abs")).unwrap();
+        symlink("../../secret.txt", site.path("list/out-rel")).unwrap();
+        symlink("/etc", site.path("list/out-etc")).unwrap();
+        symlink(&site.base, site.path("list/out-base")).unwrap();
+        symlink("inside.txt", site.path("list/link-in")).unwrap();
+        symlink("..", site.path("list/link-up")).unwrap();
+        symlink("missing", site.path("list/dangling")).unwrap();
+        let srv = start_or_skip!(e, ON, &site.root);
+        let body = html_listing(&srv, "/list/");
+        for out in ["out-abs", "out-rel", "out-etc", "out-base", "dangling", "secret", "passwd"] {
+            assert!(!body.contains(out), "{out} named in the listing\n{body}");
+        }
+        pos(&body, "href=\"link-in\">link-in</a>");
+        pos(&body, "href=\"link-up/\">link-up/</a>");
+        let got = json_entries(&get(srv.addr(), "/list/?format=json"), "GET /list/?format=json");
+        assert_eq!(
+            got,
+            [
+                ("link-up".to_string(), "directory".to_string(), 0),
+                ("inside.txt".to_string(), "file".to_string(), 5),
+                ("link-in".to_string(), "file".to_string(), 5),
+            ]
+        );
+        // A symlinked directory that leaves the root is not listed either.
+        assert_status(&get(srv.addr(), "/list/out-etc/"), 404, "GET /list/out-etc/");
+        drop(srv);
+        // symlinks = "deny": no symlink is named at all.
+        let srv = start_or_skip!(e, "autoindex = true\nsymlinks = \"deny\"", &site.root);
+        let got = json_entries(&get(srv.addr(), "/list/?format=json"), "GET /list/?format=json (symlinks deny)");
+        assert_eq!(got, [("inside.txt".to_string(), "file".to_string(), 5)]);
+        assert_status(&get(srv.addr(), "/list/link-up/"), 404, "GET /list/link-up/ (symlinks deny)");
+    }
+
+    fn fifos_are_hidden(e) {
+        let site = Site::empty();
+        site.write("list/regular.txt", b"R");
+        mkfifo(&site.path("list/a-fifo"));
+        let srv = start_or_skip!(e, ON, &site.root);
+        let body = html_listing(&srv, "/list/");
+        assert!(!body.contains("a-fifo"), "FIFO listed\n{body}");
+        pos(&body, "href=\"regular.txt\"");
+        let got = json_entries(&get(srv.addr(), "/list/?format=json"), "GET /list/?format=json");
+        assert_eq!(got, [("regular.txt".to_string(), "file".to_string(), 1)]);
+    }
+
+    fn json_by_query_or_accept(e) {
+        let site = list_site();
+        let srv = start_or_skip!(e, ON, &site.root);
+        let want: Vec<(String, String, u64)> = [
+            ("adir", "directory", 0),
+            ("zdir", "directory", 0),
+            ("Z.txt", "file", 3),
+            ("a.txt", "file", 2),
+            ("b.txt", "file", 1),
+        ]
+        .iter()
+        .map(|&(n, t, s)| (n.to_string(), t.to_string(), s))
+        .collect();
+        for path in ["/list/?format=json", "/list/?sort=x&format=json&y"] {
+            let r = get_with(&srv, path, "Accept: text/html\r\n");
+            assert_eq!(json_entries(&r, &format!("GET {path}")), want);
+            assert_eq!(r.header("vary"), None, "GET {path}: the query decided, no Vary\n{}", r.describe());
+        }
+        for accept in ["application/json", "application/json, */*;q=0.1"] {
+            let ctx = format!("GET /list/ with Accept: {accept}");
+            let r = get_with(&srv, "/list/", &format!("Accept: {accept}\r\n"));
+            assert_eq!(json_entries(&r, &ctx), want);
+            assert_eq!(r.header("vary"), Some("Accept"), "{ctx}: Vary\n{}", r.describe());
+        }
+        // A browser's Accept (text/html and more) gets HTML.
+        let r = get_with(&srv, "/list/", "Accept: text/html,application/json;q=0.9,*/*;q=0.8\r\n");
+        assert_status(&r, 200, "GET /list/ (browser Accept)");
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"), "{}", r.describe());
+        // The root's JSON listing: one directory.
+        let got = json_entries(&get(srv.addr(), "/?format=json"), "GET /?format=json");
+        assert_eq!(got, [("list".to_string(), "directory".to_string(), 0)]);
+    }
+
+    fn head_has_get_headers_and_no_body(e) {
+        let site = list_site();
+        let srv = start_or_skip!(e, ON, &site.root);
+        for path in ["/list/", "/list/?format=json"] {
+            let g = get(srv.addr(), path);
+            assert_status(&g, 200, &format!("GET {path}"));
+            // HEAD then GET pipelined on one connection: a HEAD body would
+            // break the GET's response.
+            let mut c = srv.connect();
+            c.send(format!(
+                "HEAD {path} HTTP/1.1\r\nHost: t\r\n\r\nGET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+            ).as_bytes());
+            let h = c.read_response("HEAD");
+            let ctx = format!("HEAD {path}");
+            check_common(&h, &ctx);
+            assert_status(&h, 200, &ctx);
+            assert!(h.body.is_empty(), "{ctx}: a body\n{}", h.describe());
+            for name in ["content-length", "content-type", "vary"] {
+                assert_eq!(h.header(name), g.header(name), "{ctx}: {name} differs from GET");
+            }
+            let g2 = c.read_response("GET");
+            assert_status(&g2, 200, &format!("GET {path} after HEAD"));
+            assert_bytes_eq(&g2.body, &g.body, &format!("GET {path} after HEAD"));
+        }
+    }
+
+    fn parent_link_except_at_the_root(e) {
+        let site = list_site();
+        let srv = start_or_skip!(e, ON, &site.root);
+        let root = html_listing(&srv, "/");
+        assert!(!root.contains("../"), "the root's listing links above the root\n{root}");
+        pos(&root, "href=\"list/\">list/</a>");
+        pos(&html_listing(&srv, "/list/"), "href=\"../\"");
+        pos(&html_listing(&srv, "/list/zdir/"), "href=\"../\"");
+        // Without the slash: still the redirect, not a listing.
+        let r = get(srv.addr(), "/list");
+        assert_status(&r, 301, "GET /list (autoindex)");
+        assert_eq!(r.header("location"), Some("/list/"));
+    }
+
+    fn index_file_wins_over_the_listing(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, ON, &site.root);
+        let r = get(srv.addr(), "/");
+        assert_status(&r, 200, "GET / (autoindex, index.html present)");
+        assert_eq!(r.body_str(), INDEX_HTML, "GET /: the index, not a listing");
+        let r = get(srv.addr(), "/sub/?format=json");
+        assert_status(&r, 200, "GET /sub/?format=json (index present)");
+        assert_eq!(r.body_str(), SUB_INDEX_HTML, "GET /sub/?format=json: the index, not a listing");
+        // The standard site's directory without an index is listed; its
+        // symlinks out of the root are not, anywhere.
+        pos(&html_listing(&srv, "/noindex/"), "href=\"file.txt\">file.txt</a>");
+        let got = json_entries(&get(srv.addr(), "/dir/?format=json"), "GET /dir/?format=json");
+        assert_eq!(got, [("visible.txt".to_string(), "file".to_string(), 7)]);
+    }
+}
