@@ -208,6 +208,18 @@ engine_tests! {
         let srv = start_or_skip!(e, ON, &site.root);
         let body = html_listing(&srv, "/list/");
         assert!(!body.contains(".env"), "dotfile listed by default\n{body}");
+        drop(srv);
+        // /.well-known/ is served, so the root's listing names it; other
+        // dot names there stay hidden, and so does a .well-known below the root.
+        site.write(".well-known/security.txt", b"Contact: x");
+        site.write(".hidden-at-root", b"x");
+        site.write("list/.well-known/x", b"x");
+        let srv = start_or_skip!(e, ON, &site.root);
+        let root = html_listing(&srv, "/");
+        pos(&root, "href=\".well-known/\"");
+        assert!(!root.contains(".hidden-at-root"), "{root}");
+        let body = html_listing(&srv, "/list/");
+        assert!(!body.contains(".well-known"), "{body}");
         let got = json_entries(&get(srv.addr(), "/list/?format=json"), "GET /list/?format=json");
         assert!(got.iter().all(|(n, _, _)| !n.starts_with('.')), "{got:?}");
         drop(srv);

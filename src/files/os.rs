@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::Symlinks;
 use crate::syscall;
@@ -213,7 +213,9 @@ impl RootDir {
                     break 'read;
                 }
                 scanned += 1;
-                let Some(name) = listable_name(name, opts.dotfiles) else {
+                // /.well-known/ is served with dotfiles hidden: list it too.
+                let served_dot = rel.is_empty() && name == b".well-known";
+                let Some(name) = listable_name(name, opts.dotfiles || served_dot) else {
                     continue;
                 };
                 if let Some(entry) = self.dir_entry(&dir, rel, name) {
