@@ -70,6 +70,8 @@ pub struct Target {
     /// reads the body before sending the head finds the file short and has
     /// nothing right to send). Everywhere else both are failures.
     pub cut_ok: bool,
+    /// Extra request header lines, each ending in CRLF (`Range: ...\r\n`).
+    pub fields: String,
 }
 
 impl fmt::Debug for Target {
@@ -119,6 +121,7 @@ impl Target {
             path: path.to_string(),
             check,
             cut_ok: false,
+            fields: String::new(),
         }
     }
 
@@ -147,6 +150,7 @@ impl Target {
             path: path.to_string(),
             check,
             cut_ok: false,
+            fields: String::new(),
         }
     }
 
@@ -181,6 +185,7 @@ impl Target {
             path: path.to_string(),
             check,
             cut_ok: true,
+            fields: String::new(),
         }
     }
 
@@ -194,7 +199,14 @@ impl Target {
             path: path.to_string(),
             check: Arc::new(f),
             cut_ok,
+            fields: String::new(),
         }
+    }
+
+    /// Send these header lines too (each ending in CRLF).
+    pub fn with_fields(mut self, fields: &str) -> Target {
+        self.fields = fields.to_string();
+        self
     }
 }
 
@@ -1018,10 +1030,12 @@ impl Client {
         t
     }
 
-    fn request_bytes(out: &mut Vec<u8>, path: &str) {
+    fn request_bytes(out: &mut Vec<u8>, t: &Target) {
         out.extend_from_slice(b"GET ");
-        out.extend_from_slice(path.as_bytes());
-        out.extend_from_slice(b" HTTP/1.1\r\nHost: tandem.test\r\nUser-Agent: tandem-load\r\n\r\n");
+        out.extend_from_slice(t.path.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\nHost: tandem.test\r\nUser-Agent: tandem-load\r\n");
+        out.extend_from_slice(t.fields.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
 
     /// Write the requests for `targets`; false (after counting) when the write failed.
@@ -1059,7 +1073,7 @@ impl Client {
         let targets: Vec<Target> = (0..k).map(|_| self.next_target()).collect();
         let mut req = Vec::with_capacity(k * 80);
         for t in &targets {
-            Self::request_bytes(&mut req, &t.path);
+            Self::request_bytes(&mut req, &t);
         }
         if !self.send(w, &req, &targets) {
             return false;
@@ -1082,7 +1096,7 @@ impl Client {
             let pick = 1 + (self.rand() as usize % (n - 1));
             let t = self.group().targets[pick].clone();
             let mut req = Vec::new();
-            Self::request_bytes(&mut req, &t.path);
+            Self::request_bytes(&mut req, &t);
             if !self.send(w, &req, std::slice::from_ref(&t)) {
                 return false;
             }
@@ -1093,7 +1107,7 @@ impl Client {
         }
         let t = self.group().targets[0].clone();
         let mut req = Vec::new();
-        Self::request_bytes(&mut req, &t.path);
+        Self::request_bytes(&mut req, &t);
         if !self.send(w, &req, std::slice::from_ref(&t)) {
             return false;
         }
