@@ -1073,7 +1073,7 @@ impl Client {
         let targets: Vec<Target> = (0..k).map(|_| self.next_target()).collect();
         let mut req = Vec::with_capacity(k * 80);
         for t in &targets {
-            Self::request_bytes(&mut req, &t);
+            Self::request_bytes(&mut req, t);
         }
         if !self.send(w, &req, &targets) {
             return false;
