@@ -117,7 +117,7 @@ fn into_parts(body: Body) -> Body {
 // ---- the world: a served directory, made once per process ----
 
 /// Bumped whenever the tree below changes, so an old one is never reused.
-const TREE: &str = "tandem-fuzz-root-v1";
+const TREE: &str = "tandem-fuzz-root-v2";
 const SECRET: &[u8] = b"TOP-SECRET-OUTSIDE-THE-ROOT\n";
 
 struct World {
@@ -132,16 +132,27 @@ fn world() -> &'static World {
     W.get_or_init(|| {
         let top = make_tree();
         let www = top.join("www");
-        let settings = |dot: bool, p404: &str| Settings {
-            index: "index.html".into(),
-            serve_dotfiles: dot,
-            error_page_404: p404.into(),
+        // Four responders over the same tree: dotfiles, error pages,
+        // listings, the SPA fallback and variants on or off.
+        let settings = |dot: bool, p404: &str, more: bool| {
+            let mut cfg = tandem::config::Config::default();
+            cfg.serve_dotfiles = dot;
+            cfg.error_page_404 = Some(p404.into());
+            cfg.error_pages.clear();
+            cfg.autoindex = more;
+            if more {
+                cfg.fallback = "index.html".into();
+                cfg.max_ranges = 3;
+            } else {
+                cfg.precompressed.clear();
+            }
+            Settings::from_config(&cfg)
         };
         let responders = vec![
-            Responder::new(&www, settings(false, "404.html")).unwrap(),
-            Responder::new(&www, settings(false, "")).unwrap(),
-            Responder::new(&www, settings(true, "/404.html")).unwrap(),
-            Responder::new(&www, settings(true, "missing.html")).unwrap(),
+            Responder::new(&www, settings(false, "404.html", true)).unwrap(),
+            Responder::new(&www, settings(false, "", false)).unwrap(),
+            Responder::new(&www, settings(true, "/404.html", true)).unwrap(),
+            Responder::new(&www, settings(true, "missing.html", false)).unwrap(),
         ];
         let responders = responders.into_iter().map(Fuzz).collect();
         let m = std::fs::metadata(top.join("secret/secret.txt")).unwrap();
@@ -166,6 +177,7 @@ fn tree_files() -> Vec<(&'static str, Vec<u8>)> {
         ("www/.hidden", b"dotfile\n".to_vec()),
         ("www/sub/index.html", b"sub\n".to_vec()),
         ("www/sub/x y.css", b"p{}\n".to_vec()),
+        ("www/sub/x y.css.gz", b"GZ-OF-p{}\n".to_vec()),
         ("www/noindex/file.js", b"1\n".to_vec()),
         ("secret/secret.txt", SECRET.to_vec()),
     ]
