@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 
 mod de;
 use de::*;
-pub use de::{address, suggest};
+pub use de::{Any, address, suggest};
 
 // The log targets are the log's own type: config depends on log, never the
 // reverse. Re-exported so `config::LogTarget` keeps naming it.
