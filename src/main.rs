@@ -138,12 +138,7 @@ fn main() -> ExitCode {
         let picked = match engine::select(cfg.engine) {
             Ok((e, _)) => e,
             Err(e) => {
-                let at = match origins.of("engine") {
-                    daemon::Origin::Flag(f) => format!("{f}: "),
-                    daemon::Origin::File(at) => format!("{at}: "),
-                    daemon::Origin::Default => String::new(),
-                };
-                eprintln!("tandem: {at}{e}");
+                eprintln!("tandem: {}{e}", origins.of("engine"));
                 return ExitCode::from(2);
             }
         };

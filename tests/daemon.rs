@@ -946,6 +946,7 @@ engine_tests! {
         let st = srv.wait_exit(EXIT_TIMEOUT).expect("no exit after -s stop");
         assert_eq!(st.code(), Some(0), "exit status after -s stop");
         assert!(!pidfile.exists(), "pidfile {} still there after -s stop", pidfile.display());
+        assert!(!piddir.path().join("tandem.pid.reload").exists(), "reload status file still there after -s stop");
     }
 
     fn signal_reload_reports_the_verdict(e) {
@@ -1242,6 +1243,7 @@ engine_tests! {
         let st = srv.wait_exit(EXIT_TIMEOUT).expect("no exit after -s stop");
         assert_eq!(st.code(), Some(0));
         assert!(!pidfile.exists(), "pidfile {} (in a root-owned directory) left behind after -s stop with user = nobody", pidfile.display());
+        assert!(!piddir.path().join("tandem.pid.reload").exists(), "reload status file left behind after -s stop with user = nobody");
     }
 
     // ---------------------------------------------------------------- systemd

@@ -74,17 +74,21 @@ impl Origins {
 /// Why a config cannot run: exit 2 at `-t` and at start, a refused reload.
 /// Shown as `ORIGIN: key: problem`, e.g. `t.toml:3: root: /nope does not exist`.
 #[derive(Debug, thiserror::Error)]
-#[error("{}{problem}", prefix(origin))]
+#[error("{origin}{problem}")]
 pub struct CheckError {
     pub origin: Origin,
     pub problem: Problem,
 }
 
-fn prefix(o: &Origin) -> String {
-    match o {
-        Origin::Flag(f) => format!("{f}: "),
-        Origin::File(at) => format!("{at}: "),
-        Origin::Default => String::new(),
+/// `ORIGIN: ` to put before a message about the key, or nothing for a
+/// built-in default.
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Flag(flag) => write!(f, "{flag}: "),
+            Origin::File(at) => write!(f, "{at}: "),
+            Origin::Default => Ok(()),
+        }
     }
 }
 
