@@ -92,6 +92,10 @@ fn main() -> ExitCode {
         print!("{}", version());
         return ExitCode::SUCCESS;
     }
+    if cli.test && cli.signal.is_some() {
+        eprintln!("tandem: -t checks a config and -s signals a running server: give one of them");
+        return ExitCode::from(2);
+    }
     for (i, a) in cli.listen.iter().enumerate() {
         if cli.listen[..i].contains(a) {
             eprintln!("tandem: --listen {a} is given twice");
