@@ -11,6 +11,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+mod de;
+use de::*;
+pub use de::{Any, address, suggest};
+
 // The log targets are the log's own type: config depends on log, never the
 // reverse. Re-exported so `config::LogTarget` keeps naming it.
 pub use crate::log::LogTarget;
@@ -202,11 +206,11 @@ pub enum Symlinks {
 pub struct Rule {
     /// A glob over the request path (`/assets/**`, `*.css`). Without a `/`
     /// it matches the last path segment in any directory.
-    #[serde(rename = "match")]
+    #[serde(rename = "match", deserialize_with = "de_rule_match")]
     pub pattern: String,
     /// Header fields set on responses for matching paths; a later rule's
     /// field replaces an earlier one's of the same name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de_rule_headers")]
     pub headers: BTreeMap<String, String>,
 }
 
@@ -247,64 +251,94 @@ pub const RULE_FORBIDDEN_HEADERS: &[&str] = &[
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Addresses to listen on.
+    #[serde(deserialize_with = "de_listen")]
     pub listen: Vec<SocketAddr>,
     /// Directory served as the site root.
+    #[serde(deserialize_with = "de_root")]
     pub root: PathBuf,
     /// Files tried, in order, for a directory request.
+    #[serde(deserialize_with = "de_index")]
     pub index: IndexNames,
     /// I/O engine.
+    #[serde(deserialize_with = "de_engine")]
     pub engine: EngineChoice,
     /// Worker threads.
+    #[serde(deserialize_with = "de_workers")]
     pub workers: Workers,
     /// Detach into the background.
+    #[serde(deserialize_with = "de_daemon")]
     pub daemon: bool,
     /// Pidfile path (none when absent).
+    #[serde(deserialize_with = "de_pidfile")]
     pub pidfile: Option<PathBuf>,
     /// User and group to switch to after binding when started as root.
+    #[serde(deserialize_with = "de_user")]
     pub user: Option<String>,
+    #[serde(deserialize_with = "de_group")]
     pub group: Option<String>,
     /// Access log target.
+    #[serde(deserialize_with = "de_access_log")]
     pub access_log: LogTarget,
     /// Error log target.
+    #[serde(deserialize_with = "de_error_log")]
     pub error_log: LogTarget,
     /// Minimum level of error log lines: "error", "warn", "info" or "debug".
+    #[serde(deserialize_with = "de_log_level")]
     pub log_level: String,
     /// Idle time allowed between keep-alive requests.
+    #[serde(deserialize_with = "de_keepalive_timeout")]
     pub keepalive_timeout: Dur,
     /// Time allowed to receive a whole request head.
+    #[serde(deserialize_with = "de_header_timeout")]
     pub header_timeout: Dur,
     /// Time a response may make no progress before the connection is dropped.
+    #[serde(deserialize_with = "de_send_timeout")]
     pub send_timeout: Dur,
     /// Graceful stop: how long in-flight responses may take before they are cut.
+    #[serde(deserialize_with = "de_shutdown_timeout")]
     pub shutdown_timeout: Dur,
     /// Largest request head (request line + headers), bytes; larger -> 431.
+    #[serde(deserialize_with = "de_max_header_size")]
     pub max_header_size: usize,
     /// Longest request target, bytes; longer -> 414.
+    #[serde(deserialize_with = "de_max_target_size")]
     pub max_target_size: usize,
     /// Largest request body read and discarded on GET/HEAD; larger -> 413.
+    #[serde(deserialize_with = "de_max_body_size")]
     pub max_body_size: u64,
     /// Most connections a worker keeps open; past it, accepting pauses.
+    #[serde(deserialize_with = "de_max_connections")]
     pub max_connections: usize,
     /// Serve names that start with a dot (except "." and "..", never served).
+    #[serde(deserialize_with = "de_serve_dotfiles")]
     pub serve_dotfiles: bool,
     /// Old spelling of `error_pages = { 404 = ... }`, still understood.
+    #[serde(deserialize_with = "de_error_page_404")]
     pub error_page_404: Option<String>,
     /// Pages under the root served as the body of error responses, by status.
+    #[serde(deserialize_with = "de_error_pages")]
     pub error_pages: BTreeMap<String, String>,
     /// List directories that have no index file.
+    #[serde(deserialize_with = "de_autoindex")]
     pub autoindex: bool,
     /// Served with 200 for a GET/HEAD of a missing path without an extension
     /// (single-page apps); "" for none.
+    #[serde(deserialize_with = "de_fallback")]
     pub fallback: String,
     /// Content-Type for extensions the built-in table and `mime_types` lack.
+    #[serde(deserialize_with = "de_default_type")]
     pub default_type: String,
     /// Extension -> Content-Type, over the built-in table.
+    #[serde(deserialize_with = "de_mime_types")]
     pub mime_types: BTreeMap<String, String>,
     /// Precompressed siblings looked for, in order of preference.
+    #[serde(deserialize_with = "de_precompressed")]
     pub precompressed: Vec<Encoding>,
     /// Most ranges one request may ask for; more -> the whole file.
+    #[serde(deserialize_with = "de_max_ranges")]
     pub max_ranges: usize,
     /// How symlinks under the root are followed.
+    #[serde(deserialize_with = "de_symlinks")]
     pub symlinks: Symlinks,
     /// Per-path response headers, applied in order.
     pub rules: Vec<Rule>,
@@ -368,6 +402,27 @@ pub enum ConfigError {
         #[source]
         source: Box<toml::de::Error>,
     },
+    /// A key the schema does not have (at the top, or in a `[[rules]]`
+    /// entry), with the key probably meant when one is close.
+    #[error("{}: {}", at(path, *line), unknown_key_message(*table, key, *suggestion, *misplaced))]
+    UnknownKey {
+        path: String,
+        line: Option<usize>,
+        /// The table the key is in: `Some("rules")` for a rule's key.
+        table: Option<&'static str>,
+        key: String,
+        suggestion: Option<&'static str>,
+        /// A top-level key written below a `[[rules]]` header.
+        misplaced: bool,
+    },
+    /// A table-shaped key (`rules`) whose shape is wrong.
+    #[error("{}: {key}: {message}", at(path, *line))]
+    Shape {
+        path: String,
+        line: Option<usize>,
+        key: &'static str,
+        message: String,
+    },
     /// Parsed, but a value is not allowed; `line` is where its key is set,
     /// if the file sets it (a default can be invalid next to another value).
     #[error("{}: {source}", at(path, *line))]
@@ -384,9 +439,69 @@ impl ConfigError {
     pub fn line(&self) -> Option<usize> {
         match self {
             ConfigError::Read { .. } => None,
-            ConfigError::Parse { line, .. } | ConfigError::Invalid { line, .. } => *line,
+            ConfigError::Parse { line, .. }
+            | ConfigError::UnknownKey { line, .. }
+            | ConfigError::Shape { line, .. }
+            | ConfigError::Invalid { line, .. } => *line,
         }
     }
+}
+
+fn unknown_key_message(
+    table: Option<&str>,
+    key: &str,
+    suggestion: Option<&str>,
+    misplaced: bool,
+) -> String {
+    let mut m = match table {
+        Some(t) => format!("{t}: unknown key `{key}`"),
+        None => format!("unknown key `{key}`"),
+    };
+    if misplaced {
+        m.push_str(&format!(
+            " (`{key}` is a top-level key: keys below a [[{t}]] header belong to that entry, so put it above the first one)",
+            t = table.unwrap_or("")
+        ));
+    } else if let Some(s) = suggestion {
+        m.push_str(&format!("; did you mean `{s}`?"));
+    }
+    m
+}
+
+/// The text a config was read from, kept to point at the line of a key
+/// when a later check (a root that does not exist, a user that is not
+/// there) finds a problem with its value.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The file as named on the command line.
+    pub path: String,
+    text: String,
+}
+
+impl Source {
+    /// The 1-based line where top-level `key` is set, if the file sets it.
+    pub fn line(&self, key: &str) -> Option<usize> {
+        key_line(&self.text, key)
+    }
+
+    /// `FILE:LINE` where `key` is set, or `FILE` when the file leaves it out.
+    pub fn at(&self, key: &str) -> String {
+        at(&self.path, self.line(key))
+    }
+}
+
+/// The `pidfile` key of a config file, read on its own: found even when the
+/// rest of the file does not parse or validate, so that `-s stop` and
+/// `-s reopen` can reach a running server whose config file has since
+/// been broken. `None` when the file cannot be read or sets no such string.
+pub fn pidfile_key(path: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let (doc, _errors) = toml::de::DeTable::parse_recoverable(&text);
+    doc.get_ref()
+        .iter()
+        .find(|(k, _)| k.get_ref() == "pidfile")
+        .and_then(|(_, v)| v.get_ref().as_str().map(PathBuf::from))
+        .filter(|p| !p.as_os_str().is_empty())
 }
 
 /// `FILE:LINE` or `FILE`.
@@ -482,22 +597,58 @@ impl Invalid {
 impl Config {
     /// Load and validate a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with_source(path).map(|(c, _)| c)
+    }
+
+    /// Load and validate a file, and keep its text to point at lines later.
+    pub fn load_with_source(path: &Path) -> Result<(Config, Source), ConfigError> {
+        let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: path.display().to_string(),
+            path: name.clone(),
             source: e,
         })?;
-        Self::parse(&text, &path.display().to_string())
+        let cfg = Self::parse(&text, &name)?;
+        Ok((cfg, Source { path: name, text }))
+    }
+
+    /// Every top-level key, as the schema knows it.
+    pub fn keys() -> &'static [&'static str] {
+        struct_fields::<Config>()
     }
 
     /// Parse and validate TOML text; `name` is used in error messages.
     pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+        let line_of = |at: usize| text[..at.min(text.len())].matches('\n').count() + 1;
+        let parse_error = |source: toml::de::Error| ConfigError::Parse {
             path: name.to_string(),
-            line: source
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
+            line: source.span().map(|s| line_of(s.start)),
             source: Box::new(source),
-        })?;
+        };
+        // Syntax first, then the keys (so a typo is named as one, with the
+        // key it was probably meant to be), then the values.
+        let doc = toml::de::DeTable::parse(text).map_err(parse_error)?;
+        match unknown_keys(doc.get_ref(), Self::keys(), struct_fields::<Rule>()) {
+            Ok(()) => {}
+            Err(KeyProblem::Unknown(u)) => {
+                return Err(ConfigError::UnknownKey {
+                    path: name.to_string(),
+                    line: Some(line_of(u.at)),
+                    table: u.table,
+                    key: u.key,
+                    suggestion: u.suggestion,
+                    misplaced: u.misplaced,
+                });
+            }
+            Err(KeyProblem::Rules(r)) => {
+                return Err(ConfigError::Shape {
+                    path: name.to_string(),
+                    line: Some(line_of(r.at)),
+                    key: "rules",
+                    message: r.message,
+                });
+            }
+        }
+        let cfg: Config = toml::from_str(text).map_err(parse_error)?;
         cfg.validate().map_err(|source| ConfigError::Invalid {
             path: name.to_string(),
             line: key_line(text, source.key()),
@@ -839,6 +990,256 @@ mod tests {
             "{e:?}"
         );
         assert_eq!(e.line(), None);
+    }
+
+    /// `key = VALUE` on line 2 of t.toml: the whole message.
+    fn message(text: &str) -> String {
+        Config::parse(&format!("# tandem\n{text}\n"), "t.toml")
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn wrong_types_say_what_the_key_accepts() {
+        for (text, want) in [
+            (
+                "workers = true",
+                "t.toml:2: workers: expected \"auto\" or a number from 1 to 1024, got true",
+            ),
+            (
+                "workers = \"many\"",
+                "t.toml:2: workers: expected \"auto\" or a number from 1 to 1024, got \"many\"",
+            ),
+            (
+                "workers = 0",
+                "t.toml:2: workers: expected \"auto\" or a number from 1 to 1024, got 0",
+            ),
+            (
+                "workers = 2000",
+                "t.toml:2: workers: expected \"auto\" or a number from 1 to 1024, got 2000",
+            ),
+            (
+                "listen = [\"127.0.0.1:99999\"]",
+                "t.toml:2: listen: \"127.0.0.1:99999\" is not an address like \"127.0.0.1:8080\" or \"[::]:80\"",
+            ),
+            (
+                "listen = [\"localhost:80\"]",
+                "t.toml:2: listen: \"localhost:80\" is not an address like \"127.0.0.1:8080\" or \"[::]:80\"",
+            ),
+            (
+                "listen = [8080]",
+                "t.toml:2: listen: 8080 is not an address like \"127.0.0.1:8080\" or \"[::]:80\"",
+            ),
+            (
+                "listen = \"127.0.0.1:8080\"",
+                "t.toml:2: listen: expected a list of addresses like [\"127.0.0.1:8080\", \"[::]:80\"], got \"127.0.0.1:8080\"",
+            ),
+            (
+                "root = 3",
+                "t.toml:2: root: expected a directory path, got 3",
+            ),
+            (
+                "root = \"\"",
+                "t.toml:2: root: expected a directory path, got \"\"",
+            ),
+            (
+                "index = 3",
+                "t.toml:2: index: expected a file name or a list of file names, like [\"index.html\", \"index.htm\"], got 3",
+            ),
+            (
+                "index = [\"a\", 1]",
+                "t.toml:2: index: expected a file name or a list of file names, like [\"index.html\", \"index.htm\"], got [\"a\", 1]",
+            ),
+            (
+                "engine = \"kqueue\"",
+                "t.toml:2: engine: expected \"auto\", \"epoll\" or \"io_uring\", got \"kqueue\"",
+            ),
+            (
+                "daemon = \"yes\"",
+                "t.toml:2: daemon: expected true or false, got \"yes\"",
+            ),
+            (
+                "pidfile = 1",
+                "t.toml:2: pidfile: expected a file path, got 1",
+            ),
+            ("user = 33", "t.toml:2: user: expected a user name, got 33"),
+            (
+                "group = []",
+                "t.toml:2: group: expected a group name, got []",
+            ),
+            (
+                "access_log = 1",
+                "t.toml:2: access_log: expected a file path, \"stderr\" or \"off\", got 1",
+            ),
+            (
+                "error_log = \"\"",
+                "t.toml:2: error_log: expected a file path, \"stderr\" or \"off\", got \"\"",
+            ),
+            (
+                "log_level = 3",
+                "t.toml:2: log_level: expected \"error\", \"warn\", \"info\" or \"debug\", got 3",
+            ),
+            (
+                "keepalive_timeout = true",
+                "t.toml:2: keepalive_timeout: expected a duration like \"500ms\", \"15s\", \"2m\", \"1h\" or a number of seconds, got true",
+            ),
+            (
+                "header_timeout = \"5 fortnights\"",
+                "t.toml:2: header_timeout: expected a duration like \"500ms\", \"15s\", \"2m\", \"1h\" or a number of seconds, got \"5 fortnights\"",
+            ),
+            (
+                "send_timeout = -1",
+                "t.toml:2: send_timeout: expected a duration like \"500ms\", \"15s\", \"2m\", \"1h\" or a number of seconds, got -1",
+            ),
+            (
+                "shutdown_timeout = 1.5",
+                "t.toml:2: shutdown_timeout: expected a duration like \"500ms\", \"15s\", \"2m\", \"1h\" or a number of seconds, got 1.5",
+            ),
+            (
+                "max_header_size = \"big\"",
+                "t.toml:2: max_header_size: expected a number of bytes, got \"big\"",
+            ),
+            (
+                "max_target_size = -5",
+                "t.toml:2: max_target_size: expected a number of bytes, got -5",
+            ),
+            (
+                "max_body_size = \"1M\"",
+                "t.toml:2: max_body_size: expected a number of bytes, got \"1M\"",
+            ),
+            (
+                "max_connections = false",
+                "t.toml:2: max_connections: expected a number of connections, got false",
+            ),
+            (
+                "serve_dotfiles = 1",
+                "t.toml:2: serve_dotfiles: expected true or false, got 1",
+            ),
+            (
+                "error_page_404 = 404",
+                "t.toml:2: error_page_404: expected a page path under the root, got 404",
+            ),
+            (
+                "error_pages = \"404.html\"",
+                "t.toml:2: error_pages: expected a table of pages by status, like { 404 = \"404.html\", 500 = \"50x.html\" }, got \"404.html\"",
+            ),
+            (
+                "error_pages = { 404 = 1 }",
+                "t.toml:2: error_pages: 404: expected a page path under the root, got 1",
+            ),
+            (
+                "autoindex = \"on\"",
+                "t.toml:2: autoindex: expected true or false, got \"on\"",
+            ),
+            (
+                "fallback = false",
+                "t.toml:2: fallback: expected a page path under the root, or \"\" for none, got false",
+            ),
+            (
+                "default_type = []",
+                "t.toml:2: default_type: expected a media type like \"application/octet-stream\", got []",
+            ),
+            (
+                "mime_types = [\"wasm\"]",
+                "t.toml:2: mime_types: expected a table of media types by extension, like { wasm = \"application/wasm\" }, got [\"wasm\"]",
+            ),
+            (
+                "mime_types = { wasm = true }",
+                "t.toml:2: mime_types: wasm: expected a media type like \"application/wasm\", got true",
+            ),
+            (
+                "precompressed = \"br\"",
+                "t.toml:2: precompressed: expected a list of \"br\", \"zstd\" and \"gzip\" (or [] for none), got \"br\"",
+            ),
+            (
+                "precompressed = [\"lzma\"]",
+                "t.toml:2: precompressed: \"lzma\" is not one of \"br\", \"zstd\", \"gzip\"",
+            ),
+            (
+                "max_ranges = \"all\"",
+                "t.toml:2: max_ranges: expected a number of ranges from 0 to 1024, got \"all\"",
+            ),
+            (
+                "symlinks = \"follow\"",
+                "t.toml:2: symlinks: expected \"within_root\" or \"deny\", got \"follow\"",
+            ),
+            (
+                "rules = \"x\"",
+                "t.toml:2: rules: expected [[rules]] entries with match = \"<glob>\" and headers = { ... }, got string",
+            ),
+            (
+                "rules = [1]",
+                "t.toml:2: rules: each rule is a table with match = \"<glob>\" and headers = { ... }, got integer",
+            ),
+            (
+                "[rules]\nmatch = \"*\"",
+                "t.toml:2: rules: write each rule as a [[rules]] entry (two brackets), not [rules]",
+            ),
+            (
+                "[[rules]]\nheaders = {}",
+                "t.toml:2: rules: a rule needs match = \"<glob>\" (like \"/assets/**\" or \"*.css\")",
+            ),
+            (
+                "[[rules]]\nmatch = 3",
+                "t.toml:3: rules: match: expected a glob like \"/assets/**\" or \"*.css\", got 3",
+            ),
+            (
+                "[[rules]]\nmatch = \"*\"\nheaders = \"x\"",
+                "t.toml:4: rules: headers: expected a table of header fields, like { \"Cache-Control\" = \"max-age=3600\" }, got \"x\"",
+            ),
+            (
+                "[[rules]]\nmatch = \"*\"\nheaders = { \"X-A\" = 1 }",
+                "t.toml:4: rules: headers: X-A: expected a header value (a string), got 1",
+            ),
+            // Unknown keys: their line, and the key meant when it is close.
+            (
+                "lisen = [\"127.0.0.1:80\"]",
+                "t.toml:2: unknown key `lisen`; did you mean `listen`?",
+            ),
+            (
+                "keepalive = \"5s\"",
+                "t.toml:2: unknown key `keepalive`; did you mean `keepalive_timeout`?",
+            ),
+            ("bogus_key = 1", "t.toml:2: unknown key `bogus_key`"),
+            (
+                "[[rules]]\nmatch = \"*\"\nheader = {}",
+                "t.toml:4: rules: unknown key `header`; did you mean `headers`?",
+            ),
+            (
+                "[[rules]]\nmatch = \"*\"\nroot = \"x\"",
+                "t.toml:4: rules: unknown key `root` (`root` is a top-level key: keys below a [[rules]] header belong to that entry, so put it above the first one)",
+            ),
+        ] {
+            assert_eq!(message(text), want, "{text}");
+        }
+    }
+
+    /// Every key, given a value no key takes: the message starts with the
+    /// key (after FILE:LINE) and has none of serde's own words.
+    #[test]
+    fn every_key_has_a_message_in_config_terms() {
+        assert!(Config::keys().len() >= 31, "{:?}", Config::keys());
+        for key in Config::keys() {
+            for bad in ["1979-05-27T07:32:00Z", "{ x = [1] }", "[[1]]"] {
+                let m = message(&format!("{key} = {bad}"));
+                assert!(
+                    m.starts_with(&format!("t.toml:2: {key}: ")),
+                    "{key} = {bad}: {m}"
+                );
+                for serde_word in [
+                    "invalid type",
+                    "untagged",
+                    "sequence",
+                    "usize",
+                    "u64",
+                    "variant",
+                    "struct",
+                    "map",
+                ] {
+                    assert!(!m.contains(serde_word), "{key} = {bad}: {m}");
+                }
+            }
+        }
     }
 
     #[test]

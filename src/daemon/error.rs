@@ -2,9 +2,12 @@
 //! lower layers' typed errors, with the exit code each one means.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use super::PidfileError;
+use super::check::CheckError;
+use super::listen::BindError;
 use crate::config::ConfigError;
 use crate::engine::EngineError;
 
@@ -13,17 +16,20 @@ use crate::engine::EngineError;
 /// `exit_code`.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// `root` is missing or not a directory: exit 2.
+    /// The config cannot run here (a missing root, an unknown user, a log
+    /// directory that is not there...): exit 2, as from `-t`.
     #[error(transparent)]
-    Root(#[from] RootError),
+    Check(#[from] CheckError),
     /// The configured engine cannot run here: exit 2.
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// Another instance holds the pidfile, or it cannot be written.
     #[error(transparent)]
     Pidfile(#[from] PidfileError),
-    /// A listening socket (bound, or from systemd); the message names its
-    /// address or descriptor.
+    /// A configured address cannot be bound; the message names it.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// Sockets from systemd; the message names the descriptor.
     #[error(transparent)]
     Listen(io::Error),
     #[error("working directory: {0}")]
@@ -32,6 +38,12 @@ pub enum StartError {
     Daemonize(#[source] daemonize::Error),
     #[error("access_log: {0}")]
     AccessLog(#[source] io::Error),
+    /// Handing the log files created at start to `user`.
+    #[error("logs: {0}")]
+    LogOwner(#[source] io::Error),
+    /// The reload status file next to the pidfile.
+    #[error("pidfile: reload status: {0}")]
+    Status(#[source] io::Error),
     /// The process that removes the pidfile after privileges are dropped.
     #[error("pidfile keeper: {0}")]
     PidfileKeeper(#[source] io::Error),
@@ -51,41 +63,20 @@ impl StartError {
     /// 2 for usage or configuration errors, 1 for runtime failures.
     pub fn exit_code(&self) -> i32 {
         match self {
-            StartError::Root(_) | StartError::Engine(_) => 2,
+            StartError::Check(_) | StartError::Engine(_) => 2,
             StartError::Pidfile(_)
+            | StartError::Bind(_)
             | StartError::Listen(_)
             | StartError::WorkingDir(_)
             | StartError::Daemonize(_)
             | StartError::AccessLog(_)
+            | StartError::LogOwner(_)
+            | StartError::Status(_)
             | StartError::PidfileKeeper(_)
             | StartError::DropPrivileges { .. }
             | StartError::Signals(_)
             | StartError::Workers(_) => 1,
         }
-    }
-}
-
-/// `root` cannot be served: checked at start and on every reload.
-#[derive(Debug, thiserror::Error)]
-pub enum RootError {
-    #[error("root {}: not a directory", .0.display())]
-    NotADirectory(PathBuf),
-    #[error("root {}: {source}", path.display())]
-    Unusable {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
-
-pub(super) fn check_root(root: &Path) -> Result<(), RootError> {
-    match std::fs::metadata(root) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(RootError::NotADirectory(root.to_path_buf())),
-        Err(source) => Err(RootError::Unusable {
-            path: root.to_path_buf(),
-            source,
-        }),
     }
 }
 
@@ -95,23 +86,39 @@ pub(super) enum ReloadError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Root(#[from] RootError),
+    Check(#[from] CheckError),
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// A newly configured address cannot be bound; the message names it.
     #[error(transparent)]
-    Listen(io::Error),
+    Bind(#[from] BindError),
     #[error("starting workers: {0}")]
     Workers(#[source] io::Error),
 }
 
-/// `-s` failed. Bad usage (exit 2) or no running instance to signal (exit 1).
+impl ReloadError {
+    /// What `tandem -s reload` exits with when told of it: 2 for the
+    /// config's fault, 1 for anything else (a busy port).
+    pub(super) fn exit_code(&self) -> i32 {
+        match self {
+            ReloadError::Config(_) | ReloadError::Check(_) | ReloadError::Engine(_) => 2,
+            ReloadError::Bind(_) | ReloadError::Workers(_) => 1,
+        }
+    }
+}
+
+/// `-s` failed. Bad usage or config (exit 2), or no running instance to
+/// signal, or it did not do what was asked (exit 1, or 2 for a reload
+/// refused over its config).
 #[derive(Debug, thiserror::Error)]
 pub enum SignalError {
     #[error("-s takes reload, stop or reopen, not {0:?}")]
     UnknownSignal(String),
-    #[error("-s needs a `pidfile` in the config to find the running instance")]
+    #[error("-s needs a `pidfile` in the config (or --pidfile FILE) to find the running instance")]
     NoPidfile,
+    /// The config file is broken: for reload, it is what would be loaded.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     Pidfile(#[from] PidfileError),
     #[error("signal pid {pid} from {}: {source}", path.display())]
@@ -121,13 +128,43 @@ pub enum SignalError {
         #[source]
         source: io::Error,
     },
+    #[error("reload status {}: {source}", path.display())]
+    Status {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("reload refused, tandem (pid {pid}) keeps its running config: {message}")]
+    ReloadRefused {
+        pid: libc::pid_t,
+        exit: i32,
+        message: String,
+    },
+    #[error(
+        "tandem (pid {pid}) gave no reload verdict within {}s; see its error log",
+        waited.as_secs()
+    )]
+    NoVerdict { pid: libc::pid_t, waited: Duration },
+    #[error("tandem (pid {pid}) exited before the reload finished")]
+    ExitedDuringReload { pid: libc::pid_t },
+    #[error(
+        "tandem (pid {pid}) is still stopping after {}s (finishing responses in flight?)",
+        waited.as_secs()
+    )]
+    StillStopping { pid: libc::pid_t, waited: Duration },
 }
 
 impl SignalError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            SignalError::UnknownSignal(_) | SignalError::NoPidfile => 2,
-            SignalError::Pidfile(_) | SignalError::Kill { .. } => 1,
+            SignalError::UnknownSignal(_) | SignalError::NoPidfile | SignalError::Config(_) => 2,
+            SignalError::ReloadRefused { exit, .. } => *exit,
+            SignalError::Pidfile(_)
+            | SignalError::Kill { .. }
+            | SignalError::Status { .. }
+            | SignalError::NoVerdict { .. }
+            | SignalError::ExitedDuringReload { .. }
+            | SignalError::StillStopping { .. } => 1,
         }
     }
 }

@@ -10,18 +10,57 @@ use crate::syscall;
 
 const BACKLOG: i32 = 4096;
 
+/// A configured address cannot be listened on. The message names the
+/// address and, for the usual causes, what to do about it:
+/// `listen 127.0.0.1:8080: address already in use (another server is on it?
+/// pick another with --listen 127.0.0.1:8081)`.
+#[derive(Debug, thiserror::Error)]
+#[error("listen {addr}: {}", describe(*addr, source))]
+pub struct BindError {
+    pub addr: SocketAddr,
+    #[source]
+    pub source: io::Error,
+}
+
+fn describe(addr: SocketAddr, e: &io::Error) -> String {
+    let mut other = addr;
+    match e.raw_os_error() {
+        Some(libc::EADDRINUSE) => {
+            other.set_port(if addr.port() == u16::MAX {
+                8080
+            } else {
+                addr.port() + 1
+            });
+            format!(
+                "address already in use (another server is on it? pick another with --listen {other})"
+            )
+        }
+        Some(libc::EACCES) if addr.port() < 1024 => {
+            other.set_port(8080);
+            format!(
+                "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE; \
+                 or pick a higher one with --listen {other})"
+            )
+        }
+        Some(libc::EADDRNOTAVAIL) => format!(
+            "cannot assign requested address (no interface of this machine has {})",
+            addr.ip()
+        ),
+        _ => super::check::bare(e).to_lowercase(),
+    }
+}
+
 /// Bind a listening socket (SO_REUSEADDR, non-blocking, close-on-exec).
-pub fn bind(addr: SocketAddr) -> io::Result<Listener> {
-    let l =
-        TcpListener::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("{addr}: {e}")))?;
-    l.set_nonblocking(true)?;
-    let bound = l.local_addr()?;
+pub fn bind(addr: SocketAddr) -> Result<Listener, BindError> {
+    let err = |source| BindError { addr, source };
+    let l = TcpListener::bind(addr).map_err(err)?;
+    l.set_nonblocking(true).map_err(err)?;
+    let bound = l.local_addr().map_err(err)?;
     let fd = OwnedFd::from(l);
     // Raise the accept backlog above std's default of 128. (listen on a
     // listening socket only changes its backlog.)
     // SAFETY: listen on a socket we own, open for the whole call.
-    syscall!(unsafe { libc::listen(fd.as_raw_fd(), BACKLOG) })
-        .map_err(|e| io::Error::new(e.kind(), format!("{addr}: listen: {e}")))?;
+    syscall!(unsafe { libc::listen(fd.as_raw_fd(), BACKLOG) }).map_err(err)?;
     Ok(Listener { fd, addr: bound })
 }
 

@@ -6,22 +6,25 @@
 //! and outlive worker generations, so a reload never closes a socket that has
 //! connections waiting in its accept queue.
 
+pub mod check;
 mod error;
 pub mod listen;
 pub mod notify;
 pub mod pidfile;
 pub mod privs;
+pub mod status;
 
-pub use error::{RootError, SignalError, StartError};
+pub use check::{CheckError, Checked, Origin, Origins, Stage, preflight};
+pub use error::{SignalError, StartError};
 pub use pidfile::PidfileError;
 
-use error::{ReloadError, check_root};
+use error::ReloadError;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -34,28 +37,56 @@ use crate::http::Limits;
 use crate::log::{AccessLog, Level};
 use crate::syscall;
 
-/// Command-line settings that override or locate the config.
+/// Command-line settings that override or locate the config. They are
+/// applied on every load, the reloads' included: a flag wins over the file
+/// for the life of the process (`--engine epoll` stays epoll whatever a
+/// reloaded file says, and so do `--listen` and `--root`).
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub config_path: Option<PathBuf>,
     pub engine: Option<EngineChoice>,
     pub daemon: bool,
+    /// `--listen ADDR`, repeatable: replaces the config's `listen` list.
+    pub listen: Vec<SocketAddr>,
+    /// `--root DIR`.
+    pub root: Option<PathBuf>,
+    /// `--pidfile FILE`.
+    pub pidfile: Option<PathBuf>,
 }
 
 impl Options {
-    /// Read the config file (or the defaults) and apply command-line overrides.
-    pub fn load(&self) -> Result<Config, ConfigError> {
-        let mut cfg = match &self.config_path {
-            Some(p) => Config::load(p)?,
-            None => Config::default(),
+    /// Read the config file (or the defaults) and apply command-line
+    /// overrides; `Origins` says where each value came from.
+    pub fn load(&self) -> Result<(Config, Origins), ConfigError> {
+        let (mut cfg, source) = match &self.config_path {
+            Some(p) => {
+                let (c, s) = Config::load_with_source(p)?;
+                (c, Some(s))
+            }
+            None => (Config::default(), None),
         };
+        let mut flags = Vec::new();
         if let Some(e) = self.engine {
             cfg.engine = e;
+            flags.push(("engine", "--engine"));
         }
         if self.daemon {
             cfg.daemon = true;
+            flags.push(("daemon", "--daemon"));
         }
-        Ok(cfg)
+        if !self.listen.is_empty() {
+            cfg.listen = self.listen.clone();
+            flags.push(("listen", "--listen"));
+        }
+        if let Some(r) = &self.root {
+            cfg.root = r.clone();
+            flags.push(("root", "--root"));
+        }
+        if let Some(p) = &self.pidfile {
+            cfg.pidfile = Some(p.clone());
+            flags.push(("pidfile", "--pidfile"));
+        }
+        Ok((cfg, Origins { source, flags }))
     }
 }
 
@@ -274,6 +305,8 @@ impl Generation {
 struct Daemon {
     opts: Options,
     cfg: Config,
+    /// Where `tandem -s reload` reads the verdict of each reload (with a pidfile).
+    status: Option<status::StatusFile>,
     /// Listeners by configured address (kept across reloads).
     listeners: HashMap<SocketAddr, Arc<Listener>>,
     /// Listeners handed over by systemd; when present they replace `listen`.
@@ -309,8 +342,10 @@ fn install_signals() -> io::Result<(Signals, UnixStream)> {
     signal_hook::flag::register(SIGHUP, s.hup.clone())?;
     signal_hook::flag::register(SIGTERM, s.term.clone())?;
     signal_hook::flag::register(SIGINT, s.term.clone())?;
+    // SIGQUIT is a graceful stop too (as nginx's is), never a core dump.
+    signal_hook::flag::register(SIGQUIT, s.term.clone())?;
     signal_hook::flag::register(SIGUSR1, s.usr1.clone())?;
-    for sig in [SIGHUP, SIGTERM, SIGINT, SIGUSR1] {
+    for sig in [SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1] {
         signal_hook::low_level::pipe::register(sig, wr.try_clone()?)?;
     }
     // We use MSG_NOSIGNAL everywhere; this also covers sendfile/splice.
@@ -347,13 +382,22 @@ impl Signals {
     }
 }
 
-/// Run the server until it is stopped. Returns the process exit code.
-pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
-    // A root that is not there is a config error (exit 2), said before anything starts.
-    check_root(&cfg.root)?;
+/// Run the server until it is stopped. `checked` is what `preflight`
+/// (`Stage::Start`) found for `cfg`: the caller runs it first, before it
+/// opens the error log, so that a config that cannot run exits 2 like
+/// `tandem -t` says.
+pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartError> {
     // The pidfile lock first: a second instance is told so before it tries to bind.
     let mut pidfile = match &cfg.pidfile {
         Some(p) => Some(pidfile::Pidfile::lock(p)?),
+        None => None,
+    };
+    // The reload verdicts go next to it, in a file opened now (before
+    // privileges are dropped, like the pidfile).
+    let status = match &cfg.pidfile {
+        Some(p) => {
+            Some(status::StatusFile::create(&status::path_for(p)).map_err(StartError::Status)?)
+        }
         None => None,
     };
     // Then the listeners, so a busy port is reported before anything else happens.
@@ -364,10 +408,7 @@ pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
     let mut listeners = HashMap::new();
     if inherited.is_none() && !reuseport {
         for &addr in &cfg.listen {
-            listeners.insert(
-                addr,
-                Arc::new(listen::bind(addr).map_err(StartError::Listen)?),
-            );
+            listeners.insert(addr, Arc::new(listen::bind(addr)?));
         }
     }
     let (engine, note) = engine::select(cfg.engine)?;
@@ -383,13 +424,19 @@ pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
     }
     // Log files are opened before privileges are dropped (like the listeners).
     let first_access = AccessLog::open(&cfg.access_log).map_err(StartError::AccessLog)?;
+    // Log files just created (as root) become the user's, so that a reload
+    // and a reopen, which open them again as that user, can.
+    check::chown_new_logs(&checked).map_err(StartError::LogOwner)?;
     let mut _pidfile_remover = None;
     if privs::is_root() {
         match &cfg.user {
             Some(u) => {
                 if let Some(p) = &cfg.pidfile {
-                    _pidfile_remover =
-                        Some(pidfile::spawn_remover(p).map_err(StartError::PidfileKeeper)?);
+                    let st = status::path_for(p);
+                    _pidfile_remover = Some(
+                        pidfile::spawn_remover(&[p.as_path(), st.as_path()])
+                            .map_err(StartError::PidfileKeeper)?,
+                    );
                 }
                 privs::drop_to(u, cfg.group.as_deref()).map_err(|source| {
                     StartError::DropPrivileges {
@@ -409,6 +456,7 @@ pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
     let mut d = Daemon {
         opts,
         cfg,
+        status,
         listeners,
         inherited,
         reuseport,
@@ -432,12 +480,13 @@ pub fn run(opts: Options, cfg: Config) -> Result<(), StartError> {
     crate::info!(
         "tandem {} serving {} with engine {}, {} worker(s)",
         env!("CARGO_PKG_VERSION"),
-        d.cfg.root.display(),
+        check::absolute(&d.cfg.root).display(),
         engine.name(),
         d.current.workers.len()
     );
     notify::notify("READY=1");
     d.main_loop(&signals);
+    drop(d);
     drop(pidfile);
     drop(_pidfile_remover);
     Ok(())
@@ -591,16 +640,32 @@ impl Daemon {
                 notify::notify("RELOADING=1");
             }
         }
-        match self.try_reload() {
-            Ok(()) => {}
-            Err(e) => crate::error!("reload failed, keeping the running config: {e}"),
+        if let Some(s) = self.status.as_mut() {
+            s.begin();
+        }
+        let verdict = match self.try_reload() {
+            Ok(summary) => {
+                crate::info!("reloaded: {summary}");
+                status::State::Reloaded(summary)
+            }
+            Err(e) => {
+                crate::error!("reload failed, keeping the running config: {e}");
+                status::State::Refused {
+                    exit: e.exit_code(),
+                    message: e.to_string(),
+                }
+            }
+        };
+        if let Some(s) = self.status.as_mut() {
+            s.finish(verdict);
         }
         notify::notify("READY=1");
     }
 
-    fn try_reload(&mut self) -> Result<(), ReloadError> {
-        let new = self.opts.load()?;
-        check_root(&new.root)?;
+    /// Reload; `Ok` with the summary of what runs now.
+    fn try_reload(&mut self) -> Result<String, ReloadError> {
+        let (new, origins) = self.opts.load()?;
+        preflight(&new, &origins, Stage::Reload)?;
         for (key, what) in [
             (new.daemon != self.cfg.daemon, "daemon"),
             (new.pidfile != self.cfg.pidfile, "pidfile"),
@@ -620,7 +685,7 @@ impl Daemon {
         if self.inherited.is_none() {
             for &addr in &new.listen {
                 if !self.listeners.contains_key(&addr) {
-                    let l = listen::bind(addr).map_err(ReloadError::Listen)?;
+                    let l = listen::bind(addr)?;
                     added.push((addr, Arc::new(l)));
                 }
             }
@@ -655,13 +720,12 @@ impl Daemon {
         {
             crate::error!("error_log: {e}");
         }
-        crate::info!(
-            "reloaded: engine {}, {} worker(s), root {}",
+        Ok(format!(
+            "engine {}, {} worker(s), root {}",
             engine.name(),
             self.current.workers.len(),
-            self.cfg.root.display()
-        );
-        Ok(())
+            check::absolute(&self.cfg.root).display()
+        ))
     }
 
     /// First step of a stop, on the sockets we bound: no new connection
@@ -709,23 +773,157 @@ fn current_level(c: &Config) -> Level {
     Level::parse(&c.log_level).unwrap_or(Level::Info)
 }
 
-/// `-s reload|stop|reopen`: signal the instance named by the pidfile.
-pub fn send_signal(cfg: &Config, what: &str) -> Result<(), SignalError> {
+/// How long `-s reload` waits for the server's verdict.
+pub const RELOAD_WAIT: Duration = Duration::from_secs(30);
+/// How long `-s stop` waits for the server to exit, at least (a config
+/// with a longer `shutdown_timeout` waits that long and 10 s more).
+pub const STOP_WAIT: Duration = Duration::from_secs(30);
+
+/// `-s reload|stop|reopen`: signal the instance that holds the pidfile's
+/// lock, and for reload and stop wait for the outcome. `Ok` is what to tell
+/// the user.
+///
+/// The pidfile comes from `--pidfile`, else the config. For stop and
+/// reopen a config that does not load is no obstacle as long as its
+/// `pidfile` key can be read (a broken file must not keep anyone from
+/// stopping the server it no longer describes); a reload with a broken
+/// config is refused here, with the config's error, before anything is
+/// signalled.
+pub fn send_signal(opts: &Options, what: &str) -> Result<String, SignalError> {
     let sig = match what {
         "reload" => libc::SIGHUP,
         "stop" => libc::SIGTERM,
         "reopen" => libc::SIGUSR1,
         _ => return Err(SignalError::UnknownSignal(what.to_string())),
     };
-    let Some(path) = &cfg.pidfile else {
+    let (path, stop_wait) = match opts.load() {
+        Ok((cfg, _)) => (
+            cfg.pidfile,
+            STOP_WAIT.max(cfg.shutdown_timeout.0 + Duration::from_secs(10)),
+        ),
+        Err(e) if sig == libc::SIGHUP => return Err(e.into()),
+        Err(e) => match opts
+            .config_path
+            .as_deref()
+            .and_then(crate::config::pidfile_key)
+        {
+            Some(p) => {
+                crate::warn!("{e}; using pidfile {} from it all the same", p.display());
+                (Some(p), STOP_WAIT)
+            }
+            None => return Err(e.into()),
+        },
+    };
+    let Some(path) = path else {
         return Err(SignalError::NoPidfile);
     };
-    let pid = pidfile::running_pid(path)?;
-    // SAFETY: kill takes plain integers.
-    syscall!(unsafe { libc::kill(pid, sig) }).map_err(|source| SignalError::Kill {
-        pid,
-        path: path.clone(),
+    let (pid, held) = pidfile::open_running(&path)?;
+    let kill = |sig| {
+        // SAFETY: kill takes plain integers.
+        syscall!(unsafe { libc::kill(pid, sig) }).map_err(|source| SignalError::Kill {
+            pid,
+            path: path.clone(),
+            source,
+        })
+    };
+    match sig {
+        libc::SIGUSR1 => {
+            kill(sig)?;
+            Ok(format!("asked tandem (pid {pid}) to reopen its logs"))
+        }
+        libc::SIGTERM => {
+            kill(sig)?;
+            wait_stopped(pid, &held, stop_wait)?;
+            Ok(format!("tandem (pid {pid}) stopped"))
+        }
+        _ => reload_and_wait(pid, &path, &held, kill),
+    }
+}
+
+fn io_status(path: &Path) -> impl Fn(io::Error) -> SignalError + '_ {
+    move |source| SignalError::Status {
+        path: path.to_path_buf(),
         source,
-    })?;
+    }
+}
+
+/// SIGHUP, then the server's verdict on that reload (see `status`).
+fn reload_and_wait(
+    pid: libc::pid_t,
+    pidfile: &Path,
+    held: &std::fs::File,
+    kill: impl Fn(libc::c_int) -> Result<i32, SignalError>,
+) -> Result<String, SignalError> {
+    let path = status::path_for(pidfile);
+    let before = match status::read(&path) {
+        Ok(r) => r.map_or(0, |r| r.generation),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            kill(libc::SIGHUP)?;
+            return Ok(format!(
+                "sent SIGHUP to tandem (pid {pid}); it keeps no reload status ({} is missing), \
+                 so see its error log for the result",
+                path.display()
+            ));
+        }
+        Err(e) => return Err(io_status(&path)(e)),
+    };
+    kill(libc::SIGHUP)?;
+    let deadline = Instant::now() + RELOAD_WAIT;
+    loop {
+        if let Some(r) = status::read(&path).map_err(io_status(&path))?
+            && r.generation > before
+        {
+            match r.state {
+                status::State::Reloaded(summary) => {
+                    return Ok(format!("tandem (pid {pid}) reloaded: {summary}"));
+                }
+                status::State::Refused { exit, message } => {
+                    return Err(SignalError::ReloadRefused { pid, exit, message });
+                }
+                _ => {}
+            }
+        }
+        if !pidfile::is_held(held).map_err(io_status(pidfile))? {
+            return Err(SignalError::ExitedDuringReload { pid });
+        }
+        if Instant::now() >= deadline {
+            return Err(SignalError::NoVerdict {
+                pid,
+                waited: RELOAD_WAIT,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20)); // poll interval
+    }
+}
+
+/// Wait until the server has let go of the pidfile's lock (its last act)
+/// and the process is gone (or a zombie its parent has yet to reap).
+fn wait_stopped(pid: libc::pid_t, held: &std::fs::File, wait: Duration) -> Result<(), SignalError> {
+    let deadline = Instant::now() + wait;
+    let still = || SignalError::StillStopping { pid, waited: wait };
+    while pidfile::is_held(held).unwrap_or(false) {
+        if Instant::now() >= deadline {
+            return Err(still());
+        }
+        std::thread::sleep(Duration::from_millis(20)); // poll interval
+    }
+    while process_alive(pid) {
+        if Instant::now() >= deadline {
+            return Err(still());
+        }
+        std::thread::sleep(Duration::from_millis(10)); // poll interval
+    }
     Ok(())
+}
+
+/// Is `pid` a live process (not gone, not a zombie)?
+fn process_alive(pid: libc::pid_t) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !matches!(
+            s.rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next()),
+            Some("Z") | Some("X")
+        ),
+        Err(_) => false,
+    }
 }

@@ -29,7 +29,7 @@ pub enum PidfileError {
     /// Nobody holds the lock: whatever pid the file names may belong to an
     /// unrelated process by now. `content` is the file's text, trimmed.
     #[error(
-        "no tandem is running: nobody holds the lock of pidfile {} (a stale pidfile){}",
+        "no tandem is running; {}{}, but nobody holds its lock (a stale pidfile): nothing was signalled",
         path.display(),
         stale_content(content)
     )]
@@ -44,9 +44,9 @@ pub enum PidfileError {
 
 fn stale_content(content: &str) -> String {
     match content.parse::<i32>() {
-        Ok(pid) => format!("; it names pid {pid}, which is not tandem's"),
-        Err(_) if content.is_empty() => String::new(),
-        Err(_) => format!("; it holds {content:?}, not a pid"),
+        Ok(pid) => format!(" names pid {pid}"),
+        Err(_) if content.is_empty() => " is empty".to_string(),
+        Err(_) => format!(" holds {content:?}, not a pid"),
     }
 }
 
@@ -165,6 +165,19 @@ fn is_locked(file: &File) -> io::Result<bool> {
 /// nobody holds locked is stale: its pid may belong to an unrelated process
 /// by now, so it is never signalled.
 pub fn running_pid(path: &Path) -> Result<i32, PidfileError> {
+    open_running(path).map(|(pid, _)| pid)
+}
+
+/// Is the lock of this open pidfile held (by the server)? The lock belongs
+/// to the file, not its name: this still answers after the server removed
+/// the name, until the server has closed it (at its very end).
+pub fn is_held(file: &File) -> io::Result<bool> {
+    is_locked(file)
+}
+
+/// Like `running_pid`, and the pidfile still open, to watch its lock with
+/// `is_held` (`-s stop` waits for the server to let go of it).
+pub fn open_running(path: &Path) -> Result<(i32, File), PidfileError> {
     let io_err = |source| PidfileError::Io {
         path: path.to_path_buf(),
         source,
@@ -184,10 +197,11 @@ pub fn running_pid(path: &Path) -> Result<i32, PidfileError> {
             path: path.to_path_buf(),
         });
     }
-    text.parse().map_err(|_| PidfileError::NotAPid {
+    let pid = text.parse().map_err(|_| PidfileError::NotAPid {
         path: path.to_path_buf(),
         content: text.to_string(),
-    })
+    })?;
+    Ok((pid, file))
 }
 
 /// Before dropping privileges: fork a tiny process that keeps root's right to
@@ -195,8 +209,11 @@ pub fn running_pid(path: &Path) -> Result<i32, PidfileError> {
 /// nothing but the read end of a pipe. When the server is done it writes a
 /// byte and waits for the keeper to remove the file and exit; if the server
 /// dies instead, the pipe closes and the keeper removes the file all the same.
-pub fn spawn_remover(path: &Path) -> io::Result<Remover> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+pub fn spawn_remover(paths: &[&Path]) -> io::Result<Remover> {
+    let cs = paths
+        .iter()
+        .map(|p| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|_| io::Error::other("pidfile path contains NUL"))?;
     let mut fds = [0i32; 2];
     // SAFETY: pipe2 writes two fds into a live array of two.
@@ -217,7 +234,13 @@ pub fn spawn_remover(path: &Path) -> io::Result<Remover> {
         // or cgroup) must not end the keeper before the server. signal can
         // fail only for an invalid number (EINVAL): its result says nothing.
         unsafe {
-            for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
+            for sig in [
+                libc::SIGTERM,
+                libc::SIGINT,
+                libc::SIGQUIT,
+                libc::SIGHUP,
+                libc::SIGUSR1,
+            ] {
                 libc::signal(sig, libc::SIG_IGN);
             }
         }
@@ -239,13 +262,15 @@ pub fn spawn_remover(path: &Path) -> io::Result<Remover> {
                 _ => break,
             }
         }
-        // SAFETY: unlink reads a NUL-terminated path that outlives the call.
-        if let Err(e) = syscall!(unsafe { libc::unlink(c.as_ptr()) })
-            && e.kind() != io::ErrorKind::NotFound
-        {
-            // NotFound is the usual case: the server removed it itself. The
-            // error log's file is closed here, so this goes to stderr.
-            crate::error!("pidfile keeper: cannot remove {}: {e}", path.display());
+        for (c, path) in cs.iter().zip(paths) {
+            // SAFETY: unlink reads a NUL-terminated path that outlives the call.
+            if let Err(e) = syscall!(unsafe { libc::unlink(c.as_ptr()) })
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                // NotFound is the usual case: the server removed it itself. The
+                // error log's file is closed here, so this goes to stderr.
+                crate::error!("pidfile keeper: cannot remove {}: {e}", path.display());
+            }
         }
         // SAFETY: _exit ends this process without running anything else.
         unsafe { libc::_exit(0) };
@@ -307,8 +332,14 @@ mod tests {
             matches!(&e, PidfileError::Stale { content, .. } if content == "4242"),
             "{e:?}"
         );
-        assert!(e.to_string().contains("no tandem is running"), "{e}");
-        assert!(e.to_string().contains("it names pid 4242"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "no tandem is running; {} names pid 4242, but nobody holds its lock \
+                 (a stale pidfile): nothing was signalled",
+                path.display()
+            )
+        );
         // Locked by a starting instance that has not written its pid yet: the
         // old pid is gone at once, and `-s` is told to try again.
         let mut p = Pidfile::lock(&path).unwrap();

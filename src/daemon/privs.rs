@@ -5,7 +5,7 @@ use std::io;
 
 use crate::syscall;
 
-fn lookup_user(name: &str) -> io::Result<(libc::uid_t, libc::gid_t)> {
+pub(super) fn lookup_user(name: &str) -> io::Result<(libc::uid_t, libc::gid_t)> {
     let c = CString::new(name).map_err(|_| io::Error::other("user name contains NUL"))?;
     // SAFETY: getpwnam returns a pointer to static storage or NULL; we copy the
     // two ids out before any other call could overwrite it (single-threaded here).
@@ -17,7 +17,7 @@ fn lookup_user(name: &str) -> io::Result<(libc::uid_t, libc::gid_t)> {
     Ok(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
-fn lookup_group(name: &str) -> io::Result<libc::gid_t> {
+pub(super) fn lookup_group(name: &str) -> io::Result<libc::gid_t> {
     let c = CString::new(name).map_err(|_| io::Error::other("group name contains NUL"))?;
     // SAFETY: as for getpwnam: static storage, copied out immediately.
     let gr = unsafe { libc::getgrnam(c.as_ptr()) };

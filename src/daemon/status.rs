@@ -1,0 +1,259 @@
+//! The reload verdict: how `tandem -s reload` learns whether the reload it
+//! asked for took effect, and if not, why.
+//!
+//! The server keeps a small status file next to its pidfile
+//! (`tandem.pid.reload`), opened when the pidfile is taken (before
+//! privileges are dropped, so it works in a root-owned directory; the
+//! pidfile keeper removes it with the pidfile). It holds one record:
+//!
+//! ```text
+//! generation 3
+//! state refused
+//! exit 1
+//! message listen 127.0.0.1:8081: address already in use (...)
+//! ```
+//!
+//! The server numbers its reloads. It writes `reloading` with the next
+//! number *before* it reads the config, and `reloaded` or `refused` with
+//! the same number when it is done. A client reads the record, sends
+//! SIGHUP, and waits for a finished record with a higher number. That
+//! record's reload read the config after the client read the record
+//! (whatever the client wrote before is in it), even when reloads overlap:
+//! if one was under way at the client's first read, its number is not
+//! higher, and the client's signal (arriving after that reload took its
+//! flag) starts another.
+//!
+//! Writers and readers take an open-file-description lock on the status
+//! file (write and read lock) around each write and read, so a reader never
+//! sees half a record. Why not the alternatives: the error log may be
+//! stderr or off, and its lines are for people; a control socket is more
+//! machinery than one verdict needs; signals carry no answer back.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::syscall;
+
+/// `PIDFILE.reload`, next to the pidfile.
+pub fn path_for(pidfile: &Path) -> PathBuf {
+    let mut s = pidfile.as_os_str().to_os_string();
+    s.push(".reload");
+    PathBuf::from(s)
+}
+
+/// What the server is doing, as far as reloads go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Started; no reload yet (generation 0).
+    Running,
+    /// A reload is under way.
+    Reloading,
+    /// The reload took effect; the summary the server logged.
+    Reloaded(String),
+    /// The reload was refused and the running config stays: the exit code
+    /// it means (2 for a config error, 1 for anything else) and why.
+    Refused { exit: i32, message: String },
+}
+
+impl State {
+    /// Finished: `Reloaded` or `Refused`.
+    pub fn is_verdict(&self) -> bool {
+        matches!(self, State::Reloaded(_) | State::Refused { .. })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub generation: u64,
+    pub state: State,
+}
+
+impl Record {
+    fn render(&self) -> String {
+        let one_line = |s: &str| s.replace(['\n', '\r'], " ");
+        let (state, exit, message) = match &self.state {
+            State::Running => ("running", 0, String::new()),
+            State::Reloading => ("reloading", 0, String::new()),
+            State::Reloaded(m) => ("reloaded", 0, one_line(m)),
+            State::Refused { exit, message } => ("refused", *exit, one_line(message)),
+        };
+        format!(
+            "generation {}\nstate {state}\nexit {exit}\nmessage {message}\n",
+            self.generation
+        )
+    }
+
+    fn parse(text: &str) -> Option<Record> {
+        let mut generation = None;
+        let mut state = None;
+        let mut exit = 0;
+        let mut message = String::new();
+        for line in text.lines() {
+            let (k, v) = line.split_once(' ').unwrap_or((line, ""));
+            match k {
+                "generation" => generation = v.parse().ok(),
+                "state" => state = Some(v.to_string()),
+                "exit" => exit = v.parse().ok()?,
+                "message" => message = v.to_string(),
+                _ => {}
+            }
+        }
+        let state = match state?.as_str() {
+            "running" => State::Running,
+            "reloading" => State::Reloading,
+            "reloaded" => State::Reloaded(message),
+            "refused" => State::Refused { exit, message },
+            _ => return None,
+        };
+        Some(Record {
+            generation: generation?,
+            state,
+        })
+    }
+}
+
+/// Take (`F_WRLCK`/`F_RDLCK`, waiting) or drop (`F_UNLCK`) an
+/// open-file-description lock on the whole file.
+fn ofd_lock(file: &File, kind: libc::c_int) -> io::Result<()> {
+    // SAFETY: libc::flock is a plain C struct; all-zero is a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    let cmd = if kind == libc::F_UNLCK {
+        libc::F_OFD_SETLK
+    } else {
+        libc::F_OFD_SETLKW
+    };
+    loop {
+        // SAFETY: fcntl on a descriptor we own with a pointer to a live flock.
+        match syscall!(unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl) }) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The server's side: the open status file and its reload count.
+#[derive(Debug)]
+pub struct StatusFile {
+    path: PathBuf,
+    file: File,
+    generation: u64,
+}
+
+impl StatusFile {
+    /// Create (or take over) the status file and record `running`.
+    pub fn create(path: &Path) -> io::Result<StatusFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let mut s = StatusFile {
+            path: path.to_path_buf(),
+            file,
+            generation: 0,
+        };
+        s.write(State::Running)?;
+        Ok(s)
+    }
+
+    fn write(&mut self, state: State) -> io::Result<()> {
+        let text = Record {
+            generation: self.generation,
+            state,
+        }
+        .render();
+        ofd_lock(&self.file, libc::F_WRLCK)?;
+        let res = self
+            .file
+            .set_len(0)
+            .and_then(|()| self.file.write_all_at(text.as_bytes(), 0));
+        let unlocked = ofd_lock(&self.file, libc::F_UNLCK);
+        res.and(unlocked)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))
+    }
+
+    /// A reload begins (before the config is read).
+    pub fn begin(&mut self) {
+        self.generation += 1;
+        if let Err(e) = self.write(State::Reloading) {
+            crate::warn!("reload status: {e}");
+        }
+    }
+
+    /// The reload begun last is done.
+    pub fn finish(&mut self, state: State) {
+        if let Err(e) = self.write(state) {
+            crate::warn!("reload status: {e}");
+        }
+    }
+}
+
+impl Drop for StatusFile {
+    fn drop(&mut self) {
+        // After dropping privileges the directory may not be ours: the
+        // pidfile keeper removes it then. Nothing to say if it fails here.
+        if std::fs::remove_file(&self.path).is_err() {
+            let _ = self.file.set_len(0);
+        }
+    }
+}
+
+/// The client's side: the record as it is now (`Ok(None)` if the file is
+/// empty or not a record, e.g. a server that is just starting).
+pub fn read(path: &Path) -> io::Result<Option<Record>> {
+    let mut f = File::open(path)?;
+    ofd_lock(&f, libc::F_RDLCK)?;
+    let mut text = String::new();
+    f.read_to_string(&mut text)?;
+    Ok(Record::parse(&text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_numbers_grow() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_for(&dir.path().join("t.pid"));
+        assert!(path.ends_with("t.pid.reload"));
+        let mut s = StatusFile::create(&path).unwrap();
+        let r = read(&path).unwrap().unwrap();
+        assert_eq!((r.generation, r.state), (0, State::Running));
+        s.begin();
+        let r = read(&path).unwrap().unwrap();
+        assert_eq!((r.generation, &r.state), (1, &State::Reloading));
+        assert!(!r.state.is_verdict());
+        s.finish(State::Refused {
+            exit: 1,
+            message: "listen 127.0.0.1:1: address\nalready in use".into(),
+        });
+        let r = read(&path).unwrap().unwrap();
+        assert_eq!(r.generation, 1);
+        assert_eq!(
+            r.state,
+            State::Refused {
+                exit: 1,
+                message: "listen 127.0.0.1:1: address already in use".into()
+            }
+        );
+        s.begin();
+        s.finish(State::Reloaded("engine epoll".into()));
+        let r = read(&path).unwrap().unwrap();
+        assert_eq!(
+            (r.generation, r.state),
+            (2, State::Reloaded("engine epoll".into()))
+        );
+        drop(s);
+        assert!(!path.exists());
+    }
+}
