@@ -496,7 +496,9 @@ pub fn unknown_keys(
 /// (a typo, a case slip), or `key` is the start of it (`keepalive`).
 pub fn suggest(key: &str, known: &[&'static str]) -> Option<&'static str> {
     let lower = key.to_ascii_lowercase().replace('-', "_");
-    let limit = (key.chars().count() / 3).clamp(1, 3);
+    // One edit for a short key, two or three for longer ones.
+    let n = key.chars().count();
+    let limit = if n <= 3 { 1 } else { (n / 3).clamp(2, 3) };
     let best = known
         .iter()
         .map(|k| (edit_distance(&lower, k), *k))
@@ -513,19 +515,32 @@ pub fn suggest(key: &str, known: &[&'static str]) -> Option<&'static str> {
     None
 }
 
-/// Levenshtein distance, by characters.
+/// Edit distance by characters, a swap of two neighbours counting as one
+/// edit (optimal string alignment): `lisne` is two edits from `listen`.
 fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
+    // d[i][j]: distance between a[..i] and b[..j].
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    prev[b.len()]
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -542,6 +557,10 @@ mod tests {
             "workers",
         ];
         assert_eq!(suggest("lisen", &known), Some("listen"));
+        // The issue's own typo: a swap and a missing letter.
+        assert_eq!(suggest("lisne", &known), Some("listen"));
+        assert_eq!(suggest("rot", &known), Some("root"));
+        assert_eq!(edit_distance("ab", "ba"), 1);
         assert_eq!(suggest("Listen", &known), Some("listen"));
         assert_eq!(suggest("worker", &known), Some("workers"));
         assert_eq!(suggest("keepalive", &known), Some("keepalive_timeout"));
