@@ -165,7 +165,12 @@ impl Worker {
     ) -> io::Result<()> {
         self.spec.control = Control::new()?;
         self.spec.counters = registry.worker();
-        self.launch(engine, waker)
+        let r = self.launch(engine, waker);
+        if r.is_err() {
+            // Not started: nothing to count (the next try gets a new block).
+            registry.retire(&self.spec.counters);
+        }
+        r
     }
 }
 
