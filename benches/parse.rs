@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use tandem::files::{Responder, Settings};
 use tandem::http::parse::{MAX_HEADERS, ParseLimits, Parsed, parse_head};
 use tandem::http::{Conn, Ctx, Limits, Notes, Now, Transmit};
-use tandem::log::Level;
+use tandem::log::{Level, LogFormat};
+use tandem::metrics::WorkerCounters;
 
 const REQ: &[u8] = b"GET /index.html HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0\r\nAccept: text/html,application/xhtml+xml\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\nConnection: keep-alive\r\n\r\n";
 
@@ -55,11 +56,13 @@ fn main() {
         header_timeout: Duration::from_secs(15),
         send_timeout: Duration::from_secs(60),
         linger_timeout: Duration::from_secs(2),
+        log_format: LogFormat::Combined,
     };
     let now = Now::new(Instant::now(), std::time::SystemTime::now());
     let mut conn = Conn::new("127.0.0.1:1".parse().unwrap(), now.instant, &limits);
     let mut log = Vec::new();
     let mut notes = Notes::new(Level::Info);
+    let stats = WorkerCounters::default();
     bench("Conn request->response (open+stat)", 200_000, || {
         let mut ctx = Ctx {
             now: &now,
@@ -67,6 +70,7 @@ fn main() {
             limits: &limits,
             log: Some(&mut log),
             notes: &mut notes,
+            stats: &stats,
             drain_grace: Duration::ZERO,
         };
         conn.handle_input(&mut ctx, black_box(REQ));

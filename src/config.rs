@@ -17,7 +17,7 @@ pub use de::{Any, address, suggest};
 
 // The log targets are the log's own type: config depends on log, never the
 // reverse. Re-exported so `config::LogTarget` keeps naming it.
-pub use crate::log::LogTarget;
+pub use crate::log::{LogFormat, LogTarget};
 
 /// Which I/O engine drives the workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -279,6 +279,9 @@ pub struct Config {
     /// Access log target.
     #[serde(deserialize_with = "de_access_log")]
     pub access_log: LogTarget,
+    /// Access log line format: "combined" or "json".
+    #[serde(deserialize_with = "de_access_log_format")]
+    pub access_log_format: LogFormat,
     /// Error log target.
     #[serde(deserialize_with = "de_error_log")]
     pub error_log: LogTarget,
@@ -342,6 +345,9 @@ pub struct Config {
     pub symlinks: Symlinks,
     /// Per-path response headers, applied in order.
     pub rules: Vec<Rule>,
+    /// Addresses of the metrics and health listener (`/metrics`, `/healthz`); none by default.
+    #[serde(deserialize_with = "de_metrics_listen")]
+    pub metrics_listen: Vec<SocketAddr>,
 }
 
 impl Default for Config {
@@ -357,6 +363,7 @@ impl Default for Config {
             user: None,
             group: None,
             access_log: LogTarget::Stderr,
+            access_log_format: LogFormat::Combined,
             error_log: LogTarget::Stderr,
             log_level: "info".into(),
             keepalive_timeout: Dur(Duration::from_secs(60)),
@@ -378,6 +385,7 @@ impl Default for Config {
             max_ranges: 32,
             symlinks: Symlinks::WithinRoot,
             rules: Vec::new(),
+            metrics_listen: Vec::new(),
         }
     }
 }
@@ -563,6 +571,15 @@ pub enum Invalid {
     MaxRanges(usize),
     #[error("rules: match = {pattern:?}: {why}")]
     RuleMatch { pattern: String, why: String },
+    #[error("metrics_listen: {0} is listed twice")]
+    MetricsListenTwice(SocketAddr),
+    #[error(
+        "metrics_listen: {metrics} is also served by listen ({listen}); give metrics its own port"
+    )]
+    MetricsListenClash {
+        metrics: SocketAddr,
+        listen: SocketAddr,
+    },
     #[error("rules: match = {pattern:?}: header {name:?}: {why}")]
     RuleHeader {
         pattern: String,
@@ -590,6 +607,7 @@ impl Invalid {
             Invalid::PrecompressedTwice(_) => "precompressed",
             Invalid::MaxRanges(_) => "max_ranges",
             Invalid::RuleMatch { .. } | Invalid::RuleHeader { .. } => "rules",
+            Invalid::MetricsListenTwice(_) | Invalid::MetricsListenClash { .. } => "metrics_listen",
         }
     }
 }
@@ -665,6 +683,17 @@ impl Config {
         for (i, a) in self.listen.iter().enumerate() {
             if self.listen[..i].contains(a) {
                 return Err(Invalid::ListenTwice(*a));
+            }
+        }
+        for (i, m) in self.metrics_listen.iter().enumerate() {
+            if self.metrics_listen[..i].contains(m) {
+                return Err(Invalid::MetricsListenTwice(*m));
+            }
+            if let Some(l) = self.listen.iter().find(|l| same_socket(l, m)) {
+                return Err(Invalid::MetricsListenClash {
+                    metrics: *m,
+                    listen: *l,
+                });
             }
         }
         if self.index.0.is_empty() {
@@ -795,6 +824,15 @@ impl Config {
         pages.retain(|_, p| !p.is_empty());
         pages.into_iter().collect()
     }
+}
+
+/// Would binding both addresses clash? The same port (not 0, which picks a
+/// free one) on the same address, or where one is a wildcard covering the
+/// other: `0.0.0.0` covers IPv4, `[::]` (dual-stack by default) both families.
+fn same_socket(a: &SocketAddr, b: &SocketAddr) -> bool {
+    let covers =
+        |w: &SocketAddr, x: &SocketAddr| w.ip().is_unspecified() && (w.is_ipv6() || x.is_ipv4());
+    a.port() != 0 && a.port() == b.port() && (a.ip() == b.ip() || covers(a, b) || covers(b, a))
 }
 
 /// A path that stays under the root: relative, no `..` segment, no NUL.
@@ -1240,6 +1278,75 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn observability_keys() {
+        let c = Config::parse(
+            "listen = [\"0.0.0.0:8080\"]\nmetrics_listen = [\"0.0.0.0:9145\", \"[::1]:9145\"]\naccess_log_format = \"json\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.metrics_listen.len(), 2);
+        assert_eq!(c.access_log_format, LogFormat::Json);
+        let d = Config::default();
+        assert!(d.metrics_listen.is_empty());
+        assert_eq!(d.access_log_format, LogFormat::Combined);
+        // Port 0 picks a free port for each: no clash.
+        assert!(
+            Config::parse(
+                "listen = [\"127.0.0.1:0\"]\nmetrics_listen = [\"127.0.0.1:0\"]",
+                "t"
+            )
+            .is_ok()
+        );
+        for (listen, metrics) in [
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("0.0.0.0:8080", "127.0.0.1:8080"),
+            ("127.0.0.1:8080", "0.0.0.0:8080"),
+            ("[::]:8080", "127.0.0.1:8080"),
+        ] {
+            let text = format!("listen = [\"{listen}\"]\n\nmetrics_listen = [\"{metrics}\"]\n");
+            match Config::parse(&text, "t.toml") {
+                Err(
+                    e @ ConfigError::Invalid {
+                        line: Some(3),
+                        source: Invalid::MetricsListenClash { .. },
+                        ..
+                    },
+                ) => {
+                    assert!(
+                        e.to_string().starts_with("t.toml:3: metrics_listen: "),
+                        "{e}"
+                    );
+                }
+                other => panic!("{listen} / {metrics}: {other:?}"),
+            }
+        }
+        for (listen, metrics) in [
+            ("127.0.0.1:8080", "127.0.0.2:8080"),
+            ("0.0.0.0:8080", "[::1]:8080"),
+            ("127.0.0.1:8080", "127.0.0.1:9145"),
+        ] {
+            let text = format!("listen = [\"{listen}\"]\nmetrics_listen = [\"{metrics}\"]\n");
+            assert!(Config::parse(&text, "t").is_ok(), "{listen} / {metrics}");
+        }
+        let e =
+            Config::parse("metrics_listen = [\"127.0.0.1:9\", \"127.0.0.1:9\"]", "t").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::Invalid {
+                    source: Invalid::MetricsListenTwice(_),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(matches!(
+            Config::parse("\naccess_log_format = \"xml\"\n", "t"),
+            Err(ConfigError::Parse { line: Some(2), .. })
+        ));
     }
 
     #[test]

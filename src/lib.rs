@@ -10,6 +10,7 @@
 //! - `http`: sans-IO HTTP/1.1: parser, `Conn`, the response model
 //!   (`Reply`, `Body`, `Segment`). No socket, clock or global lock.
 //! - `config`: the TOML schema, defaults and validation.
+//! - `metrics`: per-worker counters and their Prometheus text (no I/O).
 //! - `log`: error and access logs; `sys`: system call results as `io::Result`.
 
 pub mod config;
@@ -18,6 +19,7 @@ pub mod engine;
 pub mod files;
 pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod sys;
 
 /// The module order above, checked: a module names (`crate::x`) only the
@@ -26,7 +28,9 @@ pub mod sys;
 mod layers {
     use std::path::Path;
 
-    const ORDER: [&str; 7] = ["daemon", "engine", "files", "http", "config", "log", "sys"];
+    const ORDER: [&str; 8] = [
+        "daemon", "engine", "files", "http", "config", "metrics", "log", "sys",
+    ];
 
     fn sources(p: &Path, out: &mut Vec<std::path::PathBuf>) {
         if p.is_dir() {

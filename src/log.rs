@@ -61,6 +61,17 @@ impl<'de> Deserialize<'de> for LogTarget {
     }
 }
 
+/// The access log's line format (the config's `access_log_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// The combined log format (nginx's and Apache's `combined`).
+    #[default]
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
 /// An open log destination that can be reopened.
 #[derive(Debug)]
 pub struct Sink {

@@ -64,7 +64,8 @@ use tandem::http::{
     Body, Conn, Ctx, FileRange, Limits, Notes, Now, ParseLimits, Reply, Request, Respond, Segment,
     Transmit,
 };
-use tandem::log::Level;
+use tandem::log::{Level, LogFormat};
+use tandem::metrics::WorkerCounters;
 
 // ---- the responder: the file responder, bodies cut into parts on request ----
 
@@ -251,6 +252,7 @@ struct Env {
     log: Vec<u8>,
     notes: Notes,
     drain_grace: Duration,
+    stats: WorkerCounters,
 }
 
 impl Env {
@@ -263,6 +265,7 @@ impl Env {
             log: Vec::new(),
             notes: Notes::new(Level::Debug),
             drain_grace: Duration::ZERO,
+            stats: WorkerCounters::default(),
         };
         e.set_offset(Duration::ZERO);
         e
@@ -295,6 +298,7 @@ impl Env {
             limits: &self.limits,
             log: Some(&mut self.log),
             notes: &mut self.notes,
+            stats: &self.stats,
             drain_grace: self.drain_grace,
         }
     }
@@ -319,6 +323,7 @@ fn default_limits() -> Limits {
         header_timeout: Duration::from_secs(15),
         send_timeout: Duration::from_secs(60),
         linger_timeout: Duration::from_secs(2),
+        log_format: LogFormat::Combined,
     }
 }
 
@@ -345,6 +350,7 @@ fn limits(u: &mut Unstructured<'_>) -> arbitrary::Result<Limits> {
         header_timeout: ms(u, 1)?,
         send_timeout: ms(u, 1)?,
         linger_timeout: Duration::from_secs(2),
+        log_format: LogFormat::Combined,
     })
 }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::{Dur, Encoding, EngineChoice, IndexNames, LogTarget, Symlinks, Workers};
+use super::{Dur, Encoding, EngineChoice, IndexNames, LogFormat, LogTarget, Symlinks, Workers};
 
 /// A TOML value as the checks see it. Unlike `toml::Value` it holds
 /// integers beyond `i64` (toml hands those over as `u64`), so that a huge
@@ -289,6 +289,14 @@ fn precompressed(v: &Any) -> Result<Vec<Encoding>, String> {
         .collect()
 }
 
+fn log_format(v: &Any) -> Result<LogFormat, String> {
+    match v {
+        Any::Str(s) if s == "combined" => Ok(LogFormat::Combined),
+        Any::Str(s) if s == "json" => Ok(LogFormat::Json),
+        _ => expected("\"combined\" or \"json\"", v),
+    }
+}
+
 fn symlinks(v: &Any) -> Result<Symlinks, String> {
     match v {
         Any::Str(s) if s == "within_root" => Ok(Symlinks::WithinRoot),
@@ -321,6 +329,8 @@ readers! {
     de_user("user") -> Option<String> = |v| nonempty("a user name", v).map(Some);
     de_group("group") -> Option<String> = |v| nonempty("a group name", v).map(Some);
     de_access_log("access_log") -> LogTarget = log_target;
+    de_access_log_format("access_log_format") -> LogFormat = log_format;
+    de_metrics_listen("metrics_listen") -> Vec<SocketAddr> = listen;
     de_error_log("error_log") -> LogTarget = log_target;
     de_log_level("log_level") -> String = log_level;
     de_keepalive_timeout("keepalive_timeout") -> Dur = duration;

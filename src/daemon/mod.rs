@@ -9,6 +9,7 @@
 pub mod check;
 mod error;
 pub mod listen;
+pub mod metrics;
 pub mod notify;
 pub mod pidfile;
 pub mod privs;
@@ -35,6 +36,7 @@ use crate::engine::{self, Control, Engine, Listener, WorkerSpec};
 use crate::files::{Responder, Settings};
 use crate::http::Limits;
 use crate::log::{AccessLog, Level};
+use crate::metrics::Registry;
 use crate::syscall;
 
 /// Command-line settings that override or locate the config. They are
@@ -184,10 +186,22 @@ impl Worker {
         Ok(())
     }
 
-    /// Start a replacement of a dead worker, with new control flags.
-    fn relaunch(&mut self, engine: Engine, waker: &UnixStream) -> io::Result<()> {
+    /// Start a replacement of a dead worker, with new control flags and
+    /// new counters (the dead one's were kept when it was reaped).
+    fn relaunch(
+        &mut self,
+        engine: Engine,
+        waker: &UnixStream,
+        registry: &Registry,
+    ) -> io::Result<()> {
         self.spec.control = Control::new()?;
-        self.launch(engine, waker)
+        self.spec.counters = registry.worker();
+        let r = self.launch(engine, waker);
+        if r.is_err() {
+            // Not started: nothing to count (the next try gets a new block).
+            registry.retire(&self.spec.counters);
+        }
+        r
     }
 }
 
@@ -249,8 +263,9 @@ impl Generation {
     }
 
     /// Join finished workers: (worker id, how it ended). Unless `replace`,
-    /// their slots go; with it, each is marked to be started again.
-    fn reap(&mut self, replace: bool) -> Vec<(usize, WorkerEnd)> {
+    /// their slots go; with it, each is marked to be started again. Their
+    /// counters' totals are kept by `registry`.
+    fn reap(&mut self, replace: bool, registry: &Registry) -> Vec<(usize, WorkerEnd)> {
         let mut ended = Vec::new();
         let now = Instant::now();
         for w in &mut self.workers {
@@ -262,6 +277,7 @@ impl Generation {
                 Some(Ok(Err(e))) => WorkerEnd::Failed(e),
                 Some(Err(p)) => WorkerEnd::Panicked(panic_message(&*p)),
             };
+            registry.retire(&w.spec.counters);
             if replace {
                 if now.duration_since(w.started) < RESPAWN_QUICK_DEATH {
                     w.quick_deaths += 1;
@@ -285,13 +301,13 @@ impl Generation {
     }
 
     /// Start the replacements that are due.
-    fn respawn_due(&mut self, waker: &UnixStream) {
+    fn respawn_due(&mut self, waker: &UnixStream, registry: &Registry) {
         let now = Instant::now();
         for w in &mut self.workers {
             if w.respawn_at.is_none_or(|at| at > now) {
                 continue;
             }
-            match w.relaunch(self.engine, waker) {
+            match w.relaunch(self.engine, waker, registry) {
                 Ok(()) => crate::info!("worker {}: replacement started", w.spec.id),
                 Err(e) => {
                     crate::error!("worker {}: cannot start a replacement: {e}", w.spec.id);
@@ -318,6 +334,10 @@ struct Daemon {
     old: Vec<Generation>,
     /// Handed to workers: they write to it when they end.
     waker: UnixStream,
+    /// Every worker's counters, reloads, health (`/metrics`, `/healthz`).
+    registry: Arc<Registry>,
+    /// The metrics and health listener, when `metrics_listen` is set.
+    metrics: Option<metrics::Server>,
 }
 
 struct Signals {
@@ -411,6 +431,16 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
             listeners.insert(addr, Arc::new(listen::bind(addr)?));
         }
     }
+    let mut metrics_listeners = Vec::new();
+    for &addr in &cfg.metrics_listen {
+        let l = listen::bind(addr).map_err(|e| {
+            StartError::Listen(io::Error::new(
+                e.source.kind(),
+                format!("metrics_listen {}: {}", e.addr, e.source),
+            ))
+        })?;
+        metrics_listeners.push(l);
+    }
     let (engine, note) = engine::select(cfg.engine)?;
     if cfg.daemon {
         daemonize::Daemonize::new()
@@ -453,6 +483,17 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
     }
     let (signals, waker) = install_signals().map_err(StartError::Signals)?;
     install_panic_hook();
+    let registry = Registry::new(engine.name());
+    let metrics_addrs: Vec<SocketAddr> = metrics_listeners.iter().map(|l| l.addr).collect();
+    let metrics = if metrics_listeners.is_empty() {
+        None
+    } else {
+        Some(
+            metrics::Server::start(metrics_listeners, registry.clone()).map_err(|e| {
+                StartError::Listen(io::Error::new(e.kind(), format!("metrics listener: {e}")))
+            })?,
+        )
+    };
     let mut d = Daemon {
         opts,
         cfg,
@@ -466,6 +507,8 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
         },
         old: Vec::new(),
         waker,
+        registry,
+        metrics,
     };
     if let Some(why) = note {
         crate::info!("io_uring unavailable ({why}); engine auto falls back to epoll");
@@ -477,6 +520,10 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
     for l in d.active_listeners() {
         crate::info!("listening on {}", l.addr);
     }
+    d.registry.set_serving();
+    for a in metrics_addrs {
+        crate::info!("metrics and health on {a} (GET /metrics, /healthz)");
+    }
     crate::info!(
         "tandem {} serving {} with engine {}, {} worker(s)",
         env!("CARGO_PKG_VERSION"),
@@ -486,6 +533,9 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
     );
     notify::notify("READY=1");
     d.main_loop(&signals);
+    if let Some(m) = d.metrics.take() {
+        m.stop();
+    }
     drop(d);
     drop(pidfile);
     drop(_pidfile_remover);
@@ -538,6 +588,7 @@ impl Daemon {
                 control: Control::new()?,
                 max_connections: cfg.max_connections,
                 shutdown_timeout: cfg.shutdown_timeout.0,
+                counters: self.registry.worker(),
             };
             workers.push(Worker::start(engine, spec, &self.waker)?);
         }
@@ -576,6 +627,9 @@ impl Daemon {
                     }
                 } else {
                     crate::info!("stopping: finishing responses in flight");
+                    // First, so that a balancer polling /healthz takes the
+                    // instance out while it drains.
+                    self.registry.set_stopping();
                     notify::notify("STOPPING=1");
                     stopping = Some(Instant::now());
                     self.refuse_new_connections();
@@ -598,7 +652,7 @@ impl Daemon {
             // take the site down) is replaced, like nginx's master does; the
             // listeners are shared, so the others keep serving meanwhile.
             let running = stopping.is_none();
-            for (id, end) in self.current.reap(running) {
+            for (id, end) in self.current.reap(running, &self.registry) {
                 match (&end, running) {
                     (WorkerEnd::Done, false) => {}
                     (_, false) => crate::error!("worker {id} {}", end.describe()),
@@ -608,10 +662,10 @@ impl Daemon {
                 }
             }
             if running {
-                self.current.respawn_due(&self.waker);
+                self.current.respawn_due(&self.waker, &self.registry);
             }
             for g in &mut self.old {
-                for (id, end) in g.reap(false) {
+                for (id, end) in g.reap(false, &self.registry) {
                     if !matches!(end, WorkerEnd::Done) {
                         crate::error!("old worker {id} {}", end.describe());
                     }
@@ -645,10 +699,12 @@ impl Daemon {
         }
         let verdict = match self.try_reload() {
             Ok(summary) => {
+                self.registry.reloaded(true);
                 crate::info!("reloaded: {summary}");
                 status::State::Reloaded(summary)
             }
             Err(e) => {
+                self.registry.reloaded(false);
                 crate::error!("reload failed, keeping the running config: {e}");
                 status::State::Refused {
                     exit: e.exit_code(),
@@ -671,6 +727,10 @@ impl Daemon {
             (new.pidfile != self.cfg.pidfile, "pidfile"),
             (new.user != self.cfg.user, "user"),
             (new.group != self.cfg.group, "group"),
+            (
+                new.metrics_listen != self.cfg.metrics_listen,
+                "metrics_listen",
+            ),
         ] {
             if key {
                 crate::warn!("reload: a change of `{what}` takes effect on restart only");
@@ -701,6 +761,7 @@ impl Daemon {
                 // Hand over: the new workers accept before the old ones stop,
                 // and "reloaded" is said only once the old ones have stopped.
                 g.wait_accepting(true, HANDOVER_TIMEOUT);
+                self.registry.set_engine(engine.name());
                 let prev = std::mem::replace(&mut self.current, g);
                 prev.signal(engine::RETIRE);
                 prev.wait_accepting(false, HANDOVER_TIMEOUT);

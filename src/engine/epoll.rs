@@ -133,6 +133,7 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
         if w.sh.tick_due() {
             w.on_tick();
         }
+        w.sh.publish_open(w.conns.len());
         match w.sh.step(&w.spec.control, w.conns.is_empty()) {
             Step::Exit => break,
             Step::BeginDrain => {

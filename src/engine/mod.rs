@@ -20,6 +20,7 @@ use crate::config::EngineChoice;
 use crate::files::Responder;
 use crate::http::{Ctx, Limits, Notes, Now};
 use crate::log::AccessLog;
+use crate::metrics::WorkerCounters;
 
 /// The engine a worker actually runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,6 +251,8 @@ pub struct WorkerSpec {
     pub control: Arc<Control>,
     pub max_connections: usize,
     pub shutdown_timeout: Duration,
+    /// This worker's `/metrics` counters (a replacement gets a new block).
+    pub counters: Arc<WorkerCounters>,
 }
 
 /// Run a worker on the given engine until it is told to stop.
@@ -329,6 +332,7 @@ pub struct WorkerState {
     drain_deadline: Option<Instant>,
     shutdown_timeout: Duration,
     worker_id: usize,
+    counters: Arc<WorkerCounters>,
 }
 
 /// What the daemon's control flags ask of a worker loop this turn.
@@ -397,6 +401,7 @@ impl WorkerState {
             drain_deadline: None,
             shutdown_timeout: spec.shutdown_timeout,
             worker_id: spec.id,
+            counters: spec.counters.clone(),
         }
     }
 
@@ -419,8 +424,15 @@ impl WorkerState {
                 Some(&mut self.logbuf)
             },
             notes: &mut self.notes,
+            stats: &self.counters,
             drain_grace: self.drain_grace,
         }
+    }
+
+    /// Once per loop turn: the connections this worker has open, for the
+    /// `tandem_connections_open` gauge (one store to its own counters).
+    pub fn publish_open(&self, open: usize) {
+        self.counters.set_open(open);
     }
 
     fn write_notes(&mut self) {
@@ -467,6 +479,7 @@ impl WorkerState {
 impl Drop for WorkerState {
     fn drop(&mut self) {
         self.flush_log();
+        self.counters.set_open(0);
     }
 }
 

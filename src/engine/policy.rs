@@ -149,6 +149,7 @@ impl WorkerState {
         let peer = peer
             .or_else(|| super::peer_addr(fd))
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        self.counters.accepted();
         let mut conn = Conn::new(peer, self.clock.now().instant, &self.limits);
         if draining {
             conn.begin_shutdown(&mut self.ctx());

@@ -18,7 +18,7 @@ use bytes::BytesMut;
 use super::parse::{MAX_HEADERS, Method, Parsed, Request, parse_head};
 use super::reply::{Body, Reply, Segment};
 use super::{Ctx, Limits, Status, later};
-use crate::log::Level;
+use crate::log::{Level, LogFormat};
 
 const ALLOW: &str = "GET, HEAD, OPTIONS";
 
@@ -93,9 +93,11 @@ pub struct Conn {
     last_activity: Instant,
     deadline: Option<Instant>,
     /// Access-log line pieces for the response in flight: the part before the
-    /// byte count, and the part after it.
+    /// status, and the part after the byte count (and duration).
     log_pre: String,
     log_post: String,
+    /// When the request in flight was read (its `duration` in the JSON log).
+    log_start: Instant,
 }
 
 impl Conn {
@@ -119,6 +121,7 @@ impl Conn {
             deadline: Some(later(now, limits.header_timeout)),
             log_pre: String::new(),
             log_post: String::new(),
+            log_start: now,
         }
     }
 
@@ -402,7 +405,7 @@ impl Conn {
     fn respond(&mut self, ctx: &mut Ctx<'_>, req: &Request<'_>) {
         self.requests += 1;
         if req.content_length > ctx.limits.max_body_size {
-            self.start_log(ctx, &request_line(req), None, None);
+            self.start_log(ctx, LogRequest::of(req), None, None);
             self.send_reply(
                 ctx,
                 ctx.responder.error(Status::PAYLOAD_TOO_LARGE),
@@ -415,7 +418,7 @@ impl Conn {
         let keep = req.keep_alive && !self.draining;
         self.start_log(
             ctx,
-            &request_line(req),
+            LogRequest::of(req),
             req.header("referer"),
             req.header("user-agent"),
         );
@@ -458,42 +461,78 @@ impl Conn {
             .position(|&b| b == b'\r' || b == b'\n')
             .unwrap_or(raw.len())
             .min(1024);
-        self.start_log(ctx, &[&raw[..line_end]], None, None);
+        self.start_log(ctx, LogRequest::Raw(&raw[..line_end]), None, None);
         self.discard = 0;
         let reply = ctx.responder.error(status);
         self.send_reply(ctx, reply, false, ConnHeader::Close);
     }
 
-    /// Begin the access-log line of this request: everything but the status
-    /// and byte count, which come when the response is over. `request` is the
-    /// request line in pieces, each escaped as it is copied.
+    /// Begin the access-log line of this request: everything but the status,
+    /// byte count and duration, which come when the response is over. Each
+    /// piece of the request is escaped as it is copied.
     fn start_log(
         &mut self,
         ctx: &Ctx<'_>,
-        request: &[&[u8]],
+        request: LogRequest<'_>,
         referer: Option<&[u8]>,
         ua: Option<&[u8]>,
     ) {
         if ctx.log.is_none() {
             return;
         }
+        self.log_start = ctx.now.instant;
         self.log_pre.clear();
-        let _ = write!(
-            self.log_pre,
-            "{} - - [{}] \"",
-            self.peer.ip(),
-            ctx.now.log_time
-        );
-        for part in request {
-            escape_into(&mut self.log_pre, part);
-        }
-        self.log_pre.push_str("\" ");
         self.log_post.clear();
-        self.log_post.push_str(" \"");
-        escape_into(&mut self.log_post, referer.unwrap_or(b"-"));
-        self.log_post.push_str("\" \"");
-        escape_into(&mut self.log_post, ua.unwrap_or(b"-"));
-        self.log_post.push_str("\"\n");
+        match ctx.limits.log_format {
+            LogFormat::Combined => {
+                let _ = write!(
+                    self.log_pre,
+                    "{} - - [{}] \"",
+                    self.peer.ip(),
+                    ctx.now.log_time
+                );
+                match request {
+                    LogRequest::Parsed {
+                        method,
+                        target,
+                        protocol,
+                    } => {
+                        escape_into(&mut self.log_pre, method);
+                        self.log_pre.push(' ');
+                        escape_into(&mut self.log_pre, target);
+                        self.log_pre.push(' ');
+                        self.log_pre.push_str(protocol);
+                    }
+                    LogRequest::Raw(line) => escape_into(&mut self.log_pre, line),
+                }
+                self.log_pre.push_str("\" ");
+                self.log_post.push_str(" \"");
+                escape_into(&mut self.log_post, referer.unwrap_or(b"-"));
+                self.log_post.push_str("\" \"");
+                escape_into(&mut self.log_post, ua.unwrap_or(b"-"));
+                self.log_post.push_str("\"\n");
+            }
+            LogFormat::Json => {
+                let (method, target, protocol) = request.split();
+                let _ = write!(
+                    self.log_pre,
+                    "{{\"time\":\"{}\",\"remote\":\"{}\",\"method\":\"",
+                    ctx.now.log_time_rfc3339,
+                    self.peer.ip()
+                );
+                json_escape_into(&mut self.log_pre, method);
+                self.log_pre.push_str("\",\"target\":\"");
+                json_escape_into(&mut self.log_pre, target);
+                self.log_pre.push_str("\",\"protocol\":\"");
+                json_escape_into(&mut self.log_pre, protocol);
+                self.log_pre.push_str("\",\"status\":");
+                self.log_post.push_str("\"referer\":");
+                json_opt_into(&mut self.log_post, referer);
+                self.log_post.push_str(",\"user_agent\":");
+                json_opt_into(&mut self.log_post, ua);
+                self.log_post.push_str("}\n");
+            }
+        }
     }
 
     /// Encode the head and queue head and body as this response's segments.
@@ -572,10 +611,29 @@ impl Conn {
         }
     }
 
+    /// A response is over (whole, or cut short with `body_sent` body bytes
+    /// out): count it, and finish its access-log line.
     fn log_response(&mut self, ctx: &mut Ctx<'_>, out: &Out, body_sent: u64) {
+        ctx.stats
+            .response(out.status, out.sent.min(out.head_len + out.body_len));
         if let Some(log) = ctx.log.as_deref_mut() {
             log.extend_from_slice(self.log_pre.as_bytes());
-            let _ = write!(Writer(log), "{} {}", out.status, body_sent);
+            match ctx.limits.log_format {
+                LogFormat::Combined => {
+                    let _ = write!(Writer(log), "{} {}", out.status, body_sent);
+                }
+                LogFormat::Json => {
+                    let d = ctx.now.instant.saturating_duration_since(self.log_start);
+                    let _ = write!(
+                        Writer(log),
+                        "{},\"bytes\":{},\"duration\":{}.{:06},",
+                        out.status,
+                        body_sent,
+                        d.as_secs(),
+                        d.subsec_micros()
+                    );
+                }
+            }
             log.extend_from_slice(self.log_post.as_bytes());
         }
     }
@@ -620,19 +678,51 @@ enum ConnHeader {
     KeepAlive,
 }
 
-/// The request line in pieces, for the access log.
-fn request_line<'a>(req: &Request<'a>) -> [&'a [u8]; 4] {
-    let version: &'static [u8] = if req.minor == 0 {
-        b" HTTP/1.0"
-    } else {
-        b" HTTP/1.1"
-    };
-    [
-        req.method_str.as_bytes(),
-        b" ",
-        req.target.as_bytes(),
-        version,
-    ]
+/// The request as the access log shows it.
+#[derive(Debug, Clone, Copy)]
+enum LogRequest<'a> {
+    /// A parsed request line.
+    Parsed {
+        method: &'a [u8],
+        target: &'a [u8],
+        protocol: &'static str,
+    },
+    /// The first line of input that could not be parsed, as it came.
+    Raw(&'a [u8]),
+}
+
+impl<'a> LogRequest<'a> {
+    fn of(req: &Request<'a>) -> LogRequest<'a> {
+        LogRequest::Parsed {
+            method: req.method_str.as_bytes(),
+            target: req.target.as_bytes(),
+            protocol: if req.minor == 0 {
+                "HTTP/1.0"
+            } else {
+                "HTTP/1.1"
+            },
+        }
+    }
+
+    /// Method, target and protocol; a raw line is split at its first two
+    /// spaces (missing pieces are empty).
+    fn split(self) -> (&'a [u8], &'a [u8], &'a [u8]) {
+        match self {
+            LogRequest::Parsed {
+                method,
+                target,
+                protocol,
+            } => (method, target, protocol.as_bytes()),
+            LogRequest::Raw(line) => {
+                let mut it = line.splitn(3, |&b| b == b' ');
+                (
+                    it.next().unwrap_or(b""),
+                    it.next().unwrap_or(b""),
+                    it.next().unwrap_or(b""),
+                )
+            }
+        }
+    }
 }
 
 /// Log-safe copy: quotes, backslashes and non-printables as `\xHH` (as nginx does).
@@ -643,6 +733,56 @@ fn escape_into(s: &mut String, b: &[u8]) {
         } else {
             s.push(c as char);
         }
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// The inside of a JSON string for bytes that may be anything. Valid UTF-8
+/// is kept as text: `"` becomes `\"`, control characters (and DEL)
+/// `\u00XX`. Each byte that is not part of valid UTF-8, and the backslash
+/// itself, becomes the four characters `\xHH` (written `\\xHH` in the
+/// JSON), as in the combined log: so the decoded string maps back to the
+/// exact bytes (every `\` in it starts an `\xHH`), and the line is always
+/// valid JSON.
+fn json_escape_into(s: &mut String, b: &[u8]) {
+    for chunk in b.utf8_chunks() {
+        let valid = chunk.valid();
+        let mut run = 0;
+        for (i, c) in valid.bytes().enumerate() {
+            if c >= 0x20 && c != b'"' && c != b'\\' && c != 0x7f {
+                continue;
+            }
+            s.push_str(&valid[run..i]);
+            run = i + 1;
+            match c {
+                b'"' => s.push_str("\\\""),
+                b'\\' => s.push_str("\\\\x5C"),
+                _ => {
+                    s.push_str("\\u00");
+                    s.push(HEX[(c >> 4) as usize] as char);
+                    s.push(HEX[(c & 15) as usize] as char);
+                }
+            }
+        }
+        s.push_str(&valid[run..]);
+        for &c in chunk.invalid() {
+            s.push_str("\\\\x");
+            s.push(HEX[(c >> 4) as usize] as char);
+            s.push(HEX[(c & 15) as usize] as char);
+        }
+    }
+}
+
+/// A JSON string for a header that may be absent (`null`).
+fn json_opt_into(s: &mut String, v: Option<&[u8]>) {
+    match v {
+        Some(v) => {
+            s.push('"');
+            json_escape_into(s, v);
+            s.push('"');
+        }
+        None => s.push_str("null"),
     }
 }
 

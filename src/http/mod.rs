@@ -14,7 +14,8 @@ pub mod reply;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::log::Level;
+use crate::log::{Level, LogFormat};
+use crate::metrics::WorkerCounters;
 
 pub use conn::{Conn, Transmit};
 pub use parse::{Method, ParseLimits, Request};
@@ -196,6 +197,8 @@ pub struct Now {
     pub date: String,
     /// Combined-log-format time (`22/Nov/2026:19:21:37 +0000`).
     pub log_time: String,
+    /// RFC 3339 time for the JSON access log (`2026-11-22T19:21:37Z`).
+    pub log_time_rfc3339: String,
 }
 
 impl Now {
@@ -205,6 +208,7 @@ impl Now {
             wall: cond::whole_seconds(wall),
             date: httpdate::fmt_http_date(wall),
             log_time: crate::log::clf_time(wall),
+            log_time_rfc3339: crate::log::rfc3339(wall),
         }
     }
 }
@@ -220,6 +224,8 @@ pub struct Limits {
     /// How long a closing connection keeps reading (and discarding) after its
     /// last response, so unread request bytes do not turn the close into a reset.
     pub linger_timeout: Duration,
+    /// The access log's line format.
+    pub log_format: LogFormat,
 }
 
 impl Limits {
@@ -234,6 +240,7 @@ impl Limits {
             header_timeout: c.header_timeout.0,
             send_timeout: c.send_timeout.0,
             linger_timeout: Duration::from_secs(2),
+            log_format: c.access_log_format,
         }
     }
 
@@ -252,6 +259,8 @@ pub struct Ctx<'a> {
     pub log: Option<&'a mut Vec<u8>>,
     /// Error-log lines, for the worker to write out.
     pub notes: &'a mut Notes,
+    /// The worker's own counters (`/metrics`): only this worker writes them.
+    pub stats: &'a WorkerCounters,
     /// On `begin_shutdown`, how long an idle keep-alive connection stays open
     /// for one more request (answered with `Connection: close`), so that
     /// busy clients learn of the close from a response instead of a race.

@@ -196,6 +196,7 @@ impl Worker {
             if self.sh.tick_due() {
                 self.on_tick();
             }
+            self.sh.publish_open(self.conns.len());
             // Drained also waits for the accepts' final completions:
             // connections they bring in until then are served.
             let drained = self.conns.is_empty() && !self.listeners.iter().any(|a| a.armed);

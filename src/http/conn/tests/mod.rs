@@ -14,6 +14,7 @@ use bytes::Bytes;
 use super::*;
 use crate::http::reply::{FileRange, HTML};
 use crate::http::{Ctx, Limits, Notes, Now, ParseLimits, Respond};
+use crate::metrics::WorkerCounters;
 
 const DATE: &str = "Sun, 22 Nov 2026 19:21:37 GMT";
 const MTIME: &str = "Fri, 13 Nov 2026 08:00:00 GMT";
@@ -97,6 +98,7 @@ struct Env {
     log: Vec<u8>,
     notes: Notes,
     drain_grace: Duration,
+    stats: WorkerCounters,
 }
 
 impl Env {
@@ -111,12 +113,14 @@ impl Env {
             header_timeout: Duration::from_secs(15),
             send_timeout: Duration::from_secs(60),
             linger_timeout: Duration::from_secs(2),
+            log_format: LogFormat::Combined,
         };
         let now = Now {
             instant: Instant::now(),
             wall: httpdate::parse_http_date(DATE).unwrap(),
             date: DATE.into(),
             log_time: "22/Nov/2026:19:21:37 +0000".into(),
+            log_time_rfc3339: "2026-11-22T19:21:37Z".into(),
         };
         Env {
             mem: Mem::new(),
@@ -125,6 +129,7 @@ impl Env {
             log: Vec::new(),
             notes: Notes::new(Level::Debug),
             drain_grace: Duration::ZERO,
+            stats: WorkerCounters::default(),
         }
     }
 
@@ -135,6 +140,7 @@ impl Env {
             limits: &self.limits,
             log: Some(&mut self.log),
             notes: &mut self.notes,
+            stats: &self.stats,
             drain_grace: self.drain_grace,
         }
     }
@@ -498,6 +504,101 @@ fn access_log_line() {
         String::from_utf8(env.log.clone()).unwrap(),
         "127.0.0.1 - - [22/Nov/2026:19:21:37 +0000] \"GET /a.txt?q=\\x22x\\x22 HTTP/1.1\" 200 5 \"http://r/\" \"ua/1\"\n"
     );
+}
+
+/// The JSON log's string mapping, undone: `\xHH` is the byte HH, anything
+/// else is the character's UTF-8.
+fn unescape_log(s: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('\\') {
+        out.extend_from_slice(&rest.as_bytes()[..i]);
+        assert_eq!(
+            &rest[i + 1..i + 2],
+            "x",
+            "a backslash not starting \\xHH in {s:?}"
+        );
+        out.push(u8::from_str_radix(&rest[i + 2..i + 4], 16).unwrap());
+        rest = &rest[i + 4..];
+    }
+    out.extend_from_slice(rest.as_bytes());
+    out
+}
+
+#[test]
+fn json_escape_round_trips_any_bytes() {
+    let mut cases: Vec<Vec<u8>> = vec![
+        (0..=255u8).collect(),
+        "plain ascii".into(),
+        "é ü 日本 😀 \u{2028}".into(),
+        b"\"quoted\" back\\slash \\x41 \x00\x1f\x7f".to_vec(),
+        b"\xe6\x97\xa5\xe6\x97 cut \xf0\x9f\x98 \xc3\x28 \xff\xfe".to_vec(),
+        vec![b'\\'; 10_000],
+        Vec::new(),
+    ];
+    cases.push(cases[0].repeat(40));
+    for b in cases {
+        let mut s = String::from("\"");
+        json_escape_into(&mut s, &b);
+        s.push('"');
+        let v: String = serde_json::from_str(&s).unwrap_or_else(|e| panic!("{e}: {s:?}"));
+        assert_eq!(unescape_log(&v), b, "{s:?}");
+        assert!(
+            !s.bytes().any(|c| c < 0x20 || c == 0x7f),
+            "raw control byte in {s:?}"
+        );
+        // Valid UTF-8 other than `\` stays itself.
+        if let Ok(t) = std::str::from_utf8(&b)
+            && !t.contains('\\')
+        {
+            assert_eq!(v, t);
+        }
+    }
+}
+
+#[test]
+fn access_log_json_line() {
+    let mut env = Env::new();
+    env.limits.log_format = LogFormat::Json;
+    let mut c = env.conn();
+    let mut out = Out::default();
+    c.handle_input(
+        &mut env.ctx(),
+        b"GET /a.txt?q=\"x\\y\" HTTP/1.1\r\nHost: x\r\nReferer: http://r/\"\\\xff\xc3\xa9\r\n\r\n",
+    );
+    env.advance(Duration::from_micros(1_500_250));
+    drain(&mut env, &mut c, 2, &mut out);
+    // A request that does not parse: its raw first line, split at spaces.
+    let mut c = env.conn();
+    c.handle_input(&mut env.ctx(), b"GET /\x01\x7f HTTP/1.1 x\r\n\r\n");
+    drain(&mut env, &mut c, usize::MAX, &mut Out::default());
+    let log = String::from_utf8(env.log.clone()).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert_eq!(
+        lines[0],
+        r#"{"time":"2026-11-22T19:21:37Z","remote":"127.0.0.1","method":"GET","target":"/a.txt?q=\"x\\x5Cy\"","protocol":"HTTP/1.1","status":200,"bytes":5,"duration":1.500250,"referer":"http://r/\"\\x5C\\xFFé","user_agent":null}"#
+    );
+    let v: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+    assert_eq!(v["status"], 400);
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["target"], "/\u{1}\u{7f}");
+    assert_eq!(v["protocol"], "HTTP/1.1 x");
+    assert_eq!(v["referer"], serde_json::Value::Null);
+}
+
+#[test]
+fn responses_are_counted() {
+    let mut env = Env::new();
+    let (mut c, out) = served(&mut env);
+    c.handle_input(&mut env.ctx(), b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut out2 = Out::default();
+    drain(&mut env, &mut c, usize::MAX, &mut out2);
+    // Each response once, by class, with every byte that went out.
+    let want = crate::metrics::WorkerCounters::default();
+    want.response(200, out.bytes.len() as u64);
+    want.response(404, out2.bytes.len() as u64);
+    assert_eq!(format!("{:?}", env.stats), format!("{want:?}"));
 }
 
 #[test]

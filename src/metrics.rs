@@ -1,0 +1,362 @@
+//! Counters for `/metrics`, and their rendering in the Prometheus text
+//! exposition format (version 0.0.4). No I/O here: the daemon serves the
+//! text on its own listener (`daemon::metrics`).
+//!
+//! Each worker owns one [`WorkerCounters`] block, aligned to 128 bytes so
+//! that no two workers' counters share a cache line (128 covers the
+//! adjacent-line prefetch of x86 and the 128-byte lines of some arm64
+//! cores). Only that worker writes it, with plain Relaxed loads and stores
+//! (no read-modify-write, no lock prefix): the request path costs a few
+//! ordinary memory operations. A scrape reads every live block and adds
+//! the totals of the blocks already retired, under the registry's mutex,
+//! which the request path never takes.
+//!
+//! Counters never go backwards: a worker that ends (its generation retired
+//! by a reload, or a worker that died and was replaced) has its totals
+//! folded into `retired` by the daemon in the same critical section that
+//! removes it from the live list.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+/// Status classes counted: 1xx to 5xx (index `status / 100 - 1`).
+pub const CLASSES: usize = 5;
+const CLASS_LABELS: [&str; CLASSES] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// One worker's counters. Written by that worker's thread only.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct WorkerCounters {
+    requests: [AtomicU64; CLASSES],
+    response_bytes: AtomicU64,
+    accepted: AtomicU64,
+    open: AtomicU64,
+}
+
+/// `a += n` for a counter only one thread writes: a load and a store, no
+/// atomic read-modify-write. Readers see either value, never a torn one.
+#[inline]
+fn bump(a: &AtomicU64, n: u64) {
+    a.store(a.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+impl WorkerCounters {
+    /// A response ended (whole or cut short): its status and the bytes of
+    /// it (head and body) that reached the socket.
+    #[inline]
+    pub fn response(&self, status: u16, bytes: u64) {
+        let class = (status / 100).clamp(1, CLASSES as u16) as usize - 1;
+        bump(&self.requests[class], 1);
+        bump(&self.response_bytes, bytes);
+    }
+
+    /// A connection was accepted.
+    #[inline]
+    pub fn accepted(&self) {
+        bump(&self.accepted, 1);
+    }
+
+    /// The worker's open connections now.
+    #[inline]
+    pub fn set_open(&self, n: usize) {
+        self.open.store(n as u64, Relaxed);
+    }
+
+    fn read(&self) -> Totals {
+        Totals {
+            requests: std::array::from_fn(|i| self.requests[i].load(Relaxed)),
+            response_bytes: self.response_bytes.load(Relaxed),
+            accepted: self.accepted.load(Relaxed),
+            open: self.open.load(Relaxed),
+        }
+    }
+}
+
+/// Sums over workers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub requests: [u64; CLASSES],
+    pub response_bytes: u64,
+    pub accepted: u64,
+    /// A gauge: only live workers' connections count.
+    pub open: u64,
+}
+
+impl Totals {
+    fn add(&mut self, o: &Totals) {
+        for (a, b) in self.requests.iter_mut().zip(o.requests) {
+            *a = a.wrapping_add(b);
+        }
+        self.response_bytes = self.response_bytes.wrapping_add(o.response_bytes);
+        self.accepted = self.accepted.wrapping_add(o.accepted);
+        self.open += o.open;
+    }
+}
+
+#[derive(Debug, Default)]
+struct Blocks {
+    live: Vec<Arc<WorkerCounters>>,
+    /// What ended workers counted (their `open` is not kept).
+    retired: Totals,
+}
+
+/// Every worker's counters, the daemon's own, and the health state.
+#[derive(Debug)]
+pub struct Registry {
+    blocks: Mutex<Blocks>,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+    health: AtomicU8,
+    engine: Mutex<&'static str>,
+}
+
+/// What `/healthz` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Not accepting yet: 503.
+    Starting = 0,
+    /// 200.
+    Serving = 1,
+    /// A graceful stop began (the instance drains): 503.
+    Stopping = 2,
+}
+
+/// What a scrape shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub totals: Totals,
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    pub engine: &'static str,
+}
+
+impl Registry {
+    pub fn new(engine: &'static str) -> Arc<Registry> {
+        Arc::new(Registry {
+            blocks: Mutex::new(Blocks::default()),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+            health: AtomicU8::new(Health::Starting as u8),
+            engine: Mutex::new(engine),
+        })
+    }
+
+    /// A new worker's block, counted from now on.
+    pub fn worker(&self) -> Arc<WorkerCounters> {
+        let w = Arc::new(WorkerCounters::default());
+        self.lock().live.push(w.clone());
+        w
+    }
+
+    /// A worker ended: keep its totals, drop its block from the live list.
+    pub fn retire(&self, w: &Arc<WorkerCounters>) {
+        let mut b = self.lock();
+        if let Some(i) = b.live.iter().position(|x| Arc::ptr_eq(x, w)) {
+            let gone = b.live.swap_remove(i);
+            let mut t = gone.read();
+            t.open = 0;
+            b.retired.add(&t);
+        }
+    }
+
+    pub fn reloaded(&self, ok: bool) {
+        let c = if ok {
+            &self.reloads_ok
+        } else {
+            &self.reloads_failed
+        };
+        c.fetch_add(1, Relaxed);
+    }
+
+    /// The engine the current workers run (for `tandem_info`).
+    pub fn set_engine(&self, name: &'static str) {
+        *self.engine.lock().unwrap_or_else(|e| e.into_inner()) = name;
+    }
+
+    /// The first workers accept: `/healthz` says 200.
+    pub fn set_serving(&self) {
+        let _ = self.health.compare_exchange(
+            Health::Starting as u8,
+            Health::Serving as u8,
+            Relaxed,
+            Relaxed,
+        );
+    }
+
+    /// A graceful stop began: `/healthz` says 503 from now on.
+    pub fn set_stopping(&self) {
+        self.health.store(Health::Stopping as u8, Relaxed);
+    }
+
+    pub fn health(&self) -> Health {
+        match self.health.load(Relaxed) {
+            0 => Health::Starting,
+            1 => Health::Serving,
+            _ => Health::Stopping,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Blocks> {
+        self.blocks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let totals = {
+            let b = self.lock();
+            let mut t = b.retired;
+            for w in &b.live {
+                t.add(&w.read());
+            }
+            t
+        };
+        Snapshot {
+            totals,
+            reloads_ok: self.reloads_ok.load(Relaxed),
+            reloads_failed: self.reloads_failed.load(Relaxed),
+            engine: *self.engine.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
+    /// The exposition text for a scrape.
+    pub fn render(&self) -> String {
+        self.snapshot().render(env!("CARGO_PKG_VERSION"))
+    }
+}
+
+impl Snapshot {
+    /// Prometheus text format 0.0.4: `# HELP`, `# TYPE`, then the samples.
+    pub fn render(&self, version: &str) -> String {
+        let t = &self.totals;
+        let mut s = String::with_capacity(1536);
+        let head = |s: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = write!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+        };
+        head(
+            &mut s,
+            "tandem_requests_total",
+            "counter",
+            "Responses finished (whole or cut short), by status class.",
+        );
+        for (label, n) in CLASS_LABELS.iter().zip(t.requests) {
+            let _ = writeln!(s, "tandem_requests_total{{code=\"{label}\"}} {n}");
+        }
+        head(
+            &mut s,
+            "tandem_response_bytes_total",
+            "counter",
+            "Response bytes (status line, header and body) that reached the socket.",
+        );
+        let _ = writeln!(s, "tandem_response_bytes_total {}", t.response_bytes);
+        head(
+            &mut s,
+            "tandem_connections_open",
+            "gauge",
+            "Client connections open now (all workers, draining ones included).",
+        );
+        let _ = writeln!(s, "tandem_connections_open {}", t.open);
+        head(
+            &mut s,
+            "tandem_connections_accepted_total",
+            "counter",
+            "Client connections accepted.",
+        );
+        let _ = writeln!(s, "tandem_connections_accepted_total {}", t.accepted);
+        head(
+            &mut s,
+            "tandem_reloads_total",
+            "counter",
+            "Reloads (SIGHUP), by result.",
+        );
+        let _ = writeln!(
+            s,
+            "tandem_reloads_total{{result=\"ok\"}} {}",
+            self.reloads_ok
+        );
+        let _ = writeln!(
+            s,
+            "tandem_reloads_total{{result=\"failed\"}} {}",
+            self.reloads_failed
+        );
+        head(
+            &mut s,
+            "tandem_info",
+            "gauge",
+            "The running engine and version (always 1).",
+        );
+        let _ = writeln!(
+            s,
+            "tandem_info{{engine=\"{}\",version=\"{}\"}} 1",
+            self.engine, version
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_do_not_share_cache_lines() {
+        assert_eq!(std::mem::align_of::<WorkerCounters>(), 128);
+        assert_eq!(std::mem::size_of::<WorkerCounters>() % 128, 0);
+    }
+
+    #[test]
+    fn totals_survive_retirement_and_open_does_not() {
+        let r = Registry::new("epoll");
+        let a = r.worker();
+        let b = r.worker();
+        a.response(200, 100);
+        a.response(404, 50);
+        b.response(206, 10);
+        b.response(599, 1);
+        b.response(101, 1);
+        a.accepted();
+        b.accepted();
+        a.set_open(3);
+        b.set_open(1);
+        let s = r.snapshot();
+        assert_eq!(s.totals.requests, [1, 2, 0, 1, 1]);
+        assert_eq!(s.totals.response_bytes, 162);
+        assert_eq!(s.totals.open, 4);
+        r.retire(&a);
+        r.retire(&a); // twice is harmless
+        let c = r.worker();
+        c.response(304, 5);
+        let s2 = r.snapshot();
+        assert_eq!(s2.totals.requests, [1, 2, 1, 1, 1]);
+        assert_eq!(s2.totals.response_bytes, 167);
+        assert_eq!(s2.totals.accepted, 2);
+        assert_eq!(s2.totals.open, 1, "a retired worker's connections are gone");
+        r.reloaded(true);
+        r.reloaded(false);
+        r.reloaded(true);
+        r.set_engine("io_uring");
+        let text = r.render();
+        assert!(
+            text.contains("tandem_reloads_total{result=\"ok\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tandem_reloads_total{result=\"failed\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tandem_requests_total{code=\"3xx\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tandem_info{engine=\"io_uring\",version=\""),
+            "{text}"
+        );
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "{name} has no TYPE line"
+            );
+        }
+    }
+}
