@@ -94,6 +94,8 @@ impl<'de> Deserialize<'de> for Workers {
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// Largest `max_header_size` (1 MiB).
 pub const MAX_HEADER_SIZE: usize = 1 << 20;
+/// Largest `cache_max_file` (64 MiB): past that, sendfile and splice win.
+pub const MAX_CACHE_FILE: u64 = 64 << 20;
 /// Largest `max_ranges`.
 pub const MAX_RANGES: usize = 1024;
 /// Largest `max_connections` per worker.
@@ -340,6 +342,16 @@ pub struct Config {
     /// Most ranges one request may ask for; more -> the whole file.
     #[serde(deserialize_with = "de_max_ranges")]
     pub max_ranges: usize,
+    /// Bytes of small files (bodies, variants included) kept in memory, in
+    /// all; each worker gets its share. 0 turns the cache off.
+    #[serde(deserialize_with = "de_cache_size")]
+    pub cache_size: u64,
+    /// Largest file kept in the cache; larger ones are sent from disk.
+    #[serde(deserialize_with = "de_cache_max_file")]
+    pub cache_max_file: u64,
+    /// How long a cached file is served before it is looked up again.
+    #[serde(deserialize_with = "de_cache_revalidate")]
+    pub cache_revalidate: Dur,
     /// How symlinks under the root are followed.
     #[serde(deserialize_with = "de_symlinks")]
     pub symlinks: Symlinks,
@@ -383,6 +395,9 @@ impl Default for Config {
             mime_types: BTreeMap::new(),
             precompressed: vec![Encoding::Br, Encoding::Zstd, Encoding::Gzip],
             max_ranges: 32,
+            cache_size: 64 << 20,
+            cache_max_file: 64 << 10,
+            cache_revalidate: Dur(Duration::from_secs(1)),
             symlinks: Symlinks::WithinRoot,
             rules: Vec::new(),
             metrics_listen: Vec::new(),
@@ -567,6 +582,8 @@ pub enum Invalid {
     },
     #[error("precompressed: {0:?} is listed twice")]
     PrecompressedTwice(&'static str),
+    #[error("cache_max_file: must be at most {MAX_CACHE_FILE} bytes, not {0}")]
+    CacheMaxFile(u64),
     #[error("max_ranges: must be between 0 and {MAX_RANGES}, not {0}")]
     MaxRanges(usize),
     #[error("rules: match = {pattern:?}: {why}")]
@@ -606,6 +623,7 @@ impl Invalid {
             Invalid::MimeType { .. } => "mime_types",
             Invalid::PrecompressedTwice(_) => "precompressed",
             Invalid::MaxRanges(_) => "max_ranges",
+            Invalid::CacheMaxFile(_) => "cache_max_file",
             Invalid::RuleMatch { .. } | Invalid::RuleHeader { .. } => "rules",
             Invalid::MetricsListenTwice(_) | Invalid::MetricsListenClash { .. } => "metrics_listen",
         }
@@ -780,6 +798,9 @@ impl Config {
             if self.precompressed[..i].contains(e) {
                 return Err(Invalid::PrecompressedTwice(e.token()));
             }
+        }
+        if self.cache_max_file > MAX_CACHE_FILE {
+            return Err(Invalid::CacheMaxFile(self.cache_max_file));
         }
         if self.max_ranges > MAX_RANGES {
             return Err(Invalid::MaxRanges(self.max_ranges));

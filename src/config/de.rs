@@ -358,6 +358,9 @@ readers! {
     );
     de_precompressed("precompressed") -> Vec<Encoding> = precompressed;
     de_max_ranges("max_ranges") -> usize = |v| usize_of("a number of ranges from 0 to 1024", v);
+    de_cache_size("cache_size") -> u64 = |v| count("a number of bytes (0 turns the cache off)", v);
+    de_cache_max_file("cache_max_file") -> u64 = |v| count("a number of bytes", v);
+    de_cache_revalidate("cache_revalidate") -> Dur = duration;
     de_symlinks("symlinks") -> Symlinks = symlinks;
     de_rule_match("rules: match") -> String = |v| nonempty("a glob like \"/assets/**\" or \"*.css\"", v);
     de_rule_headers("rules: headers") -> BTreeMap<String, String> = |v| string_table(

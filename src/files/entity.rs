@@ -5,14 +5,16 @@
 
 use std::fs::File;
 use std::sync::Arc;
+
+use bytes::Bytes;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Encoding;
-use crate::http::accept::AcceptEncoding;
+use crate::http::accept::{AcceptEncoding, Q};
 use crate::http::cond::{self, Precondition, Validators};
-use crate::http::range::{self, Ranges};
+use crate::http::range::{self, ByteRange, Ranges};
 use crate::http::reply::Text;
-use crate::http::{Body, Method, Now, Reply, Request, Status};
+use crate::http::{Body, Method, Now, Reply, Request, Segment, Status};
 
 use super::Responder;
 use super::os::Opened;
@@ -23,6 +25,81 @@ pub struct Found {
     pub file: File,
     pub len: u64,
     pub mtime: SystemTime,
+}
+
+/// Where a representation's bytes are: an open file (sent the zero-copy
+/// way), or bytes held by the cache.
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(Arc<File>),
+    Bytes(Bytes),
+}
+
+/// One representation of a path: the file itself, or a precompressed
+/// variant of it, with its entity tag.
+#[derive(Debug, Clone)]
+pub struct Rep {
+    pub source: Source,
+    pub len: u64,
+    pub mtime: SystemTime,
+    pub coding: Option<Encoding>,
+    pub etag: String,
+}
+
+impl Rep {
+    pub fn new(source: Source, len: u64, mtime: SystemTime, coding: Option<Encoding>) -> Rep {
+        Rep {
+            source,
+            len,
+            mtime,
+            coding,
+            etag: etag(len, mtime, coding),
+        }
+    }
+
+    fn file(f: Found, coding: Option<Encoding>) -> Rep {
+        Rep::new(Source::File(Arc::new(f.file)), f.len, f.mtime, coding)
+    }
+
+    /// `len` bytes from `offset`, as a body.
+    fn body(&self, offset: u64, len: u64) -> Body {
+        match &self.source {
+            Source::File(f) => Body::range(f.clone(), offset, len),
+            Source::Bytes(_) if len == 0 => Body::Empty,
+            Source::Bytes(b) => Body::Bytes(b.slice(offset as usize..(offset + len) as usize)),
+        }
+    }
+
+    /// A range as one segment of a multipart body.
+    fn segment(&self, r: ByteRange) -> Segment {
+        match &self.source {
+            Source::File(f) => range::file_part(f)(r),
+            Source::Bytes(b) => {
+                Segment::Bytes(b.slice(r.start as usize..(r.start + r.len) as usize))
+            }
+        }
+    }
+}
+
+/// The representation to send: the identity (`reps[0]`), or the variant
+/// the client accepts best (highest q; the order of `reps`, the configured
+/// one, breaks ties), unless the client prefers the identity over it.
+pub fn pick<'r>(req: &Request<'_>, reps: &'r [Rep]) -> &'r Rep {
+    if reps.len() == 1 {
+        return &reps[0];
+    }
+    let ae = AcceptEncoding::parse(req);
+    let mut best: Option<(&Rep, Q)> = None;
+    for r in &reps[1..] {
+        let q = r.coding.map_or(0, |c| ae.coding(c.token()));
+        if q > 0 && best.is_none_or(|b| q > b.1) {
+            best = Some((r, q));
+        }
+    }
+    match best {
+        Some((r, q)) if q >= ae.identity() => r,
+        _ => &reps[0],
+    }
 }
 
 /// The strong entity tag of a representation: size and modification time
@@ -55,7 +132,7 @@ fn boundary(etag: &str) -> String {
 
 impl Responder {
     /// Answer a GET or HEAD for the file `rel` (found as `src`), whose
-    /// Content-Type is `ctype`.
+    /// Content-Type is `ctype`, from disk.
     pub(super) fn entity(
         &self,
         req: &Request<'_>,
@@ -64,17 +141,28 @@ impl Responder {
         rel: &str,
         ctype: Text,
     ) -> Reply {
-        let (variant, vary) = self.variant(req, rel, &src);
-        let (rep, coding) = match variant {
-            Some((enc, f)) => (f, Some(enc)),
-            None => (src, None),
-        };
-        let tag = etag(rep.len, rep.mtime, coding);
+        let reps = self.variants(rel, src);
+        let vary = reps.len() > 1;
+        self.answer(req, now, pick(req, &reps), vary, ctype)
+    }
+
+    /// The reply for one representation: validators, preconditions, ranges.
+    /// `vary`: the path has variants, so every answer says it depends on
+    /// Accept-Encoding.
+    pub(super) fn answer(
+        &self,
+        req: &Request<'_>,
+        now: &Now,
+        rep: &Rep,
+        vary: bool,
+        ctype: Text,
+    ) -> Reply {
+        let tag = &rep.etag;
         // A modification time in the future (a clock skewed at build time)
         // is reported as now: Last-Modified is never later than Date
         // (RFC 9110 §8.8.2.1).
         let v = Validators {
-            etag: &tag,
+            etag: tag,
             last_modified: cond::whole_seconds(rep.mtime).min(now.wall),
         };
         let last_modified = httpdate::fmt_http_date(v.last_modified);
@@ -105,19 +193,18 @@ impl Responder {
             }
             _ => Ranges::Whole,
         };
-        let file = Arc::new(rep.file);
         let mut reply = match ranges {
-            Ranges::Whole => Reply::new(Status::OK, Body::range(file, 0, rep.len))
+            Ranges::Whole => Reply::new(Status::OK, rep.body(0, rep.len))
                 .with_header("Content-Type", ctype.clone()),
-            Ranges::Partial(rs) if rs.len() == 1 => Reply::new(
-                Status::PARTIAL_CONTENT,
-                Body::range(file, rs[0].start, rs[0].len),
-            )
-            .with_header("Content-Type", ctype.clone())
-            .with_header("Content-Range", rs[0].content_range(rep.len)),
+            Ranges::Partial(rs) if rs.len() == 1 => {
+                Reply::new(Status::PARTIAL_CONTENT, rep.body(rs[0].start, rs[0].len))
+                    .with_header("Content-Type", ctype.clone())
+                    .with_header("Content-Range", rs[0].content_range(rep.len))
+            }
             Ranges::Partial(rs) => {
-                let boundary = boundary(&tag);
-                let (body, mtype) = range::multipart(file, &rs, rep.len, &ctype, &boundary);
+                let boundary = boundary(tag);
+                let (body, mtype) =
+                    range::multipart(&rs, rep.len, &ctype, &boundary, |r| rep.segment(r));
                 Reply::new(Status::PARTIAL_CONTENT, body).with_header("Content-Type", mtype)
             }
             Ranges::Unsatisfiable => {
@@ -130,7 +217,7 @@ impl Responder {
                 return r;
             }
         };
-        if let Some(c) = coding {
+        if let Some(c) = rep.coding {
             reply.headers.push("Content-Encoding", c.token());
         }
         if self.settings.max_ranges > 0 {
@@ -139,50 +226,37 @@ impl Responder {
         with_validators(reply)
     }
 
-    /// The precompressed sibling to send instead of `src`, if the client
-    /// accepts one (best q first, the configured order breaking ties), and
-    /// whether `src` has any fresh sibling at all (then every response for
-    /// it varies by Accept-Encoding). A sibling older than its source is
-    /// stale, from an earlier deploy, and treated as absent.
-    fn variant(
-        &self,
-        req: &Request<'_>,
-        rel: &str,
-        src: &Found,
-    ) -> (Option<(Encoding, Found)>, bool) {
-        let encs = &self.settings.precompressed;
-        if encs.is_empty() || encs.iter().any(|e| rel.ends_with(e.suffix())) {
-            return (None, false);
+    /// `src` and its fresh precompressed siblings, in the configured order
+    /// (`[0]` is `src`). A sibling older than its source is stale, from an
+    /// earlier deploy, and treated as absent.
+    pub(super) fn variants(&self, rel: &str, src: Found) -> Vec<Rep> {
+        let mut reps = vec![];
+        for (enc, f) in self.siblings(rel, &src) {
+            reps.push(Rep::file(f, Some(enc)));
         }
-        let ae = AcceptEncoding::parse(req);
-        let mut best: Option<(Encoding, Found, u16)> = None;
-        let mut any = false;
+        reps.insert(0, Rep::file(src, None));
+        reps
+    }
+
+    /// The fresh siblings of `rel` (opened), in the configured order.
+    pub(super) fn siblings(&self, rel: &str, src: &Found) -> Vec<(Encoding, Found)> {
+        let encs = &self.settings.precompressed;
+        let mut out = Vec::new();
+        if encs.iter().any(|e| rel.ends_with(e.suffix())) {
+            return out;
+        }
         let mut name = String::with_capacity(rel.len() + 4);
         for &enc in encs {
-            let q = ae.coding(enc.token());
-            // Once a sibling is known to exist, only one that would be
-            // chosen is worth a lookup.
-            if any && (q == 0 || best.as_ref().is_some_and(|b| q <= b.2)) {
-                continue;
-            }
             name.clear();
             name.push_str(rel);
             name.push_str(enc.suffix());
-            let Ok(Opened::File { file, len, mtime }) = self.root.open_beneath(&name) else {
-                continue;
-            };
-            if mtime < src.mtime {
-                continue;
-            }
-            any = true;
-            if q > 0 && best.as_ref().is_none_or(|b| q > b.2) {
-                best = Some((enc, Found { file, len, mtime }, q));
+            if let Ok(Opened::File { file, len, mtime }) = self.root.open_beneath(&name)
+                && mtime >= src.mtime
+            {
+                out.push((enc, Found { file, len, mtime }));
             }
         }
-        let chosen = best
-            .filter(|b| b.2 >= ae.identity())
-            .map(|(enc, f, _)| (enc, f));
-        (chosen, any)
+        out
     }
 }
 

@@ -128,28 +128,24 @@ fn number(s: &[u8]) -> Option<u64> {
 }
 
 /// The body of a `multipart/byteranges` response: for each range, a part
-/// head (boundary, Content-Type, Content-Range) as bytes and the range as a
-/// file segment, then the closing boundary. Returns the body and the value
+/// head (boundary, Content-Type, Content-Range) as bytes and the range as
+/// `part` makes it (a file segment, or a slice of cached bytes), then the closing boundary. Returns the body and the value
 /// of the response's own Content-Type.
 pub fn multipart(
-    file: Arc<File>,
     ranges: &[ByteRange],
     complete: u64,
     content_type: &str,
     boundary: &str,
+    part: impl Fn(ByteRange) -> Segment,
 ) -> (Body, String) {
     let mut parts = Vec::with_capacity(ranges.len() * 2 + 1);
-    for r in ranges {
+    for &r in ranges {
         let head = format!(
             "\r\n--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: {}\r\n\r\n",
             r.content_range(complete)
         );
         parts.push(Segment::Bytes(Bytes::from(head)));
-        parts.push(Segment::File(FileRange {
-            file: file.clone(),
-            offset: r.start,
-            len: r.len,
-        }));
+        parts.push(part(r));
     }
     parts.push(Segment::Bytes(Bytes::from(format!(
         "\r\n--{boundary}--\r\n"
@@ -158,6 +154,17 @@ pub fn multipart(
         Body::Parts(parts),
         format!("multipart/byteranges; boundary={boundary}"),
     )
+}
+
+/// A range of a shared file as a segment (the zero-copy kind).
+pub fn file_part(file: &Arc<File>) -> impl Fn(ByteRange) -> Segment + '_ {
+    move |r| {
+        Segment::File(FileRange {
+            file: file.clone(),
+            offset: r.start,
+            len: r.len,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -247,7 +254,7 @@ mod tests {
     #[test]
     fn multipart_body() {
         let f = Arc::new(File::open("/dev/null").unwrap());
-        let (body, ct) = multipart(f, &[r(0, 5), r(10, 3)], 100, "text/plain", "B");
+        let (body, ct) = multipart(&[r(0, 5), r(10, 3)], 100, "text/plain", "B", file_part(&f));
         assert_eq!(ct, "multipart/byteranges; boundary=B");
         let Body::Parts(parts) = &body else {
             panic!("{body:?}")
