@@ -298,14 +298,32 @@ engine_tests! {
         assert_bytes_eq(&all[split..], &big_bytes(), "slow GET /big.bin");
     }
 
+    /// Without the cache a change is served at once; with it, within
+    /// `cache_revalidate` (and never a mix of versions).
     fn file_changed_between_requests_is_served_fresh(e) {
         let site = Site::new();
-        let srv = start_or_skip!(e, "", &site.root);
+        let srv = start_or_skip!(e, "cache_size = 0", &site.root);
         site.write("changing.txt", b"VERSION-ONE");
         let r = get(srv.addr(), "/changing.txt");
         assert_eq!(r.body, b"VERSION-ONE");
         site.write("changing.txt", b"VERSION-TWO-LONGER");
         let r = get(srv.addr(), "/changing.txt");
         assert_eq!(r.body_str(), "VERSION-TWO-LONGER", "GET /changing.txt after rewrite\n{}", r.describe());
+        drop(srv);
+
+        let srv = start_or_skip!(e, "workers = 1\ncache_revalidate = \"300ms\"", &site.root);
+        site.write("changing.txt", b"VERSION-ONE");
+        assert_eq!(get(srv.addr(), "/changing.txt").body, b"VERSION-ONE");
+        site.write("changing.txt", b"VERSION-TWO-LONGER");
+        let t0 = std::time::Instant::now();
+        loop {
+            let r = get(srv.addr(), "/changing.txt");
+            let body = r.body_str();
+            assert!(body == "VERSION-ONE" || body == "VERSION-TWO-LONGER", "a mix: {}", r.describe());
+            if body == "VERSION-TWO-LONGER" {
+                break;
+            }
+            assert!(t0.elapsed() < std::time::Duration::from_secs(5), "the change was not seen in 5 s (cache_revalidate 300ms)");
+        }
     }
 }

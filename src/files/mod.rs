@@ -2,6 +2,7 @@
 //! a socket or the clock; the only OS access is opening files beneath the root
 //! (`os.rs`). Bodies are described, not copied: an open file and a range.
 
+pub mod cache;
 pub mod entity;
 pub mod listing;
 pub mod mime;
@@ -9,12 +10,18 @@ pub mod os;
 pub mod path;
 
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
 
 use crate::config::{Config, Encoding, Symlinks};
 use crate::http::{Body, Notes, Now, Reply, Request, Respond, Status};
 use crate::log::Level;
-use entity::Found;
+use cache::Entry;
+use entity::{Found, Rep, Source};
 use os::{Opened, RootDir};
 use path::{PathError, ReqPath};
 
@@ -35,6 +42,12 @@ pub struct Settings {
     pub precompressed: Vec<Encoding>,
     pub max_ranges: usize,
     pub symlinks: Symlinks,
+    /// Bytes of the small-file cache per worker (0: off).
+    pub cache_budget: usize,
+    /// Largest file the cache keeps.
+    pub cache_max_file: u64,
+    /// How long a cached answer is served before the path is looked up again.
+    pub cache_revalidate: Duration,
     /// Compiled rules, in order.
     pub rules: Vec<(globset::GlobMatcher, Vec<(String, String)>)>,
 }
@@ -57,6 +70,9 @@ impl Settings {
             precompressed: cfg.precompressed.clone(),
             max_ranges: cfg.max_ranges,
             symlinks: cfg.symlinks,
+            cache_budget: (cfg.cache_size / cfg.workers.resolve().max(1) as u64) as usize,
+            cache_max_file: cfg.cache_max_file,
+            cache_revalidate: cfg.cache_revalidate.0,
             rules: cfg
                 .rules
                 .iter()
@@ -74,6 +90,8 @@ pub struct Responder {
     root: RootDir,
     settings: Settings,
     types: mime::Types,
+    /// Owner id of this responder's cache entries (one per generation).
+    owner: u64,
     /// Test hook (`TANDEM_TEST_PANIC_TARGET`, debug builds only): a request
     /// for exactly this target panics the worker, so tests can prove a dead
     /// worker is replaced.
@@ -88,6 +106,7 @@ impl Responder {
         Ok(Responder {
             root,
             types: mime::Types::new(&settings.mime_types, &settings.default_type),
+            owner: cache::new_owner(),
             settings,
             #[cfg(debug_assertions)]
             panic_target: None,
@@ -146,6 +165,11 @@ impl Respond for Responder {
         if self.panic_target.as_deref() == Some(req.target) {
             panic!("test hook: request for {}", req.target);
         }
+        if self.settings.cache_budget > 0
+            && let Some(e) = cache::get(self.owner, cache_key(req.target), now.instant)
+        {
+            return self.from_cache(req, now, &e);
+        }
         let p = match path::resolve(req.target, self.settings.serve_dotfiles) {
             Ok(p) => p,
             Err(PathError::Bad) => return self.error_page(Status::BAD_REQUEST),
@@ -153,7 +177,9 @@ impl Respond for Responder {
         };
         let (mut reply, served) = self.lookup(req, now, &p, notes);
         if !self.settings.rules.is_empty() && (200..400).contains(&reply.status.0) {
-            self.apply_rules(&p, served.as_deref(), &mut reply);
+            for (name, value) in self.rule_headers(&p, served.as_deref()) {
+                reply.headers.set(name, value);
+            }
         }
         reply
     }
@@ -176,7 +202,7 @@ impl Responder {
             }
             Ok(Opened::File { file, len, mtime }) => {
                 let f = Found { file, len, mtime };
-                (self.file(req, now, f, &p.rel), Some(p.rel.clone()))
+                (self.file(req, now, f, &p.rel, Some(p)), Some(p.rel.clone()))
             }
             Ok(Opened::Dir) if !p.trailing_slash => (
                 Reply::status(Status::MOVED_PERMANENTLY)
@@ -193,7 +219,7 @@ impl Responder {
                     match self.root.open_beneath(&idx) {
                         Ok(Opened::File { file, len, mtime }) => {
                             let f = Found { file, len, mtime };
-                            return (self.file(req, now, f, &idx), Some(idx));
+                            return (self.file(req, now, f, &idx, Some(p)), Some(idx));
                         }
                         Ok(_) => {}
                         Err(e) if is_missing(&e) => {}
@@ -230,7 +256,7 @@ impl Responder {
         match self.root.open_beneath(fb) {
             Ok(Opened::File { file, len, mtime }) => {
                 let f = Found { file, len, mtime };
-                (self.file(req, now, f, fb), Some(fb.clone()))
+                (self.file(req, now, f, fb, None), Some(fb.clone()))
             }
             Ok(_) => (self.not_found(), None),
             Err(e) if is_missing(&e) => (self.not_found(), None),
@@ -238,16 +264,94 @@ impl Responder {
         }
     }
 
-    /// A found file's response, typed by its name.
-    fn file(&self, req: &Request<'_>, now: &Now, f: Found, rel: &str) -> Reply {
+    /// A found file's response, typed by its name. When `cached` names the
+    /// request path it was found for and the file is small enough, it is
+    /// read (with its variants) into this worker's cache and answered from
+    /// there; else from disk.
+    fn file(
+        &self,
+        req: &Request<'_>,
+        now: &Now,
+        f: Found,
+        rel: &str,
+        cached: Option<&ReqPath>,
+    ) -> Reply {
         let ctype = self.types.header_value(rel);
+        if let Some(p) = cached
+            && self.settings.cache_budget > 0
+            && f.len <= self.settings.cache_max_file
+            && let Some(e) = self.load(req, now, p, rel, &f, ctype.clone())
+        {
+            let rep = entity::pick(req, &e.reps);
+            return self.answer(req, now, rep, e.reps.len() > 1, e.ctype.clone());
+        }
         self.entity(req, now, f, rel, ctype)
     }
 
-    /// Add the headers of every rule that matches the request path or the
-    /// file served for it, in order; a later rule's field replaces an
-    /// earlier one's, and the reply's own.
-    fn apply_rules(&self, p: &ReqPath, served: Option<&str>, reply: &mut Reply) {
+    /// Read `src` and its fresh siblings into a cache entry for the request
+    /// path. None when one of them is too large or changed while it was read.
+    fn load(
+        &self,
+        req: &Request<'_>,
+        now: &Now,
+        p: &ReqPath,
+        rel: &str,
+        src: &Found,
+        ctype: crate::http::reply::Text,
+    ) -> Option<Rc<Entry>> {
+        let max = self.settings.cache_max_file;
+        let mut reps = vec![Rep::new(
+            Source::Bytes(read_whole(src)?),
+            src.len,
+            src.mtime,
+            None,
+        )];
+        for (enc, f) in self.siblings(rel, src) {
+            if f.len > max {
+                return None;
+            }
+            reps.push(Rep::new(
+                Source::Bytes(read_whole(&f)?),
+                f.len,
+                f.mtime,
+                Some(enc),
+            ));
+        }
+        let entry = Entry {
+            reps,
+            ctype,
+            rules: self.rule_headers(p, Some(rel)),
+            until: crate::http::later(now.instant, self.settings.cache_revalidate),
+        };
+        Some(cache::put(
+            self.owner,
+            cache_key(req.target),
+            entry,
+            self.settings.cache_budget,
+            now.instant,
+        ))
+    }
+
+    /// A cached answer: the variant the client accepts, then the rules.
+    fn from_cache(&self, req: &Request<'_>, now: &Now, e: &Entry) -> Reply {
+        let rep = entity::pick(req, &e.reps);
+        let mut reply = self.answer(req, now, rep, e.reps.len() > 1, e.ctype.clone());
+        if (200..400).contains(&reply.status.0) {
+            for (name, value) in &e.rules {
+                reply.headers.set(name.clone(), value.clone());
+            }
+        }
+        reply
+    }
+
+    /// The header fields of every rule that matches the request path or the
+    /// file served for it, in order: a later rule's field replaces an
+    /// earlier one's (and, when set on a reply, the reply's own).
+    fn rule_headers(&self, p: &ReqPath, served: Option<&str>) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        if self.settings.rules.is_empty() {
+            return out;
+        }
         let mut path = String::with_capacity(p.rel.len() + 2);
         path.push('/');
         path.push_str(&p.rel);
@@ -258,11 +362,39 @@ impl Responder {
         for (glob, headers) in &self.settings.rules {
             if glob.is_match(&path) || file.as_deref().is_some_and(|f| glob.is_match(f)) {
                 for (name, value) in headers {
-                    reply.headers.set(name.clone(), value.clone());
+                    match out.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                        Some(slot) => slot.1 = value.clone(),
+                        None => out.push((name.clone(), value.clone())),
+                    }
                 }
             }
         }
+        out
     }
+}
+
+/// The cache key of a request: its target without query or fragment (the
+/// answer for a file does not depend on them).
+fn cache_key(target: &str) -> &str {
+    target.split(['?', '#']).next().unwrap_or(target)
+}
+
+/// A whole file's bytes, if it still has the size and mtime it was opened
+/// with once they are read (else it changed under us: not cached).
+fn read_whole(f: &Found) -> Option<Bytes> {
+    let mut buf = vec![0u8; f.len as usize];
+    let mut at = 0;
+    while at < buf.len() {
+        match f.file.read_at(&mut buf[at..], at as u64) {
+            Ok(0) => return None,
+            Ok(n) => at += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    let meta = f.file.metadata().ok()?;
+    let mtime = meta.modified().ok()?;
+    (meta.len() == f.len && mtime == f.mtime).then(|| Bytes::from(buf))
 }
 
 /// Errors that mean "nothing there" (or nothing we may show): 404.

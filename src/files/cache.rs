@@ -1,0 +1,253 @@
+//! The small-file cache: what a request path was answered with last time
+//! (the file and its precompressed variants as shared bytes, its type and
+//! its rules' headers), so that a hit does no open, fstat, read or close.
+//!
+//! One cache per worker thread, so a hit takes no lock and shares nothing
+//! with the other workers. Entries belong to one responder (one config
+//! generation): a reload's new responder starts empty. An entry is served
+//! for `cache_revalidate` after it was read; then the path is looked up on
+//! disk again, so a change is seen within that interval. The cost of that:
+//! one lookup and read per cached path per interval, only for paths still
+//! being requested.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::http::reply::Text;
+
+use super::entity::Rep;
+
+/// A cached answer for one request path.
+#[derive(Debug)]
+pub struct Entry {
+    /// The file (`[0]`) and its fresh variants, their bytes in memory.
+    pub reps: Vec<Rep>,
+    pub ctype: Text,
+    /// The header fields the rules set for this path, merged in order.
+    pub rules: Vec<(String, String)>,
+    /// Served until then; looked up again after.
+    pub until: Instant,
+}
+
+impl Entry {
+    /// Bytes this entry holds (bodies and the fixed cost of an entry).
+    fn size(&self, key: &str) -> usize {
+        const OVERHEAD: usize = 256;
+        self.reps
+            .iter()
+            .map(|r| r.len as usize + r.etag.len())
+            .sum::<usize>()
+            + key.len()
+            + OVERHEAD
+    }
+}
+
+/// A new owner id for a responder's entries.
+pub fn new_owner() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[derive(Default)]
+struct Cache {
+    owner: u64,
+    map: HashMap<Box<str>, Rc<Entry>>,
+    bytes: usize,
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+}
+
+/// The entry for `key`, if this worker has a current one from `owner`.
+pub fn get(owner: u64, key: &str, now: Instant) -> Option<Rc<Entry>> {
+    CACHE.with(|c| {
+        let c = c.borrow();
+        if c.owner != owner {
+            return None;
+        }
+        c.map.get(key).filter(|e| now < e.until).cloned()
+    })
+}
+
+/// Keep `entry` for `key`, within `budget` bytes for this worker: expired
+/// entries go first, then others, until it fits. An entry larger than the
+/// whole budget is not kept.
+pub fn put(owner: u64, key: &str, entry: Entry, budget: usize, now: Instant) -> Rc<Entry> {
+    let size = entry.size(key);
+    let entry = Rc::new(entry);
+    if size > budget {
+        return entry;
+    }
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.owner != owner {
+            // Another generation's entries: let them all go.
+            *c = Cache {
+                owner,
+                ..Cache::default()
+            };
+        }
+        if let Some(old) = c.map.remove(key) {
+            c.bytes -= old.size(key);
+        }
+        if c.bytes + size > budget {
+            let mut freed = 0;
+            c.map.retain(|k, e| {
+                let keep = now < e.until;
+                if !keep {
+                    freed += e.size(k);
+                }
+                keep
+            });
+            c.bytes -= freed;
+        }
+        while c.bytes + size > budget {
+            let Some(k) = c.map.keys().next().cloned() else {
+                break;
+            };
+            if let Some(e) = c.map.remove(&k) {
+                c.bytes -= e.size(&k);
+            }
+        }
+        c.bytes += size;
+        c.map.insert(key.into(), entry.clone());
+        entry
+    })
+}
+
+/// What this worker's cache holds: (entries, bytes). For tests.
+pub fn usage(owner: u64) -> (usize, usize) {
+    CACHE.with(|c| {
+        let c = c.borrow();
+        if c.owner == owner {
+            (c.map.len(), c.bytes)
+        } else {
+            (0, 0)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use crate::config::Config;
+    use crate::files::{Responder, Settings};
+    use crate::http::parse::{ParseLimits, Parsed, parse_head};
+    use crate::http::{Body, Notes, Now, Reply, Respond};
+    use crate::log::Level;
+
+    use super::*;
+
+    fn ask(r: &Responder, at: Instant, fields: &str, target: &str) -> Reply {
+        let raw = format!("GET {target} HTTP/1.1\r\nHost: t\r\n{fields}\r\n");
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let lim = ParseLimits {
+            max_header_size: 8192,
+            max_target_size: 4096,
+        };
+        let Ok(Parsed::Complete(req, _)) = parse_head(raw.as_bytes(), &mut headers, &lim) else {
+            panic!("{raw:?}")
+        };
+        let now = Now::new(at, SystemTime::now());
+        r.respond(&req, &now, &mut Notes::new(Level::Info))
+    }
+
+    fn body(r: &Reply) -> Vec<u8> {
+        match &r.body {
+            Body::Bytes(b) => b.to_vec(),
+            other => panic!("not from the cache: {other:?}"),
+        }
+    }
+
+    fn responder(dir: &std::path::Path, cfg: &str) -> Responder {
+        let cfg = Config::parse(&format!("workers = 1\n{cfg}"), "t").unwrap();
+        Responder::new(dir, Settings::from_config(&cfg)).unwrap()
+    }
+
+    /// A hit touches nothing on disk: the file can be gone and the cached
+    /// answer is still served until it is due to be looked up again.
+    #[test]
+    fn hits_do_no_lookup_until_revalidation() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.css"), b"A-CSS").unwrap();
+        let r = responder(dir.path(), "cache_revalidate = \"2s\"");
+        let t0 = Instant::now();
+        let first = ask(&r, t0, "", "/a.css");
+        assert_eq!(body(&first), b"A-CSS");
+        std::fs::remove_file(dir.path().join("a.css")).unwrap();
+        let hit = ask(&r, t0 + Duration::from_millis(1999), "", "/a.css?v=2");
+        assert_eq!(hit.status.0, 200);
+        assert_eq!(body(&hit), b"A-CSS");
+        assert_eq!(hit.headers.get("etag"), first.headers.get("etag"));
+        let later = ask(&r, t0 + Duration::from_secs(2), "", "/a.css");
+        assert_eq!(
+            later.status.0, 404,
+            "looked up again after cache_revalidate"
+        );
+    }
+
+    /// Variants, 304s, ranges and rules come from the cache too.
+    #[test]
+    fn variants_304_ranges_and_rules_from_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("x.css"), b"0123456789").unwrap();
+        std::fs::write(dir.path().join("x.css.gz"), b"GZ-BYTES").unwrap();
+        let r = responder(
+            dir.path(),
+            "[[rules]]\nmatch = \"*.css\"\nheaders = { \"Cache-Control\" = \"max-age=9\" }\n",
+        );
+        let t0 = Instant::now();
+        let first = ask(&r, t0, "", "/x.css");
+        let tag = first.headers.get("etag").unwrap().to_string();
+        std::fs::remove_file(dir.path().join("x.css")).unwrap();
+        std::fs::remove_file(dir.path().join("x.css.gz")).unwrap();
+        let gz = ask(&r, t0, "Accept-Encoding: gzip\r\n", "/x.css");
+        assert_eq!(body(&gz), b"GZ-BYTES");
+        assert_eq!(gz.headers.get("content-encoding"), Some("gzip"));
+        assert_eq!(gz.headers.get("vary"), Some("Accept-Encoding"));
+        assert_eq!(gz.headers.get("cache-control"), Some("max-age=9"));
+        let nm = ask(&r, t0, &format!("If-None-Match: {tag}\r\n"), "/x.css");
+        assert_eq!(nm.status.0, 304);
+        assert_eq!(nm.headers.get("cache-control"), Some("max-age=9"));
+        let part = ask(&r, t0, "Range: bytes=2-4\r\n", "/x.css");
+        assert_eq!(part.status.0, 206);
+        assert_eq!(body(&part), b"234");
+        assert_eq!(part.headers.get("vary"), Some("Accept-Encoding"));
+    }
+
+    /// A new responder (a reload) starts with nothing cached; files over
+    /// cache_max_file are never read into memory; the budget holds.
+    #[test]
+    fn reload_empties_and_the_bounds_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), b"A").unwrap();
+        std::fs::write(dir.path().join("big.bin"), vec![7u8; 5000]).unwrap();
+        let t0 = Instant::now();
+        let r = responder(dir.path(), "cache_max_file = 4096");
+        assert_eq!(body(&ask(&r, t0, "", "/a.txt")), b"A");
+        assert!(matches!(ask(&r, t0, "", "/big.bin").body, Body::File(_)));
+        assert_eq!(usage(r.owner).0, 1);
+        std::fs::write(dir.path().join("a.txt"), b"B").unwrap();
+        let r2 = responder(dir.path(), "cache_max_file = 4096");
+        assert_eq!(body(&ask(&r2, t0, "", "/a.txt")), b"B");
+        assert_eq!(
+            usage(r.owner),
+            (0, 0),
+            "the old generation's entries are gone"
+        );
+        // A budget of 2 KiB: 40 files of 100 bytes cannot all stay.
+        let r3 = responder(dir.path(), "cache_size = 2048");
+        for i in 0..40 {
+            let name = format!("f{i}.txt");
+            std::fs::write(dir.path().join(&name), vec![b'x'; 100]).unwrap();
+            assert_eq!(ask(&r3, t0, "", &format!("/{name}")).status.0, 200);
+            assert!(usage(r3.owner).1 <= 2048, "{:?}", usage(r3.owner));
+        }
+        assert!(usage(r3.owner).0 >= 4, "{:?}", usage(r3.owner));
+    }
+}
