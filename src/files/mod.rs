@@ -168,7 +168,7 @@ impl Respond for Responder {
         if self.settings.cache_budget > 0
             && let Some(e) = cache::get(self.owner, cache_key(req.target), now.instant)
         {
-            return self.from_cache(req, now, &e);
+            return self.answer_cached(req, now, &e);
         }
         let p = match path::resolve(req.target, self.settings.serve_dotfiles) {
             Ok(p) => p,
@@ -333,7 +333,7 @@ impl Responder {
     }
 
     /// A cached answer: the variant the client accepts, then the rules.
-    fn from_cache(&self, req: &Request<'_>, now: &Now, e: &Entry) -> Reply {
+    fn answer_cached(&self, req: &Request<'_>, now: &Now, e: &Entry) -> Reply {
         let rep = entity::pick(req, &e.reps);
         let mut reply = self.answer(req, now, rep, e.reps.len() > 1, e.ctype.clone());
         if (200..400).contains(&reply.status.0) {
