@@ -14,7 +14,7 @@ use crate::http::accept::{AcceptEncoding, Q};
 use crate::http::cond::{self, Precondition, Validators};
 use crate::http::range::{self, ByteRange, Ranges};
 use crate::http::reply::Text;
-use crate::http::{Body, Method, Now, Reply, Request, Segment, Status};
+use crate::http::{Body, Headers, Method, Now, Reply, Request, Segment, Status};
 
 use super::Responder;
 use super::os::Opened;
@@ -44,6 +44,9 @@ pub struct Rep {
     pub mtime: SystemTime,
     pub coding: Option<Encoding>,
     pub etag: String,
+    /// The header fields of its plain 200 answer, rendered ahead of time
+    /// (cached representations only).
+    pub head: Option<Bytes>,
 }
 
 impl Rep {
@@ -54,6 +57,7 @@ impl Rep {
             mtime,
             coding,
             etag: etag(len, mtime, coding),
+            head: None,
         }
     }
 
@@ -62,7 +66,7 @@ impl Rep {
     }
 
     /// `len` bytes from `offset`, as a body.
-    fn body(&self, offset: u64, len: u64) -> Body {
+    pub fn body(&self, offset: u64, len: u64) -> Body {
         match &self.source {
             Source::File(f) => Body::range(f.clone(), offset, len),
             Source::Bytes(_) if len == 0 => Body::Empty,
@@ -194,8 +198,11 @@ impl Responder {
             _ => Ranges::Whole,
         };
         let mut reply = match ranges {
-            Ranges::Whole => Reply::new(Status::OK, rep.body(0, rep.len))
-                .with_header("Content-Type", ctype.clone()),
+            Ranges::Whole => {
+                let mut r = Reply::new(Status::OK, rep.body(0, rep.len));
+                r.headers = self.ok_fields(rep, vary, ctype, last_modified);
+                return r;
+            }
             Ranges::Partial(rs) if rs.len() == 1 => {
                 Reply::new(Status::PARTIAL_CONTENT, rep.body(rs[0].start, rs[0].len))
                     .with_header("Content-Type", ctype.clone())
@@ -224,6 +231,31 @@ impl Responder {
             reply.headers.push("Accept-Ranges", "bytes");
         }
         with_validators(reply)
+    }
+
+    /// The header fields of a whole representation's 200, in order: what a
+    /// cache entry renders once.
+    pub(super) fn ok_fields(
+        &self,
+        rep: &Rep,
+        vary: bool,
+        ctype: Text,
+        last_modified: String,
+    ) -> Headers {
+        let mut h = Headers::new();
+        h.push("Content-Type", ctype);
+        if let Some(c) = rep.coding {
+            h.push("Content-Encoding", c.token());
+        }
+        if self.settings.max_ranges > 0 {
+            h.push("Accept-Ranges", "bytes");
+        }
+        h.push("ETag", rep.etag.clone());
+        h.push("Last-Modified", last_modified);
+        if vary {
+            h.push("Vary", "Accept-Encoding");
+        }
+        h
     }
 
     /// `src` and its fresh precompressed siblings, in the configured order

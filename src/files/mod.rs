@@ -317,10 +317,25 @@ impl Responder {
                 Some(enc),
             ));
         }
+        let rules = self.rule_headers(p, Some(rel));
+        // Each representation's plain 200 head, rendered once (unless its
+        // mtime is ahead of the clock: then Last-Modified says "now", which
+        // changes every second).
+        let vary = reps.len() > 1;
+        for rep in &mut reps {
+            let lm = crate::http::cond::whole_seconds(rep.mtime);
+            if lm <= now.wall {
+                let mut h = self.ok_fields(rep, vary, ctype.clone(), httpdate::fmt_http_date(lm));
+                for (name, value) in &rules {
+                    h.set(name.clone(), value.clone());
+                }
+                rep.head = Some(h.render());
+            }
+        }
         let entry = Entry {
             reps,
             ctype,
-            rules: self.rule_headers(p, Some(rel)),
+            rules,
             until: crate::http::later(now.instant, self.settings.cache_revalidate),
         };
         Some(cache::put(
@@ -335,6 +350,13 @@ impl Responder {
     /// A cached answer: the variant the client accepts, then the rules.
     fn answer_cached(&self, req: &Request<'_>, now: &Now, e: &Entry) -> Reply {
         let rep = entity::pick(req, &e.reps);
+        // The common case, a plain GET or HEAD: the head as rendered when
+        // the entry was made, and the shared bytes. Nothing is built.
+        if let Some(head) = &rep.head
+            && !has_preconditions_or_range(req)
+        {
+            return Reply::rendered(Status::OK, head.clone(), rep.body(0, rep.len));
+        }
         let mut reply = self.answer(req, now, rep, e.reps.len() > 1, e.ctype.clone());
         if (200..400).contains(&reply.status.0) {
             for (name, value) in &e.rules {
@@ -371,6 +393,15 @@ impl Responder {
         }
         out
     }
+}
+
+/// Whether the request carries a field that can make its answer other
+/// than the plain 200 (a precondition, or a range).
+fn has_preconditions_or_range(req: &Request<'_>) -> bool {
+    req.headers.iter().any(|h| {
+        let n = h.name.as_bytes();
+        n.len() >= 5 && (n[..3].eq_ignore_ascii_case(b"if-") || n.eq_ignore_ascii_case(b"range"))
+    })
 }
 
 /// The cache key of a request: its target without query or fragment (the

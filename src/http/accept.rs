@@ -5,11 +5,12 @@ use super::parse::Request;
 /// Quality values in thousandths: 1000 is `q=1`, 0 is "not acceptable".
 pub type Q = u16;
 
-/// The request's `Accept-Encoding`, all of its lines.
-#[derive(Debug, Default)]
-pub struct AcceptEncoding<'a> {
-    /// (coding, q) as listed, coding lower-cased on comparison.
-    listed: Vec<(&'a [u8], Q)>,
+/// The request's `Accept-Encoding`, all of its lines, read where asked
+/// (no list is built: a query walks the field again, which costs less than
+/// an allocation for the handful of members real clients send).
+#[derive(Debug, Clone, Copy)]
+pub struct AcceptEncoding<'r, 'a> {
+    req: &'r Request<'a>,
     /// The field is present at all.
     present: bool,
 }
@@ -18,16 +19,22 @@ pub struct AcceptEncoding<'a> {
 /// below every coding the client listed with a q above 0.
 const IMPLICIT_IDENTITY: Q = 1;
 
-impl<'a> AcceptEncoding<'a> {
-    pub fn parse(req: &Request<'a>) -> AcceptEncoding<'a> {
-        let mut ae = AcceptEncoding::default();
-        for value in req.headers_all("accept-encoding") {
-            ae.present = true;
-            for member in value.split(|&b| b == b',') {
+impl<'r, 'a> AcceptEncoding<'r, 'a> {
+    pub fn parse(req: &'r Request<'a>) -> AcceptEncoding<'r, 'a> {
+        let present = req.headers_all("accept-encoding").next().is_some();
+        AcceptEncoding { req, present }
+    }
+
+    /// Every (coding, q) member, in order.
+    fn members(&self) -> impl Iterator<Item = (&'a [u8], Q)> + '_ {
+        self.req
+            .headers_all("accept-encoding")
+            .flat_map(|value| value.split(|&b| b == b','))
+            .filter_map(|member| {
                 let mut params = member.split(|&b| b == b';');
                 let coding = params.next().unwrap_or_default().trim_ascii();
                 if coding.is_empty() {
-                    continue;
+                    return None;
                 }
                 let mut q = 1000;
                 for p in params {
@@ -37,10 +44,8 @@ impl<'a> AcceptEncoding<'a> {
                         q = qvalue(v.trim_ascii()).unwrap_or(0);
                     }
                 }
-                ae.listed.push((coding, q));
-            }
-        }
-        ae
+                Some((coding, q))
+            })
     }
 
     /// How acceptable a content coding (`br`, `zstd`, `gzip`) is. Without
@@ -70,7 +75,7 @@ impl<'a> AcceptEncoding<'a> {
     /// The q of the first member whose coding satisfies `is`; an explicit
     /// member for a coding wins over `*` because callers ask for it first.
     fn find(&self, is: impl Fn(&[u8]) -> bool) -> Option<Q> {
-        self.listed.iter().find(|(c, _)| is(c)).map(|&(_, q)| q)
+        self.members().find(|(c, _)| is(c)).map(|(_, q)| q)
     }
 }
 
@@ -99,7 +104,7 @@ mod tests {
     use super::*;
     use crate::http::parse::{ParseLimits, Parsed, parse_head};
 
-    fn with<R>(fields: &str, f: impl FnOnce(&AcceptEncoding<'_>) -> R) -> R {
+    fn with<R>(fields: &str, f: impl FnOnce(&AcceptEncoding<'_, '_>) -> R) -> R {
         let raw = format!("GET / HTTP/1.1\r\nHost: x\r\n{fields}\r\n");
         let mut headers = [httparse::EMPTY_HEADER; 16];
         let lim = ParseLimits {

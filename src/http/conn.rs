@@ -550,6 +550,7 @@ impl Conn {
             reply.status.reason(),
             ctx.now.date
         );
+        h.extend_from_slice(&reply.rendered);
         for (name, value) in reply.headers.iter() {
             h.extend_from_slice(name.as_bytes());
             h.extend_from_slice(b": ");

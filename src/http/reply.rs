@@ -174,6 +174,19 @@ impl Headers {
         }
     }
 
+    /// The fields as they go out: `Name: value\r\n` each.
+    pub fn render(&self) -> Bytes {
+        let mut out =
+            Vec::with_capacity(self.list.iter().map(|(n, v)| n.len() + v.len() + 4).sum());
+        for (name, value) in &self.list {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Bytes::from(out)
+    }
+
     /// The first value of `name` (case-insensitive).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.list
@@ -199,6 +212,9 @@ impl Headers {
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: Status,
+    /// Header lines rendered ahead of time (`Name: value\r\n` each), sent
+    /// before `headers`: a cached answer's fields, shared, not rebuilt.
+    pub rendered: Bytes,
     pub headers: Headers,
     pub body: Body,
 }
@@ -207,8 +223,17 @@ impl Reply {
     pub fn new(status: Status, body: Body) -> Reply {
         Reply {
             status,
+            rendered: Bytes::new(),
             headers: Headers::new(),
             body,
+        }
+    }
+
+    /// A reply whose header fields were rendered ahead of time.
+    pub fn rendered(status: Status, rendered: Bytes, body: Body) -> Reply {
+        Reply {
+            rendered,
+            ..Reply::new(status, body)
         }
     }
 
