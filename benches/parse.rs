@@ -63,6 +63,7 @@ fn main() {
     let mut log = Vec::new();
     let mut notes = Notes::new(Level::Info);
     let stats = WorkerCounters::default();
+    let mut pool = tandem::http::BufferPool::default();
     bench("Conn request->response (open+stat)", 200_000, || {
         let mut ctx = Ctx {
             now: &now,
@@ -71,6 +72,7 @@ fn main() {
             log: Some(&mut log),
             notes: &mut notes,
             stats: &stats,
+            pool: &mut pool,
             drain_grace: Duration::ZERO,
         };
         conn.handle_input(&mut ctx, black_box(REQ));

@@ -75,6 +75,7 @@ fn allocations(req: &[u8], n: u64, cfg: &str) -> u64 {
     let mut log = Vec::with_capacity(1 << 20);
     let mut notes = Notes::new(Level::Info);
     let stats = WorkerCounters::default();
+    let mut pool = tandem::http::BufferPool::default();
     let mut one = || {
         let mut ctx = Ctx {
             now: &now,
@@ -83,6 +84,7 @@ fn allocations(req: &[u8], n: u64, cfg: &str) -> u64 {
             log: Some(&mut log),
             notes: &mut notes,
             stats: &stats,
+            pool: &mut pool,
             drain_grace: Duration::ZERO,
         };
         conn.handle_input(&mut ctx, req);

@@ -253,6 +253,7 @@ struct Env {
     notes: Notes,
     drain_grace: Duration,
     stats: WorkerCounters,
+    pool: tandem::http::BufferPool,
 }
 
 impl Env {
@@ -266,6 +267,7 @@ impl Env {
             notes: Notes::new(Level::Debug),
             drain_grace: Duration::ZERO,
             stats: WorkerCounters::default(),
+            pool: Default::default(),
         };
         e.set_offset(Duration::ZERO);
         e
@@ -299,6 +301,7 @@ impl Env {
             log: Some(&mut self.log),
             notes: &mut self.notes,
             stats: &self.stats,
+            pool: &mut self.pool,
             drain_grace: self.drain_grace,
         }
     }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::EngineChoice;
 use crate::files::Responder;
-use crate::http::{Ctx, Limits, Notes, Now};
+use crate::http::{BufferPool, Ctx, Limits, Notes, Now};
 use crate::log::AccessLog;
 use crate::metrics::WorkerCounters;
 
@@ -333,6 +333,8 @@ pub struct WorkerState {
     shutdown_timeout: Duration,
     worker_id: usize,
     counters: Arc<WorkerCounters>,
+    /// Spare response buffers for this worker's connections.
+    pool: BufferPool,
 }
 
 /// What the daemon's control flags ask of a worker loop this turn.
@@ -402,6 +404,7 @@ impl WorkerState {
             shutdown_timeout: spec.shutdown_timeout,
             worker_id: spec.id,
             counters: spec.counters.clone(),
+            pool: BufferPool::default(),
         }
     }
 
@@ -425,6 +428,7 @@ impl WorkerState {
             },
             notes: &mut self.notes,
             stats: &self.counters,
+            pool: &mut self.pool,
             drain_grace: self.drain_grace,
         }
     }

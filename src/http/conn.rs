@@ -51,7 +51,56 @@ enum State {
     Closed,
 }
 
-/// The response being sent (its bytes are `Conn::segs[seg_pos..]`).
+/// What a connection needs only while it answers: the head being encoded,
+/// the response's segments, and the access-log line in progress. Taken
+/// from the worker's `BufferPool` when a request arrives and given back
+/// when the connection falls idle, so an idle keep-alive connection holds
+/// no response buffer, and a busy worker allocates none per request.
+#[derive(Debug, Default)]
+pub struct Buffers {
+    /// Where response heads are encoded: each head is split off as shared
+    /// bytes, and the allocation is reused once nobody holds them any more.
+    head: BytesMut,
+    /// The current response: head, then body segments.
+    segs: Vec<Segment>,
+    log_pre: String,
+    log_post: String,
+}
+
+/// A worker's spare `Buffers`, bounded.
+#[derive(Debug, Default)]
+pub struct BufferPool {
+    // Boxed on purpose: a connection holds its buffers as one pointer (an
+    // idle one holds a None), and taking one from here moves only that.
+    #[allow(clippy::vec_box)]
+    free: Vec<Box<Buffers>>,
+}
+
+/// Spare buffers a pool keeps; more are freed.
+const POOL_KEEP: usize = 1024;
+/// A head buffer grown past this (a huge header set) is not kept.
+const HEAD_KEEP: usize = 8 * 1024;
+
+impl BufferPool {
+    fn take(&mut self) -> Box<Buffers> {
+        self.free.pop().unwrap_or_default()
+    }
+
+    fn put(&mut self, mut b: Box<Buffers>) {
+        if self.free.len() >= POOL_KEEP {
+            return;
+        }
+        b.segs.clear();
+        b.log_pre.clear();
+        b.log_post.clear();
+        if b.head.capacity() > HEAD_KEEP {
+            b.head = BytesMut::new();
+        }
+        self.free.push(b);
+    }
+}
+
+/// The response being sent (its bytes are `Conn::bufs.segs[seg_pos..]`).
 #[derive(Debug)]
 struct Out {
     close: bool,
@@ -69,12 +118,9 @@ pub struct Conn {
     state: State,
     /// Unprocessed input: a request head that arrived split, or pipelined requests.
     inbuf: Vec<u8>,
-    /// Where response heads are encoded: each head is split off as shared
-    /// bytes, and the allocation is reused once nobody holds them any more.
-    head: BytesMut,
-    /// The current response: head, then body segments; `seg_pos` is the
-    /// first one not wholly sent.
-    segs: Vec<Segment>,
+    /// The buffers of a response under way; none while idle (see `Buffers`).
+    bufs: Option<Box<Buffers>>,
+    /// The first segment of the current response (`bufs.segs`) not wholly sent.
     seg_pos: usize,
     out: Option<Out>,
     /// Request body bytes still to read and throw away.
@@ -92,10 +138,6 @@ pub struct Conn {
     unsent: Option<(usize, Instant)>,
     last_activity: Instant,
     deadline: Option<Instant>,
-    /// Access-log line pieces for the response in flight: the part before the
-    /// status, and the part after the byte count (and duration).
-    log_pre: String,
-    log_post: String,
     /// When the request in flight was read (its `duration` in the JSON log).
     log_start: Instant,
 }
@@ -106,8 +148,7 @@ impl Conn {
             peer,
             state: State::Open,
             inbuf: Vec::new(),
-            head: BytesMut::new(),
-            segs: Vec::new(),
+            bufs: None,
             seg_pos: 0,
             out: None,
             discard: 0,
@@ -119,8 +160,6 @@ impl Conn {
             unsent: None,
             last_activity: now,
             deadline: Some(later(now, limits.header_timeout)),
-            log_pre: String::new(),
-            log_post: String::new(),
             log_start: now,
         }
     }
@@ -191,8 +230,12 @@ impl Conn {
             self.last_activity = ctx.now.instant;
         }
         let mut n = n as u64;
-        while n > 0 && self.seg_pos < self.segs.len() {
-            let seg = &mut self.segs[self.seg_pos];
+        let Some(b) = self.bufs.as_mut() else {
+            return;
+        };
+        let segs = &mut b.segs;
+        while n > 0 && self.seg_pos < segs.len() {
+            let seg = &mut segs[self.seg_pos];
             let k = n.min(seg.len());
             seg.advance(k);
             out.sent += k;
@@ -201,7 +244,7 @@ impl Conn {
                 self.seg_pos += 1;
             }
         }
-        if self.seg_pos == self.segs.len() {
+        if self.seg_pos == segs.len() {
             self.finish_response(ctx);
         }
         self.update_deadline(ctx.limits);
@@ -314,10 +357,12 @@ impl Conn {
             State::Linger { .. } => return Transmit::Idle,
             State::Open => {}
         }
-        if self.out.is_none() || self.seg_pos >= self.segs.len() {
-            return Transmit::Idle;
+        match &self.bufs {
+            Some(b) if self.out.is_some() && self.seg_pos < b.segs.len() => {
+                Transmit::Send(&b.segs[self.seg_pos..])
+            }
+            _ => Transmit::Idle,
         }
-        Transmit::Send(&self.segs[self.seg_pos..])
     }
 
     /// When `handle_timeout` wants to be called.
@@ -472,7 +517,7 @@ impl Conn {
     /// piece of the request is escaped as it is copied.
     fn start_log(
         &mut self,
-        ctx: &Ctx<'_>,
+        ctx: &mut Ctx<'_>,
         request: LogRequest<'_>,
         referer: Option<&[u8]>,
         ua: Option<&[u8]>,
@@ -481,56 +526,53 @@ impl Conn {
             return;
         }
         self.log_start = ctx.now.instant;
-        self.log_pre.clear();
-        self.log_post.clear();
+        let peer = self.peer;
+        let b = &mut **self.bufs.get_or_insert_with(|| ctx.pool.take());
+        b.log_pre.clear();
+        b.log_post.clear();
         match ctx.limits.log_format {
             LogFormat::Combined => {
-                let _ = write!(
-                    self.log_pre,
-                    "{} - - [{}] \"",
-                    self.peer.ip(),
-                    ctx.now.log_time
-                );
+                let _ = write!(b.log_pre, "{} - - [{}] \"", peer.ip(), ctx.now.log_time);
                 match request {
                     LogRequest::Parsed {
                         method,
                         target,
                         protocol,
                     } => {
-                        escape_into(&mut self.log_pre, method);
-                        self.log_pre.push(' ');
-                        escape_into(&mut self.log_pre, target);
-                        self.log_pre.push(' ');
-                        self.log_pre.push_str(protocol);
+                        escape_into(&mut b.log_pre, method);
+                        b.log_pre.push(' ');
+                        escape_into(&mut b.log_pre, target);
+                        b.log_pre.push(' ');
+                        b.log_pre.push_str(protocol);
                     }
-                    LogRequest::Raw(line) => escape_into(&mut self.log_pre, line),
+                    LogRequest::Raw(line) => escape_into(&mut b.log_pre, line),
                 }
-                self.log_pre.push_str("\" ");
-                self.log_post.push_str(" \"");
-                escape_into(&mut self.log_post, referer.unwrap_or(b"-"));
-                self.log_post.push_str("\" \"");
-                escape_into(&mut self.log_post, ua.unwrap_or(b"-"));
-                self.log_post.push_str("\"\n");
+                b.log_pre.push_str("\" ");
+                b.log_post.push_str(" \"");
+                escape_into(&mut b.log_post, referer.unwrap_or(b"-"));
+                b.log_post.push_str("\" \"");
+                escape_into(&mut b.log_post, ua.unwrap_or(b"-"));
+                b.log_post.push_str("\"\n");
             }
             LogFormat::Json => {
                 let (method, target, protocol) = request.split();
                 let _ = write!(
-                    self.log_pre,
+                    b.log_pre,
                     "{{\"time\":\"{}\",\"remote\":\"{}\",\"method\":\"",
                     ctx.now.log_time_rfc3339,
-                    self.peer.ip()
+                    peer.ip()
                 );
-                json_escape_into(&mut self.log_pre, method);
-                self.log_pre.push_str("\",\"target\":\"");
-                json_escape_into(&mut self.log_pre, target);
-                self.log_pre.push_str("\",\"protocol\":\"");
-                json_escape_into(&mut self.log_pre, protocol);
-                self.log_pre.push_str("\",\"status\":");
-                self.log_post.push_str("\"referer\":");
-                json_opt_into(&mut self.log_post, referer);
-                self.log_post.push_str(",\"user_agent\":");
-                json_opt_into(&mut self.log_post, ua);
-                self.log_post.push_str("}\n");
+                json_escape_into(&mut b.log_pre, method);
+                b.log_pre.push_str("\",\"target\":\"");
+                json_escape_into(&mut b.log_pre, target);
+                b.log_pre.push_str("\",\"protocol\":\"");
+                json_escape_into(&mut b.log_pre, protocol);
+                b.log_pre.push_str("\",\"status\":");
+                b.log_post.push_str("\"referer\":");
+                json_opt_into(&mut b.log_post, referer);
+                b.log_post.push_str(",\"user_agent\":");
+                json_opt_into(&mut b.log_post, ua);
+                b.log_post.push_str("}\n");
             }
         }
     }
@@ -541,7 +583,8 @@ impl Conn {
     fn send_reply(&mut self, ctx: &mut Ctx<'_>, reply: Reply, head_only: bool, conn: ConnHeader) {
         self.unsent = None;
         let body_len = reply.body.len();
-        let h = &mut self.head;
+        let b = &mut **self.bufs.get_or_insert_with(|| ctx.pool.take());
+        let h = &mut b.head;
         h.reserve(512);
         let _ = write!(
             h,
@@ -568,11 +611,11 @@ impl Conn {
         h.extend_from_slice(b"\r\n");
         let head = h.split().freeze();
         let head_len = head.len() as u64;
-        self.segs.clear();
+        b.segs.clear();
         self.seg_pos = 0;
-        self.segs.push(Segment::Bytes(head));
+        b.segs.push(Segment::Bytes(head));
         if !head_only {
-            reply.body.into_segments(&mut self.segs);
+            reply.body.into_segments(&mut b.segs);
         }
         self.out = Some(Out {
             close: conn == ConnHeader::Close,
@@ -588,11 +631,10 @@ impl Conn {
             return;
         };
         self.log_response(ctx, &out, out.body_len);
-        self.segs.clear();
-        self.seg_pos = 0;
-        if self.head.capacity() > 8 * 1024 {
-            self.head = BytesMut::new();
+        if let Some(b) = self.bufs.as_mut() {
+            b.segs.clear();
         }
+        self.seg_pos = 0;
         if out.close {
             self.linger(ctx);
             return;
@@ -600,6 +642,11 @@ impl Conn {
         self.advance(ctx);
         if self.state == State::Open && self.out.is_none() {
             let idle = self.inbuf.is_empty() && self.discard == 0;
+            if idle {
+                // Nothing buffered, nothing to send: hold no buffer at all.
+                self.give_back(ctx);
+                self.inbuf = Vec::new();
+            }
             if self.peer_eof {
                 // Nothing more will come.
                 self.close(ctx);
@@ -618,7 +665,11 @@ impl Conn {
         ctx.stats
             .response(out.status, out.sent.min(out.head_len + out.body_len));
         if let Some(log) = ctx.log.as_deref_mut() {
-            log.extend_from_slice(self.log_pre.as_bytes());
+            let (pre, post) = match self.bufs.as_deref() {
+                Some(b) => (b.log_pre.as_bytes(), b.log_post.as_bytes()),
+                None => (&b""[..], &b""[..]),
+            };
+            log.extend_from_slice(pre);
             match ctx.limits.log_format {
                 LogFormat::Combined => {
                     let _ = write!(Writer(log), "{} {}", out.status, body_sent);
@@ -635,11 +686,19 @@ impl Conn {
                     );
                 }
             }
-            log.extend_from_slice(self.log_post.as_bytes());
+            log.extend_from_slice(post);
+        }
+    }
+
+    /// Give the response buffers back to the worker's pool.
+    fn give_back(&mut self, ctx: &mut Ctx<'_>) {
+        if let Some(b) = self.bufs.take() {
+            ctx.pool.put(b);
         }
     }
 
     fn linger(&mut self, ctx: &mut Ctx<'_>) {
+        self.give_back(ctx);
         self.inbuf = Vec::new();
         self.discard = 0;
         if self.peer_eof {
@@ -661,8 +720,7 @@ impl Conn {
         }
         self.state = State::Closed;
         self.inbuf = Vec::new();
-        self.head = BytesMut::new();
-        self.segs = Vec::new();
+        self.give_back(ctx);
         self.seg_pos = 0;
         self.deadline = None;
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::log::{Level, LogFormat};
 use crate::metrics::WorkerCounters;
 
-pub use conn::{Conn, Transmit};
+pub use conn::{BufferPool, Conn, Transmit};
 pub use parse::{Method, ParseLimits, Request};
 pub use reply::{Body, FileRange, Headers, Reply, Segment};
 
@@ -261,6 +261,8 @@ pub struct Ctx<'a> {
     pub notes: &'a mut Notes,
     /// The worker's own counters (`/metrics`): only this worker writes them.
     pub stats: &'a WorkerCounters,
+    /// The worker's spare response buffers (`conn::Buffers`).
+    pub pool: &'a mut conn::BufferPool,
     /// On `begin_shutdown`, how long an idle keep-alive connection stays open
     /// for one more request (answered with `Connection: close`), so that
     /// busy clients learn of the close from a response instead of a race.

@@ -117,7 +117,7 @@ impl UConn {
         if self.writing() {
             return;
         }
-        self.held.clear();
+        pool.put_held(std::mem::take(&mut self.held));
         if let Some(b) = self.fbuf.take() {
             pool.put_buf(b);
         }

@@ -3,6 +3,7 @@
 //! A connection takes one when a file body starts and gives it back when the
 //! response is done; a pipe goes back only when it is empty.
 
+use crate::http::Segment;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -16,6 +17,8 @@ const PIPE_MIN: usize = 64 << 10;
 const MAX_PIPES: usize = 256;
 /// Most idle buffers / pipes kept for reuse.
 const KEEP_IDLE: usize = 64;
+/// Spare `held` lists kept (each a few hundred bytes at most).
+const KEEP_HELD: usize = 1024;
 
 pub struct Pipe {
     r: OwnedFd,
@@ -60,6 +63,9 @@ impl Pipe {
 #[derive(Default)]
 pub struct Pool {
     bufs: Vec<Box<[u8]>>,
+    /// Spare segment lists for connections' `held` (an idle connection
+    /// keeps none).
+    helds: Vec<Vec<Segment>>,
     pipes: Vec<Pipe>,
     pipes_open: usize,
     pipe_warned: bool,
@@ -73,6 +79,17 @@ impl Pool {
         self.bufs
             .pop()
             .unwrap_or_else(|| vec![0u8; READ_BUF].into_boxed_slice())
+    }
+
+    pub fn take_held(&mut self) -> Vec<Segment> {
+        self.helds.pop().unwrap_or_default()
+    }
+
+    pub fn put_held(&mut self, mut v: Vec<Segment>) {
+        v.clear();
+        if v.capacity() > 0 && self.helds.len() < KEEP_HELD {
+            self.helds.push(v);
+        }
     }
 
     pub fn put_buf(&mut self, b: Box<[u8]>) {

@@ -101,6 +101,9 @@ impl UConn {
                 Transmit::Close => Next::Close,
                 Transmit::Shutdown => Next::Shutdown,
                 Transmit::Send(segs) => {
+                    if self.held.capacity() == 0 {
+                        self.held = pool.take_held();
+                    }
                     // Clone what this write reads: the leading byte
                     // segments, and the file segment after them.
                     for s in segs {

@@ -99,6 +99,7 @@ struct Env {
     notes: Notes,
     drain_grace: Duration,
     stats: WorkerCounters,
+    pool: crate::http::BufferPool,
 }
 
 impl Env {
@@ -130,6 +131,7 @@ impl Env {
             notes: Notes::new(Level::Debug),
             drain_grace: Duration::ZERO,
             stats: WorkerCounters::default(),
+            pool: Default::default(),
         }
     }
 
@@ -141,6 +143,7 @@ impl Env {
             log: Some(&mut self.log),
             notes: &mut self.notes,
             stats: &self.stats,
+            pool: &mut self.pool,
             drain_grace: self.drain_grace,
         }
     }
