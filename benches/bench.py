@@ -75,6 +75,9 @@ TARGETS = env("TARGETS", "epoll io_uring nginx").split()
 CEILING = env("CEILING", "1") == "1"
 IDLE_CONNS = int(env("IDLE_CONNS", "10000"))
 NOISE = float(env("NOISE", "0.05"))
+# Other processes using more than this % of a CPU during a run get the
+# results flagged as not quiet.
+NOISY_PCT = float(env("NOISY_PCT", "10"))
 PIN = env("PIN", "1") == "1"
 BASE_BIN = os.environ.get("BASE_BIN")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -313,10 +316,24 @@ UNIT_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 UNIT_MB = {"B": 1 / MiB, "KB": 1 / KiB, "MB": 1.0, "GB": 1024.0}
 
 
+def machine_busy_ticks():
+    """user+nice+system of all CPUs (/proc/stat), in clock ticks."""
+    with open("/proc/stat") as f:
+        v = f.readline().split()
+    return int(v[1]) + int(v[2]) + int(v[3])
+
+
+def own_cpu_s():
+    """CPU seconds of this script and its reaped children (wrk)."""
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
 def wrk(srv, size, workers):
     conns = CONNS_HUGE if size >= 100 * MiB else CONNS
     url = f"http://127.0.0.1:{srv.port}/f{size}.bin"
     cmd = pinned(cpus_for(workers)[1], ["wrk", f"-t{THREADS}", f"-c{conns}", f"-d{DURATION}s", "--latency", url])
+    busy0, own0, t0 = machine_busy_ticks(), own_cpu_s(), time.monotonic()
     before = srv.cpu_ticks()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     procs.append(p)
@@ -325,6 +342,10 @@ def wrk(srv, size, workers):
     finally:
         stop(p)
     after = srv.cpu_ticks()
+    # What the rest of the machine used meanwhile, in % of one CPU: a run
+    # next to a busy neighbour says so instead of passing as a result.
+    other = (machine_busy_ticks() - busy0 - (after - before)) / CLK_TCK - (own_cpu_s() - own0)
+    other_pct = max(0.0, other) / (time.monotonic() - t0) * 100
     m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m),", out)
     reqs = int(m.group(1)) if m else 0
     secs = float(m.group(2)) * UNIT_S[m.group(3)] if m else DURATION
@@ -343,6 +364,7 @@ def wrk(srv, size, workers):
         "cpu_us": (after - before) / CLK_TCK * 1e6 / reqs if reqs else None,
         "errors": errs,
         "conns": conns,
+        "other_pct": other_pct,
     }
 
 
@@ -738,6 +760,7 @@ def main():
                 "rounds": len(v), "conns": v[0]["conns"],
                 "req_s": med(v, "req_s"), "mb_s": med(v, "mb_s"), "p50_ms": med(v, "p50_ms"),
                 "p99_ms": med(v, "p99_ms"), "cpu_us": med(v, "cpu_us"),
+                "other_pct": med(v, "other_pct"),
                 "errors": sum(x["errors"] for x in v)} for k, v in cell.items()}
     for (w, lg, size, srv), c in cell.items():
         n = cell.get((w, lg, size, "nginx"))
@@ -760,6 +783,13 @@ def main():
           f"CPU µs/req = utime+stime (/proc/PID/stat) of the server's own processes (nginx: the workers of "
           f"the master this run started) over the requests wrk completed. "
           f"Ceilings: fixed 1 KiB reply, no parsing, no files (benches/ceiling_*.rs). Run took {elapsed:.0f} s.", ""]
+    busy = [c for c in cell.values() if c["other_pct"] is not None and c["other_pct"] > NOISY_PCT]
+    if busy:
+        worst = max(busy, key=lambda c: c["other_pct"])
+        md += [f"**Warning: the machine was not quiet.** Other processes used more than {NOISY_PCT:.0f}% of a CPU "
+               f"during {len(busy)} of {len(cell)} measurements (up to {worst['other_pct']:.0f}%, "
+               f"{worst['server']} at {size_label(worst['size'])}, access log {'on' if worst['log'] else 'off'}, {worst['workers']} worker(s); column `other_cpu_pct` in results.csv). "
+               f"Rerun on a quiet machine before quoting these figures.", ""]
     if QUICK:
         md += ["*QUICK=1: one short round, smoke test only; do not quote these figures.*", ""]
     md += ["| size | workers | access log | server | req/s | vs nginx | MB/s | p50 ms | p99 ms | CPU µs/req | vs nginx | vs ceiling | errors |",
@@ -790,7 +820,7 @@ def main():
 
     cols = ["case", "workers", "access_log", "size_bytes", "size", "server", "rounds", "connections", "req_s",
             "req_s_vs_nginx", "mb_s", "p50_ms", "p99_ms", "cpu_us_per_req", "cpu_vs_nginx", "cpu_vs_ceiling",
-            "errors", "rss_before_kib", "rss_after_kib", "bytes_per_conn"]
+            "errors", "other_cpu_pct", "rss_before_kib", "rss_after_kib", "bytes_per_conn"]
     with open(os.path.join(outdir, "results.csv"), "w", newline="") as f:
         wr = csv.writer(f)
         wr.writerow(cols)
@@ -800,13 +830,13 @@ def main():
             wr.writerow(["throughput", c["workers"], "on" if c["log"] else "off", c["size"], size_label(c["size"]),
                          c["server"], c["rounds"], c["conns"], rnd(c["req_s"], 1), rnd(c["req_x_nginx"]),
                          rnd(c["mb_s"], 2), rnd(c["p50_ms"]), rnd(c["p99_ms"]), rnd(c["cpu_us"]),
-                         rnd(c["cpu_x_nginx"]), rnd(c["cpu_x_ceiling"]), c["errors"], "", "", ""])
+                         rnd(c["cpu_x_nginx"]), rnd(c["cpu_x_ceiling"]), c["errors"], rnd(c["other_pct"], 1), "", "", ""])
         for t, v in idle.items():
-            wr.writerow(["idle", 1, "off", KiB, size_label(KiB), t, 1, v["conns"]] + [""] * 9
+            wr.writerow(["idle", 1, "off", KiB, size_label(KiB), t, 1, v["conns"]] + [""] * 10
                         + [v["rss_before_kib"], v["rss_after_kib"], round(v["bytes_per_conn"])])
     with open(os.path.join(outdir, "rounds.csv"), "w", newline="") as f:
         wr = csv.writer(f)
-        fields = ["workers", "log", "size", "server", "round", "conns", "req_s", "mb_s", "p50_ms", "p99_ms", "cpu_us", "errors"]
+        fields = ["workers", "log", "size", "server", "round", "conns", "req_s", "mb_s", "p50_ms", "p99_ms", "cpu_us", "errors", "other_pct"]
         wr.writerow(fields)
         for r in runs:
             wr.writerow([r[x] for x in fields])
