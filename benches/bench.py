@@ -332,7 +332,7 @@ def own_cpu_s():
 def wrk(srv, size, workers):
     conns = CONNS_HUGE if size >= 100 * MiB else CONNS
     url = f"http://127.0.0.1:{srv.port}/f{size}.bin"
-    cmd = pinned(cpus_for(workers)[1], ["wrk", f"-t{THREADS}", f"-c{conns}", f"-d{DURATION}s", "--latency", url])
+    cmd = pinned(cpus_for(workers)[1], ["wrk", f"-t{THREADS}", f"-c{conns}", f"-d{DURATION}s", f"--timeout={max(10, DURATION)}s", "--latency", url])
     busy0, own0, t0 = machine_busy_ticks(), own_cpu_s(), time.monotonic()
     before = srv.cpu_ticks()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -346,9 +346,16 @@ def wrk(srv, size, workers):
     # next to a busy neighbour says so instead of passing as a result.
     other = (machine_busy_ticks() - busy0 - (after - before)) / CLK_TCK - (own_cpu_s() - own0)
     other_pct = max(0.0, other) / (time.monotonic() - t0) * 100
-    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m),", out)
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m), ([\d.]+)(B|KB|MB|GB|TB) read", out)
     reqs = int(m.group(1)) if m else 0
     secs = float(m.group(2)) * UNIT_S[m.group(3)] if m else DURATION
+    # CPU is charged per request completed, except from 1 MiB up, where the
+    # transfers still under way when wrk stops are a sizeable share of the
+    # work done: there it is charged per file's worth of bytes read (wrk
+    # counts partial responses; headers are noise at that size).
+    per = reqs
+    if m and size >= MiB:
+        per = float(m.group(4)) * {"B": 1, "KB": KiB, "MB": MiB, "GB": 1024 * MiB, "TB": MiB * MiB}[m.group(5)] / size
     lat = {pct: float(v) * UNIT_S[u] * 1e3 for pct, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)}
     mt = re.search(r"Transfer/sec:\s+([\d.]+)(B|KB|MB|GB)", out)
     errs = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
@@ -361,7 +368,7 @@ def wrk(srv, size, workers):
         "mb_s": float(mt.group(1)) * UNIT_MB[mt.group(2)] if mt else 0.0,
         "p50_ms": lat.get("50"),
         "p99_ms": lat.get("99"),
-        "cpu_us": (after - before) / CLK_TCK * 1e6 / reqs if reqs else None,
+        "cpu_us": (after - before) / CLK_TCK * 1e6 / per if reqs and per else None,
         "errors": errs,
         "conns": conns,
         "other_pct": other_pct,
@@ -381,12 +388,12 @@ def get_once(port, path):
         data += chunk
     head, body = data.split(b"\r\n\r\n", 1)
     m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
-    want = int(m.group(1)) if m else 0
-    while len(body) < want:
-        chunk = s.recv(65536)
-        if not chunk:
+    left = (int(m.group(1)) if m else 0) - len(body)
+    while left > 0:  # count, don't keep: the warm-up reads the largest file too
+        n = len(s.recv(1 << 20))
+        if not n:
             raise OSError("connection closed mid-body")
-        body += chunk
+        left -= n
     return s
 
 
@@ -781,7 +788,7 @@ def main():
           f"**Setup:** 127.0.0.1, keep-alive, `wrk -t{THREADS} -c{CONNS}` (`-c{CONNS_HUGE}` for 100 MiB and up), "
           f"{DURATION} s per run, median of {ROUNDS} round(s), servers alternated each round; {pins}. "
           f"CPU µs/req = utime+stime (/proc/PID/stat) of the server's own processes (nginx: the workers of "
-          f"the master this run started) over the requests wrk completed. "
+          f"the master this run started) over the requests wrk completed (from 1 MiB up: over the bytes wrk read, in files' worth). "
           f"Ceilings: fixed 1 KiB reply, no parsing, no files (benches/ceiling_*.rs). Run took {elapsed:.0f} s.", ""]
     busy = [c for c in cell.values() if c["other_pct"] is not None and c["other_pct"] > NOISY_PCT]
     if busy:
