@@ -529,19 +529,30 @@ def verdict(cell, idle, has):
         for size, win, why in picks:
             lines.append(f"- {size_label(size)}: **{win}** ({why})")
     if has("nginx"):
-        better, worse = [], []
+        groups = {"less": [], "level": [], "more": []}
         for size in sizes:
             n = w1("nginx", size)
             best = [c for c in (w1("epoll", size), w1("io_uring", size)) if c and c["cpu_us"]]
             if not n or not n["cpu_us"] or not best:
                 continue
             b = min(best, key=lambda c: c["cpu_us"])
-            (better if b["cpu_us"] <= n["cpu_us"] else worse).append(
-                f"{size_label(size)} ({b['server']} {b['cpu_us'] / n['cpu_us']:.2f}x nginx's CPU per request)")
-        if better:
-            lines.append(f"- tandem costs less CPU per request than nginx at: {', '.join(better)}.")
-        if worse:
-            lines.append(f"- nginx costs less CPU per request at: {', '.join(worse)}.")
+            x = b["cpu_us"] / n["cpu_us"]
+            g = "less" if x < 1 - NOISE else "more" if x > 1 + NOISE else "level"
+            groups[g].append(f"{size_label(size)} ({b['server']} {x:.2f}x)")
+        for g, words in (("less", "uses less CPU per request than nginx"),
+                         ("level", f"is level with nginx (within {NOISE:.0%}) on CPU per request"),
+                         ("more", "uses more CPU per request than nginx")):
+            if groups[g]:
+                lines.append(f"- tandem's better engine {words} at {', '.join(groups[g])}.")
+    for base in sorted({k[3] for k in cell if k[3].endswith("@base")}):
+        new = base[: -len("@base")]
+        parts = []
+        for size in sizes:
+            a, b = w1(new, size), w1(base, size)
+            if a and b and a["cpu_us"] and b["cpu_us"] and b["req_s"]:
+                parts.append(f"{size_label(size)}: CPU/request {a['cpu_us'] / b['cpu_us']:.2f}x, req/s {a['req_s'] / b['req_s']:.2f}x")
+        if parts:
+            lines.append(f"- {new} against {base} (this build / BASE_BIN): {'; '.join(parts)}.")
     for size in sorted({k[2] for k in cell if k[1]}):
         parts = []
         for srv in ("epoll", "io_uring", "nginx"):
@@ -819,7 +830,10 @@ def main():
     checks = targets_check(cell, has)
     md += ["", "**Targets (issue #9):**", "", "| target | measured | result |", "|---|---|---|"]
     md += [f"| {a} | {b} | {r} |" for a, b, r in checks]
-    md += ["", "**Verdict:**", ""] + verdict(cell, idle, has)
+    md += ["", "**Verdict:**", ""]
+    if busy:
+        md += ["*(The machine was busy during this run, see the warning above: check before acting on this.)*", ""]
+    md += verdict(cell, idle, has)
     md += ["", f"Files: `results.md`, `results.csv` (medians), `rounds.csv` (every run), `chart.svg`."]
     text = "\n".join(md) + "\n"
     with open(os.path.join(outdir, "results.md"), "w") as f:
