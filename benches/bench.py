@@ -335,7 +335,7 @@ def wrk(srv, size, workers):
     cmd = pinned(cpus_for(workers)[1], ["wrk", f"-t{THREADS}", f"-c{conns}", f"-d{DURATION}s", f"--timeout={max(10, DURATION)}s", "--latency", url])
     busy0, own0, t0 = machine_busy_ticks(), own_cpu_s(), time.monotonic()
     before = srv.cpu_ticks()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=child_setup)
     procs.append(p)
     try:
         out = p.communicate(timeout=DURATION + 30)[0]
