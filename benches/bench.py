@@ -558,7 +558,7 @@ def verdict(cell, idle, has):
         for srv in ("epoll", "io_uring", "nginx"):
             on, off = cell.get((1, True, size, srv)), w1(srv, size)
             if on and off and on["cpu_us"] and off["cpu_us"]:
-                parts.append(f"{srv} +{on['cpu_us'] - off['cpu_us']:.1f} µs ({on['cpu_us'] / off['cpu_us'] - 1:+.0%})")
+                parts.append(f"{srv} {on['cpu_us'] - off['cpu_us']:+.1f} µs ({on['cpu_us'] / off['cpu_us'] - 1:+.0%})")
         if parts:
             lines.append(f"- Access log on, {size_label(size)}: CPU per request {', '.join(parts)}.")
     for w in sorted({k[0] for k in cell if k[0] != 1}):
