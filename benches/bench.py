@@ -307,7 +307,6 @@ root = "{root}"
 engine = "{engine}"
 workers = {workers}
 access_log = "{access if log_on else "off"}"
-access_log_format = "combined"
 error_log = "{WORK}/{tag}.err"
 """)
     p = spawn(pinned(cpus, [binary, "-c", conf]), out, env=dict(os.environ, TANDEM_BENCH_REUSEPORT=rp))
