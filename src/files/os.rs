@@ -65,42 +65,8 @@ impl RootDir {
     /// with `symlinks = "deny"`; an escape or a refused symlink is reported
     /// as NotFound.
     pub fn open_beneath(&self, rel: &str) -> io::Result<Opened> {
-        let rel = if rel.is_empty() { "." } else { rel };
-        let c = CString::new(rel)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
         let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
-        let fd = if self.beneath.load(Ordering::Relaxed) {
-            // SAFETY: open_how is plain data; all-zero is its documented default.
-            let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-            how.flags = flags as u64;
-            how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
-            if self.symlinks == Symlinks::Deny {
-                // Any symlink in the path (not the root's own fd): ELOOP.
-                how.resolve |= libc::RESOLVE_NO_SYMLINKS;
-            }
-            // SAFETY: openat2 reads `how` (size passed) and the NUL-terminated path;
-            // both outlive the call. It returns a new fd or -1.
-            let opened = syscall!(unsafe {
-                libc::syscall(
-                    libc::SYS_openat2,
-                    self.fd.as_raw_fd(),
-                    c.as_ptr(),
-                    &how as *const libc::open_how,
-                    std::mem::size_of::<libc::open_how>(),
-                )
-            });
-            if matches!(&opened, Err(e) if e.raw_os_error() == Some(libc::ENOSYS)) {
-                self.beneath.store(false, Ordering::Relaxed);
-                return self.open_beneath(rel);
-            }
-            opened.map_err(open_error)? as RawFd
-        } else if self.symlinks == Symlinks::Deny {
-            self.open_nofollow(rel, flags)?
-        } else {
-            self.open_checked(&c, flags)?
-        };
-        // SAFETY: fd was just returned by openat2/openat and is owned by nobody else.
-        let file = unsafe { File::from_raw_fd(fd) };
+        let file = File::from(self.open_resolved(rel, flags)?);
         let meta = file.metadata()?;
         let ft = meta.file_type();
         Ok(if ft.is_file() {
@@ -283,10 +249,10 @@ impl RootDir {
         })
     }
 
-    /// Open `rel` beneath the root with `flags`, resolving it as
-    /// `open_beneath` does (openat2 RESOLVE_BENEATH, plus RESOLVE_NO_SYMLINKS
-    /// with `symlinks = "deny"`; without openat2, the same fallbacks), as an
-    /// owned fd of whatever it names.
+    /// Open `rel` beneath the root with `flags` (the one resolution both
+    /// `open_beneath` and the listing use): openat2 RESOLVE_BENEATH, plus
+    /// RESOLVE_NO_SYMLINKS with `symlinks = "deny"`; without openat2, the
+    /// checked or no-follow fallbacks. An owned fd of whatever it names.
     fn open_resolved(&self, rel: &str, flags: i32) -> io::Result<OwnedFd> {
         let rel = if rel.is_empty() { "." } else { rel };
         let c = CString::new(rel)
