@@ -141,27 +141,29 @@ fn busy_port_names_the_address_and_suggests_listen() {
     let d = site_dir("x");
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
     let a = busy.local_addr().unwrap();
-    let mut cmd = Command::new(tandem_bin());
-    cmd.args([
-        "--engine",
-        "epoll",
-        "--root",
-        "www",
-        "--listen",
-        &a.to_string(),
-    ])
-    .current_dir(d.path());
-    let out = run_with_timeout(cmd, EXIT_TIMEOUT);
-    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
-    let next = format!("127.0.0.1:{}", a.port() + 1);
-    let want = format!(
-        "listen {a}: address already in use (another server is on it? pick another with --listen {next})"
-    );
-    assert!(
-        out.stderr.contains(&want),
-        "want {want:?} in:\n{}",
-        out.stderr
-    );
+    for engine in ENGINES {
+        let mut cmd = Command::new(tandem_bin());
+        cmd.args([
+            "--engine",
+            engine,
+            "--root",
+            "www",
+            "--listen",
+            &a.to_string(),
+        ])
+        .current_dir(d.path());
+        let out = run_with_timeout(cmd, EXIT_TIMEOUT);
+        assert_eq!(out.status.code(), Some(1), "{engine}: {}", out.stderr);
+        let next = format!("127.0.0.1:{}", a.port() + 1);
+        let want = format!(
+            "listen {a}: address already in use (another server is on it? pick another with --listen {next})"
+        );
+        assert!(
+            out.stderr.contains(&want),
+            "{engine}: want {want:?} in:\n{}",
+            out.stderr
+        );
+    }
     // A bad --listen is a usage error that says what an address looks like.
     let out = run_with_timeout(
         {
@@ -180,10 +182,17 @@ fn busy_port_names_the_address_and_suggests_listen() {
     );
 }
 
-/// `tandem -t -c CFG` and `tandem -c CFG` (start): both exit 2 with
+/// The engines a start is tried with.
+const ENGINES: [&str; 2] = ["epoll", "io_uring"];
+
+/// `tandem -t -c CFG` and `tandem -c CFG` (start, on each engine): all exit 2 with
 /// `want` in their message, and nothing is served.
 fn refused_alike(cfg: &Path, want: &str) {
-    for args in [&["-t"][..], &["--engine", "epoll"][..]] {
+    for args in [
+        &["-t"][..],
+        &["--engine", "epoll"][..],
+        &["--engine", "io_uring"][..],
+    ] {
         let mut cmd = Command::new(tandem_bin());
         cmd.args(args).arg("-c").arg(cfg);
         let out = run_with_timeout(cmd, EXIT_TIMEOUT);
