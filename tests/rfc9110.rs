@@ -931,6 +931,16 @@ engine_tests! {
         }
     }
 
+    /// §5.3: Range is not a list field, so two Range lines cannot be
+    /// combined; which one was meant is unknown, and both are ignored.
+    fn rfc9110_5_3_two_range_fields_are_ignored(e) {
+        let site = site_r();
+        let srv = start_or_skip!(e, "", &site.root);
+        let f = [("Range", "bytes=0-1"), ("Range", "bytes=5-6")];
+        let r = ask(&srv, "GET", "/r.bin", &f);
+        assert_whole(&r, &r_bytes(), &what("GET", "/r.bin", &f));
+    }
+
     /// §14.2: "A server MUST ignore a Range header field received with a
     /// request method that is unrecognized or for which range handling is
     /// not defined" -- Range is defined for GET only; HEAD gets the 200's

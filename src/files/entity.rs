@@ -191,7 +191,7 @@ impl Responder {
                 return r;
             }
         }
-        let ranges = match req.header("range") {
+        let ranges = match range::field(req) {
             Some(value) if req.method == Method::Get && cond::if_range_holds(req, &v) => {
                 range::evaluate(value, rep.len, self.settings.max_ranges)
             }

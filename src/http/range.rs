@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::parse::Request;
 use super::reply::{Body, FileRange, Segment};
 
 /// A satisfiable range: `len` bytes from `start`.
@@ -38,6 +39,15 @@ pub enum Ranges {
     Partial(Vec<ByteRange>),
     /// 416: valid, but no range overlaps the representation.
     Unsatisfiable,
+}
+
+/// The request's `Range` value, if it has exactly one: `Range` is not a
+/// list, so two of them are ambiguous and both are ignored (the whole
+/// representation is sent), as two `If-Modified-Since` are.
+pub fn field<'a>(req: &Request<'a>) -> Option<&'a [u8]> {
+    let mut values = req.headers_all("range");
+    let value = values.next()?;
+    values.next().is_none().then_some(value)
 }
 
 /// Evaluate a `Range` value against a representation of `len` bytes.
