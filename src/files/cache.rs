@@ -137,7 +137,7 @@ mod tests {
 
     use crate::config::Config;
     use crate::files::{Responder, Settings};
-    use crate::http::parse::{ParseLimits, Parsed, parse_head};
+    use crate::http::parse::with_request;
     use crate::http::{Body, Notes, Now, Reply, Respond};
     use crate::log::Level;
 
@@ -145,16 +145,10 @@ mod tests {
 
     fn ask(r: &Responder, at: Instant, fields: &str, target: &str) -> Reply {
         let raw = format!("GET {target} HTTP/1.1\r\nHost: t\r\n{fields}\r\n");
-        let mut headers = [httparse::EMPTY_HEADER; 16];
-        let lim = ParseLimits {
-            max_header_size: 8192,
-            max_target_size: 4096,
-        };
-        let Ok(Parsed::Complete(req, _)) = parse_head(raw.as_bytes(), &mut headers, &lim) else {
-            panic!("{raw:?}")
-        };
         let now = Now::new(at, SystemTime::now());
-        r.respond(&req, &now, &mut Notes::new(Level::Info))
+        with_request(&raw, |req| {
+            r.respond(req, &now, &mut Notes::new(Level::Info))
+        })
     }
 
     /// A header field's value, from the rendered lines or the list.

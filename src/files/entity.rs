@@ -297,22 +297,16 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::files::Settings;
-    use crate::http::parse::{ParseLimits, Parsed, parse_head};
+    use crate::http::parse::with_request;
     use crate::http::{Notes, Respond, Segment};
     use crate::log::Level;
     use std::time::{Duration, Instant};
 
     fn respond(r: &Responder, raw: &str) -> Reply {
-        let mut headers = [httparse::EMPTY_HEADER; 16];
-        let lim = ParseLimits {
-            max_header_size: 8192,
-            max_target_size: 4096,
-        };
-        let Ok(Parsed::Complete(req, _)) = parse_head(raw.as_bytes(), &mut headers, &lim) else {
-            panic!("{raw:?}")
-        };
         let now = Now::new(Instant::now(), SystemTime::now());
-        r.respond(&req, &now, &mut Notes::new(Level::Info))
+        with_request(raw, |req| {
+            r.respond(req, &now, &mut Notes::new(Level::Info))
+        })
     }
 
     /// Range bodies are described as file ranges, never read into a buffer:

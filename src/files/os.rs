@@ -400,25 +400,25 @@ mod tests {
         }
     }
 
-    /// Both resolution paths: openat2 (when the kernel has it) and the
-    /// fallback without it.
-    fn roots(root: &Path, symlinks: Symlinks) -> Vec<RootDir> {
+    /// Both resolution paths, named: openat2 (when the kernel has it) and
+    /// the fallback without it.
+    fn roots(root: &Path, symlinks: Symlinks) -> Vec<(&'static str, RootDir)> {
         let with = RootDir::open(root, symlinks).unwrap();
         let without = RootDir::open(root, symlinks).unwrap();
         without.beneath.store(false, Ordering::Relaxed);
-        vec![with, without]
+        let via = if with.beneath.load(Ordering::Relaxed) {
+            "openat2"
+        } else {
+            "fallback"
+        };
+        vec![(via, with), ("fallback", without)]
     }
 
     #[test]
     fn within_root_follows_symlinks_that_stay_inside() {
         let t = site();
         for root in [t.path().join("www"), t.path().join("www-link")] {
-            for r in roots(&root, Symlinks::WithinRoot) {
-                let via = if r.beneath.load(Ordering::Relaxed) {
-                    "openat2"
-                } else {
-                    "fallback"
-                };
+            for (via, r) in roots(&root, Symlinks::WithinRoot) {
                 assert_eq!(kind(r.open_beneath("f.txt")), "file 1", "{via}");
                 assert_eq!(kind(r.open_beneath("")), "dir", "{via}");
                 assert_eq!(kind(r.open_beneath("link.txt")), "file 1", "{via}");
@@ -434,12 +434,7 @@ mod tests {
         let t = site();
         // The root path itself may be a symlink.
         for root in [t.path().join("www"), t.path().join("www-link")] {
-            for r in roots(&root, Symlinks::Deny) {
-                let via = if r.beneath.load(Ordering::Relaxed) {
-                    "openat2"
-                } else {
-                    "fallback"
-                };
+            for (via, r) in roots(&root, Symlinks::Deny) {
                 assert_eq!(kind(r.open_beneath("f.txt")), "file 1", "{via}");
                 assert_eq!(kind(r.open_beneath("d/g.txt")), "file 1", "{via}");
                 assert_eq!(kind(r.open_beneath("d")), "dir", "{via}");
@@ -506,12 +501,7 @@ mod tests {
         symlink("missing", d.join("dangling")).unwrap();
         use EntryKind::{Dir, File};
         for root in [t.path().join("www"), t.path().join("www-link")] {
-            for r in roots(&root, Symlinks::WithinRoot) {
-                let via = if r.beneath.load(Ordering::Relaxed) {
-                    "openat2"
-                } else {
-                    "fallback"
-                };
+            for (via, r) in roots(&root, Symlinks::WithinRoot) {
                 let want = [
                     ("g.txt", File, 1),
                     ("inner", Dir, 0),
@@ -555,12 +545,7 @@ mod tests {
                     );
                 }
             }
-            for r in roots(&root, Symlinks::Deny) {
-                let via = if r.beneath.load(Ordering::Relaxed) {
-                    "openat2"
-                } else {
-                    "fallback"
-                };
+            for (via, r) in roots(&root, Symlinks::Deny) {
                 let want = [("g.txt", File, 1), ("inner", Dir, 0)];
                 assert_eq!(listed(&r, "d", false), entries(&want), "{via}");
                 let want = [("d", Dir, 0), ("f.txt", File, 1)];

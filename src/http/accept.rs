@@ -102,19 +102,10 @@ fn qvalue(v: &[u8]) -> Option<Q> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::parse::{ParseLimits, Parsed, parse_head};
 
     fn with<R>(fields: &str, f: impl FnOnce(&AcceptEncoding<'_, '_>) -> R) -> R {
         let raw = format!("GET / HTTP/1.1\r\nHost: x\r\n{fields}\r\n");
-        let mut headers = [httparse::EMPTY_HEADER; 16];
-        let lim = ParseLimits {
-            max_header_size: 8192,
-            max_target_size: 4096,
-        };
-        match parse_head(raw.as_bytes(), &mut headers, &lim) {
-            Ok(Parsed::Complete(req, _)) => f(&AcceptEncoding::parse(&req)),
-            other => panic!("{other:?}"),
-        }
+        crate::http::parse::with_request(&raw, |req| f(&AcceptEncoding::parse(req)))
     }
 
     #[test]

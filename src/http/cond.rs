@@ -171,7 +171,6 @@ fn tags_match(list: &TagList<'_>, etag: &str, how: Compare) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::parse::{ParseLimits, Parsed, parse_head};
 
     const TAG: &str = "\"5f-1a\"";
 
@@ -181,16 +180,7 @@ mod tests {
     }
 
     fn with_request<R>(fields: &str, f: impl FnOnce(&Request<'_>) -> R) -> R {
-        let raw = format!("GET / HTTP/1.1\r\nHost: x\r\n{fields}\r\n");
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let lim = ParseLimits {
-            max_header_size: 8192,
-            max_target_size: 4096,
-        };
-        match parse_head(raw.as_bytes(), &mut headers, &lim) {
-            Ok(Parsed::Complete(req, _)) => f(&req),
-            other => panic!("{other:?}"),
-        }
+        crate::http::parse::with_request(&format!("GET / HTTP/1.1\r\nHost: x\r\n{fields}\r\n"), f)
     }
 
     fn eval(fields: &str, safe: bool) -> Precondition {

@@ -311,6 +311,21 @@ fn valid_host(v: &[u8]) -> bool {
         .all(|&b| b.is_ascii_alphanumeric() || b".-_~:[]%!$&'()*+,;=".contains(&b))
 }
 
+/// For tests anywhere in the crate: parse `raw`, a whole request head,
+/// and hand the request to `f`.
+#[cfg(test)]
+pub(crate) fn with_request<R>(raw: &str, f: impl FnOnce(&Request<'_>) -> R) -> R {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let lim = ParseLimits {
+        max_header_size: 8192,
+        max_target_size: 4096,
+    };
+    match parse_head(raw.as_bytes(), &mut headers, &lim) {
+        Ok(Parsed::Complete(req, _)) => f(&req),
+        other => panic!("{raw:?}: {other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
