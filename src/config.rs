@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 mod de;
 use de::*;
@@ -20,12 +20,10 @@ pub use de::{Any, address, suggest};
 pub use crate::log::{LogFormat, LogTarget};
 
 /// Which I/O engine drives the workers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineChoice {
     Auto,
     Epoll,
-    #[serde(rename = "io_uring")]
     IoUring,
 }
 
@@ -68,27 +66,6 @@ impl Workers {
     }
 }
 
-impl<'de> Deserialize<'de> for Workers {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(i64),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) if (1..=1024).contains(&n) => Ok(Workers::Count(n as usize)),
-            Raw::N(n) => Err(serde::de::Error::custom(format!(
-                "workers must be between 1 and 1024, not {n}"
-            ))),
-            Raw::S(s) if s == "auto" => Ok(Workers::Auto),
-            Raw::S(s) => Err(serde::de::Error::custom(format!(
-                "workers must be \"auto\" or a number, not {s:?}"
-            ))),
-        }
-    }
-}
-
 /// Longest timeout a config may set: far beyond any real use, and far from
 /// where deadline arithmetic could overflow.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
@@ -120,56 +97,16 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     Some(Duration::from_millis(ms))
 }
 
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Dur(Duration::from_secs(n))),
-            Raw::S(s) => parse_duration(&s).map(Dur).ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "invalid duration {s:?} (use e.g. \"500ms\", \"15s\", \"2m\")"
-                ))
-            }),
-        }
-    }
-}
-
 /// `index = "index.html"` or `index = ["index.html", "index.htm"]`: the
 /// names tried, in order, for a directory request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexNames(pub Vec<String>);
 
-impl<'de> Deserialize<'de> for IndexNames {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            One(String),
-            Many(Vec<String>),
-        }
-        match Raw::deserialize(d) {
-            Ok(Raw::One(s)) => Ok(IndexNames(vec![s])),
-            Ok(Raw::Many(v)) => Ok(IndexNames(v)),
-            Err(_) => Err(serde::de::Error::custom(
-                "index: expected a file name or a list of file names",
-            )),
-        }
-    }
-}
-
 /// A precompressed sibling's content coding, and the suffix of its file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
-    #[serde(rename = "br")]
     Br,
-    #[serde(rename = "zstd")]
     Zstd,
-    #[serde(rename = "gzip")]
     Gzip,
 }
 
@@ -193,8 +130,7 @@ impl Encoding {
 }
 
 /// How symlinks under the root are followed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Symlinks {
     /// Followed while the target stays beneath the root.
     WithinRoot,

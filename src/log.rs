@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Deserializer};
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     Error = 0,
@@ -49,21 +47,8 @@ pub enum LogTarget {
     File(PathBuf),
 }
 
-impl<'de> Deserialize<'de> for LogTarget {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Ok(match s.as_str() {
-            "off" => LogTarget::Off,
-            "stderr" => LogTarget::Stderr,
-            "" => return Err(serde::de::Error::custom("log path must not be empty")),
-            _ => LogTarget::File(PathBuf::from(s)),
-        })
-    }
-}
-
 /// The access log's line format (the config's `access_log_format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
     /// The combined log format (nginx's and Apache's `combined`).
     #[default]
