@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod de;
+pub use de::parse_address;
 use de::*;
-pub use de::{Any, address, suggest};
 
 // The log targets are the log's own type: config depends on log, never the
 // reverse. Re-exported so `config::LogTarget` keeps naming it.
@@ -693,9 +693,10 @@ impl Config {
             if !under_root(p) && !p.is_empty() {
                 return Err(Invalid::ErrorPage404(p.clone()));
             }
-            if self.error_pages.contains_key("404")
-                && self.error_pages != Config::default().error_pages
-            {
+            // Both keys name a 404 page, unless error_pages is its default.
+            let default_pages = self.error_pages.len() == 1
+                && self.error_pages.get("404").is_some_and(|p| p == "404.html");
+            if self.error_pages.contains_key("404") && !default_pages {
                 return Err(Invalid::ErrorPage404Twice);
             }
         }
@@ -766,6 +767,11 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// `log_level` as a level (validated, so it always parses).
+    pub fn level(&self) -> crate::log::Level {
+        crate::log::Level::parse(&self.log_level).unwrap_or(crate::log::Level::Info)
     }
 
     /// The error pages by status, the old `error_page_404` included.

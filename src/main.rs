@@ -9,7 +9,6 @@ use clap::Parser;
 use tandem::config::{self, EngineChoice};
 use tandem::daemon::{self, Options, Stage};
 use tandem::engine;
-use tandem::log::Level;
 
 /// A static-file HTTP/1.1 server daemon with epoll and io_uring engines.
 #[derive(Parser, Debug)]
@@ -23,7 +22,7 @@ struct Cli {
     #[arg(short = 't', long = "test")]
     test: bool,
     /// Listen on ADDR instead of the config's `listen` (repeatable). Wins on reload too.
-    #[arg(long = "listen", value_name = "ADDR", value_parser = parse_addr)]
+    #[arg(long = "listen", value_name = "ADDR", value_parser = config::parse_address)]
     listen: Vec<SocketAddr>,
     /// Serve DIR instead of the config's `root`. Wins on reload too.
     #[arg(long, value_name = "DIR")]
@@ -50,10 +49,6 @@ struct Cli {
 
 fn parse_engine(s: &str) -> Result<EngineChoice, String> {
     EngineChoice::parse(s).ok_or_else(|| format!("{s:?} is not one of auto, epoll, io_uring"))
-}
-
-fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    config::address(&config::Any::Str(s.to_string()))
 }
 
 fn version() -> String {
@@ -158,7 +153,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let errors_on_stderr = cfg.error_log == tandem::log::LogTarget::Stderr;
-    let level = Level::parse(&cfg.log_level).unwrap_or(Level::Info);
+    let level = cfg.level();
     if let Err(e) = tandem::log::init_error_log(&cfg.error_log, level) {
         eprintln!("tandem: error_log: {e}");
         return ExitCode::from(1);

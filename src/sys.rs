@@ -58,6 +58,17 @@ macro_rules! syscall {
     };
 }
 
+/// An OS error without its " (os error N)" tail, for messages that say it
+/// in words: "Operation not permitted", not "Operation not permitted (os
+/// error 1)".
+pub fn bare(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io;

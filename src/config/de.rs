@@ -169,7 +169,12 @@ fn count(what: &str, v: &Any) -> Result<u64, String> {
 const ADDRESS_LIKE: &str = "an address like \"127.0.0.1:8080\" or \"[::]:80\"";
 
 /// One listen address: `"127.0.0.1:8080"`, `"[::]:80"`.
-pub fn address(v: &Any) -> Result<SocketAddr, String> {
+/// An address given as text (`--listen`), with the config's message.
+pub fn parse_address(s: &str) -> Result<SocketAddr, String> {
+    address(&Any::Str(s.to_string()))
+}
+
+fn address(v: &Any) -> Result<SocketAddr, String> {
     match v {
         Any::Str(s) => s
             .trim()

@@ -124,13 +124,13 @@ pub enum Problem {
     RootMissing(PathBuf),
     #[error("root: {} is not a directory", .0.display())]
     RootNotDirectory(PathBuf),
-    #[error("root: {}: {}", path.display(), bare(source))]
+    #[error("root: {}: {}", path.display(), crate::sys::bare(source))]
     RootUnusable {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("root: {} cannot be read by {who} ({})", path.display(), bare(source))]
+    #[error("root: {} cannot be read by {who} ({})", path.display(), crate::sys::bare(source))]
     RootUnreadable {
         path: PathBuf,
         who: Who,
@@ -143,7 +143,7 @@ pub enum Problem {
     UnknownGroup(String),
     #[error("{key}: directory {} does not exist", dir.display())]
     NoDirectory { key: &'static str, dir: PathBuf },
-    #[error("{key}: {} cannot be written by {who} ({}){}", path.display(), bare(source), hint)]
+    #[error("{key}: {} cannot be written by {who} ({}){}", path.display(), crate::sys::bare(source), hint)]
     NotWritable {
         key: &'static str,
         path: PathBuf,
@@ -160,15 +160,6 @@ pub enum Problem {
         log: &'static str,
         file: &'static str,
     },
-}
-
-/// An OS error without its "(os error N)" tail.
-pub(super) fn bare(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
 }
 
 /// What is checked: a start (and `-t`) checks everything; a reload what a

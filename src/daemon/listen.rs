@@ -46,7 +46,7 @@ fn describe(addr: SocketAddr, e: &io::Error) -> String {
             "cannot assign requested address (no interface of this machine has {})",
             addr.ip()
         ),
-        _ => super::check::bare(e).to_lowercase(),
+        _ => crate::sys::bare(e).to_lowercase(),
     }
 }
 

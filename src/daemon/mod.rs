@@ -35,7 +35,7 @@ use crate::config::{Config, ConfigError, EngineChoice};
 use crate::engine::{self, Control, Engine, Listener, WorkerSpec};
 use crate::files::{Responder, Settings};
 use crate::http::Limits;
-use crate::log::{AccessLog, Level};
+use crate::log::AccessLog;
 use crate::metrics::Registry;
 use crate::syscall;
 
@@ -459,8 +459,10 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
     check::chown_new_logs(&checked).map_err(StartError::LogOwner)?;
     let mut _pidfile_remover = None;
     if privs::is_root() {
-        match &cfg.user {
-            Some(u) => {
+        // `preflight` resolved the user (and group) when started as root:
+        // drop to exactly the ids it checked.
+        match (&cfg.user, checked.drop_to) {
+            (Some(u), Some((uid, gid))) => {
                 if let Some(p) = &cfg.pidfile {
                     let st = status::path_for(p);
                     _pidfile_remover = Some(
@@ -468,15 +470,13 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
                             .map_err(StartError::PidfileKeeper)?,
                     );
                 }
-                privs::drop_to(u, cfg.group.as_deref()).map_err(|source| {
-                    StartError::DropPrivileges {
-                        user: u.clone(),
-                        source,
-                    }
+                privs::drop_to(uid, gid).map_err(|source| StartError::DropPrivileges {
+                    user: u.clone(),
+                    source,
                 })?;
                 crate::info!("running as user {u}");
             }
-            None => crate::warn!("running as root: set `user` to drop privileges after binding"),
+            _ => crate::warn!("running as root: set `user` to drop privileges after binding"),
         }
     } else if let Some(u) = &cfg.user {
         crate::info!("not started as root: `user = {u:?}` has nothing to drop");
@@ -750,7 +750,7 @@ impl Daemon {
                 }
             }
         }
-        let level = Level::parse(&new.log_level).unwrap_or(Level::Info);
+        let level = new.level();
         let old_cfg = std::mem::replace(&mut self.cfg, new);
         for (a, l) in added {
             crate::info!("listening on {}", l.addr);
@@ -776,7 +776,7 @@ impl Daemon {
         // references and drain; the socket closes when the last one exits.
         let keep: Vec<SocketAddr> = self.cfg.listen.clone();
         self.listeners.retain(|a, _| keep.contains(a));
-        if (self.cfg.error_log != old_cfg.error_log || level != current_level(&old_cfg))
+        if (self.cfg.error_log != old_cfg.error_log || level != old_cfg.level())
             && let Err(e) = crate::log::init_error_log(&self.cfg.error_log, level)
         {
             crate::error!("error_log: {e}");
@@ -828,10 +828,6 @@ impl Daemon {
         }
         crate::info!("logs reopened");
     }
-}
-
-fn current_level(c: &Config) -> Level {
-    Level::parse(&c.log_level).unwrap_or(Level::Info)
 }
 
 /// How long `-s reload` waits for the server's verdict.

@@ -131,14 +131,15 @@ impl Drop for Pidfile {
     }
 }
 
-/// The pidfile's lock is a write lock on the whole file, as an
-/// open-file-description lock: it belongs to the open file (shared with a
-/// daemonized child, like flock), and unlike flock it can be tested without
-/// being taken. `cmd` is F_OFD_SETLK (take it) or F_OFD_GETLK (look).
-fn ofd_write_lock(file: &File, cmd: libc::c_int) -> io::Result<libc::flock> {
+/// One open-file-description lock call on the whole file: `cmd` is
+/// F_OFD_SETLK (take or drop, at once), F_OFD_SETLKW (take, waiting) or
+/// F_OFD_GETLK (look), `kind` F_WRLCK, F_RDLCK or F_UNLCK. OFD locks belong
+/// to the open file (shared with a daemonized child, like flock), and
+/// unlike flock they can be tested without being taken.
+pub(super) fn ofd(file: &File, cmd: libc::c_int, kind: libc::c_int) -> io::Result<libc::flock> {
     // SAFETY: libc::flock is a plain C struct; all-zero is a valid value.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_type = kind as libc::c_short;
     fl.l_whence = libc::SEEK_SET as libc::c_short;
     // l_start = 0, l_len = 0: the whole file; l_pid must be 0 for OFD locks.
     // SAFETY: fcntl on a descriptor we own with a pointer to a live flock.
@@ -146,37 +147,37 @@ fn ofd_write_lock(file: &File, cmd: libc::c_int) -> io::Result<libc::flock> {
     Ok(fl)
 }
 
-/// Take the lock; false if another open file holds it.
+/// Take the pidfile's lock (a write lock on the whole file); false if
+/// another open file holds it.
 fn try_lock(file: &File) -> io::Result<bool> {
-    match ofd_write_lock(file, libc::F_OFD_SETLK) {
+    match ofd(file, libc::F_OFD_SETLK, libc::F_WRLCK) {
         Ok(_) => Ok(true),
         Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => Ok(false),
         Err(e) => Err(e),
     }
 }
 
-/// Does someone hold the lock? (Looks only: never takes it, so a tandem
-/// starting at this moment is not turned away.)
-fn is_locked(file: &File) -> io::Result<bool> {
-    Ok(ofd_write_lock(file, libc::F_OFD_GETLK)?.l_type != libc::F_UNLCK as libc::c_short)
-}
-
 /// The pid of the running instance that holds `path`'s lock. A pidfile that
 /// nobody holds locked is stale: its pid may belong to an unrelated process
 /// by now, so it is never signalled.
-pub fn running_pid(path: &Path) -> Result<i32, PidfileError> {
+#[cfg(test)]
+fn running_pid(path: &Path) -> Result<i32, PidfileError> {
     open_running(path).map(|(pid, _)| pid)
 }
 
-/// Is the lock of this open pidfile held (by the server)? The lock belongs
-/// to the file, not its name: this still answers after the server removed
-/// the name, until the server has closed it (at its very end).
+/// Is the lock of this open pidfile held (by the server)? Looks only: never
+/// takes it, so a tandem starting at this moment is not turned away. The
+/// lock belongs to the file, not its name: this still answers after the
+/// server removed the name, until the server has closed it (at its very end).
 pub fn is_held(file: &File) -> io::Result<bool> {
-    is_locked(file)
+    Ok(ofd(file, libc::F_OFD_GETLK, libc::F_WRLCK)?.l_type != libc::F_UNLCK as libc::c_short)
 }
 
-/// Like `running_pid`, and the pidfile still open, to watch its lock with
-/// `is_held` (`-s stop` waits for the server to let go of it).
+/// The pid of the running instance that holds `path`'s lock, and the
+/// pidfile still open, to watch its lock with `is_held` (`-s stop` waits
+/// for the server to let go of it). A pidfile that nobody holds locked is
+/// stale: its pid may belong to an unrelated process by now, so it is never
+/// signalled.
 pub fn open_running(path: &Path) -> Result<(i32, File), PidfileError> {
     let io_err = |source| PidfileError::Io {
         path: path.to_path_buf(),
@@ -186,7 +187,7 @@ pub fn open_running(path: &Path) -> Result<(i32, File), PidfileError> {
     let mut text = String::new();
     file.read_to_string(&mut text).map_err(io_err)?;
     let text = text.trim();
-    if !is_locked(&file).map_err(io_err)? {
+    if !is_held(&file).map_err(io_err)? {
         return Err(PidfileError::Stale {
             path: path.to_path_buf(),
             content: text.to_string(),

@@ -33,14 +33,10 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Switch to `user` (and `group`, else the user's primary group). Must run
-/// before worker threads start, so every thread has the new ids.
-pub fn drop_to(user: &str, group: Option<&str>) -> io::Result<()> {
-    let (uid, user_gid) = lookup_user(user)?;
-    let gid = match group {
-        Some(g) => lookup_group(g)?,
-        None => user_gid,
-    };
+/// Switch to `uid` and `gid` (the ids `preflight` resolved and checked
+/// for `user` and `group`). Must run before worker threads start, so every
+/// thread has the new ids.
+pub fn drop_to(uid: libc::uid_t, gid: libc::gid_t) -> io::Result<()> {
     let call =
         |name: &'static str| move |e: io::Error| io::Error::new(e.kind(), format!("{name}: {e}"));
     // SAFETY: setgroups reads one gid from a live local.

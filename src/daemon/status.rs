@@ -31,11 +31,8 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-
-use crate::syscall;
 
 /// `PIDFILE.reload`, next to the pidfile.
 pub fn path_for(pidfile: &Path) -> PathBuf {
@@ -118,18 +115,13 @@ impl Record {
 /// Take (`F_WRLCK`/`F_RDLCK`, waiting) or drop (`F_UNLCK`) an
 /// open-file-description lock on the whole file.
 fn ofd_lock(file: &File, kind: libc::c_int) -> io::Result<()> {
-    // SAFETY: libc::flock is a plain C struct; all-zero is a valid value.
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = kind as libc::c_short;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
     let cmd = if kind == libc::F_UNLCK {
         libc::F_OFD_SETLK
     } else {
         libc::F_OFD_SETLKW
     };
     loop {
-        // SAFETY: fcntl on a descriptor we own with a pointer to a live flock.
-        match syscall!(unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl) }) {
+        match super::pidfile::ofd(file, cmd, kind) {
             Ok(_) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),

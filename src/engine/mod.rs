@@ -69,23 +69,23 @@ pub enum ProbeError {
     /// TANDEM_IO_URING_PROBE_FAIL is set (tests use it).
     #[error("forced by TANDEM_IO_URING_PROBE_FAIL: {0}")]
     Forced(String),
-    #[error("io_uring_setup: {}{}", ProbeError::bare(.0), ProbeError::setup_hint(.0))]
+    #[error("io_uring_setup: {}{}", crate::sys::bare(.0), ProbeError::setup_hint(.0))]
     Setup(#[source] io::Error),
     #[error("kernel lacks {feature} (needs Linux {since}+)")]
     MissingFeature {
         feature: &'static str,
         since: &'static str,
     },
-    #[error("io_uring_register(PROBE): {}", ProbeError::bare(.0))]
+    #[error("io_uring_register(PROBE): {}", crate::sys::bare(.0))]
     RegisterProbe(#[source] io::Error),
     #[error("kernel io_uring lacks opcode(s) {}", .0.join(", "))]
     MissingOpcodes(Vec<&'static str>),
-    #[error("buffer ring memory: {}", ProbeError::bare(.0))]
+    #[error("buffer ring memory: {}", crate::sys::bare(.0))]
     BufRingMemory(#[source] io::Error),
-    #[error("io_uring_register(PBUF_RING): {} (needs Linux 5.19+)", ProbeError::bare(.0))]
+    #[error("io_uring_register(PBUF_RING): {} (needs Linux 5.19+)", crate::sys::bare(.0))]
     RegisterBufRing(#[source] io::Error),
     /// The test socket pair, or the byte written to it.
-    #[error("{call}: {}", ProbeError::bare(source))]
+    #[error("{call}: {}", crate::sys::bare(source))]
     TestSocket {
         call: &'static str,
         #[source]
@@ -93,7 +93,7 @@ pub enum ProbeError {
     },
     #[error("submission queue full")]
     SubmissionQueueFull,
-    #[error("io_uring_enter: {}", ProbeError::bare(.0))]
+    #[error("io_uring_enter: {}", crate::sys::bare(.0))]
     Enter(#[source] io::Error),
     #[error("multishot receive not supported (needs Linux 6.0+)")]
     MultishotUnsupported,
@@ -104,15 +104,6 @@ pub enum ProbeError {
 }
 
 impl ProbeError {
-    /// "Operation not permitted" rather than "Operation not permitted (os error 1)".
-    fn bare(e: &io::Error) -> String {
-        let s = e.to_string();
-        match s.find(" (os error") {
-            Some(i) => s[..i].to_string(),
-            None => s,
-        }
-    }
-
     fn setup_hint(e: &io::Error) -> &'static str {
         match e.raw_os_error() {
             Some(libc::EPERM) | Some(libc::EACCES) => " (kernel.io_uring_disabled or seccomp)",
