@@ -9,19 +9,17 @@
 //! as the target `ceiling-epoll`. Without an address (as under `cargo bench`)
 //! it prints this usage and exits.
 
+mod ceiling;
+
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 
-const BODY_LEN: usize = 1024;
-const HEAD: &[u8] =
-    b"HTTP/1.1 200 OK\r\nContent-Length: 1024\r\nContent-Type: application/octet-stream\r\n\r\n";
 const LISTENER: u64 = u64::MAX;
 
 struct Conn {
     stream: TcpStream,
-    /// How much of "\r\n\r\n" the last bytes read matched (0..=3).
-    matched: u8,
+    ends: ceiling::Ends,
     /// Responses owed and not yet fully written.
     owed: u64,
     /// Bytes of the current response already written.
@@ -29,21 +27,8 @@ struct Conn {
 }
 
 impl Conn {
-    /// Counts the request ends (`\r\n\r\n`) in `buf`, carrying a match split
-    /// across reads.
     fn scan(&mut self, buf: &[u8]) {
-        for &b in buf {
-            let want = b"\r\n"[usize::from(self.matched & 1)];
-            if b == want {
-                self.matched += 1;
-                if self.matched == 4 {
-                    self.matched = 0;
-                    self.owed += 1;
-                }
-            } else {
-                self.matched = u8::from(b == b'\r');
-            }
-        }
+        self.owed += self.ends.scan(buf);
     }
 
     /// Writes what is owed until done or the socket is full. Err: close.
@@ -78,12 +63,10 @@ fn epoll_add(ep: RawFd, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
 }
 
 fn main() -> io::Result<()> {
-    let Some(addr) = std::env::args().skip(1).find(|a| !a.starts_with('-')) else {
-        eprintln!("usage: ceiling_epoll ADDR (for example 127.0.0.1:8080); run by benches/wrk.sh");
+    let Some(addr) = ceiling::address("ceiling_epoll") else {
         return Ok(());
     };
-    let mut resp = HEAD.to_vec();
-    resp.resize(HEAD.len() + BODY_LEN, b'x');
+    let resp = ceiling::response();
 
     let listener = TcpListener::bind(&addr)?;
     listener.set_nonblocking(true)?;
@@ -133,7 +116,7 @@ fn main() -> io::Result<()> {
                             }
                             conns[i] = Some(Conn {
                                 stream,
-                                matched: 0,
+                                ends: ceiling::Ends::default(),
                                 owed: 0,
                                 off: 0,
                             });

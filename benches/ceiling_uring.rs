@@ -11,16 +11,14 @@
 //! as the target `ceiling-io_uring`. Without an address (as under
 //! `cargo bench`) it prints this usage and exits.
 
+mod ceiling;
+
 use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
-
-const BODY_LEN: usize = 1024;
-const HEAD: &[u8] =
-    b"HTTP/1.1 200 OK\r\nContent-Length: 1024\r\nContent-Type: application/octet-stream\r\n\r\n";
 
 const BGID: u16 = 0;
 const BUFS: u16 = 1024; // a power of two
@@ -104,7 +102,7 @@ impl BufRing {
 
 struct Conn {
     fd: OwnedFd,
-    matched: u8,
+    ends: ceiling::Ends,
     owed: u64,
     off: usize,
     recv_armed: bool,
@@ -113,18 +111,7 @@ struct Conn {
 
 impl Conn {
     fn scan(&mut self, buf: &[u8]) {
-        for &b in buf {
-            let want = b"\r\n"[usize::from(self.matched & 1)];
-            if b == want {
-                self.matched += 1;
-                if self.matched == 4 {
-                    self.matched = 0;
-                    self.owed += 1;
-                }
-            } else {
-                self.matched = u8::from(b == b'\r');
-            }
-        }
+        self.owed += self.ends.scan(buf);
     }
 }
 
@@ -204,7 +191,7 @@ impl Loop {
         let raw = fd.as_raw_fd();
         let conn = Conn {
             fd,
-            matched: 0,
+            ends: ceiling::Ends::default(),
             owed: 0,
             off: 0,
             recv_armed: true,
@@ -225,12 +212,10 @@ impl Loop {
 }
 
 fn main() -> io::Result<()> {
-    let Some(addr) = std::env::args().skip(1).find(|a| !a.starts_with('-')) else {
-        eprintln!("usage: ceiling_uring ADDR (for example 127.0.0.1:8080); run by benches/wrk.sh");
+    let Some(addr) = ceiling::address("ceiling_uring") else {
         return Ok(());
     };
-    let mut resp = HEAD.to_vec();
-    resp.resize(HEAD.len() + BODY_LEN, b'x');
+    let resp = ceiling::response();
     let resp: &'static [u8] = resp.leak();
 
     let listener = TcpListener::bind(&addr)?;
