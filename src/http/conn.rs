@@ -586,13 +586,14 @@ impl Conn {
         let b = &mut **self.bufs.get_or_insert_with(|| ctx.pool.take());
         let h = &mut b.head;
         h.reserve(512);
-        let _ = write!(
-            h,
-            "HTTP/1.1 {} {}\r\nServer: tandem\r\nDate: {}\r\n",
-            reply.status.0,
-            reply.status.reason(),
-            ctx.now.date
-        );
+        // Copied, not formatted: this is every response's work.
+        h.extend_from_slice(b"HTTP/1.1 ");
+        h.extend_from_slice(decimal(u64::from(reply.status.0), &mut [0; 20]));
+        h.extend_from_slice(b" ");
+        h.extend_from_slice(reply.status.reason().as_bytes());
+        h.extend_from_slice(b"\r\nServer: tandem\r\nDate: ");
+        h.extend_from_slice(ctx.now.date.as_bytes());
+        h.extend_from_slice(b"\r\n");
         h.extend_from_slice(&reply.rendered);
         for (name, value) in reply.headers.iter() {
             h.extend_from_slice(name.as_bytes());
@@ -601,7 +602,9 @@ impl Conn {
             h.extend_from_slice(b"\r\n");
         }
         if reply.status != Status::NO_CONTENT && reply.status != Status::NOT_MODIFIED {
-            let _ = write!(h, "Content-Length: {body_len}\r\n");
+            h.extend_from_slice(b"Content-Length: ");
+            h.extend_from_slice(decimal(body_len, &mut [0; 20]));
+            h.extend_from_slice(b"\r\n");
         }
         match conn {
             ConnHeader::Close => h.extend_from_slice(b"Connection: close\r\n"),
@@ -723,6 +726,26 @@ impl Conn {
         self.give_back(ctx);
         self.seg_pos = 0;
         self.deadline = None;
+    }
+}
+
+/// `n` in decimal, written at the end of `buf` (20 digits hold any u64).
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+#[test]
+fn decimal_writes_any_u64() {
+    for n in [0u64, 7, 10, 1024, 4_294_967_296, u64::MAX] {
+        assert_eq!(decimal(n, &mut [0; 20]), n.to_string().as_bytes());
     }
 }
 
