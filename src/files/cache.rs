@@ -119,7 +119,8 @@ pub fn put(owner: u64, key: &str, entry: Entry, budget: usize, now: Instant) -> 
     })
 }
 
-/// What this worker's cache holds: (entries, bytes). For tests.
+/// What this worker's cache holds: (entries, bytes).
+#[cfg(test)]
 pub fn usage(owner: u64) -> (usize, usize) {
     CACHE.with(|c| {
         let c = c.borrow();

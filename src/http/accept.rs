@@ -57,7 +57,6 @@ impl<'r, 'a> AcceptEncoding<'r, 'a> {
         self.find(|c| {
             c.eq_ignore_ascii_case(token.as_bytes()) || c.eq_ignore_ascii_case(alias.as_bytes())
         })
-        .or_else(|| self.find(|c| c == b"*"))
         .unwrap_or(0)
     }
 
@@ -68,14 +67,22 @@ impl<'r, 'a> AcceptEncoding<'r, 'a> {
             return 1000;
         }
         self.find(|c| c.eq_ignore_ascii_case(b"identity"))
-            .or_else(|| self.find(|c| c == b"*"))
             .unwrap_or(IMPLICIT_IDENTITY)
     }
 
-    /// The q of the first member whose coding satisfies `is`; an explicit
-    /// member for a coding wins over `*` because callers ask for it first.
+    /// The q of the first member whose coding satisfies `is`, else of the
+    /// first `*`: an explicit member wins over `*`. One walk of the field.
     fn find(&self, is: impl Fn(&[u8]) -> bool) -> Option<Q> {
-        self.members().find(|(c, _)| is(c)).map(|(_, q)| q)
+        let mut star = None;
+        for (c, q) in self.members() {
+            if is(c) {
+                return Some(q);
+            }
+            if c == b"*" && star.is_none() {
+                star = Some(q);
+            }
+        }
+        star
     }
 }
 

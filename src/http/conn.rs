@@ -461,12 +461,15 @@ impl Conn {
         }
         self.discard = req.content_length;
         let keep = req.keep_alive && !self.draining;
-        self.start_log(
-            ctx,
-            LogRequest::of(req),
-            req.header("referer"),
-            req.header("user-agent"),
-        );
+        if ctx.log.is_some() {
+            // Looked up only when there is a log line to put them in.
+            self.start_log(
+                ctx,
+                LogRequest::of(req),
+                req.header("referer"),
+                req.header("user-agent"),
+            );
+        }
         let (reply, head_only) = match req.method {
             Method::Get | Method::Head => (
                 ctx.responder.respond(req, ctx.now, ctx.notes),
