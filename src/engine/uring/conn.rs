@@ -16,7 +16,7 @@ use io_uring::{cqueue, opcode, types};
 use super::Worker;
 use super::pool::{Pipe, Pool};
 use super::ring::{
-    CANCEL, CLOSE, Io, READ, RECV, SEND_BUF, SEND_BYTES, SPLICE_IN, SPLICE_OUT, WRITE_OPS, bit,
+    CANCEL, CLOSE, Io, POLL_OUT, READ, RECV, SEND_BUF, SEND_BYTES, SPLICE_IN, WRITE_OPS, bit,
     errno_str, ud,
 };
 use crate::http::{Conn, Segment};
@@ -51,6 +51,8 @@ pub struct UConn {
     pub pipe: Option<Pipe>,
     pub pipe_pending: usize,
     pub pipe_dirty: bool,
+    /// More of the response follows what the pipe holds (SPLICE_F_MORE).
+    pub pipe_more: bool,
 }
 
 impl UConn {
@@ -73,6 +75,7 @@ impl UConn {
             pipe: None,
             pipe_pending: 0,
             pipe_dirty: false,
+            pipe_more: false,
         }
     }
 
@@ -218,11 +221,6 @@ impl Worker {
                 }
                 READ => c.fend += n,
                 SPLICE_IN => c.pipe_pending += n,
-                SPLICE_OUT => {
-                    let n = n.min(c.pipe_pending);
-                    c.pipe_pending -= n;
-                    sent = n;
-                }
                 _ => {}
             }
         } else if res == 0 && (kind == READ || kind == SPLICE_IN) {
@@ -231,14 +229,11 @@ impl Worker {
             match -res {
                 // Our own cancel, or a link broken by a short result before.
                 libc::ECANCELED | libc::EINTR => {}
-                // The (non-blocking) socket is full: the pipe keeps the bytes,
-                // and the next splice waits for POLLOUT first.
-                libc::EAGAIN if kind == SPLICE_OUT => {}
                 _ => {
                     if res != -libc::EPIPE && res != -libc::ECONNRESET {
                         crate::debug!("{}: io_uring op {kind}: {}", c.conn.peer(), errno_str(res));
                     }
-                    if kind == SPLICE_IN || kind == SPLICE_OUT {
+                    if kind == SPLICE_IN {
                         c.pipe_dirty = true;
                     }
                     if !c.closing {
@@ -247,8 +242,25 @@ impl Worker {
                 }
             }
         }
+        // The pipe got the file's pages, or the socket has room again: move
+        // them on now (see send.rs for why this is not a ring op).
+        let mut failed = None;
+        if (kind == SPLICE_IN || kind == POLL_OUT) && res > 0 && !c.closing && !c.writing() {
+            let (n, err) = c.splice_out();
+            sent += n;
+            failed = err;
+        }
         if sent > 0 && !c.closing {
             c.conn.handle_sent(&mut self.sh.ctx(), sent);
+        }
+        if let Some(errno) = failed {
+            if errno != libc::EPIPE && errno != libc::ECONNRESET {
+                crate::debug!("{}: splice to socket: {}", c.conn.peer(), errno_str(-errno));
+            }
+            c.pipe_dirty = true;
+            if !c.closing {
+                c.conn.handle_error(&mut self.sh.ctx());
+            }
         }
         self.settle(idx);
     }

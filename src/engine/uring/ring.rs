@@ -14,12 +14,13 @@ pub const SEND_BYTES: u8 = 1;
 /// Send from the connection's pooled buffer (gathered bytes, file bytes).
 pub const SEND_BUF: u8 = 2;
 pub const READ: u8 = 3;
+/// Splice file -> pipe. The pipe -> socket half is a direct `splice(2)`
+/// (see send.rs).
 pub const SPLICE_IN: u8 = 4;
-pub const SPLICE_OUT: u8 = 5;
 /// Wait for room in the socket before splicing the rest of a pipe into it.
-pub const POLL_OUT: u8 = 6;
+pub const POLL_OUT: u8 = 5;
 /// Every kind that writes to the socket (or feeds a write).
-pub const WRITE_OPS: u16 = 0b111_1110;
+pub const WRITE_OPS: u16 = 0b11_1110;
 // Worker-level kinds.
 pub const ACCEPT: u8 = 8;
 pub const WAKE: u8 = 9;
