@@ -312,6 +312,33 @@ engine_tests! {
         assert!(got.is_empty() || got.starts_with(b"HTTP/1.1 431"), "{}", show(&got));
     }
 
+    fn metrics_listener_makes_room_for_probes_past_its_client_limit(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, METRICS, &site.root);
+        let m = metrics_addr(&srv);
+        // More silent clients than the listener serves at once (16), half
+        // of them with a partial head. Renewed every few seconds, they
+        // used to fail every health probe: each new client was closed.
+        let mut silent: Vec<Conn> = (0..20).map(|_| Conn::connect(m)).collect();
+        for c in silent.iter_mut().step_by(2) {
+            c.send(b"GET /heal");
+        }
+        for _ in 0..3 {
+            assert_eq!(fetch(m, "/healthz").0, 200);
+        }
+        Scrape::get(m);
+        // Room was made by dropping the oldest silent clients (the first
+        // four at least, for the four that came after them), cleanly...
+        for c in &mut silent[..4] {
+            let rest = c.read_to_close(WAIT).expect("the oldest silent clients are dropped");
+            assert!(rest.is_empty(), "{}", show(&rest));
+        }
+        // ... and at most one per client after them: the newest are kept.
+        for c in &mut silent[8..] {
+            c.expect_open("a newer silent client");
+        }
+    }
+
     fn json_access_log_survives_hostile_requests(e) {
         let site = Site::new();
         let srv = start_or_skip!(

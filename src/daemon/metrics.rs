@@ -4,18 +4,21 @@
 //!
 //! Not the hot path: one thread polls the listeners and a stop pipe; each
 //! connection gets a short-lived thread with blocking std I/O, one request,
-//! then close. Bounded everywhere: at most `MAX_CLIENTS` at once (more are
-//! closed at once), a request head of at most `MAX_REQUEST` bytes, and
-//! `CLIENT_TIMEOUT` for the whole exchange, so a client that never sends
-//! costs a thread for that long and no more. The worker threads never see
-//! any of it: a scrape sums their counters (`metrics::Registry`).
+//! then close. Bounded everywhere: at most `MAX_CLIENTS` at once, a request
+//! head of at most `MAX_REQUEST` bytes, and `CLIENT_TIMEOUT` for the whole
+//! exchange, so a client that never sends costs a thread for that long and
+//! no more. When every place is taken, the client that has been sending its
+//! head the longest is dropped to make room for the new one (only when all
+//! are past their head is the new one closed): otherwise a few silent
+//! connections, renewed every `CLIENT_TIMEOUT`, would fail every health
+//! probe. The worker threads never see any of it: a scrape sums their
+//! counters (`metrics::Registry`).
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -62,8 +65,61 @@ impl Server {
     }
 }
 
+/// The clients being answered, in the order they came.
+#[derive(Default)]
+struct Clients {
+    next: u64,
+    all: Vec<Client>,
+}
+
+struct Client {
+    id: u64,
+    /// Still sending its request head (the only ones that may be dropped).
+    reading: bool,
+    /// The same socket as the serving thread's, to shut it down.
+    stream: TcpStream,
+}
+
+impl Clients {
+    /// Make room for one more client: None when every place is taken by a
+    /// client past its head; else its id. The oldest client still sending
+    /// its head is shut down if need be (its thread's read then ends).
+    fn admit(&mut self, stream: &TcpStream) -> Option<u64> {
+        if self.all.len() >= MAX_CLIENTS {
+            let oldest = self.all.iter().position(|c| c.reading)?;
+            let old = self.all.remove(oldest);
+            let _ = old.stream.shutdown(std::net::Shutdown::Both);
+        }
+        let stream = stream.try_clone().ok()?;
+        let id = self.next;
+        self.next += 1;
+        self.all.push(Client {
+            id,
+            reading: true,
+            stream,
+        });
+        Some(id)
+    }
+
+    /// Client `id` has sent its whole head: it keeps its place.
+    fn has_read(&mut self, id: u64) {
+        if let Some(c) = self.all.iter_mut().find(|c| c.id == id) {
+            c.reading = false;
+        }
+    }
+
+    /// Client `id` is done (or was dropped already).
+    fn gone(&mut self, id: u64) {
+        self.all.retain(|c| c.id != id);
+    }
+}
+
+fn lock(clients: &Mutex<Clients>) -> std::sync::MutexGuard<'_, Clients> {
+    clients.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn accept_loop(listeners: &[TcpListener], stop: &UnixStream, registry: &Arc<Registry>) {
-    let active = Arc::new(AtomicUsize::new(0));
+    let clients = Arc::new(Mutex::new(Clients::default()));
     let mut fds: Vec<libc::pollfd> = listeners
         .iter()
         .map(|l| l.as_raw_fd())
@@ -105,22 +161,21 @@ fn accept_loop(listeners: &[TcpListener], stop: &UnixStream, registry: &Arc<Regi
                         break;
                     }
                 };
-                if active.load(Ordering::Acquire) >= MAX_CLIENTS {
+                let Some(id) = lock(&clients).admit(&stream) else {
                     crate::debug!("metrics listener: {peer}: too many clients, closed");
                     continue;
-                }
-                active.fetch_add(1, Ordering::AcqRel);
-                let (reg, act) = (registry.clone(), active.clone());
+                };
+                let (reg, cl) = (registry.clone(), clients.clone());
                 let spawned = std::thread::Builder::new()
                     .name("tandem-metrics-client".into())
                     .spawn(move || {
-                        if let Err(e) = serve(stream, &reg) {
+                        if let Err(e) = serve(stream, &reg, || lock(&cl).has_read(id)) {
                             crate::debug!("metrics listener: {peer}: {e}");
                         }
-                        act.fetch_sub(1, Ordering::AcqRel);
+                        lock(&cl).gone(id);
                     });
                 if let Err(e) = spawned {
-                    active.fetch_sub(1, Ordering::AcqRel);
+                    lock(&clients).gone(id);
                     crate::warn!("metrics listener: cannot start a client thread: {e}");
                 }
             }
@@ -128,8 +183,9 @@ fn accept_loop(listeners: &[TcpListener], stop: &UnixStream, registry: &Arc<Regi
     }
 }
 
-/// Answer one request on `s`, then close.
-fn serve(mut s: TcpStream, registry: &Registry) -> io::Result<()> {
+/// Answer one request on `s`, then close; `has_read` is called once the
+/// whole head is in.
+fn serve(mut s: TcpStream, registry: &Registry, has_read: impl FnOnce()) -> io::Result<()> {
     let deadline = Instant::now() + CLIENT_TIMEOUT;
     s.set_nonblocking(false)?;
     let mut buf = [0u8; MAX_REQUEST];
@@ -153,6 +209,7 @@ fn serve(mut s: TcpStream, registry: &Registry) -> io::Result<()> {
             Err(e) => return Err(e),
         }
     };
+    has_read();
     let (status, ctype, body): (&str, &str, String) = match head_end {
         None => (
             "431 Request Header Fields Too Large",
