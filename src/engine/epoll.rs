@@ -340,7 +340,7 @@ impl Worker {
                         progressed = true;
                     }
                     Transmit::Send(segs) => {
-                        let (r, want) = send_segments(fd, segs);
+                        let (r, want) = send_segments(fd, segs, &mut self.scratch);
                         let n = match r {
                             Ok(0) if matches!(segs[0], Segment::File(_)) => {
                                 super::policy::short_file(&mut c.conn, &mut sh.ctx());
@@ -436,11 +436,14 @@ impl Worker {
 
 /// Most byte segments gathered into one sendmsg.
 const IOV_MAX: usize = 8;
+/// Byte segments adding up to at most this much go out as one copied send.
+const GATHER_MAX: usize = 16 * 1024;
+const _: () = assert!(GATHER_MAX <= SCRATCH);
 
 /// One send of what `segs` starts with: the leading byte segments in one
 /// sendmsg (MSG_MORE if more follows), or a sendfile chunk of a file
 /// segment. Returns the syscall's result and the bytes it was asked for.
-fn send_segments(fd: RawFd, segs: &[Segment]) -> (io::Result<isize>, usize) {
+fn send_segments(fd: RawFd, segs: &[Segment], scratch: &mut [u8]) -> (io::Result<isize>, usize) {
     if let Segment::File(f) = &segs[0] {
         let mut off = f.offset as libc::off_t;
         let count = (f.len as usize).min(SENDFILE_CHUNK);
@@ -449,6 +452,33 @@ fn send_segments(fd: RawFd, segs: &[Segment]) -> (io::Result<isize>, usize) {
         // kernel updates.
         let n = crate::syscall!(unsafe { libc::sendfile(fd, f.file.as_raw_fd(), &mut off, count) });
         return (n, count);
+    }
+    let flags = |more: bool| libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+    // A small response (head + cached body): one copy into the scratch
+    // buffer and a plain send cost less than sendmsg's iovec import and a
+    // skb built from several fragments. The scratch holds nothing between
+    // calls: received bytes are consumed before anything is sent.
+    let small = segs.iter().take(IOV_MAX).map_while(|s| match s {
+        Segment::Bytes(b) => Some(b),
+        Segment::File(_) => None,
+    });
+    let (k, want) = small.clone().fold((0, 0), |(k, n), b| (k + 1, n + b.len()));
+    if k > 1 && want <= GATHER_MAX {
+        let mut at = 0;
+        for b in small {
+            scratch[at..at + b.len()].copy_from_slice(b);
+            at += b.len();
+        }
+        // SAFETY: send reads `want` bytes of our scratch buffer, filled above.
+        let n = crate::syscall!(unsafe {
+            libc::send(
+                fd,
+                scratch.as_ptr() as *const libc::c_void,
+                want,
+                flags(k < segs.len()),
+            )
+        });
+        return (n, want);
     }
     let mut iov = [libc::iovec {
         iov_base: std::ptr::null_mut(),
@@ -470,9 +500,8 @@ fn send_segments(fd: RawFd, segs: &[Segment]) -> (io::Result<isize>, usize) {
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = iov.as_mut_ptr();
     msg.msg_iovlen = k;
-    let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
     // SAFETY: the iovecs point into byte segments borrowed from `segs` for
     // the duration of the call; the kernel only reads them.
-    let n = crate::syscall!(unsafe { libc::sendmsg(fd, &msg, flags) });
+    let n = crate::syscall!(unsafe { libc::sendmsg(fd, &msg, flags(more)) });
     (n, want)
 }
