@@ -70,6 +70,9 @@ CONNS = int(env("CONNS", "100"))
 # as many transfers unfinished as finished, and their CPU would be charged to
 # the finished ones.
 CONNS_HUGE = int(env("CONNS_HUGE", "10"))
+# Runs for 100 MiB and up last this long: in 3 s wrk finishes only about 15
+# transfers of 100 MiB, too few for a req/s or CPU figure to mean much.
+DURATION_HUGE = int(env("DURATION_HUGE", str(DURATION) if QUICK else str(max(DURATION, 10))))
 THREADS = int(env("THREADS", "1"))
 TARGETS = env("TARGETS", "epoll io_uring nginx").split()
 CEILING = env("CEILING", "1") == "1"
@@ -332,16 +335,22 @@ def own_cpu_s():
     return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
+def duration(size):
+    return DURATION_HUGE if size >= 100 * MiB else DURATION
+
+
 def wrk(srv, size, workers):
-    conns = CONNS_HUGE if size >= 100 * MiB else CONNS
+    huge = size >= 100 * MiB
+    conns = CONNS_HUGE if huge else CONNS
+    dur = duration(size)
     url = f"http://127.0.0.1:{srv.port}/f{size}.bin"
-    cmd = pinned(cpus_for(workers)[1], ["wrk", f"-t{THREADS}", f"-c{conns}", f"-d{DURATION}s", f"--timeout={max(10, DURATION)}s", "--latency", url])
+    cmd = pinned(cpus_for(workers)[1], ["wrk", f"-t{THREADS}", f"-c{conns}", f"-d{dur}s", f"--timeout={max(10, dur)}s", "--latency", url])
     busy0, own0, t0 = machine_busy_ticks(), own_cpu_s(), time.monotonic()
     before = srv.cpu_ticks()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=child_setup)
     procs.append(p)
     try:
-        out = p.communicate(timeout=DURATION + 30)[0]
+        out = p.communicate(timeout=dur + 30)[0]
     finally:
         stop(p)
     after = srv.cpu_ticks()
@@ -351,7 +360,7 @@ def wrk(srv, size, workers):
     other_pct = max(0.0, other) / (time.monotonic() - t0) * 100
     m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m), ([\d.]+)(B|KB|MB|GB|TB) read", out)
     reqs = int(m.group(1)) if m else 0
-    secs = float(m.group(2)) * UNIT_S[m.group(3)] if m else DURATION
+    secs = float(m.group(2)) * UNIT_S[m.group(3)] if m else dur
     # CPU is charged per request completed, except from 1 MiB up, where the
     # transfers still under way when wrk stops are a sizeable share of the
     # work done: there it is charged per file's worth of bytes read (wrk
@@ -761,7 +770,7 @@ def main():
                         # the quietest attempt is kept.
                         tries = 0
                         while (r["other_pct"] > NOISY_PCT and tries < QUIET_RETRIES
-                               and retry_spent[0] + DURATION + 1 <= RETRY_BUDGET):
+                               and retry_spent[0] + duration(size) + 1 <= RETRY_BUDGET):
                             t_retry = time.monotonic()
                             time.sleep(1)
                             again = wrk(s, size, workers)
@@ -822,7 +831,7 @@ def main():
     md = [f"# tandem benchmark {stamp}", "",
           f"**Machine:** {machine()}", "",
           f"**Setup:** 127.0.0.1, keep-alive, `wrk -t{THREADS} -c{CONNS}` (`-c{CONNS_HUGE}` for 100 MiB and up), "
-          f"{DURATION} s per run, median of {ROUNDS} round(s), servers alternated each round; {pins}. "
+          f"{DURATION} s per run ({DURATION_HUGE} s for 100 MiB and up), median of {ROUNDS} round(s), servers alternated each round; {pins}. "
           f"CPU µs/req = utime+stime (/proc/PID/stat) of the server's own processes (nginx: the workers of "
           f"the master this run started) over the requests wrk completed (from 1 MiB up: over the bytes wrk read, in files' worth). "
           f"A run during which other processes used over {NOISY_PCT:.0f}% of a CPU was retried (up to {QUIET_RETRIES}x, "

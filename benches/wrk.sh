@@ -8,7 +8,7 @@
 #   QUICK=1 benches/wrk.sh             # smoke test: 1 round of 2 s, 1 KiB and 1 MiB
 #   BASE_BIN=/tmp/base/target/release/tandem TARGETS="epoll epoll@base" benches/wrk.sh
 #
-# Knobs: DURATION ROUNDS SIZES LOG_SIZES W2_SIZES WORKERS CONNS CONNS_HUGE
+# Knobs: DURATION DURATION_HUGE ROUNDS SIZES LOG_SIZES W2_SIZES WORKERS CONNS CONNS_HUGE
 # THREADS TARGETS CEILING IDLE_CONNS NOISE PIN BASE_BIN QUICK.
 # Only 127.0.0.1 is ever targeted; every wrk run is bounded; everything the
 # run starts is stopped when it ends.
