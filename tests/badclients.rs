@@ -9,6 +9,7 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 /// Size of `huge.bin`: far more than loopback socket buffers can hold.
@@ -197,6 +198,72 @@ engine_tests! {
         drop(hog);
         assert!(st.success(), "exit status {st:?}");
         assert!(stop_took < Duration::from_millis(4500), "stop took {stop_took:?} with shutdown_timeout 3s");
+    }
+
+    fn pipelining_flood_stays_in_the_socket_not_in_memory(e) {
+        // Many clients each pipeline far more requests than a connection may
+        // hold (max_buffered = max_header_size 4 KiB + 16 KiB) and never
+        // read. What the server holds per connection must stay near that
+        // bound: the rest waits in the kernel's socket buffers. Measured:
+        // 36-44 KiB (epoll) and 49 KiB (io_uring) per connection, input,
+        // the stuck response and the connection itself; 64 and 195 KiB
+        // before reads were bounded (a whole 64 KiB recv, or a burst of
+        // multishot buffers, was kept).
+        const N: usize = 200;
+        const BOUND_KIB: u64 = 56;
+        let site = Site::new();
+        site.write("a.txt", b"a\n");
+        let extra = "workers = 1\nmax_header_size = 4096\nsend_timeout = \"60s\"\nkeepalive_timeout = \"60s\"\nheader_timeout = \"60s\"";
+        let srv = start_or_skip!(e, extra, &site.root);
+        let mut conns: Vec<TcpStream> = (0..N)
+            .map(|i| {
+                let mut s = TcpStream::connect(srv.addr()).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+                // Keep what waits in kernel buffers small (tests run in parallel).
+                set_sockopt(&s, libc::SOL_SOCKET, libc::SO_SNDBUF, &(64 * 1024i32));
+                s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+                let mut c = Conn::from_stream(s.try_clone().unwrap());
+                let r = c.try_read_response_within("GET", Duration::from_secs(5)).unwrap();
+                assert_status(&r, 200, "warm-up");
+                s.set_nonblocking(true).unwrap();
+                s
+            })
+            .collect();
+        let rss_base = rss_kib(srv.pid());
+        // Send until the server takes no more: every client's socket is
+        // full, and none gets room again within 500 ms (the server reads
+        // nothing more; on loopback, room comes back within microseconds
+        // when it does).
+        let batch = b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n".repeat(2000);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut sent = 0usize;
+        loop {
+            assert!(Instant::now() < deadline, "the server kept reading for 60 s ({} KiB sent in all)", sent >> 10);
+            for (i, s) in conns.iter_mut().enumerate() {
+                loop {
+                    match s.write(&batch) {
+                        Ok(n) => sent += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => panic!("client {i}: {e}"),
+                    }
+                }
+            }
+            let mut fds: Vec<libc::pollfd> = conns
+                .iter()
+                .map(|s| libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLOUT, revents: 0 })
+                .collect();
+            // SAFETY: poll reads and writes `fds`, a live array of fds.len() pollfds.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 500) };
+            assert!(n >= 0, "poll: {}", std::io::Error::last_os_error());
+            if n == 0 {
+                break;
+            }
+        }
+        let rss = rss_kib(srv.pid());
+        let per = (rss.saturating_sub(rss_base)) / N as u64;
+        note(&format!("{N} clients pipelining without reading ({} KiB sent each on average): RSS {rss_base} -> {rss} KiB, {per} KiB per connection", sent / N / 1024));
+        assert!(per <= BOUND_KIB, "a pipelining flood costs {per} KiB per connection (RSS {rss_base} -> {rss} KiB), more than {BOUND_KIB} KiB");
+        drop(conns);
+        served_promptly(&srv, "after the pipelining flood");
     }
 
     fn client_that_resets_at_once_is_logged_with_its_address(e) {

@@ -287,14 +287,12 @@ impl Worker {
             let mut progressed = false;
             // Read until EAGAIN, or until the Conn has enough buffered.
             while !c.rd_drained && c.conn.wants_input(&sh.limits) && spent < TURN_BUDGET {
-                // SAFETY: recv writes at most scratch.len() bytes into scratch.
+                // At most what the Conn may keep: a flood of pipelined
+                // requests stays in the socket, not in our memory.
+                let want = self.scratch.len().min(c.conn.input_room(&sh.limits));
+                // SAFETY: recv writes at most want <= scratch.len() bytes into scratch.
                 let r = crate::syscall!(unsafe {
-                    libc::recv(
-                        fd,
-                        self.scratch.as_mut_ptr() as *mut libc::c_void,
-                        self.scratch.len(),
-                        0,
-                    )
+                    libc::recv(fd, self.scratch.as_mut_ptr() as *mut libc::c_void, want, 0)
                 });
                 match r {
                     Ok(0) => {

@@ -1,8 +1,10 @@
 //! The sans-IO HTTP/1.1 connection: bytes in, `Transmit` out, time passed in.
 //!
 //! Requests are answered one at a time, in order. While a response is being
-//! sent, further (pipelined) input is kept in `inbuf`; the engine stops reading
-//! once `wants_input` says so. An idle connection holds no buffered input.
+//! sent, further (pipelined) input is kept in `inbuf`; the engine reads at
+//! most `input_room` bytes at a time and stops once it is 0, so a connection
+//! never holds more than `Limits::max_buffered` bytes of input, however fast
+//! a client pipelines. An idle connection holds no buffered input.
 //!
 //! What a response sends is a list of owned `Segment`s (the encoded head,
 //! then the body's bytes and file ranges). An engine clones what it hands to
@@ -179,7 +181,17 @@ impl Conn {
 
     /// Whether the engine should keep reading from the socket.
     pub fn wants_input(&self, limits: &Limits) -> bool {
-        self.state != State::Closed && self.inbuf.len() < limits.max_buffered()
+        self.input_room(limits) > 0
+    }
+
+    /// The most bytes the engine should read before handing them over: what
+    /// is left of `max_buffered` (a read that size may be kept whole when a
+    /// response is in flight). 0 when it should not read.
+    pub fn input_room(&self, limits: &Limits) -> usize {
+        if self.state == State::Closed {
+            return 0;
+        }
+        limits.max_buffered().saturating_sub(self.inbuf.len())
     }
 
     /// Feed bytes the engine received; the engine keeps nothing once this returns.

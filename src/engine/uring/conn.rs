@@ -17,7 +17,7 @@ use super::Worker;
 use super::pool::{Pipe, Pool};
 use super::ring::{
     CANCEL, CLOSE, Io, POLL_OUT, READ, RECV, SEND_BUF, SEND_BYTES, SPLICE_IN, WRITE_OPS, bit,
-    errno_str, ud,
+    errno_str, recv_multi, ud,
 };
 use crate::http::{Conn, Segment};
 
@@ -184,6 +184,15 @@ impl Worker {
                 match -res {
                     // Out of buffers, or cancelled by us: re-armed by settle if wanted.
                     libc::ENOBUFS | libc::ECANCELED | libc::EINTR | libc::EAGAIN => {}
+                    // This kernel takes no byte limit on a multishot receive:
+                    // armed again without one by settle.
+                    libc::EINVAL if self.recv_limit => {
+                        self.recv_limit = false;
+                        crate::info!(
+                            "io_uring: this kernel has no byte limit for multishot receives; \
+                             pipelined input is cut off a little later"
+                        );
+                    }
                     _ => {
                         crate::debug!("{}: recv: {}", c.conn.peer(), errno_str(res));
                         c.recv_done = true;
@@ -287,14 +296,23 @@ impl Worker {
             }
             return;
         }
-        let want = !c.recv_done && c.conn.wants_input(&self.sh.limits);
+        let room = if c.recv_done {
+            0
+        } else {
+            c.conn.input_room(&self.sh.limits)
+        };
+        let want = room > 0;
         let armed = c.pending & bit(RECV) != 0;
         if want && !armed {
-            self.io.push_plain(
-                opcode::RecvMulti::new(types::Fd(c.fd), super::BGID)
-                    .build()
-                    .user_data(c.ud(RECV)),
-            );
+            // The receive ends by itself after what the Conn may keep (it is
+            // armed again then): a flood of pipelined requests stays in the
+            // socket, not in our memory. Without the limit (older kernels),
+            // the cancel below comes a burst of buffers late.
+            let limit = self
+                .recv_limit
+                .then_some(room.min(u32::MAX as usize) as u32);
+            self.io
+                .push_plain(recv_multi(c.fd, super::BGID, limit).user_data(c.ud(RECV)));
             c.pending |= bit(RECV);
         } else if !want && armed {
             // Backpressure (or the Conn is done reading): stop receiving.

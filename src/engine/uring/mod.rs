@@ -117,6 +117,7 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
         overflow_logged: false,
         lost_seen: 0,
         stray_logged: false,
+        recv_limit: true,
     };
     // A panic in the loop must not free memory the kernel may still write:
     // tear down (cancel and drain every op) before unwinding further.
@@ -161,6 +162,9 @@ struct Worker {
     overflow_logged: bool,
     lost_seen: u32,
     stray_logged: bool,
+    /// The kernel takes a byte limit on a multishot receive (`recv_multi`);
+    /// cleared at its first EINVAL.
+    recv_limit: bool,
 }
 
 fn benign_enter_error(e: &io::Error) -> bool {

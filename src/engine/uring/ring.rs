@@ -4,8 +4,9 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::os::fd::RawFd;
 
-use io_uring::{IoUring, squeue};
+use io_uring::{IoUring, opcode, squeue, types};
 
 // Per-connection operation kinds (bit positions in `UConn::pending`).
 pub const RECV: u8 = 0;
@@ -46,6 +47,33 @@ pub fn parse_ud(u: u64) -> (u8, usize, u32) {
 
 pub const fn bit(kind: u8) -> u16 {
     1 << kind
+}
+
+/// A multishot receive into buffers of group `bgid` that, with `limit`,
+/// receives at most that many bytes and then ends by itself (the SQE's
+/// `len` and `optlen` fields, which the kernel reads as the per-receive and
+/// the total byte limit since Linux 6.17; older kernels refuse them with
+/// EINVAL). The io-uring crate has no setter for `optlen` yet.
+pub fn recv_multi(fd: RawFd, bgid: u16, limit: Option<u32>) -> squeue::Entry {
+    let Some(limit) = limit else {
+        return opcode::RecvMulti::new(types::Fd(fd), bgid).build();
+    };
+    // `len` caps each receive (else the last one may fill a whole buffer
+    // past the limit), `optlen` the total.
+    let e = opcode::RecvMulti::new(types::Fd(fd), bgid)
+        .len(limit)
+        .build();
+    /// Offset of `optlen` (a union with `file_index` and `splice_fd_in`)
+    /// in `struct io_uring_sqe`.
+    const OPTLEN_AT: usize = 44;
+    // SAFETY: squeue::Entry is a #[repr(C)] wrapper around the kernel's
+    // 64-byte `io_uring_sqe`, made only of integers and unions of integers,
+    // so its bytes can be read as an array and any bytes are a valid value
+    // (transmute checks the sizes match).
+    let mut raw: [u8; 64] = unsafe { std::mem::transmute::<squeue::Entry, [u8; 64]>(e) };
+    raw[OPTLEN_AT..OPTLEN_AT + 4].copy_from_slice(&limit.to_ne_bytes());
+    // SAFETY: as above; only the u32 at `optlen` changed.
+    unsafe { std::mem::transmute::<[u8; 64], squeue::Entry>(raw) }
 }
 
 pub fn errno_str(res: i32) -> io::Error {
