@@ -286,10 +286,13 @@ impl Worker {
         loop {
             let mut progressed = false;
             // Read until EAGAIN, or until the Conn has enough buffered.
-            while !c.rd_drained && c.conn.wants_input(&sh.limits) && spent < TURN_BUDGET {
+            while !c.rd_drained && spent < TURN_BUDGET {
                 // At most what the Conn may keep: a flood of pipelined
                 // requests stays in the socket, not in our memory.
                 let want = self.scratch.len().min(c.conn.input_room(&sh.limits));
+                if want == 0 {
+                    break;
+                }
                 // SAFETY: recv writes at most want <= scratch.len() bytes into scratch.
                 let r = crate::syscall!(unsafe {
                     libc::recv(fd, self.scratch.as_mut_ptr() as *mut libc::c_void, want, 0)
@@ -439,8 +442,9 @@ const GATHER_MAX: usize = 16 * 1024;
 const _: () = assert!(GATHER_MAX <= SCRATCH);
 
 /// One send of what `segs` starts with: the leading byte segments in one
-/// sendmsg (MSG_MORE if more follows), or a sendfile chunk of a file
-/// segment. Returns the syscall's result and the bytes it was asked for.
+/// send (copied into `scratch` when small) or sendmsg, with MSG_MORE if more
+/// follows; or a sendfile chunk of a file segment. Returns the syscall's
+/// result and the bytes it was asked for.
 fn send_segments(fd: RawFd, segs: &[Segment], scratch: &mut [u8]) -> (io::Result<isize>, usize) {
     if let Segment::File(f) = &segs[0] {
         let mut off = f.offset as libc::off_t;
@@ -450,33 +454,6 @@ fn send_segments(fd: RawFd, segs: &[Segment], scratch: &mut [u8]) -> (io::Result
         // kernel updates.
         let n = crate::syscall!(unsafe { libc::sendfile(fd, f.file.as_raw_fd(), &mut off, count) });
         return (n, count);
-    }
-    let flags = |more: bool| libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
-    // A small response (head + cached body): one copy into the scratch
-    // buffer and a plain send cost less than sendmsg's iovec import and a
-    // skb built from several fragments. The scratch holds nothing between
-    // calls: received bytes are consumed before anything is sent.
-    let small = segs.iter().take(IOV_MAX).map_while(|s| match s {
-        Segment::Bytes(b) => Some(b),
-        Segment::File(_) => None,
-    });
-    let (k, want) = small.clone().fold((0, 0), |(k, n), b| (k + 1, n + b.len()));
-    if k > 1 && want <= GATHER_MAX {
-        let mut at = 0;
-        for b in small {
-            scratch[at..at + b.len()].copy_from_slice(b);
-            at += b.len();
-        }
-        // SAFETY: send reads `want` bytes of our scratch buffer, filled above.
-        let n = crate::syscall!(unsafe {
-            libc::send(
-                fd,
-                scratch.as_ptr() as *const libc::c_void,
-                want,
-                flags(k < segs.len()),
-            )
-        });
-        return (n, want);
     }
     let mut iov = [libc::iovec {
         iov_base: std::ptr::null_mut(),
@@ -493,13 +470,31 @@ fn send_segments(fd: RawFd, segs: &[Segment], scratch: &mut [u8]) -> (io::Result
         want += b.len();
         k += 1;
     }
-    let more = k < segs.len();
+    let flags = libc::MSG_NOSIGNAL | if k < segs.len() { libc::MSG_MORE } else { 0 };
+    if k > 1 && want <= GATHER_MAX {
+        // A small response (head + cached body): one copy into the scratch
+        // buffer and a plain send cost less than sendmsg's iovec import and
+        // a skb built from several fragments. The scratch holds nothing
+        // between calls: received bytes are consumed before anything is sent.
+        let mut at = 0;
+        for s in &segs[..k] {
+            if let Segment::Bytes(b) = s {
+                scratch[at..at + b.len()].copy_from_slice(b);
+                at += b.len();
+            }
+        }
+        // SAFETY: send reads `want` bytes of our scratch buffer, filled above.
+        let n = crate::syscall!(unsafe {
+            libc::send(fd, scratch.as_ptr() as *const libc::c_void, want, flags)
+        });
+        return (n, want);
+    }
     // SAFETY: msghdr is a plain C struct; all-zero (no name, no control) is valid.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = iov.as_mut_ptr();
     msg.msg_iovlen = k;
     // SAFETY: the iovecs point into byte segments borrowed from `segs` for
     // the duration of the call; the kernel only reads them.
-    let n = crate::syscall!(unsafe { libc::sendmsg(fd, &msg, flags(more)) });
+    let n = crate::syscall!(unsafe { libc::sendmsg(fd, &msg, flags) });
     (n, want)
 }
