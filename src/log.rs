@@ -237,7 +237,9 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-fn split(t: SystemTime) -> (i64, u32, u32, u64, u64, u64) {
+/// `t` in UTC as (year, month, day, hour, minute, second); times before
+/// the epoch count as the epoch.
+pub(crate) fn split(t: SystemTime) -> (i64, u32, u32, u64, u64, u64) {
     let secs = t
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

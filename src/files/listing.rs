@@ -14,7 +14,7 @@
 //!
 //! Order: directories first, then by name (byte order).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -24,6 +24,7 @@ use super::os::{DirEntry, EntryKind, ReadDirOpts};
 use super::path::ReqPath;
 use crate::http::reply::HTML;
 use crate::http::{Body, Notes, Reply, Request, Status};
+use crate::log::rfc3339;
 
 /// Most entries one listing shows. Reading a directory is synchronous in the
 /// worker (like every open), so a directory with millions of entries must not
@@ -189,35 +190,10 @@ pub fn escape_json(s: &str, out: &mut String) {
     out.push('"');
 }
 
-/// Seconds since the epoch as (year, month, day, hour, minute, second), UTC.
-/// Times before the epoch count as the epoch.
-fn civil(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let rem = rem as u32;
-    (year, month, day, rem / 3600, rem / 60 % 60, rem % 60)
-}
-
 /// `YYYY-MM-DD HH:MM`, UTC.
 fn utc(t: SystemTime) -> String {
-    let (y, mo, d, h, mi, _) = civil(t);
+    let (y, mo, d, h, mi, _) = crate::log::split(t);
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}")
-}
-
-/// RFC 3339, UTC, whole seconds: `YYYY-MM-DDTHH:MM:SSZ`.
-fn rfc3339(t: SystemTime) -> String {
-    let (y, mo, d, h, mi, s) = civil(t);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
 impl Responder {
@@ -259,7 +235,7 @@ impl Responder {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
 

@@ -175,40 +175,28 @@ impl Respond for Responder {
             Err(PathError::Bad) => return self.error_page(Status::BAD_REQUEST),
             Err(PathError::NotFound) => return self.not_found(),
         };
-        let (mut reply, served) = self.lookup(req, now, &p, notes);
-        if !self.settings.rules.is_empty() && (200..400).contains(&reply.status.0) {
-            for (name, value) in self.rule_headers(&p, served.as_deref()) {
-                reply.headers.set(name, value);
-            }
-        }
-        reply
+        self.lookup(req, now, &p, notes)
     }
 }
 
 impl Responder {
-    /// The response for a resolved path, and the file it serves (relative
-    /// to the root) when it serves one.
-    fn lookup(
-        &self,
-        req: &Request<'_>,
-        now: &Now,
-        p: &ReqPath,
-        notes: &mut Notes,
-    ) -> (Reply, Option<String>) {
+    /// The response for a resolved path, with the rules' fields.
+    fn lookup(&self, req: &Request<'_>, now: &Now, p: &ReqPath, notes: &mut Notes) -> Reply {
         match self.root.open_beneath(&p.rel) {
             Ok(Opened::File { .. }) if p.trailing_slash && !p.rel.is_empty() => {
                 // "/file.html/" names a directory that is not there.
-                (self.not_found(), None)
+                self.not_found()
             }
             Ok(Opened::File { file, len, mtime }) => {
                 let f = Found { file, len, mtime };
-                (self.file(req, now, f, &p.rel, Some(p)), Some(p.rel.clone()))
+                self.file(req, now, f, &p.rel, p, true)
             }
-            Ok(Opened::Dir) if !p.trailing_slash => (
-                Reply::status(Status::MOVED_PERMANENTLY)
-                    .with_header("Location", p.slash_redirect()),
-                None,
-            ),
+            Ok(Opened::Dir) if !p.trailing_slash => {
+                let mut r = Reply::status(Status::MOVED_PERMANENTLY)
+                    .with_header("Location", p.slash_redirect());
+                apply_rules(&mut r, &self.rule_headers(p, None));
+                r
+            }
             Ok(Opened::Dir) => {
                 for name in &self.settings.index {
                     let idx = if p.rel.is_empty() {
@@ -219,73 +207,73 @@ impl Responder {
                     match self.root.open_beneath(&idx) {
                         Ok(Opened::File { file, len, mtime }) => {
                             let f = Found { file, len, mtime };
-                            return (self.file(req, now, f, &idx, Some(p)), Some(idx));
+                            return self.file(req, now, f, &idx, p, true);
                         }
                         Ok(_) => {}
                         Err(e) if is_missing(&e) => {}
-                        Err(e) => return (self.io_error(e, notes), None),
+                        Err(e) => return self.io_error(e, notes),
                     }
                 }
                 if self.settings.autoindex {
-                    return (self.listing(p, req, notes), None);
+                    let mut r = self.listing(p, req, notes);
+                    apply_rules(&mut r, &self.rule_headers(p, None));
+                    return r;
                 }
-                (self.not_found(), None)
+                self.not_found()
             }
-            Ok(Opened::Other) => (self.not_found(), None),
+            Ok(Opened::Other) => self.not_found(),
             Err(e) if is_missing(&e) => self.missing(req, now, p, notes),
-            Err(e) => (self.io_error(e, notes), None),
+            Err(e) => self.io_error(e, notes),
         }
     }
 
     /// A path that names nothing: the SPA fallback for a path without an
     /// extension, when one is set; else 404.
-    fn missing(
-        &self,
-        req: &Request<'_>,
-        now: &Now,
-        p: &ReqPath,
-        notes: &mut Notes,
-    ) -> (Reply, Option<String>) {
+    fn missing(&self, req: &Request<'_>, now: &Now, p: &ReqPath, notes: &mut Notes) -> Reply {
         let fb = &self.settings.fallback;
         let last = p.rel.rsplit('/').next().unwrap_or("");
         // Not under /.well-known/ either: a missing ACME token or
         // security.txt must be a 404, not the app's HTML.
         if fb.is_empty() || last.contains('.') || p.rel.starts_with(".well-known/") {
-            return (self.not_found(), None);
+            return self.not_found();
         }
         match self.root.open_beneath(fb) {
             Ok(Opened::File { file, len, mtime }) => {
                 let f = Found { file, len, mtime };
-                (self.file(req, now, f, fb, None), Some(fb.clone()))
+                self.file(req, now, f, fb, p, false)
             }
-            Ok(_) => (self.not_found(), None),
-            Err(e) if is_missing(&e) => (self.not_found(), None),
-            Err(e) => (self.io_error(e, notes), None),
+            Ok(_) => self.not_found(),
+            Err(e) if is_missing(&e) => self.not_found(),
+            Err(e) => self.io_error(e, notes),
         }
     }
 
-    /// A found file's response, typed by its name. When `cached` names the
-    /// request path it was found for and the file is small enough, it is
-    /// read (with its variants) into this worker's cache and answered from
-    /// there; else from disk.
+    /// A found file's response for the request path `p`, typed by its name
+    /// `rel`, with the rules' fields. When `cacheable` (the file is what `p`
+    /// names, not the fallback) and it is small enough, it is read (with its
+    /// variants) into this worker's cache and answered from there; else
+    /// from disk.
     fn file(
         &self,
         req: &Request<'_>,
         now: &Now,
         f: Found,
         rel: &str,
-        cached: Option<&ReqPath>,
+        p: &ReqPath,
+        cacheable: bool,
     ) -> Reply {
         let ctype = self.types.header_value(rel);
-        if let Some(p) = cached
+        let rules = self.rule_headers(p, Some(rel));
+        if cacheable
             && self.settings.cache_budget > 0
             && f.len <= self.settings.cache_max_file
-            && let Some(e) = self.load(req, now, p, rel, &f, ctype.clone())
+            && let Some(e) = self.load(req, now, rel, &f, ctype.clone(), &rules)
         {
-            let rep = entity::pick(req, &e.reps);
-            return self.answer(req, now, rep, e.reps.len() > 1, e.ctype.clone());
+            return self.answer_cached(req, now, &e);
         }
-        self.entity(req, now, f, rel, ctype)
+        let mut reply = self.entity(req, now, f, rel, ctype);
+        apply_rules(&mut reply, &rules);
+        reply
     }
 
     /// Read `src` and its fresh siblings into a cache entry for the request
@@ -294,10 +282,10 @@ impl Responder {
         &self,
         req: &Request<'_>,
         now: &Now,
-        p: &ReqPath,
         rel: &str,
         src: &Found,
         ctype: crate::http::reply::Text,
+        rules: &[(String, String)],
     ) -> Option<Rc<Entry>> {
         let max = self.settings.cache_max_file;
         let mut reps = vec![Rep::new(
@@ -317,7 +305,6 @@ impl Responder {
                 Some(enc),
             ));
         }
-        let rules = self.rule_headers(p, Some(rel));
         // Each representation's plain 200 head, rendered once (unless its
         // mtime is ahead of the clock: then Last-Modified says "now", which
         // changes every second).
@@ -326,7 +313,7 @@ impl Responder {
             let lm = crate::http::cond::whole_seconds(rep.mtime);
             if lm <= now.wall {
                 let mut h = self.ok_fields(rep, vary, ctype.clone(), httpdate::fmt_http_date(lm));
-                for (name, value) in &rules {
+                for (name, value) in rules {
                     h.set(name.clone(), value.clone());
                 }
                 rep.head = Some(h.render());
@@ -335,7 +322,7 @@ impl Responder {
         let entry = Entry {
             reps,
             ctype,
-            rules,
+            rules: rules.to_vec(),
             until: crate::http::later(now.instant, self.settings.cache_revalidate),
         };
         Some(cache::put(
@@ -358,11 +345,7 @@ impl Responder {
             return Reply::rendered(Status::OK, head.clone(), rep.body(0, rep.len));
         }
         let mut reply = self.answer(req, now, rep, e.reps.len() > 1, e.ctype.clone());
-        if (200..400).contains(&reply.status.0) {
-            for (name, value) in &e.rules {
-                reply.headers.set(name.clone(), value.clone());
-            }
-        }
+        apply_rules(&mut reply, &e.rules);
         reply
     }
 
@@ -392,6 +375,16 @@ impl Responder {
             }
         }
         out
+    }
+}
+
+/// Set the rules' fields on a reply that is a success or a redirect (like
+/// nginx's add_header, they are not added to errors).
+fn apply_rules(reply: &mut Reply, rules: &[(String, String)]) {
+    if (200..400).contains(&reply.status.0) {
+        for (name, value) in rules {
+            reply.headers.set(name.clone(), value.clone());
+        }
     }
 }
 

@@ -105,7 +105,7 @@ impl RootDir {
         let mut dir: Option<OwnedFd> = None;
         for name in dirs.into_iter().flat_map(|d| d.split('/')) {
             let at = dir.as_ref().unwrap_or(&self.fd).as_raw_fd();
-            let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            let c = c_path(name)?;
             // SAFETY: `at` is an open directory fd (the root's or the previous
             // component's, both alive here) and `c` a NUL-terminated name that
             // outlives the call; openat returns a new fd or -1.
@@ -121,7 +121,7 @@ impl RootDir {
             dir = Some(unsafe { OwnedFd::from_raw_fd(fd) });
         }
         let at = dir.as_ref().unwrap_or(&self.fd).as_raw_fd();
-        let c = CString::new(last).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let c = c_path(last)?;
         // SAFETY: as above; `dir` (if any) stays open until after this call.
         syscall!(unsafe { libc::openat(at, c.as_ptr(), flags | libc::O_NOFOLLOW) })
             .map_err(open_error)
@@ -138,8 +138,7 @@ impl RootDir {
         if !real.starts_with(&self.canonical) {
             return Err(io::Error::from(io::ErrorKind::NotFound));
         }
-        let c = CString::new(real.as_os_str().as_bytes())
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let c = c_path(real.as_os_str().as_bytes())?;
         // SAFETY: `c` is a valid NUL-terminated path; open returns a new fd or -1.
         syscall!(unsafe { libc::open(c.as_ptr(), flags) }).map_err(open_error)
     }
@@ -255,8 +254,7 @@ impl RootDir {
     /// checked or no-follow fallbacks. An owned fd of whatever it names.
     fn open_resolved(&self, rel: &str, flags: i32) -> io::Result<OwnedFd> {
         let rel = if rel.is_empty() { "." } else { rel };
-        let c = CString::new(rel)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+        let c = c_path(rel)?;
         let deny = self.symlinks == Symlinks::Deny;
         let fd = if self.beneath.load(Ordering::Relaxed) {
             // SAFETY: open_how is plain data; all-zero is its documented default.
@@ -368,6 +366,11 @@ fn listable_name(name: &[u8], dotfiles: bool) -> Option<&str> {
         return None;
     }
     Some(name)
+}
+
+/// A path or name for a libc call; one with a NUL byte is InvalidInput.
+fn c_path(b: impl Into<Vec<u8>>) -> io::Result<CString> {
+    CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
 }
 
 #[cfg(test)]

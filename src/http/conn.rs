@@ -610,12 +610,7 @@ impl Conn {
         h.extend_from_slice(ctx.now.date.as_bytes());
         h.extend_from_slice(b"\r\n");
         h.extend_from_slice(&reply.rendered);
-        for (name, value) in reply.headers.iter() {
-            h.extend_from_slice(name.as_bytes());
-            h.extend_from_slice(b": ");
-            h.extend_from_slice(value.as_bytes());
-            h.extend_from_slice(b"\r\n");
-        }
+        reply.headers.write_into(h);
         if reply.status != Status::NO_CONTENT && reply.status != Status::NOT_MODIFIED {
             h.extend_from_slice(b"Content-Length: ");
             h.extend_from_slice(decimal(body_len, &mut [0; 20]));
@@ -826,14 +821,20 @@ impl<'a> LogRequest<'a> {
 fn escape_into(s: &mut String, b: &[u8]) {
     for &c in b {
         if c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c) {
-            let _ = write!(s, "\\x{c:02X}");
+            s.push_str("\\x");
+            push_hex(s, c);
         } else {
             s.push(c as char);
         }
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789ABCDEF";
+/// `c` as two upper-case hex digits.
+fn push_hex(s: &mut String, c: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    s.push(HEX[(c >> 4) as usize] as char);
+    s.push(HEX[(c & 15) as usize] as char);
+}
 
 /// The inside of a JSON string for bytes that may be anything. Valid UTF-8
 /// is kept as text: `"` becomes `\"`, control characters (and DEL)
@@ -857,16 +858,14 @@ fn json_escape_into(s: &mut String, b: &[u8]) {
                 b'\\' => s.push_str("\\\\x5C"),
                 _ => {
                     s.push_str("\\u00");
-                    s.push(HEX[(c >> 4) as usize] as char);
-                    s.push(HEX[(c & 15) as usize] as char);
+                    push_hex(s, c);
                 }
             }
         }
         s.push_str(&valid[run..]);
         for &c in chunk.invalid() {
             s.push_str("\\\\x");
-            s.push(HEX[(c >> 4) as usize] as char);
-            s.push(HEX[(c & 15) as usize] as char);
+            push_hex(s, c);
         }
     }
 }

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::Status;
 
@@ -177,14 +177,19 @@ impl Headers {
     /// The fields as they go out: `Name: value\r\n` each.
     pub fn render(&self) -> Bytes {
         let mut out =
-            Vec::with_capacity(self.list.iter().map(|(n, v)| n.len() + v.len() + 4).sum());
+            BytesMut::with_capacity(self.list.iter().map(|(n, v)| n.len() + v.len() + 4).sum());
+        self.write_into(&mut out);
+        out.freeze()
+    }
+
+    /// Append the fields as they go out to `out`.
+    pub fn write_into(&self, out: &mut BytesMut) {
         for (name, value) in &self.list {
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        Bytes::from(out)
     }
 
     /// The first value of `name` (case-insensitive).
