@@ -57,6 +57,7 @@ pub enum State {
 
 impl State {
     /// Finished: `Reloaded` or `Refused`.
+    #[cfg(test)]
     pub fn is_verdict(&self) -> bool {
         matches!(self, State::Reloaded(_) | State::Refused { .. })
     }

@@ -17,15 +17,7 @@ use crate::http::reply::Text;
 use crate::http::{Body, Headers, Method, Now, Reply, Request, Segment, Status};
 
 use super::Responder;
-use super::os::Opened;
-
-/// A regular file as opened: its handle, size and modification time.
-#[derive(Debug)]
-pub struct Found {
-    pub file: File,
-    pub len: u64,
-    pub mtime: SystemTime,
-}
+use super::os::{Found, Opened};
 
 /// Where a representation's bytes are: an open file (sent the zero-copy
 /// way), or bytes held by the cache.
@@ -282,10 +274,10 @@ impl Responder {
             name.clear();
             name.push_str(rel);
             name.push_str(enc.suffix());
-            if let Ok(Opened::File { file, len, mtime }) = self.root.open_beneath(&name)
-                && mtime >= src.mtime
+            if let Ok(Opened::File(f)) = self.root.open_beneath(&name)
+                && f.mtime >= src.mtime
             {
-                out.push((enc, Found { file, len, mtime }));
+                out.push((enc, f));
             }
         }
         out

@@ -6,7 +6,9 @@ use std::borrow::Cow;
 /// The Content-Type for a file name from the built-in table alone; text types
 /// carry `charset=utf-8`. The extension is matched without regard to ASCII
 /// case, in place: no buffer, so no length limit that an entry of `TYPES`
-/// could exceed.
+/// could exceed. (The responder uses `Types::header_value`; this is the
+/// table's own check.)
+#[cfg(test)]
 pub fn content_type(name: &str) -> &'static str {
     extension(name).and_then(builtin).unwrap_or(DEFAULT)
 }
@@ -71,7 +73,8 @@ impl Types {
 
     /// The Content-Type for a file name (or a path: only its last segment
     /// counts): an override for its extension, else the built-in table, else
-    /// the default type.
+    /// the default type. (Tests; the responder uses `header_value`.)
+    #[cfg(test)]
     pub fn content_type(&self, name: &str) -> &str {
         match self.find(name) {
             Found::Static(t) => t,
@@ -79,9 +82,10 @@ impl Types {
         }
     }
 
-    /// [`Types::content_type`] as a header value: borrowed (no allocation)
-    /// for a built-in type, a copy for one from the config (header values
-    /// are `Cow<'static, str>`).
+    /// The Content-Type for a file name (an override for its extension,
+    /// else the built-in table, else the default type) as a header value:
+    /// borrowed (no allocation) for a built-in type, a copy for one from the
+    /// config (header values are `Cow<'static, str>`).
     pub fn header_value(&self, name: &str) -> Cow<'static, str> {
         match self.find(name) {
             Found::Static(t) => Cow::Borrowed(t),

@@ -21,8 +21,8 @@ use crate::config::{Config, Encoding, Symlinks};
 use crate::http::{Body, Notes, Now, Reply, Request, Respond, Status};
 use crate::log::Level;
 use cache::Entry;
-use entity::{Found, Rep, Source};
-use os::{Opened, RootDir};
+use entity::{Rep, Source};
+use os::{Found, Opened, RootDir};
 use path::{PathError, ReqPath};
 
 /// Responder settings, from the config.
@@ -144,10 +144,9 @@ impl Responder {
             .error_pages
             .iter()
             .find(|(s, _)| *s == status.0)
-            && let Ok(Opened::File { file, len, .. }) =
-                self.root.open_beneath(page.trim_start_matches('/'))
+            && let Ok(Opened::File(f)) = self.root.open_beneath(page.trim_start_matches('/'))
         {
-            return Reply::new(status, Body::file(file, len))
+            return Reply::new(status, Body::file(f.file, f.len))
                 .with_header("Content-Type", self.types.header_value(page));
         }
         Reply::status(status)
@@ -183,14 +182,11 @@ impl Responder {
     /// The response for a resolved path, with the rules' fields.
     fn lookup(&self, req: &Request<'_>, now: &Now, p: &ReqPath, notes: &mut Notes) -> Reply {
         match self.root.open_beneath(&p.rel) {
-            Ok(Opened::File { .. }) if p.trailing_slash && !p.rel.is_empty() => {
+            Ok(Opened::File(_)) if p.trailing_slash && !p.rel.is_empty() => {
                 // "/file.html/" names a directory that is not there.
                 self.not_found()
             }
-            Ok(Opened::File { file, len, mtime }) => {
-                let f = Found { file, len, mtime };
-                self.file(req, now, f, &p.rel, p, true)
-            }
+            Ok(Opened::File(f)) => self.file(req, now, f, &p.rel, p, true),
             Ok(Opened::Dir) if !p.trailing_slash => {
                 let mut r = Reply::status(Status::MOVED_PERMANENTLY)
                     .with_header("Location", p.slash_redirect());
@@ -205,10 +201,7 @@ impl Responder {
                         format!("{}/{name}", p.rel)
                     };
                     match self.root.open_beneath(&idx) {
-                        Ok(Opened::File { file, len, mtime }) => {
-                            let f = Found { file, len, mtime };
-                            return self.file(req, now, f, &idx, p, true);
-                        }
+                        Ok(Opened::File(f)) => return self.file(req, now, f, &idx, p, true),
                         Ok(_) => {}
                         Err(e) if is_missing(&e) => {}
                         Err(e) => return self.io_error(e, notes),
@@ -238,10 +231,7 @@ impl Responder {
             return self.not_found();
         }
         match self.root.open_beneath(fb) {
-            Ok(Opened::File { file, len, mtime }) => {
-                let f = Found { file, len, mtime };
-                self.file(req, now, f, fb, p, false)
-            }
+            Ok(Opened::File(f)) => self.file(req, now, f, fb, p, false),
             Ok(_) => self.not_found(),
             Err(e) if is_missing(&e) => self.not_found(),
             Err(e) => self.io_error(e, notes),

@@ -16,14 +16,18 @@ use crate::syscall;
 /// What an opened path turned out to be.
 #[derive(Debug)]
 pub enum Opened {
-    File {
-        file: File,
-        len: u64,
-        mtime: SystemTime,
-    },
+    File(Found),
     Dir,
     /// A socket, FIFO or device: never served.
     Other,
+}
+
+/// A regular file as opened: its handle, size and modification time.
+#[derive(Debug)]
+pub struct Found {
+    pub file: File,
+    pub len: u64,
+    pub mtime: SystemTime,
 }
 
 /// The root directory, held open so that every lookup is relative to it.
@@ -73,11 +77,11 @@ impl RootDir {
             // Before 1970 too: a negative mtime is a time like any other
             // (ETags must tell two such files apart).
             let mtime = meta.modified()?;
-            Opened::File {
+            Opened::File(Found {
                 len: meta.len(),
                 mtime,
                 file,
-            }
+            })
         } else if ft.is_dir() {
             Opened::Dir
         } else {
@@ -396,7 +400,7 @@ mod tests {
 
     fn kind(r: io::Result<Opened>) -> String {
         match r {
-            Ok(Opened::File { len, .. }) => format!("file {len}"),
+            Ok(Opened::File(f)) => format!("file {}", f.len),
             Ok(Opened::Dir) => "dir".into(),
             Ok(Opened::Other) => "other".into(),
             Err(e) => format!("{:?}", e.kind()),
