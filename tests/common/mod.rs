@@ -1809,9 +1809,19 @@ pub fn proc_status_field(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
-/// Number of threads of `pid` (from /proc/PID/status).
+/// Number of threads of `pid` that are the server's own (main, workers,
+/// helpers), from /proc/PID/task. The kernel's io_uring threads in the same
+/// thread group (`iou-wrk-*`, the io-wq pool a ring grows when an op must
+/// block, and `iou-sqp-*`) are left out: how many the kernel keeps, and for
+/// how long, is its own affair, and they go with their ring, so an old
+/// worker that did not exit still shows as its own thread.
 pub fn thread_count(pid: u32) -> usize {
-    proc_status_field(pid, "Threads:").unwrap_or(0) as usize
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    dir.filter_map(|t| fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| !comm.starts_with("iou-"))
+        .count()
 }
 
 /// Resident set size of `pid`, in KiB.
