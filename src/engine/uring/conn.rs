@@ -16,10 +16,15 @@ use io_uring::{cqueue, opcode, types};
 use super::Worker;
 use super::pool::{Pipe, Pool};
 use super::ring::{
-    CANCEL, CLOSE, Io, POLL_OUT, READ, RECV, SEND_BUF, SEND_BYTES, SPLICE_IN, WRITE_OPS, bit,
-    errno_str, recv_multi, ud,
+    CANCEL, CLOSE, Io, READ, RECV, SEND_BUF, SEND_BYTES, SPLICE_IN, WRITE_OPS, bit, errno_str,
+    recv_multi, ud,
 };
-use crate::http::{Conn, Segment};
+use super::send::{Direct, SHORT};
+use crate::http::{Conn, Ctx, Segment};
+
+/// Most direct chunks (up to 1 MiB each) `settle` sends for one connection
+/// before the rest waits its turn behind a POLLOUT, like epoll's turn budget.
+const DIRECT_ROUNDS: usize = 2;
 
 /// One connection. Boxed in the slab: slab growth moves only the box pointer.
 pub struct UConn {
@@ -53,6 +58,11 @@ pub struct UConn {
     pub pipe_dirty: bool,
     /// More of the response follows what the pipe holds (SPLICE_F_MORE).
     pub pipe_more: bool,
+    /// A file chunk in the page cache, sent with direct `sendfile` calls.
+    pub direct: Option<Direct>,
+    /// Leading bytes being sent on the ring that must be out before the
+    /// `direct` chunk goes.
+    pub ahead: usize,
 }
 
 impl UConn {
@@ -76,11 +86,18 @@ impl UConn {
             pipe_pending: 0,
             pipe_dirty: false,
             pipe_more: false,
+            direct: None,
+            ahead: 0,
         }
     }
 
     pub fn ud(&self, kind: u8) -> u64 {
         ud(kind, self.slot, self.generation)
+    }
+
+    /// Bytes wait in the pipe, or a direct chunk is not all sent.
+    pub fn queued(&self) -> bool {
+        self.pipe_pending > 0 || self.direct.is_some()
     }
 
     /// A write chain is in flight: what it reads from must stay put.
@@ -131,6 +148,37 @@ impl UConn {
         }
         self.pipe_pending = 0;
         self.pipe_dirty = false;
+        self.direct = None;
+        self.ahead = 0;
+    }
+
+    /// Send what is queued (`send_queued`) and tell the `Conn`: what was
+    /// sent (`sent` bytes before it included), or what stopped it.
+    fn flush_queued(&mut self, ctx: &mut Ctx<'_>, mut sent: usize) {
+        let (n, err) = self.send_queued();
+        sent += n;
+        if sent > 0 && !self.closing {
+            self.conn.handle_sent(ctx, sent);
+        }
+        let Some(errno) = err else {
+            return;
+        };
+        self.pipe_dirty = true;
+        if self.closing {
+            return;
+        }
+        if errno == SHORT {
+            crate::engine::policy::short_file(&mut self.conn, ctx);
+            return;
+        }
+        if errno != libc::EPIPE && errno != libc::ECONNRESET {
+            crate::debug!(
+                "{}: send to socket: {}",
+                self.conn.peer(),
+                errno_str(-errno)
+            );
+        }
+        self.conn.handle_error(ctx);
     }
 }
 
@@ -251,25 +299,22 @@ impl Worker {
                 }
             }
         }
-        // The pipe got the file's pages, or the socket has room again: move
-        // them on now (see send.rs for why this is not a ring op).
-        let mut failed = None;
-        if (kind == SPLICE_IN || kind == POLL_OUT) && res > 0 && !c.closing && !c.writing() {
-            let (n, err) = c.splice_out();
-            sent += n;
-            failed = err;
+        if kind == SEND_BYTES || kind == SEND_BUF {
+            c.ahead = c.ahead.saturating_sub(sent);
         }
-        if sent > 0 && !c.closing {
+        // The pipe got the file's pages, the bytes before them are out, or
+        // the socket has room again: move them on now (see send.rs for why
+        // this is not a ring op).
+        if c.queued() && c.ahead == 0 && res > 0 && !c.closing && !c.writing() {
+            c.flush_queued(&mut self.sh.ctx(), sent);
+        } else if sent > 0 && !c.closing {
             c.conn.handle_sent(&mut self.sh.ctx(), sent);
         }
-        if let Some(errno) = failed {
-            if errno != libc::EPIPE && errno != libc::ECONNRESET {
-                crate::debug!("{}: splice to socket: {}", c.conn.peer(), errno_str(-errno));
-            }
+        if c.ahead > 0 && !c.writing() && !c.closing && !c.conn.is_closed() {
+            // A short send (MSG_WAITALL: the socket failed) before a pipe
+            // filled directly: the pipe must not go out after part of it.
             c.pipe_dirty = true;
-            if !c.closing {
-                c.conn.handle_error(&mut self.sh.ctx());
-            }
+            c.conn.handle_error(&mut self.sh.ctx());
         }
         self.settle(idx);
     }
@@ -287,7 +332,19 @@ impl Worker {
             if c.conn.is_closed() {
                 c.start_close(&mut self.io, now);
             } else if !c.writing() {
-                c.pump(&mut self.io, &mut self.pool, self.mode, now);
+                for round in 0.. {
+                    c.pump(&mut self.io, &mut self.pool, self.mode, now);
+                    // A direct chunk (cached pages) with nothing to send
+                    // before it: send it now.
+                    if c.closing || c.writing() || !c.queued() {
+                        break;
+                    }
+                    if round == DIRECT_ROUNDS {
+                        c.wait_room(&mut self.io);
+                        break;
+                    }
+                    c.flush_queued(&mut self.sh.ctx(), 0);
+                }
             }
         }
         if c.closing {

@@ -18,7 +18,8 @@ pub const READ: u8 = 3;
 /// Splice file -> pipe. The pipe -> socket half is a direct `splice(2)`
 /// (see send.rs).
 pub const SPLICE_IN: u8 = 4;
-/// Wait for room in the socket before splicing the rest of a pipe into it.
+/// Wait for room in the socket before sending what is queued (the rest of
+/// a pipe, or of a direct `sendfile` chunk).
 pub const POLL_OUT: u8 = 5;
 /// Every kind that writes to the socket (or feeds a write).
 pub const WRITE_OPS: u16 = 0b11_1110;

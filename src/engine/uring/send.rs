@@ -3,23 +3,32 @@
 //! * Bytes only: one Send straight from a held clone of the segment, or the
 //!   leading byte segments gathered into a pooled buffer and sent at once.
 //! * Bytes then a file (the usual response head + body): read mode copies
-//!   the bytes into a pooled buffer and links `Read(file) -> Send(buffer)`;
-//!   splice mode (bodies over `SPLICE_MIN`) links `Send(bytes) ->
-//!   Splice(file -> pipe)` through a pooled pipe, and when the file's pages
-//!   are in the pipe, moves them on with a direct, non-blocking
-//!   `splice(pipe -> socket)` (`splice_out`).
-//! * Why that half is not a ring op: io_uring runs every splice on an io-wq
-//!   thread (it has no non-blocking splice), two context switches per op.
-//!   File -> pipe may wait for the disk, so it belongs there; pipe -> socket
-//!   only hands page references to a non-blocking socket and never waits.
-//!   As a ring op it made 1 MiB and 100 MiB bodies cost 1.06x and 1.22x
-//!   epoll's CPU per byte; inline, 0.98x and 0.93x (benches/wrk.sh).
+//!   the bytes into a pooled buffer and links `Read(file) -> Send(buffer)`.
+//!   Splice mode (bodies over `SPLICE_MIN`) asks `cachestat(2)` whether the
+//!   chunk's pages are all in the page cache:
+//!   - if they are, `Send(bytes)` goes on the ring and the file follows with
+//!     direct, non-blocking `sendfile(2)` calls (`direct_chain`), as on
+//!     epoll: reading cached pages never waits for the disk;
+//!   - if not (or the kernel cannot say), it links `Send(bytes) ->
+//!     Splice(file -> pipe)` through a pooled pipe, and when the file's
+//!     pages are in the pipe, moves them on with a direct, non-blocking
+//!     `splice(pipe -> socket)`.
+//! * Why not ring splices all the way: io_uring runs every splice on an
+//!   io-wq thread (it has no non-blocking splice), two context switches per
+//!   op. File -> pipe may wait for the disk, so it belongs there when the
+//!   pages are not cached; pipe -> socket, or sendfile from cached pages,
+//!   never waits. As ring ops they made 1 MiB and 100 MiB bodies cost 1.06x
+//!   and 1.22x epoll's CPU per byte (pipe -> socket inline: 0.98x and
+//!   0.93x), and 256 KiB bodies 1.10x (sendfile for cached pages: 1.00x;
+//!   benches/wrk.sh).
 //! * Sends use MSG_WAITALL, so a short send breaks the link like a short read
 //!   or splice does. What the engine already holds goes first on the next
-//!   write: the rest of the buffer, or a pipe left non-empty by a full socket
-//!   (`PollAdd(POLLOUT)`, then `splice_out` again).
+//!   write: the rest of the buffer, or what is queued (a pipe left non-empty
+//!   or a direct chunk left unsent by a full socket: `PollAdd(POLLOUT)`, then
+//!   `send_queued` again).
 
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use io_uring::{opcode, squeue, types};
@@ -98,7 +107,7 @@ impl UConn {
                 self.send_buf(io, false);
                 return;
             }
-            if self.pipe_pending > 0 {
+            if self.queued() {
                 self.wait_room(io);
                 return;
             }
@@ -161,7 +170,12 @@ impl UConn {
         {
             // Small bodies go by read+send even in splice mode: one copy of
             // a few KiB costs less than two splices (measured).
-            if mode == BodyMode::Splice && len > SPLICE_MIN && self.take_pipe(pool) {
+            if mode == BodyMode::Splice
+                && len > SPLICE_MIN
+                && resident(ffd, off, len.min(DIRECT_MAX))
+            {
+                self.direct_chain(io, pool, nbytes, (ffd, off, len));
+            } else if mode == BodyMode::Splice && len > SPLICE_MIN && self.take_pipe(pool) {
                 self.splice_chain(io, pool, nbytes, (ffd, off, len));
             } else {
                 self.read_chain(io, pool, nbytes, (ffd, off, len));
@@ -253,8 +267,8 @@ impl UConn {
     }
 
     /// The pipe still holds bytes: the socket was full. Wait for room (the
-    /// completion calls `splice_out` again).
-    fn wait_room(&mut self, io: &mut Io) {
+    /// completion calls `send_queued` again).
+    pub fn wait_room(&mut self, io: &mut Io) {
         let poll = opcode::PollAdd::new(types::Fd(self.fd), libc::POLLOUT as u32)
             .build()
             .user_data(self.ud(POLL_OUT));
@@ -263,11 +277,17 @@ impl UConn {
         unsafe { io.push(&[poll]) };
     }
 
-    /// Move what the pipe holds into the socket with direct, non-blocking
-    /// splices until the pipe is empty or the socket full. Returns the bytes
+    /// Move what is queued into the socket with direct, non-blocking calls
+    /// until it is all sent or the socket is full: the `direct` chunk with
+    /// `sendfile`, or what the pipe holds with `splice`. Returns the bytes
     /// sent, and the errno that stopped it (not EAGAIN). Only when no write
     /// op is in flight (nothing else touches the pipe).
-    pub fn splice_out(&mut self) -> (usize, Option<i32>) {
+    pub fn send_queued(&mut self) -> (usize, Option<i32>) {
+        if let Some(mut d) = self.direct {
+            let r = d.send(self.fd);
+            self.direct = (d.left > 0 && r.1.is_none()).then_some(d);
+            return r;
+        }
         let Some(pipe) = self.pipe.as_ref() else {
             self.pipe_pending = 0;
             return (0, None);
@@ -335,7 +355,7 @@ impl UConn {
     }
 
     /// Splice mode: [Send(leading bytes) ->] Splice(file -> pipe); its
-    /// completion calls `splice_out`.
+    /// completion calls `send_queued`.
     fn splice_chain(&mut self, io: &mut Io, pool: &mut Pool, nbytes: usize, file: FileAt) {
         let (ffd, off, len) = file;
         let Some((size, wfd)) = self.pipe.as_ref().map(|p| (p.size, p.wfd())) else {
@@ -346,21 +366,7 @@ impl UConn {
         let room = size - (off as usize & 4095);
         let n = len.min(room as u64) as u32;
         self.pipe_more = len > n as u64 || self.more_after;
-        let lead = match nbytes {
-            0 => None,
-            1 => match self.held.first() {
-                Some(Segment::Bytes(b)) => {
-                    let (p, k) = (b.as_ptr(), b.len());
-                    Some(self.send_entry(p, k, true, true, SEND_BYTES))
-                }
-                _ => None,
-            },
-            _ => {
-                let h = self.gather(pool, nbytes);
-                let p = self.fbuf.as_ref().map(|b| b.as_ptr());
-                p.map(|p| self.send_entry(p, h, true, true, SEND_BUF))
-            }
-        };
+        let lead = self.lead_entry(pool, nbytes, true);
         let sin = opcode::Splice::new(types::Fd(ffd), off as i64, types::Fd(wfd), -1, n)
             .flags(libc::SPLICE_F_NONBLOCK)
             .build()
@@ -372,10 +378,195 @@ impl UConn {
         // only once pending == 0.
         unsafe {
             match lead {
-                Some(send) => io.push(&[send, sin]),
+                Some((send, _)) => io.push(&[send, sin]),
                 None => io.push(&[sin]),
             }
         };
+    }
+
+    /// A chunk whose pages are all in the page cache: [Send(leading
+    /// bytes)], then the file goes by direct, non-blocking `sendfile(2)`
+    /// calls (`send_queued`), once the leading bytes are out (their
+    /// completion) or at once (`settle`). It cannot wait for the disk, and
+    /// skips the io-wq hop a ring splice costs.
+    fn direct_chain(&mut self, io: &mut Io, pool: &mut Pool, nbytes: usize, file: FileAt) {
+        let (ffd, off, len) = file;
+        let n = len.min(DIRECT_MAX);
+        self.direct = Some(Direct {
+            fd: ffd,
+            off,
+            left: n as usize,
+        });
+        if let Some((send, h)) = self.lead_entry(pool, nbytes, false) {
+            self.ahead = h;
+            // SAFETY: the leading bytes are a clone in `held` or the pooled
+            // buffer, neither let go of while a write is in flight; the
+            // socket is closed only once pending == 0.
+            unsafe { io.push(&[send]) };
+        }
+    }
+
+    /// A Send for the `nbytes` leading byte segments (gathered when more
+    /// than one), and its length.
+    fn lead_entry(
+        &mut self,
+        pool: &mut Pool,
+        nbytes: usize,
+        link: bool,
+    ) -> Option<(squeue::Entry, usize)> {
+        match nbytes {
+            0 => None,
+            1 => match self.held.first() {
+                Some(Segment::Bytes(b)) => {
+                    let (p, k) = (b.as_ptr(), b.len());
+                    Some((self.send_entry(p, k, true, link, SEND_BYTES), k))
+                }
+                _ => None,
+            },
+            _ => {
+                let h = self.gather(pool, nbytes);
+                let p = self.fbuf.as_ref().map(|b| b.as_ptr());
+                p.map(|p| (self.send_entry(p, h, true, link, SEND_BUF), h))
+            }
+        }
+    }
+}
+
+/// In place of an errno: the file ended before the bytes announced.
+pub const SHORT: i32 = 0;
+
+/// Largest chunk of a file checked for residence and sent directly.
+const DIRECT_MAX: u64 = 1 << 20;
+
+/// A file chunk being sent with direct `sendfile(2)` calls.
+#[derive(Debug, Clone, Copy)]
+pub struct Direct {
+    fd: RawFd,
+    off: u64,
+    left: usize,
+}
+
+impl Direct {
+    /// `sendfile(2)` into the non-blocking socket until the chunk is sent or
+    /// the socket is full. Returns the bytes sent, and the errno that
+    /// stopped it (not EAGAIN); `SHORT` when the file ended early.
+    fn send(&mut self, sock: RawFd) -> (usize, Option<i32>) {
+        let mut sent = 0;
+        while self.left > 0 {
+            let mut off = self.off as libc::off_t;
+            // SAFETY: sendfile from the open file of a segment `held` keeps a
+            // clone of (kept while `direct` is set: `pump` clears `held` only
+            // when nothing is queued) into this connection's socket; `off`
+            // is a live local the kernel advances.
+            let r = crate::syscall!(unsafe { libc::sendfile(sock, self.fd, &mut off, self.left) });
+            match r {
+                Ok(0) => return (sent, Some(SHORT)),
+                Ok(n) => {
+                    let n = (n as usize).min(self.left);
+                    self.left -= n;
+                    self.off += n as u64;
+                    sent += n;
+                }
+                Err(e) => match e.raw_os_error().unwrap_or(libc::EIO) {
+                    libc::EINTR => {}
+                    libc::EAGAIN => break,
+                    errno => return (sent, Some(errno)),
+                },
+            }
+        }
+        (sent, None)
+    }
+}
+
+/// `cachestat(2)` (Linux 6.5), where its number is known.
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64",
+    target_arch = "loongarch64",
+    target_arch = "powerpc64",
+    target_arch = "s390x"
+))]
+const SYS_CACHESTAT: Option<libc::c_long> = Some(451);
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64",
+    target_arch = "loongarch64",
+    target_arch = "powerpc64",
+    target_arch = "s390x"
+)))]
+const SYS_CACHESTAT: Option<libc::c_long> = None;
+
+/// The kernel has no cachestat: stop asking.
+static NO_CACHESTAT: AtomicBool = AtomicBool::new(false);
+
+#[repr(C)]
+struct CachestatRange {
+    off: u64,
+    len: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct Cachestat {
+    nr_cache: u64,
+    nr_dirty: u64,
+    nr_writeback: u64,
+    nr_evicted: u64,
+    nr_recently_evicted: u64,
+}
+
+/// Every page of `fd`'s `[off, off + len)` is in the page cache, so a
+/// splice from it cannot wait for the disk. False when the kernel cannot
+/// say: before Linux 6.5, or (Linux 6.14+, EPERM) for a file this process
+/// neither owns nor may write; then the file -> pipe splice stays on the
+/// ring, as before.
+fn resident(fd: RawFd, off: u64, len: u64) -> bool {
+    let Some(nr) = SYS_CACHESTAT else {
+        return false;
+    };
+    if len == 0 || NO_CACHESTAT.load(Ordering::Relaxed) {
+        return false;
+    }
+    let page = page_size();
+    let pages = (off + len - 1) / page - off / page + 1;
+    let range = CachestatRange { off, len };
+    let mut st = Cachestat::default();
+    // SAFETY: cachestat reads `range` and writes `st`, both live locals of
+    // the kernel's layout (two and five u64s); `fd` is the open file of a
+    // segment the caller holds a clone of.
+    let r = crate::syscall!(unsafe {
+        libc::syscall(
+            nr,
+            fd,
+            &range as *const CachestatRange,
+            &mut st as *mut Cachestat,
+            0,
+        )
+    });
+    match r {
+        Ok(_) => st.nr_cache >= pages,
+        Err(e) => {
+            if e.raw_os_error() == Some(libc::ENOSYS) {
+                NO_CACHESTAT.store(true, Ordering::Relaxed);
+            }
+            false
+        }
+    }
+}
+
+fn page_size() -> u64 {
+    static PAGE: AtomicU64 = AtomicU64::new(0);
+    match PAGE.load(Ordering::Relaxed) {
+        0 => {
+            // SAFETY: sysconf takes no pointers.
+            let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            let p = if p > 0 { p as u64 } else { 4096 };
+            PAGE.store(p, Ordering::Relaxed);
+            p
+        }
+        p => p,
     }
 }
 
