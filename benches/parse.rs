@@ -41,14 +41,30 @@ fn main() {
         }
     });
 
+    // One site with a plain file, one where it has a .br and a .gz sibling
+    // (a request that accepts both gets the .br).
     let dir = std::env::temp_dir().join(format!("tandem-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("index.html"), vec![b'x'; 4096]).unwrap();
-    let files = Responder::new(
-        &dir,
-        Settings::from_config(&tandem::config::Config::default()),
-    )
-    .unwrap();
+    let responder = |sub: &str, siblings: bool| {
+        let root = dir.join(sub);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("index.html"), vec![b'x'; 4096]).unwrap();
+        if siblings {
+            std::fs::write(root.join("index.html.br"), vec![b'b'; 1024]).unwrap();
+            std::fs::write(root.join("index.html.gz"), vec![b'g'; 1200]).unwrap();
+        }
+        let settings = Settings::from_config(&tandem::config::Config::default());
+        Responder::new(&root, settings).unwrap()
+    };
+    let sites = [
+        (
+            "Conn request->response (cache hit)",
+            responder("plain", false),
+        ),
+        (
+            "Conn request->response (.br + .gz)",
+            responder("variants", true),
+        ),
+    ];
     let limits = Limits {
         parse: lim,
         max_body_size: 1 << 20,
@@ -64,23 +80,25 @@ fn main() {
     let mut notes = Notes::new(Level::Info);
     let stats = WorkerCounters::default();
     let mut pool = tandem::http::BufferPool::default();
-    bench("Conn request->response (open+stat)", 200_000, || {
-        let mut ctx = Ctx {
-            now: &now,
-            responder: &files,
-            limits: &limits,
-            log: Some(&mut log),
-            notes: &mut notes,
-            stats: &stats,
-            pool: &mut pool,
-            drain_grace: Duration::ZERO,
-        };
-        conn.handle_input(&mut ctx, black_box(REQ));
-        while let Transmit::Send(segs) = conn.poll_transmit() {
-            let n = segs.iter().map(|s| s.len() as usize).sum();
-            conn.handle_sent(&mut ctx, n);
-        }
-        log.clear();
-    });
+    for (name, files) in &sites {
+        bench(name, 200_000, || {
+            let mut ctx = Ctx {
+                now: &now,
+                responder: files,
+                limits: &limits,
+                log: Some(&mut log),
+                notes: &mut notes,
+                stats: &stats,
+                pool: &mut pool,
+                drain_grace: Duration::ZERO,
+            };
+            conn.handle_input(&mut ctx, black_box(REQ));
+            while let Transmit::Send(segs) = conn.poll_transmit() {
+                let n = segs.iter().map(|s| s.len() as usize).sum();
+                conn.handle_sent(&mut ctx, n);
+            }
+            log.clear();
+        });
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -85,15 +85,30 @@ pub fn pick<'r>(req: &Request<'_>, reps: &'r [Rep]) -> &'r Rep {
         return &reps[0];
     }
     let ae = AcceptEncoding::parse(req);
+    if !ae.present() {
+        return &reps[0];
+    }
+    // Every variant's q and the identity's in one walk of the field.
+    const N: usize = 4;
+    let mut tokens = [""; N];
+    for (t, r) in tokens.iter_mut().zip(&reps[1..]) {
+        *t = r.coding.map_or("", |c| c.token());
+    }
+    let mut qs: [Q; N] = [0; N];
+    let identity = ae.weigh(&tokens[..(reps.len() - 1).min(N)], &mut qs);
     let mut best: Option<(&Rep, Q)> = None;
-    for r in &reps[1..] {
-        let q = r.coding.map_or(0, |c| ae.coding(c.token()));
+    for (i, r) in reps[1..].iter().enumerate() {
+        let q = match (r.coding, qs.get(i)) {
+            (None, _) => 0,
+            (Some(_), Some(&q)) => q,
+            (Some(c), None) => ae.coding(c.token()),
+        };
         if q > 0 && best.is_none_or(|b| q > b.1) {
             best = Some((r, q));
         }
     }
     match best {
-        Some((r, q)) if q >= ae.identity() => r,
+        Some((r, q)) if q >= identity => r,
         _ => &reps[0],
     }
 }

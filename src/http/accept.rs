@@ -53,11 +53,7 @@ impl<'r, 'a> AcceptEncoding<'r, 'a> {
     /// is (the RFC allows any coding then, but curl, wrk and scripts that
     /// say nothing do not decode one).
     pub fn coding(&self, token: &str) -> Q {
-        let alias = if token == "gzip" { "x-gzip" } else { token };
-        self.find(|c| {
-            c.eq_ignore_ascii_case(token.as_bytes()) || c.eq_ignore_ascii_case(alias.as_bytes())
-        })
-        .unwrap_or(0)
+        self.find(|c| is_coding(c, token)).unwrap_or(0)
     }
 
     /// How acceptable the identity (no coding) is: as listed, else as `*`
@@ -68,6 +64,45 @@ impl<'r, 'a> AcceptEncoding<'r, 'a> {
         }
         self.find(|c| c.eq_ignore_ascii_case(b"identity"))
             .unwrap_or(IMPLICIT_IDENTITY)
+    }
+
+    /// The field is present at all (without it, no coding is acceptable).
+    pub fn present(&self) -> bool {
+        self.present
+    }
+
+    /// `coding` for each of `tokens` into `out` (as many as both hold), and
+    /// `identity`, in one walk of the field instead of one per question.
+    pub fn weigh(&self, tokens: &[&str], out: &mut [Q]) -> Q {
+        let n = tokens.len().min(out.len()).min(32);
+        out[..n].fill(0);
+        if !self.present {
+            return 1000;
+        }
+        let mut found = 0u32;
+        let (mut ident, mut star) = (None, None);
+        for (c, q) in self.members() {
+            for (i, t) in tokens[..n].iter().enumerate() {
+                if found & (1 << i) == 0 && is_coding(c, t) {
+                    out[i] = q;
+                    found |= 1 << i;
+                }
+            }
+            if ident.is_none() && c.eq_ignore_ascii_case(b"identity") {
+                ident = Some(q);
+            }
+            if star.is_none() && c == b"*" {
+                star = Some(q);
+            }
+        }
+        if let Some(s) = star {
+            for (i, q) in out[..n].iter_mut().enumerate() {
+                if found & (1 << i) == 0 {
+                    *q = s;
+                }
+            }
+        }
+        ident.or(star).unwrap_or(IMPLICIT_IDENTITY)
     }
 
     /// The q of the first member whose coding satisfies `is`, else of the
@@ -84,6 +119,12 @@ impl<'r, 'a> AcceptEncoding<'r, 'a> {
         }
         star
     }
+}
+
+/// A member's coding names `token` (`x-gzip` is `gzip`, RFC 9110 §8.4.1.3).
+fn is_coding(c: &[u8], token: &str) -> bool {
+    c.eq_ignore_ascii_case(token.as_bytes())
+        || (token == "gzip" && c.eq_ignore_ascii_case(b"x-gzip"))
 }
 
 /// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )`.
@@ -124,6 +165,39 @@ mod tests {
         assert_eq!(qvalue(b"0"), Some(0));
         for bad in [&b"1.5"[..], b"2", b"0.0001", b"", b".5", b"0.x"] {
             assert_eq!(qvalue(bad), None, "{bad:?}");
+        }
+    }
+
+    /// One walk gives what the questions one by one give.
+    #[test]
+    fn weigh_agrees_with_each_question() {
+        let fields = [
+            "",
+            "Accept-Encoding: gzip, br;q=0.8\r\n",
+            "Accept-Encoding: GZIP;Q=0.5\r\nAccept-Encoding: zstd\r\n",
+            "Accept-Encoding: x-gzip\r\n",
+            "Accept-Encoding: x-gzip;q=0.2, gzip\r\n",
+            "Accept-Encoding: *;q=0.3, br;q=0\r\n",
+            "Accept-Encoding: br, identity;q=0\r\n",
+            "Accept-Encoding: br;q=0.5, br;q=1, *;q=0.9, *;q=0.1\r\n",
+            "Accept-Encoding: identity;q=0.4, *, identity\r\n",
+            "Accept-Encoding: *;q=0\r\n",
+            "Accept-Encoding: br;q=bogus, zstd;q=0.001\r\n",
+            "Accept-Encoding: \r\n",
+            "Accept-Encoding: ,,, ;q=1, br\r\n",
+        ];
+        let tokens = ["br", "zstd", "gzip"];
+        for f in fields {
+            with(f, |a| {
+                for n in 0..=tokens.len() {
+                    let mut out = [7; 3];
+                    let id = a.weigh(&tokens[..n], &mut out);
+                    assert_eq!(id, a.identity(), "identity, {f:?}");
+                    for i in 0..n {
+                        assert_eq!(out[i], a.coding(tokens[i]), "{}, {f:?}", tokens[i]);
+                    }
+                }
+            });
         }
     }
 
