@@ -33,13 +33,19 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Bytes this entry holds (bodies and the fixed cost of an entry).
+    /// Bytes this entry holds (bodies, rendered heads, the rules' fields
+    /// and the fixed cost of an entry).
     fn size(&self, key: &str) -> usize {
         const OVERHEAD: usize = 256;
         self.reps
             .iter()
-            .map(|r| r.len as usize + r.etag.len())
+            .map(|r| r.len as usize + r.etag.len() + r.head.as_ref().map_or(0, |h| h.len()))
             .sum::<usize>()
+            + self
+                .rules
+                .iter()
+                .map(|(n, v)| n.len() + v.len())
+                .sum::<usize>()
             + key.len()
             + OVERHEAD
     }
@@ -238,6 +244,8 @@ mod tests {
         assert_eq!(body(&ask(&r, t0, "", "/a.txt")), b"A");
         assert!(matches!(ask(&r, t0, "", "/big.bin").body, Body::File(_)));
         assert_eq!(usage(r.owner).0, 1);
+        // One byte of body, and its rendered head (over 100 bytes) counts.
+        assert!(usage(r.owner).1 > 256 + 1 + 100, "{:?}", usage(r.owner));
         std::fs::write(dir.path().join("a.txt"), b"B").unwrap();
         let r2 = responder(dir.path(), "cache_max_file = 4096");
         assert_eq!(body(&ask(&r2, t0, "", "/a.txt")), b"B");
@@ -246,13 +254,14 @@ mod tests {
             (0, 0),
             "the old generation's entries are gone"
         );
-        // A budget of 2 KiB: 40 files of 100 bytes cannot all stay.
-        let r3 = responder(dir.path(), "cache_size = 2048");
+        // A budget of 4 KiB: 40 files of 100 bytes (about 600 with their
+        // heads) cannot all stay.
+        let r3 = responder(dir.path(), "cache_size = 4096");
         for i in 0..40 {
             let name = format!("f{i}.txt");
             std::fs::write(dir.path().join(&name), vec![b'x'; 100]).unwrap();
             assert_eq!(ask(&r3, t0, "", &format!("/{name}")).status.0, 200);
-            assert!(usage(r3.owner).1 <= 2048, "{:?}", usage(r3.owner));
+            assert!(usage(r3.owner).1 <= 4096, "{:?}", usage(r3.owner));
         }
         assert!(usage(r3.owner).0 >= 4, "{:?}", usage(r3.owner));
     }
