@@ -94,6 +94,7 @@ CPUS = sorted(os.sched_getaffinity(0))
 
 procs = []  # every Popen this script started, stopped on exit
 WORK = None
+MACHINE = None
 
 
 # --- processes ---------------------------------------------------------------
@@ -681,7 +682,7 @@ def strangers():
 
 
 def main():
-    global WORK, NGINX
+    global WORK, NGINX, MACHINE
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     need("wrk", "wrk")
@@ -702,6 +703,9 @@ def main():
             print(f"RLIMIT_NOFILE hard limit {hard}: idle case lowered to {IDLE_CONNS} connections", file=sys.stderr)
 
     bins = build()
+    # Now, not when the report is written: tandem was just built from the
+    # tree as it is, and edits made while the run goes on are not in it.
+    MACHINE = machine()
     others = strangers()
     if others:
         print(f"warning: other processes that may add noise: {' '.join(others)}", file=sys.stderr)
@@ -829,7 +833,7 @@ def main():
     pins = ", ".join(f"{w} worker(s) on CPU {cpus_for(w)[0]} with wrk on CPU {cpus_for(w)[1]}"
                      for w in sorted({c[0] for c in cases})) if PIN else "not pinned (PIN=0)"
     md = [f"# tandem benchmark {stamp}", "",
-          f"**Machine:** {machine()}", "",
+          f"**Machine:** {MACHINE}", "",
           f"**Setup:** 127.0.0.1, keep-alive, `wrk -t{THREADS} -c{CONNS}` (`-c{CONNS_HUGE}` for 100 MiB and up), "
           f"{DURATION} s per run ({DURATION_HUGE} s for 100 MiB and up), median of {ROUNDS} round(s), servers alternated each round; {pins}. "
           f"CPU µs/req = utime+stime (/proc/PID/stat) of the server's own processes (nginx: the workers of "
