@@ -311,8 +311,8 @@ impl Worker {
             c.conn.handle_sent(&mut self.sh.ctx(), sent);
         }
         if c.ahead > 0 && !c.writing() && !c.closing && !c.conn.is_closed() {
-            // A short send (MSG_WAITALL: the socket failed) before a pipe
-            // filled directly: the pipe must not go out after part of it.
+            // A short send (MSG_WAITALL: the socket failed) of the bytes
+            // before a direct chunk: the chunk must not follow part of them.
             c.pipe_dirty = true;
             c.conn.handle_error(&mut self.sh.ctx());
         }
