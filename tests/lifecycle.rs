@@ -109,6 +109,53 @@ engine_tests! {
         assert!(got.is_empty() || got.starts_with(b"HTTP/1.1 408"), "trickled head: unexpected bytes {}", show(&got));
     }
 
+    /// A request body dripped byte by byte is cut off like a dripped head:
+    /// the whole body must come within header_timeout of the head's end.
+    fn trickled_request_body_is_closed(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "header_timeout = \"300ms\"\nkeepalive_timeout = \"10s\"", &site.root);
+        let mut c = srv.connect();
+        c.send(b"GET /style.css HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n");
+        // One byte every 50 ms (each read resets no clock now).
+        c.stream.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let t0 = Instant::now();
+        let mut got = Vec::new();
+        let closed = loop {
+            if t0.elapsed() > CLOSE_TIMEOUT {
+                break false;
+            }
+            if c.stream.write_all(b"a").is_err() {
+                break true;
+            }
+            let mut b = [0u8; 4096];
+            match c.stream.read(&mut b) {
+                Ok(0) => break true,
+                Ok(n) => got.extend_from_slice(&b[..n]),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(_) => break true,
+            }
+        };
+        let took = t0.elapsed();
+        assert!(closed, "a body trickled byte by byte was not cut off within {CLOSE_TIMEOUT:?} (header_timeout 300ms)");
+        assert!(took < Duration::from_secs(2), "a trickled body kept the connection {took:?} (header_timeout 300ms)");
+        assert!(got.starts_with(b"HTTP/1.1 200"), "the request was answered before its body: {}", show(&got));
+    }
+
+    /// A body that comes at once (in pieces) leaves the connection usable.
+    fn request_body_in_pieces_keeps_the_connection(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "header_timeout = \"2s\"\nkeepalive_timeout = \"10s\"", &site.root);
+        let mut c = srv.connect();
+        c.send(b"GET /style.css HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01234");
+        let r = c.read_response("GET");
+        assert_status(&r, 200, "GET with a body, first half");
+        c.send(b"56789GET /app.js HTTP/1.1\r\nHost: t\r\n\r\n");
+        let r = c.read_response("GET");
+        assert_status(&r, 200, "GET after a body sent in two pieces");
+        assert_bytes_eq(&r.body, APP_JS.as_bytes(), "GET /app.js after the body");
+        c.expect_open("after a body in pieces");
+    }
+
     fn silent_connection_is_closed(e) {
         let site = Site::new();
         let srv = start_or_skip!(e, "header_timeout = \"300ms\"\nkeepalive_timeout = \"300ms\"", &site.root);

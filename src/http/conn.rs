@@ -134,6 +134,9 @@ pub struct Conn {
     /// While draining: an idle keep-alive connection closes at this time.
     drain_until: Option<Instant>,
     requests: u64,
+    /// When the unfinished head, or the body being read and thrown away,
+    /// began to arrive: each must be whole within `header_timeout` of that,
+    /// however the client paces it.
     head_started: Option<Instant>,
     /// While idle: bytes of the last response the engine last found still in
     /// the socket's send queue, and since when that amount has not shrunk.
@@ -389,7 +392,10 @@ impl Conn {
             State::Closed => None,
             State::Linger { until, .. } => Some(until),
             State::Open if self.out.is_some() => Some(later(self.last_activity, lim.send_timeout)),
-            State::Open if self.discard > 0 => Some(later(self.last_activity, lim.header_timeout)),
+            State::Open if self.discard > 0 => Some(later(
+                self.head_started.unwrap_or(self.last_activity),
+                lim.header_timeout,
+            )),
             State::Open if !self.inbuf.is_empty() => Some(later(
                 self.head_started.unwrap_or(self.last_activity),
                 lim.header_timeout,
@@ -439,6 +445,8 @@ impl Conn {
                 if self.discard > 0 {
                     return pos;
                 }
+                // The body is in; the next head's clock starts with it.
+                self.head_started = None;
             }
             if pos == buf.len() {
                 return pos;
@@ -472,6 +480,11 @@ impl Conn {
             return;
         }
         self.discard = req.content_length;
+        if self.discard > 0 {
+            // The body's clock: a body dripped byte by byte cannot keep the
+            // connection (nginx caps discarding a body at lingering_time).
+            self.head_started = Some(ctx.now.instant);
+        }
         let keep = req.keep_alive && !self.draining;
         if ctx.log.is_some() {
             // Looked up only when there is a log line to put them in.
