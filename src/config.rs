@@ -629,6 +629,21 @@ impl Config {
         Ok(cfg)
     }
 
+    /// A `metrics_listen` address that a `listen` address also takes (the
+    /// same port on the same or a wildcard address): both cannot be bound.
+    /// Checked again after `--listen` replaces `listen`.
+    pub fn metrics_clash(&self) -> Result<(), Invalid> {
+        for m in &self.metrics_listen {
+            if let Some(l) = self.listen.iter().find(|l| same_socket(l, m)) {
+                return Err(Invalid::MetricsListenClash {
+                    metrics: *m,
+                    listen: *l,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Check values serde cannot.
     fn validate(&self) -> Result<(), Invalid> {
         if self.listen.is_empty() {
@@ -643,13 +658,8 @@ impl Config {
             if self.metrics_listen[..i].contains(m) {
                 return Err(Invalid::MetricsListenTwice(*m));
             }
-            if let Some(l) = self.listen.iter().find(|l| same_socket(l, m)) {
-                return Err(Invalid::MetricsListenClash {
-                    metrics: *m,
-                    listen: *l,
-                });
-            }
         }
+        self.metrics_clash()?;
         if self.index.0.is_empty() {
             return Err(Invalid::Index(String::new()));
         }

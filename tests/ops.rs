@@ -188,13 +188,18 @@ const ENGINES: [&str; 2] = ["epoll", "io_uring"];
 /// `tandem -t -c CFG` and `tandem -c CFG` (start, on each engine): all exit 2 with
 /// `want` in their message, and nothing is served.
 fn refused_alike(cfg: &Path, want: &str) {
+    refused_alike_with(cfg, &[], want)
+}
+
+/// `refused_alike`, with `extra` arguments on every command line.
+fn refused_alike_with(cfg: &Path, extra: &[&str], want: &str) {
     for args in [
         &["-t"][..],
         &["--engine", "epoll"][..],
         &["--engine", "io_uring"][..],
     ] {
         let mut cmd = Command::new(tandem_bin());
-        cmd.args(args).arg("-c").arg(cfg);
+        cmd.args(args).args(extra).arg("-c").arg(cfg);
         let out = run_with_timeout(cmd, EXIT_TIMEOUT);
         assert_eq!(
             out.status.code(),
@@ -420,4 +425,25 @@ fn version_says_revision_and_engine() {
         out.contains("io_uring: unavailable: forced by TANDEM_IO_URING_PROBE_FAIL: test says no\nengine auto: epoll\n"),
         "{out}"
     );
+}
+
+/// `--listen` replaces the file's `listen` after the file was checked: a
+/// clash with `metrics_listen` is still refused by name, by `-t` and by a
+/// start alike, not met as "address in use" when binding.
+#[test]
+fn listen_flag_clashing_with_metrics_listen_is_refused() {
+    let d = site_dir("x");
+    let cfg = d.path().join("t.toml");
+    fs::write(
+        &cfg,
+        "listen = [\"127.0.0.1:0\"]\naccess_log = \"off\"\nmetrics_listen = [\"127.0.0.1:19\"]\n",
+    )
+    .unwrap();
+    for clash in ["127.0.0.1:19", "0.0.0.0:19"] {
+        refused_alike_with(
+            &cfg,
+            &["--listen", clash],
+            &format!("--listen: metrics_listen: 127.0.0.1:19 is also served by listen ({clash})"),
+        );
+    }
 }

@@ -79,6 +79,12 @@ impl Options {
         if !self.listen.is_empty() {
             cfg.listen = self.listen.clone();
             flags.push(("listen", "--listen"));
+            // The file's check saw its own listen; this one is new.
+            cfg.metrics_clash().map_err(|source| ConfigError::Invalid {
+                path: "--listen".into(),
+                line: None,
+                source,
+            })?;
         }
         if let Some(r) = &self.root {
             cfg.root = r.clone();
