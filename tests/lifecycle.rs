@@ -29,6 +29,37 @@ fn check_log_line(line: &str, request: &str, status: u16, bytes: usize, referer:
     assert_eq!(&rest[close..], want, "access log line {line:?}");
 }
 
+/// Send one byte every 50 ms (paced by a read timeout that also notices
+/// the close) until the server closes or CLOSE_TIMEOUT passes: (closed,
+/// what was received, how long it took).
+fn drip_until_closed(c: &mut Conn) -> (bool, Vec<u8>, Duration) {
+    c.stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let t0 = Instant::now();
+    let mut got = Vec::new();
+    let closed = loop {
+        if t0.elapsed() > CLOSE_TIMEOUT {
+            break false;
+        }
+        if c.stream.write_all(b"a").is_err() {
+            break true;
+        }
+        let mut b = [0u8; 4096];
+        match c.stream.read(&mut b) {
+            Ok(0) => break true,
+            Ok(n) => got.extend_from_slice(&b[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break true,
+        }
+    };
+    (closed, got, t0.elapsed())
+}
+
 fn log_has(request: &'static str) -> impl Fn(&str) -> bool {
     move |l: &str| l.contains(&format!("\"{request}\""))
 }
@@ -86,25 +117,7 @@ engine_tests! {
         let srv = start_or_skip!(e, "header_timeout = \"300ms\"\nkeepalive_timeout = \"10s\"", &site.root);
         let mut c = srv.connect();
         c.send(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ");
-        // One byte every 50 ms (paced by a read timeout that also notices the close).
-        c.stream.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        let t0 = Instant::now();
-        let mut got = Vec::new();
-        let closed = loop {
-            if t0.elapsed() > CLOSE_TIMEOUT {
-                break false;
-            }
-            if c.stream.write_all(b"a").is_err() {
-                break true;
-            }
-            let mut b = [0u8; 512];
-            match c.stream.read(&mut b) {
-                Ok(0) => break true,
-                Ok(n) => got.extend_from_slice(&b[..n]),
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-                Err(_) => break true,
-            }
-        };
+        let (closed, got, _) = drip_until_closed(&mut c);
         assert!(closed, "slowloris: a head trickled byte by byte was not cut off within {CLOSE_TIMEOUT:?} (header_timeout 300ms)");
         assert!(got.is_empty() || got.starts_with(b"HTTP/1.1 408"), "trickled head: unexpected bytes {}", show(&got));
     }
@@ -116,26 +129,7 @@ engine_tests! {
         let srv = start_or_skip!(e, "header_timeout = \"300ms\"\nkeepalive_timeout = \"10s\"", &site.root);
         let mut c = srv.connect();
         c.send(b"GET /style.css HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n");
-        // One byte every 50 ms (each read resets no clock now).
-        c.stream.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        let t0 = Instant::now();
-        let mut got = Vec::new();
-        let closed = loop {
-            if t0.elapsed() > CLOSE_TIMEOUT {
-                break false;
-            }
-            if c.stream.write_all(b"a").is_err() {
-                break true;
-            }
-            let mut b = [0u8; 4096];
-            match c.stream.read(&mut b) {
-                Ok(0) => break true,
-                Ok(n) => got.extend_from_slice(&b[..n]),
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-                Err(_) => break true,
-            }
-        };
-        let took = t0.elapsed();
+        let (closed, got, took) = drip_until_closed(&mut c);
         assert!(closed, "a body trickled byte by byte was not cut off within {CLOSE_TIMEOUT:?} (header_timeout 300ms)");
         assert!(took < Duration::from_secs(2), "a trickled body kept the connection {took:?} (header_timeout 300ms)");
         assert!(got.starts_with(b"HTTP/1.1 200"), "the request was answered before its body: {}", show(&got));

@@ -296,35 +296,24 @@ impl UConn {
         if self.pipe_more {
             flags |= libc::SPLICE_F_MORE;
         }
-        let mut sent = 0;
-        while self.pipe_pending > 0 {
+        let (rfd, sock) = (pipe.rfd(), self.fd);
+        let mut left = self.pipe_pending;
+        let r = until_full(&mut left, libc::EIO, |n| {
             // SAFETY: splice between two fds this connection owns (its pipe's
             // read end and its socket), with null offsets: no user memory.
-            let r = crate::syscall!(unsafe {
+            crate::syscall!(unsafe {
                 libc::splice(
-                    pipe.rfd(),
+                    rfd,
                     std::ptr::null_mut(),
-                    self.fd,
+                    sock,
                     std::ptr::null_mut(),
-                    self.pipe_pending,
+                    n,
                     flags,
                 )
-            });
-            match r {
-                Ok(0) => return (sent, Some(libc::EIO)),
-                Ok(n) => {
-                    let n = (n as usize).min(self.pipe_pending);
-                    self.pipe_pending -= n;
-                    sent += n;
-                }
-                Err(e) => match e.raw_os_error().unwrap_or(libc::EIO) {
-                    libc::EINTR => {}
-                    libc::EAGAIN => break,
-                    errno => return (sent, Some(errno)),
-                },
-            }
-        }
-        (sent, None)
+            })
+        });
+        self.pipe_pending = left;
+        r
     }
 
     /// Read mode: [the leading bytes, copied] + Read(file) -> one Send.
@@ -451,31 +440,45 @@ impl Direct {
     /// the socket is full. Returns the bytes sent, and the errno that
     /// stopped it (not EAGAIN); `SHORT` when the file ended early.
     fn send(&mut self, sock: RawFd) -> (usize, Option<i32>) {
-        let mut sent = 0;
-        while self.left > 0 {
-            let mut off = self.off as libc::off_t;
+        let (file, mut off) = (self.fd, self.off as libc::off_t);
+        let r = until_full(&mut self.left, SHORT, |n| {
             // SAFETY: sendfile from the open file of a segment `held` keeps a
             // clone of (kept while `direct` is set: `pump` clears `held` only
             // when nothing is queued) into this connection's socket; `off`
             // is a live local the kernel advances.
-            let r = crate::syscall!(unsafe { libc::sendfile(sock, self.fd, &mut off, self.left) });
-            match r {
-                Ok(0) => return (sent, Some(SHORT)),
-                Ok(n) => {
-                    let n = (n as usize).min(self.left);
-                    self.left -= n;
-                    self.off += n as u64;
-                    sent += n;
-                }
-                Err(e) => match e.raw_os_error().unwrap_or(libc::EIO) {
-                    libc::EINTR => {}
-                    libc::EAGAIN => break,
-                    errno => return (sent, Some(errno)),
-                },
-            }
-        }
-        (sent, None)
+            crate::syscall!(unsafe { libc::sendfile(sock, file, &mut off, n) })
+        });
+        self.off = off as u64;
+        r
     }
+}
+
+/// Call `send(n)` (a non-blocking splice or sendfile of up to `n` bytes into
+/// the socket) until `left` is 0 or the socket is full (EAGAIN). Returns the
+/// bytes sent, and the errno that stopped it: `at_eof` when a call moved
+/// nothing (its source ran dry).
+fn until_full(
+    left: &mut usize,
+    at_eof: i32,
+    mut send: impl FnMut(usize) -> std::io::Result<isize>,
+) -> (usize, Option<i32>) {
+    let mut sent = 0;
+    while *left > 0 {
+        match send(*left) {
+            Ok(0) => return (sent, Some(at_eof)),
+            Ok(n) => {
+                let n = (n as usize).min(*left);
+                *left -= n;
+                sent += n;
+            }
+            Err(e) => match e.raw_os_error().unwrap_or(libc::EIO) {
+                libc::EINTR => {}
+                libc::EAGAIN => break,
+                errno => return (sent, Some(errno)),
+            },
+        }
+    }
+    (sent, None)
 }
 
 /// `cachestat(2)` (Linux 6.5), where its number is known.
