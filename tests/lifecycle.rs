@@ -135,6 +135,45 @@ engine_tests! {
         assert!(got.starts_with(b"HTTP/1.1 200"), "the request was answered before its body: {}", show(&got));
     }
 
+    /// A client that uploads its body slowly and reads the response late
+    /// still gets the whole response: when the body's time is up, the
+    /// connection is shut after the response (FIN), not reset under it.
+    fn late_body_does_not_cut_the_response(e) {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let site = Site::new();
+        let srv = start_or_skip!(e, "header_timeout = \"300ms\"\nkeepalive_timeout = \"10s\"", &site.root);
+        let mut c = srv.connect();
+        c.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n");
+        // 8 KiB every 20 ms, about 400 KB/s: the body would take 2.5 s.
+        let mut up = c.stream.try_clone().unwrap();
+        let sent = Arc::new(AtomicUsize::new(0));
+        let uploaded = sent.clone();
+        let uploader = std::thread::spawn(move || {
+            let chunk = [b'x'; 8192];
+            while uploaded.load(Ordering::Relaxed) < 1_000_000 {
+                if up.write_all(&chunk).is_err() {
+                    break;
+                }
+                uploaded.fetch_add(chunk.len(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20)); // the client's pace
+            }
+        });
+        // Read nothing until 200 KB went up (about 0.5 s, past header_timeout).
+        let t0 = Instant::now();
+        while sent.load(Ordering::Relaxed) < 200_000 {
+            assert!(t0.elapsed() < CLOSE_TIMEOUT, "the upload stalled at {} bytes", sent.load(Ordering::Relaxed));
+            std::thread::sleep(Duration::from_millis(5)); // poll interval
+        }
+        let r = c.read_response("GET");
+        assert_status(&r, 200, "GET /big.bin with a late body");
+        assert_bytes_eq(&r.body, &big_bytes(), "GET /big.bin with a late body");
+        c.stream.set_read_timeout(Some(CLOSE_TIMEOUT)).unwrap();
+        let mut rest = [0u8; 64];
+        assert!(matches!(c.stream.read(&mut rest), Ok(0)), "after the response: a FIN, not more bytes or a reset");
+        uploader.join().unwrap();
+    }
+
     /// A body that comes at once (in pieces) leaves the connection usable.
     fn request_body_in_pieces_keeps_the_connection(e) {
         let site = Site::new();

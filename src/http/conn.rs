@@ -290,6 +290,14 @@ impl Conn {
                 // end of the connection, not a reset of what it just sent.
                 self.linger(ctx);
             }
+            State::Open if self.out.is_none() && self.discard > 0 => {
+                // A body that did not come in time, after its response was
+                // handed over: shut the write side after that response and
+                // throw input away for a moment, as on keep-alive expiry; a
+                // plain close would reset the connection on the next body
+                // byte and lose the response still in the socket.
+                self.linger(ctx);
+            }
             _ => self.close(ctx),
         }
     }
@@ -481,8 +489,9 @@ impl Conn {
         }
         self.discard = req.content_length;
         if self.discard > 0 {
-            // The body's clock: a body dripped byte by byte cannot keep the
-            // connection (nginx caps discarding a body at lingering_time).
+            // The body's clock (started again when the response is out): a
+            // body dripped byte by byte cannot keep the connection (nginx
+            // caps discarding a body at lingering_time).
             self.head_started = Some(ctx.now.instant);
         }
         let keep = req.keep_alive && !self.draining;
@@ -664,6 +673,11 @@ impl Conn {
         if out.close {
             self.linger(ctx);
             return;
+        }
+        if self.discard > 0 {
+            // The body's clock starts again: while the response went out,
+            // at most `max_buffered` of it was read.
+            self.head_started = Some(ctx.now.instant);
         }
         self.advance(ctx);
         if self.state == State::Open && self.out.is_none() {
