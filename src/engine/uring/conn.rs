@@ -23,8 +23,10 @@ use super::send::{Direct, SHORT};
 use crate::http::{Conn, Ctx, Segment};
 
 /// Most direct chunks (up to 1 MiB each) `settle` sends for one connection
-/// before the rest waits its turn behind a POLLOUT, like epoll's turn budget.
-const DIRECT_ROUNDS: usize = 2;
+/// before the rest waits its turn behind a POLLOUT. With the chunk `on_conn`
+/// may send just before (a head or a POLLOUT completed), at most 2 MiB per
+/// completion, like epoll's turn budget.
+const DIRECT_ROUNDS: usize = 1;
 
 /// One connection. Boxed in the slab: slab growth moves only the box pointer.
 pub struct UConn {
