@@ -123,7 +123,7 @@ engine_tests! {
     }
 
     /// A request body dripped byte by byte is cut off like a dripped head:
-    /// the whole body must come within header_timeout of the head's end.
+    /// the whole body must come within header_timeout of its response's end.
     fn trickled_request_body_is_closed(e) {
         let site = Site::new();
         let srv = start_or_skip!(e, "header_timeout = \"300ms\"\nkeepalive_timeout = \"10s\"", &site.root);

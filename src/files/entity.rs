@@ -88,22 +88,21 @@ pub fn pick<'r>(req: &Request<'_>, reps: &'r [Rep]) -> &'r Rep {
     if !ae.present() {
         return &reps[0];
     }
-    // Every variant's q and the identity's in one walk of the field.
-    const N: usize = 4;
+    // Every variant's q and the identity's in one walk of the field. The
+    // variants are of distinct codings (config refuses a repeat), so there
+    // are at most as many as there are codings.
+    const N: usize = 3;
+    let variants = &reps[1..];
+    debug_assert!(variants.len() <= N);
     let mut tokens = [""; N];
-    for (t, r) in tokens.iter_mut().zip(&reps[1..]) {
+    for (t, r) in tokens.iter_mut().zip(variants) {
         *t = r.coding.map_or("", |c| c.token());
     }
     let mut qs: [Q; N] = [0; N];
-    let identity = ae.weigh(&tokens[..(reps.len() - 1).min(N)], &mut qs);
+    let identity = ae.weigh(&tokens[..variants.len().min(N)], &mut qs);
     let mut best: Option<(&Rep, Q)> = None;
-    for (i, r) in reps[1..].iter().enumerate() {
-        let q = match (r.coding, qs.get(i)) {
-            (None, _) => 0,
-            (Some(_), Some(&q)) => q,
-            (Some(c), None) => ae.coding(c.token()),
-        };
-        if q > 0 && best.is_none_or(|b| q > b.1) {
+    for (r, &q) in variants.iter().zip(&qs) {
+        if r.coding.is_some() && q > 0 && best.is_none_or(|b| q > b.1) {
             best = Some((r, q));
         }
     }

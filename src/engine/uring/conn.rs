@@ -166,21 +166,24 @@ impl UConn {
             return;
         };
         self.pipe_dirty = true;
-        if self.closing {
-            return;
-        }
         if errno == SHORT {
-            crate::engine::policy::short_file(&mut self.conn, ctx);
+            if !self.closing {
+                crate::engine::policy::short_file(&mut self.conn, ctx);
+            }
             return;
         }
+        self.write_failed(ctx, errno, format_args!("send to socket"));
+    }
+
+    /// A write (`what`) failed with `errno`: say so, unless the peer just
+    /// went away, and end the `Conn` (unless it is closing already).
+    fn write_failed(&mut self, ctx: &mut Ctx<'_>, errno: i32, what: std::fmt::Arguments<'_>) {
         if errno != libc::EPIPE && errno != libc::ECONNRESET {
-            crate::debug!(
-                "{}: send to socket: {}",
-                self.conn.peer(),
-                errno_str(-errno)
-            );
+            crate::debug!("{}: {what}: {}", self.conn.peer(), errno_str(-errno));
         }
-        self.conn.handle_error(ctx);
+        if !self.closing {
+            self.conn.handle_error(ctx);
+        }
     }
 }
 
@@ -288,16 +291,15 @@ impl Worker {
             match -res {
                 // Our own cancel, or a link broken by a short result before.
                 libc::ECANCELED | libc::EINTR => {}
-                _ => {
-                    if res != -libc::EPIPE && res != -libc::ECONNRESET {
-                        crate::debug!("{}: io_uring op {kind}: {}", c.conn.peer(), errno_str(res));
-                    }
+                errno => {
                     if kind == SPLICE_IN {
                         c.pipe_dirty = true;
                     }
-                    if !c.closing {
-                        c.conn.handle_error(&mut self.sh.ctx());
-                    }
+                    c.write_failed(
+                        &mut self.sh.ctx(),
+                        errno,
+                        format_args!("io_uring op {kind}"),
+                    );
                 }
             }
         }

@@ -170,12 +170,10 @@ impl UConn {
         {
             // Small bodies go by read+send even in splice mode: one copy of
             // a few KiB costs less than two splices (measured).
-            if mode == BodyMode::Splice
-                && len > SPLICE_MIN
-                && resident(ffd, off, len.min(DIRECT_MAX))
-            {
+            let big = mode == BodyMode::Splice && len > SPLICE_MIN;
+            if big && resident(ffd, off, len.min(DIRECT_MAX)) {
                 self.direct_chain(io, pool, nbytes, (ffd, off, len));
-            } else if mode == BodyMode::Splice && len > SPLICE_MIN && self.take_pipe(pool) {
+            } else if big && self.take_pipe(pool) {
                 self.splice_chain(io, pool, nbytes, (ffd, off, len));
             } else {
                 self.read_chain(io, pool, nbytes, (ffd, off, len));
@@ -266,8 +264,9 @@ impl UConn {
         }
     }
 
-    /// The pipe still holds bytes: the socket was full. Wait for room (the
-    /// completion calls `send_queued` again).
+    /// Something is queued (the rest of a pipe or of a direct chunk) and the
+    /// socket was full: wait for room (the completion calls `send_queued`
+    /// again).
     pub fn wait_room(&mut self, io: &mut Io) {
         let poll = opcode::PollAdd::new(types::Fd(self.fd), libc::POLLOUT as u32)
             .build()
@@ -481,25 +480,20 @@ fn until_full(
     (sent, None)
 }
 
-/// `cachestat(2)` (Linux 6.5), where its number is known.
-#[cfg(any(
+/// `cachestat(2)` (Linux 6.5), where its number is known (451 on every
+/// architecture that numbers new calls alike).
+const SYS_CACHESTAT: Option<libc::c_long> = if cfg!(any(
     target_arch = "x86_64",
     target_arch = "aarch64",
     target_arch = "riscv64",
     target_arch = "loongarch64",
     target_arch = "powerpc64",
     target_arch = "s390x"
-))]
-const SYS_CACHESTAT: Option<libc::c_long> = Some(451);
-#[cfg(not(any(
-    target_arch = "x86_64",
-    target_arch = "aarch64",
-    target_arch = "riscv64",
-    target_arch = "loongarch64",
-    target_arch = "powerpc64",
-    target_arch = "s390x"
-)))]
-const SYS_CACHESTAT: Option<libc::c_long> = None;
+)) {
+    Some(451)
+} else {
+    None
+};
 
 /// The kernel has no cachestat: stop asking.
 static NO_CACHESTAT: AtomicBool = AtomicBool::new(false);
@@ -521,10 +515,10 @@ struct Cachestat {
 }
 
 /// Every page of `fd`'s `[off, off + len)` is in the page cache, so a
-/// splice from it cannot wait for the disk. False when the kernel cannot
-/// say: before Linux 6.5, or (Linux 6.14+, EPERM) for a file this process
-/// neither owns nor may write; then the file -> pipe splice stays on the
-/// ring, as before.
+/// `sendfile` from it will not wait for the disk. False when the kernel
+/// cannot say: before Linux 6.5, or (Linux 6.14+, EPERM) for a file this
+/// process neither owns nor may write; then the body goes by the ring's
+/// splice.
 fn resident(fd: RawFd, off: u64, len: u64) -> bool {
     let Some(nr) = SYS_CACHESTAT else {
         return false;
