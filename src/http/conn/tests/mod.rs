@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::access::json_escape_into;
 use super::*;
 use crate::http::reply::{FileRange, HTML};
 use crate::http::{Ctx, Limits, Notes, Now, ParseLimits, Respond};
