@@ -101,7 +101,7 @@ pub struct Responder {
 
 impl Responder {
     pub fn new(root: &Path, settings: Settings) -> io::Result<Responder> {
-        let root = RootDir::open(root, settings.symlinks)
+        let root = RootDir::open(root, settings.symlinks, settings.serve_dotfiles)
             .map_err(|e| io::Error::new(e.kind(), format!("root {}: {e}", root.display())))?;
         Ok(Responder {
             root,

@@ -123,7 +123,7 @@ pub fn resolve(target: &str, serve_dotfiles: bool) -> Result<ReqPath, PathError>
     {
         return Err(PathError::Bad);
     }
-    if !serve_dotfiles && segs.iter().enumerate().any(|(i, s)| is_hidden(i, s)) {
+    if !serve_dotfiles && hidden_path(segs.iter().map(|s| s.as_bytes())) {
         return Err(PathError::NotFound);
     }
     let last_is_dot = decoded.ends_with("/.") || decoded.ends_with("/..");
@@ -134,12 +134,21 @@ pub fn resolve(target: &str, serve_dotfiles: bool) -> Result<ReqPath, PathError>
     })
 }
 
-/// Is segment `i` (0 = first) of a resolved path a hidden dotfile when
-/// dotfiles are not served? Every dot segment is, except `.well-known` as the
-/// first segment (RFC 8615: ACME http-01 challenges, `security.txt`); dot
-/// segments below it, and a `.well-known` anywhere else, stay hidden.
-fn is_hidden(i: usize, seg: &str) -> bool {
-    seg.starts_with('.') && !(i == 0 && seg == WELL_KNOWN)
+/// Is segment `i` (0 = first, just below the root) of a resolved path a
+/// hidden dotfile when dotfiles are not served? Every dot segment is, except
+/// `.well-known` as the first segment (RFC 8615: ACME http-01 challenges,
+/// `security.txt`); dot segments below it, and a `.well-known` anywhere
+/// else, stay hidden. The one rule for hidden names: request paths here,
+/// where symlinks lead and what listings show in `os.rs`.
+pub fn is_hidden(i: usize, seg: &[u8]) -> bool {
+    seg.starts_with(b".") && !(i == 0 && seg == WELL_KNOWN.as_bytes())
+}
+
+/// Does a path below the root (its segments, first just below the root)
+/// have a hidden segment? Only what is below the root counts: a root that
+/// itself lives under a dot-directory (`/home/u/.sites/www`) is not hidden.
+pub fn hidden_path<'a>(segs: impl IntoIterator<Item = &'a [u8]>) -> bool {
+    segs.into_iter().enumerate().any(|(i, s)| is_hidden(i, s))
 }
 
 /// The one dot-named directory served with dotfiles hidden (RFC 8615).
