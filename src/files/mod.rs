@@ -164,8 +164,13 @@ impl Respond for Responder {
         if self.panic_target.as_deref() == Some(req.target) {
             panic!("test hook: request for {}", req.target);
         }
-        if self.settings.cache_budget > 0
-            && let Some(e) = cache::get(self.owner, cache_key(req.target), now.instant)
+        // The cache is keyed by the normal form of the path, so every
+        // spelling of it shares one entry; most targets are already in it.
+        let cache = self.settings.cache_budget > 0;
+        let normal = path::normal_form(req.target);
+        if cache
+            && let Some(key) = normal
+            && let Some(e) = cache::get(self.owner, key, now.instant)
         {
             return self.answer_cached(req, now, &e);
         }
@@ -174,6 +179,12 @@ impl Respond for Responder {
             Err(PathError::Bad) => return self.error_page(Status::BAD_REQUEST),
             Err(PathError::NotFound) => return self.not_found(),
         };
+        if cache
+            && normal.is_none()
+            && let Some(e) = cache::get(self.owner, &p.normal(), now.instant)
+        {
+            return self.answer_cached(req, now, &e);
+        }
         self.lookup(req, now, &p, notes)
     }
 }
@@ -257,7 +268,7 @@ impl Responder {
         if cacheable
             && self.settings.cache_budget > 0
             && f.len <= self.settings.cache_max_file
-            && let Some(e) = self.load(req, now, rel, &f, ctype.clone(), &rules)
+            && let Some(e) = self.load(&p.normal(), now, rel, &f, ctype.clone(), &rules)
         {
             return self.answer_cached(req, now, &e);
         }
@@ -267,10 +278,11 @@ impl Responder {
     }
 
     /// Read `src` and its fresh siblings into a cache entry for the request
-    /// path. None when one of them is too large or changed while it was read.
+    /// path `key` (its normal form). None when one of them is too large or
+    /// changed while it was read.
     fn load(
         &self,
-        req: &Request<'_>,
+        key: &str,
         now: &Now,
         rel: &str,
         src: &Found,
@@ -317,7 +329,7 @@ impl Responder {
         };
         Some(cache::put(
             self.owner,
-            cache_key(req.target),
+            key,
             entry,
             self.settings.cache_budget,
             now.instant,
@@ -385,12 +397,6 @@ fn has_preconditions_or_range(req: &Request<'_>) -> bool {
         let n = h.name.as_bytes();
         n.len() >= 5 && (n[..3].eq_ignore_ascii_case(b"if-") || n.eq_ignore_ascii_case(b"range"))
     })
-}
-
-/// The cache key of a request: its target without query or fragment (the
-/// answer for a file does not depend on them).
-fn cache_key(target: &str) -> &str {
-    target.split(['?', '#']).next().unwrap_or(target)
 }
 
 /// A whole file's bytes, if it still has the size and mtime it was opened
