@@ -1419,7 +1419,9 @@ engine_tests! {
         site.write("y.css.br", &v.br);
         site.write("y.css.gz", &v.gz);
         set_mtime(&site.path("y.css"), t0());
-        set_mtime(&site.path("y.css.br"), t0() - Duration::from_nanos(1));
+        // The last nanosecond of the second before: stale (whole seconds
+        // are compared; the same second would be fresh).
+        set_mtime(&site.path("y.css.br"), UNIX_EPOCH + Duration::new(1_699_999_999, 999_999_999));
         set_mtime(&site.path("y.css.gz"), t0());
         let srv = start_or_skip!(e, "", &site.root);
         for ae in ["br", "gzip", "zstd", "*", "br, zstd, gzip"] {
@@ -1436,6 +1438,101 @@ engine_tests! {
         let r = expect(&srv, "GET", "/y.css", &[("Accept-Encoding", "br")], 200);
         assert_eq!(r.header("content-encoding"), None, "GET /y.css br only: the stale .br\n{}", r.describe());
         assert_vary(&r, "GET /y.css br only");
+    }
+
+    /// Siblings made by the ordinary tools are served (issue 18, point 7):
+    /// the real `brotli -k`, `gzip -k` and `zstd -k` (Debian's packages;
+    /// `.ci/run` installs them), run on a source whose mtime has a
+    /// fraction of a second. Debian's brotli copies the mtime to whole
+    /// seconds only, so its `.br` is 0.123 s "older" than the source; the
+    /// stale check compares whole seconds and serves it. A sibling from an
+    /// earlier second is stale: not served, and logged once at info with
+    /// both paths (not once per request). A missing CLI skips its part,
+    /// with the reason printed.
+    fn rfc9110_12_5_3_siblings_made_by_brotli_gzip_and_zstd_are_served(e) {
+        use std::process::{Command, Stdio};
+        let tools = [
+            ("brotli", "br", ".br", &["-k"][..], &["-d", "-c"][..]),
+            ("gzip", "gzip", ".gz", &["-k"][..], &["-d", "-c"][..]),
+            ("zstd", "zstd", ".zst", &["-q", "-k"][..], &["-q", "-d", "-c"][..]),
+        ];
+        let have = |tool: &str| {
+            Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+        };
+        let run = |tool: &str, args: &[&str], file: &Path| {
+            let st = Command::new(tool).args(args).arg(file).status().unwrap();
+            assert!(st.success(), "{tool} {args:?} {}: {st}", file.display());
+        };
+        let site = Site::new();
+        let css = b"/* made by the ordinary tools */ body { margin: 0; padding: 0 }\n".repeat(40);
+        site.write("t.css", &css);
+        site.write("old.css", &css);
+        site.write("old2.css", &css);
+        set_mtime(&site.path("t.css"), t0());
+        let mut present = vec![];
+        for (tool, coding, suffix, args, _) in tools {
+            if !have(tool) {
+                skip(&format!("the {tool} CLI is not installed (Debian package {tool}): its sibling is not checked"));
+                continue;
+            }
+            run(tool, args, &site.path("t.css"));
+            let sib = site.path(&format!("t.css{suffix}"));
+            assert_eq!(
+                mtime(&sib).duration_since(UNIX_EPOCH).unwrap().as_secs(),
+                1_700_000_000,
+                "{tool} -k copies the source's mtime at least to the second"
+            );
+            present.push((tool, coding, suffix));
+        }
+        let Some(&(gz_tool, _, gz_suffix)) = present.iter().find(|p| p.0 == "gzip").or(present.first()) else {
+            return;
+        };
+        // Stale: compressed, then the source changed a second later.
+        for f in ["old.css", "old2.css"] {
+            set_mtime(&site.path(f), t0());
+            let args = tools.iter().find(|t| t.0 == gz_tool).unwrap().3;
+            run(gz_tool, args, &site.path(f));
+            set_mtime(&site.path(f), t0() + Duration::from_secs(1));
+        }
+        let srv = start_or_skip!(e, "workers = 1\ncache_size = 0\nlog_level = \"info\"", &site.root);
+        for &(tool, coding, suffix) in &present {
+            let ctx = format!("GET /t.css Accept-Encoding: {coding} (the sibling {tool} -k made)");
+            let r = expect(&srv, "GET", "/t.css", &[("Accept-Encoding", coding)], 200);
+            assert_eq!(r.header("content-encoding"), Some(coding), "{ctx}\n{}", r.describe());
+            assert_bytes_eq(&r.body, &site.read(&format!("t.css{suffix}")), &ctx);
+            // And the client's decoder (the same CLI) gets the source back.
+            let dargs = tools.iter().find(|t| t.0 == tool).unwrap().4;
+            let mut child = Command::new(tool).args(dargs).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+            child.stdin.take().unwrap().write_all(&r.body).unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{ctx}: {tool} could not decode it");
+            assert_bytes_eq(&out.stdout, &css, &format!("{ctx}, decoded by {tool}"));
+        }
+        let coding = present.iter().find(|p| p.0 == gz_tool).unwrap().1;
+        for _ in 0..3 {
+            let r = expect(&srv, "GET", "/old.css", &[("Accept-Encoding", coding)], 200);
+            assert_eq!(r.header("content-encoding"), None, "GET /old.css: a stale sibling was sent\n{}", r.describe());
+            assert_bytes_eq(&r.body, &css, "GET /old.css (stale sibling)");
+        }
+        let line = |f: &str| {
+            let root = fs::canonicalize(&site.root).unwrap();
+            let (sib, src) = (root.join(format!("{f}{gz_suffix}")), root.join(f));
+            move |l: &str| l.contains(&format!("{} not served", sib.display())) && l.contains(&format!("than {}'s", src.display()))
+        };
+        // old2.css after the three requests for old.css: once its line is
+        // there (one worker logs in order), every line old.css's requests
+        // would make is there too.
+        expect(&srv, "GET", "/old2.css", &[("Accept-Encoding", coding)], 200);
+        let old2 = line("old2.css");
+        assert!(
+            srv.wait_stderr_until(IO_TIMEOUT, |t| t.lines().any(&old2)),
+            "no info line for the stale old2.css{gz_suffix}:\n{}",
+            srv.stderr_text()
+        );
+        let old = line("old.css");
+        let n = srv.stderr_text().lines().filter(|l| old(l)).count();
+        assert_eq!(n, 1, "old.css{gz_suffix} stale: logged {n} times in 3 requests, once expected:\n{}", srv.stderr_text());
+        assert!(srv.stderr_text().lines().any(|l| old(l) && l.contains(" info ")), "not at info:\n{}", srv.stderr_text());
     }
 
     /// `precompressed = ["gzip", "br"]`: at equal q the configured order

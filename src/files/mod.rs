@@ -92,6 +92,8 @@ pub struct Responder {
     types: mime::Types,
     /// Owner id of this responder's cache entries (one per generation).
     owner: u64,
+    /// Stale precompressed siblings already logged.
+    stale: entity::StaleLog,
     /// Test hook (`TANDEM_TEST_PANIC_TARGET`, debug builds only): a request
     /// for exactly this target panics the worker, so tests can prove a dead
     /// worker is replaced.
@@ -107,6 +109,7 @@ impl Responder {
             root,
             types: mime::Types::new(&settings.mime_types, &settings.default_type),
             owner: cache::new_owner(),
+            stale: entity::StaleLog::default(),
             settings,
             #[cfg(debug_assertions)]
             panic_target: None,
@@ -197,7 +200,7 @@ impl Responder {
                 // "/file.html/" names a directory that is not there.
                 self.not_found()
             }
-            Ok(Opened::File(f)) => self.file(req, now, f, &p.rel, p, true),
+            Ok(Opened::File(f)) => self.file(req, now, f, &p.rel, p, true, notes),
             Ok(Opened::Dir) if !p.trailing_slash => {
                 let mut r = Reply::status(Status::MOVED_PERMANENTLY)
                     .with_header("Location", p.slash_redirect());
@@ -212,7 +215,9 @@ impl Responder {
                         format!("{}/{name}", p.rel)
                     };
                     match self.root.open_beneath(&idx) {
-                        Ok(Opened::File(f)) => return self.file(req, now, f, &idx, p, true),
+                        Ok(Opened::File(f)) => {
+                            return self.file(req, now, f, &idx, p, true, notes);
+                        }
                         Ok(_) => {}
                         Err(e) if is_missing(&e) => {}
                         Err(e) => return self.io_error(e, notes),
@@ -242,7 +247,7 @@ impl Responder {
             return self.not_found();
         }
         match self.root.open_beneath(fb) {
-            Ok(Opened::File(f)) => self.file(req, now, f, fb, p, false),
+            Ok(Opened::File(f)) => self.file(req, now, f, fb, p, false, notes),
             Ok(_) => self.not_found(),
             Err(e) if is_missing(&e) => self.not_found(),
             Err(e) => self.io_error(e, notes),
@@ -254,6 +259,9 @@ impl Responder {
     /// names, not the fallback) and it is small enough, it is read (with its
     /// variants) into this worker's cache and answered from there; else
     /// from disk.
+    // The request, its time and its log lines travel together through the
+    // responder; a struct for them is a change of every step, not this one.
+    #[allow(clippy::too_many_arguments)]
     fn file(
         &self,
         req: &Request<'_>,
@@ -262,17 +270,18 @@ impl Responder {
         rel: &str,
         p: &ReqPath,
         cacheable: bool,
+        notes: &mut Notes,
     ) -> Reply {
         let ctype = self.types.header_value(rel);
         let rules = self.rule_headers(p, Some(rel));
         if cacheable
             && self.settings.cache_budget > 0
             && f.len <= self.settings.cache_max_file
-            && let Some(e) = self.load(&p.normal(), now, rel, &f, ctype.clone(), &rules)
+            && let Some(e) = self.load(&p.normal(), now, rel, &f, ctype.clone(), &rules, notes)
         {
             return self.answer_cached(req, now, &e);
         }
-        let mut reply = self.entity(req, now, f, rel, ctype);
+        let mut reply = self.entity(req, now, f, rel, ctype, notes);
         apply_rules(&mut reply, &rules);
         reply
     }
@@ -280,6 +289,7 @@ impl Responder {
     /// Read `src` and its fresh siblings into a cache entry for the request
     /// path `key` (its normal form). None when one of them is too large or
     /// changed while it was read.
+    #[allow(clippy::too_many_arguments)]
     fn load(
         &self,
         key: &str,
@@ -288,6 +298,7 @@ impl Responder {
         src: &Found,
         ctype: crate::http::reply::Text,
         rules: &[(String, String)],
+        notes: &mut Notes,
     ) -> Option<Rc<Entry>> {
         let max = self.settings.cache_max_file;
         let mut reps = vec![Rep::new(
@@ -296,7 +307,7 @@ impl Responder {
             src.mtime,
             None,
         )];
-        for (enc, f) in self.siblings(rel, src) {
+        for (enc, f) in self.siblings(rel, src, notes) {
             if f.len > max {
                 return None;
             }

@@ -70,6 +70,11 @@ impl RootDir {
         })
     }
 
+    /// The root's path joined with `rel`, for messages (never opened).
+    pub fn path_of(&self, rel: &str) -> std::path::PathBuf {
+        self.canonical.join(rel)
+    }
+
     /// Open `rel` (no leading '/', no dot-segments) beneath the root. Symlinks
     /// are followed only while they stay beneath the root, and not at all
     /// with `symlinks = "deny"`; an escape or a refused symlink is reported

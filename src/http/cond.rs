@@ -32,6 +32,18 @@ pub fn whole_seconds(t: SystemTime) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
 
+/// Whole seconds since 1970, rounded down (negative before): the
+/// precision of HTTP dates and of the tools that copy an mtime.
+pub fn unix_seconds(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => {
+            let d = e.duration();
+            -(d.as_secs() as i64) - i64::from(d.subsec_nanos() > 0)
+        }
+    }
+}
+
 /// RFC 9110 §13.2.2 steps 1 to 4, for a representation that exists.
 /// `safe` is true for GET and HEAD (304 instead of 412 on a match).
 pub fn evaluate(req: &Request<'_>, v: &Validators<'_>, safe: bool) -> Precondition {
