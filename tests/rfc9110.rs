@@ -552,9 +552,9 @@ engine_tests! {
         set_mtime(&site.path("old2.txt"), UNIX_EPOCH - Duration::from_secs(144_000_000));
         set_mtime(&site.path("old3.txt"), UNIX_EPOCH - Duration::from_secs(1));
         let srv = start_or_skip!(e, "", &site.root);
-        let (t1, _) = validators(&srv, "/old1.txt", &[]);
-        let (t2, _) = validators(&srv, "/old2.txt", &[]);
-        let (t3, _) = validators(&srv, "/old3.txt", &[]);
+        // (No Last-Modified before 1970: the ETag is the only validator.)
+        let tag = |p: &str| hdr(&expect(&srv, "GET", p, &[], 200), "etag", p).to_string();
+        let (t1, t2, t3) = (tag("/old1.txt"), tag("/old2.txt"), tag("/old3.txt"));
         assert_ne!(t1, t2, "mtimes 1960-01-01 and 1965-06-09: same size, same ETag");
         assert_ne!(t2, t3, "mtimes 1965-06-09 and 1969-12-31T23:59:59: same size, same ETag");
         // And a client holding the 1960 version's tag does not get a 304
@@ -741,6 +741,81 @@ engine_tests! {
         for d in [date(secs + 1), date(secs - 1), date(secs + 86_400)] {
             let f = [("Range", "bytes=-100"), ("If-Range", d.as_str())];
             assert_whole(&ask(&srv, "GET", "/r.bin", &f), &whole, &what("GET", "/r.bin", &f));
+        }
+    }
+
+    /// §13.1.5 with §8.8.2.2 (issue 18, point 6): a Last-Modified in the
+    /// same second as the response's Date is a weak validator (the file may
+    /// change again within that second, under the same date), and If-Range
+    /// needs a strong one: such a date gets the whole 200, never a range
+    /// that could splice two versions. Seen two ways: a file written just
+    /// now (the range once a response's Date is a later second), and a
+    /// file whose mtime is ahead of the clock (Last-Modified is then the
+    /// Date itself). An older file's date still gets its range (the test
+    /// above).
+    fn rfc9110_13_1_5_if_range_date_in_the_second_of_the_response_is_weak(e) {
+        let site = site_r();
+        let whole = r_bytes();
+        let srv = start_or_skip!(e, NO_CACHE, &site.root);
+        let mut same_second = 0;
+        for attempt in 0..20 {
+            let now = SystemTime::now();
+            set_mtime(&site.path("r.bin"), now);
+            let lm = date(now.duration_since(UNIX_EPOCH).unwrap().as_secs());
+            let f = [("Range", "bytes=-100"), ("If-Range", lm.as_str())];
+            let r = ask(&srv, "GET", "/r.bin", &f);
+            let ctx = format!("{} (file written just now, attempt {attempt})", what("GET", "/r.bin", &f));
+            let d = hdr(&r, "date", &ctx).to_string();
+            if d == lm {
+                same_second += 1;
+                assert_whole(&r, &whole, &format!("{ctx}: Date is the Last-Modified's second"));
+            } else {
+                assert_206(&r, 900, 999, &whole, &format!("{ctx}: Date {d} is a later second"));
+            }
+            if same_second >= 3 {
+                break;
+            }
+        }
+        assert!(same_second > 0, "never a response in the second of the file's mtime in 20 tries");
+        set_mtime(&site.path("r.bin"), SystemTime::now() + Duration::from_secs(86_400));
+        for attempt in 0..3 {
+            let h = expect(&srv, "HEAD", "/r.bin", &[], 200);
+            let lm = hdr(&h, "last-modified", "HEAD /r.bin (mtime a day ahead)").to_string();
+            let f = [("Range", "bytes=-100"), ("If-Range", lm.as_str())];
+            let ctx = format!("{} (mtime a day ahead, attempt {attempt})", what("GET", "/r.bin", &f));
+            assert_whole(&ask(&srv, "GET", "/r.bin", &f), &whole, &ctx);
+        }
+    }
+
+    /// §8.8.2 and §13.1.3-5 (issue 18, point 6): an mtime before 1970 has
+    /// no HTTP-date (it used to read as 01 Jan 1970 for every such file):
+    /// no Last-Modified, only the ETag, and the date preconditions do not
+    /// apply to it, from disk and from the cache alike.
+    fn rfc9110_8_8_2_no_last_modified_before_1970(e) {
+        let site = site_r();
+        let whole = r_bytes();
+        set_mtime(&site.path("r.bin"), UNIX_EPOCH - Duration::from_secs(144_000_000));
+        let epoch = date(0);
+        let later = date(1_700_000_000);
+        for cfg in [NO_CACHE, ""] {
+            let srv = start_or_skip!(e, cfg, &site.root);
+            let how = if cfg.is_empty() { "cached" } else { "from disk" };
+            for m in ["GET", "HEAD", "GET"] {
+                let r = expect(&srv, m, "/r.bin", &[], 200);
+                let ctx = format!("{m} /r.bin (mtime 1965, {how})");
+                assert_eq!(r.header("last-modified"), None, "{ctx}\n{}", r.describe());
+                let tag = hdr(&r, "etag", &ctx).to_string();
+                let nm = expect(&srv, m, "/r.bin", &[("If-None-Match", &tag)], 304);
+                assert_eq!(nm.header("last-modified"), None, "{ctx}: the 304\n{}", nm.describe());
+            }
+            for d in [&epoch, &later] {
+                let f = [("If-Modified-Since", d.as_str())];
+                assert_whole(&ask(&srv, "GET", "/r.bin", &f), &whole, &format!("{} ({how})", what("GET", "/r.bin", &f)));
+                let f = [("If-Unmodified-Since", d.as_str())];
+                assert_whole(&ask(&srv, "GET", "/r.bin", &f), &whole, &format!("{} ({how})", what("GET", "/r.bin", &f)));
+                let f = [("Range", "bytes=-100"), ("If-Range", d.as_str())];
+                assert_whole(&ask(&srv, "GET", "/r.bin", &f), &whole, &format!("{} ({how})", what("GET", "/r.bin", &f)));
+            }
         }
     }
 

@@ -192,15 +192,17 @@ impl Responder {
         let tag = &rep.etag;
         // A modification time in the future (a clock skewed at build time)
         // is reported as now: Last-Modified is never later than Date
-        // (RFC 9110 §8.8.2.1).
+        // (RFC 9110 §8.8.2.1). One before 1970 is not reported at all.
         let v = Validators {
             etag: tag,
-            last_modified: cond::whole_seconds(rep.mtime).min(now.wall),
+            last_modified: cond::http_date(rep.mtime).map(|lm| lm.min(now.wall)),
         };
-        let last_modified = httpdate::fmt_http_date(v.last_modified);
+        let last_modified = v.last_modified.map(httpdate::fmt_http_date);
         let with_validators = |mut r: Reply| {
             r.headers.push("ETag", tag.clone());
-            r.headers.push("Last-Modified", last_modified.clone());
+            if let Some(lm) = &last_modified {
+                r.headers.push("Last-Modified", lm.clone());
+            }
             if vary {
                 r.headers.push("Vary", "Accept-Encoding");
             }
@@ -220,7 +222,7 @@ impl Responder {
             }
         }
         let ranges = match range::field(req) {
-            Some(value) if req.method == Method::Get && cond::if_range_holds(req, &v) => {
+            Some(value) if req.method == Method::Get && cond::if_range_holds(req, &v, now.wall) => {
                 range::evaluate(value, rep.len, self.settings.max_ranges)
             }
             _ => Ranges::Whole,
@@ -262,13 +264,13 @@ impl Responder {
     }
 
     /// The header fields of a whole representation's 200, in order: what a
-    /// cache entry renders once.
+    /// cache entry renders once. No Last-Modified when there is none.
     pub(super) fn ok_fields(
         &self,
         rep: &Rep,
         vary: bool,
         ctype: Text,
-        last_modified: String,
+        last_modified: Option<String>,
     ) -> Headers {
         let mut h = Headers::new();
         h.push("Content-Type", ctype);
@@ -279,7 +281,9 @@ impl Responder {
             h.push("Accept-Ranges", "bytes");
         }
         h.push("ETag", rep.etag.clone());
-        h.push("Last-Modified", last_modified);
+        if let Some(lm) = last_modified {
+            h.push("Last-Modified", lm);
+        }
         if vary {
             h.push("Vary", "Accept-Encoding");
         }

@@ -323,9 +323,10 @@ impl Responder {
         // changes every second).
         let vary = reps.len() > 1;
         for rep in &mut reps {
-            let lm = crate::http::cond::whole_seconds(rep.mtime);
-            if lm <= now.wall {
-                let mut h = self.ok_fields(rep, vary, ctype.clone(), httpdate::fmt_http_date(lm));
+            let lm = crate::http::cond::http_date(rep.mtime);
+            if lm.is_none_or(|lm| lm <= now.wall) {
+                let lm = lm.map(httpdate::fmt_http_date);
+                let mut h = self.ok_fields(rep, vary, ctype.clone(), lm);
                 for (name, value) in rules {
                     h.set(name.clone(), value.clone());
                 }
