@@ -361,6 +361,24 @@ engine_tests! {
             assert!(t0.elapsed() < std::time::Duration::from_secs(5), "the change was not seen in 5 s (cache_revalidate 300ms)");
         }
     }
+
+    /// One cache entry per file (issue 18, point 11): every spelling of a
+    /// path is answered from the entry the first one made. Seen from outside
+    /// by changing the file after the first request: within
+    /// `cache_revalidate`, the aliases get the cached version (one entry),
+    /// not the new one (an entry each, read from disk).
+    fn path_aliases_share_one_cache_entry(e) {
+        let site = Site::new();
+        site.write("a.css", b"CACHED-VERSION");
+        let srv = start_or_skip!(e, "workers = 1\ncache_revalidate = \"60s\"", &site.root);
+        assert_eq!(get(srv.addr(), "/a.css").body_str(), "CACHED-VERSION");
+        site.write("a.css", b"NEW-ON-DISK-VERSION");
+        for alias in ["//a.css", "/%61.css", "/./a.css", "/x/../a.css", "/a.css?v=2"] {
+            let r = get(srv.addr(), alias);
+            assert_status(&r, 200, &format!("GET {alias}"));
+            assert_eq!(r.body_str(), "CACHED-VERSION", "GET {alias}: not the entry /a.css made\n{}", r.describe());
+        }
+    }
 }
 
 /// Drop a file's pages from the page cache (it was written and synced, so

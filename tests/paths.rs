@@ -275,4 +275,77 @@ engine_tests! {
         assert_status(&r, 301, "GET //a%20b");
         assert_eq!(r.header("location"), Some("/a%20b/"), "{}", r.describe());
     }
+
+    /// Hidden stays hidden wherever a link points (issue 18, point 2): a
+    /// path that reaches a dot-name through symlinks is 404 and listings
+    /// never name such a link; `.well-known` keeps its exception; a root
+    /// that itself lives under a dot-directory (`.sites/www`) keeps working.
+    /// With serve_dotfiles = true the same links are followed.
+    fn hidden_names_behind_links_are_404_and_never_listed(e) {
+        use std::os::unix::fs::symlink;
+        let site = Site::empty();
+        let w = site.base.join(".sites/www");
+        let write = |rel: &str, data: &[u8]| {
+            let p = w.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, data).unwrap();
+        };
+        write(".git/config", DOTFILE_MARKER.as_bytes());
+        write(".env", DOTFILE_MARKER.as_bytes());
+        write("d/g.txt", b"VISIBLE-G");
+        write(".well-known/acme-challenge/tok", b"ACME-TOKEN");
+        for (target, link) in [
+            (".git", "gitlink"),
+            (".env", "envlink"),
+            ("chain2", "chain1"),
+            ("d/../.git", "chain2"),
+            ("../.env", "d/up-env"),
+            ("../chain1/config", "d/deep"),
+            (".well-known/acme-challenge", "acme"),
+            ("d", "ok"),
+            ("ok/g.txt", "okchain"),
+        ] {
+            symlink(target, w.join(link)).unwrap();
+        }
+        let hidden = [
+            "/gitlink/config", "/gitlink/", "/gitlink", "/envlink", "/chain1/config", "/chain1/",
+            "/chain2/config", "/d/up-env", "/d/deep", "/ok/up-env", "/%67itlink/config",
+        ];
+        let srv = start_or_skip!(e, "autoindex = true", &w);
+        for path in hidden {
+            let r = raw_get(&srv, path.as_bytes()).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+            assert!(!r.body_str().contains(DOTFILE_MARKER), "GET {path}: served a dotfile through a link\n{}", r.describe());
+            assert_status(&r, 404, &format!("GET {path} (a link to a hidden name)"));
+        }
+        for (path, body) in [("/okchain", "VISIBLE-G"), ("/ok/g.txt", "VISIBLE-G"), ("/acme/tok", "ACME-TOKEN"),
+                             ("/.well-known/acme-challenge/tok", "ACME-TOKEN")] {
+            let r = get(srv.addr(), path);
+            assert_status(&r, 200, &format!("GET {path} (root under .sites)"));
+            assert_eq!(r.body_str(), body, "GET {path}");
+        }
+        for (path, want, never) in [
+            ("/", &["acme/", "ok/", "okchain", "d/"][..], &["gitlink", "envlink", "chain1", "chain2"][..]),
+            ("/d/", &["g.txt"][..], &["up-env", "deep"][..]),
+            ("/ok/", &["g.txt"][..], &["up-env", "deep"][..]),
+        ] {
+            let r = get(srv.addr(), path);
+            assert_status(&r, 200, &format!("GET {path} (listing)"));
+            let body = r.body_str();
+            for name in want {
+                assert!(body.contains(&format!("href=\"{name}\"")), "GET {path}: {name} not listed\n{body}");
+            }
+            for name in never {
+                assert!(!body.contains(name), "GET {path}: lists {name}, a link to a hidden name\n{body}");
+            }
+        }
+        drop(srv);
+        let srv = start_or_skip!(e, "autoindex = true\nserve_dotfiles = true", &w);
+        for path in ["/gitlink/config", "/chain1/config", "/envlink", "/d/up-env", "/d/deep"] {
+            let r = get(srv.addr(), path);
+            assert_status(&r, 200, &format!("GET {path} with serve_dotfiles = true"));
+            assert_eq!(r.body_str(), DOTFILE_MARKER, "GET {path}");
+        }
+        let body = get(srv.addr(), "/").body_str();
+        assert!(body.contains("href=\"gitlink/\""), "GET / with serve_dotfiles = true: gitlink not listed\n{body}");
+    }
 }

@@ -203,6 +203,46 @@ mod tests {
         );
     }
 
+    /// Every spelling of a path shares one entry (the key is the path's
+    /// normal form, not the raw target): the aliases' answers are the very
+    /// same bytes, and the cache holds one entry's worth of them.
+    #[test]
+    fn aliases_share_one_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.css"), b"A-CSS").unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("d/index.html"), b"D-INDEX").unwrap();
+        let r = responder(dir.path(), "");
+        let t0 = Instant::now();
+        let first = ask(&r, t0, "", "/a.css");
+        let one = usage(r.owner);
+        assert_eq!(one.0, 1);
+        for alias in [
+            "//a.css",
+            "/%61.css",
+            "/./a.css",
+            "/x/../a.css?v=1",
+            "http://t/a.css",
+        ] {
+            let again = ask(&r, t0, "", alias);
+            assert_eq!(body(&again), b"A-CSS", "{alias}");
+            let (Body::Bytes(a), Body::Bytes(b)) = (&first.body, &again.body) else {
+                unreachable!()
+            };
+            assert_eq!(a.as_ptr(), b.as_ptr(), "{alias}: a copy of its own");
+            assert_eq!(usage(r.owner), one, "{alias}: an entry of its own");
+        }
+        let d = ask(&r, t0, "", "/d/");
+        for alias in ["/d//", "/%64/", "/d/.", "//d/./"] {
+            let again = ask(&r, t0, "", alias);
+            let (Body::Bytes(a), Body::Bytes(b)) = (&d.body, &again.body) else {
+                panic!("{alias}: {:?}", again.body)
+            };
+            assert_eq!(a.as_ptr(), b.as_ptr(), "{alias}: a copy of its own");
+        }
+        assert_eq!(usage(r.owner).0, 2);
+    }
+
     /// Variants, 304s, ranges and rules come from the cache too.
     #[test]
     fn variants_304_ranges_and_rules_from_the_cache() {

@@ -3,8 +3,9 @@
 //! ranges (206/416). The HTTP rules themselves are pure functions in
 //! `http::{accept, cond, range}`; this file feeds them what it found.
 
+use std::collections::HashSet;
 use std::fs::File;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,7 +15,8 @@ use crate::http::accept::{AcceptEncoding, Q};
 use crate::http::cond::{self, Precondition, Validators};
 use crate::http::range::{self, ByteRange, Ranges};
 use crate::http::reply::Text;
-use crate::http::{Body, Headers, Method, Now, Reply, Request, Segment, Status};
+use crate::http::{Body, Headers, Method, Notes, Now, Reply, Request, Segment, Status};
+use crate::log::Level;
 
 use super::Responder;
 use super::os::{Found, Opened};
@@ -129,6 +131,25 @@ pub fn etag(len: u64, mtime: SystemTime, coding: Option<Encoding>) -> String {
     tag
 }
 
+/// The stale siblings already logged, so each is logged once, not per
+/// request: by its path and the two mtimes that made it stale (a sibling
+/// that goes stale again after a new deploy is logged again). Shared by
+/// the workers; touched only when a sibling is stale. Bounded: past
+/// `MAX` siblings, further ones are not logged.
+#[derive(Debug, Default)]
+pub struct StaleLog(Mutex<HashSet<(String, SystemTime, SystemTime)>>);
+
+impl StaleLog {
+    const MAX: usize = 4096;
+
+    /// Whether this stale sibling is seen for the first time (then it is
+    /// remembered).
+    fn first(&self, rel: &str, mtime: SystemTime, src_mtime: SystemTime) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        seen.len() < Self::MAX && seen.insert((rel.to_string(), mtime, src_mtime))
+    }
+}
+
 /// The multipart boundary of a representation: a hash of its entity tag,
 /// so the same file gets the same bytes from either engine and every
 /// replica (FNV-1a; the file is the operator's, not a client's, so nothing
@@ -150,8 +171,9 @@ impl Responder {
         src: Found,
         rel: &str,
         ctype: Text,
+        notes: &mut Notes,
     ) -> Reply {
-        let reps = self.variants(rel, src);
+        let reps = self.variants(rel, src, notes);
         let vary = reps.len() > 1;
         self.answer(req, now, pick(req, &reps), vary, ctype)
     }
@@ -170,15 +192,17 @@ impl Responder {
         let tag = &rep.etag;
         // A modification time in the future (a clock skewed at build time)
         // is reported as now: Last-Modified is never later than Date
-        // (RFC 9110 §8.8.2.1).
+        // (RFC 9110 §8.8.2.1). One before 1970 is not reported at all.
         let v = Validators {
             etag: tag,
-            last_modified: cond::whole_seconds(rep.mtime).min(now.wall),
+            last_modified: cond::http_date(rep.mtime).map(|lm| lm.min(now.wall)),
         };
-        let last_modified = httpdate::fmt_http_date(v.last_modified);
+        let last_modified = v.last_modified.map(httpdate::fmt_http_date);
         let with_validators = |mut r: Reply| {
             r.headers.push("ETag", tag.clone());
-            r.headers.push("Last-Modified", last_modified.clone());
+            if let Some(lm) = &last_modified {
+                r.headers.push("Last-Modified", lm.clone());
+            }
             if vary {
                 r.headers.push("Vary", "Accept-Encoding");
             }
@@ -198,7 +222,7 @@ impl Responder {
             }
         }
         let ranges = match range::field(req) {
-            Some(value) if req.method == Method::Get && cond::if_range_holds(req, &v) => {
+            Some(value) if req.method == Method::Get && cond::if_range_holds(req, &v, now.wall) => {
                 range::evaluate(value, rep.len, self.settings.max_ranges)
             }
             _ => Ranges::Whole,
@@ -240,13 +264,13 @@ impl Responder {
     }
 
     /// The header fields of a whole representation's 200, in order: what a
-    /// cache entry renders once.
+    /// cache entry renders once. No Last-Modified when there is none.
     pub(super) fn ok_fields(
         &self,
         rep: &Rep,
         vary: bool,
         ctype: Text,
-        last_modified: String,
+        last_modified: Option<String>,
     ) -> Headers {
         let mut h = Headers::new();
         h.push("Content-Type", ctype);
@@ -257,7 +281,9 @@ impl Responder {
             h.push("Accept-Ranges", "bytes");
         }
         h.push("ETag", rep.etag.clone());
-        h.push("Last-Modified", last_modified);
+        if let Some(lm) = last_modified {
+            h.push("Last-Modified", lm);
+        }
         if vary {
             h.push("Vary", "Accept-Encoding");
         }
@@ -265,19 +291,29 @@ impl Responder {
     }
 
     /// `src` and its fresh precompressed siblings, in the configured order
-    /// (`[0]` is `src`). A sibling older than its source is stale, from an
-    /// earlier deploy, and treated as absent.
-    pub(super) fn variants(&self, rel: &str, src: Found) -> Vec<Rep> {
+    /// (`[0]` is `src`).
+    pub(super) fn variants(&self, rel: &str, src: Found, notes: &mut Notes) -> Vec<Rep> {
         let mut reps = vec![];
-        for (enc, f) in self.siblings(rel, &src) {
+        for (enc, f) in self.siblings(rel, &src, notes) {
             reps.push(Rep::file(f, Some(enc)));
         }
         reps.insert(0, Rep::file(src, None));
         reps
     }
 
-    /// The fresh siblings of `rel` (opened), in the configured order.
-    pub(super) fn siblings(&self, rel: &str, src: &Found) -> Vec<(Encoding, Found)> {
+    /// The fresh siblings of `rel` (opened), in the configured order. A
+    /// sibling from an earlier second than its source is stale, from an
+    /// earlier deploy, and treated as absent (logged once at info, with
+    /// both paths). Compared in whole seconds: the ordinary tools copy a
+    /// source's mtime to a sibling at their own precision (Debian's
+    /// `brotli -k` to the second, `gzip -k` and `zstd` to the nanosecond),
+    /// so a sibling in the same second as its source is its own.
+    pub(super) fn siblings(
+        &self,
+        rel: &str,
+        src: &Found,
+        notes: &mut Notes,
+    ) -> Vec<(Encoding, Found)> {
         let encs = &self.settings.precompressed;
         let mut out = Vec::new();
         if encs.iter().any(|e| rel.ends_with(e.suffix())) {
@@ -288,10 +324,22 @@ impl Responder {
             name.clear();
             name.push_str(rel);
             name.push_str(enc.suffix());
-            if let Ok(Opened::File(f)) = self.root.open_beneath(&name)
-                && f.mtime >= src.mtime
-            {
+            let Ok(Opened::File(f)) = self.root.open_beneath(&name) else {
+                continue;
+            };
+            if cond::unix_seconds(f.mtime) >= cond::unix_seconds(src.mtime) {
                 out.push((enc, f));
+            } else if notes.wants(Level::Info) && self.stale.first(&name, f.mtime, src.mtime) {
+                crate::note!(
+                    notes,
+                    Level::Info,
+                    "precompressed {} not served: stale, its mtime ({}) is in an earlier second \
+                     than {}'s ({}); recompress it, or touch -r the source",
+                    self.root.path_of(&name).display(),
+                    crate::log::rfc3339(f.mtime),
+                    self.root.path_of(rel).display(),
+                    crate::log::rfc3339(src.mtime),
+                );
             }
         }
         out

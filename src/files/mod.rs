@@ -92,6 +92,8 @@ pub struct Responder {
     types: mime::Types,
     /// Owner id of this responder's cache entries (one per generation).
     owner: u64,
+    /// Stale precompressed siblings already logged.
+    stale: entity::StaleLog,
     /// Test hook (`TANDEM_TEST_PANIC_TARGET`, debug builds only): a request
     /// for exactly this target panics the worker, so tests can prove a dead
     /// worker is replaced.
@@ -101,12 +103,13 @@ pub struct Responder {
 
 impl Responder {
     pub fn new(root: &Path, settings: Settings) -> io::Result<Responder> {
-        let root = RootDir::open(root, settings.symlinks)
+        let root = RootDir::open(root, settings.symlinks, settings.serve_dotfiles)
             .map_err(|e| io::Error::new(e.kind(), format!("root {}: {e}", root.display())))?;
         Ok(Responder {
             root,
             types: mime::Types::new(&settings.mime_types, &settings.default_type),
             owner: cache::new_owner(),
+            stale: entity::StaleLog::default(),
             settings,
             #[cfg(debug_assertions)]
             panic_target: None,
@@ -164,8 +167,13 @@ impl Respond for Responder {
         if self.panic_target.as_deref() == Some(req.target) {
             panic!("test hook: request for {}", req.target);
         }
-        if self.settings.cache_budget > 0
-            && let Some(e) = cache::get(self.owner, cache_key(req.target), now.instant)
+        // The cache is keyed by the normal form of the path, so every
+        // spelling of it shares one entry; most targets are already in it.
+        let cache = self.settings.cache_budget > 0;
+        let normal = path::normal_form(req.target);
+        if cache
+            && let Some(key) = normal
+            && let Some(e) = cache::get(self.owner, key, now.instant)
         {
             return self.answer_cached(req, now, &e);
         }
@@ -174,6 +182,12 @@ impl Respond for Responder {
             Err(PathError::Bad) => return self.error_page(Status::BAD_REQUEST),
             Err(PathError::NotFound) => return self.not_found(),
         };
+        if cache
+            && normal.is_none()
+            && let Some(e) = cache::get(self.owner, &p.normal(), now.instant)
+        {
+            return self.answer_cached(req, now, &e);
+        }
         self.lookup(req, now, &p, notes)
     }
 }
@@ -186,7 +200,7 @@ impl Responder {
                 // "/file.html/" names a directory that is not there.
                 self.not_found()
             }
-            Ok(Opened::File(f)) => self.file(req, now, f, &p.rel, p, true),
+            Ok(Opened::File(f)) => self.file(req, now, f, &p.rel, p, true, notes),
             Ok(Opened::Dir) if !p.trailing_slash => {
                 let mut r = Reply::status(Status::MOVED_PERMANENTLY)
                     .with_header("Location", p.slash_redirect());
@@ -201,7 +215,9 @@ impl Responder {
                         format!("{}/{name}", p.rel)
                     };
                     match self.root.open_beneath(&idx) {
-                        Ok(Opened::File(f)) => return self.file(req, now, f, &idx, p, true),
+                        Ok(Opened::File(f)) => {
+                            return self.file(req, now, f, &idx, p, true, notes);
+                        }
                         Ok(_) => {}
                         Err(e) if is_missing(&e) => {}
                         Err(e) => return self.io_error(e, notes),
@@ -231,7 +247,7 @@ impl Responder {
             return self.not_found();
         }
         match self.root.open_beneath(fb) {
-            Ok(Opened::File(f)) => self.file(req, now, f, fb, p, false),
+            Ok(Opened::File(f)) => self.file(req, now, f, fb, p, false, notes),
             Ok(_) => self.not_found(),
             Err(e) if is_missing(&e) => self.not_found(),
             Err(e) => self.io_error(e, notes),
@@ -243,6 +259,9 @@ impl Responder {
     /// names, not the fallback) and it is small enough, it is read (with its
     /// variants) into this worker's cache and answered from there; else
     /// from disk.
+    // The request, its time and its log lines travel together through the
+    // responder; a struct for them is a change of every step, not this one.
+    #[allow(clippy::too_many_arguments)]
     fn file(
         &self,
         req: &Request<'_>,
@@ -251,31 +270,35 @@ impl Responder {
         rel: &str,
         p: &ReqPath,
         cacheable: bool,
+        notes: &mut Notes,
     ) -> Reply {
         let ctype = self.types.header_value(rel);
         let rules = self.rule_headers(p, Some(rel));
         if cacheable
             && self.settings.cache_budget > 0
             && f.len <= self.settings.cache_max_file
-            && let Some(e) = self.load(req, now, rel, &f, ctype.clone(), &rules)
+            && let Some(e) = self.load(&p.normal(), now, rel, &f, ctype.clone(), &rules, notes)
         {
             return self.answer_cached(req, now, &e);
         }
-        let mut reply = self.entity(req, now, f, rel, ctype);
+        let mut reply = self.entity(req, now, f, rel, ctype, notes);
         apply_rules(&mut reply, &rules);
         reply
     }
 
     /// Read `src` and its fresh siblings into a cache entry for the request
-    /// path. None when one of them is too large or changed while it was read.
+    /// path `key` (its normal form). None when one of them is too large or
+    /// changed while it was read.
+    #[allow(clippy::too_many_arguments)]
     fn load(
         &self,
-        req: &Request<'_>,
+        key: &str,
         now: &Now,
         rel: &str,
         src: &Found,
         ctype: crate::http::reply::Text,
         rules: &[(String, String)],
+        notes: &mut Notes,
     ) -> Option<Rc<Entry>> {
         let max = self.settings.cache_max_file;
         let mut reps = vec![Rep::new(
@@ -284,7 +307,7 @@ impl Responder {
             src.mtime,
             None,
         )];
-        for (enc, f) in self.siblings(rel, src) {
+        for (enc, f) in self.siblings(rel, src, notes) {
             if f.len > max {
                 return None;
             }
@@ -300,9 +323,10 @@ impl Responder {
         // changes every second).
         let vary = reps.len() > 1;
         for rep in &mut reps {
-            let lm = crate::http::cond::whole_seconds(rep.mtime);
-            if lm <= now.wall {
-                let mut h = self.ok_fields(rep, vary, ctype.clone(), httpdate::fmt_http_date(lm));
+            let lm = crate::http::cond::http_date(rep.mtime);
+            if lm.is_none_or(|lm| lm <= now.wall) {
+                let lm = lm.map(httpdate::fmt_http_date);
+                let mut h = self.ok_fields(rep, vary, ctype.clone(), lm);
                 for (name, value) in rules {
                     h.set(name.clone(), value.clone());
                 }
@@ -317,7 +341,7 @@ impl Responder {
         };
         Some(cache::put(
             self.owner,
-            cache_key(req.target),
+            key,
             entry,
             self.settings.cache_budget,
             now.instant,
@@ -385,12 +409,6 @@ fn has_preconditions_or_range(req: &Request<'_>) -> bool {
         let n = h.name.as_bytes();
         n.len() >= 5 && (n[..3].eq_ignore_ascii_case(b"if-") || n.eq_ignore_ascii_case(b"range"))
     })
-}
-
-/// The cache key of a request: its target without query or fragment (the
-/// answer for a file does not depend on them).
-fn cache_key(target: &str) -> &str {
-    target.split(['?', '#']).next().unwrap_or(target)
 }
 
 /// A whole file's bytes, if it still has the size and mtime it was opened

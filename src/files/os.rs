@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::path;
 use crate::config::Symlinks;
 use crate::syscall;
 
@@ -41,10 +42,14 @@ pub struct RootDir {
     /// itself may be a symlink (`/srv/site -> /srv/releases/42`) either way:
     /// it is resolved once, when the root is opened.
     symlinks: Symlinks,
+    /// `serve_dotfiles`: when false, a path that reaches a hidden name
+    /// (`path::is_hidden`) through a symlink is not found, and a listing
+    /// leaves such a link out.
+    dotfiles: bool,
 }
 
 impl RootDir {
-    pub fn open(root: &Path, symlinks: Symlinks) -> io::Result<RootDir> {
+    pub fn open(root: &Path, symlinks: Symlinks, dotfiles: bool) -> io::Result<RootDir> {
         let c = CString::new(root.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "root contains NUL"))?;
         // SAFETY: `c` is a valid NUL-terminated string; open returns a new fd or -1.
@@ -61,13 +66,23 @@ impl RootDir {
             beneath: AtomicBool::new(true),
             canonical: std::fs::canonicalize(root)?,
             symlinks,
+            dotfiles,
         })
+    }
+
+    /// The root's path joined with `rel`, for messages (never opened).
+    pub fn path_of(&self, rel: &str) -> std::path::PathBuf {
+        self.canonical.join(rel)
     }
 
     /// Open `rel` (no leading '/', no dot-segments) beneath the root. Symlinks
     /// are followed only while they stay beneath the root, and not at all
     /// with `symlinks = "deny"`; an escape or a refused symlink is reported
-    /// as NotFound.
+    /// as NotFound. With dotfiles hidden, so is a path whose symlinks lead
+    /// to a hidden name (`gitlink -> .git`, `env -> .env`, chains of links):
+    /// where a path leads is checked, not only how it is spelled. A path
+    /// with no symlink in it is the one asked for; its caller checked it
+    /// (`path::resolve` for a request; the operator's own pages are theirs).
     pub fn open_beneath(&self, rel: &str) -> io::Result<Opened> {
         let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
         let file = File::from(self.open_resolved(rel, flags)?);
@@ -138,8 +153,13 @@ impl RootDir {
         let p = self
             .canonical
             .join(std::ffi::OsStr::from_bytes(rel.to_bytes()));
-        let real = std::fs::canonicalize(&p)?;
-        if !real.starts_with(&self.canonical) {
+        let real = std::fs::canonicalize(&p).map_err(open_error)?;
+        let Ok(below) = real.strip_prefix(&self.canonical) else {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        };
+        let through_links = real != p;
+        let names = below.iter().map(|n| n.as_bytes());
+        if through_links && !self.dotfiles && path::hidden_path(names) {
             return Err(io::Error::from(io::ErrorKind::NotFound));
         }
         let c = c_path(real.as_os_str().as_bytes())?;
@@ -162,6 +182,12 @@ impl RootDir {
         let mut out = DirListing::default();
         let mut buf = vec![0u8; 32 * 1024];
         let mut scanned = 0usize;
+        // The index of the listed names' segment in a path below the root.
+        let depth = if rel.is_empty() {
+            0
+        } else {
+            rel.split('/').count()
+        };
         'read: loop {
             // SAFETY: getdents64 writes at most `buf.len()` bytes into `buf`,
             // which is ours and outlives the call; `dir` is an open directory fd.
@@ -183,8 +209,8 @@ impl RootDir {
                 }
                 scanned += 1;
                 // /.well-known/ is served with dotfiles hidden: list it too.
-                let served_dot = rel.is_empty() && name == b".well-known";
-                let Some(name) = listable_name(name, opts.dotfiles || served_dot) else {
+                let shown = opts.dotfiles || !path::is_hidden(depth, name);
+                let Some(name) = listable_name(name, shown) else {
                     continue;
                 };
                 if let Some(entry) = self.dir_entry(&dir, rel, name) {
@@ -256,34 +282,40 @@ impl RootDir {
     /// `open_beneath` and the listing use): openat2 RESOLVE_BENEATH, plus
     /// RESOLVE_NO_SYMLINKS with `symlinks = "deny"`; without openat2, the
     /// checked or no-follow fallbacks. An owned fd of whatever it names.
+    ///
+    /// With dotfiles hidden, symlinks followed and openat2: first opened
+    /// with no symlink followed (the common case, one call as before); a
+    /// path that has one (ELOOP) is resolved by hand (`real_path`), refused
+    /// when that reaches a hidden name, else opened as the symlink-free
+    /// path it names, still RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS: a link
+    /// swapped in meanwhile fails the open, so what is opened is the path
+    /// that was checked.
     fn open_resolved(&self, rel: &str, flags: i32) -> io::Result<OwnedFd> {
         let rel = if rel.is_empty() { "." } else { rel };
         let c = c_path(rel)?;
         let deny = self.symlinks == Symlinks::Deny;
+        let check = !deny && !self.dotfiles;
         let fd = if self.beneath.load(Ordering::Relaxed) {
-            // SAFETY: open_how is plain data; all-zero is its documented default.
-            let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-            how.flags = flags as u64;
-            how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
-            if deny {
-                how.resolve |= libc::RESOLVE_NO_SYMLINKS;
+            match self.openat2(&c, flags, deny || check) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                    self.beneath.store(false, Ordering::Relaxed);
+                    return self.open_resolved(rel, flags);
+                }
+                Err(e) if check && e.raw_os_error() == Some(libc::ELOOP) => {
+                    let real = self.real_path(rel)?;
+                    if path::hidden_path(real.iter().map(Vec::as_slice)) {
+                        return Err(io::Error::from(io::ErrorKind::NotFound));
+                    }
+                    let real = if real.is_empty() {
+                        b".".to_vec()
+                    } else {
+                        real.join(&b'/')
+                    };
+                    self.openat2(&c_path(real)?, flags, true)
+                        .map_err(open_error)?
+                }
+                opened => opened.map_err(open_error)?,
             }
-            // SAFETY: openat2 reads `how` (size passed) and the NUL-terminated
-            // path; both outlive the call. It returns a new fd or -1.
-            let opened = syscall!(unsafe {
-                libc::syscall(
-                    libc::SYS_openat2,
-                    self.fd.as_raw_fd(),
-                    c.as_ptr(),
-                    &how as *const libc::open_how,
-                    std::mem::size_of::<libc::open_how>(),
-                )
-            });
-            if matches!(&opened, Err(e) if e.raw_os_error() == Some(libc::ENOSYS)) {
-                self.beneath.store(false, Ordering::Relaxed);
-                return self.open_resolved(rel, flags);
-            }
-            opened.map_err(open_error)? as RawFd
         } else if deny {
             self.open_nofollow(rel, flags)?
         } else {
@@ -292,6 +324,90 @@ impl RootDir {
         // SAFETY: fd was just returned by openat2/openat/open and is owned by
         // nobody else.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+}
+
+impl RootDir {
+    /// openat2(2) of `rel` from the root's fd, RESOLVE_BENEATH (never
+    /// above the root, no absolute symlink, no magic link); with
+    /// `no_symlinks`, RESOLVE_NO_SYMLINKS too (any symlink: ELOOP). A raw
+    /// fd, owned by the caller.
+    fn openat2(&self, rel: &std::ffi::CStr, flags: i32, no_symlinks: bool) -> io::Result<RawFd> {
+        // SAFETY: open_how is plain data; all-zero is its documented default.
+        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+        how.flags = flags as u64;
+        how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+        if no_symlinks {
+            how.resolve |= libc::RESOLVE_NO_SYMLINKS;
+        }
+        // SAFETY: openat2 reads `how` (size passed) and the NUL-terminated
+        // path; both outlive the call. It returns a new fd or -1.
+        syscall!(unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                self.fd.as_raw_fd(),
+                rel.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        })
+        .map(|fd| fd as RawFd)
+    }
+
+    /// The segments below the root of the path `rel` names once every
+    /// symlink in it is resolved, the way RESOLVE_BENEATH resolves them: a
+    /// relative target is read from the link's directory, `..` goes up
+    /// from where a link led (not from the link), and an absolute target, a
+    /// step above the root, a loop or more than 40 links (the kernel's
+    /// MAXSYMLINKS) is NotFound. Each readlinkat is of a prefix already
+    /// resolved; a link swapped in meanwhile only changes the answer, and
+    /// the caller opens that answer with no symlink followed.
+    fn real_path(&self, rel: &str) -> io::Result<Vec<Vec<u8>>> {
+        const MAX_LINKS: usize = 40;
+        let not_found = || io::Error::from(io::ErrorKind::NotFound);
+        // Segments still to walk, the next one last.
+        let mut todo: Vec<Vec<u8>> = rel.rsplit('/').map(|s| s.as_bytes().to_vec()).collect();
+        let mut real: Vec<Vec<u8>> = Vec::new();
+        let mut links = 0;
+        let mut target = vec![0u8; libc::PATH_MAX as usize];
+        while let Some(seg) = todo.pop() {
+            match &seg[..] {
+                b"" | b"." => continue,
+                b".." => {
+                    real.pop().ok_or_else(not_found)?;
+                    continue;
+                }
+                _ => real.push(seg),
+            }
+            let c = c_path(real.join(&b'/'))?;
+            // SAFETY: `c` is NUL-terminated and `target` writable for its
+            // length, both outlive the call; the root's fd is open (an
+            // O_PATH directory fd is a valid dirfd). readlinkat writes at
+            // most `target.len()` bytes and returns their count or -1.
+            let n = unsafe {
+                libc::readlinkat(
+                    self.fd.as_raw_fd(),
+                    c.as_ptr(),
+                    target.as_mut_ptr().cast(),
+                    target.len(),
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EINVAL) {
+                    continue; // not a symlink: a real name
+                }
+                return Err(open_error(e));
+            }
+            let n = n as usize;
+            links += 1;
+            if links > MAX_LINKS || n == 0 || n >= target.len() || target[0] == b'/' {
+                return Err(not_found());
+            }
+            real.pop();
+            todo.extend(target[..n].rsplit(|&b| b == b'/').map(<[u8]>::to_vec));
+        }
+        Ok(real)
     }
 }
 
@@ -378,229 +494,4 @@ fn c_path(b: impl Into<Vec<u8>>) -> io::Result<CString> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::symlink;
-
-    /// base/www: f.txt, d/g.txt, link.txt -> f.txt, linkdir -> d,
-    /// out.txt -> ../secret.txt; base/secret.txt; base/www-link -> www.
-    fn site() -> tempfile::TempDir {
-        let t = tempfile::tempdir().unwrap();
-        let b = t.path();
-        std::fs::create_dir_all(b.join("www/d")).unwrap();
-        std::fs::write(b.join("www/f.txt"), b"F").unwrap();
-        std::fs::write(b.join("www/d/g.txt"), b"G").unwrap();
-        std::fs::write(b.join("secret.txt"), b"SECRET").unwrap();
-        symlink("f.txt", b.join("www/link.txt")).unwrap();
-        symlink("d", b.join("www/linkdir")).unwrap();
-        symlink("../secret.txt", b.join("www/out.txt")).unwrap();
-        symlink("www", b.join("www-link")).unwrap();
-        t
-    }
-
-    fn kind(r: io::Result<Opened>) -> String {
-        match r {
-            Ok(Opened::File(f)) => format!("file {}", f.len),
-            Ok(Opened::Dir) => "dir".into(),
-            Ok(Opened::Other) => "other".into(),
-            Err(e) => format!("{:?}", e.kind()),
-        }
-    }
-
-    /// Both resolution paths, named: openat2 (when the kernel has it) and
-    /// the fallback without it.
-    fn roots(root: &Path, symlinks: Symlinks) -> Vec<(&'static str, RootDir)> {
-        let with = RootDir::open(root, symlinks).unwrap();
-        let without = RootDir::open(root, symlinks).unwrap();
-        without.beneath.store(false, Ordering::Relaxed);
-        let via = if with.beneath.load(Ordering::Relaxed) {
-            "openat2"
-        } else {
-            "fallback"
-        };
-        vec![(via, with), ("fallback", without)]
-    }
-
-    #[test]
-    fn within_root_follows_symlinks_that_stay_inside() {
-        let t = site();
-        for root in [t.path().join("www"), t.path().join("www-link")] {
-            for (via, r) in roots(&root, Symlinks::WithinRoot) {
-                assert_eq!(kind(r.open_beneath("f.txt")), "file 1", "{via}");
-                assert_eq!(kind(r.open_beneath("")), "dir", "{via}");
-                assert_eq!(kind(r.open_beneath("link.txt")), "file 1", "{via}");
-                assert_eq!(kind(r.open_beneath("linkdir")), "dir", "{via}");
-                assert_eq!(kind(r.open_beneath("linkdir/g.txt")), "file 1", "{via}");
-                assert_eq!(kind(r.open_beneath("out.txt")), "NotFound", "{via}");
-            }
-        }
-    }
-
-    #[test]
-    fn deny_refuses_every_symlink_beneath_the_root_but_not_the_root() {
-        let t = site();
-        // The root path itself may be a symlink.
-        for root in [t.path().join("www"), t.path().join("www-link")] {
-            for (via, r) in roots(&root, Symlinks::Deny) {
-                assert_eq!(kind(r.open_beneath("f.txt")), "file 1", "{via}");
-                assert_eq!(kind(r.open_beneath("d/g.txt")), "file 1", "{via}");
-                assert_eq!(kind(r.open_beneath("d")), "dir", "{via}");
-                assert_eq!(kind(r.open_beneath("")), "dir", "{via}");
-                for rel in [
-                    "link.txt",
-                    "linkdir",
-                    "linkdir/g.txt",
-                    "out.txt",
-                    "d/missing",
-                    "nope/x",
-                ] {
-                    assert_eq!(kind(r.open_beneath(rel)), "NotFound", "{via}: {rel}");
-                }
-                // A file used as a directory is not found either.
-                assert_eq!(kind(r.open_beneath("f.txt/x")), "NotFound", "{via}");
-            }
-        }
-    }
-
-    /// `read_dir`'s entries as (name, kind, size), by name.
-    fn listed(r: &RootDir, rel: &str, dotfiles: bool) -> Vec<(String, EntryKind, u64)> {
-        let opts = ReadDirOpts {
-            dotfiles,
-            max_entries: 10_000,
-            max_scanned: 100_000,
-        };
-        let l = r.read_dir(rel, &opts).unwrap();
-        assert!(!l.truncated);
-        let mut v: Vec<_> = l
-            .entries
-            .into_iter()
-            .map(|e| (e.name, e.kind, e.size))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    }
-
-    fn entries(list: &[(&str, EntryKind, u64)]) -> Vec<(String, EntryKind, u64)> {
-        list.iter()
-            .map(|&(n, k, s)| (n.to_string(), k, s))
-            .collect()
-    }
-
-    #[test]
-    fn read_dir_keeps_files_and_dirs_beneath_the_root_only() {
-        use std::os::unix::ffi::OsStrExt;
-        let t = site();
-        let d = t.path().join("www/d");
-        std::fs::create_dir(d.join("inner")).unwrap();
-        std::fs::write(d.join(".hidden"), b"x").unwrap();
-        std::fs::write(d.join("ctl\x01name"), b"x").unwrap();
-        std::fs::write(d.join("back\\slash"), b"x").unwrap();
-        std::fs::write(d.join(std::ffi::OsStr::from_bytes(b"bad\xffutf8")), b"x").unwrap();
-        let fifo = CString::new(d.join("fifo").as_os_str().as_bytes()).unwrap();
-        // SAFETY: a NUL-terminated path that outlives the call.
-        syscall!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }).unwrap();
-        symlink(t.path().join("secret.txt"), d.join("abs-out")).unwrap();
-        symlink("../../secret.txt", d.join("rel-out")).unwrap();
-        symlink("/etc", d.join("etc-out")).unwrap();
-        symlink("..", d.join("up")).unwrap();
-        symlink("g.txt", d.join("link-in")).unwrap();
-        symlink("fifo", d.join("link-fifo")).unwrap();
-        symlink("missing", d.join("dangling")).unwrap();
-        use EntryKind::{Dir, File};
-        for root in [t.path().join("www"), t.path().join("www-link")] {
-            for (via, r) in roots(&root, Symlinks::WithinRoot) {
-                let want = [
-                    ("g.txt", File, 1),
-                    ("inner", Dir, 0),
-                    ("link-in", File, 1),
-                    ("up", Dir, 0),
-                ];
-                assert_eq!(listed(&r, "d", false), entries(&want), "{via}");
-                let want = [
-                    (".hidden", File, 1),
-                    ("g.txt", File, 1),
-                    ("inner", Dir, 0),
-                    ("link-in", File, 1),
-                    ("up", Dir, 0),
-                ];
-                assert_eq!(listed(&r, "d", true), entries(&want), "{via}");
-                let want = [
-                    ("d", Dir, 0),
-                    ("f.txt", File, 1),
-                    ("link.txt", File, 1),
-                    ("linkdir", Dir, 0),
-                ];
-                assert_eq!(listed(&r, "", false), entries(&want), "{via}");
-                assert_eq!(
-                    listed(&r, "linkdir", false),
-                    listed(&r, "d", false),
-                    "{via}"
-                );
-                for rel in ["d/etc-out", "d/f.txt", "nope", "d/fifo", "d/up/../.."] {
-                    let e = r.read_dir(
-                        rel,
-                        &ReadDirOpts {
-                            dotfiles: false,
-                            max_entries: 10,
-                            max_scanned: 10,
-                        },
-                    );
-                    assert_eq!(
-                        e.map(|_| ()).unwrap_err().kind(),
-                        io::ErrorKind::NotFound,
-                        "{via}: {rel}"
-                    );
-                }
-            }
-            for (via, r) in roots(&root, Symlinks::Deny) {
-                let want = [("g.txt", File, 1), ("inner", Dir, 0)];
-                assert_eq!(listed(&r, "d", false), entries(&want), "{via}");
-                let want = [("d", Dir, 0), ("f.txt", File, 1)];
-                assert_eq!(listed(&r, "", false), entries(&want), "{via}");
-                let e = r.read_dir(
-                    "linkdir",
-                    &ReadDirOpts {
-                        dotfiles: false,
-                        max_entries: 10,
-                        max_scanned: 10,
-                    },
-                );
-                assert_eq!(
-                    e.map(|_| ()).unwrap_err().kind(),
-                    io::ErrorKind::NotFound,
-                    "{via}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn read_dir_is_bounded_and_reads_past_one_buffer() {
-        let t = tempfile::tempdir().unwrap();
-        // Long names: more than one 32 KiB getdents64 buffer.
-        let n = 1500;
-        for i in 0..n {
-            std::fs::write(t.path().join(format!("{i:0>60}")), b"").unwrap();
-        }
-        for i in 0..50 {
-            std::fs::write(t.path().join(format!(".{i}")), b"").unwrap();
-        }
-        let r = RootDir::open(t.path(), Symlinks::WithinRoot).unwrap();
-        let opts = |max_entries, max_scanned| ReadDirOpts {
-            dotfiles: false,
-            max_entries,
-            max_scanned,
-        };
-        let l = r.read_dir("", &opts(10_000, 100_000)).unwrap();
-        assert!(!l.truncated);
-        assert_eq!(l.entries.len(), n);
-        let l = r.read_dir("", &opts(100, 100_000)).unwrap();
-        assert!(l.truncated);
-        assert_eq!(l.entries.len(), 100);
-        let l = r.read_dir("", &opts(10_000, 10)).unwrap();
-        assert!(l.truncated);
-        assert!(l.entries.len() <= 10);
-        let l = r.read_dir("", &opts(10_000, n + 52)).unwrap();
-        assert!(!l.truncated, "exactly every entry (with . and ..) scanned");
-    }
-}
+mod tests;

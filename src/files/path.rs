@@ -44,6 +44,20 @@ pub struct ReqPath {
 }
 
 impl ReqPath {
+    /// The normal form of the path asked for: `/`, the segments, and a
+    /// trailing `/` when a directory is asked for. Every spelling of one
+    /// path (`//a.css`, `/%61.css`, `/./a.css`, `/a.css?v=2`) has the same
+    /// normal form: the small-file cache's key.
+    pub fn normal(&self) -> String {
+        let mut n = String::with_capacity(self.rel.len() + 2);
+        n.push('/');
+        n.push_str(&self.rel);
+        if self.trailing_slash && !self.rel.is_empty() {
+            n.push('/');
+        }
+        n
+    }
+
     /// The `Location` for "add the trailing slash": built from the normalised
     /// path (never from the raw target), each segment percent-encoded, so it
     /// always starts with exactly one `/` and cannot name another host
@@ -95,6 +109,31 @@ fn strip_scheme(t: &str) -> Option<&str> {
     }
 }
 
+/// The path of an origin-form `target` when it is already its own normal
+/// form (`ReqPath::normal`), as most are: then a cache lookup needs no
+/// decoding and no allocation. None when it might not be (a `%`, an empty
+/// or dot-led segment, a byte `resolve` refuses): resolve it then. A path
+/// with a dot-led segment is never in normal form here, so a hidden name
+/// is always judged by `resolve`.
+pub fn normal_form(target: &str) -> Option<&str> {
+    let path = target.split(['?', '#']).next()?;
+    let rest = path.strip_prefix('/')?;
+    if path
+        .bytes()
+        .any(|b| b == b'%' || b == b'\\' || b < 0x20 || b == 0x7f)
+    {
+        return None;
+    }
+    let mut segs = rest.split('/').peekable();
+    while let Some(seg) = segs.next() {
+        let last = segs.peek().is_none();
+        if (seg.is_empty() && !last) || seg.starts_with('.') {
+            return None;
+        }
+    }
+    Some(path)
+}
+
 /// Decode once, resolve dot-segments, refuse anything that could leave the root.
 pub fn resolve(target: &str, serve_dotfiles: bool) -> Result<ReqPath, PathError> {
     let (path, query) = split_target(target)?;
@@ -123,7 +162,7 @@ pub fn resolve(target: &str, serve_dotfiles: bool) -> Result<ReqPath, PathError>
     {
         return Err(PathError::Bad);
     }
-    if !serve_dotfiles && segs.iter().enumerate().any(|(i, s)| is_hidden(i, s)) {
+    if !serve_dotfiles && hidden_path(segs.iter().map(|s| s.as_bytes())) {
         return Err(PathError::NotFound);
     }
     let last_is_dot = decoded.ends_with("/.") || decoded.ends_with("/..");
@@ -134,12 +173,21 @@ pub fn resolve(target: &str, serve_dotfiles: bool) -> Result<ReqPath, PathError>
     })
 }
 
-/// Is segment `i` (0 = first) of a resolved path a hidden dotfile when
-/// dotfiles are not served? Every dot segment is, except `.well-known` as the
-/// first segment (RFC 8615: ACME http-01 challenges, `security.txt`); dot
-/// segments below it, and a `.well-known` anywhere else, stay hidden.
-fn is_hidden(i: usize, seg: &str) -> bool {
-    seg.starts_with('.') && !(i == 0 && seg == WELL_KNOWN)
+/// Is segment `i` (0 = first, just below the root) of a resolved path a
+/// hidden dotfile when dotfiles are not served? Every dot segment is, except
+/// `.well-known` as the first segment (RFC 8615: ACME http-01 challenges,
+/// `security.txt`); dot segments below it, and a `.well-known` anywhere
+/// else, stay hidden. The one rule for hidden names: request paths here,
+/// where symlinks lead and what listings show in `os.rs`.
+pub fn is_hidden(i: usize, seg: &[u8]) -> bool {
+    seg.starts_with(b".") && !(i == 0 && seg == WELL_KNOWN.as_bytes())
+}
+
+/// Does a path below the root (its segments, first just below the root)
+/// have a hidden segment? Only what is below the root counts: a root that
+/// itself lives under a dot-directory (`/home/u/.sites/www`) is not hidden.
+pub fn hidden_path<'a>(segs: impl IntoIterator<Item = &'a [u8]>) -> bool {
+    segs.into_iter().enumerate().any(|(i, s)| is_hidden(i, s))
 }
 
 /// The one dot-named directory served with dotfiles hidden (RFC 8615).
@@ -170,6 +218,62 @@ mod tests {
             resolve("/d?a=1", false).unwrap().query.as_deref(),
             Some("a=1")
         );
+    }
+
+    /// Every spelling of a path has one normal form, and a target already
+    /// in it is recognised without resolving.
+    #[test]
+    fn normal_forms() {
+        let normal = |t: &str| resolve(t, false).unwrap().normal();
+        for (t, want) in [
+            ("/a.css", "/a.css"),
+            ("//a.css", "/a.css"),
+            ("/%61.css", "/a.css"),
+            ("/./a.css", "/a.css"),
+            ("/x/../a.css", "/a.css"),
+            ("/a.css?v=2", "/a.css"),
+            ("http://h/a.css", "/a.css"),
+            ("/", "/"),
+            ("//", "/"),
+            ("/d/", "/d/"),
+            ("/d//", "/d/"),
+            ("/d/.", "/d/"),
+            ("/d", "/d"),
+            ("/a%20b/c", "/a b/c"),
+            ("/\u{e9}t\u{e9}", "/\u{e9}t\u{e9}"),
+        ] {
+            assert_eq!(normal(t), want, "{t}");
+        }
+        for t in [
+            "/a.css",
+            "/a.css?v=2",
+            "/a.css#f",
+            "/",
+            "/d/",
+            "/d/e/f.txt",
+            "/a b",
+            "/\u{e9}t\u{e9}",
+            "//a.css",
+            "/%61.css",
+            "/./a.css",
+            "/d/.",
+            "/d//",
+            "/x/../a.css",
+            "/.well-known/x",
+            "/.env",
+            "/a\\b",
+            "http://h/a.css",
+            "*",
+        ] {
+            // Recognised only when it is its own normal form.
+            match normal_form(t) {
+                Some(k) => assert_eq!(k, normal(t), "{t}"),
+                None => {
+                    let fast = ["/a.css", "/a.css?v=2", "/a.css#f", "/", "/d/", "/d/e/f.txt"];
+                    assert!(!fast.contains(&t), "{t}: not recognised");
+                }
+            }
+        }
     }
 
     #[test]

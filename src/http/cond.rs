@@ -11,8 +11,12 @@ use super::parse::Request;
 pub struct Validators<'a> {
     /// A strong entity tag, quotes included: `"1a2b-3c"`.
     pub etag: &'a str,
-    /// Last modification, at the one-second precision HTTP dates have.
-    pub last_modified: SystemTime,
+    /// Last modification, at the one-second precision HTTP dates have
+    /// (`http_date`); None when there is no date to say (an mtime before
+    /// 1970): then there is no `Last-Modified` and the date preconditions
+    /// do not apply (RFC 9110 §13.1.3, §13.1.4: "MUST ignore ... if the
+    /// resource does not have a modification date available").
+    pub last_modified: Option<SystemTime>,
 }
 
 /// The verdict of the preconditions, evaluated in RFC 9110 §13.2.2 order.
@@ -32,16 +36,37 @@ pub fn whole_seconds(t: SystemTime) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
 
+/// The Last-Modified of a modification time: whole seconds, or None
+/// before 1970, which an HTTP-date cannot say (and which would otherwise
+/// all read as `Thu, 01 Jan 1970 00:00:00 GMT`, one date for many files).
+pub fn http_date(mtime: SystemTime) -> Option<SystemTime> {
+    mtime.duration_since(UNIX_EPOCH).ok()?;
+    Some(whole_seconds(mtime))
+}
+
+/// Whole seconds since 1970, rounded down (negative before): the
+/// precision of HTTP dates and of the tools that copy an mtime.
+pub fn unix_seconds(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => {
+            let d = e.duration();
+            -(d.as_secs() as i64) - i64::from(d.subsec_nanos() > 0)
+        }
+    }
+}
+
 /// RFC 9110 §13.2.2 steps 1 to 4, for a representation that exists.
 /// `safe` is true for GET and HEAD (304 instead of 412 on a match).
 pub fn evaluate(req: &Request<'_>, v: &Validators<'_>, safe: bool) -> Precondition {
-    let lm = whole_seconds(v.last_modified);
+    let lm = v.last_modified.map(whole_seconds);
     // 1. If-Match; else 2. If-Unmodified-Since.
     if let Some(list) = field_list(req, "if-match") {
         if !tags_match(&list, v.etag, Compare::Strong) {
             return Precondition::Failed;
         }
-    } else if let Some(date) = date_field(req, "if-unmodified-since")
+    } else if let Some(lm) = lm
+        && let Some(date) = date_field(req, "if-unmodified-since")
         && lm > date
     {
         return Precondition::Failed;
@@ -56,6 +81,7 @@ pub fn evaluate(req: &Request<'_>, v: &Validators<'_>, safe: bool) -> Preconditi
             };
         }
     } else if safe
+        && let Some(lm) = lm
         && let Some(date) = date_field(req, "if-modified-since")
         && lm <= date
     {
@@ -65,10 +91,14 @@ pub fn evaluate(req: &Request<'_>, v: &Validators<'_>, safe: bool) -> Preconditi
 }
 
 /// RFC 9110 §13.1.5: may a Range be honoured, given the request's If-Range?
-/// True without If-Range. An entity tag must match strongly; a date must be
-/// exactly the Last-Modified. Anything else (a weak tag, a list, garbage)
-/// means "send the whole representation".
-pub fn if_range_holds(req: &Request<'_>, v: &Validators<'_>) -> bool {
+/// True without If-Range. An entity tag must match strongly. A date must be
+/// exactly the Last-Modified, and that must be a strong validator: at
+/// least one second earlier than `date`, the response's `Date` (§8.8.2.2:
+/// a file changed twice within the second of its Last-Modified has two
+/// versions with one date, so a date of that second could splice them into
+/// one download). Without a Last-Modified, no date holds. Anything else (a
+/// weak tag, a list, garbage) means "send the whole representation".
+pub fn if_range_holds(req: &Request<'_>, v: &Validators<'_>, date: SystemTime) -> bool {
     let Some(value) = req.header("if-range") else {
         return true;
     };
@@ -78,10 +108,15 @@ pub fn if_range_holds(req: &Request<'_>, v: &Validators<'_>) -> bool {
     if value.starts_with(b"W/") {
         return false;
     }
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|s| httpdate::parse_http_date(s).ok())
-        .is_some_and(|d| d == whole_seconds(v.last_modified))
+    let Some(lm) = v.last_modified.map(whole_seconds) else {
+        return false;
+    };
+    let strong = unix_seconds(lm) < unix_seconds(date);
+    strong
+        && std::str::from_utf8(value)
+            .ok()
+            .and_then(|s| httpdate::parse_http_date(s).ok())
+            .is_some_and(|d| d == lm)
 }
 
 /// The one value of a date field, if the request has it and it is a valid
@@ -186,7 +221,7 @@ mod tests {
     fn eval(fields: &str, safe: bool) -> Precondition {
         let v = Validators {
             etag: TAG,
-            last_modified: lm(),
+            last_modified: Some(lm()),
         };
         with_request(fields, |r| evaluate(r, &v, safe))
     }
@@ -318,9 +353,11 @@ mod tests {
     fn if_range() {
         let v = Validators {
             etag: TAG,
-            last_modified: lm(),
+            last_modified: Some(lm()),
         };
-        let holds = |f: &str| with_request(f, |r| if_range_holds(r, &v));
+        // The response's Date: a day later, so the date is strong.
+        let later = lm() + Duration::from_secs(86_400);
+        let holds = |f: &str| with_request(f, |r| if_range_holds(r, &v, later));
         assert!(holds(""));
         assert!(holds("If-Range: \"5f-1a\"\r\n"));
         assert!(!holds("If-Range: \"x\"\r\n"));
@@ -329,5 +366,77 @@ mod tests {
         assert!(!holds(&format!("If-Range: {BEFORE}\r\n")));
         assert!(!holds("If-Range: Mon, 07 Nov 1994 08:49:37 GMT\r\n"));
         assert!(!holds("If-Range: garbage\r\n"));
+    }
+
+    /// §13.1.5 with §8.8.2.2: a Last-Modified in the same second as the
+    /// response's Date is weak, and If-Range needs a strong validator; one
+    /// second earlier it is strong. An entity tag is strong either way.
+    #[test]
+    fn if_range_date_must_be_a_second_before_the_response() {
+        let v = Validators {
+            etag: TAG,
+            last_modified: Some(lm()),
+        };
+        let at = |date: SystemTime, f: &str| with_request(f, |r| if_range_holds(r, &v, date));
+        let second = whole_seconds(lm());
+        let same = format!("If-Range: {DATE}\r\n");
+        // The Date of the same second (its start, or any later instant in it).
+        assert!(!at(second, &same));
+        assert!(!at(lm(), &same));
+        assert!(!at(second + Duration::from_nanos(999_999_999), &same));
+        assert!(at(second + Duration::from_secs(1), &same));
+        // A Date before the Last-Modified (a clock gone back): weak too.
+        assert!(!at(second - Duration::from_secs(5), &same));
+        // Entity tags do not care.
+        assert!(at(second, "If-Range: \"5f-1a\"\r\n"));
+    }
+
+    /// No Last-Modified (an mtime before 1970): the date preconditions do
+    /// not apply, and no If-Range date holds; entity tags still work.
+    #[test]
+    fn without_a_date_only_tags_apply() {
+        let v = Validators {
+            etag: TAG,
+            last_modified: None,
+        };
+        let eval = |f: &str| with_request(f, |r| evaluate(r, &v, true));
+        let epoch = "Thu, 01 Jan 1970 00:00:00 GMT";
+        for d in [epoch, DATE, BEFORE] {
+            assert_eq!(eval(&format!("If-Modified-Since: {d}\r\n")), Proceed, "{d}");
+            assert_eq!(
+                eval(&format!("If-Unmodified-Since: {d}\r\n")),
+                Proceed,
+                "{d}"
+            );
+            let now = lm() + Duration::from_secs(86_400);
+            let holds = with_request(&format!("If-Range: {d}\r\n"), |r| {
+                if_range_holds(r, &v, now)
+            });
+            assert!(!holds, "If-Range: {d}");
+        }
+        assert_eq!(eval("If-None-Match: \"5f-1a\"\r\n"), NotModified);
+        assert_eq!(eval("If-Match: \"x\"\r\n"), Failed);
+        assert_eq!(http_date(UNIX_EPOCH - Duration::from_nanos(1)), None);
+        assert_eq!(http_date(UNIX_EPOCH), Some(UNIX_EPOCH));
+        assert_eq!(http_date(lm()), Some(whole_seconds(lm())));
+    }
+
+    #[test]
+    fn unix_seconds_round_down() {
+        let s = |secs: i64, nanos: u32| {
+            let d = Duration::new(secs.unsigned_abs(), 0);
+            let t = if secs < 0 {
+                UNIX_EPOCH - d
+            } else {
+                UNIX_EPOCH + d
+            };
+            unix_seconds(t + Duration::from_nanos(nanos.into()))
+        };
+        assert_eq!(s(0, 0), 0);
+        assert_eq!(s(1, 999_999_999), 1);
+        assert_eq!(s(-1, 0), -1);
+        assert_eq!(s(-1, 1), -1);
+        assert_eq!(s(-2, 500_000_000), -2);
+        assert_eq!(unix_seconds(UNIX_EPOCH - Duration::from_nanos(1)), -1);
     }
 }
