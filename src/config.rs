@@ -1,6 +1,9 @@
 //! The TOML configuration: schema, defaults and validation.
 //!
-//! Every key has a default, so an empty file (or no file) is a valid config.
+//! Every key has a default, so no config file at all runs on the defaults;
+//! but a file that sets nothing (empty, or only comments) is an error, as it
+//! is for nginx: it is what an editor or a config tool caught mid-write
+//! leaves behind, and reloading it would move the server to 127.0.0.1:8080.
 //! Unknown keys are errors that name their line.
 
 use std::collections::BTreeMap;
@@ -376,6 +379,11 @@ impl Config {
         // Syntax first, then the keys (so a typo is named as one, with the
         // key it was probably meant to be), then the values.
         let doc = toml::de::DeTable::parse(text).map_err(parse_error)?;
+        if doc.get_ref().is_empty() {
+            return Err(ConfigError::Empty {
+                path: name.to_string(),
+            });
+        }
         match unknown_keys(doc.get_ref(), Self::keys(), struct_fields::<Rule>()) {
             Ok(()) => {}
             Err(KeyProblem::Unknown(u)) => {

@@ -134,6 +134,70 @@ engine_tests! {
         assert_eq!(get(flag_addr, "/").body_str(), "FROM-FLAG\n");
         assert_eq!(listening_addrs(&p.text()), vec![flag_addr], "{}", p.text());
     }
+
+    // An empty file (or one of only comments) is what an editor that
+    // truncates first, or a config tool caught mid-write, leaves when the
+    // SIGHUP comes: `-t`, a start and a reload all refuse it, naming the
+    // file; so are a reload that drops every listener and one whose root
+    // is not there. The running config keeps serving through each.
+    fn a_config_that_says_nothing_is_refused(e) {
+        let site = Site::new();
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [("empty.toml", ""), ("comments.toml", "# tandem.toml\n\n   # to be written\n\t\n")] {
+            let cfg = dir.path().join(name);
+            fs::write(&cfg, text).unwrap();
+            for args in [&["-t"][..], &[][..]] {
+                let mut cmd = Command::new(tandem_bin());
+                cmd.args(["--engine", e]).args(args).arg("-c").arg(&cfg).current_dir(dir.path());
+                let out = run_with_timeout(cmd, EXIT_TIMEOUT);
+                assert_eq!(out.status.code(), Some(2), "tandem {args:?} -c {name}: {}", out.stderr);
+                let want = format!("tandem: {}: the file sets nothing", cfg.display());
+                assert!(out.stderr.contains(&want), "tandem {args:?} -c {name}: want {want:?} in:\n{}", out.stderr);
+                assert!(!out.stderr.contains("listening on"), "{}", out.stderr);
+            }
+        }
+
+        let piddir = tempfile::tempdir().unwrap();
+        let pidfile = piddir.path().join("tandem.pid");
+        let extra = format!("pidfile = {}", toml_str(&pidfile.display().to_string()));
+        let srv = start_or_skip!(e, &extra, &site.root);
+        wait_file(&pidfile, Duration::from_secs(5), |t| t.ends_with('\n')).expect("pidfile");
+        let cfg = srv.config_path().to_path_buf();
+        let serving = |ctx: &str| {
+            let r = get(srv.addr(), "/");
+            assert_eq!(r.status, 200, "{ctx}: {}", r.describe());
+            assert!(r.body_str().contains("ROOT-INDEX-PAGE"), "{ctx}: {}", r.body_str());
+            assert_eq!(listening_addrs(&srv.stderr_text()), vec![srv.addr()], "{ctx}:\n{}", srv.stderr_text());
+        };
+        serving("at start");
+        for text in ["", "# only comments\n\n"] {
+            // SIGHUP straight to the server (the file is read by the server).
+            fs::write(&cfg, text).unwrap();
+            let line = srv.reload(Duration::from_secs(10)).expect_err("an empty config was reloaded");
+            assert!(line.contains(&format!("{}: the file sets nothing", cfg.display())), "{line}");
+            serving(&format!("after reloading {text:?}"));
+            // `-s reload` reads the file first and refuses before signalling.
+            let mut cmd = Command::new(tandem_bin());
+            cmd.args(["-s", "reload", "-c"]).arg(&cfg);
+            let out = run_with_timeout(cmd, EXIT_TIMEOUT);
+            assert_eq!(out.status.code(), Some(2), "-s reload of {text:?}: {}", out.stderr);
+            assert!(out.stderr.contains("the file sets nothing"), "{}", out.stderr);
+        }
+        // No listener left: refused, by the server and through -s reload.
+        srv.write_config(&format!("{extra}\nlisten = []"), &site.root);
+        let line = srv.reload(Duration::from_secs(10)).expect_err("a reload dropped every listener");
+        assert!(line.contains("listen: at least one address is needed"), "{line}");
+        serving("after a reload with listen = []");
+        // A root that is not there: refused, and `-s reload` exits 2 with it.
+        let gone = site.base.join("gone");
+        srv.write_config(&extra, &gone);
+        let mut cmd = Command::new(tandem_bin());
+        cmd.args(["-s", "reload", "-c"]).arg(&cfg);
+        let out = run_with_timeout(cmd, EXIT_TIMEOUT);
+        assert_eq!(out.status.code(), Some(2), "-s reload with a missing root: {}", out.stderr);
+        assert!(out.stderr.contains(&format!("root: {} does not exist", gone.display())), "{}", out.stderr);
+        serving("after a reload to a missing root");
+    }
 }
 
 #[test]

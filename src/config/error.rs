@@ -15,6 +15,15 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// The file sets no key at all: empty, or only comments and blank
+    /// lines (a file caught mid-write). Refused rather than read as "all
+    /// defaults"; no file at all (no `-c`) is how to run on the defaults.
+    #[error(
+        "{path}: the file sets nothing (it is empty, or only comments): refusing it rather than \
+         running on built-in defaults; set at least `listen` and `root` (or start without -c \
+         for the defaults)"
+    )]
+    Empty { path: String },
     /// Not TOML, or not the schema: a syntax error, an unknown key, a value
     /// of the wrong type or out of the range serde checks. The message is
     /// the TOML parser's; `line` is where its span starts.
@@ -61,7 +70,7 @@ impl ConfigError {
     /// The line the error is about, if known.
     pub fn line(&self) -> Option<usize> {
         match self {
-            ConfigError::Read { .. } => None,
+            ConfigError::Read { .. } | ConfigError::Empty { .. } => None,
             ConfigError::Parse { line, .. }
             | ConfigError::UnknownKey { line, .. }
             | ConfigError::Shape { line, .. }

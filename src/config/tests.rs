@@ -1,8 +1,27 @@
 use super::*;
 
 #[test]
-fn empty_is_defaults() {
-    let c = Config::parse("", "t").unwrap();
+fn a_file_that_sets_nothing_is_refused() {
+    for text in [
+        "",
+        "\n",
+        "   \n\t\n",
+        "# only a comment\n",
+        "# a\n\n  # b\n",
+        "\u{feff}",
+    ] {
+        let e = Config::parse(text, "t.toml").unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Empty { path } if path == "t.toml"),
+            "{text:?}: {e:?}"
+        );
+        assert!(
+            e.to_string().starts_with("t.toml: the file sets nothing"),
+            "{e}"
+        );
+    }
+    // One key is enough; the rest are the defaults.
+    let c = Config::parse("# c\nroot = \"html\"\n", "t").unwrap();
     assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
     assert_eq!(c.root, PathBuf::from("html"));
     assert_eq!(c.keepalive_timeout.0, Duration::from_secs(60));
