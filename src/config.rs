@@ -414,10 +414,17 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The `listen` addresses, on their own and beside `metrics_listen`:
+    /// what can be checked without binding. Checked again after `--listen`
+    /// replaces `listen`.
+    pub fn check_listen(&self) -> Result<(), Invalid> {
+        listen_overlap("listen", &self.listen)?;
+        self.metrics_clash()
+    }
+
     /// A `metrics_listen` address that a `listen` address also takes (the
     /// same port on the same or a wildcard address): both cannot be bound.
-    /// Checked again after `--listen` replaces `listen`.
-    pub fn metrics_clash(&self) -> Result<(), Invalid> {
+    fn metrics_clash(&self) -> Result<(), Invalid> {
         for m in &self.metrics_listen {
             if let Some(l) = self.listen.iter().find(|l| same_socket(l, m)) {
                 return Err(Invalid::MetricsListenClash {
@@ -434,17 +441,8 @@ impl Config {
         if self.listen.is_empty() {
             return Err(Invalid::NoListen);
         }
-        for (i, a) in self.listen.iter().enumerate() {
-            if self.listen[..i].contains(a) {
-                return Err(Invalid::ListenTwice(*a));
-            }
-        }
-        for (i, m) in self.metrics_listen.iter().enumerate() {
-            if self.metrics_listen[..i].contains(m) {
-                return Err(Invalid::MetricsListenTwice(*m));
-            }
-        }
-        self.metrics_clash()?;
+        listen_overlap("metrics_listen", &self.metrics_listen)?;
+        self.check_listen()?;
         if self.index.0.is_empty() {
             return Err(Invalid::Index(String::new()));
         }
@@ -586,11 +584,40 @@ impl Config {
 
 /// Would binding both addresses clash? The same port (not 0, which picks a
 /// free one) on the same address, or where one is a wildcard covering the
-/// other: `0.0.0.0` covers IPv4, `[::]` (dual-stack by default) both families.
+/// other: `0.0.0.0` covers IPv4, `[::]` IPv6 (tandem's IPv6 sockets are
+/// IPv6 only, see `daemon::listen`), so `0.0.0.0:80` and `[::]:80` do not.
 fn same_socket(a: &SocketAddr, b: &SocketAddr) -> bool {
     let covers =
-        |w: &SocketAddr, x: &SocketAddr| w.ip().is_unspecified() && (w.is_ipv6() || x.is_ipv4());
+        |w: &SocketAddr, x: &SocketAddr| w.ip().is_unspecified() && w.is_ipv6() == x.is_ipv6();
     a.port() != 0 && a.port() == b.port() && (a.ip() == b.ip() || covers(a, b) || covers(b, a))
+}
+
+/// The binds of one list of addresses that can be checked without binding:
+/// an address listed twice, two that take the same port (a wildcard and an
+/// address it covers), and an IPv4-mapped IPv6 address (an IPv6-only socket
+/// cannot bind one: write it as IPv4).
+fn listen_overlap(key: &'static str, addrs: &[SocketAddr]) -> Result<(), Invalid> {
+    for (i, a) in addrs.iter().enumerate() {
+        if let SocketAddr::V6(v6) = a
+            && v6.ip().to_ipv4_mapped().is_some()
+        {
+            return Err(Invalid::ListenMapped { key, addr: *a });
+        }
+        if addrs[..i].contains(a) {
+            return Err(match key {
+                "listen" => Invalid::ListenTwice(*a),
+                _ => Invalid::MetricsListenTwice(*a),
+            });
+        }
+        if let Some(b) = addrs[..i].iter().find(|b| same_socket(a, b)) {
+            return Err(Invalid::ListenOverlap {
+                metrics: key == "metrics_listen",
+                a: *b,
+                b: *a,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A path that stays under the root: relative, no `..` segment, no NUL.

@@ -439,7 +439,7 @@ fn observability_keys() {
         ("127.0.0.1:8080", "127.0.0.1:8080"),
         ("0.0.0.0:8080", "127.0.0.1:8080"),
         ("127.0.0.1:8080", "0.0.0.0:8080"),
-        ("[::]:8080", "127.0.0.1:8080"),
+        ("[::]:8080", "[::1]:8080"),
     ] {
         let text = format!("listen = [\"{listen}\"]\n\nmetrics_listen = [\"{metrics}\"]\n");
         match Config::parse(&text, "t.toml") {
@@ -461,6 +461,8 @@ fn observability_keys() {
     for (listen, metrics) in [
         ("127.0.0.1:8080", "127.0.0.2:8080"),
         ("0.0.0.0:8080", "[::1]:8080"),
+        // [::] is IPv6 only: it leaves IPv4's port to the other.
+        ("[::]:8080", "127.0.0.1:8080"),
         ("127.0.0.1:8080", "127.0.0.1:9145"),
     ] {
         let text = format!("listen = [\"{listen}\"]\nmetrics_listen = [\"{metrics}\"]\n");
@@ -585,4 +587,63 @@ fn content_keys() {
             "{text}: {e:?}"
         );
     }
+}
+
+#[test]
+fn listen_addresses_that_cannot_all_be_bound_are_refused() {
+    // Both families on one port: [::] is IPv6 only.
+    let c = Config::parse("listen = [\"0.0.0.0:80\", \"[::]:80\"]\n", "t").unwrap();
+    assert_eq!(c.listen.len(), 2);
+    for (list, key, want) in [
+        (
+            "listen = [\"0.0.0.0:80\", \"127.0.0.1:80\"]",
+            "listen",
+            "listen: 0.0.0.0:80 and 127.0.0.1:80 take the same port (0.0.0.0:80 covers the other)",
+        ),
+        (
+            "listen = [\"127.0.0.1:80\", \"0.0.0.0:80\"]",
+            "listen",
+            "listen: 127.0.0.1:80 and 0.0.0.0:80 take the same port (0.0.0.0:80 covers the other)",
+        ),
+        (
+            "listen = [\"[::1]:80\", \"[::]:80\"]",
+            "listen",
+            "listen: [::1]:80 and [::]:80 take the same port ([::]:80 covers the other)",
+        ),
+        (
+            "listen = [\"127.0.0.1:80\", \"127.0.0.1:80\"]",
+            "listen",
+            "listen: 127.0.0.1:80 is listed twice",
+        ),
+        (
+            "listen = [\"[::ffff:127.0.0.1]:80\"]",
+            "listen",
+            "listen: [::ffff:127.0.0.1]:80 is an IPv4-mapped address; write it as 127.0.0.1:80",
+        ),
+        (
+            "metrics_listen = [\"0.0.0.0:9\", \"127.0.0.9:9\"]",
+            "metrics_listen",
+            "metrics_listen: 0.0.0.0:9 and 127.0.0.9:9 take the same port",
+        ),
+    ] {
+        let e = Config::parse(&format!("root = \"x\"\n{list}\n"), "t.toml").unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Invalid { line: Some(2), source, .. } if source.key() == key),
+            "{list}: {e:?}"
+        );
+        assert!(
+            e.to_string().starts_with(&format!("t.toml:2: {want}")),
+            "{list}: {e}"
+        );
+    }
+    // Port 0 picks a free port for each.
+    assert!(Config::parse("listen = [\"0.0.0.0:0\", \"127.0.0.1:0\"]", "t").is_ok());
+    // Other ports, other addresses of one family: no clash.
+    assert!(
+        Config::parse(
+            "listen = [\"127.0.0.1:80\", \"127.0.0.2:80\", \"0.0.0.0:81\"]",
+            "t"
+        )
+        .is_ok()
+    );
 }
