@@ -586,7 +586,7 @@ impl Config {
 /// free one) on the same address, or where one is a wildcard covering the
 /// other: `0.0.0.0` covers IPv4, `[::]` IPv6 (tandem's IPv6 sockets are
 /// IPv6 only, see `daemon::listen`), so `0.0.0.0:80` and `[::]:80` do not.
-fn same_socket(a: &SocketAddr, b: &SocketAddr) -> bool {
+pub fn same_socket(a: &SocketAddr, b: &SocketAddr) -> bool {
     let covers =
         |w: &SocketAddr, x: &SocketAddr| w.ip().is_unspecified() && w.is_ipv6() == x.is_ipv6();
     a.port() != 0 && a.port() == b.port() && (a.ip() == b.ip() || covers(a, b) || covers(b, a))

@@ -15,16 +15,33 @@ const BACKLOG: i32 = 4096;
 /// `listen 127.0.0.1:8080: address already in use (another server is on it?
 /// pick another with --listen 127.0.0.1:8081)`.
 #[derive(Debug, thiserror::Error)]
-#[error("listen {addr}: {}", describe(*addr, source))]
+#[error("listen {addr}: {}", describe(*addr, source, ours.as_deref()))]
 pub struct BindError {
     pub addr: SocketAddr,
     #[source]
     pub source: io::Error,
+    /// When the address is in use by one of this server's own sockets: which,
+    /// and what to do (set by the daemon, which knows its sockets).
+    pub ours: Option<String>,
 }
 
-fn describe(addr: SocketAddr, e: &io::Error) -> String {
+impl BindError {
+    /// Say the address is held by this server's own socket, `ours`, when
+    /// the bind failed because it is in use.
+    pub fn held_by(mut self, ours: Option<String>) -> BindError {
+        if self.source.raw_os_error() == Some(libc::EADDRINUSE) {
+            self.ours = ours;
+        }
+        self
+    }
+}
+
+fn describe(addr: SocketAddr, e: &io::Error, ours: Option<&str>) -> String {
     let mut other = addr;
     match e.raw_os_error() {
+        Some(libc::EADDRINUSE) if let Some(ours) = ours => {
+            format!("address already in use by {ours}")
+        }
         Some(libc::EADDRINUSE) => {
             other.set_port(if addr.port() == u16::MAX {
                 8080
@@ -53,7 +70,11 @@ fn describe(addr: SocketAddr, e: &io::Error) -> String {
 /// Bind a listening socket (SO_REUSEADDR, non-blocking, close-on-exec; an
 /// IPv6 one IPv6 only, see `open`).
 pub fn bind(addr: SocketAddr) -> Result<Listener, BindError> {
-    let err = |source| BindError { addr, source };
+    let err = |source| BindError {
+        addr,
+        source,
+        ours: None,
+    };
     let l = TcpListener::from(open(addr, false).map_err(err)?);
     let bound = l.local_addr().map_err(err)?;
     Ok(Listener {
@@ -82,6 +103,18 @@ pub fn refuse_new(fd: RawFd) -> io::Result<()> {
     };
     // The kernel copies the program (`drop_all`, alive here) during the call.
     crate::engine::setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
+}
+
+/// Stop listening: the socket leaves LISTEN (new clients are refused at
+/// once, and its address can be bound again) while it stays open for
+/// whoever still holds it. Connections still in its accept queue are reset,
+/// so take them first (the workers do as they stop accepting).
+pub fn stop_listening(l: &Listener) {
+    // SAFETY: shutdown on a listening socket we hold open for the whole call.
+    if let Err(e) = syscall!(unsafe { libc::shutdown(l.raw(), libc::SHUT_RD) }) {
+        // Not fatal: the socket closes when its last worker is gone.
+        crate::warn!("{}: cannot stop listening: {e}", l.addr);
+    }
 }
 
 /// Sockets passed by systemd, if LISTEN_PID names us. The variables are
