@@ -243,6 +243,11 @@ pub struct Config {
     /// Graceful stop: how long in-flight responses may take before they are cut.
     #[serde(deserialize_with = "de_shutdown_timeout")]
     pub shutdown_timeout: Dur,
+    /// Graceful stop: how long tandem keeps accepting after SIGTERM, with
+    /// /healthz already 503, so a balancer moves away before the listeners
+    /// close (the drain, and shutdown_timeout, come after it).
+    #[serde(deserialize_with = "de_shutdown_delay")]
+    pub shutdown_delay: Dur,
     /// Largest request head (request line + headers), bytes; larger -> 431.
     #[serde(deserialize_with = "de_max_header_size")]
     pub max_header_size: usize,
@@ -323,6 +328,7 @@ impl Default for Config {
             header_timeout: Dur(Duration::from_secs(15)),
             send_timeout: Dur(Duration::from_secs(60)),
             shutdown_timeout: Dur(Duration::from_secs(10)),
+            shutdown_delay: Dur(Duration::ZERO),
             max_header_size: 8192,
             max_target_size: 4096,
             max_body_size: 1024 * 1024,
@@ -456,6 +462,7 @@ impl Config {
             ("header_timeout", self.header_timeout.0, false),
             ("send_timeout", self.send_timeout.0, false),
             ("shutdown_timeout", self.shutdown_timeout.0, true),
+            ("shutdown_delay", self.shutdown_delay.0, true),
         ] {
             if d > MAX_TIMEOUT {
                 return Err(Invalid::TimeoutTooLong {

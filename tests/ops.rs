@@ -10,7 +10,7 @@ use std::fs;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -197,6 +197,52 @@ engine_tests! {
         assert_eq!(out.status.code(), Some(2), "-s reload with a missing root: {}", out.stderr);
         assert!(out.stderr.contains(&format!("root: {} does not exist", gone.display())), "{}", out.stderr);
         serving("after a reload to a missing root");
+    }
+
+    // shutdown_delay: after SIGTERM, /healthz says 503 at once while new
+    // connections are still served for the delay, so a balancer (a
+    // Kubernetes Service) moves away before the listeners close; then the
+    // normal drain, and new clients are refused.
+    fn shutdown_delay_keeps_accepting_while_healthz_says_503(e) {
+        const DELAY: Duration = Duration::from_secs(3);
+        let site = Site::new();
+        let extra = "shutdown_delay = \"3s\"\nshutdown_timeout = \"5s\"\nmetrics_listen = [\"127.0.0.1:0\"]";
+        let mut srv = start_or_skip!(e, extra, &site.root);
+        const TAG: &str = "metrics and health on ";
+        assert!(srv.wait_stderr(TAG, START_TIMEOUT), "{}", srv.stderr_text());
+        let text = srv.stderr_text();
+        let line = text.lines().find(|l| l.contains(TAG)).unwrap();
+        let m: SocketAddr = line[line.find(TAG).unwrap() + TAG.len()..].split_whitespace().next().unwrap().parse().unwrap();
+        assert_eq!(get(m, "/healthz").status, 200, "before the stop");
+        // A keep-alive connection from before the signal.
+        let mut before = srv.connect();
+        let r = before.roundtrip(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(r.status, 200);
+
+        let t0 = Instant::now();
+        srv.signal(libc::SIGTERM);
+        assert!(srv.wait_stderr("(shutdown_delay)", Duration::from_secs(5)), "{}", srv.stderr_text());
+        assert_eq!(get(m, "/healthz").status, 503, "/healthz during shutdown_delay");
+        for i in 0..5 {
+            let r = get(srv.addr(), "/");
+            assert_eq!(r.status, 200, "new connection {i} during shutdown_delay: {}", r.describe());
+            assert!(r.body_str().contains("ROOT-INDEX-PAGE"));
+        }
+        let r = before.roundtrip(b"GET /app.js HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(r.status, 200, "the old keep-alive connection during shutdown_delay");
+        assert!(!r.connection_has("close"), "closed during the delay: {}", r.describe());
+        assert!(t0.elapsed() < DELAY, "the checks took longer than the delay ({:?}): they prove nothing", t0.elapsed());
+        assert!(!srv.stderr_text().contains("no longer accept"), "{}", srv.stderr_text());
+
+        // Then the drain: new clients are refused, the process exits 0.
+        assert!(srv.wait_stderr("workers no longer accept", Duration::from_secs(10)), "{}", srv.stderr_text());
+        assert!(t0.elapsed() >= DELAY, "the drain began after {:?}, before shutdown_delay", t0.elapsed());
+        match std::net::TcpStream::connect_timeout(&srv.addr(), Duration::from_secs(2)) {
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}"),
+            Ok(_) => panic!("a new connection was taken after the drain began"),
+        }
+        let st = srv.wait_exit(Duration::from_secs(15)).expect("no exit after the drain");
+        assert!(st.success(), "{st}");
     }
 }
 

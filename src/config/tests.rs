@@ -70,6 +70,7 @@ fn values() {
             "keepalive_timeout",
         ),
         ("shutdown_timeout = 9223372036854775807", "shutdown_timeout"),
+        ("shutdown_delay = \"25h\"", "shutdown_delay"),
         ("header_timeout = \"25h\"", "header_timeout"),
         ("send_timeout = 0", "send_timeout"),
         ("max_header_size = 18446744073709551615", "max_header_size"),
@@ -82,6 +83,9 @@ fn values() {
         );
     }
     assert!(Config::parse("keepalive_timeout = \"24h\"\nshutdown_timeout = 0", "t").is_ok());
+    let c = Config::parse("shutdown_delay = \"5s\"", "t").unwrap();
+    assert_eq!(c.shutdown_delay.0, Duration::from_secs(5));
+    assert_eq!(Config::default().shutdown_delay.0, Duration::ZERO);
     let e = Config::parse("# c\nlog_level = \"loud\"\n", "t.toml").unwrap_err();
     assert!(e.to_string().starts_with("t.toml:2: log_level"), "{e}");
 }

@@ -279,13 +279,19 @@ impl Daemon {
     }
 
     fn main_loop(&mut self, sig: &Signals) {
+        // Draining since. Before it, `delay_until`: a stop signal came, and
+        // new connections are still served until then (shutdown_delay).
         let mut stopping: Option<Instant> = None;
+        let mut delay_until: Option<Instant> = None;
         loop {
-            sig.wait(Duration::from_millis(if stopping.is_some() {
-                50
-            } else {
-                500
-            }));
+            let wait = match (stopping, delay_until) {
+                (Some(_), _) => Duration::from_millis(50),
+                (None, Some(t)) => t
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(500)),
+                (None, None) => Duration::from_millis(500),
+            };
+            sig.wait(wait);
             if sig.term.swap(false, Ordering::AcqRel) {
                 if stopping.is_some() {
                     crate::info!("second stop signal: closing all connections now");
@@ -293,24 +299,33 @@ impl Daemon {
                     for g in &self.old {
                         g.signal(engine::ABORT);
                     }
+                } else if delay_until.is_some() {
+                    crate::info!("second stop signal: ending shutdown_delay now");
+                    delay_until = None;
+                    stopping = Some(self.begin_drain());
                 } else {
-                    crate::info!("stopping: finishing responses in flight");
                     // First, so that a balancer polling /healthz takes the
-                    // instance out while it drains.
+                    // instance out while it drains (or before, with a delay).
                     self.registry.set_stopping();
                     notify::notify("STOPPING=1");
-                    stopping = Some(Instant::now());
-                    self.refuse_new_connections();
-                    self.current.signal(engine::DRAIN);
-                    for g in &self.old {
-                        g.signal(engine::DRAIN);
+                    let delay = self.cfg.shutdown_delay.0;
+                    if delay.is_zero() {
+                        stopping = Some(self.begin_drain());
+                    } else {
+                        crate::info!(
+                            "stopping: /healthz says 503; still accepting for {delay:?} \
+                             (shutdown_delay), then finishing responses in flight"
+                        );
+                        delay_until = Some(Instant::now() + delay);
                     }
-                    self.current.wait_accepting(false, HANDOVER_TIMEOUT);
-                    self.close_own_listeners();
-                    crate::info!("stopping: workers no longer accept; draining");
                 }
             }
-            if sig.hup.swap(false, Ordering::AcqRel) && stopping.is_none() {
+            if delay_until.is_some_and(|t| Instant::now() >= t) {
+                delay_until = None;
+                stopping = Some(self.begin_drain());
+            }
+            if sig.hup.swap(false, Ordering::AcqRel) && stopping.is_none() && delay_until.is_none()
+            {
                 self.reload();
             }
             if sig.usr1.swap(false, Ordering::AcqRel) {
@@ -350,6 +365,22 @@ impl Daemon {
         }
         crate::info!("stopped");
         notify::notify("STATUS=stopped");
+    }
+
+    /// The stop proper: no new connection from now on, the workers finish
+    /// what is in flight (bounded by shutdown_timeout). Returns its start.
+    fn begin_drain(&mut self) -> Instant {
+        crate::info!("stopping: finishing responses in flight");
+        let started = Instant::now();
+        self.refuse_new_connections();
+        self.current.signal(engine::DRAIN);
+        for g in &self.old {
+            g.signal(engine::DRAIN);
+        }
+        self.current.wait_accepting(false, HANDOVER_TIMEOUT);
+        self.close_own_listeners();
+        crate::info!("stopping: workers no longer accept; draining");
+        started
     }
 
     fn reload(&mut self) {
