@@ -342,6 +342,7 @@ readers! {
     de_header_timeout("header_timeout") -> Dur = duration;
     de_send_timeout("send_timeout") -> Dur = duration;
     de_shutdown_timeout("shutdown_timeout") -> Dur = duration;
+    de_shutdown_delay("shutdown_delay") -> Dur = duration;
     de_max_header_size("max_header_size") -> usize = |v| usize_of("a number of bytes", v);
     de_max_target_size("max_target_size") -> usize = |v| usize_of("a number of bytes", v);
     de_max_body_size("max_body_size") -> u64 = |v| count("a number of bytes", v);

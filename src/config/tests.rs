@@ -1,8 +1,27 @@
 use super::*;
 
 #[test]
-fn empty_is_defaults() {
-    let c = Config::parse("", "t").unwrap();
+fn a_file_that_sets_nothing_is_refused() {
+    for text in [
+        "",
+        "\n",
+        "   \n\t\n",
+        "# only a comment\n",
+        "# a\n\n  # b\n",
+        "\u{feff}",
+    ] {
+        let e = Config::parse(text, "t.toml").unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Empty { path } if path == "t.toml"),
+            "{text:?}: {e:?}"
+        );
+        assert!(
+            e.to_string().starts_with("t.toml: the file sets nothing"),
+            "{e}"
+        );
+    }
+    // One key is enough; the rest are the defaults.
+    let c = Config::parse("# c\nroot = \"html\"\n", "t").unwrap();
     assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
     assert_eq!(c.root, PathBuf::from("html"));
     assert_eq!(c.keepalive_timeout.0, Duration::from_secs(60));
@@ -51,6 +70,7 @@ fn values() {
             "keepalive_timeout",
         ),
         ("shutdown_timeout = 9223372036854775807", "shutdown_timeout"),
+        ("shutdown_delay = \"25h\"", "shutdown_delay"),
         ("header_timeout = \"25h\"", "header_timeout"),
         ("send_timeout = 0", "send_timeout"),
         ("max_header_size = 18446744073709551615", "max_header_size"),
@@ -63,6 +83,9 @@ fn values() {
         );
     }
     assert!(Config::parse("keepalive_timeout = \"24h\"\nshutdown_timeout = 0", "t").is_ok());
+    let c = Config::parse("shutdown_delay = \"5s\"", "t").unwrap();
+    assert_eq!(c.shutdown_delay.0, Duration::from_secs(5));
+    assert_eq!(Config::default().shutdown_delay.0, Duration::ZERO);
     let e = Config::parse("# c\nlog_level = \"loud\"\n", "t.toml").unwrap_err();
     assert!(e.to_string().starts_with("t.toml:2: log_level"), "{e}");
 }
@@ -420,7 +443,7 @@ fn observability_keys() {
         ("127.0.0.1:8080", "127.0.0.1:8080"),
         ("0.0.0.0:8080", "127.0.0.1:8080"),
         ("127.0.0.1:8080", "0.0.0.0:8080"),
-        ("[::]:8080", "127.0.0.1:8080"),
+        ("[::]:8080", "[::1]:8080"),
     ] {
         let text = format!("listen = [\"{listen}\"]\n\nmetrics_listen = [\"{metrics}\"]\n");
         match Config::parse(&text, "t.toml") {
@@ -442,6 +465,8 @@ fn observability_keys() {
     for (listen, metrics) in [
         ("127.0.0.1:8080", "127.0.0.2:8080"),
         ("0.0.0.0:8080", "[::1]:8080"),
+        // [::] is IPv6 only: it leaves IPv4's port to the other.
+        ("[::]:8080", "127.0.0.1:8080"),
         ("127.0.0.1:8080", "127.0.0.1:9145"),
     ] {
         let text = format!("listen = [\"{listen}\"]\nmetrics_listen = [\"{metrics}\"]\n");
@@ -566,4 +591,63 @@ fn content_keys() {
             "{text}: {e:?}"
         );
     }
+}
+
+#[test]
+fn listen_addresses_that_cannot_all_be_bound_are_refused() {
+    // Both families on one port: [::] is IPv6 only.
+    let c = Config::parse("listen = [\"0.0.0.0:80\", \"[::]:80\"]\n", "t").unwrap();
+    assert_eq!(c.listen.len(), 2);
+    for (list, key, want) in [
+        (
+            "listen = [\"0.0.0.0:80\", \"127.0.0.1:80\"]",
+            "listen",
+            "listen: 0.0.0.0:80 and 127.0.0.1:80 take the same port (0.0.0.0:80 covers the other)",
+        ),
+        (
+            "listen = [\"127.0.0.1:80\", \"0.0.0.0:80\"]",
+            "listen",
+            "listen: 127.0.0.1:80 and 0.0.0.0:80 take the same port (0.0.0.0:80 covers the other)",
+        ),
+        (
+            "listen = [\"[::1]:80\", \"[::]:80\"]",
+            "listen",
+            "listen: [::1]:80 and [::]:80 take the same port ([::]:80 covers the other)",
+        ),
+        (
+            "listen = [\"127.0.0.1:80\", \"127.0.0.1:80\"]",
+            "listen",
+            "listen: 127.0.0.1:80 is listed twice",
+        ),
+        (
+            "listen = [\"[::ffff:127.0.0.1]:80\"]",
+            "listen",
+            "listen: [::ffff:127.0.0.1]:80 is an IPv4-mapped address; write it as 127.0.0.1:80",
+        ),
+        (
+            "metrics_listen = [\"0.0.0.0:9\", \"127.0.0.9:9\"]",
+            "metrics_listen",
+            "metrics_listen: 0.0.0.0:9 and 127.0.0.9:9 take the same port",
+        ),
+    ] {
+        let e = Config::parse(&format!("root = \"x\"\n{list}\n"), "t.toml").unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Invalid { line: Some(2), source, .. } if source.key() == key),
+            "{list}: {e:?}"
+        );
+        assert!(
+            e.to_string().starts_with(&format!("t.toml:2: {want}")),
+            "{list}: {e}"
+        );
+    }
+    // Port 0 picks a free port for each.
+    assert!(Config::parse("listen = [\"0.0.0.0:0\", \"127.0.0.1:0\"]", "t").is_ok());
+    // Other ports, other addresses of one family: no clash.
+    assert!(
+        Config::parse(
+            "listen = [\"127.0.0.1:80\", \"127.0.0.2:80\", \"0.0.0.0:81\"]",
+            "t"
+        )
+        .is_ok()
+    );
 }
