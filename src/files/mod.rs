@@ -18,7 +18,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::config::{Config, Encoding, Symlinks};
-use crate::http::{Body, Notes, Now, Reply, Request, Respond, Status};
+use crate::http::reply::{Text, merge_list};
+use crate::http::{Body, Headers, Notes, Now, Reply, Request, Respond, Status};
 use crate::log::Level;
 use cache::Entry;
 use entity::{Rep, Source};
@@ -252,8 +253,16 @@ impl Responder {
         p: &ReqPath,
         cacheable: bool,
     ) -> Reply {
-        let ctype = self.types.header_value(rel);
-        let rules = self.rule_headers(p, Some(rel));
+        let mut rules = self.rule_headers(p, Some(rel));
+        // A rule's Content-Type is the representation's type: it goes where
+        // the file's goes, so a multipart answer names it in each part.
+        let ctype = match rules
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        {
+            Some(i) => Text::from(rules.remove(i).1),
+            None => self.types.header_value(rel),
+        };
         if cacheable
             && self.settings.cache_budget > 0
             && f.len <= self.settings.cache_max_file
@@ -274,7 +283,7 @@ impl Responder {
         now: &Now,
         rel: &str,
         src: &Found,
-        ctype: crate::http::reply::Text,
+        ctype: Text,
         rules: &[(String, String)],
     ) -> Option<Rc<Entry>> {
         let max = self.settings.cache_max_file;
@@ -303,9 +312,7 @@ impl Responder {
             let lm = crate::http::cond::whole_seconds(rep.mtime);
             if lm <= now.wall {
                 let mut h = self.ok_fields(rep, vary, ctype.clone(), httpdate::fmt_http_date(lm));
-                for (name, value) in rules {
-                    h.set(name.clone(), value.clone());
-                }
+                set_rule_fields(&mut h, rules);
                 rep.head = Some(h.render());
             }
         }
@@ -341,7 +348,8 @@ impl Responder {
 
     /// The header fields of every rule that matches the request path or the
     /// file served for it, in order: a later rule's field replaces an
-    /// earlier one's (and, when set on a reply, the reply's own).
+    /// earlier one's (and, when set on a reply, the reply's own), except
+    /// `Vary`, whose members add up (`set_rule_fields`).
     fn rule_headers(&self, p: &ReqPath, served: Option<&str>) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = Vec::new();
         if self.settings.rules.is_empty() {
@@ -358,6 +366,7 @@ impl Responder {
             if glob.is_match(&path) || file.as_deref().is_some_and(|f| glob.is_match(f)) {
                 for (name, value) in headers {
                     match out.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                        Some(slot) if is_vary(name) => slot.1 = merge_list(&slot.1, value),
                         Some(slot) => slot.1 = value.clone(),
                         None => out.push((name.clone(), value.clone())),
                     }
@@ -372,10 +381,27 @@ impl Responder {
 /// nginx's add_header, they are not added to errors).
 fn apply_rules(reply: &mut Reply, rules: &[(String, String)]) {
     if (200..400).contains(&reply.status.0) {
-        for (name, value) in rules {
-            reply.headers.set(name.clone(), value.clone());
+        set_rule_fields(&mut reply.headers, rules);
+    }
+}
+
+/// The one way the rules' fields go into a header list, cached or not: each
+/// replaces the field of its name, except `Vary`, which is merged with the
+/// server's (`Vary: Accept-Encoding, Origin`): a rule may add a reason the
+/// answer varies, never take the server's away. The config refuses the
+/// fields the server owns (`config::RULE_FORBIDDEN_HEADERS`).
+fn set_rule_fields(h: &mut Headers, rules: &[(String, String)]) {
+    for (name, value) in rules {
+        if is_vary(name) {
+            h.merge(name.clone(), value);
+        } else {
+            h.set(name.clone(), value.clone());
         }
     }
+}
+
+fn is_vary(name: &str) -> bool {
+    name.eq_ignore_ascii_case("vary")
 }
 
 /// Whether the request carries a field that can make its answer other
