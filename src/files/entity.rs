@@ -134,10 +134,7 @@ pub fn etag(len: u64, mtime: SystemTime, coding: Option<Encoding>) -> String {
 /// replica (FNV-1a; the file is the operator's, not a client's, so nothing
 /// is gained by making it unpredictable).
 fn boundary(etag: &str) -> String {
-    let h = etag.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    format!("{h:016x}")
+    format!("{:016x}", super::fnv1a(etag.as_bytes()))
 }
 
 impl Responder {

@@ -209,7 +209,7 @@ impl Responder {
                     }
                 }
                 if self.settings.autoindex {
-                    let mut r = self.listing(p, req, notes);
+                    let mut r = self.listing(p, req, now, notes);
                     apply_rules(&mut r, &self.rule_headers(p, None));
                     return r;
                 }
@@ -402,6 +402,15 @@ fn set_rule_fields(h: &mut Headers, rules: &[(String, String)]) {
 
 fn is_vary(name: &str) -> bool {
     name.eq_ignore_ascii_case("vary")
+}
+
+/// FNV-1a, 64 bits: a stable hash for tags and boundaries made from the
+/// operator's files (not a client's input, so nothing is gained by a keyed
+/// hash), the same from either engine and every replica.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Whether the request carries a field that can make its answer other
