@@ -200,7 +200,7 @@ impl Responder {
             }
             _ => Ranges::Whole,
         };
-        let mut reply = match ranges {
+        let mut reply = match range::of_coded(ranges, rep.coding.is_some()) {
             Ranges::Whole => {
                 let mut r = Reply::new(Status::OK, rep.body(0, rep.len));
                 r.headers = self.ok_fields(rep, vary, ctype, last_modified);
