@@ -149,7 +149,8 @@ pub struct Rule {
     #[serde(rename = "match", deserialize_with = "de_rule_match")]
     pub pattern: String,
     /// Header fields set on responses for matching paths; a later rule's
-    /// field replaces an earlier one's of the same name.
+    /// field replaces an earlier one's of the same name, except `Vary`,
+    /// whose members add up (and to the server's own).
     #[serde(default, deserialize_with = "de_rule_headers")]
     pub headers: BTreeMap<String, String>,
 }

@@ -451,6 +451,25 @@ engine_tests! {
         expect(&srv, "/empty/", &[("If-Modified-Since", &day_before)], 200);
         expect(&srv, "/empty/", &[("If-Unmodified-Since", &day_before)], 412);
         expect(&srv, "/empty/", &[("If-Unmodified-Since", &lm)], 200);
+        // Pipelined on one connection, split inside a field: 304 (no body),
+        // 412, HEAD 304 and a 200, each in its place.
+        let mut c = srv.connect();
+        let reqs = format!(
+            "GET /empty/ HTTP/1.1\r\nHost: t\r\nIf-None-Match: *\r\n\r\n\
+             GET /empty/ HTTP/1.1\r\nHost: t\r\nIf-Match: \"nope\"\r\n\r\n\
+             HEAD /empty/ HTTP/1.1\r\nHost: t\r\nIf-None-Match: {tag}\r\n\r\n\
+             GET /empty/ HTTP/1.1\r\nHost: t\r\nIf-Match: {tag}\r\n\r\n"
+        );
+        let cut = reqs.find("None-Match: *").unwrap() + 6;
+        c.send(&reqs.as_bytes()[..cut]);
+        c.send(&reqs.as_bytes()[cut..]);
+        for (i, (method, status)) in [("GET", 304), ("GET", 412), ("HEAD", 304), ("GET", 200)].into_iter().enumerate() {
+            let r = c.read_response(method);
+            assert_status(&r, status, &format!("pipelined #{i}"));
+            if status != 412 {
+                assert_eq!(r.header("etag"), Some(tag.as_str()), "pipelined #{i}\n{}", r.describe());
+            }
+        }
         // The JSON form is another representation, with its own tag.
         let (jtag, _) = validators(&srv, "/list/?format=json");
         let (htag, _) = validators(&srv, "/list/");
