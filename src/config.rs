@@ -152,7 +152,8 @@ pub struct Rule {
     #[serde(rename = "match", deserialize_with = "de_rule_match")]
     pub pattern: String,
     /// Header fields set on responses for matching paths; a later rule's
-    /// field replaces an earlier one's of the same name.
+    /// field replaces an earlier one's of the same name, except `Vary`,
+    /// whose members add up (and to the server's own).
     #[serde(default, deserialize_with = "de_rule_headers")]
     pub headers: BTreeMap<String, String>,
 }
@@ -174,8 +175,12 @@ impl Rule {
     }
 }
 
-/// Header fields a rule may not set: the connection's framing and the
-/// fields the server owns.
+/// Header fields a rule may not set (lower case): the connection's framing,
+/// the fields the server owns (`Date`, `Server`, a redirect's `Location`),
+/// and the representation metadata it computes from the file (its
+/// validators, coding, ranges). A rule's `Content-Type` is allowed unless it
+/// names a multipart type, and its `Vary` is merged with the server's; see
+/// [`rule_header_problem`].
 pub const RULE_FORBIDDEN_HEADERS: &[&str] = &[
     "content-length",
     "transfer-encoding",
@@ -185,9 +190,44 @@ pub const RULE_FORBIDDEN_HEADERS: &[&str] = &[
     "trailer",
     "te",
     "date",
-    "content-range",
+    "server",
+    "location",
+    "etag",
+    "last-modified",
     "content-encoding",
+    "content-range",
+    "accept-ranges",
 ];
+
+/// Why a rule may not set `name: value`, or None when it may.
+pub fn rule_header_problem(name: &str, value: &str) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    Some(if name.is_empty() || !name.bytes().all(is_tchar) {
+        "not a header field name"
+    } else if RULE_FORBIDDEN_HEADERS.contains(&lower.as_str()) {
+        "set by the server, a rule cannot set it"
+    } else if !is_field_value(value) {
+        "the value has a control character (CR, LF, NUL...)"
+    } else if lower == "content-type" && !is_media_type(value) {
+        "not a media type (like \"text/plain; charset=utf-8\")"
+    } else if lower == "content-type"
+        && value
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("multipart/")
+    {
+        "a multipart type is the server's to set (multipart/byteranges), a rule cannot set it"
+    } else if lower == "vary"
+        && !value
+            .split(',')
+            .map(str::trim)
+            .all(|t| !t.is_empty() && (t == "*" || t.bytes().all(is_tchar)))
+    {
+        "not a list of header field names (like \"Origin, Accept-Language\")"
+    } else {
+        return None;
+    })
+}
 
 /// The whole configuration. Field docs mirror `conf/tandem.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -414,7 +454,11 @@ impl Config {
         let cfg: Config = toml::from_str(text).map_err(parse_error)?;
         cfg.validate().map_err(|source| ConfigError::Invalid {
             path: name.to_string(),
-            line: key_line(text, source.key()),
+            line: source
+                .rule_key()
+                .and_then(|(rule, header)| rule_key_at(doc.get_ref(), rule, header))
+                .map(line_of)
+                .or_else(|| key_line(text, source.key())),
             source,
         })?;
         Ok(cfg)
@@ -542,28 +586,23 @@ impl Config {
         if self.max_ranges > MAX_RANGES {
             return Err(Invalid::MaxRanges(self.max_ranges));
         }
-        for rule in &self.rules {
+        for (i, rule) in self.rules.iter().enumerate() {
             if let Err(e) = rule.glob() {
                 return Err(Invalid::RuleMatch {
+                    rule: i,
                     pattern: rule.pattern.clone(),
                     why: e.kind().to_string(),
                 });
             }
             for (name, value) in &rule.headers {
-                let why = if name.is_empty() || !name.bytes().all(is_tchar) {
-                    "not a header field name"
-                } else if RULE_FORBIDDEN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-                    "set by the server, a rule cannot set it"
-                } else if !is_field_value(value) {
-                    "the value has a control character (CR, LF, NUL...)"
-                } else {
-                    continue;
-                };
-                return Err(Invalid::RuleHeader {
-                    pattern: rule.pattern.clone(),
-                    name: name.clone(),
-                    why,
-                });
+                if let Some(why) = rule_header_problem(name, value) {
+                    return Err(Invalid::RuleHeader {
+                        rule: i,
+                        pattern: rule.pattern.clone(),
+                        name: name.clone(),
+                        why,
+                    });
+                }
             }
         }
         Ok(())

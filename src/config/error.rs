@@ -214,7 +214,12 @@ pub enum Invalid {
     #[error("max_ranges: must be between 0 and {MAX_RANGES}, not {0}")]
     MaxRanges(usize),
     #[error("rules: match = {pattern:?}: {why}")]
-    RuleMatch { pattern: String, why: String },
+    RuleMatch {
+        /// Which `[[rules]]` entry, from 0.
+        rule: usize,
+        pattern: String,
+        why: String,
+    },
     #[error("metrics_listen: {0} is listed twice")]
     MetricsListenTwice(SocketAddr),
     #[error(
@@ -226,6 +231,8 @@ pub enum Invalid {
     },
     #[error("rules: match = {pattern:?}: header {name:?}: {why}")]
     RuleHeader {
+        /// Which `[[rules]]` entry, from 0.
+        rule: usize,
         pattern: String,
         name: String,
         why: &'static str,
@@ -256,6 +263,16 @@ impl Invalid {
             Invalid::CacheMaxFile(_) => "cache_max_file",
             Invalid::RuleMatch { .. } | Invalid::RuleHeader { .. } => "rules",
             Invalid::MetricsListenTwice(_) | Invalid::MetricsListenClash { .. } => "metrics_listen",
+        }
+    }
+
+    /// For a bad rule: which entry (from 0), and the header field name the
+    /// problem is with (None: its `match`). Its line is that key's.
+    pub fn rule_key(&self) -> Option<(usize, Option<&str>)> {
+        match self {
+            Invalid::RuleMatch { rule, .. } => Some((*rule, None)),
+            Invalid::RuleHeader { rule, name, .. } => Some((*rule, Some(name))),
+            _ => None,
         }
     }
 }

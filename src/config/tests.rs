@@ -553,19 +553,6 @@ fn content_keys() {
         ("mime_types = { wasm = \"a/b\\r\\nX: y\" }", "mime_types"),
         ("precompressed = [\"br\", \"br\"]", "precompressed"),
         ("max_ranges = 5000", "max_ranges"),
-        ("[[rules]]\nmatch = \"/a/[\"\n", "rules"),
-        (
-            "[[rules]]\nmatch = \"*\"\nheaders = { \"Content-Length\" = \"1\" }\n",
-            "rules",
-        ),
-        (
-            "[[rules]]\nmatch = \"*\"\nheaders = { \"X-A\" = \"a\\nb\" }\n",
-            "rules",
-        ),
-        (
-            "[[rules]]\nmatch = \"*\"\nheaders = { \"X A\" = \"a\" }\n",
-            "rules",
-        ),
     ] {
         match Config::parse(&format!("\n{text}\n"), "t.toml") {
             Err(ConfigError::Invalid { line, source, .. }) => {
@@ -650,4 +637,77 @@ fn listen_addresses_that_cannot_all_be_bound_are_refused() {
         )
         .is_ok()
     );
+}
+
+/// A bad rule names the line of the key at fault: its `match`, or the very
+/// header field (inline or in a `[rules.headers]` table), in the entry it
+/// is in, not the first `[[rules]]`.
+#[test]
+fn bad_rules_name_the_line_of_the_field() {
+    let ok = "[[rules]]\nmatch = \"*.css\"\nheaders = { \"Cache-Control\" = \"max-age=60\", Vary = \"Origin\" }\n";
+    for (bad, line, why) in [
+        ("match = \"/a/[\"\n", 6, "match = \"/a/[\""),
+        (
+            "match = \"*\"\nheaders = { \"Content-Length\" = \"1\" }\n",
+            7,
+            "\"Content-Length\": set by the server",
+        ),
+        (
+            "match = \"*\"\nheaders = { \"X-A\" = \"a\\nb\" }\n",
+            7,
+            "control character",
+        ),
+        (
+            "match = \"*\"\nheaders = { \"X A\" = \"a\" }\n",
+            7,
+            "not a header field name",
+        ),
+        (
+            "match = \"*\"\nheaders = { \"X-Ok\" = \"1\", ETag = \"\\\"fixed\\\"\" }\n",
+            7,
+            "\"ETag\": set by the server",
+        ),
+        (
+            "match = \"*\"\n[rules.headers]\nX-Ok = \"1\"\nserver = \"x\"\n",
+            9,
+            "\"server\": set by the server",
+        ),
+        (
+            "match = \"*\"\n[rules.headers]\n\"Content-Type\" = \"Multipart/Byteranges; boundary=x\"\n",
+            8,
+            "multipart type",
+        ),
+        (
+            "match = \"*\"\nheaders = { \"Content-Type\" = \"nonsense\" }\n",
+            7,
+            "not a media type",
+        ),
+        (
+            "match = \"*\"\nheaders = { Vary = \"Origin, \" }\n",
+            7,
+            "not a list of header field names",
+        ),
+    ] {
+        let text = format!("\n{ok}[[rules]]\n{bad}");
+        match Config::parse(&text, "t.toml") {
+            Err(e @ ConfigError::Invalid { .. }) => {
+                assert_eq!(e.line(), Some(line), "{text}\n{e}");
+                let msg = e.to_string();
+                assert!(msg.starts_with(&format!("t.toml:{line}: rules: ")), "{msg}");
+                assert!(msg.contains(why), "{msg} lacks {why:?}");
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    for name in RULE_FORBIDDEN_HEADERS {
+        let text = format!("[[rules]]\nmatch = \"*\"\nheaders = {{ \"{name}\" = \"x\" }}\n");
+        assert!(Config::parse(&text, "t").is_err(), "{name} accepted");
+    }
+    // What a rule may set: a type that is not multipart, a Vary list.
+    let c = Config::parse(
+        &format!("{ok}[[rules]]\nmatch = \"*.txt\"\nheaders = {{ \"Content-Type\" = \"text/plain; charset=latin1\", vary = \"*\" }}\n"),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.rules.len(), 2);
 }
