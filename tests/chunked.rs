@@ -118,6 +118,19 @@ engine_tests! {
         expect_both_answered(&mut c, "a byte at a time");
     }
 
+    /// A client that waits for leave to send its body gets a 100 (Continue)
+    /// (RFC 9110 10.1.1), then the answer once the body is in.
+    fn expect_100_continue_gets_a_continue(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "", &site.root);
+        let mut c = srv.connect();
+        c.send(b"GET /style.css HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let r = c.read_response("GET");
+        assert_eq!(r.status, 100, "Expect: 100-continue before the body: expected 100\n{}", r.describe());
+        c.send(&cat(&[BODY, NEXT]));
+        expect_both_answered(&mut c, "after the 100 (Continue)");
+    }
+
     fn malformed_chunked_body_is_400_and_close(e) {
         let site = Site::new();
         let srv = start_or_skip!(e, "", &site.root);

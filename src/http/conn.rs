@@ -484,7 +484,7 @@ impl Conn {
                     let body = head.content_length > 0 || head.chunked;
                     self.head_started = body.then_some(ctx.now.instant);
                     if head.chunked {
-                        self.start_chunked(ctx.limits, &buf[pos..pos + n]);
+                        self.start_chunked(ctx, &head, &buf[pos..pos + n]);
                     } else {
                         self.respond(ctx, &head);
                     }

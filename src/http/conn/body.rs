@@ -2,10 +2,16 @@
 //! request is answered, since its size, and so a 413, is known only once it
 //! is in. Its head is kept meanwhile and parsed again to be answered; the
 //! body is on the same clock as a Content-Length one (`update_deadline`).
+//! (A Content-Length body is read after its response: nothing in it can
+//! change the answer, so nothing asks for a 100 Continue either.)
 
 use super::*;
+use bytes::Bytes;
+
 use crate::http::chunked::Decoder;
-use crate::http::parse::ParseLimits;
+
+/// The interim response to `Expect: 100-continue`.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// A request whose chunked body is being read.
 #[derive(Debug)]
@@ -21,16 +27,32 @@ impl Conn {
         self.discard > 0 || self.chunked.is_some()
     }
 
-    /// `head` (a whole request head) says a chunked body follows: read it first.
-    pub(super) fn start_chunked(&mut self, lim: &Limits, head: &[u8]) {
+    /// `req` (whose head is `raw`) says a chunked body follows: read it
+    /// first. A client that waits for leave to send it (`Expect:
+    /// 100-continue`) gets a 100 (Continue) first, whether or not the body
+    /// has begun to come (RFC 9110 10.1.1): the answer waits for the body.
+    pub(super) fn start_chunked(&mut self, ctx: &mut Ctx<'_>, req: &Request<'_>, raw: &[u8]) {
         // A chunk line and the trailer section are held to the head's limit.
-        let ParseLimits {
-            max_header_size, ..
-        } = lim.parse;
+        let lim = ctx.limits;
+        let max_line = lim.parse.max_header_size;
         self.chunked = Some(Box::new(Chunked {
-            head: head.to_vec(),
-            decoder: Decoder::new(lim.max_body_size, max_header_size, max_header_size),
+            head: raw.to_vec(),
+            decoder: Decoder::new(lim.max_body_size, max_line, max_line),
         }));
+        let expect = req.header("expect");
+        if expect.is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue")) {
+            let b = &mut **self.bufs.get_or_insert_with(|| ctx.pool.take());
+            b.segs.clear();
+            b.segs.push(Segment::Bytes(Bytes::from_static(CONTINUE)));
+            self.seg_pos = 0;
+            self.out = Some(Out {
+                close: false,
+                status: 100,
+                head_len: CONTINUE.len() as u64,
+                body_len: 0,
+                sent: 0,
+            });
+        }
     }
 
     /// Read the chunked body from `buf`; returns the bytes used. Once the

@@ -121,3 +121,38 @@ fn the_clock_starts_again_after_the_body() {
         Some(env.now.instant + env.limits.header_timeout)
     );
 }
+
+/// `Expect: 100-continue`: a 100 (Continue) first, whether the body came
+/// with the head or not, then the answer once the body is in; the 100 is
+/// neither logged nor counted as a response.
+#[test]
+fn expect_100_continue_gets_a_continue_first() {
+    let head = "GET /a.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let input = format!("{head}3\r\nabc\r\n0\r\n\r\n{GET_A}");
+    let plain = run(format!("{GET_A}{GET_A}").as_bytes(), &[], usize::MAX);
+    let mut want = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+    want.extend_from_slice(&plain.bytes);
+    for at in [0, head.len() - 1, head.len(), head.len() + 4, input.len()] {
+        let out = run(input.as_bytes(), &[at], 5);
+        assert_eq!(
+            String::from_utf8_lossy(&out.bytes),
+            String::from_utf8_lossy(&want),
+            "split at {at}"
+        );
+    }
+    // Before the body: only the 100.
+    let mut env = Env::new();
+    let mut c = env.conn();
+    let mut out = Out::default();
+    c.handle_input(&mut env.ctx(), head.as_bytes());
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    assert_eq!(out.bytes, b"HTTP/1.1 100 Continue\r\n\r\n");
+    c.handle_input(&mut env.ctx(), b"0\r\n\r\n");
+    drain(&mut env, &mut c, usize::MAX, &mut out);
+    let log = String::from_utf8_lossy(&env.log);
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(log.contains("\"GET /a.txt HTTP/1.1\" 200 5"), "{log}");
+    let counted = crate::metrics::WorkerCounters::default();
+    counted.response(200, (out.bytes.len() - 25) as u64);
+    assert_eq!(format!("{:?}", env.stats), format!("{counted:?}"));
+}

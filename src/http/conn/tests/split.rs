@@ -72,6 +72,7 @@ fn corpus() -> Vec<Vec<u8>> {
         "GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
         "GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "GET /a.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n",
         "GET / HTTP/1.1\r\nHo st: x\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
         "GET /%00 HTTP/1.1\r\nHost: x\r\n\r\n",
