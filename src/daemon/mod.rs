@@ -153,7 +153,13 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
         None
     } else {
         Some(
-            metrics::Server::start(metrics_listeners, registry.clone()).map_err(|e| {
+            metrics::Server::start(
+                metrics_listeners,
+                registry.clone(),
+                Limits::from_config(&cfg),
+                cfg.shutdown_timeout.0,
+            )
+            .map_err(|e| {
                 StartError::Listen(io::Error::new(e.kind(), format!("metrics listener: {e}")))
             })?,
         )
@@ -246,11 +252,12 @@ impl Daemon {
             let spec = WorkerSpec {
                 id,
                 listeners: listeners.clone(),
-                files: files.clone(),
+                responder: files.clone(),
                 limits: limits.clone(),
-                access: access.clone(),
+                access: Some(access.clone()),
                 control: Control::new()?,
                 max_connections: cfg.max_connections,
+                when_full: engine::WhenFull::Pause,
                 shutdown_timeout: cfg.shutdown_timeout.0,
                 counters: self.registry.worker(),
             };
@@ -430,6 +437,15 @@ impl Daemon {
                 prev.signal(engine::RETIRE);
                 prev.wait_accepting(false, HANDOVER_TIMEOUT);
                 self.old.push(prev);
+                // The metrics listener takes the new limits and timeouts too.
+                if let Some(m) = self.metrics.as_mut()
+                    && let Err(e) =
+                        m.reload(Limits::from_config(&self.cfg), self.cfg.shutdown_timeout.0)
+                {
+                    crate::error!(
+                        "metrics listener: cannot start its new worker, keeping the old: {e}"
+                    );
+                }
             }
             Err(e) => {
                 self.cfg = old_cfg;
