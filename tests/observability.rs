@@ -428,6 +428,7 @@ engine_tests! {
         const HELD: usize = 1000;
         const PROBES: usize = 200;
         const PROBE_INTERVAL: Duration = Duration::from_millis(10);
+        const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
         const PROBING_LIMIT: Duration = Duration::from_secs(40);
         /// The flood's bound in time, whatever happens to the probes.
         const FLOOD_LIMIT: Duration = Duration::from_secs(60);
@@ -460,17 +461,19 @@ engine_tests! {
             .collect();
         wait_until("the flood to hold a thousand connections", || opened.load(Ordering::Relaxed) >= 1000);
         let mut failed = Vec::new();
+        let mut slowest = Duration::ZERO;
         let before = opened.load(Ordering::Relaxed);
         let t0 = Instant::now();
         for i in 0..PROBES {
             if t0.elapsed() > PROBING_LIMIT {
-                failed.push(format!("probes {i}.. not made: {PROBING_LIMIT:?} are up"));
+                failed.extend((i..PROBES).map(|j| format!("probe {j}: not made, {PROBING_LIMIT:?} are up")));
                 break;
             }
             let probe = || -> Result<(), String> {
-                let mut s = TcpStream::connect_timeout(&m, Duration::from_secs(5)).map_err(|e| format!("connect: {e}"))?;
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+                // A liveness probe's timeout (conf/kubernetes.yaml) for each step.
+                let mut s = TcpStream::connect_timeout(&m, PROBE_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
+                s.set_read_timeout(Some(PROBE_TIMEOUT)).unwrap();
+                s.set_write_timeout(Some(PROBE_TIMEOUT)).unwrap();
                 s.write_all(b"GET /healthz HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n").map_err(|e| format!("write: {e}"))?;
                 let mut raw = Vec::new();
                 s.read_to_end(&mut raw).map_err(|e| format!("read: {e} after {}", show(&raw)))?;
@@ -480,9 +483,11 @@ engine_tests! {
                     Err(format!("got {}", show(&raw)))
                 }
             };
+            let t = Instant::now();
             if let Err(why) = probe() {
                 failed.push(format!("probe {i}: {why}"));
             }
+            slowest = slowest.max(t.elapsed());
             // A health checker's interval (a short one): the flood has the
             // machine in between.
             std::thread::sleep(PROBE_INTERVAL);
@@ -492,11 +497,17 @@ engine_tests! {
         stop.store(true, Ordering::Relaxed);
         let held: usize = flood.into_iter().map(|t| t.join().unwrap()).sum();
         eprintln!(
-            "{e}: {PROBES} probes in {probing:?}, {} failed; the flood opened {during} connections meanwhile, held {held}",
+            "{e}: {PROBES} probes in {probing:?} (slowest {slowest:?}), {} failed; \
+             the flood opened {during} connections meanwhile, held {held}",
             failed.len()
         );
         assert!(held >= 1000, "the flood held only {held} connections");
-        assert!(failed.is_empty(), "{} of {PROBES} /healthz probes failed under the flood: {:#?}", failed.len(), &failed[..failed.len().min(10)]);
+        assert!(
+            failed.is_empty(),
+            "{} of {PROBES} /healthz probes failed under the flood: {:#?}",
+            failed.len(),
+            &failed[..failed.len().min(10)]
+        );
         // The listener is still itself afterwards.
         assert_eq!(fetch(m, "/healthz").0, 200);
     }

@@ -258,6 +258,11 @@ pub struct WorkerSpec {
 pub fn run(engine: Engine, spec: WorkerSpec) -> io::Result<()> {
     match engine {
         Engine::Epoll => epoll::run(spec),
+        // Making room is epoll's (the metrics worker's): refused, not ignored.
+        Engine::IoUring if spec.when_full == WhenFull::Evict => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the io_uring engine does not make room at a full table (WhenFull::Evict)",
+        )),
         Engine::IoUring => uring::run(spec),
     }
 }
