@@ -272,6 +272,29 @@ engine_tests! {
         assert_eq!(fetch(m, "/healthz").0, 200);
     }
 
+    fn panicking_metrics_worker_is_replaced(e) {
+        let site = Site::new();
+        let opts = Launch {
+            env: vec![("TANDEM_TEST_PANIC_TARGET".into(), "/__panic".into())],
+            ..Launch::default()
+        };
+        let Some(srv) = Server::launch(e, METRICS, &site.root, opts) else { return };
+        let m = metrics_addr(&srv);
+        assert_eq!(fetch(m, "/healthz").0, 200);
+        // The metrics worker dies in the middle of a request (a bug, forced by the test hook).
+        let mut c = Conn::connect(m);
+        c.send(b"GET /__panic HTTP/1.1\r\nHost: m\r\n\r\n");
+        let _ = c.read_to_close(CLOSE_TIMEOUT);
+        assert!(srv.wait_stderr("thread tandem-metrics panicked at src/daemon/metrics.rs", WAIT),
+            "no line about the dead worker:\n{}", srv.stderr_text());
+        assert!(srv.wait_stderr("metrics listener: replacement started", WAIT),
+            "no replacement:\n{}", srv.stderr_text());
+        // The listener kept its place; the site never noticed.
+        assert_eq!(fetch(m, "/healthz"), (200, "text/plain; charset=utf-8".into(), "ok\n".into()));
+        Scrape::get(m);
+        assert_status(&get(srv.addr(), "/"), 200, "GET / on the site");
+    }
+
     fn healthz_turns_503_while_draining(e) {
         let site = Site::new();
         // More than loopback's socket buffers hold, less than what

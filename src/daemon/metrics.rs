@@ -38,6 +38,8 @@ use crate::metrics::{Health, Registry, WorkerCounters};
 pub const MAX_CLIENTS: usize = 64;
 /// How long a reload waits for the new worker to take the listener over.
 const HANDOVER: Duration = Duration::from_secs(5);
+/// A dead worker is replaced no sooner than this after it started.
+const RESPAWN_AFTER: Duration = Duration::from_secs(1);
 
 const TEXT: &str = "text/plain; charset=utf-8";
 /// The Prometheus text exposition format.
@@ -46,16 +48,31 @@ const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The two endpoints, behind the `Respond` trait like the file responder.
 pub struct Endpoints {
     registry: Arc<Registry>,
+    /// Test hook (`TANDEM_TEST_PANIC_TARGET`, debug builds only), as the
+    /// file responder's: a request for exactly this target panics the
+    /// worker, so tests can prove a dead metrics worker is replaced.
+    #[cfg(debug_assertions)]
+    panic_target: Option<String>,
 }
 
 impl Endpoints {
     pub fn new(registry: Arc<Registry>) -> Endpoints {
-        Endpoints { registry }
+        Endpoints {
+            registry,
+            #[cfg(debug_assertions)]
+            panic_target: std::env::var("TANDEM_TEST_PANIC_TARGET")
+                .ok()
+                .filter(|t| !t.is_empty()),
+        }
     }
 }
 
 impl Respond for Endpoints {
     fn respond(&self, req: &Request<'_>, _now: &Now, _notes: &mut Notes) -> Reply {
+        #[cfg(debug_assertions)]
+        if self.panic_target.as_deref() == Some(req.target) {
+            panic!("test hook: TANDEM_TEST_PANIC_TARGET requested");
+        }
         let path = req.target.split('?').next().unwrap_or("");
         let (status, ctype, body): (Status, &str, Bytes) = match path {
             "/metrics" => (Status::OK, EXPOSITION, self.registry.render().into()),
@@ -88,6 +105,7 @@ impl Respond for Endpoints {
 struct Worker {
     control: Arc<Control>,
     thread: JoinHandle<io::Result<()>>,
+    started: Instant,
 }
 
 impl Worker {
@@ -95,7 +113,8 @@ impl Worker {
         match self.thread.join() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => crate::error!("metrics listener failed: {e}"),
-            Err(_) => crate::error!("metrics listener thread panicked"),
+            // The panic hook logged the panic, with its place.
+            Err(_) => crate::error!("metrics listener worker panicked"),
         }
     }
 }
@@ -104,6 +123,9 @@ impl Worker {
 pub struct Server {
     listeners: Vec<Arc<Listener>>,
     responder: Arc<Endpoints>,
+    /// What the current worker runs with (a replacement gets the same).
+    limits: Limits,
+    shutdown_timeout: Duration,
     current: Worker,
     /// Workers a reload replaced, finishing what they had.
     retiring: Vec<Worker>,
@@ -120,10 +142,12 @@ impl Server {
     ) -> io::Result<Server> {
         let listeners: Vec<Arc<Listener>> = listeners.into_iter().map(Arc::new).collect();
         let responder = Arc::new(Endpoints::new(registry));
-        let current = spawn(&listeners, &responder, limits, shutdown_timeout)?;
+        let current = spawn(&listeners, &responder, limits.clone(), shutdown_timeout)?;
         Ok(Server {
             listeners,
             responder,
+            limits,
+            shutdown_timeout,
             current,
             retiring: Vec::new(),
         })
@@ -138,7 +162,13 @@ impl Server {
             .partition(|w| w.thread.is_finished());
         done.into_iter().for_each(Worker::join);
         self.retiring = busy;
-        let new = spawn(&self.listeners, &self.responder, limits, shutdown_timeout)?;
+        let new = spawn(
+            &self.listeners,
+            &self.responder,
+            limits.clone(),
+            shutdown_timeout,
+        )?;
+        (self.limits, self.shutdown_timeout) = (limits, shutdown_timeout);
         let deadline = Instant::now() + HANDOVER;
         while !new.control.is_accepting() && !new.thread.is_finished() {
             if Instant::now() >= deadline {
@@ -153,6 +183,30 @@ impl Server {
         old.control.set(engine::RETIRE);
         self.retiring.push(old);
         Ok(())
+    }
+
+    /// Called from the daemon's loop: a metrics worker that died (a bug; its
+    /// panic is in the error log) is replaced, like a site worker, at most
+    /// once per `RESPAWN_AFTER` so one that cannot run does not spin.
+    pub fn replace_if_dead(&mut self) {
+        if !self.current.thread.is_finished() || self.current.started.elapsed() < RESPAWN_AFTER {
+            return;
+        }
+        let new = match spawn(
+            &self.listeners,
+            &self.responder,
+            self.limits.clone(),
+            self.shutdown_timeout,
+        ) {
+            Ok(w) => w,
+            Err(e) => {
+                crate::error!("metrics listener: cannot start a replacement: {e}");
+                self.current.started = Instant::now();
+                return;
+            }
+        };
+        std::mem::replace(&mut self.current, new).join();
+        crate::info!("metrics listener: replacement started");
     }
 
     /// Close everything now: the daemon is done (the site's workers have
@@ -190,7 +244,11 @@ fn spawn(
     let thread = std::thread::Builder::new()
         .name("tandem-metrics".into())
         .spawn(move || engine::epoll::run(spec))?;
-    Ok(Worker { control, thread })
+    Ok(Worker {
+        control,
+        thread,
+        started: Instant::now(),
+    })
 }
 
 #[cfg(test)]

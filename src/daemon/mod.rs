@@ -335,6 +335,9 @@ impl Daemon {
             if running {
                 self.current.respawn_due(&self.waker, &self.registry);
             }
+            if let Some(m) = self.metrics.as_mut() {
+                m.replace_if_dead();
+            }
             for g in &mut self.old {
                 for (id, end) in g.reap(false, &self.registry) {
                     if !matches!(end, WorkerEnd::Done) {
