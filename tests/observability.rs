@@ -41,7 +41,7 @@ fn fetch(addr: SocketAddr, path: &str) -> (u16, String, String) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: m\r\n\r\n").as_bytes())
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n").as_bytes())
         .unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)
@@ -247,6 +247,54 @@ engine_tests! {
         assert_eq!(s3.requests("2xx"), 7);
     }
 
+    fn metrics_listener_takes_new_limits_on_reload(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, METRICS, &site.root);
+        let m = metrics_addr(&srv);
+        // A scraper's keep-alive connection, open across the reload.
+        let mut scraper = Conn::connect(m);
+        assert_eq!(scraper.roundtrip(b"GET /healthz HTTP/1.1\r\nHost: m\r\n\r\n").status, 200);
+        srv.write_config(&format!("{METRICS}\nheader_timeout = \"1s\""), &site.root);
+        srv.reload(WAIT).expect("reload");
+        // The old worker answers the scraper's next request, then closes
+        // (like a site worker retired by a reload).
+        let r = scraper.roundtrip(b"GET /healthz HTTP/1.1\r\nHost: m\r\n\r\n");
+        assert_eq!(r.status, 200);
+        assert!(r.connection_has("close"), "{}", r.describe());
+        // New connections get the new header_timeout: an unfinished head
+        // is answered 408 after about a second (the default is 15 s).
+        let mut slow = Conn::connect(m);
+        let t0 = Instant::now();
+        slow.send(b"GET /heal");
+        let rest = slow.read_to_close(WAIT).unwrap_or_else(|b| panic!("not closed: {}", show(&b)));
+        assert!(rest.starts_with(b"HTTP/1.1 408 "), "{}", show(&rest));
+        assert!(t0.elapsed() < Duration::from_secs(5), "408 after {:?}", t0.elapsed());
+        assert_eq!(fetch(m, "/healthz").0, 200);
+    }
+
+    fn panicking_metrics_worker_is_replaced(e) {
+        let site = Site::new();
+        let opts = Launch {
+            env: vec![("TANDEM_TEST_PANIC_TARGET".into(), "/__panic".into())],
+            ..Launch::default()
+        };
+        let Some(srv) = Server::launch(e, METRICS, &site.root, opts) else { return };
+        let m = metrics_addr(&srv);
+        assert_eq!(fetch(m, "/healthz").0, 200);
+        // The metrics worker dies in the middle of a request (a bug, forced by the test hook).
+        let mut c = Conn::connect(m);
+        c.send(b"GET /__panic HTTP/1.1\r\nHost: m\r\n\r\n");
+        let _ = c.read_to_close(CLOSE_TIMEOUT);
+        assert!(srv.wait_stderr("thread tandem-metrics panicked at src/daemon/metrics.rs", WAIT),
+            "no line about the dead worker:\n{}", srv.stderr_text());
+        assert!(srv.wait_stderr("metrics listener: replacement started", WAIT),
+            "no replacement:\n{}", srv.stderr_text());
+        // The listener kept its place; the site never noticed.
+        assert_eq!(fetch(m, "/healthz"), (200, "text/plain; charset=utf-8".into(), "ok\n".into()));
+        Scrape::get(m);
+        assert_status(&get(srv.addr(), "/"), 200, "GET / on the site");
+    }
+
     fn healthz_turns_503_while_draining(e) {
         let site = Site::new();
         // More than loopback's socket buffers hold, less than what
@@ -288,10 +336,12 @@ engine_tests! {
 
     fn metrics_listener_is_not_held_by_silent_clients(e) {
         let site = Site::new();
-        let srv = start_or_skip!(e, METRICS, &site.root);
+        // The site's header_timeout holds on the metrics port too.
+        let srv = start_or_skip!(e, &format!("{METRICS}\nheader_timeout = \"2s\""), &site.root);
         let m = metrics_addr(&srv);
+        let t0 = Instant::now();
         let mut silent: Vec<Conn> = (0..4).map(|_| Conn::connect(m)).collect();
-        // Partial request heads, never finished.
+        // A partial request head, never finished.
         silent[0].send(b"GET /metr");
         // Answered while the silent clients are still connected (a server
         // that took one client at a time would close them first).
@@ -300,43 +350,189 @@ engine_tests! {
         for c in &mut silent {
             c.expect_open("a silent client, while others are answered");
         }
-        // The silent ones are dropped after the client timeout.
-        for c in &mut silent {
-            let rest = c.read_to_close(Duration::from_secs(15)).expect("a silent client is closed");
+        // After header_timeout, as on the main port: the unfinished head
+        // gets its 408, the clients that sent nothing a quiet close.
+        let rest = silent[0].read_to_close(WAIT).expect("an unfinished head is closed");
+        assert!(rest.starts_with(b"HTTP/1.1 408 "), "{}", show(&rest));
+        for c in &mut silent[1..] {
+            let rest = c.read_to_close(WAIT).expect("a silent client is closed");
             assert!(rest.is_empty(), "{}", show(&rest));
         }
-        // A request head that never ends is refused, not buffered forever.
-        let mut big = Conn::connect(m);
-        let _ = big.try_send(&vec![b'a'; 8192]);
-        let got = big.read_to_close(WAIT).unwrap_or_else(|b| panic!("not closed: {}", show(&b)));
-        assert!(got.is_empty() || got.starts_with(b"HTTP/1.1 431"), "{}", show(&got));
+        assert!(t0.elapsed() >= Duration::from_millis(1500), "closed before header_timeout: {:?}", t0.elapsed());
     }
 
     fn metrics_listener_makes_room_for_probes_past_its_client_limit(e) {
         let site = Site::new();
         let srv = start_or_skip!(e, METRICS, &site.root);
         let m = metrics_addr(&srv);
-        // More silent clients than the listener serves at once (16), half
-        // of them with a partial head. Renewed every few seconds, they
-        // used to fail every health probe: each new client was closed.
-        let mut silent: Vec<Conn> = (0..20).map(|_| Conn::connect(m)).collect();
-        for c in silent.iter_mut().step_by(2) {
-            c.send(b"GET /heal");
-        }
+        // More silent clients than the listener's table holds (64: `MAX_CLIENTS`
+        // in src/daemon/metrics.rs). Renewed every few seconds, they would
+        // fail every health probe if each new client were refused.
+        const TABLE: usize = 64;
+        let mut silent: Vec<Conn> = (0..TABLE + 16).map(|_| Conn::connect(m)).collect();
         for _ in 0..3 {
             assert_eq!(fetch(m, "/healthz").0, 200);
         }
         Scrape::get(m);
-        // Room was made by dropping the oldest silent clients (the first
-        // four at least, for the four that came after them), cleanly...
-        for c in &mut silent[..4] {
-            let rest = c.read_to_close(WAIT).expect("the oldest silent clients are dropped");
+        // Room was made by closing the oldest silent clients (the first 16,
+        // for the 16 that came after them), quietly...
+        for (i, c) in silent[..16].iter_mut().enumerate() {
+            let rest = c.read_to_close(WAIT).unwrap_or_else(|_| panic!("silent client {i} was not dropped"));
             assert!(rest.is_empty(), "{}", show(&rest));
         }
-        // ... and at most one per client after them: the newest are kept.
-        for c in &mut silent[8..] {
+        // ... and at most one more for each client after them: the newest are kept.
+        for c in &mut silent[24..] {
             c.expect_open("a newer silent client");
         }
+    }
+
+    fn metrics_listener_accepts_and_rejects_like_the_main_listener(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, &format!("{METRICS}\nmax_header_size = 1024\nmax_target_size = 512"), &site.root);
+        let m = metrics_addr(&srv);
+        // Each case is sent whole to both ports, then (where it is longer
+        // than a byte) split at every third byte: what each port answers,
+        // as status codes in order, must be the same. /nope is 404 on both.
+        let long = format!("GET /nope HTTP/1.1\r\nHost: t\r\nX-Long: {}\r\n\r\n", "a".repeat(1100));
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("bare LF", b"GET /nope HTTP/1.1\nHost: t\nConnection: close\n\n".to_vec()),
+            ("pipelined", b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\nHEAD /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".to_vec()),
+            ("no Host", b"GET /nope HTTP/1.1\r\n\r\n".to_vec()),
+            ("space in a field name", b"GET /nope HTTP/1.1\r\nHost: t\r\nBad Name: x\r\n\r\n".to_vec()),
+            ("unknown method", b"BREW /nope HTTP/1.1\r\nHost: t\r\n\r\n".to_vec()),
+            ("POST", b"POST /nope HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()),
+            ("HTTP/2.0", b"GET /nope HTTP/2.0\r\nHost: t\r\n\r\n".to_vec()),
+            ("head over max_header_size", long.into_bytes()),
+            ("HTTP/1.0", b"GET /nope HTTP/1.0\r\n\r\n".to_vec()),
+        ];
+        let statuses = |addr: SocketAddr, req: &[u8], split: bool| -> Vec<String> {
+            let mut c = Conn::connect(addr);
+            if split {
+                for chunk in req.chunks(3) {
+                    if c.try_send(chunk).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1)); // apart on the wire
+                }
+            } else {
+                let _ = c.try_send(req);
+            }
+            c.shutdown_write();
+            let raw = c.read_to_close(IO_TIMEOUT).unwrap_or_else(|b| panic!("not closed: {}", show(&b)));
+            let text = String::from_utf8_lossy(&raw).into_owned();
+            text.match_indices("HTTP/1.1 ").map(|(i, _)| text[i + 9..i + 12].to_string()).collect()
+        };
+        for (what, req) in &cases {
+            for split in [false, true] {
+                let main = statuses(srv.addr(), req, split);
+                assert!(!main.is_empty(), "{what}: the main listener did not answer");
+                let metrics = statuses(m, req, split);
+                assert_eq!(metrics, main, "{what} (split: {split}): metrics port vs main port");
+            }
+        }
+        // And the endpoints themselves, asked with bare LFs.
+        let mut c = Conn::connect(m);
+        let r = c.roundtrip(b"GET /healthz HTTP/1.1\nHost: m\n\n");
+        assert_eq!((r.status, r.body_str().as_str()), (200, "ok\n"));
+        // Keep-alive, like the main listener: a second request on the same connection.
+        let r = c.roundtrip(b"GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n");
+        assert_eq!(r.status, 200);
+        assert!(r.body_str().contains("# TYPE tandem_info gauge"), "{}", r.body_str());
+    }
+
+    fn healthz_survives_a_flood_of_silent_connections(e) {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let site = Site::new();
+        let srv = start_or_skip!(e, METRICS, &site.root);
+        let m = metrics_addr(&srv);
+        const FLOODERS: usize = 3;
+        /// Connections each flooder holds open (the oldest is let go for each new one).
+        const HELD: usize = 1000;
+        const PROBES: usize = 200;
+        const PROBE_INTERVAL: Duration = Duration::from_millis(10);
+        const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+        const PROBING_LIMIT: Duration = Duration::from_secs(40);
+        /// The flood's bound in time, whatever happens to the probes.
+        const FLOOD_LIMIT: Duration = Duration::from_secs(60);
+        let stop = Arc::new(AtomicBool::new(false));
+        let opened = Arc::new(AtomicUsize::new(0));
+        let flood: Vec<_> = (0..FLOODERS)
+            .map(|_| {
+                let (stop, opened) = (stop.clone(), opened.clone());
+                std::thread::spawn(move || {
+                    // The attacker's CPU is not the server's (it would be
+                    // another machine): on this one, the flood takes what
+                    // the server and the probes leave, as fast as it can.
+                    // SAFETY: plain calls on this thread's own id; no pointers.
+                    unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) };
+                    let end = Instant::now() + FLOOD_LIMIT;
+                    let mut held = std::collections::VecDeque::with_capacity(HELD);
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                        // Silent; a connect that fails is the flood's loss.
+                        if let Some(s) = start_connect(m) {
+                            opened.fetch_add(1, Ordering::Relaxed);
+                            if held.len() == HELD {
+                                held.pop_front();
+                            }
+                            held.push_back(s);
+                        }
+                    }
+                    held.len()
+                })
+            })
+            .collect();
+        wait_until("the flood to hold a thousand connections", || opened.load(Ordering::Relaxed) >= 1000);
+        let mut failed = Vec::new();
+        let mut slowest = Duration::ZERO;
+        let before = opened.load(Ordering::Relaxed);
+        let t0 = Instant::now();
+        for i in 0..PROBES {
+            if t0.elapsed() > PROBING_LIMIT {
+                failed.extend((i..PROBES).map(|j| format!("probe {j}: not made, {PROBING_LIMIT:?} are up")));
+                break;
+            }
+            let probe = || -> Result<(), String> {
+                // A liveness probe's timeout (conf/kubernetes.yaml) for each step.
+                let mut s = TcpStream::connect_timeout(&m, PROBE_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
+                s.set_read_timeout(Some(PROBE_TIMEOUT)).unwrap();
+                s.set_write_timeout(Some(PROBE_TIMEOUT)).unwrap();
+                s.write_all(b"GET /healthz HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n").map_err(|e| format!("write: {e}"))?;
+                let mut raw = Vec::new();
+                s.read_to_end(&mut raw).map_err(|e| format!("read: {e} after {}", show(&raw)))?;
+                if raw.starts_with(b"HTTP/1.1 200 ") && raw.ends_with(b"\r\n\r\nok\n") {
+                    Ok(())
+                } else {
+                    Err(format!("got {}", show(&raw)))
+                }
+            };
+            let t = Instant::now();
+            if let Err(why) = probe() {
+                failed.push(format!("probe {i}: {why}"));
+            }
+            slowest = slowest.max(t.elapsed());
+            // A health checker's interval (a short one): the flood has the
+            // machine in between.
+            std::thread::sleep(PROBE_INTERVAL);
+        }
+        let probing = t0.elapsed();
+        let during = opened.load(Ordering::Relaxed) - before;
+        stop.store(true, Ordering::Relaxed);
+        let held: usize = flood.into_iter().map(|t| t.join().unwrap()).sum();
+        eprintln!(
+            "{e}: {PROBES} probes in {probing:?} (slowest {slowest:?}), {} failed; \
+             the flood opened {during} connections meanwhile, held {held}",
+            failed.len()
+        );
+        assert!(held >= 1000, "the flood held only {held} connections");
+        assert!(
+            failed.is_empty(),
+            "{} of {PROBES} /healthz probes failed under the flood: {:#?}",
+            failed.len(),
+            &failed[..failed.len().min(10)]
+        );
+        // The listener is still itself afterwards.
+        assert_eq!(fetch(m, "/healthz").0, 200);
     }
 
     fn json_access_log_survives_hostile_requests(e) {
@@ -434,6 +630,47 @@ engine_tests! {
         // The plain ones were served, the control bytes refused.
         assert_eq!((want[0].1, want[1].1, want[2].1, want[4].1), (200, 200, 404, 400));
     }
+}
+
+/// A connection to `addr` begun and not waited for (a non-blocking
+/// connect: the kernel completes the handshake on its own), so that a
+/// thread opens them as fast as it can make the calls.
+fn start_connect(addr: SocketAddr) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let SocketAddr::V4(v4) = addr else {
+        panic!("{addr}: IPv4 only")
+    };
+    // SAFETY: socket(2) takes no pointers; it returns a new fd or -1.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is new and owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sa = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: v4.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*v4.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: passes a live sockaddr_in and its size; the kernel only reads it.
+    let r = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            &sa as *const libc::sockaddr_in as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    let pending = std::io::Error::last_os_error().raw_os_error() == Some(libc::EINPROGRESS);
+    (r == 0 || pending).then_some(fd)
 }
 
 /// The JSON log's mapping undone: `\xHH` is the byte HH (invalid UTF-8 and

@@ -2,304 +2,292 @@
 //! Prometheus text format) and `GET /healthz` (200 `ok` while serving, 503
 //! while starting or once a graceful stop began).
 //!
-//! Not the hot path: one thread polls the listeners and a stop pipe; each
-//! connection gets a short-lived thread with blocking std I/O, one request,
-//! then close. Bounded everywhere: at most `MAX_CLIENTS` at once, a request
-//! head of at most `MAX_REQUEST` bytes, and `CLIENT_TIMEOUT` for the whole
-//! exchange, so a client that never sends costs a thread for that long and
-//! no more. When every place is taken, the client that has been sending its
-//! head the longest is dropped to make room for the new one (only when all
-//! are past their head is the new one closed): otherwise a few silent
-//! connections, renewed every `CLIENT_TIMEOUT`, would fail every health
-//! probe. The worker threads never see any of it: a scrape sums their
-//! counters (`metrics::Registry`).
+//! There is one HTTP implementation: these requests are parsed and answered
+//! by the same `http::Conn` as the site's, driven by a worker of its own (the
+//! epoll engine) that serves the small [`Endpoints`] responder. Whatever the
+//! `listen` sockets accept or refuse (bare LFs, pipelining, keep-alive, the
+//! 400/431/501/505 answers), and their limits and timeouts (`header_timeout`,
+//! `max_header_size`, ...), hold here too; a reload hands the listener to a
+//! new worker with the new limits, like a generation of workers.
+//!
+//! What differs is policy, not protocol: the table is small
+//! (`MAX_CLIENTS`), and when it is full the client closest to its deadline
+//! among those with nothing to send (waiting for or sending a head, idle, or
+//! lingering) is closed for the new one (`engine::WhenFull::Evict`), so a
+//! flood of silent connections cannot fail a health probe; requests here
+//! are not written to the access log nor counted in the site's metrics.
+//!
+//! Always epoll, whatever `engine` says: the listener lives across reloads,
+//! which may switch engines; eviction wants a synchronous last read of the
+//! client it closes; and the control plane then stays apart from the
+//! io_uring engine's own resources (rings, buffer pools).
 
-use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Mutex};
+use std::io;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::engine::Listener;
-use crate::metrics::Registry;
-use crate::syscall;
+use bytes::Bytes;
 
-/// Clients served at once; more are closed at once.
-const MAX_CLIENTS: usize = 16;
-/// Largest request head read.
-const MAX_REQUEST: usize = 4096;
-/// The whole exchange with one client: reading its request and writing the answer.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::engine::{self, Control, Listener, WhenFull, WorkerSpec};
+use crate::http::{Body, Limits, Notes, Now, Reply, Request, Respond, Status};
+use crate::metrics::{Health, Registry, WorkerCounters};
 
-/// The running metrics listener; `stop` ends it.
-pub struct Server {
-    thread: JoinHandle<()>,
-    stop: UnixStream,
-}
-
-impl Server {
-    /// Serve `listeners` (bound by the daemon, non-blocking) from a new thread.
-    pub fn start(listeners: Vec<Listener>, registry: Arc<Registry>) -> io::Result<Server> {
-        let (stop_rd, stop) = UnixStream::pair()?;
-        let listeners: Vec<TcpListener> = listeners
-            .into_iter()
-            .map(|l| TcpListener::from(l.fd))
-            .collect();
-        let thread = std::thread::Builder::new()
-            .name("tandem-metrics".into())
-            .spawn(move || accept_loop(&listeners, &stop_rd, &registry))?;
-        Ok(Server { thread, stop })
-    }
-
-    /// Stop accepting and wait for the accept thread (clients still being
-    /// answered finish within `CLIENT_TIMEOUT`, or end with the process).
-    pub fn stop(self) {
-        // The other end is polled: a byte, or the close below, wakes it.
-        let _ = (&self.stop).write(&[1]);
-        drop(self.stop);
-        if self.thread.join().is_err() {
-            crate::error!("metrics listener thread panicked");
-        }
-    }
-}
-
-/// The clients being answered, in the order they came.
-#[derive(Default)]
-struct Clients {
-    next: u64,
-    all: Vec<Client>,
-}
-
-struct Client {
-    id: u64,
-    /// Still sending its request head (the only ones that may be dropped).
-    reading: bool,
-    /// The same socket as the serving thread's, to shut it down.
-    stream: TcpStream,
-}
-
-impl Clients {
-    /// Make room for one more client: None when every place is taken by a
-    /// client past its head; else its id. The oldest client still sending
-    /// its head is shut down if need be (its thread's read then ends).
-    fn admit(&mut self, stream: &TcpStream) -> Option<u64> {
-        if self.all.len() >= MAX_CLIENTS {
-            let oldest = self.all.iter().position(|c| c.reading)?;
-            let old = self.all.remove(oldest);
-            let _ = old.stream.shutdown(std::net::Shutdown::Both);
-        }
-        let stream = stream.try_clone().ok()?;
-        let id = self.next;
-        self.next += 1;
-        self.all.push(Client {
-            id,
-            reading: true,
-            stream,
-        });
-        Some(id)
-    }
-
-    /// Client `id` has sent its whole head: it keeps its place.
-    fn has_read(&mut self, id: u64) {
-        if let Some(c) = self.all.iter_mut().find(|c| c.id == id) {
-            c.reading = false;
-        }
-    }
-
-    /// Client `id` is done (or was dropped already).
-    fn gone(&mut self, id: u64) {
-        self.all.retain(|c| c.id != id);
-    }
-}
-
-fn lock(clients: &Mutex<Clients>) -> std::sync::MutexGuard<'_, Clients> {
-    clients.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn accept_loop(listeners: &[TcpListener], stop: &UnixStream, registry: &Arc<Registry>) {
-    let clients = Arc::new(Mutex::new(Clients::default()));
-    let mut fds: Vec<libc::pollfd> = listeners
-        .iter()
-        .map(|l| l.as_raw_fd())
-        .chain([stop.as_raw_fd()])
-        .map(|fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    loop {
-        // SAFETY: `fds` is a live array of `fds.len()` pollfds.
-        match syscall!(unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) }) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                crate::error!("metrics listener: poll: {e}");
-                return;
-            }
-        }
-        if fds.last().is_some_and(|p| p.revents != 0) {
-            return;
-        }
-        for (i, l) in listeners.iter().enumerate() {
-            if fds[i].revents == 0 {
-                continue;
-            }
-            loop {
-                let (stream, peer) = match l.accept() {
-                    Ok(x) => x,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        // EMFILE and the like: the level-triggered poll
-                        // would report the same connection again at once,
-                        // so pause a little instead of spinning.
-                        crate::warn!("metrics listener: accept: {e}");
-                        std::thread::sleep(Duration::from_millis(100));
-                        break;
-                    }
-                };
-                let Some(id) = lock(&clients).admit(&stream) else {
-                    crate::debug!("metrics listener: {peer}: too many clients, closed");
-                    continue;
-                };
-                let (reg, cl) = (registry.clone(), clients.clone());
-                let spawned = std::thread::Builder::new()
-                    .name("tandem-metrics-client".into())
-                    .spawn(move || {
-                        if let Err(e) = serve(stream, &reg, || lock(&cl).has_read(id)) {
-                            crate::debug!("metrics listener: {peer}: {e}");
-                        }
-                        lock(&cl).gone(id);
-                    });
-                if let Err(e) = spawned {
-                    lock(&clients).gone(id);
-                    crate::warn!("metrics listener: cannot start a client thread: {e}");
-                }
-            }
-        }
-    }
-}
-
-/// Answer one request on `s`, then close; `has_read` is called once the
-/// whole head is in.
-fn serve(mut s: TcpStream, registry: &Registry, has_read: impl FnOnce()) -> io::Result<()> {
-    let deadline = Instant::now() + CLIENT_TIMEOUT;
-    s.set_nonblocking(false)?;
-    let mut buf = [0u8; MAX_REQUEST];
-    let mut len = 0;
-    let head_end = loop {
-        if let Some(p) = buf[..len].windows(4).position(|w| w == b"\r\n\r\n") {
-            break Some(p);
-        }
-        if len == buf.len() {
-            break None;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        s.set_read_timeout(Some(left))?;
-        match s.read(&mut buf[len..]) {
-            Ok(0) => return Ok(()),
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    };
-    has_read();
-    let (status, ctype, body): (&str, &str, String) = match head_end {
-        None => (
-            "431 Request Header Fields Too Large",
-            TEXT,
-            "request too large\n".into(),
-        ),
-        Some(end) => route(&buf[..end], registry),
-    };
-    let head_only = buf.starts_with(b"HEAD ");
-    let mut out = format!(
-        "HTTP/1.1 {status}\r\nServer: tandem\r\nContent-Type: {ctype}\r\n\
-         Content-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    if !head_only {
-        out.push_str(&body);
-    }
-    s.set_write_timeout(Some(
-        deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1)),
-    ))?;
-    s.write_all(out.as_bytes())?;
-    let _ = s.shutdown(std::net::Shutdown::Write);
-    Ok(())
-}
+/// The connection table: clients served at once. A place is taken from the
+/// client that has waited longest for its request when a new one comes.
+pub const MAX_CLIENTS: usize = 64;
+/// How long a reload waits for the new worker to take the listener over.
+const HANDOVER: Duration = Duration::from_secs(5);
+/// A dead worker is replaced no sooner than this after it started.
+const RESPAWN_AFTER: Duration = Duration::from_secs(1);
 
 const TEXT: &str = "text/plain; charset=utf-8";
 /// The Prometheus text exposition format.
 const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// The answer to a request head (without its final CRLF CRLF).
-fn route(head: &[u8], registry: &Registry) -> (&'static str, &'static str, String) {
-    let line = head.split(|&b| b == b'\r').next().unwrap_or(b"");
-    let mut parts = line.split(|&b| b == b' ');
-    let (method, target) = (parts.next().unwrap_or(b""), parts.next().unwrap_or(b""));
-    let path = target.split(|&b| b == b'?').next().unwrap_or(b"");
-    if !matches!(parts.next(), Some(v) if v.starts_with(b"HTTP/1.")) {
-        return ("400 Bad Request", TEXT, "bad request\n".into());
+/// The two endpoints, behind the `Respond` trait like the file responder.
+pub struct Endpoints {
+    registry: Arc<Registry>,
+    /// Test hook (`TANDEM_TEST_PANIC_TARGET`, debug builds only), as the
+    /// file responder's: a request for exactly this target panics the
+    /// worker, so tests can prove a dead metrics worker is replaced.
+    #[cfg(debug_assertions)]
+    panic_target: Option<String>,
+}
+
+impl Endpoints {
+    pub fn new(registry: Arc<Registry>) -> Endpoints {
+        Endpoints {
+            registry,
+            #[cfg(debug_assertions)]
+            panic_target: std::env::var("TANDEM_TEST_PANIC_TARGET")
+                .ok()
+                .filter(|t| !t.is_empty()),
+        }
     }
-    if method != b"GET" && method != b"HEAD" {
-        return ("405 Method Not Allowed", TEXT, "GET or HEAD\n".into());
+}
+
+impl Respond for Endpoints {
+    fn respond(&self, req: &Request<'_>, _now: &Now, _notes: &mut Notes) -> Reply {
+        #[cfg(debug_assertions)]
+        if self.panic_target.as_deref() == Some(req.target) {
+            panic!("test hook: TANDEM_TEST_PANIC_TARGET requested");
+        }
+        let path = req.target.split('?').next().unwrap_or("");
+        let (status, ctype, body): (Status, &str, Bytes) = match path {
+            "/metrics" => (Status::OK, EXPOSITION, self.registry.render().into()),
+            "/healthz" => match self.registry.health() {
+                Health::Serving => (Status::OK, TEXT, Bytes::from_static(b"ok\n")),
+                Health::Starting => (
+                    Status::SERVICE_UNAVAILABLE,
+                    TEXT,
+                    Bytes::from_static(b"starting\n"),
+                ),
+                Health::Stopping => (
+                    Status::SERVICE_UNAVAILABLE,
+                    TEXT,
+                    Bytes::from_static(b"stopping\n"),
+                ),
+            },
+            _ => (
+                Status::NOT_FOUND,
+                TEXT,
+                Bytes::from_static(b"not found: try /metrics or /healthz\n"),
+            ),
+        };
+        Reply::new(status, Body::Bytes(body))
+            .with_header("Content-Type", ctype)
+            .with_header("Cache-Control", "no-store")
     }
-    match path {
-        b"/metrics" => ("200 OK", EXPOSITION, registry.render()),
-        b"/healthz" => match registry.health() {
-            crate::metrics::Health::Serving => ("200 OK", TEXT, "ok\n".into()),
-            crate::metrics::Health::Starting => {
-                ("503 Service Unavailable", TEXT, "starting\n".into())
+}
+
+/// One metrics worker thread.
+struct Worker {
+    control: Arc<Control>,
+    thread: JoinHandle<io::Result<()>>,
+    started: Instant,
+}
+
+impl Worker {
+    fn join(self) {
+        match self.thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => crate::error!("metrics listener failed: {e}"),
+            // The panic hook logged the panic, with its place.
+            Err(_) => crate::error!("metrics listener worker panicked"),
+        }
+    }
+}
+
+/// The running metrics listener: `reload` and `stop` it.
+pub struct Server {
+    listeners: Vec<Arc<Listener>>,
+    responder: Arc<Endpoints>,
+    /// What the current worker runs with (a replacement gets the same).
+    limits: Limits,
+    shutdown_timeout: Duration,
+    current: Worker,
+    /// Workers a reload replaced, finishing what they had.
+    retiring: Vec<Worker>,
+}
+
+impl Server {
+    /// Serve `listeners` (bound by the daemon) from a worker of their own,
+    /// with the limits and timeouts of the `listen` sockets.
+    pub fn start(
+        listeners: Vec<Listener>,
+        registry: Arc<Registry>,
+        limits: Limits,
+        shutdown_timeout: Duration,
+    ) -> io::Result<Server> {
+        let listeners: Vec<Arc<Listener>> = listeners.into_iter().map(Arc::new).collect();
+        let responder = Arc::new(Endpoints::new(registry));
+        let current = spawn(&listeners, &responder, limits.clone(), shutdown_timeout)?;
+        Ok(Server {
+            listeners,
+            responder,
+            limits,
+            shutdown_timeout,
+            current,
+            retiring: Vec::new(),
+        })
+    }
+
+    /// A reload: a new worker with the new limits takes the listener over
+    /// (it accepts before the old one stops), and the old one finishes what
+    /// it has, as the site's workers do.
+    pub fn reload(&mut self, limits: Limits, shutdown_timeout: Duration) -> io::Result<()> {
+        let (done, busy): (Vec<Worker>, Vec<Worker>) = std::mem::take(&mut self.retiring)
+            .into_iter()
+            .partition(|w| w.thread.is_finished());
+        done.into_iter().for_each(Worker::join);
+        self.retiring = busy;
+        let new = spawn(
+            &self.listeners,
+            &self.responder,
+            limits.clone(),
+            shutdown_timeout,
+        )?;
+        (self.limits, self.shutdown_timeout) = (limits, shutdown_timeout);
+        let deadline = Instant::now() + HANDOVER;
+        while !new.control.is_accepting() && !new.thread.is_finished() {
+            if Instant::now() >= deadline {
+                crate::warn!(
+                    "metrics listener: the new worker did not start accepting within {HANDOVER:?}"
+                );
+                break;
             }
-            crate::metrics::Health::Stopping => {
-                ("503 Service Unavailable", TEXT, "stopping\n".into())
-            }
-        },
-        _ => (
-            "404 Not Found",
-            TEXT,
-            "not found: try /metrics or /healthz\n".into(),
-        ),
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let old = std::mem::replace(&mut self.current, new);
+        old.control.set(engine::RETIRE);
+        self.retiring.push(old);
+        Ok(())
     }
+
+    /// Called from the daemon's loop: a metrics worker that died (a bug; its
+    /// panic is in the error log) is replaced, like a site worker, at most
+    /// once per `RESPAWN_AFTER` so one that cannot run does not spin.
+    pub fn replace_if_dead(&mut self) {
+        if !self.current.thread.is_finished() || self.current.started.elapsed() < RESPAWN_AFTER {
+            return;
+        }
+        let new = match spawn(
+            &self.listeners,
+            &self.responder,
+            self.limits.clone(),
+            self.shutdown_timeout,
+        ) {
+            Ok(w) => w,
+            Err(e) => {
+                crate::error!("metrics listener: cannot start a replacement: {e}");
+                self.current.started = Instant::now();
+                return;
+            }
+        };
+        std::mem::replace(&mut self.current, new).join();
+        crate::info!("metrics listener: replacement started");
+    }
+
+    /// Close everything now: the daemon is done (the site's workers have
+    /// drained, and `/healthz` said 503 all along).
+    pub fn stop(self) {
+        let all = std::iter::once(self.current).chain(self.retiring);
+        let all: Vec<Worker> = all.collect();
+        for w in &all {
+            w.control.set(engine::ABORT);
+        }
+        all.into_iter().for_each(Worker::join);
+    }
+}
+
+fn spawn(
+    listeners: &[Arc<Listener>],
+    responder: &Arc<Endpoints>,
+    limits: Limits,
+    shutdown_timeout: Duration,
+) -> io::Result<Worker> {
+    let control = Control::new()?;
+    let spec = WorkerSpec {
+        id: 0,
+        listeners: listeners.to_vec(),
+        responder: responder.clone(),
+        limits,
+        access: None,
+        control: control.clone(),
+        max_connections: MAX_CLIENTS,
+        when_full: WhenFull::Evict,
+        // Not registered: the site's metrics count the site's requests.
+        counters: Arc::new(WorkerCounters::default()),
+        shutdown_timeout,
+    };
+    let thread = std::thread::Builder::new()
+        .name("tandem-metrics".into())
+        .spawn(move || engine::epoll::run(spec))?;
+    Ok(Worker {
+        control,
+        thread,
+        started: Instant::now(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::parse::with_request;
+    use std::time::SystemTime;
+
+    fn ask(e: &Endpoints, target: &str) -> (u16, String, String) {
+        let now = Now::new(Instant::now(), SystemTime::now());
+        let mut notes = Notes::new(crate::log::Level::Error);
+        let r = with_request(
+            &format!("GET {target} HTTP/1.1\r\nHost: m\r\n\r\n"),
+            |req| e.respond(req, &now, &mut notes),
+        );
+        let Body::Bytes(b) = r.body else {
+            panic!("not a bytes body")
+        };
+        assert_eq!(r.headers.get("cache-control"), Some("no-store"));
+        (
+            r.status.0,
+            r.headers.get("content-type").unwrap_or("").to_string(),
+            String::from_utf8(b.to_vec()).unwrap(),
+        )
+    }
 
     #[test]
     fn routes() {
         let r = Registry::new("epoll");
-        assert_eq!(
-            route(b"GET /healthz HTTP/1.1", &r).0,
-            "503 Service Unavailable"
-        );
+        let e = Endpoints::new(r.clone());
+        assert_eq!(ask(&e, "/healthz"), (503, TEXT.into(), "starting\n".into()));
         r.set_serving();
-        let (st, ct, body) = route(b"GET /healthz?x=1 HTTP/1.1\r\nHost: a", &r);
-        assert_eq!((st, ct, body.as_str()), ("200 OK", TEXT, "ok\n"));
-        let (st, ct, body) = route(b"HEAD /metrics HTTP/1.0", &r);
-        assert_eq!((st, ct), ("200 OK", EXPOSITION));
+        assert_eq!(ask(&e, "/healthz?x=1"), (200, TEXT.into(), "ok\n".into()));
+        let (st, ct, body) = ask(&e, "/metrics");
+        assert_eq!((st, ct.as_str()), (200, EXPOSITION));
         assert!(body.contains("# TYPE tandem_requests_total counter"));
-        assert_eq!(
-            route(b"POST /metrics HTTP/1.1", &r).0,
-            "405 Method Not Allowed"
-        );
-        assert_eq!(route(b"GET / HTTP/1.1", &r).0, "404 Not Found");
-        assert_eq!(route(b"GET /metrics", &r).0, "400 Bad Request");
+        assert_eq!(ask(&e, "/").0, 404);
+        assert_eq!(ask(&e, "/metrics/").0, 404);
         r.set_stopping();
-        let (st, _, body) = route(b"GET /healthz HTTP/1.1", &r);
-        assert_eq!(
-            (st, body.as_str()),
-            ("503 Service Unavailable", "stopping\n")
-        );
+        assert_eq!(ask(&e, "/healthz"), (503, TEXT.into(), "stopping\n".into()));
     }
 }

@@ -156,7 +156,13 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
         None
     } else {
         Some(
-            metrics::Server::start(metrics_listeners, registry.clone()).map_err(|e| {
+            metrics::Server::start(
+                metrics_listeners,
+                registry.clone(),
+                Limits::from_config(&cfg),
+                cfg.shutdown_timeout.0,
+            )
+            .map_err(|e| {
                 StartError::Listen(io::Error::new(e.kind(), format!("metrics listener: {e}")))
             })?,
         )
@@ -250,11 +256,12 @@ impl Daemon {
             let spec = WorkerSpec {
                 id,
                 listeners: listeners.clone(),
-                files: files.clone(),
+                responder: files.clone(),
                 limits: limits.clone(),
-                access: access.clone(),
+                access: Some(access.clone()),
                 control: Control::new()?,
                 max_connections: cfg.max_connections,
+                when_full: engine::WhenFull::Pause,
                 shutdown_timeout: cfg.shutdown_timeout.0,
                 counters: self.registry.worker(),
             };
@@ -346,6 +353,9 @@ impl Daemon {
             }
             if running {
                 self.current.respawn_due(&self.waker, &self.registry);
+            }
+            if let Some(m) = self.metrics.as_mut() {
+                m.replace_if_dead();
             }
             for g in &mut self.old {
                 for (id, end) in g.reap(false, &self.registry) {
@@ -488,6 +498,15 @@ impl Daemon {
                     crate::info!("stopped listening on {}", l.addr);
                 }
                 self.old.push(prev);
+                // The metrics listener takes the new limits and timeouts too.
+                if let Some(m) = self.metrics.as_mut()
+                    && let Err(e) =
+                        m.reload(Limits::from_config(&self.cfg), self.cfg.shutdown_timeout.0)
+                {
+                    crate::error!(
+                        "metrics listener: cannot start its new worker, keeping the old: {e}"
+                    );
+                }
             }
             Err(e) => {
                 self.cfg = old_cfg;

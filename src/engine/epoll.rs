@@ -7,7 +7,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use super::{
-    AcceptFailed, AcceptGate, EngineConn, STRANDED_MAX, Slab, Step, WorkerSpec, WorkerState,
+    AcceptFailed, AcceptGate, EngineConn, STRANDED_MAX, Slab, Step, WhenFull, WorkerSpec,
+    WorkerState,
 };
 use crate::http::{Conn, Segment, Transmit};
 
@@ -189,8 +190,26 @@ impl Worker {
     /// an error or max_connections) and start serving them.
     fn accept_some(&mut self, li: usize, max: usize) {
         let lfd = self.spec.listeners[li].raw();
+        let evict = self.spec.when_full == WhenFull::Evict;
+        // Making room, a turn takes at most a table's worth: the loop comes
+        // back to its events however fast connections arrive (the listener
+        // is level-triggered: the rest are reported again).
+        let max = if evict {
+            max.min(self.spec.max_connections)
+        } else {
+            max
+        };
         for _ in 0..max {
-            let now = self.sh.clock.now().instant;
+            let now = if evict {
+                // Each its own time, so that the policy's "closest to its
+                // deadline" is also "came first" among those of one turn.
+                self.sh.clock.update()
+            } else {
+                self.sh.clock.now().instant
+            };
+            if evict && self.conns.len() >= self.spec.max_connections {
+                self.make_room();
+            }
             if !self.gate.admit(self.conns.len(), now) {
                 break;
             }
@@ -225,6 +244,35 @@ impl Worker {
             && let Err(e) = self.arm_listeners(false)
         {
             crate::error!("epoll_ctl: {e}");
+        }
+    }
+
+    /// `WhenFull::Evict` at max_connections: close the policy's
+    /// `eviction_candidate`. Its socket is read once more first: a request
+    /// that came since its last event is answered (the answer is in the
+    /// socket ahead of the close), and a candidate that now has a response
+    /// under way is kept. A few tries; if none frees a place, accepting
+    /// pauses as at any full table.
+    fn make_room(&mut self) {
+        for _ in 0..4 {
+            let Some(tok) = self.sh.eviction_candidate(&mut self.conns) else {
+                return;
+            };
+            if let Some(c) = self.conns.get_mut(tok) {
+                c.rd_drained = false;
+            }
+            self.drive(tok);
+            let Some(c) = self.conns.get_mut(tok) else {
+                return; // it closed (the client had gone)
+            };
+            if super::policy::evictable(&c.conn).is_some() {
+                self.sh.evict(&mut c.conn);
+                // Dropping it closes the fd (and takes it out of epoll); a
+                // stale turn of it in the ready queue finds the slot empty
+                // or a new connection, which it merely drives.
+                self.conns.remove(tok);
+                return;
+            }
         }
     }
 

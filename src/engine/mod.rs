@@ -7,7 +7,7 @@ pub mod epoll;
 pub mod policy;
 pub mod uring;
 
-pub use policy::{ACCEPT_PAUSE, AcceptFailed, AcceptGate, EngineConn, STRANDED_MAX};
+pub use policy::{ACCEPT_PAUSE, AcceptFailed, AcceptGate, EngineConn, STRANDED_MAX, WhenFull};
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,8 +17,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::EngineChoice;
-use crate::files::Responder;
-use crate::http::{BufferPool, Ctx, Limits, Notes, Now};
+use crate::http::{BufferPool, Ctx, Limits, Notes, Now, Respond};
 use crate::log::AccessLog;
 use crate::metrics::WorkerCounters;
 
@@ -231,16 +230,25 @@ impl Control {
     }
 }
 
+/// What answers a worker's requests: the file responder on the `listen`
+/// sockets, the metrics responder on `metrics_listen`. `Conn` already calls
+/// it through `&dyn Respond` (`Ctx::responder`), so this costs the hot path
+/// nothing, and an engine never names a concrete responder.
+pub type SharedRespond = Arc<dyn Respond + Send + Sync>;
+
 /// Everything a worker needs to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WorkerSpec {
     pub id: usize,
     pub listeners: Vec<Arc<Listener>>,
-    pub files: Arc<Responder>,
+    pub responder: SharedRespond,
     pub limits: Limits,
-    pub access: Arc<AccessLog>,
+    /// None: requests are not logged (the metrics listener's).
+    pub access: Option<Arc<AccessLog>>,
     pub control: Arc<Control>,
     pub max_connections: usize,
+    /// At max_connections: wait for room, or make it (see `WhenFull`).
+    pub when_full: WhenFull,
     pub shutdown_timeout: Duration,
     /// This worker's `/metrics` counters (a replacement gets a new block).
     pub counters: Arc<WorkerCounters>,
@@ -250,6 +258,11 @@ pub struct WorkerSpec {
 pub fn run(engine: Engine, spec: WorkerSpec) -> io::Result<()> {
     match engine {
         Engine::Epoll => epoll::run(spec),
+        // Making room is epoll's (the metrics worker's): refused, not ignored.
+        Engine::IoUring if spec.when_full == WhenFull::Evict => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the io_uring engine does not make room at a full table (WhenFull::Evict)",
+        )),
         Engine::IoUring => uring::run(spec),
     }
 }
@@ -297,6 +310,11 @@ fn secs(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether requests are written to an access log.
+fn logs(access: &Option<Arc<AccessLog>>) -> bool {
+    access.as_ref().is_some_and(|a| !a.is_off())
+}
+
 /// The access-log buffer is written out once it holds this much.
 const LOG_FLUSH_AT: usize = 32 * 1024;
 /// Its capacity: room for the flush point plus a line or two.
@@ -306,10 +324,10 @@ const LOG_BUF_CAP: usize = LOG_FLUSH_AT + 4096;
 /// limits, clock, the access-log and error-log buffers, the timer tick and
 /// the drain deadline. Nothing in it is shared between workers.
 pub struct WorkerState {
-    pub files: Arc<Responder>,
+    pub responder: SharedRespond,
     pub limits: Limits,
     pub clock: Clock,
-    access: Arc<AccessLog>,
+    access: Option<Arc<AccessLog>>,
     logbuf: Vec<u8>,
     /// Error-log lines from `Conn` and the responder, written out after each call.
     notes: Notes,
@@ -381,11 +399,11 @@ impl WorkerState {
         let clock = Clock::new();
         let now = clock.now().instant;
         WorkerState {
-            files: spec.files.clone(),
+            responder: spec.responder.clone(),
             limits: spec.limits.clone(),
             clock,
             access: spec.access.clone(),
-            logbuf: Vec::with_capacity(if spec.access.is_off() { 0 } else { LOG_BUF_CAP }),
+            logbuf: Vec::with_capacity(if logs(&spec.access) { LOG_BUF_CAP } else { 0 }),
             notes: Notes::new(crate::log::level()),
             last_flush: now,
             tick,
@@ -410,12 +428,12 @@ impl WorkerState {
         self.write_notes();
         Ctx {
             now: self.clock.now(),
-            responder: &*self.files,
+            responder: &*self.responder,
             limits: &self.limits,
-            log: if self.access.is_off() {
-                None
-            } else {
+            log: if logs(&self.access) {
                 Some(&mut self.logbuf)
+            } else {
+                None
             },
             notes: &mut self.notes,
             stats: &self.counters,
@@ -462,7 +480,9 @@ impl WorkerState {
         self.write_notes();
         self.last_flush = self.clock.now().instant;
         if !self.logbuf.is_empty() {
-            self.access.write(&self.logbuf);
+            if let Some(a) = &self.access {
+                a.write(&self.logbuf);
+            }
             self.logbuf.clear();
             if self.logbuf.capacity() > 2 * LOG_BUF_CAP {
                 self.logbuf.shrink_to(LOG_BUF_CAP);

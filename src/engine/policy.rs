@@ -10,7 +10,7 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use super::{Slab, WorkerState};
-use crate::http::{Conn, Ctx};
+use crate::http::{Conn, Ctx, Transmit};
 
 /// How long accepting pauses when the process is out of descriptors or
 /// memory, at max_connections, or after an unexpected accept error (nginx
@@ -20,6 +20,36 @@ pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Most connections taken from a listener's backlog when the drain begins
 /// (they were told they are connected, and often sent a request already).
 pub const STRANDED_MAX: usize = 64;
+
+/// What a worker does when its connection table is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Accepting pauses (`ACCEPT_PAUSE` at a time); new clients wait in the
+    /// listen backlog. The `listen` sockets' policy: a client in the
+    /// table is never dropped for a newer one.
+    Pause,
+    /// Room is made: the connection with nothing to send that is closest to
+    /// its deadline (`evictable`) is closed for the new one, after one last
+    /// read of what it may have sent meanwhile. A bounded table that
+    /// silent connections cannot hold: the `metrics_listen` socket's
+    /// policy, so that a flood of them cannot fail a health probe (which
+    /// sends its request as it connects). Implemented by the epoll engine,
+    /// the one the metrics worker runs.
+    Evict,
+}
+
+/// Whether `conn` may be closed to make room (`WhenFull::Evict`): it has
+/// nothing to send, so no response is cut. That is a connection waiting for
+/// its first request, or for the rest of a head, or idle between requests,
+/// or lingering after its last response (which has left for the socket).
+/// Of these, the one whose deadline comes first has waited longest for its
+/// head (or is closing anyway): it goes first, as it would soonest anyway.
+pub fn evictable(conn: &Conn) -> Option<Instant> {
+    if conn.is_closed() || !matches!(conn.poll_transmit(), Transmit::Idle) {
+        return None;
+    }
+    conn.poll_timeout()
+}
 
 /// What an engine does after an accept error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +206,35 @@ impl WorkerState {
             }
         }
         due
+    }
+
+    /// The connection to close to make room (`WhenFull::Evict`): of those
+    /// `evictable`, the one whose deadline comes first. None: every
+    /// connection has a response under way.
+    pub fn eviction_candidate<T: EngineConn>(&self, conns: &mut Slab<T>) -> Option<usize> {
+        let mut best: Option<(Instant, usize)> = None;
+        for tok in conns.keys() {
+            let Some(conn) = conns.get_mut(tok).and_then(|c| c.conn()) else {
+                continue;
+            };
+            if let Some(d) = evictable(conn)
+                && best.is_none_or(|(b, _)| d < b)
+            {
+                best = Some((d, tok));
+            }
+        }
+        best.map(|(_, tok)| tok)
+    }
+
+    /// Close `conn` to make room for a new connection. Nothing is sent: it
+    /// has no response under way (`evictable`), and a client that has not
+    /// finished its head gets the same quiet close as one that never sent.
+    pub fn evict(&mut self, conn: &mut Conn) {
+        crate::debug!(
+            "{}: connection table full, closed for a newer one",
+            conn.peer()
+        );
+        conn.handle_error(&mut self.ctx());
     }
 
     /// The drain fan-out: `begin_shutdown` on every connection. Returns
