@@ -48,7 +48,7 @@ use super::{AcceptGate, EngineConn, Slab, Step, WorkerSpec, WorkerState};
 use accept::{Acceptor, close_fd};
 use bufring::BufRing;
 use conn::UConn;
-use pool::Pool;
+use pool::{Pool, give_back_memory};
 use ring::{ACCEPT, CANCEL, CLOSE, Io, POLL_OUT, RECV, WAKE, errno_str, parse_ud, ud};
 use send::BodyMode;
 
@@ -58,9 +58,12 @@ const SQ_ENTRIES: u32 = 512;
 /// 16x the SQ: multishot receives and accepts post many completions per SQE.
 const CQ_ENTRIES: u32 = 8192;
 /// Provided receive buffers per worker (power of two) and their size.
-const BUF_COUNT: u16 = 512;
-const BUF_SIZE: usize = 8192;
+const BUF_COUNT: u16 = 128;
+const BUF_SIZE: usize = 4096;
 const BGID: u16 = 0;
+/// A worker that has this many fewer connections than at its peak since
+/// it last gave memory back gives it back at its next quiet tick.
+const GIVE_BACK_CONNS: usize = 256;
 /// Cancellations that did not take (e.g. an op still waiting in a link) are repeated.
 const RECANCEL: Duration = Duration::from_secs(1);
 /// How long teardown waits for the kernel to finish cancelled operations.
@@ -101,6 +104,7 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
         io: Io::new(ring),
         bufs,
         conns: Slab::new(),
+        peak: 0,
         pool: Pool::default(),
         sh: WorkerState::new(&spec),
         spec,
@@ -143,6 +147,8 @@ struct Worker {
     io: Io,
     bufs: BufRing,
     conns: Slab<Box<UConn>>,
+    /// Most connections open since memory was last given back.
+    peak: usize,
     pool: Pool,
     sh: WorkerState,
     spec: WorkerSpec,
@@ -325,7 +331,14 @@ impl Worker {
 
     fn on_tick(&mut self) {
         let now = self.sh.clock.now().instant;
-        self.pool.trim();
+        // After a burst (a quiet tick: nothing taken from the pool), the
+        // pool's idle items and the allocator's free memory go back.
+        if let Some(freed) = self.pool.trim()
+            && (freed || self.peak >= self.conns.len() + GIVE_BACK_CONNS)
+        {
+            give_back_memory();
+            self.peak = self.conns.len();
+        }
         if self.gate.resume(now) {
             self.unpark();
             self.sync_accept();
