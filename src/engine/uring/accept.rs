@@ -131,7 +131,7 @@ impl Worker {
         if let Some(c) = self.conns.get_mut(slot) {
             c.slot = slot;
         }
-        self.peak = self.peak.max(self.conns.len());
+        self.give_back.opened(self.conns.len());
         // Arms the receive; data that came with the connection is read at once.
         self.settle(slot);
     }

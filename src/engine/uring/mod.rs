@@ -44,11 +44,12 @@ use std::time::Duration;
 
 use io_uring::{cqueue, opcode, types};
 
+use super::policy::GiveBack;
 use super::{AcceptGate, EngineConn, Slab, Step, WorkerSpec, WorkerState};
 use accept::{Acceptor, close_fd};
 use bufring::BufRing;
 use conn::UConn;
-use pool::{Pool, give_back_memory};
+use pool::Pool;
 use ring::{ACCEPT, CANCEL, CLOSE, Io, POLL_OUT, RECV, WAKE, errno_str, parse_ud, ud};
 use send::BodyMode;
 
@@ -57,13 +58,16 @@ pub use setup::probe;
 const SQ_ENTRIES: u32 = 512;
 /// 16x the SQ: multishot receives and accepts post many completions per SQE.
 const CQ_ENTRIES: u32 = 8192;
-/// Provided receive buffers per worker (power of two) and their size.
+/// Provided receive buffers per worker (power of two) and their size. The
+/// kernel takes them in ring order, so under any traffic every one of them
+/// is touched (its first page, at least): they are a fixed cost per worker
+/// of up to 512 KiB of RSS (512 x 8 KiB was 2-4 MiB: 420-840 bytes per
+/// connection of 5,000 on a fresh server). 128 is more than one loop turn
+/// of wrk's -c100 takes; a burst beyond it gets ENOBUFS, and those receives
+/// are armed again a turn later.
 const BUF_COUNT: u16 = 128;
 const BUF_SIZE: usize = 4096;
 const BGID: u16 = 0;
-/// A worker that has this many fewer connections than at its peak since
-/// it last gave memory back gives it back at its next quiet tick.
-const GIVE_BACK_CONNS: usize = 256;
 /// Cancellations that did not take (e.g. an op still waiting in a link) are repeated.
 const RECANCEL: Duration = Duration::from_secs(1);
 /// How long teardown waits for the kernel to finish cancelled operations.
@@ -104,7 +108,7 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
         io: Io::new(ring),
         bufs,
         conns: Slab::new(),
-        peak: 0,
+        give_back: GiveBack::default(),
         pool: Pool::default(),
         sh: WorkerState::new(&spec),
         spec,
@@ -147,8 +151,7 @@ struct Worker {
     io: Io,
     bufs: BufRing,
     conns: Slab<Box<UConn>>,
-    /// Most connections open since memory was last given back.
-    peak: usize,
+    give_back: GiveBack,
     pool: Pool,
     sh: WorkerState,
     spec: WorkerSpec,
@@ -333,11 +336,8 @@ impl Worker {
         let now = self.sh.clock.now().instant;
         // After a burst (a quiet tick: nothing taken from the pool), the
         // pool's idle items and the allocator's free memory go back.
-        if let Some(freed) = self.pool.trim()
-            && (freed || self.peak >= self.conns.len() + GIVE_BACK_CONNS)
-        {
-            give_back_memory();
-            self.peak = self.conns.len();
+        if let Some(freed) = self.pool.trim() {
+            self.give_back.quiet_tick(self.conns.len(), freed);
         }
         if self.gate.resume(now) {
             self.unpark();

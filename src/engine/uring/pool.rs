@@ -6,8 +6,9 @@
 //!
 //! Capped and trimmed: each free list keeps a bounded number (buffers: a
 //! bounded number of bytes), and a tick during which nothing was taken lets
-//! every idle item go and asks the allocator to hand free memory back to
-//! the OS (`malloc_trim`), so a burst leaves no lasting footprint.
+//! every idle item go (and the worker then hands the allocator's free
+//! memory back to the OS: `policy::GiveBack`), so a burst leaves no lasting
+//! footprint.
 
 use super::send::Out;
 use std::io;
@@ -183,19 +184,5 @@ impl Pool {
         } else {
             self.pipes_open -= 1;
         }
-    }
-}
-
-/// Hand the allocator's free memory back to the OS: glibc keeps freed
-/// chunks (and whole arenas' worth of them after a burst) mapped, and
-/// returns only the top of a heap by itself. `malloc_trim` also releases
-/// free pages in the middle of every arena. Called after a burst, when a
-/// worker has gone a tick without taking from its pool.
-pub fn give_back_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim takes no pointers; it only walks the allocator's
-    // own free lists under their locks.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }

@@ -1,9 +1,13 @@
 //! Writes: turning what `Conn::poll_transmit` offers into a chain of ops.
 //!
-//! * Bytes only: one Send straight from a held clone of the segment, or the
-//!   leading byte segments gathered into a pooled buffer and sent at once.
+//! * Bytes (a head, a cached body, an error page) go out from the held
+//!   clones of their segments, never copied: one Send for one segment, one
+//!   SendMsg (iovecs in the connection's `Out`) for several. So a send that
+//!   waits for a slow reader holds no buffer, only references to shared
+//!   bytes (a copy would have to be held as long as the send waits).
 //! * Bytes then a file (the usual response head + body): read mode copies
-//!   the bytes into a pooled buffer and links `Read(file) -> Send(buffer)`.
+//!   the bytes into a pooled buffer sized for the chunk (a power of two,
+//!   4 KiB to 256 KiB) and links `Read(file) -> Send(buffer)`.
 //!   Splice mode (bodies over `SPLICE_MIN`) asks `cachestat(2)` whether the
 //!   chunk's pages are all in the page cache:
 //!   - if they are, `Send(bytes)` goes on the ring and the file follows with
