@@ -186,3 +186,48 @@ impl Pool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_buffer_is_less_than_twice_what_it_holds() {
+        let mut pool = Pool::default();
+        for need in [
+            1,
+            4096,
+            4097,
+            5000,
+            16 * 1024 + 300,
+            100_000,
+            READ_BUF - 1,
+            READ_BUF,
+        ] {
+            let b = pool.take_buf(need);
+            assert!(b.len() >= need, "{need}: {}", b.len());
+            assert!(
+                b.len() < 2 * need || b.len() == READ_BUF_MIN,
+                "{need}: {}",
+                b.len()
+            );
+            pool.put_buf(b);
+        }
+    }
+
+    #[test]
+    fn idle_items_are_capped_and_go_at_a_quiet_tick() {
+        let mut pool = Pool::default();
+        let bufs: Vec<_> = (0..16).map(|_| pool.take_buf(READ_BUF)).collect();
+        let outs: Vec<_> = (0..KEEP_OUTS + 10).map(|_| pool.take_out()).collect();
+        bufs.into_iter().for_each(|b| pool.put_buf(b));
+        outs.into_iter().for_each(|o| pool.put_out(o));
+        assert_eq!(pool.bufs[CLASSES - 1].len(), KEEP_BUF_BYTES / READ_BUF);
+        assert_eq!(pool.outs.len(), KEEP_OUTS);
+        // Used during this tick: kept; quiet for the next: let go.
+        assert_eq!(pool.trim(), None);
+        assert_eq!(pool.trim(), Some(true));
+        assert!(pool.outs.is_empty() && pool.bufs.iter().all(|b| b.is_empty()));
+        assert_eq!(pool.trim(), Some(false));
+    }
+}

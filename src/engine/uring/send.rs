@@ -213,8 +213,13 @@ impl UConn {
                     self.wait_room(io);
                     return;
                 }
-                // No write is in flight: the last one's clones can go.
+                // No write is in flight: the last one's clones can go,
+                // and its buffer (all sent): a connection holds one only
+                // while it sends from it.
                 o.held.clear();
+                if let Some(b) = o.fbuf.take() {
+                    pool.put_buf(b);
+                }
             }
             let next = match self.conn.poll_transmit() {
                 Transmit::Idle => Next::Idle,
@@ -412,8 +417,9 @@ impl UConn {
         let h: usize = o.held[..nbytes].iter().map(|s| s.len() as usize).sum();
         let want = len.min((READ_BUF - h) as u64) as usize;
         let more = len > want as u64 || o.more_after;
+        // None is held here (`pump` gave the last one back).
         let buf = o.fbuf.get_or_insert_with(|| pool.take_buf(h + want));
-        let want = want.min(buf.len() - h);
+        let want = want.min(buf.len().saturating_sub(h));
         let mut at = 0;
         for s in &o.held[..nbytes] {
             if let Segment::Bytes(b) = s {
