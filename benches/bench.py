@@ -9,8 +9,11 @@ Setup (issue #9): each server pinned to its own core(s) (`taskset`), wrk
 utime+stime (/proc/PID/stat) of the processes this script started (for nginx:
 the workers that are children of the master it started) over the requests wrk
 completed. Servers are alternated round by round; every figure is the median
-over rounds. The idle case opens keep-alive connections (one request each) and
-reports the server's RSS growth per connection.
+over rounds. The idle case starts each server afresh (no warm-up: what the
+first connections make a server touch is part of their cost, as a user of a
+just-started server sees it), opens keep-alive connections in bursts (one
+request each) and reports the server's RSS growth per connection, and its RSS
+once they have closed.
 
 Writes target/bench/<timestamp>/{results.md,results.csv,rounds.csv,chart.svg}
 and prints the Markdown. The check of issue #9's targets is printed, never
@@ -78,8 +81,13 @@ CONNS_HUGE = int(env("CONNS_HUGE", "10"))
 DURATION_HUGE = int(env("DURATION_HUGE", str(DURATION) if QUICK else str(max(DURATION, 10))))
 THREADS = int(env("THREADS", "1"))
 TARGETS = env("TARGETS", "epoll io_uring nginx").split()
-CEILING = env("CEILING", "1") == "1"
-IDLE_CONNS = int(env("IDLE_CONNS", "10000"))
+CEILING = env("CEILING", "1") == "1" and env("IDLE_ONLY", "0") != "1"
+IDLE_CONNS = int(env("IDLE_CONNS", "5000"))
+# The idle case opens this many connections at once, sends each its request,
+# then reads every response (issue 18: 5,000 in bursts of 500).
+IDLE_BURST = int(env("IDLE_BURST", "500"))
+# IDLE_ONLY=1: the idle case alone (no wrk runs, no ceilings).
+IDLE_ONLY = env("IDLE_ONLY", "0") == "1"
 NOISE = float(env("NOISE", "0.05"))
 # Other processes using more than this % of a CPU during a run get the
 # results flagged as not quiet.
@@ -391,11 +399,12 @@ def wrk(srv, size, workers):
     }
 
 
-def get_once(port, path):
-    """One keep-alive request on a new connection; returns the open socket
-    once the whole response has arrived."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+def request(s, path):
     s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+
+
+def read_response(s):
+    """Read one whole response from `s` (counted, not kept)."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = s.recv(65536)
@@ -410,24 +419,35 @@ def get_once(port, path):
         if not n:
             raise OSError("connection closed mid-body")
         left -= n
+
+
+def get_once(port, path):
+    """One keep-alive request on a new connection; returns the open socket
+    once the whole response has arrived."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    request(s, path)
+    read_response(s)
     return s
 
 
 def idle_case(srv, n):
-    # Warm-up, the same for every server: as many connections as the case
-    # will hold, each opened, used once and closed, so that memory a server
-    # touches with use whatever it holds (io_uring's rings, free lists,
-    # malloc's arenas) is touched before the baseline, not counted as the
-    # idle connections' cost.
-    for _ in range(n):
-        get_once(srv.port, f"/f{KiB}.bin").close()
-    time.sleep(0.3)
+    # No warm-up: the server was just started, and its RSS now is the
+    # baseline. Whatever the connections make it touch (io_uring's buffer
+    # ring, pools, slab growth, malloc's arenas) is their cost, as it is on
+    # a server that has just started; a warm-up before the baseline would
+    # hide exactly that.
     before = srv.rss_kib()
     socks = []
     try:
         deadline = time.monotonic() + 120
-        for _ in range(n):
-            socks.append(get_once(srv.port, f"/f{KiB}.bin"))
+        while len(socks) < n:
+            burst = [socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+                     for _ in range(min(IDLE_BURST, n - len(socks)))]
+            socks += burst
+            for s in burst:
+                request(s, f"/f{KiB}.bin")
+            for s in burst:
+                read_response(s)
             if time.monotonic() > deadline:
                 raise RuntimeError("idle case: opening connections took over 120 s")
         time.sleep(1.0)
@@ -438,8 +458,16 @@ def idle_case(srv, n):
             s.close()
     if not alive:
         raise RuntimeError(f"{srv.name} died holding {n} idle connections")
+    # What is left once they have gone: sampled until it stops falling for
+    # 1.5 s (a server may give memory back a timer tick or two later).
+    closed, since, end = srv.rss_kib(), time.monotonic(), time.monotonic() + 10
+    while time.monotonic() - since < 1.5 and time.monotonic() < end:
+        time.sleep(0.25)
+        now = srv.rss_kib()
+        if now < closed:
+            closed, since = now, time.monotonic()
     return {"conns": len(socks), "rss_before_kib": before, "rss_after_kib": after,
-            "bytes_per_conn": (after - before) * 1024 / len(socks)}
+            "rss_closed_kib": closed, "bytes_per_conn": (after - before) * 1024 / len(socks)}
 
 
 # --- formatting ----------------------------------------------------------------
@@ -720,7 +748,7 @@ def main():
     root = os.path.join(WORK, "root")
     os.makedirs(root)
     all_sizes = sorted(set(SIZES))
-    for size in all_sizes:
+    for size in sorted(set(all_sizes) | {KiB}):  # the idle case asks for 1 KiB
         with open(os.path.join(root, f"f{size}.bin"), "wb") as f:
             left = size
             while left:
@@ -746,7 +774,9 @@ def main():
             ws = [s for s in all_sizes if s in W2_SIZES]
             if ws:
                 cases.append((w, False, ws))
-    if not cases:
+    if IDLE_ONLY:
+        cases = []
+    elif not cases:
         sys.exit("nothing to run: WORKERS must include 1, or W2_SIZES overlap SIZES")
 
     # This script (wrk's parent, and the idle-case client) stays off the
@@ -757,7 +787,8 @@ def main():
     runs = []  # raw, one per round
     retry_spent = [0.0]  # seconds spent on retries of noisy runs
     t_start = time.monotonic()
-    print(f"{len(cases)} case(s), {ROUNDS} round(s) of {DURATION} s; results in {outdir}", file=sys.stderr)
+    if cases:
+        print(f"{len(cases)} case(s), {ROUNDS} round(s) of {DURATION} s; results in {outdir}", file=sys.stderr)
     for workers, log_on, sizes in cases:
         targets = list(TARGETS)
         if CEILING and workers == 1 and not log_on:
@@ -863,16 +894,19 @@ def main():
                   f"{fnum(c['cpu_x_nginx'], 'x')} | {fnum(c['cpu_x_ceiling'], 'x')} | {c['errors'] or ''} |")
     if idle:
         n_idle = idle.get("nginx")
-        md += ["", f"**Idle keep-alive connections** (each after one 1 KiB request; 1 worker; RSS growth over the connections):", "",
-               "| server | connections | RSS before (MiB) | RSS after (MiB) | bytes/connection | vs nginx |",
-               "|---|---:|---:|---:|---:|---:|"]
+        md += ["", f"**Idle keep-alive connections** (each after one 1 KiB request, opened in bursts of {IDLE_BURST} "
+               f"on a freshly started server with no warm-up; 1 worker; RSS growth over the connections, and RSS once they closed):", "",
+               "| server | connections | RSS before (MiB) | RSS after (MiB) | bytes/connection | vs nginx | RSS after close (MiB) |",
+               "|---|---:|---:|---:|---:|---:|---:|"]
         for t, v in idle.items():
             md.append(f"| {t} | {v['conns']:,} | {v['rss_before_kib'] / 1024:.1f} | {v['rss_after_kib'] / 1024:.1f} | "
                       f"{v['bytes_per_conn']:,.0f} | "
-                      f"{fnum(ratio(v['bytes_per_conn'], n_idle and n_idle['bytes_per_conn']), 'x') if t != 'nginx' else '-'} |")
-    checks = targets_check(cell, has)
-    md += ["", "**Targets (issue #9):**", "", "| target | measured | result |", "|---|---|---|"]
-    md += [f"| {a} | {b} | {r} |" for a, b, r in checks]
+                      f"{fnum(ratio(v['bytes_per_conn'], n_idle and n_idle['bytes_per_conn']), 'x') if t != 'nginx' else '-'} | "
+                      f"{v['rss_closed_kib'] / 1024:.1f} |")
+    if cell:  # not with IDLE_ONLY=1
+        checks = targets_check(cell, has)
+        md += ["", "**Targets (issue #9):**", "", "| target | measured | result |", "|---|---|---|"]
+        md += [f"| {a} | {b} | {r} |" for a, b, r in checks]
     md += ["", "**Verdict:**", ""]
     if busy:
         md += ["*(The machine was busy during this run, see the warning above: check before acting on this.)*", ""]
@@ -884,7 +918,7 @@ def main():
 
     cols = ["case", "workers", "access_log", "size_bytes", "size", "server", "rounds", "connections", "req_s",
             "req_s_vs_nginx", "mb_s", "p50_ms", "p99_ms", "cpu_us_per_req", "cpu_vs_nginx", "cpu_vs_ceiling",
-            "errors", "other_cpu_pct", "rss_before_kib", "rss_after_kib", "bytes_per_conn"]
+            "errors", "other_cpu_pct", "rss_before_kib", "rss_after_kib", "bytes_per_conn", "rss_closed_kib"]
     with open(os.path.join(outdir, "results.csv"), "w", newline="") as f:
         wr = csv.writer(f)
         wr.writerow(cols)
@@ -894,10 +928,10 @@ def main():
             wr.writerow(["throughput", c["workers"], "on" if c["log"] else "off", c["size"], size_label(c["size"]),
                          c["server"], c["rounds"], c["conns"], rnd(c["req_s"], 1), rnd(c["req_x_nginx"]),
                          rnd(c["mb_s"], 2), rnd(c["p50_ms"]), rnd(c["p99_ms"]), rnd(c["cpu_us"]),
-                         rnd(c["cpu_x_nginx"]), rnd(c["cpu_x_ceiling"]), c["errors"], rnd(c["other_pct"], 1), "", "", ""])
+                         rnd(c["cpu_x_nginx"]), rnd(c["cpu_x_ceiling"]), c["errors"], rnd(c["other_pct"], 1), "", "", "", ""])
         for t, v in idle.items():
             wr.writerow(["idle", 1, "off", KiB, size_label(KiB), t, 1, v["conns"]] + [""] * 10
-                        + [v["rss_before_kib"], v["rss_after_kib"], round(v["bytes_per_conn"])])
+                        + [v["rss_before_kib"], v["rss_after_kib"], round(v["bytes_per_conn"]), v["rss_closed_kib"]])
     with open(os.path.join(outdir, "rounds.csv"), "w", newline="") as f:
         wr = csv.writer(f)
         fields = ["workers", "log", "size", "server", "round", "conns", "req_s", "mb_s", "p50_ms", "p99_ms", "cpu_us", "errors", "other_pct", "retries"]
@@ -905,8 +939,9 @@ def main():
         for r in runs:
             wr.writerow([r[x] for x in fields])
     servers = [t for t in TARGETS + list(CEILINGS.values()) if any(k[3] == t for k in cell)]
-    svg_chart([c for k, c in cell.items() if k[0] == 1 and not k[1]], servers, os.path.join(outdir, "chart.svg"),
-              f"tandem vs nginx, 1 worker, access log off ({stamp}, median of {ROUNDS})")
+    if cell:
+        svg_chart([c for k, c in cell.items() if k[0] == 1 and not k[1]], servers, os.path.join(outdir, "chart.svg"),
+                  f"tandem vs nginx, 1 worker, access log off ({stamp}, median of {ROUNDS})")
     print(text)
     print(f"written to {outdir}/", file=sys.stderr)
 

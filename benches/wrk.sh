@@ -6,10 +6,11 @@
 #
 #   benches/wrk.sh                     # full run: 1 KiB..100 MiB, log off/on, 1 and 2 workers, idle case
 #   QUICK=1 benches/wrk.sh             # smoke test: 1 round of 2 s, 1 KiB and 1 MiB
+#   IDLE_ONLY=1 benches/wrk.sh         # the idle case alone: 5,000 connections in bursts of 500, fresh servers
 #   BASE_BIN=/tmp/base/target/release/tandem TARGETS="epoll epoll@base" benches/wrk.sh
 #
 # Knobs: DURATION DURATION_HUGE ROUNDS SIZES LOG_SIZES W2_SIZES WORKERS CONNS CONNS_HUGE
-# THREADS TARGETS CEILING IDLE_CONNS NOISE PIN BASE_BIN QUICK.
+# THREADS TARGETS CEILING IDLE_CONNS IDLE_BURST IDLE_ONLY NOISE PIN BASE_BIN QUICK.
 # Only 127.0.0.1 is ever targeted; every wrk run is bounded; everything the
 # run starts is stopped when it ends.
 set -euo pipefail

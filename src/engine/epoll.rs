@@ -6,6 +6,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
+use super::policy::GiveBack;
 use super::{
     AcceptFailed, AcceptGate, EngineConn, STRANDED_MAX, Slab, Step, WhenFull, WorkerSpec,
     WorkerState,
@@ -107,6 +108,7 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
         armed: false,
         gate,
         ready: VecDeque::new(),
+        give_back: GiveBack::default(),
     };
     w.arm_listeners(true)?;
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
@@ -162,6 +164,7 @@ struct Worker {
     gate: AcceptGate,
     /// Connections that spent their budget with work left, in turn order.
     ready: VecDeque<usize>,
+    give_back: GiveBack,
 }
 
 impl Worker {
@@ -229,6 +232,7 @@ impl Worker {
                 wr_blocked: false,
                 queued: false,
             });
+            self.give_back.opened(self.conns.len());
             let evs = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
             if let Err(e) = self.ep.ctl(libc::EPOLL_CTL_ADD, raw, evs, tok as u64) {
                 crate::error!("epoll_ctl: {e}");
@@ -453,6 +457,8 @@ impl Worker {
         for tok in self.sh.expire_due(&mut self.conns) {
             self.drive(tok);
         }
+        // No pools here: every tick is a quiet one.
+        self.give_back.quiet_tick(self.conns.len(), false);
     }
 
     fn begin_drain(&mut self) {

@@ -1,8 +1,8 @@
 //! The policy both engines share, written once: the accept gate
 //! (max_connections, the pause after resource errors), accepting a socket,
 //! setting up a new connection, the timeout scan, the drain fan-out, the
-//! half-close and a file that comes up short. The engines differ only in
-//! how they reach the kernel.
+//! half-close, a file that comes up short, and when memory goes back to the
+//! OS after a burst. The engines differ only in how they reach the kernel.
 
 use std::io;
 use std::net::SocketAddr;
@@ -290,4 +290,40 @@ pub fn half_close(fd: RawFd, conn: &mut Conn) {
 pub fn short_file(conn: &mut Conn, ctx: &mut Ctx<'_>) {
     crate::warn!("{}: file shorter than announced", conn.peer());
     conn.handle_error(ctx);
+}
+
+/// A worker that has this many fewer connections than at its peak since it
+/// last gave memory back gives it back at its next quiet tick.
+const GIVE_BACK_CONNS: usize = 256;
+
+/// When a worker hands the allocator's free memory back to the OS: after a
+/// burst of connections has gone, or when the engine's pools let idle items
+/// go. glibc keeps freed chunks mapped and returns only the top of a heap by
+/// itself, so a burst's worth of connection state would stay resident in
+/// its arenas; `malloc_trim` also releases the free pages in their middle.
+#[derive(Debug, Default)]
+pub struct GiveBack {
+    /// Most connections open since memory was last given back.
+    peak: usize,
+}
+
+impl GiveBack {
+    /// A connection was opened; `open` are open now.
+    pub fn opened(&mut self, open: usize) {
+        self.peak = self.peak.max(open);
+    }
+
+    /// A quiet timer tick (the engine's pools, if it has any, were not
+    /// used during it); `freed`: they let idle items go.
+    pub fn quiet_tick(&mut self, open: usize, freed: bool) {
+        if freed || self.peak >= open + GIVE_BACK_CONNS {
+            #[cfg(target_env = "gnu")]
+            // SAFETY: malloc_trim takes no pointers; it only walks the
+            // allocator's own free lists under their locks.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+            self.peak = open;
+        }
+    }
 }

@@ -131,6 +131,7 @@ impl Worker {
         if let Some(c) = self.conns.get_mut(slot) {
             c.slot = slot;
         }
+        self.give_back.opened(self.conns.len());
         // Arms the receive; data that came with the connection is read at once.
         self.settle(slot);
     }

@@ -4,9 +4,10 @@
 //!
 //! The `Conn` is never frozen: input, EOF, errors, timeouts and drain go to
 //! it as they happen, also while a write is in flight. What a write reads
-//! from is owned by the `UConn` (`held` clones, `fbuf`, `pipe`) and is only
-//! let go of when no write op is pending (`writing()` false), which `pump`
-//! and `release` check: that is the one rule the `unsafe` pushes rest on.
+//! from is owned by the `UConn`'s write state (`Out`: `held` clones, the
+//! message's iovecs, `fbuf`, `pipe`) and is only let go of when no write op
+//! is pending (`writing()` false), which `pump` and `release` check: that
+//! is the one rule the `unsafe` pushes rest on.
 
 use std::os::fd::RawFd;
 use std::time::Instant;
@@ -14,13 +15,13 @@ use std::time::Instant;
 use io_uring::{cqueue, opcode, types};
 
 use super::Worker;
-use super::pool::{Pipe, Pool};
+use super::pool::Pool;
 use super::ring::{
     CANCEL, CLOSE, Io, READ, RECV, SEND_BUF, SEND_BYTES, SPLICE_IN, WRITE_OPS, bit, errno_str,
     recv_multi, ud,
 };
-use super::send::{Direct, SHORT};
-use crate::http::{Conn, Ctx, Segment};
+use super::send::{Out, SHORT};
+use crate::http::{Conn, Ctx};
 
 /// Most direct chunks (up to 1 MiB each) `settle` sends for one connection
 /// before the rest waits its turn behind a POLLOUT. With the chunk `on_conn`
@@ -43,28 +44,9 @@ pub struct UConn {
     pub recv_done: bool,
     /// Closing: ops are being cancelled; the fd is closed once `pending == 0`.
     pub closing: bool,
-    /// Clones of the segments the write in flight reads from (bytes it sends
-    /// directly, the file it reads or splices): they keep that memory and
-    /// that fd alive until the write's ops have completed.
-    pub held: Vec<Segment>,
-    /// The segments after `held` still belong to this response.
-    pub more_after: bool,
-    /// A pooled buffer; `fbuf[fstart..fend]` is sent next (gathered bytes
-    /// and file bytes, in response order, none acknowledged yet).
-    pub fbuf: Option<Box<[u8]>>,
-    pub fstart: usize,
-    pub fend: usize,
-    /// Splice mode: `pipe_pending` bytes sit in the pipe.
-    pub pipe: Option<Pipe>,
-    pub pipe_pending: usize,
-    pub pipe_dirty: bool,
-    /// More of the response follows what the pipe holds (SPLICE_F_MORE).
-    pub pipe_more: bool,
-    /// A file chunk in the page cache, sent with direct `sendfile` calls.
-    pub direct: Option<Direct>,
-    /// Leading bytes being sent on the ring that must be out before the
-    /// `direct` chunk goes.
-    pub ahead: usize,
+    /// The write state of the response being written (from the pool);
+    /// none while the connection is idle.
+    pub out: Option<Box<Out>>,
 }
 
 impl UConn {
@@ -79,17 +61,7 @@ impl UConn {
             cancel_at: now,
             recv_done: false,
             closing: false,
-            held: Vec::new(),
-            more_after: false,
-            fbuf: None,
-            fstart: 0,
-            fend: 0,
-            pipe: None,
-            pipe_pending: 0,
-            pipe_dirty: false,
-            pipe_more: false,
-            direct: None,
-            ahead: 0,
+            out: None,
         }
     }
 
@@ -99,7 +71,7 @@ impl UConn {
 
     /// Bytes wait in the pipe, or a direct chunk is not all sent.
     pub fn queued(&self) -> bool {
-        self.pipe_pending > 0 || self.direct.is_some()
+        self.out.as_ref().is_some_and(|o| o.queued())
     }
 
     /// A write chain is in flight: what it reads from must stay put.
@@ -139,19 +111,16 @@ impl UConn {
         if self.writing() {
             return;
         }
-        pool.put_held(std::mem::take(&mut self.held));
-        if let Some(b) = self.fbuf.take() {
+        let Some(mut o) = self.out.take() else {
+            return;
+        };
+        if let Some(b) = o.fbuf.take() {
             pool.put_buf(b);
         }
-        self.fstart = 0;
-        self.fend = 0;
-        if let Some(p) = self.pipe.take() {
-            pool.put_pipe(p, self.pipe_pending == 0 && !self.pipe_dirty);
+        if let Some(p) = o.pipe.take() {
+            pool.put_pipe(p, o.pipe_pending == 0 && !o.pipe_dirty);
         }
-        self.pipe_pending = 0;
-        self.pipe_dirty = false;
-        self.direct = None;
-        self.ahead = 0;
+        pool.put_out(o);
     }
 
     /// Send what is queued (`send_queued`) and tell the `Conn`: what was
@@ -165,7 +134,7 @@ impl UConn {
         let Some(errno) = err else {
             return;
         };
-        self.pipe_dirty = true;
+        self.dirty();
         if errno == SHORT {
             if !self.closing {
                 crate::engine::policy::short_file(&mut self.conn, ctx);
@@ -173,6 +142,13 @@ impl UConn {
             return;
         }
         self.write_failed(ctx, errno, format_args!("send to socket"));
+    }
+
+    /// The pipe may hold bytes that will never be sent: it is not reused.
+    fn dirty(&mut self) {
+        if let Some(o) = self.out.as_mut() {
+            o.pipe_dirty = true;
+        }
     }
 
     /// A write (`what`) failed with `errno`: say so, unless the peer just
@@ -262,27 +238,27 @@ impl Worker {
         let mut sent = 0;
         if res > 0 {
             let n = res as usize;
-            match kind {
-                SEND_BYTES => sent = n,
-                SEND_BUF => {
-                    if n > c.fend - c.fstart {
+            match (kind, c.out.as_mut()) {
+                (SEND_BYTES, _) => sent = n,
+                (SEND_BUF, Some(o)) => {
+                    if n > o.fend - o.fstart {
                         crate::error!(
                             "{}: io_uring sent {n} bytes of a {} byte buffer",
                             c.conn.peer(),
-                            c.fend - c.fstart
+                            o.fend - o.fstart
                         );
                         c.conn.handle_error(&mut self.sh.ctx());
                     } else {
                         sent = n;
-                        c.fstart += n;
-                        if c.fstart == c.fend {
-                            c.fstart = 0;
-                            c.fend = 0;
+                        o.fstart += n;
+                        if o.fstart == o.fend {
+                            o.fstart = 0;
+                            o.fend = 0;
                         }
                     }
                 }
-                READ => c.fend += n,
-                SPLICE_IN => c.pipe_pending += n,
+                (READ, Some(o)) => o.fend += n,
+                (SPLICE_IN, Some(o)) => o.pipe_pending += n,
                 _ => {}
             }
         } else if res == 0 && (kind == READ || kind == SPLICE_IN) {
@@ -293,7 +269,7 @@ impl Worker {
                 libc::ECANCELED | libc::EINTR => {}
                 errno => {
                     if kind == SPLICE_IN {
-                        c.pipe_dirty = true;
+                        c.dirty();
                     }
                     c.write_failed(
                         &mut self.sh.ctx(),
@@ -303,21 +279,26 @@ impl Worker {
                 }
             }
         }
-        if kind == SEND_BYTES || kind == SEND_BUF {
-            c.ahead = c.ahead.saturating_sub(sent);
-        }
+        let ahead = match c.out.as_mut() {
+            Some(o) if kind == SEND_BYTES || kind == SEND_BUF => {
+                o.ahead = o.ahead.saturating_sub(sent);
+                o.ahead
+            }
+            Some(o) => o.ahead,
+            None => 0,
+        };
         // The pipe got the file's pages, the bytes before them are out, or
         // the socket has room again: move them on now (see send.rs for why
         // this is not a ring op).
-        if c.queued() && c.ahead == 0 && res > 0 && !c.closing && !c.writing() {
+        if c.queued() && ahead == 0 && res > 0 && !c.closing && !c.writing() {
             c.flush_queued(&mut self.sh.ctx(), sent);
         } else if sent > 0 && !c.closing {
             c.conn.handle_sent(&mut self.sh.ctx(), sent);
         }
-        if c.ahead > 0 && !c.writing() && !c.closing && !c.conn.is_closed() {
+        if ahead > 0 && !c.writing() && !c.closing && !c.conn.is_closed() {
             // A short send (MSG_WAITALL: the socket failed) of the bytes
             // before a direct chunk: the chunk must not follow part of them.
-            c.pipe_dirty = true;
+            c.dirty();
             c.conn.handle_error(&mut self.sh.ctx());
         }
         self.settle(idx);

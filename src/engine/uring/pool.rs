@@ -1,24 +1,38 @@
-//! Per-worker pools of the kernel-visible memory a response body needs:
-//! pipes for splice (file -> pipe -> socket) and buffers for read + send.
-//! A connection takes one when a file body starts and gives it back when the
-//! response is done; a pipe goes back only when it is empty.
+//! Per-worker pools of what a response being written needs: the write
+//! state (`Out`: segment clones, iovecs), buffers for read + send, and pipes
+//! for splice (file -> pipe -> socket). A connection takes them when a
+//! response starts and gives them back when it is done (a pipe only when it
+//! is empty), so an idle connection holds none.
+//!
+//! Capped and trimmed: each free list keeps a bounded number (buffers: a
+//! bounded number of bytes), and a tick during which nothing was taken lets
+//! every idle item go (and the worker then hands the allocator's free
+//! memory back to the OS: `policy::GiveBack`), so a burst leaves no lasting
+//! footprint.
 
-use crate::http::Segment;
+use super::send::Out;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-/// Read buffer size (read mode): one Read + one Send per chunk.
+/// Largest read buffer (read mode): one Read + one Send per chunk.
 pub const READ_BUF: usize = 256 * 1024;
+/// Smallest read buffer; buffers come in powers of two from here to
+/// `READ_BUF`, so one is less than twice what it holds (or one page).
+const READ_BUF_MIN: usize = 4096;
+/// Size classes: 4 KiB .. 256 KiB.
+const CLASSES: usize = (READ_BUF / READ_BUF_MIN).trailing_zeros() as usize + 1;
+/// Bytes of idle buffers kept per size class.
+const KEEP_BUF_BYTES: usize = 1 << 20;
 /// Pipe size asked for with F_SETPIPE_SZ (falls back to smaller sizes).
 const PIPE_SIZES: [libc::c_int; 3] = [1 << 20, 256 << 10, 64 << 10];
 /// Pipes smaller than this are not worth splicing through.
 const PIPE_MIN: usize = 64 << 10;
 /// Most pipes one worker keeps open (in use plus idle).
 const MAX_PIPES: usize = 256;
-/// Most idle buffers / pipes kept for reuse.
-const KEEP_IDLE: usize = 64;
-/// Spare `held` lists kept (each a few hundred bytes at most).
-const KEEP_HELD: usize = 1024;
+/// Most idle pipes kept for reuse.
+const KEEP_PIPES: usize = 64;
+/// Spare write states kept (each about 400 bytes with its segment list).
+const KEEP_OUTS: usize = 256;
 
 pub struct Pipe {
     r: OwnedFd,
@@ -62,10 +76,12 @@ impl Pipe {
 
 #[derive(Default)]
 pub struct Pool {
-    bufs: Vec<Box<[u8]>>,
-    /// Spare segment lists for connections' `held` (an idle connection
-    /// keeps none).
-    helds: Vec<Vec<Segment>>,
+    /// Idle read buffers by size class (`READ_BUF_MIN << class`).
+    bufs: [Vec<Box<[u8]>>; CLASSES],
+    /// Boxed: a connection takes the box itself, whose address (that of
+    /// the message a SendMsg names) stays put while it is in flight.
+    #[allow(clippy::vec_box)]
+    outs: Vec<Box<Out>>,
     pipes: Vec<Pipe>,
     pipes_open: usize,
     pipe_warned: bool,
@@ -73,28 +89,41 @@ pub struct Pool {
     used: bool,
 }
 
+/// The size class of a buffer for `need` bytes (at most `READ_BUF`).
+fn class(need: usize) -> usize {
+    let size = need.clamp(READ_BUF_MIN, READ_BUF).next_power_of_two();
+    (size / READ_BUF_MIN).trailing_zeros() as usize
+}
+
 impl Pool {
-    pub fn take_buf(&mut self) -> Box<[u8]> {
+    /// A buffer of at least `need` bytes (at most `READ_BUF`), less than
+    /// twice that (or one page).
+    pub fn take_buf(&mut self, need: usize) -> Box<[u8]> {
         self.used = true;
-        self.bufs
+        let c = class(need);
+        self.bufs[c]
             .pop()
-            .unwrap_or_else(|| vec![0u8; READ_BUF].into_boxed_slice())
-    }
-
-    pub fn take_held(&mut self) -> Vec<Segment> {
-        self.helds.pop().unwrap_or_default()
-    }
-
-    pub fn put_held(&mut self, mut v: Vec<Segment>) {
-        v.clear();
-        if v.capacity() > 0 && self.helds.len() < KEEP_HELD {
-            self.helds.push(v);
-        }
+            .unwrap_or_else(|| vec![0u8; READ_BUF_MIN << c].into_boxed_slice())
     }
 
     pub fn put_buf(&mut self, b: Box<[u8]>) {
-        if self.bufs.len() < KEEP_IDLE {
-            self.bufs.push(b);
+        let c = class(b.len());
+        if b.len() == READ_BUF_MIN << c && (self.bufs[c].len() + 1) * b.len() <= KEEP_BUF_BYTES {
+            self.bufs[c].push(b);
+        }
+    }
+
+    /// A write state with no segments.
+    pub fn take_out(&mut self) -> Box<Out> {
+        self.used = true;
+        self.outs.pop().unwrap_or_default()
+    }
+
+    /// Give back a write state whose ops are all over (its clones go now).
+    pub fn put_out(&mut self, mut o: Box<Out>) {
+        o.reset();
+        if self.outs.len() < KEEP_OUTS {
+            self.outs.push(o);
         }
     }
 
@@ -131,21 +160,74 @@ impl Pool {
     }
 
     /// Called once per timer tick: a pool unused for a whole tick lets its
-    /// idle pipes and buffers go, so an idle worker holds no extra fds or memory.
-    pub fn trim(&mut self) {
-        if !std::mem::take(&mut self.used) {
-            self.pipes_open -= self.pipes.len();
-            self.pipes.clear();
-            self.bufs.clear();
+    /// idle pipes, buffers and write states go, so an idle worker holds no
+    /// extra fds or memory. Returns `None` if it was used, else whether it
+    /// let anything go.
+    pub fn trim(&mut self) -> Option<bool> {
+        if std::mem::take(&mut self.used) {
+            return None;
         }
+        let idle = !self.pipes.is_empty()
+            || !self.outs.is_empty()
+            || self.bufs.iter().any(|b| !b.is_empty());
+        self.pipes_open -= self.pipes.len();
+        self.pipes = Vec::new();
+        self.outs = Vec::new();
+        self.bufs = Default::default();
+        Some(idle)
     }
 
     /// Give back a pipe. `empty`: nothing is left in it (else it is closed).
     pub fn put_pipe(&mut self, p: Pipe, empty: bool) {
-        if empty && self.pipes.len() < KEEP_IDLE {
+        if empty && self.pipes.len() < KEEP_PIPES {
             self.pipes.push(p);
         } else {
             self.pipes_open -= 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_buffer_is_less_than_twice_what_it_holds() {
+        let mut pool = Pool::default();
+        for need in [
+            1,
+            4096,
+            4097,
+            5000,
+            16 * 1024 + 300,
+            100_000,
+            READ_BUF - 1,
+            READ_BUF,
+        ] {
+            let b = pool.take_buf(need);
+            assert!(b.len() >= need, "{need}: {}", b.len());
+            assert!(
+                b.len() < 2 * need || b.len() == READ_BUF_MIN,
+                "{need}: {}",
+                b.len()
+            );
+            pool.put_buf(b);
+        }
+    }
+
+    #[test]
+    fn idle_items_are_capped_and_go_at_a_quiet_tick() {
+        let mut pool = Pool::default();
+        let bufs: Vec<_> = (0..16).map(|_| pool.take_buf(READ_BUF)).collect();
+        let outs: Vec<_> = (0..KEEP_OUTS + 10).map(|_| pool.take_out()).collect();
+        bufs.into_iter().for_each(|b| pool.put_buf(b));
+        outs.into_iter().for_each(|o| pool.put_out(o));
+        assert_eq!(pool.bufs[CLASSES - 1].len(), KEEP_BUF_BYTES / READ_BUF);
+        assert_eq!(pool.outs.len(), KEEP_OUTS);
+        // Used during this tick: kept; quiet for the next: let go.
+        assert_eq!(pool.trim(), None);
+        assert_eq!(pool.trim(), Some(true));
+        assert!(pool.outs.is_empty() && pool.bufs.iter().all(|b| b.is_empty()));
+        assert_eq!(pool.trim(), Some(false));
     }
 }

@@ -10,9 +10,11 @@ use io_uring::{IoUring, opcode, squeue, types};
 
 // Per-connection operation kinds (bit positions in `UConn::pending`).
 pub const RECV: u8 = 0;
-/// Send straight from a byte segment the connection holds a clone of.
+/// Send straight from byte segments the connection holds clones of: a
+/// Send for one, a SendMsg for several.
 pub const SEND_BYTES: u8 = 1;
-/// Send from the connection's pooled buffer (gathered bytes, file bytes).
+/// Send from the connection's pooled read buffer (the leading bytes copied,
+/// then the file bytes a linked Read put there).
 pub const SEND_BUF: u8 = 2;
 pub const READ: u8 = 3;
 /// Splice file -> pipe. The pipe -> socket half is a direct `splice(2)`

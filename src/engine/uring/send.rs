@@ -1,9 +1,13 @@
 //! Writes: turning what `Conn::poll_transmit` offers into a chain of ops.
 //!
-//! * Bytes only: one Send straight from a held clone of the segment, or the
-//!   leading byte segments gathered into a pooled buffer and sent at once.
+//! * Bytes (a head, a cached body, an error page) go out from the held
+//!   clones of their segments, never copied: one Send for one segment, one
+//!   SendMsg (iovecs in the connection's `Out`) for several. So a send that
+//!   waits for a slow reader holds no buffer, only references to shared
+//!   bytes (a copy would have to be held as long as the send waits).
 //! * Bytes then a file (the usual response head + body): read mode copies
-//!   the bytes into a pooled buffer and links `Read(file) -> Send(buffer)`.
+//!   the bytes into a pooled buffer sized for the chunk (a power of two,
+//!   4 KiB to 256 KiB) and links `Read(file) -> Send(buffer)`.
 //!   Splice mode (bodies over `SPLICE_MIN`) asks `cachestat(2)` whether the
 //!   chunk's pages are all in the page cache:
 //!   - if they are, `Send(bytes)` goes on the ring and the file follows with
@@ -34,7 +38,7 @@ use std::time::Instant;
 use io_uring::{opcode, squeue, types};
 
 use super::conn::UConn;
-use super::pool::{Pool, READ_BUF};
+use super::pool::{Pipe, Pool, READ_BUF};
 use super::ring::{Io, POLL_OUT, READ, SEND_BUF, SEND_BYTES, SPLICE_IN, bit};
 use crate::http::{Segment, Transmit};
 
@@ -81,8 +85,105 @@ const LEAD_MAX: usize = 16 * 1024;
 /// A file segment as the kernel sees it: (fd, offset, length).
 type FileAt = (RawFd, u64, u64);
 
-/// Most byte segments one write gathers.
+/// Most byte segments one write sends (iovecs of one SendMsg).
 const GATHER_MAX: usize = 8;
+
+/// A connection's write state: what the response being written holds. A
+/// connection has one from the first write of a response until the
+/// response is over, then it goes back to the pool (`UConn::release`), so
+/// an idle keep-alive connection holds none of it.
+pub struct Out {
+    /// Clones of the segments the write in flight reads from (bytes it sends
+    /// directly, the file it reads or splices): they keep that memory and
+    /// that fd alive until the write's ops have completed.
+    pub held: Vec<Segment>,
+    /// The segments after `held` still belong to this response.
+    pub more_after: bool,
+    /// The message of a SendMsg in flight: iovecs over byte segments in
+    /// `held` (the kernel may read both until the op completes).
+    iov: [libc::iovec; GATHER_MAX],
+    msg: libc::msghdr,
+    /// Read mode: a pooled buffer sized for this chunk; `fbuf[fstart..fend]`
+    /// is sent next (the leading bytes and the file bytes, in response
+    /// order, none acknowledged yet).
+    pub fbuf: Option<Box<[u8]>>,
+    pub fstart: usize,
+    pub fend: usize,
+    /// Splice mode: `pipe_pending` bytes sit in the pipe.
+    pub pipe: Option<Pipe>,
+    pub pipe_pending: usize,
+    pub pipe_dirty: bool,
+    /// More of the response follows what the pipe holds (SPLICE_F_MORE).
+    pub pipe_more: bool,
+    /// A file chunk in the page cache, sent with direct `sendfile` calls.
+    pub direct: Option<Direct>,
+    /// Leading bytes being sent on the ring that must be out before the
+    /// `direct` chunk goes.
+    pub ahead: usize,
+}
+
+impl Default for Out {
+    fn default() -> Out {
+        Out {
+            held: Vec::new(),
+            more_after: false,
+            iov: [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; GATHER_MAX],
+            // SAFETY: msghdr is a plain C struct; all-zero (no name, no
+            // iovecs, no control) is a valid value.
+            msg: unsafe { std::mem::zeroed() },
+            fbuf: None,
+            fstart: 0,
+            fend: 0,
+            pipe: None,
+            pipe_pending: 0,
+            pipe_dirty: false,
+            pipe_more: false,
+            direct: None,
+            ahead: 0,
+        }
+    }
+}
+
+impl Out {
+    /// Bytes wait in the pipe, or a direct chunk is not all sent.
+    pub fn queued(&self) -> bool {
+        self.pipe_pending > 0 || self.direct.is_some()
+    }
+
+    /// Back to empty for the next response (the buffer and the pipe were
+    /// given back before), keeping the segment list's capacity.
+    pub fn reset(&mut self) {
+        debug_assert!(self.fbuf.is_none() && self.pipe.is_none());
+        let held = std::mem::take(&mut self.held);
+        *self = Out {
+            held,
+            ..Out::default()
+        };
+        self.held.clear();
+    }
+
+    /// Point the message at the first `n` held segments (bytes). Returns
+    /// the message and the bytes it carries.
+    fn message(&mut self, n: usize) -> (*const libc::msghdr, usize) {
+        let mut k = 0;
+        let mut total = 0;
+        for s in self.held.iter().take(n.min(GATHER_MAX)) {
+            let Segment::Bytes(b) = s else { break };
+            self.iov[k] = libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            };
+            total += b.len();
+            k += 1;
+        }
+        self.msg.msg_iov = self.iov.as_mut_ptr();
+        self.msg.msg_iovlen = k as _;
+        (&self.msg as *const libc::msghdr, total)
+    }
+}
 
 impl UConn {
     /// Start the next write, or act on Idle/Close/Shutdown. Does nothing
@@ -102,38 +203,43 @@ impl UConn {
                 self.start_close(io, now);
                 return;
             }
-            // Bytes the engine already holds go first.
-            if self.fstart < self.fend {
-                self.send_buf(io, false);
-                return;
+            if let Some(o) = self.out.as_mut() {
+                // Bytes the engine already holds go first.
+                if o.fstart < o.fend {
+                    self.send_buf(io, false);
+                    return;
+                }
+                if o.queued() {
+                    self.wait_room(io);
+                    return;
+                }
+                // No write is in flight: the last one's clones can go,
+                // and its buffer (all sent): a connection holds one only
+                // while it sends from it.
+                o.held.clear();
+                if let Some(b) = o.fbuf.take() {
+                    pool.put_buf(b);
+                }
             }
-            if self.queued() {
-                self.wait_room(io);
-                return;
-            }
-            // No write is in flight: the last one's clones can go.
-            self.held.clear();
             let next = match self.conn.poll_transmit() {
                 Transmit::Idle => Next::Idle,
                 Transmit::Close => Next::Close,
                 Transmit::Shutdown => Next::Shutdown,
                 Transmit::Send(segs) => {
-                    if self.held.capacity() == 0 {
-                        self.held = pool.take_held();
-                    }
+                    let o = self.out.get_or_insert_with(|| pool.take_out());
                     // Clone what this write reads: the leading byte
                     // segments, and the file segment after them.
                     for s in segs {
                         let file = matches!(s, Segment::File(_));
-                        if !file && self.held.len() == GATHER_MAX {
+                        if !file && o.held.len() == GATHER_MAX {
                             break;
                         }
-                        self.held.push(s.clone());
+                        o.held.push(s.clone());
                         if file {
                             break;
                         }
                     }
-                    self.more_after = segs.len() > self.held.len();
+                    o.more_after = segs.len() > o.held.len();
                     Next::Send
                 }
             };
@@ -157,14 +263,18 @@ impl UConn {
 
     /// Queue the write for `held` (byte segments, then maybe a file).
     fn start_send(&mut self, io: &mut Io, pool: &mut Pool, mode: BodyMode) {
-        let (nbytes, file) = match self.held.last() {
+        let Some(o) = self.out.as_ref() else {
+            return;
+        };
+        let (nbytes, file) = match o.held.last() {
             Some(Segment::File(f)) => (
-                self.held.len() - 1,
+                o.held.len() - 1,
                 Some((f.file.as_raw_fd(), f.offset, f.len)),
             ),
-            _ => (self.held.len(), None),
+            _ => (o.held.len(), None),
         };
-        let lead: usize = self.held[..nbytes].iter().map(|s| s.len() as usize).sum();
+        let lead: usize = o.held[..nbytes].iter().map(|s| s.len() as usize).sum();
+        let more = o.more_after || file.is_some();
         if let Some((ffd, off, len)) = file
             && lead <= LEAD_MAX
         {
@@ -172,75 +282,53 @@ impl UConn {
             // a few KiB costs less than two splices (measured).
             let big = mode == BodyMode::Splice && len > SPLICE_MIN;
             if big && resident(ffd, off, len.min(DIRECT_MAX)) {
-                self.direct_chain(io, pool, nbytes, (ffd, off, len));
+                self.direct_chain(io, nbytes, (ffd, off, len));
             } else if big && self.take_pipe(pool) {
-                self.splice_chain(io, pool, nbytes, (ffd, off, len));
+                self.splice_chain(io, nbytes, (ffd, off, len));
             } else {
                 self.read_chain(io, pool, nbytes, (ffd, off, len));
             }
             return;
         }
-        // Bytes only; a file after them waits for the next write.
-        let more = self.more_after || file.is_some();
-        if nbytes > 1 && lead <= READ_BUF {
-            self.gather(pool, nbytes);
-            self.send_buf(io, more);
-        } else {
-            let more = more || nbytes > 1;
-            self.held.truncate(1);
-            self.send_held(io, more);
+        // Bytes only (a file after them waits for the next write): sent
+        // from the held clones themselves, never copied.
+        if let Some((e, _)) = self.lead_entry(nbytes, more, false) {
+            // SAFETY: the bytes belong to clones in `held` (and the
+            // message's iovecs point into them), none of which is let go of
+            // or changed while a write is in flight: shared bytes never move
+            // or change while a clone lives. The socket stays open until
+            // `pending == 0`.
+            unsafe { io.push(&[e]) };
         }
     }
 
     fn take_pipe(&mut self, pool: &mut Pool) -> bool {
-        if self.pipe.is_none() {
-            self.pipe = pool.take_pipe();
+        let Some(o) = self.out.as_mut() else {
+            return false;
+        };
+        if o.pipe.is_none() {
+            o.pipe = pool.take_pipe();
         }
-        self.pipe.is_some()
-    }
-
-    /// Copy the first `n` held byte segments into the pooled buffer (empty
-    /// before this): `fbuf[0..fend]`. Returns `fend`.
-    fn gather(&mut self, pool: &mut Pool, n: usize) -> usize {
-        let buf = self.fbuf.get_or_insert_with(|| pool.take_buf());
-        let mut at = 0;
-        for s in &self.held[..n] {
-            if let Segment::Bytes(b) = s {
-                buf[at..at + b.len()].copy_from_slice(b);
-                at += b.len();
-            }
-        }
-        self.fstart = 0;
-        self.fend = at;
-        at
+        o.pipe.is_some()
     }
 
     /// Send `fbuf[fstart..fend]`.
     fn send_buf(&mut self, io: &mut Io, more: bool) {
-        let Some(buf) = self.fbuf.as_ref() else {
-            self.fstart = 0;
-            self.fend = 0;
+        let Some(o) = self.out.as_mut() else {
             return;
         };
-        let rest = &buf[self.fstart..self.fend];
-        let e = self.send_entry(rest.as_ptr(), rest.len(), more, false, SEND_BUF);
-        // SAFETY: fbuf is a heap buffer owned by this connection; it is given
-        // back or rewritten only when no write is in flight (`pump`,
-        // `gather` from `pump`, `release`), and the socket stays open until
-        // `pending == 0`.
-        unsafe { io.push(&[e]) };
-    }
-
-    /// Send the first held segment, which is bytes.
-    fn send_held(&mut self, io: &mut Io, more: bool) {
-        let Some(Segment::Bytes(b)) = self.held.first() else {
+        let Some(buf) = o.fbuf.as_ref() else {
+            o.fstart = 0;
+            o.fend = 0;
             return;
         };
-        let (p, n) = (b.as_ptr(), b.len());
-        let e = self.send_entry(p, n, more, false, SEND_BYTES);
-        // SAFETY: the bytes belong to a clone in `held`, which is cleared
-        // only when no write is in flight; shared bytes never move or change
-        // while a clone lives. The socket stays open until `pending == 0`.
+        let rest = &buf[o.fstart..o.fend];
+        let (p, n) = (rest.as_ptr(), rest.len());
+        let e = self.send_entry(p, n, more, false, SEND_BUF);
+        // SAFETY: fbuf is a heap buffer owned by this connection's `Out`;
+        // it is given back or rewritten only when no write is in flight
+        // (`pump`, `read_chain` from `pump`, `release`), and the socket
+        // stays open until `pending == 0`.
         unsafe { io.push(&[e]) };
     }
 
@@ -282,21 +370,25 @@ impl UConn {
     /// sent, and the errno that stopped it (not EAGAIN). Only when no write
     /// op is in flight (nothing else touches the pipe).
     pub fn send_queued(&mut self) -> (usize, Option<i32>) {
-        if let Some(mut d) = self.direct {
-            let r = d.send(self.fd);
-            self.direct = (d.left > 0 && r.1.is_none()).then_some(d);
+        let sock = self.fd;
+        let Some(o) = self.out.as_mut() else {
+            return (0, None);
+        };
+        if let Some(mut d) = o.direct {
+            let r = d.send(sock);
+            o.direct = (d.left > 0 && r.1.is_none()).then_some(d);
             return r;
         }
-        let Some(pipe) = self.pipe.as_ref() else {
-            self.pipe_pending = 0;
+        let Some(pipe) = o.pipe.as_ref() else {
+            o.pipe_pending = 0;
             return (0, None);
         };
         let mut flags = libc::SPLICE_F_NONBLOCK;
-        if self.pipe_more {
+        if o.pipe_more {
             flags |= libc::SPLICE_F_MORE;
         }
-        let (rfd, sock) = (pipe.rfd(), self.fd);
-        let mut left = self.pipe_pending;
+        let rfd = pipe.rfd();
+        let mut left = o.pipe_pending;
         let r = until_full(&mut left, libc::EIO, |n| {
             // SAFETY: splice between two fds this connection owns (its pipe's
             // read end and its socket), with null offsets: no user memory.
@@ -311,21 +403,34 @@ impl UConn {
                 )
             })
         });
-        self.pipe_pending = left;
+        o.pipe_pending = left;
         r
     }
 
-    /// Read mode: [the leading bytes, copied] + Read(file) -> one Send.
+    /// Read mode: [the leading bytes, copied] + Read(file) -> one Send, in a
+    /// pooled buffer sized for this chunk.
     fn read_chain(&mut self, io: &mut Io, pool: &mut Pool, nbytes: usize, file: FileAt) {
         let (ffd, off, len) = file;
-        let h = self.gather(pool, nbytes);
-        let want = len.min((READ_BUF - h) as u64) as usize;
-        let more = len > want as u64 || self.more_after;
-        let Some(buf) = self.fbuf.as_mut() else {
+        let Some(o) = self.out.as_mut() else {
             return;
         };
+        let h: usize = o.held[..nbytes].iter().map(|s| s.len() as usize).sum();
+        let want = len.min((READ_BUF - h) as u64) as usize;
+        let more = len > want as u64 || o.more_after;
+        // None is held here (`pump` gave the last one back).
+        let buf = o.fbuf.get_or_insert_with(|| pool.take_buf(h + want));
+        let want = want.min(buf.len().saturating_sub(h));
+        let mut at = 0;
+        for s in &o.held[..nbytes] {
+            if let Segment::Bytes(b) = s {
+                buf[at..at + b.len()].copy_from_slice(b);
+                at += b.len();
+            }
+        }
+        o.fstart = 0;
+        o.fend = h;
         let base = buf.as_mut_ptr();
-        // SAFETY: h + want <= READ_BUF = buf.len(), so the pointer stays inside buf.
+        // SAFETY: h + want <= buf.len(), so the pointer stays inside buf.
         let dst = unsafe { base.add(h) };
         let read = opcode::Read::new(types::Fd(ffd), dst, want as u32)
             .offset(off)
@@ -334,36 +439,39 @@ impl UConn {
             .user_data(self.ud(READ));
         self.pending |= bit(READ);
         let send = self.send_entry(base, h + want, more, false, SEND_BUF);
-        // SAFETY: fbuf is a heap buffer owned by this connection and not
-        // touched while a write is in flight. The file is a clone in `held`
-        // (kept until no write is in flight), so `ffd` stays open. The Send
-        // covers bytes the Read fills; a short Read breaks the link (the
-        // Send is cancelled). The socket stays open until pending == 0.
+        // SAFETY: fbuf is a heap buffer owned by this connection's `Out` and
+        // not touched while a write is in flight. The file is a clone in
+        // `held` (kept until no write is in flight), so `ffd` stays open.
+        // The Send covers bytes the Read fills; a short Read breaks the link
+        // (the Send is cancelled). The socket stays open until pending == 0.
         unsafe { io.push(&[read, send]) };
     }
 
     /// Splice mode: [Send(leading bytes) ->] Splice(file -> pipe); its
     /// completion calls `send_queued`.
-    fn splice_chain(&mut self, io: &mut Io, pool: &mut Pool, nbytes: usize, file: FileAt) {
+    fn splice_chain(&mut self, io: &mut Io, nbytes: usize, file: FileAt) {
         let (ffd, off, len) = file;
-        let Some((size, wfd)) = self.pipe.as_ref().map(|p| (p.size, p.wfd())) else {
+        let Some(o) = self.out.as_mut() else {
+            return;
+        };
+        let Some((size, wfd)) = o.pipe.as_ref().map(|p| (p.size, p.wfd())) else {
             return;
         };
         // A pipe holds size/PAGE_SIZE page references: keep an unaligned
         // chunk within that many pages so the pipe never fills up mid-splice.
         let room = size - (off as usize & 4095);
         let n = len.min(room as u64) as u32;
-        self.pipe_more = len > n as u64 || self.more_after;
-        let lead = self.lead_entry(pool, nbytes, true);
+        o.pipe_more = len > n as u64 || o.more_after;
+        let lead = self.lead_entry(nbytes, true, true);
         let sin = opcode::Splice::new(types::Fd(ffd), off as i64, types::Fd(wfd), -1, n)
             .flags(libc::SPLICE_F_NONBLOCK)
             .build()
             .user_data(self.ud(SPLICE_IN));
         self.pending |= bit(SPLICE_IN);
-        // SAFETY: the leading bytes are a clone in `held` or the pooled
-        // buffer, the file a clone in `held`, and the pipe this connection's:
-        // none is let go of while a write is in flight. The socket is closed
-        // only once pending == 0.
+        // SAFETY: the leading bytes are clones in `held` (the message's
+        // iovecs point into them), the file a clone in `held`, and the pipe
+        // this connection's: none is let go of while a write is in flight.
+        // The socket is closed only once pending == 0.
         unsafe {
             match lead {
                 Some((send, _)) => io.push(&[send, sin]),
@@ -377,44 +485,58 @@ impl UConn {
     /// calls (`send_queued`), once the leading bytes are out (their
     /// completion) or at once (`settle`). It cannot wait for the disk, and
     /// skips the io-wq hop a ring splice costs.
-    fn direct_chain(&mut self, io: &mut Io, pool: &mut Pool, nbytes: usize, file: FileAt) {
+    fn direct_chain(&mut self, io: &mut Io, nbytes: usize, file: FileAt) {
         let (ffd, off, len) = file;
         let n = len.min(DIRECT_MAX);
-        self.direct = Some(Direct {
+        let lead = self.lead_entry(nbytes, true, false);
+        let Some(o) = self.out.as_mut() else {
+            return;
+        };
+        o.direct = Some(Direct {
             fd: ffd,
             off,
             left: n as usize,
         });
-        if let Some((send, h)) = self.lead_entry(pool, nbytes, false) {
-            self.ahead = h;
-            // SAFETY: the leading bytes are a clone in `held` or the pooled
-            // buffer, neither let go of while a write is in flight; the
-            // socket is closed only once pending == 0.
+        if let Some((send, h)) = lead {
+            o.ahead = h;
+            // SAFETY: the leading bytes are clones in `held` (the message's
+            // iovecs point into them), not let go of while a write is in
+            // flight; the socket is closed only once pending == 0.
             unsafe { io.push(&[send]) };
         }
     }
 
-    /// A Send for the `nbytes` leading byte segments (gathered when more
-    /// than one), and its length.
+    /// A Send for the `nbytes` leading byte segments straight from their
+    /// held clones (a SendMsg when there are several), and its length.
     fn lead_entry(
         &mut self,
-        pool: &mut Pool,
         nbytes: usize,
+        more: bool,
         link: bool,
     ) -> Option<(squeue::Entry, usize)> {
+        let o = self.out.as_mut()?;
         match nbytes {
             0 => None,
-            1 => match self.held.first() {
+            1 => match o.held.first() {
                 Some(Segment::Bytes(b)) => {
                     let (p, k) = (b.as_ptr(), b.len());
-                    Some((self.send_entry(p, k, true, link, SEND_BYTES), k))
+                    Some((self.send_entry(p, k, more, link, SEND_BYTES), k))
                 }
                 _ => None,
             },
             _ => {
-                let h = self.gather(pool, nbytes);
-                let p = self.fbuf.as_ref().map(|b| b.as_ptr());
-                p.map(|p| (self.send_entry(p, h, true, link, SEND_BUF), h))
+                let (msg, total) = o.message(nbytes);
+                self.pending |= bit(SEND_BYTES);
+                let e = opcode::SendMsg::new(types::Fd(self.fd), msg)
+                    .flags(send_flags(more) as u32)
+                    .build()
+                    .user_data(self.ud(SEND_BYTES));
+                let e = if link {
+                    e.flags(squeue::Flags::IO_LINK)
+                } else {
+                    e
+                };
+                Some((e, total))
             }
         }
     }
