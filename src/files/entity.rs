@@ -4,7 +4,9 @@
 //! `http::{accept, cond, range}`; this file feeds them what it found.
 
 use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -137,16 +139,16 @@ pub fn etag(len: u64, mtime: SystemTime, coding: Option<Encoding>) -> String {
 /// the workers; touched only when a sibling is stale. Bounded: past
 /// `MAX` siblings, further ones are not logged.
 #[derive(Debug, Default)]
-pub struct StaleLog(Mutex<HashSet<(String, SystemTime, SystemTime)>>);
+pub struct StaleLog(Mutex<HashSet<(OsString, SystemTime, SystemTime)>>);
 
 impl StaleLog {
     const MAX: usize = 4096;
 
     /// Whether this stale sibling is seen for the first time (then it is
     /// remembered).
-    fn first(&self, rel: &str, mtime: SystemTime, src_mtime: SystemTime) -> bool {
+    fn first(&self, rel: &OsStr, mtime: SystemTime, src_mtime: SystemTime) -> bool {
         let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        seen.len() < Self::MAX && seen.insert((rel.to_string(), mtime, src_mtime))
+        seen.len() < Self::MAX && seen.insert((rel.to_owned(), mtime, src_mtime))
     }
 }
 
@@ -169,7 +171,7 @@ impl Responder {
         req: &Request<'_>,
         now: &Now,
         src: Found,
-        rel: &str,
+        rel: &OsStr,
         ctype: Text,
         notes: &mut Notes,
     ) -> Reply {
@@ -292,7 +294,7 @@ impl Responder {
 
     /// `src` and its fresh precompressed siblings, in the configured order
     /// (`[0]` is `src`).
-    pub(super) fn variants(&self, rel: &str, src: Found, notes: &mut Notes) -> Vec<Rep> {
+    pub(super) fn variants(&self, rel: &OsStr, src: Found, notes: &mut Notes) -> Vec<Rep> {
         let mut reps = vec![];
         for (enc, f) in self.siblings(rel, &src, notes) {
             reps.push(Rep::file(f, Some(enc)));
@@ -310,20 +312,23 @@ impl Responder {
     /// so a sibling in the same second as its source is its own.
     pub(super) fn siblings(
         &self,
-        rel: &str,
+        rel: &OsStr,
         src: &Found,
         notes: &mut Notes,
     ) -> Vec<(Encoding, Found)> {
         let encs = &self.settings.precompressed;
         let mut out = Vec::new();
-        if encs.iter().any(|e| rel.ends_with(e.suffix())) {
+        if encs
+            .iter()
+            .any(|e| rel.as_bytes().ends_with(e.suffix().as_bytes()))
+        {
             return out;
         }
-        let mut name = String::with_capacity(rel.len() + 4);
+        let mut name = OsString::with_capacity(rel.len() + 4);
         for &enc in encs {
             name.clear();
-            name.push_str(rel);
-            name.push_str(enc.suffix());
+            name.push(rel);
+            name.push(enc.suffix());
             let Ok(Opened::File(f)) = self.root.open_beneath(&name) else {
                 continue;
             };
