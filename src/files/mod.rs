@@ -310,6 +310,8 @@ impl Responder {
             src.len,
             src.mtime,
             None,
+            rel,
+            now.wall,
         )];
         for (enc, f) in self.siblings(rel, src, notes) {
             if f.len > max {
@@ -320,14 +322,16 @@ impl Responder {
                 f.len,
                 f.mtime,
                 Some(enc),
+                rel,
+                now.wall,
             ));
         }
-        // Each representation's plain 200 head, rendered once (unless its
-        // mtime is ahead of the clock: then Last-Modified says "now", which
-        // changes every second).
+        // Each representation's plain 200 head, rendered once (its
+        // Last-Modified is stable, even for an mtime ahead of the clock:
+        // `entity::last_modified`; unless the clock stepped back past it).
         let vary = reps.len() > 1;
         for rep in &mut reps {
-            let lm = crate::http::cond::http_date(rep.mtime);
+            let lm = rep.last_modified;
             if lm.is_none_or(|lm| lm <= now.wall) {
                 let lm = lm.map(httpdate::fmt_http_date);
                 let mut h = self.ok_fields(rep, vary, ctype.clone(), lm);
