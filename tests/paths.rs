@@ -239,6 +239,30 @@ engine_tests! {
         }
     }
 
+    /// A name with a newline cannot split an error log line: the stale
+    /// sibling's message names it escaped (`a\nb.txt.gz`), on one line.
+    fn a_newline_in_a_name_stays_on_one_error_log_line(e) {
+        use std::os::unix::ffi::OsStrExt;
+        let site = Site::new();
+        let src = site.root.join(std::ffi::OsStr::from_bytes(b"a\nb\xe9.txt"));
+        let gz = site.root.join(std::ffi::OsStr::from_bytes(b"a\nb\xe9.txt.gz"));
+        std::fs::write(&src, b"PLAIN").unwrap();
+        std::fs::write(&gz, b"GZIPPED").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::open(&gz).unwrap().set_modified(old).unwrap();
+        let srv = start_or_skip!(e, "", &site.root);
+        let req = b"GET /a%0Ab%E9.txt HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n";
+        let r = request(srv.addr(), req);
+        assert_status(&r, 200, "GET /a%0Ab%E9.txt");
+        assert_eq!(r.body_str(), "PLAIN", "the stale sibling was sent\n{}", r.describe());
+        let found = srv.wait_stderr_until(CLOSE_TIMEOUT, |t| t.contains("not served: stale"));
+        let text = srv.stderr_text();
+        assert!(found, "no stale-sibling line\n{text}");
+        let line = text.lines().find(|l| l.contains("not served: stale")).unwrap();
+        assert!(line.contains("a\\nb\u{fffd}.txt.gz not served") && line.contains("a\\nb\u{fffd}.txt's"), "{line}");
+        assert!(!text.lines().any(|l| l.starts_with("b\u{fffd}.txt") || l.starts_with("b\\xe9")), "a line was split\n{text}");
+    }
+
     fn dot_segments_inside_root_are_resolved(e) {
         let site = Site::new();
         let srv = start_or_skip!(e, "", &site.root);

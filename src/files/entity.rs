@@ -416,9 +416,9 @@ impl Responder {
                     Level::Info,
                     "precompressed {} not served: stale, its mtime ({}) is in an earlier second \
                      than {}'s ({}); recompress it, or touch -r the source",
-                    self.root.path_of(&name).display(),
+                    self.root.path_of(&name),
                     crate::log::rfc3339(f.mtime),
-                    self.root.path_of(rel).display(),
+                    self.root.path_of(rel),
                     crate::log::rfc3339(src.mtime),
                 );
             }

@@ -70,9 +70,20 @@ impl RootDir {
         })
     }
 
-    /// The root's path joined with `rel`, for messages (never opened).
-    pub fn path_of(&self, rel: impl AsRef<OsStr>) -> std::path::PathBuf {
-        self.canonical.join(rel.as_ref())
+    /// The root's path joined with `rel`, for messages (never opened): on
+    /// one line whatever the name's bytes, a control character escaped
+    /// (`\n`, `\u{1}`), a byte that is not UTF-8 shown as U+FFFD.
+    pub fn path_of(&self, rel: impl AsRef<OsStr>) -> String {
+        let p = self.canonical.join(rel.as_ref());
+        let mut out = String::new();
+        for c in p.to_string_lossy().chars() {
+            if c.is_control() {
+                out.extend(c.escape_debug());
+            } else {
+                out.push(c);
+            }
+        }
+        out
     }
 
     /// Open `rel` (no leading '/', no dot-segments) beneath the root. Symlinks
