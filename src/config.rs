@@ -1,6 +1,9 @@
 //! The TOML configuration: schema, defaults and validation.
 //!
-//! Every key has a default, so an empty file (or no file) is a valid config.
+//! Every key has a default, so no config file at all runs on the defaults;
+//! but a file that sets nothing (empty, or only comments) is an error, as it
+//! is for nginx: it is what an editor or a config tool caught mid-write
+//! leaves behind, and reloading it would move the server to 127.0.0.1:8080.
 //! Unknown keys are errors that name their line.
 
 use std::collections::BTreeMap;
@@ -149,7 +152,8 @@ pub struct Rule {
     #[serde(rename = "match", deserialize_with = "de_rule_match")]
     pub pattern: String,
     /// Header fields set on responses for matching paths; a later rule's
-    /// field replaces an earlier one's of the same name.
+    /// field replaces an earlier one's of the same name, except `Vary`,
+    /// whose members add up (and to the server's own).
     #[serde(default, deserialize_with = "de_rule_headers")]
     pub headers: BTreeMap<String, String>,
 }
@@ -171,8 +175,12 @@ impl Rule {
     }
 }
 
-/// Header fields a rule may not set: the connection's framing and the
-/// fields the server owns.
+/// Header fields a rule may not set (lower case): the connection's framing,
+/// the fields the server owns (`Date`, `Server`, a redirect's `Location`),
+/// and the representation metadata it computes from the file (its
+/// validators, coding, ranges). A rule's `Content-Type` is allowed unless it
+/// names a multipart type, and its `Vary` is merged with the server's; see
+/// [`rule_header_problem`].
 pub const RULE_FORBIDDEN_HEADERS: &[&str] = &[
     "content-length",
     "transfer-encoding",
@@ -182,9 +190,44 @@ pub const RULE_FORBIDDEN_HEADERS: &[&str] = &[
     "trailer",
     "te",
     "date",
-    "content-range",
+    "server",
+    "location",
+    "etag",
+    "last-modified",
     "content-encoding",
+    "content-range",
+    "accept-ranges",
 ];
+
+/// Why a rule may not set `name: value`, or None when it may.
+pub fn rule_header_problem(name: &str, value: &str) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    Some(if name.is_empty() || !name.bytes().all(is_tchar) {
+        "not a header field name"
+    } else if RULE_FORBIDDEN_HEADERS.contains(&lower.as_str()) {
+        "set by the server, a rule cannot set it"
+    } else if !is_field_value(value) {
+        "the value has a control character (CR, LF, NUL...)"
+    } else if lower == "content-type" && !is_media_type(value) {
+        "not a media type (like \"text/plain; charset=utf-8\")"
+    } else if lower == "content-type"
+        && value
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("multipart/")
+    {
+        "a multipart type is the server's to set (multipart/byteranges), a rule cannot set it"
+    } else if lower == "vary"
+        && !value
+            .split(',')
+            .map(str::trim)
+            .all(|t| !t.is_empty() && (t == "*" || t.bytes().all(is_tchar)))
+    {
+        "not a list of header field names (like \"Origin, Accept-Language\")"
+    } else {
+        return None;
+    })
+}
 
 /// The whole configuration. Field docs mirror `conf/tandem.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -240,6 +283,11 @@ pub struct Config {
     /// Graceful stop: how long in-flight responses may take before they are cut.
     #[serde(deserialize_with = "de_shutdown_timeout")]
     pub shutdown_timeout: Dur,
+    /// Graceful stop: how long tandem keeps accepting after SIGTERM, with
+    /// /healthz already 503, so a balancer moves away before the listeners
+    /// close (the drain, and shutdown_timeout, come after it).
+    #[serde(deserialize_with = "de_shutdown_delay")]
+    pub shutdown_delay: Dur,
     /// Largest request head (request line + headers), bytes; larger -> 431.
     #[serde(deserialize_with = "de_max_header_size")]
     pub max_header_size: usize,
@@ -320,6 +368,7 @@ impl Default for Config {
             header_timeout: Dur(Duration::from_secs(15)),
             send_timeout: Dur(Duration::from_secs(60)),
             shutdown_timeout: Dur(Duration::from_secs(10)),
+            shutdown_delay: Dur(Duration::ZERO),
             max_header_size: 8192,
             max_target_size: 4096,
             max_body_size: 1024 * 1024,
@@ -376,6 +425,11 @@ impl Config {
         // Syntax first, then the keys (so a typo is named as one, with the
         // key it was probably meant to be), then the values.
         let doc = toml::de::DeTable::parse(text).map_err(parse_error)?;
+        if doc.get_ref().is_empty() {
+            return Err(ConfigError::Empty {
+                path: name.to_string(),
+            });
+        }
         match unknown_keys(doc.get_ref(), Self::keys(), struct_fields::<Rule>()) {
             Ok(()) => {}
             Err(KeyProblem::Unknown(u)) => {
@@ -400,16 +454,27 @@ impl Config {
         let cfg: Config = toml::from_str(text).map_err(parse_error)?;
         cfg.validate().map_err(|source| ConfigError::Invalid {
             path: name.to_string(),
-            line: key_line(text, source.key()),
+            line: source
+                .rule_key()
+                .and_then(|(rule, header)| rule_key_at(doc.get_ref(), rule, header))
+                .map(line_of)
+                .or_else(|| key_line(text, source.key())),
             source,
         })?;
         Ok(cfg)
     }
 
+    /// The `listen` addresses, on their own and beside `metrics_listen`:
+    /// what can be checked without binding. Checked again after `--listen`
+    /// replaces `listen`.
+    pub fn check_listen(&self) -> Result<(), Invalid> {
+        listen_overlap("listen", &self.listen)?;
+        self.metrics_clash()
+    }
+
     /// A `metrics_listen` address that a `listen` address also takes (the
     /// same port on the same or a wildcard address): both cannot be bound.
-    /// Checked again after `--listen` replaces `listen`.
-    pub fn metrics_clash(&self) -> Result<(), Invalid> {
+    fn metrics_clash(&self) -> Result<(), Invalid> {
         for m in &self.metrics_listen {
             if let Some(l) = self.listen.iter().find(|l| same_socket(l, m)) {
                 return Err(Invalid::MetricsListenClash {
@@ -426,17 +491,8 @@ impl Config {
         if self.listen.is_empty() {
             return Err(Invalid::NoListen);
         }
-        for (i, a) in self.listen.iter().enumerate() {
-            if self.listen[..i].contains(a) {
-                return Err(Invalid::ListenTwice(*a));
-            }
-        }
-        for (i, m) in self.metrics_listen.iter().enumerate() {
-            if self.metrics_listen[..i].contains(m) {
-                return Err(Invalid::MetricsListenTwice(*m));
-            }
-        }
-        self.metrics_clash()?;
+        listen_overlap("metrics_listen", &self.metrics_listen)?;
+        self.check_listen()?;
         if self.index.0.is_empty() {
             return Err(Invalid::Index(String::new()));
         }
@@ -450,6 +506,7 @@ impl Config {
             ("header_timeout", self.header_timeout.0, false),
             ("send_timeout", self.send_timeout.0, false),
             ("shutdown_timeout", self.shutdown_timeout.0, true),
+            ("shutdown_delay", self.shutdown_delay.0, true),
         ] {
             if d > MAX_TIMEOUT {
                 return Err(Invalid::TimeoutTooLong {
@@ -529,28 +586,23 @@ impl Config {
         if self.max_ranges > MAX_RANGES {
             return Err(Invalid::MaxRanges(self.max_ranges));
         }
-        for rule in &self.rules {
+        for (i, rule) in self.rules.iter().enumerate() {
             if let Err(e) = rule.glob() {
                 return Err(Invalid::RuleMatch {
+                    rule: i,
                     pattern: rule.pattern.clone(),
                     why: e.kind().to_string(),
                 });
             }
             for (name, value) in &rule.headers {
-                let why = if name.is_empty() || !name.bytes().all(is_tchar) {
-                    "not a header field name"
-                } else if RULE_FORBIDDEN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-                    "set by the server, a rule cannot set it"
-                } else if !is_field_value(value) {
-                    "the value has a control character (CR, LF, NUL...)"
-                } else {
-                    continue;
-                };
-                return Err(Invalid::RuleHeader {
-                    pattern: rule.pattern.clone(),
-                    name: name.clone(),
-                    why,
-                });
+                if let Some(why) = rule_header_problem(name, value) {
+                    return Err(Invalid::RuleHeader {
+                        rule: i,
+                        pattern: rule.pattern.clone(),
+                        name: name.clone(),
+                        why,
+                    });
+                }
             }
         }
         Ok(())
@@ -578,11 +630,40 @@ impl Config {
 
 /// Would binding both addresses clash? The same port (not 0, which picks a
 /// free one) on the same address, or where one is a wildcard covering the
-/// other: `0.0.0.0` covers IPv4, `[::]` (dual-stack by default) both families.
-fn same_socket(a: &SocketAddr, b: &SocketAddr) -> bool {
+/// other: `0.0.0.0` covers IPv4, `[::]` IPv6 (tandem's IPv6 sockets are
+/// IPv6 only, see `daemon::listen`), so `0.0.0.0:80` and `[::]:80` do not.
+pub fn same_socket(a: &SocketAddr, b: &SocketAddr) -> bool {
     let covers =
-        |w: &SocketAddr, x: &SocketAddr| w.ip().is_unspecified() && (w.is_ipv6() || x.is_ipv4());
+        |w: &SocketAddr, x: &SocketAddr| w.ip().is_unspecified() && w.is_ipv6() == x.is_ipv6();
     a.port() != 0 && a.port() == b.port() && (a.ip() == b.ip() || covers(a, b) || covers(b, a))
+}
+
+/// The binds of one list of addresses that can be checked without binding:
+/// an address listed twice, two that take the same port (a wildcard and an
+/// address it covers), and an IPv4-mapped IPv6 address (an IPv6-only socket
+/// cannot bind one: write it as IPv4).
+fn listen_overlap(key: &'static str, addrs: &[SocketAddr]) -> Result<(), Invalid> {
+    for (i, a) in addrs.iter().enumerate() {
+        if let SocketAddr::V6(v6) = a
+            && v6.ip().to_ipv4_mapped().is_some()
+        {
+            return Err(Invalid::ListenMapped { key, addr: *a });
+        }
+        if addrs[..i].contains(a) {
+            return Err(match key {
+                "listen" => Invalid::ListenTwice(*a),
+                _ => Invalid::MetricsListenTwice(*a),
+            });
+        }
+        if let Some(b) = addrs[..i].iter().find(|b| same_socket(a, b)) {
+            return Err(Invalid::ListenOverlap {
+                metrics: key == "metrics_listen",
+                a: *b,
+                b: *a,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A path that stays under the root: relative, no `..` segment, no NUL.

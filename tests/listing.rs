@@ -114,6 +114,64 @@ fn list_site() -> Site {
     site
 }
 
+/// A request with extra fields on a fresh connection.
+fn ask(srv: &Server, method: &str, path: &str, fields: &[(&str, &str)]) -> Response {
+    let mut h = String::new();
+    for (n, v) in fields {
+        h.push_str(&format!("{n}: {v}\r\n"));
+    }
+    request(
+        srv.addr(),
+        format!("{method} {path} HTTP/1.1\r\nHost: tandem.test\r\n{h}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+}
+
+/// `ask`, checked for `status`; a 304 has the listing's ETag and no body.
+#[track_caller]
+fn expect(srv: &Server, path: &str, fields: &[(&str, &str)], status: u16) -> Response {
+    let r = ask(srv, "GET", path, fields);
+    let ctx = format!("GET {path} {fields:?}");
+    assert_status(&r, status, &ctx);
+    if status != 304 {
+        check_common(&r, &ctx);
+    } else {
+        assert!(
+            r.body.is_empty() && r.header("etag").is_some(),
+            "{ctx}\n{}",
+            r.describe()
+        );
+    }
+    r
+}
+
+/// The ETag and Last-Modified of a 200 listing.
+fn validators(srv: &Server, path: &str) -> (String, String) {
+    let r = expect(srv, path, &[], 200);
+    let tag = r
+        .header("etag")
+        .unwrap_or_else(|| panic!("GET {path}: no ETag\n{}", r.describe()));
+    assert!(
+        tag.starts_with('"') && tag.ends_with('"') && tag.len() > 2,
+        "GET {path}: a strong tag, not {tag:?}"
+    );
+    let lm = r
+        .header("last-modified")
+        .unwrap_or_else(|| panic!("GET {path}: no Last-Modified\n{}", r.describe()));
+    let (lm_s, date_s) = (
+        parse_imf_fixdate(lm).unwrap(),
+        parse_imf_fixdate(r.header("date").unwrap()).unwrap(),
+    );
+    assert!(lm_s <= date_s, "GET {path}: Last-Modified {lm} after Date");
+    (tag.to_string(), lm.to_string())
+}
+
+fn set_mtime(p: &std::path::Path, t: std::time::SystemTime) {
+    std::fs::File::open(p)
+        .and_then(|f| f.set_modified(t))
+        .unwrap();
+}
+
 fn mkfifo(p: &std::path::Path) {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
@@ -411,5 +469,98 @@ engine_tests! {
         pos(&html_listing(&srv, "/noindex/"), "href=\"file.txt\">file.txt</a>");
         let got = json_entries(&get(srv.addr(), "/dir/?format=json"), "GET /dir/?format=json");
         assert_eq!(got, [("visible.txt".to_string(), "file".to_string(), 7)]);
+    }
+
+    /// A listing is a representation: a strong ETag and a Last-Modified,
+    /// and RFC 9110 §13.2.2 preconditions on them, as on a file.
+    fn preconditions_are_evaluated_on_a_listing(e) {
+        let site = list_site();
+        std::fs::create_dir(site.path("empty")).unwrap();
+        let srv = start_or_skip!(e, ON, &site.root);
+        let (tag, lm) = validators(&srv, "/empty/");
+        let r = expect(&srv, "/empty/", &[("If-None-Match", "*")], 304);
+        assert_eq!(r.header("etag"), Some(tag.as_str()));
+        assert_eq!(r.header("last-modified"), Some(lm.as_str()));
+        assert_eq!(r.header("vary"), Some("Accept"), "304: the 200's Vary\n{}", r.describe());
+        expect(&srv, "/empty/", &[("If-Match", "\"nope\"")], 412);
+        expect(&srv, "/empty/", &[("If-Match", &tag)], 200);
+        expect(&srv, "/empty/", &[("If-None-Match", &tag)], 304);
+        expect(&srv, "/empty/", &[("If-None-Match", &format!("\"x\", W/{tag}"))], 304);
+        let r = ask(&srv, "HEAD", "/empty/", &[("If-None-Match", &tag)]);
+        assert_status(&r, 304, "HEAD /empty/ If-None-Match");
+        // Dates: If-Modified-Since only without If-None-Match.
+        expect(&srv, "/empty/", &[("If-Modified-Since", &lm)], 304);
+        expect(&srv, "/empty/", &[("If-None-Match", "\"other\""), ("If-Modified-Since", &lm)], 200);
+        let day_before = imf_fixdate(parse_imf_fixdate(&lm).unwrap() - 86_400);
+        expect(&srv, "/empty/", &[("If-Modified-Since", &day_before)], 200);
+        expect(&srv, "/empty/", &[("If-Unmodified-Since", &day_before)], 412);
+        expect(&srv, "/empty/", &[("If-Unmodified-Since", &lm)], 200);
+        // Pipelined on one connection, split inside a field: 304 (no body),
+        // 412, HEAD 304 and a 200, each in its place.
+        let mut c = srv.connect();
+        let reqs = format!(
+            "GET /empty/ HTTP/1.1\r\nHost: t\r\nIf-None-Match: *\r\n\r\n\
+             GET /empty/ HTTP/1.1\r\nHost: t\r\nIf-Match: \"nope\"\r\n\r\n\
+             HEAD /empty/ HTTP/1.1\r\nHost: t\r\nIf-None-Match: {tag}\r\n\r\n\
+             GET /empty/ HTTP/1.1\r\nHost: t\r\nIf-Match: {tag}\r\n\r\n"
+        );
+        let cut = reqs.find("None-Match: *").unwrap() + 6;
+        c.send(&reqs.as_bytes()[..cut]);
+        c.send(&reqs.as_bytes()[cut..]);
+        for (i, (method, status)) in [("GET", 304), ("GET", 412), ("HEAD", 304), ("GET", 200)].into_iter().enumerate() {
+            let r = c.read_response(method);
+            assert_status(&r, status, &format!("pipelined #{i}"));
+            if status != 412 {
+                assert_eq!(r.header("etag"), Some(tag.as_str()), "pipelined #{i}\n{}", r.describe());
+            }
+        }
+        // The JSON form is another representation, with its own tag.
+        let (jtag, _) = validators(&srv, "/list/?format=json");
+        let (htag, _) = validators(&srv, "/list/");
+        assert_ne!(jtag, htag);
+        expect(&srv, "/list/?format=json", &[("If-None-Match", &htag)], 200);
+        expect(&srv, "/list/?format=json", &[("If-None-Match", &jtag)], 304);
+        let r = expect(&srv, "/list/", &[("Accept", "application/json"), ("If-None-Match", &jtag)], 304);
+        assert_eq!(r.header("vary"), Some("Accept"));
+        // A rule's fields go on its 304 too, not on its 412.
+        drop(srv);
+        let srv = start_or_skip!(e, &format!("{ON}\n[[rules]]\nmatch = \"/empty/\"\nheaders = {{ \"Cache-Control\" = \"no-cache\" }}\n"), &site.root);
+        let r = expect(&srv, "/empty/", &[("If-None-Match", "*")], 304);
+        assert_eq!(r.header("cache-control"), Some("no-cache"), "{}", r.describe());
+        let r = expect(&srv, "/empty/", &[("If-Match", "\"nope\"")], 412);
+        assert!(r.header("cache-control").is_none(), "{}", r.describe());
+    }
+
+    /// The ETag follows the listing's content: an entry added, resized,
+    /// touched or removed gives a new tag, and the old one no longer gives
+    /// 304; Last-Modified moves with an entry added.
+    fn listing_validators_follow_its_content(e) {
+        let site = list_site();
+        let t0 = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+        for p in ["list/b.txt", "list/a.txt", "list/Z.txt", "list/zdir", "list/adir", "list"] {
+            set_mtime(&site.path(p), t0);
+        }
+        let srv = start_or_skip!(e, ON, &site.root);
+        let (mut tag, lm) = validators(&srv, "/list/");
+        assert_eq!(lm, imf_fixdate(1_600_000_000), "the newest of the directory and its entries");
+        expect(&srv, "/list/", &[("If-Modified-Since", &lm)], 304);
+        let steps: [(&str, &dyn Fn()); 4] = [
+            ("a file added", &|| site.write("list/new.txt", b"new")),
+            ("a file resized", &|| site.write("list/a.txt", b"2222")),
+            ("a file touched", &|| set_mtime(&site.path("list/b.txt"), t0 + std::time::Duration::from_secs(61))),
+            ("a file removed", &|| std::fs::remove_file(site.path("list/new.txt")).unwrap()),
+        ];
+        for (what, change) in steps {
+            change();
+            let (new, new_lm) = validators(&srv, "/list/");
+            assert_ne!(new, tag, "{what}: the listing's ETag did not change");
+            expect(&srv, "/list/", &[("If-None-Match", &tag)], 200);
+            expect(&srv, "/list/", &[("If-None-Match", &new)], 304);
+            if what == "a file added" {
+                assert!(parse_imf_fixdate(&new_lm) > parse_imf_fixdate(&lm), "{what}: Last-Modified {new_lm}");
+                expect(&srv, "/list/", &[("If-Modified-Since", &lm)], 200);
+            }
+            tag = new;
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::fs;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -133,6 +133,116 @@ engine_tests! {
         assert!(line.contains(&format!("root {}", d.path().join("www").display())), "{line}");
         assert_eq!(get(flag_addr, "/").body_str(), "FROM-FLAG\n");
         assert_eq!(listening_addrs(&p.text()), vec![flag_addr], "{}", p.text());
+    }
+
+    // An empty file (or one of only comments) is what an editor that
+    // truncates first, or a config tool caught mid-write, leaves when the
+    // SIGHUP comes: `-t`, a start and a reload all refuse it, naming the
+    // file; so are a reload that drops every listener and one whose root
+    // is not there. The running config keeps serving through each.
+    fn a_config_that_says_nothing_is_refused(e) {
+        let site = Site::new();
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [("empty.toml", ""), ("comments.toml", "# tandem.toml\n\n   # to be written\n\t\n")] {
+            let cfg = dir.path().join(name);
+            fs::write(&cfg, text).unwrap();
+            for args in [&["-t"][..], &[][..]] {
+                let mut cmd = Command::new(tandem_bin());
+                cmd.args(["--engine", e]).args(args).arg("-c").arg(&cfg).current_dir(dir.path());
+                let out = run_with_timeout(cmd, EXIT_TIMEOUT);
+                assert_eq!(out.status.code(), Some(2), "tandem {args:?} -c {name}: {}", out.stderr);
+                let want = format!("tandem: {}: the file sets nothing", cfg.display());
+                assert!(out.stderr.contains(&want), "tandem {args:?} -c {name}: want {want:?} in:\n{}", out.stderr);
+                assert!(!out.stderr.contains("listening on"), "{}", out.stderr);
+            }
+        }
+
+        let piddir = tempfile::tempdir().unwrap();
+        let pidfile = piddir.path().join("tandem.pid");
+        let extra = format!("pidfile = {}", toml_str(&pidfile.display().to_string()));
+        let srv = start_or_skip!(e, &extra, &site.root);
+        wait_file(&pidfile, Duration::from_secs(5), |t| t.ends_with('\n')).expect("pidfile");
+        let cfg = srv.config_path().to_path_buf();
+        let serving = |ctx: &str| {
+            let r = get(srv.addr(), "/");
+            assert_eq!(r.status, 200, "{ctx}: {}", r.describe());
+            assert!(r.body_str().contains("ROOT-INDEX-PAGE"), "{ctx}: {}", r.body_str());
+            assert_eq!(listening_addrs(&srv.stderr_text()), vec![srv.addr()], "{ctx}:\n{}", srv.stderr_text());
+        };
+        serving("at start");
+        for text in ["", "# only comments\n\n"] {
+            // SIGHUP straight to the server (the file is read by the server).
+            fs::write(&cfg, text).unwrap();
+            let line = srv.reload(Duration::from_secs(10)).expect_err("an empty config was reloaded");
+            assert!(line.contains(&format!("{}: the file sets nothing", cfg.display())), "{line}");
+            serving(&format!("after reloading {text:?}"));
+            // `-s reload` reads the file first and refuses before signalling.
+            let mut cmd = Command::new(tandem_bin());
+            cmd.args(["-s", "reload", "-c"]).arg(&cfg);
+            let out = run_with_timeout(cmd, EXIT_TIMEOUT);
+            assert_eq!(out.status.code(), Some(2), "-s reload of {text:?}: {}", out.stderr);
+            assert!(out.stderr.contains("the file sets nothing"), "{}", out.stderr);
+        }
+        // No listener left: refused, by the server and through -s reload.
+        srv.write_config(&format!("{extra}\nlisten = []"), &site.root);
+        let line = srv.reload(Duration::from_secs(10)).expect_err("a reload dropped every listener");
+        assert!(line.contains("listen: at least one address is needed"), "{line}");
+        serving("after a reload with listen = []");
+        // A root that is not there: refused, and `-s reload` exits 2 with it.
+        let gone = site.base.join("gone");
+        srv.write_config(&extra, &gone);
+        let mut cmd = Command::new(tandem_bin());
+        cmd.args(["-s", "reload", "-c"]).arg(&cfg);
+        let out = run_with_timeout(cmd, EXIT_TIMEOUT);
+        assert_eq!(out.status.code(), Some(2), "-s reload with a missing root: {}", out.stderr);
+        assert!(out.stderr.contains(&format!("root: {} does not exist", gone.display())), "{}", out.stderr);
+        serving("after a reload to a missing root");
+    }
+
+    // shutdown_delay: after SIGTERM, /healthz says 503 at once while new
+    // connections are still served for the delay, so a balancer (a
+    // Kubernetes Service) moves away before the listeners close; then the
+    // normal drain, and new clients are refused.
+    fn shutdown_delay_keeps_accepting_while_healthz_says_503(e) {
+        const DELAY: Duration = Duration::from_secs(3);
+        let site = Site::new();
+        let extra = "shutdown_delay = \"3s\"\nshutdown_timeout = \"5s\"\nmetrics_listen = [\"127.0.0.1:0\"]";
+        let mut srv = start_or_skip!(e, extra, &site.root);
+        const TAG: &str = "metrics and health on ";
+        assert!(srv.wait_stderr(TAG, START_TIMEOUT), "{}", srv.stderr_text());
+        let text = srv.stderr_text();
+        let line = text.lines().find(|l| l.contains(TAG)).unwrap();
+        let m: SocketAddr = line[line.find(TAG).unwrap() + TAG.len()..].split_whitespace().next().unwrap().parse().unwrap();
+        assert_eq!(get(m, "/healthz").status, 200, "before the stop");
+        // A keep-alive connection from before the signal.
+        let mut before = srv.connect();
+        let r = before.roundtrip(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(r.status, 200);
+
+        let t0 = Instant::now();
+        srv.signal(libc::SIGTERM);
+        assert!(srv.wait_stderr("(shutdown_delay)", Duration::from_secs(5)), "{}", srv.stderr_text());
+        assert_eq!(get(m, "/healthz").status, 503, "/healthz during shutdown_delay");
+        for i in 0..5 {
+            let r = get(srv.addr(), "/");
+            assert_eq!(r.status, 200, "new connection {i} during shutdown_delay: {}", r.describe());
+            assert!(r.body_str().contains("ROOT-INDEX-PAGE"));
+        }
+        let r = before.roundtrip(b"GET /app.js HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(r.status, 200, "the old keep-alive connection during shutdown_delay");
+        assert!(!r.connection_has("close"), "closed during the delay: {}", r.describe());
+        assert!(t0.elapsed() < DELAY, "the checks took longer than the delay ({:?}): they prove nothing", t0.elapsed());
+        assert!(!srv.stderr_text().contains("no longer accept"), "{}", srv.stderr_text());
+
+        // Then the drain: new clients are refused, the process exits 0.
+        assert!(srv.wait_stderr("workers no longer accept", Duration::from_secs(10)), "{}", srv.stderr_text());
+        assert!(t0.elapsed() >= DELAY, "the drain began after {:?}, before shutdown_delay", t0.elapsed());
+        match std::net::TcpStream::connect_timeout(&srv.addr(), Duration::from_secs(2)) {
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}"),
+            Ok(_) => panic!("a new connection was taken after the drain began"),
+        }
+        let st = srv.wait_exit(Duration::from_secs(15)).expect("no exit after the drain");
+        assert!(st.success(), "{st}");
     }
 }
 

@@ -342,6 +342,7 @@ readers! {
     de_header_timeout("header_timeout") -> Dur = duration;
     de_send_timeout("send_timeout") -> Dur = duration;
     de_shutdown_timeout("shutdown_timeout") -> Dur = duration;
+    de_shutdown_delay("shutdown_delay") -> Dur = duration;
     de_max_header_size("max_header_size") -> usize = |v| usize_of("a number of bytes", v);
     de_max_target_size("max_target_size") -> usize = |v| usize_of("a number of bytes", v);
     de_max_body_size("max_body_size") -> u64 = |v| count("a number of bytes", v);
@@ -508,6 +509,31 @@ pub fn unknown_keys(
         }
     }
     Ok(())
+}
+
+/// Byte offset of a key of the `rule`-th `[[rules]]` entry (from 0): its
+/// `match` when `header` is None, else that field name in its `headers`
+/// (or `headers` itself when the name is not found as written).
+pub fn rule_key_at(
+    doc: &toml::de::DeTable<'_>,
+    rule: usize,
+    header: Option<&str>,
+) -> Option<usize> {
+    use toml::de::DeValue;
+    let (_, rules) = doc.iter().find(|(k, _)| k.get_ref() == "rules")?;
+    let DeValue::Array(entries) = rules.get_ref() else {
+        return None;
+    };
+    let DeValue::Table(t) = entries.get(rule)?.get_ref() else {
+        return None;
+    };
+    let key = if header.is_some() { "headers" } else { "match" };
+    let (k, v) = t.iter().find(|(k, _)| k.get_ref() == key)?;
+    let field = match (header, v.get_ref()) {
+        (Some(name), DeValue::Table(h)) => h.iter().find(|(f, _)| f.get_ref() == name),
+        _ => None,
+    };
+    Some(field.map_or(k.span().start, |(f, _)| f.span().start))
 }
 
 /// The known key closest to `key`, if it is close: a small edit distance

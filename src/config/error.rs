@@ -15,6 +15,15 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// The file sets no key at all: empty, or only comments and blank
+    /// lines (a file caught mid-write). Refused rather than read as "all
+    /// defaults"; no file at all (no `-c`) is how to run on the defaults.
+    #[error(
+        "{path}: the file sets nothing (it is empty, or only comments): refusing it rather than \
+         running on built-in defaults; set at least `listen` and `root` (or start without -c \
+         for the defaults)"
+    )]
+    Empty { path: String },
     /// Not TOML, or not the schema: a syntax error, an unknown key, a value
     /// of the wrong type or out of the range serde checks. The message is
     /// the TOML parser's; `line` is where its span starts.
@@ -61,7 +70,7 @@ impl ConfigError {
     /// The line the error is about, if known.
     pub fn line(&self) -> Option<usize> {
         match self {
-            ConfigError::Read { .. } => None,
+            ConfigError::Read { .. } | ConfigError::Empty { .. } => None,
             ConfigError::Parse { line, .. }
             | ConfigError::UnknownKey { line, .. }
             | ConfigError::Shape { line, .. }
@@ -143,6 +152,24 @@ pub enum Invalid {
     NoListen,
     #[error("listen: {0} is listed twice")]
     ListenTwice(SocketAddr),
+    /// Two addresses of `listen` (or of `metrics_listen`, with `metrics`)
+    /// that take the same port: a wildcard and an address it covers.
+    #[error(
+        "{}: {a} and {b} take the same port ({} covers the other): list one of them \
+         ([::]:P is IPv6 only, so 0.0.0.0:P beside it is how to get both families)",
+        if *metrics { "metrics_listen" } else { "listen" },
+        if a.ip().is_unspecified() { a } else { b }
+    )]
+    ListenOverlap {
+        metrics: bool,
+        a: SocketAddr,
+        b: SocketAddr,
+    },
+    #[error(
+        "{key}: {addr} is an IPv4-mapped address; write it as {}",
+        unmapped(addr)
+    )]
+    ListenMapped { key: &'static str, addr: SocketAddr },
     #[error("index: must be one or more plain file names, not {0:?}")]
     Index(String),
     #[error("{key}: at most {}h, not {secs}s", MAX_TIMEOUT.as_secs() / 3600)]
@@ -187,7 +214,12 @@ pub enum Invalid {
     #[error("max_ranges: must be between 0 and {MAX_RANGES}, not {0}")]
     MaxRanges(usize),
     #[error("rules: match = {pattern:?}: {why}")]
-    RuleMatch { pattern: String, why: String },
+    RuleMatch {
+        /// Which `[[rules]]` entry, from 0.
+        rule: usize,
+        pattern: String,
+        why: String,
+    },
     #[error("metrics_listen: {0} is listed twice")]
     MetricsListenTwice(SocketAddr),
     #[error(
@@ -199,6 +231,8 @@ pub enum Invalid {
     },
     #[error("rules: match = {pattern:?}: header {name:?}: {why}")]
     RuleHeader {
+        /// Which `[[rules]]` entry, from 0.
+        rule: usize,
         pattern: String,
         name: String,
         why: &'static str,
@@ -210,6 +244,9 @@ impl Invalid {
     pub fn key(&self) -> &'static str {
         match self {
             Invalid::NoListen | Invalid::ListenTwice(_) => "listen",
+            Invalid::ListenOverlap { metrics: false, .. } => "listen",
+            Invalid::ListenOverlap { metrics: true, .. } => "metrics_listen",
+            Invalid::ListenMapped { key, .. } => key,
             Invalid::Index(_) => "index",
             Invalid::TimeoutTooLong { key, .. } | Invalid::TimeoutZero { key } => key,
             Invalid::MaxHeaderSize(_) => "max_header_size",
@@ -227,5 +264,26 @@ impl Invalid {
             Invalid::RuleMatch { .. } | Invalid::RuleHeader { .. } => "rules",
             Invalid::MetricsListenTwice(_) | Invalid::MetricsListenClash { .. } => "metrics_listen",
         }
+    }
+
+    /// For a bad rule: which entry (from 0), and the header field name the
+    /// problem is with (None: its `match`). Its line is that key's.
+    pub fn rule_key(&self) -> Option<(usize, Option<&str>)> {
+        match self {
+            Invalid::RuleMatch { rule, .. } => Some((*rule, None)),
+            Invalid::RuleHeader { rule, name, .. } => Some((*rule, Some(name))),
+            _ => None,
+        }
+    }
+}
+
+/// An IPv4-mapped IPv6 address (`[::ffff:127.0.0.1]:80`) as IPv4.
+fn unmapped(a: &SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), a.port()),
+            None => *a,
+        },
+        SocketAddr::V4(_) => *a,
     }
 }

@@ -1,8 +1,27 @@
 use super::*;
 
 #[test]
-fn empty_is_defaults() {
-    let c = Config::parse("", "t").unwrap();
+fn a_file_that_sets_nothing_is_refused() {
+    for text in [
+        "",
+        "\n",
+        "   \n\t\n",
+        "# only a comment\n",
+        "# a\n\n  # b\n",
+        "\u{feff}",
+    ] {
+        let e = Config::parse(text, "t.toml").unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Empty { path } if path == "t.toml"),
+            "{text:?}: {e:?}"
+        );
+        assert!(
+            e.to_string().starts_with("t.toml: the file sets nothing"),
+            "{e}"
+        );
+    }
+    // One key is enough; the rest are the defaults.
+    let c = Config::parse("# c\nroot = \"html\"\n", "t").unwrap();
     assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
     assert_eq!(c.root, PathBuf::from("html"));
     assert_eq!(c.keepalive_timeout.0, Duration::from_secs(60));
@@ -51,6 +70,7 @@ fn values() {
             "keepalive_timeout",
         ),
         ("shutdown_timeout = 9223372036854775807", "shutdown_timeout"),
+        ("shutdown_delay = \"25h\"", "shutdown_delay"),
         ("header_timeout = \"25h\"", "header_timeout"),
         ("send_timeout = 0", "send_timeout"),
         ("max_header_size = 18446744073709551615", "max_header_size"),
@@ -63,6 +83,9 @@ fn values() {
         );
     }
     assert!(Config::parse("keepalive_timeout = \"24h\"\nshutdown_timeout = 0", "t").is_ok());
+    let c = Config::parse("shutdown_delay = \"5s\"", "t").unwrap();
+    assert_eq!(c.shutdown_delay.0, Duration::from_secs(5));
+    assert_eq!(Config::default().shutdown_delay.0, Duration::ZERO);
     let e = Config::parse("# c\nlog_level = \"loud\"\n", "t.toml").unwrap_err();
     assert!(e.to_string().starts_with("t.toml:2: log_level"), "{e}");
 }
@@ -420,7 +443,7 @@ fn observability_keys() {
         ("127.0.0.1:8080", "127.0.0.1:8080"),
         ("0.0.0.0:8080", "127.0.0.1:8080"),
         ("127.0.0.1:8080", "0.0.0.0:8080"),
-        ("[::]:8080", "127.0.0.1:8080"),
+        ("[::]:8080", "[::1]:8080"),
     ] {
         let text = format!("listen = [\"{listen}\"]\n\nmetrics_listen = [\"{metrics}\"]\n");
         match Config::parse(&text, "t.toml") {
@@ -442,6 +465,8 @@ fn observability_keys() {
     for (listen, metrics) in [
         ("127.0.0.1:8080", "127.0.0.2:8080"),
         ("0.0.0.0:8080", "[::1]:8080"),
+        // [::] is IPv6 only: it leaves IPv4's port to the other.
+        ("[::]:8080", "127.0.0.1:8080"),
         ("127.0.0.1:8080", "127.0.0.1:9145"),
     ] {
         let text = format!("listen = [\"{listen}\"]\nmetrics_listen = [\"{metrics}\"]\n");
@@ -528,19 +553,6 @@ fn content_keys() {
         ("mime_types = { wasm = \"a/b\\r\\nX: y\" }", "mime_types"),
         ("precompressed = [\"br\", \"br\"]", "precompressed"),
         ("max_ranges = 5000", "max_ranges"),
-        ("[[rules]]\nmatch = \"/a/[\"\n", "rules"),
-        (
-            "[[rules]]\nmatch = \"*\"\nheaders = { \"Content-Length\" = \"1\" }\n",
-            "rules",
-        ),
-        (
-            "[[rules]]\nmatch = \"*\"\nheaders = { \"X-A\" = \"a\\nb\" }\n",
-            "rules",
-        ),
-        (
-            "[[rules]]\nmatch = \"*\"\nheaders = { \"X A\" = \"a\" }\n",
-            "rules",
-        ),
     ] {
         match Config::parse(&format!("\n{text}\n"), "t.toml") {
             Err(ConfigError::Invalid { line, source, .. }) => {
@@ -566,4 +578,136 @@ fn content_keys() {
             "{text}: {e:?}"
         );
     }
+}
+
+#[test]
+fn listen_addresses_that_cannot_all_be_bound_are_refused() {
+    // Both families on one port: [::] is IPv6 only.
+    let c = Config::parse("listen = [\"0.0.0.0:80\", \"[::]:80\"]\n", "t").unwrap();
+    assert_eq!(c.listen.len(), 2);
+    for (list, key, want) in [
+        (
+            "listen = [\"0.0.0.0:80\", \"127.0.0.1:80\"]",
+            "listen",
+            "listen: 0.0.0.0:80 and 127.0.0.1:80 take the same port (0.0.0.0:80 covers the other)",
+        ),
+        (
+            "listen = [\"127.0.0.1:80\", \"0.0.0.0:80\"]",
+            "listen",
+            "listen: 127.0.0.1:80 and 0.0.0.0:80 take the same port (0.0.0.0:80 covers the other)",
+        ),
+        (
+            "listen = [\"[::1]:80\", \"[::]:80\"]",
+            "listen",
+            "listen: [::1]:80 and [::]:80 take the same port ([::]:80 covers the other)",
+        ),
+        (
+            "listen = [\"127.0.0.1:80\", \"127.0.0.1:80\"]",
+            "listen",
+            "listen: 127.0.0.1:80 is listed twice",
+        ),
+        (
+            "listen = [\"[::ffff:127.0.0.1]:80\"]",
+            "listen",
+            "listen: [::ffff:127.0.0.1]:80 is an IPv4-mapped address; write it as 127.0.0.1:80",
+        ),
+        (
+            "metrics_listen = [\"0.0.0.0:9\", \"127.0.0.9:9\"]",
+            "metrics_listen",
+            "metrics_listen: 0.0.0.0:9 and 127.0.0.9:9 take the same port",
+        ),
+    ] {
+        let e = Config::parse(&format!("root = \"x\"\n{list}\n"), "t.toml").unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Invalid { line: Some(2), source, .. } if source.key() == key),
+            "{list}: {e:?}"
+        );
+        assert!(
+            e.to_string().starts_with(&format!("t.toml:2: {want}")),
+            "{list}: {e}"
+        );
+    }
+    // Port 0 picks a free port for each.
+    assert!(Config::parse("listen = [\"0.0.0.0:0\", \"127.0.0.1:0\"]", "t").is_ok());
+    // Other ports, other addresses of one family: no clash.
+    assert!(
+        Config::parse(
+            "listen = [\"127.0.0.1:80\", \"127.0.0.2:80\", \"0.0.0.0:81\"]",
+            "t"
+        )
+        .is_ok()
+    );
+}
+
+/// A bad rule names the line of the key at fault: its `match`, or the very
+/// header field (inline or in a `[rules.headers]` table), in the entry it
+/// is in, not the first `[[rules]]`.
+#[test]
+fn bad_rules_name_the_line_of_the_field() {
+    let ok = "[[rules]]\nmatch = \"*.css\"\nheaders = { \"Cache-Control\" = \"max-age=60\", Vary = \"Origin\" }\n";
+    for (bad, line, why) in [
+        ("match = \"/a/[\"\n", 6, "match = \"/a/[\""),
+        (
+            "match = \"*\"\nheaders = { \"Content-Length\" = \"1\" }\n",
+            7,
+            "\"Content-Length\": set by the server",
+        ),
+        (
+            "match = \"*\"\nheaders = { \"X-A\" = \"a\\nb\" }\n",
+            7,
+            "control character",
+        ),
+        (
+            "match = \"*\"\nheaders = { \"X A\" = \"a\" }\n",
+            7,
+            "not a header field name",
+        ),
+        (
+            "match = \"*\"\nheaders = { \"X-Ok\" = \"1\", ETag = \"\\\"fixed\\\"\" }\n",
+            7,
+            "\"ETag\": set by the server",
+        ),
+        (
+            "match = \"*\"\n[rules.headers]\nX-Ok = \"1\"\nserver = \"x\"\n",
+            9,
+            "\"server\": set by the server",
+        ),
+        (
+            "match = \"*\"\n[rules.headers]\n\"Content-Type\" = \"Multipart/Byteranges; boundary=x\"\n",
+            8,
+            "multipart type",
+        ),
+        (
+            "match = \"*\"\nheaders = { \"Content-Type\" = \"nonsense\" }\n",
+            7,
+            "not a media type",
+        ),
+        (
+            "match = \"*\"\nheaders = { Vary = \"Origin, \" }\n",
+            7,
+            "not a list of header field names",
+        ),
+    ] {
+        let text = format!("\n{ok}[[rules]]\n{bad}");
+        match Config::parse(&text, "t.toml") {
+            Err(e @ ConfigError::Invalid { .. }) => {
+                assert_eq!(e.line(), Some(line), "{text}\n{e}");
+                let msg = e.to_string();
+                assert!(msg.starts_with(&format!("t.toml:{line}: rules: ")), "{msg}");
+                assert!(msg.contains(why), "{msg} lacks {why:?}");
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    for name in RULE_FORBIDDEN_HEADERS {
+        let text = format!("[[rules]]\nmatch = \"*\"\nheaders = {{ \"{name}\" = \"x\" }}\n");
+        assert!(Config::parse(&text, "t").is_err(), "{name} accepted");
+    }
+    // What a rule may set: a type that is not multipart, a Vary list.
+    let c = Config::parse(
+        &format!("{ok}[[rules]]\nmatch = \"*.txt\"\nheaders = {{ \"Content-Type\" = \"text/plain; charset=latin1\", vary = \"*\" }}\n"),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.rules.len(), 2);
 }

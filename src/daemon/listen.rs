@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use crate::engine::Listener;
 use crate::syscall;
@@ -15,16 +15,33 @@ const BACKLOG: i32 = 4096;
 /// `listen 127.0.0.1:8080: address already in use (another server is on it?
 /// pick another with --listen 127.0.0.1:8081)`.
 #[derive(Debug, thiserror::Error)]
-#[error("listen {addr}: {}", describe(*addr, source))]
+#[error("listen {addr}: {}", describe(*addr, source, ours.as_deref()))]
 pub struct BindError {
     pub addr: SocketAddr,
     #[source]
     pub source: io::Error,
+    /// When the address is in use by one of this server's own sockets: which,
+    /// and what to do (set by the daemon, which knows its sockets).
+    pub ours: Option<String>,
 }
 
-fn describe(addr: SocketAddr, e: &io::Error) -> String {
+impl BindError {
+    /// Say the address is held by this server's own socket, `ours`, when
+    /// the bind failed because it is in use.
+    pub fn held_by(mut self, ours: Option<String>) -> BindError {
+        if self.source.raw_os_error() == Some(libc::EADDRINUSE) {
+            self.ours = ours;
+        }
+        self
+    }
+}
+
+fn describe(addr: SocketAddr, e: &io::Error, ours: Option<&str>) -> String {
     let mut other = addr;
     match e.raw_os_error() {
+        Some(libc::EADDRINUSE) if let Some(ours) = ours => {
+            format!("address already in use by {ours}")
+        }
         Some(libc::EADDRINUSE) => {
             other.set_port(if addr.port() == u16::MAX {
                 8080
@@ -50,18 +67,20 @@ fn describe(addr: SocketAddr, e: &io::Error) -> String {
     }
 }
 
-/// Bind a listening socket (SO_REUSEADDR, non-blocking, close-on-exec).
+/// Bind a listening socket (SO_REUSEADDR, non-blocking, close-on-exec; an
+/// IPv6 one IPv6 only, see `open`).
 pub fn bind(addr: SocketAddr) -> Result<Listener, BindError> {
-    let err = |source| BindError { addr, source };
-    let l = TcpListener::bind(addr).map_err(err)?;
-    l.set_nonblocking(true).map_err(err)?;
+    let err = |source| BindError {
+        addr,
+        source,
+        ours: None,
+    };
+    let l = TcpListener::from(open(addr, false).map_err(err)?);
     let bound = l.local_addr().map_err(err)?;
-    let fd = OwnedFd::from(l);
-    // Raise the accept backlog above std's default of 128. (listen on a
-    // listening socket only changes its backlog.)
-    // SAFETY: listen on a socket we own, open for the whole call.
-    syscall!(unsafe { libc::listen(fd.as_raw_fd(), BACKLOG) }).map_err(err)?;
-    Ok(Listener { fd, addr: bound })
+    Ok(Listener {
+        fd: OwnedFd::from(l),
+        addr: bound,
+    })
 }
 
 /// Stop a listening socket from completing new handshakes, without touching
@@ -84,6 +103,18 @@ pub fn refuse_new(fd: RawFd) -> io::Result<()> {
     };
     // The kernel copies the program (`drop_all`, alive here) during the call.
     crate::engine::setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
+}
+
+/// Stop listening: the socket leaves LISTEN (new clients are refused at
+/// once, and its address can be bound again) while it stays open for
+/// whoever still holds it. Connections still in its accept queue are reset,
+/// so take them first (the workers do as they stop accepting).
+pub fn stop_listening(l: &Listener) {
+    // SAFETY: shutdown on a listening socket we hold open for the whole call.
+    if let Err(e) = syscall!(unsafe { libc::shutdown(l.raw(), libc::SHUT_RD) }) {
+        // Not fatal: the socket closes when its last worker is gone.
+        crate::warn!("{}: cannot stop listening: {e}", l.addr);
+    }
 }
 
 /// Sockets passed by systemd, if LISTEN_PID names us. The variables are
@@ -127,6 +158,22 @@ pub fn from_systemd() -> io::Result<Option<Vec<Listener>>> {
 /// same address and the kernel spreads connections between them. Used only by
 /// the `TANDEM_BENCH_REUSEPORT` measurement mode (see README, "Workers").
 pub fn bind_reuseport(addr: SocketAddr) -> io::Result<Listener> {
+    let fd = open(addr, true).map_err(|e| io::Error::new(e.kind(), format!("{addr}: {e}")))?;
+    let l = TcpListener::from(fd);
+    let bound = l.local_addr()?;
+    Ok(Listener {
+        fd: OwnedFd::from(l),
+        addr: bound,
+    })
+}
+
+/// A non-blocking, close-on-exec socket bound to `addr` and listening, with
+/// SO_REUSEADDR (and SO_REUSEPORT when asked). An IPv6 socket is IPv6 only
+/// (IPV6_V6ONLY), whatever `net.ipv6.bindv6only` says, like nginx's
+/// `ipv6only=on`: `[::]:80` takes the port for IPv6 alone, so `0.0.0.0:80`
+/// beside it can be bound too, and each address listed means what it says.
+/// The errors are the system's own (`BindError` reads their errno).
+fn open(addr: SocketAddr, reuseport: bool) -> io::Result<OwnedFd> {
     let domain = if addr.is_ipv4() {
         libc::AF_INET
     } else {
@@ -142,8 +189,13 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<Listener> {
     })?;
     // SAFETY: fd is new and owned by nobody else.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    for opt in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
-        crate::engine::setsockopt(fd, libc::SOL_SOCKET, opt, &(1 as libc::c_int))?;
+    let on: libc::c_int = 1;
+    crate::engine::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &on)?;
+    if reuseport {
+        crate::engine::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, &on)?;
+    }
+    if addr.is_ipv6() {
+        crate::engine::setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &on)?;
     }
     // SAFETY: sockaddr_storage is plain data; all-zero is valid.
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
@@ -167,15 +219,8 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<Listener> {
         }
     };
     // SAFETY: ss holds a valid address of `len` bytes and outlives the call.
-    syscall!(unsafe { libc::bind(fd, &ss as *const _ as *const libc::sockaddr, len as u32) })
-        .map_err(|e| io::Error::new(e.kind(), format!("{addr}: {e}")))?;
-    // SAFETY: listen on a socket we own.
-    syscall!(unsafe { libc::listen(fd, BACKLOG) })
-        .map_err(|e| io::Error::new(e.kind(), format!("{addr}: listen: {e}")))?;
-    let l = TcpListener::from(owned);
-    let bound = l.local_addr()?;
-    Ok(Listener {
-        fd: OwnedFd::from(l),
-        addr: bound,
-    })
+    syscall!(unsafe { libc::bind(fd, &ss as *const _ as *const libc::sockaddr, len as u32) })?;
+    // SAFETY: listen on a socket we own, open for the whole call.
+    syscall!(unsafe { libc::listen(fd, BACKLOG) })?;
+    Ok(owned)
 }

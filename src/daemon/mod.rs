@@ -4,7 +4,8 @@
 //! Signal handlers only set flags and write a byte to a pipe; the main thread
 //! waits on that pipe and does the work. Listeners are shared by all workers
 //! and outlive worker generations, so a reload never closes a socket that has
-//! connections waiting in its accept queue.
+//! connections waiting in its accept queue. An address a reload drops stops
+//! listening once the old workers have taken its queue, while they drain.
 
 pub mod check;
 mod client;
@@ -42,7 +43,6 @@ use crate::files::{Responder, Settings};
 use crate::http::Limits;
 use crate::log::AccessLog;
 use crate::metrics::Registry;
-use crate::syscall;
 
 struct Daemon {
     opts: Options,
@@ -64,6 +64,9 @@ struct Daemon {
     registry: Arc<Registry>,
     /// The metrics and health listener, when `metrics_listen` is set.
     metrics: Option<metrics::Server>,
+    /// Where it listens (bound addresses), to tell a reload whose new
+    /// address it holds that the holder is this server.
+    metrics_addrs: Vec<SocketAddr>,
 }
 
 /// Run the server until it is stopped. `checked` is what `preflight`
@@ -173,6 +176,7 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
         waker,
         registry,
         metrics,
+        metrics_addrs: metrics_addrs.clone(),
     };
     if let Some(why) = note {
         crate::info!("io_uring unavailable ({why}); engine auto falls back to epoll");
@@ -275,13 +279,19 @@ impl Daemon {
     }
 
     fn main_loop(&mut self, sig: &Signals) {
+        // Draining since. Before it, `delay_until`: a stop signal came, and
+        // new connections are still served until then (shutdown_delay).
         let mut stopping: Option<Instant> = None;
+        let mut delay_until: Option<Instant> = None;
         loop {
-            sig.wait(Duration::from_millis(if stopping.is_some() {
-                50
-            } else {
-                500
-            }));
+            let wait = match (stopping, delay_until) {
+                (Some(_), _) => Duration::from_millis(50),
+                (None, Some(t)) => t
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(500)),
+                (None, None) => Duration::from_millis(500),
+            };
+            sig.wait(wait);
             if sig.term.swap(false, Ordering::AcqRel) {
                 if stopping.is_some() {
                     crate::info!("second stop signal: closing all connections now");
@@ -289,24 +299,33 @@ impl Daemon {
                     for g in &self.old {
                         g.signal(engine::ABORT);
                     }
+                } else if delay_until.is_some() {
+                    crate::info!("second stop signal: ending shutdown_delay now");
+                    delay_until = None;
+                    stopping = Some(self.begin_drain());
                 } else {
-                    crate::info!("stopping: finishing responses in flight");
                     // First, so that a balancer polling /healthz takes the
-                    // instance out while it drains.
+                    // instance out while it drains (or before, with a delay).
                     self.registry.set_stopping();
                     notify::notify("STOPPING=1");
-                    stopping = Some(Instant::now());
-                    self.refuse_new_connections();
-                    self.current.signal(engine::DRAIN);
-                    for g in &self.old {
-                        g.signal(engine::DRAIN);
+                    let delay = self.cfg.shutdown_delay.0;
+                    if delay.is_zero() {
+                        stopping = Some(self.begin_drain());
+                    } else {
+                        crate::info!(
+                            "stopping: /healthz says 503; still accepting for {delay:?} \
+                             (shutdown_delay), then finishing responses in flight"
+                        );
+                        delay_until = Some(Instant::now() + delay);
                     }
-                    self.current.wait_accepting(false, HANDOVER_TIMEOUT);
-                    self.close_own_listeners();
-                    crate::info!("stopping: workers no longer accept; draining");
                 }
             }
-            if sig.hup.swap(false, Ordering::AcqRel) && stopping.is_none() {
+            if delay_until.is_some_and(|t| Instant::now() >= t) {
+                delay_until = None;
+                stopping = Some(self.begin_drain());
+            }
+            if sig.hup.swap(false, Ordering::AcqRel) && stopping.is_none() && delay_until.is_none()
+            {
                 self.reload();
             }
             if sig.usr1.swap(false, Ordering::AcqRel) {
@@ -346,6 +365,22 @@ impl Daemon {
         }
         crate::info!("stopped");
         notify::notify("STATUS=stopped");
+    }
+
+    /// The stop proper: no new connection from now on, the workers finish
+    /// what is in flight (bounded by shutdown_timeout). Returns its start.
+    fn begin_drain(&mut self) -> Instant {
+        crate::info!("stopping: finishing responses in flight");
+        let started = Instant::now();
+        self.refuse_new_connections();
+        self.current.signal(engine::DRAIN);
+        for g in &self.old {
+            g.signal(engine::DRAIN);
+        }
+        self.current.wait_accepting(false, HANDOVER_TIMEOUT);
+        self.close_own_listeners();
+        crate::info!("stopping: workers no longer accept; draining");
+        started
     }
 
     fn reload(&mut self) {
@@ -409,7 +444,7 @@ impl Daemon {
         if self.inherited.is_none() {
             for &addr in &new.listen {
                 if !self.listeners.contains_key(&addr) {
-                    let l = listen::bind(addr)?;
+                    let l = listen::bind(addr).map_err(|e| e.held_by(self.holder_of(addr)))?;
                     added.push((addr, Arc::new(l)));
                 }
             }
@@ -420,25 +455,50 @@ impl Daemon {
             crate::info!("listening on {}", l.addr);
             self.listeners.insert(a, l);
         }
+        // Addresses the new config drops (our own sockets: systemd's stay).
+        let removed: Vec<Arc<Listener>> = self
+            .listeners
+            .iter()
+            .filter(|(a, _)| !self.cfg.listen.contains(a))
+            .map(|(_, l)| l.clone())
+            .collect();
         match self.start_generation(engine, None) {
             Ok(g) => {
                 // Hand over: the new workers accept before the old ones stop,
                 // and "reloaded" is said only once the old ones have stopped.
                 g.wait_accepting(true, HANDOVER_TIMEOUT);
                 self.registry.set_engine(engine.name());
+                // A dropped address takes no new connection from now on (as
+                // on a stop): the old workers take what its queue holds as
+                // they stop accepting, then it stops listening, so new
+                // clients are refused at once rather than left in a queue
+                // nobody serves while the old workers drain (which has no
+                // end while a slow download lasts), and the address is free
+                // for a later reload to bind again.
+                for l in &removed {
+                    if let Err(e) = listen::refuse_new(l.raw()) {
+                        crate::warn!("{}: cannot hold off new connections: {e}", l.addr);
+                    }
+                }
                 let prev = std::mem::replace(&mut self.current, g);
                 prev.signal(engine::RETIRE);
                 prev.wait_accepting(false, HANDOVER_TIMEOUT);
+                for l in &removed {
+                    listen::stop_listening(l);
+                    crate::info!("stopped listening on {}", l.addr);
+                }
                 self.old.push(prev);
             }
             Err(e) => {
                 self.cfg = old_cfg;
+                let keep = &self.cfg.listen;
+                self.listeners.retain(|a, _| keep.contains(a));
                 return Err(ReloadError::Workers(e));
             }
         }
-        // Addresses no longer configured: the old workers hold their own
-        // references and drain; the socket closes when the last one exits.
-        let keep: Vec<SocketAddr> = self.cfg.listen.clone();
+        // The old workers still hold the dropped sockets (no longer
+        // listening); each closes when the last of them exits.
+        let keep = &self.cfg.listen;
         self.listeners.retain(|a, _| keep.contains(a));
         if (self.cfg.error_log != old_cfg.error_log || level != old_cfg.level())
             && let Err(e) = crate::log::init_error_log(&self.cfg.error_log, level)
@@ -451,6 +511,33 @@ impl Daemon {
             self.current.workers.len(),
             check::absolute(&self.cfg.root).display()
         ))
+    }
+
+    /// Which of this server's own sockets takes `addr`'s port, said for a
+    /// reload's "address already in use": a listener the new config drops
+    /// (a reload binds new addresses before it lets old ones go) or the
+    /// metrics listener. `None` when none does: then it is someone else.
+    fn holder_of(&self, addr: SocketAddr) -> Option<String> {
+        if let Some(l) = self
+            .listeners
+            .values()
+            .find(|l| crate::config::same_socket(&l.addr, &addr))
+        {
+            return Some(format!(
+                "this server's own listener on {} (a reload binds new addresses before it \
+                 lets old ones go: drop {} in one reload and add {addr} in the next)",
+                l.addr, l.addr
+            ));
+        }
+        self.metrics_addrs
+            .iter()
+            .find(|m| crate::config::same_socket(m, &addr))
+            .map(|m| {
+                format!(
+                    "this server's own metrics listener on {m} (metrics_listen changes on \
+                     restart only)"
+                )
+            })
     }
 
     /// First step of a stop, on the sockets we bound: no new connection
@@ -474,12 +561,7 @@ impl Daemon {
     /// are systemd's to keep listening while we are gone.
     fn close_own_listeners(&self) {
         for l in self.listeners.values() {
-            // SAFETY: shutdown on a listening socket we own; no worker accepts
-            // on it any more (they reported so), and it stays open until dropped.
-            if let Err(e) = syscall!(unsafe { libc::shutdown(l.raw(), libc::SHUT_RD) }) {
-                // Not fatal: the socket closes when its last worker is gone.
-                crate::warn!("{}: cannot stop listening: {e}", l.addr);
-            }
+            listen::stop_listening(l);
         }
     }
 

@@ -47,7 +47,7 @@ impl Options {
             cfg.listen = self.listen.clone();
             flags.push(("listen", "--listen"));
             // The file's check saw its own listen; this one is new.
-            cfg.metrics_clash().map_err(|source| ConfigError::Invalid {
+            cfg.check_listen().map_err(|source| ConfigError::Invalid {
                 path: "--listen".into(),
                 line: None,
                 source,

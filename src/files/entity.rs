@@ -228,10 +228,7 @@ impl StaleLog {
 /// replica (FNV-1a; the file is the operator's, not a client's, so nothing
 /// is gained by making it unpredictable).
 fn boundary(etag: &str) -> String {
-    let h = etag.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    format!("{h:016x}")
+    format!("{:016x}", super::fnv1a(etag.as_bytes()))
 }
 
 impl Responder {
@@ -299,7 +296,7 @@ impl Responder {
             }
             _ => Ranges::Whole,
         };
-        let mut reply = match ranges {
+        let mut reply = match range::of_coded(ranges, rep.coding.is_some()) {
             Ranges::Whole => {
                 let mut r = Reply::new(Status::OK, rep.body(0, rep.len));
                 r.headers = self.ok_fields(rep, vary, ctype, last_modified);

@@ -15,6 +15,14 @@
 //! decided, the reply carries `Vary: Accept`.
 //!
 //! Order: directories first, then by name (byte order).
+//!
+//! A listing is a representation like a file's: its `ETag` is strong, a
+//! hash of the listing's own bytes (so it changes with any entry added,
+//! removed, renamed, resized or touched, and differs between the HTML and
+//! the JSON form); its `Last-Modified` is the newest of the directory's
+//! modification time (an entry added or removed) and its listed entries'
+//! (one written or touched), never later than now. Preconditions are
+//! evaluated on them by `http::cond`, as for a file: 304 and 412.
 
 use std::borrow::Cow;
 use std::ffi::OsStr;
@@ -27,8 +35,9 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode};
 use super::Responder;
 use super::os::{DirEntry, EntryKind, ReadDirOpts};
 use super::path::ReqPath;
+use crate::http::cond::{self, Precondition, Validators};
 use crate::http::reply::HTML;
-use crate::http::{Body, Notes, Reply, Request, Status};
+use crate::http::{Body, Notes, Now, Reply, Request, Status};
 use crate::log::rfc3339;
 
 /// Most entries one listing shows. Reading a directory is synchronous in the
@@ -220,7 +229,13 @@ impl Responder {
     /// The listing of the directory `p` (which exists and has no index), in
     /// the form `req` asks for; a directory that cannot be read answers as an
     /// open error would (404, 403, 500).
-    pub(super) fn listing(&self, p: &ReqPath, req: &Request<'_>, notes: &mut Notes) -> Reply {
+    pub(super) fn listing(
+        &self,
+        p: &ReqPath,
+        req: &Request<'_>,
+        now: &Now,
+        notes: &mut Notes,
+    ) -> Reply {
         let opts = ReadDirOpts {
             dotfiles: self.settings.serve_dotfiles,
             max_entries: MAX_ENTRIES,
@@ -243,14 +258,38 @@ impl Responder {
             }
             Format::Json => (json(&list.entries), JSON),
         };
-        let reply = Reply::new(Status::OK, Body::Bytes(Bytes::from(body)))
-            .with_header("Content-Type", ctype);
-        if by_accept {
-            reply.with_header("Vary", "Accept")
-        } else {
+        let tag = etag(&body);
+        let newest = list.entries.iter().map(|e| e.mtime).chain(list.mtime).max();
+        // Never later than Date (RFC 9110 §8.8.2.1), as for a file.
+        let v = Validators {
+            etag: &tag,
+            last_modified: newest.and_then(cond::http_date).map(|lm| lm.min(now.wall)),
+        };
+        let vary = |mut r: Reply| {
+            if by_accept {
+                r.headers.push("Vary", "Accept");
+            }
+            r
+        };
+        let mut reply = match cond::evaluate(req, &v, true) {
+            Precondition::Proceed => Reply::new(Status::OK, Body::Bytes(Bytes::from(body)))
+                .with_header("Content-Type", ctype),
+            Precondition::NotModified => Reply::new(Status::NOT_MODIFIED, Body::Empty),
+            Precondition::Failed => return vary(self.error_page(Status::PRECONDITION_FAILED)),
+        };
+        reply.headers.push("ETag", tag.clone());
+        if let Some(lm) = v.last_modified {
             reply
+                .headers
+                .push("Last-Modified", httpdate::fmt_http_date(lm));
         }
+        vary(reply)
     }
+}
+
+/// The strong entity tag of a listing: its length and a hash of its bytes.
+fn etag(body: &[u8]) -> String {
+    format!("\"{:x}-{:016x}\"", body.len(), super::fnv1a(body))
 }
 
 #[cfg(test)]

@@ -20,7 +20,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::config::{Config, Encoding, Symlinks};
-use crate::http::{Body, Notes, Now, Reply, Request, Respond, Status};
+use crate::http::reply::{Text, merge_list};
+use crate::http::{Body, Headers, Notes, Now, Reply, Request, Respond, Status};
 use crate::log::Level;
 use cache::Entry;
 use entity::{Rep, Source};
@@ -226,7 +227,7 @@ impl Responder {
                     }
                 }
                 if self.settings.autoindex {
-                    let mut r = self.listing(p, req, notes);
+                    let mut r = self.listing(p, req, now, notes);
                     apply_rules(&mut r, &self.rule_headers(p, None));
                     return r;
                 }
@@ -275,9 +276,17 @@ impl Responder {
         cacheable: bool,
         notes: &mut Notes,
     ) -> Reply {
-        // Typed by its extension, which a name that is not UTF-8 keeps.
-        let ctype = self.types.header_value(&rel.to_string_lossy());
-        let rules = self.rule_headers(p, Some(rel));
+        let mut rules = self.rule_headers(p, Some(rel));
+        // A rule's Content-Type is the representation's type: it goes where
+        // the file's goes, so a multipart answer names it in each part.
+        // Else typed by its extension, which a name that is not UTF-8 keeps.
+        let ctype = match rules
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        {
+            Some(i) => Text::from(rules.remove(i).1),
+            None => self.types.header_value(&rel.to_string_lossy()),
+        };
         if cacheable
             && self.settings.cache_budget > 0
             && f.len <= self.settings.cache_max_file
@@ -300,7 +309,7 @@ impl Responder {
         now: &Now,
         rel: &OsStr,
         src: &Found,
-        ctype: crate::http::reply::Text,
+        ctype: Text,
         rules: &[(String, String)],
         notes: &mut Notes,
     ) -> Option<Rc<Entry>> {
@@ -335,9 +344,7 @@ impl Responder {
             if lm.is_none_or(|lm| lm <= now.wall) {
                 let lm = lm.map(httpdate::fmt_http_date);
                 let mut h = self.ok_fields(rep, vary, ctype.clone(), lm);
-                for (name, value) in rules {
-                    h.set(name.clone(), value.clone());
-                }
+                set_rule_fields(&mut h, rules);
                 rep.head = Some(h.render());
             }
         }
@@ -373,7 +380,8 @@ impl Responder {
 
     /// The header fields of every rule that matches the request path or the
     /// file served for it, in order: a later rule's field replaces an
-    /// earlier one's (and, when set on a reply, the reply's own).
+    /// earlier one's (and, when set on a reply, the reply's own), except
+    /// `Vary`, whose members add up (`set_rule_fields`).
     fn rule_headers(&self, p: &ReqPath, served: Option<&OsStr>) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = Vec::new();
         if self.settings.rules.is_empty() {
@@ -394,6 +402,7 @@ impl Responder {
             if glob.is_match(&path) || file.as_ref().is_some_and(|f| glob.is_match(f)) {
                 for (name, value) in headers {
                     match out.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                        Some(slot) if is_vary(name) => slot.1 = merge_list(&slot.1, value),
                         Some(slot) => slot.1 = value.clone(),
                         None => out.push((name.clone(), value.clone())),
                     }
@@ -408,10 +417,36 @@ impl Responder {
 /// nginx's add_header, they are not added to errors).
 fn apply_rules(reply: &mut Reply, rules: &[(String, String)]) {
     if (200..400).contains(&reply.status.0) {
-        for (name, value) in rules {
-            reply.headers.set(name.clone(), value.clone());
+        set_rule_fields(&mut reply.headers, rules);
+    }
+}
+
+/// The one way the rules' fields go into a header list, cached or not: each
+/// replaces the field of its name, except `Vary`, which is merged with the
+/// server's (`Vary: Accept-Encoding, Origin`): a rule may add a reason the
+/// answer varies, never take the server's away. The config refuses the
+/// fields the server owns (`config::RULE_FORBIDDEN_HEADERS`).
+fn set_rule_fields(h: &mut Headers, rules: &[(String, String)]) {
+    for (name, value) in rules {
+        if is_vary(name) {
+            h.merge(name.clone(), value);
+        } else {
+            h.set(name.clone(), value.clone());
         }
     }
+}
+
+fn is_vary(name: &str) -> bool {
+    name.eq_ignore_ascii_case("vary")
+}
+
+/// FNV-1a, 64 bits: a stable hash for tags and boundaries made from the
+/// operator's files (not a client's input, so nothing is gained by a keyed
+/// hash), the same from either engine and every replica.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Whether the request carries a field that can make its answer other

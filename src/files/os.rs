@@ -230,6 +230,10 @@ impl RootDir {
                 }
             }
         }
+        out.mtime = std::fs::File::from(dir)
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok();
         Ok(out)
     }
 
@@ -469,6 +473,8 @@ pub struct DirListing {
     pub entries: Vec<DirEntry>,
     /// A bound was hit: there may be more entries than `entries`.
     pub truncated: bool,
+    /// The directory's own modification time (an entry added or removed).
+    pub mtime: Option<SystemTime>,
 }
 
 /// The names in a getdents64 buffer (`struct linux_dirent64`: d_ino u64,

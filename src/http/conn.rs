@@ -124,8 +124,10 @@ pub struct Conn {
     /// The first segment of the current response (`bufs.segs`) not wholly sent.
     seg_pos: usize,
     out: Option<Out>,
-    /// Request body bytes still to read and throw away.
+    /// Request body bytes still to read and throw away (Content-Length).
     discard: u64,
+    /// A chunked request body being read, before its request is answered.
+    chunked: Option<Box<Chunked>>,
     /// The peer sent FIN: finish what was asked, then close.
     peer_eof: bool,
     /// Graceful stop: the next response closes the connection.
@@ -133,9 +135,10 @@ pub struct Conn {
     /// While draining: an idle keep-alive connection closes at this time.
     drain_until: Option<Instant>,
     requests: u64,
-    /// When the unfinished head, or the body being read and thrown away,
-    /// began to arrive: each must be whole within `header_timeout` of that,
-    /// however the client paces it.
+    /// When the unfinished head began to arrive, or the head of the body
+    /// being read and thrown away ended (and again when its response is
+    /// out): each must be whole within `header_timeout` of that, however
+    /// the client paces it.
     head_started: Option<Instant>,
     /// While idle: bytes of the last response the engine last found still in
     /// the socket's send queue, and since when that amount has not shrunk.
@@ -156,6 +159,7 @@ impl Conn {
             seg_pos: 0,
             out: None,
             discard: 0,
+            chunked: None,
             peer_eof: false,
             draining: false,
             drain_until: None,
@@ -272,17 +276,23 @@ impl Conn {
             _ => return,
         }
         match self.state {
-            State::Open if self.out.is_none() && !self.inbuf.is_empty() && self.discard == 0 => {
-                // A request head that never completed: say so, then close.
+            State::Open
+                if self.out.is_none()
+                    && self.discard == 0
+                    && (!self.inbuf.is_empty() || self.chunked.is_some()) =>
+            {
+                // A request head, or a chunked body, that never completed:
+                // say so, then close.
                 self.inbuf.clear();
-                self.reject(ctx, Status::REQUEST_TIMEOUT, b"");
+                let head = self.take_chunked_head();
+                self.reject(ctx, Status::REQUEST_TIMEOUT, &head);
                 self.update_deadline(ctx.limits);
             }
             State::Open if self.out.is_some() => {
                 crate::note!(ctx.notes, Level::Debug, "{}: send timeout", self.peer);
                 self.close(ctx);
             }
-            State::Open if self.inbuf.is_empty() && self.discard == 0 => {
+            State::Open if self.inbuf.is_empty() && !self.body_pending() => {
                 // Idle (keep-alive timeout, or the drain grace is over): a
                 // request may be on its way this very moment, so half-close
                 // and discard instead of closing: the client sees a clean
@@ -333,7 +343,7 @@ impl Conn {
             && self.requests > 0
             && self.out.is_none()
             && self.inbuf.is_empty()
-            && self.discard == 0
+            && !self.body_pending()
     }
 
     /// The idle deadline (keep-alive, or the drain grace) came, but the
@@ -399,7 +409,7 @@ impl Conn {
             State::Closed => None,
             State::Linger { until, .. } => Some(until),
             State::Open if self.out.is_some() => Some(later(self.last_activity, lim.send_timeout)),
-            State::Open if self.discard > 0 => Some(later(
+            State::Open if self.body_pending() => Some(later(
                 self.head_started.unwrap_or(self.last_activity),
                 lim.header_timeout,
             )),
@@ -455,6 +465,13 @@ impl Conn {
                 // The body is in; the next head's clock starts with it.
                 self.head_started = None;
             }
+            if self.chunked.is_some() {
+                pos += self.read_chunked(ctx, &buf[pos..]);
+                if self.chunked.is_some() {
+                    return pos;
+                }
+                continue;
+            }
             if pos == buf.len() {
                 return pos;
             }
@@ -462,8 +479,15 @@ impl Conn {
             match parse_head(&buf[pos..], &mut headers, &ctx.limits.parse) {
                 Ok(Parsed::Partial) => return pos,
                 Ok(Parsed::Complete(head, n)) => {
-                    self.head_started = None;
-                    self.respond(ctx, &head);
+                    // A body's clock starts at the end of its head; without
+                    // one, the next head's starts with its first byte.
+                    let body = head.content_length > 0 || head.chunked;
+                    self.head_started = body.then_some(ctx.now.instant);
+                    if head.chunked {
+                        self.start_chunked(ctx, &head, &buf[pos..pos + n]);
+                    } else {
+                        self.respond(ctx, &head);
+                    }
                     pos += n;
                 }
                 Err(r) => {
@@ -486,13 +510,11 @@ impl Conn {
             );
             return;
         }
+        // Read after the response, on the clock that began at the head's
+        // end and starts again when the response is out: a body dripped
+        // byte by byte cannot keep the connection (nginx caps discarding a
+        // body at lingering_time).
         self.discard = req.content_length;
-        if self.discard > 0 {
-            // The body's clock (started again when the response is out): a
-            // body dripped byte by byte cannot keep the connection (nginx
-            // caps discarding a body at lingering_time).
-            self.head_started = Some(ctx.now.instant);
-        }
         let keep = req.keep_alive && !self.draining;
         if ctx.log.is_some() {
             // Looked up only when there is a log line to put them in.
@@ -544,6 +566,7 @@ impl Conn {
             .min(1024);
         self.start_log(ctx, LogRequest::Raw(&raw[..line_end]), None, None);
         self.discard = 0;
+        self.chunked = None;
         let reply = ctx.responder.error(status);
         self.send_reply(ctx, reply, false, ConnHeader::Close);
     }
@@ -615,7 +638,7 @@ impl Conn {
         }
         self.advance(ctx);
         if self.state == State::Open && self.out.is_none() {
-            let idle = self.inbuf.is_empty() && self.discard == 0;
+            let idle = self.inbuf.is_empty() && !self.body_pending();
             if idle {
                 // Nothing buffered, nothing to send: hold no buffer at all.
                 self.give_back(ctx);
@@ -644,6 +667,7 @@ impl Conn {
         self.give_back(ctx);
         self.inbuf = Vec::new();
         self.discard = 0;
+        self.chunked = None;
         if self.peer_eof {
             self.state = State::Closed;
         } else {
@@ -663,6 +687,7 @@ impl Conn {
         }
         self.state = State::Closed;
         self.inbuf = Vec::new();
+        self.chunked = None;
         self.give_back(ctx);
         self.seg_pos = 0;
         self.deadline = None;
@@ -701,7 +726,9 @@ enum ConnHeader {
 }
 
 mod access;
+mod body;
 use access::LogRequest;
+use body::Chunked;
 
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@
 //! in-memory one in tests); this module never names it.
 
 pub mod accept;
+pub mod chunked;
 pub mod cond;
 pub mod conn;
 pub mod parse;

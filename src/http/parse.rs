@@ -52,9 +52,8 @@ pub struct Request<'a> {
     pub keep_alive: bool,
     /// Body bytes that follow the head (Content-Length).
     pub content_length: u64,
-    /// Transfer-Encoding was present: the body length is unknown to us, so the
-    /// connection closes after the response.
-    pub has_transfer_encoding: bool,
+    /// The body follows in the chunked coding (`Transfer-Encoding: chunked`).
+    pub chunked: bool,
     /// Every header field, in the order received.
     pub headers: &'a [httparse::Header<'a>],
 }
@@ -175,7 +174,7 @@ pub fn parse_head<'a>(
 
     let mut host_count = 0usize;
     let mut content_length: Option<u64> = None;
-    let mut has_te = false;
+    let mut te = Codings::default();
     let mut conn_close = false;
     let mut conn_keep_alive = false;
     let headers: &'a [httparse::Header<'a>] = req.headers;
@@ -197,7 +196,7 @@ pub fn parse_head<'a>(
                 }
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            has_te = true;
+            te.add(value);
         } else if name.eq_ignore_ascii_case("connection") {
             for tok in value.split(|&b| b == b',') {
                 let tok = trim(tok);
@@ -212,15 +211,12 @@ pub fn parse_head<'a>(
     if minor == 1 && host_count != 1 || host_count > 1 {
         return Err(reject(Status::BAD_REQUEST));
     }
-    if has_te && content_length.is_some() {
-        return Err(reject(Status::BAD_REQUEST));
-    }
-    let keep_alive = !has_te
-        && if minor == 1 {
-            !conn_close
-        } else {
-            conn_keep_alive && !conn_close
-        };
+    let chunked = te.verdict(minor, content_length.is_some())?;
+    let keep_alive = if minor == 1 {
+        !conn_close
+    } else {
+        conn_keep_alive && !conn_close
+    };
     Ok(Parsed::Complete(
         Request {
             method,
@@ -229,11 +225,54 @@ pub fn parse_head<'a>(
             minor,
             keep_alive,
             content_length: content_length.unwrap_or(0),
-            has_transfer_encoding: has_te,
+            chunked,
             headers,
         },
         skip + n,
     ))
+}
+
+/// The transfer codings of a request, over all its Transfer-Encoding fields.
+#[derive(Default)]
+struct Codings {
+    present: bool,
+    /// Codings seen, and how many of them were `chunked`.
+    count: usize,
+    chunked: usize,
+    last_chunked: bool,
+}
+
+impl Codings {
+    fn add(&mut self, value: &[u8]) {
+        self.present = true;
+        for c in value.split(|&b| b == b',').map(trim) {
+            if c.is_empty() {
+                continue; // an empty list element (RFC 9110 5.6.1)
+            }
+            self.count += 1;
+            self.last_chunked = c.eq_ignore_ascii_case(b"chunked");
+            self.chunked += usize::from(self.last_chunked);
+        }
+    }
+
+    /// Whether the body is chunked, or how the request is refused
+    /// (RFC 9112 6.1, 6.3): Transfer-Encoding with Content-Length, or in
+    /// HTTP/1.0, is framing we cannot trust (400, as nginx); a final coding
+    /// other than `chunked` leaves the body's length unknown (400), and so
+    /// does `chunked` twice; a coding we do not know before the final
+    /// `chunked` is 501. Each refusal closes the connection.
+    fn verdict(&self, minor: u8, content_length: bool) -> Result<bool, Reject> {
+        if !self.present {
+            return Ok(false);
+        }
+        if content_length || minor == 0 || !self.last_chunked || self.chunked > 1 {
+            return Err(reject(Status::BAD_REQUEST));
+        }
+        if self.count > 1 {
+            return Err(reject(Status::NOT_IMPLEMENTED));
+        }
+        Ok(true)
+    }
 }
 
 /// Longest request line (method, target, version and their spaces) before its
@@ -487,8 +526,56 @@ mod tests {
         ));
         assert!(!ka(b"GET / HTTP/1.0\r\n\r\n"));
         assert!(ka(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
-        assert!(!ka(
+        assert!(ka(
             b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+    }
+
+    #[test]
+    fn transfer_codings() {
+        let te = |fields: &str| {
+            let req = format!("GET / HTTP/1.1\r\nHost: a\r\n{fields}\r\n");
+            let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            match parse_head(req.as_bytes(), &mut h, &LIM) {
+                Ok(Parsed::Complete(r, _)) => Ok(r.chunked),
+                Ok(Parsed::Partial) => panic!("{fields:?}: partial"),
+                Err(r) => Err(r.status.0),
+            }
+        };
+        assert_eq!(te(""), Ok(false));
+        assert_eq!(te("Transfer-Encoding: chunked\r\n"), Ok(true));
+        assert_eq!(te("Transfer-Encoding:  CHUNKED \r\n"), Ok(true));
+        assert_eq!(te("Transfer-Encoding: ,chunked,\r\n"), Ok(true));
+        assert_eq!(
+            te("Transfer-Encoding: \r\nTransfer-Encoding: chunked\r\n"),
+            Ok(true)
+        );
+        assert_eq!(te("Transfer-Encoding: gzip, chunked\r\n"), Err(501));
+        assert_eq!(
+            te("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"),
+            Err(501)
+        );
+        assert_eq!(te("Transfer-Encoding: gzip\r\n"), Err(400));
+        assert_eq!(te("Transfer-Encoding: chunked, gzip\r\n"), Err(400));
+        assert_eq!(
+            te("Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n"),
+            Err(400)
+        );
+        assert_eq!(te("Transfer-Encoding: chunked, chunked\r\n"), Err(400));
+        assert_eq!(te("Transfer-Encoding: chunked;x=1\r\n"), Err(400));
+        assert_eq!(te("Transfer-Encoding: xchunked\r\n"), Err(400));
+        assert_eq!(te("Transfer-Encoding:\r\n"), Err(400));
+        assert_eq!(
+            te("Transfer-Encoding: chunked\r\nContent-Length: 0\r\n"),
+            Err(400)
+        );
+        let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let req = b"GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(matches!(
+            parse_head(req, &mut h, &LIM),
+            Err(Reject {
+                status: Status::BAD_REQUEST
+            })
         ));
     }
 }

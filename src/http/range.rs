@@ -50,6 +50,20 @@ pub fn field<'a>(req: &Request<'a>) -> Option<&'a [u8]> {
     values.next().is_none().then_some(value)
 }
 
+/// Ranges of a representation that has a content coding (a precompressed
+/// variant): several are answered with the whole variant (200), not with a
+/// `multipart/byteranges` body. That body is not in the coding, so an outer
+/// `Content-Encoding` would be false, and a coding is representation
+/// metadata: the parts of one compressed stream cannot be decoded apart.
+/// One range stays a 206 with the coding: its bytes are a range of the
+/// encoded representation (§14.1.2), as a client resuming a download asks.
+pub fn of_coded(ranges: Ranges, coded: bool) -> Ranges {
+    match ranges {
+        Ranges::Partial(rs) if coded && rs.len() > 1 => Ranges::Whole,
+        other => other,
+    }
+}
+
 /// Evaluate a `Range` value against a representation of `len` bytes.
 pub fn evaluate(value: &[u8], len: u64, max_ranges: usize) -> Ranges {
     let Some(specs) = parse(value) else {
@@ -187,6 +201,16 @@ mod tests {
 
     fn eval(v: &str, len: u64) -> Ranges {
         evaluate(v.as_bytes(), len, 4)
+    }
+
+    #[test]
+    fn several_ranges_of_a_coded_representation_are_whole() {
+        let two = eval("bytes=0-1,4-5", 590);
+        assert_eq!(of_coded(two.clone(), true), Ranges::Whole);
+        assert_eq!(of_coded(two.clone(), false), two);
+        let one = eval("bytes=4-5", 590);
+        assert_eq!(of_coded(one.clone(), true), one);
+        assert_eq!(of_coded(Ranges::Unsatisfiable, true), Ranges::Unsatisfiable);
     }
 
     #[test]

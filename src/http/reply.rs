@@ -174,6 +174,22 @@ impl Headers {
         }
     }
 
+    /// Add the members of the list `value` to the field `name`: every
+    /// line of it becomes one, with the members of `value` it lacks after
+    /// its own (`merge_list`); appended when there was none. How `Vary` is
+    /// set where the server has its own.
+    pub fn merge(&mut self, name: impl Into<Text>, value: &str) {
+        let name = name.into();
+        let mut merged = String::new();
+        for (n, v) in &self.list {
+            if n.eq_ignore_ascii_case(&name) {
+                merged = merge_list(&merged, v);
+            }
+        }
+        merged = merge_list(&merged, value);
+        self.set(name, merged);
+    }
+
     /// The fields as they go out: `Name: value\r\n` each.
     pub fn render(&self) -> Bytes {
         let mut out =
@@ -211,6 +227,22 @@ impl Headers {
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
+}
+
+/// The comma-separated list `a`, then the members of `b` it lacks
+/// (compared without regard to case), joined with ", ". `*` stands for
+/// every member: a list with it is `*`.
+pub fn merge_list(a: &str, b: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for m in a.split(',').chain(b.split(',')).map(str::trim) {
+        if m == "*" {
+            return "*".to_string();
+        }
+        if !m.is_empty() && !out.iter().any(|o| o.eq_ignore_ascii_case(m)) {
+            out.push(m);
+        }
+    }
+    out.join(", ")
 }
 
 /// What a responder answers.
@@ -281,6 +313,38 @@ mod tests {
         .into_segments(&mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(Body::Parts(out).len(), 3);
+    }
+
+    #[test]
+    fn lists_merge_without_duplicates() {
+        assert_eq!(
+            merge_list("Accept-Encoding", "Origin"),
+            "Accept-Encoding, Origin"
+        );
+        assert_eq!(
+            merge_list("", " Origin ,, accept-encoding"),
+            "Origin, accept-encoding"
+        );
+        assert_eq!(
+            merge_list("Accept-Encoding, Origin", "origin, ACCEPT-ENCODING,Cookie"),
+            "Accept-Encoding, Origin, Cookie"
+        );
+        assert_eq!(merge_list("Accept-Encoding", "*"), "*");
+        let mut h = Headers::new();
+        h.push("ETag", "\"x\"");
+        h.merge("Vary", "Origin");
+        h.push("Vary", "Accept");
+        h.push("X", "y");
+        h.merge("vary", "accept, Accept-Encoding");
+        let fields: Vec<(&str, &str)> = h.iter().collect();
+        assert_eq!(
+            fields,
+            [
+                ("ETag", "\"x\""),
+                ("Vary", "Origin, Accept, Accept-Encoding"),
+                ("X", "y")
+            ]
+        );
     }
 
     #[test]

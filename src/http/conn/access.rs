@@ -72,8 +72,12 @@ impl Conn {
     }
 
     /// A response is over (whole, or cut short with `body_sent` body bytes
-    /// out): count it, and finish its access-log line.
+    /// out): count it, and finish its access-log line. An interim (1xx)
+    /// response is not the request's answer: neither counted nor logged.
     pub(super) fn log_response(&mut self, ctx: &mut Ctx<'_>, out: &Out, body_sent: u64) {
+        if out.status < 200 {
+            return;
+        }
         ctx.stats
             .response(out.status, out.sent.min(out.head_len + out.body_len));
         if let Some(log) = ctx.log.as_deref_mut() {

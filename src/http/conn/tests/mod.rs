@@ -162,6 +162,7 @@ impl Env {
     }
 }
 
+mod chunked;
 mod split;
 
 #[derive(Debug, Default, PartialEq)]
