@@ -126,7 +126,9 @@ engine_tests! {
             failures.len(), attempts.len(), failures.join("\n"));
     }
 
-    fn nul_and_backslash_never_serve_a_file(e) {
+    /// A NUL is 400; a backslash is a byte of a name, never a separator,
+    /// so `sub\\page.html` is not `sub/page.html`.
+    fn nul_never_serves_and_backslash_is_no_separator(e) {
         let site = Site::new();
         let srv = start_or_skip!(e, "", &site.root);
         for target in [&b"/style.css%00"[..], b"/style.css%00.png", b"/%00", b"/sub%00/index.html", b"/sub%5cpage.html", b"/sub\\page.html"] {

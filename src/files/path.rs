@@ -135,7 +135,7 @@ fn strip_scheme(t: &str) -> Option<&str> {
 /// The path of an origin-form `target` when it is already its own normal
 /// form (`ReqPath::normal`), as most are: then a cache lookup needs no
 /// decoding and no allocation. None when it might not be (a `%`, an empty
-/// or dot-led segment, a byte `resolve` refuses): resolve it then. A path
+/// or dot-led segment, a control byte): resolve it then. A path
 /// with a dot-led segment is never in normal form here, so a hidden name
 /// is always judged by `resolve`.
 pub fn normal_form(target: &str) -> Option<&str> {
