@@ -186,6 +186,17 @@ engine_tests! {
         assert_status(&r, 400, "GET /100%.txt (keep-alive)");
         let r = c.roundtrip(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
         assert_status(&r, 200, "GET /style.css after a 400");
+        // Pipelined behind a valid request, the bad one sent a byte at a
+        // time (split inside its escape): the same answers, in order.
+        let mut c = srv.connect();
+        c.send(b"GET /%25zz HTTP/1.1\r\nHost: t\r\n\r\n");
+        for b in b"GET /100%.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /style.css HTTP/1.1\r\nHost: t\r\n\r\n" {
+            c.send(&[*b]);
+        }
+        for (want, what) in [(200, "/%25zz"), (400, "/100%.txt (split)"), (200, "/style.css (pipelined)")] {
+            let r = c.read_response("GET");
+            assert_status(&r, want, &format!("GET {what}"));
+        }
     }
 
     /// Any byte but NUL and `/` may be in a name: a tab, a newline, a
