@@ -103,7 +103,13 @@ fn open_append(p: &Path) -> io::Result<File> {
         .create(true)
         .append(true)
         .open(p)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::EISDIR) => io::Error::new(
+                e.kind(),
+                format!("{} is a directory, not a file", p.display()),
+            ),
+            _ => io::Error::new(e.kind(), format!("{}: {e}", p.display())),
+        })
 }
 
 static ERROR_LOG: Mutex<Option<Sink>> = Mutex::new(None);

@@ -261,6 +261,50 @@ engine_tests! {
         assert_eq!(names, ["dir <b>", name, "a b:c?#%.txt"]);
     }
 
+    /// Names with a tab, a newline, a backslash or bytes that are not
+    /// UTF-8 are listed: the link is the name's bytes percent-encoded (and
+    /// following it serves that file), the text is HTML-escaped with what
+    /// is not printable text shown as U+FFFD; the JSON name the same but
+    /// with control characters escaped exactly.
+    fn names_with_any_bytes_are_listed_with_working_links(e) {
+        use std::os::unix::ffi::OsStrExt;
+        let site = Site::empty();
+        site.write("list/plain.txt", b"PLAIN");
+        let dir = site.root.join("list");
+        for (name, body) in [
+            (&b"a\tb.txt"[..], "TAB"),
+            (b"a\nb<i>.txt", "NEWLINE"),
+            (b"caf\xe9.txt", "LATIN-1"),
+            (b"back\\slash.txt", "BACKSLASH"),
+        ] {
+            std::fs::write(dir.join(std::ffi::OsStr::from_bytes(name)), body).unwrap();
+        }
+        std::fs::create_dir(dir.join(std::ffi::OsStr::from_bytes(b"d\xe9"))).unwrap();
+        std::fs::write(dir.join(std::ffi::OsStr::from_bytes(b"d\xe9/in.txt")), "IN").unwrap();
+        let srv = start_or_skip!(e, ON, &site.root);
+        let body = html_listing(&srv, "/list/");
+        assert!(!body.contains("<i>"), "raw <i> in the listing\n{body}");
+        for (href, text, want) in [
+            ("a%09b.txt", "a\u{fffd}b.txt", "TAB"),
+            ("a%0Ab%3Ci%3E.txt", "a\u{fffd}b&lt;i&gt;.txt", "NEWLINE"),
+            ("caf%E9.txt", "caf\u{fffd}.txt", "LATIN-1"),
+            ("back%5Cslash.txt", "back\\slash.txt", "BACKSLASH"),
+            ("plain.txt", "plain.txt", "PLAIN"),
+        ] {
+            pos(&body, &format!("href=\"{href}\">{text}</a>"));
+            let r = get(srv.addr(), &format!("/list/{href}"));
+            assert_status(&r, 200, &format!("GET /list/{href} (a link of the listing)"));
+            assert_eq!(r.body_str(), want, "GET /list/{href}");
+        }
+        pos(&body, "href=\"d%E9/\">d\u{fffd}/</a>");
+        let sub = html_listing_titled(&srv, "/list/d%E9/", "/list/d\u{fffd}/");
+        pos(&sub, "href=\"in.txt\">in.txt</a>");
+        assert_eq!(get(srv.addr(), "/list/d%E9/in.txt").body_str(), "IN");
+        let got = json_entries(&get(srv.addr(), "/list/?format=json"), "GET /list/?format=json");
+        let names: Vec<&str> = got.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(names, ["d\u{fffd}", "a\tb.txt", "a\nb<i>.txt", "back\\slash.txt", "caf\u{fffd}.txt", "plain.txt"]);
+    }
+
     fn dotfiles_hidden_unless_served(e) {
         let site = list_site();
         let srv = start_or_skip!(e, ON, &site.root);

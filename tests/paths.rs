@@ -126,7 +126,9 @@ engine_tests! {
             failures.len(), attempts.len(), failures.join("\n"));
     }
 
-    fn nul_and_backslash_never_serve_a_file(e) {
+    /// A NUL is 400; a backslash is a byte of a name, never a separator,
+    /// so `sub\\page.html` is not `sub/page.html`.
+    fn nul_never_serves_and_backslash_is_no_separator(e) {
         let site = Site::new();
         let srv = start_or_skip!(e, "", &site.root);
         for target in [&b"/style.css%00"[..], b"/style.css%00.png", b"/%00", b"/sub%00/index.html", b"/sub%5cpage.html", b"/sub\\page.html"] {
@@ -156,13 +158,122 @@ engine_tests! {
         assert_status(&r, 404, "GET /a%20b.txt (decodes to `a b.txt`, which does not exist)");
     }
 
+    /// A `%` not followed by two hex digits is 400, as in nginx: never a
+    /// lookup of the literal name, even when a file has that name.
     fn invalid_percent_encoding_is_400(e) {
         let site = Site::new();
-        let srv = start_or_skip!(e, "", &site.root);
-        for target in ["/%zz", "/style.css%", "/style.css%2", "/%g0style.css"] {
-            let r = raw_get(&srv, target.as_bytes()).unwrap_or_else(|e| panic!("GET {target}: {e}"));
-            assert!(r.status == 400 || r.status == 404, "GET {target}: expected 400 (or 404), got\n{}", r.describe());
+        for name in ["100%.txt", "%zz", "%4", "%", "style.css%", "style.css%2", "%g0style.css", "a%%41"] {
+            site.write(name, b"LITERAL-NAME");
         }
+        let srv = start_or_skip!(e, "", &site.root);
+        for target in [
+            "/100%.txt", "/%zz", "/%4", "/%", "/style.css%", "/style.css%2", "/%g0style.css",
+            "/a%%41", "/sub/%zz/../page.html", "/100%.txt?x=1",
+        ] {
+            let r = raw_get(&srv, target.as_bytes()).unwrap_or_else(|e| panic!("GET {target}: {e}"));
+            assert_status(&r, 400, &format!("GET {target} (an invalid percent escape)"));
+            assert!(!r.body_str().contains("LITERAL-NAME"), "GET {target}: served the literal name\n{}", r.describe());
+        }
+        // Spelled right, the same names are served.
+        for target in ["/100%25.txt", "/%25zz", "/%254"] {
+            let r = raw_get(&srv, target.as_bytes()).unwrap_or_else(|e| panic!("GET {target}: {e}"));
+            assert_status(&r, 200, target);
+            assert_eq!(r.body_str(), "LITERAL-NAME", "GET {target}");
+        }
+        // The server answers on: a bad target costs nothing but its 400.
+        let mut c = srv.connect();
+        let r = c.roundtrip(b"GET /100%.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_status(&r, 400, "GET /100%.txt (keep-alive)");
+        let r = c.roundtrip(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_status(&r, 200, "GET /style.css after a 400");
+        // Pipelined behind a valid request, the bad one sent a byte at a
+        // time (split inside its escape): the same answers, in order.
+        let mut c = srv.connect();
+        c.send(b"GET /%25zz HTTP/1.1\r\nHost: t\r\n\r\n");
+        for b in b"GET /100%.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /style.css HTTP/1.1\r\nHost: t\r\n\r\n" {
+            c.send(&[*b]);
+        }
+        for (want, what) in [(200, "/%25zz"), (400, "/100%.txt (split)"), (200, "/style.css (pipelined)")] {
+            let r = c.read_response("GET");
+            assert_status(&r, want, &format!("GET {what}"));
+        }
+    }
+
+    /// Any byte but NUL and `/` may be in a name: a tab, a newline, a
+    /// backslash, bytes that are not UTF-8 (Latin-1 `é` is 0xE9). Each is
+    /// served when asked for percent-encoded, from disk and from the
+    /// cache alike, and logged as sent: escaped, one line per request.
+    fn names_with_any_bytes_are_served_percent_encoded(e) {
+        use std::os::unix::ffi::OsStrExt;
+        let site = Site::new();
+        let files: [(&[u8], &str, &str); 5] = [
+            (b"a\tb.txt", "/a%09b.txt", "TAB"),
+            (b"a\nb.txt", "/a%0Ab.txt", "NEWLINE"),
+            (b"caf\xe9.txt", "/caf%E9.txt", "LATIN-1"),
+            (b"back\\slash.txt", "/back%5Cslash.txt", "BACKSLASH"),
+            (b"d\xff\x01/in.txt", "/d%FF%01/in.txt", "IN-DIR"),
+        ];
+        std::fs::create_dir(site.root.join(std::ffi::OsStr::from_bytes(b"d\xff\x01"))).unwrap();
+        for (name, _, body) in files {
+            std::fs::write(site.root.join(std::ffi::OsStr::from_bytes(name)), body).unwrap();
+        }
+        for cfg in ["", "cache_size = 0"] {
+            let srv = start_or_skip!(e, cfg, &site.root);
+            let mut sent = 0;
+            for (_, target, body) in files {
+                for _ in 0..2 {
+                    let r = raw_get(&srv, target.as_bytes()).unwrap_or_else(|e| panic!("GET {target}: {e}"));
+                    assert_status(&r, 200, &format!("GET {target} ({cfg:?})"));
+                    assert_eq!(r.body_str(), body, "GET {target} ({cfg:?})");
+                    sent += 1;
+                }
+            }
+            // The lower-case spelling is the same name.
+            let r = raw_get(&srv, b"/caf%e9.txt").unwrap();
+            assert_eq!(r.body_str(), "LATIN-1", "GET /caf%e9.txt");
+            sent += 1;
+            // A raw backslash too (no separator on Linux).
+            let r = raw_get(&srv, b"/back\\slash.txt").unwrap();
+            assert_eq!(r.body_str(), "BACKSLASH", "GET /back\\slash.txt");
+            sent += 1;
+            // Not the other Latin-1 name, nor the UTF-8 one.
+            assert_status(&raw_get(&srv, b"/caf%E8.txt").unwrap(), 404, "GET /caf%E8.txt");
+            assert_status(&raw_get(&srv, b"/caf%C3%A9.txt").unwrap(), 404, "GET /caf%C3%A9.txt");
+            sent += 2;
+            let last = srv.wait_access_log(CLOSE_TIMEOUT, |l| l.contains("/caf%C3%A9.txt"));
+            assert!(last.is_some(), "no access log line for the last request\n{}", srv.access_log());
+            let log = srv.access_log();
+            assert_eq!(log.lines().count(), sent, "one line per request\n{log}");
+            for (_, target, _) in files {
+                let want = format!("\"GET {target} HTTP/1.1\" 200 ");
+                assert_eq!(log.matches(&want).count(), 2, "{target}: logged as sent\n{log}");
+            }
+            assert!(log.bytes().all(|b| b == b'\n' || (0x20..0x7f).contains(&b)), "a raw byte in the log\n{log}");
+        }
+    }
+
+    /// A name with a newline cannot split an error log line: the stale
+    /// sibling's message names it escaped (`a\nb.txt.gz`), on one line.
+    fn a_newline_in_a_name_stays_on_one_error_log_line(e) {
+        use std::os::unix::ffi::OsStrExt;
+        let site = Site::new();
+        let src = site.root.join(std::ffi::OsStr::from_bytes(b"a\nb\xe9.txt"));
+        let gz = site.root.join(std::ffi::OsStr::from_bytes(b"a\nb\xe9.txt.gz"));
+        std::fs::write(&src, b"PLAIN").unwrap();
+        std::fs::write(&gz, b"GZIPPED").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::open(&gz).unwrap().set_modified(old).unwrap();
+        let srv = start_or_skip!(e, "", &site.root);
+        let req = b"GET /a%0Ab%E9.txt HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n";
+        let r = request(srv.addr(), req);
+        assert_status(&r, 200, "GET /a%0Ab%E9.txt");
+        assert_eq!(r.body_str(), "PLAIN", "the stale sibling was sent\n{}", r.describe());
+        let found = srv.wait_stderr_until(CLOSE_TIMEOUT, |t| t.contains("not served: stale"));
+        let text = srv.stderr_text();
+        assert!(found, "no stale-sibling line\n{text}");
+        let line = text.lines().find(|l| l.contains("not served: stale")).unwrap();
+        assert!(line.contains("a\\nb\u{fffd}.txt.gz not served") && line.contains("a\\nb\u{fffd}.txt's"), "{line}");
+        assert!(!text.lines().any(|l| l.starts_with("b\u{fffd}.txt") || l.starts_with("b\\xe9")), "a line was split\n{text}");
     }
 
     fn dot_segments_inside_root_are_resolved(e) {

@@ -596,6 +596,70 @@ engine_tests! {
         }
     }
 
+    /// §8.8.2.1 with a future mtime, as nginx users expect: Last-Modified
+    /// is when the file was first seen, the same on every request (a later
+    /// second, another connection, the cache or the disk, a range), so
+    /// If-Modified-Since with it gives 304; the ETag is stable too. A new
+    /// version of the file is seen anew: a later date, a new ETag, a 200.
+    fn rfc9110_8_8_2_1_future_mtime_last_modified_is_stable_and_validates(e) {
+        for cfg in ["workers = 4", "workers = 4\ncache_size = 0"] {
+            let site = Site::new();
+            site.write("future.txt", b"FROM-THE-FUTURE");
+            set_mtime(&site.path("future.txt"), SystemTime::now() + Duration::from_secs(86_400));
+            let srv = start_or_skip!(e, cfg, &site.root);
+            let ctx = format!("GET /future.txt ({cfg:?})");
+            let first = expect(&srv, "GET", "/future.txt", &[], 200);
+            let lm = hdr(&first, "last-modified", &ctx).to_string();
+            let tag = hdr(&first, "etag", &ctx).to_string();
+            let date = hdr(&first, "date", &ctx).to_string();
+            assert!(parse_imf_fixdate(&lm) <= parse_imf_fixdate(&date), "{ctx}: Last-Modified later than Date\n{}", first.describe());
+            // Wait for the Date to move on (a condition, polled), then ask
+            // again, on fresh connections (so other workers), every way.
+            let mut later = None;
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while later.is_none() && std::time::Instant::now() < deadline {
+                let r = expect(&srv, "HEAD", "/future.txt", &[], 200);
+                if r.header("date") != Some(date.as_str()) {
+                    later = Some(r);
+                }
+            }
+            assert!(later.is_some(), "{ctx}: the Date did not change within 5 s");
+            for _ in 0..8 {
+                for (m, fields, status) in [
+                    ("GET", vec![], 200),
+                    ("HEAD", vec![], 200),
+                    ("GET", vec![("Range", "bytes=0-3")], 206),
+                    ("GET", vec![("If-Modified-Since", lm.as_str())], 304),
+                    ("HEAD", vec![("If-Modified-Since", lm.as_str())], 304),
+                    ("GET", vec![("If-None-Match", tag.as_str())], 304),
+                ] {
+                    let c = format!("{} ({cfg:?}, first answered {lm})", what(m, "/future.txt", &fields));
+                    let r = expect(&srv, m, "/future.txt", &fields, status);
+                    assert_eq!(r.header("last-modified"), Some(lm.as_str()), "{c}: Last-Modified moved\n{}", r.describe());
+                    assert_eq!(r.header("etag"), Some(tag.as_str()), "{c}: ETag moved\n{}", r.describe());
+                }
+            }
+            // A new version, still in the future: new validators, a 200.
+            site.write("future.txt", b"FROM-THE-FUTURE-2");
+            set_mtime(&site.path("future.txt"), SystemTime::now() + Duration::from_secs(2 * 86_400));
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            // (Until the cache looks again, the old version's 304.)
+            let fresh = loop {
+                let r = ask(&srv, "GET", "/future.txt", &[("If-Modified-Since", lm.as_str())]);
+                if r.status == 200 && r.body_str() == "FROM-THE-FUTURE-2" {
+                    break r;
+                }
+                assert!(r.status == 304 && std::time::Instant::now() < deadline,
+                    "{ctx}: the new version with If-Modified-Since {lm}: not served within 10 s\n{}", r.describe());
+            };
+            let lm2 = hdr(&fresh, "last-modified", &ctx).to_string();
+            assert!(parse_imf_fixdate(&lm2) > parse_imf_fixdate(&lm), "{ctx}: new version dated {lm2}, not after {lm}");
+            assert!(parse_imf_fixdate(&lm2) <= parse_imf_fixdate(hdr(&fresh, "date", &ctx)), "{ctx}: later than Date");
+            assert_ne!(fresh.header("etag"), Some(tag.as_str()), "{ctx}: same ETag for a new version");
+            expect(&srv, "GET", "/future.txt", &[("If-Modified-Since", lm2.as_str())], 304);
+        }
+    }
+
     // -----------------------------------------------------------------------
     // §13.1 Preconditions, one field at a time
     // -----------------------------------------------------------------------

@@ -143,6 +143,12 @@ pub enum Problem {
     UnknownGroup(String),
     #[error("{key}: directory {} does not exist", dir.display())]
     NoDirectory { key: &'static str, dir: PathBuf },
+    #[error("{key}: {} is a directory, not a file: name a file in it (like {})", path.display(), path.join(file).display())]
+    IsDirectory {
+        key: &'static str,
+        path: PathBuf,
+        file: &'static str,
+    },
     #[error("{key}: {} cannot be written by {who} ({}){}", path.display(), crate::sys::bare(source), hint)]
     NotWritable {
         key: &'static str,
@@ -331,8 +337,19 @@ fn parent_dir(p: &Path) -> PathBuf {
 
 /// What must be writable to open `p` for writing: the file if it exists,
 /// else its directory (to create it). `(path, access mode, will be created)`.
+/// A directory is no file to write, whoever may write in it: said so, not
+/// blamed on permissions.
 fn writable_target(key: &'static str, p: &Path) -> Result<(PathBuf, i32, bool), Problem> {
     match std::fs::metadata(p) {
+        Ok(m) if m.is_dir() => {
+            let file = match key {
+                "error_log" => "error.log",
+                "access_log" => "access.log",
+                _ => "tandem.pid",
+            };
+            let path = p.to_path_buf();
+            Err(Problem::IsDirectory { key, path, file })
+        }
         Ok(_) => Ok((p.to_path_buf(), libc::W_OK, false)),
         Err(_) => {
             let dir = parent_dir(p);

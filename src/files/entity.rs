@@ -3,9 +3,11 @@
 //! ranges (206/416). The HTTP rules themselves are pure functions in
 //! `http::{accept, cond, range}`; this file feeds them what it found.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::sync::{Arc, Mutex};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use bytes::Bytes;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -38,25 +40,38 @@ pub struct Rep {
     pub mtime: SystemTime,
     pub coding: Option<Encoding>,
     pub etag: String,
+    /// Its Last-Modified (`last_modified`): None before 1970.
+    pub last_modified: Option<SystemTime>,
     /// The header fields of its plain 200 answer, rendered ahead of time
     /// (cached representations only).
     pub head: Option<Bytes>,
 }
 
 impl Rep {
-    pub fn new(source: Source, len: u64, mtime: SystemTime, coding: Option<Encoding>) -> Rep {
+    /// A representation of the file `rel` (for a variant: of its source),
+    /// found at `now`.
+    pub fn new(
+        source: Source,
+        len: u64,
+        mtime: SystemTime,
+        coding: Option<Encoding>,
+        rel: &OsStr,
+        now: SystemTime,
+    ) -> Rep {
         Rep {
             source,
             len,
             mtime,
             coding,
             etag: etag(len, mtime, coding),
+            last_modified: last_modified(rel, coding, len, mtime, now),
             head: None,
         }
     }
 
-    fn file(f: Found, coding: Option<Encoding>) -> Rep {
-        Rep::new(Source::File(Arc::new(f.file)), f.len, f.mtime, coding)
+    fn file(f: Found, coding: Option<Encoding>, rel: &OsStr, now: SystemTime) -> Rep {
+        let source = Source::File(Arc::new(f.file));
+        Rep::new(source, f.len, f.mtime, coding, rel, now)
     }
 
     /// `len` bytes from `offset`, as a body.
@@ -131,22 +146,80 @@ pub fn etag(len: u64, mtime: SystemTime, coding: Option<Encoding>) -> String {
     tag
 }
 
+/// The Last-Modified of a representation: its mtime in whole seconds
+/// (None before 1970, which an HTTP-date cannot say). An mtime ahead of
+/// the clock (a build host's skewed clock, `touch -d tomorrow`) is
+/// replaced by when this version of the file was first seen: never later
+/// than the Date (RFC 9110 §8.8.2.1), and the same on every request, from
+/// the cache or from disk, on every worker and across reloads, so
+/// `If-Modified-Since` with it gives 304 (the RFC's "the message
+/// origination date" would change every second, and no cache could
+/// revalidate). A new version (another size or mtime) is seen anew, so
+/// its date is never earlier than the last one's. The ETag is the mtime's,
+/// unchanged.
+pub fn last_modified(
+    rel: &OsStr,
+    coding: Option<Encoding>,
+    len: u64,
+    mtime: SystemTime,
+    now: SystemTime,
+) -> Option<SystemTime> {
+    let lm = cond::http_date(mtime)?;
+    if lm <= now {
+        return Some(lm);
+    }
+    let key = (rel.to_owned(), coding.map(Encoding::token), len, mtime);
+    Some(FUTURE.first_seen(key, cond::whole_seconds(now)))
+}
+
+/// When each version of a file with an mtime ahead of the clock was first
+/// seen: (name, coding, size, mtime) -> time. One map for the process
+/// (every worker, every generation), touched only for such files, so an
+/// ordinary file never takes its lock. Bounded: when full, the versions
+/// whose mtime the clock has reached are dropped (their date is their
+/// mtime now); if it is still full, all are, and each is seen anew, later:
+/// a date that moves forward costs a client one 200, never a wrong 304.
+struct FirstSeen(Mutex<HashMap<FutureKey, SystemTime>>);
+
+type FutureKey = (OsString, Option<&'static str>, u64, SystemTime);
+
+static FUTURE: LazyLock<FirstSeen> = LazyLock::new(|| FirstSeen(Mutex::new(HashMap::new())));
+
+impl FirstSeen {
+    const MAX: usize = 4096;
+
+    fn first_seen(&self, key: FutureKey, now: SystemTime) -> SystemTime {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&t) = seen.get(&key) {
+            return t;
+        }
+        if seen.len() >= Self::MAX {
+            seen.retain(|k, _| k.3 > now);
+            if seen.len() >= Self::MAX {
+                seen.clear();
+            }
+        }
+        seen.insert(key, now);
+        now
+    }
+}
+
 /// The stale siblings already logged, so each is logged once, not per
 /// request: by its path and the two mtimes that made it stale (a sibling
 /// that goes stale again after a new deploy is logged again). Shared by
 /// the workers; touched only when a sibling is stale. Bounded: past
 /// `MAX` siblings, further ones are not logged.
 #[derive(Debug, Default)]
-pub struct StaleLog(Mutex<HashSet<(String, SystemTime, SystemTime)>>);
+pub struct StaleLog(Mutex<HashSet<(OsString, SystemTime, SystemTime)>>);
 
 impl StaleLog {
     const MAX: usize = 4096;
 
     /// Whether this stale sibling is seen for the first time (then it is
     /// remembered).
-    fn first(&self, rel: &str, mtime: SystemTime, src_mtime: SystemTime) -> bool {
+    fn first(&self, rel: &OsStr, mtime: SystemTime, src_mtime: SystemTime) -> bool {
         let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        seen.len() < Self::MAX && seen.insert((rel.to_string(), mtime, src_mtime))
+        seen.len() < Self::MAX && seen.insert((rel.to_owned(), mtime, src_mtime))
     }
 }
 
@@ -166,11 +239,11 @@ impl Responder {
         req: &Request<'_>,
         now: &Now,
         src: Found,
-        rel: &str,
+        rel: &OsStr,
         ctype: Text,
         notes: &mut Notes,
     ) -> Reply {
-        let reps = self.variants(rel, src, notes);
+        let reps = self.variants(rel, src, now.wall, notes);
         let vary = reps.len() > 1;
         self.answer(req, now, pick(req, &reps), vary, ctype)
     }
@@ -187,12 +260,11 @@ impl Responder {
         ctype: Text,
     ) -> Reply {
         let tag = &rep.etag;
-        // A modification time in the future (a clock skewed at build time)
-        // is reported as now: Last-Modified is never later than Date
-        // (RFC 9110 §8.8.2.1). One before 1970 is not reported at all.
+        // Never later than Date (RFC 9110 §8.8.2.1), even were the clock
+        // to step back past when a file was first seen (`last_modified`).
         let v = Validators {
             etag: tag,
-            last_modified: cond::http_date(rep.mtime).map(|lm| lm.min(now.wall)),
+            last_modified: rep.last_modified.map(|lm| lm.min(now.wall)),
         };
         let last_modified = v.last_modified.map(httpdate::fmt_http_date);
         let with_validators = |mut r: Reply| {
@@ -289,12 +361,18 @@ impl Responder {
 
     /// `src` and its fresh precompressed siblings, in the configured order
     /// (`[0]` is `src`).
-    pub(super) fn variants(&self, rel: &str, src: Found, notes: &mut Notes) -> Vec<Rep> {
+    pub(super) fn variants(
+        &self,
+        rel: &OsStr,
+        src: Found,
+        now: SystemTime,
+        notes: &mut Notes,
+    ) -> Vec<Rep> {
         let mut reps = vec![];
         for (enc, f) in self.siblings(rel, &src, notes) {
-            reps.push(Rep::file(f, Some(enc)));
+            reps.push(Rep::file(f, Some(enc), rel, now));
         }
-        reps.insert(0, Rep::file(src, None));
+        reps.insert(0, Rep::file(src, None, rel, now));
         reps
     }
 
@@ -307,20 +385,23 @@ impl Responder {
     /// so a sibling in the same second as its source is its own.
     pub(super) fn siblings(
         &self,
-        rel: &str,
+        rel: &OsStr,
         src: &Found,
         notes: &mut Notes,
     ) -> Vec<(Encoding, Found)> {
         let encs = &self.settings.precompressed;
         let mut out = Vec::new();
-        if encs.iter().any(|e| rel.ends_with(e.suffix())) {
+        if encs
+            .iter()
+            .any(|e| rel.as_bytes().ends_with(e.suffix().as_bytes()))
+        {
             return out;
         }
-        let mut name = String::with_capacity(rel.len() + 4);
+        let mut name = OsString::with_capacity(rel.len() + 4);
         for &enc in encs {
             name.clear();
-            name.push_str(rel);
-            name.push_str(enc.suffix());
+            name.push(rel);
+            name.push(enc.suffix());
             let Ok(Opened::File(f)) = self.root.open_beneath(&name) else {
                 continue;
             };
@@ -332,9 +413,9 @@ impl Responder {
                     Level::Info,
                     "precompressed {} not served: stale, its mtime ({}) is in an earlier second \
                      than {}'s ({}); recompress it, or touch -r the source",
-                    self.root.path_of(&name).display(),
+                    self.root.path_of(&name),
                     crate::log::rfc3339(f.mtime),
-                    self.root.path_of(rel).display(),
+                    self.root.path_of(rel),
                     crate::log::rfc3339(src.mtime),
                 );
             }
@@ -395,6 +476,32 @@ mod tests {
             })
             .collect();
         assert_eq!(files, [(0, 100_000), ((1 << 20) - 100_000, 100_000)]);
+    }
+
+    /// A future mtime's date is when it was first seen, kept while the
+    /// version is the same; a past one is the mtime itself.
+    #[test]
+    fn future_mtimes_are_dated_when_first_seen() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let later = now + Duration::from_secs(5);
+        let future = now + Duration::new(86_400, 7);
+        let name = OsStr::new("entity-test/future.txt");
+        assert_eq!(last_modified(name, None, 3, future, now), Some(now));
+        assert_eq!(last_modified(name, None, 3, future, later), Some(now));
+        // Another version, a variant, another name: seen anew.
+        assert_eq!(last_modified(name, None, 4, future, later), Some(later));
+        let gz = Some(Encoding::Gzip);
+        assert_eq!(last_modified(name, gz, 3, future, later), Some(later));
+        let other = OsStr::new("entity-test/other.txt");
+        assert_eq!(last_modified(other, None, 3, future, later), Some(later));
+        // Once the clock has reached it, the mtime (whole seconds).
+        let past = now - Duration::new(10, 5);
+        let secs = now - Duration::from_secs(11);
+        assert_eq!(last_modified(name, None, 3, past, now), Some(secs));
+        assert_eq!(
+            last_modified(name, None, 3, UNIX_EPOCH - Duration::from_secs(1), now),
+            None
+        );
     }
 
     #[test]

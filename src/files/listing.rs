@@ -2,10 +2,12 @@
 //! answers 200 with its entries, as HTML or as JSON.
 //!
 //! Which entries: regular files and directories only (sockets, FIFOs and
-//! devices never), no dotfiles unless `serve_dotfiles`, no names that are not
-//! UTF-8 or that the path rules would refuse, and never a name outside the
-//! root: a symlink is listed only when it resolves beneath the root (and not
-//! at all with `symlinks = "deny"`). `RootDir::read_dir` does the reading.
+//! devices never), no dotfiles unless `serve_dotfiles`, and never a name
+//! outside the root: a symlink is listed only when it resolves beneath the
+//! root (and not at all with `symlinks = "deny"`). `RootDir::read_dir` does
+//! the reading. Every name is listed whatever its bytes (a tab, a newline,
+//! a backslash, bytes that are not UTF-8): its link is its bytes
+//! percent-encoded, so following it serves that file; its text is `display`.
 //!
 //! Which form: JSON when the query has `format=json`, HTML for
 //! `format=html`; otherwise JSON when `Accept` names `application/json` and
@@ -22,10 +24,13 @@
 //! (one written or touched), never later than now. Preconditions are
 //! evaluated on them by `http::cond`, as for a file: 304 and 412.
 
+use std::borrow::Cow;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode};
 
 use super::Responder;
 use super::os::{DirEntry, EntryKind, ReadDirOpts};
@@ -113,7 +118,7 @@ pub fn html(path: &str, entries: &[DirEntry], truncated: bool) -> Vec<u8> {
     }
     for e in entries {
         let slash = if e.kind == EntryKind::Dir { "/" } else { "" };
-        let href: String = utf8_percent_encode(&e.name, LINK).collect();
+        let href: String = percent_encode(e.name.as_bytes(), LINK).collect();
         let size = match e.kind {
             EntryKind::Dir => "-".to_string(),
             EntryKind::File => e.size.to_string(),
@@ -122,7 +127,7 @@ pub fn html(path: &str, entries: &[DirEntry], truncated: bool) -> Vec<u8> {
         out.push_str(&format!(
             "<tr><td><a href=\"{href}{slash}\">{}{slash}</a></td><td class=\"size\">{size}</td>\
              <td><time datetime=\"{time}\">{date}</time></td></tr>\n",
-            escape_html(&e.name),
+            escape_html(&display(&e.name)),
         ));
     }
     if truncated {
@@ -146,7 +151,7 @@ pub fn json(entries: &[DirEntry]) -> Vec<u8> {
             out.push(',');
         }
         out.push_str("\n{\"name\":");
-        escape_json(&e.name, &mut out);
+        escape_json(&e.name.to_string_lossy(), &mut out);
         let kind = match e.kind {
             EntryKind::File => "file",
             EntryKind::Dir => "directory",
@@ -162,6 +167,21 @@ pub fn json(entries: &[DirEntry]) -> Vec<u8> {
     }
     out.push_str("]\n");
     out.into_bytes()
+}
+
+/// A name (or path) as a listing's HTML shows it: what cannot be shown as
+/// text, a byte that is not UTF-8 or a control character (a tab, a
+/// newline), is shown as U+FFFD; the link has the exact bytes.
+pub fn display(name: &OsStr) -> Cow<'_, str> {
+    let lossy = name.to_string_lossy();
+    if lossy.chars().any(char::is_control) {
+        let shown = lossy
+            .chars()
+            .map(|c| if c.is_control() { '\u{fffd}' } else { c });
+        Cow::Owned(shown.collect())
+    } else {
+        lossy
+    }
 }
 
 /// `s` with `<`, `>`, `&`, `"` and `'` replaced by character references.
@@ -232,7 +252,7 @@ impl Responder {
                 let shown = if p.rel.is_empty() {
                     "/".to_string()
                 } else {
-                    format!("/{}/", p.rel)
+                    format!("/{}/", display(&p.rel))
                 };
                 (html(&shown, &list.entries, list.truncated), HTML)
             }
@@ -280,7 +300,7 @@ mod tests {
 
     fn entry(name: &str, kind: EntryKind, size: u64, secs: u64) -> DirEntry {
         DirEntry {
-            name: name.to_string(),
+            name: name.into(),
             kind,
             size,
             mtime: UNIX_EPOCH + Duration::from_secs(secs),
@@ -344,7 +364,7 @@ mod tests {
             entry("a.txt", EntryKind::File, 1, 0),
         ];
         sort(&mut v);
-        let names: Vec<&str> = v.iter().map(|e| e.name.as_str()).collect();
+        let names: Vec<&str> = v.iter().map(|e| e.name.to_str().unwrap()).collect();
         assert_eq!(names, ["adir", "zdir", "A.txt", "a.txt", "b.txt"]);
     }
 

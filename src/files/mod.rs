@@ -9,7 +9,9 @@ pub mod mime;
 pub mod os;
 pub mod path;
 
+use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::rc::Rc;
@@ -210,11 +212,11 @@ impl Responder {
             }
             Ok(Opened::Dir) => {
                 for name in &self.settings.index {
-                    let idx = if p.rel.is_empty() {
-                        name.clone()
-                    } else {
-                        format!("{}/{name}", p.rel)
-                    };
+                    let mut idx = p.rel.clone();
+                    if !idx.is_empty() {
+                        idx.push("/");
+                    }
+                    idx.push(name);
                     match self.root.open_beneath(&idx) {
                         Ok(Opened::File(f)) => {
                             return self.file(req, now, f, &idx, p, true, notes);
@@ -240,11 +242,12 @@ impl Responder {
     /// A path that names nothing: the SPA fallback for a path without an
     /// extension, when one is set; else 404.
     fn missing(&self, req: &Request<'_>, now: &Now, p: &ReqPath, notes: &mut Notes) -> Reply {
-        let fb = &self.settings.fallback;
-        let last = p.rel.rsplit('/').next().unwrap_or("");
+        let fb = OsStr::new(&self.settings.fallback);
+        let rel = p.rel.as_bytes();
+        let last = rel.rsplit(|&b| b == b'/').next().unwrap_or(b"");
         // Not under /.well-known/ either: a missing ACME token or
         // security.txt must be a 404, not the app's HTML.
-        if fb.is_empty() || last.contains('.') || p.rel.starts_with(".well-known/") {
+        if fb.is_empty() || last.contains(&b'.') || rel.starts_with(b".well-known/") {
             return self.not_found();
         }
         match self.root.open_beneath(fb) {
@@ -268,7 +271,7 @@ impl Responder {
         req: &Request<'_>,
         now: &Now,
         f: Found,
-        rel: &str,
+        rel: &OsStr,
         p: &ReqPath,
         cacheable: bool,
         notes: &mut Notes,
@@ -276,12 +279,13 @@ impl Responder {
         let mut rules = self.rule_headers(p, Some(rel));
         // A rule's Content-Type is the representation's type: it goes where
         // the file's goes, so a multipart answer names it in each part.
+        // Else typed by its extension, which a name that is not UTF-8 keeps.
         let ctype = match rules
             .iter()
             .position(|(n, _)| n.eq_ignore_ascii_case("content-type"))
         {
             Some(i) => Text::from(rules.remove(i).1),
-            None => self.types.header_value(rel),
+            None => self.types.header_value(&rel.to_string_lossy()),
         };
         if cacheable
             && self.settings.cache_budget > 0
@@ -303,7 +307,7 @@ impl Responder {
         &self,
         key: &str,
         now: &Now,
-        rel: &str,
+        rel: &OsStr,
         src: &Found,
         ctype: Text,
         rules: &[(String, String)],
@@ -315,6 +319,8 @@ impl Responder {
             src.len,
             src.mtime,
             None,
+            rel,
+            now.wall,
         )];
         for (enc, f) in self.siblings(rel, src, notes) {
             if f.len > max {
@@ -325,14 +331,16 @@ impl Responder {
                 f.len,
                 f.mtime,
                 Some(enc),
+                rel,
+                now.wall,
             ));
         }
-        // Each representation's plain 200 head, rendered once (unless its
-        // mtime is ahead of the clock: then Last-Modified says "now", which
-        // changes every second).
+        // Each representation's plain 200 head, rendered once (its
+        // Last-Modified is stable, even for an mtime ahead of the clock:
+        // `entity::last_modified`; unless the clock stepped back past it).
         let vary = reps.len() > 1;
         for rep in &mut reps {
-            let lm = crate::http::cond::http_date(rep.mtime);
+            let lm = rep.last_modified;
             if lm.is_none_or(|lm| lm <= now.wall) {
                 let lm = lm.map(httpdate::fmt_http_date);
                 let mut h = self.ok_fields(rep, vary, ctype.clone(), lm);
@@ -374,20 +382,24 @@ impl Responder {
     /// file served for it, in order: a later rule's field replaces an
     /// earlier one's (and, when set on a reply, the reply's own), except
     /// `Vary`, whose members add up (`set_rule_fields`).
-    fn rule_headers(&self, p: &ReqPath, served: Option<&str>) -> Vec<(String, String)> {
+    fn rule_headers(&self, p: &ReqPath, served: Option<&OsStr>) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = Vec::new();
         if self.settings.rules.is_empty() {
             return out;
         }
-        let mut path = String::with_capacity(p.rel.len() + 2);
-        path.push('/');
-        path.push_str(&p.rel);
+        let mut path = OsString::with_capacity(p.rel.len() + 2);
+        path.push("/");
+        path.push(&p.rel);
         if p.trailing_slash && !p.rel.is_empty() {
-            path.push('/');
+            path.push("/");
         }
-        let file = served.map(|s| format!("/{s}"));
+        let file = served.map(|s| {
+            let mut f = OsString::from("/");
+            f.push(s);
+            f
+        });
         for (glob, headers) in &self.settings.rules {
-            if glob.is_match(&path) || file.as_deref().is_some_and(|f| glob.is_match(f)) {
+            if glob.is_match(&path) || file.as_ref().is_some_and(|f| glob.is_match(f)) {
                 for (name, value) in headers {
                     match out.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
                         Some(slot) if is_vary(name) => slot.1 = merge_list(&slot.1, value),

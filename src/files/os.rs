@@ -1,11 +1,11 @@
 //! The one place the responder reaches the filesystem: open a path beneath the
 //! root without ever leaving it, and stat the result.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -70,9 +70,20 @@ impl RootDir {
         })
     }
 
-    /// The root's path joined with `rel`, for messages (never opened).
-    pub fn path_of(&self, rel: &str) -> std::path::PathBuf {
-        self.canonical.join(rel)
+    /// The root's path joined with `rel`, for messages (never opened): on
+    /// one line whatever the name's bytes, a control character escaped
+    /// (`\n`, `\u{1}`), a byte that is not UTF-8 shown as U+FFFD.
+    pub fn path_of(&self, rel: impl AsRef<OsStr>) -> String {
+        let p = self.canonical.join(rel.as_ref());
+        let mut out = String::new();
+        for c in p.to_string_lossy().chars() {
+            if c.is_control() {
+                out.extend(c.escape_debug());
+            } else {
+                out.push(c);
+            }
+        }
+        out
     }
 
     /// Open `rel` (no leading '/', no dot-segments) beneath the root. Symlinks
@@ -83,9 +94,9 @@ impl RootDir {
     /// where a path leads is checked, not only how it is spelled. A path
     /// with no symlink in it is the one asked for; its caller checked it
     /// (`path::resolve` for a request; the operator's own pages are theirs).
-    pub fn open_beneath(&self, rel: &str) -> io::Result<Opened> {
+    pub fn open_beneath(&self, rel: impl AsRef<OsStr>) -> io::Result<Opened> {
         let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
-        let file = File::from(self.open_resolved(rel, flags)?);
+        let file = File::from(self.open_resolved(rel.as_ref().as_bytes(), flags)?);
         let meta = file.metadata()?;
         let ft = meta.file_type();
         Ok(if ft.is_file() {
@@ -113,16 +124,16 @@ impl RootDir {
     /// with no symlink followed and no ".." taken (path::resolve removes
     /// them from request paths; refused here too, for any other caller), the
     /// walk cannot leave the root.
-    fn open_nofollow(&self, rel: &str, flags: i32) -> io::Result<RawFd> {
-        let (dirs, last) = match rel.rsplit_once('/') {
-            Some((dirs, last)) => (Some(dirs), last),
+    fn open_nofollow(&self, rel: &[u8], flags: i32) -> io::Result<RawFd> {
+        let (dirs, last) = match rel.iter().rposition(|&b| b == b'/') {
+            Some(i) => (Some(&rel[..i]), &rel[i + 1..]),
             None => (None, rel),
         };
-        if rel.split('/').any(|name| name == "..") {
+        if rel.split(|&b| b == b'/').any(|name| name == b"..") {
             return Err(io::Error::from(io::ErrorKind::NotFound));
         }
         let mut dir: Option<OwnedFd> = None;
-        for name in dirs.into_iter().flat_map(|d| d.split('/')) {
+        for name in dirs.into_iter().flat_map(|d| d.split(|&b| b == b'/')) {
             let at = dir.as_ref().unwrap_or(&self.fd).as_raw_fd();
             let c = c_path(name)?;
             // SAFETY: `at` is an open directory fd (the root's or the previous
@@ -177,7 +188,8 @@ impl RootDir {
     /// out. No path is built from the root's name, so a symlink swapped in
     /// meanwhile cannot lead outside. Bounded by `opts.max_entries` kept and
     /// `opts.max_scanned` looked at; past either, `truncated` is set.
-    pub fn read_dir(&self, rel: &str, opts: &ReadDirOpts) -> io::Result<DirListing> {
+    pub fn read_dir(&self, rel: impl AsRef<OsStr>, opts: &ReadDirOpts) -> io::Result<DirListing> {
+        let rel = rel.as_ref().as_bytes();
         let dir = self.open_resolved(rel, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)?;
         let mut out = DirListing::default();
         let mut buf = vec![0u8; 32 * 1024];
@@ -186,7 +198,7 @@ impl RootDir {
         let depth = if rel.is_empty() {
             0
         } else {
-            rel.split('/').count()
+            rel.split(|&b| b == b'/').count()
         };
         'read: loop {
             // SAFETY: getdents64 writes at most `buf.len()` bytes into `buf`,
@@ -227,7 +239,7 @@ impl RootDir {
 
     /// One entry of an open directory, or None when a listing leaves it out
     /// (gone, not a file or directory, a symlink out of the root or refused).
-    fn dir_entry(&self, dir: &OwnedFd, rel: &str, name: &str) -> Option<DirEntry> {
+    fn dir_entry(&self, dir: &OwnedFd, rel: &[u8], name: &[u8]) -> Option<DirEntry> {
         let c = CString::new(name).ok()?;
         let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
         // SAFETY: `c` is NUL-terminated, `st` is writable for one `stat`, both
@@ -251,9 +263,9 @@ impl RootDir {
             // Resolve it the way a request for it would be: from the root,
             // beneath it. O_PATH opens nothing (no device is touched).
             let path = if rel.is_empty() {
-                name.to_string()
+                name.to_vec()
             } else {
-                format!("{rel}/{name}")
+                [rel, b"/", name].concat()
             };
             let fd = self
                 .open_resolved(&path, libc::O_PATH | libc::O_CLOEXEC)
@@ -271,7 +283,7 @@ impl RootDir {
             + Duration::from_secs(st.st_mtime.max(0) as u64)
             + Duration::from_nanos(st.st_mtime_nsec.clamp(0, 999_999_999) as u64);
         Some(DirEntry {
-            name: name.to_string(),
+            name: OsString::from_vec(name.to_vec()),
             kind,
             size: if kind == EntryKind::File {
                 st.st_size.max(0) as u64
@@ -294,8 +306,8 @@ impl RootDir {
     /// path it names, still RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS: a link
     /// swapped in meanwhile fails the open, so what is opened is the path
     /// that was checked.
-    fn open_resolved(&self, rel: &str, flags: i32) -> io::Result<OwnedFd> {
-        let rel = if rel.is_empty() { "." } else { rel };
+    fn open_resolved(&self, rel: &[u8], flags: i32) -> io::Result<OwnedFd> {
+        let rel = if rel.is_empty() { b"." } else { rel };
         let c = c_path(rel)?;
         let deny = self.symlinks == Symlinks::Deny;
         let check = !deny && !self.dotfiles;
@@ -366,11 +378,11 @@ impl RootDir {
     /// MAXSYMLINKS) is NotFound. Each readlinkat is of a prefix already
     /// resolved; a link swapped in meanwhile only changes the answer, and
     /// the caller opens that answer with no symlink followed.
-    fn real_path(&self, rel: &str) -> io::Result<Vec<Vec<u8>>> {
+    fn real_path(&self, rel: &[u8]) -> io::Result<Vec<Vec<u8>>> {
         const MAX_LINKS: usize = 40;
         let not_found = || io::Error::from(io::ErrorKind::NotFound);
         // Segments still to walk, the next one last.
-        let mut todo: Vec<Vec<u8>> = rel.rsplit('/').map(|s| s.as_bytes().to_vec()).collect();
+        let mut todo: Vec<Vec<u8>> = rel.rsplit(|&b| b == b'/').map(<[u8]>::to_vec).collect();
         let mut real: Vec<Vec<u8>> = Vec::new();
         let mut links = 0;
         let mut target = vec![0u8; libc::PATH_MAX as usize];
@@ -436,7 +448,8 @@ pub enum EntryKind {
 /// One entry of a directory listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirEntry {
-    pub name: String,
+    /// Bytes, as on disk: not necessarily UTF-8.
+    pub name: OsString,
     pub kind: EntryKind,
     /// Bytes; 0 for a directory.
     pub size: u64,
@@ -480,15 +493,11 @@ fn dirent_names(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// `name` as a listing may show it: not "." or "..", valid UTF-8, no dot
-/// first unless `dotfiles`, and requestable at all (no control bytes, no
-/// backslash: the path rules refuse those, so a link could not work).
-fn listable_name(name: &[u8], dotfiles: bool) -> Option<&str> {
-    let name = std::str::from_utf8(name).ok()?;
-    if name.is_empty() || name == "." || name == ".." || (!dotfiles && name.starts_with('.')) {
-        return None;
-    }
-    if name.bytes().any(|b| b < 0x20 || b == 0x7f || b == b'\\') {
+/// `name` as a listing may show it: not "." or "..", no dot first unless
+/// `dotfiles`. Any other name is requestable (percent-encoded), whatever
+/// its bytes, so it is listed.
+fn listable_name(name: &[u8], dotfiles: bool) -> Option<&[u8]> {
+    if name.is_empty() || name == b"." || name == b".." || (!dotfiles && name.starts_with(b".")) {
         return None;
     }
     Some(name)

@@ -1,6 +1,13 @@
 //! Request target -> a path relative to the root. Pure: no filesystem access.
+//!
+//! A name is bytes, as on Linux: any byte but NUL and `/` may be in one
+//! (a tab, a newline, a backslash, bytes that are not UTF-8), requested
+//! percent-encoded (`/a%09b.txt`, `/caf%E9.txt`).
 
-use percent_encoding::{AsciiSet, CONTROLS, percent_decode, utf8_percent_encode};
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+use percent_encoding::{AsciiSet, CONTROLS, percent_encode};
 
 /// Bytes escaped in a path segment of a `Location` we build: everything RFC
 /// 3986 does not allow in a segment (`pchar`), plus `%` itself.
@@ -25,7 +32,8 @@ const SEGMENT: &AsciiSet = &CONTROLS
 /// Why a target cannot name a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathError {
-    /// Not a usable target at all (bad form, NUL, backslash, invalid UTF-8) -> 400.
+    /// Not a usable target at all (bad form, an invalid percent escape, a
+    /// NUL, above the root) -> 400.
     Bad,
     /// Names something we never serve (above the root, a dotfile) -> 404.
     NotFound,
@@ -35,8 +43,8 @@ pub enum PathError {
 #[derive(Debug, PartialEq, Eq)]
 pub struct ReqPath {
     /// Relative path under the root, segments joined by '/', no leading '/'.
-    /// Empty for the root itself.
-    pub rel: String,
+    /// Empty for the root itself. Bytes, not necessarily UTF-8.
+    pub rel: OsString,
     /// The decoded target ended with '/' (a directory is asked for).
     pub trailing_slash: bool,
     /// The query string as sent (without '?'), kept for redirects.
@@ -47,11 +55,24 @@ impl ReqPath {
     /// The normal form of the path asked for: `/`, the segments, and a
     /// trailing `/` when a directory is asked for. Every spelling of one
     /// path (`//a.css`, `/%61.css`, `/./a.css`, `/a.css?v=2`) has the same
-    /// normal form: the small-file cache's key.
+    /// normal form: the small-file cache's key. Text, one for one with the
+    /// path's bytes: a `%` and each byte of a name that is not UTF-8 are
+    /// written `%XX` (so `caf\xE9` is `/caf%E9`, a name spelled `caf%E9`
+    /// is `/caf%25E9`); a target with neither is its own normal form.
     pub fn normal(&self) -> String {
         let mut n = String::with_capacity(self.rel.len() + 2);
         n.push('/');
-        n.push_str(&self.rel);
+        for chunk in self.rel.as_bytes().utf8_chunks() {
+            for (i, part) in chunk.valid().split('%').enumerate() {
+                if i > 0 {
+                    n.push_str("%25");
+                }
+                n.push_str(part);
+            }
+            for b in chunk.invalid() {
+                n.push_str(&format!("%{b:02X}"));
+            }
+        }
         if self.trailing_slash && !self.rel.is_empty() {
             n.push('/');
         }
@@ -64,9 +85,11 @@ impl ReqPath {
     /// (`//evil.example/../dir` -> `/dir/`).
     pub fn slash_redirect(&self) -> String {
         let mut loc = String::with_capacity(self.rel.len() + 2);
-        for seg in self.rel.split('/').filter(|s| !s.is_empty()) {
-            loc.push('/');
-            loc.extend(utf8_percent_encode(seg, SEGMENT));
+        for seg in self.rel.as_bytes().split(|&b| b == b'/') {
+            if !seg.is_empty() {
+                loc.push('/');
+                loc.extend(percent_encode(seg, SEGMENT));
+            }
         }
         loc.push('/');
         if let Some(q) = &self.query {
@@ -112,16 +135,13 @@ fn strip_scheme(t: &str) -> Option<&str> {
 /// The path of an origin-form `target` when it is already its own normal
 /// form (`ReqPath::normal`), as most are: then a cache lookup needs no
 /// decoding and no allocation. None when it might not be (a `%`, an empty
-/// or dot-led segment, a byte `resolve` refuses): resolve it then. A path
+/// or dot-led segment, a control byte): resolve it then. A path
 /// with a dot-led segment is never in normal form here, so a hidden name
 /// is always judged by `resolve`.
 pub fn normal_form(target: &str) -> Option<&str> {
     let path = target.split(['?', '#']).next()?;
     let rest = path.strip_prefix('/')?;
-    if path
-        .bytes()
-        .any(|b| b == b'%' || b == b'\\' || b < 0x20 || b == 0x7f)
-    {
+    if path.bytes().any(|b| b == b'%' || b < 0x20 || b == 0x7f) {
         return None;
     }
     let mut segs = rest.split('/').peekable();
@@ -137,17 +157,16 @@ pub fn normal_form(target: &str) -> Option<&str> {
 /// Decode once, resolve dot-segments, refuse anything that could leave the root.
 pub fn resolve(target: &str, serve_dotfiles: bool) -> Result<ReqPath, PathError> {
     let (path, query) = split_target(target)?;
-    let decoded = percent_decode(path.as_bytes()).collect::<Vec<u8>>();
-    if decoded.contains(&0) || decoded.contains(&b'\\') {
+    let decoded = decode(path)?;
+    if decoded.contains(&0) {
         return Err(PathError::Bad);
     }
-    let decoded = String::from_utf8(decoded).map_err(|_| PathError::Bad)?;
-    let trailing_slash = decoded.ends_with('/');
-    let mut segs: Vec<&str> = Vec::new();
-    for seg in decoded.split('/') {
+    let trailing_slash = decoded.ends_with(b"/");
+    let mut segs: Vec<&[u8]> = Vec::new();
+    for seg in decoded.split(|&b| b == b'/') {
         match seg {
-            "" | "." => {}
-            ".." => {
+            b"" | b"." => {}
+            b".." => {
                 // Above the root: refuse rather than clamp, like nginx.
                 if segs.pop().is_none() {
                     return Err(PathError::Bad);
@@ -156,21 +175,40 @@ pub fn resolve(target: &str, serve_dotfiles: bool) -> Result<ReqPath, PathError>
             s => segs.push(s),
         }
     }
-    if segs
-        .iter()
-        .any(|s| s.bytes().any(|b| b < 0x20 || b == 0x7f))
-    {
-        return Err(PathError::Bad);
-    }
-    if !serve_dotfiles && hidden_path(segs.iter().map(|s| s.as_bytes())) {
+    if !serve_dotfiles && hidden_path(segs.iter().copied()) {
         return Err(PathError::NotFound);
     }
-    let last_is_dot = decoded.ends_with("/.") || decoded.ends_with("/..");
+    let last_is_dot = decoded.ends_with(b"/.") || decoded.ends_with(b"/..");
     Ok(ReqPath {
-        rel: segs.join("/"),
+        rel: OsString::from_vec(segs.join(&b'/')),
         trailing_slash: trailing_slash || last_is_dot || segs.is_empty(),
         query: query.map(str::to_string),
     })
+}
+
+/// Percent-decode a path once. A `%` not followed by two hex digits
+/// (`/100%.txt`, `/%zz`, `/%4`) is an error, as in nginx (400), not a
+/// literal `%`: the client meant something it did not say.
+fn decode(path: &str) -> Result<Vec<u8>, PathError> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hi = bytes.get(i + 1).copied().and_then(hex);
+            let lo = bytes.get(i + 2).copied().and_then(hex);
+            let (Some(hi), Some(lo)) = (hi, lo) else {
+                return Err(PathError::Bad);
+            };
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
 }
 
 /// Is segment `i` (0 = first, just below the root) of a resolved path a
@@ -198,7 +236,81 @@ mod tests {
     use super::*;
 
     fn rel(t: &str) -> Result<String, PathError> {
-        resolve(t, false).map(|p| p.rel)
+        resolve(t, false).map(|p| p.rel.into_string().expect("UTF-8"))
+    }
+
+    fn rel_bytes(t: &str) -> Result<Vec<u8>, PathError> {
+        resolve(t, false).map(|p| p.rel.into_vec())
+    }
+
+    /// A `%` not followed by two hex digits is a bad request, never a
+    /// literal `%` (nginx: 400).
+    #[test]
+    fn invalid_escapes_are_bad() {
+        for t in [
+            "/100%.txt",
+            "/%zz",
+            "/%4",
+            "/%",
+            "/a%2",
+            "/%g0a",
+            "/a%%41",
+            "/%2%41",
+            "/d/%/x",
+            "/x?%zz",
+        ]
+        .iter()
+        .filter(|t| !t.contains('?'))
+        {
+            assert_eq!(rel(t), Err(PathError::Bad), "{t}");
+        }
+        // In the query it is not the path's business.
+        assert_eq!(rel("/x?%zz").as_deref(), Ok("x"));
+        assert_eq!(rel("/100%25.txt").as_deref(), Ok("100%.txt"));
+        assert_eq!(rel("/%4a%4A").as_deref(), Ok("JJ"));
+    }
+
+    /// Any byte but NUL and `/` can be in a name, and is asked for
+    /// percent-encoded: control bytes, a backslash, bytes that are not UTF-8.
+    #[test]
+    fn names_are_bytes() {
+        assert_eq!(rel_bytes("/a%09b.txt").unwrap(), b"a\tb.txt");
+        assert_eq!(rel_bytes("/a%0Ab.txt").unwrap(), b"a\nb.txt");
+        assert_eq!(rel_bytes("/a%0d%7F").unwrap(), b"a\r\x7f");
+        assert_eq!(rel_bytes("/caf%E9.txt").unwrap(), b"caf\xe9.txt");
+        assert_eq!(rel_bytes("/d%FF/x").unwrap(), b"d\xff/x");
+        assert_eq!(rel_bytes("/a%5cb").unwrap(), b"a\\b");
+        assert_eq!(rel_bytes("/a\\b").unwrap(), b"a\\b");
+        // A backslash is not a separator: "..\\x" is one name.
+        let dots = resolve("/..%5cx", true).unwrap().rel.into_vec();
+        assert_eq!(dots, b"..\\x");
+        assert_eq!(rel("/%00"), Err(PathError::Bad));
+        assert_eq!(rel("/a%00b"), Err(PathError::Bad));
+        // %2F is a separator once decoded: it cannot be in a name.
+        assert_eq!(rel("/a%2Fb").as_deref(), Ok("a/b"));
+        // A hidden name stays hidden however its other bytes look.
+        assert_eq!(rel("/.%E9"), Err(PathError::NotFound));
+    }
+
+    /// The normal form is one for one with the path's bytes: two names
+    /// never share a cache key.
+    #[test]
+    fn normal_form_of_bytes() {
+        let normal = |t: &str| resolve(t, false).unwrap().normal();
+        assert_eq!(normal("/caf%E9.txt"), "/caf%E9.txt");
+        assert_eq!(normal("/caf%e9.txt"), "/caf%E9.txt");
+        assert_eq!(normal("/caf%2525E9.txt"), "/caf%2525E9.txt");
+        assert_eq!(normal("/caf%25E9.txt"), "/caf%25E9.txt");
+        assert_ne!(normal("/caf%25E9.txt"), normal("/caf%E9.txt"));
+        assert_eq!(normal("/caf%C3%A9.txt"), "/caf\u{e9}.txt");
+        assert_eq!(normal("/a%09b"), "/a\tb");
+        assert_eq!(normal("/a%5Cb"), "/a\\b");
+        assert_eq!(normal_form("/a\\b"), Some("/a\\b"));
+        assert_eq!(normal_form("/caf%E9.txt"), None);
+        assert_eq!(
+            resolve("/caf%E9/", false).unwrap().slash_redirect(),
+            "/caf%E9/"
+        );
     }
 
     #[test]
@@ -305,9 +417,8 @@ mod tests {
             "/..%2fx",
             "/.%2e/x",
             "/%00",
-            "/a%5c..%5cx",
-            "/a\\b",
-            "/%c0%ae%c0%ae/x",
+            "/%zz/../x",
+            "/%c0%ae%c0%ae/../../x",
             "*",
             "x",
             "http://h/../x",

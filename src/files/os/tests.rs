@@ -95,7 +95,7 @@ fn listed(r: &RootDir, rel: &str, dotfiles: bool) -> Vec<(String, EntryKind, u64
     let mut v: Vec<_> = l
         .entries
         .into_iter()
-        .map(|e| (e.name, e.kind, e.size))
+        .map(|e| (e.name.to_string_lossy().into_owned(), e.kind, e.size))
         .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
@@ -130,7 +130,12 @@ fn read_dir_keeps_files_and_dirs_beneath_the_root_only() {
     use EntryKind::{Dir, File};
     for root in [t.path().join("www"), t.path().join("www-link")] {
         for (via, r) in roots(&root, Symlinks::WithinRoot) {
+            // Any name but "." and ".." (and dotfiles, when hidden) is
+            // listed: control bytes, a backslash, bytes that are not UTF-8.
             let want = [
+                ("back\\slash", File, 1),
+                ("bad\u{fffd}utf8", File, 1),
+                ("ctl\x01name", File, 1),
                 ("g.txt", File, 1),
                 ("inner", Dir, 0),
                 ("link-in", File, 1),
@@ -139,6 +144,9 @@ fn read_dir_keeps_files_and_dirs_beneath_the_root_only() {
             assert_eq!(listed(&r, "d", false), entries(&want), "{via}");
             let want = [
                 (".hidden", File, 1),
+                ("back\\slash", File, 1),
+                ("bad\u{fffd}utf8", File, 1),
+                ("ctl\x01name", File, 1),
                 ("g.txt", File, 1),
                 ("inner", Dir, 0),
                 ("link-in", File, 1),
@@ -174,7 +182,13 @@ fn read_dir_keeps_files_and_dirs_beneath_the_root_only() {
             }
         }
         for (via, r) in roots(&root, Symlinks::Deny) {
-            let want = [("g.txt", File, 1), ("inner", Dir, 0)];
+            let want = [
+                ("back\\slash", File, 1),
+                ("bad\u{fffd}utf8", File, 1),
+                ("ctl\x01name", File, 1),
+                ("g.txt", File, 1),
+                ("inner", Dir, 0),
+            ];
             assert_eq!(listed(&r, "d", false), entries(&want), "{via}");
             let want = [("d", Dir, 0), ("f.txt", File, 1)];
             assert_eq!(listed(&r, "", false), entries(&want), "{via}");
