@@ -41,6 +41,9 @@ pub enum StartError {
     /// Handing the log files created at start to `user`.
     #[error("logs: {0}")]
     LogOwner(#[source] io::Error),
+    /// The process that reopens the logs with root's rights (`opener`).
+    #[error("log opener: {0}")]
+    LogOpener(#[source] io::Error),
     /// The reload status file next to the pidfile.
     #[error("pidfile: reload status: {0}")]
     Status(#[source] io::Error),
@@ -68,6 +71,7 @@ impl StartError {
             | StartError::Bind(_)
             | StartError::Listen(_)
             | StartError::WorkingDir(_)
+            | StartError::LogOpener(_)
             | StartError::Daemonize(_)
             | StartError::AccessLog(_)
             | StartError::LogOwner(_)

@@ -12,6 +12,7 @@ mod error;
 pub mod listen;
 pub mod metrics;
 pub mod notify;
+mod opener;
 mod options;
 pub mod pidfile;
 pub mod privs;
@@ -133,6 +134,20 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
                         pidfile::spawn_remover(&[p.as_path(), st.as_path()])
                             .map_err(StartError::PidfileKeeper)?,
                     );
+                }
+                // The logs are reopened (SIGUSR1, SIGHUP) with root's
+                // rights, which the process is about to give up: by a
+                // helper that keeps them (see `opener`).
+                let logs: Vec<_> = [&cfg.error_log, &cfg.access_log]
+                    .into_iter()
+                    .filter_map(|t| match t {
+                        crate::log::LogTarget::File(p) => Some(check::absolute(p)),
+                        _ => None,
+                    })
+                    .collect();
+                if !logs.is_empty() {
+                    let o = opener::spawn(logs).map_err(StartError::LogOpener)?;
+                    crate::log::set_opener(Box::new(o));
                 }
                 privs::drop_to(uid, gid).map_err(|source| StartError::DropPrivileges {
                     user: u.clone(),
