@@ -1,20 +1,173 @@
-//! Logs under faults, on both engines: a full disk (a small tmpfs) never
-//! tears a JSON line and is reported once a second with the count of lines
-//! dropped.
+//! Logs under rotation and faults, on both engines: a reopen that fails is
+//! said on stderr and by `tandem -s reopen`'s exit status, and is tried again
+//! until it works; the real `logrotate` with `create 0640 root adm` and
+//! `user = "nobody"` loses no line; SIGHUP and SIGUSR1 reopen both logs, in
+//! the draining generation too; a full disk (a small tmpfs) never tears a
+//! JSON line and is reported once a second with the count of lines dropped.
 
 #[macro_use]
 mod common;
 
 use common::*;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(10);
 
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10)); // poll interval
+    }
+}
+
+fn tandem_cmd(args: &[&str], cfg: &Path) -> RunOutput {
+    let mut cmd = Command::new(tandem_bin());
+    cmd.arg("-c").arg(cfg).args(args);
+    run_with_timeout(cmd, Duration::from_secs(40))
+}
+
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// A tandem whose stderr goes to a file of its own, apart from its error
+/// log, so a test can tell which of the two a line went to.
+struct Raw {
+    child: Child,
+    addr: SocketAddr,
+    stderr: PathBuf,
+    cfg: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Raw {
+    /// Start with `cfg` (a whole config whose `error_log` is `errlog`);
+    /// `None` (skipped) when io_uring is unavailable.
+    fn start(engine: &str, cfg: &str, errlog: &Path) -> Option<Raw> {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg_path = dir.path().join("tandem.toml");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let stderr = dir.path().join("stderr");
+        let mut child = Command::new(tandem_bin())
+            .args(["--engine", engine, "-c"])
+            .arg(&cfg_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("spawn tandem");
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let text = read(errlog) + &read(&stderr);
+            if let Some(&addr) = listening_addrs(&text).first() {
+                return Some(Raw {
+                    child,
+                    addr,
+                    stderr,
+                    cfg: cfg_path,
+                    _dir: dir,
+                });
+            }
+            if let Some(st) = child.try_wait().unwrap() {
+                if engine == "io_uring" && text.contains("io_uring") && text.contains("unavailable")
+                {
+                    skip(&format!("io_uring unavailable: {}", text.trim()));
+                    return None;
+                }
+                panic!("tandem exited with {st} before listening:\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tandem is not listening:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(10)); // poll interval
+        }
+    }
+
+    fn stderr_text(&self) -> String {
+        read(&self.stderr)
+    }
+
+    fn stop(&mut self) {
+        send_signal(self.child.id(), libc::SIGTERM);
+        let deadline = Instant::now() + WAIT;
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "tandem did not stop");
+            std::thread::sleep(Duration::from_millis(10)); // poll interval
+        }
+    }
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The text of the file `pid` has open under a name ending in `suffix`
+/// (e.g. `error.log (deleted)`), read through /proc.
+fn open_file_text(pid: u32, suffix: &str) -> Option<String> {
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        if let Ok(t) = std::fs::read_link(e.path())
+            && t.to_string_lossy().ends_with(suffix)
+        {
+            return std::fs::read_to_string(e.path()).ok();
+        }
+    }
+    None
+}
+
+/// `GET /style.css?tag` on a new connection, 200.
+fn hit(addr: SocketAddr, tag: &str) {
+    let r = get(addr, &format!("/style.css?{tag}"));
+    assert_status(&r, 200, tag);
+}
+
+/// Requests on one keep-alive connection until stopped; `done` counts the
+/// answered ones, numbered from 0 in their query (`?n=N`).
+fn load(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicUsize>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut c = Conn::connect(addr);
+        let mut n = 0;
+        while !stop.load(Ordering::Acquire) {
+            let req = format!("GET /style.css?n={n} HTTP/1.1\r\nHost: t\r\n\r\n");
+            let r = c.roundtrip(req.as_bytes());
+            assert_status(&r, 200, &req);
+            n += 1;
+            done.store(n, Ordering::Release);
+        }
+    })
+}
+
+/// The `n` of every `?n=N` request line in `text`.
+fn numbers(text: &str) -> Vec<usize> {
+    text.lines()
+        .filter_map(|l| {
+            let i = l.find("?n=")? + 3;
+            l[i..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
 }
 
 /// A tmpfs of `size` at `dir`, unmounted on drop.
@@ -50,6 +203,216 @@ impl Drop for Tmpfs {
 }
 
 engine_tests! {
+    fn a_reopen_into_a_deleted_directory_fails_loudly_and_recovers(e) {
+        // `rm -rf` of the log directory, then a reopen: it cannot work. It
+        // must be said where an operator sees it (stderr, the journal under
+        // systemd; the old error log is unlinked), `-s reopen` must fail,
+        // "logs reopened" must not be said, and each later reopen must try
+        // again: once the directory is back, every later line is in the
+        // new files.
+        let site = Site::new();
+        let base = tempfile::tempdir().unwrap();
+        let logdir = base.path().join("logs");
+        std::fs::create_dir(&logdir).unwrap();
+        let (errlog, access) = (logdir.join("error.log"), logdir.join("access.log"));
+        let cfg = compose_config(
+            &format!(
+                "error_log = {}\npidfile = {}",
+                toml_str(&errlog.display().to_string()),
+                toml_str(&base.path().join("tandem.pid").display().to_string())
+            ),
+            &site.root,
+            &access,
+        );
+        let Some(mut srv) = Raw::start(e, &cfg, &errlog) else { return };
+        hit(srv.addr, "before");
+        assert!(wait_file(&access, WAIT, |t| t.contains("?before")).is_some(), "no access line");
+
+        std::fs::remove_dir_all(&logdir).unwrap();
+        for attempt in 0..2 {
+            let out = tandem_cmd(&["-s", "reopen"], &srv.cfg);
+            assert_eq!(out.status.code(), Some(1), "-s reopen #{attempt} into a deleted directory: {out:?}");
+            for log in ["error_log", "access_log"] {
+                assert!(out.stderr.contains(log) && out.stderr.contains("No such file or directory"), "-s reopen names {log}: {}", out.stderr);
+                let want = format!("cannot reopen {log} {}", logdir.display());
+                let n = count_occurrences(&srv.stderr_text(), &want);
+                assert_eq!(n, attempt + 1, "`{want}` on tandem's stderr after attempt {attempt}:\n{}", srv.stderr_text());
+            }
+            hit(srv.addr, &format!("during{attempt}"));
+        }
+        let old = open_file_text(srv.child.id(), "error.log (deleted)").expect("the old error log is still open");
+        assert!(!old.contains("logs reopened") && !stderr_has_reopened(&srv), "said `logs reopened` after failing:\n{old}");
+
+        std::fs::create_dir(&logdir).unwrap();
+        let out = tandem_cmd(&["-s", "reopen"], &srv.cfg);
+        assert_eq!(out.status.code(), Some(0), "-s reopen once the directory is back: {out:?}");
+        assert!(out.stderr.contains("reopened its logs"), "{out:?}");
+        assert!(wait_file(&errlog, WAIT, |t| t.contains("logs reopened")).is_some(), "no `logs reopened` in the new error log");
+        hit(srv.addr, "after");
+        assert!(wait_file(&access, WAIT, |t| t.contains("?after")).is_some(), "the request after the reopen is not in the new access log");
+        srv.stop();
+        // (The lines of the requests made meanwhile went to the old file or,
+        // flushed after the reopen, to the new one.)
+        let new_err = read(&errlog);
+        assert!(new_err.contains("stopped"), "later error-log lines went elsewhere:\n{new_err}");
+    }
+
+    fn logrotate_create_root_adm_with_user_nobody_loses_no_line(e) {
+        // The setup: `user = "nobody"`, logrotate's `create 0640
+        // root adm` and `-s reopen` in postrotate. The reopen needs root's
+        // rights (the new files are root's), `-s reopen` must wait for it
+        // (logrotate's next run deletes what the server kept writing to),
+        // and the files stay root:adm 0640. Two rotations with `rotate 1`:
+        // every request answered after the first one ended must be in the
+        // files that are left.
+        let Some(nobody) = uid_of_user("nobody").filter(|_| running_as_root()) else {
+            skip("needs root and a `nobody` user");
+            return;
+        };
+        let Some(logrotate) = ["/usr/sbin/logrotate", "/sbin/logrotate", "/usr/bin/logrotate"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+        else {
+            skip("logrotate is not installed (Debian package logrotate; .ci/run installs it)");
+            return;
+        };
+        let adm = std::fs::read_to_string("/etc/group")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("adm:x:")?.split(':').next()?.parse::<u32>().ok());
+        let Some(adm) = adm else {
+            skip("no group adm");
+            return;
+        };
+        let site = Site::new();
+        let base = tempfile::tempdir().unwrap();
+        set_mode(base.path(), 0o755);
+        let logdir = base.path().join("logs");
+        std::fs::create_dir(&logdir).unwrap();
+        // nobody's own directory, as many setups have it: the start is
+        // fine either way; the files logrotate creates are not nobody's.
+        std::os::unix::fs::chown(&logdir, Some(nobody), None).unwrap();
+        set_mode(&logdir, 0o755);
+        let (errlog, access) = (logdir.join("error.log"), logdir.join("access.log"));
+        let extra = format!(
+            "user = \"nobody\"\nworkers = 2\nerror_log = {}\naccess_log = {}\npidfile = {}",
+            toml_str(&errlog.display().to_string()),
+            toml_str(&access.display().to_string()),
+            toml_str(&base.path().join("tandem.pid").display().to_string())
+        );
+        let opts = Launch { tail: Some(errlog.clone()), ..Default::default() };
+        let Some(mut srv) = Server::launch(e, &extra, &site.root, opts) else { return };
+        let conf = base.path().join("logrotate.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "{access} {errlog} {{\n  rotate 1\n  create 0640 root adm\n  sharedscripts\n  postrotate\n    {bin} -c {cfg} -s reopen\n  endscript\n}}\n",
+                access = access.display(),
+                errlog = errlog.display(),
+                bin = tandem_bin(),
+                cfg = srv.config_path().display()
+            ),
+        )
+        .unwrap();
+        let state = base.path().join("logrotate.state");
+        let rotate = || {
+            let mut cmd = Command::new(logrotate);
+            cmd.arg("-f").arg("-s").arg(&state).arg(&conf);
+            run_with_timeout(cmd, Duration::from_secs(60))
+        };
+
+        let (stop, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+        let h = load(srv.addr(), stop.clone(), done.clone());
+        let answered = |n| wait_until(WAIT, || done.load(Ordering::Acquire) >= n);
+        assert!(answered(100), "load did not start");
+        let out = rotate();
+        assert!(out.status.success(), "logrotate #1: {out:?}");
+        let mark = done.load(Ordering::Acquire);
+        assert!(answered(mark + 200), "load stalled after rotation #1");
+        let out = rotate();
+        assert!(out.status.success(), "logrotate #2: {out:?}");
+        let mark2 = done.load(Ordering::Acquire);
+        assert!(answered(mark2 + 200), "load stalled after rotation #2");
+        stop.store(true, Ordering::Release);
+        h.join().expect("load thread");
+        let total = done.load(Ordering::Acquire);
+        let st = srv.terminate(WAIT);
+        assert!(st.success(), "exit: {st}");
+
+        let mut seen = vec![false; total];
+        for p in [access.clone(), logdir.join("access.log.1")] {
+            for n in numbers(&read(&p)) {
+                assert!(n < total && !seen[n], "request {n} logged twice or never made ({})", p.display());
+                seen[n] = true;
+            }
+        }
+        let lost: Vec<usize> = (mark..total).filter(|&n| !seen[n]).collect();
+        assert!(lost.is_empty(), "{} of the {} requests after rotation #1 are in no access log left (first: {:?})\n{}", lost.len(), total - mark, &lost[..lost.len().min(5)], srv.stderr_text());
+        use std::os::unix::fs::MetadataExt;
+        for p in [&access, &errlog] {
+            let m = std::fs::metadata(p).unwrap();
+            assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (0, adm, 0o640), "{} as logrotate made it", p.display());
+        }
+        let err = read(&errlog);
+        assert!(err.contains("logs reopened") && err.contains("stopped"), "the newest error log:\n{err}");
+        assert!(!srv.stderr_text().contains("cannot reopen"), "{}", srv.stderr_text());
+    }
+
+    fn sighup_and_sigusr1_reopen_both_logs_in_every_generation(e) {
+        // SIGHUP reopens the error log as well as the access log, and a
+        // worker generation still draining after a reload (here: serving
+        // a download the client is slow to read) gets SIGUSR1's reopen: its
+        // last access line lands in the new file.
+        let site = Site::new();
+        let huge = site.path("huge.bin");
+        // Bigger than what the socket buffers of a client that stops
+        // reading can take (the send buffer grows to 4 MiB at most).
+        const HUGE: usize = 64 << 20;
+        std::fs::File::create(&huge).unwrap().set_len(HUGE as u64).unwrap();
+        let logdir = tempfile::tempdir().unwrap();
+        let errlog = logdir.path().join("error.log");
+        let extra = format!(
+            "error_log = {}\nworkers = 1\nshutdown_timeout = \"60s\"",
+            toml_str(&errlog.display().to_string())
+        );
+        let opts = Launch { tail: Some(errlog.clone()), ..Default::default() };
+        let Some(mut srv) = Server::launch(e, &extra, &site.root, opts) else { return };
+        let access = srv.access_log_path().to_path_buf();
+
+        let mut slow = TcpStream::connect(srv.addr()).unwrap();
+        slow.write_all(b"GET /huge.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let mut first = [0u8; 1024];
+        slow.set_read_timeout(Some(WAIT)).unwrap();
+        let mut got = slow.read(&mut first).unwrap();
+        assert!(first.starts_with(b"HTTP/1.1 200"), "{}", show(&first[..got]));
+
+        std::fs::rename(&access, logdir.path().join("access.log.1")).unwrap();
+        std::fs::rename(&errlog, logdir.path().join("error.log.1")).unwrap();
+        srv.reload(WAIT).unwrap_or_else(|l| panic!("reload: {l}"));
+        assert!(wait_file(&errlog, WAIT, |t| t.contains("reloaded: ")).is_some(), "SIGHUP did not reopen the error log: `reloaded:` went to the old one");
+        hit(srv.addr(), "after-hup");
+        assert!(wait_file(&access, WAIT, |t| t.contains("?after-hup")).is_some(), "SIGHUP did not reopen the access log");
+
+        let old_access = logdir.path().join("access.log.2");
+        std::fs::rename(&access, &old_access).unwrap();
+        srv.signal(libc::SIGUSR1);
+        // The SIGHUP's reopen said it once in this file; SIGUSR1's is the second.
+        assert!(wait_file(&errlog, WAIT, |t| count_occurrences(t, "logs reopened") == 2).is_some(), "no `logs reopened` after SIGUSR1");
+        // The old generation finishes its download now.
+        let mut buf = vec![0u8; 1 << 20];
+        while got < HUGE {
+            let n = slow.read(&mut buf).unwrap();
+            assert!(n > 0, "download cut at {got}");
+            got += n;
+        }
+        assert!(
+            wait_file(&access, WAIT, |t| t.contains("GET /huge.bin")).is_some(),
+            "the draining generation's line is not in the reopened access log; the one renamed away has:\n{}",
+            read(&old_access)
+        );
+        srv.assert_healthy("after the reopens");
+    }
+
     fn a_full_disk_keeps_json_lines_whole_and_counts_what_it_dropped(e) {
         // The access log on a small tmpfs that fills up: writes fail part
         // way through a line. The torn line must be completed before the
@@ -140,4 +503,8 @@ engine_tests! {
         drop(c);
         srv.terminate(WAIT);
     }
+}
+
+fn stderr_has_reopened(srv: &Raw) -> bool {
+    srv.stderr_text().contains("logs reopened")
 }

@@ -183,6 +183,7 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
         current: Generation {
             engine,
             workers: Vec::new(),
+            access: first_access.clone(),
         },
         old: Vec::new(),
         waker,
@@ -271,7 +272,11 @@ impl Daemon {
             };
             workers.push(Worker::start(engine, spec, &self.waker)?);
         }
-        Ok(Generation { engine, workers })
+        Ok(Generation {
+            engine,
+            workers,
+            access,
+        })
     }
 
     /// One SO_REUSEPORT socket per configured address; `prev` (the previous
@@ -364,6 +369,10 @@ impl Daemon {
     }
 
     fn reload(&mut self) {
+        // Every SIGHUP reopens both logs first, as SIGUSR1 does (nginx's
+        // reload does too), whether the new config takes or not: what the
+        // reload says goes to the new files.
+        self.reopen_logs();
         match notify::monotonic_usec() {
             Ok(usec) => notify::notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}")),
             // Cannot happen (CLOCK_MONOTONIC always exists); say so and send
@@ -435,7 +444,12 @@ impl Daemon {
             crate::info!("listening on {}", l.addr);
             self.listeners.insert(a, l);
         }
-        match self.start_generation(engine, None) {
+        // The same access log file: the new generation shares the old one's
+        // (just reopened with the error log, as every SIGHUP does), so a
+        // reopen reaches the draining workers too.
+        let access =
+            (self.cfg.access_log == old_cfg.access_log).then(|| self.current.access.clone());
+        match self.start_generation(engine, access) {
             Ok(g) => {
                 // Hand over: the new workers accept before the old ones stop,
                 // and "reloaded" is said only once the old ones have stopped.
@@ -455,10 +469,11 @@ impl Daemon {
         // references and drain; the socket closes when the last one exits.
         let keep: Vec<SocketAddr> = self.cfg.listen.clone();
         self.listeners.retain(|a, _| keep.contains(a));
-        if (self.cfg.error_log != old_cfg.error_log || level != old_cfg.level())
+        crate::log::set_level(level);
+        if self.cfg.error_log != old_cfg.error_log
             && let Err(e) = crate::log::init_error_log(&self.cfg.error_log, level)
         {
-            crate::error!("error_log: {e}");
+            crate::alert!("error_log: {e}; still writing to the one opened before");
         }
         Ok(format!(
             "engine {}, {} worker(s), root {}",
@@ -498,13 +513,53 @@ impl Daemon {
         }
     }
 
-    fn reopen_logs(&self) {
-        if let Err(e) = crate::log::reopen_error_log() {
-            crate::error!("reopen error_log: {e}");
+    /// Reopen the error log and the access log of every generation still
+    /// running (the draining ones too). Each log that fails keeps the file
+    /// it had and is tried again at the next SIGUSR1 or SIGHUP; the failure
+    /// is said on stderr too (the old file may be unlinked), and "reopened"
+    /// is said only of the logs that were. The verdict goes to the status
+    /// file, for `tandem -s reopen`.
+    fn reopen_logs(&mut self) {
+        if let Some(s) = self.status.as_mut() {
+            s.begin_reopen();
         }
-        if let Err(e) = AccessLog::reopen_current() {
-            crate::error!("reopen access_log: {e}");
+        let mut failed = Vec::new();
+        let mut done = Vec::new();
+        match crate::log::reopen_error_log() {
+            Ok(()) => done.push("error_log"),
+            Err(e) => failed.push(format!("error_log {e}")),
         }
-        crate::info!("logs reopened");
+        let mut seen: Vec<&Arc<AccessLog>> = Vec::new();
+        for g in std::iter::once(&self.current).chain(&self.old) {
+            if seen.iter().any(|a| Arc::ptr_eq(a, &g.access)) {
+                continue;
+            }
+            seen.push(&g.access);
+            match g.access.reopen() {
+                Ok(()) => {}
+                Err(e) => failed.push(format!("access_log {e}")),
+            }
+        }
+        if failed.iter().all(|f| !f.starts_with("access_log")) {
+            done.push("access_log");
+        }
+        let verdict = if failed.is_empty() {
+            crate::info!("logs reopened");
+            Ok(())
+        } else {
+            for f in &failed {
+                crate::alert!(
+                    "cannot reopen {f}; its lines go on to the file opened before \
+                     (tried again at the next SIGUSR1 or reload)"
+                );
+            }
+            if !done.is_empty() {
+                crate::info!("{} reopened", done.join(" and "));
+            }
+            Err(failed.join("; "))
+        };
+        if let Some(s) = self.status.as_mut() {
+            s.finish_reopen(verdict);
+        }
     }
 }

@@ -9,7 +9,7 @@ mod sink;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use sink::{PrivilegedOpen, Sink, opened_privileged, set_opener};
@@ -163,28 +163,22 @@ macro_rules! debug { ($($t:tt)*) => { if $crate::log::enabled($crate::log::Level
 #[macro_export]
 macro_rules! alert { ($($t:tt)*) => { $crate::log::alert(format_args!($($t)*)) } }
 
-/// The access log shared by all workers of a generation. Workers buffer lines
-/// and hand whole buffers over with `write`.
+/// The access log shared by all workers of a generation (and by the next
+/// generation when a reload keeps its path). Workers buffer lines and hand
+/// whole buffers over with `write`.
 #[derive(Debug)]
 pub struct AccessLog {
     sink: Mutex<Sink>,
     off: bool,
 }
 
-static ACCESS: OnceLock<Mutex<Option<Arc<AccessLog>>>> = OnceLock::new();
-
 impl AccessLog {
     pub fn open(target: &LogTarget) -> io::Result<Arc<AccessLog>> {
         let sink = Sink::open("access_log", target)?;
-        let log = Arc::new(AccessLog {
+        Ok(Arc::new(AccessLog {
             off: sink.is_off(),
             sink: Mutex::new(sink),
-        });
-        *ACCESS
-            .get_or_init(|| Mutex::new(None))
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(log.clone());
-        Ok(log)
+        }))
     }
 
     pub fn is_off(&self) -> bool {
@@ -205,19 +199,6 @@ impl AccessLog {
 
     pub fn reopen(&self) -> io::Result<()> {
         self.sink.lock().unwrap_or_else(|e| e.into_inner()).reopen()
-    }
-
-    /// Reopen the current generation's access log, if any.
-    pub fn reopen_current() -> io::Result<()> {
-        let cur = ACCESS
-            .get_or_init(|| Mutex::new(None))
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        match cur {
-            Some(l) => l.reopen(),
-            None => Ok(()),
-        }
     }
 }
 
