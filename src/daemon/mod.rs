@@ -147,7 +147,7 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
                     .collect();
                 if !logs.is_empty() {
                     let o = opener::spawn(logs).map_err(StartError::LogOpener)?;
-                    crate::log::set_opener(Box::new(o));
+                    crate::log::set_opener(Arc::new(o));
                 }
                 privs::drop_to(uid, gid).map_err(|source| StartError::DropPrivileges {
                     user: u.clone(),
@@ -217,6 +217,8 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
         m.stop();
     }
     drop(d);
+    // The log opener ends when its socket closes; reap it here.
+    crate::log::clear_opener();
     drop(pidfile);
     drop(_pidfile_remover);
     Ok(())

@@ -16,7 +16,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::LogTarget;
@@ -30,24 +30,33 @@ pub trait PrivilegedOpen: Send + Sync {
     fn open(&self, p: &Path) -> io::Result<File>;
 }
 
-static OPENER: OnceLock<Box<dyn PrivilegedOpen>> = OnceLock::new();
+static OPENER: Mutex<Option<Arc<dyn PrivilegedOpen>>> = Mutex::new(None);
 
-/// Install the privileged opener (once, when privileges are dropped).
-pub fn set_opener(o: Box<dyn PrivilegedOpen>) {
-    if OPENER.set(o).is_err() {
-        crate::warn!("log opener installed twice; keeping the first");
-    }
+fn opener() -> Option<Arc<dyn PrivilegedOpen>> {
+    OPENER.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Install the privileged opener (when privileges are dropped).
+pub fn set_opener(o: Arc<dyn PrivilegedOpen>) {
+    *OPENER.lock().unwrap_or_else(|e| e.into_inner()) = Some(o);
+}
+
+/// Let go of the privileged opener (at exit): dropping the last reference
+/// ends the helper process.
+pub fn clear_opener() {
+    let o = OPENER.lock().unwrap_or_else(|e| e.into_inner()).take();
+    drop(o);
 }
 
 /// Is `p` opened (and reopened) by the privileged opener?
 pub fn opened_privileged(p: &Path) -> bool {
-    OPENER.get().is_some_and(|o| o.serves(p))
+    opener().is_some_and(|o| o.serves(p))
 }
 
 /// Open `p` for appending, creating it: through the privileged opener when
 /// it serves `p`, else directly. Errors name the path.
 pub fn open_append(p: &Path) -> io::Result<File> {
-    let res = match OPENER.get() {
+    let res = match opener() {
         Some(o) if o.serves(p) => o.open(p),
         _ => OpenOptions::new().create(true).append(true).open(p),
     };
