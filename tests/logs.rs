@@ -257,6 +257,39 @@ engine_tests! {
         assert!(new_err.contains("stopped"), "later error-log lines went elsewhere:\n{new_err}");
     }
 
+    fn a_reopen_that_fails_for_one_log_names_that_one(e) {
+        // Only the access log's directory is gone: the error log is
+        // reopened and says so by name, the access log is not, and
+        // nothing says "logs reopened".
+        let site = Site::new();
+        let base = tempfile::tempdir().unwrap();
+        let adir = base.path().join("access");
+        std::fs::create_dir(&adir).unwrap();
+        let (errlog, access) = (base.path().join("error.log"), adir.join("access.log"));
+        let cfg = compose_config(
+            &format!(
+                "error_log = {}\npidfile = {}",
+                toml_str(&errlog.display().to_string()),
+                toml_str(&base.path().join("tandem.pid").display().to_string())
+            ),
+            &site.root,
+            &access,
+        );
+        let Some(mut srv) = Raw::start(e, &cfg, &errlog) else { return };
+        std::fs::remove_dir_all(&adir).unwrap();
+        let out = tandem_cmd(&["-s", "reopen"], &srv.cfg);
+        assert_eq!(out.status.code(), Some(1), "-s reopen without the access log's directory: {out:?}");
+        assert!(out.stderr.contains(&format!("access_log {}", access.display())) && !out.stderr.contains("error_log"), "{out:?}");
+        let err = wait_file(&errlog, WAIT, |t| t.contains("error_log reopened")).unwrap_or_else(|| panic!("no `error_log reopened`:\n{}", read(&errlog)));
+        assert!(err.contains("cannot reopen access_log") && !err.contains("logs reopened") && !err.contains("access_log reopened"), "{err}");
+        std::fs::create_dir(&adir).unwrap();
+        let out = tandem_cmd(&["-s", "reopen"], &srv.cfg);
+        assert_eq!(out.status.code(), Some(0), "-s reopen once the directory is back: {out:?}");
+        hit(srv.addr, "after");
+        assert!(wait_file(&access, WAIT, |t| t.contains("?after")).is_some(), "the request after the reopen is not in the new access log");
+        srv.stop();
+    }
+
     fn logrotate_create_root_adm_with_user_nobody_loses_no_line(e) {
         // The setup: `user = "nobody"`, logrotate's `create 0640
         // root adm` and `-s reopen` in postrotate. The reopen needs root's

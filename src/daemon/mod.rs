@@ -526,25 +526,21 @@ impl Daemon {
             s.begin_reopen();
         }
         let mut failed = Vec::new();
-        let mut done = Vec::new();
-        match crate::log::reopen_error_log() {
-            Ok(()) => done.push("error_log"),
-            Err(e) => failed.push(format!("error_log {e}")),
+        if let Err(e) = crate::log::reopen_error_log() {
+            failed.push(format!("error_log {e}"));
         }
+        let error_ok = failed.is_empty();
         let mut seen: Vec<&Arc<AccessLog>> = Vec::new();
         for g in std::iter::once(&self.current).chain(&self.old) {
             if seen.iter().any(|a| Arc::ptr_eq(a, &g.access)) {
                 continue;
             }
             seen.push(&g.access);
-            match g.access.reopen() {
-                Ok(()) => {}
-                Err(e) => failed.push(format!("access_log {e}")),
+            if let Err(e) = g.access.reopen() {
+                failed.push(format!("access_log {e}"));
             }
         }
-        if failed.iter().all(|f| !f.starts_with("access_log")) {
-            done.push("access_log");
-        }
+        let access_ok = failed.len() == usize::from(!error_ok);
         let verdict = if failed.is_empty() {
             crate::info!("logs reopened");
             Ok(())
@@ -555,8 +551,10 @@ impl Daemon {
                      (tried again at the next SIGUSR1 or reload)"
                 );
             }
-            if !done.is_empty() {
-                crate::info!("{} reopened", done.join(" and "));
+            if error_ok {
+                crate::info!("error_log reopened");
+            } else if access_ok {
+                crate::info!("access_log reopened");
             }
             Err(failed.join("; "))
         };

@@ -78,14 +78,6 @@ pub fn set_level(level: Level) {
     LEVEL.store(level as u8, Ordering::Relaxed);
 }
 
-/// The error log's target (stderr until `init_error_log`).
-pub fn error_log_target() -> LogTarget {
-    match ERROR_LOG.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        Some(s) => s.target().clone(),
-        None => LogTarget::Stderr,
-    }
-}
-
 pub fn reopen_error_log() -> io::Result<()> {
     match ERROR_LOG.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
         Some(s) => s.reopen(),
