@@ -391,6 +391,109 @@ engine_tests! {
         assert!(!srv.stderr_text().contains("cannot reopen"), "{}", srv.stderr_text());
     }
 
+    fn a_log_name_pointed_elsewhere_is_not_opened_with_roots_rights(e) {
+        // The reopen runs with root's rights (`user` drops them for the
+        // server). A user that can write the log directory must not get
+        // a root-only file opened for it by swapping the log's name for a
+        // symlink, nor hang the server with a FIFO: each reopen fails,
+        // promptly, and the root-only file is untouched.
+        let Some(nobody) = uid_of_user("nobody").filter(|_| running_as_root()) else {
+            skip("needs root and a `nobody` user");
+            return;
+        };
+        let site = Site::new();
+        let base = tempfile::tempdir().unwrap();
+        set_mode(base.path(), 0o755);
+        let secret = base.path().join("root-only");
+        std::fs::write(&secret, "ROOT ONLY\n").unwrap();
+        set_mode(&secret, 0o600);
+        let logdir = base.path().join("logs");
+        std::fs::create_dir(&logdir).unwrap();
+        std::os::unix::fs::chown(&logdir, Some(nobody), None).unwrap();
+        let access = logdir.join("access.log");
+        let errlog = base.path().join("error.log");
+        let cfg = compose_config(
+            &format!(
+                "user = \"nobody\"\nerror_log = {}\npidfile = {}",
+                toml_str(&errlog.display().to_string()),
+                toml_str(&base.path().join("tandem.pid").display().to_string())
+            ),
+            &site.root,
+            &access,
+        );
+        let Some(srv) = Raw::start(e, &cfg, &errlog) else { return };
+        std::fs::remove_file(&access).unwrap();
+        std::os::unix::fs::symlink(&secret, &access).unwrap();
+        let out = tandem_cmd(&["-s", "reopen"], &srv.cfg);
+        assert_eq!(out.status.code(), Some(1), "-s reopen with the log name pointed at a root-only file: {out:?}");
+        hit(srv.addr, "probe");
+        let old = wait_until(WAIT, || open_file_text(srv.child.id(), "access.log (deleted)").is_some_and(|t| t.contains("?probe")));
+        assert!(old, "the request went nowhere");
+        assert_eq!(read(&secret), "ROOT ONLY\n", "the root-only file was written to");
+
+        std::fs::remove_file(&access).unwrap();
+        let mkfifo = Command::new("mkfifo").arg(&access).status().unwrap();
+        assert!(mkfifo.success());
+        let t = Instant::now();
+        let out = tandem_cmd(&["-s", "reopen"], &srv.cfg);
+        assert_eq!(out.status.code(), Some(1), "-s reopen with a FIFO in the log's place: {out:?}");
+        assert!(t.elapsed() < Duration::from_secs(5), "the reopen took {:?}", t.elapsed());
+        hit(srv.addr, "still-serving");
+    }
+
+    fn a_stuck_log_opener_does_not_hang_the_server(e) {
+        // The helper that reopens with root's rights stops answering
+        // (SIGSTOP stands in for an open stuck on a dead file system): the
+        // reopen fails after 5 s instead of holding the main loop, later
+        // ones fail at once, and the server keeps serving and reloading.
+        let Some(_) = uid_of_user("nobody").filter(|_| running_as_root()) else {
+            skip("needs root and a `nobody` user");
+            return;
+        };
+        let site = Site::new();
+        let base = tempfile::tempdir().unwrap();
+        set_mode(base.path(), 0o755);
+        let errlog = base.path().join("error.log");
+        let cfg = compose_config(
+            &format!(
+                "user = \"nobody\"\nerror_log = {}\npidfile = {}",
+                toml_str(&errlog.display().to_string()),
+                toml_str(&base.path().join("tandem.pid").display().to_string())
+            ),
+            &site.root,
+            &base.path().join("access.log"),
+        );
+        let Some(srv) = Raw::start(e, &cfg, &errlog) else { return };
+        let pid = srv.child.id();
+        let kids = read(Path::new(&format!("/proc/{pid}/task/{pid}/children")));
+        let opener: Vec<u32> = kids
+            .split_whitespace()
+            .filter_map(|k| k.parse().ok())
+            .filter(|k| {
+                std::fs::read_dir(format!("/proc/{k}/fd")).is_ok_and(|d| {
+                    d.flatten().any(|f| std::fs::read_link(f.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:")))
+                })
+            })
+            .collect();
+        assert_eq!(opener.len(), 1, "one helper with a socket among tandem's children {kids:?}");
+        send_signal(opener[0], libc::SIGSTOP);
+        let t = Instant::now();
+        let out = tandem_cmd(&["-s", "reopen"], &srv.cfg);
+        assert_eq!(out.status.code(), Some(1), "-s reopen with the opener stopped: {out:?}");
+        assert!(out.stderr.contains("did not answer"), "{out:?}");
+        assert!(t.elapsed() < Duration::from_secs(15), "took {:?}", t.elapsed());
+        hit(srv.addr, "still-serving");
+        let t = Instant::now();
+        let out = tandem_cmd(&["-s", "reopen"], &srv.cfg);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(t.elapsed() < Duration::from_secs(3), "the second reopen waited again: {:?}", t.elapsed());
+        let out = tandem_cmd(&["-s", "reload"], &srv.cfg);
+        assert_eq!(out.status.code(), Some(0), "-s reload: {out:?}");
+        hit(srv.addr, "after-reload");
+        send_signal(opener[0], libc::SIGCONT);
+        assert!(wait_pid_gone(opener[0], WAIT), "the given-up opener did not end");
+    }
+
     fn sighup_and_sigusr1_reopen_both_logs_in_every_generation(e) {
         // SIGHUP reopens the error log as well as the access log, and a
         // worker generation still draining after a reload (here: serving

@@ -12,8 +12,10 @@
 //! server's end of the socket closes.
 //!
 //! It opens with `O_NOFOLLOW` unless the path was already a symlink at
-//! start, so a user that can write the log directory cannot point a log
-//! name at a file only root may write. A log path a reload brings in that
+//! start, and hands over only regular files (unless the path was that
+//! symlink), so a user that can write the log directory cannot point a log
+//! name at a file only root may write; it opens without blocking, so a FIFO
+//! in a log's place cannot hang it. A log path a reload brings in that
 //! the server was not started with is opened by the server itself, with its
 //! own rights, and checked for them like any reload (`check::preflight`).
 
@@ -25,6 +27,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::syscall;
+
+/// How long the server waits for the opener's answer (the main loop waits
+/// meanwhile).
+const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The server's end.
 #[derive(Debug)]
@@ -43,7 +49,13 @@ pub fn spawn(paths: Vec<PathBuf>) -> io::Result<Opener> {
             let c = std::ffi::CString::new(p.as_os_str().as_bytes())
                 .map_err(|_| io::Error::other("log path contains NUL"))?;
             let link = std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
-            let mut flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC;
+            // O_NONBLOCK: a FIFO put in a log's place must not hang the
+            // opener (and the server waiting for it); cleared after the open.
+            let mut flags = libc::O_WRONLY
+                | libc::O_APPEND
+                | libc::O_CREAT
+                | libc::O_CLOEXEC
+                | libc::O_NONBLOCK;
             if !link {
                 flags |= libc::O_NOFOLLOW;
             }
@@ -70,6 +82,20 @@ pub fn spawn(paths: Vec<PathBuf>) -> io::Result<Opener> {
         serve(theirs.as_raw_fd(), &plans);
     }
     drop(theirs);
+    let tv = libc::timeval {
+        tv_sec: ANSWER_WITHIN.as_secs() as libc::time_t,
+        tv_usec: 0,
+    };
+    // SAFETY: setsockopt reads a live timeval of the size passed.
+    syscall!(unsafe {
+        libc::setsockopt(
+            mine.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    })?;
     Ok(Opener {
         paths,
         sock: Mutex::new(Some(mine)),
@@ -128,6 +154,15 @@ fn serve(sock: RawFd, plans: &[(std::ffi::CString, libc::c_int)]) -> ! {
         };
         // A regular file (or whatever the configured symlink named) only:
         // never a FIFO or device a name was swapped for.
+        // SAFETY: fcntl on the descriptor just opened; plain flag values.
+        if fd >= 0 && unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_APPEND) } != 0 {
+            // Cannot happen for a descriptor we just opened; if it does, a
+            // non-blocking log would drop lines on EAGAIN: refuse it.
+            // SAFETY: closes the descriptor just opened.
+            unsafe { libc::close(fd) };
+            let _ = send_reply(sock, libc::EIO, -1);
+            continue;
+        }
         let errno = if fd >= 0 && !is_regular_or_allowed(fd, plans, &idx) {
             // SAFETY: closes the descriptor just opened.
             unsafe { libc::close(fd) };
@@ -208,7 +243,7 @@ impl Opener {
     }
 
     fn request(&self, idx: u32) -> io::Result<File> {
-        let guard = self.sock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.sock.lock().unwrap_or_else(|e| e.into_inner());
         let sock = guard
             .as_ref()
             .ok_or_else(|| io::Error::other("the log opener is gone"))?
@@ -234,6 +269,17 @@ impl Opener {
             // MSG_CMSG_CLOEXEC marks a received descriptor close-on-exec.
             match syscall!(unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) }) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // SO_RCVTIMEO passed (an open stuck on a dead network
+                    // file system?). A late answer would be taken for the
+                    // next request's: give the opener up (it ends when it
+                    // sees its socket closed); later opens fail at once.
+                    *guard = None;
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the log opener did not answer within {ANSWER_WITHIN:?}"),
+                    ));
+                }
                 r => break r.map_err(|e| io::Error::new(e.kind(), format!("log opener: {e}")))?,
             }
         };
