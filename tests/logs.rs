@@ -260,7 +260,8 @@ engine_tests! {
     fn a_reopen_that_fails_for_one_log_names_that_one(e) {
         // Only the access log's directory is gone: the error log is
         // reopened and says so by name, the access log is not, and
-        // nothing says "logs reopened".
+        // nothing says "logs reopened"; once the directory is back, a
+        // reload (not only SIGUSR1) tries again and succeeds.
         let site = Site::new();
         let base = tempfile::tempdir().unwrap();
         let adir = base.path().join("access");
@@ -282,9 +283,11 @@ engine_tests! {
         assert!(out.stderr.contains(&format!("access_log {}", access.display())) && !out.stderr.contains("error_log"), "{out:?}");
         let err = wait_file(&errlog, WAIT, |t| t.contains("error_log reopened")).unwrap_or_else(|| panic!("no `error_log reopened`:\n{}", read(&errlog)));
         assert!(err.contains("cannot reopen access_log") && !err.contains("logs reopened") && !err.contains("access_log reopened"), "{err}");
+        // A reload retries too (every SIGHUP reopens both logs).
         std::fs::create_dir(&adir).unwrap();
-        let out = tandem_cmd(&["-s", "reopen"], &srv.cfg);
-        assert_eq!(out.status.code(), Some(0), "-s reopen once the directory is back: {out:?}");
+        let out = tandem_cmd(&["-s", "reload"], &srv.cfg);
+        assert_eq!(out.status.code(), Some(0), "-s reload once the directory is back: {out:?}");
+        assert!(wait_file(&errlog, WAIT, |t| t.contains("logs reopened")).is_some(), "the reload did not reopen the logs:\n{}", read(&errlog));
         hit(srv.addr, "after");
         assert!(wait_file(&access, WAIT, |t| t.contains("?after")).is_some(), "the request after the reopen is not in the new access log");
         srv.stop();
