@@ -4,10 +4,12 @@
 //! - `root` exists, is a directory, and the user tandem serves as can read
 //!   and search it.
 //! - `user` and `group` exist.
-//! - The directories of `access_log` and `error_log` exist, and the user
-//!   tandem serves as can write the logs: a reload opens the access log
-//!   again and SIGUSR1 reopens both, after privileges are dropped, so a log
-//!   only root can write would work until the first reload or rotation.
+//! - The directories of `access_log` and `error_log` exist, and whoever
+//!   opens the logs can write them: the starting user (root, when it drops
+//!   privileges: the logs it starts with are opened, and reopened after a
+//!   rotation or a reload, by a helper that keeps root's rights, see
+//!   `opener`), or at a reload, for a log path it was not started with,
+//!   the user it runs as.
 //! - The `pidfile`'s directory exists and the starting user can write it
 //!   (the pidfile is written before privileges are dropped, and removed by a
 //!   helper that keeps root's rights, so root's rights are what count).
@@ -261,29 +263,23 @@ pub fn preflight(cfg: &Config, origins: &Origins, stage: Stage) -> Result<Checke
         let LogTarget::File(p) = target else { continue };
         let p = absolute(p);
         let (path, mode, created) = writable_target(key, &p).map_err(|pr| fail(key, pr))?;
-        let mut whos = vec![Who::Me];
-        if who != Who::Me {
-            whos.push(who.clone());
+        // Logs tandem starts with are opened as the starting user, and
+        // reopened by the helper that keeps its rights: `who` does not
+        // matter for them, nor at a reload for the ones the helper opens.
+        if stage == Stage::Reload && crate::log::opened_privileged(&p) {
+            continue;
         }
-        for w in whos {
-            if let Some(Err(source)) = access(&w, &[(&path, mode)]).into_iter().next() {
-                let hint = if w == Who::Me {
-                    ""
-                } else {
-                    "; a reload and a log reopen (SIGUSR1) open it again after privileges \
-                     are dropped: make the file, or its directory, that user's"
-                };
-                return Err(fail(
+        if let Some(Err(source)) = access(&Who::Me, &[(&path, mode)]).into_iter().next() {
+            return Err(fail(
+                key,
+                Problem::NotWritable {
                     key,
-                    Problem::NotWritable {
-                        key,
-                        path,
-                        who: w,
-                        source,
-                        hint,
-                    },
-                ));
-            }
+                    path,
+                    who: Who::Me,
+                    source,
+                    hint: "",
+                },
+            ));
         }
         if created && !out.new_logs.contains(&p) {
             out.new_logs.push(p);

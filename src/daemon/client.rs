@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 use super::{Options, SignalError, pidfile, status};
 use crate::syscall;
 
-/// How long `-s reload` waits for the server's verdict.
+/// How long `-s reload` and `-s reopen` wait for the server's verdict.
 pub const RELOAD_WAIT: Duration = Duration::from_secs(30);
 /// How long `-s stop` waits for the server to exit, at least (a config
 /// with a longer `shutdown_timeout` waits that long and 10 s more).
 pub const STOP_WAIT: Duration = Duration::from_secs(30);
 
 /// `-s reload|stop|reopen`: signal the instance that holds the pidfile's
-/// lock, and for reload and stop wait for the outcome. `Ok` is what to tell
+/// lock, and wait for the outcome. `Ok` is what to tell
 /// the user.
 ///
 /// The pidfile comes from `--pidfile`, else the config. For stop and
@@ -61,16 +61,12 @@ pub fn send_signal(opts: &Options, what: &str) -> Result<String, SignalError> {
         })
     };
     match sig {
-        libc::SIGUSR1 => {
-            kill(sig)?;
-            Ok(format!("asked tandem (pid {pid}) to reopen its logs"))
-        }
         libc::SIGTERM => {
             kill(sig)?;
             wait_stopped(pid, &held, stop_wait)?;
             Ok(format!("tandem (pid {pid}) stopped"))
         }
-        _ => reload_and_wait(pid, &path, &held, kill),
+        _ => signal_and_wait(sig, pid, &path, &held, kill),
     }
 }
 
@@ -81,48 +77,62 @@ fn io_status(path: &Path) -> impl Fn(io::Error) -> SignalError + '_ {
     }
 }
 
-/// SIGHUP, then the server's verdict on that reload (see `status`).
-fn reload_and_wait(
+/// SIGHUP or SIGUSR1, then the server's verdict on the reload or the log
+/// reopen that signal started (see `status`).
+fn signal_and_wait(
+    sig: libc::c_int,
     pid: libc::pid_t,
     pidfile: &Path,
     held: &std::fs::File,
     kill: impl Fn(libc::c_int) -> Result<i32, SignalError>,
 ) -> Result<String, SignalError> {
+    let reload = sig == libc::SIGHUP;
+    let what = if reload { "reload" } else { "reopen" };
+    // The count the verdict must pass: reloads and reopens each have theirs.
+    let count = |r: &status::Record| if reload { r.generation } else { r.reopen };
     let path = status::path_for(pidfile);
     let before = match status::read(&path) {
-        Ok(r) => r.map_or(0, |r| r.generation),
+        Ok(r) => r.as_ref().map_or(0, count),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            kill(libc::SIGHUP)?;
+            kill(sig)?;
             return Ok(format!(
-                "sent SIGHUP to tandem (pid {pid}); it keeps no reload status ({} is missing), \
+                "sent {} to tandem (pid {pid}); it keeps no status ({} is missing), \
                  so see its error log for the result",
+                if reload { "SIGHUP" } else { "SIGUSR1" },
                 path.display()
             ));
         }
         Err(e) => return Err(io_status(&path)(e)),
     };
-    kill(libc::SIGHUP)?;
+    kill(sig)?;
     let deadline = Instant::now() + RELOAD_WAIT;
     loop {
         if let Some(r) = status::read(&path).map_err(io_status(&path))?
-            && r.generation > before
+            && count(&r) > before
         {
-            match r.state {
-                status::State::Reloaded(summary) => {
+            match (reload, r.state, r.reopen_state) {
+                (true, status::State::Reloaded(summary), _) => {
                     return Ok(format!("tandem (pid {pid}) reloaded: {summary}"));
                 }
-                status::State::Refused { exit, message } => {
+                (true, status::State::Refused { exit, message }, _) => {
                     return Err(SignalError::ReloadRefused { pid, exit, message });
+                }
+                (false, _, status::Reopen::Ok) => {
+                    return Ok(format!("tandem (pid {pid}) reopened its logs"));
+                }
+                (false, _, status::Reopen::Failed(message)) => {
+                    return Err(SignalError::ReopenFailed { pid, message });
                 }
                 _ => {}
             }
         }
         if !pidfile::is_held(held).map_err(io_status(pidfile))? {
-            return Err(SignalError::ExitedDuringReload { pid });
+            return Err(SignalError::ExitedDuringReload { pid, what });
         }
         if Instant::now() >= deadline {
             return Err(SignalError::NoVerdict {
                 pid,
+                what,
                 waited: RELOAD_WAIT,
             });
         }

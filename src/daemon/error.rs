@@ -41,6 +41,9 @@ pub enum StartError {
     /// Handing the log files created at start to `user`.
     #[error("logs: {0}")]
     LogOwner(#[source] io::Error),
+    /// The process that reopens the logs with root's rights (`opener`).
+    #[error("log opener: {0}")]
+    LogOpener(#[source] io::Error),
     /// The reload status file next to the pidfile.
     #[error("pidfile: reload status: {0}")]
     Status(#[source] io::Error),
@@ -68,6 +71,7 @@ impl StartError {
             | StartError::Bind(_)
             | StartError::Listen(_)
             | StartError::WorkingDir(_)
+            | StartError::LogOpener(_)
             | StartError::Daemonize(_)
             | StartError::AccessLog(_)
             | StartError::LogOwner(_)
@@ -140,13 +144,22 @@ pub enum SignalError {
         exit: i32,
         message: String,
     },
+    #[error("tandem (pid {pid}) could not reopen its logs: {message}")]
+    ReopenFailed { pid: libc::pid_t, message: String },
     #[error(
-        "tandem (pid {pid}) gave no reload verdict within {}s; see its error log",
+        "tandem (pid {pid}) gave no {what} verdict within {}s; see its error log",
         waited.as_secs()
     )]
-    NoVerdict { pid: libc::pid_t, waited: Duration },
-    #[error("tandem (pid {pid}) exited before the reload finished")]
-    ExitedDuringReload { pid: libc::pid_t },
+    NoVerdict {
+        pid: libc::pid_t,
+        what: &'static str,
+        waited: Duration,
+    },
+    #[error("tandem (pid {pid}) exited before the {what} finished")]
+    ExitedDuringReload {
+        pid: libc::pid_t,
+        what: &'static str,
+    },
     #[error(
         "tandem (pid {pid}) is still stopping after {}s (finishing responses in flight?)",
         waited.as_secs()
@@ -162,6 +175,7 @@ impl SignalError {
             SignalError::Pidfile(_)
             | SignalError::Kill { .. }
             | SignalError::Status { .. }
+            | SignalError::ReopenFailed { .. }
             | SignalError::NoVerdict { .. }
             | SignalError::ExitedDuringReload { .. }
             | SignalError::StillStopping { .. } => 1,

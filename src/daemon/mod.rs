@@ -13,6 +13,7 @@ mod error;
 pub mod listen;
 pub mod metrics;
 pub mod notify;
+mod opener;
 mod options;
 pub mod pidfile;
 pub mod privs;
@@ -137,6 +138,20 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
                             .map_err(StartError::PidfileKeeper)?,
                     );
                 }
+                // The logs are reopened (SIGUSR1, SIGHUP) with root's
+                // rights, which the process is about to give up: by a
+                // helper that keeps them (see `opener`).
+                let logs: Vec<_> = [&cfg.error_log, &cfg.access_log]
+                    .into_iter()
+                    .filter_map(|t| match t {
+                        crate::log::LogTarget::File(p) => Some(check::absolute(p)),
+                        _ => None,
+                    })
+                    .collect();
+                if !logs.is_empty() {
+                    let o = opener::spawn(logs).map_err(StartError::LogOpener)?;
+                    crate::log::set_opener(Arc::new(o));
+                }
                 privs::drop_to(uid, gid).map_err(|source| StartError::DropPrivileges {
                     user: u.clone(),
                     source,
@@ -177,6 +192,7 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
         current: Generation {
             engine,
             workers: Vec::new(),
+            access: first_access.clone(),
         },
         old: Vec::new(),
         waker,
@@ -211,6 +227,8 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
         m.stop();
     }
     drop(d);
+    // The log opener ends when its socket closes; reap it here.
+    crate::log::clear_opener();
     drop(pidfile);
     drop(_pidfile_remover);
     Ok(())
@@ -267,7 +285,11 @@ impl Daemon {
             };
             workers.push(Worker::start(engine, spec, &self.waker)?);
         }
-        Ok(Generation { engine, workers })
+        Ok(Generation {
+            engine,
+            workers,
+            access,
+        })
     }
 
     /// One SO_REUSEPORT socket per configured address; `prev` (the previous
@@ -394,6 +416,10 @@ impl Daemon {
     }
 
     fn reload(&mut self) {
+        // Every SIGHUP reopens both logs first, as SIGUSR1 does (nginx's
+        // reload does too), whether the new config takes or not: what the
+        // reload says goes to the new files.
+        self.reopen_logs();
         match notify::monotonic_usec() {
             Ok(usec) => notify::notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}")),
             // Cannot happen (CLOCK_MONOTONIC always exists); say so and send
@@ -472,7 +498,12 @@ impl Daemon {
             .filter(|(a, _)| !self.cfg.listen.contains(a))
             .map(|(_, l)| l.clone())
             .collect();
-        match self.start_generation(engine, None) {
+        // The same access log file: the new generation shares the old one's
+        // (just reopened with the error log, as every SIGHUP does), so a
+        // reopen reaches the draining workers too.
+        let access =
+            (self.cfg.access_log == old_cfg.access_log).then(|| self.current.access.clone());
+        match self.start_generation(engine, access) {
             Ok(g) => {
                 // Hand over: the new workers accept before the old ones stop,
                 // and "reloaded" is said only once the old ones have stopped.
@@ -519,10 +550,11 @@ impl Daemon {
         // listening); each closes when the last of them exits.
         let keep = &self.cfg.listen;
         self.listeners.retain(|a, _| keep.contains(a));
-        if (self.cfg.error_log != old_cfg.error_log || level != old_cfg.level())
+        crate::log::set_level(level);
+        if self.cfg.error_log != old_cfg.error_log
             && let Err(e) = crate::log::init_error_log(&self.cfg.error_log, level)
         {
-            crate::error!("error_log: {e}");
+            crate::alert!("error_log: {e}; still writing to the one opened before");
         }
         Ok(format!(
             "engine {}, {} worker(s), root {}",
@@ -584,13 +616,51 @@ impl Daemon {
         }
     }
 
-    fn reopen_logs(&self) {
+    /// Reopen the error log and the access log of every generation still
+    /// running (the draining ones too). Each log that fails keeps the file
+    /// it had and is tried again at the next SIGUSR1 or SIGHUP; the failure
+    /// is said on stderr too (the old file may be unlinked), and "reopened"
+    /// is said only of the logs that were. The verdict goes to the status
+    /// file, for `tandem -s reopen`.
+    fn reopen_logs(&mut self) {
+        if let Some(s) = self.status.as_mut() {
+            s.begin_reopen();
+        }
+        let mut failed = Vec::new();
         if let Err(e) = crate::log::reopen_error_log() {
-            crate::error!("reopen error_log: {e}");
+            failed.push(format!("error_log {e}"));
         }
-        if let Err(e) = AccessLog::reopen_current() {
-            crate::error!("reopen access_log: {e}");
+        let error_ok = failed.is_empty();
+        let mut seen: Vec<&Arc<AccessLog>> = Vec::new();
+        for g in std::iter::once(&self.current).chain(&self.old) {
+            if seen.iter().any(|a| Arc::ptr_eq(a, &g.access)) {
+                continue;
+            }
+            seen.push(&g.access);
+            if let Err(e) = g.access.reopen() {
+                failed.push(format!("access_log {e}"));
+            }
         }
-        crate::info!("logs reopened");
+        let access_ok = failed.len() == usize::from(!error_ok);
+        let verdict = if failed.is_empty() {
+            crate::info!("logs reopened");
+            Ok(())
+        } else {
+            for f in &failed {
+                crate::alert!(
+                    "cannot reopen {f}; its lines go on to the file opened before \
+                     (tried again at the next SIGUSR1 or reload)"
+                );
+            }
+            if error_ok {
+                crate::info!("error_log reopened");
+            } else if access_ok {
+                crate::info!("access_log reopened");
+            }
+            Err(failed.join("; "))
+        };
+        if let Some(s) = self.status.as_mut() {
+            s.finish_reopen(verdict);
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! The reload verdict: how `tandem -s reload` learns whether the reload it
-//! asked for took effect, and if not, why.
+//! The reload and reopen verdicts: how `tandem -s reload` learns whether
+//! the reload it asked for took effect, and `tandem -s reopen` whether
+//! every log was reopened, and if not, why.
 //!
 //! The server keeps a small status file next to its pidfile
 //! (`tandem.pid.reload`), opened when the pidfile is taken (before
@@ -11,6 +12,9 @@
 //! state refused
 //! exit 1
 //! message listen 127.0.0.1:8081: address already in use (...)
+//! reopen 5
+//! reopen_state failed
+//! reopen_message access_log /var/log/tandem/access.log: Permission denied
 //! ```
 //!
 //! The server numbers its reloads. It writes `reloading` with the next
@@ -22,6 +26,11 @@
 //! if one was under way at the client's first read, its number is not
 //! higher, and the client's signal (arriving after that reload took its
 //! flag) starts another.
+//!
+//! Log reopens (SIGUSR1, and the one every SIGHUP does) are numbered the
+//! same way in their own count (`reopen`, `pending` then `ok` or `failed`),
+//! so `-s reopen` waits for a reopen that began after it sent its signal,
+//! whatever reloads happen meanwhile.
 //!
 //! Writers and readers take an open-file-description lock on the status
 //! file (write and read lock) around each write and read, so a reader never
@@ -63,10 +72,27 @@ impl State {
     }
 }
 
+/// Where the logs are, as far as reopening goes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Reopen {
+    /// No reopen yet (count 0).
+    #[default]
+    None,
+    /// A reopen is under way.
+    Pending,
+    /// Every log was reopened.
+    Ok,
+    /// These logs were not (each keeps the file it had): why.
+    Failed(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub generation: u64,
     pub state: State,
+    /// The number of the last log reopen, and how it went.
+    pub reopen: u64,
+    pub reopen_state: Reopen,
 }
 
 impl Record {
@@ -78,9 +104,16 @@ impl Record {
             State::Reloaded(m) => ("reloaded", 0, one_line(m)),
             State::Refused { exit, message } => ("refused", *exit, one_line(message)),
         };
+        let (reopen, reopen_message) = match &self.reopen_state {
+            Reopen::None => ("none", String::new()),
+            Reopen::Pending => ("pending", String::new()),
+            Reopen::Ok => ("ok", String::new()),
+            Reopen::Failed(m) => ("failed", one_line(m)),
+        };
         format!(
-            "generation {}\nstate {state}\nexit {exit}\nmessage {message}\n",
-            self.generation
+            "generation {}\nstate {state}\nexit {exit}\nmessage {message}\n\
+             reopen {}\nreopen_state {reopen}\nreopen_message {reopen_message}\n",
+            self.generation, self.reopen
         )
     }
 
@@ -89,6 +122,7 @@ impl Record {
         let mut state = None;
         let mut exit = 0;
         let mut message = String::new();
+        let (mut reopen, mut reopen_state, mut reopen_message) = (0, "none", "");
         for line in text.lines() {
             let (k, v) = line.split_once(' ').unwrap_or((line, ""));
             match k {
@@ -96,6 +130,9 @@ impl Record {
                 "state" => state = Some(v.to_string()),
                 "exit" => exit = v.parse().ok()?,
                 "message" => message = v.to_string(),
+                "reopen" => reopen = v.parse().ok()?,
+                "reopen_state" => reopen_state = v,
+                "reopen_message" => reopen_message = v,
                 _ => {}
             }
         }
@@ -106,9 +143,18 @@ impl Record {
             "refused" => State::Refused { exit, message },
             _ => return None,
         };
+        let reopen_state = match reopen_state {
+            "none" => Reopen::None,
+            "pending" => Reopen::Pending,
+            "ok" => Reopen::Ok,
+            "failed" => Reopen::Failed(reopen_message.to_string()),
+            _ => return None,
+        };
         Some(Record {
             generation: generation?,
             state,
+            reopen,
+            reopen_state,
         })
     }
 }
@@ -135,7 +181,8 @@ fn ofd_lock(file: &File, kind: libc::c_int) -> io::Result<()> {
 pub struct StatusFile {
     path: PathBuf,
     file: File,
-    generation: u64,
+    /// The record as last written.
+    record: Record,
 }
 
 impl StatusFile {
@@ -152,18 +199,19 @@ impl StatusFile {
         let mut s = StatusFile {
             path: path.to_path_buf(),
             file,
-            generation: 0,
+            record: Record {
+                generation: 0,
+                state: State::Running,
+                reopen: 0,
+                reopen_state: Reopen::None,
+            },
         };
-        s.write(State::Running)?;
+        s.write()?;
         Ok(s)
     }
 
-    fn write(&mut self, state: State) -> io::Result<()> {
-        let text = Record {
-            generation: self.generation,
-            state,
-        }
-        .render();
+    fn write(&mut self) -> io::Result<()> {
+        let text = self.record.render();
         ofd_lock(&self.file, libc::F_WRLCK)?;
         let res = self
             .file
@@ -176,15 +224,34 @@ impl StatusFile {
 
     /// A reload begins (before the config is read).
     pub fn begin(&mut self) {
-        self.generation += 1;
-        if let Err(e) = self.write(State::Reloading) {
-            crate::warn!("reload status: {e}");
-        }
+        self.record.generation += 1;
+        self.set(|r| r.state = State::Reloading);
     }
 
     /// The reload begun last is done.
     pub fn finish(&mut self, state: State) {
-        if let Err(e) = self.write(state) {
+        self.set(|r| r.state = state);
+    }
+
+    /// A log reopen begins (before any log is opened).
+    pub fn begin_reopen(&mut self) {
+        self.record.reopen += 1;
+        self.set(|r| r.reopen_state = Reopen::Pending);
+    }
+
+    /// The reopen begun last is done: `Err` names the logs that failed.
+    pub fn finish_reopen(&mut self, verdict: Result<(), String>) {
+        self.set(|r| {
+            r.reopen_state = match verdict {
+                Ok(()) => Reopen::Ok,
+                Err(m) => Reopen::Failed(m),
+            }
+        });
+    }
+
+    fn set(&mut self, change: impl FnOnce(&mut Record)) {
+        change(&mut self.record);
+        if let Err(e) = self.write() {
             crate::warn!("reload status: {e}");
         }
     }
@@ -243,8 +310,23 @@ mod tests {
         s.finish(State::Reloaded("engine epoll".into()));
         let r = read(&path).unwrap().unwrap();
         assert_eq!(
-            (r.generation, r.state),
-            (2, State::Reloaded("engine epoll".into()))
+            (r.generation, &r.state, r.reopen),
+            (2, &State::Reloaded("engine epoll".into()), 0)
+        );
+        // Reopens count on their own and leave the reload verdict alone.
+        s.begin_reopen();
+        let r = read(&path).unwrap().unwrap();
+        assert_eq!((r.reopen, &r.reopen_state), (1, &Reopen::Pending));
+        s.finish_reopen(Err("access_log /x: Permission\ndenied".into()));
+        s.begin();
+        let r = read(&path).unwrap().unwrap();
+        assert_eq!((r.generation, &r.state), (3, &State::Reloading));
+        assert_eq!(
+            (r.reopen, &r.reopen_state),
+            (
+                1,
+                &Reopen::Failed("access_log /x: Permission denied".into())
+            )
         );
         drop(s);
         assert!(!path.exists());

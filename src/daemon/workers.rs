@@ -57,6 +57,9 @@ impl WorkerEnd {
 pub(super) struct Generation {
     pub(super) engine: Engine,
     pub(super) workers: Vec<Worker>,
+    /// Its workers' access log (shared with the next generation when a
+    /// reload keeps the path), for SIGUSR1 to reopen while it drains.
+    pub(super) access: std::sync::Arc<crate::log::AccessLog>,
 }
 
 impl Worker {

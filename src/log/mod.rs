@@ -1,14 +1,18 @@
-//! Error log (leveled lines to stderr or a file) and access log (combined format,
-//! buffered per worker, flushed at least once a second and on exit). Both can be
-//! reopened (SIGUSR1) by swapping the file under a mutex between whole writes, so
-//! no line is lost or split.
+//! Error log (leveled lines to stderr or a file) and access log (combined or
+//! JSON lines, buffered per worker, flushed at least once a second and on
+//! exit). Both can be reopened (SIGUSR1, SIGHUP) by swapping the file under a
+//! mutex between whole writes, so no line is lost or split; `sink` keeps
+//! lines whole when the disk fails under them.
 
-use std::fs::{File, OpenOptions};
+mod sink;
+
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use sink::{PrivilegedOpen, Sink, clear_opener, opened_privileged, set_opener};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -57,70 +61,21 @@ pub enum LogFormat {
     Json,
 }
 
-/// An open log destination that can be reopened.
-#[derive(Debug)]
-pub struct Sink {
-    target: LogTarget,
-    file: Option<File>,
-}
-
-impl Sink {
-    pub fn open(target: &LogTarget) -> io::Result<Sink> {
-        let file = match target {
-            LogTarget::File(p) => Some(open_append(p)?),
-            _ => None,
-        };
-        Ok(Sink {
-            target: target.clone(),
-            file,
-        })
-    }
-
-    pub fn is_off(&self) -> bool {
-        self.target == LogTarget::Off
-    }
-
-    /// Write whole bytes in one call (O_APPEND keeps concurrent lines whole).
-    pub fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        match (&self.target, &mut self.file) {
-            (LogTarget::Off, _) => Ok(()),
-            (LogTarget::Stderr, _) => io::stderr().lock().write_all(buf),
-            (LogTarget::File(_), Some(f)) => f.write_all(buf),
-            (LogTarget::File(_), None) => Ok(()),
-        }
-    }
-
-    pub fn reopen(&mut self) -> io::Result<()> {
-        if let LogTarget::File(p) = &self.target {
-            self.file = Some(open_append(p)?);
-        }
-        Ok(())
-    }
-}
-
-fn open_append(p: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(p)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::EISDIR) => io::Error::new(
-                e.kind(),
-                format!("{} is a directory, not a file", p.display()),
-            ),
-            _ => io::Error::new(e.kind(), format!("{}: {e}", p.display())),
-        })
-}
-
 static ERROR_LOG: Mutex<Option<Sink>> = Mutex::new(None);
 static LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
 
-/// Install the error log (stderr is used until this is called).
+/// Install the error log (stderr is used until this is called). On an
+/// error the log in use stays, and so does its level.
 pub fn init_error_log(target: &LogTarget, level: Level) -> io::Result<()> {
-    let sink = Sink::open(target)?;
+    let sink = Sink::open("error_log", target)?;
     *ERROR_LOG.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
     LEVEL.store(level as u8, Ordering::Relaxed);
     Ok(())
+}
+
+/// Set the most verbose level written.
+pub fn set_level(level: Level) {
+    LEVEL.store(level as u8, Ordering::Relaxed);
 }
 
 pub fn reopen_error_log() -> io::Result<()> {
@@ -146,20 +101,45 @@ pub fn enabled(level: Level) -> bool {
 
 /// Write one error-log line: `2026-11-22T19:21:37Z info message`.
 pub fn write(level: Level, args: std::fmt::Arguments<'_>) {
-    if !enabled(level) {
-        return;
+    if enabled(level) {
+        write_line(level, args, false);
     }
+}
+
+/// An error the operator must see even when the error log cannot take it
+/// (a log that failed to reopen, a disk that is full): into the error log,
+/// and on stderr too (the journal, under systemd) unless that is where the
+/// error log goes already.
+pub fn alert(args: std::fmt::Arguments<'_>) {
+    write_line(Level::Error, args, true);
+}
+
+fn write_line(level: Level, args: std::fmt::Arguments<'_>, also_stderr: bool) {
     let line = format!("{} {} {}\n", rfc3339(SystemTime::now()), level.name(), args);
     let mut guard = ERROR_LOG.lock().unwrap_or_else(|e| e.into_inner());
-    let res = match guard.as_mut() {
-        Some(s) => s.write_all(line.as_bytes()),
-        None => io::stderr().lock().write_all(line.as_bytes()),
+    let (report, on_stderr) = match guard.as_mut() {
+        Some(s) => (
+            s.write_lines(line.as_bytes()),
+            *s.target() == LogTarget::Stderr,
+        ),
+        None => (None, true),
     };
-    drop(guard);
-    if res.is_err() {
-        // The log itself failed: stderr is the last resort, and if that
-        // fails too there is nowhere left to say so.
+    if guard.is_none() {
         let _ = io::stderr().lock().write_all(line.as_bytes());
+    }
+    drop(guard);
+    if on_stderr {
+        return;
+    }
+    // The error log itself failing is said on stderr, the last resort (if
+    // that fails too there is nowhere left to say so); so is the line it
+    // may have lost.
+    let mut err = io::stderr().lock();
+    if let Some(r) = report {
+        let _ = writeln!(err, "{} error {r}", rfc3339(SystemTime::now()));
+        let _ = err.write_all(line.as_bytes());
+    } else if also_stderr {
+        let _ = err.write_all(line.as_bytes());
     }
 }
 
@@ -172,28 +152,25 @@ macro_rules! info { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Info
 #[macro_export]
 macro_rules! debug { ($($t:tt)*) => { if $crate::log::enabled($crate::log::Level::Debug) { $crate::log::write($crate::log::Level::Debug, format_args!($($t)*)) } } }
 
-/// The access log shared by all workers of a generation. Workers buffer lines
-/// and hand whole buffers over with `write`.
+#[macro_export]
+macro_rules! alert { ($($t:tt)*) => { $crate::log::alert(format_args!($($t)*)) } }
+
+/// The access log shared by all workers of a generation (and by the next
+/// generation when a reload keeps its path). Workers buffer lines and hand
+/// whole buffers over with `write`.
 #[derive(Debug)]
 pub struct AccessLog {
     sink: Mutex<Sink>,
     off: bool,
 }
 
-static ACCESS: OnceLock<Mutex<Option<std::sync::Arc<AccessLog>>>> = OnceLock::new();
-
 impl AccessLog {
-    pub fn open(target: &LogTarget) -> io::Result<std::sync::Arc<AccessLog>> {
-        let sink = Sink::open(target)?;
-        let log = std::sync::Arc::new(AccessLog {
+    pub fn open(target: &LogTarget) -> io::Result<Arc<AccessLog>> {
+        let sink = Sink::open("access_log", target)?;
+        Ok(Arc::new(AccessLog {
             off: sink.is_off(),
             sink: Mutex::new(sink),
-        });
-        *ACCESS
-            .get_or_init(|| Mutex::new(None))
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(log.clone());
-        Ok(log)
+        }))
     }
 
     pub fn is_off(&self) -> bool {
@@ -205,27 +182,15 @@ impl AccessLog {
             return;
         }
         let mut s = self.sink.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = s.write_all(buf) {
-            drop(s);
-            crate::error!("access log: {e}");
+        let report = s.write_lines(buf);
+        drop(s);
+        if let Some(r) = report {
+            crate::error!("{r}");
         }
     }
 
     pub fn reopen(&self) -> io::Result<()> {
         self.sink.lock().unwrap_or_else(|e| e.into_inner()).reopen()
-    }
-
-    /// Reopen the current generation's access log, if any.
-    pub fn reopen_current() -> io::Result<()> {
-        let cur = ACCESS
-            .get_or_init(|| Mutex::new(None))
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        match cur {
-            Some(l) => l.reopen(),
-            None => Ok(()),
-        }
     }
 }
 
