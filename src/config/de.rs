@@ -1,15 +1,14 @@
 //! Reading config values with errors in the config's own words.
 //!
-//! Every key of `Config` is read through one of the `de_*` functions below
-//! (`#[serde(deserialize_with)]`): each takes whatever TOML value is there
-//! ([`Any`]) and either converts it or says what the key accepts and what it
-//! got, `workers: expected "auto" or a number from 1 to 1024, got true`,
-//! instead of serde's `invalid type: boolean, expected usize`. toml puts the
-//! value's span on the error, so the message gets its line.
+//! Every key is read by the reader its entry in the schema names (the
+//! functions below, through [`Read`]): each takes whatever TOML value is
+//! there ([`Any`]) and either converts it or says what the key accepts and
+//! what it got, `workers: expected "auto" or a number from 1 to 1024, got
+//! true`, instead of serde's `invalid type: boolean, expected usize`. toml
+//! puts the value's span on the error, so the message gets its line.
 //!
-//! Unknown keys are found before serde runs, on the parsed document with its
-//! spans ([`unknown_keys`]), so that the error can name the line and suggest
-//! the key that was probably meant.
+//! The [`schema!`] macro, which turns a table of keys into the struct, its
+//! defaults and its `Deserialize`, is here too.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,9 +16,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::{Dur, Encoding, EngineChoice, IndexNames, LogFormat, LogTarget, Symlinks, Workers};
+use super::schema::{Dur, Encoding, EngineChoice, IndexNames, Symlinks, Workers};
+use crate::log::{Level, LogFormat, LogTarget};
 
 /// A TOML value as the checks see it. Unlike `toml::Value` it holds
 /// integers beyond `i64` (toml hands those over as `u64`), so that a huge
@@ -145,21 +145,21 @@ fn expected<T>(what: &str, got: &Any) -> Result<T, String> {
     Err(format!("expected {what}, got {got}"))
 }
 
-fn string(what: &str, v: &Any) -> Result<String, String> {
+pub(super) fn string(what: &str, v: &Any) -> Result<String, String> {
     match v {
         Any::Str(s) => Ok(s.clone()),
         _ => expected(what, v),
     }
 }
 
-fn nonempty(what: &str, v: &Any) -> Result<String, String> {
+pub(super) fn nonempty(what: &str, v: &Any) -> Result<String, String> {
     match v {
         Any::Str(s) if !s.is_empty() => Ok(s.clone()),
         _ => expected(what, v),
     }
 }
 
-fn count(what: &str, v: &Any) -> Result<u64, String> {
+pub(super) fn count(what: &str, v: &Any) -> Result<u64, String> {
     match v {
         Any::Int(n) => u64::try_from(*n).or_else(|_| expected(what, v)),
         _ => expected(what, v),
@@ -184,7 +184,7 @@ fn address(v: &Any) -> Result<SocketAddr, String> {
     }
 }
 
-fn listen(v: &Any) -> Result<Vec<SocketAddr>, String> {
+pub(super) fn listen(v: &Any) -> Result<Vec<SocketAddr>, String> {
     match v {
         Any::Array(items) => items.iter().map(address).collect(),
         _ => expected(
@@ -194,7 +194,7 @@ fn listen(v: &Any) -> Result<Vec<SocketAddr>, String> {
     }
 }
 
-fn index(v: &Any) -> Result<IndexNames, String> {
+pub(super) fn index(v: &Any) -> Result<IndexNames, String> {
     const WHAT: &str = "a file name or a list of file names, like [\"index.html\", \"index.htm\"]";
     match v {
         Any::Str(s) => Ok(IndexNames(vec![s.clone()])),
@@ -210,7 +210,7 @@ fn index(v: &Any) -> Result<IndexNames, String> {
     }
 }
 
-fn engine(v: &Any) -> Result<EngineChoice, String> {
+pub(super) fn engine(v: &Any) -> Result<EngineChoice, String> {
     match v {
         Any::Str(s) if s == "auto" => Ok(EngineChoice::Auto),
         Any::Str(s) if s == "epoll" => Ok(EngineChoice::Epoll),
@@ -219,7 +219,7 @@ fn engine(v: &Any) -> Result<EngineChoice, String> {
     }
 }
 
-fn workers(v: &Any) -> Result<Workers, String> {
+pub(super) fn workers(v: &Any) -> Result<Workers, String> {
     match v {
         Any::Int(n) if (1..=1024).contains(n) => Ok(Workers::Count(*n as usize)),
         Any::Str(s) if s == "auto" => Ok(Workers::Auto),
@@ -227,14 +227,14 @@ fn workers(v: &Any) -> Result<Workers, String> {
     }
 }
 
-fn boolean(v: &Any) -> Result<bool, String> {
+pub(super) fn boolean(v: &Any) -> Result<bool, String> {
     match v {
         Any::Bool(b) => Ok(*b),
         _ => expected("true or false", v),
     }
 }
 
-fn log_target(v: &Any) -> Result<LogTarget, String> {
+pub(super) fn log_target(v: &Any) -> Result<LogTarget, String> {
     match nonempty("a file path, \"stderr\" or \"off\"", v)?.as_str() {
         "off" => Ok(LogTarget::Off),
         "stderr" => Ok(LogTarget::Stderr),
@@ -242,12 +242,12 @@ fn log_target(v: &Any) -> Result<LogTarget, String> {
     }
 }
 
-fn log_level(v: &Any) -> Result<String, String> {
-    // The value itself is checked by `validate` (Invalid::LogLevel).
-    string("\"error\", \"warn\", \"info\" or \"debug\"", v)
+pub(super) fn log_level(v: &Any) -> Result<Level, String> {
+    let s = string("\"error\", \"warn\", \"info\" or \"debug\"", v)?;
+    Level::parse(&s).ok_or_else(|| format!("{s:?} is not one of error, warn, info, debug"))
 }
 
-fn duration(v: &Any) -> Result<Dur, String> {
+pub(super) fn duration(v: &Any) -> Result<Dur, String> {
     const WHAT: &str = "a duration like \"500ms\", \"15s\", \"2m\", \"1h\" or a number of seconds";
     match v {
         Any::Int(n) => u64::try_from(*n)
@@ -260,12 +260,16 @@ fn duration(v: &Any) -> Result<Dur, String> {
     }
 }
 
-fn usize_of(what: &str, v: &Any) -> Result<usize, String> {
+pub(super) fn usize_of(what: &str, v: &Any) -> Result<usize, String> {
     usize::try_from(count(what, v)?).or_else(|_| expected(what, v))
 }
 
 /// A table of strings by key: `{ 404 = "404.html" }`, `{ wasm = "application/wasm" }`.
-fn string_table(what: &str, item: &str, v: &Any) -> Result<BTreeMap<String, String>, String> {
+pub(super) fn string_table(
+    what: &str,
+    item: &str,
+    v: &Any,
+) -> Result<BTreeMap<String, String>, String> {
     match v {
         Any::Table(items) => items
             .iter()
@@ -278,7 +282,7 @@ fn string_table(what: &str, item: &str, v: &Any) -> Result<BTreeMap<String, Stri
     }
 }
 
-fn precompressed(v: &Any) -> Result<Vec<Encoding>, String> {
+pub(super) fn precompressed(v: &Any) -> Result<Vec<Encoding>, String> {
     const WHAT: &str = "a list of \"br\", \"zstd\" and \"gzip\" (or [] for none)";
     let Any::Array(items) = v else {
         return expected(WHAT, v);
@@ -294,7 +298,7 @@ fn precompressed(v: &Any) -> Result<Vec<Encoding>, String> {
         .collect()
 }
 
-fn log_format(v: &Any) -> Result<LogFormat, String> {
+pub(super) fn log_format(v: &Any) -> Result<LogFormat, String> {
     match v {
         Any::Str(s) if s == "combined" => Ok(LogFormat::Combined),
         Any::Str(s) if s == "json" => Ok(LogFormat::Json),
@@ -302,7 +306,7 @@ fn log_format(v: &Any) -> Result<LogFormat, String> {
     }
 }
 
-fn symlinks(v: &Any) -> Result<Symlinks, String> {
+pub(super) fn symlinks(v: &Any) -> Result<Symlinks, String> {
     match v {
         Any::Str(s) if s == "within_root" => Ok(Symlinks::WithinRoot),
         Any::Str(s) if s == "deny" => Ok(Symlinks::Deny),
@@ -310,313 +314,155 @@ fn symlinks(v: &Any) -> Result<Symlinks, String> {
     }
 }
 
-/// `fn NAME(d) -> Result<T, D::Error>` for `#[serde(deserialize_with)]`:
-/// reads an [`Any`] and converts it with `CONV`, prefixing a failure with
-/// the key (`KEY: message`).
-macro_rules! readers {
-    ($($name:ident($key:literal) -> $t:ty = $conv:expr;)*) => {$(
-        pub fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
-            let v = Any::deserialize(d)?;
-            let conv: fn(&Any) -> Result<$t, String> = $conv;
-            conv(&v).map_err(|m| de::Error::custom(format!("{}: {m}", $key)))
-        }
-    )*};
+/// Reads one key's value: whatever TOML value is there ([`Any`]),
+/// converted by `conv`. A failure names the key (`KEY: message`, or
+/// `TABLE: KEY: message` for a key of a `[[rules]]` entry), and toml puts
+/// the value's span on it, so the message gets its line.
+pub struct Read<T> {
+    /// The table the key is in, "" at the top.
+    pub table: &'static str,
+    pub key: &'static str,
+    pub conv: fn(&Any) -> Result<T, String>,
 }
 
-readers! {
-    de_listen("listen") -> Vec<SocketAddr> = listen;
-    de_root("root") -> PathBuf = |v| nonempty("a directory path", v).map(PathBuf::from);
-    de_index("index") -> IndexNames = index;
-    de_engine("engine") -> EngineChoice = engine;
-    de_workers("workers") -> Workers = workers;
-    de_daemon("daemon") -> bool = boolean;
-    de_pidfile("pidfile") -> Option<PathBuf> = |v| nonempty("a file path", v).map(|s| Some(s.into()));
-    de_user("user") -> Option<String> = |v| nonempty("a user name", v).map(Some);
-    de_group("group") -> Option<String> = |v| nonempty("a group name", v).map(Some);
-    de_access_log("access_log") -> LogTarget = log_target;
-    de_access_log_format("access_log_format") -> LogFormat = log_format;
-    de_metrics_listen("metrics_listen") -> Vec<SocketAddr> = listen;
-    de_error_log("error_log") -> LogTarget = log_target;
-    de_log_level("log_level") -> String = log_level;
-    de_keepalive_timeout("keepalive_timeout") -> Dur = duration;
-    de_header_timeout("header_timeout") -> Dur = duration;
-    de_send_timeout("send_timeout") -> Dur = duration;
-    de_shutdown_timeout("shutdown_timeout") -> Dur = duration;
-    de_shutdown_delay("shutdown_delay") -> Dur = duration;
-    de_max_header_size("max_header_size") -> usize = |v| usize_of("a number of bytes", v);
-    de_max_target_size("max_target_size") -> usize = |v| usize_of("a number of bytes", v);
-    de_max_body_size("max_body_size") -> u64 = |v| count("a number of bytes", v);
-    de_max_connections("max_connections") -> usize = |v| usize_of("a number of connections", v);
-    de_serve_dotfiles("serve_dotfiles") -> bool = boolean;
-    de_error_page_404("error_page_404") -> Option<String> = |v| string("a page path under the root", v).map(Some);
-    de_error_pages("error_pages") -> BTreeMap<String, String> = |v| string_table(
-        "a table of pages by status, like { 404 = \"404.html\", 500 = \"50x.html\" }",
-        "a page path under the root",
-        v,
-    );
-    de_autoindex("autoindex") -> bool = boolean;
-    de_fallback("fallback") -> String = |v| string("a page path under the root, or \"\" for none", v);
-    de_default_type("default_type") -> String = |v| string("a media type like \"application/octet-stream\"", v);
-    de_mime_types("mime_types") -> BTreeMap<String, String> = |v| string_table(
-        "a table of media types by extension, like { wasm = \"application/wasm\" }",
-        "a media type like \"application/wasm\"",
-        v,
-    );
-    de_precompressed("precompressed") -> Vec<Encoding> = precompressed;
-    de_max_ranges("max_ranges") -> usize = |v| usize_of("a number of ranges from 0 to 1024", v);
-    de_cache_size("cache_size") -> u64 = |v| count("a number of bytes (0 turns the cache off)", v);
-    de_cache_max_file("cache_max_file") -> u64 = |v| count("a number of bytes", v);
-    de_cache_revalidate("cache_revalidate") -> Dur = duration;
-    de_symlinks("symlinks") -> Symlinks = symlinks;
-    de_rule_match("rules: match") -> String = |v| nonempty("a glob like \"/assets/**\" or \"*.css\"", v);
-    de_rule_headers("rules: headers") -> BTreeMap<String, String> = |v| string_table(
-        "a table of header fields, like { \"Cache-Control\" = \"max-age=3600\" }",
-        "a header value (a string)",
-        v,
-    );
-}
-
-// ---------------------------------------------------------------------------
-// Unknown keys and the shape of [[rules]]
-// ---------------------------------------------------------------------------
-
-/// The field names of a struct that derives `Deserialize`, as its derive
-/// knows them (so a key added to `Config` is known here at once).
-pub fn struct_fields<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
-    struct Probe<'a>(&'a mut &'static [&'static str]);
-    impl<'de> Deserializer<'de> for Probe<'_> {
-        type Error = de::value::Error;
-        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
-            Err(de::Error::custom("not a struct"))
-        }
-        fn deserialize_struct<V: Visitor<'de>>(
-            self,
-            _name: &'static str,
-            fields: &'static [&'static str],
-            _: V,
-        ) -> Result<V::Value, Self::Error> {
-            *self.0 = fields;
-            Err(de::Error::custom("probed"))
-        }
-        serde::forward_to_deserialize_any! {
-            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-            bytes byte_buf option unit unit_struct newtype_struct seq tuple
-            tuple_struct map enum identifier ignored_any
-        }
+impl<'de, T> DeserializeSeed<'de> for Read<T> {
+    type Value = T;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        let v = Any::deserialize(d)?;
+        (self.conv)(&v).map_err(|m| {
+            de::Error::custom(match self.table {
+                "" => format!("{}: {m}", self.key),
+                t => format!("{t}: {}: {m}", self.key),
+            })
+        })
     }
-    let mut fields: &'static [&'static str] = &[];
-    let _ = T::deserialize(Probe(&mut fields));
-    fields
 }
 
-/// A key the schema does not have, where it is, and the key probably meant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownKey {
-    /// The table it is in (`Some("rules")` for a key of a `[[rules]]` entry).
-    pub table: Option<&'static str>,
-    pub key: String,
-    /// Byte offset of the key in the text.
-    pub at: usize,
-    pub suggestion: Option<&'static str>,
-    /// A top-level key written after a `[[rules]]` header, where TOML makes
-    /// it a key of the rule.
-    pub misplaced: bool,
-}
-
-/// A `rules` value that is not a list of `{ match, headers }` tables.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadRules {
-    pub at: usize,
-    pub message: String,
-}
-
-/// Problems with the document's keys, before any value is read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyProblem {
-    Unknown(UnknownKey),
-    Rules(BadRules),
-}
-
-/// Check every top-level key (and every key of each `[[rules]]` entry)
-/// against the schema. `top` and `rule` are the known keys.
-pub fn unknown_keys(
-    doc: &toml::de::DeTable<'_>,
-    top: &'static [&'static str],
-    rule: &'static [&'static str],
-) -> Result<(), KeyProblem> {
-    use toml::de::DeValue;
-    for (k, v) in doc.iter() {
-        let key: &str = k.get_ref();
-        if !top.contains(&key) {
-            return Err(KeyProblem::Unknown(UnknownKey {
-                table: None,
-                key: key.to_string(),
-                at: k.span().start,
-                suggestion: suggest(key, top),
-                misplaced: false,
-            }));
+/// A table of keys in which each key is written once: its doc, its name,
+/// its type, its default and its reader. From it come the struct (a field
+/// per key), its `Default`, its `Deserialize` (every key optional, each
+/// read by its reader), `keys()` (every key, for the unknown-key check),
+/// and a module of constants naming each key (`key::listen == "listen"`)
+/// through which the rest of the config names keys, so that a key's name
+/// is spelled in its table entry alone and a misspelt use does not compile.
+///
+/// ```text
+/// schema! {
+///     /// The struct's doc.
+///     #[derive(Debug, Clone)]
+///     pub struct Name {
+///         /// The key's doc.
+///         field: Type = default => reader,
+///         field as "match": Type = default => reader,  // a key that is a Rust keyword
+///     }
+///     keys: pub mod name_key, in table key::rules;     // `in table` for a nested table
+/// }
+/// ```
+///
+/// A reader is a function `fn(&Any) -> Result<Type, String>` (its name, or
+/// a closure in parentheses) or `serde`: the type's own `Deserialize`, for a
+/// nested table made by `schema!` (its errors name its own keys).
+///
+/// Unknown keys are not this macro's business: they are found on the
+/// document before it runs (`keys::unknown_keys`), with their line.
+macro_rules! schema {
+    (@key $field:ident) => { stringify!($field) };
+    (@key $field:ident $key:literal) => { $key };
+    (@table) => { "" };
+    (@table $table:expr) => { $table };
+    (@read $map:ident, $table:ident, $key:expr, $ty:ty, serde) => {
+        $map.next_value::<$ty>()?
+    };
+    (@read $map:ident, $table:ident, $key:expr, $ty:ty, ($($conv:tt)*)) => {
+        $crate::config::de::schema!(@read $map, $table, $key, $ty, { $($conv)* })
+    };
+    (@read $map:ident, $table:ident, $key:expr, $ty:ty, $conv:expr) => {
+        $map.next_value_seed($crate::config::de::Read::<$ty> {
+            table: $table,
+            key: $key,
+            conv: $conv,
+        })?
+    };
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $(
+                $(#[doc = $doc:literal])*
+                $field:ident $(as $key:literal)? : $ty:ty = $default:expr => $read:tt,
+            )*
         }
-        if key != "rules" {
-            continue;
+        keys: $kvis:vis mod $keys:ident $(, in table $table:expr)?;
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $( $(#[doc = $doc])* pub $field: $ty, )*
         }
-        let bad = |at: usize, message: String| Err(KeyProblem::Rules(BadRules { at, message }));
-        let entries = match v.get_ref() {
-            DeValue::Array(a) => a,
-            DeValue::Table(_) => {
-                return bad(
-                    k.span().start,
-                    "write each rule as a [[rules]] entry (two brackets), not [rules]".into(),
-                );
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name { $( $field: $default, )* }
             }
-            other => {
-                return bad(
-                    v.span().start,
-                    format!(
-                        "expected [[rules]] entries with match = \"<glob>\" and headers = {{ ... }}, got {}",
-                        other.type_str()
-                    ),
-                );
+        }
+
+        #[doc = concat!(
+            "The name of each key of [`", stringify!($name), "`], as the file writes it."
+        )]
+        #[allow(non_upper_case_globals)]
+        $kvis mod $keys {
+            $(
+                $(#[doc = $doc])*
+                pub const $field: &str = $crate::config::de::schema!(@key $field $($key)?);
+            )*
+        }
+
+        impl $name {
+            /// Every key, in the table's order.
+            pub fn keys() -> &'static [&'static str] {
+                &[$( $keys::$field ),*]
             }
-        };
-        for e in entries.iter() {
-            let DeValue::Table(t) = e.get_ref() else {
-                return bad(
-                    e.span().start,
-                    format!(
-                        "each rule is a table with match = \"<glob>\" and headers = {{ ... }}, got {}",
-                        e.get_ref().type_str()
-                    ),
-                );
-            };
-            for (rk, _) in t.iter() {
-                let rkey: &str = rk.get_ref();
-                if !rule.contains(&rkey) {
-                    return Err(KeyProblem::Unknown(UnknownKey {
-                        table: Some("rules"),
-                        key: rkey.to_string(),
-                        at: rk.span().start,
-                        suggestion: suggest(rkey, rule),
-                        misplaced: top.contains(&rkey),
-                    }));
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("a table")
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<$name, A::Error> {
+                        const TABLE: &str = $crate::config::de::schema!(@table $($table)?);
+                        let mut out = $name::default();
+                        while let Some(k) = map.next_key::<String>()? {
+                            match k.as_str() {
+                                $( $keys::$field => {
+                                    out.$field = $crate::config::de::schema!(
+                                        @read map, TABLE, $keys::$field, $ty, $read
+                                    );
+                                } )*
+                                // Found with its line before serde runs.
+                                _ => {
+                                    let known = $name::keys();
+                                    return Err(serde::de::Error::unknown_field(&k, known));
+                                }
+                            }
+                        }
+                        Ok(out)
+                    }
                 }
-            }
-            if !t.iter().any(|(rk, _)| rk.get_ref() == "match") {
-                return bad(
-                    e.span().start,
-                    "a rule needs match = \"<glob>\" (like \"/assets/**\" or \"*.css\")".into(),
-                );
+                d.deserialize_struct(stringify!($name), $name::keys(), V)
             }
         }
-    }
-    Ok(())
-}
-
-/// Byte offset of a key of the `rule`-th `[[rules]]` entry (from 0): its
-/// `match` when `header` is None, else that field name in its `headers`
-/// (or `headers` itself when the name is not found as written).
-pub fn rule_key_at(
-    doc: &toml::de::DeTable<'_>,
-    rule: usize,
-    header: Option<&str>,
-) -> Option<usize> {
-    use toml::de::DeValue;
-    let (_, rules) = doc.iter().find(|(k, _)| k.get_ref() == "rules")?;
-    let DeValue::Array(entries) = rules.get_ref() else {
-        return None;
     };
-    let DeValue::Table(t) = entries.get(rule)?.get_ref() else {
-        return None;
-    };
-    let key = if header.is_some() { "headers" } else { "match" };
-    let (k, v) = t.iter().find(|(k, _)| k.get_ref() == key)?;
-    let field = match (header, v.get_ref()) {
-        (Some(name), DeValue::Table(h)) => h.iter().find(|(f, _)| f.get_ref() == name),
-        _ => None,
-    };
-    Some(field.map_or(k.span().start, |(f, _)| f.span().start))
 }
-
-/// The known key closest to `key`, if it is close: a small edit distance
-/// (a typo, a case slip), or `key` is the start of it (`keepalive`).
-pub fn suggest(key: &str, known: &[&'static str]) -> Option<&'static str> {
-    let lower = key.to_ascii_lowercase().replace('-', "_");
-    // One edit for a short key, two or three for longer ones.
-    let n = key.chars().count();
-    let limit = if n <= 3 { 1 } else { (n / 3).clamp(2, 3) };
-    let best = known
-        .iter()
-        .map(|k| (edit_distance(&lower, k), *k))
-        .min_by_key(|(d, _)| *d)?;
-    if best.0 <= limit {
-        return Some(best.1);
-    }
-    if lower.len() >= 4 {
-        let mut starts = known.iter().filter(|k| k.starts_with(lower.as_str()));
-        if let (Some(k), None) = (starts.next(), starts.next()) {
-            return Some(k);
-        }
-    }
-    None
-}
-
-/// Edit distance by characters, a swap of two neighbours counting as one
-/// edit (optimal string alignment): `lisne` is two edits from `listen`.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    // d[i][j]: distance between a[..i] and b[..j].
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = v;
-        }
-    }
-    d[a.len()][b.len()]
-}
+pub(super) use schema;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn suggestions_only_when_close() {
-        let known = [
-            "listen",
-            "root",
-            "keepalive_timeout",
-            "header_timeout",
-            "workers",
-        ];
-        assert_eq!(suggest("lisen", &known), Some("listen"));
-        // The issue's own typo: a swap and a missing letter.
-        assert_eq!(suggest("lisne", &known), Some("listen"));
-        assert_eq!(suggest("rot", &known), Some("root"));
-        assert_eq!(edit_distance("ab", "ba"), 1);
-        assert_eq!(suggest("Listen", &known), Some("listen"));
-        assert_eq!(suggest("worker", &known), Some("workers"));
-        assert_eq!(suggest("keepalive", &known), Some("keepalive_timeout"));
-        assert_eq!(
-            suggest("keepalive-timeout", &known),
-            Some("keepalive_timeout")
-        );
-        assert_eq!(suggest("bogus_key", &known), None);
-        assert_eq!(suggest("x", &known), None);
-        assert_eq!(suggest("timeout", &known), None);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-    }
 
     #[test]
     fn values_are_shown_as_written() {

@@ -1,9 +1,12 @@
 //! Config errors: what is wrong, in which file and on which line.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::{MAX_CACHE_FILE, MAX_CONNECTIONS, MAX_HEADER_SIZE, MAX_RANGES, MAX_TIMEOUT, key_line};
+use super::keys::key_line;
+use super::schema::key;
+use super::validate::{MAX_CACHE_FILE, MAX_CONNECTIONS, MAX_HEADER_SIZE, MAX_RANGES, MAX_TIMEOUT};
 
 /// A config error, with the file and, where one is known, the line.
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +134,7 @@ pub fn pidfile_key(path: &Path) -> Option<PathBuf> {
     let (doc, _errors) = toml::de::DeTable::parse_recoverable(&text);
     doc.get_ref()
         .iter()
-        .find(|(k, _)| k.get_ref() == "pidfile")
+        .find(|(k, _)| k.get_ref() == key::pidfile)
         .and_then(|(_, v)| v.get_ref().as_str().map(PathBuf::from))
         .filter(|p| !p.as_os_str().is_empty())
 }
@@ -144,92 +147,65 @@ fn at(path: &str, line: Option<usize>) -> String {
     }
 }
 
-/// A value that parses but is not allowed. Each message starts with the key
-/// it is about (`key()`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A value that parses but is not allowed. Its message starts with the key
+/// it is about (`key()`), written here once for every variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalid {
-    #[error("listen: at least one address is needed")]
     NoListen,
-    #[error("listen: {0} is listed twice")]
     ListenTwice(SocketAddr),
     /// Two addresses of `listen` (or of `metrics_listen`, with `metrics`)
     /// that take the same port: a wildcard and an address it covers.
-    #[error(
-        "{}: {a} and {b} take the same port ({} covers the other): list one of them \
-         ([::]:P is IPv6 only, so 0.0.0.0:P beside it is how to get both families)",
-        if *metrics { "metrics_listen" } else { "listen" },
-        if a.ip().is_unspecified() { a } else { b }
-    )]
     ListenOverlap {
         metrics: bool,
         a: SocketAddr,
         b: SocketAddr,
     },
-    #[error(
-        "{key}: {addr} is an IPv4-mapped address; write it as {}",
-        unmapped(addr)
-    )]
-    ListenMapped { key: &'static str, addr: SocketAddr },
-    #[error("index: must be one or more plain file names, not {0:?}")]
+    ListenMapped {
+        key: &'static str,
+        addr: SocketAddr,
+    },
     Index(String),
-    #[error("{key}: at most {}h, not {secs}s", MAX_TIMEOUT.as_secs() / 3600)]
-    TimeoutTooLong { key: &'static str, secs: u64 },
-    #[error("{key}: must be more than 0")]
-    TimeoutZero { key: &'static str },
-    #[error("max_header_size: must be between 256 and {MAX_HEADER_SIZE}, not {0}")]
+    TimeoutTooLong {
+        key: &'static str,
+        secs: u64,
+    },
+    TimeoutZero {
+        key: &'static str,
+    },
     MaxHeaderSize(usize),
-    #[error(
-        "max_target_size: must be between 16 and max_header_size ({max_header_size}), not {value}"
-    )]
     MaxTargetSize {
         value: usize,
         max_header_size: usize,
     },
-    #[error("max_connections: must be between 1 and {MAX_CONNECTIONS}, not {0}")]
     MaxConnections(usize),
-    #[error("log_level: {0:?} is not one of error, warn, info, debug")]
-    LogLevel(String),
-    #[error("error_page_404: must be a path under the root, not {0:?}")]
     ErrorPage404(String),
-    #[error("error_page_404: replaced by error_pages = {{ 404 = ... }}; set one of them, not both")]
     ErrorPage404Twice,
-    #[error("error_pages: {0:?} is not an error status from 400 to 599")]
     ErrorPageStatus(String),
-    #[error("error_pages: {status} must be a path under the root, not {page:?}")]
-    ErrorPage { status: String, page: String },
-    #[error("fallback: must be a path under the root, not {0:?}")]
+    ErrorPage {
+        status: String,
+        page: String,
+    },
     Fallback(String),
-    #[error("default_type: {0:?} is not a media type (like \"application/octet-stream\")")]
     DefaultType(String),
-    #[error("mime_types: {ext:?} = {value:?}: {why}")]
     MimeType {
         ext: String,
         value: String,
         why: &'static str,
     },
-    #[error("precompressed: {0:?} is listed twice")]
     PrecompressedTwice(&'static str),
-    #[error("cache_max_file: must be at most {MAX_CACHE_FILE} bytes, not {0}")]
     CacheMaxFile(u64),
-    #[error("max_ranges: must be between 0 and {MAX_RANGES}, not {0}")]
     MaxRanges(usize),
-    #[error("rules: match = {pattern:?}: {why}")]
     RuleMatch {
         /// Which `[[rules]]` entry, from 0.
         rule: usize,
         pattern: String,
         why: String,
     },
-    #[error("metrics_listen: {0} is listed twice")]
     MetricsListenTwice(SocketAddr),
-    #[error(
-        "metrics_listen: {metrics} is also served by listen ({listen}); give metrics its own port"
-    )]
     MetricsListenClash {
         metrics: SocketAddr,
         listen: SocketAddr,
     },
-    #[error("rules: match = {pattern:?}: header {name:?}: {why}")]
     RuleHeader {
         /// Which `[[rules]]` entry, from 0.
         rule: usize,
@@ -243,26 +219,27 @@ impl Invalid {
     /// The config key the value belongs to.
     pub fn key(&self) -> &'static str {
         match self {
-            Invalid::NoListen | Invalid::ListenTwice(_) => "listen",
-            Invalid::ListenOverlap { metrics: false, .. } => "listen",
-            Invalid::ListenOverlap { metrics: true, .. } => "metrics_listen",
+            Invalid::NoListen | Invalid::ListenTwice(_) => key::listen,
+            Invalid::ListenOverlap { metrics: false, .. } => key::listen,
+            Invalid::ListenOverlap { metrics: true, .. } => key::metrics_listen,
             Invalid::ListenMapped { key, .. } => key,
-            Invalid::Index(_) => "index",
+            Invalid::Index(_) => key::index,
             Invalid::TimeoutTooLong { key, .. } | Invalid::TimeoutZero { key } => key,
-            Invalid::MaxHeaderSize(_) => "max_header_size",
-            Invalid::MaxTargetSize { .. } => "max_target_size",
-            Invalid::MaxConnections(_) => "max_connections",
-            Invalid::LogLevel(_) => "log_level",
-            Invalid::ErrorPage404(_) | Invalid::ErrorPage404Twice => "error_page_404",
-            Invalid::ErrorPageStatus(_) | Invalid::ErrorPage { .. } => "error_pages",
-            Invalid::Fallback(_) => "fallback",
-            Invalid::DefaultType(_) => "default_type",
-            Invalid::MimeType { .. } => "mime_types",
-            Invalid::PrecompressedTwice(_) => "precompressed",
-            Invalid::MaxRanges(_) => "max_ranges",
-            Invalid::CacheMaxFile(_) => "cache_max_file",
-            Invalid::RuleMatch { .. } | Invalid::RuleHeader { .. } => "rules",
-            Invalid::MetricsListenTwice(_) | Invalid::MetricsListenClash { .. } => "metrics_listen",
+            Invalid::MaxHeaderSize(_) => key::max_header_size,
+            Invalid::MaxTargetSize { .. } => key::max_target_size,
+            Invalid::MaxConnections(_) => key::max_connections,
+            Invalid::ErrorPage404(_) | Invalid::ErrorPage404Twice => key::error_page_404,
+            Invalid::ErrorPageStatus(_) | Invalid::ErrorPage { .. } => key::error_pages,
+            Invalid::Fallback(_) => key::fallback,
+            Invalid::DefaultType(_) => key::default_type,
+            Invalid::MimeType { .. } => key::mime_types,
+            Invalid::PrecompressedTwice(_) => key::precompressed,
+            Invalid::MaxRanges(_) => key::max_ranges,
+            Invalid::CacheMaxFile(_) => key::cache_max_file,
+            Invalid::RuleMatch { .. } | Invalid::RuleHeader { .. } => key::rules,
+            Invalid::MetricsListenTwice(_) | Invalid::MetricsListenClash { .. } => {
+                key::metrics_listen
+            }
         }
     }
 
@@ -273,6 +250,80 @@ impl Invalid {
             Invalid::RuleMatch { rule, .. } => Some((*rule, None)),
             Invalid::RuleHeader { rule, name, .. } => Some((*rule, Some(name))),
             _ => None,
+        }
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// `KEY: what is wrong`.
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.key())?;
+        match self {
+            Invalid::NoListen => write!(f, "at least one address is needed"),
+            Invalid::ListenTwice(a) | Invalid::MetricsListenTwice(a) => {
+                write!(f, "{a} is listed twice")
+            }
+            Invalid::ListenOverlap { a, b, .. } => write!(
+                f,
+                "{a} and {b} take the same port ({} covers the other): list one of them \
+                 ([::]:P is IPv6 only, so 0.0.0.0:P beside it is how to get both families)",
+                if a.ip().is_unspecified() { a } else { b }
+            ),
+            Invalid::ListenMapped { addr, .. } => write!(
+                f,
+                "{addr} is an IPv4-mapped address; write it as {}",
+                unmapped(addr)
+            ),
+            Invalid::Index(name) => write!(f, "must be one or more plain file names, not {name:?}"),
+            Invalid::TimeoutTooLong { secs, .. } => {
+                write!(f, "at most {}h, not {secs}s", MAX_TIMEOUT.as_secs() / 3600)
+            }
+            Invalid::TimeoutZero { .. } => write!(f, "must be more than 0"),
+            Invalid::MaxHeaderSize(n) => {
+                write!(f, "must be between 256 and {MAX_HEADER_SIZE}, not {n}")
+            }
+            Invalid::MaxTargetSize {
+                value,
+                max_header_size,
+            } => write!(
+                f,
+                "must be between 16 and max_header_size ({max_header_size}), not {value}"
+            ),
+            Invalid::MaxConnections(n) => {
+                write!(f, "must be between 1 and {MAX_CONNECTIONS}, not {n}")
+            }
+            Invalid::ErrorPage404(p) => write!(f, "must be a path under the root, not {p:?}"),
+            Invalid::ErrorPage404Twice => write!(
+                f,
+                "replaced by error_pages = {{ 404 = ... }}; set one of them, not both"
+            ),
+            Invalid::ErrorPageStatus(s) => {
+                write!(f, "{s:?} is not an error status from 400 to 599")
+            }
+            Invalid::ErrorPage { status, page } => {
+                write!(f, "{status} must be a path under the root, not {page:?}")
+            }
+            Invalid::Fallback(p) => write!(f, "must be a path under the root, not {p:?}"),
+            Invalid::DefaultType(t) => write!(
+                f,
+                "{t:?} is not a media type (like \"application/octet-stream\")"
+            ),
+            Invalid::MimeType { ext, value, why } => write!(f, "{ext:?} = {value:?}: {why}"),
+            Invalid::PrecompressedTwice(e) => write!(f, "{e:?} is listed twice"),
+            Invalid::CacheMaxFile(n) => {
+                write!(f, "must be at most {MAX_CACHE_FILE} bytes, not {n}")
+            }
+            Invalid::MaxRanges(n) => write!(f, "must be between 0 and {MAX_RANGES}, not {n}"),
+            Invalid::RuleMatch { pattern, why, .. } => write!(f, "match = {pattern:?}: {why}"),
+            Invalid::MetricsListenClash { metrics, listen } => write!(
+                f,
+                "{metrics} is also served by listen ({listen}); give metrics its own port"
+            ),
+            Invalid::RuleHeader {
+                pattern, name, why, ..
+            } => write!(f, "match = {pattern:?}: header {name:?}: {why}"),
         }
     }
 }

@@ -1,3 +1,6 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
 use super::*;
 
 #[test]
@@ -34,6 +37,38 @@ fn shipped_config_is_the_defaults() {
     let shipped =
         Config::parse(include_str!("../../conf/tandem.toml"), "conf/tandem.toml").unwrap();
     assert_eq!(format!("{shipped:?}"), format!("{:?}", Config::default()));
+}
+
+/// Every key is in the shipped file: set (to its default, checked above),
+/// or, where the default is "none", shown in a comment as `key = ...`.
+#[test]
+fn shipped_config_names_every_key() {
+    let text = include_str!("../../conf/tandem.toml");
+    let doc = toml::de::DeTable::parse(text).unwrap();
+    let set: Vec<&str> = doc.get_ref().iter().map(|(k, _)| &**k.get_ref()).collect();
+    for key in Config::keys() {
+        let shown = text.contains(&format!("{key} = ")) || text.contains(&format!("[[{key}]]"));
+        assert!(
+            set.contains(key) || shown,
+            "{key} is not in conf/tandem.toml"
+        );
+    }
+    // The keys it leaves unset are those without a value to show.
+    let unset: Vec<&str> = Config::keys()
+        .iter()
+        .copied()
+        .filter(|k| !set.contains(k))
+        .collect();
+    assert_eq!(
+        unset,
+        [
+            key::pidfile,
+            key::user,
+            key::group,
+            key::error_page_404,
+            key::rules
+        ]
+    );
 }
 
 #[test]
@@ -88,6 +123,17 @@ fn values() {
     assert_eq!(Config::default().shutdown_delay.0, Duration::ZERO);
     let e = Config::parse("# c\nlog_level = \"loud\"\n", "t.toml").unwrap_err();
     assert!(e.to_string().starts_with("t.toml:2: log_level"), "{e}");
+    // log_level is read as a level, like the other keys with a few values.
+    for (text, level) in [
+        ("error", crate::log::Level::Error),
+        ("warn", crate::log::Level::Warn),
+        ("info", crate::log::Level::Info),
+        ("debug", crate::log::Level::Debug),
+    ] {
+        let c = Config::parse(&format!("log_level = \"{text}\""), "t").unwrap();
+        assert_eq!((c.log_level, c.level()), (level, level));
+    }
+    assert_eq!(Config::default().log_level, crate::log::Level::Info);
 }
 
 #[test]
@@ -139,7 +185,6 @@ fn errors_are_typed_with_file_and_line() {
         "max_header_size = 100",
         "max_target_size = 1",
         "max_connections = 0",
-        "log_level = \"loud\"",
         "error_page_404 = \"../x\"",
     ] {
         let key = text.split(' ').next().unwrap();
@@ -255,6 +300,10 @@ fn wrong_types_say_what_the_key_accepts() {
         (
             "log_level = 3",
             "t.toml:2: log_level: expected \"error\", \"warn\", \"info\" or \"debug\", got 3",
+        ),
+        (
+            "log_level = \"loud\"",
+            "t.toml:2: log_level: \"loud\" is not one of error, warn, info, debug",
         ),
         (
             "keepalive_timeout = true",
