@@ -316,6 +316,33 @@ impl Server {
         fs::read_to_string(&self.access_log).unwrap_or_default()
     }
 
+    /// The metrics listener's address (config `metrics_listen`), from its
+    /// `metrics and health on ADDR` line.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        const TAG: &str = "metrics and health on ";
+        assert!(
+            self.wait_stderr(TAG, START_TIMEOUT),
+            "no `{TAG}` line\n{}",
+            self.stderr_text()
+        );
+        let text = self.stderr_text();
+        let line = text.lines().find(|l| l.contains(TAG)).unwrap();
+        let at = line.find(TAG).unwrap() + TAG.len();
+        let addr = line[at..].split_whitespace().next().unwrap_or("");
+        addr.parse().unwrap_or_else(|e| panic!("{line}: {e}"))
+    }
+
+    /// The value of an unlabelled sample in a `/metrics` scrape.
+    pub fn metric(&self, name: &str) -> u64 {
+        let r = get(self.metrics_addr(), "/metrics");
+        assert_eq!(r.status, 200, "GET /metrics\n{}", r.describe());
+        let body = r.body_str();
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no sample {name} in\n{body}"))
+    }
+
     /// Poll the access log until a line satisfies `pred`; returns that line.
     pub fn wait_access_log<F: Fn(&str) -> bool>(
         &self,
