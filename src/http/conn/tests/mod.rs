@@ -163,6 +163,7 @@ impl Env {
 }
 
 mod chunked;
+mod phase;
 mod split;
 
 #[derive(Debug, Default, PartialEq)]
