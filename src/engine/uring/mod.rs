@@ -32,6 +32,8 @@
 mod accept;
 mod bufring;
 mod conn;
+mod out;
+mod pipe;
 mod pool;
 mod ring;
 mod send;
