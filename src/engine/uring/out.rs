@@ -317,3 +317,51 @@ impl Write {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::uring::ring::POLL_OUT;
+
+    /// A flight as `submit` leaves it, without a ring.
+    fn flight(ops: u16) -> Flight {
+        Flight {
+            out: Some(Box::default()),
+            ops,
+        }
+    }
+
+    #[test]
+    fn the_state_comes_back_only_with_the_last_ops_final_completion() {
+        let f = flight(bit(READ) | bit(SEND_BUF));
+        let Write::InFlight(f) = f.complete(READ) else {
+            panic!("the Send still reads the buffer: the state must stay in flight");
+        };
+        assert_eq!(f.ops(), bit(SEND_BUF));
+        assert!(matches!(f.complete(SEND_BUF), Write::Ready(_)));
+        let w = flight(bit(POLL_OUT)).complete(POLL_OUT);
+        assert!(matches!(w, Write::Ready(_)) && w.ops() == 0 && !w.in_flight());
+    }
+
+    #[test]
+    fn completions_count_what_moved_in_order() {
+        let mut f = flight(bit(READ) | bit(SEND_BUF));
+        if let Some(o) = f.out.as_mut() {
+            o.fend = 100; // leading bytes copied in
+            o.ahead = 0;
+        }
+        assert_eq!(f.account(READ, 400), Ok(0));
+        assert_eq!(f.account(SEND_BUF, 300), Ok(300));
+        assert_eq!(f.account(SEND_BUF, 201), Err(200), "more than was given");
+        assert_eq!(f.account(SEND_BUF, 200), Ok(200));
+        let o = f.out().unwrap();
+        assert_eq!((o.fstart, o.fend), (0, 0), "all sent: the buffer is empty");
+        let mut f = flight(bit(SEND_BYTES) | bit(SPLICE_IN));
+        f.out.as_mut().unwrap().ahead = 50;
+        assert_eq!(f.account(SEND_BYTES, 30), Ok(30));
+        assert_eq!(f.account(SPLICE_IN, 4096), Ok(0));
+        let w = Write::InFlight(f);
+        assert_eq!(w.ahead(), 20);
+        assert!(w.queued(), "the pipe holds the file's bytes");
+    }
+}
