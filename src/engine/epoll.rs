@@ -492,8 +492,8 @@ impl Worker {
 /// Most byte segments gathered into one sendmsg.
 const IOV_MAX: usize = 8;
 /// Byte segments adding up to at most this much go out as one copied send.
-const GATHER_MAX: usize = 16 * 1024;
-const _: () = assert!(GATHER_MAX <= SCRATCH);
+const COPY_SEND_MAX: usize = 16 * 1024;
+const _: () = assert!(COPY_SEND_MAX <= SCRATCH);
 
 /// One send of what `segs` starts with: the leading byte segments in one
 /// send (copied into `scratch` when small) or sendmsg, with MSG_MORE if more
@@ -525,7 +525,7 @@ fn send_segments(fd: RawFd, segs: &[Segment], scratch: &mut [u8]) -> (io::Result
         k += 1;
     }
     let flags = libc::MSG_NOSIGNAL | if k < segs.len() { libc::MSG_MORE } else { 0 };
-    if k > 1 && want <= GATHER_MAX {
+    if k > 1 && want <= COPY_SEND_MAX {
         // A small response (head + cached body): one copy into the scratch
         // buffer and a plain send cost less than sendmsg's iovec import and
         // a skb built from several fragments. The scratch holds nothing

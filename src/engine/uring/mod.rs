@@ -17,8 +17,9 @@
 //!   wants input. Backpressure: when the `Conn` does not want input the
 //!   receive is cancelled, and re-armed when it does.
 //! * Write (`send.rs`): at most one write chain per connection, built from
-//!   the owned segments `Conn::poll_transmit` offers; the connection keeps
-//!   clones of what the chain reads until the chain is over (`conn.rs`).
+//!   the owned segments `Conn::poll_transmit` offers; the chain's ops own
+//!   what they read (segment clones, buffer, pipe) until the last of them is
+//!   over (`out.rs`).
 //!   Every completion goes to the `Conn` as it comes (bytes sent, input,
 //!   EOF, errors): nothing is deferred (`TANDEM_URING_BODY=splice|read`
 //!   picks how file bodies go, default splice).
@@ -32,6 +33,8 @@
 mod accept;
 mod bufring;
 mod conn;
+mod out;
+mod pipe;
 mod pool;
 mod ring;
 mod send;
