@@ -454,7 +454,7 @@ impl Conn {
         }
         let (reply, head_only) = match req.method {
             Method::Get | Method::Head => (
-                ctx.responder.respond(req, ctx.now, ctx.notes),
+                ctx.responder.respond(req, ctx.now, ctx.local, ctx.notes),
                 req.method == Method::Head,
             ),
             Method::Options => (
