@@ -6,6 +6,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
+use super::policy::Admit;
 use super::{
     AcceptFailed, AcceptGate, EngineConn, STRANDED_MAX, Slab, Step, WorkerSpec, WorkerState,
 };
@@ -130,6 +131,7 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
             }
         }
         w.run_ready();
+        w.relieve();
         if w.sh.tick_due() {
             w.on_tick();
         }
@@ -190,10 +192,23 @@ impl Worker {
     fn accept_some(&mut self, li: usize, max: usize) {
         let lfd = self.spec.listeners[li].raw();
         for _ in 0..max {
-            let now = self.sh.clock.now().instant;
-            if !self.gate.admit(self.conns.len(), now) {
-                break;
-            }
+            // Read per connection: a client may connect, be served and
+            // connect again within one loop of accepts, and which one has
+            // been idle longest (`idlest`) is told by these times.
+            let now = self.sh.clock.update();
+            // At max_connections: the idle connection that makes room,
+            // closed once a new one is really there.
+            let victim = match self.gate.admit(self.conns.len()) {
+                Admit::Yes => None,
+                Admit::No => break,
+                Admit::Full => match self.sh.idlest(&mut self.conns) {
+                    Some(tok) => Some(tok),
+                    None => {
+                        self.gate.pause(now);
+                        break;
+                    }
+                },
+            };
             let (fd, peer) = match super::policy::accept(lfd) {
                 Ok(x) => x,
                 Err(e) => match self.gate.failed(&e, now) {
@@ -201,6 +216,11 @@ impl Worker {
                     AcceptFailed::Stop => break,
                 },
             };
+            if let Some(tok) = victim
+                && self.sh.make_room(&mut self.conns, tok)
+            {
+                self.close_now(tok);
+            }
             let conn = self.sh.open_conn(fd.as_raw_fd(), peer, !self.accepting);
             let raw = fd.as_raw_fd();
             let tok = self.conns.insert(EConn {
@@ -386,14 +406,33 @@ impl Worker {
                 break;
             }
         }
+        super::policy::check_opens(&mut self.gate, c.conn.peer(), sh.clock.now().instant);
         if c.conn.is_closed() {
             self.conns.remove(tok);
             // Dropping the EConn closes the fd, which also removes it from epoll.
         }
     }
 
+    /// A connection the shared policy closed (its `Conn` is closed): drop it
+    /// now, its turn in the ready queue or not.
+    fn close_now(&mut self, tok: usize) {
+        if let Some(c) = self.conns.get_mut(tok) {
+            c.queued = false;
+        }
+        self.drive(tok);
+    }
+
+    /// End of a turn: if descriptors ran out (an accept or an open), close
+    /// the longest-idle keep-alive connections.
+    fn relieve(&mut self) {
+        for tok in self.sh.relieve(&mut self.gate, &mut self.conns) {
+            self.close_now(tok);
+        }
+    }
+
     fn on_tick(&mut self) {
         let now = self.sh.clock.now().instant;
+        super::policy::flush_throttled(now);
         if self.gate.resume(now) && self.accepting {
             if let Err(e) = self.arm_listeners(true) {
                 crate::error!("epoll_ctl: {e}");

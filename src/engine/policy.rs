@@ -1,16 +1,20 @@
 //! The policy both engines share, written once: the accept gate
 //! (max_connections, the pause after resource errors), accepting a socket,
-//! setting up a new connection, the timeout scan, the drain fan-out, the
-//! half-close and a file that comes up short. The engines differ only in
-//! how they reach the kernel.
+//! setting up a new connection, making room in a full table and freeing
+//! descriptors (closing the longest-idle keep-alive connections), the
+//! timeout scan, the drain fan-out, the half-close and a file that comes up
+//! short; at start, max_connections against the descriptor limit. The
+//! engines differ only in how they reach the kernel.
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{Slab, WorkerState};
 use crate::http::{Conn, Ctx};
+use crate::log::Level;
 
 /// How long accepting pauses when the process is out of descriptors or
 /// memory, at max_connections, or after an unexpected accept error (nginx
@@ -20,6 +24,17 @@ pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Most connections taken from a listener's backlog when the drain begins
 /// (they were told they are connected, and often sent a request already).
 pub const STRANDED_MAX: usize = 64;
+
+/// Whether one more connection may be taken now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    Yes,
+    /// At max_connections: take it only if `WorkerState::make_room` closes
+    /// an idle keep-alive connection for it; else pause (`AcceptGate::pause`).
+    Full,
+    /// Accepting is paused.
+    No,
+}
 
 /// What an engine does after an accept error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +50,9 @@ pub enum AcceptFailed {
 pub struct AcceptGate {
     max: usize,
     pause_until: Option<Instant>,
+    /// An accept or an open ran out of descriptors this turn: idle
+    /// keep-alive connections are closed at its end (`WorkerState::relieve`).
+    short_of_fds: bool,
 }
 
 impl AcceptGate {
@@ -42,6 +60,7 @@ impl AcceptGate {
         AcceptGate {
             max: max_connections,
             pause_until: None,
+            short_of_fds: false,
         }
     }
 
@@ -50,17 +69,17 @@ impl AcceptGate {
     }
 
     /// May one more connection be taken, with `live` open (or waiting)?
-    /// At the limit, accepting pauses: a slot freeing up is noticed at the
-    /// end of the pause, not by polling the listener in between.
-    pub fn admit(&mut self, live: usize, now: Instant) -> bool {
+    /// At the limit the engine makes room or pauses: when every connection
+    /// is busy, a slot freeing up is noticed at the end of the pause, not by
+    /// polling the listener in between.
+    pub fn admit(&self, live: usize) -> Admit {
         if self.paused() {
-            return false;
+            Admit::No
+        } else if live >= self.max {
+            Admit::Full
+        } else {
+            Admit::Yes
         }
-        if live >= self.max {
-            self.pause(now);
-            return false;
-        }
-        true
     }
 
     /// Connections that may still be taken with `live` open.
@@ -95,7 +114,19 @@ impl AcceptGate {
             Some(libc::EINTR | libc::ECANCELED | libc::ECONNABORTED | libc::EPROTO) => {
                 AcceptFailed::Next
             }
-            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+            Some(libc::EMFILE | libc::ENFILE) => {
+                ACCEPT_SHORT.hit(now, || {
+                    format!(
+                        "accept: {}; pausing accepts for {ACCEPT_PAUSE:?}, \
+                         closing idle keep-alive connections",
+                        crate::sys::bare(e)
+                    )
+                });
+                self.short_of_fds = true;
+                self.pause(now);
+                AcceptFailed::Stop
+            }
+            Some(libc::ENOBUFS | libc::ENOMEM) => {
                 crate::warn!("accept: {e}; pausing accepts for {ACCEPT_PAUSE:?}");
                 self.pause(now);
                 AcceptFailed::Stop
@@ -107,6 +138,171 @@ impl AcceptGate {
             }
         }
     }
+}
+
+/// At most one error-log line a second about one kind of trouble, shared by
+/// all workers: the first occurrence is written at once, later ones are
+/// counted, and the next line (another occurrence a second later, or the
+/// timer tick's `flush`) says how many there were.
+pub struct Throttle {
+    level: Level,
+    /// What the lines are about, for the tick's count-only line.
+    kind: &'static str,
+    state: Mutex<Counted>,
+}
+
+struct Counted {
+    last_line: Option<Instant>,
+    /// Occurrences not yet in a line.
+    unsaid: u64,
+}
+
+/// Throttled lines are at least this far apart.
+pub const THROTTLE: Duration = Duration::from_secs(1);
+
+impl Throttle {
+    pub const fn new(level: Level, kind: &'static str) -> Throttle {
+        Throttle {
+            level,
+            kind,
+            state: Mutex::new(Counted {
+                last_line: None,
+                unsaid: 0,
+            }),
+        }
+    }
+
+    /// `n` occurrences at `now`, the first described by `what`.
+    pub fn hit(&self, now: Instant, what: impl FnOnce() -> String) {
+        self.hit_n(now, 1, what);
+    }
+
+    pub fn hit_n(&self, now: Instant, n: u64, what: impl FnOnce() -> String) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.unsaid += n;
+        if st
+            .last_line
+            .is_some_and(|t| now.saturating_duration_since(t) < THROTTLE)
+        {
+            return;
+        }
+        let count = std::mem::take(&mut st.unsaid);
+        st.last_line = Some(now);
+        drop(st);
+        let what = what();
+        if count > 1 {
+            crate::log::write(
+                self.level,
+                format_args!("{what} ({count} times since the last such line)"),
+            );
+        } else {
+            crate::log::write(self.level, format_args!("{what}"));
+        }
+    }
+
+    /// Once a tick: the occurrences counted since the last line, once it is
+    /// a second old.
+    pub fn flush(&self, now: Instant) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.unsaid == 0
+            || st
+                .last_line
+                .is_some_and(|t| now.saturating_duration_since(t) < THROTTLE)
+        {
+            return;
+        }
+        let count = std::mem::take(&mut st.unsaid);
+        st.last_line = Some(now);
+        drop(st);
+        crate::log::write(
+            self.level,
+            format_args!("{}: {count} more since the last such line", self.kind),
+        );
+    }
+}
+
+/// Opens that failed for want of descriptors (answered 503).
+static OPEN_SHORT: Throttle = Throttle::new(Level::Error, "out of file descriptors opening files");
+/// Accepts that failed for want of descriptors.
+static ACCEPT_SHORT: Throttle = Throttle::new(Level::Warn, "out of file descriptors accepting");
+/// A full connection table made room by closing an idle connection.
+static TABLE_FULL: Throttle = Throttle::new(Level::Info, "connection table full");
+
+/// Once a tick, from every worker: the counts the throttled lines owe.
+pub fn flush_throttled(now: Instant) {
+    for t in [&OPEN_SHORT, &ACCEPT_SHORT, &TABLE_FULL] {
+        t.flush(now);
+    }
+}
+
+/// After the engine's call into a connection's `Conn` (for `peer`): the
+/// opens that ran out of descriptors in it are logged (throttled, naming
+/// the path and the client), and idle connections are closed at the end of
+/// the turn.
+pub fn check_opens(gate: &mut AcceptGate, peer: SocketAddr, now: Instant) {
+    let Some(s) = crate::files::os::take_shortage() else {
+        return;
+    };
+    gate.short_of_fds = true;
+    OPEN_SHORT.hit_n(now, s.count, || {
+        format!(
+            "open /{} for {peer}: {}; answered 503, closing idle keep-alive connections",
+            s.path,
+            crate::sys::bare(&s.error)
+        )
+    });
+}
+
+/// Descriptors a connection may hold at once: its socket and the file it
+/// sends (cached files are bytes in memory and hold none).
+pub const FDS_PER_CONNECTION: u64 = 2;
+/// Descriptors kept aside from connections: stdio, listeners, logs, the
+/// root, the pidfile, each worker's epoll or ring and its wake-up eventfd,
+/// a few io_uring pipes (which fall back to read + send when none is left).
+pub const FDS_RESERVED: u64 = 64;
+
+/// The max_connections per worker that fits `nofile` descriptors with
+/// `workers` workers: `(nofile - FDS_RESERVED) / (FDS_PER_CONNECTION x workers)`.
+pub fn fitting_connections(nofile: u64, workers: usize) -> usize {
+    let per = FDS_PER_CONNECTION * workers.max(1) as u64;
+    (nofile.saturating_sub(FDS_RESERVED) / per).clamp(1, usize::MAX as u64) as usize
+}
+
+/// At start and on reload: max_connections against RLIMIT_NOFILE. The
+/// default (`explicit` false) comes down to what fits, said at `info`; an
+/// explicit value that does not fit is kept, with a warning.
+pub fn max_connections(configured: usize, explicit: bool, workers: usize) -> usize {
+    let Some(nofile) = nofile_limit() else {
+        return configured;
+    };
+    let fits = fitting_connections(nofile, workers);
+    if configured <= fits {
+        return configured;
+    }
+    let need = configured as u64 * FDS_PER_CONNECTION * workers as u64 + FDS_RESERVED;
+    if explicit {
+        crate::warn!(
+            "max_connections {configured} x {workers} worker(s) may need {need} file descriptors, \
+             more than RLIMIT_NOFILE {nofile}: past about {fits} connections per worker, \
+             requests get 503 (raise the limit, e.g. LimitNOFILE=, or lower max_connections)"
+        );
+        configured
+    } else {
+        crate::info!(
+            "max_connections {fits} per worker (the default {configured} x {workers} worker(s) \
+             would need {need} file descriptors, RLIMIT_NOFILE is {nofile})"
+        );
+        fits
+    }
+}
+
+/// The soft RLIMIT_NOFILE, unless unlimited or unknown.
+fn nofile_limit() -> Option<u64> {
+    // SAFETY: rlimit is a plain C struct; all-zero is a valid value.
+    let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: getrlimit writes one rlimit into the live `rl`.
+    crate::syscall!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) }).ok()?;
+    (rl.rlim_cur != libc::RLIM_INFINITY).then_some(rl.rlim_cur)
 }
 
 /// accept4(2) on a listener: a non-blocking, close-on-exec socket and the
@@ -157,6 +353,58 @@ impl WorkerState {
         conn
     }
 
+    /// The table is full (`Admit::Full`): the longest-idle keep-alive
+    /// connection, to be closed by `make_room` for a new one (as nginx
+    /// reuses its idle connections). None when every connection is busy:
+    /// nobody is cut mid-request or mid-response.
+    pub fn idlest<T: EngineConn>(&self, conns: &mut Slab<T>) -> Option<usize> {
+        idle_victims(conns, |_| 1).first().copied()
+    }
+
+    /// Close `tok` (from `idlest`) to admit a new connection; the engine
+    /// then moves it forward (to its close). False if it is gone.
+    pub fn make_room<T: EngineConn>(&mut self, conns: &mut Slab<T>, tok: usize) -> bool {
+        let Some(peer) = self.close_idle(conns, tok) else {
+            return false;
+        };
+        let live = conns.len();
+        TABLE_FULL.hit(self.clock.now().instant, || {
+            format!(
+                "connection table full ({live} connections open, max_connections): closed \
+                 the longest-idle keep-alive connection ({peer}) to admit a new one"
+            )
+        });
+        true
+    }
+
+    /// At the end of a turn in which an accept or an open ran out of
+    /// descriptors: close the longest-idle keep-alive connections (an
+    /// eighth of them, 1 to 32, as nginx drains its reusable connections)
+    /// so the descriptors go to requests. Returns their tokens, for the
+    /// engine to move them forward.
+    pub fn relieve<T: EngineConn>(
+        &mut self,
+        gate: &mut AcceptGate,
+        conns: &mut Slab<T>,
+    ) -> Vec<usize> {
+        if !std::mem::take(&mut gate.short_of_fds) {
+            return Vec::new();
+        }
+        idle_victims(conns, |idle| (idle / 8).clamp(1, 32))
+            .into_iter()
+            .filter(|&tok| self.close_idle(conns, tok).is_some())
+            .collect()
+    }
+
+    /// Close idle connection `tok` now; its peer.
+    fn close_idle<T: EngineConn>(&mut self, conns: &mut Slab<T>, tok: usize) -> Option<SocketAddr> {
+        let conn = conns.get_mut(tok)?.conn()?;
+        let peer = conn.peer();
+        crate::debug!("{peer}: closing idle keep-alive connection to make room");
+        conn.handle_error(&mut self.ctx());
+        Some(peer)
+    }
+
     /// The timeout scan: `expire` every connection whose deadline has
     /// passed. Returns their tokens, for the engine to move them forward.
     pub fn expire_due<T: EngineConn>(&mut self, conns: &mut Slab<T>) -> Vec<usize> {
@@ -204,12 +452,66 @@ fn expire(conn: &mut Conn, fd: RawFd, ctx: &mut Ctx<'_>) {
     }
 }
 
+/// The idle keep-alive connections to close, longest idle first: `n(idle)`
+/// of the `idle` ones between requests with nothing in flight
+/// (`Conn::is_idle`), their last response wholly out of the socket (a slow
+/// reader still receiving it is mid-response) and nothing of a next request
+/// in it (one that came this turn, not read yet, is mid-request).
+fn idle_victims<T: EngineConn>(conns: &mut Slab<T>, n: impl FnOnce(usize) -> usize) -> Vec<usize> {
+    // (idle deadline, token): the earliest deadline has been idle longest.
+    let mut idle: Vec<(Instant, usize)> = Vec::new();
+    for tok in conns.keys() {
+        let Some(conn) = conns.get_mut(tok).and_then(|c| c.conn()) else {
+            continue;
+        };
+        if conn.is_idle()
+            && let Some(d) = conn.poll_timeout()
+        {
+            idle.push((d, tok));
+        }
+    }
+    let n = n(idle.len());
+    let mut out = Vec::with_capacity(n);
+    if n == 0 || idle.is_empty() {
+        return out;
+    }
+    // Only the first few need ordering (a few spare for slow readers).
+    let k = (n + 8).min(idle.len());
+    if k < idle.len() {
+        idle.select_nth_unstable(k - 1);
+        idle.truncate(k);
+    }
+    idle.sort_unstable();
+    for (_, tok) in idle {
+        if out.len() == n {
+            break;
+        }
+        if conns
+            .get_mut(tok)
+            .is_some_and(|c| unsent_bytes(c.fd()) == 0 && unread_bytes(c.fd()) == 0)
+        {
+            out.push(tok);
+        }
+    }
+    out
+}
+
 /// Bytes in a socket's send queue (not yet acknowledged by the peer): on
 /// loopback, what the peer has not found room for yet. 0 if unknown.
 fn unsent_bytes(fd: RawFd) -> usize {
     let mut n: libc::c_int = 0;
     // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one c_int into a live c_int.
     match crate::syscall!(unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) }) {
+        Ok(_) => n.max(0) as usize,
+        Err(_) => 0,
+    }
+}
+
+/// Bytes in a socket's receive queue, not read yet. 0 if unknown.
+fn unread_bytes(fd: RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCINQ (= FIONREAD) writes one c_int into a live c_int.
+    match crate::syscall!(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) }) {
         Ok(_) => n.max(0) as usize,
         Err(_) => 0,
     }

@@ -257,6 +257,16 @@ impl RootDir {
     /// RESOLVE_NO_SYMLINKS with `symlinks = "deny"`; without openat2, the
     /// checked or no-follow fallbacks. An owned fd of whatever it names.
     fn open_resolved(&self, rel: &str, flags: i32) -> io::Result<OwnedFd> {
+        let opened = self.open_resolved_inner(rel, flags);
+        if let Err(e) = &opened
+            && out_of_descriptors(e)
+        {
+            record_shortage(rel, e);
+        }
+        opened
+    }
+
+    fn open_resolved_inner(&self, rel: &str, flags: i32) -> io::Result<OwnedFd> {
         let rel = if rel.is_empty() { "." } else { rel };
         let c = c_path(rel)?;
         let deny = self.symlinks == Symlinks::Deny;
@@ -281,7 +291,7 @@ impl RootDir {
             });
             if matches!(&opened, Err(e) if e.raw_os_error() == Some(libc::ENOSYS)) {
                 self.beneath.store(false, Ordering::Relaxed);
-                return self.open_resolved(rel, flags);
+                return self.open_resolved_inner(rel, flags);
             }
             opened.map_err(open_error)? as RawFd
         } else if deny {
@@ -293,6 +303,49 @@ impl RootDir {
         // nobody else.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
+}
+
+/// The process (EMFILE) or the system (ENFILE) is out of file descriptors:
+/// the responder answers 503 (`Retry-After`, `Connection: close`), the
+/// engine frees descriptors by closing idle keep-alive connections.
+pub fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// Opens on this thread that failed for want of a descriptor since the
+/// engine last asked (`take_shortage`): the first one's path and error, and
+/// how many in all.
+#[derive(Debug)]
+pub struct Shortage {
+    /// Beneath the root, as opened ("" for the root itself).
+    pub path: String,
+    pub error: io::Error,
+    pub count: u64,
+}
+
+thread_local! {
+    /// Each worker thread's own record: the responder runs on the engine's
+    /// thread, inside the `Conn` call the engine makes for one connection,
+    /// so the engine that takes it after that call knows the client too.
+    static SHORTAGE: std::cell::RefCell<Option<Shortage>> = const { std::cell::RefCell::new(None) };
+}
+
+fn record_shortage(rel: &str, e: &io::Error) {
+    SHORTAGE.with(|s| match &mut *s.borrow_mut() {
+        Some(s) => s.count += 1,
+        none => {
+            *none = Some(Shortage {
+                path: rel.to_string(),
+                error: io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EMFILE)),
+                count: 1,
+            })
+        }
+    });
+}
+
+/// The opens that ran out of descriptors on this thread since the last call.
+pub fn take_shortage() -> Option<Shortage> {
+    SHORTAGE.with(|s| s.borrow_mut().take())
 }
 
 /// Open errors that mean "not beneath the root" are reported as NotFound.
