@@ -534,3 +534,72 @@ pub fn short_file(conn: &mut Conn, ctx: &mut Ctx<'_>) {
     crate::warn!("{}: file shorter than announced", conn.peer());
     conn.handle_error(ctx);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The systemd unit's LimitNOFILE keeps the default max_connections on
+    /// a 16-CPU host (issue 25: 65536 allowed 262,144 connections there).
+    #[test]
+    fn systemd_limit_fits_the_default() {
+        let unit = include_str!("../../systemd/tandem.service");
+        let limit: u64 = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("LimitNOFILE="))
+            .expect("LimitNOFILE= in systemd/tandem.service")
+            .trim()
+            .parse()
+            .expect("a number");
+        let default = crate::config::Config::default().max_connections;
+        assert!(fitting_connections(limit, 16) >= default);
+        assert!(fitting_connections(limit, 31) >= default);
+        assert!(default as u64 * FDS_PER_CONNECTION * 16 + FDS_RESERVED <= limit);
+    }
+
+    #[test]
+    fn fitting_connections_formula() {
+        // (256 - 64) / (2 x 2)
+        assert_eq!(fitting_connections(256, 2), 48);
+        assert_eq!(fitting_connections(64, 1), 1);
+        assert_eq!(fitting_connections(10, 4), 1);
+        assert_eq!(fitting_connections(65536, 1), 32736);
+    }
+
+    #[test]
+    fn throttle_writes_once_a_second_and_counts() {
+        let t = Throttle::new(Level::Debug, "test");
+        let t0 = Instant::now();
+        let said = std::cell::RefCell::new(Vec::new());
+        let say = |what: &str| said.borrow_mut().push(what.to_string());
+        t.hit(t0, || {
+            say("first");
+            "first".into()
+        });
+        for i in 1..5 {
+            t.hit(t0 + Duration::from_millis(100 * i), || {
+                say("suppressed");
+                String::new()
+            });
+        }
+        assert_eq!(*said.borrow(), ["first"]);
+        assert_eq!(t.state.lock().unwrap().unsaid, 4);
+        t.flush(t0 + Duration::from_millis(900));
+        assert_eq!(
+            t.state.lock().unwrap().unsaid,
+            4,
+            "flushed within the second"
+        );
+        t.flush(t0 + Duration::from_secs(1));
+        assert_eq!(t.state.lock().unwrap().unsaid, 0);
+        t.hit(t0 + Duration::from_millis(1500), || {
+            say("too soon");
+            String::new()
+        });
+        t.hit(t0 + Duration::from_secs(2), || {
+            say("next");
+            String::new()
+        });
+        assert_eq!(*said.borrow(), ["first", "next"]);
+    }
+}
