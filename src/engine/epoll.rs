@@ -423,10 +423,18 @@ impl Worker {
     }
 
     /// End of a turn: if descriptors ran out (an accept or an open), close
-    /// the longest-idle keep-alive connections.
+    /// the longest-idle keep-alive connections; accepting is paused.
     fn relieve(&mut self) {
+        if !self.gate.short_of_fds() {
+            return;
+        }
         for tok in self.sh.relieve(&mut self.gate, &mut self.conns) {
             self.close_now(tok);
+        }
+        if self.gate.paused()
+            && let Err(e) = self.arm_listeners(false)
+        {
+            crate::error!("epoll_ctl: {e}");
         }
     }
 

@@ -49,6 +49,12 @@ pub enum AcceptFailed {
 #[derive(Debug)]
 pub struct AcceptGate {
     max: usize,
+    /// The connections the descriptors allow (at most `max`): cut to seven
+    /// eighths of those open whenever descriptors run out, so the ones that
+    /// free up are left for the files requests open (a multishot accept
+    /// would otherwise take each the moment it is free); grown back by a
+    /// sixteenth a tick while they do not.
+    cap: usize,
     pause_until: Option<Instant>,
     /// An accept or an open ran out of descriptors this turn: idle
     /// keep-alive connections are closed at its end (`WorkerState::relieve`).
@@ -59,6 +65,7 @@ impl AcceptGate {
     pub fn new(max_connections: usize) -> AcceptGate {
         AcceptGate {
             max: max_connections,
+            cap: max_connections,
             pause_until: None,
             short_of_fds: false,
         }
@@ -68,6 +75,11 @@ impl AcceptGate {
         self.pause_until.is_some()
     }
 
+    /// An accept or an open ran out of descriptors this turn.
+    pub fn short_of_fds(&self) -> bool {
+        self.short_of_fds
+    }
+
     /// May one more connection be taken, with `live` open (or waiting)?
     /// At the limit the engine makes room or pauses: when every connection
     /// is busy, a slot freeing up is noticed at the end of the pause, not by
@@ -75,16 +87,32 @@ impl AcceptGate {
     pub fn admit(&self, live: usize) -> Admit {
         if self.paused() {
             Admit::No
-        } else if live >= self.max {
+        } else if self.full(live) {
             Admit::Full
         } else {
             Admit::Yes
         }
     }
 
+    /// If descriptors ran out this turn (with `live` connections open): the
+    /// cap comes down to seven eighths of them.
+    fn shrink(&mut self, live: usize) -> bool {
+        if !std::mem::take(&mut self.short_of_fds) {
+            return false;
+        }
+        self.cap = self.cap.min(live - live / 8).max(1);
+        true
+    }
+
+    /// `live` connections fill the table (max_connections, or fewer while
+    /// descriptors are short).
+    pub fn full(&self, live: usize) -> bool {
+        live >= self.cap
+    }
+
     /// Connections that may still be taken with `live` open.
     pub fn room(&self, live: usize) -> usize {
-        self.max.saturating_sub(live)
+        self.cap.saturating_sub(live)
     }
 
     pub fn pause(&mut self, now: Instant) {
@@ -93,8 +121,12 @@ impl AcceptGate {
         }
     }
 
-    /// True once, when a pause is over and accepting may resume.
+    /// Once a tick: true once, when a pause is over and accepting may
+    /// resume. Outside a pause, the descriptor cap grows back.
     pub fn resume(&mut self, now: Instant) -> bool {
+        if self.pause_until.is_none() && self.cap < self.max {
+            self.cap = (self.cap + (self.cap / 16).max(1)).min(self.max);
+        }
         match self.pause_until {
             Some(t) if now >= t => {
                 self.pause_until = None;
@@ -237,16 +269,20 @@ pub fn flush_throttled(now: Instant) {
 
 /// After the engine's call into a connection's `Conn` (for `peer`): the
 /// opens that ran out of descriptors in it are logged (throttled, naming
-/// the path and the client), and idle connections are closed at the end of
-/// the turn.
+/// the path and the client), accepting pauses (the descriptors that free
+/// up go to requests, not to yet more connections: an io_uring multishot
+/// accept would take each one the moment it is free) and idle connections
+/// are closed at the end of the turn.
 pub fn check_opens(gate: &mut AcceptGate, peer: SocketAddr, now: Instant) {
     let Some(s) = crate::files::os::take_shortage() else {
         return;
     };
     gate.short_of_fds = true;
+    gate.pause(now);
     OPEN_SHORT.hit_n(now, s.count, || {
         format!(
-            "open /{} for {peer}: {}; answered 503, closing idle keep-alive connections",
+            "open /{} for {peer}: {}; answered 503, pausing accepts, closing idle \
+             keep-alive connections",
             s.path,
             crate::sys::bare(&s.error)
         )
@@ -387,7 +423,7 @@ impl WorkerState {
         gate: &mut AcceptGate,
         conns: &mut Slab<T>,
     ) -> Vec<usize> {
-        if !std::mem::take(&mut gate.short_of_fds) {
+        if !gate.shrink(conns.len()) {
             return Vec::new();
         }
         idle_victims(conns, |idle| (idle / 8).clamp(1, 32))
@@ -555,6 +591,32 @@ mod tests {
         assert!(fitting_connections(limit, 16) >= default);
         assert!(fitting_connections(limit, 31) >= default);
         assert!(default as u64 * FDS_PER_CONNECTION * 16 + FDS_RESERVED <= limit);
+    }
+
+    #[test]
+    fn descriptor_cap_shrinks_and_grows_back() {
+        let t0 = Instant::now();
+        let mut g = AcceptGate::new(1000);
+        assert_eq!(g.admit(999), Admit::Yes);
+        assert!(!g.shrink(240), "no shortage, no change");
+        let e = io::Error::from_raw_os_error(libc::EMFILE);
+        assert_eq!(g.failed(&e, t0), AcceptFailed::Stop);
+        assert!(g.short_of_fds());
+        assert!(g.shrink(240));
+        assert_eq!(g.admit(200), Admit::No, "paused");
+        assert!(g.resume(t0 + ACCEPT_PAUSE));
+        assert_eq!(g.admit(209), Admit::Yes);
+        assert_eq!(g.admit(210), Admit::Full, "7/8 of 240");
+        assert_eq!(g.room(200), 10);
+        // A tick without a shortage: a sixteenth more (210 + 13).
+        assert!(!g.resume(t0 + ACCEPT_PAUSE * 2));
+        assert_eq!(g.admit(222), Admit::Yes);
+        assert_eq!(g.admit(223), Admit::Full);
+        for i in 0..200 {
+            g.resume(t0 + ACCEPT_PAUSE * (3 + i));
+        }
+        assert_eq!(g.admit(999), Admit::Yes, "back to max_connections");
+        assert_eq!(g.admit(1000), Admit::Full);
     }
 
     #[test]

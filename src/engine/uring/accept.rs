@@ -40,7 +40,7 @@ impl Worker {
         if res >= 0 {
             if self.stopping {
                 close_fd(res);
-            } else if self.accepting && self.conns.len() >= self.spec.max_connections {
+            } else if self.accepting && self.gate.full(self.conns.len()) {
                 // Served once a slot frees up: the idle connection closed
                 // for it now, or (every one busy) any, after the pause.
                 self.parked.push_back(res);
@@ -159,7 +159,7 @@ impl Worker {
 
     /// Serve parked connections while there is room.
     pub(super) fn unpark(&mut self) {
-        while !self.stopping && self.conns.len() < self.spec.max_connections {
+        while !self.stopping && !self.gate.full(self.conns.len()) {
             let Some(fd) = self.parked.pop_front() else {
                 break;
             };

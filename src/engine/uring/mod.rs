@@ -198,9 +198,12 @@ impl Worker {
             self.sh.clock.update();
             self.reap();
             // Descriptors ran out (an accept or an open): close the
-            // longest-idle keep-alive connections.
-            for slot in self.sh.relieve(&mut self.gate, &mut self.conns) {
-                self.settle(slot);
+            // longest-idle keep-alive connections; the accept pauses.
+            if self.gate.short_of_fds() {
+                for slot in self.sh.relieve(&mut self.gate, &mut self.conns) {
+                    self.settle(slot);
+                }
+                self.sync_accept();
             }
             if self.sh.tick_due() {
                 self.on_tick();
