@@ -29,8 +29,9 @@ pub const STRANDED_MAX: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
     Yes,
-    /// At max_connections: take it only if `WorkerState::make_room` closes
-    /// an idle keep-alive connection for it; else pause (`AcceptGate::pause`).
+    /// At max_connections (or the lower cap while descriptors are short):
+    /// take it only if `WorkerState::make_room` closes an idle keep-alive
+    /// connection for it; else pause (`AcceptGate::pause`).
     Full,
     /// Accepting is paused.
     No,
@@ -406,8 +407,8 @@ impl WorkerState {
         let live = conns.len();
         TABLE_FULL.hit(self.clock.now().instant, || {
             format!(
-                "connection table full ({live} connections open, max_connections): closed \
-                 the longest-idle keep-alive connection ({peer}) to admit a new one"
+                "connection table full ({live} connections open): closed the longest-idle \
+                 keep-alive connection ({peer}) to admit a new one"
             )
         });
         true
