@@ -474,6 +474,9 @@ impl Conn {
                 false,
             ),
         };
+        // A 503 (out of descriptors, say) frees this connection's too: the
+        // client retries on a new one, after `Retry-After`.
+        let keep = keep && reply.status != Status::SERVICE_UNAVAILABLE;
         let conn = match (keep, req.minor) {
             (false, _) => ConnHeader::Close,
             (true, 0) => ConnHeader::KeepAlive,
