@@ -54,8 +54,8 @@ enum State {
 }
 
 /// What a connection needs only while it answers: the head being encoded,
-/// the response's segments, and the request side of its exchange record. Taken
-/// from the worker's `BufferPool` when a request arrives and given back
+/// the response's segments, and the request side of its exchange record.
+/// Taken from the worker's `BufferPool` when a request arrives and given back
 /// when the connection falls idle, so an idle keep-alive connection holds
 /// no response buffer, and a busy worker allocates none per request.
 #[derive(Debug, Default)]
@@ -80,7 +80,8 @@ pub struct BufferPool {
 
 /// Spare buffers a pool keeps; more are freed.
 const POOL_KEEP: usize = 1024;
-/// A head buffer grown past this (a huge header set) is not kept.
+/// A head buffer, or a held request, grown past this (a huge header set)
+/// is not kept.
 const HEAD_KEEP: usize = 8 * 1024;
 
 impl BufferPool {
@@ -95,6 +96,9 @@ impl BufferPool {
         b.segs.clear();
         if b.head.capacity() > HEAD_KEEP {
             b.head = BytesMut::new();
+        }
+        if b.request.capacity() > HEAD_KEEP {
+            b.request = HeldRequest::new();
         }
         self.free.push(b);
     }

@@ -181,6 +181,11 @@ impl HeldRequest {
         self.user_agent = copy(user_agent);
     }
 
+    /// Bytes held for the copy (kept across requests).
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
     /// The exchange of the held request, with its response's facts.
     pub fn exchange(
         &self,

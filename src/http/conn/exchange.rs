@@ -48,3 +48,22 @@ pub(super) fn request_line<'a>(req: &Request<'a>) -> RequestLine<'a> {
         },
     }
 }
+
+/// A held request grown by a huge header set is not kept in the pool; an
+/// ordinary one keeps its allocation for the next request.
+#[test]
+fn the_pool_drops_a_huge_held_request() {
+    let t = std::time::Instant::now();
+    let mut pool = BufferPool::default();
+    for (ua_len, kept) in [(100, true), (64 * 1024, false)] {
+        let mut b = pool.take();
+        let ua = vec![b'u'; ua_len];
+        let line = RequestLine::Raw(b"GET / HTTP/1.1");
+        b.request
+            .hold(t, std::time::UNIX_EPOCH, Some(line), None, Some(&ua));
+        pool.put(b);
+        let b = pool.take();
+        assert_eq!(b.request.capacity() >= ua_len, kept, "{ua_len}");
+        pool.put(b);
+    }
+}
