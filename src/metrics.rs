@@ -32,6 +32,8 @@ pub struct WorkerCounters {
     response_bytes: AtomicU64,
     accepted: AtomicU64,
     open: AtomicU64,
+    cache_entries: AtomicU64,
+    cache_bytes: AtomicU64,
 }
 
 /// `a += n` for a counter only one thread writes: a load and a store, no
@@ -63,12 +65,23 @@ impl WorkerCounters {
         self.open.store(n as u64, Relaxed);
     }
 
+    /// What the worker's small-file cache holds now (its entries, and the
+    /// bytes they count against `cache_size`). Set by the cache itself when
+    /// it changes (a fill or an eviction), never on a hit.
+    #[inline]
+    pub fn set_cache(&self, entries: usize, bytes: usize) {
+        self.cache_entries.store(entries as u64, Relaxed);
+        self.cache_bytes.store(bytes as u64, Relaxed);
+    }
+
     fn read(&self) -> Totals {
         Totals {
             requests: std::array::from_fn(|i| self.requests[i].load(Relaxed)),
             response_bytes: self.response_bytes.load(Relaxed),
             accepted: self.accepted.load(Relaxed),
             open: self.open.load(Relaxed),
+            cache_entries: self.cache_entries.load(Relaxed),
+            cache_bytes: self.cache_bytes.load(Relaxed),
         }
     }
 }
@@ -81,6 +94,9 @@ pub struct Totals {
     pub accepted: u64,
     /// A gauge: only live workers' connections count.
     pub open: u64,
+    /// Gauges, as `open`: what live workers' caches hold.
+    pub cache_entries: u64,
+    pub cache_bytes: u64,
 }
 
 impl Totals {
@@ -91,13 +107,15 @@ impl Totals {
         self.response_bytes = self.response_bytes.wrapping_add(o.response_bytes);
         self.accepted = self.accepted.wrapping_add(o.accepted);
         self.open += o.open;
+        self.cache_entries += o.cache_entries;
+        self.cache_bytes += o.cache_bytes;
     }
 }
 
 #[derive(Debug, Default)]
 struct Blocks {
     live: Vec<Arc<WorkerCounters>>,
-    /// What ended workers counted (their `open` is not kept).
+    /// What ended workers counted (their gauges are not kept).
     retired: Totals,
 }
 
@@ -154,9 +172,14 @@ impl Registry {
         let mut b = self.lock();
         if let Some(i) = b.live.iter().position(|x| Arc::ptr_eq(x, w)) {
             let gone = b.live.swap_remove(i);
-            let mut t = gone.read();
-            t.open = 0;
-            b.retired.add(&t);
+            let t = gone.read();
+            // Counters only: an ended worker has no connections or cache.
+            b.retired.add(&Totals {
+                open: 0,
+                cache_entries: 0,
+                cache_bytes: 0,
+                ..t
+            });
         }
     }
 
@@ -228,7 +251,7 @@ impl Snapshot {
     /// Prometheus text format 0.0.4: `# HELP`, `# TYPE`, then the samples.
     pub fn render(&self, version: &str) -> String {
         let t = &self.totals;
-        let mut s = String::with_capacity(1536);
+        let mut s = String::with_capacity(2048);
         let head = |s: &mut String, name: &str, kind: &str, help: &str| {
             let _ = write!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
         };
@@ -262,6 +285,20 @@ impl Snapshot {
             "Client connections accepted.",
         );
         let _ = writeln!(s, "tandem_connections_accepted_total {}", t.accepted);
+        head(
+            &mut s,
+            "tandem_cache_entries",
+            "gauge",
+            "Paths the small-file caches hold now (all workers).",
+        );
+        let _ = writeln!(s, "tandem_cache_entries {}", t.cache_entries);
+        head(
+            &mut s,
+            "tandem_cache_bytes",
+            "gauge",
+            "Bytes the small-file caches hold now, as counted against cache_size (all workers).",
+        );
+        let _ = writeln!(s, "tandem_cache_bytes {}", t.cache_bytes);
         head(
             &mut s,
             "tandem_reloads_total",
@@ -317,10 +354,13 @@ mod tests {
         b.accepted();
         a.set_open(3);
         b.set_open(1);
+        a.set_cache(2, 700);
+        b.set_cache(1, 300);
         let s = r.snapshot();
         assert_eq!(s.totals.requests, [1, 2, 0, 1, 1]);
         assert_eq!(s.totals.response_bytes, 162);
         assert_eq!(s.totals.open, 4);
+        assert_eq!((s.totals.cache_entries, s.totals.cache_bytes), (3, 1000));
         r.retire(&a);
         r.retire(&a); // twice is harmless
         let c = r.worker();
@@ -330,6 +370,11 @@ mod tests {
         assert_eq!(s2.totals.response_bytes, 167);
         assert_eq!(s2.totals.accepted, 2);
         assert_eq!(s2.totals.open, 1, "a retired worker's connections are gone");
+        assert_eq!(
+            (s2.totals.cache_entries, s2.totals.cache_bytes),
+            (1, 300),
+            "and so is its cache"
+        );
         r.reloaded(true);
         r.reloaded(false);
         r.reloaded(true);
@@ -347,6 +392,8 @@ mod tests {
             text.contains("tandem_requests_total{code=\"3xx\"} 1\n"),
             "{text}"
         );
+        assert!(text.contains("tandem_cache_bytes 300\n"), "{text}");
+        assert!(text.contains("tandem_cache_entries 1\n"), "{text}");
         assert!(
             text.contains("tandem_info{engine=\"io_uring\",version=\""),
             "{text}"

@@ -24,7 +24,13 @@ use tandem::metrics::WorkerCounters;
 struct Corpus;
 
 impl Respond for Corpus {
-    fn respond(&self, req: &Request<'_>, _now: &Now, _notes: &mut Notes) -> Reply {
+    fn respond(
+        &self,
+        req: &Request<'_>,
+        _now: &Now,
+        _local: &mut dyn std::any::Any,
+        _notes: &mut Notes,
+    ) -> Reply {
         let bytes = |b: &'static [u8]| Body::Bytes(Bytes::from_static(b));
         match req.target.split('?').next().unwrap_or("") {
             "/" => Reply::new(Status::OK, bytes(b"<h1>hi</h1>\n")),
@@ -48,6 +54,8 @@ struct World {
     notes: Notes,
     stats: WorkerCounters,
     pool: BufferPool,
+    /// The responder's per-worker state (it keeps none).
+    local: (),
 }
 
 impl World {
@@ -72,6 +80,7 @@ impl World {
             notes: Notes::new(Level::Error),
             stats: WorkerCounters::default(),
             pool: BufferPool::default(),
+            local: (),
         }
     }
 
@@ -84,6 +93,7 @@ impl World {
             notes: &mut self.notes,
             stats: &self.stats,
             pool: &mut self.pool,
+            local: &mut self.local,
             drain_grace: Duration::ZERO,
         }
     }

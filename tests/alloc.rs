@@ -5,13 +5,14 @@
 //! the file layer, where the per-request work is.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use tandem::config::Config;
 use tandem::files::{Responder, Settings};
 use tandem::http::parse::ParseLimits;
-use tandem::http::{Conn, Ctx, Limits, Notes, Now, Segment, Transmit};
+use tandem::http::{Conn, Ctx, Limits, Notes, Now, Respond, Segment, Transmit};
 use tandem::log::{Level, LogFormat};
 use tandem::metrics::WorkerCounters;
 
@@ -20,11 +21,24 @@ struct Counting;
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 
+thread_local! {
+    /// Set on the thread that drives the requests: only its allocations
+    /// count, not those of the test harness's other threads (which made the
+    /// count flaky under load). A const-initialised Cell: reading it never
+    /// allocates, so the allocator may ask.
+    static DRIVER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this allocation is one to count.
+fn counted() -> bool {
+    COUNTING.load(Ordering::Relaxed) && DRIVER.try_with(Cell::get).unwrap_or(false)
+}
+
 // SAFETY: forwards every call to the system allocator unchanged; the
 // counter is a side effect only.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if counted() {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: the caller's contract is the system allocator's.
@@ -35,7 +49,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if counted() {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: as for dealloc; `n` is the caller's new size.
@@ -74,12 +88,15 @@ fn allocations(req: &[u8], n: u64, cfg: &str, log_format: LogFormat) -> u64 {
     let mut conn = Conn::new("127.0.0.1:1".parse().unwrap(), now.instant, &limits);
     let mut log = Vec::with_capacity(1 << 20);
     let mut notes = Notes::new(Level::Info);
-    let stats = WorkerCounters::default();
+    let stats = std::sync::Arc::new(WorkerCounters::default());
+    // The worker's own state for the responder: its cache.
+    let mut local = files.local(&stats);
     let mut pool = tandem::http::BufferPool::default();
     let mut one = || {
         let mut ctx = Ctx {
             now: &now,
             responder: &files,
+            local: &mut *local,
             limits: &limits,
             log: Some(&mut log),
             notes: &mut notes,
@@ -107,6 +124,7 @@ fn allocations(req: &[u8], n: u64, cfg: &str, log_format: LogFormat) -> u64 {
         one();
     }
     ALLOCS.store(0, Ordering::Relaxed);
+    DRIVER.with(|d| d.set(true));
     COUNTING.store(true, Ordering::Relaxed);
     for _ in 0..n {
         one();

@@ -228,7 +228,10 @@ impl Conn {
     pub fn handle_eof(&mut self, ctx: &mut Ctx<'_>) {
         self.peer_eof = true;
         match self.state {
-            State::Linger { .. } => self.state = State::Closed,
+            State::Linger { .. } => {
+                self.state = State::Closed;
+                self.update_deadline(ctx.limits);
+            }
             State::Open if self.out.is_none() => self.close(ctx),
             _ => {}
         }
@@ -268,49 +271,6 @@ impl Conn {
         self.update_deadline(ctx.limits);
     }
 
-    /// Time passed; act on a deadline that has expired.
-    pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
-        let now = ctx.now.instant;
-        match self.deadline {
-            Some(d) if d <= now => {}
-            _ => return,
-        }
-        match self.state {
-            State::Open
-                if self.out.is_none()
-                    && self.discard == 0
-                    && (!self.inbuf.is_empty() || self.chunked.is_some()) =>
-            {
-                // A request head, or a chunked body, that never completed:
-                // say so, then close.
-                self.inbuf.clear();
-                let head = self.take_chunked_head();
-                self.reject(ctx, Status::REQUEST_TIMEOUT, &head);
-                self.update_deadline(ctx.limits);
-            }
-            State::Open if self.out.is_some() => {
-                crate::note!(ctx.notes, Level::Debug, "{}: send timeout", self.peer);
-                self.close(ctx);
-            }
-            State::Open if self.inbuf.is_empty() && !self.body_pending() => {
-                // Idle (keep-alive timeout, or the drain grace is over): a
-                // request may be on its way this very moment, so half-close
-                // and discard instead of closing: the client sees a clean
-                // end of the connection, not a reset of what it just sent.
-                self.linger(ctx);
-            }
-            State::Open if self.out.is_none() && self.discard > 0 => {
-                // A body that did not come in time, after its response was
-                // handed over: shut the write side after that response and
-                // throw input away for a moment, as on keep-alive expiry; a
-                // plain close would reset the connection on the next body
-                // byte and lose the response still in the socket.
-                self.linger(ctx);
-            }
-            _ => self.close(ctx),
-        }
-    }
-
     /// Finish the response in progress, then close (graceful stop, reload drain).
     /// An idle keep-alive connection closes now, or after `ctx.drain_grace`
     /// if no request comes before then. A connection that has not sent its
@@ -334,16 +294,6 @@ impl Conn {
             self.drain_until = Some(self.drain_until.map_or(until, |d| d.min(until)));
             self.update_deadline(ctx.limits);
         }
-    }
-
-    /// Between requests: the last response was handed over whole, and
-    /// nothing of the next request has come.
-    pub fn is_idle(&self) -> bool {
-        self.state == State::Open
-            && self.requests > 0
-            && self.out.is_none()
-            && self.inbuf.is_empty()
-            && !self.body_pending()
     }
 
     /// The idle deadline (keep-alive, or the drain grace) came, but the
@@ -403,29 +353,6 @@ impl Conn {
     }
 
     // ---- internals ----
-
-    fn update_deadline(&mut self, lim: &Limits) {
-        self.deadline = match self.state {
-            State::Closed => None,
-            State::Linger { until, .. } => Some(until),
-            State::Open if self.out.is_some() => Some(later(self.last_activity, lim.send_timeout)),
-            State::Open if self.body_pending() => Some(later(
-                self.head_started.unwrap_or(self.last_activity),
-                lim.header_timeout,
-            )),
-            State::Open if !self.inbuf.is_empty() => Some(later(
-                self.head_started.unwrap_or(self.last_activity),
-                lim.header_timeout,
-            )),
-            State::Open if self.requests == 0 => {
-                Some(later(self.last_activity, lim.header_timeout))
-            }
-            State::Open => {
-                let idle_end = later(self.last_activity, lim.keepalive_timeout);
-                Some(self.drain_until.map_or(idle_end, |d| d.min(idle_end)))
-            }
-        };
-    }
 
     /// Process buffered input (after a response finished, or more bytes came).
     fn advance(&mut self, ctx: &mut Ctx<'_>) {
@@ -527,7 +454,7 @@ impl Conn {
         );
         let (reply, head_only) = match req.method {
             Method::Get | Method::Head => (
-                ctx.responder.respond(req, ctx.now, ctx.notes),
+                ctx.responder.respond(req, ctx.now, ctx.local, ctx.notes),
                 req.method == Method::Head,
             ),
             Method::Options => (
@@ -547,6 +474,9 @@ impl Conn {
                 false,
             ),
         };
+        // A 503 (out of descriptors, say) frees this connection's too: the
+        // client retries on a new one, after `Retry-After`.
+        let keep = keep && reply.status != Status::SERVICE_UNAVAILABLE;
         let conn = match (keep, req.minor) {
             (false, _) => ConnHeader::Close,
             (true, 0) => ConnHeader::KeepAlive,
@@ -638,7 +568,7 @@ impl Conn {
         }
         self.advance(ctx);
         if self.state == State::Open && self.out.is_none() {
-            let idle = self.inbuf.is_empty() && !self.body_pending();
+            let idle = self.is_idle();
             if idle {
                 // Nothing buffered, nothing to send: hold no buffer at all.
                 self.give_back(ctx);
@@ -690,7 +620,7 @@ impl Conn {
         self.chunked = None;
         self.give_back(ctx);
         self.seg_pos = 0;
-        self.deadline = None;
+        self.update_deadline(ctx.limits);
     }
 }
 
@@ -727,6 +657,7 @@ enum ConnHeader {
 
 mod body;
 mod exchange;
+mod phase;
 use body::Chunked;
 use exchange::request_line;
 

@@ -34,6 +34,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::frame::{self, Framing};
+
 /// A response (or the part of one that arrived) as a [`Check`] sees it.
 pub struct Reply<'a> {
     pub status: u16,
@@ -1322,10 +1324,9 @@ impl Client {
         // Head.
         let mut scanned = 0;
         let head_end = loop {
-            if let Some(p) = super::find(&w.buf[scanned..], b"\r\n\r\n") {
-                break scanned + p;
+            if let Some(p) = frame::head_end(&w.buf, &mut scanned) {
+                break p;
             }
-            scanned = w.buf.len().saturating_sub(3);
             if w.buf.len() > 64 * 1024 {
                 return Got::Bad(format!("no end of head in {} bytes", w.buf.len()));
             }
@@ -1446,7 +1447,8 @@ impl Client {
     }
 }
 
-/// Status, Content-Length and whether `Connection: close` was said.
+/// Status, Content-Length and whether `Connection: close` was said. The
+/// load client keeps its connections, so a close-delimited body is an error.
 fn parse_head(head: &str) -> Result<(u16, usize, bool), String> {
     let r = super::parse_response_head(head)?;
     if r.version != "HTTP/1.1" {
@@ -1455,25 +1457,11 @@ fn parse_head(head: &str) -> Result<(u16, usize, bool), String> {
             head.lines().next().unwrap_or("")
         ));
     }
-    if r.header("transfer-encoding").is_some() {
-        return Err("Transfer-Encoding in a response".into());
-    }
-    let cls = r.headers_all("content-length");
-    if cls.len() > 1 {
-        return Err("two Content-Length headers".into());
-    }
-    let cl = match cls.first() {
-        Some(v) => Some(
-            v.parse::<usize>()
-                .map_err(|_| format!("Content-Length {v:?}"))?,
-        ),
-        None => None,
-    };
-    let no_body = (100..200).contains(&r.status) || r.status == 204 || r.status == 304;
-    let cl = match (cl, no_body) {
-        (_, true) => 0,
-        (Some(n), false) => n,
-        (None, false) => return Err("no Content-Length".into()),
+    // Its requests are all GETs.
+    let cl = match frame::framing(&r, "GET")? {
+        Framing::Empty => 0,
+        Framing::Length(n) => n,
+        Framing::ToClose => return Err("no Content-Length".into()),
     };
     Ok((r.status, cl, r.connection_has("close")))
 }

@@ -21,7 +21,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod frame;
 pub mod load;
+
+use frame::Framing;
 
 /// How long the server gets to print its `listening on` line.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -313,6 +316,33 @@ impl Server {
         fs::read_to_string(&self.access_log).unwrap_or_default()
     }
 
+    /// The metrics listener's address (config `metrics_listen`), from its
+    /// `metrics and health on ADDR` line.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        const TAG: &str = "metrics and health on ";
+        assert!(
+            self.wait_stderr(TAG, START_TIMEOUT),
+            "no `{TAG}` line\n{}",
+            self.stderr_text()
+        );
+        let text = self.stderr_text();
+        let line = text.lines().find(|l| l.contains(TAG)).unwrap();
+        let at = line.find(TAG).unwrap() + TAG.len();
+        let addr = line[at..].split_whitespace().next().unwrap_or("");
+        addr.parse().unwrap_or_else(|e| panic!("{line}: {e}"))
+    }
+
+    /// The value of an unlabelled sample in a `/metrics` scrape.
+    pub fn metric(&self, name: &str) -> u64 {
+        let r = get(self.metrics_addr(), "/metrics");
+        assert_eq!(r.status, 200, "GET /metrics\n{}", r.describe());
+        let body = r.body_str();
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no sample {name} in\n{body}"))
+    }
+
     /// Poll the access log until a line satisfies `pred`; returns that line.
     pub fn wait_access_log<F: Fn(&str) -> bool>(
         &self,
@@ -508,8 +538,9 @@ impl Conn {
         timeout: Duration,
     ) -> Result<Response, String> {
         let deadline = Instant::now() + timeout;
+        let mut scanned = 0;
         let head_end = loop {
-            if let Some(p) = find(&self.buf, b"\r\n\r\n") {
+            if let Some(p) = frame::head_end(&self.buf, &mut scanned) {
                 break p;
             }
             if self.buf.len() > 256 * 1024 {
@@ -542,28 +573,9 @@ impl Conn {
         let head = String::from_utf8(head_bytes[..head_end].to_vec())
             .map_err(|_| format!("response head is not UTF-8: {}", show(&head_bytes)))?;
         let mut resp = parse_response_head(&head)?;
-        let status = resp.status;
-        let no_body = method.eq_ignore_ascii_case("HEAD")
-            || (100..200).contains(&status)
-            || status == 204
-            || status == 304;
-        if no_body {
-            return Ok(resp);
-        }
-        if resp.header("transfer-encoding").is_some() {
-            return Err(format!(
-                "response uses Transfer-Encoding (not allowed):\n{head}"
-            ));
-        }
-        let cls = resp.headers_all("content-length");
-        if cls.len() > 1 {
-            return Err(format!("several Content-Length headers:\n{head}"));
-        }
-        match cls.first() {
-            Some(v) => {
-                let n: usize = v
-                    .parse()
-                    .map_err(|_| format!("bad Content-Length {v:?}:\n{head}"))?;
+        match frame::framing(&resp, method)? {
+            Framing::Empty => {}
+            Framing::Length(n) => {
                 while self.buf.len() < n {
                     match self.fill(deadline) {
                         Ok(0) => {
@@ -583,7 +595,7 @@ impl Conn {
                 }
                 resp.body = self.buf.drain(..n).collect();
             }
-            None => {
+            Framing::ToClose => {
                 // Close-delimited (should not happen with tandem; tests check
                 // Content-Length separately).
                 loop {
@@ -676,10 +688,6 @@ impl Conn {
             Err(e) => panic!("{ctx}: connection error on a connection that should stay open: {e}"),
         }
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// A response head (status line and header lines, without the final
@@ -1289,6 +1297,9 @@ pub struct Launch {
     /// Also capture the lines of this file (an `error_log` path) as if they
     /// were stderr (follows renames like `tail -F`).
     pub tail: Option<PathBuf>,
+    /// Start the child with this RLIMIT_NOFILE (soft and hard), like
+    /// `ulimit -n` before it.
+    pub nofile: Option<u64>,
 }
 
 /// Follow `path` like `tail -F`, appending its lines to `shared`, until the
@@ -1390,6 +1401,22 @@ impl Server {
         }
         for (k, v) in &opts.env {
             cmd.env(k, v);
+        }
+        if let Some(n) = opts.nofile {
+            let rl = libc::rlimit {
+                rlim_cur: n as libc::rlim_t,
+                rlim_max: n as libc::rlim_t,
+            };
+            // SAFETY: only setrlimit (async-signal-safe) between fork and
+            // exec, reading a copy of `rl` the closure owns.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut child = cmd
             .stdin(Stdio::null())

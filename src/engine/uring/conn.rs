@@ -1,13 +1,14 @@
-//! Per-connection operation state: what is in flight on a socket, what the
-//! engine holds for it (segment clones, a pooled buffer or pipe), and how
-//! completions reach the `Conn`.
+//! One connection's ops and how their completions reach its `Conn`: the
+//! multishot receive, and the write chain whose ops own the response's
+//! write state while they are in flight (`out.rs`); `send.rs` builds the
+//! chains.
 //!
 //! The `Conn` is never frozen: input, EOF, errors, timeouts and drain go to
 //! it as they happen, also while a write is in flight. What a write reads
-//! from is owned by the `UConn`'s write state (`Out`: `held` clones, the
-//! message's iovecs, `fbuf`, `pipe`) and is only let go of when no write op
-//! is pending (`writing()` false), which `pump` and `release` check: that
-//! is the one rule the `unsafe` pushes rest on.
+//! from (held segment clones, the message's iovecs, the read buffer, the
+//! pipe) is in its `Out`, which the chain's ops own (`Write::InFlight`)
+//! until the final completion of the last of them: only then can it be
+//! reused for the next write or given back to the pool.
 
 use std::os::fd::RawFd;
 use std::time::Instant;
@@ -15,18 +16,19 @@ use std::time::Instant;
 use io_uring::{cqueue, opcode, types};
 
 use super::Worker;
+use super::out::{Stop, Write};
 use super::pool::Pool;
 use super::ring::{
-    CANCEL, CLOSE, Io, READ, RECV, SEND_BUF, SEND_BYTES, SPLICE_IN, WRITE_OPS, bit, errno_str,
+    CANCEL, CLOSE, Io, READ, RECV, SEND_BUF, SEND_BYTES, SPLICE_IN, Sock, bit, errno_str,
     recv_multi, ud,
 };
-use super::send::{Out, SHORT};
-use crate::http::{Conn, Ctx};
+use super::send::{self, BodyMode};
+use crate::http::{Conn, Ctx, Transmit};
 
 /// Most direct chunks (up to 1 MiB each) `settle` sends for one connection
-/// before the rest waits its turn behind a POLLOUT. With the chunk `on_conn`
-/// may send just before (a head or a POLLOUT completed), at most 2 MiB per
-/// completion, like epoll's turn budget.
+/// before the rest waits its turn behind a POLLOUT. With the chunk a write
+/// completion may send just before (a head or a POLLOUT completed), at most
+/// 2 MiB per completion, like epoll's turn budget.
 const DIRECT_ROUNDS: usize = 1;
 
 /// One connection. Boxed in the slab: slab growth moves only the box pointer.
@@ -35,18 +37,18 @@ pub struct UConn {
     pub slot: usize,
     pub generation: u32,
     pub conn: Conn,
-    /// One bit per op kind in flight.
-    pub pending: u16,
+    /// The multishot receive is in flight.
+    recv: bool,
+    /// The response being written, and who has its write state.
+    write: Write,
     /// Kinds whose cancellation was requested and that are still in flight.
-    pub cancelled: u16,
-    pub cancel_at: Instant,
+    cancelled: u16,
+    cancel_at: Instant,
     /// The receive side is finished (EOF or error): never re-arm.
-    pub recv_done: bool,
-    /// Closing: ops are being cancelled; the fd is closed once `pending == 0`.
+    recv_done: bool,
+    /// Closing: ops are being cancelled; the fd is closed once nothing is
+    /// in flight.
     pub closing: bool,
-    /// The write state of the response being written (from the pool);
-    /// none while the connection is idle.
-    pub out: Option<Box<Out>>,
 }
 
 impl UConn {
@@ -56,36 +58,36 @@ impl UConn {
             slot: 0,
             generation,
             conn,
-            pending: 0,
+            recv: false,
+            write: Write::Idle,
             cancelled: 0,
             cancel_at: now,
             recv_done: false,
             closing: false,
-            out: None,
         }
     }
 
-    pub fn ud(&self, kind: u8) -> u64 {
-        ud(kind, self.slot, self.generation)
+    fn sock(&self) -> Sock {
+        Sock {
+            fd: self.fd,
+            slot: self.slot,
+            generation: self.generation,
+        }
     }
 
-    /// Bytes wait in the pipe, or a direct chunk is not all sent.
-    pub fn queued(&self) -> bool {
-        self.out.as_ref().is_some_and(|o| o.queued())
-    }
-
-    /// A write chain is in flight: what it reads from must stay put.
-    pub fn writing(&self) -> bool {
-        self.pending & WRITE_OPS != 0
+    /// One bit per op kind in flight: nothing is when it is 0.
+    fn pending(&self) -> u16 {
+        let recv = if self.recv { bit(RECV) } else { 0 };
+        recv | self.write.ops()
     }
 
     /// Ask the kernel to cancel the ops of `kinds` that are in flight.
-    pub fn cancel(&mut self, io: &mut Io, kinds: u16, now: Instant) {
-        let todo = self.pending & kinds & !self.cancelled;
+    fn cancel(&mut self, io: &mut Io, kinds: u16, now: Instant) {
+        let todo = self.pending() & kinds & !self.cancelled;
         for kind in 0..16u8 {
             if todo & bit(kind) != 0 {
                 io.push_plain(
-                    opcode::AsyncCancel::new(self.ud(kind))
+                    opcode::AsyncCancel::new(self.sock().ud(kind))
                         .build()
                         .user_data(ud(CANCEL, self.slot, self.generation)),
                 );
@@ -105,49 +107,95 @@ impl UConn {
     }
 
     /// Give back what the last write used (the response is over, or the
-    /// connection is). Only when no write is in flight.
-    pub fn release(&mut self, pool: &mut Pool) {
-        debug_assert!(!self.writing());
-        if self.writing() {
-            return;
+    /// connection is). A write state that ops in flight own stays theirs.
+    fn release(&mut self, pool: &mut Pool) {
+        match std::mem::take(&mut self.write) {
+            Write::Ready(o) => pool.put_out(o),
+            w => {
+                debug_assert!(!w.in_flight());
+                self.write = w;
+            }
         }
-        let Some(mut o) = self.out.take() else {
-            return;
-        };
-        if let Some(b) = o.fbuf.take() {
-            pool.put_buf(b);
-        }
-        if let Some(p) = o.pipe.take() {
-            pool.put_pipe(p, o.pipe_pending == 0 && !o.pipe_dirty);
-        }
-        pool.put_out(o);
     }
 
-    /// Send what is queued (`send_queued`) and tell the `Conn`: what was
-    /// sent (`sent` bytes before it included), or what stopped it.
+    /// Start the next write, or act on Idle/Close/Shutdown. Does nothing
+    /// while a write is in flight or the connection is closing.
+    fn pump(&mut self, io: &mut Io, pool: &mut Pool, mode: BodyMode, now: Instant) {
+        let sock = self.sock();
+        loop {
+            if self.closing || self.write.in_flight() {
+                return;
+            }
+            if self.conn.is_closed() {
+                self.start_close(io, now);
+                return;
+            }
+            if let Write::Ready(mut o) = std::mem::take(&mut self.write) {
+                // Bytes the engine already holds go first.
+                if o.fstart < o.fend {
+                    self.write = send::send_buf(o, sock, io);
+                    return;
+                }
+                if o.queued() {
+                    self.write = send::wait_room(o, sock, io);
+                    return;
+                }
+                // The last write is over: its clones can go, and its buffer
+                // (all sent): a connection holds one only while it sends
+                // from it.
+                o.held.clear();
+                if let Some(b) = o.fbuf.take() {
+                    pool.put_buf(b);
+                }
+                self.write = Write::Ready(o);
+            }
+            match self.conn.poll_transmit() {
+                Transmit::Idle => break self.release(pool),
+                Transmit::Close => break self.start_close(io, now),
+                Transmit::Shutdown => crate::engine::policy::half_close(self.fd, &mut self.conn),
+                Transmit::Send(segs) => {
+                    let mut o = match std::mem::take(&mut self.write) {
+                        Write::Ready(o) => o,
+                        _ => pool.take_out(),
+                    };
+                    o.hold(segs);
+                    self.write = send::start(o, sock, io, pool, mode);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Something is queued and the socket is full: wait for room.
+    fn wait_room(&mut self, io: &mut Io) {
+        let sock = self.sock();
+        self.write = match std::mem::take(&mut self.write) {
+            Write::Ready(o) => send::wait_room(o, sock, io),
+            w => w,
+        };
+    }
+
+    /// Send what is queued (`send::send_queued`) and tell the `Conn`: what
+    /// was sent (`sent` bytes before it included), or what stopped it.
     fn flush_queued(&mut self, ctx: &mut Ctx<'_>, mut sent: usize) {
-        let (n, err) = self.send_queued();
+        let (n, stop) = match &mut self.write {
+            Write::Ready(o) => send::send_queued(o, self.fd),
+            _ => (0, None),
+        };
         sent += n;
         if sent > 0 && !self.closing {
             self.conn.handle_sent(ctx, sent);
         }
-        let Some(errno) = err else {
+        let Some(stop) = stop else {
             return;
         };
-        self.dirty();
-        if errno == SHORT {
-            if !self.closing {
-                crate::engine::policy::short_file(&mut self.conn, ctx);
+        self.write.dirty();
+        match stop {
+            Stop::FileEnded if !self.closing => {
+                crate::engine::policy::short_file(&mut self.conn, ctx)
             }
-            return;
-        }
-        self.write_failed(ctx, errno, format_args!("send to socket"));
-    }
-
-    /// The pipe may hold bytes that will never be sent: it is not reused.
-    fn dirty(&mut self) {
-        if let Some(o) = self.out.as_mut() {
-            o.pipe_dirty = true;
+            Stop::FileEnded => {}
+            Stop::Failed(errno) => self.write_failed(ctx, errno, format_args!("send to socket")),
         }
     }
 
@@ -161,10 +209,70 @@ impl UConn {
             self.conn.handle_error(ctx);
         }
     }
+
+    /// Count what a write op of `kind` moved (`n > 0` bytes). Returns the
+    /// bytes that reached the socket.
+    fn account(&mut self, ctx: &mut Ctx<'_>, kind: u8, n: usize) -> usize {
+        let Write::InFlight(f) = &mut self.write else {
+            return 0;
+        };
+        match f.account(kind, n) {
+            Ok(sent) => sent,
+            Err(len) => {
+                crate::error!(
+                    "{}: io_uring sent {n} bytes of a {len} byte buffer",
+                    self.conn.peer()
+                );
+                self.conn.handle_error(ctx);
+                0
+            }
+        }
+    }
+
+    /// A write op of `kind` failed with `errno`.
+    fn op_failed(&mut self, ctx: &mut Ctx<'_>, kind: u8, errno: i32) {
+        match errno {
+            // Our own cancel, or a link broken by a short result before.
+            libc::ECANCELED | libc::EINTR => {}
+            errno => {
+                if kind == SPLICE_IN {
+                    self.write.dirty();
+                }
+                self.write_failed(ctx, errno, format_args!("io_uring op {kind}"));
+            }
+        }
+    }
+
+    /// After a write op's completion was accounted: the op is over if
+    /// `last` (the write state comes back once its chain is), `sent` bytes
+    /// go to the `Conn`, and what is queued moves on.
+    fn landed(&mut self, ctx: &mut Ctx<'_>, kind: u8, last: bool, sent: usize, moved: bool) {
+        self.write = match std::mem::take(&mut self.write) {
+            Write::InFlight(f) if last => f.complete(kind),
+            w => w,
+        };
+        let ahead = self.write.ahead();
+        let flying = self.write.in_flight();
+        // The pipe got the file's pages, the bytes before them are out, or
+        // the socket has room again: move them on now (see send.rs for why
+        // this is not a ring op).
+        if self.write.queued() && ahead == 0 && moved && !self.closing && !flying {
+            self.flush_queued(ctx, sent);
+        } else if sent > 0 && !self.closing {
+            self.conn.handle_sent(ctx, sent);
+        }
+        if ahead > 0 && !flying && !self.closing && !self.conn.is_closed() {
+            // A short send (MSG_WAITALL: the socket failed) of the bytes
+            // before a direct chunk: the chunk must not follow part of them.
+            self.write.dirty();
+            self.conn.handle_error(ctx);
+        }
+    }
 }
 
 impl Worker {
-    /// A completion for one of a connection's ops.
+    /// A completion for one of a connection's ops: to the handler of its
+    /// kind, then the connection is brought up to date.
     pub(super) fn on_conn(
         &mut self,
         kind: u8,
@@ -174,134 +282,131 @@ impl Worker {
         flags: u32,
         last: bool,
     ) {
-        let bid = cqueue::buffer_select(flags);
         let Some(c) = self.conns.get_mut(idx) else {
             return self.stray(kind, res, flags);
         };
-        if c.generation != generation {
+        let ours = match kind {
+            RECV => c.recv,
+            _ => c.write.ops() & bit(kind) != 0,
+        };
+        if c.generation != generation || !ours {
             return self.stray(kind, res, flags);
         }
-        let c: &mut UConn = c;
         if last {
-            c.pending &= !bit(kind);
             c.cancelled &= !bit(kind);
-        }
-        if kind == RECV {
-            if res > 0 {
-                let Some(b) = bid else {
-                    crate::error!("io_uring receive completed without a buffer");
-                    c.recv_done = true;
-                    c.conn.handle_error(&mut self.sh.ctx());
-                    return self.settle(idx);
-                };
-                // SAFETY: `b` was handed to us by this completion and is
-                // recycled only after the data has been used below.
-                let data = unsafe { self.bufs.get(b, res as usize) };
-                if !c.closing {
-                    c.conn.handle_input(&mut self.sh.ctx(), data);
-                }
-                self.bufs.recycle(b);
-            } else if res == 0 {
-                c.recv_done = true;
-                if !c.closing {
-                    c.conn.handle_eof(&mut self.sh.ctx());
-                }
-            } else {
-                if let Some(b) = bid {
-                    self.bufs.recycle(b);
-                }
-                match -res {
-                    // Out of buffers, or cancelled by us: re-armed by settle if wanted.
-                    libc::ENOBUFS | libc::ECANCELED | libc::EINTR | libc::EAGAIN => {}
-                    // This kernel takes no byte limit on a multishot receive:
-                    // armed again without one by settle.
-                    libc::EINVAL if self.recv_limit => {
-                        self.recv_limit = false;
-                        crate::info!(
-                            "io_uring: this kernel has no byte limit for multishot receives; \
-                             pipelined input is cut off a little later"
-                        );
-                    }
-                    _ => {
-                        crate::debug!("{}: recv: {}", c.conn.peer(), errno_str(res));
-                        c.recv_done = true;
-                        if !c.closing {
-                            c.conn.handle_error(&mut self.sh.ctx());
-                        }
-                    }
-                }
-            }
-            return self.settle(idx);
-        }
-        // A write op. Bytes that reached the socket are acknowledged at
-        // once, in order (linked ops complete in order).
-        let mut sent = 0;
-        if res > 0 {
-            let n = res as usize;
-            match (kind, c.out.as_mut()) {
-                (SEND_BYTES, _) => sent = n,
-                (SEND_BUF, Some(o)) => {
-                    if n > o.fend - o.fstart {
-                        crate::error!(
-                            "{}: io_uring sent {n} bytes of a {} byte buffer",
-                            c.conn.peer(),
-                            o.fend - o.fstart
-                        );
-                        c.conn.handle_error(&mut self.sh.ctx());
-                    } else {
-                        sent = n;
-                        o.fstart += n;
-                        if o.fstart == o.fend {
-                            o.fstart = 0;
-                            o.fend = 0;
-                        }
-                    }
-                }
-                (READ, Some(o)) => o.fend += n,
-                (SPLICE_IN, Some(o)) => o.pipe_pending += n,
-                _ => {}
-            }
-        } else if res == 0 && (kind == READ || kind == SPLICE_IN) {
-            crate::engine::policy::short_file(&mut c.conn, &mut self.sh.ctx());
-        } else if res < 0 {
-            match -res {
-                // Our own cancel, or a link broken by a short result before.
-                libc::ECANCELED | libc::EINTR => {}
-                errno => {
-                    if kind == SPLICE_IN {
-                        c.dirty();
-                    }
-                    c.write_failed(
-                        &mut self.sh.ctx(),
-                        errno,
-                        format_args!("io_uring op {kind}"),
-                    );
-                }
+            if kind == RECV {
+                c.recv = false;
             }
         }
-        let ahead = match c.out.as_mut() {
-            Some(o) if kind == SEND_BYTES || kind == SEND_BUF => {
-                o.ahead = o.ahead.saturating_sub(sent);
-                o.ahead
-            }
-            Some(o) => o.ahead,
-            None => 0,
-        };
-        // The pipe got the file's pages, the bytes before them are out, or
-        // the socket has room again: move them on now (see send.rs for why
-        // this is not a ring op).
-        if c.queued() && ahead == 0 && res > 0 && !c.closing && !c.writing() {
-            c.flush_queued(&mut self.sh.ctx(), sent);
-        } else if sent > 0 && !c.closing {
-            c.conn.handle_sent(&mut self.sh.ctx(), sent);
-        }
-        if ahead > 0 && !c.writing() && !c.closing && !c.conn.is_closed() {
-            // A short send (MSG_WAITALL: the socket failed) of the bytes
-            // before a direct chunk: the chunk must not follow part of them.
-            c.dirty();
-            c.conn.handle_error(&mut self.sh.ctx());
+        match kind {
+            RECV => self.on_recv(idx, res, cqueue::buffer_select(flags)),
+            SEND_BYTES | SEND_BUF => self.on_send(idx, kind, res, last),
+            READ | SPLICE_IN => self.on_fill(idx, kind, res, last),
+            _ => self.on_poll(idx, kind, res, last),
         }
         self.settle(idx);
+    }
+
+    /// The multishot receive delivered bytes (in buffer `bid`), EOF, or an
+    /// error; an ended receive is armed again by `settle` if wanted.
+    fn on_recv(&mut self, idx: usize, res: i32, bid: Option<u16>) {
+        let Some(c) = self.conns.get_mut(idx) else {
+            return;
+        };
+        let ctx = &mut self.sh.ctx();
+        if res > 0 {
+            let Some(b) = bid else {
+                crate::error!("io_uring receive completed without a buffer");
+                c.recv_done = true;
+                return c.conn.handle_error(ctx);
+            };
+            // SAFETY: `b` was handed to us by this completion and is
+            // recycled only after the data has been used below.
+            let data = unsafe { self.bufs.get(b, res as usize) };
+            if !c.closing {
+                c.conn.handle_input(ctx, data);
+            }
+            return self.bufs.recycle(b);
+        }
+        if res == 0 {
+            c.recv_done = true;
+            if !c.closing {
+                c.conn.handle_eof(ctx);
+            }
+            return;
+        }
+        if let Some(b) = bid {
+            self.bufs.recycle(b);
+        }
+        match -res {
+            // Out of buffers, or cancelled by us: re-armed by settle if wanted.
+            libc::ENOBUFS | libc::ECANCELED | libc::EINTR | libc::EAGAIN => {}
+            // This kernel takes no byte limit on a multishot receive:
+            // armed again without one by settle.
+            libc::EINVAL if self.recv_limit => {
+                self.recv_limit = false;
+                crate::info!(
+                    "io_uring: this kernel has no byte limit for multishot receives; \
+                     pipelined input is cut off a little later"
+                );
+            }
+            _ => {
+                crate::debug!("{}: recv: {}", c.conn.peer(), errno_str(res));
+                c.recv_done = true;
+                if !c.closing {
+                    c.conn.handle_error(ctx);
+                }
+            }
+        }
+    }
+
+    /// A Send or SendMsg completed (`SEND_BYTES`, `SEND_BUF`): the bytes
+    /// that reached the socket are acknowledged at once, in order (linked
+    /// ops complete in order).
+    fn on_send(&mut self, idx: usize, kind: u8, res: i32, last: bool) {
+        let Some(c) = self.conns.get_mut(idx) else {
+            return;
+        };
+        let ctx = &mut self.sh.ctx();
+        let sent = match res {
+            1.. => c.account(ctx, kind, res as usize),
+            0 => 0,
+            _ => {
+                c.op_failed(ctx, kind, -res);
+                0
+            }
+        };
+        c.landed(ctx, kind, last, sent, res > 0);
+    }
+
+    /// A Read into the buffer or a Splice into the pipe completed (`READ`,
+    /// `SPLICE_IN`): nothing from the file means it is shorter than
+    /// announced.
+    fn on_fill(&mut self, idx: usize, kind: u8, res: i32, last: bool) {
+        let Some(c) = self.conns.get_mut(idx) else {
+            return;
+        };
+        let ctx = &mut self.sh.ctx();
+        match res {
+            1.. => {
+                c.account(ctx, kind, res as usize);
+            }
+            0 => crate::engine::policy::short_file(&mut c.conn, ctx),
+            _ => c.op_failed(ctx, kind, -res),
+        }
+        c.landed(ctx, kind, last, 0, res > 0);
+    }
+
+    /// The socket has room again (`POLL_OUT`), or the poll failed.
+    fn on_poll(&mut self, idx: usize, kind: u8, res: i32, last: bool) {
+        let Some(c) = self.conns.get_mut(idx) else {
+            return;
+        };
+        let ctx = &mut self.sh.ctx();
+        if res < 0 {
+            c.op_failed(ctx, kind, -res);
+        }
+        c.landed(ctx, kind, last, 0, res > 0);
     }
 
     /// Bring a connection up to date after something happened to it: start
@@ -316,12 +421,12 @@ impl Worker {
         if !c.closing {
             if c.conn.is_closed() {
                 c.start_close(&mut self.io, now);
-            } else if !c.writing() {
+            } else if !c.write.in_flight() {
                 for round in 0.. {
                     c.pump(&mut self.io, &mut self.pool, self.mode, now);
                     // A direct chunk (cached pages) with nothing to send
                     // before it: send it now.
-                    if c.closing || c.writing() || !c.queued() {
+                    if c.closing || c.write.in_flight() || !c.write.queued() {
                         break;
                     }
                     if round == DIRECT_ROUNDS {
@@ -333,7 +438,7 @@ impl Worker {
             }
         }
         if c.closing {
-            if c.pending == 0 {
+            if c.pending() == 0 {
                 self.finish_close(slot);
             }
             return;
@@ -344,7 +449,7 @@ impl Worker {
             c.conn.input_room(&self.sh.limits)
         };
         let want = room > 0;
-        let armed = c.pending & bit(RECV) != 0;
+        let armed = c.recv;
         if want && !armed {
             // The receive ends by itself after what the Conn may keep (it is
             // armed again then): a flood of pipelined requests stays in the
@@ -354,8 +459,8 @@ impl Worker {
                 .recv_limit
                 .then_some(room.min(u32::MAX as usize) as u32);
             self.io
-                .push_plain(recv_multi(c.fd, super::BGID, limit).user_data(c.ud(RECV)));
-            c.pending |= bit(RECV);
+                .push_plain(recv_multi(c.fd, super::BGID, limit).user_data(c.sock().ud(RECV)));
+            c.recv = true;
         } else if !want && armed {
             // Backpressure (or the Conn is done reading): stop receiving.
             c.cancel(&mut self.io, bit(RECV), now);
@@ -367,7 +472,7 @@ impl Worker {
         let Some(mut c) = self.conns.remove(slot) else {
             return;
         };
-        debug_assert_eq!(c.pending, 0);
+        debug_assert_eq!(c.pending(), 0);
         if !c.conn.is_closed() {
             // Log the response that was cut short.
             c.conn.handle_error(&mut self.sh.ctx());
@@ -390,7 +495,7 @@ impl Worker {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
-        let stuck = c.pending & c.cancelled;
+        let stuck = c.pending() & c.cancelled;
         if stuck != 0 && now >= c.cancel_at + super::RECANCEL {
             c.cancelled &= !stuck;
             c.cancel(&mut self.io, stuck, now);

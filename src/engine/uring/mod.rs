@@ -17,8 +17,9 @@
 //!   wants input. Backpressure: when the `Conn` does not want input the
 //!   receive is cancelled, and re-armed when it does.
 //! * Write (`send.rs`): at most one write chain per connection, built from
-//!   the owned segments `Conn::poll_transmit` offers; the connection keeps
-//!   clones of what the chain reads until the chain is over (`conn.rs`).
+//!   the owned segments `Conn::poll_transmit` offers; the chain's ops own
+//!   what they read (segment clones, buffer, pipe) until the last of them is
+//!   over (`out.rs`).
 //!   Every completion goes to the `Conn` as it comes (bytes sent, input,
 //!   EOF, errors): nothing is deferred (`TANDEM_URING_BODY=splice|read`
 //!   picks how file bodies go, default splice).
@@ -32,6 +33,8 @@
 mod accept;
 mod bufring;
 mod conn;
+mod out;
+mod pipe;
 mod pool;
 mod ring;
 mod send;
@@ -206,6 +209,14 @@ impl Worker {
             }
             self.sh.clock.update();
             self.reap();
+            // Descriptors ran out (an accept or an open): close the
+            // longest-idle keep-alive connections; the accept pauses.
+            if self.gate.short_of_fds() {
+                for slot in self.sh.relieve(&mut self.gate, &mut self.conns) {
+                    self.settle(slot);
+                }
+                self.sync_accept();
+            }
             if self.sh.tick_due() {
                 self.on_tick();
             }
@@ -290,7 +301,14 @@ impl Worker {
                     crate::debug!("io_uring close: {}", errno_str(res));
                 }
             }
-            RECV..=POLL_OUT => self.on_conn(kind, idx, generation, res, flags, last),
+            RECV..=POLL_OUT => {
+                let peer = self.conns.get_mut(idx).map(|c| c.conn.peer());
+                self.on_conn(kind, idx, generation, res, flags, last);
+                if let Some(peer) = peer {
+                    let now = self.sh.clock.now().instant;
+                    super::policy::check_opens(&mut self.gate, peer, now);
+                }
+            }
             _ => self.stray(kind, res, flags),
         }
     }
@@ -334,6 +352,7 @@ impl Worker {
 
     fn on_tick(&mut self) {
         let now = self.sh.clock.now().instant;
+        super::policy::flush_throttled(now);
         // After a burst (a quiet tick: nothing taken from the pool), the
         // pool's idle items and the allocator's free memory go back.
         if let Some(freed) = self.pool.trim() {

@@ -10,9 +10,8 @@
 //! memory back to the OS: `policy::GiveBack`), so a burst leaves no lasting
 //! footprint.
 
-use super::send::Out;
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use super::out::Out;
+use super::pipe::Pipe;
 
 /// Largest read buffer (read mode): one Read + one Send per chunk.
 pub const READ_BUF: usize = 256 * 1024;
@@ -23,8 +22,6 @@ const READ_BUF_MIN: usize = 4096;
 const CLASSES: usize = (READ_BUF / READ_BUF_MIN).trailing_zeros() as usize + 1;
 /// Bytes of idle buffers kept per size class.
 const KEEP_BUF_BYTES: usize = 1 << 20;
-/// Pipe size asked for with F_SETPIPE_SZ (falls back to smaller sizes).
-const PIPE_SIZES: [libc::c_int; 3] = [1 << 20, 256 << 10, 64 << 10];
 /// Pipes smaller than this are not worth splicing through.
 const PIPE_MIN: usize = 64 << 10;
 /// Most pipes one worker keeps open (in use plus idle).
@@ -33,46 +30,6 @@ const MAX_PIPES: usize = 256;
 const KEEP_PIPES: usize = 64;
 /// Spare write states kept (each about 400 bytes with its segment list).
 const KEEP_OUTS: usize = 256;
-
-pub struct Pipe {
-    r: OwnedFd,
-    w: OwnedFd,
-    /// Capacity in bytes (F_GETPIPE_SZ).
-    pub size: usize,
-}
-
-impl Pipe {
-    fn new() -> io::Result<Pipe> {
-        let mut fds = [0 as libc::c_int; 2];
-        // SAFETY: pipe2 writes two fds into the live 2-element array.
-        crate::syscall!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
-        // SAFETY: pipe2 returned two new fds owned by nobody else.
-        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        for sz in PIPE_SIZES {
-            // SAFETY: fcntl on our own pipe fd with an integer argument.
-            if crate::syscall!(unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, sz) })
-                .is_ok()
-            {
-                break;
-            }
-        }
-        // SAFETY: fcntl on our own pipe fd, no pointer arguments.
-        let size = crate::syscall!(unsafe { libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ) })?;
-        Ok(Pipe {
-            r,
-            w,
-            size: size as usize,
-        })
-    }
-
-    pub fn rfd(&self) -> RawFd {
-        self.r.as_raw_fd()
-    }
-
-    pub fn wfd(&self) -> RawFd {
-        self.w.as_raw_fd()
-    }
-}
 
 #[derive(Default)]
 pub struct Pool {
@@ -119,8 +76,16 @@ impl Pool {
         self.outs.pop().unwrap_or_default()
     }
 
-    /// Give back a write state whose ops are all over (its clones go now).
+    /// Give back a write state whose ops are all over (a `Ready` one: a
+    /// `Flight` keeps its own until then), with its buffer and pipe. Its
+    /// clones go now.
     pub fn put_out(&mut self, mut o: Box<Out>) {
+        if let Some(b) = o.fbuf.take() {
+            self.put_buf(b);
+        }
+        if let Some(p) = o.pipe.take() {
+            self.put_pipe(p, o.pipe_pending == 0 && !o.pipe_dirty);
+        }
         o.reset();
         if self.outs.len() < KEEP_OUTS {
             self.outs.push(o);

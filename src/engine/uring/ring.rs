@@ -23,8 +23,6 @@ pub const SPLICE_IN: u8 = 4;
 /// Wait for room in the socket before sending what is queued (the rest of
 /// a pipe, or of a direct `sendfile` chunk).
 pub const POLL_OUT: u8 = 5;
-/// Every kind that writes to the socket (or feeds a write).
-pub const WRITE_OPS: u16 = 0b11_1110;
 // Worker-level kinds.
 pub const ACCEPT: u8 = 8;
 pub const WAKE: u8 = 9;
@@ -46,6 +44,21 @@ pub fn parse_ud(u: u64) -> (u8, usize, u32) {
         (u & 0xffff_ffff) as usize,
         ((u >> 32) as u32) & GEN_MASK,
     )
+}
+
+/// A connection's socket and the slot and generation its ops' `user_data`
+/// name.
+#[derive(Debug, Clone, Copy)]
+pub struct Sock {
+    pub fd: RawFd,
+    pub slot: usize,
+    pub generation: u32,
+}
+
+impl Sock {
+    pub fn ud(&self, kind: u8) -> u64 {
+        ud(kind, self.slot, self.generation)
+    }
 }
 
 pub const fn bit(kind: u8) -> u16 {

@@ -33,14 +33,13 @@
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
 
 use io_uring::{opcode, squeue, types};
 
-use super::conn::UConn;
-use super::pool::{Pipe, Pool, READ_BUF};
-use super::ring::{Io, POLL_OUT, READ, SEND_BUF, SEND_BYTES, SPLICE_IN, bit};
-use crate::http::{Segment, Transmit};
+use super::out::{Direct, Flight, Out, Stop, Write};
+use super::pool::{Pool, READ_BUF};
+use super::ring::{Io, POLL_OUT, READ, SEND_BUF, SEND_BYTES, SPLICE_IN, Sock, bit};
+use crate::http::Segment;
 
 /// How file segments reach the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,338 +84,148 @@ const LEAD_MAX: usize = 16 * 1024;
 /// A file segment as the kernel sees it: (fd, offset, length).
 type FileAt = (RawFd, u64, u64);
 
-/// Most byte segments one write sends (iovecs of one SendMsg).
-const GATHER_MAX: usize = 8;
+/// Largest chunk of a file checked for residence and sent directly.
+const DIRECT_MAX: u64 = 1 << 20;
 
-/// A connection's write state: what the response being written holds. A
-/// connection has one from the first write of a response until the
-/// response is over, then it goes back to the pool (`UConn::release`), so
-/// an idle keep-alive connection holds none of it.
-pub struct Out {
-    /// Clones of the segments the write in flight reads from (bytes it sends
-    /// directly, the file it reads or splices): they keep that memory and
-    /// that fd alive until the write's ops have completed.
-    pub held: Vec<Segment>,
-    /// The segments after `held` still belong to this response.
-    pub more_after: bool,
-    /// The message of a SendMsg in flight: iovecs over byte segments in
-    /// `held` (the kernel may read both until the op completes).
-    iov: [libc::iovec; GATHER_MAX],
-    msg: libc::msghdr,
-    /// Read mode: a pooled buffer sized for this chunk; `fbuf[fstart..fend]`
-    /// is sent next (the leading bytes and the file bytes, in response
-    /// order, none acknowledged yet).
-    pub fbuf: Option<Box<[u8]>>,
-    pub fstart: usize,
-    pub fend: usize,
-    /// Splice mode: `pipe_pending` bytes sit in the pipe.
-    pub pipe: Option<Pipe>,
-    pub pipe_pending: usize,
-    pub pipe_dirty: bool,
-    /// More of the response follows what the pipe holds (SPLICE_F_MORE).
-    pub pipe_more: bool,
-    /// A file chunk in the page cache, sent with direct `sendfile` calls.
-    pub direct: Option<Direct>,
-    /// Leading bytes being sent on the ring that must be out before the
-    /// `direct` chunk goes.
-    pub ahead: usize,
-}
-
-impl Default for Out {
-    fn default() -> Out {
-        Out {
-            held: Vec::new(),
-            more_after: false,
-            iov: [libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; GATHER_MAX],
-            // SAFETY: msghdr is a plain C struct; all-zero (no name, no
-            // iovecs, no control) is a valid value.
-            msg: unsafe { std::mem::zeroed() },
-            fbuf: None,
-            fstart: 0,
-            fend: 0,
-            pipe: None,
-            pipe_pending: 0,
-            pipe_dirty: false,
-            pipe_more: false,
-            direct: None,
-            ahead: 0,
+/// Queue the write for what `o` holds (byte segments, then maybe a file).
+/// Returns who has `o` now: the chain's ops, or the engine when nothing
+/// went on the ring (a direct chunk with no bytes before it: `send_queued`).
+pub fn start(mut o: Box<Out>, sock: Sock, io: &mut Io, pool: &mut Pool, mode: BodyMode) -> Write {
+    let (nbytes, file) = match o.held.last() {
+        Some(Segment::File(f)) => (
+            o.held.len() - 1,
+            Some((f.file.as_raw_fd(), f.offset, f.len)),
+        ),
+        _ => (o.held.len(), None),
+    };
+    let lead: usize = o.held[..nbytes].iter().map(|s| s.len() as usize).sum();
+    let more = o.more_after || file.is_some();
+    if let Some((ffd, off, len)) = file
+        && lead <= LEAD_MAX
+    {
+        // Small bodies go by read+send even in splice mode: one copy of
+        // a few KiB costs less than two splices (measured).
+        let big = mode == BodyMode::Splice && len > SPLICE_MIN;
+        if big && resident(ffd, off, len.min(DIRECT_MAX)) {
+            return direct_chain(o, sock, io, nbytes, (ffd, off, len));
         }
-    }
-}
-
-impl Out {
-    /// Bytes wait in the pipe, or a direct chunk is not all sent.
-    pub fn queued(&self) -> bool {
-        self.pipe_pending > 0 || self.direct.is_some()
-    }
-
-    /// Back to empty for the next response (the buffer and the pipe were
-    /// given back before), keeping the segment list's capacity.
-    pub fn reset(&mut self) {
-        debug_assert!(self.fbuf.is_none() && self.pipe.is_none());
-        let held = std::mem::take(&mut self.held);
-        *self = Out {
-            held,
-            ..Out::default()
-        };
-        self.held.clear();
-    }
-
-    /// Point the message at the first `n` held segments (bytes). Returns
-    /// the message and the bytes it carries.
-    fn message(&mut self, n: usize) -> (*const libc::msghdr, usize) {
-        let mut k = 0;
-        let mut total = 0;
-        for s in self.held.iter().take(n.min(GATHER_MAX)) {
-            let Segment::Bytes(b) = s else { break };
-            self.iov[k] = libc::iovec {
-                iov_base: b.as_ptr() as *mut libc::c_void,
-                iov_len: b.len(),
-            };
-            total += b.len();
-            k += 1;
-        }
-        self.msg.msg_iov = self.iov.as_mut_ptr();
-        self.msg.msg_iovlen = k as _;
-        (&self.msg as *const libc::msghdr, total)
-    }
-}
-
-impl UConn {
-    /// Start the next write, or act on Idle/Close/Shutdown. Does nothing
-    /// while a write is in flight or the connection is closing.
-    pub fn pump(&mut self, io: &mut Io, pool: &mut Pool, mode: BodyMode, now: Instant) {
-        enum Next {
-            Idle,
-            Close,
-            Shutdown,
-            Send,
-        }
-        loop {
-            if self.closing || self.writing() {
-                return;
-            }
-            if self.conn.is_closed() {
-                self.start_close(io, now);
-                return;
-            }
-            if let Some(o) = self.out.as_mut() {
-                // Bytes the engine already holds go first.
-                if o.fstart < o.fend {
-                    self.send_buf(io, false);
-                    return;
-                }
-                if o.queued() {
-                    self.wait_room(io);
-                    return;
-                }
-                // No write is in flight: the last one's clones can go,
-                // and its buffer (all sent): a connection holds one only
-                // while it sends from it.
-                o.held.clear();
-                if let Some(b) = o.fbuf.take() {
-                    pool.put_buf(b);
-                }
-            }
-            let next = match self.conn.poll_transmit() {
-                Transmit::Idle => Next::Idle,
-                Transmit::Close => Next::Close,
-                Transmit::Shutdown => Next::Shutdown,
-                Transmit::Send(segs) => {
-                    let o = self.out.get_or_insert_with(|| pool.take_out());
-                    // Clone what this write reads: the leading byte
-                    // segments, and the file segment after them.
-                    for s in segs {
-                        let file = matches!(s, Segment::File(_));
-                        if !file && o.held.len() == GATHER_MAX {
-                            break;
-                        }
-                        o.held.push(s.clone());
-                        if file {
-                            break;
-                        }
-                    }
-                    o.more_after = segs.len() > o.held.len();
-                    Next::Send
-                }
-            };
-            match next {
-                Next::Idle => {
-                    self.release(pool);
-                    return;
-                }
-                Next::Close => {
-                    self.start_close(io, now);
-                    return;
-                }
-                Next::Shutdown => crate::engine::policy::half_close(self.fd, &mut self.conn),
-                Next::Send => {
-                    self.start_send(io, pool, mode);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Queue the write for `held` (byte segments, then maybe a file).
-    fn start_send(&mut self, io: &mut Io, pool: &mut Pool, mode: BodyMode) {
-        let Some(o) = self.out.as_ref() else {
-            return;
-        };
-        let (nbytes, file) = match o.held.last() {
-            Some(Segment::File(f)) => (
-                o.held.len() - 1,
-                Some((f.file.as_raw_fd(), f.offset, f.len)),
-            ),
-            _ => (o.held.len(), None),
-        };
-        let lead: usize = o.held[..nbytes].iter().map(|s| s.len() as usize).sum();
-        let more = o.more_after || file.is_some();
-        if let Some((ffd, off, len)) = file
-            && lead <= LEAD_MAX
-        {
-            // Small bodies go by read+send even in splice mode: one copy of
-            // a few KiB costs less than two splices (measured).
-            let big = mode == BodyMode::Splice && len > SPLICE_MIN;
-            if big && resident(ffd, off, len.min(DIRECT_MAX)) {
-                self.direct_chain(io, nbytes, (ffd, off, len));
-            } else if big && self.take_pipe(pool) {
-                self.splice_chain(io, nbytes, (ffd, off, len));
-            } else {
-                self.read_chain(io, pool, nbytes, (ffd, off, len));
-            }
-            return;
-        }
-        // Bytes only (a file after them waits for the next write): sent
-        // from the held clones themselves, never copied.
-        if let Some((e, _)) = self.lead_entry(nbytes, more, false) {
-            // SAFETY: the bytes belong to clones in `held` (and the
-            // message's iovecs point into them), none of which is let go of
-            // or changed while a write is in flight: shared bytes never move
-            // or change while a clone lives. The socket stays open until
-            // `pending == 0`.
-            unsafe { io.push(&[e]) };
-        }
-    }
-
-    fn take_pipe(&mut self, pool: &mut Pool) -> bool {
-        let Some(o) = self.out.as_mut() else {
-            return false;
-        };
-        if o.pipe.is_none() {
+        if big && o.pipe.is_none() {
             o.pipe = pool.take_pipe();
         }
-        o.pipe.is_some()
-    }
-
-    /// Send `fbuf[fstart..fend]`.
-    fn send_buf(&mut self, io: &mut Io, more: bool) {
-        let Some(o) = self.out.as_mut() else {
-            return;
-        };
-        let Some(buf) = o.fbuf.as_ref() else {
-            o.fstart = 0;
-            o.fend = 0;
-            return;
-        };
-        let rest = &buf[o.fstart..o.fend];
-        let (p, n) = (rest.as_ptr(), rest.len());
-        let e = self.send_entry(p, n, more, false, SEND_BUF);
-        // SAFETY: fbuf is a heap buffer owned by this connection's `Out`;
-        // it is given back or rewritten only when no write is in flight
-        // (`pump`, `read_chain` from `pump`, `release`), and the socket
-        // stays open until `pending == 0`.
-        unsafe { io.push(&[e]) };
-    }
-
-    fn send_entry(
-        &mut self,
-        p: *const u8,
-        n: usize,
-        more: bool,
-        link: bool,
-        kind: u8,
-    ) -> squeue::Entry {
-        self.pending |= bit(kind);
-        let e = opcode::Send::new(types::Fd(self.fd), p, clamp32(n))
-            .flags(send_flags(more))
-            .build()
-            .user_data(self.ud(kind));
-        if link {
-            e.flags(squeue::Flags::IO_LINK)
-        } else {
-            e
+        if big && o.pipe.is_some() {
+            return splice_chain(o, sock, io, nbytes, (ffd, off, len));
         }
+        return read_chain(o, sock, io, pool, nbytes, (ffd, off, len));
     }
-
-    /// Something is queued (the rest of a pipe or of a direct chunk) and the
-    /// socket was full: wait for room (the completion calls `send_queued`
-    /// again).
-    pub fn wait_room(&mut self, io: &mut Io) {
-        let poll = opcode::PollAdd::new(types::Fd(self.fd), libc::POLLOUT as u32)
-            .build()
-            .user_data(self.ud(POLL_OUT));
-        self.pending |= bit(POLL_OUT);
-        // SAFETY: no user memory; the socket stays open until pending == 0.
-        unsafe { io.push(&[poll]) };
+    // Bytes only (a file after them waits for the next write): sent from
+    // the held clones themselves, never copied.
+    match lead_entry(&mut o, sock, nbytes, more, false) {
+        // SAFETY: the Send names bytes of clones in `o.held` (a SendMsg
+        // the message and iovecs in `o`, pointing into them): shared
+        // bytes never move or change while a clone lives.
+        Some((e, _)) => Write::InFlight(unsafe { Flight::submit(io, o, &[e], bit(SEND_BYTES)) }),
+        None => Write::Ready(o),
     }
+}
 
-    /// Move what is queued into the socket with direct, non-blocking calls
-    /// until it is all sent or the socket is full: the `direct` chunk with
-    /// `sendfile`, or what the pipe holds with `splice`. Returns the bytes
-    /// sent, and the errno that stopped it (not EAGAIN). Only when no write
-    /// op is in flight (nothing else touches the pipe).
-    pub fn send_queued(&mut self) -> (usize, Option<i32>) {
-        let sock = self.fd;
-        let Some(o) = self.out.as_mut() else {
-            return (0, None);
-        };
-        if let Some(mut d) = o.direct {
-            let r = d.send(sock);
-            o.direct = (d.left > 0 && r.1.is_none()).then_some(d);
-            return r;
-        }
-        let Some(pipe) = o.pipe.as_ref() else {
-            o.pipe_pending = 0;
-            return (0, None);
-        };
-        let mut flags = libc::SPLICE_F_NONBLOCK;
-        if o.pipe_more {
-            flags |= libc::SPLICE_F_MORE;
-        }
-        let rfd = pipe.rfd();
-        let mut left = o.pipe_pending;
-        let r = until_full(&mut left, libc::EIO, |n| {
-            // SAFETY: splice between two fds this connection owns (its pipe's
-            // read end and its socket), with null offsets: no user memory.
-            crate::syscall!(unsafe {
-                libc::splice(
-                    rfd,
-                    std::ptr::null_mut(),
-                    sock,
-                    std::ptr::null_mut(),
-                    n,
-                    flags,
-                )
-            })
-        });
-        o.pipe_pending = left;
-        r
+/// Send the rest of the read buffer, `fbuf[fstart..fend]`.
+pub fn send_buf(mut o: Box<Out>, sock: Sock, io: &mut Io) -> Write {
+    let Some(buf) = o.fbuf.as_ref() else {
+        o.fstart = 0;
+        o.fend = 0;
+        return Write::Ready(o);
+    };
+    let rest = &buf[o.fstart..o.fend];
+    let e = send_entry(sock, rest.as_ptr(), rest.len(), false, false, SEND_BUF);
+    // SAFETY: the Send names part of `o.fbuf`, a heap buffer of `o`.
+    Write::InFlight(unsafe { Flight::submit(io, o, &[e], bit(SEND_BUF)) })
+}
+
+/// Something is queued (the rest of a pipe or of a direct chunk) and the
+/// socket was full: wait for room (the completion calls `send_queued`
+/// again). The poll holds `o` like any write: nothing else is sent first.
+pub fn wait_room(o: Box<Out>, sock: Sock, io: &mut Io) -> Write {
+    let poll = opcode::PollAdd::new(types::Fd(sock.fd), libc::POLLOUT as u32)
+        .build()
+        .user_data(sock.ud(POLL_OUT));
+    // SAFETY: the poll names no memory, only the socket.
+    Write::InFlight(unsafe { Flight::submit(io, o, &[poll], bit(POLL_OUT)) })
+}
+
+fn send_entry(
+    sock: Sock,
+    p: *const u8,
+    n: usize,
+    more: bool,
+    link: bool,
+    kind: u8,
+) -> squeue::Entry {
+    let e = opcode::Send::new(types::Fd(sock.fd), p, clamp32(n))
+        .flags(send_flags(more))
+        .build()
+        .user_data(sock.ud(kind));
+    if link {
+        e.flags(squeue::Flags::IO_LINK)
+    } else {
+        e
     }
+}
 
-    /// Read mode: [the leading bytes, copied] + Read(file) -> one Send, in a
-    /// pooled buffer sized for this chunk.
-    fn read_chain(&mut self, io: &mut Io, pool: &mut Pool, nbytes: usize, file: FileAt) {
-        let (ffd, off, len) = file;
-        let Some(o) = self.out.as_mut() else {
-            return;
-        };
-        let h: usize = o.held[..nbytes].iter().map(|s| s.len() as usize).sum();
-        let want = len.min((READ_BUF - h) as u64) as usize;
-        let more = len > want as u64 || o.more_after;
+/// Move what is queued into the socket with direct, non-blocking calls
+/// until it is all sent or the socket is full: the `direct` chunk with
+/// `sendfile`, or what the pipe holds with `splice`. Returns the bytes
+/// sent, and what stopped it (a full socket does not). Only on a `Ready`
+/// state: no op is in flight, nothing else touches the pipe.
+pub fn send_queued(o: &mut Out, sock: RawFd) -> (usize, Option<Stop>) {
+    if let Some(mut d) = o.direct {
+        let r = d.send(sock);
+        o.direct = (d.left > 0 && r.1.is_none()).then_some(d);
+        return r;
+    }
+    let Some(pipe) = o.pipe.as_ref() else {
+        o.pipe_pending = 0;
+        return (0, None);
+    };
+    let mut flags = libc::SPLICE_F_NONBLOCK;
+    if o.pipe_more {
+        flags |= libc::SPLICE_F_MORE;
+    }
+    let rfd = pipe.rfd();
+    let mut left = o.pipe_pending;
+    let r = until_full(&mut left, Stop::Failed(libc::EIO), |n| {
+        // SAFETY: splice between two fds this connection owns (its pipe's
+        // read end and its socket), with null offsets: no user memory.
+        crate::syscall!(unsafe {
+            libc::splice(
+                rfd,
+                std::ptr::null_mut(),
+                sock,
+                std::ptr::null_mut(),
+                n,
+                flags,
+            )
+        })
+    });
+    o.pipe_pending = left;
+    r
+}
+
+/// Read mode: [the leading bytes, copied] + Read(file) -> one Send, in a
+/// pooled buffer sized for this chunk.
+fn read_chain(
+    mut o: Box<Out>,
+    sock: Sock,
+    io: &mut Io,
+    pool: &mut Pool,
+    nbytes: usize,
+    file: FileAt,
+) -> Write {
+    let (ffd, off, len) = file;
+    let h: usize = o.held[..nbytes].iter().map(|s| s.len() as usize).sum();
+    let want = len.min((READ_BUF - h) as u64) as usize;
+    let more = len > want as u64 || o.more_after;
+    let chain = {
+        let o = &mut *o;
         // None is held here (`pump` gave the last one back).
         let buf = o.fbuf.get_or_insert_with(|| pool.take_buf(h + want));
         let want = want.min(buf.len().saturating_sub(h));
@@ -436,133 +245,112 @@ impl UConn {
             .offset(off)
             .build()
             .flags(squeue::Flags::IO_LINK)
-            .user_data(self.ud(READ));
-        self.pending |= bit(READ);
-        let send = self.send_entry(base, h + want, more, false, SEND_BUF);
-        // SAFETY: fbuf is a heap buffer owned by this connection's `Out` and
-        // not touched while a write is in flight. The file is a clone in
-        // `held` (kept until no write is in flight), so `ffd` stays open.
-        // The Send covers bytes the Read fills; a short Read breaks the link
-        // (the Send is cancelled). The socket stays open until pending == 0.
-        unsafe { io.push(&[read, send]) };
-    }
+            .user_data(sock.ud(READ));
+        [
+            read,
+            send_entry(sock, base, h + want, more, false, SEND_BUF),
+        ]
+    };
+    // SAFETY: both name `o.fbuf`, a heap buffer of `o`; the Read the file
+    // of a clone in `o.held`. The Send covers bytes the Read fills; a short
+    // Read breaks the link (the Send is cancelled).
+    Write::InFlight(unsafe { Flight::submit(io, o, &chain, bit(READ) | bit(SEND_BUF)) })
+}
 
-    /// Splice mode: [Send(leading bytes) ->] Splice(file -> pipe); its
-    /// completion calls `send_queued`.
-    fn splice_chain(&mut self, io: &mut Io, nbytes: usize, file: FileAt) {
-        let (ffd, off, len) = file;
-        let Some(o) = self.out.as_mut() else {
-            return;
-        };
-        let Some((size, wfd)) = o.pipe.as_ref().map(|p| (p.size, p.wfd())) else {
-            return;
-        };
-        // A pipe holds size/PAGE_SIZE page references: keep an unaligned
-        // chunk within that many pages so the pipe never fills up mid-splice.
-        let room = size - (off as usize & 4095);
-        let n = len.min(room as u64) as u32;
-        o.pipe_more = len > n as u64 || o.more_after;
-        let lead = self.lead_entry(nbytes, true, true);
-        let sin = opcode::Splice::new(types::Fd(ffd), off as i64, types::Fd(wfd), -1, n)
-            .flags(libc::SPLICE_F_NONBLOCK)
-            .build()
-            .user_data(self.ud(SPLICE_IN));
-        self.pending |= bit(SPLICE_IN);
-        // SAFETY: the leading bytes are clones in `held` (the message's
-        // iovecs point into them), the file a clone in `held`, and the pipe
-        // this connection's: none is let go of while a write is in flight.
-        // The socket is closed only once pending == 0.
-        unsafe {
-            match lead {
-                Some((send, _)) => io.push(&[send, sin]),
-                None => io.push(&[sin]),
+/// Splice mode: [Send(leading bytes) ->] Splice(file -> pipe) into the
+/// pipe `o` holds; its completion calls `send_queued`.
+fn splice_chain(mut o: Box<Out>, sock: Sock, io: &mut Io, nbytes: usize, file: FileAt) -> Write {
+    let (ffd, off, len) = file;
+    let Some((size, wfd)) = o.pipe.as_ref().map(|p| (p.size, p.wfd())) else {
+        return Write::Ready(o);
+    };
+    // A pipe holds size/PAGE_SIZE page references: keep an unaligned
+    // chunk within that many pages so the pipe never fills up mid-splice.
+    let room = size - (off as usize & 4095);
+    let n = len.min(room as u64) as u32;
+    o.pipe_more = len > n as u64 || o.more_after;
+    let lead = lead_entry(&mut o, sock, nbytes, true, true);
+    let sin = opcode::Splice::new(types::Fd(ffd), off as i64, types::Fd(wfd), -1, n)
+        .flags(libc::SPLICE_F_NONBLOCK)
+        .build()
+        .user_data(sock.ud(SPLICE_IN));
+    // SAFETY: the leading bytes are clones in `o.held` (a SendMsg's message
+    // and iovecs are in `o`, pointing into them), the file a clone in
+    // `o.held`, and the pipe `o`'s.
+    unsafe {
+        Write::InFlight(match lead {
+            Some((send, _)) => {
+                Flight::submit(io, o, &[send, sin], bit(SEND_BYTES) | bit(SPLICE_IN))
             }
-        };
-    }
-
-    /// A chunk whose pages are all in the page cache: [Send(leading
-    /// bytes)], then the file goes by direct, non-blocking `sendfile(2)`
-    /// calls (`send_queued`), once the leading bytes are out (their
-    /// completion) or at once (`settle`). It cannot wait for the disk, and
-    /// skips the io-wq hop a ring splice costs.
-    fn direct_chain(&mut self, io: &mut Io, nbytes: usize, file: FileAt) {
-        let (ffd, off, len) = file;
-        let n = len.min(DIRECT_MAX);
-        let lead = self.lead_entry(nbytes, true, false);
-        let Some(o) = self.out.as_mut() else {
-            return;
-        };
-        o.direct = Some(Direct {
-            fd: ffd,
-            off,
-            left: n as usize,
-        });
-        if let Some((send, h)) = lead {
-            o.ahead = h;
-            // SAFETY: the leading bytes are clones in `held` (the message's
-            // iovecs point into them), not let go of while a write is in
-            // flight; the socket is closed only once pending == 0.
-            unsafe { io.push(&[send]) };
-        }
-    }
-
-    /// A Send for the `nbytes` leading byte segments straight from their
-    /// held clones (a SendMsg when there are several), and its length.
-    fn lead_entry(
-        &mut self,
-        nbytes: usize,
-        more: bool,
-        link: bool,
-    ) -> Option<(squeue::Entry, usize)> {
-        let o = self.out.as_mut()?;
-        match nbytes {
-            0 => None,
-            1 => match o.held.first() {
-                Some(Segment::Bytes(b)) => {
-                    let (p, k) = (b.as_ptr(), b.len());
-                    Some((self.send_entry(p, k, more, link, SEND_BYTES), k))
-                }
-                _ => None,
-            },
-            _ => {
-                let (msg, total) = o.message(nbytes);
-                self.pending |= bit(SEND_BYTES);
-                let e = opcode::SendMsg::new(types::Fd(self.fd), msg)
-                    .flags(send_flags(more) as u32)
-                    .build()
-                    .user_data(self.ud(SEND_BYTES));
-                let e = if link {
-                    e.flags(squeue::Flags::IO_LINK)
-                } else {
-                    e
-                };
-                Some((e, total))
-            }
-        }
+            None => Flight::submit(io, o, &[sin], bit(SPLICE_IN)),
+        })
     }
 }
 
-/// In place of an errno: the file ended before the bytes announced.
-pub const SHORT: i32 = 0;
+/// A chunk whose pages are all in the page cache: [Send(leading bytes)],
+/// then the file goes by direct, non-blocking `sendfile(2)` calls
+/// (`send_queued`), once the leading bytes are out (their completion) or
+/// at once (`settle`). It cannot wait for the disk, and skips the io-wq
+/// hop a ring splice costs.
+fn direct_chain(mut o: Box<Out>, sock: Sock, io: &mut Io, nbytes: usize, file: FileAt) -> Write {
+    let (ffd, off, len) = file;
+    let n = len.min(DIRECT_MAX);
+    let lead = lead_entry(&mut o, sock, nbytes, true, false);
+    o.direct = Some(Direct {
+        fd: ffd,
+        off,
+        left: n as usize,
+    });
+    let Some((send, h)) = lead else {
+        return Write::Ready(o);
+    };
+    o.ahead = h;
+    // SAFETY: the leading bytes are clones in `o.held` (a SendMsg's message
+    // and iovecs are in `o`, pointing into them).
+    Write::InFlight(unsafe { Flight::submit(io, o, &[send], bit(SEND_BYTES)) })
+}
 
-/// Largest chunk of a file checked for residence and sent directly.
-const DIRECT_MAX: u64 = 1 << 20;
-
-/// A file chunk being sent with direct `sendfile(2)` calls.
-#[derive(Debug, Clone, Copy)]
-pub struct Direct {
-    fd: RawFd,
-    off: u64,
-    left: usize,
+/// A Send for the `nbytes` leading byte segments straight from their held
+/// clones (a SendMsg over `o`'s message when there are several), and its
+/// length.
+fn lead_entry(
+    o: &mut Out,
+    sock: Sock,
+    nbytes: usize,
+    more: bool,
+    link: bool,
+) -> Option<(squeue::Entry, usize)> {
+    match nbytes {
+        0 => None,
+        1 => match o.held.first() {
+            Some(Segment::Bytes(b)) => {
+                let (p, k) = (b.as_ptr(), b.len());
+                Some((send_entry(sock, p, k, more, link, SEND_BYTES), k))
+            }
+            _ => None,
+        },
+        _ => {
+            let (msg, total) = o.message(nbytes);
+            let e = opcode::SendMsg::new(types::Fd(sock.fd), msg)
+                .flags(send_flags(more) as u32)
+                .build()
+                .user_data(sock.ud(SEND_BYTES));
+            let e = if link {
+                e.flags(squeue::Flags::IO_LINK)
+            } else {
+                e
+            };
+            Some((e, total))
+        }
+    }
 }
 
 impl Direct {
     /// `sendfile(2)` into the non-blocking socket until the chunk is sent or
-    /// the socket is full. Returns the bytes sent, and the errno that
-    /// stopped it (not EAGAIN); `SHORT` when the file ended early.
-    fn send(&mut self, sock: RawFd) -> (usize, Option<i32>) {
+    /// the socket is full. Returns the bytes sent, and what stopped it.
+    fn send(&mut self, sock: RawFd) -> (usize, Option<Stop>) {
         let (file, mut off) = (self.fd, self.off as libc::off_t);
-        let r = until_full(&mut self.left, SHORT, |n| {
+        let r = until_full(&mut self.left, Stop::FileEnded, |n| {
             // SAFETY: sendfile from the open file of a segment `held` keeps a
             // clone of (kept while `direct` is set: `pump` clears `held` only
             // when nothing is queued) into this connection's socket; `off`
@@ -576,13 +364,13 @@ impl Direct {
 
 /// Call `send(n)` (a non-blocking splice or sendfile of up to `n` bytes into
 /// the socket) until `left` is 0 or the socket is full (EAGAIN). Returns the
-/// bytes sent, and the errno that stopped it: `at_eof` when a call moved
-/// nothing (its source ran dry).
+/// bytes sent, and what stopped it: `at_eof` when a call moved nothing (its
+/// source ran dry), or the errno of a failed call.
 fn until_full(
     left: &mut usize,
-    at_eof: i32,
+    at_eof: Stop,
     mut send: impl FnMut(usize) -> std::io::Result<isize>,
-) -> (usize, Option<i32>) {
+) -> (usize, Option<Stop>) {
     let mut sent = 0;
     while *left > 0 {
         match send(*left) {
@@ -595,7 +383,7 @@ fn until_full(
             Err(e) => match e.raw_os_error().unwrap_or(libc::EIO) {
                 libc::EINTR => {}
                 libc::EAGAIN => break,
-                errno => return (sent, Some(errno)),
+                errno => return (sent, Some(Stop::Failed(errno))),
             },
         }
     }

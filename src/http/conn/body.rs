@@ -1,7 +1,7 @@
 //! A request body in the chunked coding: read (and thrown away) before its
 //! request is answered, since its size, and so a 413, is known only once it
 //! is in. Its head is kept meanwhile and parsed again to be answered; the
-//! body is on the same clock as a Content-Length one (`update_deadline`).
+//! body is on the same clock as a Content-Length one (`phase.rs`).
 //! (A Content-Length body is read after its response: nothing in it can
 //! change the answer, so nothing asks for a 100 Continue either.)
 
@@ -22,11 +22,6 @@ pub(super) struct Chunked {
 }
 
 impl Conn {
-    /// A request body is still to be read: by length, or chunked.
-    pub(super) fn body_pending(&self) -> bool {
-        self.discard > 0 || self.chunked.is_some()
-    }
-
     /// `req` (whose head is `raw`) says a chunked body follows: read it
     /// first. A client that waits for leave to send it (`Expect:
     /// 100-continue`) gets a 100 (Continue) first, whether or not the body
