@@ -198,6 +198,18 @@ impl Cache {
         entry
     }
 
+    /// Drop every entry (they were read from a root that is no longer
+    /// served: `release`).
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.nodes.clear();
+        self.free.clear();
+        self.newest = NIL;
+        self.oldest = NIL;
+        self.bytes = 0;
+        self.publish();
+    }
+
     fn node(&mut self, i: usize) -> &mut Node {
         self.nodes[i].as_mut().expect("a listed slot holds a node")
     }
@@ -286,7 +298,8 @@ mod tests {
 
         /// What its cache holds: (entries, bytes).
         fn usage(&self) -> (usize, usize) {
-            let c = self.local.downcast_ref::<Cache>().expect("a cache");
+            let local = self.local.downcast_ref::<crate::files::release::Local>();
+            let c = local.and_then(|l| l.cache()).expect("a cache");
             (c.len(), c.bytes())
         }
     }
@@ -457,7 +470,8 @@ mod tests {
         assert!(w3.usage().0 >= 4, "{:?}", w3.usage());
         // No cache at all when cache_size is 0.
         let w4 = worker(dir.path(), "cache_size = 0");
-        assert!(w4.local.downcast_ref::<Cache>().is_none());
+        let local = w4.local.downcast_ref::<crate::files::release::Local>();
+        assert!(local.unwrap().cache().is_none());
     }
 
     /// A worker's `/metrics` block, registered as the daemon's are.
