@@ -83,28 +83,6 @@ pub fn bind(addr: SocketAddr) -> Result<Listener, BindError> {
     })
 }
 
-/// Stop a listening socket from completing new handshakes, without touching
-/// the connections already in its accept queue: a classic BPF filter that
-/// drops every packet makes the kernel ignore new SYNs (and the final ACK of
-/// a handshake under way), so no new connection can enter the queue. The
-/// clients' SYNs are retried and refused once the socket is shut. Used on a
-/// graceful stop, so that emptying the queue and then shutting the socket
-/// leaves nobody in it to be reset.
-pub fn refuse_new(fd: RawFd) -> io::Result<()> {
-    let drop_all = [libc::sock_filter {
-        code: (libc::BPF_RET | libc::BPF_K) as u16,
-        jt: 0,
-        jf: 0,
-        k: 0,
-    }];
-    let prog = libc::sock_fprog {
-        len: drop_all.len() as u16,
-        filter: drop_all.as_ptr() as *mut libc::sock_filter,
-    };
-    // The kernel copies the program (`drop_all`, alive here) during the call.
-    crate::engine::setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
-}
-
 /// Stop listening: the socket leaves LISTEN (new clients are refused at
 /// once, and its address can be bound again) while it stays open for
 /// whoever still holds it. Connections still in its accept queue are reset,

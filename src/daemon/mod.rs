@@ -10,6 +10,7 @@
 pub mod check;
 mod client;
 mod error;
+mod holdoff;
 pub mod listen;
 pub mod metrics;
 pub mod notify;
@@ -68,6 +69,9 @@ struct Daemon {
     /// Where it listens (bound addresses), to tell a reload whose new
     /// address it holds that the holder is this server.
     metrics_addrs: Vec<SocketAddr>,
+    /// How a listener that is about to stop takes no new connection
+    /// (prepared before privileges are dropped).
+    holdoff: holdoff::HoldOff,
 }
 
 /// Run the server until it is stopped. `checked` is what `preflight`
@@ -125,6 +129,7 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
     // Log files just created (as root) become the user's, so that a reload
     // and a reopen, which open them again as that user, can.
     check::chown_new_logs(&checked).map_err(StartError::LogOwner)?;
+    let holdoff = holdoff::HoldOff::prepare();
     let mut _pidfile_remover = None;
     if privs::is_root() {
         // `preflight` resolved the user (and group) when started as root:
@@ -199,6 +204,7 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
         registry,
         metrics,
         metrics_addrs: metrics_addrs.clone(),
+        holdoff,
     };
     if let Some(why) = note {
         crate::info!("io_uring unavailable ({why}); engine auto falls back to epoll");
@@ -517,7 +523,7 @@ impl Daemon {
                 // end while a slow download lasts), and the address is free
                 // for a later reload to bind again.
                 for l in &removed {
-                    if let Err(e) = listen::refuse_new(l.raw()) {
+                    if let Err(e) = self.holdoff.refuse_new(l.raw()) {
                         crate::warn!("{}: cannot hold off new connections: {e}", l.addr);
                     }
                 }
@@ -597,7 +603,7 @@ impl Daemon {
     /// `close_own_listeners` shuts the sockets.
     fn refuse_new_connections(&self) {
         for l in self.listeners.values() {
-            if let Err(e) = listen::refuse_new(l.raw()) {
+            if let Err(e) = self.holdoff.refuse_new(l.raw()) {
                 crate::warn!(
                     "{}: cannot hold off new connections during the stop: {e}",
                     l.addr
