@@ -29,7 +29,9 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 
+use crate::engine::Listener;
 use crate::syscall;
 
 /// The TCP header's flags byte, from the start of the TCP header (where a
@@ -74,6 +76,23 @@ impl HoldOff {
             }
         }
         attach_classic(fd)
+    }
+
+    /// Let `listeners` go without resetting anyone: hold off their new
+    /// connections, then `retire` (which returns once the workers that
+    /// accept on them have stopped, taking what their queues held), then
+    /// stop listening. The one way a listener goes: on a stop, and for
+    /// the addresses a reload drops (`listen` and `metrics_listen` alike).
+    pub fn let_go(&self, listeners: &[Arc<Listener>], retire: impl FnOnce()) {
+        for l in listeners {
+            if let Err(e) = self.refuse_new(l.raw()) {
+                crate::warn!("{}: cannot hold off new connections: {e}", l.addr);
+            }
+        }
+        retire();
+        for l in listeners {
+            super::listen::stop_listening(l);
+        }
     }
 }
 
