@@ -1,14 +1,15 @@
 //! A reload applies what a reload can: `metrics_listen` moves on SIGHUP like
 //! `listen` does (the new address serves before the old one goes, clients
 //! of the old one finish with `Connection: close`, none is reset, and the
-//! old address is refused afterwards).
+//! old address is refused afterwards); a reload refused over a busy port
+//! suggests a port that is free at that moment.
 
 #[macro_use]
 mod common;
 
 use common::load::{Group, Load, LoadConfig, Mode, Target};
 use common::*;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,12 @@ fn healthz(addr: SocketAddr) -> Response {
 fn metrics_cfg(addrs: &[SocketAddr]) -> String {
     let list: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
     format!("workers = 1\nmetrics_listen = [{}]", list.join(", "))
+}
+
+/// The address in "--listen ADDR)" of a refusal.
+fn suggested(line: &str) -> Option<SocketAddr> {
+    let at = line.find("--listen ")? + "--listen ".len();
+    line[at..].split([')', ' ', ';']).next()?.parse().ok()
 }
 
 engine_tests! {
@@ -92,5 +99,31 @@ engine_tests! {
         let r = healthz(m);
         assert_eq!((r.status, r.body_str()), (200, "ok\n".to_string()), "{m} after the reload");
         assert!(!srv.stderr_text().contains("restart only"), "{}", srv.stderr_text());
+    }
+
+    // The reload asks for a port another program holds, and the port after
+    // it is busy too: the refusal suggests a port that can be bound right
+    // then (not merely the next one), and the server keeps serving.
+    fn refused_reload_suggests_a_free_port(e) {
+        let site = Site::new();
+        let a = port_besides(&[]);
+        let srv = start_or_skip!(e, &format!("workers = 1\nlisten = [\"{a}\"]"), &site.root);
+        let (busy, next) = loop {
+            let b = TcpListener::bind("127.0.0.1:0").unwrap();
+            let p = b.local_addr().unwrap().port();
+            if p < u16::MAX
+                && let Ok(n) = TcpListener::bind(("127.0.0.1", p + 1))
+            {
+                break (b, n);
+            }
+        };
+        let b = busy.local_addr().unwrap();
+        srv.write_config(&format!("workers = 1\nlisten = [\"{a}\", \"{b}\"]"), &site.root);
+        let line = srv.reload(RELOAD_TIMEOUT).expect_err("a reload onto a busy port");
+        assert!(line.contains(&format!("listen {b}: address already in use (another server is on it? pick another with --listen")), "{line}");
+        let s = suggested(&line).unwrap_or_else(|| panic!("no address suggested in {line:?}"));
+        assert_ne!(s, next.local_addr().unwrap(), "suggested the next port, which is busy: {line}");
+        TcpListener::bind(s).unwrap_or_else(|err| panic!("the suggested {s} cannot be bound: {err}; {line}"));
+        assert_eq!(get(a, "/").status, 200, "still serving");
     }
 }

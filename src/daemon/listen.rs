@@ -13,7 +13,8 @@ const BACKLOG: i32 = 4096;
 /// A configured address cannot be listened on. The message names the key
 /// and the address and, for the usual causes, what to do about it:
 /// `listen 127.0.0.1:8080: address already in use (another server is on it?
-/// pick another with --listen 127.0.0.1:8081)`.
+/// pick another with --listen 127.0.0.1:8081)`, where the port suggested
+/// was free when the bind failed (or no port is suggested).
 #[derive(Debug, thiserror::Error)]
 #[error("{key} {addr}: {}", self.describe())]
 pub struct BindError {
@@ -25,10 +26,14 @@ pub struct BindError {
     /// When the address is in use by one of this server's own sockets: which,
     /// and what to do (set by the daemon, which knows its sockets).
     pub ours: Option<String>,
-    /// An address like `addr` on another port, to suggest (for EADDRINUSE
-    /// and EACCES).
+    /// An address like `addr` on a port that could be bound when the bind
+    /// failed, to suggest (for EADDRINUSE and EACCES).
     pub free: Option<SocketAddr>,
 }
+
+/// How many ports after the busy one (or from 8080, for a privileged one)
+/// are tried for a free one to suggest.
+const SUGGEST_TRIES: u16 = 16;
 
 impl BindError {
     fn new(key: &'static str, addr: SocketAddr, source: io::Error) -> BindError {
@@ -42,7 +47,7 @@ impl BindError {
             addr,
             source,
             ours: None,
-            free: first.map(|p| SocketAddr::new(addr.ip(), p)),
+            free: first.and_then(|p| free_port_from(addr, p)),
         }
     }
 
@@ -88,6 +93,15 @@ impl BindError {
             _ => crate::sys::bare(&self.source).to_lowercase(),
         }
     }
+}
+
+/// The first of `SUGGEST_TRIES` ports from `first` on `addr`'s IP that can
+/// be bound now (the socket is closed again at once).
+fn free_port_from(addr: SocketAddr, first: u16) -> Option<SocketAddr> {
+    (0..SUGGEST_TRIES)
+        .filter_map(|i| first.checked_add(i))
+        .map(|p| SocketAddr::new(addr.ip(), p))
+        .find(|a| open(*a, false).is_ok())
 }
 
 /// Bind a `listen` socket (SO_REUSEADDR, non-blocking, close-on-exec; an
