@@ -203,3 +203,107 @@ fn attach_classic(fd: RawFd) -> io::Result<()> {
     // The kernel copies the program (`prog`, alive here) during the call.
     crate::engine::setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    /// Whether a non-blocking connect to `addr` completes its handshake
+    /// within `wait` (false: no SYN-ACK came, the SYN was dropped).
+    fn handshake_completes(addr: std::net::SocketAddr, wait: Duration) -> bool {
+        let s = socket2_connect(addr);
+        let mut pfd = libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: pfd is a live pollfd array of length 1.
+        let n = unsafe { libc::poll(&mut pfd, 1, wait.as_millis() as i32) };
+        n == 1 && pfd.revents & libc::POLLOUT != 0
+    }
+
+    /// A socket with a non-blocking connect to `addr` under way.
+    fn socket2_connect(addr: std::net::SocketAddr) -> OwnedFd {
+        let std::net::SocketAddr::V4(a) = addr else {
+            panic!("IPv4 only here")
+        };
+        // SAFETY: socket takes no pointers and returns a new fd or -1.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0) };
+        assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+        // SAFETY: fd is new and owned by nobody else.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: a.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*a.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        // SAFETY: sin is a valid sockaddr_in that outlives the call.
+        let r = unsafe {
+            libc::connect(
+                fd,
+                &sin as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            )
+        };
+        let e = io::Error::last_os_error();
+        assert!(
+            r == 0 || e.raw_os_error() == Some(libc::EINPROGRESS),
+            "connect: {e}"
+        );
+        owned
+    }
+
+    /// With the hold-off on, a new client gets no SYN-ACK, while a client
+    /// already in the accept queue is accepted and served as if nothing
+    /// happened; `hold` is the eBPF hold-off or the classic fallback.
+    fn holds_off_new_and_keeps_queued(hold: &HoldOff) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut queued = TcpStream::connect(addr).unwrap();
+        queued.write_all(b"ping").unwrap();
+        assert!(
+            handshake_completes(addr, Duration::from_secs(1)),
+            "before the hold-off"
+        );
+        hold.refuse_new(l.as_raw_fd()).unwrap();
+        assert!(
+            !handshake_completes(addr, Duration::from_millis(300)),
+            "a handshake completed after the hold-off"
+        );
+        let (mut s, _) = l.accept().unwrap();
+        let mut b = [0u8; 4];
+        s.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"ping");
+        s.write_all(b"pong").unwrap();
+        queued.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"pong", "the queued client after the hold-off");
+    }
+
+    #[test]
+    fn ebpf_hold_off_drops_new_handshakes_only() {
+        let hold = HoldOff::prepare();
+        if hold.prog.is_none() {
+            eprintln!("SKIP: cannot load eBPF here (not root?)");
+            return;
+        }
+        holds_off_new_and_keeps_queued(&hold);
+    }
+
+    #[test]
+    fn classic_hold_off_drops_new_handshakes_only() {
+        let hold = HoldOff { prog: None };
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        if let Err(e) = hold.refuse_new(probe.as_raw_fd()) {
+            eprintln!("SKIP: SO_ATTACH_FILTER refused here: {e}");
+            return;
+        }
+        holds_off_new_and_keeps_queued(&hold);
+    }
+}
