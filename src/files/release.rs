@@ -61,10 +61,13 @@ impl Roots {
         every: Duration,
     ) -> io::Result<Roots> {
         let root = RootDir::open(path, symlinks, dotfiles)?;
+        // Made absolute once: the path is looked at again for as long as
+        // the responder serves, whatever the working directory is then.
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         Ok(Roots {
-            path: path.to_path_buf(),
             c_path: CString::new(path.as_os_str().as_bytes())
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "root contains NUL"))?,
+            path,
             symlinks,
             dotfiles,
             every,
@@ -182,5 +185,71 @@ impl Local {
                 c.clear();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+    use crate::metrics::WorkerCounters;
+
+    fn swap(base: &Path, to: &str) {
+        symlink(to, base.join("tmp")).unwrap();
+        std::fs::rename(base.join("tmp"), base.join("current")).unwrap();
+    }
+
+    /// The path is looked at once per interval, not per request; a swap is
+    /// taken at the next look (emptying the cache), or at once after a
+    /// 404 from the old directory; a link being replaced keeps the old.
+    #[test]
+    fn a_swap_is_seen_at_the_next_look_or_after_a_404() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        for r in ["a", "b", "c"] {
+            std::fs::create_dir(base.join(r)).unwrap();
+        }
+        symlink("a", base.join("current")).unwrap();
+        let every = Duration::from_secs(1);
+        let roots = Roots::open(&base.join("current"), Symlinks::WithinRoot, false, every).unwrap();
+        let id = |r: &str| FileId::of(&base.join(r)).unwrap();
+        let cache = Cache::new(1, 1 << 20, Arc::new(WorkerCounters::default()));
+        let mut local = Local::new(1, &roots, Some(cache));
+        let t0 = Instant::now();
+        assert_eq!(local.root(&roots, t0).id(), id("a"));
+        swap(base, "b");
+        let held = local.root(&roots, t0 + every / 2);
+        assert_eq!(
+            held.id(),
+            id("a"),
+            "not looked at again within the interval"
+        );
+        assert_eq!(local.root(&roots, t0 + every).id(), id("b"));
+        assert_eq!(
+            roots.current().id(),
+            id("b"),
+            "shared with the other workers"
+        );
+        assert!(local.cache().unwrap().is_empty());
+        // A 404 from the old directory: answered again from the new one.
+        let b = local.root(&roots, t0 + every);
+        swap(base, "c");
+        assert!(
+            roots
+                .retry(&roots.current(), t0 + every)
+                .is_some_and(|r| r.id() == id("c"))
+        );
+        assert_eq!(local.retry(&roots, &b, t0 + every).unwrap().id(), id("c"));
+        let c = local.root(&roots, t0 + every);
+        assert!(
+            local.retry(&roots, &c, t0).is_none(),
+            "not moved: the 404 stands"
+        );
+        // No link for a moment: the held directory stays.
+        std::fs::remove_file(base.join("current")).unwrap();
+        assert_eq!(local.root(&roots, t0 + every * 3).id(), id("c"));
+        swap(base, "a");
+        assert_eq!(local.root(&roots, t0 + every * 4).id(), id("a"));
     }
 }
