@@ -157,8 +157,12 @@ impl Local {
     /// it is time to look at the path again and it names another one.
     pub(super) fn root(&mut self, roots: &Roots, now: Instant) -> Arc<RootDir> {
         if self.due.is_none_or(|due| now >= due) {
+            // Its own look (one stat, no lock): the shared record may have
+            // been looked at up to an interval ago.
             self.due = Some(crate::http::later(now, roots.every));
-            self.take(roots.latest(now, false));
+            if roots.moved(&self.root) {
+                self.take(roots.latest(now, true));
+            }
         }
         self.root.clone()
     }
@@ -225,6 +229,10 @@ mod tests {
             id("a"),
             "not looked at again within the interval"
         );
+        // Another worker, due to look now, looks itself: it is not held to
+        // when the first one looked.
+        let mut other = Local::new(1, &roots, None);
+        assert_eq!(other.root(&roots, t0 + every / 2).id(), id("b"));
         assert_eq!(local.root(&roots, t0 + every).id(), id("b"));
         assert_eq!(
             roots.current().id(),
