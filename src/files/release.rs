@@ -260,4 +260,46 @@ mod tests {
         swap(base, "a");
         assert_eq!(local.root(&roots, t0 + every * 4).id(), id("a"));
     }
+
+    /// A worker that takes another root answers nothing more from the
+    /// cache it filled from the old one.
+    #[test]
+    fn a_swap_empties_the_worker_cache() {
+        use crate::config::Config;
+        use crate::files::{Responder, Settings};
+        use crate::http::parse::with_request;
+        use crate::http::{Body, Notes, Now, Respond};
+        use crate::log::Level;
+
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        for r in ["a", "b"] {
+            std::fs::create_dir(base.join(r)).unwrap();
+            std::fs::write(base.join(r).join("x.txt"), r).unwrap();
+            std::fs::write(base.join(r).join("y.txt"), r).unwrap();
+        }
+        symlink("a", base.join("current")).unwrap();
+        let cfg = Config::parse("workers = 1\ncache_revalidate = \"1s\"", "t").unwrap();
+        let r = Responder::new(&base.join("current"), Settings::from_config(&cfg)).unwrap();
+        let mut local = r.local(&Arc::new(WorkerCounters::default()));
+        let t0 = Instant::now();
+        let mut ask = |at: Instant, target: &str| {
+            let now = Now::new(at, std::time::SystemTime::now());
+            let raw = format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n");
+            let reply = with_request(&raw, |req| {
+                r.respond(req, &now, &mut *local, &mut Notes::new(Level::Info))
+            });
+            match reply.body {
+                Body::Bytes(b) => b.to_vec(),
+                other => panic!("not from the cache: {other:?}"),
+            }
+        };
+        let every = Duration::from_secs(1);
+        // Looked at t0; x.txt cached at t0 + 0.9 s, until t0 + 1.9 s.
+        assert_eq!(ask(t0, "/y.txt"), b"a");
+        assert_eq!(ask(t0 + every * 9 / 10, "/x.txt"), b"a");
+        swap(base, "b");
+        assert_eq!(ask(t0 + every * 95 / 100, "/x.txt"), b"a", "not looked yet");
+        assert_eq!(ask(t0 + every, "/x.txt"), b"b", "the next look takes b");
+    }
 }
