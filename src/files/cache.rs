@@ -35,10 +35,20 @@ use crate::metrics::WorkerCounters;
 use super::entity::Rep;
 
 /// A cached answer for one request path.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Entry {
     /// The file (`[0]`) and its fresh variants, their bytes in memory.
     pub reps: Vec<Rep>,
+    /// The codings it may be compressed with on the fly (none a sibling's),
+    /// in order of preference (`compress::Compression::codings_for`).
+    pub fly: Vec<crate::config::Encoding>,
+    /// Those made so far: each once, the first time a client asks for it,
+    /// then kept here, counted against the budget, and dropped with the
+    /// entry (a change on disk makes a new entry).
+    pub made: Vec<Rep>,
+    /// Its answers depend on Accept-Encoding (it has variants, on disk or
+    /// on the fly).
+    pub vary: bool,
     pub ctype: Text,
     /// The header fields the rules set for this path, merged in order.
     pub rules: Vec<(String, String)>,
@@ -53,6 +63,7 @@ impl Entry {
         const OVERHEAD: usize = 256;
         self.reps
             .iter()
+            .chain(&self.made)
             .map(|r| r.len as usize + r.etag.len() + r.head.as_ref().map_or(0, |h| h.len()))
             .sum::<usize>()
             + self
@@ -105,6 +116,9 @@ pub struct Cache {
     bytes: usize,
     /// Where the worker's `/metrics` gauges of this cache are.
     gauges: Arc<WorkerCounters>,
+    /// The loop turn (its time) whose compression `spent` counts.
+    turn: Option<Instant>,
+    spent: usize,
 }
 
 impl Cache {
@@ -119,6 +133,8 @@ impl Cache {
             oldest: NIL,
             bytes: 0,
             gauges,
+            turn: None,
+            spent: 0,
         }
     }
 
@@ -196,6 +212,26 @@ impl Cache {
         self.bytes += size;
         self.publish();
         entry
+    }
+
+    /// Whether `n` more source bytes may be compressed in the loop turn
+    /// of `at` (the engine reads the clock once per turn, so `at` names
+    /// the turn): within `compress::TURN_BUDGET` per turn, then counted.
+    pub fn may_compress(&mut self, at: Instant, n: usize) -> bool {
+        if self.turn != Some(at) {
+            self.turn = Some(at);
+            self.spent = 0;
+        }
+        if self.spent + n > super::compress::TURN_BUDGET {
+            return false;
+        }
+        self.spent += n;
+        true
+    }
+
+    /// A file was compressed with `coding` (`tandem_compressions_total`).
+    pub fn compressed(&self, coding: crate::config::Encoding) {
+        self.gauges.compressed(coding as usize);
     }
 
     fn node(&mut self, i: usize) -> &mut Node {
@@ -477,6 +513,9 @@ mod tests {
     fn sized(key: &str, size: usize, until: Instant) -> Entry {
         let e = |pad: usize| Entry {
             reps: Vec::new(),
+            fly: Vec::new(),
+            made: Vec::new(),
+            vary: false,
             ctype: Text::from("text/plain".to_string()),
             rules: vec![(String::new(), "x".repeat(pad))],
             until,
