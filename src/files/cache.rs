@@ -116,6 +116,10 @@ pub struct Cache {
     bytes: usize,
     /// Where the worker's `/metrics` gauges of this cache are.
     gauges: Arc<WorkerCounters>,
+    /// The last entry dropped for being past its `until`, and its key: the
+    /// lookup that follows may find the file unchanged and keep what was
+    /// compressed for it (`take_expired`).
+    expired: Option<(Rc<str>, Rc<Entry>)>,
     /// The loop turn (its time) whose compression `spent` counts.
     turn: Option<Instant>,
     spent: usize,
@@ -133,6 +137,7 @@ impl Cache {
             oldest: NIL,
             bytes: 0,
             gauges,
+            expired: None,
             turn: None,
             spent: 0,
         }
@@ -163,7 +168,8 @@ impl Cache {
     pub fn get(&mut self, key: &str, now: Instant) -> Option<Rc<Entry>> {
         let i = *self.map.get(key)?;
         if now >= self.node(i).entry.until {
-            self.remove(i);
+            let n = self.remove(i);
+            self.expired = Some((n.key, n.entry));
             self.publish();
             return None;
         }
@@ -178,6 +184,7 @@ impl Cache {
     /// recently used entries until it fits the budget. An entry larger than
     /// the whole budget is not kept.
     pub fn put(&mut self, key: &str, entry: Entry) -> Rc<Entry> {
+        self.expired = None;
         let size = entry.size(key);
         let entry = Rc::new(entry);
         if size > self.budget {
@@ -229,6 +236,13 @@ impl Cache {
         true
     }
 
+    /// Whether `e`, kept for `key`, would still fit the budget with `more`
+    /// bytes (else what is added to it would not be kept, and would be
+    /// made again on every request).
+    pub fn keeps(&self, key: &str, e: &Entry, more: usize) -> bool {
+        e.size(key) + more <= self.budget
+    }
+
     /// A file was compressed with `coding` (`tandem_compressions_total`).
     pub fn compressed(&self, coding: crate::config::Encoding) {
         self.gauges.compressed(coding as usize);
@@ -270,12 +284,22 @@ impl Cache {
     }
 
     /// Drop slot `i`'s entry.
-    fn remove(&mut self, i: usize) {
+    fn remove(&mut self, i: usize) -> Node {
         self.unlink(i);
         let n = self.nodes[i].take().expect("a listed slot holds a node");
         self.map.remove(&*n.key);
         self.bytes -= n.size;
         self.free.push(i);
+        n
+    }
+
+    /// The entry for `key` that `get` last dropped as expired, if it was
+    /// this key's (it is given once; any other key's is let go).
+    pub fn take_expired(&mut self, key: &str) -> Option<Rc<Entry>> {
+        match self.expired.take() {
+            Some((k, e)) if &*k == key => Some(e),
+            _ => None,
+        }
     }
 
     fn publish(&self) {
@@ -294,7 +318,7 @@ impl Drop for Cache {
 mod tests {
     use std::time::{Duration, SystemTime};
 
-    use crate::config::Config;
+    use crate::config::{Config, Encoding};
     use crate::files::{Responder, Settings};
     use crate::http::parse::with_request;
     use crate::http::{Body, Notes, Now, Reply, Respond};
@@ -494,6 +518,94 @@ mod tests {
         // No cache at all when cache_size is 0.
         let w4 = worker(dir.path(), "cache_size = 0");
         assert!(w4.local.downcast_ref::<Cache>().is_none());
+    }
+
+    /// Text of `n` bytes that compresses (not one byte repeated).
+    fn text(n: usize, seed: u32) -> Vec<u8> {
+        let mut t: Vec<u8> = (0..)
+            .flat_map(|i| format!("<li id=\"n{seed}-{i}\">item {}</li>\n", i * 7 % 13).into_bytes())
+            .take(n)
+            .collect();
+        t.truncate(n);
+        t
+    }
+
+    fn compressions(reg: &Registry) -> [u64; 3] {
+        reg.snapshot().totals.compressions
+    }
+
+    /// Compressed the first time a coding is asked for, then served from
+    /// the entry; kept when a revalidation finds the file unchanged, made
+    /// anew (new tag) when it changed.
+    #[test]
+    fn compressed_once_per_coding_and_version() {
+        use crate::files::compress::decompress;
+        let dir = tempfile::tempdir().unwrap();
+        let src = text(4000, 1);
+        std::fs::write(dir.path().join("a.html"), &src).unwrap();
+        let mut w = worker(dir.path(), "cache_revalidate = \"1s\"");
+        let t0 = Instant::now();
+        let plain = w.ask(t0, "", "/a.html");
+        assert_eq!(field(&plain, "vary"), Some("Accept-Encoding".into()));
+        assert_eq!(field(&plain, "content-encoding"), None);
+        let br = w.ask(t0, "Accept-Encoding: br\r\n", "/a.html");
+        assert_eq!(field(&br, "content-encoding"), Some("br".into()));
+        assert_eq!(decompress(Encoding::Br, &body(&br)), src);
+        let tag = field(&br, "etag").unwrap();
+        assert_ne!(Some(&tag), field(&plain, "etag").as_ref());
+        assert_eq!(field(&br, "last-modified"), field(&plain, "last-modified"));
+        for i in 0..50 {
+            let again = w.ask(t0, "Accept-Encoding: gzip, br\r\n", "/a.html");
+            assert_eq!(field(&again, "etag"), Some(tag.clone()), "{i}");
+        }
+        let gz = w.ask(t0, "Accept-Encoding: gzip\r\n", "/a.html");
+        assert_eq!(decompress(Encoding::Gzip, &body(&gz)), src);
+        assert_eq!(compressions(&w.reg), [1, 0, 1]);
+        // The bytes count against the budget.
+        let (_, bytes) = w.usage();
+        assert!(bytes > src.len() + body(&br).len() + body(&gz).len());
+        // Looked up again, unchanged: nothing is made again.
+        let t1 = t0 + Duration::from_secs(2);
+        let br1 = w.ask(t1, "Accept-Encoding: br\r\n", "/a.html");
+        assert_eq!(field(&br1, "etag"), Some(tag.clone()));
+        assert_eq!(compressions(&w.reg), [1, 0, 1]);
+        // Changed: made anew, with a new tag.
+        std::fs::write(dir.path().join("a.html"), text(4100, 2)).unwrap();
+        let t2 = t1 + Duration::from_secs(2);
+        let br2 = w.ask(t2, "Accept-Encoding: br\r\n", "/a.html");
+        assert_eq!(decompress(Encoding::Br, &body(&br2)), text(4100, 2));
+        assert_ne!(field(&br2, "etag"), Some(tag));
+        assert_eq!(compressions(&w.reg), [2, 0, 1]);
+    }
+
+    /// A burst of first requests for many files in one loop turn compresses
+    /// at most `TURN_BUDGET` bytes: the rest are answered as they are (with
+    /// Vary), and compressed in a later turn.
+    #[test]
+    fn a_turn_compresses_within_its_budget() {
+        use crate::files::compress::TURN_BUDGET;
+        let dir = tempfile::tempdir().unwrap();
+        let size = 20 << 10;
+        for i in 0..6 {
+            std::fs::write(dir.path().join(format!("f{i}.js")), text(size, i)).unwrap();
+        }
+        let mut w = worker(dir.path(), "");
+        let t0 = Instant::now();
+        let coded: Vec<bool> = (0..6)
+            .map(|i| {
+                let r = w.ask(t0, "Accept-Encoding: zstd\r\n", &format!("/f{i}.js"));
+                assert_eq!(field(&r, "vary"), Some("Accept-Encoding".into()));
+                field(&r, "content-encoding").is_some()
+            })
+            .collect();
+        let fit = TURN_BUDGET / size;
+        assert_eq!(coded.iter().filter(|c| **c).count(), fit, "{coded:?}");
+        assert!(coded[..fit].iter().all(|c| *c), "{coded:?}");
+        // The next turn (another instant) goes on.
+        let t1 = t0 + Duration::from_millis(1);
+        let r = w.ask(t1, "Accept-Encoding: zstd\r\n", &format!("/f{fit}.js"));
+        assert_eq!(field(&r, "content-encoding"), Some("zstd".into()));
+        assert_eq!(compressions(&w.reg), [0, fit as u64 + 1, 0]);
     }
 
     /// A worker's `/metrics` block, registered as the daemon's are.

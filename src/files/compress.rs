@@ -3,12 +3,13 @@
 //! made once per file and coding and kept in the file's cache entry
 //! (`cache::Cache::add_made`); this file only decides and compresses.
 //!
-//! Crates: `flate2` (gzip, its default pure-Rust miniz_oxide backend),
-//! `brotli` (pure Rust) and `zstd` (the C library, built with `cc` only).
-//! Levels, measured on a 64 KiB HTML/CSS/JS text with `cargo bench --bench
-//! compress` (release, one core of the 2-core build host): README.md's
-//! table. Each stays near or under 1 ms for a 64 KiB file (`cache_max_file`'s
-//! default), the largest a worker ever compresses on the fly.
+//! Crates: `flate2` with its `zlib-rs` backend (gzip; pure Rust, 3x the
+//! speed of the default miniz_oxide at level 6, same ratio), `brotli` (pure
+//! Rust) and `zstd` (the C library, built with `cc` alone). Levels chosen
+//! by measurement on a 64 KiB text of HTML, CSS, JS and Markdown (`cargo
+//! bench --bench compress`, README.md "Compression"): at the defaults a
+//! 64 KiB file takes about 2.2 ms (br 5), 0.9 ms (zstd 6), 1.0 ms (gzip 6)
+//! (medians on the shared 2-core host), the largest a worker compresses.
 
 use std::io::Write;
 
@@ -19,12 +20,14 @@ pub const DEFAULT_LEVEL_BR: u32 = 5;
 pub const DEFAULT_LEVEL_ZSTD: u32 = 6;
 pub const DEFAULT_LEVEL_GZIP: u32 = 6;
 
-/// Source bytes a worker compresses in one loop turn at most. Past it, the
-/// turn's further first requests are answered without on-the-fly coding
-/// (identity, or a sibling) and compressed on a later request: a burst of
-/// first requests for many files costs the loop at most this much
-/// compression per turn (about 2 ms at the default levels: README).
-pub const TURN_BUDGET: usize = 128 << 10;
+/// Source bytes a worker compresses in one loop turn at most, and so the
+/// largest file compressed on the fly (`cache_max_file`'s default). Past
+/// it, the turn's further first requests are answered without an on-the-fly
+/// coding (identity, or a sibling, with Vary) and compressed on a later
+/// request: a burst of first requests for many files costs the loop at
+/// most one 64 KiB compression per turn (about 2.5 ms at br 5, the slowest
+/// default level).
+pub const TURN_BUDGET: usize = 64 << 10;
 
 /// The on-the-fly compression settings (from the config).
 #[derive(Debug, Clone, Default)]
@@ -41,11 +44,8 @@ pub struct Compression {
 
 impl Compression {
     pub fn from_config(cfg: &Config) -> Compression {
-        let level = |name: &str, default: u32| {
-            cfg.compression_level
-                .get(name)
-                .map_or(default, |&l| l as u32)
-        };
+        let level =
+            |name: &str, default: u32| cfg.compression_level.get(name).copied().unwrap_or(default);
         Compression {
             codings: cfg.compression.clone(),
             types: cfg

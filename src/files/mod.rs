@@ -329,9 +329,19 @@ impl Responder {
         };
         if let Some(cache) = cache
             && f.len <= self.settings.cache_max_file
-            && let Some(entry) = self.load(now, rel, &f, ctype.clone(), &rules, notes)
+            && let Some(mut entry) = self.load(now, rel, &f, ctype.clone(), &rules, notes)
         {
             let key = p.normal();
+            // Looked up again after cache_revalidate and found unchanged
+            // (the same source and siblings): what was compressed for it is
+            // still its own, and is kept, not made again.
+            if let Some(old) = cache.take_expired(&key)
+                && same_versions(&old.reps, &entry.reps)
+                && old.fly == entry.fly
+                && old.rules == entry.rules
+            {
+                entry.made = old.made.clone();
+            }
             let e = cache.put(&key, entry);
             return self.serve_cached(req, now, cache, &key, e);
         }
@@ -452,7 +462,12 @@ impl Responder {
         let Source::Bytes(bytes) = &src.source else {
             return e;
         };
-        if !cache.may_compress(now.instant, bytes.len()) {
+        // Kept, or not made: bytes made for one answer would be made again
+        // for the next (the compressed bytes are smaller than the source's,
+        // their head well under 1 KiB).
+        if !cache.keeps(key, &e, bytes.len() + 1024)
+            || !cache.may_compress(now.instant, bytes.len())
+        {
             return e;
         }
         let level = self.settings.compression.level(c);
@@ -565,6 +580,15 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+/// The same files, in the same versions: each representation's entity
+/// tag (made from its size and mtime) and coding.
+fn same_versions(a: &[Rep], b: &[Rep]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.etag == y.etag && x.coding == y.coding)
 }
 
 /// Whether the request carries a field that can make its answer other
