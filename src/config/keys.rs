@@ -33,74 +33,85 @@ pub enum KeyProblem {
 }
 
 /// Check every top-level key (and every key of each `[[rules]]` entry)
-/// against the schema.
-pub fn unknown_keys(doc: &toml::de::DeTable<'_>) -> Result<(), KeyProblem> {
-    use toml::de::DeValue;
+/// against the schema: every problem, in the order of the file.
+pub fn unknown_keys(doc: &toml::de::DeTable<'_>) -> Vec<KeyProblem> {
     let (top, rule) = (Config::keys(), Rule::keys());
+    let mut found = Vec::new();
     for (k, v) in doc.iter() {
         let name: &str = k.get_ref();
         if !top.contains(&name) {
-            return Err(KeyProblem::Unknown(UnknownKey {
+            found.push(KeyProblem::Unknown(UnknownKey {
                 table: None,
                 key: name.to_string(),
                 at: k.span().start,
                 suggestion: suggest(name, top),
                 misplaced: false,
             }));
-        }
-        if name != key::rules {
-            continue;
-        }
-        let bad = |at: usize, message: String| Err(KeyProblem::Rules(BadRules { at, message }));
-        let entries = match v.get_ref() {
-            DeValue::Array(a) => a,
-            DeValue::Table(_) => {
-                return bad(
-                    k.span().start,
-                    "write each rule as a [[rules]] entry (two brackets), not [rules]".into(),
-                );
-            }
-            other => {
-                return bad(
-                    v.span().start,
-                    format!(
-                        "expected [[rules]] entries with match = \"<glob>\" and headers = {{ ... }}, got {}",
-                        other.type_str()
-                    ),
-                );
-            }
-        };
-        for e in entries.iter() {
-            let DeValue::Table(t) = e.get_ref() else {
-                return bad(
-                    e.span().start,
-                    format!(
-                        "each rule is a table with match = \"<glob>\" and headers = {{ ... }}, got {}",
-                        e.get_ref().type_str()
-                    ),
-                );
-            };
-            for (rk, _) in t.iter() {
-                let rkey: &str = rk.get_ref();
-                if !rule.contains(&rkey) {
-                    return Err(KeyProblem::Unknown(UnknownKey {
-                        table: Some(key::rules),
-                        key: rkey.to_string(),
-                        at: rk.span().start,
-                        suggestion: suggest(rkey, rule),
-                        misplaced: top.contains(&rkey),
-                    }));
-                }
-            }
-            if !t.iter().any(|(rk, _)| rk.get_ref() == rule_key::pattern) {
-                return bad(
-                    e.span().start,
-                    "a rule needs match = \"<glob>\" (like \"/assets/**\" or \"*.css\")".into(),
-                );
-            }
+        } else if name == key::rules {
+            rules_keys(k, v, rule, top, &mut found);
         }
     }
-    Ok(())
+    found
+}
+
+/// The problems of the `rules` value: its shape (the first one found: past
+/// it the entries cannot be read), and each entry's unknown keys.
+fn rules_keys(
+    k: &toml::Spanned<toml::de::DeString<'_>>,
+    v: &toml::Spanned<toml::de::DeValue<'_>>,
+    rule: &[&'static str],
+    top: &[&'static str],
+    found: &mut Vec<KeyProblem>,
+) {
+    use toml::de::DeValue;
+    let bad = |at: usize, message: String| KeyProblem::Rules(BadRules { at, message });
+    let entries = match v.get_ref() {
+        DeValue::Array(a) => a,
+        DeValue::Table(_) => {
+            return found.push(bad(
+                k.span().start,
+                "write each rule as a [[rules]] entry (two brackets), not [rules]".into(),
+            ));
+        }
+        other => {
+            return found.push(bad(
+                v.span().start,
+                format!(
+                    "expected [[rules]] entries with match = \"<glob>\" and headers = {{ ... }}, got {}",
+                    other.type_str()
+                ),
+            ));
+        }
+    };
+    for e in entries.iter() {
+        let DeValue::Table(t) = e.get_ref() else {
+            return found.push(bad(
+                e.span().start,
+                format!(
+                    "each rule is a table with match = \"<glob>\" and headers = {{ ... }}, got {}",
+                    e.get_ref().type_str()
+                ),
+            ));
+        };
+        for (rk, _) in t.iter() {
+            let rkey: &str = rk.get_ref();
+            if !rule.contains(&rkey) {
+                found.push(KeyProblem::Unknown(UnknownKey {
+                    table: Some(key::rules),
+                    key: rkey.to_string(),
+                    at: rk.span().start,
+                    suggestion: suggest(rkey, rule),
+                    misplaced: top.contains(&rkey),
+                }));
+            }
+        }
+        if !t.iter().any(|(rk, _)| rk.get_ref() == rule_key::pattern) {
+            found.push(bad(
+                e.span().start,
+                "a rule needs match = \"<glob>\" (like \"/assets/**\" or \"*.css\")".into(),
+            ));
+        }
+    }
 }
 
 /// Byte offset of a key of the `rule`-th `[[rules]]` entry (from 0): its

@@ -97,6 +97,10 @@ impl Settings {
     }
 }
 
+/// `Retry-After` of a 503 for want of descriptors, in seconds: idle
+/// connections are closed at once, so a retry soon after may well succeed.
+const RETRY_AFTER: &str = "1";
+
 #[derive(Debug)]
 pub struct Responder {
     root: RootDir,
@@ -147,6 +151,11 @@ impl Responder {
         match e.kind() {
             io::ErrorKind::PermissionDenied => self.error_page(Status::FORBIDDEN),
             _ if is_missing(&e) => self.not_found(),
+            // Out of descriptors: a passing condition, said as such (the
+            // engine logs it, naming the client, and frees descriptors).
+            _ if os::out_of_descriptors(&e) => {
+                Reply::status(Status::SERVICE_UNAVAILABLE).with_header("Retry-After", RETRY_AFTER)
+            }
             _ => {
                 crate::note!(notes, Level::Error, "open: {e}");
                 self.error_page(Status::INTERNAL_SERVER_ERROR)
