@@ -74,6 +74,57 @@ fn site() -> Site {
     s
 }
 
+/// A Date fixed at one instant, put before the default site's script, so
+/// its clock shows the same time in every screenshot.
+const FIXED_DATE_JS: &str = "(function () { var D = Date, T = 1700000000000; \
+    Date = function (...a) { return a.length ? new D(...a) : new D(T); }; \
+    Date.prototype = D.prototype; Date.now = function () { return T; }; })();\n";
+
+/// The default site (`html/`) in a temp root, its clock fixed.
+fn default_site() -> Site {
+    let s = Site::empty();
+    let html = Path::new(env!("CARGO_MANIFEST_DIR")).join("html");
+    for rel in ["index.html", "404.html", "css/style.css", "img/logo.png"] {
+        s.write(rel, &std::fs::read(html.join(rel)).unwrap());
+    }
+    let js = std::fs::read_to_string(html.join("js/app.js")).unwrap();
+    s.write("js/app.js", format!("{FIXED_DATE_JS}{js}").as_bytes());
+    s
+}
+
+/// Headless Chromium's screenshot of `url` into `png`, or None when there is
+/// no Chromium.
+fn screenshot(url: &str, png: &Path) -> Option<()> {
+    let browser = ["chromium", "chromium-browser"].into_iter().find(|b| {
+        Command::new(b)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })?;
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--no-first-run",
+            "--disable-extensions",
+            "--window-size=800,700",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && png.exists(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(())
+}
+
 engine_tests! {
     /// Each coding: its own fields and strong tag, the source's
     /// Last-Modified, the original bytes back; HEAD says the same.
@@ -323,5 +374,28 @@ print("ok", coding, len(body))
                 .unwrap();
             assert!(out.status.success(), "python {c}: {}", String::from_utf8_lossy(&out.stderr));
         }
+    }
+
+    /// A browser: headless Chromium loads the default site (its HTML, CSS
+    /// and JS compressed: min size lowered so each is) and renders exactly
+    /// the page it renders with compression off: the screenshots are the
+    /// same bytes. Skipped when Chromium is not installed (Debian: `apt-get
+    /// install chromium`).
+    fn chromium_renders_the_same_page(e) {
+        let s = default_site();
+        let cfg = format!("workers = 1\ncompression_min_size = 256\n{METRICS}");
+        let on = start_or_skip!(e, &cfg, &s.root);
+        let off = start_or_skip!(e, "compression = []", &s.root);
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("on.png"), dir.path().join("off.png"));
+        if screenshot(&format!("http://{}/", on.addr()), &a).is_none() {
+            return skip("no chromium (Debian: apt-get install chromium)");
+        }
+        screenshot(&format!("http://{}/", off.addr()), &b).unwrap();
+        let br = on.metric("tandem_compressions_total{coding=\"br\"}");
+        assert!(br >= 3, "index.html, style.css and app.js compressed: {br}");
+        let (a, b) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        assert!(a.len() > 10_000, "a page was drawn: {} bytes of PNG", a.len());
+        assert!(a == b, "the page renders differently with compression on");
     }
 }
