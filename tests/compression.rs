@@ -131,6 +131,7 @@ engine_tests! {
     fn representations_have_their_own_fields(e) {
         let s = site();
         let srv = start_or_skip!(e, "workers = 1", &s.root);
+        let other = start_or_skip!(e, "workers = 2", &s.root);
         let src = page(20 << 10, 1);
         let plain = ask(&srv, "GET", "/page.html", "");
         assert_status(&plain, 200, "GET /page.html");
@@ -152,6 +153,11 @@ engine_tests! {
             assert!(tag.starts_with('"') && !tag.starts_with("W/"), "{c}: {tag}");
             assert!(!tags.contains(&tag), "{c}: {tag} is not its own");
             tags.push(tag.clone());
+            // Another server (a restart, a replica) on the same files: the
+            // same tag for the same bytes.
+            let again = ask(&other, "GET", "/page.html", &ae);
+            assert_eq!(again.header("etag"), Some(&*tag), "{c}: another server's tag");
+            assert_eq!(again.body, r.body, "{c}: another server's bytes");
             let h = ask(&srv, "HEAD", "/page.html", &ae);
             assert_status(&h, 200, &format!("HEAD {c}"));
             assert!(h.body.is_empty());
