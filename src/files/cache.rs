@@ -1,6 +1,7 @@
 //! The small-file cache: what a request path was answered with last time
-//! (the file and its precompressed variants as shared bytes, its type and
-//! its rules' headers), so that a hit does no open, fstat, read or close.
+//! (the file and its precompressed variants as shared bytes, what was
+//! compressed for it on the fly, its type and its rules' headers), so that
+//! a hit does no open, fstat, read, close or compression.
 //!
 //! A [`Cache`] is a plain value: the file responder makes one per worker
 //! (`Respond::local`), the worker owns it and lends it to each request
