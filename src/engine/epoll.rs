@@ -54,8 +54,8 @@ impl Epoll {
     fn new() -> io::Result<Epoll> {
         // SAFETY: epoll_create1 takes no pointers; returns a new fd or -1.
         let fd = crate::syscall!(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        // SAFETY: fd is new and owned by nobody else.
         Ok(Epoll {
+            // SAFETY: fd is new and owned by nobody else.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
         })
     }
