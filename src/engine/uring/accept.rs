@@ -116,8 +116,10 @@ impl Worker {
         for (i, a) in self.listeners.iter_mut().enumerate() {
             if want && !a.armed {
                 let lfd = self.spec.listeners[i].raw();
-                // Non-blocking sockets: a splice into a full socket returns
-                // (short or EAGAIN) instead of parking an io-wq thread.
+                // Non-blocking sockets: the direct sendfile and splice(pipe
+                // -> socket) calls of `send.rs` run on this thread, and on a
+                // full socket must return (short or EAGAIN) instead of
+                // blocking the worker (SPLICE_F_NONBLOCK covers the pipe only).
                 let flags = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
                 let e = if multi {
                     opcode::AcceptMulti::new(types::Fd(lfd))
