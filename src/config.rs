@@ -87,7 +87,7 @@ impl Config {
                 return Err(ConfigError::Shape {
                     path: name.to_string(),
                     line: Some(line_of(r.at)),
-                    key: key::rules,
+                    key: r.key,
                     message: r.message,
                 });
             }

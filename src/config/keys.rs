@@ -2,7 +2,7 @@
 //! key probably meant), the shape of `[[rules]]`, and where a key is set
 //! (the line an error names).
 
-use super::schema::{Config, Rule, key, rule_key};
+use super::schema::{Config, Rule, TlsCertificate, key, rule_key, tls_cert_key};
 
 /// A key the schema does not have, where it is, and the key probably meant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,9 +18,12 @@ pub struct UnknownKey {
     pub misplaced: bool,
 }
 
-/// A `rules` value that is not a list of `{ match, headers }` tables.
+/// A `rules` (or `tls_certificates`) value that is not a list of tables
+/// of the right shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadRules {
+    /// `rules` or `tls_certificates`.
+    pub key: &'static str,
     pub at: usize,
     pub message: String,
 }
@@ -36,7 +39,7 @@ pub enum KeyProblem {
 /// against the schema.
 pub fn unknown_keys(doc: &toml::de::DeTable<'_>) -> Result<(), KeyProblem> {
     use toml::de::DeValue;
-    let (top, rule) = (Config::keys(), Rule::keys());
+    let top = Config::keys();
     for (k, v) in doc.iter() {
         let name: &str = k.get_ref();
         if !top.contains(&name) {
@@ -48,23 +51,52 @@ pub fn unknown_keys(doc: &toml::de::DeTable<'_>) -> Result<(), KeyProblem> {
                 misplaced: false,
             }));
         }
-        if name != key::rules {
-            continue;
-        }
-        let bad = |at: usize, message: String| Err(KeyProblem::Rules(BadRules { at, message }));
+        // The lists of tables: their keys, the key each entry needs, and
+        // what an entry looks like.
+        let (list, rule, needs, shape, needs_msg) = match name {
+            key::rules => (
+                key::rules,
+                Rule::keys(),
+                &[rule_key::pattern][..],
+                "match = \"<glob>\" and headers = { ... }",
+                "a rule needs match = \"<glob>\" (like \"/assets/**\" or \"*.css\")",
+            ),
+            key::tls_certificates => (
+                key::tls_certificates,
+                TlsCertificate::keys(),
+                &[tls_cert_key::cert, tls_cert_key::key][..],
+                "cert = \"<file>\" and key = \"<file>\"",
+                "an entry needs cert = \"<file>\" and key = \"<file>\"",
+            ),
+            _ => continue,
+        };
+        let bad = |at: usize, message: String| {
+            Err(KeyProblem::Rules(BadRules {
+                key: list,
+                at,
+                message,
+            }))
+        };
         let entries = match v.get_ref() {
             DeValue::Array(a) => a,
             DeValue::Table(_) => {
                 return bad(
                     k.span().start,
-                    "write each rule as a [[rules]] entry (two brackets), not [rules]".into(),
+                    format!(
+                        "write each {} as a [[{list}]] entry (two brackets), not [{list}]",
+                        if list == key::rules {
+                            "rule"
+                        } else {
+                            "certificate"
+                        }
+                    ),
                 );
             }
             other => {
                 return bad(
                     v.span().start,
                     format!(
-                        "expected [[rules]] entries with match = \"<glob>\" and headers = {{ ... }}, got {}",
+                        "expected [[{list}]] entries with {shape}, got {}",
                         other.type_str()
                     ),
                 );
@@ -75,7 +107,8 @@ pub fn unknown_keys(doc: &toml::de::DeTable<'_>) -> Result<(), KeyProblem> {
                 return bad(
                     e.span().start,
                     format!(
-                        "each rule is a table with match = \"<glob>\" and headers = {{ ... }}, got {}",
+                        "each {} is a table with {shape}, got {}",
+                        if list == key::rules { "rule" } else { "entry" },
                         e.get_ref().type_str()
                     ),
                 );
@@ -84,7 +117,7 @@ pub fn unknown_keys(doc: &toml::de::DeTable<'_>) -> Result<(), KeyProblem> {
                 let rkey: &str = rk.get_ref();
                 if !rule.contains(&rkey) {
                     return Err(KeyProblem::Unknown(UnknownKey {
-                        table: Some(key::rules),
+                        table: Some(list),
                         key: rkey.to_string(),
                         at: rk.span().start,
                         suggestion: suggest(rkey, rule),
@@ -92,11 +125,11 @@ pub fn unknown_keys(doc: &toml::de::DeTable<'_>) -> Result<(), KeyProblem> {
                     }));
                 }
             }
-            if !t.iter().any(|(rk, _)| rk.get_ref() == rule_key::pattern) {
-                return bad(
-                    e.span().start,
-                    "a rule needs match = \"<glob>\" (like \"/assets/**\" or \"*.css\")".into(),
-                );
+            if !needs
+                .iter()
+                .all(|n| t.iter().any(|(rk, _)| rk.get_ref() == *n))
+            {
+                return bad(e.span().start, needs_msg.into());
             }
         }
     }

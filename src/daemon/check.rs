@@ -160,6 +160,8 @@ pub enum Problem {
         source: io::Error,
         hint: &'static str,
     },
+    #[error("tls_certificates: {0}")]
+    Tls(#[source] crate::tls::CertError),
     #[error(
         "daemon: {log} is \"stderr\", which a daemon does not have: set {log} to a file \
          (like \"/var/log/tandem/{file}\") or \"off\", or run in the foreground"
@@ -187,6 +189,8 @@ pub struct Checked {
     /// Log files that do not exist yet: created at start (as root, when
     /// started as root) and then given to the user tandem drops to.
     pub new_logs: Vec<PathBuf>,
+    /// The TLS settings built from `tls_certificates` (when `tls_listen` is set).
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// Run the checks. `Err` names the key and where it was set.
@@ -284,6 +288,25 @@ pub fn preflight(cfg: &Config, origins: &Origins, stage: Stage) -> Result<Checke
         if created && !out.new_logs.contains(&p) {
             out.new_logs.push(p);
         }
+    }
+
+    // Certificates: readable, each key matching its certificate, within
+    // their validity (a warning when one ends within 14 days).
+    if !cfg.tls_listen.is_empty() {
+        let pairs: Vec<_> = cfg
+            .tls_certificates
+            .iter()
+            .map(|c| crate::tls::CertFiles {
+                cert: absolute(&c.cert),
+                key: absolute(&c.key),
+            })
+            .collect();
+        let (tls, warnings) = crate::tls::server_config(&pairs, std::time::SystemTime::now())
+            .map_err(|e| fail("tls_certificates", Problem::Tls(e)))?;
+        for w in warnings {
+            crate::warn!("tls_certificates: {w}");
+        }
+        out.tls = Some(tls);
     }
 
     // The pidfile: written now, by whoever starts tandem.

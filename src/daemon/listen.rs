@@ -80,7 +80,15 @@ pub fn bind(addr: SocketAddr) -> Result<Listener, BindError> {
     Ok(Listener {
         fd: OwnedFd::from(l),
         addr: bound,
+        tls: false,
     })
+}
+
+/// `bind` for a `tls_listen` address: its connections speak TLS.
+pub fn bind_tls(addr: SocketAddr) -> Result<Listener, BindError> {
+    let mut l = bind(addr)?;
+    l.tls = true;
+    Ok(l)
 }
 
 /// Stop a listening socket from completing new handshakes, without touching
@@ -149,6 +157,7 @@ pub fn from_systemd() -> io::Result<Option<Vec<Listener>>> {
         out.push(Listener {
             fd: OwnedFd::from(l),
             addr,
+            tls: false,
         });
     }
     Ok(Some(out))
@@ -164,6 +173,7 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<Listener> {
     Ok(Listener {
         fd: OwnedFd::from(l),
         addr: bound,
+        tls: false,
     })
 }
 

@@ -50,8 +50,11 @@ struct Daemon {
     cfg: Config,
     /// Where `tandem -s reload` reads the verdict of each reload (with a pidfile).
     status: Option<status::StatusFile>,
-    /// Listeners by configured address (kept across reloads).
-    listeners: HashMap<SocketAddr, Arc<Listener>>,
+    /// Listeners by configured address and whether it is a `tls_listen`
+    /// one (kept across reloads).
+    listeners: HashMap<(SocketAddr, bool), Arc<Listener>>,
+    /// The TLS settings of the current generation (`tls_certificates`).
+    tls: Option<Arc<rustls::ServerConfig>>,
     /// Listeners handed over by systemd; when present they replace `listen`.
     inherited: Option<Vec<Arc<Listener>>>,
     /// Measurement mode: one SO_REUSEPORT socket per worker instead of shared
@@ -89,14 +92,25 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
         None => None,
     };
     // Then the listeners, so a busy port is reported before anything else happens.
+    // Sockets from systemd serve TLS when their address is in `tls_listen`.
     let inherited = listen::from_systemd()
         .map_err(StartError::Listen)?
-        .map(|v| v.into_iter().map(Arc::new).collect::<Vec<_>>());
+        .map(|v| {
+            v.into_iter()
+                .map(|mut l| {
+                    l.tls = cfg.tls_listen.contains(&l.addr);
+                    Arc::new(l)
+                })
+                .collect::<Vec<_>>()
+        });
     let reuseport = std::env::var_os("TANDEM_BENCH_REUSEPORT").is_some_and(|v| v == "1");
     let mut listeners = HashMap::new();
     if inherited.is_none() && !reuseport {
         for &addr in &cfg.listen {
-            listeners.insert(addr, Arc::new(listen::bind(addr)?));
+            listeners.insert((addr, false), Arc::new(listen::bind(addr)?));
+        }
+        for &addr in &cfg.tls_listen {
+            listeners.insert((addr, true), Arc::new(listen::bind_tls(addr)?));
         }
     }
     let mut metrics_listeners = Vec::new();
@@ -187,6 +201,7 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
         cfg,
         status,
         listeners,
+        tls: checked.tls,
         inherited,
         reuseport,
         current: Generation {
@@ -208,7 +223,11 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
         .map_err(StartError::Workers)?;
     d.current.wait_accepting(true, HANDOVER_TIMEOUT);
     for l in d.active_listeners() {
-        crate::info!("listening on {}", l.addr);
+        crate::info!(
+            "listening on {}{}",
+            l.addr,
+            if l.tls { " (TLS)" } else { "" }
+        );
     }
     d.registry.set_serving();
     for a in metrics_addrs {
@@ -234,6 +253,15 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
     Ok(())
 }
 
+/// Whether `cfg` lists the listener of this key: its address in `listen`,
+/// or in `tls_listen` for a TLS one.
+fn configured(cfg: &Config, &(addr, tls): &(SocketAddr, bool)) -> bool {
+    match tls {
+        false => cfg.listen.contains(&addr),
+        true => cfg.tls_listen.contains(&addr),
+    }
+}
+
 impl Daemon {
     fn active_listeners(&self) -> Vec<Arc<Listener>> {
         match &self.inherited {
@@ -242,7 +270,9 @@ impl Daemon {
                 .cfg
                 .listen
                 .iter()
-                .filter_map(|a| self.listeners.get(a).cloned())
+                .map(|&a| (a, false))
+                .chain(self.cfg.tls_listen.iter().map(|&a| (a, true)))
+                .filter_map(|k| self.listeners.get(&k).cloned())
                 .collect(),
         }
     }
@@ -259,6 +289,13 @@ impl Daemon {
         #[cfg(debug_assertions)]
         let files = files.with_panic_target(std::env::var("TANDEM_TEST_PANIC_TARGET").ok());
         let files = Arc::new(files);
+        // redirect_to_https: the plaintext listeners' own responder.
+        let redirect = cfg.redirect_to_https.then(|| {
+            // The first TLS listener's bound port (443 without one).
+            let tls = self.active_listeners().into_iter().find(|l| l.tls);
+            let port = tls.map_or(443, |l| l.addr.port());
+            Arc::new(crate::tls::Redirect::new(files.clone(), port)) as engine::SharedRespond
+        });
         let access = match access {
             Some(a) => a,
             None => AccessLog::open(&cfg.access_log)?,
@@ -282,6 +319,8 @@ impl Daemon {
                 when_full: engine::WhenFull::Pause,
                 shutdown_timeout: cfg.shutdown_timeout.0,
                 counters: self.registry.worker(),
+                tls: self.tls.clone(),
+                redirect: redirect.clone(),
             };
             workers.push(Worker::start(engine, spec, &self.waker)?);
         }
@@ -456,7 +495,7 @@ impl Daemon {
     /// Reload; `Ok` with the summary of what runs now.
     fn try_reload(&mut self) -> Result<String, ReloadError> {
         let (new, origins) = self.opts.load()?;
-        preflight(&new, &origins, Stage::Reload)?;
+        let checked = preflight(&new, &origins, Stage::Reload)?;
         for (key, what) in [
             (new.daemon != self.cfg.daemon, "daemon"),
             (new.pidfile != self.cfg.pidfile, "pidfile"),
@@ -478,24 +517,41 @@ impl Daemon {
         // Bind new addresses before touching anything that runs.
         let mut added = Vec::new();
         if self.inherited.is_none() {
-            for &addr in &new.listen {
-                if !self.listeners.contains_key(&addr) {
-                    let l = listen::bind(addr).map_err(|e| e.held_by(self.holder_of(addr)))?;
-                    added.push((addr, Arc::new(l)));
+            for (&addr, tls) in new
+                .listen
+                .iter()
+                .map(|a| (a, false))
+                .chain(new.tls_listen.iter().map(|a| (a, true)))
+            {
+                if !self.listeners.contains_key(&(addr, tls)) {
+                    let l = if tls {
+                        listen::bind_tls(addr)
+                    } else {
+                        listen::bind(addr)
+                    };
+                    let l = l.map_err(|e| e.held_by(self.holder_of(addr)))?;
+                    added.push(((addr, tls), Arc::new(l)));
                 }
             }
         }
         let level = new.level();
         let old_cfg = std::mem::replace(&mut self.cfg, new);
+        // New handshakes use the new certificates; those under way, and
+        // the old workers' connections, keep the config they began with.
+        let old_tls = std::mem::replace(&mut self.tls, checked.tls);
         for (a, l) in added {
-            crate::info!("listening on {}", l.addr);
+            crate::info!(
+                "listening on {}{}",
+                l.addr,
+                if l.tls { " (TLS)" } else { "" }
+            );
             self.listeners.insert(a, l);
         }
         // Addresses the new config drops (our own sockets: systemd's stay).
         let removed: Vec<Arc<Listener>> = self
             .listeners
             .iter()
-            .filter(|(a, _)| !self.cfg.listen.contains(a))
+            .filter(|(k, _)| !configured(&self.cfg, k))
             .map(|(_, l)| l.clone())
             .collect();
         // The same access log file: the new generation shares the old one's
@@ -541,15 +597,16 @@ impl Daemon {
             }
             Err(e) => {
                 self.cfg = old_cfg;
-                let keep = &self.cfg.listen;
-                self.listeners.retain(|a, _| keep.contains(a));
+                self.tls = old_tls;
+                let cfg = &self.cfg;
+                self.listeners.retain(|k, _| configured(cfg, k));
                 return Err(ReloadError::Workers(e));
             }
         }
         // The old workers still hold the dropped sockets (no longer
         // listening); each closes when the last of them exits.
-        let keep = &self.cfg.listen;
-        self.listeners.retain(|a, _| keep.contains(a));
+        let cfg = &self.cfg;
+        self.listeners.retain(|k, _| configured(cfg, k));
         crate::log::set_level(level);
         if self.cfg.error_log != old_cfg.error_log
             && let Err(e) = crate::log::init_error_log(&self.cfg.error_log, level)

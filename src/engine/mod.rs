@@ -118,6 +118,8 @@ impl ProbeError {
 pub struct Listener {
     pub fd: OwnedFd,
     pub addr: SocketAddr,
+    /// A `tls_listen` socket: its connections speak TLS.
+    pub tls: bool,
 }
 
 impl Listener {
@@ -252,6 +254,13 @@ pub struct WorkerSpec {
     pub shutdown_timeout: Duration,
     /// This worker's `/metrics` counters (a replacement gets a new block).
     pub counters: Arc<WorkerCounters>,
+    /// The TLS settings (certificates) for connections from `tls`
+    /// listeners: those of the generation that started the worker, so a
+    /// reload's new certificates serve its new workers' handshakes.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// What answers on plaintext listeners instead of `responder`
+    /// (`redirect_to_https`), if anything.
+    pub redirect: Option<SharedRespond>,
 }
 
 /// Run a worker on the given engine until it is told to stop.
@@ -344,6 +353,10 @@ pub struct WorkerState {
     counters: Arc<WorkerCounters>,
     /// Spare response buffers for this worker's connections.
     pool: BufferPool,
+    /// `WorkerSpec::tls`.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// `WorkerSpec::redirect`.
+    redirect: Option<SharedRespond>,
 }
 
 /// What the daemon's control flags ask of a worker loop this turn.
@@ -414,6 +427,8 @@ impl WorkerState {
             worker_id: spec.id,
             counters: spec.counters.clone(),
             pool: BufferPool::default(),
+            tls: spec.tls.clone(),
+            redirect: spec.redirect.clone(),
         }
     }
 

@@ -38,9 +38,9 @@ impl Worker {
             if self.stopping {
                 close_fd(res);
             } else if self.accepting && self.conns.len() >= self.spec.max_connections {
-                self.parked.push_back(res);
+                self.parked.push_back((res, li));
             } else {
-                self.start_conn(res, None);
+                self.start_conn(res, None, li);
             }
         } else {
             // Next or Stop alike: the multishot accept goes on, or ends with
@@ -77,7 +77,7 @@ impl Worker {
             };
             // The fd is closed by the ring (IORING_OP_CLOSE) once no op of
             // the connection is in flight.
-            self.start_conn(fd.into_raw_fd(), peer);
+            self.start_conn(fd.into_raw_fd(), peer, li);
         }
     }
 
@@ -119,12 +119,14 @@ impl Worker {
         }
     }
 
-    /// Serve a new connection (`peer`: its address, if the accept said).
-    pub(super) fn start_conn(&mut self, fd: RawFd, peer: Option<SocketAddr>) {
+    /// Serve a new connection from listener `li` (`peer`: its address, if
+    /// the accept said).
+    pub(super) fn start_conn(&mut self, fd: RawFd, peer: Option<SocketAddr>, li: usize) {
         let now = self.sh.clock.now().instant;
         let generation = self.next_gen;
         self.next_gen = (generation + 1) & GEN_MASK;
-        let conn = self.sh.open_conn(fd, peer, !self.accepting);
+        let tls = self.spec.listeners[li].tls;
+        let conn = self.sh.open_conn(fd, peer, !self.accepting, tls);
         let slot = self
             .conns
             .insert(Box::new(UConn::new(fd, generation, conn, now)));
@@ -139,10 +141,10 @@ impl Worker {
     /// Serve parked connections while there is room.
     pub(super) fn unpark(&mut self) {
         while !self.stopping && self.conns.len() < self.spec.max_connections {
-            let Some(fd) = self.parked.pop_front() else {
+            let Some((fd, li)) = self.parked.pop_front() else {
                 break;
             };
-            self.start_conn(fd, None);
+            self.start_conn(fd, None, li);
         }
     }
 }

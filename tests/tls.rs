@@ -1,0 +1,481 @@
+//! HTTPS on both engines: real TLS clients (rustls over a TcpStream, curl
+//! and `openssl s_client` where installed) against `tls_listen`, with
+//! certificates made at test time (rcgen for ECDSA P-256, the openssl CLI
+//! for RSA 2048).
+
+#[macro_use]
+mod common;
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
+// ---------------------------------------------------------------------------
+// Certificates
+// ---------------------------------------------------------------------------
+
+/// A certificate and key in PEM files, and the certificate's DER.
+struct Pair {
+    cert: PathBuf,
+    key: PathBuf,
+    der: CertificateDer<'static>,
+}
+
+/// A self-signed certificate for `names` with `key`, valid until `days`
+/// from now (negative: expired).
+fn pair_with(dir: &Path, stem: &str, names: &[&str], days: i64, key: rcgen::KeyPair) -> Pair {
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(30);
+    params.not_after = now + time::Duration::days(days);
+    let cert = params.self_signed(&key).unwrap();
+    let p = Pair {
+        cert: dir.join(format!("{stem}.crt")),
+        key: dir.join(format!("{stem}.key")),
+        der: cert.der().clone(),
+    };
+    std::fs::write(&p.cert, cert.pem()).unwrap();
+    std::fs::write(&p.key, key.serialize_pem()).unwrap();
+    p
+}
+
+/// A self-signed ECDSA P-256 certificate for `names`.
+fn ec_pair(dir: &Path, stem: &str, names: &[&str], days: i64) -> Pair {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    pair_with(dir, stem, names, days, key)
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        || Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+}
+
+/// A self-signed RSA 2048 certificate for `name`: the key made by the
+/// openssl CLI (ring cannot generate RSA keys), the certificate by rcgen.
+/// None when openssl is not installed.
+fn rsa_pair(dir: &Path, stem: &str, name: &str) -> Option<Pair> {
+    if !have("openssl") {
+        skip("openssl CLI not installed");
+        return None;
+    }
+    let out = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "openssl genpkey: {out:?}");
+    let pem = String::from_utf8(out.stdout).unwrap();
+    let key = rcgen::KeyPair::from_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256).unwrap();
+    Some(pair_with(dir, stem, &[name], 30, key))
+}
+
+fn cert_entry(p: &Pair) -> String {
+    format!(
+        "[[tls_certificates]]\ncert = {}\nkey = {}\n",
+        toml_str(&p.cert.display().to_string()),
+        toml_str(&p.key.display().to_string())
+    )
+}
+
+/// Config lines for a TLS listener on an ephemeral port with `pairs`.
+fn tls_config(extra: &str, pairs: &[&Pair]) -> String {
+    let mut s = format!("tls_listen = [\"127.0.0.1:0\"]\n{extra}\n");
+    for p in pairs {
+        s.push_str(&cert_entry(p));
+    }
+    s
+}
+
+/// The TLS listener's address (its `listening on ADDR (TLS)` line).
+fn tls_addr(srv: &Server) -> SocketAddr {
+    assert!(
+        srv.wait_stderr("(TLS)", START_TIMEOUT),
+        "{}",
+        srv.stderr_text()
+    );
+    let text = srv.stderr_text();
+    let line = text.lines().find(|l| l.contains("(TLS)")).unwrap();
+    listening_addrs(line)[0]
+}
+
+// ---------------------------------------------------------------------------
+// A rustls client over a TcpStream
+// ---------------------------------------------------------------------------
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    #[allow(deprecated)]
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Trusts exactly `roots`; TLS 1.3 and 1.2, or only `version`.
+fn client(
+    roots: &[&Pair],
+    version: Option<&'static rustls::SupportedProtocolVersion>,
+) -> Arc<ClientConfig> {
+    let mut store = RootCertStore::empty();
+    for r in roots {
+        store.add(r.der.clone()).unwrap();
+    }
+    let versions: Vec<_> = match version {
+        Some(v) => vec![v],
+        None => vec![&rustls::version::TLS13, &rustls::version::TLS12],
+    };
+    let mut c = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&versions)
+        .unwrap()
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(c)
+}
+
+/// Accepts any certificate: for looking at which one a server presents
+/// to a name it has none for.
+#[derive(Debug)]
+struct AnyCert;
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            m,
+            c,
+            d,
+            &provider().signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            m,
+            c,
+            d,
+            &provider().signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn any_cert_client() -> Arc<ClientConfig> {
+    let c = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert))
+        .with_no_client_auth();
+    Arc::new(c)
+}
+
+struct Tls {
+    s: StreamOwned<ClientConnection, TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl Tls {
+    /// Connect and finish the handshake (`sni`: a name, or an IP address
+    /// for none).
+    fn try_connect(addr: SocketAddr, sni: &str, cfg: Arc<ClientConfig>) -> io::Result<Tls> {
+        let tcp = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+        tcp.set_read_timeout(Some(IO_TIMEOUT))?;
+        tcp.set_write_timeout(Some(IO_TIMEOUT))?;
+        let name = ServerName::try_from(sni.to_string()).unwrap();
+        let conn = ClientConnection::new(cfg, name).map_err(io::Error::other)?;
+        let mut s = StreamOwned::new(conn, tcp);
+        while s.conn.is_handshaking() {
+            s.conn.complete_io(&mut s.sock)?;
+        }
+        Ok(Tls { s, buf: Vec::new() })
+    }
+
+    fn connect(addr: SocketAddr, sni: &str, cfg: Arc<ClientConfig>) -> Tls {
+        Tls::try_connect(addr, sni, cfg).unwrap_or_else(|e| panic!("TLS to {addr} as {sni}: {e}"))
+    }
+
+    fn peer_cert(&self) -> CertificateDer<'static> {
+        self.s.conn.peer_certificates().unwrap()[0]
+            .clone()
+            .into_owned()
+    }
+
+    fn send(&mut self, b: &[u8]) {
+        self.s.write_all(b).unwrap();
+        self.s.flush().unwrap();
+    }
+
+    fn fill(&mut self) -> usize {
+        let mut tmp = [0u8; 64 * 1024];
+        match self.s.read(&mut tmp) {
+            Ok(n) => {
+                self.buf.extend_from_slice(&tmp[..n]);
+                n
+            }
+            Err(e) => panic!("TLS read: {e}"),
+        }
+    }
+
+    /// One response (HEAD, 304, 204 without a body; else Content-Length).
+    fn response(&mut self, method: &str) -> Response {
+        let end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            assert!(self.fill() > 0, "EOF before a response head");
+        };
+        let head = String::from_utf8(self.buf[..end].to_vec()).unwrap();
+        self.buf.drain(..end + 4);
+        let mut r = parse_response_head(&head).unwrap();
+        let len: usize = match r.header("content-length") {
+            _ if method == "HEAD" || r.status == 304 || r.status == 204 => 0,
+            Some(l) => l.parse().unwrap(),
+            None => 0,
+        };
+        while self.buf.len() < len {
+            assert!(self.fill() > 0, "EOF in a body\n{head}");
+        }
+        r.body = self.buf.drain(..len).collect();
+        r
+    }
+
+    fn get(&mut self, path: &str, extra: &str) -> Response {
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n").as_bytes());
+        self.response("GET")
+    }
+}
+
+/// Read until EOF (or a reset / TLS error, also an end); Err if still open
+/// after `timeout`.
+fn wait_closed(s: &mut TcpStream, timeout: Duration) -> Result<Vec<u8>, String> {
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut tmp = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("still open after {timeout:?}; got {}", show(&got)));
+        }
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut tmp) {
+            Ok(0) => return Ok(got),
+            Ok(n) => got.extend_from_slice(&tmp[..n]),
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut =>
+            {
+                return Err(format!("still open after {timeout:?}; got {}", show(&got)));
+            }
+            Err(_) => return Ok(got),
+        }
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// Deterministic bytes for a large file (xorshift), `len` long.
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+engine_tests! {
+    /// Pages, a range, a 304 and a precompressed variant over one
+    /// keep-alive TLS connection, then three pipelined requests in one
+    /// write; the session says TLS 1.3 and ALPN http/1.1.
+    fn pages_ranges_304_and_variants_over_tls(e) {
+        let site = Site::new();
+        let css = b"body { color: red; }\n".repeat(50);
+        site.write("x.css", &css);
+        let gz = gzip(&css);
+        site.write("x.css.gz", &gz);
+        let certs = tempfile::tempdir().unwrap();
+        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
+        let srv = start_or_skip!(e, &tls_config("", &[&ec]), &site.root);
+        let addr = tls_addr(&srv);
+        let mut c = Tls::connect(addr, "ec.test", client(&[&ec], None));
+        assert_eq!(c.s.conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+        assert_eq!(c.s.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+        let index = std::fs::read(site.root.join("index.html")).unwrap();
+        let r = c.get("/", "");
+        assert_eq!(r.status, 200, "{}", r.describe());
+        assert_eq!(r.body, index);
+        let r = c.get("/index.html", "Range: bytes=5-14\r\n");
+        assert_eq!(r.status, 206, "{}", r.describe());
+        assert_eq!(r.body, &index[5..15]);
+        let etag = r.header("etag").expect("an ETag").to_string();
+        let r = c.get("/index.html", &format!("If-None-Match: {etag}\r\n"));
+        assert_eq!(r.status, 304, "{}", r.describe());
+        let r = c.get("/x.css", "Accept-Encoding: gzip\r\n");
+        assert_eq!(r.status, 200, "{}", r.describe());
+        assert_eq!(r.header("content-encoding"), Some("gzip"));
+        assert_eq!(r.body, gz);
+        // Pipelined: three requests in one record, answered in order.
+        c.send(b"GET /x.css HTTP/1.1\r\nHost: x\r\n\r\nHEAD /index.html HTTP/1.1\r\nHost: x\r\n\r\nGET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+        let a = c.response("GET");
+        let b = c.response("HEAD");
+        let big = c.response("GET");
+        assert_eq!(a.body, css);
+        assert_eq!(b.status, 200);
+        assert_eq!(b.header("content-length"), Some(index.len().to_string().as_str()));
+        assert_eq!(big.body, std::fs::read(site.root.join("big.bin")).unwrap());
+        // Still open for more.
+        assert_eq!(c.get("/sub/page.html", "").body, b"<p>SUB-PAGE</p>");
+    }
+
+    /// A 100 MiB file and the site's big.bin arrive byte-exact over TLS
+    /// (file bodies are read in chunks and encrypted), with TLS 1.2 too,
+    /// and a range from the middle of the big one.
+    fn large_files_byte_exact(e) {
+        let site = Site::new();
+        let huge = pattern(100 << 20, 7);
+        site.write("huge.bin", &huge);
+        let certs = tempfile::tempdir().unwrap();
+        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
+        let srv = start_or_skip!(e, &tls_config("", &[&ec]), &site.root);
+        let addr = tls_addr(&srv);
+        let mut c = Tls::connect(addr, "ec.test", client(&[&ec], None));
+        let r = c.get("/huge.bin", "");
+        assert_eq!(r.status, 200);
+        assert!(r.body == huge, "100 MiB body differs ({} bytes came)", r.body.len());
+        let r = c.get("/huge.bin", "Range: bytes=50000000-50999999\r\n");
+        assert_eq!(r.status, 206);
+        assert!(r.body == huge[50_000_000..51_000_000]);
+        let mut c12 = Tls::connect(addr, "ec.test", client(&[&ec], Some(&rustls::version::TLS12)));
+        assert_eq!(c12.s.conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+        let big = std::fs::read(site.root.join("big.bin")).unwrap();
+        assert!(c12.get("/big.bin", "").body == big);
+    }
+
+    /// Two certificates (ECDSA P-256 first, RSA 2048): SNI picks by name;
+    /// an unknown name and no SNI get the first.
+    fn sni_picks_the_certificate(e) {
+        let site = Site::new();
+        let certs = tempfile::tempdir().unwrap();
+        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
+        let Some(rsa) = rsa_pair(certs.path(), "rsa", "rsa.test") else { return };
+        let srv = start_or_skip!(e, &tls_config("", &[&ec, &rsa]), &site.root);
+        let addr = tls_addr(&srv);
+        let both = client(&[&ec, &rsa], None);
+        let c = Tls::connect(addr, "ec.test", both.clone());
+        assert!(c.peer_cert() == ec.der, "ec.test got another certificate");
+        let mut c = Tls::connect(addr, "rsa.test", both.clone());
+        assert!(c.peer_cert() == rsa.der, "rsa.test got another certificate");
+        assert_eq!(c.get("/sub/page.html", "").status, 200);
+        let c = Tls::connect(addr, "RSA.Test", both);
+        assert!(c.peer_cert() == rsa.der, "names match without regard to case");
+        let c = Tls::connect(addr, "unknown.test", any_cert_client());
+        assert!(c.peer_cert() == ec.der, "an unknown name gets the default");
+        let c = Tls::connect(addr, "127.0.0.1", any_cert_client());
+        assert!(c.peer_cert() == ec.der, "no SNI gets the default");
+    }
+
+    /// Plain HTTP on the TLS port: a 400 with a one-line body, then the
+    /// connection closes (as nginx answers it).
+    fn plain_http_to_the_tls_port_gets_400(e) {
+        let site = Site::new();
+        let certs = tempfile::tempdir().unwrap();
+        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
+        let srv = start_or_skip!(e, &tls_config("", &[&ec]), &site.root);
+        let addr = tls_addr(&srv);
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let got = wait_closed(&mut s, CLOSE_TIMEOUT).unwrap();
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
+        let body = text.split("\r\n\r\n").nth(1).unwrap();
+        assert_eq!(body, "The plain HTTP request was sent to HTTPS port\n");
+        // One byte at a time works the same.
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"G").unwrap();
+        s.write_all(b"ET / HTTP/1.1\r\n").unwrap();
+        let got = wait_closed(&mut s, CLOSE_TIMEOUT).unwrap();
+        assert!(got.starts_with(b"HTTP/1.1 400 "), "{}", show(&got));
+    }
+
+    /// Garbage and truncated ClientHellos end their own connection only;
+    /// a handshake that stalls is closed by header_timeout; a client in
+    /// the middle of all that is served throughout.
+    fn hostile_handshakes_close_without_harm(e) {
+        let site = Site::new();
+        let certs = tempfile::tempdir().unwrap();
+        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
+        let srv = start_or_skip!(e, &tls_config("header_timeout = \"1s\"", &[&ec]), &site.root);
+        let addr = tls_addr(&srv);
+        let mut good = Tls::connect(addr, "ec.test", client(&[&ec], None));
+        assert_eq!(good.get("/", "").status, 200);
+        // A TLS record header announcing a handshake, then garbage.
+        let mut g = TcpStream::connect(addr).unwrap();
+        g.write_all(&[0x16, 0x03, 0x01, 0x00, 0x10]).unwrap();
+        g.write_all(&[0xff; 16]).unwrap();
+        wait_closed(&mut g, CLOSE_TIMEOUT).expect("garbage ClientHello closed");
+        // Binary garbage that is not even a record.
+        let mut g = TcpStream::connect(addr).unwrap();
+        g.write_all(&[0x00, 0x01, 0x02, 0x03, 0x99, 0x42, 0x13, 0x37]).unwrap();
+        wait_closed(&mut g, CLOSE_TIMEOUT).expect("binary garbage closed");
+        // Truncated: half a record, then nothing.
+        let started = Instant::now();
+        let mut t = TcpStream::connect(addr).unwrap();
+        t.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00]).unwrap();
+        // Silent from the start.
+        let mut silent = TcpStream::connect(addr).unwrap();
+        assert_eq!(good.get("/index.html", "").status, 200, "served meanwhile");
+        wait_closed(&mut t, Duration::from_secs(6)).expect("truncated hello closed");
+        wait_closed(&mut silent, Duration::from_secs(6)).expect("silent handshake closed");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(900), "closed before header_timeout: {took:?}");
+        assert_eq!(good.get("/sub/page.html", "").status, 200, "still served");
+        let fresh = Tls::connect(addr, "ec.test", client(&[&ec], None));
+        drop(fresh);
+    }
+}
