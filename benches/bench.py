@@ -321,6 +321,7 @@ http {{
 root = "{root}"
 engine = "{engine}"
 workers = {workers}
+max_connections = {IDLE_CONNS + 1024}
 access_log = "{access if log_on else "off"}"
 error_log = "{WORK}/{tag}.err"
 """)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tandem::files::{Responder, Settings};
 use tandem::http::parse::{MAX_HEADERS, ParseLimits, Parsed, parse_head};
-use tandem::http::{Conn, Ctx, Limits, Notes, Now, Transmit};
+use tandem::http::{Conn, Ctx, Limits, Notes, Now, Respond, Transmit};
 use tandem::log::{Level, LogFormat};
 use tandem::metrics::WorkerCounters;
 
@@ -78,13 +78,16 @@ fn main() {
     let mut conn = Conn::new("127.0.0.1:1".parse().unwrap(), now.instant, &limits);
     let mut log = Vec::new();
     let mut notes = Notes::new(Level::Info);
-    let stats = WorkerCounters::default();
+    let stats = std::sync::Arc::new(WorkerCounters::default());
     let mut pool = tandem::http::BufferPool::default();
     for (name, files) in &sites {
+        // The worker's own state for this site's responder: its cache.
+        let mut local = files.local(&stats);
         bench(name, 200_000, || {
             let mut ctx = Ctx {
                 now: &now,
                 responder: files,
+                local: &mut *local,
                 limits: &limits,
                 log: Some(&mut log),
                 notes: &mut notes,

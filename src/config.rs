@@ -16,13 +16,15 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use serde::Deserialize;
+
 mod de;
 mod error;
 mod keys;
 mod schema;
 mod validate;
 
-pub use de::parse_address;
+pub use de::{parse_address, parse_log_target};
 pub use error::*;
 use keys::{KeyProblem, key_line, rule_key_at, unknown_keys};
 pub use schema::{
@@ -56,6 +58,10 @@ impl Config {
     }
 
     /// Parse and validate TOML text; `name` is used in error messages.
+    /// Every problem is reported (up to [`MAX_ERRORS`]), not the first:
+    /// a syntax error stops the reading, but past the syntax every unknown
+    /// key, every value that cannot be read and every value that is not
+    /// allowed is named, each with its line.
     pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         let line_of = |at: usize| text[..at.min(text.len())].matches('\n').count() + 1;
         let parse_error = |source: toml::de::Error| ConfigError::Parse {
@@ -65,44 +71,101 @@ impl Config {
         };
         // Syntax first, then the keys (so a typo is named as one, with the
         // key it was probably meant to be), then the values.
-        let doc = toml::de::DeTable::parse(text).map_err(parse_error)?;
+        let mut doc = toml::de::DeTable::parse(text).map_err(|e| match e.span() {
+            // toml's message names no key; the span is the second one.
+            Some(s) if e.message().starts_with("duplicate key") => ConfigError::DuplicateKey {
+                path: name.to_string(),
+                line: line_of(s.start),
+                key: text[s.clone()].to_string(),
+                first: key_line(text, text[s].trim_matches('"')),
+            },
+            _ => parse_error(e),
+        })?;
         if doc.get_ref().is_empty() {
             return Err(ConfigError::Empty {
                 path: name.to_string(),
             });
         }
-        match unknown_keys(doc.get_ref()) {
-            Ok(()) => {}
-            Err(KeyProblem::Unknown(u)) => {
-                return Err(ConfigError::UnknownKey {
-                    path: name.to_string(),
-                    line: Some(line_of(u.at)),
-                    table: u.table,
-                    key: u.key,
-                    suggestion: u.suggestion,
-                    misplaced: u.misplaced,
-                });
+        let mut errors = Vec::new();
+        // Keys left out of the reading below: unknown ones, and a `rules`
+        // whose entries cannot be read.
+        let mut drop: Vec<String> = Vec::new();
+        for problem in unknown_keys(doc.get_ref()) {
+            match problem {
+                KeyProblem::Unknown(u) => {
+                    drop.push(u.table.unwrap_or(u.key.as_str()).to_string());
+                    errors.push(ConfigError::UnknownKey {
+                        path: name.to_string(),
+                        line: Some(line_of(u.at)),
+                        table: u.table,
+                        key: u.key,
+                        suggestion: u.suggestion,
+                        misplaced: u.misplaced,
+                    });
+                }
+                KeyProblem::Rules(r) => {
+                    drop.push(r.key.to_string());
+                    errors.push(ConfigError::Shape {
+                        path: name.to_string(),
+                        line: Some(line_of(r.at)),
+                        key: r.key,
+                        message: r.message,
+                    });
+                }
             }
-            Err(KeyProblem::Rules(r)) => {
-                return Err(ConfigError::Shape {
+        }
+        // The values: read the document; each value that cannot be read
+        // is reported, its key dropped, and the rest read again, so that
+        // one bad value does not hide the next.
+        let cfg = loop {
+            let all = std::mem::take(doc.get_mut());
+            *doc.get_mut() = all
+                .into_iter()
+                .filter(|(k, _)| !drop.iter().any(|d| d == k.get_ref()))
+                .collect();
+            if errors.len() >= MAX_ERRORS {
+                break None;
+            }
+            match Config::deserialize(toml::de::Deserializer::from(doc.clone())) {
+                Ok(cfg) => break Some(cfg),
+                Err(e) => {
+                    let bad = bad_key(doc.get_ref(), &e);
+                    errors.push(parse_error(e));
+                    match bad {
+                        Some(k) if !drop.contains(&k) => drop.push(k),
+                        _ => break None,
+                    }
+                }
+            }
+        };
+        if let Some(cfg) = &cfg {
+            for source in cfg.validate() {
+                // A value that could not be read stands at its default:
+                // checked against others, it would blame the wrong value.
+                if drop.iter().any(|d| d == source.key()) {
+                    continue;
+                }
+                errors.push(ConfigError::Invalid {
                     path: name.to_string(),
-                    line: Some(line_of(r.at)),
-                    key: r.key,
-                    message: r.message,
+                    line: source
+                        .rule_key()
+                        .and_then(|(rule, header)| rule_key_at(doc.get_ref(), rule, header))
+                        .map(line_of)
+                        .or_else(|| key_line(text, source.key())),
+                    source,
                 });
             }
         }
-        let cfg: Config = toml::from_str(text).map_err(parse_error)?;
-        cfg.validate().map_err(|source| ConfigError::Invalid {
-            path: name.to_string(),
-            line: source
-                .rule_key()
-                .and_then(|(rule, header)| rule_key_at(doc.get_ref(), rule, header))
-                .map(line_of)
-                .or_else(|| key_line(text, source.key())),
-            source,
-        })?;
-        Ok(cfg)
+        // In the order of the file, whichever step found them.
+        errors.sort_by_key(|e| e.line().unwrap_or(usize::MAX));
+        match (cfg, ConfigError::several(errors)) {
+            (_, Some(e)) => Err(e),
+            (Some(cfg), None) => Ok(cfg),
+            // Not reached: no config is read only after an error.
+            (None, None) => Err(ConfigError::Empty {
+                path: name.to_string(),
+            }),
+        }
     }
 
     /// `log_level` (kept for its callers: the field is typed now).
@@ -123,6 +186,20 @@ impl Config {
         pages.retain(|_, p| !p.is_empty());
         pages.into_iter().collect()
     }
+}
+
+/// The top-level key a reading error is about: the key its message starts
+/// with (each reader's message does: `workers: expected ...`), else the
+/// key whose value holds the error's position.
+fn bad_key(doc: &toml::de::DeTable<'_>, e: &toml::de::Error) -> Option<String> {
+    let named = e.message().split(':').next().unwrap_or("");
+    if let Some((k, _)) = doc.iter().find(|(k, _)| k.get_ref() == named) {
+        return Some(k.get_ref().to_string());
+    }
+    let at = e.span()?.start;
+    doc.iter()
+        .find(|(k, v)| (k.span().start..v.span().end.max(k.span().end)).contains(&at))
+        .map(|(k, _)| k.get_ref().to_string())
 }
 
 #[cfg(test)]

@@ -6,43 +6,49 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tandem::config::{self, EngineChoice};
+use tandem::config::{self, EngineChoice, LogTarget};
 use tandem::daemon::{self, Options, Stage};
 use tandem::engine;
 
 /// A static-file HTTP/1.1 server daemon with epoll and io_uring engines.
 #[derive(Parser, Debug)]
-#[command(name = "tandem", disable_version_flag = true)]
+#[command(
+    name = "tandem",
+    disable_version_flag = true,
+    after_help = "A flag that sets a config key wins over the file, at start and on every reload."
+)]
 struct Cli {
-    /// Config file (TOML). Without it, built-in defaults: serve ./html on 127.0.0.1:8080.
+    /// Config file (TOML); without it, built-in defaults (./html on 127.0.0.1:8080)
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Check the config (and what a start would need, short of binding) and exit: 0 if it
-    /// would start, 2 with FILE:LINE: error otherwise.
+    /// Check the config and what a start needs, and exit: 0 if it would start, else 2
     #[arg(short = 't', long = "test")]
     test: bool,
-    /// Listen on ADDR instead of the config's `listen` (repeatable). Wins on reload too.
-    #[arg(long = "listen", value_name = "ADDR", value_parser = config::parse_address)]
-    listen: Vec<SocketAddr>,
-    /// Serve DIR instead of the config's `root`. Wins on reload too.
-    #[arg(long, value_name = "DIR")]
-    root: Option<PathBuf>,
-    /// Override the config's engine: auto, epoll or io_uring. Wins on reload too.
-    #[arg(long, value_name = "ENGINE", value_parser = parse_engine)]
-    engine: Option<EngineChoice>,
-    /// Use FILE as the pidfile (the config's `pidfile`); with -s, find the server through it
-    /// without reading the config.
-    #[arg(long, value_name = "FILE")]
-    pidfile: Option<PathBuf>,
-    /// Detach into the background (same as `daemon = true`).
-    #[arg(long)]
-    daemon: bool,
-    /// Signal the running instance (found through the pidfile) and wait for the outcome:
-    /// reload, stop or reopen.
+    /// Signal the running tandem (found through its pidfile): reload, stop or reopen
     #[arg(short = 's', long = "signal", value_name = "SIGNAL")]
     signal: Option<String>,
-    /// Print the version, the git revision, whether io_uring is usable here and what
-    /// engine "auto" picks.
+    /// Listen on ADDR instead of the config's `listen` (repeatable)
+    #[arg(long = "listen", value_name = "ADDR", value_parser = config::parse_address)]
+    listen: Vec<SocketAddr>,
+    /// Serve DIR instead of the config's `root`
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// I/O engine instead of the config's `engine`: auto, epoll or io_uring
+    #[arg(long, value_name = "ENGINE", value_parser = parse_engine)]
+    engine: Option<EngineChoice>,
+    /// Pidfile instead of the config's `pidfile` (with -s: where to find the server)
+    #[arg(long, value_name = "FILE")]
+    pidfile: Option<PathBuf>,
+    /// Error log instead of the config's `error_log`: a file, stderr or off
+    #[arg(long = "error-log", value_name = "FILE", value_parser = config::parse_log_target)]
+    error_log: Option<LogTarget>,
+    /// Access log instead of the config's `access_log`: a file, stderr or off
+    #[arg(long = "access-log", value_name = "FILE", value_parser = config::parse_log_target)]
+    access_log: Option<LogTarget>,
+    /// Detach into the background (`daemon = true`); the logs must not be stderr
+    #[arg(long)]
+    daemon: bool,
+    /// Print the version, the git revision and whether io_uring is usable here
     #[arg(short = 'V', long = "version")]
     version: bool,
 }
@@ -70,6 +76,14 @@ fn version() -> String {
         Err(e) => out.push_str(&format!("engine auto: {e}\n")),
     }
     out
+}
+
+/// A config that cannot run: each problem on its own line, exit 2.
+fn each_line(problems: Vec<String>) -> ExitCode {
+    for p in problems {
+        eprintln!("tandem: {p}");
+    }
+    ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
@@ -104,6 +118,8 @@ fn main() -> ExitCode {
         listen: cli.listen.clone(),
         root: cli.root.clone(),
         pidfile: cli.pidfile.clone(),
+        error_log: cli.error_log.clone(),
+        access_log: cli.access_log.clone(),
     };
     if let Some(what) = &cli.signal {
         return match daemon::send_signal(&opts, what) {
@@ -119,19 +135,13 @@ fn main() -> ExitCode {
     }
     let (cfg, origins) = match opts.load() {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("tandem: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return each_line(e.each()),
     };
     // What -t checks is what a start checks: the same function, before
     // anything is opened or bound.
     let checked = match daemon::preflight(&cfg, &origins, Stage::Start) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("tandem: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return each_line(e.each()),
     };
     if cli.test {
         let picked = match engine::select(cfg.engine) {

@@ -35,6 +35,8 @@ pub struct WorkerCounters {
     /// Completed TLS handshakes: [TLS 1.2, TLS 1.3].
     tls_handshakes: [AtomicU64; 2],
     tls_failures: [AtomicU64; TLS_FAILURES],
+    cache_entries: AtomicU64,
+    cache_bytes: AtomicU64,
 }
 
 /// Why a TLS handshake failed (the `reason` label of
@@ -99,6 +101,15 @@ impl WorkerCounters {
         bump(&self.tls_failures[why as usize], 1);
     }
 
+    /// What the worker's small-file cache holds now (its entries, and the
+    /// bytes they count against `cache_size`). Set by the cache itself when
+    /// it changes (a fill or an eviction), never on a hit.
+    #[inline]
+    pub fn set_cache(&self, entries: usize, bytes: usize) {
+        self.cache_entries.store(entries as u64, Relaxed);
+        self.cache_bytes.store(bytes as u64, Relaxed);
+    }
+
     fn read(&self) -> Totals {
         Totals {
             requests: std::array::from_fn(|i| self.requests[i].load(Relaxed)),
@@ -107,6 +118,8 @@ impl WorkerCounters {
             open: self.open.load(Relaxed),
             tls_handshakes: std::array::from_fn(|i| self.tls_handshakes[i].load(Relaxed)),
             tls_failures: std::array::from_fn(|i| self.tls_failures[i].load(Relaxed)),
+            cache_entries: self.cache_entries.load(Relaxed),
+            cache_bytes: self.cache_bytes.load(Relaxed),
         }
     }
 }
@@ -121,6 +134,9 @@ pub struct Totals {
     pub open: u64,
     pub tls_handshakes: [u64; 2],
     pub tls_failures: [u64; TLS_FAILURES],
+    /// Gauges, as `open`: what live workers' caches hold.
+    pub cache_entries: u64,
+    pub cache_bytes: u64,
 }
 
 impl Totals {
@@ -137,13 +153,15 @@ impl Totals {
         for (a, b) in self.tls_failures.iter_mut().zip(o.tls_failures) {
             *a = a.wrapping_add(b);
         }
+        self.cache_entries += o.cache_entries;
+        self.cache_bytes += o.cache_bytes;
     }
 }
 
 #[derive(Debug, Default)]
 struct Blocks {
     live: Vec<Arc<WorkerCounters>>,
-    /// What ended workers counted (their `open` is not kept).
+    /// What ended workers counted (their gauges are not kept).
     retired: Totals,
 }
 
@@ -200,9 +218,14 @@ impl Registry {
         let mut b = self.lock();
         if let Some(i) = b.live.iter().position(|x| Arc::ptr_eq(x, w)) {
             let gone = b.live.swap_remove(i);
-            let mut t = gone.read();
-            t.open = 0;
-            b.retired.add(&t);
+            let t = gone.read();
+            // Counters only: an ended worker has no connections or cache.
+            b.retired.add(&Totals {
+                open: 0,
+                cache_entries: 0,
+                cache_bytes: 0,
+                ..t
+            });
         }
     }
 
@@ -274,7 +297,7 @@ impl Snapshot {
     /// Prometheus text format 0.0.4: `# HELP`, `# TYPE`, then the samples.
     pub fn render(&self, version: &str) -> String {
         let t = &self.totals;
-        let mut s = String::with_capacity(1536);
+        let mut s = String::with_capacity(2048);
         let head = |s: &mut String, name: &str, kind: &str, help: &str| {
             let _ = write!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
         };
@@ -331,6 +354,20 @@ impl Snapshot {
         }
         head(
             &mut s,
+            "tandem_cache_entries",
+            "gauge",
+            "Paths the small-file caches hold now (all workers).",
+        );
+        let _ = writeln!(s, "tandem_cache_entries {}", t.cache_entries);
+        head(
+            &mut s,
+            "tandem_cache_bytes",
+            "gauge",
+            "Bytes the small-file caches hold now, as counted against cache_size (all workers).",
+        );
+        let _ = writeln!(s, "tandem_cache_bytes {}", t.cache_bytes);
+        head(
+            &mut s,
             "tandem_reloads_total",
             "counter",
             "Reloads (SIGHUP), by result.",
@@ -384,10 +421,13 @@ mod tests {
         b.accepted();
         a.set_open(3);
         b.set_open(1);
+        a.set_cache(2, 700);
+        b.set_cache(1, 300);
         let s = r.snapshot();
         assert_eq!(s.totals.requests, [1, 2, 0, 1, 1]);
         assert_eq!(s.totals.response_bytes, 162);
         assert_eq!(s.totals.open, 4);
+        assert_eq!((s.totals.cache_entries, s.totals.cache_bytes), (3, 1000));
         r.retire(&a);
         r.retire(&a); // twice is harmless
         let c = r.worker();
@@ -397,6 +437,11 @@ mod tests {
         assert_eq!(s2.totals.response_bytes, 167);
         assert_eq!(s2.totals.accepted, 2);
         assert_eq!(s2.totals.open, 1, "a retired worker's connections are gone");
+        assert_eq!(
+            (s2.totals.cache_entries, s2.totals.cache_bytes),
+            (1, 300),
+            "and so is its cache"
+        );
         r.reloaded(true);
         r.reloaded(false);
         r.reloaded(true);
@@ -414,6 +459,8 @@ mod tests {
             text.contains("tandem_requests_total{code=\"3xx\"} 1\n"),
             "{text}"
         );
+        assert!(text.contains("tandem_cache_bytes 300\n"), "{text}");
+        assert!(text.contains("tandem_cache_entries 1\n"), "{text}");
         assert!(
             text.contains("tandem_info{engine=\"io_uring\",version=\""),
             "{text}"

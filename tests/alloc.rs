@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tandem::config::Config;
 use tandem::files::{Responder, Settings};
 use tandem::http::parse::ParseLimits;
-use tandem::http::{Conn, Ctx, Limits, Notes, Now, Segment, Transmit};
+use tandem::http::{Conn, Ctx, Limits, Notes, Now, Respond, Segment, Transmit};
 use tandem::log::{Level, LogFormat};
 use tandem::metrics::WorkerCounters;
 
@@ -74,12 +74,15 @@ fn allocations(req: &[u8], n: u64, cfg: &str) -> u64 {
     let mut conn = Conn::new("127.0.0.1:1".parse().unwrap(), now.instant, &limits);
     let mut log = Vec::with_capacity(1 << 20);
     let mut notes = Notes::new(Level::Info);
-    let stats = WorkerCounters::default();
+    let stats = std::sync::Arc::new(WorkerCounters::default());
+    // The worker's own state for the responder: its cache.
+    let mut local = files.local(&stats);
     let mut pool = tandem::http::BufferPool::default();
     let mut one = || {
         let mut ctx = Ctx {
             now: &now,
             responder: &files,
+            local: &mut *local,
             limits: &limits,
             log: Some(&mut log),
             notes: &mut notes,

@@ -79,6 +79,8 @@ impl Scrape {
             "tandem_response_bytes_total",
             "tandem_connections_open",
             "tandem_connections_accepted_total",
+            "tandem_cache_entries",
+            "tandem_cache_bytes",
             "tandem_reloads_total",
             "tandem_info",
         ] {
@@ -123,6 +125,13 @@ impl Scrape {
     }
     fn reloads(&self, result: &str) -> u64 {
         self.value("tandem_reloads_total", Some(("result", result))) as u64
+    }
+    /// What the small-file caches hold: (entries, bytes).
+    fn cache(&self) -> (u64, u64) {
+        (
+            self.value("tandem_cache_entries", None) as u64,
+            self.value("tandem_cache_bytes", None) as u64,
+        )
     }
 }
 
@@ -245,6 +254,47 @@ engine_tests! {
         let s3 = scrape_until(m, "a failed reload", |s| s.reloads("failed") == 1);
         assert_eq!(s3.reloads("ok"), 1);
         assert_eq!(s3.requests("2xx"), 7);
+    }
+
+    fn metrics_show_what_the_cache_holds(e) {
+        let site = Site::new();
+        let extra = format!("{METRICS}\nworkers = 1");
+        let srv = start_or_skip!(e, &extra, &site.root);
+        let m = metrics_addr(&srv);
+        let threads = thread_count(srv.pid());
+        assert_eq!(Scrape::get(m).cache(), (0, 0), "nothing cached yet");
+        // Each path is cached before its answer is sent: the gauges have
+        // moved by the time the client has it.
+        let mut sizes = Vec::new();
+        let mut held = 0;
+        for (n, path) in ["/style.css", "/app.js", "/sub/page.html"].into_iter().enumerate() {
+            let r = get(srv.addr(), path);
+            assert_status(&r, 200, path);
+            let (entries, bytes) = Scrape::get(m).cache();
+            assert_eq!(entries, n as u64 + 1, "after GET {path}");
+            // Its body, its head and an entry's fixed cost (256 bytes).
+            let size = bytes - held;
+            assert!(size > r.body.len() as u64 + 256 + 100, "{path}: {size} bytes");
+            assert!(size < r.body.len() as u64 + 256 + 1024, "{path}: {size} bytes");
+            sizes.push(size);
+            held = bytes;
+        }
+        // Hits, other spellings of a cached path, a file too large for the
+        // cache and a missing one change nothing.
+        for path in ["/style.css", "//app.js", "/sub/./page.html?v=2", "/big.bin", "/nope.txt"] {
+            let r = get(srv.addr(), path);
+            assert!(r.status == 200 || r.status == 404, "{path}: {}", r.status);
+            assert_eq!(Scrape::get(m).cache(), (3, held), "after GET {path}");
+        }
+
+        // A reload: the old worker's cache goes with it (once its clients
+        // are done: they are), and the new one starts empty.
+        srv.reload(WAIT).expect("reload");
+        scrape_until(m, "a reload", |s| s.reloads("ok") == 1);
+        wait_until("the old generation's worker to exit", || thread_count(srv.pid()) <= threads);
+        assert_eq!(Scrape::get(m).cache(), (0, 0), "the old worker's cache is gone");
+        assert_status(&get(srv.addr(), "/style.css"), 200, "GET /style.css after the reload");
+        assert_eq!(Scrape::get(m).cache(), (1, sizes[0]), "filled again, from empty");
     }
 
     fn metrics_listener_takes_new_limits_on_reload(e) {

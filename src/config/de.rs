@@ -234,6 +234,12 @@ pub(super) fn boolean(v: &Any) -> Result<bool, String> {
     }
 }
 
+/// A log target given as text (`--error-log`, `--access-log`): a file
+/// path, "stderr" or "off", with the config's message.
+pub fn parse_log_target(s: &str) -> Result<LogTarget, String> {
+    log_target(&Any::Str(s.to_string()))
+}
+
 pub(super) fn log_target(v: &Any) -> Result<LogTarget, String> {
     match nonempty("a file path, \"stderr\" or \"off\"", v)?.as_str() {
         "off" => Ok(LogTarget::Off),

@@ -8,15 +8,39 @@ use super::keys::key_line;
 use super::schema::key;
 use super::validate::{MAX_CACHE_FILE, MAX_CONNECTIONS, MAX_HEADER_SIZE, MAX_RANGES, MAX_TIMEOUT};
 
+/// At most this many problems are reported from one file (and from one
+/// run of the start checks): past a screenful, the rest are most likely
+/// echoes of the first ones, and a fix is read again anyway.
+pub const MAX_ERRORS: usize = 20;
+
 /// A config error, with the file and, where one is known, the line.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file cannot be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {}", read_problem(source))]
     Read {
         path: String,
         #[source]
         source: std::io::Error,
+    },
+    /// A key set twice in the same table; `first` is the line of the first
+    /// one, when it is a top-level key.
+    #[error(
+        "{path}:{line}: {key} is set twice{}",
+        first.map_or(String::new(), |l| format!(" (first on line {l}): keep one of them"))
+    )]
+    DuplicateKey {
+        path: String,
+        line: usize,
+        key: String,
+        first: Option<usize>,
+    },
+    /// More than one problem, each with its line: shown one a line.
+    #[error("{}", several_lines(errors, *more))]
+    Several {
+        errors: Vec<ConfigError>,
+        /// Problems past [`MAX_ERRORS`], not shown.
+        more: usize,
     },
     /// The file sets no key at all: empty, or only comments and blank
     /// lines (a file caught mid-write). Refused rather than read as "all
@@ -70,9 +94,39 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    /// The line the error is about, if known.
+    /// One error for the problems found: `None` for none, the problem
+    /// itself for one, `Several` (cut at [`MAX_ERRORS`]) for more.
+    pub fn several(mut errors: Vec<ConfigError>) -> Option<ConfigError> {
+        match errors.len() {
+            0 => None,
+            1 => errors.pop(),
+            n => {
+                errors.truncate(MAX_ERRORS);
+                Some(ConfigError::Several {
+                    more: n - errors.len(),
+                    errors,
+                })
+            }
+        }
+    }
+
+    /// Each problem (one, unless `Several`), to show one a line.
+    pub fn each(&self) -> Vec<String> {
+        match self {
+            ConfigError::Several { errors, more } => {
+                let mut v: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                v.extend(more_line(*more));
+                v
+            }
+            e => vec![e.to_string()],
+        }
+    }
+
+    /// The line the error is about, if known (the first one's, for several).
     pub fn line(&self) -> Option<usize> {
         match self {
+            ConfigError::Several { errors, .. } => errors.first().and_then(|e| e.line()),
+            ConfigError::DuplicateKey { line, .. } => Some(*line),
             ConfigError::Read { .. } | ConfigError::Empty { .. } => None,
             ConfigError::Parse { line, .. }
             | ConfigError::UnknownKey { line, .. }
@@ -80,6 +134,37 @@ impl ConfigError {
             | ConfigError::Invalid { line, .. } => *line,
         }
     }
+}
+
+/// A file that cannot be read, in words: no OS error number.
+fn read_problem(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "the file does not exist".to_string(),
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied: the user running tandem cannot read it".to_string()
+        }
+        std::io::ErrorKind::IsADirectory => "a directory, not a config file".to_string(),
+        std::io::ErrorKind::InvalidData => "not UTF-8 text: a TOML file is UTF-8".to_string(),
+        _ => crate::sys::bare(e),
+    }
+}
+
+/// `Several` on one line for a log or a reload's verdict: `; ` between
+/// problems (`each` gives them one a line).
+fn several_lines(errors: &[ConfigError], more: usize) -> String {
+    let mut v: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    v.extend(more_line(more));
+    v.join("; ")
+}
+
+/// `and N more problems`, when some were not shown.
+pub fn more_line(more: usize) -> Option<String> {
+    (more > 0).then(|| {
+        format!(
+            "... and {more} more problem{} (only the first {MAX_ERRORS} are shown)",
+            if more == 1 { "" } else { "s" }
+        )
+    })
 }
 
 fn unknown_key_message(

@@ -36,104 +36,132 @@ pub enum KeyProblem {
 }
 
 /// Check every top-level key (and every key of each `[[rules]]` entry)
-/// against the schema.
-pub fn unknown_keys(doc: &toml::de::DeTable<'_>) -> Result<(), KeyProblem> {
-    use toml::de::DeValue;
+/// against the schema: every problem, in the order of the file.
+pub fn unknown_keys(doc: &toml::de::DeTable<'_>) -> Vec<KeyProblem> {
     let top = Config::keys();
+    let mut found = Vec::new();
     for (k, v) in doc.iter() {
         let name: &str = k.get_ref();
         if !top.contains(&name) {
-            return Err(KeyProblem::Unknown(UnknownKey {
+            found.push(KeyProblem::Unknown(UnknownKey {
                 table: None,
                 key: name.to_string(),
                 at: k.span().start,
                 suggestion: suggest(name, top),
                 misplaced: false,
             }));
-        }
-        // The lists of tables: their keys, the key each entry needs, and
-        // what an entry looks like.
-        let (list, rule, needs, shape, needs_msg) = match name {
-            key::rules => (
-                key::rules,
-                Rule::keys(),
-                &[rule_key::pattern][..],
-                "match = \"<glob>\" and headers = { ... }",
-                "a rule needs match = \"<glob>\" (like \"/assets/**\" or \"*.css\")",
-            ),
-            key::tls_certificates => (
-                key::tls_certificates,
-                TlsCertificate::keys(),
-                &[tls_cert_key::cert, tls_cert_key::key][..],
-                "cert = \"<file>\" and key = \"<file>\"",
-                "an entry needs cert = \"<file>\" and key = \"<file>\"",
-            ),
-            _ => continue,
-        };
-        let bad = |at: usize, message: String| {
-            Err(KeyProblem::Rules(BadRules {
-                key: list,
-                at,
-                message,
-            }))
-        };
-        let entries = match v.get_ref() {
-            DeValue::Array(a) => a,
-            DeValue::Table(_) => {
-                return bad(
-                    k.span().start,
-                    format!(
-                        "write each {} as a [[{list}]] entry (two brackets), not [{list}]",
-                        if list == key::rules {
-                            "rule"
-                        } else {
-                            "certificate"
-                        }
-                    ),
-                );
-            }
-            other => {
-                return bad(
-                    v.span().start,
-                    format!(
-                        "expected [[{list}]] entries with {shape}, got {}",
-                        other.type_str()
-                    ),
-                );
-            }
-        };
-        for e in entries.iter() {
-            let DeValue::Table(t) = e.get_ref() else {
-                return bad(
-                    e.span().start,
-                    format!(
-                        "each {} is a table with {shape}, got {}",
-                        if list == key::rules { "rule" } else { "entry" },
-                        e.get_ref().type_str()
-                    ),
-                );
-            };
-            for (rk, _) in t.iter() {
-                let rkey: &str = rk.get_ref();
-                if !rule.contains(&rkey) {
-                    return Err(KeyProblem::Unknown(UnknownKey {
-                        table: Some(list),
-                        key: rkey.to_string(),
-                        at: rk.span().start,
-                        suggestion: suggest(rkey, rule),
-                        misplaced: top.contains(&rkey),
-                    }));
-                }
-            }
-            if !needs
-                .iter()
-                .all(|n| t.iter().any(|(rk, _)| rk.get_ref() == *n))
-            {
-                return bad(e.span().start, needs_msg.into());
-            }
+        } else if let Some(list) = TableList::of(name) {
+            rules_keys(&list, k, v, top, &mut found);
         }
     }
-    Ok(())
+    found
+}
+
+/// A key whose value is a list of tables (`[[key]]` entries).
+struct TableList {
+    key: &'static str,
+    /// Its entries' keys.
+    keys: &'static [&'static str],
+    /// The keys each entry needs.
+    needs: &'static [&'static str],
+    /// What one entry is called, and looks like.
+    entry: &'static str,
+    shape: &'static str,
+    needs_msg: &'static str,
+}
+
+impl TableList {
+    fn of(name: &str) -> Option<TableList> {
+        match name {
+            key::rules => Some(TableList {
+                key: key::rules,
+                keys: Rule::keys(),
+                needs: &[rule_key::pattern],
+                entry: "rule",
+                shape: "match = \"<glob>\" and headers = { ... }",
+                needs_msg: "a rule needs match = \"<glob>\" (like \"/assets/**\" or \"*.css\")",
+            }),
+            key::tls_certificates => Some(TableList {
+                key: key::tls_certificates,
+                keys: TlsCertificate::keys(),
+                needs: &[tls_cert_key::cert, tls_cert_key::key],
+                entry: "certificate",
+                shape: "cert = \"<file>\" and key = \"<file>\"",
+                needs_msg: "an entry needs cert = \"<file>\" and key = \"<file>\"",
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The problems of a `rules` (or `tls_certificates`) value: its shape (the
+/// first one found: past it the entries cannot be read), and each entry's
+/// unknown keys.
+fn rules_keys(
+    list: &TableList,
+    k: &toml::Spanned<toml::de::DeString<'_>>,
+    v: &toml::Spanned<toml::de::DeValue<'_>>,
+    top: &[&'static str],
+    found: &mut Vec<KeyProblem>,
+) {
+    use toml::de::DeValue;
+    let (name, rule, shape) = (list.key, list.keys, list.shape);
+    let bad = |at: usize, message: String| {
+        KeyProblem::Rules(BadRules {
+            key: name,
+            at,
+            message,
+        })
+    };
+    let entries = match v.get_ref() {
+        DeValue::Array(a) => a,
+        DeValue::Table(_) => {
+            return found.push(bad(
+                k.span().start,
+                format!(
+                    "write each {} as a [[{name}]] entry (two brackets), not [{name}]",
+                    list.entry
+                ),
+            ));
+        }
+        other => {
+            return found.push(bad(
+                v.span().start,
+                format!(
+                    "expected [[{name}]] entries with {shape}, got {}",
+                    other.type_str()
+                ),
+            ));
+        }
+    };
+    for e in entries.iter() {
+        let DeValue::Table(t) = e.get_ref() else {
+            return found.push(bad(
+                e.span().start,
+                format!(
+                    "each {} is a table with {shape}, got {}",
+                    list.entry,
+                    e.get_ref().type_str()
+                ),
+            ));
+        };
+        for (rk, _) in t.iter() {
+            let rkey: &str = rk.get_ref();
+            if !rule.contains(&rkey) {
+                found.push(KeyProblem::Unknown(UnknownKey {
+                    table: Some(name),
+                    key: rkey.to_string(),
+                    at: rk.span().start,
+                    suggestion: suggest(rkey, rule),
+                    misplaced: top.contains(&rkey),
+                }));
+            }
+        }
+        let has = |n: &&str| t.iter().any(|(rk, _)| rk.get_ref() == *n);
+        if !list.needs.iter().all(has) {
+            found.push(bad(e.span().start, list.needs_msg.into()));
+        }
+    }
 }
 
 /// Byte offset of a key of the `rule`-th `[[rules]]` entry (from 0): its

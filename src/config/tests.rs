@@ -781,7 +781,8 @@ fn tls_keys_say_what_is_missing() {
         ),
         (
             "[[tls_certificates]]\ncert = \"c.pem\"\nkye = \"k.pem\"",
-            "t.toml:4: tls_certificates: unknown key `kye`; did you mean `key`?",
+            "t.toml:2: tls_certificates: an entry needs cert = \"<file>\" and key = \"<file>\"; \
+             t.toml:4: tls_certificates: unknown key `kye`; did you mean `key`?",
         ),
         (
             "[tls_certificates]\ncert = \"c.pem\"",

@@ -77,19 +77,30 @@ impl Config {
         Ok(())
     }
 
-    /// Check values serde cannot; the first problem found, in this order.
-    pub(super) fn validate(&self) -> Result<(), Invalid> {
+    /// Check values serde cannot: every problem found, in this order (one
+    /// a check: the first bad `index` name, the first clashing address...).
+    pub(super) fn validate(&self) -> Vec<Invalid> {
+        let mut found = Vec::new();
         if self.listen.is_empty() {
-            return Err(Invalid::NoListen);
+            found.push(Invalid::NoListen);
         }
-        listen_overlap(key::metrics_listen, &self.metrics_listen)?;
-        self.check_listen()?;
-        self.check_index()?;
-        self.check_limits()?;
-        self.check_pages()?;
-        self.check_types()?;
-        self.check_tls()?;
-        self.check_rules()
+        for check in [
+            listen_overlap(key::metrics_listen, &self.metrics_listen),
+            self.check_listen(),
+            self.check_index(),
+            self.check_limits(),
+            self.check_pages(),
+            self.check_types(),
+            self.check_tls(),
+            self.check_rules(),
+        ] {
+            if let Err(e) = check
+                && !found.contains(&e)
+            {
+                found.push(e);
+            }
+        }
+        found
     }
 
     fn check_index(&self) -> Result<(), Invalid> {

@@ -29,7 +29,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, LogTarget, Source};
+use crate::config::{Config, LogTarget, MAX_ERRORS, Source, more_line};
 use crate::syscall;
 
 use super::privs;
@@ -73,14 +73,45 @@ impl Origins {
     }
 }
 
-/// Why a config cannot run: exit 2 at `-t` and at start, a refused reload.
-/// Shown as `ORIGIN: key: problem`, e.g. `t.toml:3: root: /nope does not exist`.
+/// One reason a config cannot run, shown as `ORIGIN: key: problem`, e.g.
+/// `t.toml:3: root: /nope does not exist`.
 #[derive(Debug, thiserror::Error)]
 #[error("{origin}{problem}")]
-pub struct CheckError {
+pub struct Found {
     pub origin: Origin,
     pub problem: Problem,
 }
+
+/// Why a config cannot run: exit 2 at `-t` and at start, a refused reload.
+/// Every problem the checks found (at most `MAX_ERRORS`), in the order of
+/// the checks; shown `; `-separated on one line (a log line, a reload's
+/// verdict), or one a line with `each`.
+#[derive(Debug)]
+pub struct CheckError {
+    pub found: Vec<Found>,
+}
+
+impl CheckError {
+    /// Each problem, one a line.
+    pub fn each(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .found
+            .iter()
+            .take(MAX_ERRORS)
+            .map(|f| f.to_string())
+            .collect();
+        v.extend(more_line(self.found.len().saturating_sub(MAX_ERRORS)));
+        v
+    }
+}
+
+impl fmt::Display for CheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.each().join("; "))
+    }
+}
+
+impl std::error::Error for CheckError {}
 
 /// `ORIGIN: ` to put before a message about the key, or nothing for a
 /// built-in default.
@@ -164,7 +195,8 @@ pub enum Problem {
     Tls(#[source] crate::tls::CertError),
     #[error(
         "daemon: {log} is \"stderr\", which a daemon does not have: set {log} to a file \
-         (like \"/var/log/tandem/{file}\") or \"off\", or run in the foreground"
+         (--{} FILE, or {log} = \"/var/log/tandem/{file}\" in the config) or \"off\", or run \
+         in the foreground", log.replace('_', "-")
     )]
     DaemonStderr {
         log: &'static str,
@@ -193,12 +225,26 @@ pub struct Checked {
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
-/// Run the checks. `Err` names the key and where it was set.
+/// Run the checks. `Err` has every problem found, each naming its key and
+/// where it was set: a problem does not hide the next (a missing root and
+/// three missing log and pidfile directories are four lines, not one).
 pub fn preflight(cfg: &Config, origins: &Origins, stage: Stage) -> Result<Checked, CheckError> {
-    let fail = |key: &str, problem: Problem| CheckError {
-        origin: origins.of(key),
-        problem,
-    };
+    let mut found = Vec::new();
+    let out = checks(cfg, stage, &mut |key: &str, problem: Problem| {
+        found.push(Found {
+            origin: origins.of(key),
+            problem,
+        })
+    });
+    if found.is_empty() {
+        Ok(out)
+    } else {
+        Err(CheckError { found })
+    }
+}
+
+/// The checks of `preflight`, each problem told to `fail` (with its key).
+fn checks(cfg: &Config, stage: Stage, fail: &mut dyn FnMut(&str, Problem)) -> Checked {
     let mut out = Checked::default();
     if stage == Stage::Start && cfg.daemon {
         for (log, target, file) in [
@@ -206,22 +252,29 @@ pub fn preflight(cfg: &Config, origins: &Origins, stage: Stage) -> Result<Checke
             ("access_log", &cfg.access_log, "access.log"),
         ] {
             if *target == LogTarget::Stderr {
-                return Err(fail("daemon", Problem::DaemonStderr { log, file }));
+                fail("daemon", Problem::DaemonStderr { log, file });
             }
         }
     }
     // Who serves: the user dropped to, or whoever runs this.
     let mut who = Who::Me;
     if stage == Stage::Start {
+        let group = |g: &String, fail: &mut dyn FnMut(&str, Problem)| {
+            privs::lookup_group(g)
+                .map_err(|_| fail("group", Problem::UnknownGroup(g.clone())))
+                .ok()
+        };
         if let Some(user) = &cfg.user {
-            let (uid, user_gid) = privs::lookup_user(user)
-                .map_err(|_| fail("user", Problem::UnknownUser(user.clone())))?;
+            let ids = privs::lookup_user(user)
+                .map_err(|_| fail("user", Problem::UnknownUser(user.clone())))
+                .ok();
             let gid = match &cfg.group {
-                Some(g) => privs::lookup_group(g)
-                    .map_err(|_| fail("group", Problem::UnknownGroup(g.clone())))?,
-                None => user_gid,
+                Some(g) => group(g, fail),
+                None => ids.map(|(_, gid)| gid),
             };
-            if privs::is_root() {
+            if let (Some((uid, _)), Some(gid)) = (ids, gid)
+                && privs::is_root()
+            {
                 who = Who::User {
                     name: user.clone(),
                     uid,
@@ -230,33 +283,32 @@ pub fn preflight(cfg: &Config, origins: &Origins, stage: Stage) -> Result<Checke
                 out.drop_to = Some((uid, gid));
             }
         } else if let Some(g) = &cfg.group {
-            privs::lookup_group(g).map_err(|_| fail("group", Problem::UnknownGroup(g.clone())))?;
+            group(g, fail);
         }
     }
 
     // root: there, a directory, readable and searchable by who serves.
     let root = absolute(&cfg.root);
     match std::fs::metadata(&root) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(fail("root", Problem::RootNotDirectory(root))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(fail("root", Problem::RootMissing(root)));
+        Ok(m) if m.is_dir() => {
+            if let Some(Err(source)) = access(&who, &[(&root, libc::R_OK | libc::X_OK)])
+                .into_iter()
+                .next()
+            {
+                let who = who.clone();
+                fail(
+                    "root",
+                    Problem::RootUnreadable {
+                        path: root,
+                        who,
+                        source,
+                    },
+                );
+            }
         }
-        Err(source) => return Err(fail("root", Problem::RootUnusable { path: root, source })),
-    }
-    if let Err(source) = access(&who, &[(&root, libc::R_OK | libc::X_OK)])
-        .into_iter()
-        .next()
-        .unwrap_or(Ok(()))
-    {
-        return Err(fail(
-            "root",
-            Problem::RootUnreadable {
-                path: root,
-                who,
-                source,
-            },
-        ));
+        Ok(_) => fail("root", Problem::RootNotDirectory(root)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fail("root", Problem::RootMissing(root)),
+        Err(source) => fail("root", Problem::RootUnusable { path: root, source }),
     }
 
     // Logs: writable by who serves (and, first, by whoever opens them now).
@@ -266,7 +318,13 @@ pub fn preflight(cfg: &Config, origins: &Origins, stage: Stage) -> Result<Checke
     ] {
         let LogTarget::File(p) = target else { continue };
         let p = absolute(p);
-        let (path, mode, created) = writable_target(key, &p).map_err(|pr| fail(key, pr))?;
+        let (path, mode, created) = match writable_target(key, &p) {
+            Ok(t) => t,
+            Err(problem) => {
+                fail(key, problem);
+                continue;
+            }
+        };
         // Logs tandem starts with are opened as the starting user, and
         // reopened by the helper that keeps its rights: `who` does not
         // matter for them, nor at a reload for the ones the helper opens.
@@ -274,18 +332,18 @@ pub fn preflight(cfg: &Config, origins: &Origins, stage: Stage) -> Result<Checke
             continue;
         }
         if let Some(Err(source)) = access(&Who::Me, &[(&path, mode)]).into_iter().next() {
-            return Err(fail(
+            let hint = "";
+            fail(
                 key,
                 Problem::NotWritable {
                     key,
                     path,
                     who: Who::Me,
                     source,
-                    hint: "",
+                    hint,
                 },
-            ));
-        }
-        if created && !out.new_logs.contains(&p) {
+            );
+        } else if created && !out.new_logs.contains(&p) {
             out.new_logs.push(p);
         }
     }
@@ -301,12 +359,15 @@ pub fn preflight(cfg: &Config, origins: &Origins, stage: Stage) -> Result<Checke
                 key: absolute(&c.key),
             })
             .collect();
-        let (tls, warnings) = crate::tls::server_config(&pairs, std::time::SystemTime::now())
-            .map_err(|e| fail("tls_certificates", Problem::Tls(e)))?;
-        for w in warnings {
-            crate::warn!("tls_certificates: {w}");
+        match crate::tls::server_config(&pairs, std::time::SystemTime::now()) {
+            Ok((tls, warnings)) => {
+                for w in warnings {
+                    crate::warn!("tls_certificates: {w}");
+                }
+                out.tls = Some(tls);
+            }
+            Err(e) => fail("tls_certificates", Problem::Tls(e)),
         }
-        out.tls = Some(tls);
     }
 
     // The pidfile: written now, by whoever starts tandem.
@@ -317,27 +378,35 @@ pub fn preflight(cfg: &Config, origins: &Origins, stage: Stage) -> Result<Checke
         // The pidfile, and the reload status file next to it, are created
         // in its directory: the directory itself must be writable.
         let dir = parent_dir(&p);
-        let (path, mode, _) = writable_target("pidfile", &p).map_err(|pr| fail("pidfile", pr))?;
-        let mut checks = vec![(path.as_path(), mode)];
-        if path != dir {
-            checks.push((dir.as_path(), libc::W_OK | libc::X_OK));
-        }
-        for (r, (path, _)) in access(&Who::Me, &checks).into_iter().zip(&checks) {
-            if let Err(source) = r {
-                return Err(fail(
-                    "pidfile",
-                    Problem::NotWritable {
-                        key: "pidfile",
-                        path: path.to_path_buf(),
-                        who: Who::Me,
-                        source,
-                        hint: "",
-                    },
-                ));
+        match writable_target("pidfile", &p) {
+            Err(problem) => fail("pidfile", problem),
+            Ok((path, mode, _)) => {
+                let mut checks = vec![(path.as_path(), mode)];
+                if path != dir {
+                    checks.push((dir.as_path(), libc::W_OK | libc::X_OK));
+                }
+                // The first refusal: the directory's follows from the file's.
+                if let Some((Err(source), (path, _))) = access(&Who::Me, &checks)
+                    .into_iter()
+                    .zip(&checks)
+                    .find(|(r, _)| r.is_err())
+                {
+                    let (key, path, hint) = ("pidfile", path.to_path_buf(), "");
+                    fail(
+                        key,
+                        Problem::NotWritable {
+                            key,
+                            path,
+                            who: Who::Me,
+                            source,
+                            hint,
+                        },
+                    );
+                }
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// The path relative to the working directory made absolute (not
@@ -550,7 +619,10 @@ mod tests {
         std::fs::write(&file, "x").unwrap();
         let c = cfg(&format!("root = {:?}", file.display().to_string()));
         let e = preflight(&c, &o, Stage::Start).unwrap_err();
-        assert!(matches!(e.problem, Problem::RootNotDirectory(_)), "{e}");
+        assert!(
+            matches!(e.found[0].problem, Problem::RootNotDirectory(_)),
+            "{e}"
+        );
         let c = cfg(&format!(
             "root = {:?}\naccess_log = {:?}",
             dir.path().display().to_string(),
@@ -583,7 +655,7 @@ mod tests {
         let e = preflight(&c, &Origins::default(), Stage::Start).unwrap_err();
         assert!(
             matches!(
-                e.problem,
+                e.found[0].problem,
                 Problem::DaemonStderr {
                     log: "access_log",
                     ..

@@ -22,6 +22,7 @@
 //! client it closes; and the control plane then stays apart from the
 //! io_uring engine's own resources (rings, buffer pools).
 
+use std::any::Any;
 use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -68,7 +69,7 @@ impl Endpoints {
 }
 
 impl Respond for Endpoints {
-    fn respond(&self, req: &Request<'_>, _now: &Now, _notes: &mut Notes) -> Reply {
+    fn respond(&self, req: &Request<'_>, _: &Now, _: &mut dyn Any, _: &mut Notes) -> Reply {
         #[cfg(debug_assertions)]
         if self.panic_target.as_deref() == Some(req.target) {
             panic!("test hook: TANDEM_TEST_PANIC_TARGET requested");
@@ -264,7 +265,7 @@ mod tests {
         let mut notes = Notes::new(crate::log::Level::Error);
         let r = with_request(
             &format!("GET {target} HTTP/1.1\r\nHost: m\r\n\r\n"),
-            |req| e.respond(req, &now, &mut notes),
+            |req| e.respond(req, &now, &mut (), &mut notes),
         );
         let Body::Bytes(b) = r.body else {
             panic!("not a bytes body")

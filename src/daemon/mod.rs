@@ -303,6 +303,9 @@ impl Daemon {
         let limits = Limits::from_config(cfg);
         let mut listeners = self.active_listeners();
         let n = cfg.workers.resolve();
+        // Against RLIMIT_NOFILE: the default comes down to what fits.
+        let explicit = cfg.max_connections != Config::default().max_connections;
+        let max_connections = engine::policy::max_connections(cfg.max_connections, explicit, n);
         let mut workers = Vec::with_capacity(n);
         for id in 0..n {
             if self.reuseport {
@@ -315,7 +318,7 @@ impl Daemon {
                 limits: limits.clone(),
                 access: Some(access.clone()),
                 control: Control::new()?,
-                max_connections: cfg.max_connections,
+                max_connections,
                 when_full: engine::WhenFull::Pause,
                 shutdown_timeout: cfg.shutdown_timeout.0,
                 counters: self.registry.worker(),

@@ -4,12 +4,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::Origins;
-use crate::config::{Config, ConfigError, EngineChoice};
+use crate::config::{Config, ConfigError, EngineChoice, LogTarget};
 
 /// Command-line settings that override or locate the config. They are
 /// applied on every load, the reloads' included: a flag wins over the file
 /// for the life of the process (`--engine epoll` stays epoll whatever a
-/// reloaded file says, and so do `--listen` and `--root`).
+/// reloaded file says, and so does every other flag here).
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub config_path: Option<PathBuf>,
@@ -21,6 +21,10 @@ pub struct Options {
     pub root: Option<PathBuf>,
     /// `--pidfile FILE`.
     pub pidfile: Option<PathBuf>,
+    /// `--error-log FILE|stderr|off`.
+    pub error_log: Option<LogTarget>,
+    /// `--access-log FILE|stderr|off`.
+    pub access_log: Option<LogTarget>,
 }
 
 impl Options {
@@ -60,6 +64,14 @@ impl Options {
         if let Some(p) = &self.pidfile {
             cfg.pidfile = Some(p.clone());
             flags.push(("pidfile", "--pidfile"));
+        }
+        if let Some(t) = &self.error_log {
+            cfg.error_log = t.clone();
+            flags.push(("error_log", "--error-log"));
+        }
+        if let Some(t) = &self.access_log {
+            cfg.access_log = t.clone();
+            flags.push(("access_log", "--access-log"));
         }
         Ok((cfg, Origins { source, flags }))
     }

@@ -12,7 +12,11 @@ use crate::syscall;
 /// Why the pidfile cannot be taken, written or used to find tandem.
 #[derive(Debug, thiserror::Error)]
 pub enum PidfileError {
-    #[error("pidfile {}: {source}", path.display())]
+    /// `-s` found no pidfile: the server is not running (it removes the
+    /// file when it stops), or was started with another pidfile.
+    #[error("no tandem is running (pidfile {} does not exist)", path.display())]
+    NotRunning { path: PathBuf },
+    #[error("pidfile {}: {}", path.display(), crate::sys::bare(source))]
     Io {
         path: PathBuf,
         #[source]
@@ -183,7 +187,12 @@ pub fn open_running(path: &Path) -> Result<(i32, File), PidfileError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = File::open(path).map_err(io_err)?;
+    let mut file = File::open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => PidfileError::NotRunning {
+            path: path.to_path_buf(),
+        },
+        _ => io_err(e),
+    })?;
     let mut text = String::new();
     file.read_to_string(&mut text).map_err(io_err)?;
     let text = text.trim();
@@ -375,9 +384,6 @@ mod tests {
         );
         drop(p);
         let e = running_pid(&path).unwrap_err();
-        assert!(
-            matches!(e, PidfileError::Io { ref source, .. } if source.kind() == io::ErrorKind::NotFound),
-            "{e:?}"
-        );
+        assert!(matches!(e, PidfileError::NotRunning { .. }), "{e:?}");
     }
 }

@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use super::policy::GiveBack;
+use super::policy::{Admit, GiveBack};
 use super::{
     AcceptFailed, AcceptGate, EngineConn, STRANDED_MAX, Slab, Step, WhenFull, WorkerSpec,
     WorkerState,
@@ -134,6 +134,7 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
             }
         }
         w.run_ready();
+        w.relieve();
         if w.sh.tick_due() {
             w.on_tick();
         }
@@ -204,19 +205,28 @@ impl Worker {
             max
         };
         for _ in 0..max {
-            let now = if evict {
-                // Each its own time, so that the policy's "closest to its
-                // deadline" is also "came first" among those of one turn.
-                self.sh.clock.update()
-            } else {
-                self.sh.clock.now().instant
-            };
+            // Read per connection: a client may connect, be served and
+            // connect again within one loop of accepts, and which one has
+            // been idle longest (`idlest`) is told by these times; with
+            // `WhenFull::Evict`, "closest to its deadline" is also "came
+            // first" among those of one turn.
+            let now = self.sh.clock.update();
             if evict && self.conns.len() >= self.spec.max_connections {
-                self.make_room();
+                self.evict_for_new();
             }
-            if !self.gate.admit(self.conns.len(), now) {
-                break;
-            }
+            // At max_connections: the idle connection that makes room,
+            // closed once a new one is really there.
+            let victim = match self.gate.admit(self.conns.len()) {
+                Admit::Yes => None,
+                Admit::No => break,
+                Admit::Full => match self.sh.idlest(&mut self.conns) {
+                    Some(tok) if !evict => Some(tok),
+                    _ => {
+                        self.gate.pause(now);
+                        break;
+                    }
+                },
+            };
             let (fd, peer) = match super::policy::accept(lfd) {
                 Ok(x) => x,
                 Err(e) => match self.gate.failed(&e, now) {
@@ -224,6 +234,11 @@ impl Worker {
                     AcceptFailed::Stop => break,
                 },
             };
+            if let Some(tok) = victim
+                && self.sh.make_room(&mut self.conns, tok)
+            {
+                self.close_now(tok);
+            }
             let tls = self.spec.listeners[li].tls;
             let conn = self
                 .sh
@@ -261,7 +276,7 @@ impl Worker {
     /// socket ahead of the close), and a candidate that now has a response
     /// under way is kept. A few tries; if none frees a place, accepting
     /// pauses as at any full table.
-    fn make_room(&mut self) {
+    fn evict_for_new(&mut self) {
         for _ in 0..4 {
             let Some(tok) = self.sh.eviction_candidate(&mut self.conns) else {
                 return;
@@ -442,14 +457,41 @@ impl Worker {
                 break;
             }
         }
+        super::policy::check_opens(&mut self.gate, c.conn.peer(), sh.clock.now().instant);
         if c.conn.is_closed() {
             self.conns.remove(tok);
             // Dropping the EConn closes the fd, which also removes it from epoll.
         }
     }
 
+    /// A connection the shared policy closed (its `Conn` is closed): drop it
+    /// now, its turn in the ready queue or not.
+    fn close_now(&mut self, tok: usize) {
+        if let Some(c) = self.conns.get_mut(tok) {
+            c.queued = false;
+        }
+        self.drive(tok);
+    }
+
+    /// End of a turn: if descriptors ran out (an accept or an open), close
+    /// the longest-idle keep-alive connections; accepting is paused.
+    fn relieve(&mut self) {
+        if !self.gate.short_of_fds() {
+            return;
+        }
+        for tok in self.sh.relieve(&mut self.gate, &mut self.conns) {
+            self.close_now(tok);
+        }
+        if self.gate.paused()
+            && let Err(e) = self.arm_listeners(false)
+        {
+            crate::error!("epoll_ctl: {e}");
+        }
+    }
+
     fn on_tick(&mut self) {
         let now = self.sh.clock.now().instant;
+        super::policy::flush_throttled(now);
         if self.gate.resume(now) && self.accepting {
             if let Err(e) = self.arm_listeners(true) {
                 crate::error!("epoll_ctl: {e}");

@@ -334,6 +334,8 @@ const LOG_BUF_CAP: usize = LOG_FLUSH_AT + 4096;
 /// the drain deadline. Nothing in it is shared between workers.
 pub struct WorkerState {
     pub responder: SharedRespond,
+    /// The responder's state for this worker (its cache): `Respond::local`.
+    local: Box<dyn std::any::Any>,
     pub limits: Limits,
     pub clock: Clock,
     access: Option<Arc<AccessLog>>,
@@ -413,6 +415,7 @@ impl WorkerState {
         let now = clock.now().instant;
         WorkerState {
             responder: spec.responder.clone(),
+            local: spec.responder.local(&spec.counters),
             limits: spec.limits.clone(),
             clock,
             access: spec.access.clone(),
@@ -444,6 +447,7 @@ impl WorkerState {
         Ctx {
             now: self.clock.now(),
             responder: &*self.responder,
+            local: &mut *self.local,
             limits: &self.limits,
             log: if logs(&self.access) {
                 Some(&mut self.logbuf)

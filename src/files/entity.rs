@@ -437,7 +437,7 @@ mod tests {
     fn respond(r: &Responder, raw: &str) -> Reply {
         let now = Now::new(Instant::now(), SystemTime::now());
         with_request(raw, |req| {
-            r.respond(req, &now, &mut Notes::new(Level::Info))
+            r.respond(req, &now, &mut (), &mut Notes::new(Level::Info))
         })
     }
 

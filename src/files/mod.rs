@@ -1,6 +1,8 @@
 //! The static file responder: request target -> what to send. It never touches
 //! a socket or the clock; the only OS access is opening files beneath the root
-//! (`os.rs`). Bodies are described, not copied: an open file and a range.
+//! (`os.rs`). Bodies are described, not copied: an open file and a range,
+//! or the shared bytes of a small file from the worker's cache (`cache.rs`),
+//! which the worker owns and lends to each call.
 
 pub mod cache;
 pub mod entity;
@@ -9,12 +11,13 @@ pub mod mime;
 pub mod os;
 pub mod path;
 
+use std::any::Any;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,7 +26,8 @@ use crate::config::{Config, Encoding, Symlinks};
 use crate::http::reply::{Text, merge_list};
 use crate::http::{Body, Headers, Notes, Now, Reply, Request, Respond, Status};
 use crate::log::Level;
-use cache::Entry;
+use crate::metrics::WorkerCounters;
+use cache::{Cache, Entry};
 use entity::{Rep, Source};
 use os::{Found, Opened, RootDir};
 use path::{PathError, ReqPath};
@@ -88,12 +92,16 @@ impl Settings {
     }
 }
 
+/// `Retry-After` of a 503 for want of descriptors, in seconds: idle
+/// connections are closed at once, so a retry soon after may well succeed.
+const RETRY_AFTER: &str = "1";
+
 #[derive(Debug)]
 pub struct Responder {
     root: RootDir,
     settings: Settings,
     types: mime::Types,
-    /// Owner id of this responder's cache entries (one per generation).
+    /// Owner id of this responder's caches (one per generation).
     owner: u64,
     /// Stale precompressed siblings already logged.
     stale: entity::StaleLog,
@@ -126,10 +134,23 @@ impl Responder {
         self
     }
 
+    /// This worker's cache, when `local` is one this responder made (the
+    /// cache is off when `cache_size` is 0: `local` then has none).
+    fn cache<'a>(&self, local: &'a mut dyn Any) -> Option<&'a mut Cache> {
+        local
+            .downcast_mut::<Cache>()
+            .filter(|c| c.owner() == self.owner)
+    }
+
     fn io_error(&self, e: io::Error, notes: &mut Notes) -> Reply {
         match e.kind() {
             io::ErrorKind::PermissionDenied => self.error_page(Status::FORBIDDEN),
             _ if is_missing(&e) => self.not_found(),
+            // Out of descriptors: a passing condition, said as such (the
+            // engine logs it, naming the client, and frees descriptors).
+            _ if os::out_of_descriptors(&e) => {
+                Reply::status(Status::SERVICE_UNAVAILABLE).with_header("Retry-After", RETRY_AFTER)
+            }
             _ => {
                 crate::note!(notes, Level::Error, "open: {e}");
                 self.error_page(Status::INTERNAL_SERVER_ERROR)
@@ -165,18 +186,24 @@ impl Respond for Responder {
     }
 
     /// Answer a GET or HEAD for `req.target`.
-    fn respond(&self, req: &Request<'_>, now: &Now, notes: &mut Notes) -> Reply {
+    fn respond(
+        &self,
+        req: &Request<'_>,
+        now: &Now,
+        local: &mut dyn Any,
+        notes: &mut Notes,
+    ) -> Reply {
         #[cfg(debug_assertions)]
         if self.panic_target.as_deref() == Some(req.target) {
             panic!("test hook: request for {}", req.target);
         }
         // The cache is keyed by the normal form of the path, so every
         // spelling of it shares one entry; most targets are already in it.
-        let cache = self.settings.cache_budget > 0;
+        let mut cache = self.cache(local);
         let normal = path::normal_form(req.target);
-        if cache
+        if let Some(c) = cache.as_deref_mut()
             && let Some(key) = normal
-            && let Some(e) = cache::get(self.owner, key, now.instant)
+            && let Some(e) = c.get(key, now.instant)
         {
             return self.answer_cached(req, now, &e);
         }
@@ -185,25 +212,41 @@ impl Respond for Responder {
             Err(PathError::Bad) => return self.error_page(Status::BAD_REQUEST),
             Err(PathError::NotFound) => return self.not_found(),
         };
-        if cache
-            && normal.is_none()
-            && let Some(e) = cache::get(self.owner, &p.normal(), now.instant)
+        if normal.is_none()
+            && let Some(c) = cache.as_deref_mut()
+            && let Some(e) = c.get(&p.normal(), now.instant)
         {
             return self.answer_cached(req, now, &e);
         }
-        self.lookup(req, now, &p, notes)
+        self.lookup(req, now, &p, cache, notes)
+    }
+
+    /// One cache per worker, within `cache_size / workers` bytes; none when
+    /// the cache is off.
+    fn local(&self, stats: &Arc<WorkerCounters>) -> Box<dyn Any> {
+        match self.settings.cache_budget {
+            0 => Box::new(()),
+            budget => Box::new(Cache::new(self.owner, budget, stats.clone())),
+        }
     }
 }
 
 impl Responder {
     /// The response for a resolved path, with the rules' fields.
-    fn lookup(&self, req: &Request<'_>, now: &Now, p: &ReqPath, notes: &mut Notes) -> Reply {
+    fn lookup(
+        &self,
+        req: &Request<'_>,
+        now: &Now,
+        p: &ReqPath,
+        cache: Option<&mut Cache>,
+        notes: &mut Notes,
+    ) -> Reply {
         match self.root.open_beneath(&p.rel) {
             Ok(Opened::File(_)) if p.trailing_slash && !p.rel.is_empty() => {
                 // "/file.html/" names a directory that is not there.
                 self.not_found()
             }
-            Ok(Opened::File(f)) => self.file(req, now, f, &p.rel, p, true, notes),
+            Ok(Opened::File(f)) => self.file(req, now, f, &p.rel, p, cache, notes),
             Ok(Opened::Dir) if !p.trailing_slash => {
                 let mut r = Reply::status(Status::MOVED_PERMANENTLY)
                     .with_header("Location", p.slash_redirect());
@@ -219,7 +262,7 @@ impl Responder {
                     idx.push(name);
                     match self.root.open_beneath(&idx) {
                         Ok(Opened::File(f)) => {
-                            return self.file(req, now, f, &idx, p, true, notes);
+                            return self.file(req, now, f, &idx, p, cache, notes);
                         }
                         Ok(_) => {}
                         Err(e) if is_missing(&e) => {}
@@ -251,7 +294,7 @@ impl Responder {
             return self.not_found();
         }
         match self.root.open_beneath(fb) {
-            Ok(Opened::File(f)) => self.file(req, now, f, fb, p, false, notes),
+            Ok(Opened::File(f)) => self.file(req, now, f, fb, p, None, notes),
             Ok(_) => self.not_found(),
             Err(e) if is_missing(&e) => self.not_found(),
             Err(e) => self.io_error(e, notes),
@@ -259,9 +302,9 @@ impl Responder {
     }
 
     /// A found file's response for the request path `p`, typed by its name
-    /// `rel`, with the rules' fields. When `cacheable` (the file is what `p`
-    /// names, not the fallback) and it is small enough, it is read (with its
-    /// variants) into this worker's cache and answered from there; else
+    /// `rel`, with the rules' fields. Given this worker's `cache` (the file
+    /// is what `p` names, not the fallback) and small enough, it is read
+    /// (with its variants) into the cache and answered from there; else
     /// from disk.
     // The request, its time and its log lines travel together through the
     // responder; a struct for them is a change of every step, not this one.
@@ -273,7 +316,7 @@ impl Responder {
         f: Found,
         rel: &OsStr,
         p: &ReqPath,
-        cacheable: bool,
+        cache: Option<&mut Cache>,
         notes: &mut Notes,
     ) -> Reply {
         let mut rules = self.rule_headers(p, Some(rel));
@@ -287,11 +330,11 @@ impl Responder {
             Some(i) => Text::from(rules.remove(i).1),
             None => self.types.header_value(&rel.to_string_lossy()),
         };
-        if cacheable
-            && self.settings.cache_budget > 0
+        if let Some(cache) = cache
             && f.len <= self.settings.cache_max_file
-            && let Some(e) = self.load(&p.normal(), now, rel, &f, ctype.clone(), &rules, notes)
+            && let Some(entry) = self.load(now, rel, &f, ctype.clone(), &rules, notes)
         {
+            let e = cache.put(&p.normal(), entry);
             return self.answer_cached(req, now, &e);
         }
         let mut reply = self.entity(req, now, f, rel, ctype, notes);
@@ -299,20 +342,17 @@ impl Responder {
         reply
     }
 
-    /// Read `src` and its fresh siblings into a cache entry for the request
-    /// path `key` (its normal form). None when one of them is too large or
-    /// changed while it was read.
-    #[allow(clippy::too_many_arguments)]
+    /// Read `src` and its fresh siblings into a cache entry. None when one
+    /// of them is too large or changed while it was read.
     fn load(
         &self,
-        key: &str,
         now: &Now,
         rel: &OsStr,
         src: &Found,
         ctype: Text,
         rules: &[(String, String)],
         notes: &mut Notes,
-    ) -> Option<Rc<Entry>> {
+    ) -> Option<Entry> {
         let max = self.settings.cache_max_file;
         let mut reps = vec![Rep::new(
             Source::Bytes(read_whole(src)?),
@@ -348,19 +388,12 @@ impl Responder {
                 rep.head = Some(h.render());
             }
         }
-        let entry = Entry {
+        Some(Entry {
             reps,
             ctype,
             rules: rules.to_vec(),
             until: crate::http::later(now.instant, self.settings.cache_revalidate),
-        };
-        Some(cache::put(
-            self.owner,
-            key,
-            entry,
-            self.settings.cache_budget,
-            now.instant,
-        ))
+        })
     }
 
     /// A cached answer: the variant the client accepts, then the rules.

@@ -74,16 +74,7 @@ impl RootDir {
     /// one line whatever the name's bytes, a control character escaped
     /// (`\n`, `\u{1}`), a byte that is not UTF-8 shown as U+FFFD.
     pub fn path_of(&self, rel: impl AsRef<OsStr>) -> String {
-        let p = self.canonical.join(rel.as_ref());
-        let mut out = String::new();
-        for c in p.to_string_lossy().chars() {
-            if c.is_control() {
-                out.extend(c.escape_debug());
-            } else {
-                out.push(c);
-            }
-        }
-        out
+        one_line(self.canonical.join(rel.as_ref()).as_os_str().as_bytes())
     }
 
     /// Open `rel` (no leading '/', no dot-segments) beneath the root. Symlinks
@@ -298,6 +289,16 @@ impl RootDir {
     /// `open_beneath` and the listing use): openat2 RESOLVE_BENEATH, plus
     /// RESOLVE_NO_SYMLINKS with `symlinks = "deny"`; without openat2, the
     /// checked or no-follow fallbacks. An owned fd of whatever it names.
+    fn open_resolved(&self, rel: &[u8], flags: i32) -> io::Result<OwnedFd> {
+        let opened = self.open_resolved_inner(rel, flags);
+        if let Err(e) = &opened
+            && out_of_descriptors(e)
+        {
+            record_shortage(rel, e);
+        }
+        opened
+    }
+
     ///
     /// With dotfiles hidden, symlinks followed and openat2: first opened
     /// with no symlink followed (the common case, one call as before); a
@@ -306,7 +307,7 @@ impl RootDir {
     /// path it names, still RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS: a link
     /// swapped in meanwhile fails the open, so what is opened is the path
     /// that was checked.
-    fn open_resolved(&self, rel: &[u8], flags: i32) -> io::Result<OwnedFd> {
+    fn open_resolved_inner(&self, rel: &[u8], flags: i32) -> io::Result<OwnedFd> {
         let rel = if rel.is_empty() { b"." } else { rel };
         let c = c_path(rel)?;
         let deny = self.symlinks == Symlinks::Deny;
@@ -315,7 +316,7 @@ impl RootDir {
             match self.openat2(&c, flags, deny || check) {
                 Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
                     self.beneath.store(false, Ordering::Relaxed);
-                    return self.open_resolved(rel, flags);
+                    return self.open_resolved_inner(rel, flags);
                 }
                 Err(e) if check && e.raw_os_error() == Some(libc::ELOOP) => {
                     let real = self.real_path(rel)?;
@@ -425,6 +426,64 @@ impl RootDir {
         }
         Ok(real)
     }
+}
+
+/// The process (EMFILE) or the system (ENFILE) is out of file descriptors:
+/// the responder answers 503 (`Retry-After`, `Connection: close`), the
+/// engine frees descriptors by closing idle keep-alive connections.
+pub fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// Opens on this thread that failed for want of a descriptor since the
+/// engine last asked (`take_shortage`): the first one's path and error, and
+/// how many in all.
+#[derive(Debug)]
+pub struct Shortage {
+    /// Beneath the root, as opened ("" for the root itself).
+    pub path: String,
+    pub error: io::Error,
+    pub count: u64,
+}
+
+thread_local! {
+    /// Each worker thread's own record: the responder runs on the engine's
+    /// thread, inside the `Conn` call the engine makes for one connection,
+    /// so the engine that takes it after that call knows the client too.
+    static SHORTAGE: std::cell::RefCell<Option<Shortage>> = const { std::cell::RefCell::new(None) };
+}
+
+fn record_shortage(rel: &[u8], e: &io::Error) {
+    SHORTAGE.with(|s| match &mut *s.borrow_mut() {
+        Some(s) => s.count += 1,
+        none => {
+            *none = Some(Shortage {
+                path: one_line(rel),
+                error: io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EMFILE)),
+                count: 1,
+            })
+        }
+    });
+}
+
+/// The opens that ran out of descriptors on this thread since the last call.
+pub fn take_shortage() -> Option<Shortage> {
+    SHORTAGE.with(|s| s.borrow_mut().take())
+}
+
+/// A name's bytes as text for a log line: on one line whatever they are, a
+/// control character escaped (`\n`, `\u{1}`), a byte that is not UTF-8
+/// shown as U+FFFD.
+fn one_line(name: &[u8]) -> String {
+    let mut out = String::new();
+    for c in String::from_utf8_lossy(name).chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Open errors that mean "not beneath the root" are reported as NotFound.

@@ -454,7 +454,7 @@ impl Conn {
         }
         let (reply, head_only) = match req.method {
             Method::Get | Method::Head => (
-                ctx.responder.respond(req, ctx.now, ctx.notes),
+                ctx.responder.respond(req, ctx.now, ctx.local, ctx.notes),
                 req.method == Method::Head,
             ),
             Method::Options => (
@@ -474,6 +474,9 @@ impl Conn {
                 false,
             ),
         };
+        // A 503 (out of descriptors, say) frees this connection's too: the
+        // client retries on a new one, after `Retry-After`.
+        let keep = keep && reply.status != Status::SERVICE_UNAVAILABLE;
         let conn = match (keep, req.minor) {
             (false, _) => ConnHeader::Close,
             (true, 0) => ConnHeader::KeepAlive,

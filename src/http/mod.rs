@@ -13,6 +13,8 @@ pub mod parse;
 pub mod range;
 pub mod reply;
 
+use std::any::Any;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::log::{Level, LogFormat};
@@ -26,8 +28,30 @@ pub use reply::{Body, FileRange, Headers, Reply, Segment};
 ///
 /// `respond` is called for GET and HEAD (a HEAD's body is not sent, but its
 /// length is announced); `Conn` answers other methods itself.
+///
+/// A responder is shared by a generation's workers (`&self`); what it keeps
+/// per worker (the file responder's cache) is a value it makes once for
+/// each worker (`local`), which that worker owns and lends to every call
+/// (`Ctx::local`). The value is opaque here (`dyn Any`: this module never
+/// names the responder's types, and a generic or an associated type would
+/// make `Conn`, `Ctx` and the engines' `Arc<dyn Respond>` name them too);
+/// the responder gets its own type back with one `downcast_mut`.
 pub trait Respond {
-    fn respond(&self, req: &Request<'_>, now: &Now, notes: &mut Notes) -> Reply;
+    fn respond(
+        &self,
+        req: &Request<'_>,
+        now: &Now,
+        local: &mut dyn Any,
+        notes: &mut Notes,
+    ) -> Reply;
+
+    /// This responder's state for one worker, made on that worker's thread
+    /// when it starts and dropped when it ends. `stats` is the worker's
+    /// `/metrics` block, for gauges of what the state holds. None by default.
+    fn local(&self, stats: &Arc<WorkerCounters>) -> Box<dyn Any> {
+        let _ = stats;
+        Box::new(())
+    }
 
     /// The response for an error `Conn` finds itself (a malformed request,
     /// a method other than GET/HEAD, a timeout): the built-in page, unless
@@ -258,6 +282,9 @@ impl Limits {
 pub struct Ctx<'a> {
     pub now: &'a Now,
     pub responder: &'a dyn Respond,
+    /// The responder's state in this worker (`Respond::local`), lent to
+    /// its calls: only this worker touches it.
+    pub local: &'a mut dyn Any,
     pub limits: &'a Limits,
     /// The worker's access-log buffer; `None` when the access log is off.
     pub log: Option<&'a mut Vec<u8>>,

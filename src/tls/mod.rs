@@ -57,6 +57,9 @@ fn answered_by<'b>(ctx: &'b mut Ctx<'_>, responder: &'b dyn Respond) -> Ctx<'b> 
     Ctx {
         now: ctx.now,
         responder,
+        // The worker's responder's state: a `Redirect` hands it on to the
+        // responder it wraps, the worker's own.
+        local: &mut *ctx.local,
         limits: ctx.limits,
         log: ctx.log.as_deref_mut(),
         notes: ctx.notes,

@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 
+use std::any::Any;
+
 use crate::http::{Notes, Now, Reply, Request, Respond, Status};
+use crate::metrics::WorkerCounters;
 
 /// Requests under this path are served as usual.
 pub const ACME_PREFIX: &str = "/.well-known/acme-challenge/";
@@ -55,14 +58,25 @@ impl Redirect {
 }
 
 impl Respond for Redirect {
-    fn respond(&self, req: &Request<'_>, now: &Now, notes: &mut Notes) -> Reply {
+    /// `local` is the inner responder's (the worker's `Ctx::local`).
+    fn respond(
+        &self,
+        req: &Request<'_>,
+        now: &Now,
+        local: &mut dyn Any,
+        notes: &mut Notes,
+    ) -> Reply {
         if req.target.starts_with(ACME_PREFIX) {
-            return self.inner.respond(req, now, notes);
+            return self.inner.respond(req, now, local, notes);
         }
         match self.location(req) {
             Some(to) => Reply::status(Status::PERMANENT_REDIRECT).with_header("Location", to),
             None => Reply::status(Status::BAD_REQUEST),
         }
+    }
+
+    fn local(&self, stats: &Arc<WorkerCounters>) -> Box<dyn Any> {
+        self.inner.local(stats)
     }
 
     fn error(&self, status: Status) -> Reply {

@@ -1297,6 +1297,9 @@ pub struct Launch {
     /// Also capture the lines of this file (an `error_log` path) as if they
     /// were stderr (follows renames like `tail -F`).
     pub tail: Option<PathBuf>,
+    /// Start the child with this RLIMIT_NOFILE (soft and hard), like
+    /// `ulimit -n` before it.
+    pub nofile: Option<u64>,
 }
 
 /// Follow `path` like `tail -F`, appending its lines to `shared`, until the
@@ -1398,6 +1401,22 @@ impl Server {
         }
         for (k, v) in &opts.env {
             cmd.env(k, v);
+        }
+        if let Some(n) = opts.nofile {
+            let rl = libc::rlimit {
+                rlim_cur: n as libc::rlim_t,
+                rlim_max: n as libc::rlim_t,
+            };
+            // SAFETY: only setrlimit (async-signal-safe) between fork and
+            // exec, reading a copy of `rl` the closure owns.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut child = cmd
             .stdin(Stdio::null())

@@ -1,5 +1,7 @@
 //! Accepting: one multishot accept per (shared) listener, accepted sockets
-//! non-blocking. Stopping (drain, max_connections, EMFILE pause) cancels it
+//! non-blocking. At max_connections a new connection is taken only to
+//! replace an idle keep-alive one (`WorkerState::make_room`). Stopping
+//! (drain, a table full of busy connections, EMFILE pause) cancels it
 //! with AsyncCancel and waits for its final completion; listeners are never
 //! closed here. On DRAIN, once every accept has ended, connections left in
 //! the backlog whose (exclusive) wake-up our cancelled accept consumed are
@@ -14,6 +16,7 @@ use super::Worker;
 use super::conn::UConn;
 use super::ring::{ACCEPT, CANCEL, GEN_MASK, errno_str, ud};
 use crate::engine::STRANDED_MAX;
+use crate::engine::policy::Admit;
 
 /// With fewer free connection slots than this, accept with single accepts.
 const SINGLE_ACCEPT_BELOW: usize = 64;
@@ -37,8 +40,15 @@ impl Worker {
         if res >= 0 {
             if self.stopping {
                 close_fd(res);
-            } else if self.accepting && self.conns.len() >= self.spec.max_connections {
+            } else if self.accepting && self.gate.full(self.conns.len()) {
+                // Served once a slot frees up: the idle connection closed
+                // for it now, or (every one busy) any, after the pause.
                 self.parked.push_back((res, li));
+                let now = self.sh.clock.now().instant;
+                match self.sh.idlest(&mut self.conns) {
+                    Some(slot) if self.sh.make_room(&mut self.conns, slot) => self.settle(slot),
+                    _ => self.gate.pause(now),
+                }
             } else {
                 self.start_conn(res, None, li);
             }
@@ -85,7 +95,19 @@ impl Worker {
     pub(super) fn sync_accept(&mut self) {
         let live = self.conns.len() + self.parked.len();
         let now = self.sh.clock.now().instant;
-        let want = !self.stopping && self.accepting && self.gate.admit(live, now);
+        let want = !self.stopping
+            && self.accepting
+            && match self.gate.admit(live) {
+                Admit::Yes => true,
+                Admit::No => false,
+                // At the limit, a new connection is taken only when an idle
+                // one can be closed for it (`on_accept`).
+                Admit::Full if self.sh.idlest(&mut self.conns).is_some() => true,
+                Admit::Full => {
+                    self.gate.pause(now);
+                    false
+                }
+            };
         // Near max_connections, accept one at a time: a multishot accept
         // keeps taking connections until its cancel lands, which would
         // overshoot the limit by a loop turn's worth of arrivals.
@@ -140,7 +162,7 @@ impl Worker {
 
     /// Serve parked connections while there is room.
     pub(super) fn unpark(&mut self) {
-        while !self.stopping && self.conns.len() < self.spec.max_connections {
+        while !self.stopping && !self.gate.full(self.conns.len()) {
             let Some((fd, li)) = self.parked.pop_front() else {
                 break;
             };

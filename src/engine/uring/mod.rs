@@ -210,6 +210,14 @@ impl Worker {
             }
             self.sh.clock.update();
             self.reap();
+            // Descriptors ran out (an accept or an open): close the
+            // longest-idle keep-alive connections; the accept pauses.
+            if self.gate.short_of_fds() {
+                for slot in self.sh.relieve(&mut self.gate, &mut self.conns) {
+                    self.settle(slot);
+                }
+                self.sync_accept();
+            }
             if self.sh.tick_due() {
                 self.on_tick();
             }
@@ -294,7 +302,14 @@ impl Worker {
                     crate::debug!("io_uring close: {}", errno_str(res));
                 }
             }
-            RECV..=POLL_OUT => self.on_conn(kind, idx, generation, res, flags, last),
+            RECV..=POLL_OUT => {
+                let peer = self.conns.get_mut(idx).map(|c| c.conn.peer());
+                self.on_conn(kind, idx, generation, res, flags, last);
+                if let Some(peer) = peer {
+                    let now = self.sh.clock.now().instant;
+                    super::policy::check_opens(&mut self.gate, peer, now);
+                }
+            }
             _ => self.stray(kind, res, flags),
         }
     }
@@ -338,6 +353,7 @@ impl Worker {
 
     fn on_tick(&mut self) {
         let now = self.sh.clock.now().instant;
+        super::policy::flush_throttled(now);
         // After a burst (a quiet tick: nothing taken from the pool), the
         // pool's idle items and the allocator's free memory go back.
         if let Some(freed) = self.pool.trim() {

@@ -2,6 +2,7 @@
 //! partially-sent input. No sockets, no files beneath a root: an in-memory
 //! responder answers.
 
+use std::any::Any;
 use std::fs::File;
 use std::io::Write as _;
 use std::os::fd::FromRawFd;
@@ -50,7 +51,7 @@ impl Mem {
 }
 
 impl Respond for Mem {
-    fn respond(&self, req: &Request<'_>, _now: &Now, _notes: &mut Notes) -> Reply {
+    fn respond(&self, req: &Request<'_>, _: &Now, _: &mut dyn Any, _: &mut Notes) -> Reply {
         let path = req.target.split('?').next().unwrap_or("");
         let text = |b: &'static str| Body::Bytes(Bytes::from_static(b.as_bytes()));
         match path {
@@ -94,6 +95,8 @@ impl Respond for Mem {
 
 struct Env {
     mem: Mem,
+    /// `Mem` keeps nothing per worker.
+    local: (),
     limits: Limits,
     now: Now,
     log: Vec<u8>,
@@ -126,6 +129,7 @@ impl Env {
         };
         Env {
             mem: Mem::new(),
+            local: (),
             limits,
             now,
             log: Vec::new(),
@@ -140,6 +144,7 @@ impl Env {
         Ctx {
             now: &self.now,
             responder: &self.mem,
+            local: &mut self.local,
             limits: &self.limits,
             log: Some(&mut self.log),
             notes: &mut self.notes,
