@@ -406,13 +406,15 @@ engine_tests! {
         let Some(rsa) = rsa_pair(certs.path(), "rsa", "rsa.test") else { return };
         let srv = start_or_skip!(e, &tls_config("", &[&ec, &rsa]), &site.root);
         let addr = tls_addr(&srv);
-        let both = client(&[&ec, &rsa], None);
-        let c = Tls::connect(addr, "ec.test", both.clone());
+        // A new client config each time: a resumed session would show
+        // the certificate of the session it resumes.
+        let both = || client(&[&ec, &rsa], None);
+        let c = Tls::connect(addr, "ec.test", both());
         assert!(c.peer_cert() == ec.der, "ec.test got another certificate");
-        let mut c = Tls::connect(addr, "rsa.test", both.clone());
+        let mut c = Tls::connect(addr, "rsa.test", both());
         assert!(c.peer_cert() == rsa.der, "rsa.test got another certificate");
         assert_eq!(c.get("/sub/page.html", "").status, 200);
-        let c = Tls::connect(addr, "RSA.Test", both);
+        let c = Tls::connect(addr, "RSA.Test", both());
         assert!(c.peer_cert() == rsa.der, "names match without regard to case");
         let c = Tls::connect(addr, "unknown.test", any_cert_client());
         assert!(c.peer_cert() == ec.der, "an unknown name gets the default");
@@ -478,4 +480,238 @@ engine_tests! {
         let fresh = Tls::connect(addr, "ec.test", client(&[&ec], None));
         drop(fresh);
     }
+
+    /// redirect_to_https: the plaintext port answers 308 to the same path
+    /// on the TLS port, for the Host the client named; ACME challenges are
+    /// served as files; the TLS port serves pages.
+    fn redirect_to_https_except_acme(e) {
+        let site = Site::new();
+        site.write(".well-known/acme-challenge/tok123", b"TOKEN-BODY");
+        let certs = tempfile::tempdir().unwrap();
+        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
+        let cfg = tls_config("redirect_to_https = true\nserve_dotfiles = true", &[&ec]);
+        let srv = start_or_skip!(e, &cfg, &site.root);
+        let tls = tls_addr(&srv);
+        let r = request(srv.addr(), b"GET /sub/page.html?x=1 HTTP/1.1\r\nHost: example.org:8080\r\n\r\n");
+        assert_eq!(r.status, 308, "{}", r.describe());
+        assert_eq!(
+            r.header("location"),
+            Some(format!("https://example.org:{}/sub/page.html?x=1", tls.port()).as_str())
+        );
+        let r = request(srv.addr(), b"HEAD / HTTP/1.1\r\nHost: [::1]\r\n\r\n");
+        assert_eq!(r.status, 308);
+        assert_eq!(r.header("location"), Some(format!("https://[::1]:{}/", tls.port()).as_str()));
+        let r = request(srv.addr(), b"GET /.well-known/acme-challenge/tok123 HTTP/1.1\r\nHost: example.org\r\n\r\n");
+        assert_eq!(r.status, 200, "{}", r.describe());
+        assert_eq!(r.body, b"TOKEN-BODY");
+        let r = request(srv.addr(), b"GET / HTTP/1.1\r\nHost: bad\"host\r\n\r\n");
+        assert_eq!(r.status, 400, "a Host that cannot be put in a URL");
+        let mut c = Tls::connect(tls, "ec.test", client(&[&ec], None));
+        assert_eq!(c.get("/sub/page.html", "").status, 200, "TLS is not redirected");
+    }
+
+    /// A second connection resumes the session (a TLS 1.3 ticket); the
+    /// metrics count handshakes by version and failures by reason.
+    fn resumption_and_metrics(e) {
+        let site = Site::new();
+        let certs = tempfile::tempdir().unwrap();
+        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
+        let cfg = tls_config("metrics_listen = [\"127.0.0.1:0\"]", &[&ec]);
+        let srv = start_or_skip!(e, &cfg, &site.root);
+        let addr = tls_addr(&srv);
+        let cc = client(&[&ec], None);
+        let mut a = Tls::connect(addr, "ec.test", cc.clone());
+        assert_eq!(a.get("/", "").status, 200); // the ticket came before this answer
+        assert_eq!(a.s.conn.handshake_kind(), Some(rustls::HandshakeKind::Full));
+        let mut b = Tls::connect(addr, "ec.test", cc);
+        assert_eq!(b.s.conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+        assert_eq!(b.get("/", "").status, 200);
+        let _c12 = Tls::connect(addr, "ec.test", client(&[&ec], Some(&rustls::version::TLS12)));
+        let mut p = TcpStream::connect(addr).unwrap();
+        p.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        wait_closed(&mut p, CLOSE_TIMEOUT).unwrap();
+        let mut g = TcpStream::connect(addr).unwrap();
+        g.write_all(&[0x16, 0x03, 0x01, 0x00, 0x04, 1, 2, 3, 4]).unwrap();
+        wait_closed(&mut g, CLOSE_TIMEOUT).unwrap();
+        assert_eq!(srv.metric("tandem_tls_handshakes_total{version=\"TLSv1.3\"}"), 2);
+        assert_eq!(srv.metric("tandem_tls_handshakes_total{version=\"TLSv1.2\"}"), 1);
+        assert_eq!(srv.metric("tandem_tls_handshake_failures_total{reason=\"plain_http\"}"), 1);
+        assert_eq!(srv.metric("tandem_tls_handshake_failures_total{reason=\"protocol\"}"), 1);
+    }
+
+    /// curl and openssl s_client: pages and a range with curl; TLS 1.2
+    /// works, TLS 1.1 and a CBC suite are refused; a session is reused.
+    fn curl_and_openssl_clients(e) {
+        if !have("curl") || !have("openssl") {
+            return skip("curl or openssl not installed");
+        }
+        let site = Site::new();
+        let certs = tempfile::tempdir().unwrap();
+        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
+        let srv = start_or_skip!(e, &tls_config("", &[&ec]), &site.root);
+        let addr = tls_addr(&srv);
+        let port = addr.port();
+        let curl = |args: &[&str]| {
+            let out = Command::new("curl")
+                .args(["-sS", "--max-time", "20", "--cacert"])
+                .arg(&ec.cert)
+                .args(["--resolve", &format!("ec.test:{port}:127.0.0.1")])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            out.stdout
+        };
+        let url = format!("https://ec.test:{port}");
+        let index = std::fs::read(site.root.join("index.html")).unwrap();
+        assert_eq!(curl(&[&format!("{url}/")]), index);
+        assert_eq!(curl(&["-r", "3-12", &format!("{url}/index.html")]), &index[3..13]);
+        let big = std::fs::read(site.root.join("big.bin")).unwrap();
+        assert!(curl(&[&format!("{url}/big.bin")]) == big);
+        let s_client = |args: &[&str], input: &str| {
+            let mut child = Command::new("openssl")
+                .args(["s_client", "-connect", &addr.to_string(), "-servername", "ec.test"])
+                .args(args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            let out = child.wait_with_output().unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+            )
+        };
+        let req = "GET / HTTP/1.1\r\nHost: ec.test\r\nConnection: close\r\n\r\n";
+        let (_, out) = s_client(&["-tls1_2", "-ign_eof"], req);
+        assert!(out.contains("TLSv1.2"), "{out}");
+        assert!(out.contains("HTTP/1.1 200 OK"), "{out}");
+        // Offered by the client (security level 0 lets it), refused by us.
+        let (_, out) = s_client(&["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"], "");
+        assert!(!out.contains("HTTP/1.1") && (out.contains("alert") || out.contains("no protocols")), "{out}");
+        assert!(out.contains("Cipher is (NONE)") || out.contains("alert protocol version"), "TLS 1.1: {out}");
+        let (_, out) = s_client(&["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA"], "");
+        assert!(out.contains("Cipher is (NONE)") || out.contains("handshake failure"), "CBC: {out}");
+        let sess = certs.path().join("sess.pem");
+        let sess = sess.to_str().unwrap();
+        let (_, out) = s_client(&["-ign_eof", "-sess_out", sess], req);
+        assert!(out.contains("New, TLSv1.3"), "{out}");
+        let (_, out) = s_client(&["-ign_eof", "-sess_in", sess], req);
+        assert!(out.contains("Reused, TLSv1.3"), "no resumption: {out}");
+    }
+
+    /// SIGHUP with renewed files: new handshakes get the new certificate, a
+    /// download under way on the old one finishes untouched; a renewal
+    /// whose key does not match is refused naming the file, and the
+    /// certificate before it keeps serving.
+    fn reload_swaps_certificates(e) {
+        let site = Site::new();
+        let huge = pattern(24 << 20, 3);
+        site.write("huge.bin", &huge);
+        let certs = tempfile::tempdir().unwrap();
+        let live = ec_pair(certs.path(), "live", &["ec.test"], 90);
+        let first = live.der.clone();
+        let srv = start_or_skip!(e, &tls_config("", &[&live]), &site.root);
+        let addr = tls_addr(&srv);
+        // A new client config each time: a resumed session would show
+        // the certificate of the session it resumes.
+        let any = any_cert_client;
+        // A download under way (its first bytes read) across the reload.
+        let mut old = Tls::connect(addr, "ec.test", any());
+        old.send(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+        old.fill();
+        // Renewed in place, as certbot does (a new key, a new certificate).
+        let renewed = ec_pair(certs.path(), "live", &["ec.test"], 120);
+        assert!(renewed.der != first);
+        srv.reload(START_TIMEOUT).expect("reload with renewed certificates");
+        let c = Tls::connect(addr, "ec.test", any());
+        assert!(c.peer_cert() == renewed.der, "a new handshake got the old certificate");
+        let r = old.response("GET");
+        assert!(r.body == huge, "the download across the reload differs");
+        assert!(old.peer_cert() == first);
+        // A key from another pair: refused, naming the key file.
+        let other = ec_pair(certs.path(), "other", &["other.test"], 90);
+        std::fs::copy(&other.key, &renewed.key).unwrap();
+        let err = srv.reload(START_TIMEOUT).expect_err("a mismatched key reloaded");
+        assert!(err.contains(&format!("{}: private key does not match", renewed.key.display())), "{err}");
+        let mut c = Tls::connect(addr, "ec.test", any());
+        assert!(c.peer_cert() == renewed.der, "the last good certificate keeps serving");
+        assert_eq!(c.get("/", "").status, 200);
+    }
+
+}
+
+/// `tandem -t` with this config (its TLS lines at the end).
+fn check_t(site: &Site, tls_lines: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("t.toml");
+    let text = compose_config(
+        &format!("tls_listen = [\"127.0.0.1:0\"]\n{tls_lines}"),
+        &site.root,
+        &dir.path().join("access.log"),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = Command::new(tandem_bin())
+        .arg("-t")
+        .arg("-c")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.success(), err)
+}
+
+/// `-t` checks the certificates: a key that does not match, an expired
+/// certificate and a missing file are errors naming the file; one that
+/// ends within 14 days is a warning.
+#[test]
+fn t_checks_certificates() {
+    let site = Site::new();
+    let d = tempfile::tempdir().unwrap();
+    let a = ec_pair(d.path(), "a", &["a.test"], 90);
+    let b = ec_pair(d.path(), "b", &["b.test"], 90);
+    let (ok, err) = check_t(&site, &cert_entry(&a));
+    assert!(ok, "{err}");
+    let mismatched = Pair {
+        cert: a.cert.clone(),
+        key: b.key.clone(),
+        der: a.der.clone(),
+    };
+    let (ok, err) = check_t(&site, &cert_entry(&mismatched));
+    assert!(!ok, "a mismatched key passed -t: {err}");
+    assert!(
+        err.contains(&format!("{}: private key does not match", b.key.display())),
+        "{err}"
+    );
+    let old = ec_pair(d.path(), "old", &["old.test"], -1);
+    let (ok, err) = check_t(&site, &cert_entry(&old));
+    assert!(!ok, "an expired certificate passed -t: {err}");
+    assert!(
+        err.contains(&format!("{}: certificate expired at", old.cert.display())),
+        "{err}"
+    );
+    let soon = ec_pair(d.path(), "soon", &["soon.test"], 5);
+    let (ok, err) = check_t(&site, &cert_entry(&soon));
+    assert!(ok, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: certificate expires in 4 days",
+            soon.cert.display()
+        )) || err.contains(&format!(
+            "{}: certificate expires in 5 days",
+            soon.cert.display()
+        )),
+        "no warning for a certificate ending in 5 days: {err}"
+    );
+    let gone = Pair {
+        cert: a.cert.clone(),
+        key: d.path().join("missing.key"),
+        der: a.der.clone(),
+    };
+    let (ok, err) = check_t(&site, &cert_entry(&gone));
+    assert!(!ok);
+    assert!(err.contains("missing.key: cannot read"), "{err}");
 }
