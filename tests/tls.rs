@@ -489,7 +489,7 @@ engine_tests! {
         site.write(".well-known/acme-challenge/tok123", b"TOKEN-BODY");
         let certs = tempfile::tempdir().unwrap();
         let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
-        let cfg = tls_config("redirect_to_https = true\nserve_dotfiles = true", &[&ec]);
+        let cfg = tls_config("redirect_to_https = true", &[&ec]);
         let srv = start_or_skip!(e, &cfg, &site.root);
         let tls = tls_addr(&srv);
         let r = request(srv.addr(), b"GET /sub/page.html?x=1 HTTP/1.1\r\nHost: example.org:8080\r\n\r\n");
