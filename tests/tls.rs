@@ -471,9 +471,23 @@ engine_tests! {
         t.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00]).unwrap();
         // Silent from the start.
         let mut silent = TcpStream::connect(addr).unwrap();
+        // A crowd stalled mid-handshake (a valid record header, half a hello).
+        let mut crowd: Vec<TcpStream> = (0..300)
+            .map(|_| {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(&[0x16, 0x03, 0x01, 0x01, 0x00, 0x01, 0x00, 0x00]).unwrap();
+                s
+            })
+            .collect();
         assert_eq!(good.get("/index.html", "").status, 200, "served meanwhile");
+        let other = Tls::connect(addr, "ec.test", client(&[&ec], None));
+        drop(other);
         wait_closed(&mut t, Duration::from_secs(6)).expect("truncated hello closed");
         wait_closed(&mut silent, Duration::from_secs(6)).expect("silent handshake closed");
+        for (i, s) in crowd.iter_mut().enumerate() {
+            wait_closed(s, Duration::from_secs(6))
+                .unwrap_or_else(|e| panic!("stalled handshake {i}: {e}"));
+        }
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(900), "closed before header_timeout: {took:?}");
         assert_eq!(good.get("/sub/page.html", "").status, 200, "still served");
