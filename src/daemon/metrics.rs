@@ -182,6 +182,17 @@ impl Server {
         }
         let old = std::mem::replace(&mut self.current, new);
         old.control.set(engine::RETIRE);
+        // As for site workers, the reload is over once the old worker has
+        // seen it: from then on it answers every request with
+        // `Connection: close`, whatever arrives in the same loop turn.
+        let deadline = Instant::now() + HANDOVER;
+        while old.control.is_accepting() && !old.thread.is_finished() {
+            if Instant::now() >= deadline {
+                crate::warn!("metrics listener: the old worker did not retire within {HANDOVER:?}");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
         self.retiring.push(old);
         Ok(())
     }

@@ -19,7 +19,8 @@ use bytes::BytesMut;
 use super::parse::{MAX_HEADERS, Method, Parsed, Request, parse_head};
 use super::reply::{Body, Reply, Segment};
 use super::{Ctx, Limits, Status, later};
-use crate::log::{Level, LogFormat};
+use crate::log::Level;
+use crate::log::access::{HeldRequest, RequestLine};
 
 const ALLOW: &str = "GET, HEAD, OPTIONS";
 
@@ -53,8 +54,8 @@ enum State {
 }
 
 /// What a connection needs only while it answers: the head being encoded,
-/// the response's segments, and the access-log line in progress. Taken
-/// from the worker's `BufferPool` when a request arrives and given back
+/// the response's segments, and the request side of its exchange record.
+/// Taken from the worker's `BufferPool` when a request arrives and given back
 /// when the connection falls idle, so an idle keep-alive connection holds
 /// no response buffer, and a busy worker allocates none per request.
 #[derive(Debug, Default)]
@@ -64,8 +65,8 @@ pub struct Buffers {
     head: BytesMut,
     /// The current response: head, then body segments.
     segs: Vec<Segment>,
-    log_pre: String,
-    log_post: String,
+    /// The request being answered, for its `Exchange` record.
+    request: HeldRequest,
 }
 
 /// A worker's spare `Buffers`, bounded.
@@ -79,7 +80,8 @@ pub struct BufferPool {
 
 /// Spare buffers a pool keeps; more are freed.
 const POOL_KEEP: usize = 1024;
-/// A head buffer grown past this (a huge header set) is not kept.
+/// A head buffer, or a held request, grown past this (a huge header set)
+/// is not kept.
 const HEAD_KEEP: usize = 8 * 1024;
 
 impl BufferPool {
@@ -92,10 +94,11 @@ impl BufferPool {
             return;
         }
         b.segs.clear();
-        b.log_pre.clear();
-        b.log_post.clear();
         if b.head.capacity() > HEAD_KEEP {
             b.head = BytesMut::new();
+        }
+        if b.request.capacity() > HEAD_KEEP {
+            b.request = HeldRequest::new();
         }
         self.free.push(b);
     }
@@ -145,8 +148,6 @@ pub struct Conn {
     unsent: Option<(usize, Instant)>,
     last_activity: Instant,
     deadline: Option<Instant>,
-    /// When the request in flight was read (its `duration` in the JSON log).
-    log_start: Instant,
 }
 
 impl Conn {
@@ -168,7 +169,6 @@ impl Conn {
             unsent: None,
             last_activity: now,
             deadline: Some(later(now, limits.header_timeout)),
-            log_start: now,
         }
     }
 
@@ -428,7 +428,7 @@ impl Conn {
     fn respond(&mut self, ctx: &mut Ctx<'_>, req: &Request<'_>) {
         self.requests += 1;
         if req.content_length > ctx.limits.max_body_size {
-            self.start_log(ctx, LogRequest::of(req), None, None);
+            self.begin_exchange(ctx, request_line(req), None, None);
             self.send_reply(
                 ctx,
                 ctx.responder.error(Status::PAYLOAD_TOO_LARGE),
@@ -443,15 +443,15 @@ impl Conn {
         // body at lingering_time).
         self.discard = req.content_length;
         let keep = req.keep_alive && !self.draining;
-        if ctx.log.is_some() {
-            // Looked up only when there is a log line to put them in.
-            self.start_log(
-                ctx,
-                LogRequest::of(req),
-                req.header("referer"),
-                req.header("user-agent"),
-            );
-        }
+        // Looked up only when there is a log line to put them in.
+        let logs = ctx.logs();
+        let field = |name| logs.then(|| req.header(name)).flatten();
+        self.begin_exchange(
+            ctx,
+            request_line(req),
+            field("referer"),
+            field("user-agent"),
+        );
         let (reply, head_only) = match req.method {
             Method::Get | Method::Head => (
                 ctx.responder.respond(req, ctx.now, ctx.local, ctx.notes),
@@ -494,7 +494,7 @@ impl Conn {
             .position(|&b| b == b'\r' || b == b'\n')
             .unwrap_or(raw.len())
             .min(1024);
-        self.start_log(ctx, LogRequest::Raw(&raw[..line_end]), None, None);
+        self.begin_exchange(ctx, RequestLine::Raw(&raw[..line_end]), None, None);
         self.discard = 0;
         self.chunked = None;
         let reply = ctx.responder.error(status);
@@ -552,7 +552,7 @@ impl Conn {
         let Some(out) = self.out.take() else {
             return;
         };
-        self.log_response(ctx, &out, out.body_len);
+        self.end_exchange(ctx, &out, out.body_len);
         if let Some(b) = self.bufs.as_mut() {
             b.segs.clear();
         }
@@ -613,7 +613,7 @@ impl Conn {
         if let Some(out) = self.out.take() {
             // Cut short: log the body bytes that did go out.
             let sent = out.sent.saturating_sub(out.head_len).min(out.body_len);
-            self.log_response(ctx, &out, sent);
+            self.end_exchange(ctx, &out, sent);
         }
         self.state = State::Closed;
         self.inbuf = Vec::new();
@@ -655,11 +655,11 @@ enum ConnHeader {
     KeepAlive,
 }
 
-mod access;
 mod body;
+mod exchange;
 mod phase;
-use access::LogRequest;
 use body::Chunked;
+use exchange::request_line;
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,8 @@
 //! HTTP/1.1: parsing, the sans-IO connection state machine, the response
 //! model and response heads. Nothing here touches a socket, a file
 //! descriptor, the clock or a global lock: bytes come in, `Transmit`s go
-//! out, time is an argument, and log lines go into the caller's `Notes`.
+//! out, time is an argument, error-log lines go into the caller's `Notes`,
+//! and each finished exchange is handed to `Ctx::exchange` as a record.
 //! What to answer is asked of a `Respond` (the file responder, or an
 //! in-memory one in tests); this module never names it.
 
@@ -17,6 +18,7 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::log::access::{Exchange, write_line};
 use crate::log::{Level, LogFormat};
 use crate::metrics::WorkerCounters;
 
@@ -223,10 +225,6 @@ pub struct Now {
     pub wall: SystemTime,
     /// IMF-fixdate for the Date header.
     pub date: String,
-    /// Combined-log-format time (`22/Nov/2026:19:21:37 +0000`).
-    pub log_time: String,
-    /// RFC 3339 time for the JSON access log (`2026-11-22T19:21:37Z`).
-    pub log_time_rfc3339: String,
 }
 
 impl Now {
@@ -235,8 +233,6 @@ impl Now {
             instant,
             wall: cond::whole_seconds(wall),
             date: httpdate::fmt_http_date(wall),
-            log_time: crate::log::clf_time(wall),
-            log_time_rfc3339: crate::log::rfc3339(wall),
         }
     }
 }
@@ -299,4 +295,21 @@ pub struct Ctx<'a> {
     /// busy clients learn of the close from a response instead of a race.
     /// Zero closes idle connections at once.
     pub drain_grace: Duration,
+}
+
+impl Ctx<'_> {
+    /// Whether a finished exchange is logged: its request's pieces are
+    /// worth keeping only then.
+    pub fn logs(&self) -> bool {
+        self.log.is_some()
+    }
+
+    /// A request's exchange is over: count it (`/metrics`) and append its
+    /// access-log line. Every protocol reports its exchanges here.
+    pub fn exchange(&mut self, x: &Exchange<'_>) {
+        self.stats.response(x.status, x.sent);
+        if let Some(log) = self.log.as_deref_mut() {
+            write_line(self.limits.log_format, x, log);
+        }
+    }
 }

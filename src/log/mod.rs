@@ -2,8 +2,10 @@
 //! JSON lines, buffered per worker, flushed at least once a second and on
 //! exit). Both can be reopened (SIGUSR1, SIGHUP) by swapping the file under a
 //! mutex between whole writes, so no line is lost or split; `sink` keeps
-//! lines whole when the disk fails under them.
+//! lines whole when the disk fails under them; `access` holds the record
+//! a finished exchange leaves and renders its line.
 
+pub mod access;
 mod sink;
 
 use std::io::{self, Write};
@@ -222,20 +224,54 @@ pub(crate) fn split(t: SystemTime) -> (i64, u32, u32, u64, u64, u64) {
 
 /// `2026-11-22T19:21:37Z`
 pub fn rfc3339(t: SystemTime) -> String {
-    let (y, mo, d, h, mi, s) = split(t);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+    let mut out = Vec::with_capacity(20);
+    write_rfc3339(&mut out, t);
+    String::from_utf8(out).expect("digits and ASCII")
 }
 
-/// `22/Nov/2026:19:21:37 +0000`, the combined log format's time.
-pub fn clf_time(t: SystemTime) -> String {
-    const MON: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+/// `rfc3339(t)`, appended to `out`.
+pub fn write_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
+    let (y, mo, d, h, mi, s) = split(t);
+    push_year(out, y);
+    let ([m0, m1], [d0, d1]) = (two(mo.into()), two(d.into()));
+    let ([h0, h1], [i0, i1], [s0, s1]) = (two(h), two(mi), two(s));
+    out.extend_from_slice(&[
+        b'-', m0, m1, b'-', d0, d1, b'T', h0, h1, b':', i0, i1, b':', s0, s1, b'Z',
+    ]);
+}
+
+/// `22/Nov/2026:19:21:37 +0000`, the combined log format's time, appended
+/// to `out`.
+pub fn write_clf_time(out: &mut Vec<u8>, t: SystemTime) {
+    const MON: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
     ];
     let (y, mo, d, h, mi, s) = split(t);
-    format!(
-        "{d:02}/{}/{y:04}:{h:02}:{mi:02}:{s:02} +0000",
-        MON[(mo - 1) as usize]
-    )
+    let [d0, d1] = two(d.into());
+    let [a, b, c] = *MON[(mo - 1) as usize];
+    out.extend_from_slice(&[d0, d1, b'/', a, b, c, b'/']);
+    push_year(out, y);
+    let ([h0, h1], [i0, i1], [s0, s1]) = (two(h), two(mi), two(s));
+    out.extend_from_slice(&[
+        b':', h0, h1, b':', i0, i1, b':', s0, s1, b' ', b'+', b'0', b'0', b'0', b'0',
+    ]);
+}
+
+/// `n` (< 100) as two digits.
+fn two(n: u64) -> [u8; 2] {
+    [b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8]
+}
+
+/// A year as at least four digits.
+fn push_year(out: &mut Vec<u8>, y: i64) {
+    match u64::try_from(y) {
+        Ok(y) if y < 10_000 => {
+            let ([a, b], [c, d]) = (two(y / 100), two(y % 100));
+            out.extend_from_slice(&[a, b, c, d]);
+        }
+        _ => access::push_decimal(out, y.max(0) as u64, 4),
+    }
 }
 
 #[cfg(test)]
@@ -247,9 +283,17 @@ mod tests {
     fn times() {
         let t = UNIX_EPOCH + Duration::from_secs(1_795_375_297);
         assert_eq!(rfc3339(t), "2026-11-22T19:21:37Z");
-        assert_eq!(clf_time(t), "22/Nov/2026:19:21:37 +0000");
+        let mut clf = Vec::new();
+        write_clf_time(&mut clf, t);
+        assert_eq!(clf, b"22/Nov/2026:19:21:37 +0000");
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
+        // Years past 9999 get their fifth digit, as `{y:04}` gave them.
+        let far = UNIX_EPOCH + Duration::from_secs(253_402_300_800); // 10000-01-01
+        assert_eq!(rfc3339(far), "10000-01-01T00:00:00Z");
+        let mut clf = Vec::new();
+        write_clf_time(&mut clf, far + Duration::from_secs(3_661));
+        assert_eq!(clf, b"01/Jan/10000:01:01:01 +0000");
     }
 }

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::access::json_escape_into;
 use super::*;
 use crate::http::reply::{FileRange, HTML};
 use crate::http::{Ctx, Limits, Notes, Now, ParseLimits, Respond};
+use crate::log::LogFormat;
 use crate::metrics::WorkerCounters;
 
 const DATE: &str = "Sun, 22 Nov 2026 19:21:37 GMT";
@@ -124,8 +124,6 @@ impl Env {
             instant: Instant::now(),
             wall: httpdate::parse_http_date(DATE).unwrap(),
             date: DATE.into(),
-            log_time: "22/Nov/2026:19:21:37 +0000".into(),
-            log_time_rfc3339: "2026-11-22T19:21:37Z".into(),
         };
         Env {
             mem: Mem::new(),
@@ -515,56 +513,6 @@ fn access_log_line() {
         String::from_utf8(env.log.clone()).unwrap(),
         "127.0.0.1 - - [22/Nov/2026:19:21:37 +0000] \"GET /a.txt?q=\\x22x\\x22 HTTP/1.1\" 200 5 \"http://r/\" \"ua/1\"\n"
     );
-}
-
-/// The JSON log's string mapping, undone: `\xHH` is the byte HH, anything
-/// else is the character's UTF-8.
-fn unescape_log(s: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut rest = s;
-    while let Some(i) = rest.find('\\') {
-        out.extend_from_slice(&rest.as_bytes()[..i]);
-        assert_eq!(
-            &rest[i + 1..i + 2],
-            "x",
-            "a backslash not starting \\xHH in {s:?}"
-        );
-        out.push(u8::from_str_radix(&rest[i + 2..i + 4], 16).unwrap());
-        rest = &rest[i + 4..];
-    }
-    out.extend_from_slice(rest.as_bytes());
-    out
-}
-
-#[test]
-fn json_escape_round_trips_any_bytes() {
-    let mut cases: Vec<Vec<u8>> = vec![
-        (0..=255u8).collect(),
-        "plain ascii".into(),
-        "é ü 日本 😀 \u{2028}".into(),
-        b"\"quoted\" back\\slash \\x41 \x00\x1f\x7f".to_vec(),
-        b"\xe6\x97\xa5\xe6\x97 cut \xf0\x9f\x98 \xc3\x28 \xff\xfe".to_vec(),
-        vec![b'\\'; 10_000],
-        Vec::new(),
-    ];
-    cases.push(cases[0].repeat(40));
-    for b in cases {
-        let mut s = String::from("\"");
-        json_escape_into(&mut s, &b);
-        s.push('"');
-        let v: String = serde_json::from_str(&s).unwrap_or_else(|e| panic!("{e}: {s:?}"));
-        assert_eq!(unescape_log(&v), b, "{s:?}");
-        assert!(
-            !s.bytes().any(|c| c < 0x20 || c == 0x7f),
-            "raw control byte in {s:?}"
-        );
-        // Valid UTF-8 other than `\` stays itself.
-        if let Ok(t) = std::str::from_utf8(&b)
-            && !t.contains('\\')
-        {
-            assert_eq!(v, t);
-        }
-    }
 }
 
 #[test]
