@@ -524,6 +524,38 @@ engine_tests! {
         assert_eq!(c.get("/sub/page.html", "").status, 200, "TLS is not redirected");
     }
 
+    /// The JSON access log says tls_version, tls_cipher and sni for a
+    /// request over TLS, and has none of them for a plaintext one.
+    fn json_access_log_has_tls_fields(e) {
+        let site = Site::new();
+        let certs = tempfile::tempdir().unwrap();
+        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
+        let cfg = tls_config("access_log_format = \"json\"", &[&ec]);
+        let srv = start_or_skip!(e, &cfg, &site.root);
+        let addr = tls_addr(&srv);
+        let mut c = Tls::connect(addr, "ec.test", client(&[&ec], None));
+        assert_eq!(c.get("/sub/page.html?tls", "").status, 200);
+        assert_eq!(get(srv.addr(), "/sub/page.html?plain").status, 200);
+        let json = |needle: &str| -> serde_json::Value {
+            let line = srv
+                .wait_access_log(IO_TIMEOUT, |l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no line with {needle}: {}", srv.access_log()));
+            serde_json::from_str(&line).unwrap()
+        };
+        let t = json("?tls");
+        assert_eq!(t["tls_version"], "TLSv1.3", "{t}");
+        assert_eq!(t["tls_cipher"], "TLS13_AES_256_GCM_SHA384", "{t}");
+        assert_eq!(t["sni"], "ec.test", "{t}");
+        let p = json("?plain");
+        for k in ["tls_version", "tls_cipher", "sni"] {
+            assert!(p.get(k).is_none(), "{k} on a plaintext line: {p}");
+        }
+        // No SNI: null.
+        let mut n = Tls::connect(addr, "127.0.0.1", any_cert_client());
+        assert_eq!(n.get("/sub/page.html?nosni", "").status, 200);
+        assert!(json("?nosni")["sni"].is_null());
+    }
+
     /// A second connection resumes the session (a TLS 1.3 ticket); the
     /// metrics count handshakes by version and failures by reason.
     fn resumption_and_metrics(e) {

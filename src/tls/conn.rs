@@ -216,10 +216,16 @@ impl TlsConn {
             .and_then(|s| s.suite().as_str())
             .unwrap_or("unknown");
         ctx.stats.tls_handshake(version == "TLSv1.3");
+        let sni = self.tls.server_name().map(str::to_owned);
+        self.conn.set_tls(crate::log::access::TlsFacts {
+            protocol: version,
+            cipher,
+            sni: sni.as_deref().map(Into::into),
+        });
         self.info = Some(TlsInfo {
             version,
             cipher,
-            sni: self.tls.server_name().map(str::to_owned),
+            sni,
         });
     }
 
