@@ -6,6 +6,8 @@
 pub mod certs;
 mod conn;
 pub mod redirect;
+#[cfg(test)]
+mod tests;
 
 pub use certs::{CertError, CertFiles, server_config};
 pub use conn::{CHUNK, OUT_HIGH, TlsConn, TlsInfo};
