@@ -556,6 +556,30 @@ engine_tests! {
         assert!(json("?nosni")["sni"].is_null());
     }
 
+    /// Socket activation: a socket systemd passes serves TLS when
+    /// `tls_listen` lists its address (and plaintext otherwise).
+    fn socket_activation_passes_a_tls_listener(e) {
+        use std::os::fd::AsRawFd;
+        let site = Site::new();
+        let certs = tempfile::tempdir().unwrap();
+        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let passed = listener.local_addr().unwrap();
+        let opts = Launch {
+            listen_fd: Some(listener.as_raw_fd()),
+            ..Default::default()
+        };
+        let mut cfg = format!("tls_listen = [\"{passed}\"]\n");
+        cfg.push_str(&cert_entry(&ec));
+        let Some(srv) = Server::launch(e, &cfg, &site.root, opts) else {
+            return;
+        };
+        drop(listener);
+        assert_eq!(tls_addr(&srv), passed, "{}", srv.stderr_text());
+        let mut c = Tls::connect(passed, "ec.test", client(&[&ec], None));
+        assert_eq!(c.get("/sub/page.html", "").body, b"<p>SUB-PAGE</p>");
+    }
+
     /// A second connection resumes the session (a TLS 1.3 ticket); the
     /// metrics count handshakes by version and failures by reason.
     fn resumption_and_metrics(e) {
