@@ -271,6 +271,11 @@ impl TlsConn {
         if self.ending == Ending::No {
             self.pump(ctx);
         }
+        if self.pending == 0 && self.conn.is_idle() {
+            // Idle between requests: hold no ciphertext buffer (its last
+            // allocation would otherwise stay with the connection).
+            self.wbuf = BytesMut::new();
+        }
     }
 
     pub fn begin_shutdown(&mut self, ctx: &mut Ctx<'_>) {
