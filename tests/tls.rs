@@ -580,6 +580,58 @@ engine_tests! {
         assert_eq!(c.get("/sub/page.html", "").body, b"<p>SUB-PAGE</p>");
     }
 
+    /// Three reloads, each with renewed certificates, while clients make
+    /// new TLS connections without pause: not one request fails.
+    fn no_request_fails_across_reloads(e) {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let site = Site::new();
+        let certs = tempfile::tempdir().unwrap();
+        let live = ec_pair(certs.path(), "live", &["ec.test"], 90);
+        let srv = start_or_skip!(e, &tls_config("", &[&live]), &site.root);
+        let addr = tls_addr(&srv);
+        let index = std::fs::read(site.root.join("index.html")).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicUsize::new(0));
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                let (stop, done, index) = (stop.clone(), done.clone(), index.clone());
+                std::thread::spawn(move || {
+                    let mut failures = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let r = std::panic::catch_unwind(|| {
+                            let mut c = Tls::connect(addr, "ec.test", any_cert_client());
+                            c.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                            c.response("GET")
+                        });
+                        match r {
+                            Ok(r) if r.status == 200 && r.body == index => {
+                                done.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(r) => failures.push(r.describe()),
+                            Err(_) => failures.push("connection failed".to_string()),
+                        }
+                    }
+                    failures
+                })
+            })
+            .collect();
+        for round in 0..3 {
+            let before = done.load(Ordering::Relaxed);
+            while done.load(Ordering::Relaxed) < before + 20 {
+                std::thread::yield_now();
+            }
+            ec_pair(certs.path(), "live", &["ec.test"], 100 + round);
+            srv.reload(START_TIMEOUT).expect("reload");
+        }
+        let before = done.load(Ordering::Relaxed);
+        while done.load(Ordering::Relaxed) < before + 20 {
+            std::thread::yield_now();
+        }
+        stop.store(true, Ordering::Relaxed);
+        let failures: Vec<String> = clients.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        assert!(failures.is_empty(), "{} failed of {}: {failures:#?}", failures.len(), done.load(Ordering::Relaxed));
+    }
+
     /// A second connection resumes the session (a TLS 1.3 ticket); the
     /// metrics count handshakes by version and failures by reason.
     fn resumption_and_metrics(e) {
