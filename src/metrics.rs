@@ -24,6 +24,10 @@ use std::sync::{Arc, Mutex};
 pub const CLASSES: usize = 5;
 const CLASS_LABELS: [&str; CLASSES] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+/// The codings `tandem_compressions_total` counts, in the order of
+/// `config::Encoding`'s variants (which index them).
+pub const CODINGS: [&str; 3] = ["br", "zstd", "gzip"];
+
 /// One worker's counters. Written by that worker's thread only.
 #[derive(Debug, Default)]
 #[repr(align(128))]
@@ -37,6 +41,8 @@ pub struct WorkerCounters {
     tls_failures: [AtomicU64; TLS_FAILURES],
     cache_entries: AtomicU64,
     cache_bytes: AtomicU64,
+    /// Files compressed on the fly, by coding (`Encoding as usize`).
+    compressions: [AtomicU64; 3],
 }
 
 /// Why a TLS handshake failed (the `reason` label of
@@ -110,6 +116,15 @@ impl WorkerCounters {
         self.cache_bytes.store(bytes as u64, Relaxed);
     }
 
+    /// A cached file was compressed on the fly with the coding of index
+    /// `coding` in `CODINGS` (out of range: not counted).
+    #[inline]
+    pub fn compressed(&self, coding: usize) {
+        if let Some(c) = self.compressions.get(coding) {
+            bump(c, 1);
+        }
+    }
+
     fn read(&self) -> Totals {
         Totals {
             requests: std::array::from_fn(|i| self.requests[i].load(Relaxed)),
@@ -120,6 +135,7 @@ impl WorkerCounters {
             tls_failures: std::array::from_fn(|i| self.tls_failures[i].load(Relaxed)),
             cache_entries: self.cache_entries.load(Relaxed),
             cache_bytes: self.cache_bytes.load(Relaxed),
+            compressions: std::array::from_fn(|i| self.compressions[i].load(Relaxed)),
         }
     }
 }
@@ -137,6 +153,8 @@ pub struct Totals {
     /// Gauges, as `open`: what live workers' caches hold.
     pub cache_entries: u64,
     pub cache_bytes: u64,
+    /// Files compressed on the fly: br, zstd, gzip.
+    pub compressions: [u64; 3],
 }
 
 impl Totals {
@@ -155,6 +173,9 @@ impl Totals {
         }
         self.cache_entries += o.cache_entries;
         self.cache_bytes += o.cache_bytes;
+        for (a, b) in self.compressions.iter_mut().zip(o.compressions) {
+            *a = a.wrapping_add(b);
+        }
     }
 }
 
@@ -366,6 +387,15 @@ impl Snapshot {
             "Bytes the small-file caches hold now, as counted against cache_size (all workers).",
         );
         let _ = writeln!(s, "tandem_cache_bytes {}", t.cache_bytes);
+        head(
+            &mut s,
+            "tandem_compressions_total",
+            "counter",
+            "Cached files compressed on the fly (each once per coding while cached), by coding.",
+        );
+        for (coding, n) in CODINGS.iter().zip(t.compressions) {
+            let _ = writeln!(s, "tandem_compressions_total{{coding=\"{coding}\"}} {n}");
+        }
         head(
             &mut s,
             "tandem_reloads_total",
