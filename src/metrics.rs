@@ -352,27 +352,7 @@ impl Snapshot {
             "Client connections accepted.",
         );
         let _ = writeln!(s, "tandem_connections_accepted_total {}", t.accepted);
-        head(
-            &mut s,
-            "tandem_tls_handshakes_total",
-            "counter",
-            "TLS handshakes completed, by protocol version.",
-        );
-        for (label, n) in TLS_VERSION_LABELS.iter().zip(t.tls_handshakes) {
-            let _ = writeln!(s, "tandem_tls_handshakes_total{{version=\"{label}\"}} {n}");
-        }
-        head(
-            &mut s,
-            "tandem_tls_handshake_failures_total",
-            "counter",
-            "TLS handshakes that failed, by reason.",
-        );
-        for (label, n) in TLS_FAILURE_LABELS.iter().zip(t.tls_failures) {
-            let _ = writeln!(
-                s,
-                "tandem_tls_handshake_failures_total{{reason=\"{label}\"}} {n}"
-            );
-        }
+        render_tls(&mut s, t);
         head(
             &mut s,
             "tandem_cache_entries",
@@ -424,6 +404,29 @@ impl Snapshot {
             self.engine, version
         );
         s
+    }
+}
+
+/// The TLS samples: handshakes by version, failures by reason.
+fn render_tls(s: &mut String, t: &Totals) {
+    let _ = write!(
+        s,
+        "# HELP tandem_tls_handshakes_total TLS handshakes completed, by protocol version.\n\
+         # TYPE tandem_tls_handshakes_total counter\n"
+    );
+    for (label, n) in TLS_VERSION_LABELS.iter().zip(t.tls_handshakes) {
+        let _ = writeln!(s, "tandem_tls_handshakes_total{{version=\"{label}\"}} {n}");
+    }
+    let _ = write!(
+        s,
+        "# HELP tandem_tls_handshake_failures_total TLS handshakes that failed, by reason.\n\
+         # TYPE tandem_tls_handshake_failures_total counter\n"
+    );
+    for (label, n) in TLS_FAILURE_LABELS.iter().zip(t.tls_failures) {
+        let _ = writeln!(
+            s,
+            "tandem_tls_handshake_failures_total{{reason=\"{label}\"}} {n}"
+        );
     }
 }
 

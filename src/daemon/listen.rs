@@ -229,12 +229,12 @@ fn open(addr: SocketAddr, reuseport: bool) -> io::Result<OwnedFd> {
     // SAFETY: fd is new and owned by nobody else.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     let on: libc::c_int = 1;
-    crate::engine::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &on)?;
+    crate::sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &on)?;
     if reuseport {
-        crate::engine::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, &on)?;
+        crate::sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, &on)?;
     }
     if addr.is_ipv6() {
-        crate::engine::setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &on)?;
+        crate::sys::setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &on)?;
     }
     // SAFETY: sockaddr_storage is plain data; all-zero is valid.
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
