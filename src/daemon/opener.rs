@@ -108,28 +108,9 @@ pub unsafe fn spawn(paths: Vec<PathBuf>) -> io::Result<Opener> {
 
 /// The child: answer requests until the server's end closes, then exit.
 fn serve(sock: RawFd, plans: &[(std::ffi::CString, libc::c_int)]) -> ! {
-    // SAFETY: SIG_IGN for valid signal numbers: no handler code, no memory.
-    // Signals for the server (also sent to its process group or cgroup)
-    // must not end the opener; it ends with the server's socket.
-    unsafe {
-        for sig in [
-            libc::SIGTERM,
-            libc::SIGINT,
-            libc::SIGQUIT,
-            libc::SIGHUP,
-            libc::SIGUSR1,
-        ] {
-            libc::signal(sig, libc::SIG_IGN);
-        }
-    }
-    for fd in 3..65536 {
-        if fd != sock {
-            // Ignored on purpose: most of these numbers are not open (EBADF).
-            // SAFETY: closes descriptors of this process only; it never
-            // returns to code that would use them.
-            let _ = unsafe { libc::close(fd) };
-        }
-    }
+    // SAFETY: this is the child just forked, with one thread; it never
+    // returns to the server's code, which owns the descriptors it closes.
+    unsafe { crate::sys::become_helper(sock) };
     loop {
         let mut idx = [0u8; 4];
         // SAFETY: reads at most 4 bytes into a live array.

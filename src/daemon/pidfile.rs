@@ -245,30 +245,9 @@ pub unsafe fn spawn_remover(paths: &[&Path]) -> io::Result<Remover> {
         // It never returns, so no destructor runs here for the descriptors it
         // closes by number.
         let rd = rd.as_raw_fd();
-        // SAFETY: SIG_IGN for valid signal numbers: no handler code, no memory.
-        // Signals meant for the server (also sent to its whole process group
-        // or cgroup) must not end the keeper before the server. signal can
-        // fail only for an invalid number (EINVAL): its result says nothing.
-        unsafe {
-            for sig in [
-                libc::SIGTERM,
-                libc::SIGINT,
-                libc::SIGQUIT,
-                libc::SIGHUP,
-                libc::SIGUSR1,
-            ] {
-                libc::signal(sig, libc::SIG_IGN);
-            }
-        }
-        for fd in 3..65536 {
-            if fd != rd {
-                // Ignored on purpose: most of these numbers are not open
-                // (EBADF), and a close that fails still frees the number.
-                // SAFETY: closes descriptors of this process only; nothing in
-                // it uses them again.
-                let _ = unsafe { libc::close(fd) };
-            }
-        }
+        // SAFETY: this is the child just forked, with one thread; it never
+        // returns to the server's code, which owns the descriptors it closes.
+        unsafe { crate::sys::become_helper(rd) };
         let mut b = 0u8;
         loop {
             // SAFETY: reads at most one byte into a live u8.

@@ -65,6 +65,41 @@ macro_rules! syscall {
 /// An OS error without its " (os error N)" tail, for messages that say it
 /// in words: "Operation not permitted", not "Operation not permitted (os
 /// error 1)".
+/// In a forked helper process (the pidfile keeper, the log opener): ignore
+/// the signals meant for the server (they also reach its process group or
+/// cgroup, and must not end the helper before the server), and close every
+/// inherited descriptor but `keep`.
+///
+/// # Safety
+///
+/// Only in a child just forked, with one thread, that never returns to code
+/// which could use the descriptors closed here.
+pub unsafe fn become_helper(keep: std::os::fd::RawFd) {
+    // SAFETY: SIG_IGN for valid signal numbers: no handler code, no memory.
+    // signal can fail only for an invalid number (EINVAL): its result says
+    // nothing.
+    unsafe {
+        for sig in [
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGQUIT,
+            libc::SIGHUP,
+            libc::SIGUSR1,
+        ] {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+    }
+    for fd in 3..65536 {
+        if fd != keep {
+            // Ignored on purpose: most of these numbers are not open (EBADF),
+            // and a close that fails still frees the number.
+            // SAFETY: the caller's contract: nothing in this process uses
+            // these descriptors again.
+            let _ = unsafe { libc::close(fd) };
+        }
+    }
+}
+
 pub fn bare(e: &std::io::Error) -> String {
     let s = e.to_string();
     match s.find(" (os error") {
