@@ -21,20 +21,20 @@ use serde::Deserialize;
 mod de;
 mod error;
 mod keys;
+mod limits;
 mod schema;
 mod validate;
+mod values;
 
 pub use de::{parse_address, parse_log_target};
 pub use error::*;
 use keys::{KeyProblem, key_line, rule_key_at, unknown_keys};
-pub use schema::{
-    Config, Dur, Encoding, EngineChoice, IndexNames, Rule, Symlinks, Workers, key, parse_duration,
-    rule_key,
-};
+pub use limits::{MAX_CACHE_FILE, MAX_CONNECTIONS, MAX_HEADER_SIZE, MAX_RANGES, MAX_TIMEOUT};
+pub use schema::{Config, Rule, key, rule_key};
 pub use validate::{
-    MAX_CACHE_FILE, MAX_CONNECTIONS, MAX_HEADER_SIZE, MAX_RANGES, MAX_TIMEOUT,
     RULE_FORBIDDEN_HEADERS, is_field_value, is_tchar, rule_header_problem, same_socket,
 };
+pub use values::{Dur, Encoding, EngineChoice, IndexNames, Symlinks, Workers, parse_duration};
 
 // The log targets are the log's own type: config depends on log, never the
 // reverse. Re-exported so `config::LogTarget` keeps naming it.

@@ -495,3 +495,43 @@ fn relative_links_resolve() {
     }
     assert!(bad.is_empty(), "broken links:\n{}", bad.join("\n"));
 }
+
+/// The layout section of docs/architecture.md names every source file
+/// under src/ (test files aside), each with its directory.
+#[test]
+fn layout_names_every_source_file() {
+    let doc = read("docs/architecture.md");
+    let start = doc
+        .find("\n## Layout")
+        .expect("docs/architecture.md: no ## Layout");
+    let rest = &doc[start + 1..];
+    let layout = &rest[..rest[3..].find("\n## ").map_or(rest.len(), |i| i + 3)];
+    let mut missing = Vec::new();
+    let mut dirs = vec![repo().join("src")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_str().unwrap().to_string();
+            if p.is_dir() {
+                if name != "tests" {
+                    dirs.push(p);
+                }
+                continue;
+            }
+            if !name.ends_with(".rs") || name == "tests.rs" {
+                continue;
+            }
+            let rel = p.strip_prefix(repo()).unwrap();
+            let parent = rel.parent().unwrap().to_str().unwrap();
+            if !(layout.contains(&name) && layout.contains(parent)) {
+                missing.push(rel.display().to_string());
+            }
+        }
+    }
+    missing.sort();
+    assert!(
+        missing.is_empty(),
+        "docs/architecture.md, Layout: not described: {}",
+        missing.join(", ")
+    );
+}

@@ -264,15 +264,22 @@ fn busy_port_names_the_address_and_suggests_listen() {
         .current_dir(d.path());
         let out = run_with_timeout(cmd, EXIT_TIMEOUT);
         assert_eq!(out.status.code(), Some(1), "{engine}: {}", out.stderr);
-        let next = format!("127.0.0.1:{}", a.port() + 1);
         let want = format!(
-            "listen {a}: address already in use (another server is on it? pick another with --listen {next})"
+            "listen {a}: address already in use (another server is on it? pick another with --listen 127.0.0.1:"
         );
         assert!(
             out.stderr.contains(&want),
             "{engine}: want {want:?} in:\n{}",
             out.stderr
         );
+        // The port suggested was free when the start failed (it is the
+        // next one, unless that one is busy too).
+        let at = out.stderr.find("--listen ").unwrap() + "--listen ".len();
+        let next: SocketAddr = out.stderr[at..].split(')').next().unwrap().parse().unwrap();
+        assert!(next.port() > a.port(), "{engine}: {}", out.stderr);
+        if let Err(e) = TcpListener::bind(next) {
+            panic!("{engine}: the suggested {next} cannot be bound: {e}");
+        }
     }
     // A bad --listen is a usage error that says what an address looks like.
     let out = run_with_timeout(

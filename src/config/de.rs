@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::schema::{Dur, Encoding, EngineChoice, IndexNames, Symlinks, Workers};
+use super::values::{Dur, Encoding, EngineChoice, IndexNames, Symlinks, Workers};
 use crate::log::{Level, LogFormat, LogTarget};
 
 /// A TOML value as the checks see it. Unlike `toml::Value` it holds

@@ -4,22 +4,10 @@
 //! names its key.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use super::error::Invalid;
+use super::limits::{MAX_CACHE_FILE, MAX_CONNECTIONS, MAX_HEADER_SIZE, MAX_RANGES, MAX_TIMEOUT};
 use super::schema::{Config, key};
-
-/// Longest timeout a config may set: far beyond any real use, and far from
-/// where deadline arithmetic could overflow.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-/// Largest `max_header_size` (1 MiB).
-pub const MAX_HEADER_SIZE: usize = 1 << 20;
-/// Largest `cache_max_file` (64 MiB): past that, sendfile and splice win.
-pub const MAX_CACHE_FILE: u64 = 64 << 20;
-/// Largest `max_ranges`.
-pub const MAX_RANGES: usize = 1024;
-/// Largest `max_connections` per worker.
-pub const MAX_CONNECTIONS: usize = 1 << 20;
 
 impl Config {
     /// The `listen` addresses, on their own and beside `metrics_listen`:

@@ -60,6 +60,9 @@ pub enum StartError {
     Signals(#[source] io::Error),
     #[error("starting workers: {0}")]
     Workers(#[source] io::Error),
+    /// The metrics listener's worker could not start.
+    #[error("metrics listener: {0}")]
+    Metrics(#[source] io::Error),
 }
 
 impl StartError {
@@ -79,7 +82,8 @@ impl StartError {
             | StartError::PidfileKeeper(_)
             | StartError::DropPrivileges { .. }
             | StartError::Signals(_)
-            | StartError::Workers(_) => 1,
+            | StartError::Workers(_)
+            | StartError::Metrics(_) => 1,
         }
     }
 }

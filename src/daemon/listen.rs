@@ -10,22 +10,47 @@ use crate::syscall;
 
 const BACKLOG: i32 = 4096;
 
-/// A configured address cannot be listened on. The message names the
-/// address and, for the usual causes, what to do about it:
+/// A configured address cannot be listened on. The message names the key
+/// and the address and, for the usual causes, what to do about it:
 /// `listen 127.0.0.1:8080: address already in use (another server is on it?
-/// pick another with --listen 127.0.0.1:8081)`.
+/// pick another with --listen 127.0.0.1:8081)`, where the port suggested
+/// was free when the bind failed (or no port is suggested).
 #[derive(Debug, thiserror::Error)]
-#[error("listen {addr}: {}", describe(*addr, source, ours.as_deref()))]
+#[error("{key} {addr}: {}", self.describe())]
 pub struct BindError {
+    /// `listen` or `metrics_listen`.
+    pub key: &'static str,
     pub addr: SocketAddr,
     #[source]
     pub source: io::Error,
     /// When the address is in use by one of this server's own sockets: which,
     /// and what to do (set by the daemon, which knows its sockets).
     pub ours: Option<String>,
+    /// An address like `addr` on a port that could be bound when the bind
+    /// failed, to suggest (for EADDRINUSE and EACCES).
+    pub free: Option<SocketAddr>,
 }
 
+/// How many ports after the busy one (or from 8080, for a privileged one)
+/// are tried for a free one to suggest.
+const SUGGEST_TRIES: u16 = 16;
+
 impl BindError {
+    fn new(key: &'static str, addr: SocketAddr, source: io::Error) -> BindError {
+        let first = match source.raw_os_error() {
+            Some(libc::EADDRINUSE) => Some(addr.port().checked_add(1).unwrap_or(8080)),
+            Some(libc::EACCES) if addr.port() < 1024 => Some(8080),
+            _ => None,
+        };
+        BindError {
+            key,
+            addr,
+            source,
+            ours: None,
+            free: first.and_then(|p| free_port_from(addr, p)),
+        }
+    }
+
     /// Say the address is held by this server's own socket, `ours`, when
     /// the bind failed because it is in use.
     pub fn held_by(mut self, ours: Option<String>) -> BindError {
@@ -34,75 +59,70 @@ impl BindError {
         }
         self
     }
-}
 
-fn describe(addr: SocketAddr, e: &io::Error, ours: Option<&str>) -> String {
-    let mut other = addr;
-    match e.raw_os_error() {
-        Some(libc::EADDRINUSE) if let Some(ours) = ours => {
-            format!("address already in use by {ours}")
+    /// "pick another with --listen ADDR" (`what`: "another"), for the key
+    /// this error is about; `None` without a free port to name.
+    fn pick(&self, what: &str) -> Option<String> {
+        let a = self.free?;
+        Some(match self.key {
+            "listen" => format!("pick {what} with --listen {a}"),
+            key => format!("pick {what} in {key}, such as {a}"),
+        })
+    }
+
+    fn describe(&self) -> String {
+        let addr = self.addr;
+        match self.source.raw_os_error() {
+            Some(libc::EADDRINUSE) if let Some(ours) = &self.ours => {
+                format!("address already in use by {ours}")
+            }
+            Some(libc::EADDRINUSE) => match self.pick("another") {
+                Some(p) => format!("address already in use (another server is on it? {p})"),
+                None => "address already in use (another server is on it?)".to_string(),
+            },
+            Some(libc::EACCES) if addr.port() < 1024 => format!(
+                "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE{})",
+                self.pick("a higher one")
+                    .map(|p| format!("; or {p}"))
+                    .unwrap_or_default()
+            ),
+            Some(libc::EADDRNOTAVAIL) => format!(
+                "cannot assign requested address (no interface of this machine has {})",
+                addr.ip()
+            ),
+            _ => crate::sys::bare(&self.source).to_lowercase(),
         }
-        Some(libc::EADDRINUSE) => {
-            other.set_port(if addr.port() == u16::MAX {
-                8080
-            } else {
-                addr.port() + 1
-            });
-            format!(
-                "address already in use (another server is on it? pick another with --listen {other})"
-            )
-        }
-        Some(libc::EACCES) if addr.port() < 1024 => {
-            other.set_port(8080);
-            format!(
-                "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE; \
-                 or pick a higher one with --listen {other})"
-            )
-        }
-        Some(libc::EADDRNOTAVAIL) => format!(
-            "cannot assign requested address (no interface of this machine has {})",
-            addr.ip()
-        ),
-        _ => crate::sys::bare(e).to_lowercase(),
     }
 }
 
-/// Bind a listening socket (SO_REUSEADDR, non-blocking, close-on-exec; an
+/// The first of `SUGGEST_TRIES` ports from `first` on `addr`'s IP that can
+/// be bound now (the socket is closed again at once).
+fn free_port_from(addr: SocketAddr, first: u16) -> Option<SocketAddr> {
+    (0..SUGGEST_TRIES)
+        .filter_map(|i| first.checked_add(i))
+        .map(|p| SocketAddr::new(addr.ip(), p))
+        .find(|a| open(*a, false).is_ok())
+}
+
+/// Bind a `listen` socket (SO_REUSEADDR, non-blocking, close-on-exec; an
 /// IPv6 one IPv6 only, see `open`).
 pub fn bind(addr: SocketAddr) -> Result<Listener, BindError> {
-    let err = |source| BindError {
-        addr,
-        source,
-        ours: None,
-    };
+    bind_as("listen", addr)
+}
+
+/// Bind a `metrics_listen` socket, the same way.
+pub fn bind_metrics(addr: SocketAddr) -> Result<Listener, BindError> {
+    bind_as("metrics_listen", addr)
+}
+
+fn bind_as(key: &'static str, addr: SocketAddr) -> Result<Listener, BindError> {
+    let err = |source| BindError::new(key, addr, source);
     let l = TcpListener::from(open(addr, false).map_err(err)?);
     let bound = l.local_addr().map_err(err)?;
     Ok(Listener {
         fd: OwnedFd::from(l),
         addr: bound,
     })
-}
-
-/// Stop a listening socket from completing new handshakes, without touching
-/// the connections already in its accept queue: a classic BPF filter that
-/// drops every packet makes the kernel ignore new SYNs (and the final ACK of
-/// a handshake under way), so no new connection can enter the queue. The
-/// clients' SYNs are retried and refused once the socket is shut. Used on a
-/// graceful stop, so that emptying the queue and then shutting the socket
-/// leaves nobody in it to be reset.
-pub fn refuse_new(fd: RawFd) -> io::Result<()> {
-    let drop_all = [libc::sock_filter {
-        code: (libc::BPF_RET | libc::BPF_K) as u16,
-        jt: 0,
-        jf: 0,
-        k: 0,
-    }];
-    let prog = libc::sock_fprog {
-        len: drop_all.len() as u16,
-        filter: drop_all.as_ptr() as *mut libc::sock_filter,
-    };
-    // The kernel copies the program (`drop_all`, alive here) during the call.
-    crate::engine::setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
 }
 
 /// Stop listening: the socket leaves LISTEN (new clients are refused at

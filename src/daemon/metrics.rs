@@ -7,8 +7,10 @@
 //! epoll engine) that serves the small [`Endpoints`] responder. Whatever the
 //! `listen` sockets accept or refuse (bare LFs, pipelining, keep-alive, the
 //! 400/431/501/505 answers), and their limits and timeouts (`header_timeout`,
-//! `max_header_size`, ...), hold here too; a reload hands the listener to a
-//! new worker with the new limits, like a generation of workers.
+//! `max_header_size`, ...), hold here too; a reload hands the listeners to
+//! a new worker with the new limits and the new `metrics_listen`, like a
+//! generation of workers, and lets the addresses it drops go as the site's
+//! are (no connection reset).
 //!
 //! What differs is policy, not protocol: the table is small
 //! (`MAX_CLIENTS`), and when it is full the client closest to its deadline
@@ -30,13 +32,20 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::holdoff::HoldOff;
 use crate::engine::{self, Control, Listener, WhenFull, WorkerSpec};
 use crate::http::{Body, Limits, Notes, Now, Reply, Request, Respond, Status};
 use crate::metrics::{Health, Registry, WorkerCounters};
 
 /// The connection table: clients served at once. A place is taken from the
 /// client that has waited longest for its request when a new one comes.
-pub const MAX_CLIENTS: usize = 64;
+/// Large enough that a probe, which sends its request as it connects, is
+/// read long before a flood could push it out: at 11,000 silent
+/// connections a second, 256 places give a new client about 20 ms (64 gave
+/// 5 ms, and a probe whose process was descheduled that long under load
+/// was closed unanswered). Finding the place to free scans the table:
+/// 256 entries a connection, on the metrics worker's own thread.
+pub const MAX_CLIENTS: usize = 256;
 /// How long a reload waits for the new worker to take the listener over.
 const HANDOVER: Duration = Duration::from_secs(5);
 /// A dead worker is replaced no sooner than this after it started.
@@ -110,6 +119,22 @@ struct Worker {
 }
 
 impl Worker {
+    /// Wait until it reports `accepting == on` (or has ended), at most
+    /// `HANDOVER`.
+    fn wait_accepting(&self, on: bool) {
+        let deadline = Instant::now() + HANDOVER;
+        while self.control.is_accepting() != on && !self.thread.is_finished() {
+            if Instant::now() >= deadline {
+                let what = if on { "start" } else { "stop" };
+                crate::warn!(
+                    "metrics listener: a worker did not {what} accepting within {HANDOVER:?}"
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     fn join(self) {
         match self.thread.join() {
             Ok(Ok(())) => {}
@@ -120,88 +145,96 @@ impl Worker {
     }
 }
 
-/// The running metrics listener: `reload` and `stop` it.
+/// The metrics listener: `reload` it (a start is the first reload) and
+/// `stop` it.
 pub struct Server {
+    /// The sockets it serves (bound by the daemon, by configured address).
     listeners: Vec<Arc<Listener>>,
     responder: Arc<Endpoints>,
     /// What the current worker runs with (a replacement gets the same).
     limits: Limits,
     shutdown_timeout: Duration,
-    current: Worker,
+    /// None while `metrics_listen` is empty.
+    current: Option<Worker>,
     /// Workers a reload replaced, finishing what they had.
     retiring: Vec<Worker>,
 }
 
 impl Server {
-    /// Serve `listeners` (bound by the daemon) from a worker of their own,
-    /// with the limits and timeouts of the `listen` sockets.
-    pub fn start(
-        listeners: Vec<Listener>,
-        registry: Arc<Registry>,
-        limits: Limits,
-        shutdown_timeout: Duration,
-    ) -> io::Result<Server> {
-        let listeners: Vec<Arc<Listener>> = listeners.into_iter().map(Arc::new).collect();
-        let responder = Arc::new(Endpoints::new(registry));
-        let current = spawn(&listeners, &responder, limits.clone(), shutdown_timeout)?;
-        Ok(Server {
-            listeners,
-            responder,
+    /// A server with nothing to serve yet: `reload` gives it its listeners.
+    pub fn new(registry: Arc<Registry>, limits: Limits, shutdown_timeout: Duration) -> Server {
+        Server {
+            listeners: Vec::new(),
+            responder: Arc::new(Endpoints::new(registry)),
             limits,
             shutdown_timeout,
-            current,
+            current: None,
             retiring: Vec::new(),
-        })
+        }
     }
 
-    /// A reload: a new worker with the new limits takes the listener over
-    /// (it accepts before the old one stops), and the old one finishes what
-    /// it has, as the site's workers do.
-    pub fn reload(&mut self, limits: Limits, shutdown_timeout: Duration) -> io::Result<()> {
+    /// Serve `listeners` (bound by the daemon) with these limits and
+    /// timeouts (the `listen` sockets'), as a reload does for the site's
+    /// workers: a new worker takes them and accepts before the old one
+    /// stops; listeners the new set drops are let go (`HoldOff::let_go`)
+    /// as the old worker stops accepting, and it finishes what it has. An
+    /// `Err` (no thread, no eventfd) leaves everything as it was.
+    pub(super) fn reload(
+        &mut self,
+        listeners: Vec<Arc<Listener>>,
+        limits: Limits,
+        shutdown_timeout: Duration,
+        holdoff: &HoldOff,
+    ) -> io::Result<()> {
+        self.join_retired();
+        let new = match listeners.is_empty() {
+            true => None,
+            false => Some(spawn(
+                &listeners,
+                &self.responder,
+                limits.clone(),
+                shutdown_timeout,
+            )?),
+        };
+        if let Some(w) = &new {
+            w.wait_accepting(true);
+        }
+        let dropped: Vec<Arc<Listener>> = (self.listeners.iter())
+            .filter(|l| !listeners.iter().any(|n| Arc::ptr_eq(l, n)))
+            .cloned()
+            .collect();
+        let old = std::mem::replace(&mut self.current, new);
+        holdoff.let_go(&dropped, || {
+            if let Some(old) = old {
+                old.control.set(engine::RETIRE);
+                old.wait_accepting(false);
+                self.retiring.push(old);
+            }
+        });
+        for l in &dropped {
+            crate::info!("metrics: stopped listening on {}", l.addr);
+        }
+        (self.listeners, self.limits, self.shutdown_timeout) =
+            (listeners, limits, shutdown_timeout);
+        Ok(())
+    }
+
+    fn join_retired(&mut self) {
         let (done, busy): (Vec<Worker>, Vec<Worker>) = std::mem::take(&mut self.retiring)
             .into_iter()
             .partition(|w| w.thread.is_finished());
         done.into_iter().for_each(Worker::join);
         self.retiring = busy;
-        let new = spawn(
-            &self.listeners,
-            &self.responder,
-            limits.clone(),
-            shutdown_timeout,
-        )?;
-        (self.limits, self.shutdown_timeout) = (limits, shutdown_timeout);
-        let deadline = Instant::now() + HANDOVER;
-        while !new.control.is_accepting() && !new.thread.is_finished() {
-            if Instant::now() >= deadline {
-                crate::warn!(
-                    "metrics listener: the new worker did not start accepting within {HANDOVER:?}"
-                );
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let old = std::mem::replace(&mut self.current, new);
-        old.control.set(engine::RETIRE);
-        // As for site workers, the reload is over once the old worker has
-        // seen it: from then on it answers every request with
-        // `Connection: close`, whatever arrives in the same loop turn.
-        let deadline = Instant::now() + HANDOVER;
-        while old.control.is_accepting() && !old.thread.is_finished() {
-            if Instant::now() >= deadline {
-                crate::warn!("metrics listener: the old worker did not retire within {HANDOVER:?}");
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        self.retiring.push(old);
-        Ok(())
     }
 
     /// Called from the daemon's loop: a metrics worker that died (a bug; its
     /// panic is in the error log) is replaced, like a site worker, at most
     /// once per `RESPAWN_AFTER` so one that cannot run does not spin.
     pub fn replace_if_dead(&mut self) {
-        if !self.current.thread.is_finished() || self.current.started.elapsed() < RESPAWN_AFTER {
+        let Some(cur) = self.current.as_mut() else {
+            return;
+        };
+        if !cur.thread.is_finished() || cur.started.elapsed() < RESPAWN_AFTER {
             return;
         }
         let new = match spawn(
@@ -213,19 +246,20 @@ impl Server {
             Ok(w) => w,
             Err(e) => {
                 crate::error!("metrics listener: cannot start a replacement: {e}");
-                self.current.started = Instant::now();
+                cur.started = Instant::now();
                 return;
             }
         };
-        std::mem::replace(&mut self.current, new).join();
+        std::mem::replace(cur, new).join();
         crate::info!("metrics listener: replacement started");
     }
 
     /// Close everything now: the daemon is done (the site's workers have
     /// drained, and `/healthz` said 503 all along).
-    pub fn stop(self) {
-        let all = std::iter::once(self.current).chain(self.retiring);
-        let all: Vec<Worker> = all.collect();
+    pub fn stop(&mut self) {
+        let all: Vec<Worker> = (self.current.take().into_iter())
+            .chain(self.retiring.drain(..))
+            .collect();
         for w in &all {
             w.control.set(engine::ABORT);
         }

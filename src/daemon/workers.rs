@@ -1,4 +1,6 @@
 //! Worker threads and generations: start, supervise, respawn, join.
+//! A generation is started from the daemon's config (`start_generation`)
+//! and watched by the daemon's loop (`supervise`).
 
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
@@ -7,7 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::engine::{self, Control, Engine, WorkerSpec};
+use crate::engine::{self, Control, Engine, Listener, WorkerSpec};
+use crate::files::{Responder, Settings};
+use crate::http::Limits;
+use crate::log::AccessLog;
 use crate::metrics::Registry;
 
 /// How long a reload waits for workers to arm or disarm their listeners.
@@ -59,7 +64,7 @@ pub(super) struct Generation {
     pub(super) workers: Vec<Worker>,
     /// Its workers' access log (shared with the next generation when a
     /// reload keeps the path), for SIGUSR1 to reopen while it drains.
-    pub(super) access: std::sync::Arc<crate::log::AccessLog>,
+    pub(super) access: Arc<AccessLog>,
 }
 
 impl Worker {
@@ -240,5 +245,100 @@ impl Generation {
                 }
             }
         }
+    }
+}
+
+impl super::Daemon {
+    /// Start a generation of workers from the current config, sharing
+    /// `access` (a reload that keeps the path) or opening it anew.
+    pub(super) fn start_generation(
+        &self,
+        engine: Engine,
+        access: Option<Arc<AccessLog>>,
+    ) -> io::Result<Generation> {
+        let cfg = &self.cfg;
+        let files = Responder::new(&cfg.root, Settings::from_config(cfg))?;
+        // Test hook, in debug builds only (the test suite's): a request for
+        // this target panics its worker. A release build has no such hook.
+        #[cfg(debug_assertions)]
+        let files = files.with_panic_target(std::env::var("TANDEM_TEST_PANIC_TARGET").ok());
+        let files = Arc::new(files);
+        let access = match access {
+            Some(a) => a,
+            None => AccessLog::open(&cfg.access_log)?,
+        };
+        let limits = Limits::from_config(cfg);
+        let mut listeners = self.active_listeners();
+        let n = cfg.workers.resolve();
+        // Against RLIMIT_NOFILE: the default comes down to what fits.
+        let explicit = cfg.max_connections != crate::config::Config::default().max_connections;
+        let max_connections = engine::policy::max_connections(cfg.max_connections, explicit, n);
+        let mut workers = Vec::with_capacity(n);
+        for id in 0..n {
+            if self.reuseport {
+                listeners = self.reuseport_listeners(&listeners)?;
+            }
+            let spec = WorkerSpec {
+                id,
+                listeners: listeners.clone(),
+                responder: files.clone(),
+                limits: limits.clone(),
+                access: Some(access.clone()),
+                control: Control::new()?,
+                max_connections,
+                when_full: engine::WhenFull::Pause,
+                shutdown_timeout: cfg.shutdown_timeout.0,
+                counters: self.registry.worker(),
+            };
+            workers.push(Worker::start(engine, spec, &self.waker)?);
+        }
+        Ok(Generation {
+            engine,
+            workers,
+            access,
+        })
+    }
+
+    /// One SO_REUSEPORT socket per configured address; `prev` (the previous
+    /// worker's) fixes the port when the config says port 0.
+    fn reuseport_listeners(&self, prev: &[Arc<Listener>]) -> io::Result<Vec<Arc<Listener>>> {
+        let mut out = Vec::new();
+        for (i, &addr) in self.cfg.listen.iter().enumerate() {
+            let addr = prev.get(i).map_or(addr, |l| l.addr);
+            let l = super::listen::bind_reuseport(addr)?;
+            if prev.is_empty() {
+                crate::info!("listening on {} (SO_REUSEPORT per worker)", l.addr);
+            }
+            out.push(Arc::new(l));
+        }
+        Ok(out)
+    }
+
+    /// One turn of supervision: join the workers that ended; a worker that
+    /// dies while serving (a bug, but a bug must not take the site down) is
+    /// replaced, like nginx's master does, unless the daemon is draining
+    /// (`replace` false); the listeners are shared, so the others keep
+    /// serving meanwhile. A dead metrics worker is replaced too, and the
+    /// old generations that have finished are dropped.
+    pub(super) fn supervise(&mut self, replace: bool) {
+        for (id, end) in self.current.reap(replace, &self.registry) {
+            match (&end, replace) {
+                (WorkerEnd::Done, false) => {}
+                (_, false) => crate::error!("worker {id} {}", end.describe()),
+                (_, true) => crate::error!("worker {id} {}; starting a new one", end.describe()),
+            }
+        }
+        if replace {
+            self.current.respawn_due(&self.waker, &self.registry);
+        }
+        self.metrics.replace_if_dead();
+        for g in &mut self.old {
+            for (id, end) in g.reap(false, &self.registry) {
+                if !matches!(end, WorkerEnd::Done) {
+                    crate::error!("old worker {id} {}", end.describe());
+                }
+            }
+        }
+        self.old.retain(|g| !g.workers.is_empty());
     }
 }

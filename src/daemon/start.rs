@@ -1,0 +1,146 @@
+//! The steps of a start, in the order `run` takes them: each says in its
+//! name what it does, and what must come before it says why.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::check::{self, Checked};
+use super::error::StartError;
+use super::{listen, opener, pidfile, privs, status};
+use crate::config::Config;
+use crate::engine::Listener;
+use crate::log::{AccessLog, LogTarget};
+
+/// The pidfile lock first: a second instance is told so before it tries to
+/// bind.
+pub(super) fn lock_pidfile(cfg: &Config) -> Result<Option<pidfile::Pidfile>, StartError> {
+    Ok(match &cfg.pidfile {
+        Some(p) => Some(pidfile::Pidfile::lock(p)?),
+        None => None,
+    })
+}
+
+/// Where the reload verdicts go (next to the pidfile), opened now, before
+/// privileges are dropped, like the pidfile.
+pub(super) fn open_status(cfg: &Config) -> Result<Option<status::StatusFile>, StartError> {
+    match &cfg.pidfile {
+        Some(p) => status::StatusFile::create(&status::path_for(p))
+            .map(Some)
+            .map_err(StartError::Status),
+        None => Ok(None),
+    }
+}
+
+/// Every socket the config asks for, bound now (a busy port is reported
+/// before anything else happens), or handed over by systemd.
+pub(super) struct Bound {
+    /// Our own `listen` sockets, by configured address.
+    pub(super) listeners: HashMap<SocketAddr, Arc<Listener>>,
+    /// Sockets from systemd; when present they replace `listen`.
+    pub(super) inherited: Option<Vec<Arc<Listener>>>,
+    /// Measurement mode: one SO_REUSEPORT socket per worker instead of
+    /// shared listeners (TANDEM_BENCH_REUSEPORT; not reload-safe).
+    pub(super) reuseport: bool,
+    /// The `metrics_listen` sockets, by configured address.
+    pub(super) metrics: HashMap<SocketAddr, Arc<Listener>>,
+}
+
+pub(super) fn bind_listeners(cfg: &Config) -> Result<Bound, StartError> {
+    let inherited = listen::from_systemd()
+        .map_err(StartError::Listen)?
+        .map(|v| v.into_iter().map(Arc::new).collect::<Vec<_>>());
+    let reuseport = std::env::var_os("TANDEM_BENCH_REUSEPORT").is_some_and(|v| v == "1");
+    let mut listeners = HashMap::new();
+    if inherited.is_none() && !reuseport {
+        for &addr in &cfg.listen {
+            listeners.insert(addr, Arc::new(listen::bind(addr)?));
+        }
+    }
+    let mut metrics = HashMap::new();
+    for &addr in &cfg.metrics_listen {
+        metrics.insert(addr, Arc::new(listen::bind_metrics(addr)?));
+    }
+    Ok(Bound {
+        listeners,
+        inherited,
+        reuseport,
+        metrics,
+    })
+}
+
+/// `daemon = true`: fork into the background (after the binds, so that
+/// their errors reach the terminal).
+pub(super) fn daemonize(cfg: &Config) -> Result<(), StartError> {
+    if cfg.daemon {
+        daemonize::Daemonize::new()
+            .working_directory(std::env::current_dir().map_err(StartError::WorkingDir)?)
+            .umask(0o022)
+            .start()
+            .map_err(StartError::Daemonize)?;
+    }
+    Ok(())
+}
+
+/// The access log, opened before privileges are dropped (like the
+/// listeners); log files just created (as root) become the user's, so that
+/// a reload and a reopen, which open them again as that user, can.
+pub(super) fn open_logs(cfg: &Config, checked: &Checked) -> Result<Arc<AccessLog>, StartError> {
+    let access = AccessLog::open(&cfg.access_log).map_err(StartError::AccessLog)?;
+    check::chown_new_logs(checked).map_err(StartError::LogOwner)?;
+    Ok(access)
+}
+
+/// Become `user` when started as root (`preflight` resolved the ids it
+/// checked). Before that, what needs root later gets a helper that keeps it:
+/// the pidfile's removal at exit, and the logs' reopening. The helper that
+/// removes the pidfile lives as long as the returned value.
+pub(super) fn drop_privileges(
+    cfg: &Config,
+    checked: &Checked,
+) -> Result<Option<pidfile::Remover>, StartError> {
+    if !privs::is_root() {
+        if let Some(u) = &cfg.user {
+            crate::info!("not started as root: `user = {u:?}` has nothing to drop");
+        }
+        return Ok(None);
+    }
+    let (Some(user), Some((uid, gid))) = (&cfg.user, checked.drop_to) else {
+        crate::warn!("running as root: set `user` to drop privileges after binding");
+        return Ok(None);
+    };
+    let remover = match &cfg.pidfile {
+        Some(p) => {
+            let st = status::path_for(p);
+            Some(
+                pidfile::spawn_remover(&[p.as_path(), st.as_path()])
+                    .map_err(StartError::PidfileKeeper)?,
+            )
+        }
+        None => None,
+    };
+    keep_log_opener(cfg)?;
+    privs::drop_to(uid, gid).map_err(|source| StartError::DropPrivileges {
+        user: user.clone(),
+        source,
+    })?;
+    crate::info!("running as user {user}");
+    Ok(remover)
+}
+
+/// The logs are reopened (SIGUSR1, SIGHUP) with root's rights, which the
+/// process is about to give up: by a helper that keeps them (`opener`).
+fn keep_log_opener(cfg: &Config) -> Result<(), StartError> {
+    let logs: Vec<_> = [&cfg.error_log, &cfg.access_log]
+        .into_iter()
+        .filter_map(|t| match t {
+            LogTarget::File(p) => Some(check::absolute(p)),
+            _ => None,
+        })
+        .collect();
+    if !logs.is_empty() {
+        let o = opener::spawn(logs).map_err(StartError::LogOpener)?;
+        crate::log::set_opener(Arc::new(o));
+    }
+    Ok(())
+}
