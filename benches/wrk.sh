@@ -9,6 +9,8 @@
 #   IDLE_ONLY=1 benches/wrk.sh         # the idle case alone: 5,000 connections in bursts of 500, fresh servers
 #   BASE_BIN=/tmp/base/target/release/tandem TARGETS="epoll epoll@base" benches/wrk.sh
 #
+# The compressed case (issue 23): python3 benches/compressed.py (ROUNDS, DURATION).
+#
 # Knobs: DURATION DURATION_HUGE ROUNDS SIZES LOG_SIZES W2_SIZES WORKERS CONNS CONNS_HUGE
 # THREADS TARGETS CEILING IDLE_CONNS IDLE_BURST IDLE_ONLY NOISE PIN BASE_BIN QUICK.
 # Only 127.0.0.1 is ever targeted; every wrk run is bounded; everything the

@@ -24,6 +24,10 @@ use std::sync::{Arc, Mutex};
 pub const CLASSES: usize = 5;
 const CLASS_LABELS: [&str; CLASSES] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+/// The codings `tandem_compressions_total` counts, in the order of
+/// `config::Encoding`'s variants (which index them).
+pub const CODINGS: [&str; 3] = ["br", "zstd", "gzip"];
+
 /// One worker's counters. Written by that worker's thread only.
 #[derive(Debug, Default)]
 #[repr(align(128))]
@@ -34,6 +38,8 @@ pub struct WorkerCounters {
     open: AtomicU64,
     cache_entries: AtomicU64,
     cache_bytes: AtomicU64,
+    /// Files compressed on the fly, by coding (`Encoding as usize`).
+    compressions: [AtomicU64; 3],
 }
 
 /// `a += n` for a counter only one thread writes: a load and a store, no
@@ -74,6 +80,15 @@ impl WorkerCounters {
         self.cache_bytes.store(bytes as u64, Relaxed);
     }
 
+    /// A cached file was compressed on the fly with the coding of index
+    /// `coding` in `CODINGS` (out of range: not counted).
+    #[inline]
+    pub fn compressed(&self, coding: usize) {
+        if let Some(c) = self.compressions.get(coding) {
+            bump(c, 1);
+        }
+    }
+
     fn read(&self) -> Totals {
         Totals {
             requests: std::array::from_fn(|i| self.requests[i].load(Relaxed)),
@@ -82,6 +97,7 @@ impl WorkerCounters {
             open: self.open.load(Relaxed),
             cache_entries: self.cache_entries.load(Relaxed),
             cache_bytes: self.cache_bytes.load(Relaxed),
+            compressions: std::array::from_fn(|i| self.compressions[i].load(Relaxed)),
         }
     }
 }
@@ -97,6 +113,8 @@ pub struct Totals {
     /// Gauges, as `open`: what live workers' caches hold.
     pub cache_entries: u64,
     pub cache_bytes: u64,
+    /// Files compressed on the fly: br, zstd, gzip.
+    pub compressions: [u64; 3],
 }
 
 impl Totals {
@@ -109,6 +127,9 @@ impl Totals {
         self.open += o.open;
         self.cache_entries += o.cache_entries;
         self.cache_bytes += o.cache_bytes;
+        for (a, b) in self.compressions.iter_mut().zip(o.compressions) {
+            *a = a.wrapping_add(b);
+        }
     }
 }
 
@@ -299,6 +320,15 @@ impl Snapshot {
             "Bytes the small-file caches hold now, as counted against cache_size (all workers).",
         );
         let _ = writeln!(s, "tandem_cache_bytes {}", t.cache_bytes);
+        head(
+            &mut s,
+            "tandem_compressions_total",
+            "counter",
+            "Cached files compressed on the fly (each once per coding while cached), by coding.",
+        );
+        for (coding, n) in CODINGS.iter().zip(t.compressions) {
+            let _ = writeln!(s, "tandem_compressions_total{{coding=\"{coding}\"}} {n}");
+        }
         head(
             &mut s,
             "tandem_reloads_total",

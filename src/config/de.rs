@@ -304,6 +304,53 @@ pub(super) fn precompressed(v: &Any) -> Result<Vec<Encoding>, String> {
         .collect()
 }
 
+/// `compression`: as `precompressed`, and a coding listed once.
+pub(super) fn codings(v: &Any) -> Result<Vec<Encoding>, String> {
+    let list = precompressed(v)?;
+    for (i, e) in list.iter().enumerate() {
+        if list[..i].contains(e) {
+            return Err(format!("{:?} is listed twice", e.token()));
+        }
+    }
+    Ok(list)
+}
+
+/// A list of strings: `["text/*", "application/json"]`.
+pub(super) fn string_list(what: &str, v: &Any) -> Result<Vec<String>, String> {
+    let Any::Array(items) = v else {
+        return expected(what, v);
+    };
+    items.iter().map(|x| nonempty(what, x)).collect()
+}
+
+/// `compression_level = { br = 5, zstd = 6, gzip = 6 }`: each within its
+/// coding's range.
+pub(super) fn compression_level(v: &Any) -> Result<BTreeMap<String, u32>, String> {
+    const WHAT: &str = "a table of levels by coding, like { br = 5, zstd = 6, gzip = 6 }";
+    let Any::Table(items) = v else {
+        return expected(WHAT, v);
+    };
+    items
+        .iter()
+        .map(|(k, x)| {
+            let max = match k.as_str() {
+                "br" => 11,
+                "zstd" => 19,
+                "gzip" => 9,
+                _ => return Err(format!("{}: not one of br, zstd, gzip", show_key(k))),
+            };
+            let min = u64::from(k == "zstd");
+            match x {
+                Any::Int(n) if (i128::from(min)..=max).contains(n) => Ok((k.clone(), *n as u32)),
+                _ => Err(format!(
+                    "{}: expected a level from {min} to {max}, got {x}",
+                    show_key(k)
+                )),
+            }
+        })
+        .collect()
+}
+
 pub(super) fn log_format(v: &Any) -> Result<LogFormat, String> {
     match v {
         Any::Str(s) if s == "combined" => Ok(LogFormat::Combined),

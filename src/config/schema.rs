@@ -100,6 +100,27 @@ schema! {
         /// Precompressed siblings looked for, in order of preference.
         precompressed: Vec<Encoding> = vec![Encoding::Br, Encoding::Zstd, Encoding::Gzip]
             => precompressed,
+        /// Codings cached files are compressed with on the fly, in order of
+        /// preference; [] turns it off.
+        compression: Vec<Encoding> = vec![Encoding::Br, Encoding::Zstd, Encoding::Gzip]
+            => codings,
+        /// Media types compressed on the fly (`type/*` for a whole type).
+        compression_types: Vec<String> = [
+            "text/*",
+            "application/javascript",
+            "application/json",
+            "application/xml",
+            "application/manifest+json",
+            "application/wasm",
+            "image/svg+xml",
+        ]
+        .map(String::from)
+        .to_vec()
+            => (|v| string_list("a list of media types like \"text/*\" or \"application/json\"", v)),
+        /// Files smaller than this are not compressed on the fly.
+        compression_min_size: u64 = 1024 => (|v| count("a number of bytes", v)),
+        /// Level by coding, over the defaults (br 5, zstd 6, gzip 6).
+        compression_level: BTreeMap<String, u32> = BTreeMap::new() => compression_level,
         /// Most ranges one request may ask for; more -> the whole file.
         max_ranges: usize = 32 => (|v| usize_of("a number of ranges from 0 to 1024", v)),
         /// Bytes of small files (bodies, variants included) kept in memory, in

@@ -760,3 +760,57 @@ fn bad_rules_name_the_line_of_the_field() {
     .unwrap();
     assert_eq!(c.rules.len(), 2);
 }
+
+/// The compression keys: defaults, a table of levels, and each bad value
+/// refused by its key, line and what was wrong.
+#[test]
+fn compression_keys() {
+    let d = Config::default();
+    assert_eq!(
+        d.compression,
+        [Encoding::Br, Encoding::Zstd, Encoding::Gzip]
+    );
+    assert!(d.compression_types.iter().any(|t| t == "text/*"));
+    assert_eq!(d.compression_min_size, 1024);
+    assert!(d.compression_level.is_empty());
+    let c = Config::parse(
+        "compression = []\ncompression_level = { br = 11, zstd = 1, gzip = 0 }\n\
+         compression_types = [\"text/css\"]\ncompression_min_size = 0\n",
+        "t",
+    )
+    .unwrap();
+    assert!(c.compression.is_empty());
+    assert_eq!(c.compression_level["br"], 11);
+    assert_eq!(c.compression_types, ["text/css"]);
+    for (text, why) in [
+        ("compression = [\"br\", \"br\"]", "\"br\" is listed twice"),
+        ("compression = [\"deflate\"]", "is not one of"),
+        (
+            "compression_level = { br = 12 }",
+            "br: expected a level from 0 to 11, got 12",
+        ),
+        (
+            "compression_level = { zstd = 0 }",
+            "zstd: expected a level from 1 to 19",
+        ),
+        (
+            "compression_level = { lz4 = 1 }",
+            "lz4: not one of br, zstd, gzip",
+        ),
+        (
+            "compression_types = \"text/*\"",
+            "expected a list of media types",
+        ),
+        (
+            "compression_types = [\"\"]",
+            "expected a list of media types",
+        ),
+        ("compression_min_size = -1", "expected a number of bytes"),
+    ] {
+        let e = Config::parse(&format!("\n{text}\n"), "t.toml").unwrap_err();
+        let key = text.split(' ').next().unwrap();
+        let e = e.to_string();
+        assert!(e.starts_with(&format!("t.toml:2: {key}")), "{text}: {e}");
+        assert!(e.contains(why), "{text}: {e}");
+    }
+}

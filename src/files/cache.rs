@@ -1,6 +1,7 @@
 //! The small-file cache: what a request path was answered with last time
-//! (the file and its precompressed variants as shared bytes, its type and
-//! its rules' headers), so that a hit does no open, fstat, read or close.
+//! (the file and its precompressed variants as shared bytes, what was
+//! compressed for it on the fly, its type and its rules' headers), so that
+//! a hit does no open, fstat, read, close or compression.
 //!
 //! A [`Cache`] is a plain value: the file responder makes one per worker
 //! (`Respond::local`), the worker owns it and lends it to each request
@@ -35,10 +36,20 @@ use crate::metrics::WorkerCounters;
 use super::entity::Rep;
 
 /// A cached answer for one request path.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Entry {
     /// The file (`[0]`) and its fresh variants, their bytes in memory.
     pub reps: Vec<Rep>,
+    /// The codings it may be compressed with on the fly (none a sibling's),
+    /// in order of preference (`compress::Compression::codings_for`).
+    pub fly: Vec<crate::config::Encoding>,
+    /// Those made so far: each once, the first time a client asks for it,
+    /// then kept here, counted against the budget, and dropped with the
+    /// entry (a change on disk makes a new entry).
+    pub made: Vec<Rep>,
+    /// Its answers depend on Accept-Encoding (it has variants, on disk or
+    /// on the fly).
+    pub vary: bool,
     pub ctype: Text,
     /// The header fields the rules set for this path, merged in order.
     pub rules: Vec<(String, String)>,
@@ -53,6 +64,7 @@ impl Entry {
         const OVERHEAD: usize = 256;
         self.reps
             .iter()
+            .chain(&self.made)
             .map(|r| r.len as usize + r.etag.len() + r.head.as_ref().map_or(0, |h| h.len()))
             .sum::<usize>()
             + self
@@ -105,6 +117,13 @@ pub struct Cache {
     bytes: usize,
     /// Where the worker's `/metrics` gauges of this cache are.
     gauges: Arc<WorkerCounters>,
+    /// The last entry dropped for being past its `until`, and its key: the
+    /// lookup that follows may find the file unchanged and keep what was
+    /// compressed for it (`take_expired`).
+    expired: Option<(Rc<str>, Rc<Entry>)>,
+    /// The loop turn (its time) whose compression `spent` counts.
+    turn: Option<Instant>,
+    spent: usize,
 }
 
 impl Cache {
@@ -119,6 +138,9 @@ impl Cache {
             oldest: NIL,
             bytes: 0,
             gauges,
+            expired: None,
+            turn: None,
+            spent: 0,
         }
     }
 
@@ -147,7 +169,8 @@ impl Cache {
     pub fn get(&mut self, key: &str, now: Instant) -> Option<Rc<Entry>> {
         let i = *self.map.get(key)?;
         if now >= self.node(i).entry.until {
-            self.remove(i);
+            let n = self.remove(i);
+            self.expired = Some((n.key, n.entry));
             self.publish();
             return None;
         }
@@ -162,6 +185,7 @@ impl Cache {
     /// recently used entries until it fits the budget. An entry larger than
     /// the whole budget is not kept.
     pub fn put(&mut self, key: &str, entry: Entry) -> Rc<Entry> {
+        self.expired = None;
         let size = entry.size(key);
         let entry = Rc::new(entry);
         if size > self.budget {
@@ -196,6 +220,33 @@ impl Cache {
         self.bytes += size;
         self.publish();
         entry
+    }
+
+    /// Whether `n` more source bytes may be compressed in the loop turn
+    /// of `at` (the engine reads the clock once per turn, so `at` names
+    /// the turn): within `compress::TURN_BUDGET` per turn, then counted.
+    pub fn may_compress(&mut self, at: Instant, n: usize) -> bool {
+        if self.turn != Some(at) {
+            self.turn = Some(at);
+            self.spent = 0;
+        }
+        if self.spent + n > super::compress::TURN_BUDGET {
+            return false;
+        }
+        self.spent += n;
+        true
+    }
+
+    /// Whether `e`, kept for `key`, would still fit the budget with `more`
+    /// bytes (else what is added to it would not be kept, and would be
+    /// made again on every request).
+    pub fn keeps(&self, key: &str, e: &Entry, more: usize) -> bool {
+        e.size(key) + more <= self.budget
+    }
+
+    /// A file was compressed with `coding` (`tandem_compressions_total`).
+    pub fn compressed(&self, coding: crate::config::Encoding) {
+        self.gauges.compressed(coding as usize);
     }
 
     fn node(&mut self, i: usize) -> &mut Node {
@@ -234,12 +285,22 @@ impl Cache {
     }
 
     /// Drop slot `i`'s entry.
-    fn remove(&mut self, i: usize) {
+    fn remove(&mut self, i: usize) -> Node {
         self.unlink(i);
         let n = self.nodes[i].take().expect("a listed slot holds a node");
         self.map.remove(&*n.key);
         self.bytes -= n.size;
         self.free.push(i);
+        n
+    }
+
+    /// The entry for `key` that `get` last dropped as expired, if it was
+    /// this key's (it is given once; any other key's is let go).
+    pub fn take_expired(&mut self, key: &str) -> Option<Rc<Entry>> {
+        match self.expired.take() {
+            Some((k, e)) if &*k == key => Some(e),
+            _ => None,
+        }
     }
 
     fn publish(&self) {
@@ -258,7 +319,7 @@ impl Drop for Cache {
 mod tests {
     use std::time::{Duration, SystemTime};
 
-    use crate::config::Config;
+    use crate::config::{Config, Encoding};
     use crate::files::{Responder, Settings};
     use crate::http::parse::with_request;
     use crate::http::{Body, Notes, Now, Reply, Respond};
@@ -460,6 +521,94 @@ mod tests {
         assert!(w4.local.downcast_ref::<Cache>().is_none());
     }
 
+    /// Text of `n` bytes that compresses (not one byte repeated).
+    fn text(n: usize, seed: u32) -> Vec<u8> {
+        let mut t: Vec<u8> = (0..)
+            .flat_map(|i| format!("<li id=\"n{seed}-{i}\">item {}</li>\n", i * 7 % 13).into_bytes())
+            .take(n)
+            .collect();
+        t.truncate(n);
+        t
+    }
+
+    fn compressions(reg: &Registry) -> [u64; 3] {
+        reg.snapshot().totals.compressions
+    }
+
+    /// Compressed the first time a coding is asked for, then served from
+    /// the entry; kept when a revalidation finds the file unchanged, made
+    /// anew (new tag) when it changed.
+    #[test]
+    fn compressed_once_per_coding_and_version() {
+        use crate::files::compress::decompress;
+        let dir = tempfile::tempdir().unwrap();
+        let src = text(4000, 1);
+        std::fs::write(dir.path().join("a.html"), &src).unwrap();
+        let mut w = worker(dir.path(), "cache_revalidate = \"1s\"");
+        let t0 = Instant::now();
+        let plain = w.ask(t0, "", "/a.html");
+        assert_eq!(field(&plain, "vary"), Some("Accept-Encoding".into()));
+        assert_eq!(field(&plain, "content-encoding"), None);
+        let br = w.ask(t0, "Accept-Encoding: br\r\n", "/a.html");
+        assert_eq!(field(&br, "content-encoding"), Some("br".into()));
+        assert_eq!(decompress(Encoding::Br, &body(&br)), src);
+        let tag = field(&br, "etag").unwrap();
+        assert_ne!(Some(&tag), field(&plain, "etag").as_ref());
+        assert_eq!(field(&br, "last-modified"), field(&plain, "last-modified"));
+        for i in 0..50 {
+            let again = w.ask(t0, "Accept-Encoding: gzip, br\r\n", "/a.html");
+            assert_eq!(field(&again, "etag"), Some(tag.clone()), "{i}");
+        }
+        let gz = w.ask(t0, "Accept-Encoding: gzip\r\n", "/a.html");
+        assert_eq!(decompress(Encoding::Gzip, &body(&gz)), src);
+        assert_eq!(compressions(&w.reg), [1, 0, 1]);
+        // The bytes count against the budget.
+        let (_, bytes) = w.usage();
+        assert!(bytes > src.len() + body(&br).len() + body(&gz).len());
+        // Looked up again, unchanged: nothing is made again.
+        let t1 = t0 + Duration::from_secs(2);
+        let br1 = w.ask(t1, "Accept-Encoding: br\r\n", "/a.html");
+        assert_eq!(field(&br1, "etag"), Some(tag.clone()));
+        assert_eq!(compressions(&w.reg), [1, 0, 1]);
+        // Changed: made anew, with a new tag.
+        std::fs::write(dir.path().join("a.html"), text(4100, 2)).unwrap();
+        let t2 = t1 + Duration::from_secs(2);
+        let br2 = w.ask(t2, "Accept-Encoding: br\r\n", "/a.html");
+        assert_eq!(decompress(Encoding::Br, &body(&br2)), text(4100, 2));
+        assert_ne!(field(&br2, "etag"), Some(tag));
+        assert_eq!(compressions(&w.reg), [2, 0, 1]);
+    }
+
+    /// A burst of first requests for many files in one loop turn compresses
+    /// at most `TURN_BUDGET` bytes: the rest are answered as they are (with
+    /// Vary), and compressed in a later turn.
+    #[test]
+    fn a_turn_compresses_within_its_budget() {
+        use crate::files::compress::TURN_BUDGET;
+        let dir = tempfile::tempdir().unwrap();
+        let size = 20 << 10;
+        for i in 0..6 {
+            std::fs::write(dir.path().join(format!("f{i}.js")), text(size, i)).unwrap();
+        }
+        let mut w = worker(dir.path(), "");
+        let t0 = Instant::now();
+        let coded: Vec<bool> = (0..6)
+            .map(|i| {
+                let r = w.ask(t0, "Accept-Encoding: zstd\r\n", &format!("/f{i}.js"));
+                assert_eq!(field(&r, "vary"), Some("Accept-Encoding".into()));
+                field(&r, "content-encoding").is_some()
+            })
+            .collect();
+        let fit = TURN_BUDGET / size;
+        assert_eq!(coded.iter().filter(|c| **c).count(), fit, "{coded:?}");
+        assert!(coded[..fit].iter().all(|c| *c), "{coded:?}");
+        // The next turn (another instant) goes on.
+        let t1 = t0 + Duration::from_millis(1);
+        let r = w.ask(t1, "Accept-Encoding: zstd\r\n", &format!("/f{fit}.js"));
+        assert_eq!(field(&r, "content-encoding"), Some("zstd".into()));
+        assert_eq!(compressions(&w.reg), [0, fit as u64 + 1, 0]);
+    }
+
     /// A worker's `/metrics` block, registered as the daemon's are.
     fn registered() -> (Arc<Registry>, Arc<WorkerCounters>) {
         let reg = Registry::new("epoll");
@@ -477,6 +626,9 @@ mod tests {
     fn sized(key: &str, size: usize, until: Instant) -> Entry {
         let e = |pad: usize| Entry {
             reps: Vec::new(),
+            fly: Vec::new(),
+            made: Vec::new(),
+            vary: false,
             ctype: Text::from("text/plain".to_string()),
             rules: vec![(String::new(), "x".repeat(pad))],
             until,

@@ -98,34 +98,77 @@ impl Rep {
 /// the client accepts best (highest q; the order of `reps`, the configured
 /// one, breaks ties), unless the client prefers the identity over it.
 pub fn pick<'r>(req: &Request<'_>, reps: &'r [Rep]) -> &'r Rep {
-    if reps.len() == 1 {
-        return &reps[0];
+    match choose(req, reps, &[], &[], false) {
+        Choice::Rep(r) => r,
+        Choice::Make(_) => unreachable!("nothing to make was offered"),
+    }
+}
+
+/// What `choose` chose: a representation there is, or a coding to make
+/// on the fly (then `choose` again, with it made or refused).
+#[derive(Debug)]
+pub enum Choice<'r> {
+    Rep(&'r Rep),
+    Make(Encoding),
+}
+
+/// The one negotiation of a path's variants (RFC 9110 §12.5.3): the
+/// identity (`reps[0]`), its precompressed siblings (`reps[1..]`) and the
+/// codings it may be compressed with on the fly (`fly`, none of them a
+/// sibling's; those already made are in `made`). The variant with the
+/// highest q wins, unless the client prefers the identity; on equal q the
+/// siblings first, in the configured order, then `fly` in its order: a
+/// fresh sibling wins over compressing. A `fly` coding not made yet is
+/// offered only when `make` (else it is not a candidate at all).
+pub fn choose<'r>(
+    req: &Request<'_>,
+    reps: &'r [Rep],
+    made: &'r [Rep],
+    fly: &[Encoding],
+    make: bool,
+) -> Choice<'r> {
+    if reps.len() == 1 && fly.is_empty() {
+        return Choice::Rep(&reps[0]);
     }
     let ae = AcceptEncoding::parse(req);
     if !ae.present() {
-        return &reps[0];
+        return Choice::Rep(&reps[0]);
     }
-    // Every variant's q and the identity's in one walk of the field. The
-    // variants are of distinct codings (config refuses a repeat), so there
-    // are at most as many as there are codings.
+    // Every candidate's q and the identity's in one walk of the field.
+    // The candidates are of distinct codings (config refuses a repeat, and
+    // `fly` leaves out the siblings'), so there are at most three.
     const N: usize = 3;
-    let variants = &reps[1..];
-    debug_assert!(variants.len() <= N);
+    let mut cands: [Option<Choice<'r>>; N] = [None, None, None];
     let mut tokens = [""; N];
-    for (t, r) in tokens.iter_mut().zip(variants) {
-        *t = r.coding.map_or("", |c| c.token());
+    let mut n = 0;
+    let offers = reps[1..]
+        .iter()
+        .map(|r| r.coding.map(|c| (c, Choice::Rep(r))));
+    let flying = fly
+        .iter()
+        .map(|&c| match made.iter().find(|r| r.coding == Some(c)) {
+            Some(r) => Some((c, Choice::Rep(r))),
+            None if make => Some((c, Choice::Make(c))),
+            None => None,
+        });
+    for (c, choice) in offers.chain(flying).flatten() {
+        if n < N {
+            tokens[n] = c.token();
+            cands[n] = Some(choice);
+            n += 1;
+        }
     }
     let mut qs: [Q; N] = [0; N];
-    let identity = ae.weigh(&tokens[..variants.len().min(N)], &mut qs);
-    let mut best: Option<(&Rep, Q)> = None;
-    for (r, &q) in variants.iter().zip(&qs) {
-        if r.coding.is_some() && q > 0 && best.is_none_or(|b| q > b.1) {
-            best = Some((r, q));
+    let identity = ae.weigh(&tokens[..n], &mut qs);
+    let mut best: Option<(usize, Q)> = None;
+    for (i, &q) in qs[..n].iter().enumerate() {
+        if q > 0 && best.is_none_or(|b| q > b.1) {
+            best = Some((i, q));
         }
     }
     match best {
-        Some((r, q)) if q >= identity => r,
-        _ => &reps[0],
+        Some((i, q)) if q >= identity => cands[i].take().expect("a candidate"),
+        _ => Choice::Rep(&reps[0]),
     }
 }
 
@@ -144,6 +187,16 @@ pub fn etag(len: u64, mtime: SystemTime, coding: Option<Encoding>) -> String {
     }
     tag.push('"');
     tag
+}
+
+/// The strong entity tag of `src` (a tag from `etag`) compressed on the fly
+/// with `coding` at `level`: the source's tag, the coding and the level, so
+/// it names the same bytes on every worker, restart and replica (same
+/// input, level and crate version), and never equals the source's, a
+/// sibling's (`-br` alone) or another level's.
+pub fn made_etag(src: &str, coding: Encoding, level: u32) -> String {
+    let base = src.strip_suffix('"').unwrap_or(src);
+    format!("{base}-{}-{level}\"", coding.token())
 }
 
 /// The Last-Modified of a representation: its mtime in whole seconds

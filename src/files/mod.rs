@@ -5,6 +5,7 @@
 //! which the worker owns and lends to each call.
 
 pub mod cache;
+pub mod compress;
 pub mod entity;
 pub mod listing;
 pub mod mime;
@@ -17,6 +18,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +30,7 @@ use crate::http::{Body, Headers, Notes, Now, Reply, Request, Respond, Status};
 use crate::log::Level;
 use crate::metrics::WorkerCounters;
 use cache::{Cache, Entry};
-use entity::{Rep, Source};
+use entity::{Choice, Rep, Source};
 use os::{Found, Opened, RootDir};
 use path::{PathError, ReqPath};
 
@@ -57,6 +59,8 @@ pub struct Settings {
     pub cache_revalidate: Duration,
     /// Compiled rules, in order.
     pub rules: Vec<(globset::GlobMatcher, Vec<(String, String)>)>,
+    /// On-the-fly compression of cached files.
+    pub compression: compress::Compression,
 }
 
 impl Settings {
@@ -80,6 +84,7 @@ impl Settings {
             cache_budget: (cfg.cache_size / cfg.workers.resolve().max(1) as u64) as usize,
             cache_max_file: cfg.cache_max_file,
             cache_revalidate: cfg.cache_revalidate.0,
+            compression: compress::Compression::from_config(cfg),
             rules: cfg
                 .rules
                 .iter()
@@ -205,7 +210,7 @@ impl Respond for Responder {
             && let Some(key) = normal
             && let Some(e) = c.get(key, now.instant)
         {
-            return self.answer_cached(req, now, &e);
+            return self.serve_cached(req, now, c, key, e);
         }
         let p = match path::resolve(req.target, self.settings.serve_dotfiles) {
             Ok(p) => p,
@@ -214,9 +219,10 @@ impl Respond for Responder {
         };
         if normal.is_none()
             && let Some(c) = cache.as_deref_mut()
-            && let Some(e) = c.get(&p.normal(), now.instant)
+            && let key = p.normal()
+            && let Some(e) = c.get(&key, now.instant)
         {
-            return self.answer_cached(req, now, &e);
+            return self.serve_cached(req, now, c, &key, e);
         }
         self.lookup(req, now, &p, cache, notes)
     }
@@ -332,10 +338,21 @@ impl Responder {
         };
         if let Some(cache) = cache
             && f.len <= self.settings.cache_max_file
-            && let Some(entry) = self.load(now, rel, &f, ctype.clone(), &rules, notes)
+            && let Some(mut entry) = self.load(now, rel, &f, ctype.clone(), &rules, notes)
         {
-            let e = cache.put(&p.normal(), entry);
-            return self.answer_cached(req, now, &e);
+            let key = p.normal();
+            // Looked up again after cache_revalidate and found unchanged
+            // (the same source and siblings): what was compressed for it is
+            // still its own, and is kept, not made again.
+            if let Some(old) = cache.take_expired(&key)
+                && same_versions(&old.reps, &entry.reps)
+                && old.fly == entry.fly
+                && old.rules == entry.rules
+            {
+                entry.made = old.made.clone();
+            }
+            let e = cache.put(&key, entry);
+            return self.serve_cached(req, now, cache, &key, e);
         }
         let mut reply = self.entity(req, now, f, rel, ctype, notes);
         apply_rules(&mut reply, &rules);
@@ -375,30 +392,122 @@ impl Responder {
                 now.wall,
             ));
         }
-        // Each representation's plain 200 head, rendered once (its
-        // Last-Modified is stable, even for an mtime ahead of the clock:
-        // `entity::last_modified`; unless the clock stepped back past it).
-        let vary = reps.len() > 1;
+        // Compressed on the fly: a listed type, within the bounds, with
+        // the codings it has no sibling for (made when first asked for).
+        let fly = if src.len <= compress::TURN_BUDGET as u64 {
+            let have: Vec<Encoding> = reps.iter().filter_map(|r| r.coding).collect();
+            self.settings
+                .compression
+                .codings_for(&ctype, src.len, &have)
+        } else {
+            Vec::new()
+        };
+        let vary = reps.len() > 1 || !fly.is_empty();
         for rep in &mut reps {
-            let lm = rep.last_modified;
-            if lm.is_none_or(|lm| lm <= now.wall) {
-                let lm = lm.map(httpdate::fmt_http_date);
-                let mut h = self.ok_fields(rep, vary, ctype.clone(), lm);
-                set_rule_fields(&mut h, rules);
-                rep.head = Some(h.render());
-            }
+            self.render_head(rep, vary, &ctype, rules, now);
         }
         Some(Entry {
             reps,
+            fly,
+            made: Vec::new(),
+            vary,
             ctype,
             rules: rules.to_vec(),
             until: crate::http::later(now.instant, self.settings.cache_revalidate),
         })
     }
 
+    /// A cached representation's plain 200 head, rendered once (its
+    /// Last-Modified is stable, even for an mtime ahead of the clock:
+    /// `entity::last_modified`; unless the clock stepped back past it).
+    fn render_head(
+        &self,
+        rep: &mut Rep,
+        vary: bool,
+        ctype: &Text,
+        rules: &[(String, String)],
+        now: &Now,
+    ) {
+        let lm = rep.last_modified;
+        if lm.is_none_or(|lm| lm <= now.wall) {
+            let lm = lm.map(httpdate::fmt_http_date);
+            let mut h = self.ok_fields(rep, vary, ctype.clone(), lm);
+            set_rule_fields(&mut h, rules);
+            rep.head = Some(h.render());
+        }
+    }
+
+    /// A cached answer, compressing the entry's file first when the client
+    /// asks for a coding not made yet (`entity::choose`).
+    fn serve_cached(
+        &self,
+        req: &Request<'_>,
+        now: &Now,
+        cache: &mut Cache,
+        key: &str,
+        e: Rc<Entry>,
+    ) -> Reply {
+        let e = match entity::choose(req, &e.reps, &e.made, &e.fly, true) {
+            Choice::Make(c) => self.make(now, cache, key, e, c),
+            Choice::Rep(_) => e,
+        };
+        self.answer_cached(req, now, &e)
+    }
+
+    /// Compress the entry's file with `coding`, once: the new entry (kept
+    /// for `key`, counted against the budget) holds the bytes, or, when
+    /// they are no smaller, no longer offers the coding. Over this loop
+    /// turn's budget nothing is made: the entry is answered as it is (the
+    /// identity or a sibling) and a later request makes it.
+    fn make(
+        &self,
+        now: &Now,
+        cache: &mut Cache,
+        key: &str,
+        e: Rc<Entry>,
+        c: Encoding,
+    ) -> Rc<Entry> {
+        let src = &e.reps[0];
+        let Source::Bytes(bytes) = &src.source else {
+            return e;
+        };
+        // Kept, or not made: bytes made for one answer would be made again
+        // for the next (the compressed bytes are smaller than the source's,
+        // their head well under 1 KiB).
+        if !cache.keeps(key, &e, bytes.len() + 1024)
+            || !cache.may_compress(now.instant, bytes.len())
+        {
+            return e;
+        }
+        let level = self.settings.compression.level(c);
+        let out = compress::compress(c, level, bytes);
+        cache.compressed(c);
+        let mut next = Entry::clone(&e);
+        if out.len() < bytes.len() {
+            let mut rep = Rep {
+                len: out.len() as u64,
+                source: Source::Bytes(Bytes::from(out)),
+                mtime: src.mtime,
+                coding: Some(c),
+                etag: entity::made_etag(&src.etag, c, level),
+                last_modified: src.last_modified,
+                head: None,
+            };
+            self.render_head(&mut rep, true, &e.ctype, &e.rules, now);
+            next.made.push(rep);
+        } else {
+            next.fly.retain(|&x| x != c);
+        }
+        drop(e);
+        cache.put(key, next)
+    }
+
     /// A cached answer: the variant the client accepts, then the rules.
     fn answer_cached(&self, req: &Request<'_>, now: &Now, e: &Entry) -> Reply {
-        let rep = entity::pick(req, &e.reps);
+        let rep = match entity::choose(req, &e.reps, &e.made, &e.fly, false) {
+            Choice::Rep(r) => r,
+            Choice::Make(_) => unreachable!("nothing to make was offered"),
+        };
         // The common case, a plain GET or HEAD: the head as rendered when
         // the entry was made, and the shared bytes. Nothing is built.
         if let Some(head) = &rep.head
@@ -406,7 +515,7 @@ impl Responder {
         {
             return Reply::rendered(Status::OK, head.clone(), rep.body(0, rep.len));
         }
-        let mut reply = self.answer(req, now, rep, e.reps.len() > 1, e.ctype.clone());
+        let mut reply = self.answer(req, now, rep, e.vary, e.ctype.clone());
         apply_rules(&mut reply, &e.rules);
         reply
     }
@@ -480,6 +589,15 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+/// The same files, in the same versions: each representation's entity
+/// tag (made from its size and mtime) and coding.
+fn same_versions(a: &[Rep], b: &[Rep]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.etag == y.etag && x.coding == y.coding)
 }
 
 /// Whether the request carries a field that can make its answer other
