@@ -114,30 +114,7 @@ impl Config {
                 }
             }
         }
-        // The values: read the document; each value that cannot be read
-        // is reported, its key dropped, and the rest read again, so that
-        // one bad value does not hide the next.
-        let cfg = loop {
-            let all = std::mem::take(doc.get_mut());
-            *doc.get_mut() = all
-                .into_iter()
-                .filter(|(k, _)| !drop.iter().any(|d| d == k.get_ref()))
-                .collect();
-            if errors.len() >= MAX_ERRORS {
-                break None;
-            }
-            match Config::deserialize(toml::de::Deserializer::from(doc.clone())) {
-                Ok(cfg) => break Some(cfg),
-                Err(e) => {
-                    let bad = bad_key(doc.get_ref(), &e);
-                    errors.push(parse_error(e));
-                    match bad {
-                        Some(k) if !drop.contains(&k) => drop.push(k),
-                        _ => break None,
-                    }
-                }
-            }
-        };
+        let cfg = read_values(&mut doc, &mut drop, &mut errors, parse_error);
         if let Some(cfg) = &cfg {
             for source in cfg.validate() {
                 // A value that could not be read stands at its default:
@@ -185,6 +162,39 @@ impl Config {
         }
         pages.retain(|_, p| !p.is_empty());
         pages.into_iter().collect()
+    }
+}
+
+/// The values of `doc` (`Config::parse`): each value that cannot be read
+/// is reported into `errors`, its key added to `drop`, and the rest read
+/// again, so that one bad value does not hide the next. `None` when the
+/// errors reach `MAX_ERRORS` or one names no key to drop.
+fn read_values(
+    doc: &mut toml::Spanned<toml::de::DeTable<'_>>,
+    drop: &mut Vec<String>,
+    errors: &mut Vec<ConfigError>,
+    parse_error: impl Fn(toml::de::Error) -> ConfigError,
+) -> Option<Config> {
+    loop {
+        let all = std::mem::take(doc.get_mut());
+        *doc.get_mut() = all
+            .into_iter()
+            .filter(|(k, _)| !drop.iter().any(|d| d == k.get_ref()))
+            .collect();
+        if errors.len() >= MAX_ERRORS {
+            break None;
+        }
+        match Config::deserialize(toml::de::Deserializer::from(doc.clone())) {
+            Ok(cfg) => break Some(cfg),
+            Err(e) => {
+                let bad = bad_key(doc.get_ref(), &e);
+                errors.push(parse_error(e));
+                match bad {
+                    Some(k) if !drop.contains(&k) => drop.push(k),
+                    _ => break None,
+                }
+            }
+        }
     }
 }
 

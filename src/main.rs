@@ -168,7 +168,10 @@ fn main() -> ExitCode {
         eprintln!("tandem: error_log: {e}");
         return ExitCode::from(1);
     }
-    match daemon::run(opts, cfg, checked) {
+    // SAFETY: main has started no thread (parsing, config, the checks and
+    // the error log run on this one), and nothing has touched the
+    // descriptors systemd may have passed.
+    match unsafe { daemon::run(opts, cfg, checked) } {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tandem::error!("{e}");

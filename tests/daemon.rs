@@ -43,8 +43,9 @@ fn read_head(s: &mut TcpStream, timeout: Duration) -> (String, Vec<u8>) {
     s.set_read_timeout(Some(timeout)).unwrap();
     let mut buf = Vec::new();
     let mut tmp = [0u8; 16 * 1024];
+    let mut scanned = 0;
     loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+        if let Some(p) = frame::head_end(&buf, &mut scanned) {
             let head = String::from_utf8_lossy(&buf[..p]).into_owned();
             return (head, buf[p + 4..].to_vec());
         }
@@ -54,16 +55,6 @@ fn read_head(s: &mut TcpStream, timeout: Duration) -> (String, Vec<u8>) {
         assert!(n > 0, "EOF inside response head; got {}", show(&buf));
         buf.extend_from_slice(&tmp[..n]);
     }
-}
-
-fn content_length(head: &str) -> usize {
-    head.lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or_else(|| panic!("no Content-Length in\n{head}"))
 }
 
 /// Read body bytes from `s` and compare them with `want[*pos..]` until `*pos == upto`.
@@ -445,7 +436,7 @@ engine_tests! {
         s.write_all(b"GET /huge.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
         let (head, first) = read_head(&mut s, IO_TIMEOUT);
         assert!(head.starts_with("HTTP/1.1 200"), "GET /huge.bin:\n{head}");
-        assert_eq!(content_length(&head), huge.len());
+        assert_eq!(frame::content_length(&head), huge.len());
         let mut pos = 0;
         assert!(first.len() <= huge.len());
         assert_bytes_eq(&first, &huge[..first.len()], "start of /huge.bin");
@@ -663,7 +654,7 @@ engine_tests! {
         s.write_all(b"GET /huge.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
         let (head, first) = read_head(&mut s, IO_TIMEOUT);
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        assert_eq!(content_length(&head), huge.len());
+        assert_eq!(frame::content_length(&head), huge.len());
         assert_bytes_eq(&first, &huge[..first.len()], "start of /huge.bin");
         let mut pos = first.len();
         read_body_until(&mut s, &huge, &mut pos, 1 << 20, IO_TIMEOUT).unwrap();

@@ -557,11 +557,7 @@ fn corpus() -> Vec<Case> {
     for (name, src) in &split_sources {
         let full = cat(src, CLOSER);
         let n = src.len();
-        let head_end = src
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|p| p + 2)
-            .unwrap_or(n / 2);
+        let head_end = frame::head_end(src, &mut 0).map(|p| p + 2).unwrap_or(n / 2);
         let mut offsets = vec![1, 3, n / 2, head_end, head_end + 1, n - 1, n];
         offsets.sort_unstable();
         offsets.dedup();

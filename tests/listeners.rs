@@ -126,22 +126,11 @@ impl SlowDownload {
         self.s
             .read_to_end(&mut self.got)
             .unwrap_or_else(|e| panic!("after {} bytes: {e}", self.got.len()));
-        let end = self
-            .got
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("a response head")
-            + 4;
-        let head = parse_response_head(&String::from_utf8_lossy(&self.got[..end - 4])).unwrap();
-        assert_eq!(head.status, 200, "{}", head.describe());
-        let len: usize = head
-            .header("content-length")
-            .expect("Content-Length")
-            .parse()
-            .unwrap();
-        let body = self.got.split_off(end);
-        assert_eq!(body.len(), len, "body length against Content-Length");
-        body
+        let r = frame::split_response(&self.got).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status, 200, "{}", r.describe());
+        let len = frame::content_length(&r.head);
+        assert_eq!(r.body.len(), len, "body length against Content-Length");
+        r.body
     }
 }
 

@@ -46,15 +46,12 @@ fn fetch(addr: SocketAddr, path: &str) -> (u16, String, String) {
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)
         .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    let text = String::from_utf8(raw).expect("UTF-8 response");
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no head end in {text:?}"));
-    let r = parse_response_head(head).unwrap();
-    let len: usize = r.header("content-length").unwrap().parse().unwrap();
-    assert_eq!(len, body.len(), "Content-Length of {path}");
+    let r = frame::split_response(&raw).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let len = frame::content_length(&r.head);
+    assert_eq!(len, r.body.len(), "Content-Length of {path}");
     let ct = r.header("content-type").unwrap_or("").to_string();
-    (r.status, ct, body.to_string())
+    let body = String::from_utf8(r.body).expect("UTF-8 response");
+    (r.status, ct, body)
 }
 
 /// A parsed scrape.

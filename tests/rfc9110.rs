@@ -406,13 +406,7 @@ fn read_slowly(c: &mut Conn, ctx: &str) -> Response {
             Err(e) => panic!("{ctx}: slow read after {} bytes: {e}", all.len()),
         }
     }
-    let end = all
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("{ctx}: no end of head in {}", show(&all)));
-    let mut r = parse_response_head(std::str::from_utf8(&all[..end]).unwrap())
-        .unwrap_or_else(|e| panic!("{ctx}: {e}"));
-    r.body = all[end + 4..].to_vec();
+    let r = frame::split_response(&all).unwrap_or_else(|e| panic!("{ctx}: {e}"));
     assert_eq!(
         r.header("content-length"),
         Some(r.body.len().to_string().as_str()),

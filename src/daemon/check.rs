@@ -26,6 +26,7 @@
 use std::ffi::CString;
 use std::fmt;
 use std::io;
+use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -239,55 +240,85 @@ pub fn preflight(cfg: &Config, origins: &Origins, stage: Stage) -> Result<Checke
     }
 }
 
+/// How a check reports a problem: with the key it is about.
+type Fail<'a> = dyn FnMut(&str, Problem) + 'a;
+
 /// The checks of `preflight`, each problem told to `fail` (with its key).
-fn checks(cfg: &Config, stage: Stage, fail: &mut dyn FnMut(&str, Problem)) -> Checked {
+fn checks(cfg: &Config, stage: Stage, fail: &mut Fail) -> Checked {
     let mut out = Checked::default();
     if stage == Stage::Start && cfg.daemon {
-        for (log, target, file) in [
-            ("error_log", &cfg.error_log, "error.log"),
-            ("access_log", &cfg.access_log, "access.log"),
-        ] {
-            if *target == LogTarget::Stderr {
-                fail("daemon", Problem::DaemonStderr { log, file });
-            }
-        }
+        check_daemon_logs(cfg, fail);
     }
     // Who serves: the user dropped to, or whoever runs this.
     let mut who = Who::Me;
-    if stage == Stage::Start {
-        let group = |g: &String, fail: &mut dyn FnMut(&str, Problem)| {
-            privs::lookup_group(g)
-                .map_err(|_| fail("group", Problem::UnknownGroup(g.clone())))
-                .ok()
+    if stage == Stage::Start
+        && let Some((user, uid, gid)) = check_user_group(cfg, fail)
+    {
+        who = Who::User {
+            name: user.clone(),
+            uid,
+            gid,
         };
-        if let Some(user) = &cfg.user {
-            let ids = privs::lookup_user(user)
-                .map_err(|_| fail("user", Problem::UnknownUser(user.clone())))
-                .ok();
-            let gid = match &cfg.group {
-                Some(g) => group(g, fail),
-                None => ids.map(|(_, gid)| gid),
-            };
-            if let (Some((uid, _)), Some(gid)) = (ids, gid)
-                && privs::is_root()
-            {
-                who = Who::User {
-                    name: user.clone(),
-                    uid,
-                    gid,
-                };
-                out.drop_to = Some((uid, gid));
-            }
-        } else if let Some(g) = &cfg.group {
-            group(g, fail);
+        out.drop_to = Some((uid, gid));
+    }
+    check_root(cfg, &who, fail);
+    check_logs(cfg, stage, &mut out, fail);
+    if stage == Stage::Start
+        && let Some(p) = &cfg.pidfile
+    {
+        check_pidfile(p, fail);
+    }
+    out
+}
+
+/// A daemon has no stderr: neither log may be "stderr".
+fn check_daemon_logs(cfg: &Config, fail: &mut Fail) {
+    for (log, target, file) in [
+        ("error_log", &cfg.error_log, "error.log"),
+        ("access_log", &cfg.access_log, "access.log"),
+    ] {
+        if *target == LogTarget::Stderr {
+            fail("daemon", Problem::DaemonStderr { log, file });
         }
     }
+}
 
-    // root: there, a directory, readable and searchable by who serves.
+/// `user` and `group` exist. `Some((user, uid, gid))`: the user tandem
+/// drops to, when started as root with `user`.
+fn check_user_group<'c>(
+    cfg: &'c Config,
+    fail: &mut Fail,
+) -> Option<(&'c String, libc::uid_t, libc::gid_t)> {
+    let group = |g: &String, fail: &mut Fail| {
+        privs::lookup_group(g)
+            .map_err(|_| fail("group", Problem::UnknownGroup(g.clone())))
+            .ok()
+    };
+    if let Some(user) = &cfg.user {
+        let ids = privs::lookup_user(user)
+            .map_err(|_| fail("user", Problem::UnknownUser(user.clone())))
+            .ok();
+        let gid = match &cfg.group {
+            Some(g) => group(g, fail),
+            None => ids.map(|(_, gid)| gid),
+        };
+        if let (Some((uid, _)), Some(gid)) = (ids, gid)
+            && privs::is_root()
+        {
+            return Some((user, uid, gid));
+        }
+    } else if let Some(g) = &cfg.group {
+        group(g, fail);
+    }
+    None
+}
+
+/// root: there, a directory, readable and searchable by who serves.
+fn check_root(cfg: &Config, who: &Who, fail: &mut Fail) {
     let root = absolute(&cfg.root);
     match std::fs::metadata(&root) {
         Ok(m) if m.is_dir() => {
-            if let Some(Err(source)) = access(&who, &[(&root, libc::R_OK | libc::X_OK)])
+            if let Some(Err(source)) = access(who, &[(&root, libc::R_OK | libc::X_OK)])
                 .into_iter()
                 .next()
             {
@@ -306,8 +337,11 @@ fn checks(cfg: &Config, stage: Stage, fail: &mut dyn FnMut(&str, Problem)) -> Ch
         Err(e) if e.kind() == io::ErrorKind::NotFound => fail("root", Problem::RootMissing(root)),
         Err(source) => fail("root", Problem::RootUnusable { path: root, source }),
     }
+}
 
-    // Logs: writable by who serves (and, first, by whoever opens them now).
+/// Logs: writable by who serves (and, first, by whoever opens them now).
+/// The ones that will be created are added to `out.new_logs`.
+fn check_logs(cfg: &Config, stage: Stage, out: &mut Checked, fail: &mut Fail) {
     for (key, target) in [
         ("error_log", &cfg.error_log),
         ("access_log", &cfg.access_log),
@@ -343,44 +377,41 @@ fn checks(cfg: &Config, stage: Stage, fail: &mut dyn FnMut(&str, Problem)) -> Ch
             out.new_logs.push(p);
         }
     }
+}
 
-    // The pidfile: written now, by whoever starts tandem.
-    if stage == Stage::Start
-        && let Some(p) = &cfg.pidfile
-    {
-        let p = absolute(p);
-        // The pidfile, and the reload status file next to it, are created
-        // in its directory: the directory itself must be writable.
-        let dir = parent_dir(&p);
-        match writable_target("pidfile", &p) {
-            Err(problem) => fail("pidfile", problem),
-            Ok((path, mode, _)) => {
-                let mut checks = vec![(path.as_path(), mode)];
-                if path != dir {
-                    checks.push((dir.as_path(), libc::W_OK | libc::X_OK));
-                }
-                // The first refusal: the directory's follows from the file's.
-                if let Some((Err(source), (path, _))) = access(&Who::Me, &checks)
-                    .into_iter()
-                    .zip(&checks)
-                    .find(|(r, _)| r.is_err())
-                {
-                    let (key, path, hint) = ("pidfile", path.to_path_buf(), "");
-                    fail(
+/// The pidfile: written now, by whoever starts tandem.
+fn check_pidfile(p: &Path, fail: &mut Fail) {
+    let p = absolute(p);
+    // The pidfile, and the reload status file next to it, are created
+    // in its directory: the directory itself must be writable.
+    let dir = parent_dir(&p);
+    match writable_target("pidfile", &p) {
+        Err(problem) => fail("pidfile", problem),
+        Ok((path, mode, _)) => {
+            let mut checks = vec![(path.as_path(), mode)];
+            if path != dir {
+                checks.push((dir.as_path(), libc::W_OK | libc::X_OK));
+            }
+            // The first refusal: the directory's follows from the file's.
+            if let Some((Err(source), (path, _))) = access(&Who::Me, &checks)
+                .into_iter()
+                .zip(&checks)
+                .find(|(r, _)| r.is_err())
+            {
+                let (key, path, hint) = ("pidfile", path.to_path_buf(), "");
+                fail(
+                    key,
+                    Problem::NotWritable {
                         key,
-                        Problem::NotWritable {
-                            key,
-                            path,
-                            who: Who::Me,
-                            source,
-                            hint,
-                        },
-                    );
-                }
+                        path,
+                        who: Who::Me,
+                        source,
+                        hint,
+                    },
+                );
             }
         }
     }
-    out
 }
 
 /// The path relative to the working directory made absolute (not
@@ -480,40 +511,69 @@ fn access_as(
         }
     };
     if pid == 0 {
-        // Child. Raw system calls: they change only this (single) thread's
-        // credentials, with no libc bookkeeping behind them.
-        // SAFETY: plain ids; setgroups reads one gid from a live local.
-        let ok = unsafe {
-            libc::syscall(libc::SYS_setgroups, 1, &gid as *const libc::gid_t) == 0
-                && libc::syscall(libc::SYS_setresgid, gid, gid, gid) == 0
-                && libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0
-        };
-        for (c, (_, mode)) in paths.iter().zip(checks) {
-            let b: u8 = if !ok {
-                libc::EPERM as u8
-            } else {
-                // SAFETY: faccessat reads a NUL-terminated path prepared
-                // before the fork.
-                match unsafe {
-                    libc::faccessat(libc::AT_FDCWD, c.as_ptr(), *mode, libc::AT_EACCESS)
-                } {
-                    0 => 0,
-                    // errno, read right after the call (no allocation).
-                    _ => io::Error::last_os_error()
-                        .raw_os_error()
-                        .unwrap_or(libc::EACCES)
-                        .clamp(1, 255) as u8,
-                }
-            };
-            // SAFETY: writes one byte from a live u8 to our pipe.
-            unsafe { libc::write(wr, &b as *const u8 as *const libc::c_void, 1) };
-        }
-        // SAFETY: _exit ends the child without running anything else.
-        unsafe { libc::_exit(0) };
+        check_in_child(uid, gid, paths, checks, wr);
     }
     // SAFETY: the write end is ours; the child has its own copy.
     unsafe { libc::close(wr) };
-    let mut got = vec![0u8; checks.len()];
+    let (got, n) = read_answers(rd, checks.len());
+    // SAFETY: rd is ours, closed once.
+    unsafe { libc::close(rd) };
+    reap(pid);
+    if n < got.len() {
+        return Err(io::Error::other("the checking process ended early"));
+    }
+    Ok(got
+        .into_iter()
+        .map(|b| match b {
+            0 => Ok(()),
+            e => Err(io::Error::from_raw_os_error(e.into())),
+        })
+        .collect())
+}
+
+/// The child of `access_as`: take the ids, run each check, write its byte
+/// to `wr`, and `_exit`. Only raw system calls: no allocation, no locks.
+fn check_in_child(
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    paths: &[CString],
+    checks: &[(&Path, i32)],
+    wr: RawFd,
+) -> ! {
+    // Raw system calls: they change only this (single) thread's
+    // credentials, with no libc bookkeeping behind them.
+    // SAFETY: plain ids; setgroups reads one gid from a live local.
+    let ok = unsafe {
+        libc::syscall(libc::SYS_setgroups, 1, &gid as *const libc::gid_t) == 0
+            && libc::syscall(libc::SYS_setresgid, gid, gid, gid) == 0
+            && libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0
+    };
+    for (c, (_, mode)) in paths.iter().zip(checks) {
+        let b: u8 = if !ok {
+            libc::EPERM as u8
+        } else {
+            // SAFETY: faccessat reads a NUL-terminated path prepared
+            // before the fork.
+            match unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), *mode, libc::AT_EACCESS) } {
+                0 => 0,
+                // errno, read right after the call (no allocation).
+                _ => io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EACCES)
+                    .clamp(1, 255) as u8,
+            }
+        };
+        // SAFETY: writes one byte from a live u8 to our pipe.
+        unsafe { libc::write(wr, &b as *const u8 as *const libc::c_void, 1) };
+    }
+    // SAFETY: _exit ends the child without running anything else.
+    unsafe { libc::_exit(0) }
+}
+
+/// The child's answers: up to `len` bytes from `rd`, until it closes its
+/// end. `(bytes, how many were read)`.
+fn read_answers(rd: RawFd, len: usize) -> (Vec<u8>, usize) {
+    let mut got = vec![0u8; len];
     let mut n = 0;
     while n < got.len() {
         // SAFETY: reads into the unfilled tail of a live buffer.
@@ -531,8 +591,11 @@ fn access_as(
             Err(_) => break,
         }
     }
-    // SAFETY: rd is ours, closed once.
-    unsafe { libc::close(rd) };
+    (got, n)
+}
+
+/// Wait for the checking child to end.
+fn reap(pid: libc::pid_t) {
     let mut status = 0;
     loop {
         // SAFETY: waitpid on our own child with a live status int.
@@ -541,16 +604,6 @@ fn access_as(
             _ => break,
         }
     }
-    if n < got.len() {
-        return Err(io::Error::other("the checking process ended early"));
-    }
-    Ok(got
-        .into_iter()
-        .map(|b| match b {
-            0 => Ok(()),
-            e => Err(io::Error::from_raw_os_error(e.into())),
-        })
-        .collect())
 }
 
 /// After the logs were opened as root: give the ones just created to the

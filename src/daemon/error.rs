@@ -29,7 +29,9 @@ pub enum StartError {
     /// A configured address cannot be bound; the message names it.
     #[error(transparent)]
     Bind(#[from] BindError),
-    /// Sockets from systemd; the message names the descriptor.
+    /// The sockets systemd passed cannot be used (`listen::from_systemd`):
+    /// LISTEN_FDS is not a number, or a descriptor it names is not an open
+    /// socket; the message starts with `LISTEN_FDS`.
     #[error(transparent)]
     Listen(io::Error),
     #[error("working directory: {0}")]

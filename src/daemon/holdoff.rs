@@ -68,7 +68,7 @@ impl HoldOff {
     pub fn refuse_new(&self, fd: RawFd) -> io::Result<()> {
         if let Some(prog) = &self.prog {
             let pfd: u32 = prog.as_raw_fd() as u32;
-            match crate::engine::setsockopt(fd, libc::SOL_SOCKET, SO_ATTACH_BPF, &pfd) {
+            match crate::sys::setsockopt(fd, libc::SOL_SOCKET, SO_ATTACH_BPF, &pfd) {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     crate::debug!("hold-off filter: SO_ATTACH_BPF: {e}; trying a classic one")
@@ -201,7 +201,7 @@ fn attach_classic(fd: RawFd) -> io::Result<()> {
         filter: prog.as_ptr() as *mut libc::sock_filter,
     };
     // The kernel copies the program (`prog`, alive here) during the call.
-    crate::engine::setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+    crate::sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
 }
 
 #[cfg(test)]

@@ -138,12 +138,20 @@ pub fn stop_listening(l: &Listener) {
 }
 
 /// Sockets passed by systemd, if LISTEN_PID names us. The variables are
-/// removed so that nothing we start inherits them.
-pub fn from_systemd() -> io::Result<Option<Vec<Listener>>> {
+/// removed so that nothing we start inherits them (and a second call finds
+/// none).
+///
+/// # Safety
+///
+/// The process must have one thread (removing an environment variable
+/// races with any other thread reading the environment), and nothing else
+/// in it may own descriptors 3..3+LISTEN_FDS: they become the listeners'.
+pub unsafe fn from_systemd() -> io::Result<Option<Vec<Listener>>> {
     let (Ok(pid), Ok(n)) = (std::env::var("LISTEN_PID"), std::env::var("LISTEN_FDS")) else {
         return Ok(None);
     };
-    // SAFETY: single-threaded at this point (called before workers start).
+    // SAFETY: the process has one thread (this function's contract), so
+    // nothing reads the environment meanwhile.
     unsafe {
         std::env::remove_var("LISTEN_PID");
         std::env::remove_var("LISTEN_FDS");
@@ -158,7 +166,8 @@ pub fn from_systemd() -> io::Result<Option<Vec<Listener>>> {
         .map_err(|_| io::Error::other(format!("LISTEN_FDS={n:?} is not a number")))?;
     let mut out = Vec::new();
     for fd in 3..3 + n {
-        // SAFETY: systemd passed us fds 3..3+n; each is ours from now on.
+        // SAFETY: systemd passed us fds 3..3+n, and nothing else owns them
+        // (this function's contract); each is the listener's from now on.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
         let l = TcpListener::from(owned);
         let context = |e: io::Error| io::Error::new(e.kind(), format!("LISTEN_FDS fd {fd}: {e}"));
@@ -210,12 +219,12 @@ fn open(addr: SocketAddr, reuseport: bool) -> io::Result<OwnedFd> {
     // SAFETY: fd is new and owned by nobody else.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     let on: libc::c_int = 1;
-    crate::engine::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &on)?;
+    crate::sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &on)?;
     if reuseport {
-        crate::engine::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, &on)?;
+        crate::sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, &on)?;
     }
     if addr.is_ipv6() {
-        crate::engine::setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &on)?;
+        crate::sys::setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &on)?;
     }
     // SAFETY: sockaddr_storage is plain data; all-zero is valid.
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };

@@ -206,7 +206,7 @@ impl Server {
         let old = std::mem::replace(&mut self.current, new);
         holdoff.let_go(&dropped, || {
             if let Some(old) = old {
-                old.control.set(engine::RETIRE);
+                old.control.set(engine::Command::Retire);
                 old.wait_accepting(false);
                 self.retiring.push(old);
             }
@@ -261,7 +261,7 @@ impl Server {
             .chain(self.retiring.drain(..))
             .collect();
         for w in &all {
-            w.control.set(engine::ABORT);
+            w.control.set(engine::Command::Abort);
         }
         all.into_iter().for_each(Worker::join);
     }

@@ -84,10 +84,19 @@ struct Daemon {
 /// opens the error log, so that a config that cannot run exits 2 like
 /// `tandem -t` says. Each step is a function named for what it does; the
 /// order matters where a comment says so.
-pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartError> {
+///
+/// # Safety
+///
+/// The process must have one thread when this is called, and nothing in it
+/// may own the descriptors systemd passed (LISTEN_FDS): the start reads
+/// and removes environment variables, takes those descriptors, and forks
+/// helpers that run ordinary code (`start::bind_listeners`,
+/// `start::drop_privileges`).
+pub unsafe fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartError> {
     let mut pidfile = start::lock_pidfile(&cfg)?;
     let status = start::open_status(&cfg)?;
-    let bound = start::bind_listeners(&cfg)?;
+    // SAFETY: one thread, systemd's descriptors unowned (the contract).
+    let bound = unsafe { start::bind_listeners(&cfg) }?;
     let (engine, note) = engine::select(cfg.engine)?;
     start::daemonize(&cfg)?;
     if let Some(p) = pidfile.as_mut() {
@@ -96,7 +105,9 @@ pub fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), StartErro
     let access = start::open_logs(&cfg, &checked)?;
     // Loaded while the process may (see `holdoff`): before the drop.
     let holdoff = HoldOff::prepare();
-    let pidfile_remover = start::drop_privileges(&cfg, &checked)?;
+    // SAFETY: still one thread (the contract): no thread is started above;
+    // the workers and the metrics server start below.
+    let pidfile_remover = unsafe { start::drop_privileges(&cfg, &checked) }?;
     let (signals, waker) = install_signals().map_err(StartError::Signals)?;
     install_panic_hook();
     let registry = Registry::new(engine.name());

@@ -40,9 +40,13 @@ pub struct Opener {
     pid: libc::pid_t,
 }
 
-/// Fork the opener for `paths` (absolute). Must run while the process is
-/// single-threaded, before privileges are dropped.
-pub fn spawn(paths: Vec<PathBuf>) -> io::Result<Opener> {
+/// Fork the opener for `paths` (absolute), before privileges are dropped.
+///
+/// # Safety
+///
+/// The process must have one thread: the opener runs ordinary code
+/// (allocation) after `fork`, as `pidfile::spawn_remover`'s keeper does.
+pub unsafe fn spawn(paths: Vec<PathBuf>) -> io::Result<Opener> {
     let plans = paths
         .iter()
         .map(|p| {
@@ -74,9 +78,8 @@ pub fn spawn(paths: Vec<PathBuf>) -> io::Result<Opener> {
     })?;
     // SAFETY: socketpair returned two new fds owned by nobody else.
     let (mine, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: called while the process is still single-threaded (before any
-    // worker starts, like `pidfile::spawn_remover`), so the child may run
-    // ordinary code after fork.
+    // SAFETY: the process has one thread (this function's contract), so the
+    // child may run ordinary code after fork.
     let pid = syscall!(unsafe { libc::fork() })?;
     if pid == 0 {
         serve(theirs.as_raw_fd(), &plans);

@@ -219,7 +219,13 @@ pub fn open_running(path: &Path) -> Result<(i32, File), PidfileError> {
 /// nothing but the read end of a pipe. When the server is done it writes a
 /// byte and waits for the keeper to remove the file and exit; if the server
 /// dies instead, the pipe closes and the keeper removes the file all the same.
-pub fn spawn_remover(paths: &[&Path]) -> io::Result<Remover> {
+///
+/// # Safety
+///
+/// The process must have one thread: the keeper runs ordinary code
+/// (allocation, the error log) after `fork`, which is sound only when no
+/// other thread could have held a lock the child then waits on forever.
+pub unsafe fn spawn_remover(paths: &[&Path]) -> io::Result<Remover> {
     let cs = paths
         .iter()
         .map(|p| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()))
@@ -230,8 +236,8 @@ pub fn spawn_remover(paths: &[&Path]) -> io::Result<Remover> {
     syscall!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
     // SAFETY: pipe2 returned two new fds owned by nobody else.
     let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: called while the process is still single-threaded (before any
-    // worker starts), so the child may run ordinary code after fork.
+    // SAFETY: the process has one thread (this function's contract), so the
+    // child may run ordinary code after fork.
     let pid = syscall!(unsafe { libc::fork() })?;
     if pid == 0 {
         // Child: drop every descriptor but the pipe's read end (listeners,

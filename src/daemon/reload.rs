@@ -164,7 +164,7 @@ impl Daemon {
             .collect();
         let prev = std::mem::replace(&mut self.current, g);
         self.holdoff.let_go(&removed, || {
-            prev.signal(engine::RETIRE);
+            prev.signal(engine::Command::Retire);
             prev.wait_accepting(false, HANDOVER_TIMEOUT);
         });
         for l in &removed {

@@ -46,8 +46,15 @@ pub(super) struct Bound {
     pub(super) metrics: HashMap<SocketAddr, Arc<Listener>>,
 }
 
-pub(super) fn bind_listeners(cfg: &Config) -> Result<Bound, StartError> {
-    let inherited = listen::from_systemd()
+/// The listeners: systemd's sockets, or `listen` bound here.
+///
+/// # Safety
+///
+/// As `listen::from_systemd`: the process has one thread, and nothing else
+/// in it owns the descriptors systemd passed.
+pub(super) unsafe fn bind_listeners(cfg: &Config) -> Result<Bound, StartError> {
+    // SAFETY: forwarded from this function's contract.
+    let inherited = unsafe { listen::from_systemd() }
         .map_err(StartError::Listen)?
         .map(|v| v.into_iter().map(Arc::new).collect::<Vec<_>>());
     let reuseport = std::env::var_os("TANDEM_BENCH_REUSEPORT").is_some_and(|v| v == "1");
@@ -95,7 +102,12 @@ pub(super) fn open_logs(cfg: &Config, checked: &Checked) -> Result<Arc<AccessLog
 /// checked). Before that, what needs root later gets a helper that keeps it:
 /// the pidfile's removal at exit, and the logs' reopening. The helper that
 /// removes the pidfile lives as long as the returned value.
-pub(super) fn drop_privileges(
+///
+/// # Safety
+///
+/// The process must have one thread: the helpers are forked (see
+/// `pidfile::spawn_remover`), and the new ids must hold for every thread.
+pub(super) unsafe fn drop_privileges(
     cfg: &Config,
     checked: &Checked,
 ) -> Result<Option<pidfile::Remover>, StartError> {
@@ -112,14 +124,14 @@ pub(super) fn drop_privileges(
     let remover = match &cfg.pidfile {
         Some(p) => {
             let st = status::path_for(p);
-            Some(
-                pidfile::spawn_remover(&[p.as_path(), st.as_path()])
-                    .map_err(StartError::PidfileKeeper)?,
-            )
+            // SAFETY: one thread (this function's contract).
+            let r = unsafe { pidfile::spawn_remover(&[p.as_path(), st.as_path()]) };
+            Some(r.map_err(StartError::PidfileKeeper)?)
         }
         None => None,
     };
-    keep_log_opener(cfg)?;
+    // SAFETY: one thread (this function's contract).
+    unsafe { keep_log_opener(cfg)? };
     privs::drop_to(uid, gid).map_err(|source| StartError::DropPrivileges {
         user: user.clone(),
         source,
@@ -130,7 +142,11 @@ pub(super) fn drop_privileges(
 
 /// The logs are reopened (SIGUSR1, SIGHUP) with root's rights, which the
 /// process is about to give up: by a helper that keeps them (`opener`).
-fn keep_log_opener(cfg: &Config) -> Result<(), StartError> {
+///
+/// # Safety
+///
+/// The process must have one thread (see `opener::spawn`).
+unsafe fn keep_log_opener(cfg: &Config) -> Result<(), StartError> {
     let logs: Vec<_> = [&cfg.error_log, &cfg.access_log]
         .into_iter()
         .filter_map(|t| match t {
@@ -139,7 +155,8 @@ fn keep_log_opener(cfg: &Config) -> Result<(), StartError> {
         })
         .collect();
     if !logs.is_empty() {
-        let o = opener::spawn(logs).map_err(StartError::LogOpener)?;
+        // SAFETY: one thread (this function's contract).
+        let o = unsafe { opener::spawn(logs) }.map_err(StartError::LogOpener)?;
         crate::log::set_opener(Arc::new(o));
     }
     Ok(())

@@ -45,9 +45,9 @@ impl Daemon {
         self.stop = match self.stop {
             Stop::Draining(since) => {
                 crate::info!("second stop signal: closing all connections now");
-                self.current.signal(engine::ABORT);
+                self.current.signal(engine::Command::Abort);
                 for g in &self.old {
-                    g.signal(engine::ABORT);
+                    g.signal(engine::Command::Abort);
                 }
                 Stop::Draining(since)
             }
@@ -96,9 +96,9 @@ impl Daemon {
         let started = Instant::now();
         let own: Vec<Arc<Listener>> = self.listeners.values().cloned().collect();
         self.holdoff.let_go(&own, || {
-            self.current.signal(engine::DRAIN);
+            self.current.signal(engine::Command::Drain);
             for g in &self.old {
-                g.signal(engine::DRAIN);
+                g.signal(engine::Command::Drain);
             }
             self.current.wait_accepting(false, HANDOVER_TIMEOUT);
         });

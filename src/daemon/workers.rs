@@ -186,7 +186,7 @@ impl Generation {
         }
     }
 
-    pub(super) fn signal(&self, state: u8) {
+    pub(super) fn signal(&self, state: engine::Command) {
         for w in &self.workers {
             w.spec.control.set(state);
         }

@@ -54,8 +54,8 @@ impl Epoll {
     fn new() -> io::Result<Epoll> {
         // SAFETY: epoll_create1 takes no pointers; returns a new fd or -1.
         let fd = crate::syscall!(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        // SAFETY: fd is new and owned by nobody else.
         Ok(Epoll {
+            // SAFETY: fd is new and owned by nobody else.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
         })
     }
@@ -351,92 +351,9 @@ impl Worker {
         let fd = c.fd.as_raw_fd();
         let mut spent = 0usize;
         loop {
-            let mut progressed = false;
-            // Read until EAGAIN, or until the Conn has enough buffered.
-            while !c.rd_drained && spent < TURN_BUDGET {
-                // At most what the Conn may keep: a flood of pipelined
-                // requests stays in the socket, not in our memory.
-                let want = self.scratch.len().min(c.conn.input_room(&sh.limits));
-                if want == 0 {
-                    break;
-                }
-                // SAFETY: recv writes at most want <= scratch.len() bytes into scratch.
-                let r = crate::syscall!(unsafe {
-                    libc::recv(fd, self.scratch.as_mut_ptr() as *mut libc::c_void, want, 0)
-                });
-                match r {
-                    Ok(0) => {
-                        c.rd_drained = true;
-                        c.conn.handle_eof(&mut sh.ctx());
-                        progressed = true;
-                        break;
-                    }
-                    Ok(n) => {
-                        let n = n as usize;
-                        c.conn.handle_input(&mut sh.ctx(), &self.scratch[..n]);
-                        progressed = true;
-                        spent += n.max(OP_COST);
-                        // Send what is ready before reading more (pipelining).
-                        if !c.wr_blocked && !matches!(c.conn.poll_transmit(), Transmit::Idle) {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        match e.raw_os_error() {
-                            Some(libc::EAGAIN) => c.rd_drained = true,
-                            Some(libc::EINTR) => continue,
-                            _ => {
-                                c.rd_drained = true;
-                                c.conn.handle_error(&mut sh.ctx());
-                            }
-                        }
-                        break;
-                    }
-                }
-            }
-            // Write until EAGAIN or nothing to send, or until the budget is
-            // spent by writes the socket took whole. After a short write the
-            // socket is all but full: one more call gets its EAGAIN now,
-            // instead of a wasted turn in the ready queue first.
-            while !c.wr_blocked {
-                let mut took_all = true;
-                match c.conn.poll_transmit() {
-                    Transmit::Idle => break,
-                    Transmit::Close => break,
-                    Transmit::Shutdown => {
-                        super::policy::half_close(fd, &mut c.conn);
-                        progressed = true;
-                    }
-                    Transmit::Send(segs) => {
-                        let (r, want) = send_segments(fd, segs, &mut self.scratch);
-                        let n = match r {
-                            Ok(0) if matches!(segs[0], Segment::File(_)) => {
-                                super::policy::short_file(&mut c.conn, &mut sh.ctx());
-                                break;
-                            }
-                            Ok(n) => n as usize,
-                            Err(e) => match e.raw_os_error() {
-                                Some(libc::EINTR) => continue,
-                                Some(libc::EAGAIN) => {
-                                    c.wr_blocked = true;
-                                    break;
-                                }
-                                _ => {
-                                    c.conn.handle_error(&mut sh.ctx());
-                                    break;
-                                }
-                            },
-                        };
-                        c.conn.handle_sent(&mut sh.ctx(), n);
-                        progressed = true;
-                        spent += n.max(OP_COST);
-                        took_all = n == want;
-                    }
-                }
-                if spent >= TURN_BUDGET && took_all {
-                    break;
-                }
-            }
+            // Read, then write, each until the socket or the budget says stop.
+            let mut progressed = read_some(c, sh, &mut self.scratch, fd, &mut spent);
+            progressed |= write_some(c, sh, &mut self.scratch, fd, &mut spent);
             if c.conn.is_closed() || !progressed {
                 break;
             }
@@ -529,6 +446,115 @@ impl Worker {
         }
         self.sh.flush_log();
     }
+}
+
+/// The reads of one pass of `drive`. True if it got anywhere.
+fn read_some(
+    c: &mut EConn,
+    sh: &mut WorkerState,
+    scratch: &mut [u8],
+    fd: RawFd,
+    spent: &mut usize,
+) -> bool {
+    let mut progressed = false;
+    // Read until EAGAIN, or until the Conn has enough buffered.
+    while !c.rd_drained && *spent < TURN_BUDGET {
+        // At most what the Conn may keep: a flood of pipelined
+        // requests stays in the socket, not in our memory.
+        let want = scratch.len().min(c.conn.input_room(&sh.limits));
+        if want == 0 {
+            break;
+        }
+        // SAFETY: recv writes at most want <= scratch.len() bytes into scratch.
+        let r = crate::syscall!(unsafe {
+            libc::recv(fd, scratch.as_mut_ptr() as *mut libc::c_void, want, 0)
+        });
+        match r {
+            Ok(0) => {
+                c.rd_drained = true;
+                c.conn.handle_eof(&mut sh.ctx());
+                progressed = true;
+                break;
+            }
+            Ok(n) => {
+                let n = n as usize;
+                c.conn.handle_input(&mut sh.ctx(), &scratch[..n]);
+                progressed = true;
+                *spent += n.max(OP_COST);
+                // Send what is ready before reading more (pipelining).
+                if !c.wr_blocked && !matches!(c.conn.poll_transmit(), Transmit::Idle) {
+                    break;
+                }
+            }
+            Err(e) => {
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) => c.rd_drained = true,
+                    Some(libc::EINTR) => continue,
+                    _ => {
+                        c.rd_drained = true;
+                        c.conn.handle_error(&mut sh.ctx());
+                    }
+                }
+                break;
+            }
+        }
+    }
+    progressed
+}
+
+/// The writes of one pass of `drive`. True if it got anywhere.
+fn write_some(
+    c: &mut EConn,
+    sh: &mut WorkerState,
+    scratch: &mut [u8],
+    fd: RawFd,
+    spent: &mut usize,
+) -> bool {
+    let mut progressed = false;
+    // Write until EAGAIN or nothing to send, or until the budget is
+    // spent by writes the socket took whole. After a short write the
+    // socket is all but full: one more call gets its EAGAIN now,
+    // instead of a wasted turn in the ready queue first.
+    while !c.wr_blocked {
+        let mut took_all = true;
+        match c.conn.poll_transmit() {
+            Transmit::Idle => break,
+            Transmit::Close => break,
+            Transmit::Shutdown => {
+                super::policy::half_close(fd, &mut c.conn);
+                progressed = true;
+            }
+            Transmit::Send(segs) => {
+                let (r, want) = send_segments(fd, segs, scratch);
+                let n = match r {
+                    Ok(0) if matches!(segs[0], Segment::File(_)) => {
+                        super::policy::short_file(&mut c.conn, &mut sh.ctx());
+                        break;
+                    }
+                    Ok(n) => n as usize,
+                    Err(e) => match e.raw_os_error() {
+                        Some(libc::EINTR) => continue,
+                        Some(libc::EAGAIN) => {
+                            c.wr_blocked = true;
+                            break;
+                        }
+                        _ => {
+                            c.conn.handle_error(&mut sh.ctx());
+                            break;
+                        }
+                    },
+                };
+                c.conn.handle_sent(&mut sh.ctx(), n);
+                progressed = true;
+                *spent += n.max(OP_COST);
+                took_all = n == want;
+            }
+        }
+        if *spent >= TURN_BUDGET && took_all {
+            break;
+        }
+    }
+    progressed
 }
 
 /// Most byte segments gathered into one sendmsg.

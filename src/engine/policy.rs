@@ -391,7 +391,7 @@ pub fn accept(listener: RawFd) -> io::Result<(OwnedFd, Option<SocketAddr>)> {
     })?;
     // SAFETY: accept4 returned a new fd owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    Ok((fd, super::sockaddr_to_std(&ss)))
+    Ok((fd, crate::sys::sockaddr_to_std(&ss)))
 }
 
 /// What the shared scans need of an engine's connection.
@@ -407,12 +407,12 @@ impl WorkerState {
     /// `Conn`. One taken while draining gets its first request answered
     /// (with `Connection: close`), then closes.
     pub fn open_conn(&mut self, fd: RawFd, peer: Option<SocketAddr>, draining: bool) -> Conn {
-        if let Err(e) = super::set_nodelay(fd) {
+        if let Err(e) = crate::sys::set_nodelay(fd) {
             // Responses still go out, a little later.
             crate::debug!("TCP_NODELAY: {e}");
         }
         let peer = peer
-            .or_else(|| super::peer_addr(fd))
+            .or_else(|| crate::sys::peer_addr(fd))
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         self.counters.accepted();
         let mut conn = Conn::new(peer, self.clock.now().instant, &self.limits);

@@ -1,8 +1,11 @@
 //! The static file responder: request target -> what to send. It never touches
-//! a socket or the clock; the only OS access is opening files beneath the root
-//! (`os.rs`). Bodies are described, not copied: an open file and a range,
-//! or the shared bytes of a small file from the worker's cache (`cache.rs`),
-//! which the worker owns and lends to each call.
+//! a socket or the clock (the time is passed in, a `Now`); its only OS
+//! access is to files beneath the root, opened by `os.rs` (which also keeps
+//! each worker thread's record of opens that ran out of descriptors), then
+//! stat'ed, and read whole only to fill the cache. Bodies are described, not
+//! copied: an open file and a range, or the shared bytes of a small file from
+//! the worker's cache (`cache.rs`), a value the worker owns and lends to each
+//! call through `Ctx` (not a thread-local).
 
 pub mod cache;
 pub mod compress;

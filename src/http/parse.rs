@@ -172,12 +172,56 @@ pub fn parse_head<'a>(
     }
     let method = Method::from_token(method_str);
 
+    let headers: &'a [httparse::Header<'a>] = req.headers;
+    let Fields {
+        host_count,
+        content_length,
+        te,
+        conn_close,
+        conn_keep_alive,
+    } = fields(headers)?;
+    if minor == 1 && host_count != 1 || host_count > 1 {
+        return Err(reject(Status::BAD_REQUEST));
+    }
+    let chunked = te.verdict(minor, content_length.is_some())?;
+    let keep_alive = if minor == 1 {
+        !conn_close
+    } else {
+        conn_keep_alive && !conn_close
+    };
+    Ok(Parsed::Complete(
+        Request {
+            method,
+            method_str,
+            target,
+            minor,
+            keep_alive,
+            content_length: content_length.unwrap_or(0),
+            chunked,
+            headers,
+        },
+        skip + n,
+    ))
+}
+
+/// What `parse_head` reads from the header fields to frame the request.
+struct Fields {
+    host_count: usize,
+    content_length: Option<u64>,
+    te: Codings,
+    conn_close: bool,
+    conn_keep_alive: bool,
+}
+
+/// The framing fields of `headers` (Host, Content-Length,
+/// Transfer-Encoding, Connection); a bad Host or Content-Length is a 400.
+#[inline]
+fn fields(headers: &[httparse::Header<'_>]) -> Result<Fields, Reject> {
     let mut host_count = 0usize;
     let mut content_length: Option<u64> = None;
     let mut te = Codings::default();
     let mut conn_close = false;
     let mut conn_keep_alive = false;
-    let headers: &'a [httparse::Header<'a>] = req.headers;
     for h in headers {
         let name = h.name;
         let value = trim(h.value);
@@ -208,28 +252,13 @@ pub fn parse_head<'a>(
             }
         }
     }
-    if minor == 1 && host_count != 1 || host_count > 1 {
-        return Err(reject(Status::BAD_REQUEST));
-    }
-    let chunked = te.verdict(minor, content_length.is_some())?;
-    let keep_alive = if minor == 1 {
-        !conn_close
-    } else {
-        conn_keep_alive && !conn_close
-    };
-    Ok(Parsed::Complete(
-        Request {
-            method,
-            method_str,
-            target,
-            minor,
-            keep_alive,
-            content_length: content_length.unwrap_or(0),
-            chunked,
-            headers,
-        },
-        skip + n,
-    ))
+    Ok(Fields {
+        host_count,
+        content_length,
+        te,
+        conn_close,
+        conn_keep_alive,
+    })
 }
 
 /// The transfer codings of a request, over all its Transfer-Encoding fields.

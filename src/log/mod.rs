@@ -1,9 +1,13 @@
 //! Error log (leveled lines to stderr or a file) and access log (combined or
-//! JSON lines, buffered per worker, flushed at least once a second and on
-//! exit). Both can be reopened (SIGUSR1, SIGHUP) by swapping the file under a
-//! mutex between whole writes, so no line is lost or split; `sink` keeps
-//! lines whole when the disk fails under them; `access` holds the record
-//! a finished exchange leaves and renders its line.
+//! JSON lines). A worker buffers both and hands them over whole: its access
+//! lines when the buffer fills, at a timer tick half a second or more after
+//! the last hand-over, and at exit (`engine::WorkerState::flush_log`); its
+//! error lines at its next `Conn` call or tick. Both logs can be reopened (SIGUSR1,
+//! SIGHUP) by swapping the file under a mutex between whole writes, so no
+//! line is split; `sink` keeps lines whole when the disk fails under them
+//! (and counts those it drops), and reopens with root's rights after they
+//! are dropped; `access` holds the record a finished exchange leaves and
+//! renders its line.
 
 pub mod access;
 mod sink;

@@ -1,8 +1,10 @@
 //! Response framing, written once for every reader in the suites (the raw
-//! [`Conn`](super::Conn) and the load client): where a response head ends,
-//! and how the body after it is delimited (RFC 9112 section 6.3).
+//! [`Conn`](super::Conn), the load client, and the tests that read a
+//! response whole or in their own pieces): where a response head ends, how
+//! the body after it is delimited (RFC 9112 section 6.3), and a response
+//! read to the server's close split into head and body.
 
-use super::Response;
+use super::{Response, parse_response_head, show};
 
 /// How the body after a response head is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,7 +18,8 @@ pub enum Framing {
 }
 
 /// Where the response head at the start of `buf` ends: the index of its
-/// blank line's CRLFCRLF, if it has come. `scanned` carries how far earlier
+/// blank line's CRLFCRLF, if it has come. (The same rule finds the end of
+/// a request head.) `scanned` carries how far earlier
 /// calls looked, so a head read in many pieces is searched once.
 pub fn head_end(buf: &[u8], scanned: &mut usize) -> Option<usize> {
     let from = (*scanned).min(buf.len());
@@ -57,6 +60,31 @@ pub fn framing(r: &Response, method: &str) -> Result<Framing, String> {
     }
 }
 
+/// How many body bytes response head `head`, to a GET, says follow: its
+/// `Content-Length` (panics on anything else: a tandem answer to a GET
+/// always has one).
+pub fn content_length(head: &str) -> usize {
+    let r = parse_response_head(head).unwrap_or_else(|e| panic!("{e}"));
+    match framing(&r, "GET") {
+        Ok(Framing::Length(n)) => n,
+        Ok(f) => panic!("no Content-Length ({f:?}) in\n{head}"),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A response read whole (to the server's close): its head parsed, and
+/// every byte after the head as its body. The caller checks the body (its
+/// length against `Content-Length`, or its bytes).
+pub fn split_response(all: &[u8]) -> Result<Response, String> {
+    let end =
+        head_end(all, &mut 0).ok_or_else(|| format!("no end of response head in {}", show(all)))?;
+    let head = std::str::from_utf8(&all[..end])
+        .map_err(|_| format!("response head is not UTF-8: {}", show(&all[..end])))?;
+    let mut r = parse_response_head(head)?;
+    r.body = all[end + 4..].to_vec();
+    Ok(r)
+}
+
 #[test]
 fn framing_follows_rfc9112() {
     let parse = |h: &str| super::parse_response_head(h).unwrap();
@@ -83,4 +111,8 @@ fn framing_follows_rfc9112() {
         head_end(b"HTTP/1.1 200 OK\r\n\r\nbody", &mut scanned),
         Some(15)
     );
+    let r = split_response(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody").unwrap();
+    assert_eq!((r.status, &r.body[..]), (200, &b"body"[..]));
+    assert_eq!(content_length(&r.head), 4);
+    assert!(split_response(b"HTTP/1.1 200 OK\r\n\r").is_err());
 }

@@ -39,7 +39,8 @@ impl Worker {
         }
         if res >= 0 {
             if self.stopping {
-                close_fd(res);
+                // SAFETY: `res` was just accepted for us and no op names it.
+                unsafe { close_fd(res) };
             } else if self.accepting && self.gate.full(self.conns.len()) {
                 // Served once a slot frees up: the idle connection closed
                 // for it now, or (every one busy) any, after the pause.
@@ -115,8 +116,10 @@ impl Worker {
         for (i, a) in self.listeners.iter_mut().enumerate() {
             if want && !a.armed {
                 let lfd = self.spec.listeners[i].raw();
-                // Non-blocking sockets: a splice into a full socket returns
-                // (short or EAGAIN) instead of parking an io-wq thread.
+                // Non-blocking sockets: the direct sendfile and splice(pipe
+                // -> socket) calls of `send.rs` run on this thread, and on a
+                // full socket must return (short or EAGAIN) instead of
+                // blocking the worker (SPLICE_F_NONBLOCK covers the pipe only).
                 let flags = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
                 let e = if multi {
                     opcode::AcceptMulti::new(types::Fd(lfd))
@@ -169,8 +172,14 @@ impl Worker {
     }
 }
 
-pub fn close_fd(fd: RawFd) {
-    // SAFETY: closes an fd we own on which no operation is in flight.
+/// Close a descriptor by number (an accepted one not yet given to a `UConn`).
+///
+/// # Safety
+///
+/// The caller owns `fd` (nothing else closes or uses it afterwards), and no
+/// io_uring operation on it is in flight.
+pub unsafe fn close_fd(fd: RawFd) {
+    // SAFETY: the fd is ours and idle (this function's contract).
     if let Err(e) = crate::syscall!(unsafe { libc::close(fd) }) {
         // The fd is released whatever close says (EINTR/EIO included).
         crate::debug!("close: {e}");

@@ -8,13 +8,15 @@ use std::os::fd::RawFd;
 
 use io_uring::{IoUring, opcode, squeue, types};
 
-// Per-connection operation kinds (bit positions in `UConn::pending`).
+// Per-connection operation kinds (bit positions in `UConn::pending`). What
+// a write op reads from or writes into is owned by the op while it is in
+// flight: the `Out` its `Flight` holds (see out.rs).
 pub const RECV: u8 = 0;
-/// Send straight from byte segments the connection holds clones of: a
+/// Send straight from byte segments whose clones the op's `Out` holds: a
 /// Send for one, a SendMsg for several.
 pub const SEND_BYTES: u8 = 1;
-/// Send from the connection's pooled read buffer (the leading bytes copied,
-/// then the file bytes a linked Read put there).
+/// Send from the pooled read buffer of the op's `Out` (the leading bytes
+/// copied, then the file bytes a linked Read put there).
 pub const SEND_BUF: u8 = 2;
 pub const READ: u8 = 3;
 /// Splice file -> pipe. The pipe -> socket half is a direct `splice(2)`

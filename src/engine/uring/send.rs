@@ -2,7 +2,7 @@
 //!
 //! * Bytes (a head, a cached body, an error page) go out from the held
 //!   clones of their segments, never copied: one Send for one segment, one
-//!   SendMsg (iovecs in the connection's `Out`) for several. So a send that
+//!   SendMsg (iovecs in the write's `Out`) for several. So a send that
 //!   waits for a slow reader holds no buffer, only references to shared
 //!   bytes (a copy would have to be held as long as the send waits).
 //! * Bytes then a file (the usual response head + body): read mode copies
@@ -53,9 +53,12 @@ pub enum BodyMode {
 /// In splice mode, bodies up to this size still go by read+send.
 const SPLICE_MIN: u64 = 16 * 1024;
 
-/// Default body method. Measured with wrk (-t2 -c64, 1 and 2 workers, loopback):
-/// splice is ~25-40% faster for 100 KiB bodies and ~60% faster for 10 MiB
-/// (no copy through user space); read + send is ~10% faster for 4 KiB.
+/// Default body method: splice mode, which still reads bodies up to
+/// `SPLICE_MIN` (two splices cost more than one small copy) and sends
+/// cached pages with direct `sendfile` (see the module header). The split
+/// was set by wrk runs of the two methods alone, before `cachestat` and the
+/// direct paths (README, with the figures); measure again with
+/// `TANDEM_URING_BODY=read|splice` and `benches/wrk.sh` before changing it.
 const DEFAULT_BODY: BodyMode = BodyMode::Splice;
 
 impl BodyMode {

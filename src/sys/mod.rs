@@ -18,6 +18,10 @@
 //! `mmap` (`MAP_FAILED`), the `pthread_*` family (the error number is the
 //! return value), or `getpwnam` (NULL).
 
+mod socket;
+
+pub use socket::{peer_addr, set_nodelay, setsockopt, sockaddr_to_std};
+
 use std::io;
 
 /// A signed integer returned by a system call: negative means failure.
