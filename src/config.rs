@@ -104,11 +104,11 @@ impl Config {
                     });
                 }
                 KeyProblem::Rules(r) => {
-                    drop.push(key::rules.to_string());
+                    drop.push(r.key.to_string());
                     errors.push(ConfigError::Shape {
                         path: name.to_string(),
                         line: Some(line_of(r.at)),
-                        key: key::rules,
+                        key: r.key,
                         message: r.message,
                     });
                 }

@@ -6,6 +6,8 @@
 //!   privileges, sd_notify; reads `config` and starts `engine` workers.
 //! - `engine::{epoll, uring}`: one loop per worker thread, driving an
 //!   `http::Conn` per connection and sending the segments it hands out.
+//! - `tls`: the sans-IO TLS layer (rustls) between an engine and `Conn`,
+//!   the `Session` engines hold, certificates by SNI.
 //! - `files`: the static file responder, an `http::Respond`.
 //! - `http`: sans-IO HTTP/1.1: parser, `Conn`, the response model
 //!   (`Reply`, `Body`, `Segment`). No socket, clock or global lock.
@@ -21,6 +23,7 @@ pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod sys;
+pub mod tls;
 
 /// The module order above, checked: a module names (`crate::x`) only the
 /// modules listed after it, so there is no cycle among them.
@@ -28,8 +31,8 @@ pub mod sys;
 mod layers {
     use std::path::Path;
 
-    const ORDER: [&str; 8] = [
-        "daemon", "engine", "files", "http", "config", "metrics", "log", "sys",
+    const ORDER: [&str; 9] = [
+        "daemon", "engine", "tls", "files", "http", "config", "metrics", "log", "sys",
     ];
 
     fn sources(p: &Path, out: &mut Vec<std::path::PathBuf>) {

@@ -36,11 +36,35 @@ pub struct WorkerCounters {
     response_bytes: AtomicU64,
     accepted: AtomicU64,
     open: AtomicU64,
+    /// Completed TLS handshakes: [TLS 1.2, TLS 1.3].
+    tls_handshakes: [AtomicU64; 2],
+    tls_failures: [AtomicU64; TLS_FAILURES],
     cache_entries: AtomicU64,
     cache_bytes: AtomicU64,
     /// Files compressed on the fly, by coding (`Encoding as usize`).
     compressions: [AtomicU64; 3],
 }
+
+/// Why a TLS handshake failed (the `reason` label of
+/// `tandem_tls_handshake_failures_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// A plaintext HTTP request on a TLS port (answered 400).
+    PlainHttp = 0,
+    /// Bytes that are no TLS, or a malformed or unexpected message.
+    Protocol = 1,
+    /// No protocol version, cipher suite or ALPN protocol in common (TLS 1.0/1.1 clients).
+    NoCommon = 2,
+    /// The client closed the connection (or sent an alert) mid-handshake.
+    Closed = 3,
+    /// The handshake (and first request) did not complete within header_timeout.
+    Timeout = 4,
+}
+
+pub const TLS_FAILURES: usize = 5;
+const TLS_FAILURE_LABELS: [&str; TLS_FAILURES] =
+    ["plain_http", "protocol", "no_common", "closed", "timeout"];
+const TLS_VERSION_LABELS: [&str; 2] = ["TLSv1.2", "TLSv1.3"];
 
 /// `a += n` for a counter only one thread writes: a load and a store, no
 /// atomic read-modify-write. Readers see either value, never a torn one.
@@ -71,6 +95,18 @@ impl WorkerCounters {
         self.open.store(n as u64, Relaxed);
     }
 
+    /// A TLS handshake completed (`v13`: TLS 1.3, else 1.2).
+    #[inline]
+    pub fn tls_handshake(&self, v13: bool) {
+        bump(&self.tls_handshakes[v13 as usize], 1);
+    }
+
+    /// A TLS handshake failed.
+    #[inline]
+    pub fn tls_failure(&self, why: TlsFailure) {
+        bump(&self.tls_failures[why as usize], 1);
+    }
+
     /// What the worker's small-file cache holds now (its entries, and the
     /// bytes they count against `cache_size`). Set by the cache itself when
     /// it changes (a fill or an eviction), never on a hit.
@@ -95,6 +131,8 @@ impl WorkerCounters {
             response_bytes: self.response_bytes.load(Relaxed),
             accepted: self.accepted.load(Relaxed),
             open: self.open.load(Relaxed),
+            tls_handshakes: std::array::from_fn(|i| self.tls_handshakes[i].load(Relaxed)),
+            tls_failures: std::array::from_fn(|i| self.tls_failures[i].load(Relaxed)),
             cache_entries: self.cache_entries.load(Relaxed),
             cache_bytes: self.cache_bytes.load(Relaxed),
             compressions: std::array::from_fn(|i| self.compressions[i].load(Relaxed)),
@@ -110,6 +148,8 @@ pub struct Totals {
     pub accepted: u64,
     /// A gauge: only live workers' connections count.
     pub open: u64,
+    pub tls_handshakes: [u64; 2],
+    pub tls_failures: [u64; TLS_FAILURES],
     /// Gauges, as `open`: what live workers' caches hold.
     pub cache_entries: u64,
     pub cache_bytes: u64,
@@ -125,6 +165,12 @@ impl Totals {
         self.response_bytes = self.response_bytes.wrapping_add(o.response_bytes);
         self.accepted = self.accepted.wrapping_add(o.accepted);
         self.open += o.open;
+        for (a, b) in self.tls_handshakes.iter_mut().zip(o.tls_handshakes) {
+            *a = a.wrapping_add(b);
+        }
+        for (a, b) in self.tls_failures.iter_mut().zip(o.tls_failures) {
+            *a = a.wrapping_add(b);
+        }
         self.cache_entries += o.cache_entries;
         self.cache_bytes += o.cache_bytes;
         for (a, b) in self.compressions.iter_mut().zip(o.compressions) {
@@ -306,6 +352,7 @@ impl Snapshot {
             "Client connections accepted.",
         );
         let _ = writeln!(s, "tandem_connections_accepted_total {}", t.accepted);
+        render_tls(&mut s, t);
         head(
             &mut s,
             "tandem_cache_entries",
@@ -357,6 +404,29 @@ impl Snapshot {
             self.engine, version
         );
         s
+    }
+}
+
+/// The TLS samples: handshakes by version, failures by reason.
+fn render_tls(s: &mut String, t: &Totals) {
+    let _ = write!(
+        s,
+        "# HELP tandem_tls_handshakes_total TLS handshakes completed, by protocol version.\n\
+         # TYPE tandem_tls_handshakes_total counter\n"
+    );
+    for (label, n) in TLS_VERSION_LABELS.iter().zip(t.tls_handshakes) {
+        let _ = writeln!(s, "tandem_tls_handshakes_total{{version=\"{label}\"}} {n}");
+    }
+    let _ = write!(
+        s,
+        "# HELP tandem_tls_handshake_failures_total TLS handshakes that failed, by reason.\n\
+         # TYPE tandem_tls_handshake_failures_total counter\n"
+    );
+    for (label, n) in TLS_FAILURE_LABELS.iter().zip(t.tls_failures) {
+        let _ = writeln!(
+            s,
+            "tandem_tls_handshake_failures_total{{reason=\"{label}\"}} {n}"
+        );
     }
 }
 

@@ -298,6 +298,18 @@ pub enum Invalid {
         name: String,
         why: &'static str,
     },
+    /// `tls_listen` without a certificate.
+    TlsNoCertificate,
+    /// A `[[tls_certificates]]` entry (from 0) without `cert` or `key`.
+    TlsCertificateIncomplete {
+        entry: usize,
+        missing: &'static str,
+    },
+    /// A `tls_listen` address that a `listen` address also takes.
+    TlsListenClash {
+        tls: SocketAddr,
+        listen: SocketAddr,
+    },
 }
 
 impl Invalid {
@@ -325,6 +337,8 @@ impl Invalid {
             Invalid::MetricsListenTwice(_) | Invalid::MetricsListenClash { .. } => {
                 key::metrics_listen
             }
+            Invalid::TlsCertificateIncomplete { .. } => key::tls_certificates,
+            Invalid::TlsNoCertificate | Invalid::TlsListenClash { .. } => key::tls_listen,
         }
     }
 
@@ -347,6 +361,18 @@ impl fmt::Display for Invalid {
         write!(f, "{}: ", self.key())?;
         match self {
             Invalid::NoListen => write!(f, "at least one address is needed"),
+            Invalid::TlsNoCertificate => write!(
+                f,
+                "needs at least one [[tls_certificates]] entry with cert and key"
+            ),
+            Invalid::TlsCertificateIncomplete { entry, missing } => write!(
+                f,
+                "entry {} has no `{missing}` (each needs cert = \"...\" and key = \"...\")",
+                entry + 1
+            ),
+            Invalid::TlsListenClash { tls, listen } => {
+                write!(f, "{tls} takes the port of listen address {listen}")
+            }
             Invalid::ListenTwice(a) | Invalid::MetricsListenTwice(a) => {
                 write!(f, "{a} is listed twice")
             }

@@ -2,7 +2,7 @@
 //! key probably meant), the shape of `[[rules]]`, and where a key is set
 //! (the line an error names).
 
-use super::schema::{Config, Rule, key, rule_key};
+use super::schema::{Config, Rule, TlsCertificate, key, rule_key, tls_cert_key};
 
 /// A key the schema does not have, where it is, and the key probably meant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,9 +18,12 @@ pub struct UnknownKey {
     pub misplaced: bool,
 }
 
-/// A `rules` value that is not a list of `{ match, headers }` tables.
+/// A `rules` (or `tls_certificates`) value that is not a list of tables
+/// of the right shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadRules {
+    /// `rules` or `tls_certificates`.
+    pub key: &'static str,
     pub at: usize,
     pub message: String,
 }
@@ -35,7 +38,7 @@ pub enum KeyProblem {
 /// Check every top-level key (and every key of each `[[rules]]` entry)
 /// against the schema: every problem, in the order of the file.
 pub fn unknown_keys(doc: &toml::de::DeTable<'_>) -> Vec<KeyProblem> {
-    let (top, rule) = (Config::keys(), Rule::keys());
+    let top = Config::keys();
     let mut found = Vec::new();
     for (k, v) in doc.iter() {
         let name: &str = k.get_ref();
@@ -47,37 +50,85 @@ pub fn unknown_keys(doc: &toml::de::DeTable<'_>) -> Vec<KeyProblem> {
                 suggestion: suggest(name, top),
                 misplaced: false,
             }));
-        } else if name == key::rules {
-            rules_keys(k, v, rule, top, &mut found);
+        } else if let Some(list) = TableList::of(name) {
+            rules_keys(&list, k, v, top, &mut found);
         }
     }
     found
 }
 
-/// The problems of the `rules` value: its shape (the first one found: past
-/// it the entries cannot be read), and each entry's unknown keys.
+/// A key whose value is a list of tables (`[[key]]` entries).
+struct TableList {
+    key: &'static str,
+    /// Its entries' keys.
+    keys: &'static [&'static str],
+    /// The keys each entry needs.
+    needs: &'static [&'static str],
+    /// What one entry is called, and looks like.
+    entry: &'static str,
+    shape: &'static str,
+    needs_msg: &'static str,
+}
+
+impl TableList {
+    fn of(name: &str) -> Option<TableList> {
+        match name {
+            key::rules => Some(TableList {
+                key: key::rules,
+                keys: Rule::keys(),
+                needs: &[rule_key::pattern],
+                entry: "rule",
+                shape: "match = \"<glob>\" and headers = { ... }",
+                needs_msg: "a rule needs match = \"<glob>\" (like \"/assets/**\" or \"*.css\")",
+            }),
+            key::tls_certificates => Some(TableList {
+                key: key::tls_certificates,
+                keys: TlsCertificate::keys(),
+                needs: &[tls_cert_key::cert, tls_cert_key::key],
+                entry: "certificate",
+                shape: "cert = \"<file>\" and key = \"<file>\"",
+                needs_msg: "an entry needs cert = \"<file>\" and key = \"<file>\"",
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The problems of a `rules` (or `tls_certificates`) value: its shape (the
+/// first one found: past it the entries cannot be read), and each entry's
+/// unknown keys.
 fn rules_keys(
+    list: &TableList,
     k: &toml::Spanned<toml::de::DeString<'_>>,
     v: &toml::Spanned<toml::de::DeValue<'_>>,
-    rule: &[&'static str],
     top: &[&'static str],
     found: &mut Vec<KeyProblem>,
 ) {
     use toml::de::DeValue;
-    let bad = |at: usize, message: String| KeyProblem::Rules(BadRules { at, message });
+    let (name, rule, shape) = (list.key, list.keys, list.shape);
+    let bad = |at: usize, message: String| {
+        KeyProblem::Rules(BadRules {
+            key: name,
+            at,
+            message,
+        })
+    };
     let entries = match v.get_ref() {
         DeValue::Array(a) => a,
         DeValue::Table(_) => {
             return found.push(bad(
                 k.span().start,
-                "write each rule as a [[rules]] entry (two brackets), not [rules]".into(),
+                format!(
+                    "write each {} as a [[{name}]] entry (two brackets), not [{name}]",
+                    list.entry
+                ),
             ));
         }
         other => {
             return found.push(bad(
                 v.span().start,
                 format!(
-                    "expected [[rules]] entries with match = \"<glob>\" and headers = {{ ... }}, got {}",
+                    "expected [[{name}]] entries with {shape}, got {}",
                     other.type_str()
                 ),
             ));
@@ -88,7 +139,8 @@ fn rules_keys(
             return found.push(bad(
                 e.span().start,
                 format!(
-                    "each rule is a table with match = \"<glob>\" and headers = {{ ... }}, got {}",
+                    "each {} is a table with {shape}, got {}",
+                    list.entry,
                     e.get_ref().type_str()
                 ),
             ));
@@ -97,7 +149,7 @@ fn rules_keys(
             let rkey: &str = rk.get_ref();
             if !rule.contains(&rkey) {
                 found.push(KeyProblem::Unknown(UnknownKey {
-                    table: Some(key::rules),
+                    table: Some(name),
                     key: rkey.to_string(),
                     at: rk.span().start,
                     suggestion: suggest(rkey, rule),
@@ -105,11 +157,9 @@ fn rules_keys(
                 }));
             }
         }
-        if !t.iter().any(|(rk, _)| rk.get_ref() == rule_key::pattern) {
-            found.push(bad(
-                e.span().start,
-                "a rule needs match = \"<glob>\" (like \"/assets/**\" or \"*.css\")".into(),
-            ));
+        let has = |n: &&str| t.iter().any(|(rk, _)| rk.get_ref() == *n);
+        if !list.needs.iter().all(has) {
+            found.push(bad(e.span().start, list.needs_msg.into()));
         }
     }
 }

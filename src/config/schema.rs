@@ -137,6 +137,15 @@ schema! {
         rules: Vec<Rule> = Vec::new() => serde,
         /// Addresses of the metrics and health listener (`/metrics`, `/healthz`); none by default.
         metrics_listen: Vec<SocketAddr> = Vec::new() => listen,
+        /// TLS (HTTPS) listeners, beside the plaintext `listen`; none by default.
+        tls_listen: Vec<SocketAddr> = Vec::new() => listen,
+        /// Certificate chains and keys (PEM) for `tls_listen`: SNI picks one by
+        /// its certificate's DNS names; the first serves clients without SNI
+        /// or with a name none has.
+        tls_certificates: Vec<TlsCertificate> = Vec::new() => serde,
+        /// Plaintext listeners answer every request with 308 to the same
+        /// https:// URL, except under /.well-known/acme-challenge/.
+        redirect_to_https: bool = false => boolean,
     }
     keys: pub mod key;
 }
@@ -161,6 +170,20 @@ schema! {
             )),
     }
     keys: pub mod rule_key, in table key::rules;
+}
+
+schema! {
+    /// One `[[tls_certificates]]` entry: a certificate chain and its key.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct TlsCertificate {
+        /// The certificate chain, leaf first (certbot's fullchain.pem).
+        cert: PathBuf = PathBuf::new()
+            => (|v| nonempty("a certificate file path (PEM)", v).map(PathBuf::from)),
+        /// Its private key (certbot's privkey.pem).
+        key: PathBuf = PathBuf::new()
+            => (|v| nonempty("a private key file path (PEM)", v).map(PathBuf::from)),
+    }
+    keys: pub mod tls_cert_key, in table key::tls_certificates;
 }
 
 impl Rule {

@@ -66,7 +66,8 @@ fn shipped_config_names_every_key() {
             key::user,
             key::group,
             key::error_page_404,
-            key::rules
+            key::rules,
+            key::tls_certificates
         ]
     );
 }
@@ -759,6 +760,49 @@ fn bad_rules_name_the_line_of_the_field() {
     )
     .unwrap();
     assert_eq!(c.rules.len(), 2);
+}
+
+/// The TLS keys: certificates are needed with tls_listen, each entry names
+/// both files, and a TLS address cannot take a plaintext one's port.
+#[test]
+fn tls_keys_say_what_is_missing() {
+    for (text, want) in [
+        (
+            "tls_listen = [\"127.0.0.1:8443\"]",
+            "t.toml:2: tls_listen: needs at least one [[tls_certificates]] entry with cert and key",
+        ),
+        (
+            "[[tls_certificates]]\nkey = \"k.pem\"",
+            "t.toml:2: tls_certificates: an entry needs cert = \"<file>\" and key = \"<file>\"",
+        ),
+        (
+            "[[tls_certificates]]\ncert = \"c.pem\"",
+            "t.toml:2: tls_certificates: an entry needs cert = \"<file>\" and key = \"<file>\"",
+        ),
+        (
+            "[[tls_certificates]]\ncert = \"c.pem\"\nkye = \"k.pem\"",
+            "t.toml:2: tls_certificates: an entry needs cert = \"<file>\" and key = \"<file>\"; \
+             t.toml:4: tls_certificates: unknown key `kye`; did you mean `key`?",
+        ),
+        (
+            "[tls_certificates]\ncert = \"c.pem\"",
+            "t.toml:2: tls_certificates: write each certificate as a [[tls_certificates]] entry (two brackets), not [tls_certificates]",
+        ),
+        (
+            "tls_listen = [\"0.0.0.0:8080\"]\n[[tls_certificates]]\ncert = \"c\"\nkey = \"k\"",
+            "t.toml:2: tls_listen: 0.0.0.0:8080 takes the port of listen address 127.0.0.1:8080",
+        ),
+    ] {
+        assert_eq!(message(text), want, "{text}");
+    }
+    let c = Config::parse(
+        "tls_listen = [\"[::]:443\"]\nredirect_to_https = true\n[[tls_certificates]]\ncert = \"a.crt\"\nkey = \"a.key\"\n[[tls_certificates]]\ncert = \"b.crt\"\nkey = \"b.key\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert!(c.redirect_to_https);
+    assert_eq!(c.tls_certificates.len(), 2);
+    assert_eq!(c.tls_certificates[1].key, std::path::Path::new("b.key"));
 }
 
 /// The compression keys: defaults, a table of levels, and each bad value

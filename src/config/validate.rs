@@ -15,7 +15,40 @@ impl Config {
     /// replaces `listen`.
     pub fn check_listen(&self) -> Result<(), Invalid> {
         listen_overlap(key::listen, &self.listen)?;
-        self.metrics_clash()
+        self.metrics_clash()?;
+        self.tls_clash()
+    }
+
+    /// A `tls_listen` address that a `listen` or `metrics_listen` address
+    /// also takes.
+    fn tls_clash(&self) -> Result<(), Invalid> {
+        listen_overlap(key::tls_listen, &self.tls_listen)?;
+        for t in &self.tls_listen {
+            let other = self.listen.iter().chain(&self.metrics_listen);
+            if let Some(l) = other.clone().find(|l| same_socket(l, t)) {
+                return Err(Invalid::TlsListenClash {
+                    tls: *t,
+                    listen: *l,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `tls_listen` has certificates, each with both files named. (That
+    /// the files can serve is checked at start, by `-t` and on reload.)
+    fn check_tls(&self) -> Result<(), Invalid> {
+        if !self.tls_listen.is_empty() && self.tls_certificates.is_empty() {
+            return Err(Invalid::TlsNoCertificate);
+        }
+        for (entry, c) in self.tls_certificates.iter().enumerate() {
+            for (missing, p) in [("cert", &c.cert), ("key", &c.key)] {
+                if p.as_os_str().is_empty() {
+                    return Err(Invalid::TlsCertificateIncomplete { entry, missing });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A `metrics_listen` address that a `listen` address also takes (the
@@ -46,6 +79,7 @@ impl Config {
             self.check_limits(),
             self.check_pages(),
             self.check_types(),
+            self.check_tls(),
             self.check_rules(),
         ] {
             if let Err(e) = check

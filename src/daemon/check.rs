@@ -192,6 +192,8 @@ pub enum Problem {
         source: io::Error,
         hint: &'static str,
     },
+    #[error("tls_certificates: {0}")]
+    Tls(#[source] crate::tls::CertError),
     #[error(
         "daemon: {log} is \"stderr\", which a daemon does not have: set {log} to a file \
          (--{} FILE, or {log} = \"/var/log/tandem/{file}\" in the config) or \"off\", or run \
@@ -220,6 +222,8 @@ pub struct Checked {
     /// Log files that do not exist yet: created at start (as root, when
     /// started as root) and then given to the user tandem drops to.
     pub new_logs: Vec<PathBuf>,
+    /// The TLS settings built from `tls_certificates` (when `tls_listen` is set).
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// Run the checks. `Err` has every problem found, each naming its key and
@@ -263,6 +267,7 @@ fn checks(cfg: &Config, stage: Stage, fail: &mut Fail) -> Checked {
     }
     check_root(cfg, &who, fail);
     check_logs(cfg, stage, &mut out, fail);
+    check_tls(cfg, &mut out, fail);
     if stage == Stage::Start
         && let Some(p) = &cfg.pidfile
     {
@@ -376,6 +381,32 @@ fn check_logs(cfg: &Config, stage: Stage, out: &mut Checked, fail: &mut Fail) {
         } else if created && !out.new_logs.contains(&p) {
             out.new_logs.push(p);
         }
+    }
+}
+
+/// Certificates: readable, each key matching its certificate, within
+/// their validity (a warning when one ends within 14 days). The TLS
+/// settings they make go to `out.tls`.
+fn check_tls(cfg: &Config, out: &mut Checked, fail: &mut Fail) {
+    if cfg.tls_listen.is_empty() {
+        return;
+    }
+    let pairs: Vec<_> = cfg
+        .tls_certificates
+        .iter()
+        .map(|c| crate::tls::CertFiles {
+            cert: absolute(&c.cert),
+            key: absolute(&c.key),
+        })
+        .collect();
+    match crate::tls::server_config(&pairs, std::time::SystemTime::now()) {
+        Ok((tls, warnings)) => {
+            for w in warnings {
+                crate::warn!("tls_certificates: {w}");
+            }
+            out.tls = Some(tls);
+        }
+        Err(e) => fail("tls_certificates", Problem::Tls(e)),
     }
 }
 

@@ -122,7 +122,15 @@ fn bind_as(key: &'static str, addr: SocketAddr) -> Result<Listener, BindError> {
     Ok(Listener {
         fd: OwnedFd::from(l),
         addr: bound,
+        tls: false,
     })
+}
+
+/// `bind` for a `tls_listen` address: its connections speak TLS.
+pub fn bind_tls(addr: SocketAddr) -> Result<Listener, BindError> {
+    let mut l = bind(addr)?;
+    l.tls = true;
+    Ok(l)
 }
 
 /// Stop listening: the socket leaves LISTEN (new clients are refused at
@@ -178,6 +186,7 @@ pub unsafe fn from_systemd() -> io::Result<Option<Vec<Listener>>> {
         out.push(Listener {
             fd: OwnedFd::from(l),
             addr,
+            tls: false,
         });
     }
     Ok(Some(out))
@@ -193,6 +202,7 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<Listener> {
     Ok(Listener {
         fd: OwnedFd::from(l),
         addr: bound,
+        tls: false,
     })
 }
 

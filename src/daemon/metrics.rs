@@ -275,6 +275,8 @@ fn spawn(
 ) -> io::Result<Worker> {
     let control = Control::new()?;
     let spec = WorkerSpec {
+        tls: None,
+        redirect: None,
         id: 0,
         listeners: listeners.to_vec(),
         responder: responder.clone(),

@@ -57,6 +57,11 @@ struct Daemon {
     status: Option<status::StatusFile>,
     /// Listeners by configured address (kept across reloads).
     listeners: HashMap<SocketAddr, Arc<Listener>>,
+    /// The `tls_listen` ones, alike (apart: `listen` and `tls_listen` may
+    /// both say port 0).
+    tls_listeners: HashMap<SocketAddr, Arc<Listener>>,
+    /// The TLS settings the current generation serves (`tls_certificates`).
+    tls: Option<Arc<rustls::ServerConfig>>,
     /// Listeners handed over by systemd; when present they replace `listen`.
     inherited: Option<Vec<Arc<Listener>>>,
     /// Measurement mode: one SO_REUSEPORT socket per worker instead of shared
@@ -118,6 +123,8 @@ pub unsafe fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), St
         cfg,
         status,
         listeners: bound.listeners,
+        tls_listeners: bound.tls,
+        tls: checked.tls,
         inherited: bound.inherited,
         reuseport: bound.reuseport,
         current: Generation {
@@ -176,7 +183,7 @@ impl Daemon {
     /// Say where it serves, `/healthz` turns 200, and systemd is told.
     fn notify_ready(&self) {
         for l in self.active_listeners() {
-            crate::info!("listening on {}", l.addr);
+            crate::info!("listening on {}{}", l.addr, tls_note(&l));
         }
         self.registry.set_serving();
         for l in reload::in_order(&self.cfg.metrics_listen, &self.metrics_listeners) {
@@ -224,7 +231,21 @@ impl Daemon {
     fn active_listeners(&self) -> Vec<Arc<Listener>> {
         match &self.inherited {
             Some(v) => v.clone(),
-            None => reload::in_order(&self.cfg.listen, &self.listeners),
+            None => {
+                let mut all = reload::in_order(&self.cfg.listen, &self.listeners);
+                all.extend(reload::in_order(&self.cfg.tls_listen, &self.tls_listeners));
+                all
+            }
         }
     }
+
+    /// Our own sockets (not systemd's): `listen` and `tls_listen`.
+    fn own_listeners(&self) -> impl Iterator<Item = &Arc<Listener>> {
+        self.listeners.values().chain(self.tls_listeners.values())
+    }
+}
+
+/// " (TLS)" after a TLS listener's address in the log.
+fn tls_note(l: &Listener) -> &'static str {
+    if l.tls { " (TLS)" } else { "" }
 }

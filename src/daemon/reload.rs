@@ -18,6 +18,7 @@ use crate::log::AccessLog;
 /// Sockets a reload bound for addresses its config adds, by address.
 struct Added {
     listen: Vec<(SocketAddr, Arc<Listener>)>,
+    tls: Vec<(SocketAddr, Arc<Listener>)>,
     metrics: Vec<(SocketAddr, Arc<Listener>)>,
 }
 
@@ -64,12 +65,19 @@ impl Daemon {
     /// touched until the new config is checked, its new addresses bound and
     /// its workers started.
     fn try_reload(&mut self) -> Result<String, ReloadError> {
-        let (new, engine) = self.load_new_config()?;
+        let (new, engine, tls) = self.load_new_config()?;
         let added = self.bind_new_addresses(&new)?;
         let old_cfg = std::mem::replace(&mut self.cfg, new);
+        // New handshakes use the new certificates; those under way, and the
+        // old workers' connections, keep the settings they began with.
+        let old_tls = std::mem::replace(&mut self.tls, tls);
         for (a, l) in added.listen {
             crate::info!("listening on {}", l.addr);
             self.listeners.insert(a, l);
+        }
+        for (a, l) in added.tls {
+            crate::info!("listening on {} (TLS)", l.addr);
+            self.tls_listeners.insert(a, l);
         }
         // The same access log file: the new generation shares the old one's
         // (just reopened with the error log, as every SIGHUP does), so a
@@ -80,8 +88,10 @@ impl Daemon {
             Ok(g) => self.hand_over(g),
             Err(e) => {
                 self.cfg = old_cfg;
-                let keep = &self.cfg.listen;
+                self.tls = old_tls;
+                let (keep, tls) = (&self.cfg.listen, &self.cfg.tls_listen);
                 self.listeners.retain(|a, _| keep.contains(a));
+                self.tls_listeners.retain(|a, _| tls.contains(a));
                 return Err(ReloadError::Workers(e));
             }
         }
@@ -96,10 +106,14 @@ impl Daemon {
     }
 
     /// The config file again, with the command line's overrides, checked as
-    /// a reload checks it, and the engine it asks for.
-    fn load_new_config(&self) -> Result<(Config, Engine), ReloadError> {
+    /// a reload checks it, the engine it asks for, and its TLS settings
+    /// (the certificates, read and checked again).
+    #[allow(clippy::type_complexity)]
+    fn load_new_config(
+        &self,
+    ) -> Result<(Config, Engine, Option<Arc<rustls::ServerConfig>>), ReloadError> {
         let (new, origins) = self.opts.load()?;
-        preflight(&new, &origins, Stage::Reload)?;
+        let checked = preflight(&new, &origins, Stage::Reload)?;
         for (changed, key) in [
             (new.daemon != self.cfg.daemon, "daemon"),
             (new.pidfile != self.cfg.pidfile, "pidfile"),
@@ -114,7 +128,7 @@ impl Daemon {
         if let Some(why) = note {
             crate::info!("io_uring unavailable ({why}); engine auto falls back to epoll");
         }
-        Ok((new, engine))
+        Ok((new, engine, checked.tls))
     }
 
     /// Bind what `new` adds (`listen` unless systemd's sockets replace it,
@@ -122,6 +136,7 @@ impl Daemon {
     fn bind_new_addresses(&self, new: &Config) -> Result<Added, ReloadError> {
         let mut added = Added {
             listen: Vec::new(),
+            tls: Vec::new(),
             metrics: Vec::new(),
         };
         if self.inherited.is_none() {
@@ -131,6 +146,14 @@ impl Daemon {
                 {
                     let l = listen::bind(addr).map_err(|e| e.held_by(self.holder_of(addr)))?;
                     added.listen.push((addr, Arc::new(l)));
+                }
+            }
+            for &addr in &new.tls_listen {
+                if !self.tls_listeners.contains_key(&addr)
+                    && !added.tls.iter().any(|(a, _)| *a == addr)
+                {
+                    let l = listen::bind_tls(addr).map_err(|e| e.held_by(self.holder_of(addr)))?;
+                    added.tls.push((addr, Arc::new(l)));
                 }
             }
         }
@@ -157,9 +180,10 @@ impl Daemon {
     fn hand_over(&mut self, g: Generation) {
         g.wait_accepting(true, HANDOVER_TIMEOUT);
         self.registry.set_engine(g.engine.name());
-        let keep = &self.cfg.listen;
+        let (keep, tls) = (&self.cfg.listen, &self.cfg.tls_listen);
         let removed: Vec<Arc<Listener>> = (self.listeners.iter())
             .filter(|(a, _)| !keep.contains(a))
+            .chain(self.tls_listeners.iter().filter(|(a, _)| !tls.contains(a)))
             .map(|(_, l)| l.clone())
             .collect();
         let prev = std::mem::replace(&mut self.current, g);
@@ -172,6 +196,7 @@ impl Daemon {
         }
         self.old.push(prev);
         self.listeners.retain(|a, _| keep.contains(a));
+        self.tls_listeners.retain(|a, _| tls.contains(a));
     }
 
     /// The metrics listener takes the new limits and timeouts, and the new
@@ -216,7 +241,7 @@ impl Daemon {
     /// the new config drops, since a reload binds new addresses before it
     /// lets old ones go. `None` when none does: then it is someone else.
     pub(super) fn holder_of(&self, addr: SocketAddr) -> Option<String> {
-        let site = self.listeners.values().map(|l| ("listener", l));
+        let site = self.own_listeners().map(|l| ("listener", l));
         let metrics = self
             .metrics_listeners
             .values()

@@ -37,6 +37,8 @@ pub(super) fn open_status(cfg: &Config) -> Result<Option<status::StatusFile>, St
 pub(super) struct Bound {
     /// Our own `listen` sockets, by configured address.
     pub(super) listeners: HashMap<SocketAddr, Arc<Listener>>,
+    /// Our own `tls_listen` sockets, alike.
+    pub(super) tls: HashMap<SocketAddr, Arc<Listener>>,
     /// Sockets from systemd; when present they replace `listen`.
     pub(super) inherited: Option<Vec<Arc<Listener>>>,
     /// Measurement mode: one SO_REUSEPORT socket per worker instead of
@@ -56,12 +58,24 @@ pub(super) unsafe fn bind_listeners(cfg: &Config) -> Result<Bound, StartError> {
     // SAFETY: forwarded from this function's contract.
     let inherited = unsafe { listen::from_systemd() }
         .map_err(StartError::Listen)?
-        .map(|v| v.into_iter().map(Arc::new).collect::<Vec<_>>());
+        .map(|v| {
+            // systemd's sockets serve TLS when `tls_listen` lists their address.
+            v.into_iter()
+                .map(|mut l| {
+                    l.tls = cfg.tls_listen.contains(&l.addr);
+                    Arc::new(l)
+                })
+                .collect::<Vec<_>>()
+        });
     let reuseport = std::env::var_os("TANDEM_BENCH_REUSEPORT").is_some_and(|v| v == "1");
     let mut listeners = HashMap::new();
+    let mut tls = HashMap::new();
     if inherited.is_none() && !reuseport {
         for &addr in &cfg.listen {
             listeners.insert(addr, Arc::new(listen::bind(addr)?));
+        }
+        for &addr in &cfg.tls_listen {
+            tls.insert(addr, Arc::new(listen::bind_tls(addr)?));
         }
     }
     let mut metrics = HashMap::new();
@@ -70,6 +84,7 @@ pub(super) unsafe fn bind_listeners(cfg: &Config) -> Result<Bound, StartError> {
     }
     Ok(Bound {
         listeners,
+        tls,
         inherited,
         reuseport,
         metrics,

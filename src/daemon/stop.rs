@@ -94,7 +94,7 @@ impl Daemon {
     fn begin_drain(&mut self) -> Instant {
         crate::info!("stopping: finishing responses in flight");
         let started = Instant::now();
-        let own: Vec<Arc<Listener>> = self.listeners.values().cloned().collect();
+        let own: Vec<Arc<Listener>> = self.own_listeners().cloned().collect();
         self.holdoff.let_go(&own, || {
             self.current.signal(engine::Command::Drain);
             for g in &self.old {

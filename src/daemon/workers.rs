@@ -263,6 +263,13 @@ impl super::Daemon {
         #[cfg(debug_assertions)]
         let files = files.with_panic_target(std::env::var("TANDEM_TEST_PANIC_TARGET").ok());
         let files = Arc::new(files);
+        // redirect_to_https: the plaintext listeners' own responder, to the
+        // first TLS listener's bound port (443 without one).
+        let redirect = cfg.redirect_to_https.then(|| {
+            let tls = self.active_listeners().into_iter().find(|l| l.tls);
+            let port = tls.map_or(443, |l| l.addr.port());
+            Arc::new(crate::tls::Redirect::new(files.clone(), port)) as engine::SharedRespond
+        });
         let access = match access {
             Some(a) => a,
             None => AccessLog::open(&cfg.access_log)?,
@@ -289,6 +296,8 @@ impl super::Daemon {
                 when_full: engine::WhenFull::Pause,
                 shutdown_timeout: cfg.shutdown_timeout.0,
                 counters: self.registry.worker(),
+                tls: self.tls.clone(),
+                redirect: redirect.clone(),
             };
             workers.push(Worker::start(engine, spec, &self.waker)?);
         }

@@ -11,7 +11,8 @@ use super::{
     AcceptFailed, AcceptGate, EngineConn, STRANDED_MAX, Slab, Step, WhenFull, WorkerSpec,
     WorkerState,
 };
-use crate::http::{Conn, Segment, Transmit};
+use crate::http::{Segment, Transmit};
+use crate::tls::Session;
 
 const WAKE: u64 = u64::MAX;
 const LISTENER_TAG: u64 = 1 << 62;
@@ -28,7 +29,7 @@ const OP_COST: usize = 16 * 1024;
 
 struct EConn {
     fd: OwnedFd,
-    conn: Conn,
+    conn: Session,
     /// The socket's receive side is known to be drained (recv saw EAGAIN).
     rd_drained: bool,
     /// The socket's send buffer is full (send saw EAGAIN): wait for EPOLLOUT.
@@ -38,7 +39,7 @@ struct EConn {
 }
 
 impl EngineConn for EConn {
-    fn conn(&mut self) -> Option<&mut Conn> {
+    fn conn(&mut self) -> Option<&mut Session> {
         Some(&mut self.conn)
     }
     fn fd(&self) -> RawFd {
@@ -238,7 +239,10 @@ impl Worker {
             {
                 self.close_now(tok);
             }
-            let conn = self.sh.open_conn(fd.as_raw_fd(), peer, !self.accepting);
+            let tls = self.spec.listeners[li].tls;
+            let conn = self
+                .sh
+                .open_conn(fd.as_raw_fd(), peer, !self.accepting, tls);
             let raw = fd.as_raw_fd();
             let tok = self.conns.insert(EConn {
                 fd,

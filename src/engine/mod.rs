@@ -36,6 +36,8 @@ use crate::metrics::WorkerCounters;
 pub struct Listener {
     pub fd: OwnedFd,
     pub addr: SocketAddr,
+    /// A `tls_listen` socket: its connections speak TLS.
+    pub tls: bool,
 }
 
 impl Listener {
@@ -66,6 +68,13 @@ pub struct WorkerSpec {
     pub shutdown_timeout: Duration,
     /// This worker's `/metrics` counters (a replacement gets a new block).
     pub counters: Arc<WorkerCounters>,
+    /// The TLS settings (certificates) for connections from `tls`
+    /// listeners: those of the generation that started the worker, so a
+    /// reload's new certificates serve its new workers' handshakes.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// What answers on plaintext listeners instead of `responder`
+    /// (`redirect_to_https`), if anything.
+    pub redirect: Option<SharedRespond>,
 }
 
 /// Run a worker on the given engine until it is told to stop.

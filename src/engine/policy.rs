@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use super::{Slab, WorkerState};
 use crate::http::{Conn, Ctx, Transmit};
 use crate::log::Level;
+use crate::tls::{Session, TlsConn};
 
 /// How long accepting pauses when the process is out of descriptors or
 /// memory, at max_connections, or after an unexpected accept error (nginx
@@ -50,7 +51,7 @@ pub enum WhenFull {
 /// or lingering after its last response (which has left for the socket).
 /// Of these, the one whose deadline comes first has waited longest for its
 /// head (or is closing anyway): it goes first, as it would soonest anyway.
-pub fn evictable(conn: &Conn) -> Option<Instant> {
+pub fn evictable(conn: &Session) -> Option<Instant> {
     if conn.is_closed() || !matches!(conn.poll_transmit(), Transmit::Idle) {
         return None;
     }
@@ -396,17 +397,24 @@ pub fn accept(listener: RawFd) -> io::Result<(OwnedFd, Option<SocketAddr>)> {
 
 /// What the shared scans need of an engine's connection.
 pub trait EngineConn {
-    /// The `Conn`, unless the engine is already closing this connection.
-    fn conn(&mut self) -> Option<&mut Conn>;
+    /// The `Session`, unless the engine is already closing this connection.
+    fn conn(&mut self) -> Option<&mut Session>;
     fn fd(&self) -> RawFd;
 }
 
 impl WorkerState {
     /// A new connection on `fd`: TCP_NODELAY, its peer (asked of the socket
     /// when the accept gave none; `0.0.0.0:0` if even that fails), and its
-    /// `Conn`. One taken while draining gets its first request answered
-    /// (with `Connection: close`), then closes.
-    pub fn open_conn(&mut self, fd: RawFd, peer: Option<SocketAddr>, draining: bool) -> Conn {
+    /// `Session` (over TLS when it came from a `tls_listen` socket: `tls`).
+    /// One taken while draining gets its first request answered (with
+    /// `Connection: close`), then closes.
+    pub fn open_conn(
+        &mut self,
+        fd: RawFd,
+        peer: Option<SocketAddr>,
+        draining: bool,
+        tls: bool,
+    ) -> Session {
         if let Err(e) = crate::sys::set_nodelay(fd) {
             // Responses still go out, a little later.
             crate::debug!("TCP_NODELAY: {e}");
@@ -415,7 +423,28 @@ impl WorkerState {
             .or_else(|| crate::sys::peer_addr(fd))
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         self.counters.accepted();
-        let mut conn = Conn::new(peer, self.clock.now().instant, &self.limits);
+        let conn = Conn::new(peer, self.clock.now().instant, &self.limits);
+        let mut conn = match (tls, &self.tls) {
+            (false, _) => match &self.redirect {
+                Some(r) => Session::Redirect(conn, r.clone()),
+                None => Session::Plain(conn),
+            },
+            (true, Some(cfg)) => match TlsConn::new(cfg.clone(), conn) {
+                Ok(t) => Session::Tls(Box::new(t)),
+                Err(conn) => {
+                    let mut s = Session::Plain(*conn);
+                    s.handle_error(&mut self.ctx());
+                    return s;
+                }
+            },
+            (true, None) => {
+                // The daemon gives every worker with a TLS listener its config.
+                crate::error!("TLS listener without certificates");
+                let mut s = Session::Plain(conn);
+                s.handle_error(&mut self.ctx());
+                return s;
+            }
+        };
         if draining {
             conn.begin_shutdown(&mut self.ctx());
         }
@@ -516,7 +545,7 @@ impl WorkerState {
     /// Close `conn` to make room for a new connection. Nothing is sent: it
     /// has no response under way (`evictable`), and a client that has not
     /// finished its head gets the same quiet close as one that never sent.
-    pub fn evict(&mut self, conn: &mut Conn) {
+    pub fn evict(&mut self, conn: &mut Session) {
         crate::debug!(
             "{}: connection table full, closed for a newer one",
             conn.peer()
@@ -542,7 +571,7 @@ impl WorkerState {
 /// engines. An idle connection is only idle once the last response has left
 /// the socket: a slow reader still receiving it cannot have sent its next
 /// request yet (see `Conn::handle_unsent`).
-fn expire(conn: &mut Conn, fd: RawFd, ctx: &mut Ctx<'_>) {
+fn expire(conn: &mut Session, fd: RawFd, ctx: &mut Ctx<'_>) {
     if conn.is_idle() {
         conn.handle_unsent(ctx, unsent_bytes(fd));
     } else {
@@ -616,7 +645,7 @@ fn unread_bytes(fd: RawFd) -> usize {
 }
 
 /// `Transmit::Shutdown`: shut the write side, then tell the `Conn`.
-pub fn half_close(fd: RawFd, conn: &mut Conn) {
+pub fn half_close(fd: RawFd, conn: &mut Session) {
     // SAFETY: shutdown on our own open socket; no pointers.
     if let Err(e) = crate::syscall!(unsafe { libc::shutdown(fd, libc::SHUT_WR) }) {
         // ENOTCONN: the peer is already gone; the linger ends at its EOF
@@ -628,7 +657,7 @@ pub fn half_close(fd: RawFd, conn: &mut Conn) {
 
 /// A file body came up short: the file shrank after its length went out,
 /// so the promised length cannot be met. The connection ends.
-pub fn short_file(conn: &mut Conn, ctx: &mut Ctx<'_>) {
+pub fn short_file(conn: &mut Session, ctx: &mut Ctx<'_>) {
     crate::warn!("{}: file shorter than announced", conn.peer());
     conn.handle_error(ctx);
 }

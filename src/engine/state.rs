@@ -45,6 +45,10 @@ pub struct WorkerState {
     pub(super) counters: Arc<WorkerCounters>,
     /// Spare response buffers for this worker's connections.
     pool: BufferPool,
+    /// `WorkerSpec::tls`: the settings of this worker's TLS handshakes.
+    pub(super) tls: Option<Arc<rustls::ServerConfig>>,
+    /// `WorkerSpec::redirect`: what answers on plaintext listeners instead.
+    pub(super) redirect: Option<super::SharedRespond>,
 }
 
 /// What the daemon's control flags ask of a worker loop this turn.
@@ -116,6 +120,8 @@ impl WorkerState {
             worker_id: spec.id,
             counters: spec.counters.clone(),
             pool: BufferPool::default(),
+            tls: spec.tls.clone(),
+            redirect: spec.redirect.clone(),
         }
     }
 

@@ -222,6 +222,18 @@ impl Cache {
         entry
     }
 
+    /// Drop every entry (they were read from a root that is no longer
+    /// served: `release`).
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.nodes.clear();
+        self.free.clear();
+        self.newest = NIL;
+        self.oldest = NIL;
+        self.bytes = 0;
+        self.publish();
+    }
+
     /// Whether `n` more source bytes may be compressed in the loop turn
     /// of `at` (the engine reads the clock once per turn, so `at` names
     /// the turn): within `compress::TURN_BUDGET` per turn, then counted.
@@ -347,7 +359,8 @@ mod tests {
 
         /// What its cache holds: (entries, bytes).
         fn usage(&self) -> (usize, usize) {
-            let c = self.local.downcast_ref::<Cache>().expect("a cache");
+            let local = self.local.downcast_ref::<crate::files::release::Local>();
+            let c = local.and_then(|l| l.cache()).expect("a cache");
             (c.len(), c.bytes())
         }
     }
@@ -518,7 +531,8 @@ mod tests {
         assert!(w3.usage().0 >= 4, "{:?}", w3.usage());
         // No cache at all when cache_size is 0.
         let w4 = worker(dir.path(), "cache_size = 0");
-        assert!(w4.local.downcast_ref::<Cache>().is_none());
+        let local = w4.local.downcast_ref::<crate::files::release::Local>();
+        assert!(local.unwrap().cache().is_none());
     }
 
     /// Text of `n` bytes that compresses (not one byte repeated).

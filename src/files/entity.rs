@@ -20,7 +20,7 @@ use crate::http::reply::Text;
 use crate::http::{Body, Headers, Method, Notes, Now, Reply, Request, Segment, Status};
 use crate::log::Level;
 
-use super::Responder;
+use super::Site;
 use super::os::{Found, Opened};
 
 /// Where a representation's bytes are: an open file (sent the zero-copy
@@ -284,7 +284,7 @@ fn boundary(etag: &str) -> String {
     format!("{:016x}", super::fnv1a(etag.as_bytes()))
 }
 
-impl Responder {
+impl Site<'_> {
     /// Answer a GET or HEAD for the file `rel` (found as `src`), whose
     /// Content-Type is `ctype`, from disk.
     pub(super) fn entity(
@@ -481,7 +481,7 @@ impl Responder {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::files::Settings;
+    use crate::files::{Responder, Settings};
     use crate::http::parse::with_request;
     use crate::http::{Notes, Respond, Segment};
     use crate::log::Level;

@@ -32,7 +32,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode};
 
-use super::Responder;
+use super::Site;
 use super::os::{DirEntry, EntryKind, ReadDirOpts};
 use super::path::ReqPath;
 use crate::http::cond::{self, Precondition, Validators};
@@ -225,7 +225,7 @@ fn utc(t: SystemTime) -> String {
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}")
 }
 
-impl Responder {
+impl Site<'_> {
     /// The listing of the directory `p` (which exists and has no index), in
     /// the form `req` asks for; a directory that cannot be read answers as an
     /// open error would (404, 403, 500).

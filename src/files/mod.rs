@@ -14,6 +14,7 @@ pub mod listing;
 pub mod mime;
 pub mod os;
 pub mod path;
+pub mod release;
 
 use std::any::Any;
 use std::ffi::{OsStr, OsString};
@@ -36,6 +37,7 @@ use cache::{Cache, Entry};
 use entity::{Choice, Rep, Source};
 use os::{Found, Opened, RootDir};
 use path::{PathError, ReqPath};
+use release::{Local, Roots};
 
 /// Responder settings, from the config.
 #[derive(Debug, Clone)]
@@ -106,7 +108,8 @@ const RETRY_AFTER: &str = "1";
 
 #[derive(Debug)]
 pub struct Responder {
-    root: RootDir,
+    /// The root path and the directory it names (`release`).
+    roots: Roots,
     settings: Settings,
     types: mime::Types,
     /// Owner id of this responder's caches (one per generation).
@@ -122,10 +125,15 @@ pub struct Responder {
 
 impl Responder {
     pub fn new(root: &Path, settings: Settings) -> io::Result<Responder> {
-        let root = RootDir::open(root, settings.symlinks, settings.serve_dotfiles)
-            .map_err(|e| io::Error::new(e.kind(), format!("root {}: {e}", root.display())))?;
-        Ok(Responder {
+        let roots = Roots::open(
             root,
+            settings.symlinks,
+            settings.serve_dotfiles,
+            settings.cache_revalidate,
+        )
+        .map_err(|e| io::Error::new(e.kind(), format!("root {}: {e}", root.display())))?;
+        Ok(Responder {
+            roots,
             types: mime::Types::new(&settings.mime_types, &settings.default_type),
             owner: cache::new_owner(),
             stale: entity::StaleLog::default(),
@@ -142,14 +150,29 @@ impl Responder {
         self
     }
 
-    /// This worker's cache, when `local` is one this responder made (the
-    /// cache is off when `cache_size` is 0: `local` then has none).
-    fn cache<'a>(&self, local: &'a mut dyn Any) -> Option<&'a mut Cache> {
-        local
-            .downcast_mut::<Cache>()
-            .filter(|c| c.owner() == self.owner)
+    /// The view of one request answered from `root`.
+    fn site<'a>(&'a self, root: &'a RootDir) -> Site<'a> {
+        Site { r: self, root }
     }
+}
 
+/// One request's view of the responder: its settings, and the one root
+/// (release) that everything the request opens is opened from, its file,
+/// the file's precompressed siblings and its error page (`release`).
+struct Site<'a> {
+    r: &'a Responder,
+    root: &'a RootDir,
+}
+
+impl std::ops::Deref for Site<'_> {
+    type Target = Responder;
+
+    fn deref(&self) -> &Responder {
+        self.r
+    }
+}
+
+impl Site<'_> {
     fn io_error(&self, e: io::Error, notes: &mut Notes) -> Reply {
         match e.kind() {
             io::ErrorKind::PermissionDenied => self.error_page(Status::FORBIDDEN),
@@ -167,13 +190,13 @@ impl Responder {
     }
 
     /// 404, with the root's error page as the body when there is one.
-    pub fn not_found(&self) -> Reply {
+    fn not_found(&self) -> Reply {
         self.error_page(Status::NOT_FOUND)
     }
 
     /// An error response, with the configured page for its status as the
     /// body when there is one (and it can be opened).
-    pub fn error_page(&self, status: Status) -> Reply {
+    fn error_page(&self, status: Status) -> Reply {
         if let Some((_, page)) = self
             .settings
             .error_pages
@@ -190,10 +213,12 @@ impl Responder {
 
 impl Respond for Responder {
     fn error(&self, status: Status) -> Reply {
-        self.error_page(status)
+        self.site(&self.roots.current()).error_page(status)
     }
 
-    /// Answer a GET or HEAD for `req.target`.
+    /// Answer a GET or HEAD for `req.target`, from the root this worker
+    /// holds; a 404 again from the root path's new directory, when it was
+    /// swapped meanwhile (`release`).
     fn respond(
         &self,
         req: &Request<'_>,
@@ -205,9 +230,54 @@ impl Respond for Responder {
         if self.panic_target.as_deref() == Some(req.target) {
             panic!("test hook: request for {}", req.target);
         }
+        // A worker's own state, unless `local` is another responder's.
+        let mut local = local
+            .downcast_mut::<Local>()
+            .filter(|l| l.owner == self.owner);
+        let root = match local.as_deref_mut() {
+            Some(l) => l.root(&self.roots, now.instant),
+            None => self.roots.latest(now.instant, false),
+        };
+        let cache = local.as_deref_mut().and_then(|l| l.cache.as_mut());
+        let reply = self.site(&root).respond(req, now, cache, notes);
+        if reply.status != Status::NOT_FOUND {
+            return reply;
+        }
+        let again = match local.as_deref_mut() {
+            Some(l) => l.retry(&self.roots, &root, now.instant),
+            None => self.roots.retry(&root, now.instant),
+        };
+        match again {
+            Some(new) => {
+                let cache = local.and_then(|l| l.cache.as_mut());
+                self.site(&new).respond(req, now, cache, notes)
+            }
+            None => reply,
+        }
+    }
+
+    /// The worker's root and its cache, within `cache_size / workers`
+    /// bytes (none when the cache is off).
+    fn local(&self, stats: &Arc<WorkerCounters>) -> Box<dyn Any> {
+        let cache = match self.settings.cache_budget {
+            0 => None,
+            budget => Some(Cache::new(self.owner, budget, stats.clone())),
+        };
+        Box::new(Local::new(self.owner, &self.roots, cache))
+    }
+}
+
+impl Site<'_> {
+    /// Answer a GET or HEAD for `req.target` from this root.
+    fn respond(
+        &self,
+        req: &Request<'_>,
+        now: &Now,
+        mut cache: Option<&mut Cache>,
+        notes: &mut Notes,
+    ) -> Reply {
         // The cache is keyed by the normal form of the path, so every
         // spelling of it shares one entry; most targets are already in it.
-        let mut cache = self.cache(local);
         let normal = path::normal_form(req.target);
         if let Some(c) = cache.as_deref_mut()
             && let Some(key) = normal
@@ -229,18 +299,9 @@ impl Respond for Responder {
         }
         self.lookup(req, now, &p, cache, notes)
     }
-
-    /// One cache per worker, within `cache_size / workers` bytes; none when
-    /// the cache is off.
-    fn local(&self, stats: &Arc<WorkerCounters>) -> Box<dyn Any> {
-        match self.settings.cache_budget {
-            0 => Box::new(()),
-            budget => Box::new(Cache::new(self.owner, budget, stats.clone())),
-        }
-    }
 }
 
-impl Responder {
+impl Site<'_> {
     /// The response for a resolved path, with the rules' fields.
     fn lookup(
         &self,

@@ -38,9 +38,13 @@ pub struct RootDir {
     /// openat2(2) with RESOLVE_BENEATH is available (Linux >= 5.6).
     beneath: AtomicBool,
     canonical: std::path::PathBuf,
+    /// The held directory's device and inode: which release this is, when
+    /// the root path is a symlink swapped to another (`FileId::of`).
+    id: FileId,
     /// Whether symlinks beneath the root are followed at all. The root path
     /// itself may be a symlink (`/srv/site -> /srv/releases/42`) either way:
-    /// it is resolved once, when the root is opened.
+    /// a `RootDir` holds what it named when opened, and the responder opens
+    /// another when it is swapped (`files::release`).
     symlinks: Symlinks,
     /// `serve_dotfiles`: when false, a path that reaches a hidden name
     /// (`path::is_hidden`) through a symlink is not found, and a listing
@@ -49,25 +53,46 @@ pub struct RootDir {
 }
 
 impl RootDir {
+    /// Open the directory `root` names now (following any symlink in it,
+    /// the root's own included): what requests are resolved beneath until
+    /// it is dropped, whatever the path names later.
     pub fn open(root: &Path, symlinks: Symlinks, dotfiles: bool) -> io::Result<RootDir> {
         let c = CString::new(root.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "root contains NUL"))?;
-        // SAFETY: `c` is a valid NUL-terminated string; open returns a new fd or -1.
-        let fd = syscall!(unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        })?;
-        // SAFETY: fd was just returned by open and is owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(RootDir {
-            fd,
-            beneath: AtomicBool::new(true),
-            canonical: std::fs::canonicalize(root)?,
-            symlinks,
-            dotfiles,
-        })
+        // A symlink swapped between the open and the canonical name would
+        // name another release in messages (and in the fallback without
+        // openat2): tried again until both name the same directory.
+        let mut tries = 0;
+        loop {
+            // SAFETY: `c` is a valid NUL-terminated string; open returns a new fd or -1.
+            let fd = syscall!(unsafe {
+                libc::open(
+                    c.as_ptr(),
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            })?;
+            // SAFETY: fd was just returned by open and is owned by nobody else.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let id = FileId::of_fd(&fd)?;
+            let canonical = std::fs::canonicalize(root)?;
+            tries += 1;
+            if tries < 8 && FileId::of(&canonical).ok() != Some(id) {
+                continue;
+            }
+            return Ok(RootDir {
+                fd,
+                beneath: AtomicBool::new(true),
+                canonical,
+                id,
+                symlinks,
+                dotfiles,
+            });
+        }
+    }
+
+    /// Which directory this is (its device and inode).
+    pub fn id(&self) -> FileId {
+        self.id
     }
 
     /// The root's path joined with `rel`, for messages (never opened): on
@@ -425,6 +450,47 @@ impl RootDir {
             todo.extend(target[..n].rsplit(|&b| b == b'/').map(<[u8]>::to_vec));
         }
         Ok(real)
+    }
+}
+
+/// A file's identity: its device and inode numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    /// What `path` names now, following symlinks (stat(2)): one call,
+    /// nothing allocated (the path is already a C string).
+    pub fn of_c(path: &std::ffi::CStr) -> io::Result<FileId> {
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: `path` is NUL-terminated and `st` writable for one `stat`,
+        // both outlive the call.
+        syscall!(unsafe { libc::stat(path.as_ptr(), st.as_mut_ptr()) })?;
+        // SAFETY: stat succeeded, so it filled `st`.
+        Ok(FileId::from_stat(&unsafe { st.assume_init() }))
+    }
+
+    /// What `path` names now, following symlinks.
+    pub fn of(path: &Path) -> io::Result<FileId> {
+        FileId::of_c(&c_path(path.as_os_str().as_bytes())?)
+    }
+
+    fn of_fd(fd: &OwnedFd) -> io::Result<FileId> {
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: `fd` is open (an O_PATH fd can be fstat'ed) and `st`
+        // writable for one `stat`; both outlive the call.
+        syscall!(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+        // SAFETY: fstat succeeded, so it filled `st`.
+        Ok(FileId::from_stat(&unsafe { st.assume_init() }))
+    }
+
+    fn from_stat(st: &libc::stat) -> FileId {
+        FileId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        }
     }
 }
 

@@ -119,6 +119,9 @@ struct Out {
 #[derive(Debug)]
 pub struct Conn {
     peer: SocketAddr,
+    /// What its exchanges say of the TLS session, if there is one
+    /// (`set_tls`; boxed: a plain connection pays one pointer).
+    tls: Option<Box<crate::log::access::TlsFacts>>,
     state: State,
     /// Unprocessed input: a request head that arrived split, or pipelined requests.
     inbuf: Vec<u8>,
@@ -154,6 +157,7 @@ impl Conn {
     pub fn new(peer: SocketAddr, now: Instant, limits: &Limits) -> Conn {
         Conn {
             peer,
+            tls: None,
             state: State::Open,
             inbuf: Vec::new(),
             bufs: None,

@@ -122,6 +122,7 @@ impl Status {
     pub const PARTIAL_CONTENT: Status = Status(206);
     pub const MOVED_PERMANENTLY: Status = Status(301);
     pub const NOT_MODIFIED: Status = Status(304);
+    pub const PERMANENT_REDIRECT: Status = Status(308);
     pub const BAD_REQUEST: Status = Status(400);
     pub const FORBIDDEN: Status = Status(403);
     pub const NOT_FOUND: Status = Status(404);
@@ -144,6 +145,7 @@ impl Status {
             206 => "Partial Content",
             301 => "Moved Permanently",
             304 => "Not Modified",
+            308 => "Permanent Redirect",
             400 => "Bad Request",
             403 => "Forbidden",
             404 => "Not Found",
@@ -182,6 +184,7 @@ impl Status {
         }
         match self.0 {
             301 => page!("301", "Moved Permanently"),
+            308 => page!("308", "Permanent Redirect"),
             400 => page!("400", "Bad Request"),
             403 => page!("403", "Forbidden"),
             404 => page!("404", "Not Found"),

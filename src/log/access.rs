@@ -41,11 +41,32 @@ pub struct Exchange<'a> {
     pub tls: Option<Tls<'a>>,
 }
 
-/// What a TLS connection adds to its exchanges (no format shows it yet).
+/// What a TLS connection adds to its exchanges (the JSON format shows it
+/// as `tls_version`, `tls_cipher` and `sni`; combined stays as it is).
 #[derive(Debug, Clone, Copy)]
 pub struct Tls<'a> {
     pub protocol: &'a str,
     pub cipher: &'a str,
+    /// The name the client asked for (SNI), if it sent one.
+    pub sni: Option<&'a str>,
+}
+
+/// `Tls`, owned: what a connection keeps once its handshake is done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFacts {
+    pub protocol: &'static str,
+    pub cipher: &'static str,
+    pub sni: Option<Box<str>>,
+}
+
+impl TlsFacts {
+    pub fn as_tls(&self) -> Tls<'_> {
+        Tls {
+            protocol: self.protocol,
+            cipher: self.cipher,
+            sni: self.sni.as_deref(),
+        }
+    }
 }
 
 /// The request as the access log shows it.
@@ -293,6 +314,15 @@ fn json(x: &Exchange<'_>, out: &mut Vec<u8>) {
     json_opt_into(out, x.referer);
     out.extend_from_slice(b",\"user_agent\":");
     json_opt_into(out, x.user_agent);
+    // Only on TLS connections.
+    if let Some(t) = &x.tls {
+        out.extend_from_slice(b",\"tls_version\":");
+        json_opt_into(out, Some(t.protocol.as_bytes()));
+        out.extend_from_slice(b",\"tls_cipher\":");
+        json_opt_into(out, Some(t.cipher.as_bytes()));
+        out.extend_from_slice(b",\"sni\":");
+        json_opt_into(out, t.sni.map(str::as_bytes));
+    }
     out.extend_from_slice(b"}\n");
 }
 

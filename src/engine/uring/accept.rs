@@ -44,14 +44,14 @@ impl Worker {
             } else if self.accepting && self.gate.full(self.conns.len()) {
                 // Served once a slot frees up: the idle connection closed
                 // for it now, or (every one busy) any, after the pause.
-                self.parked.push_back(res);
+                self.parked.push_back((res, li));
                 let now = self.sh.clock.now().instant;
                 match self.sh.idlest(&mut self.conns) {
                     Some(slot) if self.sh.make_room(&mut self.conns, slot) => self.settle(slot),
                     _ => self.gate.pause(now),
                 }
             } else {
-                self.start_conn(res, None);
+                self.start_conn(res, None, li);
             }
         } else {
             // Next or Stop alike: the multishot accept goes on, or ends with
@@ -88,7 +88,7 @@ impl Worker {
             };
             // The fd is closed by the ring (IORING_OP_CLOSE) once no op of
             // the connection is in flight.
-            self.start_conn(fd.into_raw_fd(), peer);
+            self.start_conn(fd.into_raw_fd(), peer, li);
         }
     }
 
@@ -144,12 +144,14 @@ impl Worker {
         }
     }
 
-    /// Serve a new connection (`peer`: its address, if the accept said).
-    pub(super) fn start_conn(&mut self, fd: RawFd, peer: Option<SocketAddr>) {
+    /// Serve a new connection from listener `li` (`peer`: its address, if
+    /// the accept said).
+    pub(super) fn start_conn(&mut self, fd: RawFd, peer: Option<SocketAddr>, li: usize) {
         let now = self.sh.clock.now().instant;
         let generation = self.next_gen;
         self.next_gen = (generation + 1) & GEN_MASK;
-        let conn = self.sh.open_conn(fd, peer, !self.accepting);
+        let tls = self.spec.listeners[li].tls;
+        let conn = self.sh.open_conn(fd, peer, !self.accepting, tls);
         let slot = self
             .conns
             .insert(Box::new(UConn::new(fd, generation, conn, now)));
@@ -164,10 +166,10 @@ impl Worker {
     /// Serve parked connections while there is room.
     pub(super) fn unpark(&mut self) {
         while !self.stopping && !self.gate.full(self.conns.len()) {
-            let Some(fd) = self.parked.pop_front() else {
+            let Some((fd, li)) = self.parked.pop_front() else {
                 break;
             };
-            self.start_conn(fd, None);
+            self.start_conn(fd, None, li);
         }
     }
 }

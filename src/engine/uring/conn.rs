@@ -23,7 +23,8 @@ use super::ring::{
     recv_multi, ud,
 };
 use super::send::{self, BodyMode};
-use crate::http::{Conn, Ctx, Transmit};
+use crate::http::{Ctx, Transmit};
+use crate::tls::Session;
 
 /// Most direct chunks (up to 1 MiB each) `settle` sends for one connection
 /// before the rest waits its turn behind a POLLOUT. With the chunk a write
@@ -36,7 +37,7 @@ pub struct UConn {
     pub fd: RawFd,
     pub slot: usize,
     pub generation: u32,
-    pub conn: Conn,
+    pub conn: Session,
     /// The multishot receive is in flight.
     recv: bool,
     /// The response being written, and who has its write state.
@@ -52,7 +53,7 @@ pub struct UConn {
 }
 
 impl UConn {
-    pub fn new(fd: RawFd, generation: u32, conn: Conn, now: Instant) -> UConn {
+    pub fn new(fd: RawFd, generation: u32, conn: Session, now: Instant) -> UConn {
         UConn {
             fd,
             slot: 0,

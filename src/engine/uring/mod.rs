@@ -141,7 +141,7 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
 }
 
 impl EngineConn for Box<UConn> {
-    fn conn(&mut self) -> Option<&mut crate::http::Conn> {
+    fn conn(&mut self) -> Option<&mut crate::tls::Session> {
         (!self.closing).then_some(&mut self.conn)
     }
     fn fd(&self) -> RawFd {
@@ -164,7 +164,8 @@ struct Worker {
     gate: AcceptGate,
     /// Accepted beyond max_connections (a multishot accept overshoots a
     /// little): served when a slot frees up, like an accept backlog.
-    parked: VecDeque<RawFd>,
+    /// Connections accepted beyond the limit, with their listener's index.
+    parked: VecDeque<(RawFd, usize)>,
     wake_armed: bool,
     stopping: bool,
     /// `Control::set_accepting(false)` was said (after DRAIN).
@@ -385,8 +386,8 @@ impl Worker {
             self.settle(slot);
         }
         // Connections accepted beyond the limit: answer their first request.
-        while let Some(fd) = self.parked.pop_front() {
-            self.start_conn(fd, None);
+        while let Some((fd, li)) = self.parked.pop_front() {
+            self.start_conn(fd, None, li);
         }
     }
 
@@ -402,7 +403,7 @@ impl Worker {
             );
         }
         self.sync_accept();
-        while let Some(fd) = self.parked.pop_front() {
+        while let Some((fd, _)) = self.parked.pop_front() {
             // SAFETY: a parked fd is owned by `parked` alone, with no op on it.
             unsafe { close_fd(fd) };
         }

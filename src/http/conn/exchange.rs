@@ -3,9 +3,15 @@
 //! response is over (whole, or cut short). Formatting is not done here.
 
 use super::*;
-use crate::log::access::{HeldRequest, RequestLine};
+use crate::log::access::{HeldRequest, RequestLine, TlsFacts};
 
 impl Conn {
+    /// The connection's TLS session is established: its exchanges carry
+    /// these facts (the transport sets them; HTTP only passes them on).
+    pub fn set_tls(&mut self, facts: TlsFacts) {
+        self.tls = Some(Box::new(facts));
+    }
+
     /// A request was read: hold what its record needs. The request line and
     /// the `referer` and `ua` fields are copied only if a log will show them.
     pub(super) fn begin_exchange(
@@ -32,7 +38,9 @@ impl Conn {
         // A response always has its buffers (`send_reply` took them).
         let none = HeldRequest::new();
         let held = self.bufs.as_deref().map_or(&none, |b| &b.request);
-        ctx.exchange(&held.exchange(self.peer, out.status, body_sent, sent, end));
+        let mut x = held.exchange(self.peer, out.status, body_sent, sent, end);
+        x.tls = self.tls.as_deref().map(TlsFacts::as_tls);
+        ctx.exchange(&x);
     }
 }
 

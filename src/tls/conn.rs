@@ -1,0 +1,465 @@
+//! `TlsConn`: one TLS session (rustls `ServerConnection`, over buffers) in
+//! front of one `Conn`. Ciphertext comes in from the engine; the plaintext
+//! goes to the `Conn`; what the `Conn` offers to send is encrypted here and
+//! handed to the engine as owned ciphertext `Segment::Bytes`, so engines
+//! send it as they send any bytes, and never see a file under TLS.
+//!
+//! Why `ServerConnection` over in-memory buffers rather than the unbuffered
+//! API: the engines already hand us received bytes as slices (epoll's
+//! scratch, io_uring's provided buffers, both given back at once), so a
+//! record that arrives split must be kept somewhere anyway, which is what
+//! `read_tls` does; and `write_tls` drains whole records into one buffer we
+//! own and hand out as shared bytes. The unbuffered API saves one copy of
+//! the ciphertext at the price of managing partial records, handshake
+//! messages and alerts ourselves.
+//!
+//! Memory per connection is bounded: at most `OUT_HIGH` bytes of plaintext
+//! are encrypted ahead of the socket (a slow reader holds that much
+//! ciphertext plus record overhead, and rustls's buffers of at most one
+//! record each way); file bodies are read `CHUNK` bytes at a time with
+//! pread into one buffer per worker thread, never whole.
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{BufMut, BytesMut};
+use rustls::ServerConnection;
+
+use crate::http::{Conn, Ctx, Segment, Transmit, later};
+use crate::log::Level;
+use crate::metrics::TlsFailure;
+
+/// Plaintext encrypted ahead of what the socket took (per connection).
+pub const OUT_HIGH: usize = 64 * 1024;
+/// One pread of a file body: one full TLS record of plaintext.
+pub const CHUNK: usize = 16 * 1024;
+/// Ciphertext read per call while discarding after a failure.
+const DISCARD_ROOM: usize = 16 * 1024;
+
+/// What a plaintext HTTP request sent to a TLS port is told (as nginx does).
+const PLAIN_HTTP_REPLY: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+Content-Type: text/plain\r\n\
+Content-Length: 46\r\n\
+Connection: close\r\n\r\n\
+The plain HTTP request was sent to HTTPS port\n";
+
+thread_local! {
+    /// The worker's buffer for decrypted input and file chunks. Used only
+    /// within one call, never across a call into `Conn` that could reach it.
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; CHUNK]);
+}
+
+/// The negotiated parameters, once the handshake is done.
+#[derive(Debug, Clone)]
+pub struct TlsInfo {
+    pub version: &'static str,
+    pub cipher: &'static str,
+    pub sni: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Running: the `Conn` decides.
+    No,
+    /// The session failed (or the client spoke plain HTTP): send what is
+    /// queued (an alert, or the 400), shut the write side, discard input
+    /// until EOF or `until`.
+    Failing {
+        shut: bool,
+        until: Instant,
+    },
+    Closed,
+}
+
+pub struct TlsConn {
+    tls: ServerConnection,
+    conn: Conn,
+    /// Ciphertext not yet wholly sent: `out[pos..]`.
+    out: Vec<Segment>,
+    pos: usize,
+    /// Bytes in `out[pos..]`.
+    pending: usize,
+    /// Where ciphertext is written; split off as shared bytes.
+    wbuf: BytesMut,
+    ending: Ending,
+    /// The close_notify alert is queued.
+    notified: bool,
+    /// No byte has come yet.
+    fresh: bool,
+    info: Option<TlsInfo>,
+}
+
+impl TlsConn {
+    /// A session for `conn`; `Err` gives the `Conn` back (rustls refused
+    /// the config, which `server_config` builds so that it cannot).
+    pub fn new(config: Arc<rustls::ServerConfig>, conn: Conn) -> Result<TlsConn, Box<Conn>> {
+        let tls = match ServerConnection::new(config) {
+            Ok(t) => t,
+            Err(e) => {
+                crate::error!("TLS session: {e}");
+                return Err(Box::new(conn));
+            }
+        };
+        Ok(TlsConn {
+            tls,
+            conn,
+            out: Vec::new(),
+            pos: 0,
+            pending: 0,
+            wbuf: BytesMut::new(),
+            ending: Ending::No,
+            notified: false,
+            fresh: true,
+            info: None,
+        })
+    }
+
+    pub fn conn(&self) -> &Conn {
+        &self.conn
+    }
+
+    /// The negotiated version, suite and SNI (None during the handshake).
+    pub fn info(&self) -> Option<&TlsInfo> {
+        self.info.as_ref()
+    }
+
+    /// The session's keys are reachable for kTLS through
+    /// `ServerConnection::dangerous_extract_secrets` (see README); unused.
+    pub fn is_closed(&self) -> bool {
+        match self.ending {
+            Ending::Closed => true,
+            Ending::Failing { .. } => false,
+            Ending::No => self.conn.is_closed(),
+        }
+    }
+
+    pub fn input_room(&self, limits: &crate::http::Limits) -> usize {
+        match self.ending {
+            Ending::Closed => 0,
+            Ending::Failing { .. } => DISCARD_ROOM,
+            // The plaintext is never larger than the ciphertext it came in.
+            Ending::No => self.conn.input_room(limits),
+        }
+    }
+
+    pub fn handle_input(&mut self, ctx: &mut Ctx<'_>, data: &[u8]) {
+        if self.ending != Ending::No || data.is_empty() {
+            return;
+        }
+        if std::mem::take(&mut self.fresh) && data[0].is_ascii_uppercase() {
+            // A TLS record starts with 0x16; "GET /" is a plaintext client.
+            self.queue(bytes::Bytes::from_static(PLAIN_HTTP_REPLY));
+            return self.fail(
+                ctx,
+                TlsFailure::PlainHttp,
+                format_args!("plain HTTP request"),
+            );
+        }
+        let mut rd = data;
+        while !rd.is_empty() {
+            match self.tls.read_tls(&mut rd) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    return self.fail(ctx, TlsFailure::Protocol, format_args!("read_tls: {e}"));
+                }
+            }
+            let was_handshaking = self.tls.is_handshaking();
+            if let Err(e) = self.tls.process_new_packets() {
+                let why = failure_of(&e, self.info.is_none());
+                self.flush();
+                return self.fail(ctx, why, format_args!("{e}"));
+            }
+            if was_handshaking && !self.tls.is_handshaking() {
+                self.handshake_done(ctx);
+            }
+            if !self.plaintext_in(ctx) {
+                break;
+            }
+        }
+        self.pump(ctx);
+    }
+
+    /// Hand the decrypted bytes to the `Conn`. False once the peer sent
+    /// close_notify (an EOF for the `Conn`).
+    fn plaintext_in(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        SCRATCH.with_borrow_mut(|buf| {
+            loop {
+                match self.tls.reader().read(buf) {
+                    Ok(0) => {
+                        self.conn.handle_eof(ctx);
+                        return false;
+                    }
+                    Ok(n) => self.conn.handle_input(ctx, &buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                    Err(_) => {
+                        self.conn.handle_eof(ctx);
+                        return false;
+                    }
+                }
+            }
+        })
+    }
+
+    fn handshake_done(&mut self, ctx: &mut Ctx<'_>) {
+        let version = match self.tls.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "unknown",
+        };
+        let cipher = self
+            .tls
+            .negotiated_cipher_suite()
+            .and_then(|s| s.suite().as_str())
+            .unwrap_or("unknown");
+        ctx.stats.tls_handshake(version == "TLSv1.3");
+        let sni = self.tls.server_name().map(str::to_owned);
+        self.conn.set_tls(crate::log::access::TlsFacts {
+            protocol: version,
+            cipher,
+            sni: sni.as_deref().map(Into::into),
+        });
+        self.info = Some(TlsInfo {
+            version,
+            cipher,
+            sni,
+        });
+    }
+
+    pub fn handle_eof(&mut self, ctx: &mut Ctx<'_>) {
+        match self.ending {
+            Ending::No => {
+                if self.info.is_none() {
+                    ctx.stats.tls_failure(TlsFailure::Closed);
+                }
+                self.conn.handle_eof(ctx);
+                self.pump(ctx);
+            }
+            Ending::Failing { .. } => self.ending = Ending::Closed,
+            Ending::Closed => {}
+        }
+    }
+
+    pub fn handle_error(&mut self, ctx: &mut Ctx<'_>) {
+        self.conn.handle_error(ctx);
+        self.ending = Ending::Closed;
+    }
+
+    /// `n` bytes of `Transmit::Send` reached the socket.
+    pub fn handle_sent(&mut self, ctx: &mut Ctx<'_>, n: usize) {
+        let mut n = n;
+        self.pending -= n.min(self.pending);
+        while n > 0 && self.pos < self.out.len() {
+            let seg = &mut self.out[self.pos];
+            let k = n.min(seg.len() as usize);
+            seg.advance(k as u64);
+            n -= k;
+            if seg.is_empty() {
+                self.pos += 1;
+            }
+        }
+        if self.pos == self.out.len() {
+            self.out.clear();
+            self.pos = 0;
+        } else if self.pos >= 16 {
+            self.out.drain(..self.pos);
+            self.pos = 0;
+        }
+        if self.ending == Ending::No {
+            self.pump(ctx);
+        }
+        if self.pending == 0 && self.conn.is_idle() {
+            // Idle between requests: hold no ciphertext buffer (its last
+            // allocation would otherwise stay with the connection).
+            self.wbuf = BytesMut::new();
+        }
+    }
+
+    pub fn begin_shutdown(&mut self, ctx: &mut Ctx<'_>) {
+        if self.ending == Ending::No {
+            self.conn.begin_shutdown(ctx);
+            self.pump(ctx);
+        }
+    }
+
+    pub fn handle_unsent(&mut self, ctx: &mut Ctx<'_>, unsent: usize) {
+        // Ciphertext still here counts as unsent, like the socket's queue.
+        self.conn.handle_unsent(ctx, unsent + self.pending);
+        self.pump(ctx);
+    }
+
+    pub fn handle_shutdown(&mut self) {
+        match &mut self.ending {
+            Ending::Failing { shut, .. } => *shut = true,
+            Ending::No => self.conn.handle_shutdown(),
+            Ending::Closed => {}
+        }
+    }
+
+    pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        match self.ending {
+            Ending::Failing { until, .. } if until <= ctx.now.instant => {
+                self.ending = Ending::Closed
+            }
+            Ending::No => {
+                if self.info.is_none()
+                    && self
+                        .conn
+                        .poll_timeout()
+                        .is_some_and(|d| d <= ctx.now.instant)
+                {
+                    ctx.stats.tls_failure(TlsFailure::Timeout);
+                }
+                self.conn.handle_timeout(ctx);
+                self.pump(ctx);
+            }
+            _ => {}
+        }
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.ending == Ending::No && self.conn.is_idle()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.ending {
+            Ending::No => self.conn.poll_timeout(),
+            Ending::Failing { until, .. } => Some(until),
+            Ending::Closed => None,
+        }
+    }
+
+    pub fn poll_transmit(&self) -> Transmit<'_> {
+        if self.pos < self.out.len() {
+            return Transmit::Send(&self.out[self.pos..]);
+        }
+        match self.ending {
+            Ending::Closed => Transmit::Close,
+            Ending::Failing { shut: false, .. } => Transmit::Shutdown,
+            Ending::Failing { shut: true, .. } => Transmit::Idle,
+            Ending::No => match self.conn.poll_transmit() {
+                Transmit::Close => Transmit::Close,
+                // close_notify went out first (pump queued it).
+                Transmit::Shutdown if self.notified => Transmit::Shutdown,
+                // Encrypted by pump when there is room; the handshake is
+                // done before the Conn can have anything to send.
+                _ => Transmit::Idle,
+            },
+        }
+    }
+
+    // ---- internals ----
+
+    /// The session cannot go on: send what is queued, then shut and linger.
+    fn fail(&mut self, ctx: &mut Ctx<'_>, why: TlsFailure, what: std::fmt::Arguments<'_>) {
+        if self.info.is_none() {
+            ctx.stats.tls_failure(why);
+        }
+        crate::note!(ctx.notes, Level::Debug, "{}: TLS: {what}", self.conn.peer());
+        if !self.conn.is_closed() {
+            self.conn.handle_error(ctx);
+        }
+        self.ending = Ending::Failing {
+            shut: false,
+            until: later(ctx.now.instant, ctx.limits.linger_timeout),
+        };
+    }
+
+    fn queue(&mut self, b: bytes::Bytes) {
+        if !b.is_empty() {
+            self.pending += b.len();
+            self.out.push(Segment::Bytes(b));
+        }
+    }
+
+    /// Move what rustls has to send (records, alerts) into `wbuf`.
+    fn drain(&mut self) {
+        while self.tls.wants_write() {
+            let mut w = (&mut self.wbuf).writer();
+            match self.tls.write_tls(&mut w) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Move what rustls has to send into `out`, as one segment.
+    fn flush(&mut self) {
+        self.drain();
+        let b = self.wbuf.split().freeze();
+        self.queue(b);
+    }
+
+    /// Encrypt what the `Conn` offers, up to `OUT_HIGH` ahead of the socket.
+    /// The `Conn` is told its plaintext was sent as rustls takes it.
+    fn pump(&mut self, ctx: &mut Ctx<'_>) {
+        let mut budget = OUT_HIGH.saturating_sub(self.pending);
+        while budget > 0 && !self.tls.is_handshaking() {
+            let n = match self.conn.poll_transmit() {
+                Transmit::Send(segs) => match &segs[0] {
+                    Segment::Bytes(b) => {
+                        let k = b.len().min(budget);
+                        self.tls.writer().write(&b[..k]).unwrap_or(0)
+                    }
+                    Segment::File(f) => {
+                        let k = (f.len as usize).min(budget).min(CHUNK);
+                        let tls = &mut self.tls;
+                        let r = SCRATCH.with_borrow_mut(|buf| {
+                            let got = f.file.read_at(&mut buf[..k], f.offset)?;
+                            // rustls takes it whole: its buffer is drained
+                            // after every write, and k is at most a record.
+                            let n = tls.writer().write(&buf[..got]).unwrap_or(0);
+                            Ok::<_, std::io::Error>((got, n))
+                        });
+                        match r {
+                            Ok((got, n)) if got > 0 && n < got => {
+                                // Cannot happen (see above); read again later.
+                                n
+                            }
+                            Ok((0, _)) | Err(_) => {
+                                // As engine::policy::short_file: the promised
+                                // length cannot be met, the connection ends.
+                                let peer = self.conn.peer();
+                                crate::note!(
+                                    ctx.notes,
+                                    Level::Warn,
+                                    "{peer}: file shorter than announced"
+                                );
+                                self.conn.handle_error(ctx);
+                                break;
+                            }
+                            Ok((_, n)) => n,
+                        }
+                    }
+                },
+                Transmit::Shutdown if !self.notified => {
+                    self.tls.send_close_notify();
+                    self.notified = true;
+                    break;
+                }
+                _ => break,
+            };
+            if n == 0 {
+                break;
+            }
+            budget -= n.min(budget);
+            self.conn.handle_sent(ctx, n);
+            self.drain();
+        }
+        self.flush();
+    }
+}
+
+/// The `/metrics` reason for a rustls error (`handshaking`: before it completed).
+fn failure_of(e: &rustls::Error, handshaking: bool) -> TlsFailure {
+    use rustls::{AlertDescription as A, Error as E};
+    match e {
+        E::PeerIncompatible(_) | E::NoApplicationProtocol => TlsFailure::NoCommon,
+        E::AlertReceived(A::ProtocolVersion | A::HandshakeFailure) => TlsFailure::NoCommon,
+        E::AlertReceived(_) if handshaking => TlsFailure::Closed,
+        _ => TlsFailure::Protocol,
+    }
+}

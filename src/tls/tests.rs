@@ -1,0 +1,270 @@
+//! `TlsConn` driven in memory against a rustls client: no socket, no clock.
+
+use std::any::Any;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::FromRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use rustls::pki_types::ServerName;
+
+use super::*;
+use crate::http::reply::FileRange;
+use crate::http::{Body, BufferPool, Notes, Now, ParseLimits, Reply, Request, Segment, Status};
+use crate::log::{Level, LogFormat};
+use crate::metrics::WorkerCounters;
+
+const BIG: usize = 1 << 20;
+
+/// `/big`: a 1 MiB file body (a memfd); anything else: a few bytes.
+struct Mem {
+    big: Arc<File>,
+}
+
+impl Respond for Mem {
+    fn respond(&self, req: &Request<'_>, _: &Now, _: &mut dyn Any, _: &mut Notes) -> Reply {
+        let body = match req.target {
+            "/big" => Body::File(FileRange {
+                file: self.big.clone(),
+                offset: 0,
+                len: BIG as u64,
+            }),
+            _ => Body::Bytes(Bytes::from_static(b"small")),
+        };
+        Reply::new(Status::OK, body)
+    }
+}
+
+fn pattern(i: usize) -> u8 {
+    (i * 7 % 251) as u8
+}
+
+struct Env {
+    mem: Mem,
+    local: (),
+    limits: Limits,
+    now: Now,
+    notes: Notes,
+    stats: WorkerCounters,
+    pool: BufferPool,
+    _dir: tempfile::TempDir,
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+}
+
+impl Env {
+    fn new() -> Env {
+        // SAFETY: memfd_create takes a valid C string; the fd is new and ours.
+        let fd = unsafe { libc::memfd_create(c"tandem-tls-test".as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(fd >= 0);
+        // SAFETY: fd is a new descriptor owned by nobody else.
+        let mut f = unsafe { File::from_raw_fd(fd) };
+        let data: Vec<u8> = (0..BIG).map(pattern).collect();
+        f.write_all(&data).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["t.test".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let files = CertFiles {
+            cert: dir.path().join("c.pem"),
+            key: dir.path().join("k.pem"),
+        };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        let (server, _) = server_config(&[files], SystemTime::now()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Env {
+            mem: Mem { big: Arc::new(f) },
+            local: (),
+            limits: Limits {
+                parse: ParseLimits {
+                    max_header_size: 1024,
+                    max_target_size: 256,
+                },
+                max_body_size: 100,
+                keepalive_timeout: Duration::from_secs(60),
+                header_timeout: Duration::from_secs(15),
+                send_timeout: Duration::from_secs(60),
+                linger_timeout: Duration::from_secs(2),
+                log_format: LogFormat::Combined,
+            },
+            now: Now::new(Instant::now(), SystemTime::now()),
+            notes: Notes::new(Level::Debug),
+            stats: WorkerCounters::default(),
+            pool: BufferPool::default(),
+            _dir: dir,
+            server,
+            client: Arc::new(client),
+        }
+    }
+
+    fn ctx(&mut self) -> Ctx<'_> {
+        Ctx {
+            now: &self.now,
+            responder: &self.mem,
+            local: &mut self.local,
+            limits: &self.limits,
+            log: None,
+            notes: &mut self.notes,
+            stats: &self.stats,
+            pool: &mut self.pool,
+            drain_grace: Duration::ZERO,
+        }
+    }
+
+    fn pair(&self) -> (TlsConn, rustls::ClientConnection) {
+        let conn = Conn::new(
+            "127.0.0.1:1".parse().unwrap(),
+            self.now.instant,
+            &self.limits,
+        );
+        let server = TlsConn::new(self.server.clone(), conn).ok().unwrap();
+        let name = ServerName::try_from("t.test").unwrap();
+        let client = rustls::ClientConnection::new(self.client.clone(), name).unwrap();
+        (server, client)
+    }
+}
+
+/// Bytes the server offers to send now (all of `Transmit::Send`).
+fn offered(s: &TlsConn) -> Vec<u8> {
+    match s.poll_transmit() {
+        Transmit::Send(segs) => segs
+            .iter()
+            .flat_map(|seg| match seg {
+                Segment::Bytes(b) => b.to_vec(),
+                Segment::File(_) => panic!("a file segment under TLS"),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Move bytes both ways until neither side has any: the client's to the
+/// server `step` bytes at a time, the server's to the client `step` bytes
+/// at a time (each acknowledged with `handle_sent`). Returns the plaintext
+/// the client received.
+fn shuttle(
+    env: &mut Env,
+    s: &mut TlsConn,
+    c: &mut rustls::ClientConnection,
+    step: usize,
+) -> Vec<u8> {
+    let mut got = Vec::new();
+    loop {
+        let mut moved = false;
+        let mut to_server = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut to_server).unwrap();
+        }
+        for chunk in to_server.chunks(step) {
+            s.handle_input(&mut env.ctx(), chunk);
+            moved = true;
+        }
+        let out = offered(s);
+        for chunk in out.chunks(step) {
+            let mut rd = chunk;
+            while !rd.is_empty() {
+                c.read_tls(&mut rd).unwrap();
+                c.process_new_packets().unwrap();
+                got.extend(read_all(c));
+            }
+            s.handle_sent(&mut env.ctx(), chunk.len());
+            moved = true;
+        }
+        if !moved {
+            return got;
+        }
+    }
+}
+
+fn read_all(c: &mut rustls::ClientConnection) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match c.reader().read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return got,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// The handshake and a request with every record split at every byte
+/// (ciphertext fed to the server one byte at a time, and taken from it one
+/// byte at a time), then pipelined requests in one record.
+#[test]
+fn works_with_ciphertext_split_at_every_byte() {
+    let mut env = Env::new();
+    let (mut s, mut c) = env.pair();
+    c.writer()
+        .write_all(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let got = shuttle(&mut env, &mut s, &mut c, 1);
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{got:?}");
+    assert!(got.ends_with(b"\r\n\r\nsmall"));
+    let info = s.info().expect("the handshake is done");
+    assert_eq!(info.version, "TLSv1.3");
+    assert_eq!(info.sni.as_deref(), Some("t.test"));
+    c.writer()
+        .write_all(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let got = String::from_utf8(shuttle(&mut env, &mut s, &mut c, 7)).unwrap();
+    assert_eq!(got.matches("HTTP/1.1 200 OK").count(), 2, "{got}");
+    assert!(!s.is_closed());
+}
+
+/// A client that does not read: the server encrypts at most `OUT_HIGH` of
+/// a file body ahead (plus record overhead), and the body arrives whole
+/// once it reads.
+#[test]
+fn a_slow_reader_holds_a_bounded_amount() {
+    let mut env = Env::new();
+    let (mut s, mut c) = env.pair();
+    c.writer()
+        .write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    // Handshake and request only: stop once the response begins.
+    for _ in 0..10 {
+        let mut to_server = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut to_server).unwrap();
+        }
+        s.handle_input(&mut env.ctx(), &to_server);
+        if s.info().is_some() && s.conn().requests() > 0 {
+            break;
+        }
+        let out = offered(&s);
+        let mut rd = &out[..];
+        while !rd.is_empty() {
+            c.read_tls(&mut rd).unwrap();
+        }
+        c.process_new_packets().unwrap();
+        s.handle_sent(&mut env.ctx(), out.len());
+    }
+    assert!(s.conn().requests() > 0, "the request was read");
+    let held = offered(&s).len();
+    // 16 KiB records: 22 bytes of header and tag each, and a head.
+    assert!(held >= 32 * 1024, "only {held} bytes ready");
+    assert!(
+        held <= OUT_HIGH + 8 * 64 + 1024,
+        "{held} bytes held for a slow reader"
+    );
+    let got = shuttle(&mut env, &mut s, &mut c, 64 * 1024);
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let body = &got[head_end..];
+    assert_eq!(body.len(), BIG);
+    assert!(body.iter().enumerate().all(|(i, &b)| b == pattern(i)));
+}
