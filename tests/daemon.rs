@@ -786,7 +786,10 @@ engine_tests! {
     fn panicking_worker_is_replaced(e) {
         let site = Site::new();
         let opts = Launch {
-            env: vec![("TANDEM_TEST_PANIC_TARGET".into(), "/__panic".into())],
+            env: vec![
+                ("TANDEM_TEST_PANIC_TARGET".into(), "/__panic".into()),
+                ("RUST_BACKTRACE".into(), "1".into()),
+            ],
             ..Launch::default()
         };
         let Some(mut srv) = Server::launch(e, "workers = 1", &site.root, opts) else { return };
@@ -799,6 +802,9 @@ engine_tests! {
             "no line about the dead worker:\n{}", srv.stderr_text());
         assert!(srv.stderr_text().contains("thread tandem-w0 panicked at src/files/mod.rs"),
             "the panic's place is not in the error log:\n{}", srv.stderr_text());
+        // With RUST_BACKTRACE=1 the stack follows, its frames named.
+        assert!(srv.stderr_text().contains("; backtrace:") && srv.stderr_text().contains("tandem::files::"),
+            "no named backtrace in the error log:\n{}", srv.stderr_text());
         assert!(srv.wait_stderr("worker 0: replacement started", Duration::from_secs(5)),
             "no replacement:\n{}", srv.stderr_text());
         // The listener kept its place: the replacement serves, again and again.

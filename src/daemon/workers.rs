@@ -155,8 +155,15 @@ pub(super) fn install_panic_hook() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
+        // With RUST_BACKTRACE=1 (or full), the stack too: the release
+        // binary keeps its symbols, so each frame is named.
+        let trace = std::backtrace::Backtrace::capture();
+        let trace = match trace.status() {
+            std::backtrace::BacktraceStatus::Captured => format!("; backtrace:\n{trace}"),
+            _ => String::new(),
+        };
         crate::error!(
-            "thread {name} panicked{place}: {}",
+            "thread {name} panicked{place}: {}{trace}",
             panic_message(info.payload())
         );
     }));
