@@ -2,7 +2,7 @@
 # wrk comparison: tandem (epoll, io_uring), nginx and the ceiling loops
 # (benches/ceiling_*.rs) serving the same files on 127.0.0.1, side by side in
 # one run. The work is done by benches/bench.py (Python 3 standard library);
-# see its docstring and the README's "Benchmarks" section.
+# see its docstring and docs/benchmarks.md.
 #
 #   benches/wrk.sh                     # full run: 1 KiB..100 MiB, log off/on, 1 and 2 workers, idle case
 #   QUICK=1 benches/wrk.sh             # smoke test: 1 round of 2 s, 1 KiB and 1 MiB

@@ -194,7 +194,7 @@ pub unsafe fn from_systemd() -> io::Result<Option<Vec<Listener>>> {
 
 /// Bind a socket with SO_REUSEPORT, so that every worker can own one for the
 /// same address and the kernel spreads connections between them. Used only by
-/// the `TANDEM_BENCH_REUSEPORT` measurement mode (see README, "Workers").
+/// the `TANDEM_BENCH_REUSEPORT` measurement mode (see docs/architecture.md, "Workers").
 pub fn bind_reuseport(addr: SocketAddr) -> io::Result<Listener> {
     let fd = open(addr, true).map_err(|e| io::Error::new(e.kind(), format!("{addr}: {e}")))?;
     let l = TcpListener::from(fd);

@@ -65,7 +65,7 @@ struct Daemon {
     /// Listeners handed over by systemd; when present they replace `listen`.
     inherited: Option<Vec<Arc<Listener>>>,
     /// Measurement mode: one SO_REUSEPORT socket per worker instead of shared
-    /// listeners (TANDEM_BENCH_REUSEPORT; not reload-safe, see README).
+    /// listeners (TANDEM_BENCH_REUSEPORT; not reload-safe, see docs/architecture.md).
     reuseport: bool,
     current: Generation,
     old: Vec<Generation>,

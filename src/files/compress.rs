@@ -7,7 +7,7 @@
 //! speed of the default miniz_oxide at level 6, same ratio), `brotli` (pure
 //! Rust) and `zstd` (the C library, built with `cc` alone). Levels chosen
 //! by measurement on a 64 KiB text of HTML, CSS, JS and Markdown (`cargo
-//! bench --bench compress`, README.md "Compression"): at the defaults a
+//! bench --bench compress`, docs/http.md, compression): at the defaults a
 //! 64 KiB file takes about 2.2 ms (br 5), 0.9 ms (zstd 6), 1.0 ms (gzip 6)
 //! (medians on the shared 2-core host), the largest a worker compresses.
 
@@ -15,7 +15,7 @@ use std::io::Write;
 
 use crate::config::{Config, Encoding};
 
-/// Default levels, chosen by measurement (README "Compression").
+/// Default levels, chosen by measurement (docs/http.md, compression).
 pub const DEFAULT_LEVEL_BR: u32 = 5;
 pub const DEFAULT_LEVEL_ZSTD: u32 = 6;
 pub const DEFAULT_LEVEL_GZIP: u32 = 6;

@@ -127,7 +127,7 @@ impl TlsConn {
     }
 
     /// The session's keys are reachable for kTLS through
-    /// `ServerConnection::dangerous_extract_secrets` (see README); unused.
+    /// `ServerConnection::dangerous_extract_secrets` (see docs/architecture.md, kTLS); unused.
     pub fn is_closed(&self) -> bool {
         match self.ending {
             Ending::Closed => true,

@@ -57,7 +57,7 @@ const SPLICE_MIN: u64 = 16 * 1024;
 /// `SPLICE_MIN` (two splices cost more than one small copy) and sends
 /// cached pages with direct `sendfile` (see the module header). The split
 /// was set by wrk runs of the two methods alone, before `cachestat` and the
-/// direct paths (README, with the figures); measure again with
+/// direct paths (docs/architecture.md, with the figures); measure again with
 /// `TANDEM_URING_BODY=read|splice` and `benches/wrk.sh` before changing it.
 const DEFAULT_BODY: BodyMode = BodyMode::Splice;
 
