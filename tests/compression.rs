@@ -320,6 +320,30 @@ engine_tests! {
         assert_eq!(count("gzip"), 1);
     }
 
+    /// A text file no coding makes smaller (random bytes) is tried once
+    /// per coding and then served as itself: revalidations that find it
+    /// unchanged do not try again.
+    fn incompressible_text_is_tried_once(e) {
+        let s = site();
+        s.write("noise.txt", &pseudo_random(8 << 10, 7));
+        let cfg = format!("workers = 1\ncache_revalidate = \"50ms\"\n{METRICS}");
+        let srv = start_or_skip!(e, &cfg, &s.root);
+        let count = |c: &str| srv.metric(&format!("tandem_compressions_total{{coding=\"{c}\"}}"));
+        let mut conn = srv.connect();
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_millis(600) {
+            for f in ["br", "zstd", "gzip"] {
+                conn.send(format!("GET /noise.txt HTTP/1.1\r\nHost: t\r\nAccept-Encoding: {f}\r\n\r\n").as_bytes());
+                let r = conn.read_response("GET");
+                assert_status(&r, 200, "noise.txt");
+                assert_eq!(r.header("content-encoding"), None, "{f}: not smaller, sent as itself");
+            }
+        }
+        for c in CODINGS {
+            assert_eq!(count(c), 1, "{c}: tried again after an unchanged revalidation");
+        }
+    }
+
     /// curl --compressed decodes each coding back to the file's bytes.
     fn curl_decodes_each_coding(e) {
         let s = site();

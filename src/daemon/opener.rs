@@ -11,11 +11,13 @@
 //! holds nothing else (every other descriptor is closed) and ends when the
 //! server's end of the socket closes.
 //!
-//! It opens with `O_NOFOLLOW` unless the path was already a symlink at
-//! start, and hands over only regular files (unless the path was that
-//! symlink), so a user that can write the log directory cannot point a log
-//! name at a file only root may write; it opens without blocking, so a FIFO
-//! in a log's place cannot hang it. A log path a reload brings in that
+//! A log path that is a symlink at start is resolved then, once: the opener
+//! opens the file it led to, by that path. Every open follows no symlink
+//! anywhere in the path (`openat2` `RESOLVE_NO_SYMLINKS`; `O_NOFOLLOW` for
+//! the last component where openat2 is missing), and only a regular file is
+//! handed over, so a user that can write the log directory (or one above
+//! it) cannot point a log name at a file only root may write; it opens
+//! without blocking, so a FIFO in a log's place cannot hang it. A log path a reload brings in that
 //! the server was not started with is opened by the server itself, with its
 //! own rights, and checked for them like any reload (`check::preflight`).
 
@@ -50,19 +52,16 @@ pub unsafe fn spawn(paths: Vec<PathBuf>) -> io::Result<Opener> {
     let plans = paths
         .iter()
         .map(|p| {
-            let c = std::ffi::CString::new(p.as_os_str().as_bytes())
+            let c = std::ffi::CString::new(resolved(p).as_os_str().as_bytes())
                 .map_err(|_| io::Error::other("log path contains NUL"))?;
-            let link = std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
             // O_NONBLOCK: a FIFO put in a log's place must not hang the
             // opener (and the server waiting for it); cleared after the open.
-            let mut flags = libc::O_WRONLY
+            let flags = libc::O_WRONLY
                 | libc::O_APPEND
                 | libc::O_CREAT
                 | libc::O_CLOEXEC
-                | libc::O_NONBLOCK;
-            if !link {
-                flags |= libc::O_NOFOLLOW;
-            }
+                | libc::O_NONBLOCK
+                | libc::O_NOFOLLOW;
             Ok((c, flags | libc::O_NOCTTY))
         })
         .collect::<io::Result<Vec<_>>>()?;
@@ -124,8 +123,7 @@ fn serve(sock: RawFd, plans: &[(std::ffi::CString, libc::c_int)]) -> ! {
             unsafe { libc::_exit(0) };
         }
         let (fd, errno) = match plans.get(u32::from_ne_bytes(idx) as usize) {
-            // SAFETY: open reads a NUL-terminated path made before the fork.
-            Some((c, flags)) => match unsafe { libc::open(c.as_ptr(), *flags, 0o644) } {
+            Some((c, flags)) => match open_no_symlinks(c, *flags) {
                 -1 => (
                     -1,
                     io::Error::last_os_error()
@@ -147,7 +145,7 @@ fn serve(sock: RawFd, plans: &[(std::ffi::CString, libc::c_int)]) -> ! {
             let _ = send_reply(sock, libc::EIO, -1);
             continue;
         }
-        let errno = if fd >= 0 && !is_regular_or_allowed(fd, plans, &idx) {
+        let errno = if fd >= 0 && !is_regular(fd) {
             // SAFETY: closes the descriptor just opened.
             unsafe { libc::close(fd) };
             libc::EPERM
@@ -163,23 +161,62 @@ fn serve(sock: RawFd, plans: &[(std::ffi::CString, libc::c_int)]) -> ! {
     }
 }
 
-/// Regular files always; anything else only through a path that was a
-/// symlink at start (the admin's choice, e.g. a FIFO to a log shipper).
-fn is_regular_or_allowed(
-    fd: RawFd,
-    plans: &[(std::ffi::CString, libc::c_int)],
-    idx: &[u8; 4],
-) -> bool {
+/// The path a log is opened by: a symlink at start is replaced by the file
+/// it leads to, and the directory by its canonical path, so that the
+/// opener's later opens need to follow no symlink.
+fn resolved(p: &Path) -> PathBuf {
+    let target = match std::fs::read_link(p) {
+        Ok(t) if t.is_absolute() => t,
+        Ok(t) => p.parent().unwrap_or(Path::new("/")).join(t),
+        Err(_) => p.to_path_buf(),
+    };
+    match (
+        target.parent().map(std::fs::canonicalize),
+        target.file_name(),
+    ) {
+        (Some(Ok(dir)), Some(name)) => dir.join(name),
+        _ => target,
+    }
+}
+
+/// open(2) of `c` following no symlink in any component: openat2 with
+/// RESOLVE_NO_SYMLINKS, or, where the kernel has no openat2, open with the
+/// O_NOFOLLOW in `flags` (the last component only). The descriptor, or -1
+/// with errno set.
+fn open_no_symlinks(c: &std::ffi::CStr, flags: libc::c_int) -> RawFd {
+    // SAFETY: open_how is plain data; all-zero is its documented default.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = flags as u64;
+    how.mode = 0o644;
+    how.resolve = libc::RESOLVE_NO_SYMLINKS;
+    // SAFETY: openat2 reads `how` (size passed) and the NUL-terminated path;
+    // both outlive the call. It returns a new fd or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    } as RawFd;
+    if fd >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
+        return fd;
+    }
+    // SAFETY: open reads a NUL-terminated path made before the fork.
+    unsafe { libc::open(c.as_ptr(), flags, 0o644) }
+}
+
+/// Only a regular file is handed over: never a FIFO, device or directory a
+/// log's name was swapped for.
+fn is_regular(fd: RawFd) -> bool {
     // SAFETY: libc::stat is plain data; all-zero is a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat on a descriptor we own, into a live stat.
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
         return false;
     }
-    let followed = plans
-        .get(u32::from_ne_bytes(*idx) as usize)
-        .is_some_and(|(_, f)| f & libc::O_NOFOLLOW == 0);
-    st.st_mode & libc::S_IFMT == libc::S_IFREG || followed
+    st.st_mode & libc::S_IFMT == libc::S_IFREG
 }
 
 /// One reply: the errno (0 for success) and, on success, the descriptor.

@@ -159,7 +159,7 @@ impl Record {
     }
 }
 
-/// Take (`F_WRLCK`/`F_RDLCK`, waiting) or drop (`F_UNLCK`) an
+/// Take (`F_RDLCK`, waiting: the client) or drop (`F_UNLCK`) an
 /// open-file-description lock on the whole file.
 fn ofd_lock(file: &File, kind: libc::c_int) -> io::Result<()> {
     let cmd = if kind == libc::F_UNLCK {
@@ -171,6 +171,32 @@ fn ofd_lock(file: &File, kind: libc::c_int) -> io::Result<()> {
         match super::pidfile::ofd(file, cmd, kind) {
             Ok(_) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// How long the server waits for readers to let go before it writes.
+const WRITE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Take the write lock without blocking, trying again for up to `wait`.
+/// `false`: a reader kept its lock that long.
+fn write_lock_within(file: &File, wait: std::time::Duration) -> io::Result<bool> {
+    let until = std::time::Instant::now() + wait;
+    loop {
+        match super::pidfile::ofd(file, libc::F_OFD_SETLK, libc::F_WRLCK) {
+            Ok(_) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES))
+                    && std::time::Instant::now() < until =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => {
+                crate::warn!("status file: a reader held its lock for {wait:?}; written unlocked");
+                return Ok(false);
+            }
             Err(e) => return Err(e),
         }
     }
@@ -212,12 +238,19 @@ impl StatusFile {
 
     fn write(&mut self) -> io::Result<()> {
         let text = self.record.render();
-        ofd_lock(&self.file, libc::F_WRLCK)?;
+        // A reader holds its lock for one read. The file is world-readable,
+        // so any local user could hold a read lock for ever: the server
+        // waits a moment, never longer, and then writes unlocked (a reader
+        // that sees a torn record reads again).
+        let locked = write_lock_within(&self.file, WRITE_LOCK_WAIT)?;
         let res = self
             .file
             .set_len(0)
             .and_then(|()| self.file.write_all_at(text.as_bytes(), 0));
-        let unlocked = ofd_lock(&self.file, libc::F_UNLCK);
+        let unlocked = match locked {
+            true => ofd_lock(&self.file, libc::F_UNLCK),
+            false => Ok(()),
+        };
         res.and(unlocked)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))
     }

@@ -408,12 +408,16 @@ impl Site<'_> {
             // Looked up again after cache_revalidate and found unchanged
             // (the same source and siblings): what was compressed for it is
             // still its own, and is kept, not made again.
+            // A coding that did not make the bytes smaller left `fly` then
+            // (`make`), and would not now: the old offer, a subset of the
+            // fresh one, is kept with them.
             if let Some(old) = cache.take_expired(&key)
                 && same_versions(&old.reps, &entry.reps)
-                && old.fly == entry.fly
+                && old.fly.iter().all(|c| entry.fly.contains(c))
                 && old.rules == entry.rules
             {
                 entry.made = old.made.clone();
+                entry.fly = old.fly.clone();
             }
             let e = cache.put(&key, entry);
             return self.serve_cached(req, now, cache, &key, e);

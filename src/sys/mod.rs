@@ -62,9 +62,6 @@ macro_rules! syscall {
     };
 }
 
-/// An OS error without its " (os error N)" tail, for messages that say it
-/// in words: "Operation not permitted", not "Operation not permitted (os
-/// error 1)".
 /// In a forked helper process (the pidfile keeper, the log opener): ignore
 /// the signals meant for the server (they also reach its process group or
 /// cgroup, and must not end the helper before the server), and close every
@@ -100,6 +97,9 @@ pub unsafe fn become_helper(keep: std::os::fd::RawFd) {
     }
 }
 
+/// An OS error without its " (os error N)" tail, for messages that say it
+/// in words: "Operation not permitted", not "Operation not permitted (os
+/// error 1)".
 pub fn bare(e: &std::io::Error) -> String {
     let s = e.to_string();
     match s.find(" (os error") {
