@@ -627,14 +627,8 @@ fn read_answers(rd: RawFd, len: usize) -> (Vec<u8>, usize) {
 
 /// Wait for the checking child to end.
 fn reap(pid: libc::pid_t) {
-    let mut status = 0;
-    loop {
-        // SAFETY: waitpid on our own child with a live status int.
-        match syscall!(unsafe { libc::waitpid(pid, &mut status, 0) }) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            _ => break,
-        }
-    }
+    // Ignored on purpose: the answers are read already; only ECHILD can come.
+    let _ = crate::sys::reap(pid);
 }
 
 /// After the logs were opened as root: give the ones just created to the

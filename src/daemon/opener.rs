@@ -350,13 +350,7 @@ impl Drop for Opener {
     fn drop(&mut self) {
         // Closing our end ends it; then reap it.
         drop(self.sock.lock().unwrap_or_else(|e| e.into_inner()).take());
-        let mut status = 0;
-        loop {
-            // SAFETY: waitpid on our own child with a live status int.
-            match syscall!(unsafe { libc::waitpid(self.pid, &mut status, 0) }) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                _ => break,
-            }
-        }
+        // Ignored on purpose: the only error is that it is reaped already.
+        let _ = crate::sys::reap(self.pid);
     }
 }

@@ -297,17 +297,8 @@ impl Drop for Remover {
                 crate::debug!("pidfile keeper (pid {}): {e}", self.pid);
             }
         }
-        let mut status = 0;
-        loop {
-            // SAFETY: waitpid on our own child with a live status int.
-            match syscall!(unsafe { libc::waitpid(self.pid, &mut status, 0) }) {
-                Ok(_) => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    crate::warn!("pidfile keeper (pid {}): {e}", self.pid);
-                    break;
-                }
-            }
+        if let Err(e) = crate::sys::reap(self.pid) {
+            crate::warn!("pidfile keeper (pid {}): {e}", self.pid);
         }
     }
 }

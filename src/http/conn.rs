@@ -20,7 +20,7 @@ use super::parse::{MAX_HEADERS, Method, Parsed, Request, parse_head};
 use super::reply::{Body, Reply, Segment};
 use super::{Ctx, Limits, Status, later};
 use crate::log::Level;
-use crate::log::access::{HeldRequest, RequestLine};
+use crate::log::access::{HeldRequest, RequestLine, decimal};
 
 const ALLOW: &str = "GET, HEAD, OPTIONS";
 
@@ -625,19 +625,6 @@ impl Conn {
         self.give_back(ctx);
         self.seg_pos = 0;
         self.update_deadline(ctx.limits);
-    }
-}
-
-/// `n` in decimal, written at the end of `buf` (20 digits hold any u64).
-fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
     }
 }
 

@@ -394,15 +394,24 @@ fn json_opt_into(out: &mut Vec<u8>, v: Option<&[u8]>) {
 }
 
 /// `n` in decimal, zero-padded to at least `width` digits (at most 20).
-pub(super) fn push_decimal(out: &mut Vec<u8>, mut n: u64, width: usize) {
+pub(super) fn push_decimal(out: &mut Vec<u8>, n: u64, width: usize) {
     let mut buf = [b'0'; 20];
+    let digits = decimal(n, &mut buf).len();
+    out.extend_from_slice(&buf[buf.len() - digits.max(width)..]);
+}
+
+/// `n` in decimal, written at the end of `buf` (20 digits hold any u64):
+/// the digits. `Conn` writes the status code and Content-Length with it.
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
-    while n > 0 {
+    loop {
         i -= 1;
         buf[i] = b'0' + (n % 10) as u8;
         n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
     }
-    out.extend_from_slice(&buf[i.min(buf.len() - width)..]);
 }
 
 /// `fmt::Write` into a byte vector.

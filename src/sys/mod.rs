@@ -97,6 +97,20 @@ pub unsafe fn become_helper(keep: std::os::fd::RawFd) {
     }
 }
 
+/// Wait for the child `pid` to end (EINTR retried). Its status, or the
+/// error waitpid gave (ECHILD: not our child, or reaped already).
+pub fn reap(pid: libc::pid_t) -> std::io::Result<libc::c_int> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid with a live status int; it touches nothing else.
+        match crate::syscall!(unsafe { libc::waitpid(pid, &mut status, 0) }) {
+            Ok(_) => return Ok(status),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// An OS error without its " (os error N)" tail, for messages that say it
 /// in words: "Operation not permitted", not "Operation not permitted (os
 /// error 1)".
