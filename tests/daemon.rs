@@ -1164,6 +1164,34 @@ engine_tests! {
         assert!(!srv.stderr_text().contains("running as root"), "warning about root with user set:\n{}", srv.stderr_text());
     }
 
+    fn user_keeps_its_supplementary_groups(e) {
+        // A root only a supplementary group of `user` may read (a key in
+        // `ssl-cert`, say) is served: tandem takes the user's groups as
+        // initgroups does (nginx's way), not its primary group alone.
+        if !running_as_root() {
+            skip("not running as root: no privileges to drop");
+            return;
+        }
+        let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+        // (user, group id) of a membership listed in the group database.
+        let member = groups.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            let user = f.get(3)?.split(',').find(|u| !u.is_empty())?;
+            uid_of_user(user)?;
+            Some((user.to_string(), f[2].parse::<u32>().ok()?))
+        });
+        let Some((user, gid)) = member else {
+            skip("no user with a supplementary group on this machine");
+            return;
+        };
+        let site = Site::new();
+        std::os::unix::fs::chown(&site.root, Some(0), Some(gid)).unwrap();
+        std::fs::set_permissions(&site.root, std::os::unix::fs::PermissionsExt::from_mode(0o750)).unwrap();
+        let config = format!("user = {}\naccess_log = \"off\"", toml_str(&user));
+        let srv = start_or_skip!(e, &config, &site.root);
+        assert_eq!(body_of(srv.addr(), "/"), INDEX_HTML, "as {user}, through group {gid}");
+    }
+
     fn root_without_user_warns(e) {
         if !running_as_root() {
             skip("not running as root");

@@ -369,8 +369,12 @@ engine_tests! {
         wait_until("/healthz to say 503", || fetch(m, "/healthz").0 == 503);
         assert_eq!(fetch(m, "/healthz").2, "stopping\n");
         assert!(srv.is_running(), "exited with a download in flight");
-        // Metrics are still served while draining.
-        assert_eq!(Scrape::get(m).open(), 1);
+        // Metrics are still served while draining. The gauge is published
+        // once per worker loop turn, so the turn that wrote the first bytes
+        // may not have published it yet: wait for it (it must get there).
+        wait_until("the open gauge to count the download", || {
+            Scrape::get(m).open() == 1
+        });
 
         // Let the download finish: the drain ends, and so does the listener.
         let mut c = Conn::from_stream(s);

@@ -17,7 +17,7 @@
 //!
 //! Checking as another user: when tandem starts as root with `user`, the
 //! files are checked as that user with the exact credentials the server
-//! will have after `privs::drop_to` (its uid, its gid, that one group), by a
+//! will have after `privs::drop_to` (its uid, its gid, its groups), by a
 //! forked child that takes them and asks `faccessat(AT_EACCESS)`. The
 //! kernel then applies every rule it will apply to the server (ACLs, a
 //! read-only mount, search permission on each directory of the path), which
@@ -132,11 +132,7 @@ pub enum Who {
     /// This process, as it is.
     Me,
     /// The user tandem drops to (started as root with `user`).
-    User {
-        name: String,
-        uid: libc::uid_t,
-        gid: libc::gid_t,
-    },
+    User { name: String, ids: privs::Ids },
 }
 
 impl fmt::Display for Who {
@@ -173,6 +169,8 @@ pub enum Problem {
     },
     #[error("user: there is no user {0:?} on this system")]
     UnknownUser(String),
+    #[error("user: cannot list the groups of user {0:?}: {1}")]
+    UserGroups(String, String),
     #[error("group: there is no group {0:?} on this system")]
     UnknownGroup(String),
     #[error("{key}: directory {} does not exist", dir.display())]
@@ -218,7 +216,7 @@ pub enum Stage {
 #[derive(Debug, Default)]
 pub struct Checked {
     /// The user to drop to, when started as root with `user`.
-    pub drop_to: Option<(libc::uid_t, libc::gid_t)>,
+    pub drop_to: Option<privs::Ids>,
     /// Log files that do not exist yet: created at start (as root, when
     /// started as root) and then given to the user tandem drops to.
     pub new_logs: Vec<PathBuf>,
@@ -256,14 +254,13 @@ fn checks(cfg: &Config, stage: Stage, fail: &mut Fail) -> Checked {
     // Who serves: the user dropped to, or whoever runs this.
     let mut who = Who::Me;
     if stage == Stage::Start
-        && let Some((user, uid, gid)) = check_user_group(cfg, fail)
+        && let Some((user, ids)) = check_user_group(cfg, fail)
     {
         who = Who::User {
             name: user.clone(),
-            uid,
-            gid,
+            ids: ids.clone(),
         };
-        out.drop_to = Some((uid, gid));
+        out.drop_to = Some(ids);
     }
     check_root(cfg, &who, fail);
     check_logs(cfg, stage, &mut out, fail);
@@ -290,10 +287,7 @@ fn check_daemon_logs(cfg: &Config, fail: &mut Fail) {
 
 /// `user` and `group` exist. `Some((user, uid, gid))`: the user tandem
 /// drops to, when started as root with `user`.
-fn check_user_group<'c>(
-    cfg: &'c Config,
-    fail: &mut Fail,
-) -> Option<(&'c String, libc::uid_t, libc::gid_t)> {
+fn check_user_group<'c>(cfg: &'c Config, fail: &mut Fail) -> Option<(&'c String, privs::Ids)> {
     let group = |g: &String, fail: &mut Fail| {
         privs::lookup_group(g)
             .map_err(|_| fail("group", Problem::UnknownGroup(g.clone())))
@@ -310,7 +304,10 @@ fn check_user_group<'c>(
         if let (Some((uid, _)), Some(gid)) = (ids, gid)
             && privs::is_root()
         {
-            return Some((user, uid, gid));
+            match privs::Ids::of(user, uid, gid) {
+                Ok(ids) => return Some((user, ids)),
+                Err(e) => fail("user", Problem::UserGroups(user.clone(), e.to_string())),
+            }
         }
     } else if let Some(g) = &cfg.group {
         group(g, fail);
@@ -502,7 +499,7 @@ fn access(who: &Who, checks: &[(&Path, i32)]) -> Vec<io::Result<()>> {
             .zip(checks)
             .map(|(c, (_, mode))| one(c, *mode))
             .collect(),
-        Who::User { uid, gid, .. } => match access_as(*uid, *gid, &paths, checks) {
+        Who::User { ids, .. } => match access_as(ids, &paths, checks) {
             Ok(v) => v,
             // No child to check with (fork failed): say so on each check
             // rather than pass a check that did not happen.
@@ -518,8 +515,7 @@ fn access(who: &Who, checks: &[(&Path, i32)]) -> Vec<io::Result<()>> {
 /// server will have after `privs::drop_to`. The child writes one byte per
 /// check to a pipe: 0 for allowed, else the errno.
 fn access_as(
-    uid: libc::uid_t,
-    gid: libc::gid_t,
+    ids: &privs::Ids,
     paths: &[CString],
     checks: &[(&Path, i32)],
 ) -> io::Result<Vec<io::Result<()>>> {
@@ -542,7 +538,7 @@ fn access_as(
         }
     };
     if pid == 0 {
-        check_in_child(uid, gid, paths, checks, wr);
+        check_in_child(ids, paths, checks, wr);
     }
     // SAFETY: the write end is ours; the child has its own copy.
     unsafe { libc::close(wr) };
@@ -564,18 +560,14 @@ fn access_as(
 
 /// The child of `access_as`: take the ids, run each check, write its byte
 /// to `wr`, and `_exit`. Only raw system calls: no allocation, no locks.
-fn check_in_child(
-    uid: libc::uid_t,
-    gid: libc::gid_t,
-    paths: &[CString],
-    checks: &[(&Path, i32)],
-    wr: RawFd,
-) -> ! {
+fn check_in_child(ids: &privs::Ids, paths: &[CString], checks: &[(&Path, i32)], wr: RawFd) -> ! {
     // Raw system calls: they change only this (single) thread's
     // credentials, with no libc bookkeeping behind them.
-    // SAFETY: plain ids; setgroups reads one gid from a live local.
+    let (uid, gid) = (ids.uid, ids.gid);
+    // SAFETY: plain ids; setgroups reads `groups.len()` gids from a vector
+    // made before the fork (nothing is allocated here).
     let ok = unsafe {
-        libc::syscall(libc::SYS_setgroups, 1, &gid as *const libc::gid_t) == 0
+        libc::syscall(libc::SYS_setgroups, ids.groups.len(), ids.groups.as_ptr()) == 0
             && libc::syscall(libc::SYS_setresgid, gid, gid, gid) == 0
             && libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0
     };
@@ -635,7 +627,7 @@ fn reap(pid: libc::pid_t) {
 /// user tandem drops to, so that a reload or a reopen (as that user) can
 /// open them again.
 pub fn chown_new_logs(checked: &Checked) -> io::Result<()> {
-    let Some((uid, gid)) = checked.drop_to else {
+    let Some(privs::Ids { uid, gid, .. }) = checked.drop_to else {
         return Ok(());
     };
     for p in &checked.new_logs {

@@ -59,14 +59,59 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Switch to `uid` and `gid` (the ids `preflight` resolved and checked
-/// for `user` and `group`). Must run before worker threads start, so every
-/// thread has the new ids.
-pub fn drop_to(uid: libc::uid_t, gid: libc::gid_t) -> io::Result<()> {
+/// Who tandem serves as after dropping root: a user's uid, the gid it
+/// runs with (its primary group, or `group`), and its supplementary groups
+/// as the group database lists them, as `initgroups` (nginx's way) would
+/// set them: a key made readable to group `ssl-cert` stays readable to a
+/// `user` in that group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ids {
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    /// `gid` first, then the user's other groups.
+    pub groups: Vec<libc::gid_t>,
+}
+
+impl Ids {
+    /// The ids of user `name` running with group `gid`.
+    pub(super) fn of(name: &str, uid: libc::uid_t, gid: libc::gid_t) -> io::Result<Ids> {
+        let c = CString::new(name).map_err(|_| io::Error::other("user name contains NUL"))?;
+        let mut groups: Vec<libc::gid_t> = vec![0; 32];
+        loop {
+            let mut n = groups.len() as libc::c_int;
+            // SAFETY: getgrouplist reads the NUL-terminated `c` and writes at
+            // most `n` gids into `groups` (live, of that length), then stores
+            // how many there are in `n`.
+            let r = unsafe { libc::getgrouplist(c.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
+            if r >= 0 {
+                groups.truncate(n.max(0) as usize);
+                break;
+            }
+            if groups.len() >= 65536 {
+                return Err(io::Error::other(format!(
+                    "user {name:?} is in too many groups"
+                )));
+            }
+            // -1: too small; `n` says how many are needed.
+            let need = (n.max(0) as usize).max(groups.len() * 2);
+            groups.resize(need, 0);
+        }
+        groups.retain(|&g| g != gid);
+        groups.insert(0, gid);
+        Ok(Ids { uid, gid, groups })
+    }
+}
+
+/// Switch to `ids` (which `preflight` resolved and checked for `user` and
+/// `group`). Must run before worker threads start, so every thread has the
+/// new ids.
+pub fn drop_to(ids: &Ids) -> io::Result<()> {
+    let (uid, gid) = (ids.uid, ids.gid);
     let call =
         |name: &'static str| move |e: io::Error| io::Error::new(e.kind(), format!("{name}: {e}"));
-    // SAFETY: setgroups reads one gid from a live local.
-    syscall!(unsafe { libc::setgroups(1, &gid) }).map_err(call("setgroups"))?;
+    // SAFETY: setgroups reads `groups.len()` gids from the live vector.
+    syscall!(unsafe { libc::setgroups(ids.groups.len(), ids.groups.as_ptr()) })
+        .map_err(call("setgroups"))?;
     // SAFETY: setgid takes a plain id; no memory is involved.
     syscall!(unsafe { libc::setgid(gid) }).map_err(call("setgid"))?;
     // SAFETY: setuid takes a plain id; no memory is involved.
@@ -79,4 +124,48 @@ pub fn drop_to(uid: libc::uid_t, gid: libc::gid_t) -> io::Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Ids::of` lists what `id -G` (the group database, as `initgroups`
+    /// reads it) says, with the running group first: for every user of this
+    /// machine that has supplementary groups, and for root.
+    #[test]
+    fn ids_list_supplementary_groups_as_id_does() {
+        let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+        let mut users: Vec<String> = groups
+            .lines()
+            .filter_map(|l| l.split(':').nth(3))
+            .flat_map(|m| m.split(','))
+            .filter(|u| !u.is_empty())
+            .map(String::from)
+            .collect();
+        users.push("root".into());
+        users.sort();
+        users.dedup();
+        for user in users {
+            let Ok((uid, gid)) = lookup_user(&user) else {
+                continue;
+            };
+            let out = std::process::Command::new("id")
+                .args(["-G", &user])
+                .output();
+            let Some(out) = out.ok().filter(|o| o.status.success()) else {
+                continue;
+            };
+            let mut want: Vec<libc::gid_t> = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(|g| g.parse().unwrap())
+                .collect();
+            let ids = Ids::of(&user, uid, gid).unwrap();
+            assert_eq!(ids.groups[0], gid, "{user}: the running group first");
+            let mut got = ids.groups.clone();
+            got.sort();
+            want.sort();
+            assert_eq!(got, want, "{user}: groups");
+        }
+    }
 }

@@ -132,7 +132,7 @@ pub(super) unsafe fn drop_privileges(
         }
         return Ok(None);
     }
-    let (Some(user), Some((uid, gid))) = (&cfg.user, checked.drop_to) else {
+    let (Some(user), Some(ids)) = (&cfg.user, &checked.drop_to) else {
         crate::warn!("running as root: set `user` to drop privileges after binding");
         return Ok(None);
     };
@@ -147,7 +147,7 @@ pub(super) unsafe fn drop_privileges(
     };
     // SAFETY: one thread (this function's contract).
     unsafe { keep_log_opener(cfg)? };
-    privs::drop_to(uid, gid).map_err(|source| StartError::DropPrivileges {
+    privs::drop_to(ids).map_err(|source| StartError::DropPrivileges {
         user: user.clone(),
         source,
     })?;
