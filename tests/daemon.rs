@@ -783,6 +783,35 @@ engine_tests! {
         assert_eq!(st.code(), Some(0), "exit status: {st}");
     }
 
+    fn reload_whose_worker_fails_to_start_leaves_no_worker_behind(e) {
+        // The second worker of the new generation cannot start (a thread
+        // that cannot be spawned, forced by the test hook): the reload is
+        // refused, the one new worker that did start is stopped, and the
+        // current generation alone keeps serving.
+        let site = Site::new();
+        let opts = Launch {
+            env: vec![("TANDEM_TEST_FAIL_WORKER_START".into(), "4".into())],
+            ..Launch::default()
+        };
+        let Some(srv) = Server::launch(e, "workers = 2", &site.root, opts) else { return };
+        let err = srv.reload(RELOAD_TIMEOUT).expect_err("a reload whose worker cannot start");
+        assert!(err.contains("TANDEM_TEST_FAIL_WORKER_START"), "{err}");
+        let threads = |name: &str| {
+            std::fs::read_dir(format!("/proc/{}/task", srv.pid()))
+                .unwrap()
+                .flatten()
+                .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+                .count()
+        };
+        assert_eq!((threads("tandem-w0"), threads("tandem-w1")), (1, 1), "worker threads after the refused reload");
+        for _ in 0..8 {
+            assert_status(&get(srv.addr(), "/"), 200, "GET / after the refused reload");
+        }
+        // A later reload (the hook fires once) starts a whole generation.
+        srv.reload(RELOAD_TIMEOUT).expect("the next reload");
+        assert_status(&get(srv.addr(), "/"), 200, "GET / after the next reload");
+    }
+
     fn panicking_worker_is_replaced(e) {
         let site = Site::new();
         let opts = Launch {

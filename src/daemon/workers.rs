@@ -13,7 +13,7 @@ use crate::engine::{self, Control, Engine, Listener, WorkerSpec};
 use crate::files::{Responder, Settings};
 use crate::http::Limits;
 use crate::log::AccessLog;
-use crate::metrics::Registry;
+use crate::metrics::{Registry, WorkerCounters};
 
 /// How long a reload waits for workers to arm or disarm their listeners.
 pub(super) const HANDOVER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -289,30 +289,70 @@ impl super::Daemon {
         let max_connections = engine::policy::max_connections(cfg.max_connections, explicit, n);
         let mut workers = Vec::with_capacity(n);
         for id in 0..n {
-            if self.reuseport {
-                listeners = self.reuseport_listeners(&listeners)?;
-            }
-            let spec = WorkerSpec {
+            if let Err(e) = self.start_worker(
+                engine,
                 id,
-                listeners: listeners.clone(),
-                responder: files.clone(),
-                limits: limits.clone(),
-                access: Some(access.clone()),
-                control: Control::new()?,
-                max_connections,
-                when_full: engine::WhenFull::Pause,
-                shutdown_timeout: cfg.shutdown_timeout.0,
-                counters: self.registry.worker(),
-                tls: self.tls.clone(),
-                redirect: redirect.clone(),
-            };
-            workers.push(Worker::start(engine, spec, &self.waker)?);
+                &mut listeners,
+                &mut workers,
+                |control, counters| WorkerSpec {
+                    id,
+                    listeners: Vec::new(),
+                    responder: files.clone(),
+                    limits: limits.clone(),
+                    access: Some(access.clone()),
+                    control,
+                    max_connections,
+                    when_full: engine::WhenFull::Pause,
+                    shutdown_timeout: cfg.shutdown_timeout.0,
+                    counters,
+                    tls: self.tls.clone(),
+                    redirect: redirect.clone(),
+                },
+            ) {
+                // Not a generation: the workers already started must not
+                // serve the refused config beside the current one.
+                abandon(workers, &self.registry);
+                return Err(e);
+            }
         }
         Ok(Generation {
             engine,
             workers,
             access,
         })
+    }
+
+    /// Start worker `id` of a generation into `workers`; `spec` makes its
+    /// spec from fresh control flags and counters (its listeners are set
+    /// here). Counters of a worker that did not start are retired.
+    fn start_worker(
+        &self,
+        engine: Engine,
+        id: usize,
+        listeners: &mut Vec<Arc<Listener>>,
+        workers: &mut Vec<Worker>,
+        spec: impl FnOnce(Arc<Control>, Arc<WorkerCounters>) -> WorkerSpec,
+    ) -> io::Result<()> {
+        if self.reuseport {
+            *listeners = self.reuseport_listeners(listeners)?;
+        }
+        let counters = self.registry.worker();
+        let started = Control::new().and_then(|control| {
+            let mut spec = spec(control, counters.clone());
+            spec.listeners = listeners.clone();
+            fail_start_for_tests(id)?;
+            Worker::start(engine, spec, &self.waker)
+        });
+        match started {
+            Ok(w) => {
+                workers.push(w);
+                Ok(())
+            }
+            Err(e) => {
+                self.registry.retire(&counters);
+                Err(e)
+            }
+        }
     }
 
     /// One SO_REUSEPORT socket per configured address; `prev` (the previous
@@ -357,4 +397,41 @@ impl super::Daemon {
         }
         self.old.retain(|g| !g.workers.is_empty());
     }
+}
+
+/// Stop workers started for a generation that could not be completed:
+/// told to abort (they have served nothing that must finish: their
+/// listeners are shared with the current generation, which keeps serving),
+/// joined, their counters retired.
+fn abandon(workers: Vec<Worker>, registry: &Registry) {
+    for w in &workers {
+        w.spec.control.set(engine::Command::Abort);
+    }
+    for mut w in workers {
+        if let Some(t) = w.thread.take() {
+            // How it ended does not matter: the generation is refused.
+            let _ = t.join();
+        }
+        registry.retire(&w.spec.counters);
+    }
+}
+
+/// Test hook, in debug builds only (the test suite's):
+/// `TANDEM_TEST_FAIL_WORKER_START=N` makes the N-th start of a worker
+/// (counted from 1 over the process's life) fail, as a thread that cannot
+/// be spawned would. A release build has no such hook.
+fn fail_start_for_tests(id: usize) -> io::Result<()> {
+    #[cfg(debug_assertions)]
+    {
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTS.fetch_add(1, Ordering::Relaxed) + 1;
+        let fail = std::env::var("TANDEM_TEST_FAIL_WORKER_START").ok();
+        if fail.and_then(|f| f.parse::<usize>().ok()) == Some(n) {
+            return Err(io::Error::other(format!(
+                "worker {id}: test hook: TANDEM_TEST_FAIL_WORKER_START={n}"
+            )));
+        }
+    }
+    let _ = id;
+    Ok(())
 }
