@@ -130,7 +130,9 @@ impl Env {
             self.now.instant,
             &self.limits,
         );
-        let server = TlsConn::new(self.server.clone(), conn).ok().unwrap();
+        let server = TlsConn::new(self.server.clone(), conn, Arc::default())
+            .ok()
+            .unwrap();
         let name = ServerName::try_from("t.test").unwrap();
         let client = rustls::ClientConnection::new(self.client.clone(), name).unwrap();
         (server, client)
