@@ -153,9 +153,11 @@ engine_tests! {
     }
 
     /// Garbage and truncated ClientHellos end their own connection only;
-    /// a handshake that stalls is closed by header_timeout; a client in
-    /// the middle of all that is served throughout.
+    /// a handshake that stalls is closed by header_timeout, 1,000 of them
+    /// at once too (this process's RLIMIT_NOFILE raised to hold them); a
+    /// client in the middle of all that is served throughout.
     fn hostile_handshakes_close_without_harm(e) {
+        assert!(ensure_nofile(1000 + 256), "RLIMIT_NOFILE cannot hold 1,000 connections");
         let site = Site::new();
         let certs = tempfile::tempdir().unwrap();
         let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
@@ -179,7 +181,7 @@ engine_tests! {
         // Silent from the start.
         let mut silent = TcpStream::connect(addr).unwrap();
         // A crowd stalled mid-handshake (a valid record header, half a hello).
-        let mut crowd: Vec<TcpStream> = (0..300)
+        let mut crowd: Vec<TcpStream> = (0..1000)
             .map(|_| {
                 let mut s = TcpStream::connect(addr).unwrap();
                 s.write_all(&[0x16, 0x03, 0x01, 0x01, 0x00, 0x01, 0x00, 0x00]).unwrap();

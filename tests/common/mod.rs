@@ -1960,3 +1960,23 @@ impl Conn {
         }
     }
 }
+
+/// RLIMIT_NOFILE of this process raised to at least `n` (soft, up to the
+/// hard limit); false when the hard limit is lower.
+pub fn ensure_nofile(n: u64) -> bool {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the rlimit we own.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) }, 0);
+    if rl.rlim_cur >= n {
+        return true;
+    }
+    if rl.rlim_max < n {
+        return false;
+    }
+    rl.rlim_cur = n;
+    // SAFETY: setrlimit reads the rlimit we own.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) == 0 }
+}
