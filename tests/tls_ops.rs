@@ -383,4 +383,40 @@ engine_tests! {
         srv.reload(START_TIMEOUT).expect("adding it to listen");
         assert_eq!(get(tls, "/sub/page.html").status, 200, "moved to plaintext");
     }
+
+    /// Started as root with `user = "nobody"`, the certificate files
+    /// root's alone (the key 0600 in a 0700 directory, as certbot leaves
+    /// them): a reload with renewed files reads them through the
+    /// privileged opener, as at start, and new handshakes get the new
+    /// certificate.
+    fn reload_as_nobody_reads_a_root_only_key(e) {
+        if uid_of_user("nobody").filter(|_| running_as_root()).is_none() {
+            return skip("needs root and a `nobody` user");
+        }
+        let site = Site::new();
+        let certs = tempfile::tempdir().unwrap();
+        let dir = certs.path().join("live");
+        std::fs::create_dir(&dir).unwrap();
+        let live = ec_pair(&dir, "live", &["ec.test"], 90);
+        set_mode(&live.key, 0o600);
+        set_mode(&dir, 0o700);
+        let cfg = tls_config("user = \"nobody\"\naccess_log = \"off\"", &[&live]);
+        let srv = start_or_skip!(e, &cfg, &site.root);
+        assert_eq!(uid_of_pid(&srv.pid().to_string()), uid_of_user("nobody"));
+        let addr = tls_addr(&srv);
+        let c = Tls::connect(addr, "ec.test", any_cert_client());
+        assert!(c.peer_cert() == live.der);
+        let renewed = ec_pair(&dir, "live", &["ec.test"], 120);
+        set_mode(&renewed.key, 0o600);
+        srv.reload(START_TIMEOUT).expect("reload as nobody with a root-only key");
+        let mut c = Tls::connect(addr, "ec.test", any_cert_client());
+        assert!(c.peer_cert() == renewed.der, "a new handshake got the old certificate");
+        assert_eq!(c.get("/sub/page.html", "").status, 200);
+        // A file the server did not start with is read with its own rights.
+        let other = ec_pair(&dir, "other", &["other.test"], 90);
+        set_mode(&other.key, 0o600);
+        srv.write_config(&tls_config("user = \"nobody\"\naccess_log = \"off\"", &[&live, &other]), &site.root);
+        let err = srv.reload(START_TIMEOUT).expect_err("a new root-only key read as nobody");
+        assert!(err.contains(&format!("{}: cannot read", other.cert.display())), "{err}");
+    }
 }

@@ -75,17 +75,21 @@ impl Loaded {
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, CertError> {
-    std::fs::read(path).map_err(|source| CertError::Read {
+/// How the files are read: `std::fs::read`, or, on a reload after
+/// privileges were dropped, through the daemon's privileged opener.
+pub type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<Vec<u8>>;
+
+fn read(path: &Path, with: ReadFile<'_>) -> Result<Vec<u8>, CertError> {
+    with(path).map_err(|source| CertError::Read {
         path: path.to_path_buf(),
         source,
     })
 }
 
 /// Load and check one pair, as of `now`.
-pub fn load(files: &CertFiles, now: SystemTime) -> Result<Loaded, CertError> {
-    let cert_pem = read(&files.cert)?;
-    let key_pem = read(&files.key)?;
+pub fn load(files: &CertFiles, now: SystemTime, with: ReadFile<'_>) -> Result<Loaded, CertError> {
+    let cert_pem = read(&files.cert, with)?;
+    let key_pem = read(&files.key, with)?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| CertError::BadCert(files.cert.clone(), e.to_string()))?;
@@ -249,18 +253,19 @@ impl ProducesTickets for Key {
     }
 }
 
-/// The server's TLS settings for `pairs` (at least one), checked as of
-/// `now`: TLS 1.3 and 1.2 (AEAD suites only: ring's TLS 1.2 suites are all
+/// The server's TLS settings for `pairs` (at least one, read `with`),
+/// checked as of `now`: TLS 1.3 and 1.2 (AEAD suites only: ring's TLS 1.2 suites are all
 /// ECDHE with AES-GCM or ChaCha20-Poly1305, no CBC), ALPN `http/1.1`,
 /// session tickets and a session cache for resumption. Also returns
 /// warnings (certificates close to their end).
 pub fn server_config(
     pairs: &[CertFiles],
     now: SystemTime,
+    with: ReadFile<'_>,
 ) -> Result<(Arc<rustls::ServerConfig>, Vec<String>), CertError> {
     let loaded = pairs
         .iter()
-        .map(|p| load(p, now))
+        .map(|p| load(p, now, with))
         .collect::<Result<Vec<_>, _>>()?;
     let warnings = loaded
         .iter()

@@ -75,7 +75,8 @@ impl Env {
         };
         std::fs::write(&files.cert, cert.pem()).unwrap();
         std::fs::write(&files.key, key.serialize_pem()).unwrap();
-        let (server, _) = server_config(&[files], SystemTime::now()).unwrap();
+        let (server, _) =
+            server_config(&[files], SystemTime::now(), &|p| std::fs::read(p)).unwrap();
         let mut roots = rustls::RootCertStore::empty();
         roots.add(cert.der().clone()).unwrap();
         #[allow(deprecated)]
