@@ -338,7 +338,7 @@ engine_tests! {
         assert_eq!(code, Some(2), "{err}");
         assert!(
             err.contains(&format!(
-                "tls_listen: 127.0.0.1:{port} takes the port of listen address 127.0.0.1:{port}"
+                "tls_listen: 127.0.0.1:{port} is in listen too: one address serves plain HTTP or TLS, not both"
             )),
             "{err}"
         );
