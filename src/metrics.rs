@@ -39,6 +39,8 @@ pub struct WorkerCounters {
     /// Completed TLS handshakes: [TLS 1.2, TLS 1.3].
     tls_handshakes: [AtomicU64; 2],
     tls_failures: [AtomicU64; TLS_FAILURES],
+    /// Open connections whose handshake completed: [TLS 1.2, TLS 1.3] (a gauge).
+    tls_open: [AtomicU64; 2],
     cache_entries: AtomicU64,
     cache_bytes: AtomicU64,
     /// Files compressed on the fly, by coding (`Encoding as usize`).
@@ -107,6 +109,15 @@ impl WorkerCounters {
         bump(&self.tls_failures[why as usize], 1);
     }
 
+    /// A TLS connection of this version (`v13`) opened (its handshake
+    /// completed, `open`) or closed (`!open`).
+    #[inline]
+    fn tls_open(&self, v13: bool, open: bool) {
+        let a = &self.tls_open[v13 as usize];
+        let n = a.load(Relaxed);
+        a.store(if open { n + 1 } else { n.saturating_sub(1) }, Relaxed);
+    }
+
     /// What the worker's small-file cache holds now (its entries, and the
     /// bytes they count against `cache_size`). Set by the cache itself when
     /// it changes (a fill or an eviction), never on a hit.
@@ -133,9 +144,46 @@ impl WorkerCounters {
             open: self.open.load(Relaxed),
             tls_handshakes: std::array::from_fn(|i| self.tls_handshakes[i].load(Relaxed)),
             tls_failures: std::array::from_fn(|i| self.tls_failures[i].load(Relaxed)),
+            tls_open: std::array::from_fn(|i| self.tls_open[i].load(Relaxed)),
             cache_entries: self.cache_entries.load(Relaxed),
             cache_bytes: self.cache_bytes.load(Relaxed),
             compressions: std::array::from_fn(|i| self.compressions[i].load(Relaxed)),
+        }
+    }
+}
+
+/// One TLS connection counted in `tandem_tls_connections` while it lives:
+/// counted once its handshake completes (`count`), uncounted when dropped,
+/// whichever way the engine lets go of the connection. Lives and drops on
+/// its worker's thread, the only one that writes that worker's counters.
+#[derive(Debug)]
+pub struct TlsGauge {
+    counters: Arc<WorkerCounters>,
+    /// The version counted (`true`: TLS 1.3), once the handshake is done.
+    counted: Option<bool>,
+}
+
+impl TlsGauge {
+    pub fn new(counters: Arc<WorkerCounters>) -> TlsGauge {
+        TlsGauge {
+            counters,
+            counted: None,
+        }
+    }
+
+    /// The handshake completed with TLS 1.3 (`v13`) or 1.2 (once only).
+    pub fn count(&mut self, v13: bool) {
+        if self.counted.is_none() {
+            self.counters.tls_open(v13, true);
+            self.counted = Some(v13);
+        }
+    }
+}
+
+impl Drop for TlsGauge {
+    fn drop(&mut self) {
+        if let Some(v13) = self.counted {
+            self.counters.tls_open(v13, false);
         }
     }
 }
@@ -150,6 +198,8 @@ pub struct Totals {
     pub open: u64,
     pub tls_handshakes: [u64; 2],
     pub tls_failures: [u64; TLS_FAILURES],
+    /// A gauge, as `open`: TLS connections by version (1.2, 1.3).
+    pub tls_open: [u64; 2],
     /// Gauges, as `open`: what live workers' caches hold.
     pub cache_entries: u64,
     pub cache_bytes: u64,
@@ -170,6 +220,9 @@ impl Totals {
         }
         for (a, b) in self.tls_failures.iter_mut().zip(o.tls_failures) {
             *a = a.wrapping_add(b);
+        }
+        for (a, b) in self.tls_open.iter_mut().zip(o.tls_open) {
+            *a += b;
         }
         self.cache_entries += o.cache_entries;
         self.cache_bytes += o.cache_bytes;
@@ -243,6 +296,7 @@ impl Registry {
             // Counters only: an ended worker has no connections or cache.
             b.retired.add(&Totals {
                 open: 0,
+                tls_open: [0; 2],
                 cache_entries: 0,
                 cache_bytes: 0,
                 ..t
@@ -407,7 +461,8 @@ impl Snapshot {
     }
 }
 
-/// The TLS samples: handshakes by version, failures by reason.
+/// The TLS samples: handshakes by version, failures by reason, open
+/// connections by version.
 fn render_tls(s: &mut String, t: &Totals) {
     let _ = write!(
         s,
@@ -428,11 +483,52 @@ fn render_tls(s: &mut String, t: &Totals) {
             "tandem_tls_handshake_failures_total{{reason=\"{label}\"}} {n}"
         );
     }
+    let _ = write!(
+        s,
+        "# HELP tandem_tls_connections TLS connections open now (handshake done), by protocol version.\n\
+         # TYPE tandem_tls_connections gauge\n"
+    );
+    for (label, n) in TLS_VERSION_LABELS.iter().zip(t.tls_open) {
+        let _ = writeln!(s, "tandem_tls_connections{{version=\"{label}\"}} {n}");
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_gauge_counts_while_the_connection_lives() {
+        let r = Registry::new("epoll");
+        let w = r.worker();
+        let sample = |v: &str| {
+            let text = r.render();
+            let name = format!("tandem_tls_connections{{version=\"{v}\"}} ");
+            let line = text.lines().find(|l| l.starts_with(&name)).unwrap();
+            line[name.len()..].parse::<u64>().unwrap()
+        };
+        let mut a = TlsGauge::new(w.clone());
+        let mut b = TlsGauge::new(w.clone());
+        let mut c = TlsGauge::new(w.clone());
+        let handshaking = TlsGauge::new(w.clone());
+        a.count(true);
+        a.count(true); // once per connection
+        b.count(true);
+        c.count(false);
+        assert_eq!((sample("TLSv1.3"), sample("TLSv1.2")), (2, 1));
+        drop(a);
+        drop(handshaking);
+        assert_eq!((sample("TLSv1.3"), sample("TLSv1.2")), (1, 1));
+        drop(c);
+        assert_eq!((sample("TLSv1.3"), sample("TLSv1.2")), (1, 0));
+        r.retire(&w);
+        assert_eq!(
+            sample("TLSv1.3"),
+            0,
+            "a retired worker's connections are gone"
+        );
+        drop(b);
+    }
 
     #[test]
     fn blocks_do_not_share_cache_lines() {

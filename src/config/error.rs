@@ -370,6 +370,10 @@ impl fmt::Display for Invalid {
                 "entry {} has no `{missing}` (each needs cert = \"...\" and key = \"...\")",
                 entry + 1
             ),
+            Invalid::TlsListenClash { tls, listen } if tls == listen => write!(
+                f,
+                "{tls} is in listen too: one address serves plain HTTP or TLS, not both"
+            ),
             Invalid::TlsListenClash { tls, listen } => {
                 write!(f, "{tls} takes the port of listen address {listen}")
             }

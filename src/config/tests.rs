@@ -792,6 +792,10 @@ fn tls_keys_say_what_is_missing() {
             "tls_listen = [\"0.0.0.0:8080\"]\n[[tls_certificates]]\ncert = \"c\"\nkey = \"k\"",
             "t.toml:2: tls_listen: 0.0.0.0:8080 takes the port of listen address 127.0.0.1:8080",
         ),
+        (
+            "tls_listen = [\"127.0.0.1:8080\"]\n[[tls_certificates]]\ncert = \"c\"\nkey = \"k\"",
+            "t.toml:2: tls_listen: 127.0.0.1:8080 is in listen too: one address serves plain HTTP or TLS, not both",
+        ),
     ] {
         assert_eq!(message(text), want, "{text}");
     }

@@ -2,6 +2,7 @@
 //! lower layers' typed errors, with the exit code each one means.
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -104,6 +105,19 @@ pub(super) enum ReloadError {
     Bind(#[from] BindError),
     #[error("starting workers: {0}")]
     Workers(#[source] io::Error),
+    /// An address moves between `listen` and `tls_listen` (`to`): refused,
+    /// see `Daemon::bind_new_addresses`.
+    #[error(
+        "{to} {addr}: this server listens on it under {from} now, and a reload cannot \
+         change what a listening socket speaks (connections queued on it would be \
+         answered in the other protocol): drop it from {from} in one reload and add \
+         it to {to} in the next, or restart"
+    )]
+    Moved {
+        addr: SocketAddr,
+        from: &'static str,
+        to: &'static str,
+    },
 }
 
 impl ReloadError {
@@ -111,7 +125,10 @@ impl ReloadError {
     /// config's fault, 1 for anything else (a busy port).
     pub(super) fn exit_code(&self) -> i32 {
         match self {
-            ReloadError::Config(_) | ReloadError::Check(_) | ReloadError::Engine(_) => 2,
+            ReloadError::Config(_)
+            | ReloadError::Check(_)
+            | ReloadError::Engine(_)
+            | ReloadError::Moved { .. } => 2,
             ReloadError::Bind(_) | ReloadError::Workers(_) => 1,
         }
     }

@@ -18,7 +18,7 @@ const BACKLOG: i32 = 4096;
 #[derive(Debug, thiserror::Error)]
 #[error("{key} {addr}: {}", self.describe())]
 pub struct BindError {
-    /// `listen` or `metrics_listen`.
+    /// `listen`, `tls_listen` or `metrics_listen`.
     pub key: &'static str,
     pub addr: SocketAddr,
     #[source]
@@ -128,7 +128,7 @@ fn bind_as(key: &'static str, addr: SocketAddr) -> Result<Listener, BindError> {
 
 /// `bind` for a `tls_listen` address: its connections speak TLS.
 pub fn bind_tls(addr: SocketAddr) -> Result<Listener, BindError> {
-    let mut l = bind(addr)?;
+    let mut l = bind_as("tls_listen", addr)?;
     l.tls = true;
     Ok(l)
 }

@@ -1,5 +1,6 @@
-//! The privileged log opener: how a server that dropped its privileges
-//! reopens its logs with the rights it opened them with.
+//! The privileged opener: how a server that dropped its privileges
+//! reopens its logs with the rights it opened them with, and reads its
+//! certificate files on reload with the rights it read them with at start.
 //!
 //! `privs::drop_to` changes the ids of the whole process, every thread, so
 //! after it nothing in the server can open a log that only root may write
@@ -20,6 +21,14 @@
 //! without blocking, so a FIFO in a log's place cannot hang it. A log path a reload brings in that
 //! the server was not started with is opened by the server itself, with its
 //! own rights, and checked for them like any reload (`check::preflight`).
+//!
+//! Certificate and key files (`tls_certificates`, as nginx's master, which
+//! keeps root, reads them again on reload) are opened for reading only, by
+//! the paths the config named at start, following symlinks (certbot's
+//! `live/` names point at a renewal's new files); only a regular file is
+//! handed over. A user that could write a directory on such a path could
+//! point it elsewhere: keep them root's, as certbot does. Files a reload
+//! names that the server did not start with are read with its own rights.
 
 use std::fs::File;
 use std::io;
@@ -42,29 +51,50 @@ pub struct Opener {
     pid: libc::pid_t,
 }
 
-/// Fork the opener for `paths` (absolute), before privileges are dropped.
+/// How the opener opens one of its files.
+struct Plan {
+    path: std::ffi::CString,
+    flags: libc::c_int,
+    /// Certificate files follow symlinks (certbot's `live/` names are
+    /// symlinks a renewal points at new files); logs follow none.
+    follow: bool,
+    /// The file status flags once open (O_NONBLOCK cleared).
+    status: libc::c_int,
+}
+
+/// Fork the opener for the logs `logs` and the certificate files `reads`
+/// (absolute), before privileges are dropped.
 ///
 /// # Safety
 ///
 /// The process must have one thread: the opener runs ordinary code
 /// (allocation) after `fork`, as `pidfile::spawn_remover`'s keeper does.
-pub unsafe fn spawn(paths: Vec<PathBuf>) -> io::Result<Opener> {
-    let plans = paths
-        .iter()
-        .map(|p| {
-            let c = std::ffi::CString::new(resolved(p).as_os_str().as_bytes())
-                .map_err(|_| io::Error::other("log path contains NUL"))?;
-            // O_NONBLOCK: a FIFO put in a log's place must not hang the
-            // opener (and the server waiting for it); cleared after the open.
-            let flags = libc::O_WRONLY
-                | libc::O_APPEND
-                | libc::O_CREAT
-                | libc::O_CLOEXEC
-                | libc::O_NONBLOCK
-                | libc::O_NOFOLLOW;
-            Ok((c, flags | libc::O_NOCTTY))
-        })
-        .collect::<io::Result<Vec<_>>>()?;
+pub unsafe fn spawn(logs: Vec<PathBuf>, reads: Vec<PathBuf>) -> io::Result<Opener> {
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::other(format!("{}: path contains NUL", p.display())))
+    };
+    // O_NONBLOCK: a FIFO put in a file's place must not hang the opener
+    // (and the server waiting for it); cleared after the open.
+    let common = libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
+    let mut plans = Vec::new();
+    for p in &logs {
+        plans.push(Plan {
+            path: c(&resolved(p))?,
+            flags: common | libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NOFOLLOW,
+            follow: false,
+            status: libc::O_APPEND,
+        });
+    }
+    for p in &reads {
+        plans.push(Plan {
+            path: c(p)?,
+            flags: common | libc::O_RDONLY,
+            follow: true,
+            status: 0,
+        });
+    }
+    let paths = logs.into_iter().chain(reads).collect();
     let mut fds = [0i32; 2];
     // SAFETY: socketpair writes two fds into a live array of two.
     syscall!(unsafe {
@@ -106,7 +136,7 @@ pub unsafe fn spawn(paths: Vec<PathBuf>) -> io::Result<Opener> {
 }
 
 /// The child: answer requests until the server's end closes, then exit.
-fn serve(sock: RawFd, plans: &[(std::ffi::CString, libc::c_int)]) -> ! {
+fn serve(sock: RawFd, plans: &[Plan]) -> ! {
     // SAFETY: this is the child just forked, with one thread; it never
     // returns to the server's code, which owns the descriptors it closes.
     unsafe { crate::sys::become_helper(sock) };
@@ -122,8 +152,9 @@ fn serve(sock: RawFd, plans: &[(std::ffi::CString, libc::c_int)]) -> ! {
             // SAFETY: _exit ends this process without running anything else.
             unsafe { libc::_exit(0) };
         }
-        let (fd, errno) = match plans.get(u32::from_ne_bytes(idx) as usize) {
-            Some((c, flags)) => match open_no_symlinks(c, *flags) {
+        let plan = plans.get(u32::from_ne_bytes(idx) as usize);
+        let (fd, errno) = match plan {
+            Some(p) => match open_plan(p) {
                 -1 => (
                     -1,
                     io::Error::last_os_error()
@@ -136,8 +167,9 @@ fn serve(sock: RawFd, plans: &[(std::ffi::CString, libc::c_int)]) -> ! {
         };
         // A regular file (or whatever the configured symlink named) only:
         // never a FIFO or device a name was swapped for.
+        let status = plan.map_or(0, |p| p.status);
         // SAFETY: fcntl on the descriptor just opened; plain flag values.
-        if fd >= 0 && unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_APPEND) } != 0 {
+        if fd >= 0 && unsafe { libc::fcntl(fd, libc::F_SETFL, status) } != 0 {
             // Cannot happen for a descriptor we just opened; if it does, a
             // non-blocking log would drop lines on EAGAIN: refuse it.
             // SAFETY: closes the descriptor just opened.
@@ -176,6 +208,17 @@ fn resolved(p: &Path) -> PathBuf {
     ) {
         (Some(Ok(dir)), Some(name)) => dir.join(name),
         _ => target,
+    }
+}
+
+/// Open one of the opener's files as its plan says: the descriptor, or
+/// -1 with errno set.
+fn open_plan(p: &Plan) -> RawFd {
+    if p.follow {
+        // SAFETY: open reads a NUL-terminated path made before the fork.
+        unsafe { libc::open(p.path.as_ptr(), p.flags) }
+    } else {
+        open_no_symlinks(&p.path, p.flags)
     }
 }
 

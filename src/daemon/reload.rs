@@ -140,6 +140,7 @@ impl Daemon {
             metrics: Vec::new(),
         };
         if self.inherited.is_none() {
+            self.refuse_moves(new)?;
             for &addr in &new.listen {
                 if !self.listeners.contains_key(&addr)
                     && !added.listen.iter().any(|(a, _)| *a == addr)
@@ -166,6 +167,35 @@ impl Daemon {
             }
         }
         Ok(added)
+    }
+
+    /// An address that moves between `listen` and `tls_listen` is refused
+    /// (exit 2, the old config keeps serving): its socket stays the same,
+    /// and while both generations accept from its one queue, a client could
+    /// be answered in the protocol it did not speak. Two reloads (drop it,
+    /// then add it) or a restart move it; nginx would switch it in place.
+    fn refuse_moves(&self, new: &Config) -> Result<(), ReloadError> {
+        let moved = |addrs: &[SocketAddr], now: &HashMap<SocketAddr, Arc<Listener>>| {
+            // Port 0 names no socket in particular: a new one is bound.
+            (addrs.iter())
+                .find(|a| a.port() != 0 && now.contains_key(a))
+                .copied()
+        };
+        if let Some(addr) = moved(&new.tls_listen, &self.listeners) {
+            return Err(ReloadError::Moved {
+                addr,
+                from: "listen",
+                to: "tls_listen",
+            });
+        }
+        if let Some(addr) = moved(&new.listen, &self.tls_listeners) {
+            return Err(ReloadError::Moved {
+                addr,
+                from: "tls_listen",
+                to: "listen",
+            });
+        }
+        Ok(())
     }
 
     /// The new generation takes over: it accepts before the old one stops,

@@ -146,7 +146,7 @@ pub(super) unsafe fn drop_privileges(
         None => None,
     };
     // SAFETY: one thread (this function's contract).
-    unsafe { keep_log_opener(cfg)? };
+    unsafe { keep_opener(cfg)? };
     privs::drop_to(ids).map_err(|source| StartError::DropPrivileges {
         user: user.clone(),
         source,
@@ -155,13 +155,14 @@ pub(super) unsafe fn drop_privileges(
     Ok(remover)
 }
 
-/// The logs are reopened (SIGUSR1, SIGHUP) with root's rights, which the
-/// process is about to give up: by a helper that keeps them (`opener`).
+/// The logs are reopened (SIGUSR1, SIGHUP), and the certificate files
+/// read again on reload, with root's rights, which the process is about
+/// to give up: by a helper that keeps them (`opener`).
 ///
 /// # Safety
 ///
 /// The process must have one thread (see `opener::spawn`).
-unsafe fn keep_log_opener(cfg: &Config) -> Result<(), StartError> {
+unsafe fn keep_opener(cfg: &Config) -> Result<(), StartError> {
     let logs: Vec<_> = [&cfg.error_log, &cfg.access_log]
         .into_iter()
         .filter_map(|t| match t {
@@ -169,9 +170,13 @@ unsafe fn keep_log_opener(cfg: &Config) -> Result<(), StartError> {
             _ => None,
         })
         .collect();
-    if !logs.is_empty() {
+    let certs: Vec<_> = (cfg.tls_certificates.iter())
+        .filter(|_| !cfg.tls_listen.is_empty())
+        .flat_map(|c| [check::absolute(&c.cert), check::absolute(&c.key)])
+        .collect();
+    if !logs.is_empty() || !certs.is_empty() {
         // SAFETY: one thread (this function's contract).
-        let o = unsafe { opener::spawn(logs) }.map_err(StartError::LogOpener)?;
+        let o = unsafe { opener::spawn(logs, certs) }.map_err(StartError::LogOpener)?;
         crate::log::set_opener(Arc::new(o));
     }
     Ok(())

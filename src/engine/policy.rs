@@ -429,7 +429,7 @@ impl WorkerState {
                 Some(r) => Session::Redirect(conn, r.clone()),
                 None => Session::Plain(conn),
             },
-            (true, Some(cfg)) => match TlsConn::new(cfg.clone(), conn) {
+            (true, Some(cfg)) => match TlsConn::new(cfg.clone(), conn, self.counters.clone()) {
                 Ok(t) => Session::Tls(Box::new(t)),
                 Err(conn) => {
                     let mut s = Session::Plain(*conn);

@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use sink::{PrivilegedOpen, Sink, clear_opener, opened_privileged, set_opener};
+pub use sink::{
+    PrivilegedOpen, Sink, clear_opener, opened_privileged, read_privileged, set_opener,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {

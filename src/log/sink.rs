@@ -21,12 +21,13 @@ use std::time::{Duration, Instant};
 
 use super::LogTarget;
 
-/// Opens the log files it was given with rights this process may no longer
-/// have (see `daemon::opener`).
+/// Opens the log files it was given (and the certificate files, to read)
+/// with rights this process may no longer have (see `daemon::opener`).
 pub trait PrivilegedOpen: Send + Sync {
     /// Is `p` one of the files it opens?
     fn serves(&self, p: &Path) -> bool;
-    /// Open `p` for appending (creating it if need be).
+    /// Open `p`: a log for appending (creating it if need be), a
+    /// certificate file for reading.
     fn open(&self, p: &Path) -> io::Result<File>;
 }
 
@@ -51,6 +52,19 @@ pub fn clear_opener() {
 /// Is `p` opened (and reopened) by the privileged opener?
 pub fn opened_privileged(p: &Path) -> bool {
     opener().is_some_and(|o| o.serves(p))
+}
+
+/// Read `p` whole: through the privileged opener when it serves `p`
+/// (certificate files it was started with), else directly.
+pub fn read_privileged(p: &Path) -> io::Result<Vec<u8>> {
+    match opener() {
+        Some(o) if o.serves(p) => {
+            let mut data = Vec::new();
+            io::Read::read_to_end(&mut o.open(p)?, &mut data)?;
+            Ok(data)
+        }
+        _ => std::fs::read(p),
+    }
 }
 
 /// Open `p` for appending, creating it: through the privileged opener when

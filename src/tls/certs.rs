@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 /// A certificate within this long of its end draws a warning (`-t`, start, reload).
@@ -75,17 +75,21 @@ impl Loaded {
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, CertError> {
-    std::fs::read(path).map_err(|source| CertError::Read {
+/// How the files are read: `std::fs::read`, or, on a reload after
+/// privileges were dropped, through the daemon's privileged opener.
+pub type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<Vec<u8>>;
+
+fn read(path: &Path, with: ReadFile<'_>) -> Result<Vec<u8>, CertError> {
+    with(path).map_err(|source| CertError::Read {
         path: path.to_path_buf(),
         source,
     })
 }
 
 /// Load and check one pair, as of `now`.
-pub fn load(files: &CertFiles, now: SystemTime) -> Result<Loaded, CertError> {
-    let cert_pem = read(&files.cert)?;
-    let key_pem = read(&files.key)?;
+pub fn load(files: &CertFiles, now: SystemTime, with: ReadFile<'_>) -> Result<Loaded, CertError> {
+    let cert_pem = read(&files.cert, with)?;
+    let key_pem = read(&files.key, with)?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| CertError::BadCert(files.cert.clone(), e.to_string()))?;
@@ -199,29 +203,69 @@ impl ResolvesServerCert for BySni {
     }
 }
 
+/// How long one session-ticket key encrypts new tickets (rustls's own
+/// period); tickets it made are accepted for twice this, then the key is
+/// gone and they are refused (the client does a full handshake).
+const TICKET_KEY_PERIOD: u32 = 6 * 3600;
+
 /// One ticketer for the life of the process: a reload keeps resumption
-/// working (rustls rotates its keys every 6 hours, keeping the previous).
-fn ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>, CertError> {
-    static T: OnceLock<Arc<dyn rustls::server::ProducesTickets>> = OnceLock::new();
+/// working; its keys rotate every `TICKET_KEY_PERIOD`.
+fn ticketer() -> Result<Arc<dyn ProducesTickets>, CertError> {
+    static T: OnceLock<Arc<dyn ProducesTickets>> = OnceLock::new();
     if let Some(t) = T.get() {
         return Ok(t.clone());
     }
-    let t = rustls::crypto::ring::Ticketer::new().map_err(|e| CertError::Rustls(e.to_string()))?;
+    let t = rotating_ticketer(TICKET_KEY_PERIOD)?;
     Ok(T.get_or_init(|| t).clone())
 }
 
-/// The server's TLS settings for `pairs` (at least one), checked as of
-/// `now`: TLS 1.3 and 1.2 (AEAD suites only: ring's TLS 1.2 suites are all
+/// Ticket keys made anew every `period` seconds, the one before still
+/// decrypting (rustls's `TicketRotator`).
+pub(crate) fn rotating_ticketer(period: u32) -> Result<Arc<dyn ProducesTickets>, CertError> {
+    let t = rustls::ticketer::TicketRotator::new(period, one_key)
+        .map_err(|e| CertError::Rustls(e.to_string()))?;
+    Ok(Arc::new(t))
+}
+
+/// A fresh random key: ring's ticketer (ChaCha20-Poly1305), which has no
+/// public constructor but its own rotating one; that rotation (6 hours)
+/// never comes first when `period` is at most as long.
+fn one_key() -> Result<Box<dyn ProducesTickets>, rustls::crypto::GetRandomFailed> {
+    let t = rustls::crypto::ring::Ticketer::new().map_err(|_| rustls::crypto::GetRandomFailed)?;
+    Ok(Box::new(Key(t)))
+}
+
+#[derive(Debug)]
+struct Key(Arc<dyn ProducesTickets>);
+
+impl ProducesTickets for Key {
+    fn enabled(&self) -> bool {
+        self.0.enabled()
+    }
+    fn lifetime(&self) -> u32 {
+        self.0.lifetime()
+    }
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.0.encrypt(plain)
+    }
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        self.0.decrypt(cipher)
+    }
+}
+
+/// The server's TLS settings for `pairs` (at least one, read `with`),
+/// checked as of `now`: TLS 1.3 and 1.2 (AEAD suites only: ring's TLS 1.2 suites are all
 /// ECDHE with AES-GCM or ChaCha20-Poly1305, no CBC), ALPN `http/1.1`,
 /// session tickets and a session cache for resumption. Also returns
 /// warnings (certificates close to their end).
 pub fn server_config(
     pairs: &[CertFiles],
     now: SystemTime,
+    with: ReadFile<'_>,
 ) -> Result<(Arc<rustls::ServerConfig>, Vec<String>), CertError> {
     let loaded = pairs
         .iter()
-        .map(|p| load(p, now))
+        .map(|p| load(p, now, with))
         .collect::<Result<Vec<_>, _>>()?;
     let warnings = loaded
         .iter()

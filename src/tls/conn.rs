@@ -30,7 +30,7 @@ use rustls::ServerConnection;
 
 use crate::http::{Conn, Ctx, Segment, Transmit, later};
 use crate::log::Level;
-use crate::metrics::TlsFailure;
+use crate::metrics::{TlsFailure, TlsGauge, WorkerCounters};
 
 /// Plaintext encrypted ahead of what the socket took (per connection).
 pub const OUT_HIGH: usize = 64 * 1024;
@@ -90,12 +90,19 @@ pub struct TlsConn {
     /// No byte has come yet.
     fresh: bool,
     info: Option<TlsInfo>,
+    /// Counts the connection by version in `/metrics` while it lives.
+    gauge: TlsGauge,
 }
 
 impl TlsConn {
     /// A session for `conn`; `Err` gives the `Conn` back (rustls refused
     /// the config, which `server_config` builds so that it cannot).
-    pub fn new(config: Arc<rustls::ServerConfig>, conn: Conn) -> Result<TlsConn, Box<Conn>> {
+    /// `counters`: the worker's, for the open-connections gauge.
+    pub fn new(
+        config: Arc<rustls::ServerConfig>,
+        conn: Conn,
+        counters: Arc<WorkerCounters>,
+    ) -> Result<TlsConn, Box<Conn>> {
         let tls = match ServerConnection::new(config) {
             Ok(t) => t,
             Err(e) => {
@@ -114,6 +121,7 @@ impl TlsConn {
             notified: false,
             fresh: true,
             info: None,
+            gauge: TlsGauge::new(counters),
         })
     }
 
@@ -216,6 +224,7 @@ impl TlsConn {
             .and_then(|s| s.suite().as_str())
             .unwrap_or("unknown");
         ctx.stats.tls_handshake(version == "TLSv1.3");
+        self.gauge.count(version == "TLSv1.3");
         let sni = self.tls.server_name().map(str::to_owned);
         self.conn.set_tls(crate::log::access::TlsFacts {
             protocol: version,

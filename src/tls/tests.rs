@@ -75,7 +75,8 @@ impl Env {
         };
         std::fs::write(&files.cert, cert.pem()).unwrap();
         std::fs::write(&files.key, key.serialize_pem()).unwrap();
-        let (server, _) = server_config(&[files], SystemTime::now()).unwrap();
+        let (server, _) =
+            server_config(&[files], SystemTime::now(), &|p| std::fs::read(p)).unwrap();
         let mut roots = rustls::RootCertStore::empty();
         roots.add(cert.der().clone()).unwrap();
         #[allow(deprecated)]
@@ -130,7 +131,9 @@ impl Env {
             self.now.instant,
             &self.limits,
         );
-        let server = TlsConn::new(self.server.clone(), conn).ok().unwrap();
+        let server = TlsConn::new(self.server.clone(), conn, Arc::default())
+            .ok()
+            .unwrap();
         let name = ServerName::try_from("t.test").unwrap();
         let client = rustls::ClientConnection::new(self.client.clone(), name).unwrap();
         (server, client)
@@ -267,4 +270,34 @@ fn a_slow_reader_holds_a_bounded_amount() {
     let body = &got[head_end..];
     assert_eq!(body.len(), BIG);
     assert!(body.iter().enumerate().all(|(i, &b)| b == pattern(i)));
+}
+
+/// Ticket keys rotate: a ticket made now decrypts until two periods have
+/// passed (its key current, then previous), then never again; a new
+/// ticket decrypts with the new key. (The server's period is
+/// `TICKET_KEY_PERIOD`; 1 second here.)
+#[test]
+fn ticket_keys_rotate() {
+    let t = certs::rotating_ticketer(1).unwrap();
+    assert_eq!(t.lifetime(), 2, "tickets last two periods");
+    let made = Instant::now();
+    let ticket = t.encrypt(b"session state").unwrap();
+    assert_eq!(t.decrypt(&ticket).as_deref(), Some(&b"session state"[..]));
+    // The rotator reads the wall clock (whole seconds): wait for the
+    // condition, checking every 50 ms, for at most 10 s.
+    while t.decrypt(&ticket).is_some() {
+        assert!(
+            made.elapsed() < Duration::from_secs(10),
+            "the key never rotated out"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let gone = made.elapsed();
+    assert!(
+        gone >= Duration::from_secs(1),
+        "refused after {gone:?}, within one period"
+    );
+    let fresh = t.encrypt(b"later").unwrap();
+    assert_eq!(t.decrypt(&fresh).as_deref(), Some(&b"later"[..]));
+    assert_ne!(ticket, fresh);
 }

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub mod frame;
 pub mod load;
+pub mod tls;
 
 use frame::Framing;
 
@@ -61,6 +62,26 @@ macro_rules! engine_tests {
 
         mod io_uring {
             $( $(#[$meta])* #[test] fn $name() { super::$name("io_uring") } )*
+        }
+    };
+}
+
+/// Like [`engine_tests!`], and each test also runs over TLS on both
+/// engines (`mod epoll_tls`, `mod io_uring_tls`): its engine name is then
+/// `epoll+tls` or `io_uring+tls`, which makes `Server::start` add a TLS
+/// listener (a certificate made at test time) and `srv.addr()` name it,
+/// and [`Conn`] (so `request`, `get`, `srv.connect()`...) speak TLS to it.
+#[allow(unused_macros)]
+macro_rules! engine_and_tls_tests {
+    ($( $(#[$meta:meta])* fn $name:ident($e:ident) $body:block )*) => {
+        engine_tests! { $( $(#[$meta])* fn $name($e) $body )* }
+
+        mod epoll_tls {
+            $( $(#[$meta])* #[test] fn $name() { super::$name("epoll+tls") } )*
+        }
+
+        mod io_uring_tls {
+            $( $(#[$meta])* #[test] fn $name() { super::$name("io_uring+tls") } )*
         }
     };
 }
@@ -207,6 +228,8 @@ pub struct Server {
     tmp: tempfile::TempDir,
     config_path: PathBuf,
     access_log: PathBuf,
+    /// `ENGINE+tls`: `addr` is the TLS listener, registered for `Conn`.
+    tls: Option<tls::Pair>,
 }
 
 impl Server {
@@ -224,8 +247,13 @@ impl Server {
         Self::launch(engine, cfg_extra, root, Launch::default())
     }
 
+    /// The address to ask: the TLS listener's for `ENGINE+tls`.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+    /// The certificate of an `ENGINE+tls` server.
+    pub fn tls_pair(&self) -> Option<&tls::Pair> {
+        self.tls.as_ref()
     }
     pub fn engine(&self) -> &str {
         &self.engine
@@ -365,6 +393,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if self.tls.is_some() {
+            tls::unregister(self.addr);
+        }
         if self.exited.is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
@@ -453,8 +484,11 @@ impl Response {
 /// A raw TCP connection with a read buffer (bytes past one response stay
 /// buffered for the next one).
 pub struct Conn {
+    /// The socket (under `tls`, when the server is an `ENGINE+tls` one:
+    /// read and write through `read_some` and `send` then).
     pub stream: TcpStream,
     buf: Vec<u8>,
+    tls: Option<Box<rustls::ClientConnection>>,
 }
 
 /// Printable form of request bytes for messages.
@@ -473,28 +507,58 @@ impl Conn {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
         stream.set_nodelay(true).ok();
-        Conn {
-            stream,
-            buf: Vec::new(),
-        }
+        Conn::from_stream(stream)
     }
 
     pub fn send(&mut self, data: &[u8]) {
         self.stream
             .set_write_timeout(Some(IO_TIMEOUT))
             .expect("set_write_timeout");
-        self.stream
-            .write_all(data)
+        self.write_all(data)
             .unwrap_or_else(|e| panic!("write {}: {e}", show(data)));
     }
 
     /// Write, tolerating the server having already closed / reset.
     pub fn try_send(&mut self, data: &[u8]) -> io::Result<()> {
         self.stream.set_write_timeout(Some(IO_TIMEOUT))?;
-        self.stream.write_all(data)
+        self.write_all(data)
     }
 
+    /// `data` to the socket, or as TLS records (one write, one or more records).
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self.tls.as_deref_mut() {
+            None => self.stream.write_all(data),
+            Some(t) => {
+                let mut s = rustls::Stream::new(t, &mut self.stream);
+                s.write_all(data)?;
+                s.flush()
+            }
+        }
+    }
+
+    /// One read: bytes from the socket, or the plaintext of TLS records. A
+    /// TLS connection closed without close_notify reads as an EOF, as a
+    /// plaintext one would.
+    pub fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.tls.as_deref_mut() {
+            None => self.stream.read(buf),
+            Some(t) => match rustls::Stream::new(t, &mut self.stream).read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                r => r,
+            },
+        }
+    }
+
+    /// Half-close: over TLS, close_notify first (the end of the client's data).
     pub fn shutdown_write(&mut self) {
+        if let Some(t) = self.tls.as_deref_mut() {
+            t.send_close_notify();
+            while t.wants_write() {
+                if t.write_tls(&mut self.stream).is_err() {
+                    break;
+                }
+            }
+        }
         let _ = self.stream.shutdown(Shutdown::Write);
     }
 
@@ -513,7 +577,7 @@ impl Conn {
         self.stream.set_read_timeout(Some(left))?;
         let mut tmp = [0u8; 64 * 1024];
         loop {
-            match self.stream.read(&mut tmp) {
+            match self.read_some(&mut tmp) {
                 Ok(n) => {
                     self.buf.extend_from_slice(&tmp[..n]);
                     return Ok(n);
@@ -677,7 +741,7 @@ impl Conn {
             .set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
         let mut b = [0u8; 1];
-        match self.stream.read(&mut b) {
+        match self.read_some(&mut b) {
             Ok(0) => panic!("{ctx}: server closed a connection that should stay open"),
             Ok(_) => panic!("{ctx}: unexpected extra byte {:?}", b[0] as char),
             Err(e)
@@ -1358,7 +1422,13 @@ impl Server {
         set_mode(tmp.path(), 0o755);
         let access_log = tmp.path().join("access.log");
         let config_path = tmp.path().join("tandem.toml");
-        let mut extra = cfg_extra.to_string();
+        let (engine, tls_pair, mut extra) = match engine.strip_suffix("+tls") {
+            Some(e) => {
+                let (lines, pair) = tls::tls_server_lines(tmp.path(), cfg_extra);
+                (e, Some(pair), lines)
+            }
+            None => (engine, None, cfg_extra.to_string()),
+        };
         if opts.engine_in_config && !extra.lines().any(|l| l.trim_start().starts_with("engine")) {
             extra = format!("engine = {}\n{extra}", toml_str(engine));
         }
@@ -1485,7 +1555,7 @@ impl Server {
             let _ = cv.wait_timeout(g, Duration::from_millis(50)).unwrap();
         };
 
-        Some(Server {
+        let mut srv = Server {
             child,
             exited: None,
             addr,
@@ -1494,7 +1564,14 @@ impl Server {
             tmp,
             config_path,
             access_log,
-        })
+            tls: None,
+        };
+        if let Some(pair) = tls_pair {
+            srv.addr = tls::tls_addr(&srv);
+            tls::register(srv.addr, &pair);
+            srv.tls = Some(pair);
+        }
+        Some(srv)
     }
 
     /// Send a signal (e.g. `libc::SIGHUP`) to the server process.
@@ -1870,11 +1947,36 @@ pub fn stamped_blocks(mib: usize) -> Vec<u8> {
 }
 
 impl Conn {
-    /// Wrap a stream the test opened itself.
-    pub fn from_stream(stream: TcpStream) -> Conn {
+    /// Wrap a stream the test opened itself (and finish a TLS handshake
+    /// on it when it goes to an `ENGINE+tls` server).
+    pub fn from_stream(mut stream: TcpStream) -> Conn {
+        let tls = (stream.peer_addr().ok())
+            .and_then(tls::client_for)
+            .map(|cfg| tls::handshake(cfg, &mut stream));
         Conn {
             stream,
             buf: Vec::new(),
+            tls,
         }
     }
+}
+
+/// RLIMIT_NOFILE of this process raised to at least `n` (soft, up to the
+/// hard limit); false when the hard limit is lower.
+pub fn ensure_nofile(n: u64) -> bool {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the rlimit we own.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) }, 0);
+    if rl.rlim_cur >= n {
+        return true;
+    }
+    if rl.rlim_max < n {
+        return false;
+    }
+    rl.rlim_cur = n;
+    // SAFETY: setrlimit reads the rlimit we own.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) == 0 }
 }
