@@ -15,7 +15,7 @@
 //! whose window is shut is passed over. At most `OUT_HIGH` bytes are
 //! queued ahead of the socket, so a slow reader holds that much.
 //!
-//! Files: `frame` (the codec), `hpack` (glue to loona-hpack), `stream`
+//! Files: `frame` (the codec), `hpack` (HPACK, with `table`), `stream`
 //! (a request's checks; a stream's send side), `recv` (the frames a client
 //! sends), `flood` (the budgets against floods), `http` (`Http`: which of
 //! the two protocols a connection speaks).
@@ -26,13 +26,13 @@ mod hpack;
 mod http;
 mod recv;
 mod stream;
+mod table;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use loona_hpack::Decoder;
 
 use crate::http::{Ctx, Limits, Reply, Segment, Status, Transmit, later};
 use crate::log::access::{RequestLine, TlsFacts};
@@ -118,7 +118,7 @@ pub struct H2Conn {
     /// The client's first SETTINGS came (the first frame must be one).
     settings_in: bool,
     inbuf: Vec<u8>,
-    dec: Decoder<'static>,
+    dec: hpack::Decoder,
     block: Option<Block>,
     streams: BTreeMap<u32, Stream>,
     /// The highest stream id the client has used.
@@ -166,7 +166,7 @@ impl H2Conn {
             preface: 0,
             settings_in: false,
             inbuf: Vec::new(),
-            dec: Decoder::new(),
+            dec: hpack::Decoder::new(),
             block: None,
             streams: BTreeMap::new(),
             last_id: 0,

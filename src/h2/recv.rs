@@ -387,7 +387,7 @@ impl H2Conn {
     /// the connection), then act on it.
     fn end_block(&mut self, ctx: &mut Ctx<'_>, b: Block, bytes: &[u8]) -> Res {
         let max = ctx.limits.parse.max_header_size;
-        let fields = hpack::decode(&mut self.dec, bytes, max).map_err(|()| Code::Compression)?;
+        let fields = self.dec.decode(bytes, max).map_err(|_| Code::Compression)?;
         let id = b.stream;
         let bad = match b.what {
             BlockFor::Trailers => {

@@ -204,8 +204,8 @@ fn parse_frames(mut b: &[u8]) -> Vec<(Head, Vec<u8>)> {
 
 /// The fields of a response header block.
 fn fields(block: &[u8]) -> Vec<(String, String)> {
-    let mut d = Decoder::new();
-    let f = hpack::decode(&mut d, block, 1 << 20).unwrap();
+    let mut d = hpack::Decoder::new();
+    let f = d.decode(block, 1 << 20).unwrap();
     f.iter()
         .map(|(n, v)| {
             (
