@@ -220,9 +220,9 @@ impl H2Conn {
         if h.stream > self.last_id {
             return Err(Code::Protocol);
         }
-        if !self.streams.contains_key(&h.stream) {
-            return self.calm(ctx);
-        }
+        // Every reset counts, of a stream still open or of one just
+        // answered whole: Rapid Reset's requests may be done before
+        // their RST_STREAM is read.
         self.drop_stream(ctx, h.stream);
         if self.budget.reset(ctx.now.instant, &ctx.limits.h2) {
             Ok(())
