@@ -16,6 +16,8 @@ use super::hpack::Fields;
 pub struct Stream {
     /// Our send window (RFC 9113 §6.9): what the peer lets us send.
     pub window: i64,
+    /// The highest `window` has been: WINDOW_UPDATEs past it are budgeted.
+    pub window_top: i64,
     /// What the peer may still send us before we give it more room.
     pub recv: i64,
     /// The response body still to frame as DATA.
@@ -45,6 +47,7 @@ impl Stream {
     pub fn new(window: i64, recv: i64, remote_closed: bool) -> Stream {
         Stream {
             window,
+            window_top: window,
             recv,
             segs: VecDeque::new(),
             remote_closed,
