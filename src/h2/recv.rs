@@ -442,13 +442,19 @@ impl H2Conn {
         }
         let head = match stream::request_head(&fields) {
             Ok(h) => h,
-            Err(stream::Malformed(why)) => {
+            Err(m) => {
                 crate::note!(
                     ctx.notes,
                     crate::log::Level::Debug,
-                    "{}: HTTP/2 stream {id}: malformed request: {why}",
-                    self.peer
+                    "{}: HTTP/2 stream {id}: malformed request: {}",
+                    self.peer,
+                    m.0
                 );
+                if m.bad_request() {
+                    let reply = ctx.responder.error(Status::BAD_REQUEST);
+                    self.send_reply(ctx, id, reply, false);
+                    return Ok(());
+                }
                 return self.rst(ctx, id, Code::Protocol);
             }
         };
