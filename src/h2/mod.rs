@@ -438,6 +438,13 @@ impl H2Conn {
                 self.report(ctx, &x, body, sent);
             }
         }
+        if self.is_idle() && self.out.capacity() > 0 {
+            // Between requests: hold no output buffers (an idle
+            // connection costs its struct and the HPACK table).
+            self.out = Vec::new();
+            self.ctrl = BytesMut::new();
+            self.done = VecDeque::new();
+        }
         let finished = self.streams.is_empty() && self.block.is_none() && !self.sending();
         if self.state == State::Open && finished {
             if self.peer_eof {
