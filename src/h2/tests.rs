@@ -703,3 +703,54 @@ fn a_drain_takes_streams_until_the_ping_ack() {
     assert_eq!(&p[..8], &[0, 0, 0, 1, 0, 0, 0, 0]);
     assert!(matches!(c.poll_transmit(), Transmit::Shutdown));
 }
+
+/// A client that gives back each DATA frame's bytes at once (a
+/// connection WINDOW_UPDATE per response, nothing waiting) is no flood,
+/// however many requests it makes; raising the window again and again
+/// with tiny increments is.
+#[test]
+fn giving_window_back_is_no_flood() {
+    let mut env = Env::new();
+    let mut c = env.conn();
+    let mut out = Vec::new();
+    for i in 0..3000u32 {
+        let id = 2 * i + 1;
+        env.input(&mut c, &get(id, "/small"));
+        out.extend(env.output(&mut c, usize::MAX));
+        env.input(
+            &mut c,
+            &client_frame(kind::WINDOW_UPDATE, 0, 0, &5u32.to_be_bytes()),
+        );
+    }
+    assert_eq!(goaway_code(&parse_frames(&out)), None);
+    for _ in 0..1001 {
+        env.input(
+            &mut c,
+            &client_frame(kind::WINDOW_UPDATE, 0, 0, &1u32.to_be_bytes()),
+        );
+    }
+    let f = env.frames(&mut c);
+    assert_eq!(goaway_code(&f), Some(Code::EnhanceYourCalm as u32));
+}
+
+/// A client that reads (PINGs are answered) but never opens its window
+/// is still closed at send_timeout.
+#[test]
+fn pings_do_not_keep_a_stalled_stream() {
+    let mut env = Env::new();
+    let mut c = env.conn();
+    env.input(&mut c, &get(1, "/big"));
+    env.frames(&mut c);
+    let t0 = env.now.instant;
+    for _ in 0..10 {
+        env.now = Now::new(env.now.instant + Duration::from_secs(10), SystemTime::now());
+        env.input(&mut c, &client_frame(kind::PING, 0, 0, &[7; 8]));
+        env.frames(&mut c);
+        c.handle_timeout(&mut env.ctx());
+        if c.is_closed() {
+            break;
+        }
+    }
+    assert!(c.is_closed());
+    assert!(env.now.instant - t0 <= env.limits.send_timeout + Duration::from_secs(10));
+}
