@@ -49,6 +49,10 @@ const OUT_HIGH: usize = 64 * 1024;
 /// client that keeps asking for answers (PING, SETTINGS) while it does not
 /// read gets GOAWAY(ENHANCE_YOUR_CALM), and input is not read meanwhile.
 const CTRL_CAP: usize = 64 * 1024;
+/// DATA pieces of at most this many bytes are copied behind their frame
+/// header (see `pump`); larger ones, and file ranges, are sent from
+/// where they are.
+const COALESCE: usize = 4096;
 /// Input held: a whole frame (header and largest payload), and some.
 const IN_CAP: usize = 2 * (frame::HEADER_LEN + frame::MAX_FRAME);
 /// CONTINUATION frames one header block may take.
@@ -456,14 +460,20 @@ impl H2Conn {
         self.update_deadline(ctx.limits);
     }
 
-    /// Move `ctrl`, then DATA frames, into `out`, up to `OUT_HIGH`.
+    /// Move `ctrl`, then DATA frames, into `out`, up to `OUT_HIGH`. Small
+    /// byte pieces (`COALESCE`) are copied into `ctrl` behind their frame
+    /// headers, so the heads and small bodies of many streams go out as one
+    /// segment (one iovec) rather than three each.
     fn pump(&mut self, now: Instant) {
-        let open = self.state == State::Open;
-        if !self.ctrl.is_empty() && (self.pending < OUT_HIGH || !open) {
-            let b = self.ctrl.split().freeze();
-            self.push(now, Segment::Bytes(b));
+        if self.state != State::Open || self.pending >= OUT_HIGH {
+            // Ending: what is queued goes (GOAWAY last). A full `out`:
+            // control frames wait, and no DATA passes them.
+            if self.state != State::Open {
+                self.flush_ctrl(now);
+            }
+            return;
         }
-        while open && self.ctrl.is_empty() && self.pending < OUT_HIGH && self.window > 0 {
+        while self.pending + self.ctrl.len() < OUT_HIGH && self.window > 0 {
             let next = self
                 .streams
                 .range(self.rr + 1..)
@@ -481,13 +491,19 @@ impl H2Conn {
                 .min(self.window)
                 .min(self.peer_frame as i64) as usize;
             let last = n as u64 == seg.len() && only;
+            let flags = if last { frame::flag::END_STREAM } else { 0 };
+            frame::head(&mut self.ctrl, n, frame::kind::DATA, flags, id);
             let piece = match &*seg {
-                Segment::Bytes(b) => Segment::Bytes(b.slice(..n)),
-                Segment::File(f) => Segment::File(crate::http::FileRange {
+                Segment::Bytes(b) if n <= COALESCE => {
+                    self.ctrl.extend_from_slice(&b[..n]);
+                    None
+                }
+                Segment::Bytes(b) => Some(Segment::Bytes(b.slice(..n))),
+                Segment::File(f) => Some(Segment::File(crate::http::FileRange {
                     file: f.file.clone(),
                     offset: f.offset,
                     len: n as u64,
-                }),
+                })),
             };
             seg.advance(n as u64);
             if seg.is_empty() {
@@ -498,14 +514,22 @@ impl H2Conn {
             self.window -= n as i64;
             self.rr = id;
             self.last_data = now;
-            let flags = if last { frame::flag::END_STREAM } else { 0 };
-            frame::head(&mut self.ctrl, n, frame::kind::DATA, flags, id);
-            let h = self.ctrl.split().freeze();
-            self.push(now, Segment::Bytes(h));
-            self.push(now, piece);
+            if let Some(piece) = piece {
+                self.flush_ctrl(now);
+                self.push(now, piece);
+            }
             if last {
                 self.local_done(id);
             }
+        }
+        self.flush_ctrl(now);
+    }
+
+    /// `ctrl` (control frames, heads, small DATA frames) into `out`.
+    fn flush_ctrl(&mut self, now: Instant) {
+        if !self.ctrl.is_empty() {
+            let b = self.ctrl.split().freeze();
+            self.push(now, Segment::Bytes(b));
         }
     }
 
