@@ -777,3 +777,47 @@ fn a_large_head_is_split_into_continuations() {
     assert!(fields(&block).contains(&("x-big".into(), "b".repeat(40_000))));
     assert!(f.iter().any(|(h, p)| h.kind == kind::DATA && p == b"x"));
 }
+
+/// Random frames (valid headers of every type with random flags, ids
+/// and payloads, cut at random places): no panic, and a connection that
+/// is not ended holds at most `IN_CAP` bytes of input.
+#[test]
+fn random_frames_do_not_panic() {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..300 {
+        let mut env = Env::new();
+        env.limits.max_body_size = 1 << 20;
+        let mut c = env.conn();
+        let mut bytes = Vec::new();
+        for _ in 0..40 {
+            let r = next();
+            let kind = (r % 11) as u8;
+            let flags = (r >> 8) as u8;
+            let stream = ((r >> 16) % 8) as u32;
+            let len = ((r >> 24) % 40) as usize;
+            let payload: Vec<u8> = match kind {
+                kind::HEADERS => get(stream | 1, "/small")[9..].to_vec(),
+                _ => (0..len).map(|_| next() as u8).collect(),
+            };
+            bytes.extend(client_frame(kind, flags, stream, &payload));
+        }
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let k = (next() as usize % 64 + 1).min(rest.len());
+            env.input(&mut c, &rest[..k]);
+            rest = &rest[k..];
+            env.output(&mut c, usize::MAX);
+            assert!(c.inbuf.len() <= IN_CAP);
+        }
+        c.handle_eof(&mut env.ctx());
+        if c.poll_timeout().is_some() {
+            env.expire(&mut c);
+        }
+    }
+}
