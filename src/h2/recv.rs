@@ -242,13 +242,24 @@ impl H2Conn {
         if h.stream == 0 {
             return Err(Code::Protocol);
         }
+        // A stream error, but no RST_STREAM may name an idle stream: on
+        // one, the error is the connection's.
+        let idle = h.stream > self.last_id;
         if p.len() != 5 {
-            return self.rst(ctx, h.stream, Code::FrameSize);
+            return if idle {
+                Err(Code::FrameSize)
+            } else {
+                self.rst(ctx, h.stream, Code::FrameSize)
+            };
         }
         self.calm(ctx)?;
         let dep = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff;
         if dep == h.stream {
-            return self.rst(ctx, h.stream, Code::Protocol);
+            return if idle {
+                Err(Code::Protocol)
+            } else {
+                self.rst(ctx, h.stream, Code::Protocol)
+            };
         }
         Ok(())
     }

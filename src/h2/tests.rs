@@ -821,3 +821,28 @@ fn random_frames_do_not_panic() {
         }
     }
 }
+
+/// A bad PRIORITY frame is a stream error on a stream that was opened
+/// (RST_STREAM), and a connection error on an idle one (no RST_STREAM
+/// may name an idle stream).
+#[test]
+fn bad_priority_frames() {
+    let mut env = Env::new();
+    let mut c = env.conn();
+    env.input(&mut c, &get(1, "/small"));
+    env.input(
+        &mut c,
+        &client_frame(kind::PRIORITY, 0, 1, &[0, 0, 0, 1, 9]),
+    );
+    let f = env.frames(&mut c);
+    let rst = f.iter().find(|(h, _)| h.kind == kind::RST_STREAM);
+    assert_eq!(
+        rst.map(|(h, p)| (h.stream, p[3])),
+        Some((1, Code::Protocol as u8))
+    );
+    assert_eq!(goaway_code(&f), None);
+    env.input(&mut c, &client_frame(kind::PRIORITY, 0, 9, &[0, 0, 0]));
+    let f = env.frames(&mut c);
+    assert!(!f.iter().any(|(h, _)| h.kind == kind::RST_STREAM));
+    assert_eq!(goaway_code(&f), Some(Code::FrameSize as u32));
+}
