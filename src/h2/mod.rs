@@ -285,7 +285,19 @@ impl H2Conn {
         match self.state {
             State::Ending { .. } => self.close(ctx),
             State::Open if !self.settings_in => self.close(ctx),
-            _ => self.settle(ctx),
+            // A header block cut short can never be answered.
+            State::Open if self.block.is_some() => {
+                self.fail(ctx, Code::Protocol);
+                self.settle(ctx);
+            }
+            State::Open => {
+                // Nothing more comes: streams answered that wait only for
+                // the client's END_STREAM are over; responses still going
+                // out finish (then `settle` closes).
+                self.streams.retain(|_, s| !s.local_done);
+                self.settle(ctx);
+            }
+            State::Closed => {}
         }
     }
 
@@ -366,7 +378,15 @@ impl H2Conn {
 
     pub fn handle_shutdown(&mut self) {
         if let State::Ending { until, .. } = self.state {
+            // After the peer's EOF there is nothing to linger for: the
+            // deadline is due at once (its `handle_timeout` closes).
+            let until = if self.peer_eof {
+                until.min(self.last_activity)
+            } else {
+                until
+            };
             self.state = State::Ending { shut: true, until };
+            self.deadline = Some(until);
         }
     }
 

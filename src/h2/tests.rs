@@ -846,3 +846,23 @@ fn bad_priority_frames() {
     assert!(!f.iter().any(|(h, _)| h.kind == kind::RST_STREAM));
     assert_eq!(goaway_code(&f), Some(Code::FrameSize as u32));
 }
+
+/// EOF in the middle of a header block: GOAWAY(PROTOCOL_ERROR), then,
+/// once the write side is shut, the connection closes without lingering.
+#[test]
+fn eof_inside_a_header_block() {
+    let mut env = Env::new();
+    let mut c = env.conn();
+    env.input(
+        &mut c,
+        &client_frame(kind::HEADERS, flag::END_STREAM, 1, &block("GET", "/", &[])),
+    );
+    c.handle_eof(&mut env.ctx());
+    let f = env.frames(&mut c);
+    assert_eq!(goaway_code(&f), Some(Code::Protocol as u32));
+    assert!(matches!(c.poll_transmit(), Transmit::Shutdown));
+    c.handle_shutdown();
+    assert!(c.poll_timeout().is_some_and(|d| d <= env.now.instant));
+    c.handle_timeout(&mut env.ctx());
+    assert!(c.is_closed());
+}
