@@ -41,6 +41,9 @@ pub struct WorkerCounters {
     tls_failures: [AtomicU64; TLS_FAILURES],
     /// Open connections whose handshake completed: [TLS 1.2, TLS 1.3] (a gauge).
     tls_open: [AtomicU64; 2],
+    /// HTTP/2 connections (by ALPN or preface) and streams opened.
+    h2_connections: AtomicU64,
+    h2_streams: AtomicU64,
     cache_entries: AtomicU64,
     cache_bytes: AtomicU64,
     /// Files compressed on the fly, by coding (`Encoding as usize`).
@@ -103,6 +106,18 @@ impl WorkerCounters {
         bump(&self.tls_handshakes[v13 as usize], 1);
     }
 
+    /// A connection began to speak HTTP/2.
+    #[inline]
+    pub fn h2_connection(&self) {
+        bump(&self.h2_connections, 1);
+    }
+
+    /// An HTTP/2 stream was opened (and not refused).
+    #[inline]
+    pub fn h2_stream(&self) {
+        bump(&self.h2_streams, 1);
+    }
+
     /// A TLS handshake failed.
     #[inline]
     pub fn tls_failure(&self, why: TlsFailure) {
@@ -145,6 +160,8 @@ impl WorkerCounters {
             tls_handshakes: std::array::from_fn(|i| self.tls_handshakes[i].load(Relaxed)),
             tls_failures: std::array::from_fn(|i| self.tls_failures[i].load(Relaxed)),
             tls_open: std::array::from_fn(|i| self.tls_open[i].load(Relaxed)),
+            h2_connections: self.h2_connections.load(Relaxed),
+            h2_streams: self.h2_streams.load(Relaxed),
             cache_entries: self.cache_entries.load(Relaxed),
             cache_bytes: self.cache_bytes.load(Relaxed),
             compressions: std::array::from_fn(|i| self.compressions[i].load(Relaxed)),
@@ -200,6 +217,8 @@ pub struct Totals {
     pub tls_failures: [u64; TLS_FAILURES],
     /// A gauge, as `open`: TLS connections by version (1.2, 1.3).
     pub tls_open: [u64; 2],
+    pub h2_connections: u64,
+    pub h2_streams: u64,
     /// Gauges, as `open`: what live workers' caches hold.
     pub cache_entries: u64,
     pub cache_bytes: u64,
@@ -224,6 +243,8 @@ impl Totals {
         for (a, b) in self.tls_open.iter_mut().zip(o.tls_open) {
             *a += b;
         }
+        self.h2_connections = self.h2_connections.wrapping_add(o.h2_connections);
+        self.h2_streams = self.h2_streams.wrapping_add(o.h2_streams);
         self.cache_entries += o.cache_entries;
         self.cache_bytes += o.cache_bytes;
         for (a, b) in self.compressions.iter_mut().zip(o.compressions) {
@@ -407,6 +428,7 @@ impl Snapshot {
         );
         let _ = writeln!(s, "tandem_connections_accepted_total {}", t.accepted);
         render_tls(&mut s, t);
+        render_h2(&mut s, t);
         head(
             &mut s,
             "tandem_cache_entries",
@@ -459,6 +481,20 @@ impl Snapshot {
         );
         s
     }
+}
+
+/// The HTTP/2 samples: connections and streams.
+fn render_h2(s: &mut String, t: &Totals) {
+    let _ = write!(
+        s,
+        "# HELP tandem_h2_connections_total Connections that spoke HTTP/2 (ALPN h2, or the preface in cleartext).\n\
+         # TYPE tandem_h2_connections_total counter\n\
+         tandem_h2_connections_total {}\n\
+         # HELP tandem_h2_streams_total HTTP/2 streams opened (requests; refused ones not counted).\n\
+         # TYPE tandem_h2_streams_total counter\n\
+         tandem_h2_streams_total {}\n",
+        t.h2_connections, t.h2_streams
+    );
 }
 
 /// The TLS samples: handshakes by version, failures by reason, open

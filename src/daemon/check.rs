@@ -399,7 +399,7 @@ fn check_tls(cfg: &Config, out: &mut Checked, fail: &mut Fail) {
     // After privileges were dropped, the files the server started with are
     // read through the privileged opener (as root, as at start).
     let read = |p: &Path| crate::log::read_privileged(p);
-    match crate::tls::server_config(&pairs, std::time::SystemTime::now(), &read) {
+    match crate::tls::server_config(&pairs, std::time::SystemTime::now(), &read, cfg.http2) {
         Ok((tls, warnings)) => {
             for w in warnings {
                 crate::warn!("tls_certificates: {w}");
