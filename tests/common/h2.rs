@@ -315,7 +315,10 @@ pub fn encode_fields<K: AsRef<[u8]>, V: AsRef<[u8]>>(list: &[(K, V)]) -> Vec<u8>
 /// The 9-octet frame header and the payload.
 pub fn frame_bytes(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len();
-    assert!(len < 1 << 24, "frame payload {len} too long for the length field");
+    assert!(
+        len < 1 << 24,
+        "frame payload {len} too long for the length field"
+    );
     let mut v = Vec::with_capacity(9 + len);
     v.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
     v.push(ty);
@@ -485,7 +488,13 @@ impl H2 {
             .unwrap_or_else(|e| panic!("write {} bytes: {e}", b.len()));
     }
 
-    pub fn try_send_frame(&mut self, ty: u8, flags: u8, stream: u32, payload: &[u8]) -> io::Result<()> {
+    pub fn try_send_frame(
+        &mut self,
+        ty: u8,
+        flags: u8,
+        stream: u32,
+        payload: &[u8],
+    ) -> io::Result<()> {
         self.try_send_raw(&frame_bytes(ty, flags, stream, payload))
     }
 
@@ -494,7 +503,12 @@ impl H2 {
     }
 
     /// The request pseudo-fields for `method` and `path`, then `extra`.
-    pub fn request_fields(&self, method: &str, path: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    pub fn request_fields(
+        &self,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+    ) -> Vec<(String, String)> {
         let mut f = fields(&[
             (":method", method),
             (":scheme", self.scheme),
@@ -739,6 +753,11 @@ impl H2 {
             .is_some_and(|s| s.resp.complete || s.resp.reset.is_some())
     }
 
+    /// Body bytes received so far on stream `id` (not yet read out).
+    pub fn received(&self, id: u32) -> usize {
+        self.streams.get(&id).map_or(0, |s| s.resp.body.len())
+    }
+
     /// Read until stream `id` ends (END_STREAM or RST_STREAM); panics on a
     /// GOAWAY that leaves it out, a close or the deadline.
     pub fn read_response(&mut self, id: u32) -> H2Response {
@@ -752,7 +771,10 @@ impl H2 {
             if let Some(g) = &self.goaway
                 && g.last_stream < id
             {
-                return Err(format!("GOAWAY {g:?} leaves it out ({})", self.seen_summary()));
+                return Err(format!(
+                    "GOAWAY {g:?} leaves it out ({})",
+                    self.seen_summary()
+                ));
             }
             if let Err(end) = self.pump(deadline) {
                 let partial = self.streams.get(&id).map(|s| s.resp.describe());
@@ -888,13 +910,13 @@ impl TlsCert {
     pub fn client(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
         let mut store = rustls::RootCertStore::empty();
         store.add(self.der.clone()).unwrap();
-        let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(store)
-        .with_no_client_auth();
+        #[allow(deprecated)]
+        let provider = rustls::crypto::ring::default_provider();
+        let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(store)
+            .with_no_client_auth();
         c.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
         Arc::new(c)
     }
