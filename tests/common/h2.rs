@@ -445,6 +445,15 @@ impl H2 {
         }
     }
 
+    /// The plain socket, for a test that goes on writing raw bytes (after
+    /// [`H2::wait_ready`]); bytes already read and not processed are lost.
+    pub fn into_tcp(self) -> TcpStream {
+        match self.t {
+            Transport::Plain(s) => s,
+            Transport::Tls(_) => panic!("into_tcp on a TLS connection"),
+        }
+    }
+
     /// The client's socket (for timeouts, linger, shutdown).
     pub fn tcp(&self) -> &TcpStream {
         self.t.tcp()
