@@ -972,3 +972,126 @@ pub fn check_h2_fields(r: &H2Response, ctx: &str) {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// Comparing answers across protocols and clients
+// ---------------------------------------------------------------------------
+
+/// A response as any client saw it: status, fields (names lower-cased),
+/// body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub fields: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn describe(&self) -> String {
+        let mut s = format!("{}\n", self.status);
+        for (k, v) in &self.fields {
+            s.push_str(&format!("{k}: {v}\n"));
+        }
+        let n = self.body.len().min(200);
+        s.push_str(&format!(
+            "[{} body bytes] {:?}",
+            self.body.len(),
+            String::from_utf8_lossy(&self.body[..n])
+        ));
+        s
+    }
+}
+
+impl From<&super::Response> for Answer {
+    fn from(r: &super::Response) -> Answer {
+        Answer {
+            status: r.status,
+            fields: r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect(),
+            body: r.body.clone(),
+        }
+    }
+}
+
+impl From<&H2Response> for Answer {
+    fn from(r: &H2Response) -> Answer {
+        Answer {
+            status: r.status,
+            fields: r.fields.clone(),
+            body: r.body.clone(),
+        }
+    }
+}
+
+/// Fields that frame a message rather than describe it (RFC 9110 §7.6.1,
+/// RFC 9113 §8.2.2), and `date`, which changes by the second.
+const FRAMING: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "date",
+];
+
+/// The fields that must match across protocols, sorted by name (the
+/// order of values of one name kept).
+pub fn representation(a: &Answer) -> Vec<(String, String)> {
+    let mut f: Vec<(String, String)> = a
+        .fields
+        .iter()
+        .filter(|(k, _)| !FRAMING.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    f.sort_by(|x, y| x.0.cmp(&y.0));
+    f
+}
+
+/// An HTTP/2 answer against the HTTP/1.1 one to the same request: same
+/// status, representation fields and body; content-length, where the
+/// HTTP/2 answer has one, the same; no connection-specific field.
+pub fn same_answer(h1: &Answer, h2: &Answer) -> Result<(), String> {
+    let mut why = Vec::new();
+    if h1.status != h2.status {
+        why.push(format!("status {} vs {}", h1.status, h2.status));
+    }
+    let (r1, r2) = (representation(h1), representation(h2));
+    if r1 != r2 {
+        why.push(format!("fields differ:\n  1.1: {r1:?}\n  h2:  {r2:?}"));
+    }
+    if h1.body != h2.body {
+        why.push(format!(
+            "bodies differ: {} vs {} bytes",
+            h1.body.len(),
+            h2.body.len()
+        ));
+    }
+    if let Some(l) = h2.field("content-length")
+        && Some(l) != h1.field("content-length")
+    {
+        why.push(format!(
+            "content-length {l} vs 1.1's {:?}",
+            h1.field("content-length")
+        ));
+    }
+    for (k, _) in &h2.fields {
+        if CONNECTION_FIELDS.contains(&k.as_str()) {
+            why.push(format!("connection-specific field {k} over HTTP/2"));
+        }
+    }
+    if why.is_empty() {
+        Ok(())
+    } else {
+        Err(why.join("\n"))
+    }
+}
