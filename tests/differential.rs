@@ -786,6 +786,124 @@ fn run_all(addr: SocketAddr, cases: &Arc<Vec<Case>>) -> Vec<Vec<u8>> {
     Arc::try_unwrap(out).ok().unwrap().into_inner().unwrap()
 }
 
+// ---------------------------------------------------------------------------
+// HTTP/2 against HTTP/1.1 (issue 21, point 2)
+// ---------------------------------------------------------------------------
+
+/// One HTTP/1.1 request of a corpus case, and the same request for HTTP/2.
+struct Both {
+    /// The request's own bytes (head and body), sent alone over HTTP/1.1.
+    raw: Vec<u8>,
+    method: String,
+    /// Pseudo-fields first, then the request's fields (names lower-cased;
+    /// `host` becomes `:authority`; connection-specific fields dropped).
+    fields: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// The requests in `bytes` that HTTP/2 can say too: complete HTTP/1.1
+/// requests in origin form with one Host, no chunked body, no Expect, no
+/// Upgrade, no TE but `trailers`, field values without control bytes, not
+/// CONNECT. Stops at the first request that is not.
+fn translate(bytes: &[u8]) -> Vec<Both> {
+    const DROP: [&str; 3] = ["connection", "keep-alive", "proxy-connection"];
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        let Ok(httparse::Status::Complete(n)) = req.parse(rest) else {
+            return out;
+        };
+        let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
+            return out;
+        };
+        if !path.starts_with('/') || method == "CONNECT" {
+            return out;
+        }
+        let hs: &[httparse::Header<'_>] = req.headers;
+        let named =
+            |name: &'static str| hs.iter().filter(move |h| h.name.eq_ignore_ascii_case(name));
+        let hosts: Vec<_> = named("host").collect();
+        let lengths: Vec<_> = named("content-length").collect();
+        let te_ok = named("te").all(|h| h.value.eq_ignore_ascii_case(b"trailers"));
+        if hosts.len() != 1
+            || lengths.len() > 1
+            || !te_ok
+            || named("transfer-encoding").next().is_some()
+            || named("expect").next().is_some()
+            || named("upgrade").next().is_some()
+        {
+            return out;
+        }
+        let text = |v: &[u8]| {
+            std::str::from_utf8(v)
+                .ok()
+                .filter(|s| !s.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f))
+                .map(str::to_string)
+        };
+        let Some(authority) = text(hosts[0].value) else {
+            return out;
+        };
+        let len = match lengths.first() {
+            None => 0,
+            Some(h) => match text(h.value).and_then(|v| v.trim().parse::<usize>().ok()) {
+                Some(l) => l,
+                None => return out,
+            },
+        };
+        if rest.len() < n + len {
+            return out;
+        }
+        let mut fields = vec![
+            (":method".to_string(), method.to_string()),
+            (":scheme".to_string(), "http".to_string()),
+            (":authority".to_string(), authority),
+            (":path".to_string(), path.to_string()),
+        ];
+        for h in req.headers.iter() {
+            let name = h.name.to_ascii_lowercase();
+            if name == "host" || DROP.contains(&name.as_str()) {
+                continue;
+            }
+            let Some(v) = text(h.value) else { return out };
+            fields.push((name, v.trim().to_string()));
+        }
+        out.push(Both {
+            raw: rest[..n + len].to_vec(),
+            method: method.to_string(),
+            fields,
+            body: rest[n..n + len].to_vec(),
+        });
+        rest = &rest[n + len..];
+    }
+}
+
+/// The request on a new stream of `c` (a new connection when the last one
+/// was ended); the answer, or why there is none.
+fn ask_h2(
+    c: &mut Option<common::h2::H2>,
+    addr: SocketAddr,
+    b: &Both,
+) -> Result<common::h2::Answer, String> {
+    use common::h2::*;
+    if c.as_ref().is_none_or(|c| c.goaway.is_some()) {
+        *c = Some(H2::handshake(addr));
+    }
+    let c = c.as_mut().unwrap();
+    let id = c.next_id;
+    c.next_id += 2;
+    c.send_headers(id, &b.fields, b.body.is_empty());
+    if !b.body.is_empty() {
+        c.send_frame(DATA, END_STREAM, id, &b.body);
+    }
+    let r = c.try_read_response(id, Duration::from_secs(5))?;
+    match r.reset {
+        Some(code) if !r.complete => Err(format!("RST_STREAM {code:#x} after {}", r.describe())),
+        _ => Ok(Answer::from(&r)),
+    }
+}
+
 engine_tests! {
     /// Where a request is cut between two writes must not change the answer:
     /// every offset of each split source, compared with the unsplit request.
@@ -820,5 +938,79 @@ engine_tests! {
             }
         }
         assert!(bad.is_empty(), "{} of {} split requests answered differently from the whole request:\n{}", bad.len(), cases.len(), bad.iter().take(10).cloned().collect::<Vec<_>>().join("\n"));
+    }
+
+    /// Every request of the corpus (and of tests/tls.rs's differential)
+    /// that HTTP/2 can carry gets the same status, representation fields
+    /// and body over HTTP/2 (h2c) as over HTTP/1.1, on the same server;
+    /// the TLS ones over HTTP/2 on TLS too (ALPN h2).
+    fn h2_answers_like_http1(e) {
+        use common::h2::*;
+        let site = Site::new();
+        site.write("\u{e9}t\u{e9}.html", b"<p>UTF8-NAME</p>");
+        site.write("style.css.gz", b"GZIP-BYTES-OF-STYLE");
+        site.write("v.css", &b"p { margin: 0 }\n".repeat(100));
+        site.write("v.css.gz", b"GZIP-BYTES-OF-V");
+        let certs = tempfile::tempdir().unwrap();
+        let cert = TlsCert::new(certs.path());
+        let cfg = format!("{CONFIG}\n{H2C}\n{}", cert.config());
+        let srv = start_or_skip!(e, &cfg, &site.root);
+        let addr = srv.addr();
+        let etag = get(addr, "/style.css").header("etag").unwrap().to_string();
+        // tests/tls.rs's differential, as plain HTTP/1.1 requests.
+        let tls_cases: Vec<Vec<u8>> = vec![
+            b"GET / HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+            b"GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=100-200,5000-5999\r\n\r\n".to_vec(),
+            format!("GET /style.css HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\n\r\n").into_bytes(),
+            b"GET /v.css HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n".to_vec(),
+            b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+            b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+            b"GET /sub HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc".to_vec(),
+            b"GET /../../etc/passwd HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+            b"GET /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".to_vec(),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        let mut all: Vec<Both> = Vec::new();
+        let sources = corpus().into_iter().map(|c| c.parts.concat()).chain(tls_cases.iter().cloned());
+        for bytes in sources {
+            for b in translate(&bytes) {
+                if seen.insert(b.raw.clone()) {
+                    all.push(b);
+                }
+            }
+        }
+        let tls_list: Vec<Both> = tls_cases.iter().flat_map(|b| translate(b)).collect();
+        assert_eq!(tls_list.len(), tls_cases.len(), "every tls.rs case translates");
+        assert!(all.len() >= 140, "only {} requests of the corpus translate", all.len());
+        let mut diffs = Vec::new();
+        let mut h2c = None;
+        for b in &all {
+            let h1 = Answer::from(&request(addr, &b.raw));
+            let verdict = ask_h2(&mut h2c, addr, b).and_then(|h2| same_answer(&h1, &h2).map_err(|e| format!("{e}\n  h2: {}", h2.describe())));
+            if let Err(why) = verdict {
+                diffs.push(format!("h2c {} {}: {why}\n  1.1: {}", b.method, show(&b.raw), h1.describe()));
+            }
+        }
+        // Over TLS: ALPN h2 against HTTP/1.1 on the plain port.
+        let tls = tls_addr(&srv);
+        let mut c = H2::connect_tls(tls, cert.client(&[b"h2"]));
+        for b in &tls_list {
+            let h1 = Answer::from(&request(addr, &b.raw));
+            let mut f = b.fields.clone();
+            f[1].1 = "https".to_string();
+            let id = c.next_id;
+            c.next_id += 2;
+            c.send_headers(id, &f, b.body.is_empty());
+            if !b.body.is_empty() {
+                c.send_frame(DATA, END_STREAM, id, &b.body);
+            }
+            let verdict = c.try_read_response(id, Duration::from_secs(5)).and_then(|r| same_answer(&h1, &Answer::from(&r)));
+            if let Err(why) = verdict {
+                diffs.push(format!("TLS h2 {} {}: {why}", b.method, show(&b.raw)));
+            }
+        }
+        note(&format!("{} corpus requests and {} TLS ones compared; {} differ", all.len(), tls_list.len(), diffs.len()));
+        assert!(diffs.is_empty(), "{} of {} differ between HTTP/1.1 and HTTP/2:\n{}", diffs.len(), all.len() + tls_list.len(), diffs.iter().take(15).cloned().collect::<Vec<_>>().join("\n\n"));
     }
 }
