@@ -73,6 +73,7 @@ fn main() {
         send_timeout: Duration::from_secs(60),
         linger_timeout: Duration::from_secs(2),
         log_format: LogFormat::Combined,
+        h2: Default::default(),
     };
     let now = Now::new(Instant::now(), std::time::SystemTime::now());
     let mut conn = Conn::new("127.0.0.1:1".parse().unwrap(), now.instant, &limits);

@@ -8,6 +8,8 @@
 //!   `http::Conn` per connection and sending the segments it hands out.
 //! - `tls`: the sans-IO TLS layer (rustls) between an engine and `Conn`,
 //!   the `Session` engines hold, certificates by SNI.
+//! - `h2`: the sans-IO HTTP/2 connection (`H2Conn`) beside `Conn`, and
+//!   `Http`, the one of the two a connection speaks.
 //! - `files`: the static file responder, an `http::Respond`.
 //! - `http`: sans-IO HTTP/1.1: parser, `Conn`, the response model
 //!   (`Reply`, `Body`, `Segment`). No socket, clock or global lock.
@@ -19,6 +21,7 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod files;
+pub mod h2;
 pub mod http;
 pub mod log;
 pub mod metrics;
@@ -31,8 +34,8 @@ pub mod tls;
 mod layers {
     use std::path::Path;
 
-    const ORDER: [&str; 9] = [
-        "daemon", "engine", "tls", "files", "http", "config", "metrics", "log", "sys",
+    const ORDER: [&str; 10] = [
+        "daemon", "engine", "tls", "h2", "files", "http", "config", "metrics", "log", "sys",
     ];
 
     fn sources(p: &Path, out: &mut Vec<std::path::PathBuf>) {

@@ -39,6 +39,9 @@ pub struct WorkerCounters {
     /// Completed TLS handshakes: [TLS 1.2, TLS 1.3].
     tls_handshakes: [AtomicU64; 2],
     tls_failures: [AtomicU64; TLS_FAILURES],
+    /// HTTP/2 connections (by ALPN or preface) and streams opened.
+    h2_connections: AtomicU64,
+    h2_streams: AtomicU64,
     cache_entries: AtomicU64,
     cache_bytes: AtomicU64,
     /// Files compressed on the fly, by coding (`Encoding as usize`).
@@ -101,6 +104,18 @@ impl WorkerCounters {
         bump(&self.tls_handshakes[v13 as usize], 1);
     }
 
+    /// A connection began to speak HTTP/2.
+    #[inline]
+    pub fn h2_connection(&self) {
+        bump(&self.h2_connections, 1);
+    }
+
+    /// An HTTP/2 stream was opened (and not refused).
+    #[inline]
+    pub fn h2_stream(&self) {
+        bump(&self.h2_streams, 1);
+    }
+
     /// A TLS handshake failed.
     #[inline]
     pub fn tls_failure(&self, why: TlsFailure) {
@@ -133,6 +148,8 @@ impl WorkerCounters {
             open: self.open.load(Relaxed),
             tls_handshakes: std::array::from_fn(|i| self.tls_handshakes[i].load(Relaxed)),
             tls_failures: std::array::from_fn(|i| self.tls_failures[i].load(Relaxed)),
+            h2_connections: self.h2_connections.load(Relaxed),
+            h2_streams: self.h2_streams.load(Relaxed),
             cache_entries: self.cache_entries.load(Relaxed),
             cache_bytes: self.cache_bytes.load(Relaxed),
             compressions: std::array::from_fn(|i| self.compressions[i].load(Relaxed)),
@@ -150,6 +167,8 @@ pub struct Totals {
     pub open: u64,
     pub tls_handshakes: [u64; 2],
     pub tls_failures: [u64; TLS_FAILURES],
+    pub h2_connections: u64,
+    pub h2_streams: u64,
     /// Gauges, as `open`: what live workers' caches hold.
     pub cache_entries: u64,
     pub cache_bytes: u64,
@@ -171,6 +190,8 @@ impl Totals {
         for (a, b) in self.tls_failures.iter_mut().zip(o.tls_failures) {
             *a = a.wrapping_add(b);
         }
+        self.h2_connections = self.h2_connections.wrapping_add(o.h2_connections);
+        self.h2_streams = self.h2_streams.wrapping_add(o.h2_streams);
         self.cache_entries += o.cache_entries;
         self.cache_bytes += o.cache_bytes;
         for (a, b) in self.compressions.iter_mut().zip(o.compressions) {
@@ -353,6 +374,7 @@ impl Snapshot {
         );
         let _ = writeln!(s, "tandem_connections_accepted_total {}", t.accepted);
         render_tls(&mut s, t);
+        render_h2(&mut s, t);
         head(
             &mut s,
             "tandem_cache_entries",
@@ -405,6 +427,20 @@ impl Snapshot {
         );
         s
     }
+}
+
+/// The HTTP/2 samples: connections and streams.
+fn render_h2(s: &mut String, t: &Totals) {
+    let _ = write!(
+        s,
+        "# HELP tandem_h2_connections_total Connections that spoke HTTP/2 (ALPN h2, or the preface in cleartext).\n\
+         # TYPE tandem_h2_connections_total counter\n\
+         tandem_h2_connections_total {}\n\
+         # HELP tandem_h2_streams_total HTTP/2 streams opened (requests; refused ones not counted).\n\
+         # TYPE tandem_h2_streams_total counter\n\
+         tandem_h2_streams_total {}\n",
+        t.h2_connections, t.h2_streams
+    );
 }
 
 /// The TLS samples: handshakes by version, failures by reason.

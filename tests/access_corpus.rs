@@ -75,6 +75,7 @@ impl World {
                 send_timeout: Duration::from_secs(60),
                 linger_timeout: Duration::from_secs(2),
                 log_format: format,
+                h2: Default::default(),
             },
             log: Vec::new(),
             notes: Notes::new(Level::Error),

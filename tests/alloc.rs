@@ -83,6 +83,7 @@ fn allocations(req: &[u8], n: u64, cfg: &str, log_format: LogFormat) -> u64 {
         send_timeout: Duration::from_secs(60),
         linger_timeout: Duration::from_secs(2),
         log_format,
+        h2: Default::default(),
     };
     let now = Now::new(Instant::now(), SystemTime::now());
     let mut conn = Conn::new("127.0.0.1:1".parse().unwrap(), now.instant, &limits);

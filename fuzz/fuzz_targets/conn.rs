@@ -327,6 +327,7 @@ fn default_limits() -> Limits {
         send_timeout: Duration::from_secs(60),
         linger_timeout: Duration::from_secs(2),
         log_format: LogFormat::Combined,
+        h2: Default::default(),
     }
 }
 
@@ -354,6 +355,7 @@ fn limits(u: &mut Unstructured<'_>) -> arbitrary::Result<Limits> {
         send_timeout: ms(u, 1)?,
         linger_timeout: Duration::from_secs(2),
         log_format: LogFormat::Combined,
+        h2: Default::default(),
     })
 }
 

@@ -270,6 +270,10 @@ pub(super) fn usize_of(what: &str, v: &Any) -> Result<usize, String> {
     usize::try_from(count(what, v)?).or_else(|_| expected(what, v))
 }
 
+pub(super) fn u32_of(what: &str, v: &Any) -> Result<u32, String> {
+    u32::try_from(count(what, v)?).or_else(|_| expected(what, v))
+}
+
 /// A table of strings by key: `{ 404 = "404.html" }`, `{ wasm = "application/wasm" }`.
 pub(super) fn string_table(
     what: &str,

@@ -146,6 +146,22 @@ schema! {
         /// Plaintext listeners answer every request with 308 to the same
         /// https:// URL, except under /.well-known/acme-challenge/.
         redirect_to_https: bool = false => boolean,
+        /// Offer HTTP/2 (ALPN `h2`) on the TLS listeners.
+        http2: bool = true => boolean,
+        /// Plaintext listeners speak HTTP/2 to a client that opens with its
+        /// preface (prior knowledge, h2c), HTTP/1.1 to the others.
+        http2_cleartext: bool = false => boolean,
+        /// Streams one HTTP/2 client may have open at once; more are refused.
+        h2_max_concurrent_streams: u32 = 128
+            => (|v| u32_of("a number of streams", v)),
+        /// Streams one HTTP/2 client may cancel (or have refused) per second;
+        /// past it, GOAWAY (Rapid Reset).
+        h2_max_resets_per_second: u32 = 200
+            => (|v| u32_of("a number of streams per second", v)),
+        /// Frames that ask for nothing (PING, SETTINGS, empty DATA...) one
+        /// HTTP/2 client may send per second; past it, GOAWAY.
+        h2_max_control_frames_per_second: u32 = 1000
+            => (|v| u32_of("a number of frames per second", v)),
     }
     keys: pub mod key;
 }

@@ -399,7 +399,7 @@ fn check_tls(cfg: &Config, out: &mut Checked, fail: &mut Fail) {
             key: absolute(&c.key),
         })
         .collect();
-    match crate::tls::server_config(&pairs, std::time::SystemTime::now()) {
+    match crate::tls::server_config(&pairs, std::time::SystemTime::now(), cfg.http2) {
         Ok((tls, warnings)) => {
             for w in warnings {
                 crate::warn!("tls_certificates: {w}");

@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{Slab, WorkerState};
+use crate::h2::Http;
 use crate::http::{Conn, Ctx, Transmit};
 use crate::log::Level;
 use crate::tls::{Session, TlsConn};
@@ -423,16 +424,17 @@ impl WorkerState {
             .or_else(|| crate::sys::peer_addr(fd))
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         self.counters.accepted();
-        let conn = Conn::new(peer, self.clock.now().instant, &self.limits);
+        let now = self.clock.now().instant;
+        let conn = Conn::new(peer, now, &self.limits);
         let mut conn = match (tls, &self.tls) {
             (false, _) => match &self.redirect {
                 Some(r) => Session::Redirect(conn, r.clone()),
-                None => Session::Plain(conn),
+                None => Session::Plain(Http::plain(peer, now, &self.limits)),
             },
             (true, Some(cfg)) => match TlsConn::new(cfg.clone(), conn) {
                 Ok(t) => Session::Tls(Box::new(t)),
                 Err(conn) => {
-                    let mut s = Session::Plain(*conn);
+                    let mut s = Session::Plain(Http::H1(*conn));
                     s.handle_error(&mut self.ctx());
                     return s;
                 }
@@ -440,7 +442,7 @@ impl WorkerState {
             (true, None) => {
                 // The daemon gives every worker with a TLS listener its config.
                 crate::error!("TLS listener without certificates");
-                let mut s = Session::Plain(conn);
+                let mut s = Session::Plain(Http::H1(conn));
                 s.handle_error(&mut self.ctx());
                 return s;
             }

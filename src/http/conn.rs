@@ -24,6 +24,36 @@ use crate::log::access::{HeldRequest, RequestLine, decimal};
 
 const ALLOW: &str = "GET, HEAD, OPTIONS";
 
+/// The answer to a request, by its method: GET and HEAD from the
+/// responder, OPTIONS with `Allow`, any other method 405 (one we know) or
+/// 501 (one we do not), with `Allow`. The one method policy of both
+/// protocols (HTTP/1.1's `Conn` and HTTP/2's streams). True: a HEAD, whose
+/// body is not sent.
+pub fn answer(ctx: &mut Ctx<'_>, req: &Request<'_>) -> (Reply, bool) {
+    match req.method {
+        Method::Get | Method::Head => (
+            ctx.responder.respond(req, ctx.now, ctx.local, ctx.notes),
+            req.method == Method::Head,
+        ),
+        Method::Options => (
+            Reply::new(Status::NO_CONTENT, Body::Empty).with_header("Allow", ALLOW),
+            false,
+        ),
+        Method::Unknown => (
+            ctx.responder
+                .error(Status::NOT_IMPLEMENTED)
+                .with_header("Allow", ALLOW),
+            false,
+        ),
+        _ => (
+            ctx.responder
+                .error(Status::METHOD_NOT_ALLOWED)
+                .with_header("Allow", ALLOW),
+            false,
+        ),
+    }
+}
+
 /// What the engine should do next for this connection.
 #[derive(Debug)]
 pub enum Transmit<'a> {
@@ -456,28 +486,7 @@ impl Conn {
             field("referer"),
             field("user-agent"),
         );
-        let (reply, head_only) = match req.method {
-            Method::Get | Method::Head => (
-                ctx.responder.respond(req, ctx.now, ctx.local, ctx.notes),
-                req.method == Method::Head,
-            ),
-            Method::Options => (
-                Reply::new(Status::NO_CONTENT, Body::Empty).with_header("Allow", ALLOW),
-                false,
-            ),
-            Method::Unknown => (
-                ctx.responder
-                    .error(Status::NOT_IMPLEMENTED)
-                    .with_header("Allow", ALLOW),
-                false,
-            ),
-            _ => (
-                ctx.responder
-                    .error(Status::METHOD_NOT_ALLOWED)
-                    .with_header("Allow", ALLOW),
-                false,
-            ),
-        };
+        let (reply, head_only) = answer(ctx, req);
         // A 503 (out of descriptors, say) frees this connection's too: the
         // client retries on a new one, after `Retry-After`.
         let keep = keep && reply.status != Status::SERVICE_UNAVAILABLE;

@@ -250,6 +250,32 @@ pub struct Limits {
     pub linger_timeout: Duration,
     /// The access log's line format.
     pub log_format: LogFormat,
+    /// What HTTP/2 connections may do (the `h2` module).
+    pub h2: H2Limits,
+}
+
+/// HTTP/2's settings and flood budgets (config `http2*`, `h2_*`).
+#[derive(Debug, Clone, Copy)]
+pub struct H2Limits {
+    /// Plaintext connections that open with the HTTP/2 preface speak it.
+    pub cleartext: bool,
+    /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub max_concurrent_streams: u32,
+    /// Streams a client may cancel (or have refused), per second.
+    pub max_resets_per_second: u32,
+    /// Frames that ask for nothing (PING, SETTINGS, ...), per second.
+    pub max_control_frames_per_second: u32,
+}
+
+impl Default for H2Limits {
+    fn default() -> H2Limits {
+        H2Limits {
+            cleartext: false,
+            max_concurrent_streams: 128,
+            max_resets_per_second: 200,
+            max_control_frames_per_second: 1000,
+        }
+    }
 }
 
 impl Limits {
@@ -265,6 +291,12 @@ impl Limits {
             send_timeout: c.send_timeout.0,
             linger_timeout: Duration::from_secs(2),
             log_format: c.access_log_format,
+            h2: H2Limits {
+                cleartext: c.http2_cleartext,
+                max_concurrent_streams: c.h2_max_concurrent_streams,
+                max_resets_per_second: c.h2_max_resets_per_second,
+                max_control_frames_per_second: c.h2_max_control_frames_per_second,
+            },
         }
     }
 

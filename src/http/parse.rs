@@ -21,7 +21,7 @@ pub enum Method {
 }
 
 impl Method {
-    fn from_token(m: &str) -> Method {
+    pub(crate) fn from_token(m: &str) -> Method {
         match m {
             "GET" => Method::Get,
             "HEAD" => Method::Head,
@@ -372,7 +372,7 @@ fn parse_len(v: &[u8]) -> Option<u64> {
     })
 }
 
-fn valid_host(v: &[u8]) -> bool {
+pub(crate) fn valid_host(v: &[u8]) -> bool {
     // reg-name / IPv4 / [IPv6] with an optional port; empty is allowed for
     // absolute-form requests (RFC 9112 3.2) but never whitespace or controls.
     v.iter()

@@ -212,12 +212,14 @@ fn ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>, CertError> {
 
 /// The server's TLS settings for `pairs` (at least one), checked as of
 /// `now`: TLS 1.3 and 1.2 (AEAD suites only: ring's TLS 1.2 suites are all
-/// ECDHE with AES-GCM or ChaCha20-Poly1305, no CBC), ALPN `http/1.1`,
+/// ECDHE with AES-GCM or ChaCha20-Poly1305, no CBC), ALPN `h2` (when
+/// `http2`) then `http/1.1`,
 /// session tickets and a session cache for resumption. Also returns
 /// warnings (certificates close to their end).
 pub fn server_config(
     pairs: &[CertFiles],
     now: SystemTime,
+    http2: bool,
 ) -> Result<(Arc<rustls::ServerConfig>, Vec<String>), CertError> {
     let loaded = pairs
         .iter()
@@ -237,7 +239,11 @@ pub fn server_config(
         .map_err(|e| CertError::Rustls(e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     cfg.ticketer = ticketer()?;
     Ok((Arc::new(cfg), warnings))
 }

@@ -28,6 +28,7 @@ use std::time::Instant;
 use bytes::{BufMut, BytesMut};
 use rustls::ServerConnection;
 
+use crate::h2::Http;
 use crate::http::{Conn, Ctx, Segment, Transmit, later};
 use crate::log::Level;
 use crate::metrics::TlsFailure;
@@ -76,7 +77,8 @@ enum Ending {
 
 pub struct TlsConn {
     tls: ServerConnection,
-    conn: Conn,
+    /// HTTP/1.1 until the handshake picks `h2` by ALPN.
+    conn: Http,
     /// Ciphertext not yet wholly sent: `out[pos..]`.
     out: Vec<Segment>,
     pos: usize,
@@ -105,7 +107,7 @@ impl TlsConn {
         };
         Ok(TlsConn {
             tls,
-            conn,
+            conn: Http::H1(conn),
             out: Vec::new(),
             pos: 0,
             pending: 0,
@@ -117,7 +119,7 @@ impl TlsConn {
         })
     }
 
-    pub fn conn(&self) -> &Conn {
+    pub fn conn(&self) -> &Http {
         &self.conn
     }
 
@@ -216,6 +218,9 @@ impl TlsConn {
             .and_then(|s| s.suite().as_str())
             .unwrap_or("unknown");
         ctx.stats.tls_handshake(version == "TLSv1.3");
+        if self.tls.alpn_protocol() == Some(b"h2") {
+            self.conn.h2(ctx);
+        }
         let sni = self.tls.server_name().map(str::to_owned);
         self.conn.set_tls(crate::log::access::TlsFacts {
             protocol: version,

@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use std::sync::Arc;
 
+use crate::h2::Http;
 use crate::http::{Conn, Ctx, Limits, Respond, Transmit};
 
 /// A responder shared by a worker's connections.
@@ -27,7 +28,8 @@ pub type SharedRespond = Arc<dyn Respond + Send + Sync>;
 /// All have the same engine-facing API (`Conn`'s): bytes in, owned
 /// segments out, `handle_sent`, `poll_timeout`...
 pub enum Session {
-    Plain(Conn),
+    /// Plaintext: HTTP/1.1, or HTTP/2 with prior knowledge (`Http`).
+    Plain(Http),
     /// Plaintext, answered by another responder than the worker's
     /// (`redirect_to_https`: a `Redirect`).
     Redirect(Conn, SharedRespond),
@@ -37,7 +39,8 @@ pub enum Session {
 macro_rules! each {
     ($self:expr, $c:ident => $e:expr) => {
         match $self {
-            Session::Plain($c) | Session::Redirect($c, _) => $e,
+            Session::Plain($c) => $e,
+            Session::Redirect($c, _) => $e,
             Session::Tls($c) => $e,
         }
     };
@@ -72,14 +75,6 @@ fn answered_by<'b>(ctx: &'b mut Ctx<'_>, responder: &'b dyn Respond) -> Ctx<'b> 
 }
 
 impl Session {
-    /// The `Conn` inside (for what only HTTP knows: its peer, its phase).
-    pub fn http(&self) -> &Conn {
-        match self {
-            Session::Plain(c) | Session::Redirect(c, _) => c,
-            Session::Tls(t) => t.conn(),
-        }
-    }
-
     pub fn tls(&self) -> Option<&TlsConn> {
         match self {
             Session::Tls(t) => Some(t),
@@ -88,7 +83,11 @@ impl Session {
     }
 
     pub fn peer(&self) -> SocketAddr {
-        self.http().peer()
+        match self {
+            Session::Plain(c) => c.peer(),
+            Session::Redirect(c, _) => c.peer(),
+            Session::Tls(t) => t.conn().peer(),
+        }
     }
 
     pub fn is_closed(&self) -> bool {

@@ -75,7 +75,7 @@ impl Env {
         };
         std::fs::write(&files.cert, cert.pem()).unwrap();
         std::fs::write(&files.key, key.serialize_pem()).unwrap();
-        let (server, _) = server_config(&[files], SystemTime::now()).unwrap();
+        let (server, _) = server_config(&[files], SystemTime::now(), true).unwrap();
         let mut roots = rustls::RootCertStore::empty();
         roots.add(cert.der().clone()).unwrap();
         #[allow(deprecated)]
@@ -99,6 +99,7 @@ impl Env {
                 send_timeout: Duration::from_secs(60),
                 linger_timeout: Duration::from_secs(2),
                 log_format: LogFormat::Combined,
+                h2: Default::default(),
             },
             now: Now::new(Instant::now(), SystemTime::now()),
             notes: Notes::new(Level::Debug),

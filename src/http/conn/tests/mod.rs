@@ -119,6 +119,7 @@ impl Env {
             send_timeout: Duration::from_secs(60),
             linger_timeout: Duration::from_secs(2),
             log_format: LogFormat::Combined,
+            h2: Default::default(),
         };
         let now = Now {
             instant: Instant::now(),

@@ -1,0 +1,714 @@
+//! HTTP/2 (RFC 9113), sans-IO, beside HTTP/1.1's `Conn` and with the same
+//! engine-facing API: bytes in (`handle_input`), owned `Segment`s out
+//! (`poll_transmit`, acknowledged with `handle_sent`), time as an argument
+//! (`poll_timeout`, `handle_timeout`). Each stream's request is answered by
+//! the same `Respond` as over HTTP/1.1 (`http::answer`), and each stream
+//! leaves one `Exchange` for the access log and `/metrics`.
+//!
+//! Output: control frames and response heads are encoded into `ctrl`, in
+//! the order they must go out; `pump` moves them, then DATA frames, into
+//! `out`, which is what the engine sends. A DATA frame is a 9-byte header
+//! (`Segment::Bytes`) followed by a piece of the body's own segment (bytes,
+//! or a file range the engine sends by its own means: sendfile, or pread
+//! under TLS), within the peer's SETTINGS_MAX_FRAME_SIZE and both flow
+//! control windows. Streams take turns, one frame each (round robin); one
+//! whose window is shut is passed over. At most `OUT_HIGH` bytes are
+//! queued ahead of the socket, so a slow reader holds that much.
+//!
+//! Files: `frame` (the codec), `hpack` (glue to loona-hpack), `stream`
+//! (a request's checks; a stream's send side), `recv` (the frames a client
+//! sends), `flood` (the budgets against floods), `http` (`Http`: which of
+//! the two protocols a connection speaks).
+
+mod flood;
+pub mod frame;
+mod hpack;
+mod http;
+mod recv;
+mod stream;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use loona_hpack::Decoder;
+
+use crate::http::{Ctx, Limits, Reply, Segment, Status, Transmit, later};
+use crate::log::access::{RequestLine, TlsFacts};
+
+use frame::{Code, DEFAULT_WINDOW, setting};
+use stream::{Exch, Stream};
+
+pub use http::Http;
+
+/// Bytes queued ahead of the socket (DATA and control frames) before
+/// `pump` waits for the engine to send some.
+const OUT_HIGH: usize = 64 * 1024;
+/// Control frames and heads waiting behind a full `out`: past this, a
+/// client that keeps asking for answers (PING, SETTINGS) while it does not
+/// read gets GOAWAY(ENHANCE_YOUR_CALM), and input is not read meanwhile.
+const CTRL_CAP: usize = 64 * 1024;
+/// Input held: a whole frame (header and largest payload), and some.
+const IN_CAP: usize = 2 * (frame::HEADER_LEN + frame::MAX_FRAME);
+/// CONTINUATION frames one header block may take.
+const MAX_CONTINUATIONS: u32 = 64;
+/// The receive window we keep open for each stream and the connection:
+/// request bodies are read and thrown away, so the default is plenty.
+const RECV_WINDOW: i64 = DEFAULT_WINDOW;
+/// The opaque data of the PING that follows the first GOAWAY of a drain.
+const DRAIN_PING: [u8; 8] = *b"tandem-d";
+/// The largest stream id: the first GOAWAY of a drain names it.
+const MAX_STREAM_ID: u32 = (1 << 31) - 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    /// GOAWAY is queued: send what is queued, shut the write side, then
+    /// discard input until EOF or `until`.
+    Ending {
+        shut: bool,
+        until: Instant,
+    },
+    Closed,
+}
+
+/// A graceful stop in progress (RFC 9113 §6.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    No,
+    /// GOAWAY(2^31-1) and a PING are out: streams the client opened before
+    /// it saw them are still taken, until the PING's ACK (or `until`).
+    Pinged {
+        until: Instant,
+    },
+    /// The final GOAWAY (the last stream id) is out: no stream above it.
+    Final {
+        last: u32,
+    },
+}
+
+/// A header block being received (HEADERS, then CONTINUATION frames).
+#[derive(Debug)]
+struct Block {
+    stream: u32,
+    end_stream: bool,
+    what: BlockFor,
+    bytes: Vec<u8>,
+    frames: u32,
+    started: Instant,
+}
+
+/// What a header block is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlockFor {
+    /// A new stream's request (`bad`: its HEADERS already made it a
+    /// stream error, once decoded).
+    Request { bad: Option<Code> },
+    /// Trailers of a request body: decoded, then dropped.
+    Trailers,
+}
+
+pub struct H2Conn {
+    peer: SocketAddr,
+    tls: Option<Box<TlsFacts>>,
+    state: State,
+    /// Bytes of the client's preface seen.
+    preface: usize,
+    /// The client's first SETTINGS came (the first frame must be one).
+    settings_in: bool,
+    inbuf: Vec<u8>,
+    dec: Decoder<'static>,
+    block: Option<Block>,
+    streams: BTreeMap<u32, Stream>,
+    /// The highest stream id the client has used.
+    last_id: u32,
+    /// The peer's SETTINGS_MAX_FRAME_SIZE and SETTINGS_INITIAL_WINDOW_SIZE.
+    peer_frame: usize,
+    peer_window: i64,
+    /// The connection's send and receive windows.
+    window: i64,
+    recv: i64,
+    ctrl: BytesMut,
+    out: Vec<Segment>,
+    pos: usize,
+    /// Bytes in `out[pos..]`.
+    pending: usize,
+    /// Bytes ever put in `out`, and ever sent.
+    queued: u64,
+    sent: u64,
+    /// Streams whose last frame is queued: reported once `sent` reaches it.
+    done: VecDeque<(u64, Exch)>,
+    /// The stream that sent the last DATA frame (round robin).
+    rr: u32,
+    drain: Drain,
+    /// The client sent GOAWAY, or EOF: finish, then close.
+    peer_goaway: bool,
+    peer_eof: bool,
+    budget: flood::Budget,
+    started: Instant,
+    last_activity: Instant,
+    /// When output last made progress (or began after a pause).
+    last_sent: Instant,
+    /// While idle: bytes the engine found still in the socket's queue.
+    unsent: Option<(usize, Instant)>,
+    deadline: Option<Instant>,
+}
+
+impl H2Conn {
+    /// A connection whose client is about to send the preface; the server
+    /// preface (our SETTINGS) is queued at once.
+    pub fn new(peer: SocketAddr, now: Instant, limits: &Limits) -> H2Conn {
+        let mut c = H2Conn {
+            peer,
+            tls: None,
+            state: State::Open,
+            preface: 0,
+            settings_in: false,
+            inbuf: Vec::new(),
+            dec: Decoder::new(),
+            block: None,
+            streams: BTreeMap::new(),
+            last_id: 0,
+            peer_frame: frame::MAX_FRAME,
+            peer_window: DEFAULT_WINDOW,
+            window: DEFAULT_WINDOW,
+            recv: RECV_WINDOW,
+            ctrl: BytesMut::new(),
+            out: Vec::new(),
+            pos: 0,
+            pending: 0,
+            queued: 0,
+            sent: 0,
+            done: VecDeque::new(),
+            rr: 0,
+            drain: Drain::No,
+            peer_goaway: false,
+            peer_eof: false,
+            budget: flood::Budget::new(now),
+            started: now,
+            last_activity: now,
+            last_sent: now,
+            unsent: None,
+            deadline: None,
+        };
+        let max_list = u32::try_from(limits.parse.max_header_size).unwrap_or(u32::MAX);
+        frame::settings(
+            &mut c.ctrl,
+            &[
+                (
+                    setting::MAX_CONCURRENT_STREAMS,
+                    limits.h2.max_concurrent_streams,
+                ),
+                (setting::INITIAL_WINDOW_SIZE, RECV_WINDOW as u32),
+                (setting::MAX_HEADER_LIST_SIZE, max_list),
+            ],
+        );
+        c.pump(now);
+        c.update_deadline(limits);
+        c
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Streams the client opened (client stream ids are odd, from 1).
+    pub fn requests(&self) -> u64 {
+        u64::from(self.last_id).div_ceil(2)
+    }
+
+    /// The connection's TLS session: its exchanges carry these facts.
+    pub fn set_tls(&mut self, facts: TlsFacts) {
+        self.tls = Some(Box::new(facts));
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// No stream, nothing to send, nothing half-received: between requests.
+    pub fn is_idle(&self) -> bool {
+        self.state == State::Open
+            && self.settings_in
+            && self.streams.is_empty()
+            && self.block.is_none()
+            && self.pending == 0
+            && self.ctrl.is_empty()
+    }
+
+    pub fn input_room(&self, _limits: &Limits) -> usize {
+        match self.state {
+            State::Closed => 0,
+            State::Ending { .. } => 16 * 1024,
+            State::Open if self.ctrl.len() >= CTRL_CAP => 0,
+            State::Open => IN_CAP.saturating_sub(self.inbuf.len()),
+        }
+    }
+
+    pub fn handle_input(&mut self, ctx: &mut Ctx<'_>, data: &[u8]) {
+        if self.state != State::Open || data.is_empty() {
+            return;
+        }
+        self.last_activity = ctx.now.instant;
+        if self.inbuf.is_empty() {
+            let used = self.process(ctx, data);
+            if self.state == State::Open && used < data.len() {
+                self.inbuf.extend_from_slice(&data[used..]);
+            }
+        } else {
+            self.inbuf.extend_from_slice(data);
+            let buf = std::mem::take(&mut self.inbuf);
+            let used = self.process(ctx, &buf);
+            self.inbuf = buf;
+            self.inbuf.drain(..used.min(self.inbuf.len()));
+            if self.state != State::Open || self.inbuf.is_empty() {
+                self.inbuf = Vec::new();
+            }
+        }
+        self.settle(ctx);
+    }
+
+    pub fn handle_eof(&mut self, ctx: &mut Ctx<'_>) {
+        self.peer_eof = true;
+        match self.state {
+            State::Ending { .. } => self.close(ctx),
+            State::Open if !self.settings_in => self.close(ctx),
+            _ => self.settle(ctx),
+        }
+    }
+
+    pub fn handle_error(&mut self, ctx: &mut Ctx<'_>) {
+        self.close(ctx);
+    }
+
+    /// `n` more bytes of `Transmit::Send` reached the socket.
+    pub fn handle_sent(&mut self, ctx: &mut Ctx<'_>, n: usize) {
+        let now = ctx.now.instant;
+        if n > 0 {
+            self.last_sent = now;
+            if let State::Ending { shut, until } = self.state {
+                let until = until.max(later(now, ctx.limits.linger_timeout));
+                self.state = State::Ending { shut, until };
+            }
+        }
+        let mut left = n.min(self.pending);
+        self.pending -= left;
+        self.sent += left as u64;
+        while left > 0 && self.pos < self.out.len() {
+            let seg = &mut self.out[self.pos];
+            let k = left.min(seg.len() as usize);
+            seg.advance(k as u64);
+            left -= k;
+            if seg.is_empty() {
+                self.pos += 1;
+            }
+        }
+        if self.pos == self.out.len() {
+            self.out.clear();
+            self.pos = 0;
+        } else if self.pos >= 32 {
+            self.out.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.settle(ctx);
+    }
+
+    /// Graceful stop (reload, SIGTERM): GOAWAY, open streams finish, then
+    /// close. Streams the client opens before it sees the GOAWAY are still
+    /// answered: first GOAWAY(2^31-1) and a PING, then, at the PING's ACK
+    /// (or after `drain_grace`), GOAWAY with the last stream id.
+    pub fn begin_shutdown(&mut self, ctx: &mut Ctx<'_>) {
+        if self.state != State::Open || self.drain != Drain::No {
+            return;
+        }
+        if ctx.drain_grace.is_zero() {
+            self.final_goaway();
+        } else {
+            frame::goaway(&mut self.ctrl, MAX_STREAM_ID, Code::NoError);
+            frame::ping(&mut self.ctrl, false, DRAIN_PING);
+            self.drain = Drain::Pinged {
+                until: later(ctx.now.instant, ctx.drain_grace),
+            };
+        }
+        self.settle(ctx);
+    }
+
+    /// The idle deadline came but `unsent` bytes are still in the socket's
+    /// queue (see `Conn::handle_unsent`): wait while it keeps shrinking.
+    pub fn handle_unsent(&mut self, ctx: &mut Ctx<'_>, unsent: usize) {
+        let now = ctx.now.instant;
+        if !self.is_idle() || unsent == 0 {
+            return self.handle_timeout(ctx);
+        }
+        let since = match self.unsent {
+            Some((before, since)) if unsent >= before => since,
+            _ => now,
+        };
+        if now.saturating_duration_since(since) >= ctx.limits.send_timeout {
+            return self.handle_timeout(ctx);
+        }
+        self.unsent = Some((unsent, since));
+        self.last_activity = now;
+        self.update_deadline(ctx.limits);
+    }
+
+    pub fn handle_shutdown(&mut self) {
+        if let State::Ending { until, .. } = self.state {
+            self.state = State::Ending { shut: true, until };
+        }
+    }
+
+    /// Time passed: act on the deadline if it came.
+    pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now.instant;
+        if self.deadline.is_none_or(|d| d > now) {
+            return;
+        }
+        match self.state {
+            State::Closed => {}
+            State::Ending { .. } => self.close(ctx),
+            State::Open => {
+                if let Drain::Pinged { until } = self.drain
+                    && until <= now
+                {
+                    self.final_goaway();
+                    return self.settle(ctx);
+                }
+                if self.sending() {
+                    // The peer does not read, or never opens its window.
+                    crate::note!(
+                        ctx.notes,
+                        crate::log::Level::Debug,
+                        "{}: HTTP/2: send timeout",
+                        self.peer
+                    );
+                    self.close(ctx);
+                } else {
+                    // Idle (keep-alive), or a preface, header block or
+                    // request body that did not come in time.
+                    self.fail(ctx, Code::NoError);
+                    self.settle(ctx);
+                }
+            }
+        }
+    }
+
+    pub fn poll_transmit(&self) -> Transmit<'_> {
+        if self.state == State::Closed {
+            return Transmit::Close;
+        }
+        if self.pos < self.out.len() {
+            return Transmit::Send(&self.out[self.pos..]);
+        }
+        match self.state {
+            State::Ending { shut: false, .. } => Transmit::Shutdown,
+            _ => Transmit::Idle,
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    // ---- internals ----
+
+    /// Something waits to go out (queued, or DATA behind a window).
+    fn sending(&self) -> bool {
+        self.pending > 0
+            || !self.ctrl.is_empty()
+            || self.streams.values().any(|s| !s.segs.is_empty())
+    }
+
+    /// After every event: queue what can go, report exchanges whose last
+    /// byte left, end the connection when it is done, set the deadline.
+    fn settle(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now.instant;
+        self.pump(now);
+        while self.done.front().is_some_and(|(end, _)| *end <= self.sent) {
+            if let Some((_, x)) = self.done.pop_front() {
+                let (body, sent) = (x.body_queued, x.head_len + x.body_queued);
+                self.report(ctx, &x, body, sent);
+            }
+        }
+        let finished = self.streams.is_empty() && self.block.is_none() && !self.sending();
+        if self.state == State::Open && finished {
+            if self.peer_eof {
+                self.close(ctx);
+            } else if self.peer_goaway || matches!(self.drain, Drain::Final { .. }) {
+                self.end(ctx);
+            }
+        }
+        self.update_deadline(ctx.limits);
+    }
+
+    /// Move `ctrl`, then DATA frames, into `out`, up to `OUT_HIGH`.
+    fn pump(&mut self, now: Instant) {
+        let open = self.state == State::Open;
+        if !self.ctrl.is_empty() && (self.pending < OUT_HIGH || !open) {
+            let b = self.ctrl.split().freeze();
+            self.push(now, Segment::Bytes(b));
+        }
+        while open && self.ctrl.is_empty() && self.pending < OUT_HIGH && self.window > 0 {
+            let next = self
+                .streams
+                .range(self.rr + 1..)
+                .chain(self.streams.range(..=self.rr))
+                .find(|(_, s)| s.ready())
+                .map(|(&id, _)| id);
+            let Some(id) = next else { break };
+            let Some(s) = self.streams.get_mut(&id) else {
+                break;
+            };
+            let only = s.segs.len() == 1;
+            let Some(seg) = s.segs.front_mut() else { break };
+            let n = (seg.len() as i64)
+                .min(s.window)
+                .min(self.window)
+                .min(self.peer_frame as i64) as usize;
+            let last = n as u64 == seg.len() && only;
+            let piece = match &*seg {
+                Segment::Bytes(b) => Segment::Bytes(b.slice(..n)),
+                Segment::File(f) => Segment::File(crate::http::FileRange {
+                    file: f.file.clone(),
+                    offset: f.offset,
+                    len: n as u64,
+                }),
+            };
+            seg.advance(n as u64);
+            if seg.is_empty() {
+                s.segs.pop_front();
+            }
+            s.window -= n as i64;
+            s.x.body_queued += n as u64;
+            self.window -= n as i64;
+            self.rr = id;
+            let flags = if last { frame::flag::END_STREAM } else { 0 };
+            frame::head(&mut self.ctrl, n, frame::kind::DATA, flags, id);
+            let h = self.ctrl.split().freeze();
+            self.push(now, Segment::Bytes(h));
+            self.push(now, piece);
+            if last {
+                self.local_done(id);
+            }
+        }
+    }
+
+    fn push(&mut self, now: Instant, seg: Segment) {
+        if self.pending == 0 {
+            self.last_sent = now;
+        }
+        let n = seg.len() as usize;
+        self.pending += n;
+        self.queued += n as u64;
+        self.out.push(seg);
+    }
+
+    /// Stream `id` has queued its END_STREAM: its exchange is reported
+    /// when that reaches the socket; the stream is gone once the client's
+    /// side is closed too.
+    fn local_done(&mut self, id: u32) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        s.local_done = true;
+        let x = std::mem::take(&mut s.x);
+        let end = self.queued + self.ctrl.len() as u64;
+        self.done.push_back((end, x));
+        if s.remote_closed {
+            self.streams.remove(&id);
+        }
+    }
+
+    /// Stream `id` ends before its response did (reset by either side, or
+    /// the connection ends): report what went out of it.
+    fn drop_stream(&mut self, ctx: &mut Ctx<'_>, id: u32) {
+        if let Some(s) = self.streams.remove(&id)
+            && !s.local_done
+        {
+            let x = &s.x;
+            self.report(ctx, x, x.body_queued, x.head_len + x.body_queued);
+        }
+    }
+
+    fn report(&self, ctx: &mut Ctx<'_>, x: &Exch, body: u64, sent: u64) {
+        if x.status < 200 {
+            return;
+        }
+        let mut e = x
+            .held
+            .exchange(self.peer, x.status, body, sent, ctx.now.instant);
+        e.tls = self.tls.as_deref().map(TlsFacts::as_tls);
+        ctx.exchange(&e);
+    }
+
+    /// The final GOAWAY of a drain: streams above the last one are ignored.
+    fn final_goaway(&mut self) {
+        frame::goaway(&mut self.ctrl, self.last_id, Code::NoError);
+        self.drain = Drain::Final { last: self.last_id };
+    }
+
+    /// A connection error (or a timeout): GOAWAY with `code`, every stream
+    /// dropped, then the write side shut.
+    fn fail(&mut self, ctx: &mut Ctx<'_>, code: Code) {
+        if self.state != State::Open {
+            return;
+        }
+        if code != Code::NoError {
+            crate::note!(
+                ctx.notes,
+                crate::log::Level::Debug,
+                "{}: HTTP/2: connection error {code:?}",
+                self.peer
+            );
+        }
+        frame::goaway(&mut self.ctrl, self.last_id, code);
+        self.end(ctx);
+    }
+
+    /// Send what is queued (control frames; DATA frames already in `out`),
+    /// then shut the write side and linger.
+    fn end(&mut self, ctx: &mut Ctx<'_>) {
+        let ids: Vec<u32> = self.streams.keys().copied().collect();
+        for id in ids {
+            self.drop_stream(ctx, id);
+        }
+        self.block = None;
+        self.inbuf = Vec::new();
+        self.state = State::Ending {
+            shut: false,
+            until: later(ctx.now.instant, ctx.limits.linger_timeout),
+        };
+        self.pump(ctx.now.instant);
+    }
+
+    fn close(&mut self, ctx: &mut Ctx<'_>) {
+        if self.state == State::Closed {
+            return;
+        }
+        let ids: Vec<u32> = self.streams.keys().copied().collect();
+        for id in ids {
+            self.drop_stream(ctx, id);
+        }
+        // Streams whose last bytes did not all go out.
+        while let Some((_, x)) = self.done.pop_front() {
+            let sent = x.head_len + x.body_queued;
+            self.report(ctx, &x, x.body_queued, sent);
+        }
+        self.state = State::Closed;
+        self.inbuf = Vec::new();
+        self.out = Vec::new();
+        self.pos = 0;
+        self.pending = 0;
+        self.ctrl = BytesMut::new();
+        self.block = None;
+        self.deadline = None;
+    }
+
+    /// The deadline of where the connection is.
+    fn update_deadline(&mut self, lim: &Limits) {
+        let d = match self.state {
+            State::Closed => None,
+            State::Ending { until, .. } => Some(until),
+            State::Open => {
+                let d = if !self.settings_in {
+                    later(self.started, lim.header_timeout)
+                } else if self.sending() {
+                    later(self.last_sent, lim.send_timeout)
+                } else if let Some(b) = &self.block {
+                    later(b.started, lim.header_timeout)
+                } else if !self.streams.is_empty() {
+                    // Request bodies (or trailers) still to come.
+                    later(self.last_activity, lim.header_timeout)
+                } else {
+                    later(self.last_activity, lim.keepalive_timeout)
+                };
+                match self.drain {
+                    Drain::Pinged { until } => Some(d.min(until)),
+                    _ => Some(d),
+                }
+            }
+        };
+        self.deadline = d;
+    }
+
+    /// Answer stream `id`'s request: the reply's head as HEADERS (and
+    /// CONTINUATION) frames, its body left for `pump` to frame as DATA.
+    fn send_reply(&mut self, ctx: &mut Ctx<'_>, id: u32, reply: Reply, head_only: bool) {
+        let mut blk = BytesMut::with_capacity(256);
+        let status = reply.status;
+        hpack::status(&mut blk, status.0);
+        hpack::field(&mut blk, "server", b"tandem");
+        hpack::field(&mut blk, "date", ctx.now.date.as_bytes());
+        let mut lower = String::new();
+        let mut add = |name: &str, value: &[u8]| {
+            lower.clear();
+            lower.extend(name.chars().map(|c| c.to_ascii_lowercase()));
+            if !matches!(
+                &*lower,
+                "connection" | "keep-alive" | "transfer-encoding" | "upgrade" | "proxy-connection"
+            ) {
+                hpack::field(&mut blk, &lower, value);
+            }
+        };
+        for line in reply.rendered.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if let Some(colon) = line.iter().position(|&b| b == b':')
+                && let Ok(name) = std::str::from_utf8(&line[..colon])
+            {
+                let v = &line[colon + 1..];
+                let start = v.iter().position(|&b| b != b' ').unwrap_or(v.len());
+                add(name.trim(), &v[start..]);
+            }
+        }
+        for (n, v) in reply.headers.iter() {
+            add(n, v.as_bytes());
+        }
+        let body_len = reply.body.len();
+        if status != Status::NO_CONTENT && status != Status::NOT_MODIFIED {
+            let mut d = [0; 20];
+            let len = crate::log::access::decimal(body_len, &mut d);
+            hpack::field(&mut blk, "content-length", len);
+        }
+        let end = head_only || reply.body.is_empty();
+        let before = self.ctrl.len();
+        frame::headers(&mut self.ctrl, id, &blk, end, self.peer_frame);
+        let head_len = (self.ctrl.len() - before) as u64;
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        s.x.status = status.0;
+        s.x.head_len = head_len;
+        s.x.body_len = if head_only { 0 } else { body_len };
+        if end {
+            self.local_done(id);
+        } else {
+            let mut segs = Vec::new();
+            reply.body.into_segments(&mut segs);
+            s.segs.extend(segs);
+        }
+    }
+
+    /// Hold what the access log needs of stream `id`'s request.
+    fn hold(&mut self, ctx: &mut Ctx<'_>, id: u32, req: &crate::http::Request<'_>) {
+        let logs = ctx.logs();
+        let field = |name| logs.then(|| req.header(name)).flatten();
+        let line = logs.then_some(RequestLine::Parsed {
+            method: req.method_str.as_bytes(),
+            target: req.target.as_bytes(),
+            protocol: "HTTP/2.0",
+        });
+        if let Some(s) = self.streams.get_mut(&id) {
+            s.x.held.hold(
+                ctx.now.instant,
+                ctx.now.wall,
+                line,
+                field("referer"),
+                field("user-agent"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,456 @@
+//! The frames a client sends (RFC 9113 §6), and what each does. A
+//! handler's `Err` is a connection error (GOAWAY with that code); stream
+//! errors are answered with RST_STREAM here.
+
+use super::frame::{self, Code, Head, MAX_WINDOW, flag, kind, setting};
+use super::stream::{self, Stream};
+use super::*;
+
+type Res = Result<(), Code>;
+
+impl H2Conn {
+    /// Act on the frames in `buf`; returns the bytes used (a partial frame
+    /// is left for more input).
+    pub(super) fn process(&mut self, ctx: &mut Ctx<'_>, buf: &[u8]) -> usize {
+        let mut pos = 0;
+        if self.preface < frame::PREFACE.len() {
+            let k = (frame::PREFACE.len() - self.preface).min(buf.len());
+            if buf[..k] != frame::PREFACE[self.preface..self.preface + k] {
+                self.fail(ctx, Code::Protocol);
+                return buf.len();
+            }
+            self.preface += k;
+            pos = k;
+        }
+        while self.state == State::Open && buf.len() - pos >= frame::HEADER_LEN {
+            let h = Head::parse(&buf[pos..]);
+            if h.len > frame::MAX_FRAME {
+                self.fail(ctx, Code::FrameSize);
+                return buf.len();
+            }
+            let end = pos + frame::HEADER_LEN + h.len;
+            if end > buf.len() {
+                break;
+            }
+            let payload = &buf[pos + frame::HEADER_LEN..end];
+            pos = end;
+            if let Err(code) = self.frame(ctx, h, payload) {
+                self.fail(ctx, code);
+            }
+        }
+        if self.state != State::Open {
+            return buf.len();
+        }
+        pos
+    }
+
+    fn frame(&mut self, ctx: &mut Ctx<'_>, h: Head, p: &[u8]) -> Res {
+        if !self.settings_in && (h.kind != kind::SETTINGS || h.has(flag::ACK)) {
+            return Err(Code::Protocol);
+        }
+        if let Some(b) = &self.block
+            && (h.kind != kind::CONTINUATION || h.stream != b.stream)
+        {
+            return Err(Code::Protocol);
+        }
+        match h.kind {
+            kind::DATA => self.on_data(ctx, h, p),
+            kind::HEADERS => self.on_headers(ctx, h, p),
+            kind::PRIORITY => self.on_priority(ctx, h, p),
+            kind::RST_STREAM => self.on_rst(ctx, h, p),
+            kind::SETTINGS => self.on_settings(ctx, h, p),
+            kind::PUSH_PROMISE => Err(Code::Protocol),
+            kind::PING => self.on_ping(ctx, h, p),
+            kind::GOAWAY => {
+                if h.stream != 0 {
+                    return Err(Code::Protocol);
+                }
+                if p.len() < 8 {
+                    return Err(Code::FrameSize);
+                }
+                self.peer_goaway = true;
+                Ok(())
+            }
+            kind::WINDOW_UPDATE => self.on_window_update(ctx, h, p),
+            kind::CONTINUATION => self.on_continuation(ctx, h, p),
+            // Unknown types are ignored (RFC 9113 §5.5), within the budget.
+            _ => self.calm(ctx),
+        }
+    }
+
+    /// One more frame that asked for nothing: within the budget?
+    fn calm(&mut self, ctx: &mut Ctx<'_>) -> Res {
+        if self.budget.control(ctx.now.instant, &ctx.limits.h2) {
+            Ok(())
+        } else {
+            Err(Code::EnhanceYourCalm)
+        }
+    }
+
+    /// An answer (ACK, RST_STREAM) queued: past `CTRL_CAP` the peer is not
+    /// reading what it asks for.
+    fn answered(&self) -> Res {
+        if self.ctrl.len() > CTRL_CAP {
+            Err(Code::EnhanceYourCalm)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A stream error: RST_STREAM, and the stream is gone.
+    fn rst(&mut self, ctx: &mut Ctx<'_>, id: u32, code: Code) -> Res {
+        self.drop_stream(ctx, id);
+        frame::rst_stream(&mut self.ctrl, id, code);
+        self.answered()
+    }
+
+    fn on_settings(&mut self, ctx: &mut Ctx<'_>, h: Head, p: &[u8]) -> Res {
+        if h.stream != 0 {
+            return Err(Code::Protocol);
+        }
+        if h.has(flag::ACK) {
+            return if p.is_empty() {
+                self.calm(ctx)
+            } else {
+                Err(Code::FrameSize)
+            };
+        }
+        if !p.len().is_multiple_of(6) {
+            return Err(Code::FrameSize);
+        }
+        if self.settings_in {
+            self.calm(ctx)?;
+        }
+        for s in p.chunks_exact(6) {
+            let id = u16::from_be_bytes([s[0], s[1]]);
+            let v = u32::from_be_bytes([s[2], s[3], s[4], s[5]]);
+            match id {
+                setting::ENABLE_PUSH if v > 1 => return Err(Code::Protocol),
+                setting::INITIAL_WINDOW_SIZE => {
+                    let v = i64::from(v);
+                    if v > MAX_WINDOW {
+                        return Err(Code::FlowControl);
+                    }
+                    let delta = v - self.peer_window;
+                    for s in self.streams.values_mut() {
+                        s.window += delta;
+                        if s.window > MAX_WINDOW {
+                            return Err(Code::FlowControl);
+                        }
+                    }
+                    self.peer_window = v;
+                }
+                setting::MAX_FRAME_SIZE => {
+                    if !(16_384..=16_777_215).contains(&v) {
+                        return Err(Code::Protocol);
+                    }
+                    self.peer_frame = v as usize;
+                }
+                // HEADER_TABLE_SIZE: our encoder uses no dynamic table.
+                _ => {}
+            }
+        }
+        self.settings_in = true;
+        frame::settings_ack(&mut self.ctrl);
+        self.answered()
+    }
+
+    fn on_ping(&mut self, ctx: &mut Ctx<'_>, h: Head, p: &[u8]) -> Res {
+        if h.stream != 0 {
+            return Err(Code::Protocol);
+        }
+        let Ok(data) = <[u8; 8]>::try_from(p) else {
+            return Err(Code::FrameSize);
+        };
+        self.calm(ctx)?;
+        if h.has(flag::ACK) {
+            if data == DRAIN_PING && matches!(self.drain, Drain::Pinged { .. }) {
+                self.final_goaway();
+            }
+            return Ok(());
+        }
+        frame::ping(&mut self.ctrl, true, data);
+        self.answered()
+    }
+
+    fn on_window_update(&mut self, ctx: &mut Ctx<'_>, h: Head, p: &[u8]) -> Res {
+        if p.len() != 4 {
+            return Err(Code::FrameSize);
+        }
+        let inc = i64::from(u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff);
+        let id = h.stream;
+        if id == 0 {
+            if inc == 0 {
+                return Err(Code::Protocol);
+            }
+            if !self.streams.values().any(|s| !s.segs.is_empty()) {
+                self.calm(ctx)?;
+            }
+            self.window += inc;
+            if self.window > MAX_WINDOW {
+                return Err(Code::FlowControl);
+            }
+            return Ok(());
+        }
+        let Some(s) = self.streams.get_mut(&id) else {
+            if id > self.last_id {
+                return Err(Code::Protocol);
+            }
+            // A closed stream: our last DATA may have crossed it.
+            return self.calm(ctx);
+        };
+        if inc == 0 {
+            return self.rst(ctx, id, Code::Protocol);
+        }
+        let idle = s.segs.is_empty();
+        s.window += inc;
+        if s.window > MAX_WINDOW {
+            return self.rst(ctx, id, Code::FlowControl);
+        }
+        if idle { self.calm(ctx) } else { Ok(()) }
+    }
+
+    fn on_rst(&mut self, ctx: &mut Ctx<'_>, h: Head, p: &[u8]) -> Res {
+        if h.stream == 0 {
+            return Err(Code::Protocol);
+        }
+        if p.len() != 4 {
+            return Err(Code::FrameSize);
+        }
+        if h.stream > self.last_id {
+            return Err(Code::Protocol);
+        }
+        if !self.streams.contains_key(&h.stream) {
+            return self.calm(ctx);
+        }
+        self.drop_stream(ctx, h.stream);
+        if self.budget.reset(ctx.now.instant, &ctx.limits.h2) {
+            Ok(())
+        } else {
+            Err(Code::EnhanceYourCalm)
+        }
+    }
+
+    fn on_priority(&mut self, ctx: &mut Ctx<'_>, h: Head, p: &[u8]) -> Res {
+        if h.stream == 0 {
+            return Err(Code::Protocol);
+        }
+        if p.len() != 5 {
+            return self.rst(ctx, h.stream, Code::FrameSize);
+        }
+        self.calm(ctx)?;
+        let dep = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff;
+        if dep == h.stream {
+            return self.rst(ctx, h.stream, Code::Protocol);
+        }
+        Ok(())
+    }
+
+    fn on_data(&mut self, ctx: &mut Ctx<'_>, h: Head, p: &[u8]) -> Res {
+        let id = h.stream;
+        if id == 0 || id > self.last_id {
+            return Err(Code::Protocol);
+        }
+        // Flow control counts the whole payload, padding included.
+        let flow = p.len() as i64;
+        self.recv -= flow;
+        if self.recv < 0 {
+            return Err(Code::FlowControl);
+        }
+        if RECV_WINDOW - self.recv >= RECV_WINDOW / 2 {
+            frame::window_update(&mut self.ctrl, 0, (RECV_WINDOW - self.recv) as u32);
+            self.recv = RECV_WINDOW;
+        }
+        let data = frame::unpad(&h, p).ok_or(Code::Protocol)?;
+        let max_body = ctx.limits.max_body_size;
+        let Some(s) = self.streams.get_mut(&id).filter(|s| !s.remote_closed) else {
+            self.calm(ctx)?;
+            return self.rst(ctx, id, Code::StreamClosed);
+        };
+        s.recv -= flow;
+        if s.recv < 0 {
+            return self.rst(ctx, id, Code::FlowControl);
+        }
+        s.body_in += data.len() as u64;
+        if s.body_in > max_body {
+            // Past max_body_size: stop it (without error if answered).
+            let code = if s.local_done {
+                Code::NoError
+            } else {
+                Code::Cancel
+            };
+            return self.rst(ctx, id, code);
+        }
+        if h.has(flag::END_STREAM) {
+            s.remote_closed = true;
+            if s.local_done {
+                self.streams.remove(&id);
+            }
+            return Ok(());
+        }
+        if RECV_WINDOW - s.recv >= RECV_WINDOW / 2 {
+            let inc = (RECV_WINDOW - s.recv) as u32;
+            s.recv = RECV_WINDOW;
+            frame::window_update(&mut self.ctrl, id, inc);
+        }
+        if data.is_empty() {
+            return self.calm(ctx);
+        }
+        Ok(())
+    }
+
+    fn on_headers(&mut self, ctx: &mut Ctx<'_>, h: Head, p: &[u8]) -> Res {
+        let id = h.stream;
+        if id == 0 || id.is_multiple_of(2) {
+            return Err(Code::Protocol);
+        }
+        let mut p = frame::unpad(&h, p).ok_or(Code::Protocol)?;
+        let mut bad = None;
+        if h.has(flag::PRIORITY) {
+            if p.len() < 5 {
+                return Err(Code::FrameSize);
+            }
+            let dep = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff;
+            if dep == id {
+                bad = Some(Code::Protocol);
+            }
+            p = &p[5..];
+        }
+        let what = if id <= self.last_id {
+            match self.streams.get(&id) {
+                // Trailers end the request body.
+                Some(s) if !s.remote_closed => {
+                    if !h.has(flag::END_STREAM) {
+                        return Err(Code::Protocol);
+                    }
+                    BlockFor::Trailers
+                }
+                Some(_) => BlockFor::Request {
+                    bad: Some(Code::StreamClosed),
+                },
+                // A used stream id again (or a lower one).
+                None => return Err(Code::Protocol),
+            }
+        } else {
+            self.last_id = id;
+            BlockFor::Request { bad }
+        };
+        let block = Block {
+            stream: id,
+            end_stream: h.has(flag::END_STREAM),
+            what,
+            bytes: Vec::new(),
+            frames: 1,
+            started: ctx.now.instant,
+        };
+        if h.has(flag::END_HEADERS) {
+            return self.end_block(ctx, block, p);
+        }
+        let mut block = block;
+        block.bytes.extend_from_slice(p);
+        self.block = Some(block);
+        self.check_block(ctx)
+    }
+
+    fn on_continuation(&mut self, ctx: &mut Ctx<'_>, h: Head, p: &[u8]) -> Res {
+        let Some(b) = self.block.as_mut() else {
+            return Err(Code::Protocol);
+        };
+        b.frames += 1;
+        b.bytes.extend_from_slice(p);
+        if p.is_empty() {
+            self.calm(ctx)?;
+        }
+        self.check_block(ctx)?;
+        if h.has(flag::END_HEADERS)
+            && let Some(mut b) = self.block.take()
+        {
+            let bytes = std::mem::take(&mut b.bytes);
+            return self.end_block(ctx, b, &bytes);
+        }
+        Ok(())
+    }
+
+    /// A header block in pieces is bounded in bytes and in frames
+    /// (a CONTINUATION flood never sets END_HEADERS).
+    fn check_block(&self, ctx: &Ctx<'_>) -> Res {
+        let cap = 4 * ctx.limits.parse.max_header_size + frame::MAX_FRAME;
+        match &self.block {
+            Some(b) if b.bytes.len() > cap || b.frames > MAX_CONTINUATIONS => {
+                Err(Code::EnhanceYourCalm)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A whole header block: decode it (always: HPACK state is shared by
+    /// the connection), then act on it.
+    fn end_block(&mut self, ctx: &mut Ctx<'_>, b: Block, bytes: &[u8]) -> Res {
+        let max = ctx.limits.parse.max_header_size;
+        let fields = hpack::decode(&mut self.dec, bytes, max).map_err(|()| Code::Compression)?;
+        let id = b.stream;
+        let bad = match b.what {
+            BlockFor::Trailers => {
+                if let Some(s) = self.streams.get_mut(&id) {
+                    s.remote_closed = true;
+                    if s.local_done {
+                        self.streams.remove(&id);
+                    }
+                }
+                return Ok(());
+            }
+            BlockFor::Request { bad } => bad,
+        };
+        if let Some(code) = bad {
+            return self.rst(ctx, id, code);
+        }
+        if let Drain::Final { last } = self.drain
+            && id > last
+        {
+            // After the final GOAWAY: not processed (the client retries).
+            return Ok(());
+        }
+        if self.streams.len() >= ctx.limits.h2.max_concurrent_streams as usize {
+            frame::rst_stream(&mut self.ctrl, id, Code::RefusedStream);
+            self.answered()?;
+            return if self.budget.reset(ctx.now.instant, &ctx.limits.h2) {
+                Ok(())
+            } else {
+                Err(Code::EnhanceYourCalm)
+            };
+        }
+        ctx.stats.h2_stream();
+        self.unsent = None;
+        self.streams
+            .insert(id, Stream::new(self.peer_window, RECV_WINDOW, b.end_stream));
+        if fields.over {
+            // The header list is past max_header_size: 431, as HTTP/1.1.
+            let reply = ctx.responder.error(Status::HEADER_FIELDS_TOO_LARGE);
+            self.send_reply(ctx, id, reply, false);
+            return Ok(());
+        }
+        let head = match stream::request_head(&fields) {
+            Ok(h) => h,
+            Err(stream::Malformed(why)) => {
+                crate::note!(
+                    ctx.notes,
+                    crate::log::Level::Debug,
+                    "{}: HTTP/2 stream {id}: malformed request: {why}",
+                    self.peer
+                );
+                return self.rst(ctx, id, Code::Protocol);
+            }
+        };
+        let req = head.request();
+        self.hold(ctx, id, &req);
+        let (reply, head_only) = if req.target.len() > ctx.limits.parse.max_target_size {
+            (ctx.responder.error(Status::URI_TOO_LONG), false)
+        } else if req.content_length > ctx.limits.max_body_size {
+            (ctx.responder.error(Status::PAYLOAD_TOO_LARGE), false)
+        } else {
+            crate::http::conn::answer(ctx, &req)
+        };
+        self.send_reply(ctx, id, reply, head_only);
+        Ok(())
+    }
+}

@@ -1,0 +1,216 @@
+//! One HTTP/2 stream: the request its header block carries (checked as
+//! RFC 9113 §8.2-8.3 asks, then made an `http::Request` for the same
+//! `Respond` as HTTP/1.1), and the response's send side (its body still to
+//! frame, its window, its access-log record).
+
+use std::collections::VecDeque;
+
+use crate::http::parse::valid_host;
+use crate::http::{Method, Request, Segment};
+use crate::log::access::HeldRequest;
+
+use super::hpack::Fields;
+
+/// A stream's response under way, and its request's record.
+#[derive(Debug)]
+pub struct Stream {
+    /// Our send window (RFC 9113 §6.9): what the peer lets us send.
+    pub window: i64,
+    /// What the peer may still send us before we give it more room.
+    pub recv: i64,
+    /// The response body still to frame as DATA.
+    pub segs: VecDeque<Segment>,
+    /// The client sent END_STREAM (half-closed remote).
+    pub remote_closed: bool,
+    /// Our END_STREAM is queued: nothing more to send.
+    pub local_done: bool,
+    /// Request body bytes received (read and thrown away).
+    pub body_in: u64,
+    pub x: Exch,
+}
+
+/// What a stream's access-log record needs.
+#[derive(Debug, Default)]
+pub struct Exch {
+    pub held: HeldRequest,
+    pub status: u16,
+    /// Bytes of HEADERS frames, and the body length announced.
+    pub head_len: u64,
+    pub body_len: u64,
+    /// Body bytes framed as DATA so far.
+    pub body_queued: u64,
+}
+
+impl Stream {
+    pub fn new(window: i64, recv: i64, remote_closed: bool) -> Stream {
+        Stream {
+            window,
+            recv,
+            segs: VecDeque::new(),
+            remote_closed,
+            local_done: false,
+            body_in: 0,
+            x: Exch::default(),
+        }
+    }
+
+    /// Whether it has DATA to send and the window to send some.
+    pub fn ready(&self) -> bool {
+        !self.segs.is_empty() && self.window > 0
+    }
+}
+
+/// Why a header block is not a request: malformed (RFC 9113 §8.1.1), a
+/// stream error of type PROTOCOL_ERROR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Malformed(pub &'static str);
+
+/// A request's pieces, borrowed from its decoded fields.
+#[derive(Debug)]
+pub struct Head<'f> {
+    pub method: &'f str,
+    pub target: &'f str,
+    pub content_length: Option<u64>,
+    /// Regular fields, `:authority` first (as `host`).
+    pub fields: Vec<httparse::Header<'f>>,
+}
+
+impl<'f> Head<'f> {
+    /// The request as `Respond` sees it (HTTP/1.1 semantics).
+    pub fn request(&'f self) -> Request<'f> {
+        Request {
+            method: Method::from_token(self.method),
+            method_str: self.method,
+            target: self.target,
+            minor: 1,
+            keep_alive: true,
+            content_length: self.content_length.unwrap_or(0),
+            chunked: false,
+            headers: &self.fields,
+        }
+    }
+}
+
+fn tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Fields an HTTP/2 message must not carry (RFC 9113 §8.2.2).
+const CONNECTION_SPECIFIC: [&[u8]; 5] = [
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"transfer-encoding",
+    b"upgrade",
+];
+
+/// A field value has no NUL, CR or LF, and no whitespace at its ends.
+fn check_value(value: &[u8]) -> Result<(), Malformed> {
+    let edge = |b: Option<&u8>| b.is_some_and(|&b| b == b' ' || b == b'\t');
+    if value.iter().any(|&b| b == 0 || b == b'\r' || b == b'\n')
+        || edge(value.first())
+        || edge(value.last())
+    {
+        return Err(Malformed(
+            "a field value with NUL, CR, LF or edge whitespace",
+        ));
+    }
+    Ok(())
+}
+
+/// Check a request's decoded fields (pseudo-fields first, each once, the
+/// four a request may have; names in lower case; no connection-specific
+/// field; `te` only "trailers"; values without NUL, CR, LF or surrounding
+/// whitespace) and take its pieces.
+pub fn request_head(f: &Fields) -> Result<Head<'_>, Malformed> {
+    let (mut method, mut scheme, mut path, mut authority) = (None, None, None, None);
+    let mut regular = false;
+    let mut fields = Vec::with_capacity(f.len() + 1);
+    let mut content_length = None;
+    let mut host = None;
+    for (name, value) in f.iter() {
+        check_value(value)?;
+        if let Some(p) = name.strip_prefix(b":") {
+            if regular {
+                return Err(Malformed("a pseudo-header field after a regular one"));
+            }
+            let slot = match p {
+                b"method" => &mut method,
+                b"scheme" => &mut scheme,
+                b"path" => &mut path,
+                b"authority" => &mut authority,
+                _ => return Err(Malformed("an unknown pseudo-header field")),
+            };
+            if slot.replace(value).is_some() {
+                return Err(Malformed("a pseudo-header field twice"));
+            }
+            continue;
+        }
+        regular = true;
+        if name.is_empty() || !name.iter().all(|&b| tchar(b) && !b.is_ascii_uppercase()) {
+            return Err(Malformed("a field name not a lower-case token"));
+        }
+        if CONNECTION_SPECIFIC.contains(&name) {
+            return Err(Malformed("a connection-specific field"));
+        }
+        if name == b"te" && value != b"trailers" {
+            return Err(Malformed("te other than trailers"));
+        }
+        if name == b"content-length" {
+            let v = std::str::from_utf8(value)
+                .ok()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or(Malformed("a bad content-length"))?;
+            if content_length.replace(v).is_some_and(|p| p != v) {
+                return Err(Malformed("content-length twice"));
+            }
+        }
+        // A token is ASCII: the name is a str.
+        let name = std::str::from_utf8(name).map_err(|_| Malformed("a bad name"))?;
+        if name == "host" {
+            host = Some(value);
+            continue;
+        }
+        fields.push(httparse::Header { name, value });
+    }
+    let method = method
+        .and_then(|m| std::str::from_utf8(m).ok())
+        .filter(|m| !m.is_empty() && m.bytes().all(tchar))
+        .ok_or(Malformed("no valid :method"))?;
+    let target = if method == "CONNECT" {
+        if scheme.is_some() || path.is_some() {
+            return Err(Malformed("CONNECT with :scheme or :path"));
+        }
+        authority.ok_or(Malformed("CONNECT without :authority"))?
+    } else {
+        if scheme.is_none_or(<[u8]>::is_empty) {
+            return Err(Malformed("no :scheme"));
+        }
+        let p = path.ok_or(Malformed("no :path"))?;
+        let ok = p.first() == Some(&b'/') || (p == b"*" && method == "OPTIONS");
+        if !ok || !p.iter().all(|&b| (0x21..0x7f).contains(&b)) {
+            return Err(Malformed("a bad :path"));
+        }
+        p
+    };
+    // `:authority` stands for Host; without it, a Host field does.
+    if let Some(h) = authority.or(host) {
+        if !valid_host(h) {
+            return Err(Malformed("a bad :authority"));
+        }
+        fields.insert(
+            0,
+            httparse::Header {
+                name: "host",
+                value: h,
+            },
+        );
+    }
+    Ok(Head {
+        method,
+        target: std::str::from_utf8(target).map_err(|_| Malformed("a bad :path"))?,
+        content_length,
+        fields,
+    })
+}
