@@ -659,12 +659,28 @@ engine_tests! {
             let id = send_block(&mut c, &f);
             expect_malformed(&mut c, id, name);
         }
-        // Pseudo-fields in trailers.
-        c.send_headers(c.next_id, &c.request_fields("GET", "/", &[]), false);
+    }
+
+    /// §8.1: a trailer section with a pseudo-field is malformed.
+    fn s8_1_pseudo_field_in_trailers_is_malformed(e) {
+        let (_site, srv) = h2_server!(e);
+        let mut c = H2::handshake(srv.addr());
+        // Pseudo-fields in trailers, in the same write as the head. A GET
+        // may be answered before its trailers arrive; then the stream
+        // error comes after the answer, as RST_STREAM.
         let id = c.next_id;
         c.next_id += 2;
-        c.send_headers(id, &[(":path", "/app.js")], true);
-        expect_malformed(&mut c, id, "pseudo-field in trailers");
+        let mut both = frame_bytes(HEADERS, END_HEADERS, id, &encode_fields(&c.request_fields("GET", "/", &[])));
+        both.extend(frame_bytes(HEADERS, END_HEADERS | END_STREAM, id, &encode_fields(&[(":path", "/app.js")])));
+        c.send_raw(&both);
+        let r = c.read_response(id);
+        if r.reset.is_none() && r.status == 200 {
+            c.ping_roundtrip("after trailers with :path");
+            let rst = c.seen.iter().find(|f| f.ty == RST_STREAM && f.stream == id).map(|f| f.error_code());
+            assert_eq!(rst, Some(PROTOCOL_ERROR), "pseudo-field in trailers: answered 200, then no RST_STREAM PROTOCOL_ERROR; {}", c.seen_summary());
+        } else {
+            assert!(r.reset == Some(PROTOCOL_ERROR) || r.status == 400, "pseudo-field in trailers: {}", r.describe());
+        }
     }
 
     /// §8.3.1: without :authority, `host` names the target; responses
