@@ -32,6 +32,14 @@ const ATTACK: Duration = Duration::from_secs(2);
 const PROBE_LIMIT: Duration = Duration::from_millis(100);
 const RSS_LIMIT_KIB: u64 = 64 * 1024;
 
+/// One attack at a time in this binary: two attacked servers and their
+/// probes on a 2-core machine would time each other, not the server.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn start(e: &str, extra: &str) -> Option<(Site, Server)> {
     let site = Site::new();
     let cfg = format!("{H2C}\nworkers = 1\naccess_log = \"off\"\n{extra}");
@@ -45,7 +53,7 @@ macro_rules! h2_server {
     };
     ($e:expr, $extra:expr) => {
         match start($e, $extra) {
-            Some(x) => x,
+            Some((site, srv)) => (site, srv),
             None => return,
         }
     };
@@ -353,6 +361,7 @@ engine_tests! {
     /// CVE-2023-44487: HEADERS then RST_STREAM, again and again, many
     /// streams per write.
     fn rapid_reset(e) {
+        let _serial = serial();
         let (_site, srv) = h2_server!(e);
         let probe = Probe::start(srv.addr(), srv.pid());
         let mut streams = 0u64;
@@ -381,6 +390,7 @@ engine_tests! {
     /// 2024's CONTINUATION flood: a HEADERS without END_HEADERS, then
     /// CONTINUATION frames without end, each full of new fields.
     fn continuation_flood(e) {
+        let _serial = serial();
         let (_site, srv) = h2_server!(e);
         let probe = Probe::start(srv.addr(), srv.pid());
         let chunk = encode_fields(&(0..400).map(|i| (format!("x-flood-{i}"), "v".repeat(24))).collect::<Vec<_>>());
@@ -405,6 +415,7 @@ engine_tests! {
     /// HPACK bomb: one 4000-byte field put in the dynamic table, then
     /// referenced by 1-byte indexes: each block decodes to 64 MB.
     fn hpack_bomb(e) {
+        let _serial = serial();
         let (_site, srv) = h2_server!(e);
         let probe = Probe::start(srv.addr(), srv.pid());
         let mut answered_200 = 0;
@@ -446,6 +457,7 @@ engine_tests! {
     /// SETTINGS frames (each asks for an ACK) from a client that never
     /// reads the ACKs.
     fn settings_flood(e) {
+        let _serial = serial();
         let (_site, srv) = h2_server!(e);
         let probe = Probe::start(srv.addr(), srv.pid());
         let one = frame_bytes(SETTINGS, 0, 0, &settings_payload(&[(INITIAL_WINDOW_SIZE, 65535), (MAX_HEADER_LIST_SIZE, 8192)]));
@@ -460,6 +472,7 @@ engine_tests! {
 
     /// PINGs from a client that never reads the ACKs.
     fn ping_flood(e) {
+        let _serial = serial();
         let (_site, srv) = h2_server!(e);
         let probe = Probe::start(srv.addr(), srv.pid());
         let batch = frame_bytes(PING, 0, 0, b"pingping").repeat(2000);
@@ -473,6 +486,7 @@ engine_tests! {
 
     /// Empty DATA frames (no END_STREAM) on an open request stream.
     fn empty_data_flood(e) {
+        let _serial = serial();
         let (_site, srv) = h2_server!(e);
         let probe = Probe::start(srv.addr(), srv.pid());
         let batch = frame_bytes(DATA, 0, 1, &[]).repeat(4000);
@@ -489,6 +503,7 @@ engine_tests! {
 
     /// WINDOW_UPDATE frames of 1 on the connection, and on a stream.
     fn window_update_flood(e) {
+        let _serial = serial();
         let (_site, srv) = h2_server!(e);
         let probe = Probe::start(srv.addr(), srv.pid());
         let mut batch = frame_bytes(WINDOW_UPDATE, 0, 0, &1u32.to_be_bytes()).repeat(2000);
@@ -505,9 +520,38 @@ engine_tests! {
         probe.finish("WINDOW_UPDATE flood");
     }
 
+    /// A peer that never opens its window (and says nothing) is closed
+    /// after send_timeout.
+    fn zero_window_stall_closed_after_send_timeout(e) {
+        let _serial = serial();
+        let (_site, srv) = h2_server!(e, "send_timeout = \"1s\"");
+        let probe = Probe::start(srv.addr(), srv.pid());
+        let opts = Opts { settings: vec![(INITIAL_WINDOW_SIZE, 0)], auto_window: false, ..Opts::default() };
+        let mut c = H2::connect_with(srv.addr(), opts);
+        c.wait_ready();
+        let t0 = Instant::now();
+        let id = c.send_request("GET", "/big.bin", &[]);
+        let end = loop {
+            if t0.elapsed() > Duration::from_secs(10) {
+                panic!("still open 10 s into a zero-window stall with send_timeout 1s; {}", c.seen_summary());
+            }
+            match c.pump(Instant::now() + Duration::from_millis(250)) {
+                Ok(_) => {}
+                Err(End::Timeout) => {}
+                Err(end) => break end,
+            }
+        };
+        let took = t0.elapsed();
+        note(&format!("closed after {took:?} ({end:?}), GOAWAY {:?}, stream {id} got {} bytes", c.goaway, c.received(id)));
+        assert_eq!(c.received(id), 0, "DATA past a zero window");
+        assert!(took >= Duration::from_millis(900), "closed after {took:?}, before send_timeout");
+        probe.finish("zero-window stall");
+    }
+
     /// A peer that never opens its window (it answers PINGs, so it looks
     /// alive) is closed after send_timeout.
-    fn zero_window_stall_closed_after_send_timeout(e) {
+    fn zero_window_stall_with_pings_closed_after_send_timeout(e) {
+        let _serial = serial();
         let (_site, srv) = h2_server!(e, "send_timeout = \"1s\"");
         let probe = Probe::start(srv.addr(), srv.pid());
         let opts = Opts { settings: vec![(INITIAL_WINDOW_SIZE, 0)], auto_window: false, ..Opts::default() };
@@ -534,13 +578,14 @@ engine_tests! {
         note(&format!("closed after {took:?} ({end:?}), GOAWAY {:?}, stream {id} got {} bytes", c.goaway, c.received(id)));
         assert_eq!(c.received(id), 0, "DATA past a zero window");
         assert!(took >= Duration::from_millis(900), "closed after {took:?}, before send_timeout");
-        probe.finish("zero-window stall");
+        probe.finish("zero-window stall, pinging");
     }
 
     /// More streams than h2_max_concurrent_streams: the extra ones are
     /// refused (RST_STREAM REFUSED_STREAM), the open ones finish; a flood
     /// of refused streams costs nothing lasting.
     fn more_streams_than_max_concurrent_streams(e) {
+        let _serial = serial();
         let (_site, srv) = h2_server!(e, "h2_max_concurrent_streams = 8");
         let probe = Probe::start(srv.addr(), srv.pid());
         let opts = Opts { settings: vec![(INITIAL_WINDOW_SIZE, 0)], auto_window: false, ..Opts::default() };

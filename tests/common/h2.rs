@@ -178,6 +178,8 @@ impl H2Response {
 #[derive(Default)]
 struct StreamState {
     resp: H2Response,
+    /// DATA bytes not yet given back by a WINDOW_UPDATE.
+    unacked: u64,
     headers_seen: bool,
 }
 
@@ -226,7 +228,9 @@ pub struct Opts {
     pub settings: Vec<(u16, u32)>,
     /// A connection WINDOW_UPDATE sent after SETTINGS (0: none).
     pub conn_window: u32,
-    /// Give back every DATA byte at once (connection and stream windows).
+    /// Give DATA bytes back (WINDOW_UPDATE) once half a window is used,
+    /// as nghttp2 and browsers do: the connection's, and the stream's
+    /// while it is open.
     pub auto_window: bool,
     /// ACK the server's SETTINGS and answer its PINGs.
     pub auto_ack: bool,
@@ -258,6 +262,8 @@ pub struct H2 {
     /// A header block being received: stream, bytes, END_STREAM.
     block: Option<(u32, Vec<u8>, bool)>,
     pub goaway: Option<GoAway>,
+    /// DATA bytes on the connection not yet given back.
+    conn_unacked: u64,
     /// The server's SETTINGS, latest value per identifier.
     pub peer_settings: HashMap<u16, u32>,
     /// How many SETTINGS frames (not ACKs) the server sent.
@@ -396,6 +402,7 @@ impl H2 {
             streams: HashMap::new(),
             block: None,
             goaway: None,
+            conn_unacked: 0,
             peer_settings: HashMap::new(),
             peer_settings_frames: 0,
             settings_acks: 0,
@@ -701,12 +708,41 @@ impl H2 {
         if f.has(END_STREAM) {
             st.resp.complete = true;
         }
-        let n = f.payload.len() as u32;
-        if self.opts.auto_window && n > 0 {
-            let mut out = frame_bytes(WINDOW_UPDATE, 0, 0, &n.to_be_bytes());
-            if !f.has(END_STREAM) {
-                out.extend(frame_bytes(WINDOW_UPDATE, 0, f.stream, &n.to_be_bytes()));
-            }
+        let n = f.payload.len() as u64;
+        st.unacked += n;
+        self.conn_unacked += n;
+        if !self.opts.auto_window || n == 0 {
+            return;
+        }
+        let mut out = Vec::new();
+        let conn_window = 65535 + u64::from(self.opts.conn_window);
+        if self.conn_unacked >= conn_window / 2 {
+            out.extend(frame_bytes(
+                WINDOW_UPDATE,
+                0,
+                0,
+                &(self.conn_unacked as u32).to_be_bytes(),
+            ));
+            self.conn_unacked = 0;
+        }
+        let stream_window = self
+            .opts
+            .settings
+            .iter()
+            .rev()
+            .find(|(id, _)| *id == INITIAL_WINDOW_SIZE)
+            .map_or(65535, |(_, v)| u64::from(*v));
+        let st = self.streams.get_mut(&f.stream).unwrap();
+        if !f.has(END_STREAM) && st.unacked >= stream_window / 2 {
+            out.extend(frame_bytes(
+                WINDOW_UPDATE,
+                0,
+                f.stream,
+                &(st.unacked as u32).to_be_bytes(),
+            ));
+            st.unacked = 0;
+        }
+        if !out.is_empty() {
             let _ = self.t.write_all(&out);
         }
     }
