@@ -535,7 +535,7 @@ impl H2 {
         f
     }
 
-    /// HEADERS (END_HEADERS) with `list` encoded on `stream`.
+    /// HEADERS (and CONTINUATION) with `list` encoded on `stream`.
     pub fn send_headers<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         &mut self,
         stream: u32,
@@ -543,8 +543,29 @@ impl H2 {
         end_stream: bool,
     ) {
         let block = encode_fields(list);
-        let flags = END_HEADERS | if end_stream { END_STREAM } else { 0 };
-        self.send_frame(HEADERS, flags, stream, &block);
+        let end = if end_stream { END_STREAM } else { 0 };
+        // Past 16384 bytes (the default SETTINGS_MAX_FRAME_SIZE) the rest
+        // goes in CONTINUATION frames, in the same write.
+        let pieces: Vec<&[u8]> = if block.is_empty() {
+            vec![&[]]
+        } else {
+            block.chunks(16384).collect()
+        };
+        let mut out = Vec::new();
+        for (i, piece) in pieces.iter().enumerate() {
+            let last = if i + 1 == pieces.len() {
+                END_HEADERS
+            } else {
+                0
+            };
+            let (ty, flags) = if i == 0 {
+                (HEADERS, end | last)
+            } else {
+                (CONTINUATION, last)
+            };
+            out.extend(frame_bytes(ty, flags, stream, piece));
+        }
+        self.send_raw(&out);
     }
 
     /// Send a request without a body on a new stream; returns its id.
