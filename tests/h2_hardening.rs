@@ -9,7 +9,7 @@
 //! client, asks for a page over HTTP/2 again and again. Every test checks
 //! that the probe kept being answered within 100 ms (98 % of requests, and
 //! none over 1 s on this shared machine), that the server's RSS stayed
-//! within 64 MiB of where it started, and that what ended an attack's
+//! within 16 MiB of where it started, and that what ended an attack's
 //! connection was a GOAWAY with a fitting code (not INTERNAL_ERROR) or a
 //! cost the probe did not feel.
 
@@ -30,7 +30,10 @@ use common::*;
 const ATTACK: Duration = Duration::from_secs(2);
 /// The bystander's bound.
 const PROBE_LIMIT: Duration = Duration::from_millis(100);
-const RSS_LIMIT_KIB: u64 = 64 * 1024;
+/// Healthy runs grow the server's RSS by at most 1.7 MiB during an attack
+/// (measured on both engines); a server that reads a PING flood while it
+/// cannot send the answers grew 22-82 MiB in the 2 s.
+const RSS_LIMIT_KIB: u64 = 16 * 1024;
 
 /// One attack at a time in this binary: two attacked servers and their
 /// probes on a 2-core machine would time each other, not the server.
