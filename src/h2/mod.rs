@@ -15,7 +15,7 @@
 //! whose window is shut is passed over. At most `OUT_HIGH` bytes are
 //! queued ahead of the socket, so a slow reader holds that much.
 //!
-//! Files: `frame` (the codec), `hpack` (glue to loona-hpack), `stream`
+//! Files: `frame` (the codec), `hpack` (HPACK, with `table`), `stream`
 //! (a request's checks; a stream's send side), `recv` (the frames a client
 //! sends), `flood` (the budgets against floods), `http` (`Http`: which of
 //! the two protocols a connection speaks).
@@ -26,13 +26,13 @@ mod hpack;
 mod http;
 mod recv;
 mod stream;
+mod table;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use loona_hpack::Decoder;
 
 use crate::http::{Ctx, Limits, Reply, Segment, Status, Transmit, later};
 use crate::log::access::{RequestLine, TlsFacts};
@@ -118,7 +118,7 @@ pub struct H2Conn {
     /// The client's first SETTINGS came (the first frame must be one).
     settings_in: bool,
     inbuf: Vec<u8>,
-    dec: Decoder<'static>,
+    dec: hpack::Decoder,
     block: Option<Block>,
     streams: BTreeMap<u32, Stream>,
     /// The highest stream id the client has used.
@@ -126,8 +126,10 @@ pub struct H2Conn {
     /// The peer's SETTINGS_MAX_FRAME_SIZE and SETTINGS_INITIAL_WINDOW_SIZE.
     peer_frame: usize,
     peer_window: i64,
-    /// The connection's send and receive windows.
+    /// The connection's send and receive windows, and the highest the
+    /// send window has been.
     window: i64,
+    window_top: i64,
     recv: i64,
     ctrl: BytesMut,
     out: Vec<Segment>,
@@ -148,8 +150,11 @@ pub struct H2Conn {
     budget: flood::Budget,
     started: Instant,
     last_activity: Instant,
-    /// When output last made progress (or began after a pause).
+    /// When output last made progress (or began after a pause), and when
+    /// a DATA frame was last queued (or a body began to wait for one): a
+    /// peer that reads but never opens its window is timed by the latter.
     last_sent: Instant,
+    last_data: Instant,
     /// While idle: bytes the engine found still in the socket's queue.
     unsent: Option<(usize, Instant)>,
     deadline: Option<Instant>,
@@ -166,13 +171,14 @@ impl H2Conn {
             preface: 0,
             settings_in: false,
             inbuf: Vec::new(),
-            dec: Decoder::new(),
+            dec: hpack::Decoder::new(),
             block: None,
             streams: BTreeMap::new(),
             last_id: 0,
             peer_frame: frame::MAX_FRAME,
             peer_window: DEFAULT_WINDOW,
             window: DEFAULT_WINDOW,
+            window_top: DEFAULT_WINDOW,
             recv: RECV_WINDOW,
             ctrl: BytesMut::new(),
             out: Vec::new(),
@@ -189,6 +195,7 @@ impl H2Conn {
             started: now,
             last_activity: now,
             last_sent: now,
+            last_data: now,
             unsent: None,
             deadline: None,
         };
@@ -431,6 +438,13 @@ impl H2Conn {
                 self.report(ctx, &x, body, sent);
             }
         }
+        if self.is_idle() && self.out.capacity() > 0 {
+            // Between requests: hold no output buffers (an idle
+            // connection costs its struct and the HPACK table).
+            self.out = Vec::new();
+            self.ctrl = BytesMut::new();
+            self.done = VecDeque::new();
+        }
         let finished = self.streams.is_empty() && self.block.is_none() && !self.sending();
         if self.state == State::Open && finished {
             if self.peer_eof {
@@ -483,6 +497,7 @@ impl H2Conn {
             s.x.body_queued += n as u64;
             self.window -= n as i64;
             self.rr = id;
+            self.last_data = now;
             let flags = if last { frame::flag::END_STREAM } else { 0 };
             frame::head(&mut self.ctrl, n, frame::kind::DATA, flags, id);
             let h = self.ctrl.split().freeze();
@@ -614,7 +629,13 @@ impl H2Conn {
                 let d = if !self.settings_in {
                     later(self.started, lim.header_timeout)
                 } else if self.sending() {
-                    later(self.last_sent, lim.send_timeout)
+                    let window_wait = self.streams.values().any(|s| !s.segs.is_empty());
+                    let since = if window_wait {
+                        self.last_sent.min(self.last_data)
+                    } else {
+                        self.last_sent
+                    };
+                    later(since, lim.send_timeout)
                 } else if let Some(b) = &self.block {
                     later(b.started, lim.header_timeout)
                 } else if !self.streams.is_empty() {
@@ -685,7 +706,13 @@ impl H2Conn {
         } else {
             let mut segs = Vec::new();
             reply.body.into_segments(&mut segs);
-            s.segs.extend(segs);
+            if !self.streams.values().any(|s| !s.segs.is_empty()) {
+                // The first body to wait for a window starts the clock.
+                self.last_data = ctx.now.instant;
+            }
+            if let Some(s) = self.streams.get_mut(&id) {
+                s.segs.extend(segs);
+            }
         }
     }
 

@@ -134,6 +134,7 @@ impl H2Conn {
                     let delta = v - self.peer_window;
                     for s in self.streams.values_mut() {
                         s.window += delta;
+                        s.window_top = s.window_top.max(s.window);
                         if s.window > MAX_WINDOW {
                             return Err(Code::FlowControl);
                         }
@@ -183,12 +184,15 @@ impl H2Conn {
             if inc == 0 {
                 return Err(Code::Protocol);
             }
-            if !self.streams.values().any(|s| !s.segs.is_empty()) {
-                self.calm(ctx)?;
-            }
+            // Giving back what DATA took (many clients do, frame by frame)
+            // is no flood; raising the window past its highest yet is.
             self.window += inc;
             if self.window > MAX_WINDOW {
                 return Err(Code::FlowControl);
+            }
+            if self.window > self.window_top {
+                self.window_top = self.window;
+                self.calm(ctx)?;
             }
             return Ok(());
         }
@@ -202,12 +206,15 @@ impl H2Conn {
         if inc == 0 {
             return self.rst(ctx, id, Code::Protocol);
         }
-        let idle = s.segs.is_empty();
         s.window += inc;
         if s.window > MAX_WINDOW {
             return self.rst(ctx, id, Code::FlowControl);
         }
-        if idle { self.calm(ctx) } else { Ok(()) }
+        if s.window > s.window_top {
+            s.window_top = s.window;
+            return self.calm(ctx);
+        }
+        Ok(())
     }
 
     fn on_rst(&mut self, ctx: &mut Ctx<'_>, h: Head, p: &[u8]) -> Res {
@@ -220,9 +227,9 @@ impl H2Conn {
         if h.stream > self.last_id {
             return Err(Code::Protocol);
         }
-        if !self.streams.contains_key(&h.stream) {
-            return self.calm(ctx);
-        }
+        // Every reset counts, of a stream still open or of one just
+        // answered whole: Rapid Reset's requests may be done before
+        // their RST_STREAM is read.
         self.drop_stream(ctx, h.stream);
         if self.budget.reset(ctx.now.instant, &ctx.limits.h2) {
             Ok(())
@@ -387,10 +394,14 @@ impl H2Conn {
     /// the connection), then act on it.
     fn end_block(&mut self, ctx: &mut Ctx<'_>, b: Block, bytes: &[u8]) -> Res {
         let max = ctx.limits.parse.max_header_size;
-        let fields = hpack::decode(&mut self.dec, bytes, max).map_err(|()| Code::Compression)?;
+        let fields = self.dec.decode(bytes, max).map_err(|_| Code::Compression)?;
         let id = b.stream;
         let bad = match b.what {
             BlockFor::Trailers => {
+                // A trailer section has no pseudo-fields (§8.1).
+                if fields.iter().any(|(n, _)| n.starts_with(b":")) {
+                    return self.rst(ctx, id, Code::Protocol);
+                }
                 if let Some(s) = self.streams.get_mut(&id) {
                     s.remote_closed = true;
                     if s.local_done {
@@ -431,13 +442,19 @@ impl H2Conn {
         }
         let head = match stream::request_head(&fields) {
             Ok(h) => h,
-            Err(stream::Malformed(why)) => {
+            Err(m) => {
                 crate::note!(
                     ctx.notes,
                     crate::log::Level::Debug,
-                    "{}: HTTP/2 stream {id}: malformed request: {why}",
-                    self.peer
+                    "{}: HTTP/2 stream {id}: malformed request: {}",
+                    self.peer,
+                    m.0
                 );
+                if m.bad_request() {
+                    let reply = ctx.responder.error(Status::BAD_REQUEST);
+                    self.send_reply(ctx, id, reply, false);
+                    return Ok(());
+                }
                 return self.rst(ctx, id, Code::Protocol);
             }
         };

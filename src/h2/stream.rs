@@ -16,6 +16,8 @@ use super::hpack::Fields;
 pub struct Stream {
     /// Our send window (RFC 9113 §6.9): what the peer lets us send.
     pub window: i64,
+    /// The highest `window` has been: WINDOW_UPDATEs past it are budgeted.
+    pub window_top: i64,
     /// What the peer may still send us before we give it more room.
     pub recv: i64,
     /// The response body still to frame as DATA.
@@ -45,6 +47,7 @@ impl Stream {
     pub fn new(window: i64, recv: i64, remote_closed: bool) -> Stream {
         Stream {
             window,
+            window_top: window,
             recv,
             segs: VecDeque::new(),
             remote_closed,
@@ -61,9 +64,16 @@ impl Stream {
 }
 
 /// Why a header block is not a request: malformed (RFC 9113 §8.1.1), a
-/// stream error of type PROTOCOL_ERROR.
+/// stream error of type PROTOCOL_ERROR; or, for what HTTP/1.1 answers
+/// with 400 (a bad Host or Content-Length), `bad_request`: the same 400.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Malformed(pub &'static str);
+
+impl Malformed {
+    pub fn bad_request(self) -> bool {
+        self.0.starts_with("a bad :authority") || self.0.starts_with("content-length")
+    }
+}
 
 /// A request's pieces, borrowed from its decoded fields.
 #[derive(Debug)]
@@ -161,9 +171,9 @@ pub fn request_head(f: &Fields) -> Result<Head<'_>, Malformed> {
                 .ok()
                 .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|v| v.parse::<u64>().ok())
-                .ok_or(Malformed("a bad content-length"))?;
+                .ok_or(Malformed("content-length not a number"))?;
             if content_length.replace(v).is_some_and(|p| p != v) {
-                return Err(Malformed("content-length twice"));
+                return Err(Malformed("content-length twice, different"));
             }
         }
         // A token is ASCII: the name is a str.
@@ -189,7 +199,8 @@ pub fn request_head(f: &Fields) -> Result<Head<'_>, Malformed> {
         }
         let p = path.ok_or(Malformed("no :path"))?;
         let ok = p.first() == Some(&b'/') || (p == b"*" && method == "OPTIONS");
-        if !ok || !p.iter().all(|&b| (0x21..0x7f).contains(&b)) {
+        // As httparse takes it: visible ASCII, or UTF-8 beyond it.
+        if !ok || !p.iter().all(|&b| (0x21..0x7f).contains(&b) || b >= 0x80) {
             return Err(Malformed("a bad :path"));
         }
         p

@@ -204,8 +204,8 @@ fn parse_frames(mut b: &[u8]) -> Vec<(Head, Vec<u8>)> {
 
 /// The fields of a response header block.
 fn fields(block: &[u8]) -> Vec<(String, String)> {
-    let mut d = Decoder::new();
-    let f = hpack::decode(&mut d, block, 1 << 20).unwrap();
+    let mut d = hpack::Decoder::new();
+    let f = d.decode(block, 1 << 20).unwrap();
     f.iter()
         .map(|(n, v)| {
             (
@@ -470,4 +470,287 @@ fn shutdown_lets_streams_finish() {
         1
     );
     assert!(matches!(c.poll_transmit(), Transmit::Shutdown));
+}
+
+impl Env {
+    /// Time passes to the connection's deadline, which it acts on.
+    fn expire(&mut self, c: &mut H2Conn) {
+        let d = c.poll_timeout().expect("a deadline");
+        self.now = Now::new(d, SystemTime::now());
+        c.handle_timeout(&mut self.ctx());
+    }
+}
+
+/// An idle connection (no stream) is closed at keepalive_timeout with
+/// GOAWAY(NO_ERROR), not before.
+#[test]
+fn idle_connections_get_goaway_at_keepalive_timeout() {
+    let mut env = Env::new();
+    let mut c = env.conn();
+    env.input(&mut c, &get(1, "/small"));
+    env.frames(&mut c);
+    let t0 = env.now.instant;
+    env.expire(&mut c);
+    assert_eq!(env.now.instant - t0, env.limits.keepalive_timeout);
+    let f = env.frames(&mut c);
+    assert_eq!(goaway_code(&f), Some(0));
+    let (_, p) = f.iter().rfind(|(h, _)| h.kind == kind::GOAWAY).unwrap();
+    assert_eq!(&p[..4], &1u32.to_be_bytes(), "last stream id");
+    assert!(matches!(c.poll_transmit(), Transmit::Shutdown));
+}
+
+/// A client that never opens its window: closed at send_timeout.
+#[test]
+fn a_zero_window_stall_ends_at_send_timeout() {
+    let mut env = Env::new();
+    let mut c = env.conn();
+    env.input(&mut c, &get(1, "/big"));
+    env.frames(&mut c);
+    let t0 = env.now.instant;
+    env.expire(&mut c);
+    assert_eq!(env.now.instant - t0, env.limits.send_timeout);
+    assert!(c.is_closed());
+    let log = String::from_utf8_lossy(&env.log).into_owned();
+    assert!(log.contains("\"GET /big HTTP/2.0\" 200 65535"), "{log}");
+}
+
+/// No preface (or no SETTINGS after it) within header_timeout: GOAWAY.
+#[test]
+fn a_missing_preface_times_out() {
+    let mut env = Env::new();
+    let mut c = H2Conn::new("127.0.0.1:1".parse().unwrap(), env.now.instant, &env.limits);
+    env.input(&mut c, &frame::PREFACE[..10]);
+    env.frames(&mut c);
+    let t0 = env.now.instant;
+    env.expire(&mut c);
+    assert_eq!(env.now.instant - t0, env.limits.header_timeout);
+    assert!(goaway_code(&env.frames(&mut c)).is_some());
+}
+
+/// A frame after the preface that is not SETTINGS, a frame past our
+/// MAX_FRAME_SIZE, PUSH_PROMISE, a frame between HEADERS and its
+/// CONTINUATION, WINDOW_UPDATE 0 or past 2^31-1 on the connection: each a
+/// connection error with its code.
+#[test]
+fn connection_errors_have_their_codes() {
+    let wu = |inc: u32| client_frame(kind::WINDOW_UPDATE, 0, 0, &inc.to_be_bytes());
+    let half = client_frame(kind::HEADERS, flag::END_STREAM, 1, &block("GET", "/", &[]));
+    let cases: [(Vec<u8>, Code); 6] = [
+        (vec![0, 0x40, 1, kind::DATA, 0, 0, 0, 0, 1], Code::FrameSize),
+        (
+            client_frame(kind::PUSH_PROMISE, 4, 1, &[0, 0, 0, 2]),
+            Code::Protocol,
+        ),
+        (
+            [half, client_frame(kind::PING, 0, 0, &[0; 8])].concat(),
+            Code::Protocol,
+        ),
+        (wu(0), Code::Protocol),
+        (
+            [wu(0x7fff_0000), wu(0x7fff_0000)].concat(),
+            Code::FlowControl,
+        ),
+        (
+            client_frame(kind::SETTINGS, 0, 0, &[0, 4, 0x80, 0, 0, 0]),
+            Code::FlowControl,
+        ),
+    ];
+    for (bytes, code) in cases {
+        let mut env = Env::new();
+        let mut c = env.conn();
+        env.input(&mut c, &bytes);
+        assert_eq!(
+            goaway_code(&env.frames(&mut c)),
+            Some(code as u32),
+            "{bytes:x?}"
+        );
+    }
+    // Not SETTINGS first.
+    let mut env = Env::new();
+    let mut c = H2Conn::new("127.0.0.1:1".parse().unwrap(), env.now.instant, &env.limits);
+    env.input(
+        &mut c,
+        &[
+            &frame::PREFACE[..],
+            &client_frame(kind::PING, 0, 0, &[0; 8]),
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        goaway_code(&env.frames(&mut c)),
+        Some(Code::Protocol as u32)
+    );
+}
+
+/// Unknown frame types and PRIORITY are ignored; PING is answered; a
+/// request body on a GET is read, thrown away, and its window given back.
+#[test]
+fn extensions_ignored_pings_answered_bodies_discarded() {
+    let mut env = Env::new();
+    let mut c = env.conn();
+    let mut b = client_frame(0xfa, 0, 0, b"whatever");
+    b.extend(client_frame(kind::PRIORITY, 0, 9, &[0, 0, 0, 0, 16]));
+    b.extend(client_frame(kind::PING, 0, 0, b"12345678"));
+    b.extend(client_frame(
+        kind::HEADERS,
+        flag::END_HEADERS,
+        1,
+        &block("GET", "/small", &[]),
+    ));
+    for _ in 0..3 {
+        b.extend(client_frame(kind::DATA, 0, 1, &[0; 16_000]));
+    }
+    b.extend(client_frame(kind::DATA, flag::END_STREAM, 1, &[0; 10]));
+    env.limits.max_body_size = 1 << 20;
+    env.input(&mut c, &b);
+    let f = env.frames(&mut c);
+    assert!(
+        f.iter()
+            .any(|(h, p)| h.kind == kind::PING && h.flags == flag::ACK && p == b"12345678")
+    );
+    assert!(f.iter().any(|(h, p)| h.kind == kind::DATA && p == b"small"));
+    let conn_wu: u32 = f
+        .iter()
+        .filter(|(h, _)| h.kind == kind::WINDOW_UPDATE && h.stream == 0)
+        .map(|(_, p)| u32::from_be_bytes([p[0], p[1], p[2], p[3]]))
+        .sum();
+    assert!(conn_wu >= 32_000, "{conn_wu}");
+    assert!(goaway_code(&f).is_none());
+    assert!(c.is_idle());
+}
+
+/// Floods: PINGs, empty DATA frames, SETTINGS, CONTINUATION without end:
+/// each ends in GOAWAY(ENHANCE_YOUR_CALM).
+#[test]
+fn floods_end_in_enhance_your_calm() {
+    let ping = client_frame(kind::PING, 0, 0, &[0; 8]);
+    let settings = client_frame(kind::SETTINGS, 0, 0, &[]);
+    let empty = client_frame(kind::DATA, 0, 1, &[]);
+    let cont = client_frame(kind::CONTINUATION, 0, 1, &[0x82]);
+    let open = client_frame(kind::HEADERS, flag::END_HEADERS, 1, &block("GET", "/", &[]));
+    let start = client_frame(kind::HEADERS, 0, 1, &block("GET", "/", &[]));
+    for (first, each) in [
+        (vec![], ping),
+        (vec![], settings),
+        (open, empty),
+        (start, cont),
+    ] {
+        let mut env = Env::new();
+        let mut c = env.conn();
+        env.input(&mut c, &first);
+        let mut n = 0;
+        let mut out = Vec::new();
+        while c.state == State::Open && n < 5000 {
+            env.input(&mut c, &each);
+            out.extend(env.output(&mut c, usize::MAX));
+            n += 1;
+        }
+        let f = parse_frames(&out);
+        assert_eq!(
+            goaway_code(&f),
+            Some(Code::EnhanceYourCalm as u32),
+            "{each:x?}"
+        );
+        assert!(n <= 1001, "{n}");
+    }
+}
+
+/// A tiny block that expands past max_header_size gets 431 on its stream.
+#[test]
+fn an_hpack_bomb_gets_431() {
+    let mut env = Env::new();
+    let mut c = env.conn();
+    let mut blk = BytesMut::new();
+    blk.put_slice(&block("GET", "/small", &[]));
+    blk.put_slice(&[0x40, 6]);
+    blk.put_slice(b"x-bomb");
+    blk.put_slice(&[0x7f, 0xe9, 0x06]); // 127 + 105 + 6 * 128 = 1000 bytes
+    blk.put_slice(&[b'b'; 1000]);
+    for _ in 0..1000 {
+        blk.put_u8(0x80 | 62);
+    }
+    let f = flag::END_HEADERS | flag::END_STREAM;
+    env.input(&mut c, &client_frame(kind::HEADERS, f, 1, &blk));
+    assert!(blk.len() < 3000);
+    let f = env.frames(&mut c);
+    let (_, h) = f.iter().find(|(h, _)| h.kind == kind::HEADERS).unwrap();
+    assert_eq!(fields(h)[0], (":status".into(), "431".into()));
+    assert!(goaway_code(&f).is_none());
+}
+
+/// A drain with a grace: GOAWAY(2^31-1) and a PING first; a stream the
+/// client opens before the PING's ACK is still answered; the ACK brings
+/// the final GOAWAY (the last stream id); a later stream is ignored.
+#[test]
+fn a_drain_takes_streams_until_the_ping_ack() {
+    let mut env = Env::new();
+    env.grace = Duration::from_secs(1);
+    let mut c = env.conn();
+    env.frames(&mut c);
+    c.begin_shutdown(&mut env.ctx());
+    let f = env.frames(&mut c);
+    let (_, p) = f.iter().find(|(h, _)| h.kind == kind::GOAWAY).unwrap();
+    assert_eq!(&p[..4], &MAX_STREAM_ID.to_be_bytes());
+    let (_, ping) = f.iter().find(|(h, _)| h.kind == kind::PING).unwrap();
+    let mut b = get(1, "/small");
+    b.extend(client_frame(kind::PING, flag::ACK, 0, ping));
+    b.extend(get(3, "/small"));
+    env.input(&mut c, &b);
+    let f = env.frames(&mut c);
+    assert!(f.iter().any(|(h, _)| h.kind == kind::DATA && h.stream == 1));
+    assert!(!f.iter().any(|(h, _)| h.stream == 3));
+    let (_, p) = f.iter().rfind(|(h, _)| h.kind == kind::GOAWAY).unwrap();
+    assert_eq!(&p[..8], &[0, 0, 0, 1, 0, 0, 0, 0]);
+    assert!(matches!(c.poll_transmit(), Transmit::Shutdown));
+}
+
+/// A client that gives back each DATA frame's bytes at once (a
+/// connection WINDOW_UPDATE per response, nothing waiting) is no flood,
+/// however many requests it makes; raising the window again and again
+/// with tiny increments is.
+#[test]
+fn giving_window_back_is_no_flood() {
+    let mut env = Env::new();
+    let mut c = env.conn();
+    let mut out = Vec::new();
+    for i in 0..3000u32 {
+        let id = 2 * i + 1;
+        env.input(&mut c, &get(id, "/small"));
+        out.extend(env.output(&mut c, usize::MAX));
+        env.input(
+            &mut c,
+            &client_frame(kind::WINDOW_UPDATE, 0, 0, &5u32.to_be_bytes()),
+        );
+    }
+    assert_eq!(goaway_code(&parse_frames(&out)), None);
+    for _ in 0..1001 {
+        env.input(
+            &mut c,
+            &client_frame(kind::WINDOW_UPDATE, 0, 0, &1u32.to_be_bytes()),
+        );
+    }
+    let f = env.frames(&mut c);
+    assert_eq!(goaway_code(&f), Some(Code::EnhanceYourCalm as u32));
+}
+
+/// A client that reads (PINGs are answered) but never opens its window
+/// is still closed at send_timeout.
+#[test]
+fn pings_do_not_keep_a_stalled_stream() {
+    let mut env = Env::new();
+    let mut c = env.conn();
+    env.input(&mut c, &get(1, "/big"));
+    env.frames(&mut c);
+    let t0 = env.now.instant;
+    for _ in 0..10 {
+        env.now = Now::new(env.now.instant + Duration::from_secs(10), SystemTime::now());
+        env.input(&mut c, &client_frame(kind::PING, 0, 0, &[7; 8]));
+        env.frames(&mut c);
+        c.handle_timeout(&mut env.ctx());
+        if c.is_closed() {
+            break;
+        }
+    }
+    assert!(c.is_closed());
+    assert!(env.now.instant - t0 <= env.limits.send_timeout + Duration::from_secs(10));
 }
