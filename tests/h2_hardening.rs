@@ -643,4 +643,32 @@ engine_tests! {
         }
         probe.finish("streams over the limit");
     }
+
+    /// Clients that reset the TCP connection (RST, SO_LINGER 0) in the
+    /// middle of several downloads: the server drops each connection and
+    /// its open files (its fd count comes back), and others go on.
+    fn clients_reset_mid_download(e) {
+        let _serial = serial();
+        let (_site, srv) = h2_server!(e);
+        let probe = Probe::start(srv.addr(), srv.pid());
+        // The probe's connection is in this count, and stays open.
+        let fds = srv.fd_count();
+        attack_for("TCP resets mid-download", |_until| {
+            let opts = Opts { settings: vec![(INITIAL_WINDOW_SIZE, 65535)], auto_window: false, ..Opts::default() };
+            let mut c = H2::connect_with(srv.addr(), opts);
+            c.wait_ready();
+            let ids: Vec<u32> = (0..4).map(|_| c.send_request("GET", "/big.bin", &[])).collect();
+            // Some DATA of each is in: the files are open and being sent.
+            let deadline = Instant::now() + IO_TIMEOUT;
+            while ids.iter().any(|id| c.received(*id) == 0) {
+                c.pump(deadline).unwrap_or_else(|e| panic!("DATA on the 4 streams: {e:?}; {}", c.seen_summary()));
+            }
+            set_linger_zero(c.tcp());
+            drop(c);
+            Seen::default()
+        });
+        let after = wait_fd_count_at_most(srv.pid(), fds, IO_TIMEOUT);
+        assert!(after.is_ok(), "fds {fds} before, {after:?} after the resets\n{}", fd_listing(srv.pid()));
+        probe.finish("TCP resets mid-download");
+    }
 }
