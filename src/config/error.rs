@@ -257,6 +257,10 @@ pub enum Invalid {
     TimeoutZero {
         key: &'static str,
     },
+    /// A count that must be at least 1 (the `h2_` limits).
+    Zero {
+        key: &'static str,
+    },
     MaxHeaderSize(usize),
     MaxTargetSize {
         value: usize,
@@ -321,7 +325,9 @@ impl Invalid {
             Invalid::ListenOverlap { metrics: true, .. } => key::metrics_listen,
             Invalid::ListenMapped { key, .. } => key,
             Invalid::Index(_) => key::index,
-            Invalid::TimeoutTooLong { key, .. } | Invalid::TimeoutZero { key } => key,
+            Invalid::TimeoutTooLong { key, .. }
+            | Invalid::TimeoutZero { key }
+            | Invalid::Zero { key } => key,
             Invalid::MaxHeaderSize(_) => key::max_header_size,
             Invalid::MaxTargetSize { .. } => key::max_target_size,
             Invalid::MaxConnections(_) => key::max_connections,
@@ -392,6 +398,7 @@ impl fmt::Display for Invalid {
                 write!(f, "at most {}h, not {secs}s", MAX_TIMEOUT.as_secs() / 3600)
             }
             Invalid::TimeoutZero { .. } => write!(f, "must be more than 0"),
+            Invalid::Zero { .. } => write!(f, "must be at least 1"),
             Invalid::MaxHeaderSize(n) => {
                 write!(f, "must be between 256 and {MAX_HEADER_SIZE}, not {n}")
             }

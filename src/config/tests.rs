@@ -186,6 +186,8 @@ fn errors_are_typed_with_file_and_line() {
         "max_header_size = 100",
         "max_target_size = 1",
         "max_connections = 0",
+        "h2_max_concurrent_streams = 0",
+        "h2_max_resets_per_second = 0",
         "error_page_404 = \"../x\"",
     ] {
         let key = text.split(' ').next().unwrap();
@@ -857,4 +859,17 @@ fn compression_keys() {
         assert!(e.starts_with(&format!("t.toml:2: {key}")), "{text}: {e}");
         assert!(e.contains(why), "{text}: {e}");
     }
+}
+
+/// The HTTP/2 keys: defaults, and a value read.
+#[test]
+fn http2_keys() {
+    let c = Config::parse("root = \"x\"\n", "t.toml").unwrap();
+    assert!(c.http2 && !c.http2_cleartext);
+    assert_eq!(c.h2_max_concurrent_streams, 128);
+    let c = Config::parse("http2 = false\nh2_max_concurrent_streams = 7\n", "t.toml").unwrap();
+    assert!(!c.http2);
+    assert_eq!(c.h2_max_concurrent_streams, 7);
+    let e = Config::parse("\nh2_max_control_frames_per_second = 0\n", "t.toml").unwrap_err();
+    assert!(e.to_string().contains("must be at least 1"), "{e}");
 }

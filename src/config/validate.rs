@@ -134,6 +134,21 @@ impl Config {
         if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
             return Err(Invalid::MaxConnections(self.max_connections));
         }
+        for (key, v) in [
+            (
+                key::h2_max_concurrent_streams,
+                self.h2_max_concurrent_streams,
+            ),
+            (key::h2_max_resets_per_second, self.h2_max_resets_per_second),
+            (
+                key::h2_max_control_frames_per_second,
+                self.h2_max_control_frames_per_second,
+            ),
+        ] {
+            if v == 0 {
+                return Err(Invalid::Zero { key });
+            }
+        }
         Ok(())
     }
 

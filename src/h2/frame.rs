@@ -92,16 +92,27 @@ impl Head {
     }
 }
 
+/// A frame header.
+pub fn head_bytes(len: usize, kind: u8, flags: u8, stream: u32) -> [u8; HEADER_LEN] {
+    debug_assert!(len < 1 << 24);
+    let s = (stream & 0x7fff_ffff).to_be_bytes();
+    [
+        (len >> 16) as u8,
+        (len >> 8) as u8,
+        len as u8,
+        kind,
+        flags,
+        s[0],
+        s[1],
+        s[2],
+        s[3],
+    ]
+}
+
 /// Append a frame header.
 pub fn head(out: &mut BytesMut, len: usize, kind: u8, flags: u8, stream: u32) {
-    debug_assert!(len < 1 << 24);
     out.reserve(HEADER_LEN + len);
-    out.put_u8((len >> 16) as u8);
-    out.put_u8((len >> 8) as u8);
-    out.put_u8(len as u8);
-    out.put_u8(kind);
-    out.put_u8(flags);
-    out.put_u32(stream & 0x7fff_ffff);
+    out.put_slice(&head_bytes(len, kind, flags, stream));
 }
 
 /// Our SETTINGS (the server preface).

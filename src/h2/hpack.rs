@@ -135,7 +135,14 @@ impl Decoder {
     /// Decode `block` (a whole header block), keeping fields while the
     /// list stays within `max` bytes.
     pub fn decode(&mut self, block: &[u8], max: usize) -> Result<Fields, Invalid> {
-        let mut f = Fields::default();
+        let mut f = Fields {
+            // Room for a block's fields as they usually expand (Huffman
+            // and table references), without growing as they come.
+            buf: Vec::with_capacity((block.len() * 2).min(max)),
+            list: Vec::with_capacity(16),
+            size: 0,
+            over: false,
+        };
         let mut rd = Reader { b: block, pos: 0 };
         let (mut name, mut value) = (Vec::new(), Vec::new());
         let mut fields_seen = false;

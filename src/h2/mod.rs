@@ -656,12 +656,16 @@ impl H2Conn {
     /// Answer stream `id`'s request: the reply's head as HEADERS (and
     /// CONTINUATION) frames, its body left for `pump` to frame as DATA.
     fn send_reply(&mut self, ctx: &mut Ctx<'_>, id: u32, reply: Reply, head_only: bool) {
-        let mut blk = BytesMut::with_capacity(256);
+        // The block is encoded in place, after room for its frame header.
+        let start = self.ctrl.len();
+        self.ctrl.reserve(frame::HEADER_LEN + 320);
+        self.ctrl.extend_from_slice(&[0; frame::HEADER_LEN]);
+        let blk = &mut self.ctrl;
         let status = reply.status;
-        hpack::status(&mut blk, status.0);
-        hpack::field(&mut blk, "server", b"tandem");
-        hpack::field(&mut blk, "date", ctx.now.date.as_bytes());
-        let mut lower = String::new();
+        hpack::status(blk, status.0);
+        hpack::field(blk, "server", b"tandem");
+        hpack::field(blk, "date", ctx.now.date.as_bytes());
+        let mut lower = String::with_capacity(32);
         let mut add = |name: &str, value: &[u8]| {
             lower.clear();
             lower.extend(name.chars().map(|c| c.to_ascii_lowercase()));
@@ -669,7 +673,7 @@ impl H2Conn {
                 &*lower,
                 "connection" | "keep-alive" | "transfer-encoding" | "upgrade" | "proxy-connection"
             ) {
-                hpack::field(&mut blk, &lower, value);
+                hpack::field(blk, &lower, value);
             }
         };
         for line in reply.rendered.split(|&b| b == b'\n') {
@@ -689,12 +693,21 @@ impl H2Conn {
         if status != Status::NO_CONTENT && status != Status::NOT_MODIFIED {
             let mut d = [0; 20];
             let len = crate::log::access::decimal(body_len, &mut d);
-            hpack::field(&mut blk, "content-length", len);
+            hpack::field(&mut self.ctrl, "content-length", len);
         }
         let end = head_only || reply.body.is_empty();
-        let before = self.ctrl.len();
-        frame::headers(&mut self.ctrl, id, &blk, end, self.peer_frame);
-        let head_len = (self.ctrl.len() - before) as u64;
+        let len = self.ctrl.len() - start - frame::HEADER_LEN;
+        if len <= self.peer_frame {
+            let flags = frame::flag::END_HEADERS | if end { frame::flag::END_STREAM } else { 0 };
+            let h = frame::head_bytes(len, frame::kind::HEADERS, flags, id);
+            self.ctrl[start..start + frame::HEADER_LEN].copy_from_slice(&h);
+        } else {
+            // Larger than a frame: HEADERS and CONTINUATION frames.
+            let blk = self.ctrl.split_off(start + frame::HEADER_LEN);
+            self.ctrl.truncate(start);
+            frame::headers(&mut self.ctrl, id, &blk, end, self.peer_frame);
+        }
+        let head_len = (self.ctrl.len() - start) as u64;
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };

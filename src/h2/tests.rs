@@ -37,6 +37,8 @@ impl Respond for Mem {
             ),
             "/small" => Reply::new(Status::OK, Body::Bytes(Bytes::from_static(b"small")))
                 .with_header("Content-Type", "text/plain"),
+            "/bighead" => Reply::new(Status::OK, Body::Bytes(Bytes::from_static(b"x")))
+                .with_header("X-Big", "b".repeat(40_000)),
             _ => Reply::status(Status::NOT_FOUND),
         }
     }
@@ -753,4 +755,25 @@ fn pings_do_not_keep_a_stalled_stream() {
     }
     assert!(c.is_closed());
     assert!(env.now.instant - t0 <= env.limits.send_timeout + Duration::from_secs(10));
+}
+
+/// A response head larger than the peer's SETTINGS_MAX_FRAME_SIZE goes
+/// out as HEADERS and CONTINUATION frames, each within it.
+#[test]
+fn a_large_head_is_split_into_continuations() {
+    let mut env = Env::new();
+    let mut c = env.conn();
+    env.input(&mut c, &get(1, "/bighead"));
+    let f = env.frames(&mut c);
+    let heads: Vec<&(Head, Vec<u8>)> = f
+        .iter()
+        .filter(|(h, _)| h.stream == 1 && h.kind != kind::DATA)
+        .collect();
+    assert_eq!(heads[0].0.kind, kind::HEADERS);
+    assert!(heads[1..].iter().all(|(h, _)| h.kind == kind::CONTINUATION));
+    assert!(heads.iter().all(|(h, _)| h.len <= frame::MAX_FRAME));
+    assert_eq!(heads.last().unwrap().0.flags, flag::END_HEADERS);
+    let block: Vec<u8> = heads.iter().flat_map(|(_, p)| p.clone()).collect();
+    assert!(fields(&block).contains(&("x-big".into(), "b".repeat(40_000))));
+    assert!(f.iter().any(|(h, p)| h.kind == kind::DATA && p == b"x"));
 }
