@@ -786,6 +786,140 @@ fn run_all(addr: SocketAddr, cases: &Arc<Vec<Case>>) -> Vec<Vec<u8>> {
     Arc::try_unwrap(out).ok().unwrap().into_inner().unwrap()
 }
 
+// ---------------------------------------------------------------------------
+// HTTP/2 against HTTP/1.1 (issue 21, point 2)
+// ---------------------------------------------------------------------------
+
+/// One HTTP/1.1 request of a corpus case, and the same request for HTTP/2.
+struct Both {
+    /// The request's own bytes (head and body), sent alone over HTTP/1.1.
+    raw: Vec<u8>,
+    method: String,
+    /// Pseudo-fields first, then the request's fields (names lower-cased;
+    /// `host` becomes `:authority`; connection-specific fields dropped).
+    fields: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// The requests in `bytes` that HTTP/2 can say too: complete HTTP/1.1
+/// requests in origin form with one Host, no chunked body, no Expect, no
+/// Upgrade, no TE but `trailers`, field values without control bytes, not
+/// CONNECT. Stops at the first request that is not.
+fn translate(bytes: &[u8]) -> Vec<Both> {
+    const DROP: [&str; 3] = ["connection", "keep-alive", "proxy-connection"];
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        let Ok(httparse::Status::Complete(n)) = req.parse(rest) else {
+            return out;
+        };
+        let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
+            return out;
+        };
+        if !path.starts_with('/') || method == "CONNECT" {
+            return out;
+        }
+        let hs: &[httparse::Header<'_>] = req.headers;
+        let named =
+            |name: &'static str| hs.iter().filter(move |h| h.name.eq_ignore_ascii_case(name));
+        let hosts: Vec<_> = named("host").collect();
+        let lengths: Vec<_> = named("content-length").collect();
+        let te_ok = named("te").all(|h| h.value.eq_ignore_ascii_case(b"trailers"));
+        if hosts.len() != 1
+            || lengths.len() > 1
+            || !te_ok
+            || named("transfer-encoding").next().is_some()
+            || named("expect").next().is_some()
+            || named("upgrade").next().is_some()
+        {
+            return out;
+        }
+        let text = |v: &[u8]| {
+            std::str::from_utf8(v)
+                .ok()
+                .filter(|s| !s.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f))
+                .map(str::to_string)
+        };
+        let Some(authority) = text(hosts[0].value) else {
+            return out;
+        };
+        let len = match lengths.first() {
+            None => 0,
+            Some(h) => match text(h.value).and_then(|v| v.trim().parse::<usize>().ok()) {
+                Some(l) => l,
+                None => return out,
+            },
+        };
+        if rest.len() < n + len {
+            return out;
+        }
+        let mut fields = vec![
+            (":method".to_string(), method.to_string()),
+            (":scheme".to_string(), "http".to_string()),
+            (":authority".to_string(), authority),
+            (":path".to_string(), path.to_string()),
+        ];
+        for h in req.headers.iter() {
+            let name = h.name.to_ascii_lowercase();
+            if name == "host" || DROP.contains(&name.as_str()) {
+                continue;
+            }
+            let Some(v) = text(h.value) else { return out };
+            fields.push((name, v.trim().to_string()));
+        }
+        out.push(Both {
+            raw: rest[..n + len].to_vec(),
+            method: method.to_string(),
+            fields,
+            body: rest[n..n + len].to_vec(),
+        });
+        rest = &rest[n + len..];
+    }
+}
+
+/// The request on a new stream of `c` (a new connection when the last one
+/// was ended); the answer, or why there is none.
+fn ask_h2(
+    c: &mut Option<common::h2::H2>,
+    addr: SocketAddr,
+    b: &Both,
+) -> Result<common::h2::Answer, String> {
+    use common::h2::*;
+    if c.as_ref().is_none_or(|c| c.goaway.is_some()) {
+        *c = Some(H2::handshake(addr));
+    }
+    let c = c.as_mut().unwrap();
+    let id = c.next_id;
+    c.next_id += 2;
+    send_both(c, id, &b.fields, &b.body);
+    let r = c.try_read_response(id, Duration::from_secs(5))?;
+    match r.reset {
+        Some(code) if !r.complete => Err(format!("RST_STREAM {code:#x} after {}", r.describe())),
+        _ => Ok(Answer::from(&r)),
+    }
+}
+
+/// HEADERS, then the body in DATA frames of at most 16384 bytes (the
+/// default SETTINGS_MAX_FRAME_SIZE; the corpus's bodies fit the default
+/// 65535-byte windows).
+fn send_both(c: &mut common::h2::H2, id: u32, list: &[(String, String)], body: &[u8]) {
+    use common::h2::*;
+    c.send_headers(id, list, body.is_empty());
+    let chunks: Vec<&[u8]> = body.chunks(16384).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let flags = if i + 1 == chunks.len() { END_STREAM } else { 0 };
+        c.send_frame(DATA, flags, id, chunk);
+    }
+}
+
+/// An HTTP/1.1 400 or 431 and an HTTP/2 RST_STREAM PROTOCOL_ERROR are the
+/// same refusal: RFC 9113 §8.1.1 makes a malformed request a stream error.
+fn same_refusal(h1: &common::h2::Answer, h2: &Result<common::h2::Answer, String>) -> bool {
+    matches!(h1.status, 400 | 431) && h2.as_ref().is_err_and(|e| e.starts_with("RST_STREAM 0x1 "))
+}
+
 engine_tests! {
     /// Where a request is cut between two writes must not change the answer:
     /// every offset of each split source, compared with the unsplit request.
@@ -820,5 +954,98 @@ engine_tests! {
             }
         }
         assert!(bad.is_empty(), "{} of {} split requests answered differently from the whole request:\n{}", bad.len(), cases.len(), bad.iter().take(10).cloned().collect::<Vec<_>>().join("\n"));
+    }
+
+    /// Every request of the corpus (and of tests/tls.rs's differential)
+    /// that HTTP/2 can carry gets the same status, representation fields
+    /// and body over HTTP/2 (h2c) as over HTTP/1.1, on the same server;
+    /// the TLS ones over HTTP/2 on TLS too (ALPN h2).
+    fn h2_answers_like_http1(e) {
+        use common::h2::*;
+        let site = Site::new();
+        site.write("\u{e9}t\u{e9}.html", b"<p>UTF8-NAME</p>");
+        site.write("style.css.gz", b"GZIP-BYTES-OF-STYLE");
+        site.write("v.css", &b"p { margin: 0 }\n".repeat(100));
+        site.write("v.css.gz", b"GZIP-BYTES-OF-V");
+        let certs = tempfile::tempdir().unwrap();
+        let cert = TlsCert::new(certs.path());
+        let cfg = format!("{CONFIG}\n{H2C}\n{}", cert.config());
+        let srv = start_or_skip!(e, &cfg, &site.root);
+        let addr = srv.addr();
+        let etag = get(addr, "/style.css").header("etag").unwrap().to_string();
+        // tests/tls.rs's differential, as plain HTTP/1.1 requests.
+        let tls_cases: Vec<Vec<u8>> = vec![
+            b"GET / HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+            b"GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=100-200,5000-5999\r\n\r\n".to_vec(),
+            format!("GET /style.css HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\n\r\n").into_bytes(),
+            b"GET /v.css HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n".to_vec(),
+            b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+            b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+            b"GET /sub HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc".to_vec(),
+            b"GET /../../etc/passwd HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+            b"GET /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".to_vec(),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        let mut all: Vec<Both> = Vec::new();
+        let sources = corpus().into_iter().map(|c| c.parts.concat()).chain(tls_cases.iter().cloned());
+        for bytes in sources {
+            // Raw non-ASCII targets: their own test below.
+            for b in translate(&bytes).into_iter().filter(|b| b.fields[3].1.is_ascii()) {
+                if seen.insert(b.raw.clone()) {
+                    all.push(b);
+                }
+            }
+        }
+        let tls_list: Vec<Both> = tls_cases.iter().flat_map(|b| translate(b)).collect();
+        assert_eq!(tls_list.len(), tls_cases.len(), "every tls.rs case translates");
+        assert!(all.len() >= 140, "only {} requests of the corpus translate", all.len());
+        let mut diffs = Vec::new();
+        let mut refused = 0;
+        let mut h2c = None;
+        for b in &all {
+            let h1 = Answer::from(&request(addr, &b.raw));
+            let h2 = ask_h2(&mut h2c, addr, b);
+            if same_refusal(&h1, &h2) {
+                refused += 1;
+                continue;
+            }
+            let verdict = h2.and_then(|h2| same_answer(&h1, &h2).map_err(|e| format!("{e}\n  h2: {}", h2.describe())));
+            if let Err(why) = verdict {
+                diffs.push(format!("h2c {} {}: {why}\n  1.1: {}", b.method, show(&b.raw), h1.describe()));
+            }
+        }
+        // Over TLS: ALPN h2 against HTTP/1.1 on the plain port.
+        let tls = tls_addr(&srv);
+        let mut c = H2::connect_tls(tls, cert.client(&[b"h2"]));
+        for b in &tls_list {
+            let h1 = Answer::from(&request(addr, &b.raw));
+            let mut f = b.fields.clone();
+            f[1].1 = "https".to_string();
+            let id = c.next_id;
+            c.next_id += 2;
+            send_both(&mut c, id, &f, &b.body);
+            let verdict = c.try_read_response(id, Duration::from_secs(5)).and_then(|r| same_answer(&h1, &Answer::from(&r)));
+            if let Err(why) = verdict {
+                diffs.push(format!("TLS h2 {} {}: {why}", b.method, show(&b.raw)));
+            }
+        }
+        note(&format!("{} corpus requests and {} TLS ones compared ({refused} refused alike: 400/431 and RST_STREAM); {} differ", all.len(), tls_list.len(), diffs.len()));
+        assert!(diffs.is_empty(), "{} of {} differ between HTTP/1.1 and HTTP/2:\n{}", diffs.len(), all.len() + tls_list.len(), diffs.iter().take(15).cloned().collect::<Vec<_>>().join("\n\n"));
+    }
+
+    /// A target with raw UTF-8 bytes (the corpus's `GET /été.html`):
+    /// HTTP/1.1 serves the file; HTTP/2 must give the same answer.
+    fn h2_raw_utf8_path_answers_like_http1(e) {
+        use common::h2::*;
+        let site = Site::new();
+        site.write("\u{e9}t\u{e9}.html", b"<p>UTF8-NAME</p>");
+        let srv = start_or_skip!(e, &format!("{CONFIG}\n{H2C}"), &site.root);
+        let raw = "GET /\u{e9}t\u{e9}.html HTTP/1.1\r\nHost: t\r\n\r\n".as_bytes().to_vec();
+        let both = translate(&raw).pop().expect("translates");
+        let h1 = Answer::from(&request(srv.addr(), &raw));
+        assert_eq!(h1.status, 200, "{}", h1.describe());
+        let h2 = ask_h2(&mut None, srv.addr(), &both).unwrap_or_else(|e| panic!("HTTP/2: {e}\n  1.1: {}", h1.describe()));
+        same_answer(&h1, &h2).unwrap_or_else(|e| panic!("{e}"));
     }
 }
