@@ -220,7 +220,8 @@ def write(data, outdir):
            f"(up to {st['quiet_retries']}x, {st['retry_budget']:.0f} s in all; this run: {data['retries']} "
            f"retries, {data['retry_s']:.0f} s) and the quietest attempt kept. The fixed-reply loops answer every "
            f"request with one fixed 1 KiB reply and parse nothing (benches/ceiling_*.rs): the least CPU a "
-           f"request costs with each engine. The servers' configs are at the end. Cases run: "
+           f"request costs with each engine. The harness raised its RLIMIT_NOFILE (and so the servers') to "
+           f"{data['nofile']:,}. The servers' configs are at the end. Cases run: "
            f"{', '.join(data['cases'])}; they took {data['elapsed_s']:.0f} s, the whole run with the build "
            f"{time.monotonic() - data['t_all']:.0f} s.", ""]
     busy = [c for c in cells.values() if c["other_pct"] is not None and c["other_pct"] > st["noisy_pct"]]
