@@ -300,7 +300,7 @@ impl Worker {
             }
         }
         match kind {
-            RECV => self.on_recv(idx, res, cqueue::buffer_select(flags)),
+            RECV => self.on_recv(idx, res, cqueue::buffer_select(flags), flags),
             SEND_BYTES | SEND_BUF => self.on_send(idx, kind, res, last),
             READ | SPLICE_IN => self.on_fill(idx, kind, res, last),
             _ => self.on_poll(idx, kind, res, last),
@@ -310,8 +310,13 @@ impl Worker {
 
     /// The multishot receive delivered bytes (in buffer `bid`), EOF, or an
     /// error; an ended receive is armed again by `settle` if wanted.
-    fn on_recv(&mut self, idx: usize, res: i32, bid: Option<u16>) {
+    fn on_recv(&mut self, idx: usize, res: i32, bid: Option<u16>, flags: u32) {
+        let more = cqueue::buffer_more(flags);
         let Some(c) = self.conns.get_mut(idx) else {
+            if let Some(b) = bid {
+                self.bufs.skip(b, res.max(0) as usize);
+                self.bufs.finish(b, more);
+            }
             return;
         };
         let ctx = &mut self.sh.ctx();
@@ -322,12 +327,16 @@ impl Worker {
                 return c.conn.handle_error(ctx);
             };
             // SAFETY: `b` was handed to us by this completion and is
-            // recycled only after the data has been used below.
+            // given back only after the data has been used below.
             let data = unsafe { self.bufs.get(b, res as usize) };
             if !c.closing {
                 c.conn.handle_input(ctx, data);
             }
-            return self.bufs.recycle(b);
+            return self.bufs.finish(b, more);
+        }
+        // No bytes: a buffer named here (none is expected) holds none.
+        if let Some(b) = bid {
+            self.bufs.finish(b, more);
         }
         if res == 0 {
             c.recv_done = true;
@@ -335,9 +344,6 @@ impl Worker {
                 c.conn.handle_eof(ctx);
             }
             return;
-        }
-        if let Some(b) = bid {
-            self.bufs.recycle(b);
         }
         match -res {
             // Out of buffers, or cancelled by us: re-armed by settle if wanted.

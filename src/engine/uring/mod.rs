@@ -71,6 +71,8 @@ const CQ_ENTRIES: u32 = 8192;
 const BUF_COUNT: u16 = 128;
 const BUF_SIZE: usize = 4096;
 const BGID: u16 = 0;
+/// IOU_PBUF_RING_INC (not exported by the io-uring crate): see bufring.rs.
+const PBUF_RING_INC: u16 = 2;
 /// Cancellations that did not take (e.g. an op still waiting in a link) are repeated.
 const RECANCEL: Duration = Duration::from_secs(1);
 /// How long teardown waits for the kernel to finish cancelled operations.
@@ -81,20 +83,34 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
     let mode = BodyMode::from_env();
     let ring = setup::build_ring(SQ_ENTRIES, CQ_ENTRIES)?;
     let bufs = BufRing::new(BUF_COUNT, BUF_SIZE)?;
-    // SAFETY: the buffer ring memory is owned by the Worker below, which
-    // unregisters it in `teardown` after every receive has completed (or
-    // leaks it if some did not), and drops the ring before it.
-    unsafe {
-        ring.submitter()
-            .register_buf_ring_with_flags(bufs.ring_addr(), bufs.entries(), BGID, 0)?
-    };
+    // Incremental where the kernel has it (6.12), whole buffers elsewhere.
+    let mut incremental = true;
+    for flags in [PBUF_RING_INC, 0] {
+        // SAFETY: the buffer ring memory is owned by the Worker below, which
+        // unregisters it in `teardown` after every receive has completed (or
+        // leaks it if some did not), and drops the ring before it.
+        let r = unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                bufs.ring_addr(),
+                bufs.entries(),
+                BGID,
+                flags,
+            )
+        };
+        match r {
+            Ok(()) => break,
+            Err(e) if flags != 0 && e.raw_os_error() == Some(libc::EINVAL) => incremental = false,
+            Err(e) => return Err(e),
+        }
+    }
     crate::debug!(
-        "worker {}: io_uring ring {}/{} entries, {} x {} byte receive buffers, body by {:?}",
+        "worker {}: io_uring ring {}/{} entries, {} x {} byte receive buffers{}, body by {:?}",
         spec.id,
         SQ_ENTRIES,
         CQ_ENTRIES,
         bufs.entries(),
         bufs.buf_size(),
+        if incremental { " (incremental)" } else { "" },
         mode
     );
     let listeners = spec
@@ -316,7 +332,8 @@ impl Worker {
 
     fn stray(&mut self, kind: u8, res: i32, flags: u32) {
         if let Some(b) = cqueue::buffer_select(flags) {
-            self.bufs.recycle(b);
+            self.bufs.skip(b, res.max(0) as usize);
+            self.bufs.finish(b, cqueue::buffer_more(flags));
         }
         if !self.stray_logged {
             self.stray_logged = true;
