@@ -39,8 +39,8 @@ impl Conn {
             let b = &mut **self.bufs.get_or_insert_with(|| ctx.pool.take());
             b.segs.clear();
             b.segs.push(Segment::Bytes(Bytes::from_static(CONTINUE)));
-            self.seg_pos = 0;
-            self.out = Some(Out {
+            b.seg_pos = 0;
+            b.out = Some(Out {
                 close: false,
                 status: 100,
                 head_len: CONTINUE.len() as u64,
@@ -64,7 +64,7 @@ impl Conn {
             }
             Ok(Some(n)) => {
                 // The body is in; the next head's clock starts with it.
-                self.head_started = None;
+                self.set_head_started(None);
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 match parse_head(&ch.head, &mut headers, &ctx.limits.parse) {
                     Ok(Parsed::Complete(req, _)) => self.respond(ctx, &req),
