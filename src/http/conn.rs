@@ -123,12 +123,18 @@ struct Out {
     sent: u64,
 }
 
-/// What only some connections need for a while, boxed so that an idle
-/// keep-alive connection does not carry it (48 bytes less each): taken
-/// when one of them is set, dropped when the connection falls idle with
-/// none of them set.
+/// What only some connections need, most for a while, boxed so that an
+/// idle keep-alive connection does not carry it (72 bytes less each):
+/// made when one of them is set, dropped when the connection falls idle
+/// with none of them set.
 #[derive(Debug, Default)]
 struct Rare {
+    /// What its exchanges say of the TLS session, if there is one (`set_tls`).
+    tls: Option<Box<crate::log::access::TlsFacts>>,
+    /// Request body bytes still to read and throw away (Content-Length).
+    discard: u64,
+    /// A chunked request body being read, before its request is answered.
+    chunked: Option<Box<Chunked>>,
     /// While draining: an idle keep-alive connection closes at this time.
     drain_until: Option<Instant>,
     /// When the unfinished head began to arrive, or the head of the body
@@ -145,7 +151,10 @@ struct Rare {
 
 impl Rare {
     fn is_empty(&self) -> bool {
-        self.drain_until.is_none()
+        self.tls.is_none()
+            && self.discard == 0
+            && self.chunked.is_none()
+            && self.drain_until.is_none()
             && self.head_started.is_none()
             && self.unsent.is_none()
             && self.linger_until.is_none()
@@ -155,25 +164,18 @@ impl Rare {
 #[derive(Debug)]
 pub struct Conn {
     peer: SocketAddr,
-    /// What its exchanges say of the TLS session, if there is one
-    /// (`set_tls`; boxed: a plain connection pays one pointer).
-    tls: Option<Box<crate::log::access::TlsFacts>>,
     state: State,
     /// Unprocessed input: a request head that arrived split, or pipelined requests.
     inbuf: Vec<u8>,
     /// The buffers of a response under way, with that response (`out`);
     /// none while idle (see `Buffers`).
     bufs: Option<Box<Buffers>>,
-    /// Request body bytes still to read and throw away (Content-Length).
-    discard: u64,
-    /// A chunked request body being read, before its request is answered.
-    chunked: Option<Box<Chunked>>,
     /// The peer sent FIN: finish what was asked, then close.
     peer_eof: bool,
     /// Graceful stop: the next response closes the connection.
     draining: bool,
     requests: u64,
-    /// The times few connections need (`Rare`): none while it is idle.
+    /// What few connections need (`Rare`): none while it is idle.
     rare: Option<Box<Rare>>,
     last_activity: Instant,
     deadline: Option<Instant>,
@@ -183,12 +185,9 @@ impl Conn {
     pub fn new(peer: SocketAddr, now: Instant, limits: &Limits) -> Conn {
         Conn {
             peer,
-            tls: None,
             state: State::Open,
             inbuf: Vec::new(),
             bufs: None,
-            discard: 0,
-            chunked: None,
             peer_eof: false,
             draining: false,
             requests: 0,
@@ -412,19 +411,20 @@ impl Conn {
             if self.state != State::Open || self.sending() {
                 return pos;
             }
-            if self.discard > 0 {
-                let k = self.discard.min((buf.len() - pos) as u64);
-                self.discard -= k;
+            let discard = self.discard();
+            if discard > 0 {
+                let k = discard.min((buf.len() - pos) as u64);
+                self.set_discard(discard - k);
                 pos += k as usize;
-                if self.discard > 0 {
+                if k < discard {
                     return pos;
                 }
                 // The body is in; the next head's clock starts with it.
                 self.set_head_started(None);
             }
-            if self.chunked.is_some() {
+            if self.has_chunked() {
                 pos += self.read_chunked(ctx, &buf[pos..]);
-                if self.chunked.is_some() {
+                if self.has_chunked() {
                     return pos;
                 }
                 continue;
@@ -471,7 +471,7 @@ impl Conn {
         // end and starts again when the response is out: a body dripped
         // byte by byte cannot keep the connection (nginx caps discarding a
         // body at lingering_time).
-        self.discard = req.content_length;
+        self.set_discard(req.content_length);
         let keep = req.keep_alive && !self.draining;
         // Looked up only when there is a log line to put them in.
         let logs = ctx.logs();
@@ -525,8 +525,8 @@ impl Conn {
             .unwrap_or(raw.len())
             .min(1024);
         self.begin_exchange(ctx, RequestLine::Raw(&raw[..line_end]), None, None);
-        self.discard = 0;
-        self.chunked = None;
+        self.set_discard(0);
+        self.take_chunked();
         let reply = ctx.responder.error(status);
         self.send_reply(ctx, reply, false, ConnHeader::Close);
     }
@@ -593,7 +593,7 @@ impl Conn {
             self.linger(ctx);
             return;
         }
-        if self.discard > 0 {
+        if self.discard() > 0 {
             // The body's clock starts again: while the response went out,
             // at most `max_buffered` of it was read.
             self.rare().head_started = Some(ctx.now.instant);
@@ -637,8 +637,8 @@ impl Conn {
     fn linger(&mut self, ctx: &mut Ctx<'_>) {
         self.give_back(ctx);
         self.inbuf = Vec::new();
-        self.discard = 0;
-        self.chunked = None;
+        self.set_discard(0);
+        self.take_chunked();
         if self.peer_eof {
             self.state = State::Closed;
         } else {
@@ -656,7 +656,7 @@ impl Conn {
         }
         self.state = State::Closed;
         self.inbuf = Vec::new();
-        self.chunked = None;
+        self.take_chunked();
         self.give_back(ctx);
         self.update_deadline(ctx.limits);
     }
@@ -667,12 +667,33 @@ impl Conn {
     }
 
     /// Set (or clear, which makes no `Rare`) when the head or body began.
-    pub(super) fn set_head_started(&mut self, at: Option<Instant>) {
+    fn set_head_started(&mut self, at: Option<Instant>) {
         match (at, &mut self.rare) {
             (None, None) => {}
             (None, Some(r)) => r.head_started = None,
             (Some(t), _) => self.rare().head_started = Some(t),
         }
+    }
+
+    fn discard(&self) -> u64 {
+        self.rare.as_ref().map_or(0, |r| r.discard)
+    }
+
+    /// Set (or clear, which makes no `Rare`) the body bytes to throw away.
+    fn set_discard(&mut self, n: u64) {
+        match (n, &mut self.rare) {
+            (0, None) => {}
+            (0, Some(r)) => r.discard = 0,
+            (n, _) => self.rare().discard = n,
+        }
+    }
+
+    fn has_chunked(&self) -> bool {
+        self.rare.as_ref().is_some_and(|r| r.chunked.is_some())
+    }
+
+    fn take_chunked(&mut self) -> Option<Box<Chunked>> {
+        self.rare.as_mut()?.chunked.take()
     }
 
     fn head_started(&self) -> Option<Instant> {

@@ -156,7 +156,7 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
     }
 }
 
-impl EngineConn for Box<UConn> {
+impl EngineConn for UConn {
     fn conn(&mut self) -> Option<&mut crate::tls::Session> {
         (!self.closing).then_some(&mut self.conn)
     }
@@ -169,7 +169,7 @@ impl EngineConn for Box<UConn> {
 struct Worker {
     io: Io,
     bufs: BufRing,
-    conns: Slab<Box<UConn>>,
+    conns: Slab<UConn>,
     give_back: GiveBack,
     pool: Pool,
     sh: WorkerState,

@@ -9,7 +9,7 @@ impl Conn {
     /// The connection's TLS session is established: its exchanges carry
     /// these facts (the transport sets them; HTTP only passes them on).
     pub fn set_tls(&mut self, facts: TlsFacts) {
-        self.tls = Some(Box::new(facts));
+        self.rare().tls = Some(Box::new(facts));
     }
 
     /// A request was read: hold what its record needs. The request line and
@@ -39,7 +39,11 @@ impl Conn {
         let none = HeldRequest::new();
         let held = self.bufs.as_deref().map_or(&none, |b| &b.request);
         let mut x = held.exchange(self.peer, out.status, body_sent, sent, end);
-        x.tls = self.tls.as_deref().map(TlsFacts::as_tls);
+        x.tls = self
+            .rare
+            .as_ref()
+            .and_then(|r| r.tls.as_deref())
+            .map(TlsFacts::as_tls);
         ctx.exchange(&x);
     }
 }
