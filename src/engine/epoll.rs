@@ -428,8 +428,11 @@ impl Worker {
         for tok in self.sh.expire_due(&mut self.conns) {
             self.drive(tok);
         }
-        // No pools here: every tick is a quiet one.
-        self.give_back.quiet_tick(self.conns.len(), false);
+        // Its one pool is the response buffers' (a response is written as
+        // it is made, so it rarely holds more than a few); the allocator's
+        // free memory also goes back after many connections left.
+        let freed = self.sh.trim_buffers() == Some(true);
+        self.give_back.quiet_tick(self.conns.len(), freed);
     }
 
     fn begin_drain(&mut self) {

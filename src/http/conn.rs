@@ -81,6 +81,8 @@ pub struct BufferPool {
     // idle one holds a None), and taking one from here moves only that.
     #[allow(clippy::vec_box)]
     free: Vec<Box<Buffers>>,
+    /// Something was taken since the last `trim`.
+    used: bool,
 }
 
 /// Spare buffers a pool keeps; more are freed.
@@ -91,7 +93,21 @@ const HEAD_KEEP: usize = 8 * 1024;
 
 impl BufferPool {
     fn take(&mut self) -> Box<Buffers> {
+        self.used = true;
         self.free.pop().unwrap_or_default()
+    }
+
+    /// Once per timer tick: a pool unused for a whole tick lets its spare
+    /// buffers go (those a burst of responses in flight at once left, up
+    /// to `POOL_KEEP`), so the worker can give their memory back. `None`
+    /// if it was used, else whether it let anything go.
+    pub fn trim(&mut self) -> Option<bool> {
+        if std::mem::take(&mut self.used) {
+            return None;
+        }
+        let idle = !self.free.is_empty();
+        self.free = Vec::new();
+        Some(idle)
     }
 
     fn put(&mut self, mut b: Box<Buffers>) {

@@ -79,3 +79,18 @@ fn the_pool_drops_a_huge_held_request() {
         pool.put(b);
     }
 }
+
+/// Spare buffers a burst of responses left go once a whole tick passed
+/// without one being taken; a tick with one taken keeps them.
+#[test]
+fn spare_buffers_go_at_a_quiet_tick() {
+    let mut pool = BufferPool::default();
+    let taken: Vec<_> = (0..500).map(|_| pool.take()).collect();
+    taken.into_iter().for_each(|b| pool.put(b));
+    assert_eq!(pool.free.len(), 500);
+    assert_eq!(pool.trim(), None, "used during this tick: kept");
+    assert_eq!(pool.free.len(), 500);
+    assert_eq!(pool.trim(), Some(true), "a quiet tick lets them go");
+    assert_eq!(pool.free.capacity(), 0);
+    assert_eq!(pool.trim(), Some(false));
+}
