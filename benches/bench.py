@@ -1,31 +1,39 @@
 #!/usr/bin/env python3
-"""tandem's wrk benchmark: tandem (epoll, io_uring), nginx and the ceiling loops
-(benches/ceiling_*.rs) measured side by side on 127.0.0.1 in one run.
+"""tandem's benchmark: tandem (epoll, io_uring) against nginx, h2o, lighttpd
+and the fixed-reply loops (benches/ceiling_*.rs), side by side on 127.0.0.1
+in one run.
 
-Run it through benches/wrk.sh. Python 3 standard library only.
+Run it through benches/wrk.sh. Python 3 standard library only; the servers'
+configs are in peers.py, the report (tables, verdict, chart) in report.py.
 
-Setup (issue #9): each server pinned to its own core(s) (`taskset`), wrk
-`-t1 -c100` on another core, keep-alive. Server CPU time per request is the
-utime+stime (/proc/PID/stat) of the processes this script started (for nginx:
-the workers that are children of the master it started) over the requests wrk
-completed. Servers are alternated round by round; every figure is the median
-over rounds. The idle case starts each server afresh (no warm-up: what the
-first connections make a server touch is part of their cost, as a user of a
-just-started server sees it), opens keep-alive connections in bursts (one
-request each) and reports the server's RSS growth per connection, and its RSS
-once they have closed.
+Setup: each server pinned to its own core (`taskset`) with 1 worker, `wrk -t1
+-c100` on the other core. Server CPU time per request is the utime+stime
+(/proc/PID/stat) of the processes this script started (for nginx: the
+workers that are children of the master it started) over the requests wrk
+completed. Servers are alternated round by round; every figure is the
+median over rounds. The cases (CASES):
+
+- hot: one URL per file size, keep-alive, and the fixed-reply loops at 1 KiB;
+- log: the same with the access log on;
+- many: 10,000 distinct files of 1-64 KiB, paths chosen by a wrk Lua script
+  uniformly and with a Zipf-like skew, with each server's file cache on, and
+  again with it off (tandem `cache_size = 0`, nginx without open_file_cache);
+- tls: over https (ECDSA P-256, TLS 1.3, AES-128-GCM on both sides), 1 KiB
+  and 1 MiB keep-alive and a new connection (full handshake) per request;
+- memory: per server a freshly started one, no warm-up: RSS per keep-alive
+  connection at 1,000 and 10,000 (opened in bursts of 500, one request each),
+  RSS once they left, and 400 clients that pipeline and never read.
 
 Writes target/bench/<timestamp>/{results.md,results.csv,rounds.csv,chart.svg}
-and prints the Markdown. The check of issue #9's targets is printed, never
+and prints the Markdown. The targets are checked in the verdict, which never
 fails the script. Everything started is stopped on exit (also on SIGINT/TERM;
 children get PR_SET_PDEATHSIG as a last resort).
 """
 
-import csv
 import ctypes
 import datetime
-import json
 import os
+import random
 import re
 import resource
 import shutil
@@ -36,6 +44,10 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peers  # noqa: E402
+import report  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KiB, MiB = 1024, 1024 * 1024
@@ -53,59 +65,70 @@ def parse_size(s):
     return int(m.group(1)) * {"": 1, "k": KiB, "m": MiB, "g": 1024 * MiB}[m.group(2).lower()]
 
 
-def size_label(n):
-    for unit, div in (("GiB", 1024 * MiB), ("MiB", MiB), ("KiB", KiB)):
-        if n >= div and n % div == 0:
-            return f"{n // div} {unit}"
-    return f"{n} B"
-
+size_label = report.size_label
 
 QUICK = env("QUICK", "0") == "1"
+IDLE_ONLY = env("IDLE_ONLY", "0") == "1"
+# QUICK=1: 1 KiB and 1 MiB on one URL (one 2 s round each, no retries), and
+# the idle memory case at 1,000 connections: a smoke test under a minute.
+CASES = env("CASES", "memory" if IDLE_ONLY else "hot memory" if QUICK else "hot log many tls memory").split()
 DURATION = int(env("DURATION", "2" if QUICK else "3"))
-# Five rounds: on a shared machine a burst of noise can slow one 3 s run
-# by 15% (seen: 1 KiB on epoll 7.1 and 8.1 µs in one run, 6.8 in the next);
-# the median of five shrugs off two such runs, of three only one.
-ROUNDS = int(env("ROUNDS", "1" if QUICK else "5"))
-SIZES = [parse_size(s) for s in env("SIZES", "1k 1m" if QUICK else "1k 16k 256k 1m 100m").split()]
-# The access-log-on and workers=2 cases cover these sizes (those also in SIZES).
-LOG_SIZES = [parse_size(s) for s in env("LOG_SIZES", "1k" if QUICK else "1k 16k").split()]
-W2_SIZES = [parse_size(s) for s in env("W2_SIZES", "1k 1m").split()]
-WORKERS = [int(w) for w in env("WORKERS", "1 2").split()]
+# Three rounds, servers alternated: on a shared machine a burst of noise can
+# slow one run by 15%; the median of three shrugs off one such run, and the
+# noise check below retakes the runs a busy neighbour spoiled.
+ROUNDS = int(env("ROUNDS", "1" if QUICK else "3"))
+SIZES = [parse_size(s) for s in env("SIZES", "1k 1m" if QUICK else "1k 16k 1m").split()]
+# The access-log-on case covers these sizes; the 2-worker case (off unless
+# W2_SIZES is set) those.
+LOG_SIZES = [parse_size(s) for s in env("LOG_SIZES", "1k").split()]
+W2_SIZES = [parse_size(s) for s in env("W2_SIZES", "").split()]
 CONNS = int(env("CONNS", "100"))
 # For 100 MiB and up: with 100 connections each wrk run would end with about
 # as many transfers unfinished as finished, and their CPU would be charged to
 # the finished ones.
 CONNS_HUGE = int(env("CONNS_HUGE", "10"))
-# Runs for 100 MiB and up last this long: in 3 s wrk finishes only about 15
-# transfers of 100 MiB, too few for a req/s or CPU figure to mean much.
 DURATION_HUGE = int(env("DURATION_HUGE", str(DURATION) if QUICK else str(max(DURATION, 10))))
 THREADS = int(env("THREADS", "1"))
-TARGETS = env("TARGETS", "epoll io_uring nginx").split()
-CEILING = env("CEILING", "1") == "1" and env("IDLE_ONLY", "0") != "1"
-IDLE_CONNS = int(env("IDLE_CONNS", "5000"))
-# The idle case opens this many connections at once, sends each its request,
-# then reads every response (issue 18: 5,000 in bursts of 500).
+TARGETS = env("TARGETS", "epoll io_uring nginx h2o lighttpd").split()
+# The uncached many-files case and the TLS case: tandem against nginx.
+UNCACHED_TARGETS = env("UNCACHED_TARGETS", "epoll io_uring nginx").split()
+TLS_TARGETS = env("TLS_TARGETS", "epoll io_uring nginx").split()
+CEILING = env("CEILING", "1") == "1"
+IDLE_COUNTS = [int(n) for n in env("IDLE_COUNTS", "1000" if QUICK else "1000 10000").split()]
 IDLE_BURST = int(env("IDLE_BURST", "500"))
-# IDLE_ONLY=1: the idle case alone (no wrk runs, no ceilings).
-IDLE_ONLY = env("IDLE_ONLY", "0") == "1"
+# The non-reading case: clients that each pipeline this many requests for a
+# cached file of NONREAD_SIZE and never read a byte.
+NONREAD_CLIENTS = int(env("NONREAD_CLIENTS", "0" if QUICK else "400"))
+NONREAD_PIPELINE = int(env("NONREAD_PIPELINE", "60"))
+NONREAD_SIZE = parse_size(env("NONREAD_SIZE", "60k"))
+MANY_FILES = int(env("MANY_FILES", "10000"))
+# The Zipf-like skew: the file of popularity rank k is asked with weight 1/k^s.
+ZIPF_S = float(env("ZIPF_S", "1.0"))
 NOISE = float(env("NOISE", "0.05"))
 # Other processes using more than this % of a CPU during a run get the
 # results flagged as not quiet.
 NOISY_PCT = float(env("NOISY_PCT", "10"))
 # Such a run is taken again up to QUIET_RETRIES times, as long as retries
 # have used less than RETRY_BUDGET seconds in all; the quietest attempt counts.
-QUIET_RETRIES = int(env("QUIET_RETRIES", "2"))
-RETRY_BUDGET = float(env("RETRY_BUDGET", "30" if QUICK else "60"))
+QUIET_RETRIES = int(env("QUIET_RETRIES", "0" if QUICK else "2"))
+RETRY_BUDGET = float(env("RETRY_BUDGET", "60"))
 PIN = env("PIN", "1") == "1"
 BASE_BIN = os.environ.get("BASE_BIN")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CEILINGS = {"epoll": "ceiling-epoll", "io_uring": "ceiling-io_uring"}
+PEERS = ("nginx", "h2o", "lighttpd")
+# Where a server that is missing comes from (Debian package names).
+PACKAGES = {"wrk": "wrk", "taskset": "util-linux", "nginx": "nginx-light", "h2o": "h2o",
+            "lighttpd": "lighttpd", "openssl": "openssl"}
 # The CPUs this run may use, taken before this script pins itself.
 CPUS = sorted(os.sched_getaffinity(0))
 
 procs = []  # every Popen this script started, stopped on exit
 WORK = None
-MACHINE = None
+BINS = {}  # "nginx"/"h2o"/"lighttpd"/"tandem"/ceilings -> path
+CONFIGS = {}  # (server, variant) -> the config text it ran with
+TLS_FILES = {}  # cert, key, client OPENSSL_CONF
+retry_spent = [0.0]
 
 
 # --- processes ---------------------------------------------------------------
@@ -163,23 +186,34 @@ def have(cmd):
     return shutil.which(cmd) or (os.access(f"/usr/sbin/{cmd}", os.X_OK) and f"/usr/sbin/{cmd}")
 
 
-def need(cmd, package):
+def need(cmd, package=None, install=True):
+    """The path of `cmd`. Missing: installed with apt-get when `install`
+    (root or sudo), else None after saying how to install it."""
+    package = package or PACKAGES.get(cmd, cmd)
     if have(cmd):
         return have(cmd)
-    print(f"installing {package} ...", file=sys.stderr)
+    if not install:
+        print(f"{cmd} not found: left out of this run (install it with `sudo apt-get install {package}`)",
+              file=sys.stderr)
+        return None
+    print(f"{cmd} not found: installing the Debian package {package} ...", file=sys.stderr)
     sudo = [] if os.geteuid() == 0 else ["sudo"]
     e = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    run(sudo + ["apt-get", "update", "-qq"], env=e, timeout=600)
-    run(sudo + ["apt-get", "install", "-y", "-qq", package], env=e, timeout=600, stdout=subprocess.DEVNULL)
+    try:
+        run(sudo + ["apt-get", "update", "-qq"], env=e, timeout=600)
+        run(sudo + ["apt-get", "install", "-y", "-qq", package], env=e, timeout=600, stdout=subprocess.DEVNULL)
+    except (subprocess.CalledProcessError, OSError) as err:
+        sys.exit(f"{cmd} is missing and `apt-get install {package}` failed ({err}): install it and run again")
     if not have(cmd):
         sys.exit(f"{cmd} still missing after installing {package}")
     return have(cmd)
 
 
 def build():
-    """Builds tandem and the ceiling loops; returns (tandem, {engine: ceiling binary})."""
+    """Builds tandem and the ceiling loops into BINS."""
+    import json
     run(["cargo", "build", "--release", "-q"], cwd=REPO, timeout=1800)
-    ceilings = {}
+    BINS["tandem"] = os.path.join(REPO, "target/release/tandem")
     if CEILING:
         out = subprocess.run(
             ["cargo", "build", "--release", "-q", "--bench", "ceiling_epoll", "--bench", "ceiling_uring",
@@ -190,10 +224,9 @@ def build():
             if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
                 name = msg["target"]["name"]
                 if name == "ceiling_epoll":
-                    ceilings["epoll"] = msg["executable"]
+                    BINS["ceiling-epoll"] = msg["executable"]
                 elif name == "ceiling_uring":
-                    ceilings["io_uring"] = msg["executable"]
-    return os.path.join(REPO, "target/release/tandem"), ceilings
+                    BINS["ceiling-io_uring"] = msg["executable"]
 
 
 def free_port():
@@ -216,26 +249,32 @@ def children(pid):
 
 
 def stat_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
 
 
 def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:
+        pass
     return 0
 
 
 class Server:
-    def __init__(self, name, kind, proc, port, workers):
-        self.name, self.kind, self.proc, self.port, self.workers = name, kind, proc, port, workers
+    def __init__(self, name, kind, proc, port, workers, tls=False):
+        self.name, self.kind, self.proc, self.port, self.workers, self.tls = name, kind, proc, port, workers, tls
 
     def pids(self):
-        # tandem and the ceilings are one process (tandem's workers are
-        # threads, which /proc/PID/stat sums); nginx is measured by the
+        # tandem, h2o, lighttpd and the ceilings are one process each (their
+        # threads are summed in /proc/PID/stat); nginx is measured by the
         # workers of the master this script started.
         return children(self.proc.pid) if self.kind == "nginx" else [self.proc.pid]
 
@@ -270,69 +309,76 @@ def wait_up(srv, what):
         except OSError:
             pass
         time.sleep(0.05)
-    log = os.path.join(WORK, f"{what}.out")
-    tail = open(log, errors="replace").read()[-2000:] if os.path.exists(log) else ""
+    tail = ""
+    for ext in ("out", "err"):
+        log = os.path.join(WORK, f"{what}.{ext}")
+        if os.path.exists(log):
+            tail += open(log, errors="replace").read()[-2000:]
     raise RuntimeError(f"{what} did not start on port {srv.port}:\n{tail}")
 
 
-def start(target, workers, log_on, bins, root):
-    tandem_bin, ceilings = bins
+def display(target):
+    return report.display(target)
+
+
+def start(target, workers=1, log=False, cache=True, tls=False, root=None):
+    """Starts `target` (epoll, io_uring, ENGINE@base, ENGINE_rp, nginx, h2o,
+    lighttpd, ceiling-ENGINE) on a free port; returns its Server once it
+    accepts connections."""
+    root = root or os.path.join(WORK, "root")
     port = free_port()
-    tag = f"{target}-w{workers}-{'log' if log_on else 'nolog'}".replace("@", "_")
+    variant = "-".join(["log" if log else "nolog"] + ([] if cache else ["nocache"]) + (["tls"] if tls else []))
+    tag = f"{target}-w{workers}-{variant}".replace("@", "_")
     out = os.path.join(WORK, f"{tag}.out")
-    access = os.path.join(WORK, f"{tag}.access.log")
     cpus = cpus_for(workers)[0]
+    o = {"port": port, "root": root, "work": WORK, "tag": tag, "workers": workers, "log": log,
+         "cache": cache, "tls": tls, "cert": TLS_FILES.get("cert"), "key": TLS_FILES.get("key"),
+         "conns": max(IDLE_COUNTS + [0]) + 1024, "plain_port": free_port(), "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}
+
+    def record(text):
+        key = (display(target), f"{workers} worker(s), {variant}")
+        CONFIGS.setdefault(key, text.replace(WORK, "$WORK").replace(str(port), "$PORT"))
+
+    def write(ext, text):
+        path = os.path.join(WORK, f"{tag}.{ext}")
+        with open(path, "w") as f:
+            f.write(text)
+        record(text)
+        return path
+
     if target.startswith("ceiling-"):
-        engine = target[len("ceiling-"):]
-        p = spawn(pinned(cpus, [ceilings[engine], f"127.0.0.1:{port}"]), out)
+        p = spawn(pinned(cpus, [BINS[target], f"127.0.0.1:{port}"]), out)
         return wait_up(Server(target, "ceiling", p, port, 1), tag)
     if target == "nginx":
-        conf = os.path.join(WORK, f"{tag}.conf")
-        with open(conf, "w") as f:
-            f.write(f"""worker_processes {workers};
-worker_rlimit_nofile {resource.getrlimit(resource.RLIMIT_NOFILE)[0]};
-daemon off;
-pid {WORK}/{tag}.pid;
-error_log {WORK}/{tag}.err;
-events {{ worker_connections {IDLE_CONNS + 1024}; }}
-http {{
-  access_log {f"{access} combined buffer=32k flush=1s" if log_on else "off"};
-  sendfile on; tcp_nopush on; tcp_nodelay on;
-  keepalive_requests 1000000; keepalive_timeout 75s;
-  open_file_cache max=1000 inactive=60s;
-  default_type application/octet-stream;
-  client_body_temp_path {WORK}/{tag}.body;
-  server {{ listen 127.0.0.1:{port}; root {root}; }}
-}}
-""")
-        p = spawn(pinned(cpus, [NGINX, "-c", conf, "-e", f"{WORK}/{tag}.err"]), out)
-        return wait_up(Server(target, "nginx", p, port, workers), tag)
-    name = target
-    binary = tandem_bin
+        conf = write("conf", peers.nginx(o))
+        p = spawn(pinned(cpus, [BINS["nginx"], "-c", conf, "-e", f"{WORK}/{tag}.err"]), out)
+        return wait_up(Server(target, "nginx", p, port, workers, tls), tag)
+    if target == "h2o":
+        conf = write("yaml", peers.h2o(o))
+        p = spawn(pinned(cpus, [BINS["h2o"], "-c", conf]), out)
+        return wait_up(Server(target, "h2o", p, port, workers, tls), tag)
+    if target == "lighttpd":
+        conf = write("lighttpd.conf", peers.lighttpd(o))
+        p = spawn(pinned(cpus, [BINS["lighttpd"], "-D", "-f", conf]), out)
+        return wait_up(Server(target, "lighttpd", p, port, workers, tls), tag)
+    name, binary = target, BINS["tandem"]
     if name.endswith("@base"):
         name = name[: -len("@base")]
         if not BASE_BIN:
             sys.exit(f"set BASE_BIN to run {target}")
         binary = BASE_BIN
     engine, rp = (name[:-3], "1") if name.endswith("_rp") else (name, "0")
-    conf = os.path.join(WORK, f"{tag}.toml")
-    with open(conf, "w") as f:
-        f.write(f"""listen = ["127.0.0.1:{port}"]
-root = "{root}"
-engine = "{engine}"
-workers = {workers}
-max_connections = {IDLE_CONNS + 1024}
-access_log = "{access if log_on else "off"}"
-error_log = "{WORK}/{tag}.err"
-""")
+    o["engine"] = engine
+    conf = write("toml", peers.tandem(o))
     p = spawn(pinned(cpus, [binary, "-c", conf]), out, env=dict(os.environ, TANDEM_BENCH_REUSEPORT=rp))
-    return wait_up(Server(target, "tandem", p, port, workers), tag)
+    return wait_up(Server(target, "tandem", p, port, workers, tls), tag)
 
 
 # --- one wrk run -------------------------------------------------------------
 
 UNIT_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 UNIT_MB = {"B": 1 / MiB, "KB": 1 / KiB, "MB": 1.0, "GB": 1024.0}
+UNIT_B = {"B": 1, "KB": KiB, "MB": MiB, "GB": 1024 * MiB, "TB": MiB * MiB}
 
 
 def machine_busy_ticks():
@@ -348,19 +394,25 @@ def own_cpu_s():
     return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
-def duration(size):
-    return DURATION_HUGE if size >= 100 * MiB else DURATION
-
-
-def wrk(srv, size, workers):
+def wrk(srv, path, size=0, workers=1, conns=None, dur=None, script=None, close=False):
+    """One bounded wrk run against `srv`; `size` (the body size, 0 when it
+    varies) decides whether CPU is charged per request or per file's worth
+    of bytes read. Returns the figures of the run."""
     huge = size >= 100 * MiB
-    conns = CONNS_HUGE if huge else CONNS
-    dur = duration(size)
-    url = f"http://127.0.0.1:{srv.port}/f{size}.bin"
-    cmd = pinned(cpus_for(workers)[1], ["wrk", f"-t{THREADS}", f"-c{conns}", f"-d{dur}s", f"--timeout={max(10, dur)}s", "--latency", url])
+    conns = conns or (CONNS_HUGE if huge else CONNS)
+    dur = dur or (DURATION_HUGE if huge else DURATION)
+    url = f"{'https' if srv.tls else 'http'}://127.0.0.1:{srv.port}{path}"
+    args = ["wrk", f"-t{THREADS}", f"-c{conns}", f"-d{dur}s", f"--timeout={max(10, dur)}s", "--latency"]
+    if script:
+        args += ["-s", script]
+    if close:
+        args += ["-H", "Connection: close"]
+    cmd = pinned(cpus_for(workers)[1], args + [url])
+    e = dict(os.environ, OPENSSL_CONF=TLS_FILES["client_cnf"]) if srv.tls else None
     busy0, own0, t0 = machine_busy_ticks(), own_cpu_s(), time.monotonic()
     before = srv.cpu_ticks()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=child_setup)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         preexec_fn=child_setup, env=e)
     procs.append(p)
     try:
         out = p.communicate(timeout=dur + 30)[0]
@@ -380,7 +432,7 @@ def wrk(srv, size, workers):
     # counts partial responses; headers are noise at that size).
     per = reqs
     if m and size >= MiB:
-        per = float(m.group(4)) * {"B": 1, "KB": KiB, "MB": MiB, "GB": 1024 * MiB, "TB": MiB * MiB}[m.group(5)] / size
+        per = float(m.group(4)) * UNIT_B[m.group(5)] / size
     lat = {pct: float(v) * UNIT_S[u] * 1e3 for pct, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)}
     mt = re.search(r"Transfer/sec:\s+([\d.]+)(B|KB|MB|GB)", out)
     errs = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
@@ -399,6 +451,116 @@ def wrk(srv, size, workers):
         "other_pct": other_pct,
     }
 
+
+# How many `openssl s_time -new` clients run side by side on the client's
+# core: each makes one full handshake at a time, and waits for the server
+# in between.
+STIME_CLIENTS = int(env("STIME_CLIENTS", "8"))
+
+
+def stime(srv, path, dur=None):
+    """New TLS connections, each with a full handshake (`openssl s_time
+    -new`: no session is ever resumed; wrk and h2load resume theirs), one
+    HTTP/1.0 request each, STIME_CLIENTS at once. req_s is connections/s."""
+    dur = dur or DURATION
+    cmd = pinned(cpus_for(1)[1], [BINS["openssl"], "s_time", "-connect", f"127.0.0.1:{srv.port}", "-new",
+                                  "-time", str(dur), "-www", path])
+    e = dict(os.environ, OPENSSL_CONF=TLS_FILES["client_cnf"])
+    busy0, own0, t0 = machine_busy_ticks(), own_cpu_s(), time.monotonic()
+    before = srv.cpu_ticks()
+    ps = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           preexec_fn=child_setup, env=e) for _ in range(STIME_CLIENTS)]
+    procs.extend(ps)
+    outs = []
+    try:
+        for p in ps:
+            outs.append(p.communicate(timeout=dur + 30)[0])
+    finally:
+        for p in ps:
+            stop(p)
+    after = srv.cpu_ticks()
+    wall = time.monotonic() - t0
+    other = (machine_busy_ticks() - busy0 - (after - before)) / CLK_TCK - (own_cpu_s() - own0)
+    conns, errs = 0, 0
+    for out in outs:
+        m = re.search(r"(\d+) connections in [\d.]+ real seconds, (\d+) bytes read per connection", out)
+        if m:
+            conns += int(m.group(1))
+            errs += int(m.group(1)) if int(m.group(2)) < KiB else 0
+        else:
+            errs += 1
+            print(f"  s_time got nothing from {srv.name}:\n{out[-500:]}", file=sys.stderr)
+    # s_time stops starting connections after `dur`; the last ones end
+    # within the wall time measured here.
+    return {"req_s": conns / wall, "mb_s": None, "p50_ms": None, "p99_ms": None,
+            "cpu_us": (after - before) / CLK_TCK * 1e6 / conns if conns else None,
+            "errors": errs, "conns": STIME_CLIENTS, "other_pct": max(0.0, other) / wall * 100}
+
+
+def quiet(job, dur):
+    """Runs `job()`; a run next to a busy neighbour is taken again (a bounded
+    number of times, within a time budget), and the quietest attempt kept."""
+    r = job()
+    tries = 0
+    while r["other_pct"] > NOISY_PCT and tries < QUIET_RETRIES and retry_spent[0] + dur + 1 <= RETRY_BUDGET:
+        t = time.monotonic()
+        time.sleep(1)
+        again = job()
+        tries += 1
+        retry_spent[0] += time.monotonic() - t
+        if again["other_pct"] < r["other_pct"]:
+            r = again
+    r["retries"] = tries
+    return r
+
+
+def rounds(case, items, servers, job, dur_of, warm=None):
+    """ROUNDS rounds over `items` x `servers` (a different server first each
+    round); job(srv, item) -> one run. Returns the runs."""
+    runs = []
+    for item in items:
+        here = [s for s in servers if s.kind != "ceiling" or item == KiB]
+        if warm:
+            for s in here:
+                warm(s, item)
+        for rnd in range(ROUNDS):
+            k = rnd % len(here)
+            for s in here[k:] + here[:k]:
+                r = quiet(lambda: job(s, item), dur_of(item))
+                r.update(case=case, item=item, server=s.name, round=rnd + 1)
+                runs.append(r)
+                tries = r["retries"]
+                print(f"  {case:<14} {report.item_label(case, item):>24} {display(s.name):<28} round {rnd + 1}: "
+                      f"{r['req_s']:>10,.0f} req/s {report.fnum(r['cpu_us'], 'us'):>8} µs/req"
+                      + (f"  (retried {tries}x, other load {r['other_pct']:.0f}%)" if tries else ""), file=sys.stderr)
+                if case == "log":  # keep the disk from filling over a long run
+                    mine = os.path.join(WORK, f"{s.name}-w1-log.access.log".replace("@", "_"))
+                    if os.path.exists(mine) and os.path.getsize(mine) == 0 and s.kind != "ceiling":
+                        print(f"  warning: {display(s.name)} wrote no access log lines to {mine}", file=sys.stderr)
+                    for fn in os.listdir(WORK):
+                        if fn.endswith(".access.log"):
+                            os.truncate(os.path.join(WORK, fn), 0)
+    return runs
+
+
+def started(targets, **kw):
+    servers = []
+    try:
+        for t in targets:
+            servers.append(start(t, **kw))
+    except BaseException:
+        for s in servers:
+            stop(s.proc)
+        raise
+    return servers
+
+
+def stop_all(servers):
+    for s in servers:
+        stop(s.proc)
+
+
+# --- plain HTTP client (warm-up, memory case) -----------------------------------
 
 def request(s, path):
     s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
@@ -420,6 +582,7 @@ def read_response(s):
         if not n:
             raise OSError("connection closed mid-body")
         left -= n
+    return head
 
 
 def get_once(port, path):
@@ -431,254 +594,196 @@ def get_once(port, path):
     return s
 
 
-def idle_case(srv, n):
-    # No warm-up: the server was just started, and its RSS now is the
-    # baseline. Whatever the connections make it touch (io_uring's buffer
-    # ring, pools, slab growth, malloc's arenas) is their cost, as it is on
-    # a server that has just started; a warm-up before the baseline would
-    # hide exactly that.
-    before = srv.rss_kib()
+def settle(srv, start_kib=None, quiet_s=1.0, limit_s=10.0):
+    """The server's RSS once it stops changing for `quiet_s` (a server may
+    give memory back, or finish work, a timer tick or two later)."""
+    last = srv.rss_kib() if start_kib is None else start_kib
+    since, end = time.monotonic(), time.monotonic() + limit_s
+    while time.monotonic() - since < quiet_s and time.monotonic() < end:
+        time.sleep(0.25)
+        now = srv.rss_kib()
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
+def idle_case(target):
+    """A fresh server, no warm-up: its RSS now is the baseline. Whatever
+    the connections make it touch (io_uring's buffer ring, pools, slab
+    growth, malloc's arenas) is their cost, as on a just-started server."""
+    srv = start(target)
     socks = []
+    res = {"counts": {}}
     try:
-        deadline = time.monotonic() + 120
-        while len(socks) < n:
-            burst = [socket.create_connection(("127.0.0.1", srv.port), timeout=5)
-                     for _ in range(min(IDLE_BURST, n - len(socks)))]
-            socks += burst
-            for s in burst:
-                request(s, f"/f{KiB}.bin")
-            for s in burst:
-                read_response(s)
-            if time.monotonic() > deadline:
-                raise RuntimeError("idle case: opening connections took over 120 s")
-        time.sleep(1.0)
-        after = srv.rss_kib()
-        alive = srv.proc.poll() is None
+        before = srv.rss_kib()
+        res["rss_before_kib"] = before
+        deadline = time.monotonic() + 180
+        for n in sorted(IDLE_COUNTS):
+            while len(socks) < n:
+                burst = [socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+                         for _ in range(min(IDLE_BURST, n - len(socks)))]
+                socks += burst
+                for s in burst:
+                    request(s, f"/f{KiB}.bin")
+                for s in burst:
+                    read_response(s)
+                if time.monotonic() > deadline:
+                    raise RuntimeError("memory case: opening connections took over 180 s")
+            after = settle(srv)
+            if srv.proc.poll() is not None:
+                raise RuntimeError(f"{target} died holding {n} idle connections")
+            res["counts"][n] = {"rss_kib": after, "bytes_per_conn": (after - before) * 1024 / n}
+        for s in socks:
+            s.close()
+        socks = []
+        res["rss_left_kib"] = settle(srv, quiet_s=1.5)
     finally:
         for s in socks:
             s.close()
-    if not alive:
-        raise RuntimeError(f"{srv.name} died holding {n} idle connections")
-    # What is left once they have gone: sampled until it stops falling for
-    # 1.5 s (a server may give memory back a timer tick or two later).
-    closed, since, end = srv.rss_kib(), time.monotonic(), time.monotonic() + 10
-    while time.monotonic() - since < 1.5 and time.monotonic() < end:
-        time.sleep(0.25)
-        now = srv.rss_kib()
-        if now < closed:
-            closed, since = now, time.monotonic()
-    return {"conns": len(socks), "rss_before_kib": before, "rss_after_kib": after,
-            "rss_closed_kib": closed, "bytes_per_conn": (after - before) * 1024 / len(socks)}
+        stop(srv.proc)
+    return res
 
 
-# --- formatting ----------------------------------------------------------------
-
-def fnum(v, kind):
-    if v is None:
-        return "-"
-    if kind == "int":
-        return f"{v:,.0f}"
-    if kind == "x":
-        return f"{v:.2f}x"
-    if kind == "ms":
-        return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
-    if kind == "us":
-        return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 1000 else f"{v:,.0f}"
-    return f"{v:.1f}"
-
-
-def med(rows, key):
-    vals = [r[key] for r in rows if r.get(key) is not None]
-    return statistics.median(vals) if vals else None
-
-
-def ratio(a, b):
-    return a / b if a is not None and b else None
-
-
-def ceiling_of(target):
-    base = target.split("@")[0]
-    base = base[:-3] if base.endswith("_rp") else base
-    return CEILINGS.get(base)
-
-
-def svg_chart(cells, servers, path, title):
-    """Small multiples: one panel per file size, bars per server; CPU µs per
-    request on top, requests/s below, each panel on its own linear scale."""
-    sizes = sorted({c["size"] for c in cells})
-    palette = ["#4e79a7", "#f28e2b", "#59a14f", "#9c9c9c", "#76b7b2", "#b07aa1", "#e15759", "#edc948"]
-    color = {s: palette[i % len(palette)] for i, s in enumerate(servers)}
-    pw, ph, gap, left, top = 190, 190, 24, 20, 80
-    legend_w = sum(30 + 7 * len(s) for s in servers)
-    width = max(left * 2 + len(sizes) * pw + (len(sizes) - 1) * gap, left * 2 + legend_w, 8 * len(title) + 2 * left)
-    height = top + 2 * (ph + 70) + 10
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'font-family="sans-serif" font-size="11">',
-           f'<rect width="{width}" height="{height}" fill="white"/>',
-           f'<text x="{left}" y="22" font-size="15" font-weight="bold">{title}</text>']
-    x = left
-    for s in servers:
-        out.append(f'<rect x="{x}" y="36" width="12" height="12" fill="{color[s]}"/>'
-                   f'<text x="{x + 16}" y="46">{s}</text>')
-        x += 30 + 7 * len(s)
-    rows = [("cpu_us", "server CPU µs per request (lower is better)", "us"),
-            ("req_s", "requests/s (higher is better)", "int")]
-    for ri, (key, label, kind) in enumerate(rows):
-        y0 = top + ri * (ph + 70)
-        out.append(f'<text x="{left}" y="{y0 + 4}" font-size="13">{label}</text>')
-        for si, size in enumerate(sizes):
-            px = left + si * (pw + gap)
-            bars = [(c["server"], c[key]) for s in servers for c in cells
-                    if c["size"] == size and c["server"] == s and c[key] is not None]
-            top_v = max([v for _, v in bars] or [1]) * 1.18
-            base_y = y0 + 20 + ph
-            out.append(f'<line x1="{px}" y1="{base_y}" x2="{px + pw}" y2="{base_y}" stroke="#333"/>')
-            out.append(f'<text x="{px + pw / 2}" y="{base_y + 16}" text-anchor="middle" '
-                       f'font-weight="bold">{size_label(size)}</text>')
-            if not bars:
-                continue
-            bw = min(36, (pw - 10) / len(bars) - 4)
-            for bi, (srv, v) in enumerate(bars):
-                bx = px + 5 + bi * (bw + 4)
-                h = v / top_v * ph
-                v_txt = fnum(v / 1000, "ms") + "k" if kind == "int" and v >= 10000 else fnum(v, kind)
-                out.append(f'<rect x="{bx:.1f}" y="{base_y - h:.1f}" width="{bw:.1f}" height="{h:.1f}" '
-                           f'fill="{color[srv]}"><title>{srv} {size_label(size)}: {v_txt}</title></rect>')
-                out.append(f'<text x="{bx + bw / 2:.1f}" y="{base_y - h - 3:.1f}" text-anchor="middle" '
-                           f'font-size="9">{v_txt}</text>')
-    out.append("</svg>")
-    with open(path, "w") as f:
-        f.write("\n".join(out) + "\n")
+def nonread_case(target):
+    """A fresh server; NONREAD_CLIENTS clients each send NONREAD_PIPELINE
+    pipelined requests for a cached file and never read. Reports the RSS
+    growth per client once the server has stopped making progress, whether
+    another client is still answered meanwhile, and the RSS once they left."""
+    srv = start(target)
+    socks = []
+    try:
+        path = f"/f{NONREAD_SIZE}.bin"
+        get_once(srv.port, path).close()  # the file is cached, as the case says
+        before = settle(srv, quiet_s=0.5)
+        req = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode() * NONREAD_PIPELINE
+        for _ in range(NONREAD_CLIENTS):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.setblocking(False)
+            try:
+                s.send(req)
+            except BlockingIOError:
+                pass
+            socks.append(s)
+        held = settle(srv, quiet_s=1.0)
+        t = time.monotonic()
+        try:
+            probe = get_once(srv.port, f"/f{KiB}.bin")
+            probe.close()
+            answered_ms = (time.monotonic() - t) * 1000
+        except OSError:
+            answered_ms = None
+        for s in socks:
+            s.close()
+        socks = []
+        left = settle(srv, quiet_s=1.5)
+    finally:
+        for s in socks:
+            s.close()
+        stop(srv.proc)
+    return {"clients": NONREAD_CLIENTS, "rss_before_kib": before, "rss_held_kib": held,
+            "kib_per_client": (held - before) / NONREAD_CLIENTS, "probe_ms": answered_ms, "rss_left_kib": left}
 
 
-# --- verdict and targets -----------------------------------------------------------
+# --- files ------------------------------------------------------------------------
 
-def verdict(cell, idle, has):
-    lines = []
-    w1 = lambda srv, size, log=False: cell.get((1, log, size, srv))  # noqa: E731
-    sizes = sorted({k[2] for k in cell if k[0] == 1 and not k[1]})
-    picks = []
-    for size in sizes:
-        e, u = w1("epoll", size), w1("io_uring", size)
-        if not e or not u or not e["req_s"] or not u["req_s"]:
-            continue
-        r = u["req_s"] / e["req_s"]
-        c = ratio(u["cpu_us"], e["cpu_us"])
-        if r > 1 + NOISE:
-            win, why = "io_uring", f"{(r - 1) * 100:.0f}% more req/s"
-        elif r < 1 - NOISE:
-            win, why = "epoll", f"{(1 / r - 1) * 100:.0f}% more req/s"
-        elif c is not None and c < 1 - NOISE:
-            win, why = "io_uring", f"same req/s, {(1 - c) * 100:.0f}% less CPU per request"
-        elif c is not None and c > 1 + NOISE:
-            win, why = "epoll", f"same req/s, {(1 - 1 / c) * 100:.0f}% less CPU per request"
-        else:
-            win, why = "either", f"within {NOISE * 100:.0f}% on req/s and CPU"
-        picks.append((size, win, why))
-    if picks:
-        lines.append("Which engine, by file size (1 worker, access log off):")
-        for size, win, why in picks:
-            lines.append(f"- {size_label(size)}: **{win}** ({why})")
-    if has("nginx"):
-        groups = {"less": [], "level": [], "more": []}
-        for size in sizes:
-            n = w1("nginx", size)
-            best = [c for c in (w1("epoll", size), w1("io_uring", size)) if c and c["cpu_us"]]
-            if not n or not n["cpu_us"] or not best:
-                continue
-            b = min(best, key=lambda c: c["cpu_us"])
-            x = b["cpu_us"] / n["cpu_us"]
-            g = "less" if x < 1 - NOISE else "more" if x > 1 + NOISE else "level"
-            groups[g].append(f"{size_label(size)} ({b['server']} {x:.2f}x)")
-        for g, words in (("less", "uses less CPU per request than nginx"),
-                         ("level", f"is level with nginx (within {NOISE:.0%}) on CPU per request"),
-                         ("more", "uses more CPU per request than nginx")):
-            if groups[g]:
-                lines.append(f"- tandem's better engine {words} at {', '.join(groups[g])}.")
-    for base in sorted({k[3] for k in cell if k[3].endswith("@base")}):
-        new = base[: -len("@base")]
-        parts = []
-        for size in sizes:
-            a, b = w1(new, size), w1(base, size)
-            if a and b and a["cpu_us"] and b["cpu_us"] and b["req_s"]:
-                parts.append(f"{size_label(size)}: CPU/request {a['cpu_us'] / b['cpu_us']:.2f}x, req/s {a['req_s'] / b['req_s']:.2f}x")
-        if parts:
-            lines.append(f"- {new} against {base} (this build / BASE_BIN): {'; '.join(parts)}.")
-    for size in sorted({k[2] for k in cell if k[1]}):
-        parts = []
-        for srv in ("epoll", "io_uring", "nginx"):
-            on, off = cell.get((1, True, size, srv)), w1(srv, size)
-            if on and off and on["cpu_us"] and off["cpu_us"]:
-                parts.append(f"{srv} {on['cpu_us'] - off['cpu_us']:+.1f} µs ({on['cpu_us'] / off['cpu_us'] - 1:+.0%})")
-        if parts:
-            lines.append(f"- Access log on, {size_label(size)}: CPU per request {', '.join(parts)}.")
-    for w in sorted({k[0] for k in cell if k[0] != 1}):
-        for size in sorted({k[2] for k in cell if k[0] == w}):
-            rs = [(srv, c["req_s"]) for (ww, lg, sz, srv), c in cell.items()
-                  if ww == w and sz == size and not lg and c["req_s"]]
-            if rs:
-                best = max(rs, key=lambda x: x[1])
-                lines.append(f"- {w} workers, {size_label(size)}: most req/s from {best[0]} "
-                             f"({', '.join(f'{s} {v:,.0f}' for s, v in rs)}).")
-    if idle:
-        lines.append("- Idle keep-alive connections cost "
-                     + ", ".join(f"{s} {v['bytes_per_conn']:,.0f} B" for s, v in idle.items())
-                     + " of RSS each.")
-    wins = [w for _, w, _ in picks]
-    if wins:
-        u, e = wins.count("io_uring"), wins.count("epoll")
-        epoll_sizes = [size_label(s) for s, w, _ in picks if w == "epoll"]
-        if e == 0:
-            rec = ('keep `engine = "auto"` (io_uring): it is as good as or better than epoll at every size measured.')
-        elif u == 0:
-            rec = ('set `engine = "epoll"`: io_uring is no better at any size measured here, and worse at '
-                   + ", ".join(epoll_sizes) + ".")
-        else:
-            rec = ('pick by workload: io_uring (`engine = "auto"`) where it wins above, `engine = "epoll"` '
-                   f'if most of your traffic is {", ".join(epoll_sizes)} files.')
-        lines.append(f"\n**On this machine:** {rec}")
-    return lines
+def make_files(root, sizes):
+    for size in sorted(set(sizes)):
+        with open(os.path.join(root, f"f{size}.bin"), "wb") as f:
+            left = size
+            while left:
+                n = min(left, 4 * MiB)
+                f.write(os.urandom(n))
+                left -= n
 
 
-def targets_check(cell, has):
-    rows = []
+def make_many(root):
+    """MANY_FILES files of 1-64 KiB under root/m/<dir>/, 100 per directory;
+    and the two path sequences the Lua script walks: uniform, and Zipf-like
+    (rank k asked with weight 1/k^ZIPF_S, ranks shuffled over the files so
+    popularity is unrelated to size or name). Returns {kind: script}."""
+    rnd = random.Random(22)
+    blob = os.urandom(64 * KiB)
+    paths, total = [], 0
+    for i in range(MANY_FILES):
+        d = os.path.join(root, "m", str(i // 100))
+        if i % 100 == 0:
+            os.makedirs(d, exist_ok=True)
+        size = rnd.randint(KiB, 64 * KiB)
+        total += size
+        with open(os.path.join(d, f"{i}.bin"), "wb") as f:
+            f.write(blob[:size])
+        paths.append(f"/m/{i // 100}/{i}.bin")
+    n = 200_000
+    ranked = paths[:]
+    rnd.shuffle(ranked)
+    cum, acc = [], 0.0
+    for k in range(1, len(ranked) + 1):
+        acc += 1.0 / k ** ZIPF_S
+        cum.append(acc)
+    seqs = {"uniform": [rnd.choice(paths) for _ in range(n)],
+            "zipf": rnd.choices(ranked, cum_weights=cum, k=n)}
+    scripts = {}
+    for kind, seq in seqs.items():
+        lst = os.path.join(WORK, f"many-{kind}.txt")
+        with open(lst, "w") as f:
+            f.write("\n".join(seq) + "\n")
+        script = os.path.join(WORK, f"many-{kind}.lua")
+        with open(script, "w") as f:
+            f.write(f"""local paths = {{}}
+for line in io.lines("{lst}") do paths[#paths + 1] = line end
+local i = 0
+request = function()
+  i = i + 1
+  if i > #paths then i = 1 end
+  return wrk.format("GET", paths[i])
+end
+""")
+        scripts[kind] = script
+    top = len(set(seqs["zipf"]))
+    print(f"many files: {MANY_FILES:,} files, {total / MiB:.0f} MiB; the Zipf sequence touches {top:,} of them",
+          file=sys.stderr)
+    return scripts, total
 
-    def get(srv, size=KiB, log=False):
-        return cell.get((1, log, size, srv))
 
-    def check(name, value, limit, op, note=""):
-        if value is None:
-            rows.append((name, "not measured", "n/a"))
-            return
-        ok = value <= limit if op == "<=" else value >= limit
-        rows.append((name, f"{value:.2f}x {note}".strip(), "PASS" if ok else "FAIL"))
-
-    for eng in ("epoll", "io_uring"):
-        e, n, c = get(eng), get("nginx"), get(CEILINGS[eng])
-        check(f"1 KiB CPU/request, {eng} <= 0.70x nginx", ratio(e and e["cpu_us"], n and n["cpu_us"]), 0.70, "<=")
-        check(f"1 KiB CPU/request, {eng} <= 1.15x {CEILINGS[eng]}", ratio(e and e["cpu_us"], c and c["cpu_us"]), 1.15, "<=")
-    for eng in ("epoll", "io_uring"):
-        e, n = get(eng, log=True), get("nginx", log=True)
-        check(f"1 KiB CPU/request, access log on, {eng} <= 0.80x nginx (log on)",
-              ratio(e and e["cpu_us"], n and n["cpu_us"]), 0.80, "<=")
-    for eng in ("epoll", "io_uring"):
-        e, n = get(eng, MiB), get("nginx", MiB)
-        check(f"1 MiB req/s, {eng} >= nginx", ratio(e and e["req_s"], n and n["req_s"]), 1.0, ">=")
-    for size in sorted({k[2] for k in cell if k[0] == 1 and not k[1]}):
-        e, u = get("epoll", size), get("io_uring", size)
-        if not e or not u:
-            continue
-        r, c = ratio(u["req_s"], e["req_s"]), ratio(u["cpu_us"], e["cpu_us"])
-        name = f"{size_label(size)}: io_uring no worse than epoll (req/s >= {1 - NOISE:.2f}x, CPU/request <= {1 + NOISE:.2f}x)"
-        if r is None or c is None:
-            rows.append((name, "not measured", "n/a"))
-        else:
-            ok = r >= 1 - NOISE and c <= 1 + NOISE
-            rows.append((name, f"req/s {r:.2f}x, CPU {c:.2f}x", "PASS" if ok else "FAIL"))
-    return rows
+def make_tls():
+    """An ECDSA P-256 certificate for localhost/127.0.0.1, and the client's
+    OpenSSL config that pins TLS 1.3, AES-128-GCM, X25519."""
+    cert, key = os.path.join(WORK, "cert.pem"), os.path.join(WORK, "key.pem")
+    run([BINS["openssl"], "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    os.chmod(key, 0o644)  # the peers' workers drop privileges and read it at start
+    cnf = os.path.join(WORK, "client-openssl.cnf")
+    with open(cnf, "w") as f:
+        f.write(peers.CLIENT_OPENSSL_CNF)
+    TLS_FILES.update(cert=cert, key=key, client_cnf=cnf)
 
 
-# --- main ----------------------------------------------------------------------------
+def negotiated(srv):
+    """What the pinned client and `srv` agree on: protocol, suite, group."""
+    p = subprocess.run([BINS["openssl"], "s_client", "-connect", f"127.0.0.1:{srv.port}", "-servername",
+                        "localhost"], input="", capture_output=True, text=True, timeout=20,
+                       env=dict(os.environ, OPENSSL_CONF=TLS_FILES["client_cnf"]))
+    out = p.stdout + p.stderr
+    m = re.search(r"New, (TLSv[\d.]+), Cipher is (\S+)", out)
+    g = re.search(r"(?:Server Temp Key|Negotiated TLS1.3 group): (\w+)", out)
+    s = re.search(r"Peer signature type: (\S+)", out)
+    if not m:
+        return "handshake failed"
+    return ", ".join(x for x in (m.group(1), m.group(2), g and g.group(1), s and s.group(1)) if x)
+
+
+# --- machine --------------------------------------------------------------------------
+
+def version(cmd, args, pattern):
+    if not cmd:
+        return None
+    p = subprocess.run([cmd] + args, capture_output=True, text=True)
+    m = re.search(pattern, p.stdout + p.stderr)
+    return m.group(1) if m else "?"
+
 
 def machine():
     model = "?"
@@ -692,14 +797,20 @@ def machine():
     rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
                            capture_output=True, text=True).stdout.strip()
-    ngx = subprocess.run([NGINX, "-v"], capture_output=True, text=True).stderr.strip().replace("nginx version: ", "") if NGINX else "-"
-    w = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0].split(" Copyright")[0]
-    return (f"{model}, {os.cpu_count()} CPUs, {mem:.1f} GiB RAM, Linux {os.uname().release}; "
-            f"{ngx}; {w}; tandem {rev or '?'}{' (uncommitted changes)' if dirty else ''}")
+    versions = {
+        "tandem": f"{rev or '?'}{' (uncommitted changes)' if dirty else ''}",
+        "nginx": version(BINS.get("nginx"), ["-v"], r"nginx/(\S+)"),
+        "h2o": version(BINS.get("h2o"), ["--version"], r"h2o version (\S+)"),
+        "lighttpd": version(BINS.get("lighttpd"), ["-v"], r"lighttpd/(\S+)"),
+        "wrk": version("wrk", ["-v"], r"wrk (\S+)"),
+        "OpenSSL (wrk's, the client)": version(BINS.get("openssl"), ["version"], r"OpenSSL (\S+)"),
+    }
+    return {"cpu": model, "cpus": os.cpu_count(), "mem_gib": mem, "kernel": os.uname().release,
+            "versions": {k: v for k, v in versions.items() if v}}
 
 
 def strangers():
-    """Other wrk/nginx/tandem processes on the machine (they add noise)."""
+    """Other wrk/server processes on the machine (they add noise)."""
     ours = {p.pid for p in procs}
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -708,36 +819,54 @@ def strangers():
                 comm = f.read().strip()
         except OSError:
             continue
-        if comm in ("wrk", "nginx", "tandem") and int(pid) not in ours:
+        if comm in ("wrk", "nginx", "tandem", "h2o", "lighttpd", "h2load") and int(pid) not in ours:
             found.append(f"{comm}[{pid}]")
     return found
 
 
-def main():
-    global WORK, NGINX, MACHINE
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-    need("wrk", "wrk")
-    need("taskset", "util-linux")
-    NGINX = need("nginx", "nginx-light") if "nginx" in TARGETS else None
+# --- main ----------------------------------------------------------------------------
 
-    # Descriptors for the idle case: this script's clients, and the servers
-    # (which inherit the limit).
-    global IDLE_CONNS
+def raise_nofile():
+    """Descriptors for the memory case: this script's clients and the
+    servers (which inherit the limit). Returns the soft limit now in force."""
+    global IDLE_COUNTS
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = IDLE_CONNS + 4096
+    want = max(IDLE_COUNTS + [0]) + NONREAD_CLIENTS + 4096
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, soft), max(want, hard)))
     except (ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         if hard < want:
-            IDLE_CONNS = max(0, hard - 4096)
-            print(f"RLIMIT_NOFILE hard limit {hard}: idle case lowered to {IDLE_CONNS} connections", file=sys.stderr)
+            IDLE_COUNTS = [n for n in IDLE_COUNTS if n + 4096 <= hard] or [max(0, hard - 4096)]
+            print(f"RLIMIT_NOFILE hard limit {hard}: the memory case goes up to {max(IDLE_COUNTS)} connections",
+                  file=sys.stderr)
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
-    bins = build()
+
+def main():
+    global WORK, TARGETS, UNCACHED_TARGETS, TLS_TARGETS
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    t_all = time.monotonic()
+    need("wrk")
+    need("taskset")
+    if "tls" in CASES:
+        BINS["openssl"] = need("openssl")
+    # nginx is the reference every target is checked against: installed if
+    # missing, as wrk is. h2o and lighttpd are left out (with how to install
+    # them) when missing.
+    for peer in PEERS:
+        if peer in TARGETS + UNCACHED_TARGETS + TLS_TARGETS:
+            BINS[peer] = need(peer, install=peer == "nginx")
+    TARGETS = [t for t in TARGETS if t not in PEERS or BINS.get(t)]
+    UNCACHED_TARGETS = [t for t in UNCACHED_TARGETS if t not in PEERS or BINS.get(t)]
+    TLS_TARGETS = [t for t in TLS_TARGETS if t not in PEERS or BINS.get(t)]
+    nofile = raise_nofile()
+
+    build()
     # Now, not when the report is written: tandem was just built from the
     # tree as it is, and edits made while the run goes on are not in it.
-    MACHINE = machine()
+    mach = machine()
     others = strangers()
     if others:
         print(f"warning: other processes that may add noise: {' '.join(others)}", file=sys.stderr)
@@ -748,207 +877,103 @@ def main():
     WORK = tempfile.mkdtemp(prefix="tandem-bench.")
     root = os.path.join(WORK, "root")
     os.makedirs(root)
-    all_sizes = sorted(set(SIZES))
-    for size in sorted(set(all_sizes) | {KiB}):  # the idle case asks for 1 KiB
-        with open(os.path.join(root, f"f{size}.bin"), "wb") as f:
-            left = size
-            while left:
-                n = min(left, 4 * MiB)
-                f.write(os.urandom(n))
-                left -= n
-    # nginx workers drop to an unprivileged user: let them read the files.
+    sizes = sorted(set(SIZES))
+    make_files(root, set(sizes) | set(LOG_SIZES) | set(W2_SIZES) | {KiB, MiB, NONREAD_SIZE})
+    scripts, many_bytes = make_many(root) if "many" in CASES else ({}, 0)
+    if "tls" in CASES:
+        make_tls()
+    # Servers drop to an unprivileged user: let them read the files.
     for d, _, files in os.walk(WORK):
         os.chmod(d, 0o755)
         for fn in files:
             os.chmod(os.path.join(d, fn), 0o644)
 
-    # The cases: (workers, access log on, sizes).
-    cases = [(1, False, all_sizes)]
-    if 1 in WORKERS:
-        logs = [s for s in all_sizes if s in LOG_SIZES]
-        if logs:
-            cases.append((1, True, logs))
-    else:
-        cases = []
-    for w in WORKERS:
-        if w != 1:
-            ws = [s for s in all_sizes if s in W2_SIZES]
-            if ws:
-                cases.append((w, False, ws))
-    if IDLE_ONLY:
-        cases = []
-    elif not cases:
-        sys.exit("nothing to run: WORKERS must include 1, or W2_SIZES overlap SIZES")
-
-    # This script (wrk's parent, and the idle-case client) stays off the
+    # This script (wrk's parent, and the memory case's client) stays off the
     # servers' core.
     if PIN:
         os.sched_setaffinity(0, {int(cpus_for(1)[1])})
-
-    runs = []  # raw, one per round
-    retry_spent = [0.0]  # seconds spent on retries of noisy runs
     t_start = time.monotonic()
-    if cases:
-        print(f"{len(cases)} case(s), {ROUNDS} round(s) of {DURATION} s; results in {outdir}", file=sys.stderr)
-    for workers, log_on, sizes in cases:
-        targets = list(TARGETS)
-        if CEILING and workers == 1 and not log_on:
-            targets += [CEILINGS[e] for e in ("epoll", "io_uring") if e in bins[1]]
-        servers = [start(t, workers, log_on, bins, root) for t in targets]
-        try:
-            for size in sizes:
-                here = [s for s in servers if s.kind != "ceiling" or size == KiB]
-                for s in here:  # warm: open the file, fault in the path
-                    get_once(s.port, f"/f{size}.bin").close()
-                for rnd in range(ROUNDS):
-                    k = rnd % len(here)
-                    for s in here[k:] + here[:k]:  # a different one goes first each round
-                        r = wrk(s, size, workers)
-                        # A run next to a busy neighbour is taken again (a
-                        # bounded number of times, within a time budget), and
-                        # the quietest attempt is kept.
-                        tries = 0
-                        while (r["other_pct"] > NOISY_PCT and tries < QUIET_RETRIES
-                               and retry_spent[0] + duration(size) + 1 <= RETRY_BUDGET):
-                            t_retry = time.monotonic()
-                            time.sleep(1)
-                            again = wrk(s, size, workers)
-                            tries += 1
-                            retry_spent[0] += time.monotonic() - t_retry
-                            if again["other_pct"] < r["other_pct"]:
-                                r = again
-                        r["retries"] = tries
-                        r.update(workers=workers, log=log_on, size=size, server=s.name, round=rnd + 1)
-                        runs.append(r)
-                        print(f"  w{workers} log={'on' if log_on else 'off'} {size_label(size):>8} "
-                              f"{s.name:<18} round {rnd + 1}: {r['req_s']:>10,.0f} req/s "
-                              f"{fnum(r['cpu_us'], 'us'):>8} µs/req"
-                              + (f"  (retried {tries}x, other load {r['other_pct']:.0f}%)" if tries else ""), file=sys.stderr)
-                        if log_on:  # keep the disk from filling over a long run
-                            for fn in os.listdir(WORK):
-                                if fn.endswith(".access.log"):
-                                    os.truncate(os.path.join(WORK, fn), 0)
-        finally:
-            for s in servers:
-                stop(s.proc)
+    print(f"cases: {' '.join(CASES)}; {ROUNDS} round(s) of {DURATION} s; results in {outdir}", file=sys.stderr)
 
-    idle = {}
-    if IDLE_CONNS > 0:
-        for t in TARGETS:
-            srv = start(t, 1, False, bins, root)
+    def warm_file(s, size):  # open the file, fault in the path
+        get_once(s.port, f"/f{size}.bin").close()
+
+    runs, mem, nonread, tls_agreed = [], {}, {}, {}
+    hot = lambda s, size: wrk(s, f"/f{size}.bin", size)  # noqa: E731
+    dur_of = lambda size: DURATION_HUGE if isinstance(size, int) and size >= 100 * MiB else DURATION  # noqa: E731
+    if "hot" in CASES:
+        targets = TARGETS + ([CEILINGS[e] for e in ("epoll", "io_uring") if CEILINGS[e] in BINS] if KiB in sizes else [])
+        servers = started(targets)
+        try:
+            runs += rounds("hot", sizes, servers, hot, dur_of, warm_file)
+        finally:
+            stop_all(servers)
+    if "log" in CASES and LOG_SIZES:
+        servers = started(TARGETS, log=True)
+        try:
+            runs += rounds("log", sorted(set(LOG_SIZES)), servers, hot, dur_of, warm_file)
+        finally:
+            stop_all(servers)
+    if W2_SIZES:
+        servers = started(TARGETS, workers=2)
+        try:
+            runs += rounds("2 workers", sorted(set(W2_SIZES)), servers,
+                           lambda s, size: wrk(s, f"/f{size}.bin", size, workers=2), dur_of, warm_file)
+        finally:
+            stop_all(servers)
+    if "many" in CASES:
+        many = lambda s, kind: wrk(s, "/", script=scripts[kind])  # noqa: E731
+        for case, targets, cache in (("many files", TARGETS, True), ("many, no cache", UNCACHED_TARGETS, False)):
+            servers = started(targets, cache=cache)
             try:
-                idle[t] = idle_case(srv, IDLE_CONNS)
-                print(f"  idle {t:<18} {idle[t]['bytes_per_conn']:,.0f} B/connection", file=sys.stderr)
+                # One unmeasured second per server and sequence first: the
+                # caches fill (or churn) as they would on a running site.
+                runs += rounds(case, ["uniform", "zipf"], servers, many, dur_of,
+                               lambda s, kind: wrk(s, "/", script=scripts[kind], dur=1))
             finally:
-                stop(srv.proc)
+                stop_all(servers)
+    if "tls" in CASES:
+        servers = started(TLS_TARGETS, tls=True)
+        try:
+            for s in servers:
+                tls_agreed[s.name] = negotiated(s)
+            jobs = {"1k": lambda s: wrk(s, f"/f{KiB}.bin", KiB),
+                    "1m": lambda s: wrk(s, f"/f{MiB}.bin", MiB),
+                    "new": lambda s: stime(s, f"/f{KiB}.bin"),
+                    "resumed": lambda s: wrk(s, f"/f{KiB}.bin", KiB, close=True)}
+            runs += rounds("https", list(jobs), servers, lambda s, item: jobs[item](s), dur_of)
+        finally:
+            stop_all(servers)
+    if "memory" in CASES:
+        for t in TARGETS:
+            mem[t] = idle_case(t)
+            print(f"  memory {display(t):<18} " + ", ".join(
+                f"{n:,} conns {v['bytes_per_conn']:,.0f} B/conn" for n, v in mem[t]["counts"].items())
+                + f"; after they left {mem[t]['rss_left_kib'] / 1024:.1f} MiB", file=sys.stderr)
+        if NONREAD_CLIENTS:
+            for t in TARGETS:
+                nonread[t] = nonread_case(t)
+                print(f"  non-reading {display(t):<18} {nonread[t]['kib_per_client']:,.1f} KiB/client", file=sys.stderr)
     elapsed = time.monotonic() - t_start
 
-    # Medians per cell.
-    cell = {}
-    for r in runs:
-        cell.setdefault((r["workers"], r["log"], r["size"], r["server"]), []).append(r)
-    cell = {k: {"workers": k[0], "log": k[1], "size": k[2], "server": k[3],
-                "rounds": len(v), "conns": v[0]["conns"],
-                "req_s": med(v, "req_s"), "mb_s": med(v, "mb_s"), "p50_ms": med(v, "p50_ms"),
-                "p99_ms": med(v, "p99_ms"), "cpu_us": med(v, "cpu_us"),
-                "other_pct": med(v, "other_pct"),
-                "errors": sum(x["errors"] for x in v)} for k, v in cell.items()}
-    for (w, lg, size, srv), c in cell.items():
-        n = cell.get((w, lg, size, "nginx"))
-        c["req_x_nginx"] = ratio(c["req_s"], n and n["req_s"]) if srv != "nginx" else None
-        c["cpu_x_nginx"] = ratio(c["cpu_us"], n and n["cpu_us"]) if srv != "nginx" else None
-        ce = ceiling_of(srv)
-        cc = cell.get((1, False, KiB, ce)) if ce and w == 1 and size == KiB else None
-        c["cpu_x_ceiling"] = ratio(c["cpu_us"], cc and cc["cpu_us"])
-    order = {t: i for i, t in enumerate(TARGETS + list(CEILINGS.values()))}
-    keys = sorted(cell, key=lambda k: (k[0], k[1], k[2], order.get(k[3], 99)))
-    has = lambda srv: any(k[3] == srv for k in cell)  # noqa: E731
-
-    # Markdown.
-    pins = ", ".join(f"{w} worker(s) on CPU {cpus_for(w)[0]} with wrk on CPU {cpus_for(w)[1]}"
-                     for w in sorted({c[0] for c in cases})) if PIN else "not pinned (PIN=0)"
-    md = [f"# tandem benchmark {stamp}", "",
-          f"**Machine:** {MACHINE}", "",
-          f"**Setup:** 127.0.0.1, keep-alive, `wrk -t{THREADS} -c{CONNS}` (`-c{CONNS_HUGE}` for 100 MiB and up), "
-          f"{DURATION} s per run ({DURATION_HUGE} s for 100 MiB and up), median of {ROUNDS} round(s), servers alternated each round; {pins}. "
-          f"CPU µs/req = utime+stime (/proc/PID/stat) of the server's own processes (nginx: the workers of "
-          f"the master this run started) over the requests wrk completed (from 1 MiB up: over the bytes wrk read, in files' worth). "
-          f"A run during which other processes used over {NOISY_PCT:.0f}% of a CPU was retried (up to {QUIET_RETRIES}x, "
-          f"{RETRY_BUDGET:.0f} s in all; {sum(r['retries'] for r in runs)} retries, {retry_spent[0]:.0f} s) and the quietest attempt kept. "
-          f"Ceilings: fixed 1 KiB reply, no parsing, no files (benches/ceiling_*.rs). Run took {elapsed:.0f} s.", ""]
-    busy = [c for c in cell.values() if c["other_pct"] is not None and c["other_pct"] > NOISY_PCT]
-    if busy:
-        worst = max(busy, key=lambda c: c["other_pct"])
-        md += [f"**Warning: the machine was not quiet.** Other processes used more than {NOISY_PCT:.0f}% of a CPU "
-               f"during {len(busy)} of {len(cell)} measurements (up to {worst['other_pct']:.0f}%, "
-               f"{worst['server']} at {size_label(worst['size'])}, access log {'on' if worst['log'] else 'off'}, {worst['workers']} worker(s); column `other_cpu_pct` in results.csv). "
-               f"Rerun on a quiet machine before quoting these figures.", ""]
-    if QUICK:
-        md += ["*QUICK=1: one short round, smoke test only; do not quote these figures.*", ""]
-    md += ["| size | workers | access log | server | req/s | vs nginx | MB/s | p50 ms | p99 ms | CPU µs/req | vs nginx | vs ceiling | errors |",
-           "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for k in keys:
-        c = cell[k]
-        md.append(f"| {size_label(c['size'])} | {c['workers']} | {'on' if c['log'] else 'off'} | {c['server']} | "
-                  f"{fnum(c['req_s'], 'int')} | {fnum(c['req_x_nginx'], 'x')} | {fnum(c['mb_s'], 'f')} | "
-                  f"{fnum(c['p50_ms'], 'ms')} | {fnum(c['p99_ms'], 'ms')} | {fnum(c['cpu_us'], 'us')} | "
-                  f"{fnum(c['cpu_x_nginx'], 'x')} | {fnum(c['cpu_x_ceiling'], 'x')} | {c['errors'] or ''} |")
-    if idle:
-        n_idle = idle.get("nginx")
-        md += ["", f"**Idle keep-alive connections** (each after one 1 KiB request, opened in bursts of {IDLE_BURST} "
-               f"on a freshly started server with no warm-up; 1 worker; RSS growth over the connections, and RSS once they closed):", "",
-               "| server | connections | RSS before (MiB) | RSS after (MiB) | bytes/connection | vs nginx | RSS after close (MiB) |",
-               "|---|---:|---:|---:|---:|---:|---:|"]
-        for t, v in idle.items():
-            md.append(f"| {t} | {v['conns']:,} | {v['rss_before_kib'] / 1024:.1f} | {v['rss_after_kib'] / 1024:.1f} | "
-                      f"{v['bytes_per_conn']:,.0f} | "
-                      f"{fnum(ratio(v['bytes_per_conn'], n_idle and n_idle['bytes_per_conn']), 'x') if t != 'nginx' else '-'} | "
-                      f"{v['rss_closed_kib'] / 1024:.1f} |")
-    if cell:  # not with IDLE_ONLY=1
-        checks = targets_check(cell, has)
-        md += ["", "**Targets (issue #9):**", "", "| target | measured | result |", "|---|---|---|"]
-        md += [f"| {a} | {b} | {r} |" for a, b, r in checks]
-    md += ["", "**Verdict:**", ""]
-    if busy:
-        md += ["*(The machine was busy during this run, see the warning above: check before acting on this.)*", ""]
-    md += verdict(cell, idle, has)
-    md += ["", f"Files: `results.md`, `results.csv` (medians), `rounds.csv` (every run), `chart.svg`."]
-    text = "\n".join(md) + "\n"
-    with open(os.path.join(outdir, "results.md"), "w") as f:
-        f.write(text)
-
-    cols = ["case", "workers", "access_log", "size_bytes", "size", "server", "rounds", "connections", "req_s",
-            "req_s_vs_nginx", "mb_s", "p50_ms", "p99_ms", "cpu_us_per_req", "cpu_vs_nginx", "cpu_vs_ceiling",
-            "errors", "other_cpu_pct", "rss_before_kib", "rss_after_kib", "bytes_per_conn", "rss_closed_kib"]
-    with open(os.path.join(outdir, "results.csv"), "w", newline="") as f:
-        wr = csv.writer(f)
-        wr.writerow(cols)
-        rnd = lambda v, d=3: "" if v is None else round(v, d)  # noqa: E731
-        for k in keys:
-            c = cell[k]
-            wr.writerow(["throughput", c["workers"], "on" if c["log"] else "off", c["size"], size_label(c["size"]),
-                         c["server"], c["rounds"], c["conns"], rnd(c["req_s"], 1), rnd(c["req_x_nginx"]),
-                         rnd(c["mb_s"], 2), rnd(c["p50_ms"]), rnd(c["p99_ms"]), rnd(c["cpu_us"]),
-                         rnd(c["cpu_x_nginx"]), rnd(c["cpu_x_ceiling"]), c["errors"], rnd(c["other_pct"], 1), "", "", "", ""])
-        for t, v in idle.items():
-            wr.writerow(["idle", 1, "off", KiB, size_label(KiB), t, 1, v["conns"]] + [""] * 10
-                        + [v["rss_before_kib"], v["rss_after_kib"], round(v["bytes_per_conn"]), v["rss_closed_kib"]])
-    with open(os.path.join(outdir, "rounds.csv"), "w", newline="") as f:
-        wr = csv.writer(f)
-        fields = ["workers", "log", "size", "server", "round", "conns", "req_s", "mb_s", "p50_ms", "p99_ms", "cpu_us", "errors", "other_pct", "retries"]
-        wr.writerow(fields)
-        for r in runs:
-            wr.writerow([r[x] for x in fields])
-    servers = [t for t in TARGETS + list(CEILINGS.values()) if any(k[3] == t for k in cell)]
-    if cell:
-        svg_chart([c for k, c in cell.items() if k[0] == 1 and not k[1]], servers, os.path.join(outdir, "chart.svg"),
-                  f"tandem vs nginx, 1 worker, access log off ({stamp}, median of {ROUNDS})")
-    print(text)
-    print(f"written to {outdir}/", file=sys.stderr)
+    data = {
+        "stamp": stamp, "machine": mach, "runs": runs, "memory": mem, "nonread": nonread,
+        "tls_agreed": tls_agreed, "configs": CONFIGS, "cases": CASES, "quick": QUICK,
+        "elapsed_s": elapsed, "total_s": None, "t_all": t_all, "nofile": nofile,
+        "retries": sum(r.get("retries", 0) for r in runs), "retry_s": retry_spent[0],
+        "settings": {"rounds": ROUNDS, "duration": DURATION, "duration_huge": DURATION_HUGE, "conns": CONNS,
+                     "conns_huge": CONNS_HUGE, "threads": THREADS, "noisy_pct": NOISY_PCT,
+                     "quiet_retries": QUIET_RETRIES, "retry_budget": RETRY_BUDGET, "noise": NOISE,
+                     "pin": PIN, "cpus": cpus_for(1), "idle_counts": IDLE_COUNTS, "idle_burst": IDLE_BURST,
+                     "nonread": (NONREAD_CLIENTS, NONREAD_PIPELINE, NONREAD_SIZE), "many_files": MANY_FILES,
+                     "many_mib": many_bytes / MiB, "zipf_s": ZIPF_S, "targets": TARGETS,
+                     "uncached_targets": UNCACHED_TARGETS, "tls_targets": TLS_TARGETS, "suite": peers.SUITE},
+    }
+    report.write(data, outdir)
+    print(f"written to {outdir}/ in {time.monotonic() - t_all:.0f} s", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    NGINX = None
     try:
         main()
     finally:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The compressed case of the wrk benchmark (issue 23, point 6), beside
+"""The compressed case of the wrk benchmark, beside
 benches/bench.py and built on its helpers (processes, pinning, CPU
 accounting): tandem (epoll, io_uring) with on-the-fly compression at its
 defaults, and nginx with `gzip on` (its defaults: level 1, and gzip_types
@@ -101,7 +101,7 @@ http {{
 }}
 """)
     cpus = bench.cpus_for(1)[0]
-    p = bench.spawn(bench.pinned(cpus, [bench.NGINX, "-c", conf, "-e", f"{bench.WORK}/{tag}.err"]),
+    p = bench.spawn(bench.pinned(cpus, [bench.BINS["nginx"], "-c", conf, "-e", f"{bench.WORK}/{tag}.err"]),
                     os.path.join(bench.WORK, f"{tag}.out"))
     return bench.wait_up(bench.Server("nginx", "nginx", p, port, 1), tag)
 
@@ -151,9 +151,9 @@ def warm(srv, paths):
 
 def main():
     bench.WORK = tempfile.mkdtemp(prefix="tandem-compressed-")
-    bench.NGINX = bench.need("nginx", "nginx-light")
+    bench.BINS["nginx"] = bench.need("nginx", "nginx-light")
     subprocess.run(["cargo", "build", "--release", "-q"], cwd=bench.REPO, check=True, timeout=1800)
-    tandem_bin = os.path.join(bench.REPO, "target/release/tandem")
+    bench.BINS["tandem"] = os.path.join(bench.REPO, "target/release/tandem")
     root = os.path.join(bench.WORK, "www")
     os.mkdir(root)
     os.chmod(bench.WORK, 0o755)
@@ -170,8 +170,8 @@ def main():
             lua(ps, ae, sp)
             scripts[(case, ae)] = sp
     servers = {
-        "tandem epoll": bench.start("epoll", 1, False, (tandem_bin, {}), root),
-        "tandem io_uring": bench.start("io_uring", 1, False, (tandem_bin, {}), root),
+        "tandem epoll": bench.start("epoll", root=root),
+        "tandem io_uring": bench.start("io_uring", root=root),
         "nginx gzip on": start_nginx(root),
     }
     for srv in servers.values():

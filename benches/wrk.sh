@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# wrk comparison: tandem (epoll, io_uring), nginx and the ceiling loops
-# (benches/ceiling_*.rs) serving the same files on 127.0.0.1, side by side in
-# one run. The work is done by benches/bench.py (Python 3 standard library);
-# see its docstring and docs/benchmarks.md.
+# The benchmark: tandem (epoll, io_uring) against nginx, h2o, lighttpd and
+# the fixed-reply loops (benches/ceiling_*.rs), serving the same files on
+# 127.0.0.1, side by side in one run. The work is done by benches/bench.py
+# (Python 3 standard library; server configs in peers.py, the report in
+# report.py); see docs/benchmarks.md.
 #
-#   benches/wrk.sh                     # full run: 1 KiB..100 MiB, log off/on, 1 and 2 workers, idle case
-#   QUICK=1 benches/wrk.sh             # smoke test: 1 round of 2 s, 1 KiB and 1 MiB
-#   IDLE_ONLY=1 benches/wrk.sh         # the idle case alone: 5,000 connections in bursts of 500, fresh servers
-#   BASE_BIN=/tmp/base/target/release/tandem TARGETS="epoll epoll@base" benches/wrk.sh
+#   benches/wrk.sh                   # full run, under 15 minutes: CASES="hot log many tls memory"
+#   QUICK=1 benches/wrk.sh           # under a minute: 1 KiB and 1 MiB (one 2 s round), memory at 1,000 conns
+#   CASES=memory benches/wrk.sh      # one case alone (hot, log, many, tls, memory)
+#   BASE_BIN=/tmp/base/target/release/tandem TARGETS="epoll epoll@base" CASES=hot benches/wrk.sh
 #
-# The compressed case (issue 23): python3 benches/compressed.py (ROUNDS, DURATION).
+# The compressed case: python3 benches/compressed.py (ROUNDS, DURATION).
 #
-# Knobs: DURATION DURATION_HUGE ROUNDS SIZES LOG_SIZES W2_SIZES WORKERS CONNS CONNS_HUGE
-# THREADS TARGETS CEILING IDLE_CONNS IDLE_BURST IDLE_ONLY NOISE PIN BASE_BIN QUICK.
-# Only 127.0.0.1 is ever targeted; every wrk run is bounded; everything the
+# Knobs: CASES DURATION DURATION_HUGE ROUNDS SIZES LOG_SIZES W2_SIZES CONNS CONNS_HUGE
+# THREADS TARGETS UNCACHED_TARGETS TLS_TARGETS CEILING IDLE_COUNTS IDLE_BURST
+# NONREAD_CLIENTS NONREAD_PIPELINE NONREAD_SIZE MANY_FILES ZIPF_S STIME_CLIENTS
+# NOISE NOISY_PCT QUIET_RETRIES RETRY_BUDGET PIN BASE_BIN QUICK IDLE_ONLY.
+# Only 127.0.0.1 is ever targeted; every client run is bounded; everything the
 # run starts is stopped when it ends.
 set -euo pipefail
 exec python3 "$(dirname "$0")/bench.py" "$@"

@@ -1,0 +1,468 @@
+"""The benchmark's report: medians, targets and verdict, Markdown, CSV and the
+SVG chart, from the raw runs bench.py collected. Pure: reads nothing but its
+arguments, writes only into the output directory."""
+
+import csv
+import os
+import statistics
+import time
+
+KiB, MiB = 1024, 1024 * 1024
+PEERS = ("nginx", "h2o", "lighttpd")
+ENGINES = ("epoll", "io_uring")
+NAMES = {"epoll": "tandem epoll", "io_uring": "tandem io_uring", "nginx": "nginx", "h2o": "h2o",
+         "lighttpd": "lighttpd", "ceiling-epoll": "fixed-reply loop (epoll)",
+         "ceiling-io_uring": "fixed-reply loop (io_uring)"}
+COLORS = {"epoll": "#4e79a7", "io_uring": "#f28e2b", "nginx": "#59a14f", "h2o": "#b07aa1",
+          "lighttpd": "#e15759", "ceiling-epoll": "#9c9c9c", "ceiling-io_uring": "#c7c7c7"}
+ORDER = ["epoll", "io_uring", "nginx", "h2o", "lighttpd", "ceiling-epoll", "ceiling-io_uring"]
+CASE_ORDER = ["hot", "log", "2 workers", "many files", "many, no cache", "https"]
+# The most a client that pipelines and never reads may make tandem hold:
+# its input is capped at max_header_size (8 KiB by default) + 16 KiB, and
+# responses waiting for it hold references, not copies (docs/architecture.md).
+NONREAD_BOUND_KIB = 24
+
+
+def display(target):
+    if target in NAMES:
+        return NAMES[target]
+    base = target.split("@")[0]
+    suffix = " (BASE_BIN)" if target.endswith("@base") else ""
+    if base.endswith("_rp"):
+        base, suffix = base[:-3], suffix + " (SO_REUSEPORT)"
+    return NAMES.get(base, base) + suffix
+
+
+def size_label(n):
+    for unit, div in (("GiB", 1024 * MiB), ("MiB", MiB), ("KiB", KiB)):
+        if n >= div and n % div == 0:
+            return f"{n // div} {unit}"
+    return f"{n} B"
+
+
+def item_label(case, item):
+    if case == "https":
+        return {"1k": "1 KiB", "1m": "1 MiB", "new": "new conn, full handshake",
+                "resumed": "new conn, resumed"}[item]
+    if isinstance(item, int):
+        return size_label(item)
+    return {"uniform": "uniform", "zipf": "Zipf-like"}.get(item, str(item))
+
+
+def fnum(v, kind):
+    if v is None:
+        return "-"
+    if kind == "int":
+        return f"{v:,.0f}"
+    if kind == "x":
+        return f"{v:.2f}x"
+    if kind == "ms":
+        return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
+    if kind == "us":
+        return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 1000 else f"{v:,.0f}"
+    return f"{v:.1f}"
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def order_key(server):
+    base = server.split("@")[0]
+    return (ORDER.index(base) if base in ORDER else 50, server)
+
+
+def medians(runs):
+    groups = {}
+    for r in runs:
+        groups.setdefault((r["case"], r["item"], r["server"]), []).append(r)
+    cells = {}
+    for k, v in groups.items():
+        def med(key, v=v):
+            vals = [x[key] for x in v if x.get(key) is not None]
+            return statistics.median(vals) if vals else None
+        cells[k] = {"case": k[0], "item": k[1], "server": k[2], "rounds": len(v), "conns": v[0]["conns"],
+                    "req_s": med("req_s"), "mb_s": med("mb_s"), "p50_ms": med("p50_ms"), "p99_ms": med("p99_ms"),
+                    "cpu_us": med("cpu_us"), "other_pct": med("other_pct"),
+                    "errors": sum(x["errors"] for x in v)}
+    for (case, item, srv), c in cells.items():
+        n = cells.get((case, item, "nginx"))
+        c["cpu_x_nginx"] = ratio(c["cpu_us"], n and n["cpu_us"]) if srv != "nginx" else None
+        c["req_x_nginx"] = ratio(c["req_s"], n and n["req_s"]) if srv != "nginx" else None
+        best = best_peer(cells, case, item, "cpu_us", min, exclude=srv)
+        c["cpu_x_best"] = ratio(c["cpu_us"], best and best["cpu_us"]) if srv not in PEERS or best else None
+        ce = {"epoll": "ceiling-epoll", "io_uring": "ceiling-io_uring"}.get(srv.split("@")[0])
+        cc = cells.get((case, item, ce)) if ce else None
+        c["cpu_x_loop"] = ratio(c["cpu_us"], cc and cc["cpu_us"])
+    return cells
+
+
+def best_peer(cells, case, item, key, pick, exclude=None):
+    cand = [cells[(case, item, p)] for p in PEERS
+            if (case, item, p) in cells and p != exclude and cells[(case, item, p)][key] is not None]
+    return pick(cand, key=lambda c: c[key]) if cand else None
+
+
+# --- targets and verdict ------------------------------------------------------
+
+def targets(cells, mem, nonread):
+    """[(PASS|FAIL|not measured, sentence)], one per target, both engines in each."""
+    out = []
+
+    def sentence(what, ref, entries, limit, op):
+        """entries: [(label, ratio)] or [(label, ratio, shown)]; `shown`
+        replaces the ratio in the text (for absolute bounds)."""
+        got = [(e[0], e[1], e[2] if len(e) > 2 else f"{e[1]:.2f}x") for e in entries if e[1] is not None]
+        if not got:
+            out.append(("not measured", f"{what}: not measured in this run."))
+            return
+        parts, ok_all = [], True
+        for lab, r, shown in got:
+            ok = r <= limit if op == "<=" else r >= limit
+            ok_all &= ok
+            margin = (limit - r) / limit if op == "<=" else (r - limit) / limit
+            parts.append(f"{lab} {shown} ({'passes with' if ok else 'misses by'} {abs(margin):.0%}"
+                         f"{' to spare' if ok else ''})")
+        status = "PASS" if ok_all and len(got) == len(entries) else "FAIL" if not ok_all else "PARTLY MEASURED"
+        out.append((status, f"{what} ({ref}): {'; '.join(parts)}."))
+
+    def cell(case, item, srv):
+        return cells.get((case, item, srv))
+
+    def vs(case, item, ref_cell, key="cpu_us"):
+        return [(display(e), ratio(cell(case, item, e) and cell(case, item, e)[key], ref_cell and ref_cell[key]))
+                for e in ENGINES if cell(case, item, e)]
+
+    def peer_ref(case, item, key, pick, unit):
+        b = best_peer(cells, case, item, key, pick)
+        return b, (f"best peer {display(b['server'])}, {fnum(b[key], unit)}" if b else "no peer measured")
+
+    for size, lim in ((KiB, 0.85), (16 * KiB, 0.85)):
+        b, ref = peer_ref("hot", size, "cpu_us", min, "us")
+        sentence(f"{size_label(size)} CPU per request at most {lim}x the best peer's", ref + " µs",
+                 vs("hot", size, b), lim, "<=")
+        if size == KiB:
+            entries = []
+            for e in ENGINES:
+                c, lp = cell("hot", KiB, e), cell("hot", KiB, f"ceiling-{e}")
+                if c:
+                    entries.append((f"{display(e)} against its loop ({fnum(lp and lp['cpu_us'], 'us')} µs)",
+                                    ratio(c["cpu_us"], lp and lp["cpu_us"])))
+            sentence("1 KiB CPU per request at most 1.10x the fixed-reply loop of the same engine",
+                     "a loop that answers without parsing", entries, 1.10, "<=")
+    n = cell("hot", MiB, "nginx")
+    sentence("1 MiB CPU per request at most 0.9x nginx's",
+             f"nginx {fnum(n and n['cpu_us'], 'us')} µs", vs("hot", MiB, n), 0.9, "<=")
+    b, ref = peer_ref("hot", MiB, "req_s", max, "int")
+    sentence("1 MiB requests/s at least the best peer's", ref + " req/s", vs("hot", MiB, b, "req_s"), 1.0, ">=")
+    for case, what in (("many files", "Many files, each server's file cache on"),
+                       ("many, no cache", "Many files, no file cache (tandem cache_size = 0, nginx without open_file_cache)")):
+        entries = []
+        for item in ("uniform", "zipf"):
+            n = cell(case, item, "nginx")
+            entries += [(f"{lab}, {item_label(case, item)} ({fnum(n and n['cpu_us'], 'us')} µs for nginx)", r)
+                        for lab, r in vs(case, item, n)]
+        sentence(f"{what}: CPU per request at most 0.8x nginx's", "uniform and Zipf-like paths", entries, 0.8, "<=")
+    entries = []
+    for e in ENGINES:
+        for count, v in sorted((mem.get(e) or {}).get("counts", {}).items()):
+            entries.append((f"{display(e)} at {count:,} connections", v["bytes_per_conn"] / 200,
+                            f"{v['bytes_per_conn']:,.0f} B"))
+    sentence("An idle keep-alive connection on a fresh server costs at most 200 B of RSS",
+             "h2o's level", entries, 1.0, "<=")
+    entries = []
+    for e in ENGINES:
+        v = nonread.get(e)
+        if v:
+            probe = "answered another client in " + (f"{v['probe_ms']:.0f} ms" if v["probe_ms"] is not None else "- (not answered)")
+            entries.append((f"{display(e)} ({probe})",
+                            v["kib_per_client"] / NONREAD_BOUND_KIB if v["probe_ms"] is not None else 99.0,
+                            f"{v['kib_per_client']:.1f} KiB per client"))
+    c = "400" if not nonread else next(iter(nonread.values()))["clients"]
+    sentence(f"{c} clients that pipeline and never read hold at most max_header_size + 16 KiB (24 KiB) each",
+             "the input cap; responses hold references", entries, 1.0, "<=")
+    entries = []
+    for size in sorted({k[1] for k in cells if k[0] == "hot" and k[1] < 100 * MiB}):
+        b = best_peer(cells, "hot", size, "p99_ms", min)
+        entries += [(f"{lab} at {size_label(size)} ({fnum(b and b['p99_ms'], 'ms')} ms for {display(b['server']) if b else '-'})", r)
+                    for lab, r in vs("hot", size, b, "p99_ms")]
+    sentence("p99 latency at 100 connections no worse than the best peer's", "per file size", entries, 1.0, "<=")
+    n = cell("https", "1k", "nginx")
+    sentence("HTTPS, 1 KiB: CPU per request at most 0.8x nginx's",
+             f"nginx {fnum(n and n['cpu_us'], 'us')} µs", vs("https", "1k", n), 0.8, "<=")
+    n = cell("https", "1m", "nginx")
+    sentence("HTTPS, 1 MiB: requests/s at least nginx's",
+             f"nginx {fnum(n and n['req_s'], 'int')} req/s", vs("https", "1m", n, "req_s"), 1.0, ">=")
+    n = cell("https", "new", "nginx")
+    sentence("HTTPS, a new connection with a full handshake per request: connections/s at least nginx's",
+             f"nginx {fnum(n and n['req_s'], 'int')}/s", vs("https", "new", n, "req_s"), 1.0, ">=")
+    return out
+
+
+# --- Markdown ------------------------------------------------------------------
+
+def write(data, outdir):
+    cells = medians(data["runs"])
+    mem, nonread, st, mach = data["memory"], data["nonread"], data["settings"], data["machine"]
+    checks = targets(cells, mem, nonread)
+    md = [f"# tandem against nginx, h2o and lighttpd ({data['stamp']})", ""]
+    md += ["**Machine:** " + f"{mach['cpu']}, {mach['cpus']} CPUs, {mach['mem_gib']:.1f} GiB RAM, "
+           f"Linux {mach['kernel']}.", "",
+           "**Versions:** " + "; ".join(f"{k} {v}" for k, v in mach["versions"].items()) + ".", ""]
+    pin = (f"each server on CPU {st['cpus'][0]} with 1 worker (process or thread), wrk on CPU {st['cpus'][1]}"
+           if st["pin"] else "nothing pinned (PIN=0)")
+    md += [f"**How:** 127.0.0.1, {pin}; keep-alive; `wrk -t{st['threads']} -c{st['conns']}` "
+           f"(`-c{st['conns_huge']}` for 100 MiB and up), {st['duration']} s per run, median of {st['rounds']} "
+           f"round(s), servers taking turns to go first. CPU per request is the user + system time "
+           f"(/proc/PID/stat) of the server's own processes (nginx: the workers of the master this run started) "
+           f"over the requests wrk completed (from 1 MiB up: over the bytes wrk read, in files' worth). "
+           f"A run during which other processes used over {st['noisy_pct']:.0f}% of a CPU was taken again "
+           f"(up to {st['quiet_retries']}x, {st['retry_budget']:.0f} s in all; this run: {data['retries']} "
+           f"retries, {data['retry_s']:.0f} s) and the quietest attempt kept. The fixed-reply loops answer every "
+           f"request with one fixed 1 KiB reply and parse nothing (benches/ceiling_*.rs): the least CPU a "
+           f"request costs with each engine. The harness raised its RLIMIT_NOFILE (and so the servers') to "
+           f"{data['nofile']:,}. The servers' configs are at the end. Cases run: "
+           f"{', '.join(data['cases'])}; they took {data['elapsed_s']:.0f} s, the whole run with the build "
+           f"{time.monotonic() - data['t_all']:.0f} s.", ""]
+    busy = [c for c in cells.values() if c["other_pct"] is not None and c["other_pct"] > st["noisy_pct"]]
+    if busy:
+        worst = max(busy, key=lambda c: c["other_pct"])
+        md += [f"**The machine was not quiet.** Other processes used more than {st['noisy_pct']:.0f}% of a CPU "
+               f"during {len(busy)} of {len(cells)} measurements, even after retries (up to "
+               f"{worst['other_pct']:.0f}%: {display(worst['server'])}, {worst['case']}, "
+               f"{item_label(worst['case'], worst['item'])}; column `other_cpu_pct` in results.csv). "
+               f"Ratios from one run hold up better than absolute figures; rerun on a quiet machine before "
+               f"quoting them.", ""]
+    if data["quick"]:
+        md += ["*QUICK=1: one short round, a smoke test; do not quote these figures.*", ""]
+    md += ["## Verdict", "", "One sentence per target, both engines; each ratio is from this run.", ""]
+    md += [f"- **{s}**: {text}" for s, text in checks]
+    passed = sum(1 for s, _ in checks if s == "PASS")
+    md += ["", f"{passed} of {len(checks)} targets passed.", ""]
+    md += summary(cells, mem)
+    md += case_tables(cells)
+    md += memory_tables(mem, nonread, st)
+    if data["tls_agreed"]:
+        md += ["## HTTPS handshake", "",
+               f"Same ECDSA P-256 certificate everywhere; the client (wrk, OpenSSL) is pinned to TLS 1.3, "
+               f"{st['suite']} and X25519 through `OPENSSL_CONF`, nginx to the same suite; what each "
+               f"server agreed to (`openssl s_client` with the client's config):", ""]
+        md += [f"- {display(s)}: {v}" for s, v in data["tls_agreed"].items()]
+        md += [""]
+    md += ["## Server configs", "",
+           "Exactly as run (`$WORK` is the run's temporary directory, `$PORT` its port).", ""]
+    for (srv, variant), text in sorted(data["configs"].items(), key=lambda kv: (order_key_name(kv[0][0]), kv[0][1])):
+        md += [f"<details><summary>{srv}, {variant}</summary>", "", "```", text.rstrip(), "```", "", "</details>", ""]
+    md += ["Files: `results.md`, `results.csv` (medians), `memory.csv`, `rounds.csv` (every run), `chart.svg`."]
+    text = "\n".join(md) + "\n"
+    with open(os.path.join(outdir, "results.md"), "w") as f:
+        f.write(text)
+    write_csv(cells, data, outdir)
+    chart(cells, mem, nonread, data, os.path.join(outdir, "chart.svg"))
+    print(text)
+
+
+def order_key_name(name):
+    inv = {v: k for k, v in NAMES.items()}
+    return order_key(inv.get(name, name))
+
+
+def summary(cells, mem):
+    """The table the README copies: 1 worker, access log off."""
+    servers = sorted({k[2] for k in cells} | set(mem), key=order_key)
+    cols = [("hot", KiB, "cpu_us", "1 KiB µs/req", "us"), ("hot", 16 * KiB, "cpu_us", "16 KiB µs/req", "us"),
+            ("hot", MiB, "cpu_us", "1 MiB µs/req", "us"), ("hot", MiB, "req_s", "1 MiB req/s", "int"),
+            ("many files", "uniform", "cpu_us", "many files µs/req", "us"),
+            ("many, no cache", "uniform", "cpu_us", "many files, no cache, µs/req", "us"),
+            ("https", "1k", "cpu_us", "HTTPS 1 KiB µs/req", "us"),
+            ("https", "new", "req_s", "HTTPS new conns/s", "int")]
+    cols = [c for c in cols if any((c[0], c[1], s) in cells for s in servers)]
+    idle_n = max((n for v in mem.values() for n in v["counts"]), default=None)
+    head = [c[3] for c in cols] + ([f"idle B/conn at {idle_n:,}"] if idle_n else [])
+    md = ["## Summary", "", "1 worker, access log off; lower is better except req/s and conns/s. "
+          "Many files: uniform paths over 10,000 files of 1-64 KiB.", "",
+          "| server | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
+    for s in servers:
+        row = [fnum(cells[(c[0], c[1], s)][c[2]], c[4]) if (c[0], c[1], s) in cells else "" for c in cols]
+        if idle_n:
+            v = mem.get(s, {}).get("counts", {}).get(idle_n)
+            row.append(fnum(v and v["bytes_per_conn"], "int") if v else "")
+        md.append(f"| {display(s)} | " + " | ".join(row) + " |")
+    return md + [""]
+
+
+def case_tables(cells):
+    md = []
+    titles = {"hot": "One URL per file size", "log": "One URL, access log on (combined format)",
+              "2 workers": "One URL, 2 workers", "many files": "Many files, each server's file cache on",
+              "many, no cache": "Many files, no file cache", "https": "HTTPS (TLS 1.3, AES-128-GCM)"}
+    for case in CASE_ORDER:
+        keys = sorted((k for k in cells if k[0] == case), key=lambda k: (str(type(k[1])), k[1], order_key(k[2])))
+        if not keys:
+            continue
+        md += [f"## {titles[case]}", "",
+               "| workload | server | req/s | vs nginx | MB/s | p50 ms | p99 ms | CPU µs/req | vs nginx | vs best peer "
+               "| vs fixed-reply loop | errors |",
+               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for k in keys:
+            c = cells[k]
+            md.append(f"| {item_label(case, c['item'])} | {display(c['server'])} | {fnum(c['req_s'], 'int')} | "
+                      f"{fnum(c['req_x_nginx'], 'x')} | {fnum(c['mb_s'], 'f')} | {fnum(c['p50_ms'], 'ms')} | "
+                      f"{fnum(c['p99_ms'], 'ms')} | {fnum(c['cpu_us'], 'us')} | {fnum(c['cpu_x_nginx'], 'x')} | "
+                      f"{fnum(c['cpu_x_best'], 'x')} | {fnum(c['cpu_x_loop'], 'x')} | {c['errors'] or ''} |")
+        if case == "https":
+            md += ["", "\"new conn, full handshake\": `openssl s_time -new` clients (8 at once on the client's core), "
+                   "each opening a connection, making a full handshake (never resuming a session) and asking for "
+                   "the 1 KiB file with HTTP/1.0; req/s are connections/s, CPU is per connection. \"new conn, "
+                   "resumed\": wrk with `Connection: close`, which resumes the session of its previous connection "
+                   "(a TLS 1.3 ticket, as a returning browser does)."]
+        md += [""]
+    return md
+
+
+def memory_tables(mem, nonread, st):
+    md = []
+    if mem:
+        md += ["## Memory: idle keep-alive connections", "",
+               f"Each server freshly started, no warm-up; keep-alive connections opened in bursts of "
+               f"{st['idle_burst']}, one 1 KiB request each; RSS growth over the connections (the server's own "
+               f"processes; nginx: its worker), and RSS once every client has left.", "",
+               "| server | RSS fresh (MiB) | " + " | ".join(f"at {n:,}: MiB | B/conn" for n in st["idle_counts"])
+               + " | after all left (MiB) |",
+               "|---|---:|" + "---:|---:|" * len(st["idle_counts"]) + "---:|"]
+        for t, v in sorted(mem.items(), key=lambda kv: order_key(kv[0])):
+            cols = []
+            for n in st["idle_counts"]:
+                c = v["counts"].get(n)
+                cols += [f"{c['rss_kib'] / 1024:.1f}", f"{c['bytes_per_conn']:,.0f}"] if c else ["", ""]
+            md.append(f"| {display(t)} | {v['rss_before_kib'] / 1024:.1f} | " + " | ".join(cols)
+                      + f" | {v['rss_left_kib'] / 1024:.1f} |")
+        md += [""]
+    if nonread:
+        c, p, s = st["nonread"]
+        md += ["## Memory: clients that never read", "",
+               f"Each server freshly started, the file cached by one request; {c} clients each send {p} "
+               f"pipelined requests for a {size_label(s)} file and never read. RSS once the server stops "
+               f"making progress, whether a new client is still answered meanwhile, and RSS once they left.", "",
+               "| server | RSS before (MiB) | RSS held (MiB) | KiB per client | new client answered in | after they left (MiB) |",
+               "|---|---:|---:|---:|---:|---:|"]
+        for t, v in sorted(nonread.items(), key=lambda kv: order_key(kv[0])):
+            probe = f"{v['probe_ms']:.0f} ms" if v["probe_ms"] is not None else "not answered"
+            md.append(f"| {display(t)} | {v['rss_before_kib'] / 1024:.1f} | {v['rss_held_kib'] / 1024:.1f} | "
+                      f"{v['kib_per_client']:.1f} | {probe} | {v['rss_left_kib'] / 1024:.1f} |")
+        md += [""]
+    return md
+
+
+def write_csv(cells, data, outdir):
+    rnd = lambda v, d=3: "" if v is None else round(v, d)  # noqa: E731
+    with open(os.path.join(outdir, "results.csv"), "w", newline="") as f:
+        wr = csv.writer(f)
+        wr.writerow(["case", "workload", "server", "rounds", "connections", "req_s", "req_s_vs_nginx", "mb_s",
+                     "p50_ms", "p99_ms", "cpu_us_per_req", "cpu_vs_nginx", "cpu_vs_best_peer",
+                     "cpu_vs_fixed_reply_loop", "errors", "other_cpu_pct"])
+        for k in sorted(cells, key=lambda k: (CASE_ORDER.index(k[0]) if k[0] in CASE_ORDER else 99,
+                                              str(type(k[1])), k[1], order_key(k[2]))):
+            c = cells[k]
+            wr.writerow([c["case"], item_label(c["case"], c["item"]), display(c["server"]), c["rounds"], c["conns"],
+                         rnd(c["req_s"], 1), rnd(c["req_x_nginx"]), rnd(c["mb_s"], 2), rnd(c["p50_ms"]),
+                         rnd(c["p99_ms"]), rnd(c["cpu_us"]), rnd(c["cpu_x_nginx"]), rnd(c["cpu_x_best"]),
+                         rnd(c["cpu_x_loop"]), c["errors"], rnd(c["other_pct"], 1)])
+    with open(os.path.join(outdir, "memory.csv"), "w", newline="") as f:
+        wr = csv.writer(f)
+        wr.writerow(["case", "server", "clients", "rss_before_kib", "rss_kib", "bytes_per_client", "rss_left_kib",
+                     "new_client_answered_ms"])
+        for t, v in data["memory"].items():
+            for n, c in v["counts"].items():
+                wr.writerow(["idle keep-alive", display(t), n, v["rss_before_kib"], c["rss_kib"],
+                             round(c["bytes_per_conn"]), v["rss_left_kib"], ""])
+        for t, v in data["nonread"].items():
+            wr.writerow(["never reads", display(t), v["clients"], v["rss_before_kib"], v["rss_held_kib"],
+                         round(v["kib_per_client"] * 1024), v["rss_left_kib"], rnd(v["probe_ms"], 1)])
+    with open(os.path.join(outdir, "rounds.csv"), "w", newline="") as f:
+        wr = csv.writer(f)
+        fields = ["case", "item", "server", "round", "conns", "req_s", "mb_s", "p50_ms", "p99_ms", "cpu_us",
+                  "errors", "other_pct", "retries"]
+        wr.writerow(fields)
+        for r in data["runs"]:
+            wr.writerow([item_label(r["case"], r["item"]) if f == "item" else display(r[f]) if f == "server"
+                         else r.get(f) for f in fields])
+
+
+# --- chart ------------------------------------------------------------------------
+
+def esc(s):
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def chart(cells, mem, nonread, data, path):
+    """Small multiples, one horizontal bar chart per panel: the panel's title
+    names the workload, the unit and which way is better; every bar is
+    labelled with its server and its value, so nothing relies on colour."""
+    panels = []
+
+    def add(workload, metric, unit, better, rows, kind):
+        rows = [(s, v) for s, v in sorted(rows, key=lambda sv: order_key(sv[0])) if v is not None]
+        if rows:
+            panels.append((workload, f"{metric}, {unit}, {better} is better", rows, kind))
+
+    def col(case, item, key):
+        return [(k[2], c[key]) for k, c in cells.items() if k[0] == case and k[1] == item]
+
+    cpu, rps = ("CPU per request", "µs", "lower"), ("requests per second", "req/s", "higher")
+    hot = sorted({k[1] for k in cells if k[0] == "hot"})
+    for size in hot:
+        add(f"{size_label(size)}, one URL", *cpu, col("hot", size, "cpu_us"), "us")
+    for size in hot:
+        add(f"{size_label(size)}, one URL", *rps, col("hot", size, "req_s"), "int")
+    for case, what in (("many files", "file cache on"), ("many, no cache", "no file cache")):
+        for item in ("uniform", "zipf"):
+            add(f"Many files, {item_label(case, item)}, {what}", *cpu, col(case, item, "cpu_us"), "us")
+    if mem:
+        n = max(n for v in mem.values() for n in v["counts"])
+        add(f"{n:,} idle connections, fresh server", "RSS per connection", "bytes", "lower",
+            [(t, v["counts"].get(n, {}).get("bytes_per_conn")) for t, v in mem.items()], "int")
+    if nonread:
+        c = data["settings"]["nonread"][0]
+        add(f"{c} clients that never read", "RSS per client", "KiB", "lower",
+            [(t, v["kib_per_client"]) for t, v in nonread.items()], "f")
+    add("HTTPS, 1 KiB", *cpu, col("https", "1k", "cpu_us"), "us")
+    add("HTTPS, 1 MiB", *rps, col("https", "1m", "req_s"), "int")
+    add("HTTPS, full handshake per request", "connections per second", "conns/s", "higher",
+        col("https", "new", "req_s"), "int")
+
+    cols, label_w, bar_w, value_w, row_h, pad = 4, 168, 120, 56, 17, 22
+    pw = label_w + bar_w + value_w
+    mach = data["machine"]
+    title = "tandem against nginx, h2o and lighttpd: 1 worker on one core, wrk on the other, 127.0.0.1"
+    sub = (f"{mach['cpu']}, {mach['cpus']} CPUs, Linux {mach['kernel']}; run {data['stamp']}, "
+           f"median of {data['settings']['rounds']} rounds; tandem {mach['versions'].get('tandem', '?')}")
+    width = max(cols * pw + (cols + 1) * pad, int(8.6 * len(title)) + 2 * pad, int(6.4 * len(sub)) + 2 * pad)
+    y = 70
+    body = []
+    for i in range(0, len(panels), cols):
+        group = panels[i:i + cols]
+        h = 46 + row_h * max(len(p[2]) for p in group)
+        for j, (ptitle, punit, rows, kind) in enumerate(group):
+            x = pad + j * (pw + pad)
+            body.append(f'<text x="{x}" y="{y + 12}" font-size="12" font-weight="bold">{esc(ptitle)}</text>')
+            body.append(f'<text x="{x}" y="{y + 28}" font-size="11" fill="#555">{esc(punit)}</text>')
+            top = max(v for _, v in rows) or 1
+            for r, (srv, v) in enumerate(rows):
+                ry = y + 38 + r * row_h
+                bw = max(1.0, v / top * bar_w)
+                txt = fnum(v, kind)
+                body.append(f'<text x="{x + label_w - 6}" y="{ry + 11}" text-anchor="end" font-size="11">'
+                            f'{esc(display(srv))}</text>')
+                body.append(f'<rect x="{x + label_w}" y="{ry}" width="{bw:.1f}" height="{row_h - 4}" '
+                            f'fill="{COLORS.get(srv.split("@")[0], "#999")}"/>')
+                body.append(f'<text x="{x + label_w + bw + 4:.1f}" y="{ry + 11}" font-size="11">{txt}</text>')
+        y += h + 18
+    height = y
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Verdana, sans-serif" font-size="11">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{pad}" y="26" font-size="16" font-weight="bold">{esc(title)}</text>',
+           f'<text x="{pad}" y="46" font-size="11" fill="#555">{esc(sub)}</text>'] + body + ["</svg>"]
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
