@@ -1,7 +1,7 @@
 //! The sans-IO HTTP/1.1 connection: bytes in, `Transmit` out, time passed in.
 //!
 //! Requests are answered one at a time, in order. While a response is being
-//! sent, further (pipelined) input is kept in `inbuf`; the engine reads at
+//! sent, further (pipelined) input is kept in `Rare::inbuf`; the engine reads at
 //! most `input_room` bytes at a time and stops once it is 0, so a connection
 //! never holds more than `Limits::max_buffered` bytes of input, however fast
 //! a client pipelines. An idle connection holds no buffered input.
@@ -145,6 +145,9 @@ struct Out {
 /// with none of them set.
 #[derive(Debug, Default)]
 struct Rare {
+    /// Unprocessed input: a request head that arrived split, or pipelined
+    /// requests.
+    inbuf: Vec<u8>,
     /// What its exchanges say of the TLS session, if there is one (`set_tls`).
     tls: Option<Box<crate::log::access::TlsFacts>>,
     /// Request body bytes still to read and throw away (Content-Length).
@@ -167,7 +170,8 @@ struct Rare {
 
 impl Rare {
     fn is_empty(&self) -> bool {
-        self.tls.is_none()
+        self.inbuf.capacity() == 0
+            && self.tls.is_none()
             && self.discard == 0
             && self.chunked.is_none()
             && self.drain_until.is_none()
@@ -181,8 +185,6 @@ impl Rare {
 pub struct Conn {
     peer: SocketAddr,
     state: State,
-    /// Unprocessed input: a request head that arrived split, or pipelined requests.
-    inbuf: Vec<u8>,
     /// The buffers of a response under way, with that response (`out`);
     /// none while idle (see `Buffers`).
     bufs: Option<Box<Buffers>>,
@@ -202,7 +204,6 @@ impl Conn {
         Conn {
             peer,
             state: State::Open,
-            inbuf: Vec::new(),
             bufs: None,
             peer_eof: false,
             draining: false,
@@ -238,7 +239,7 @@ impl Conn {
         if self.state == State::Closed {
             return 0;
         }
-        limits.max_buffered().saturating_sub(self.inbuf.len())
+        limits.max_buffered().saturating_sub(self.inbuf_len())
     }
 
     /// Feed bytes the engine received; the engine keeps nothing once this returns.
@@ -252,14 +253,14 @@ impl Conn {
             return;
         }
         self.last_activity = now;
-        if self.inbuf.is_empty() {
+        if !self.has_input() {
             let used = self.process(ctx, data);
             if used < data.len() && self.state == State::Open {
-                self.inbuf.extend_from_slice(&data[used..]);
+                self.inbuf_mut().extend_from_slice(&data[used..]);
                 self.rare().head_started.get_or_insert(now);
             }
         } else {
-            self.inbuf.extend_from_slice(data);
+            self.inbuf_mut().extend_from_slice(data);
             self.advance(ctx);
         }
         // The end of a body read after its response leaves it idle.
@@ -401,21 +402,23 @@ impl Conn {
 
     /// Process buffered input (after a response finished, or more bytes came).
     fn advance(&mut self, ctx: &mut Ctx<'_>) {
-        if self.inbuf.is_empty() {
+        if !self.has_input() {
             return;
         }
-        let buf = std::mem::take(&mut self.inbuf);
+        let buf = std::mem::take(self.inbuf_mut());
         let used = self.process(ctx, &buf);
-        self.inbuf = buf;
         if self.state != State::Open {
-            self.inbuf = Vec::new();
-        } else if used >= self.inbuf.len() {
-            self.inbuf.clear();
-            if self.inbuf.capacity() > 16 * 1024 {
-                self.inbuf = Vec::new();
+            return self.drop_input();
+        }
+        let inbuf = self.inbuf_mut();
+        *inbuf = buf;
+        if used >= inbuf.len() {
+            inbuf.clear();
+            if inbuf.capacity() > 16 * 1024 {
+                *inbuf = Vec::new();
             }
         } else if used > 0 {
-            self.inbuf.drain(..used);
+            inbuf.drain(..used);
             self.rare().head_started = Some(ctx.now.instant);
         }
     }
@@ -637,7 +640,7 @@ impl Conn {
             return;
         }
         self.give_back(ctx);
-        self.inbuf = Vec::new();
+        self.drop_input();
         if self.rare.as_ref().is_some_and(|r| r.is_empty()) {
             self.rare = None;
         }
@@ -652,7 +655,7 @@ impl Conn {
 
     fn linger(&mut self, ctx: &mut Ctx<'_>) {
         self.give_back(ctx);
-        self.inbuf = Vec::new();
+        self.drop_input();
         self.set_discard(0);
         self.take_chunked();
         if self.peer_eof {
@@ -671,7 +674,7 @@ impl Conn {
             self.end_exchange(ctx, &out, sent);
         }
         self.state = State::Closed;
-        self.inbuf = Vec::new();
+        self.drop_input();
         self.take_chunked();
         self.give_back(ctx);
         self.update_deadline(ctx.limits);
@@ -688,6 +691,26 @@ impl Conn {
             (None, None) => {}
             (None, Some(r)) => r.head_started = None,
             (Some(t), _) => self.rare().head_started = Some(t),
+        }
+    }
+
+    fn inbuf_len(&self) -> usize {
+        self.rare.as_ref().map_or(0, |r| r.inbuf.len())
+    }
+
+    /// Some input is buffered (a split head, pipelined requests).
+    fn has_input(&self) -> bool {
+        self.inbuf_len() > 0
+    }
+
+    fn inbuf_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.rare().inbuf
+    }
+
+    /// Let the buffered input go, and its allocation.
+    fn drop_input(&mut self) {
+        if let Some(r) = &mut self.rare {
+            r.inbuf = Vec::new();
         }
     }
 

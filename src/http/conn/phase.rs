@@ -82,7 +82,7 @@ impl Conn {
             State::Open if self.sending() => Phase::Sending,
             State::Open if self.discard() > 0 => Phase::Discarding,
             State::Open if self.has_chunked() => Phase::ChunkedBody,
-            State::Open if !self.inbuf.is_empty() => Phase::Head,
+            State::Open if self.has_input() => Phase::Head,
             State::Open if self.requests == 0 => Phase::Fresh,
             State::Open => Phase::Idle,
         }
@@ -125,7 +125,7 @@ impl Conn {
         match phase.expiry() {
             None => {}
             Some(Expiry::Reject) => {
-                self.inbuf.clear();
+                self.drop_input();
                 let head = self.take_chunked_head();
                 self.reject(ctx, Status::REQUEST_TIMEOUT, &head);
                 self.update_deadline(ctx.limits);
