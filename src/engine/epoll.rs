@@ -42,8 +42,12 @@ const ACCEPTS_PER_TURN: usize = 1;
 struct EConn {
     fd: OwnedFd,
     conn: Session,
-    /// The socket's receive side is known to be drained (recv saw EAGAIN).
+    /// The socket's receive side is known to be drained: recv saw EAGAIN,
+    /// or took less than it asked for (see `hup`).
     rd_drained: bool,
+    /// Epoll reported the peer's FIN (or an error): from then on only
+    /// EAGAIN or EOF says drained, since no new edge reports what remains.
+    hup: bool,
     /// The socket's send buffer is full (send saw EAGAIN): wait for EPOLLOUT.
     wr_blocked: bool,
     /// In the ready queue: it spent its turn's budget with work left.
@@ -260,6 +264,7 @@ impl Worker {
                 fd,
                 conn,
                 rd_drained: false,
+                hup: false,
                 wr_blocked: false,
                 queued: false,
             });
@@ -348,6 +353,9 @@ impl Worker {
         {
             c.rd_drained = false;
         }
+        if flags & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0 {
+            c.hup = true;
+        }
         if flags & (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0 {
             c.wr_blocked = false;
         }
@@ -432,8 +440,11 @@ impl Worker {
         for tok in self.sh.expire_due(&mut self.conns) {
             self.drive(tok);
         }
-        // No pools here: every tick is a quiet one.
-        self.give_back.quiet_tick(self.conns.len(), false);
+        // Its one pool is the response buffers' (a response is written as
+        // it is made, so it rarely holds more than a few); the allocator's
+        // free memory also goes back after many connections left.
+        let freed = self.sh.trim_buffers() == Some(true);
+        self.give_back.quiet_tick(self.conns.len(), freed);
     }
 
     fn begin_drain(&mut self) {
@@ -473,7 +484,11 @@ fn read_some(
     spent: &mut usize,
 ) -> bool {
     let mut progressed = false;
-    // Read until EAGAIN, or until the Conn has enough buffered.
+    // Read until the socket is drained, or until the Conn has enough
+    // buffered. A read shorter than asked for emptied the receive queue:
+    // bytes that arrive later raise a new edge, so no recv is spent on the
+    // EAGAIN (one syscall per request saved). Not after the peer's FIN:
+    // the EOF behind the bytes raises no new edge, so it is read now.
     while !c.rd_drained && *spent < TURN_BUDGET {
         // At most what the Conn may keep: a flood of pipelined
         // requests stays in the socket, not in our memory.
@@ -494,6 +509,9 @@ fn read_some(
             }
             Ok(n) => {
                 let n = n as usize;
+                if n < want && !c.hup {
+                    c.rd_drained = true;
+                }
                 c.conn.handle_input(&mut sh.ctx(), &scratch[..n]);
                 progressed = true;
                 *spent += n.max(OP_COST);

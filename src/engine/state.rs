@@ -185,6 +185,12 @@ impl WorkerState {
         true
     }
 
+    /// Once per tick: the spare response buffers go if unused for a tick
+    /// (`BufferPool::trim`).
+    pub fn trim_buffers(&mut self) -> Option<bool> {
+        self.pool.trim()
+    }
+
     pub fn flush_log(&mut self) {
         self.write_notes();
         self.last_flush = self.clock.now().instant;

@@ -1,7 +1,7 @@
 //! The sans-IO HTTP/1.1 connection: bytes in, `Transmit` out, time passed in.
 //!
 //! Requests are answered one at a time, in order. While a response is being
-//! sent, further (pipelined) input is kept in `inbuf`; the engine reads at
+//! sent, further (pipelined) input is kept in `Rare::inbuf`; the engine reads at
 //! most `input_room` bytes at a time and stops once it is 0, so a connection
 //! never holds more than `Limits::max_buffered` bytes of input, however fast
 //! a client pipelines. An idle connection holds no buffered input.
@@ -75,16 +75,17 @@ pub enum Transmit<'a> {
 enum State {
     /// Reading requests (or sending the response to one).
     Open,
-    /// All responses sent; write side to be shut, input discarded.
+    /// All responses sent; write side to be shut, input discarded (until
+    /// `Rare::linger_until`).
     Linger {
         shut: bool,
-        until: Instant,
     },
     Closed,
 }
 
 /// What a connection needs only while it answers: the head being encoded,
-/// the response's segments, and the request side of its exchange record.
+/// the response's segments and how far they are sent, and the request side
+/// of its exchange record.
 /// Taken from the worker's `BufferPool` when a request arrives and given back
 /// when the connection falls idle, so an idle keep-alive connection holds
 /// no response buffer, and a busy worker allocates none per request.
@@ -95,6 +96,10 @@ pub struct Buffers {
     head: BytesMut,
     /// The current response: head, then body segments.
     segs: Vec<Segment>,
+    /// The first of `segs` not wholly sent.
+    seg_pos: usize,
+    /// The response being sent (a `Conn` has one only with its buffers).
+    out: Option<Out>,
     /// The request being answered, for its `Exchange` record.
     request: HeldRequest,
 }
@@ -106,6 +111,8 @@ pub struct BufferPool {
     // idle one holds a None), and taking one from here moves only that.
     #[allow(clippy::vec_box)]
     free: Vec<Box<Buffers>>,
+    /// Something was taken since the last `trim`.
+    used: bool,
 }
 
 /// Spare buffers a pool keeps; more are freed.
@@ -116,7 +123,21 @@ const HEAD_KEEP: usize = 8 * 1024;
 
 impl BufferPool {
     fn take(&mut self) -> Box<Buffers> {
+        self.used = true;
         self.free.pop().unwrap_or_default()
+    }
+
+    /// Once per timer tick: a pool unused for a whole tick lets its spare
+    /// buffers go (those a burst of responses in flight at once left, up
+    /// to `POOL_KEEP`), so the worker can give their memory back. `None`
+    /// if it was used, else whether it let anything go.
+    pub fn trim(&mut self) -> Option<bool> {
+        if std::mem::take(&mut self.used) {
+            return None;
+        }
+        let idle = !self.free.is_empty();
+        self.free = Vec::new();
+        Some(idle)
     }
 
     fn put(&mut self, mut b: Box<Buffers>) {
@@ -124,6 +145,8 @@ impl BufferPool {
             return;
         }
         b.segs.clear();
+        b.seg_pos = 0;
+        b.out = None;
         if b.head.capacity() > HEAD_KEEP {
             b.head = BytesMut::new();
         }
@@ -134,7 +157,7 @@ impl BufferPool {
     }
 }
 
-/// The response being sent (its bytes are `Conn::bufs.segs[seg_pos..]`).
+/// The response being sent (its bytes are `Buffers::segs[seg_pos..]`).
 #[derive(Debug)]
 struct Out {
     close: bool,
@@ -146,31 +169,23 @@ struct Out {
     sent: u64,
 }
 
-#[derive(Debug)]
-pub struct Conn {
-    peer: SocketAddr,
-    /// What its exchanges say of the TLS session, if there is one
-    /// (`set_tls`; boxed: a plain connection pays one pointer).
-    tls: Option<Box<crate::log::access::TlsFacts>>,
-    state: State,
-    /// Unprocessed input: a request head that arrived split, or pipelined requests.
+/// What only some connections need, most for a while, boxed so that an
+/// idle keep-alive connection does not carry it (72 bytes less each):
+/// made when one of them is set, dropped when the connection falls idle
+/// with none of them set.
+#[derive(Debug, Default)]
+struct Rare {
+    /// Unprocessed input: a request head that arrived split, or pipelined
+    /// requests.
     inbuf: Vec<u8>,
-    /// The buffers of a response under way; none while idle (see `Buffers`).
-    bufs: Option<Box<Buffers>>,
-    /// The first segment of the current response (`bufs.segs`) not wholly sent.
-    seg_pos: usize,
-    out: Option<Out>,
+    /// What its exchanges say of the TLS session, if there is one (`set_tls`).
+    tls: Option<Box<crate::log::access::TlsFacts>>,
     /// Request body bytes still to read and throw away (Content-Length).
     discard: u64,
     /// A chunked request body being read, before its request is answered.
     chunked: Option<Box<Chunked>>,
-    /// The peer sent FIN: finish what was asked, then close.
-    peer_eof: bool,
-    /// Graceful stop: the next response closes the connection.
-    draining: bool,
     /// While draining: an idle keep-alive connection closes at this time.
     drain_until: Option<Instant>,
-    requests: u64,
     /// When the unfinished head began to arrive, or the head of the body
     /// being read and thrown away ended (and again when its response is
     /// out): each must be whole within `header_timeout` of that, however
@@ -179,6 +194,37 @@ pub struct Conn {
     /// While idle: bytes of the last response the engine last found still in
     /// the socket's send queue, and since when that amount has not shrunk.
     unsent: Option<(usize, Instant)>,
+    /// Lingering (`State::Linger`): when it closes.
+    linger_until: Option<Instant>,
+}
+
+impl Rare {
+    fn is_empty(&self) -> bool {
+        self.inbuf.capacity() == 0
+            && self.tls.is_none()
+            && self.discard == 0
+            && self.chunked.is_none()
+            && self.drain_until.is_none()
+            && self.head_started.is_none()
+            && self.unsent.is_none()
+            && self.linger_until.is_none()
+    }
+}
+
+#[derive(Debug)]
+pub struct Conn {
+    peer: SocketAddr,
+    state: State,
+    /// The buffers of a response under way, with that response (`out`);
+    /// none while idle (see `Buffers`).
+    bufs: Option<Box<Buffers>>,
+    /// The peer sent FIN: finish what was asked, then close.
+    peer_eof: bool,
+    /// Graceful stop: the next response closes the connection.
+    draining: bool,
+    requests: u64,
+    /// What few connections need (`Rare`): none while it is idle.
+    rare: Option<Box<Rare>>,
     last_activity: Instant,
     deadline: Option<Instant>,
 }
@@ -187,20 +233,12 @@ impl Conn {
     pub fn new(peer: SocketAddr, now: Instant, limits: &Limits) -> Conn {
         Conn {
             peer,
-            tls: None,
             state: State::Open,
-            inbuf: Vec::new(),
             bufs: None,
-            seg_pos: 0,
-            out: None,
-            discard: 0,
-            chunked: None,
             peer_eof: false,
             draining: false,
-            drain_until: None,
             requests: 0,
-            head_started: None,
-            unsent: None,
+            rare: None,
             last_activity: now,
             deadline: Some(later(now, limits.header_timeout)),
         }
@@ -231,7 +269,7 @@ impl Conn {
         if self.state == State::Closed {
             return 0;
         }
-        limits.max_buffered().saturating_sub(self.inbuf.len())
+        limits.max_buffered().saturating_sub(self.inbuf_len())
     }
 
     /// Feed bytes the engine received; the engine keeps nothing once this returns.
@@ -245,16 +283,18 @@ impl Conn {
             return;
         }
         self.last_activity = now;
-        if self.inbuf.is_empty() {
+        if !self.has_input() {
             let used = self.process(ctx, data);
             if used < data.len() && self.state == State::Open {
-                self.inbuf.extend_from_slice(&data[used..]);
-                self.head_started.get_or_insert(now);
+                self.inbuf_mut().extend_from_slice(&data[used..]);
+                self.rare().head_started.get_or_insert(now);
             }
         } else {
-            self.inbuf.extend_from_slice(data);
+            self.inbuf_mut().extend_from_slice(data);
             self.advance(ctx);
         }
+        // The end of a body read after its response leaves it idle.
+        self.shed(ctx);
         self.update_deadline(ctx.limits);
     }
 
@@ -266,7 +306,7 @@ impl Conn {
                 self.state = State::Closed;
                 self.update_deadline(ctx.limits);
             }
-            State::Open if self.out.is_none() => self.close(ctx),
+            State::Open if !self.sending() => self.close(ctx),
             _ => {}
         }
     }
@@ -278,28 +318,28 @@ impl Conn {
 
     /// `n` more bytes of the current `Transmit::Send` reached the socket.
     pub fn handle_sent(&mut self, ctx: &mut Ctx<'_>, n: usize) {
-        let Some(out) = self.out.as_mut() else {
+        let Some(b) = self.bufs.as_deref_mut() else {
+            return;
+        };
+        let Some(out) = b.out.as_mut() else {
             return;
         };
         if n > 0 {
             self.last_activity = ctx.now.instant;
         }
         let mut n = n as u64;
-        let Some(b) = self.bufs.as_mut() else {
-            return;
-        };
         let segs = &mut b.segs;
-        while n > 0 && self.seg_pos < segs.len() {
-            let seg = &mut segs[self.seg_pos];
+        while n > 0 && b.seg_pos < segs.len() {
+            let seg = &mut segs[b.seg_pos];
             let k = n.min(seg.len());
             seg.advance(k);
             out.sent += k;
             n -= k;
             if seg.is_empty() {
-                self.seg_pos += 1;
+                b.seg_pos += 1;
             }
         }
-        if self.seg_pos == segs.len() {
+        if b.seg_pos == segs.len() {
             self.finish_response(ctx);
         }
         self.update_deadline(ctx.limits);
@@ -325,7 +365,8 @@ impl Conn {
             self.close(ctx);
         } else {
             let until = later(ctx.now.instant, ctx.drain_grace);
-            self.drain_until = Some(self.drain_until.map_or(until, |d| d.min(until)));
+            let r = self.rare();
+            r.drain_until = Some(r.drain_until.map_or(until, |d| d.min(until)));
             self.update_deadline(ctx.limits);
         }
     }
@@ -342,25 +383,26 @@ impl Conn {
         if !self.is_idle() || unsent == 0 {
             return self.handle_timeout(ctx);
         }
-        let since = match self.unsent {
+        let since = match self.rare.as_ref().and_then(|r| r.unsent) {
             Some((before, since)) if unsent >= before => since,
             _ => now,
         };
         if now.saturating_duration_since(since) >= ctx.limits.send_timeout {
             return self.handle_timeout(ctx);
         }
-        self.unsent = Some((unsent, since));
-        self.last_activity = now;
-        if self.drain_until.is_some() {
-            self.drain_until = Some(later(now, ctx.drain_grace));
+        let r = self.rare();
+        r.unsent = Some((unsent, since));
+        if r.drain_until.is_some() {
+            r.drain_until = Some(later(now, ctx.drain_grace));
         }
+        self.last_activity = now;
         self.update_deadline(ctx.limits);
     }
 
     /// The engine shut the write side as `Transmit::Shutdown` asked.
     pub fn handle_shutdown(&mut self) {
-        if let State::Linger { until, .. } = self.state {
-            self.state = State::Linger { shut: true, until };
+        if let State::Linger { .. } = self.state {
+            self.state = State::Linger { shut: true };
         }
     }
 
@@ -374,8 +416,8 @@ impl Conn {
             State::Open => {}
         }
         match &self.bufs {
-            Some(b) if self.out.is_some() && self.seg_pos < b.segs.len() => {
-                Transmit::Send(&b.segs[self.seg_pos..])
+            Some(b) if b.out.is_some() && b.seg_pos < b.segs.len() => {
+                Transmit::Send(&b.segs[b.seg_pos..])
             }
             _ => Transmit::Idle,
         }
@@ -390,22 +432,24 @@ impl Conn {
 
     /// Process buffered input (after a response finished, or more bytes came).
     fn advance(&mut self, ctx: &mut Ctx<'_>) {
-        if self.inbuf.is_empty() {
+        if !self.has_input() {
             return;
         }
-        let buf = std::mem::take(&mut self.inbuf);
+        let buf = std::mem::take(self.inbuf_mut());
         let used = self.process(ctx, &buf);
-        self.inbuf = buf;
         if self.state != State::Open {
-            self.inbuf = Vec::new();
-        } else if used >= self.inbuf.len() {
-            self.inbuf.clear();
-            if self.inbuf.capacity() > 16 * 1024 {
-                self.inbuf = Vec::new();
+            return self.drop_input();
+        }
+        let inbuf = self.inbuf_mut();
+        *inbuf = buf;
+        if used >= inbuf.len() {
+            inbuf.clear();
+            if inbuf.capacity() > 16 * 1024 {
+                *inbuf = Vec::new();
             }
         } else if used > 0 {
-            self.inbuf.drain(..used);
-            self.head_started = Some(ctx.now.instant);
+            inbuf.drain(..used);
+            self.rare().head_started = Some(ctx.now.instant);
         }
     }
 
@@ -413,22 +457,23 @@ impl Conn {
     fn process(&mut self, ctx: &mut Ctx<'_>, buf: &[u8]) -> usize {
         let mut pos = 0;
         loop {
-            if self.state != State::Open || self.out.is_some() {
+            if self.state != State::Open || self.sending() {
                 return pos;
             }
-            if self.discard > 0 {
-                let k = self.discard.min((buf.len() - pos) as u64);
-                self.discard -= k;
+            let discard = self.discard();
+            if discard > 0 {
+                let k = discard.min((buf.len() - pos) as u64);
+                self.set_discard(discard - k);
                 pos += k as usize;
-                if self.discard > 0 {
+                if k < discard {
                     return pos;
                 }
                 // The body is in; the next head's clock starts with it.
-                self.head_started = None;
+                self.set_head_started(None);
             }
-            if self.chunked.is_some() {
+            if self.has_chunked() {
                 pos += self.read_chunked(ctx, &buf[pos..]);
-                if self.chunked.is_some() {
+                if self.has_chunked() {
                     return pos;
                 }
                 continue;
@@ -443,7 +488,7 @@ impl Conn {
                     // A body's clock starts at the end of its head; without
                     // one, the next head's starts with its first byte.
                     let body = head.content_length > 0 || head.chunked;
-                    self.head_started = body.then_some(ctx.now.instant);
+                    self.set_head_started(body.then_some(ctx.now.instant));
                     if head.chunked {
                         self.start_chunked(ctx, &head, &buf[pos..pos + n]);
                     } else {
@@ -475,7 +520,7 @@ impl Conn {
         // end and starts again when the response is out: a body dripped
         // byte by byte cannot keep the connection (nginx caps discarding a
         // body at lingering_time).
-        self.discard = req.content_length;
+        self.set_discard(req.content_length);
         let keep = req.keep_alive && !self.draining;
         // Looked up only when there is a log line to put them in.
         let logs = ctx.logs();
@@ -508,8 +553,8 @@ impl Conn {
             .unwrap_or(raw.len())
             .min(1024);
         self.begin_exchange(ctx, RequestLine::Raw(&raw[..line_end]), None, None);
-        self.discard = 0;
-        self.chunked = None;
+        self.set_discard(0);
+        self.take_chunked();
         let reply = ctx.responder.error(status);
         self.send_reply(ctx, reply, false, ConnHeader::Close);
     }
@@ -518,7 +563,9 @@ impl Conn {
     /// `Conn` owns `Server`, `Date`, `Content-Length` and `Connection`; the
     /// reply's own fields go out in its order between them.
     fn send_reply(&mut self, ctx: &mut Ctx<'_>, reply: Reply, head_only: bool, conn: ConnHeader) {
-        self.unsent = None;
+        if let Some(r) = &mut self.rare {
+            r.unsent = None;
+        }
         let body_len = reply.body.len();
         let b = &mut **self.bufs.get_or_insert_with(|| ctx.pool.take());
         let h = &mut b.head;
@@ -547,12 +594,12 @@ impl Conn {
         let head = h.split().freeze();
         let head_len = head.len() as u64;
         b.segs.clear();
-        self.seg_pos = 0;
+        b.seg_pos = 0;
         b.segs.push(Segment::Bytes(head));
         if !head_only {
             reply.body.into_segments(&mut b.segs);
         }
-        self.out = Some(Out {
+        b.out = Some(Out {
             close: conn == ConnHeader::Close,
             status: reply.status.0,
             head_len,
@@ -562,31 +609,27 @@ impl Conn {
     }
 
     fn finish_response(&mut self, ctx: &mut Ctx<'_>) {
-        let Some(out) = self.out.take() else {
+        let Some(out) = self.take_out() else {
             return;
         };
         self.end_exchange(ctx, &out, out.body_len);
         if let Some(b) = self.bufs.as_mut() {
             b.segs.clear();
+            b.seg_pos = 0;
         }
-        self.seg_pos = 0;
         if out.close {
             self.linger(ctx);
             return;
         }
-        if self.discard > 0 {
+        if self.discard() > 0 {
             // The body's clock starts again: while the response went out,
             // at most `max_buffered` of it was read.
-            self.head_started = Some(ctx.now.instant);
+            self.rare().head_started = Some(ctx.now.instant);
         }
         self.advance(ctx);
-        if self.state == State::Open && self.out.is_none() {
+        if self.state == State::Open && !self.sending() {
             let idle = self.is_idle();
-            if idle {
-                // Nothing buffered, nothing to send: hold no buffer at all.
-                self.give_back(ctx);
-                self.inbuf = Vec::new();
-            }
+            self.shed(ctx);
             if self.peer_eof {
                 // Nothing more will come.
                 self.close(ctx);
@@ -599,6 +642,19 @@ impl Conn {
         }
     }
 
+    /// Idle (nothing buffered, nothing to send): hold no buffer at all,
+    /// and no `Rare` part with nothing in it.
+    fn shed(&mut self, ctx: &mut Ctx<'_>) {
+        if !self.is_idle() {
+            return;
+        }
+        self.give_back(ctx);
+        self.drop_input();
+        if self.rare.as_ref().is_some_and(|r| r.is_empty()) {
+            self.rare = None;
+        }
+    }
+
     /// Give the response buffers back to the worker's pool.
     fn give_back(&mut self, ctx: &mut Ctx<'_>) {
         if let Some(b) = self.bufs.take() {
@@ -608,32 +664,102 @@ impl Conn {
 
     fn linger(&mut self, ctx: &mut Ctx<'_>) {
         self.give_back(ctx);
-        self.inbuf = Vec::new();
-        self.discard = 0;
-        self.chunked = None;
+        self.drop_input();
+        self.set_discard(0);
+        self.take_chunked();
         if self.peer_eof {
             self.state = State::Closed;
         } else {
-            self.state = State::Linger {
-                shut: false,
-                until: later(ctx.now.instant, ctx.limits.linger_timeout),
-            };
+            self.state = State::Linger { shut: false };
+            self.rare().linger_until = Some(later(ctx.now.instant, ctx.limits.linger_timeout));
         }
         self.update_deadline(ctx.limits);
     }
 
     fn close(&mut self, ctx: &mut Ctx<'_>) {
-        if let Some(out) = self.out.take() {
+        if let Some(out) = self.take_out() {
             // Cut short: log the body bytes that did go out.
             let sent = out.sent.saturating_sub(out.head_len).min(out.body_len);
             self.end_exchange(ctx, &out, sent);
         }
         self.state = State::Closed;
-        self.inbuf = Vec::new();
-        self.chunked = None;
+        self.drop_input();
+        self.take_chunked();
         self.give_back(ctx);
-        self.seg_pos = 0;
         self.update_deadline(ctx.limits);
+    }
+
+    /// The connection's `Rare` part, made if it has none.
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Set (or clear, which makes no `Rare`) when the head or body began.
+    fn set_head_started(&mut self, at: Option<Instant>) {
+        match (at, &mut self.rare) {
+            (None, None) => {}
+            (None, Some(r)) => r.head_started = None,
+            (Some(t), _) => self.rare().head_started = Some(t),
+        }
+    }
+
+    fn inbuf_len(&self) -> usize {
+        self.rare.as_ref().map_or(0, |r| r.inbuf.len())
+    }
+
+    /// Some input is buffered (a split head, pipelined requests).
+    fn has_input(&self) -> bool {
+        self.inbuf_len() > 0
+    }
+
+    fn inbuf_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.rare().inbuf
+    }
+
+    /// Let the buffered input go, and its allocation.
+    fn drop_input(&mut self) {
+        if let Some(r) = &mut self.rare {
+            r.inbuf = Vec::new();
+        }
+    }
+
+    fn discard(&self) -> u64 {
+        self.rare.as_ref().map_or(0, |r| r.discard)
+    }
+
+    /// Set (or clear, which makes no `Rare`) the body bytes to throw away.
+    fn set_discard(&mut self, n: u64) {
+        match (n, &mut self.rare) {
+            (0, None) => {}
+            (0, Some(r)) => r.discard = 0,
+            (n, _) => self.rare().discard = n,
+        }
+    }
+
+    fn has_chunked(&self) -> bool {
+        self.rare.as_ref().is_some_and(|r| r.chunked.is_some())
+    }
+
+    fn take_chunked(&mut self) -> Option<Box<Chunked>> {
+        self.rare.as_mut()?.chunked.take()
+    }
+
+    fn head_started(&self) -> Option<Instant> {
+        self.rare.as_ref().and_then(|r| r.head_started)
+    }
+
+    fn drain_until(&self) -> Option<Instant> {
+        self.rare.as_ref().and_then(|r| r.drain_until)
+    }
+
+    /// A response is being sent.
+    fn sending(&self) -> bool {
+        self.bufs.as_ref().is_some_and(|b| b.out.is_some())
+    }
+
+    /// The response being sent, taken as it ends.
+    fn take_out(&mut self) -> Option<Out> {
+        self.bufs.as_mut()?.out.take()
     }
 }
 

@@ -152,11 +152,9 @@ impl Worker {
         self.next_gen = (generation + 1) & GEN_MASK;
         let tls = self.spec.listeners[li].tls;
         let conn = self.sh.open_conn(fd, peer, !self.accepting, tls);
-        let slot = self
-            .conns
-            .insert(Box::new(UConn::new(fd, generation, conn, now)));
+        let slot = self.conns.insert(UConn::new(fd, generation, conn, now));
         if let Some(c) = self.conns.get_mut(slot) {
-            c.slot = slot;
+            c.slot = slot as u32;
         }
         self.give_back.opened(self.conns.len());
         // Arms the receive; data that came with the connection is read at once.

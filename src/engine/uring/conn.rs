@@ -32,10 +32,13 @@ use crate::tls::Session;
 /// 2 MiB per completion, like epoll's turn budget.
 const DIRECT_ROUNDS: usize = 1;
 
-/// One connection. Boxed in the slab: slab growth moves only the box pointer.
+/// One connection, inline in the worker's slab: no op in flight points
+/// into it (what a write reads is in its boxed `Out`, receives land in the
+/// buffer ring), so slab growth may move it.
 pub struct UConn {
     pub fd: RawFd,
-    pub slot: usize,
+    /// Its slab index (`user_data` carries 32 bits of it).
+    pub slot: u32,
     pub generation: u32,
     pub conn: Session,
     /// The multishot receive is in flight.
@@ -44,12 +47,22 @@ pub struct UConn {
     write: Write,
     /// Kinds whose cancellation was requested and that are still in flight.
     cancelled: u16,
-    cancel_at: Instant,
+    /// When they were asked (`stamp`), to ask again after `RECANCEL`.
+    cancel_at: u32,
     /// The receive side is finished (EOF or error): never re-arm.
     recv_done: bool,
     /// Closing: ops are being cancelled; the fd is closed once nothing is
     /// in flight.
     pub closing: bool,
+}
+
+/// Milliseconds since the first stamp, a u32 that wraps (every 49 days):
+/// a connection keeps a cancel time in 4 bytes, not 16, and compares by
+/// `wrapping_sub`.
+fn stamp(now: Instant) -> u32 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(|| now);
+    now.saturating_duration_since(epoch).as_millis() as u32
 }
 
 impl UConn {
@@ -62,7 +75,7 @@ impl UConn {
             recv: false,
             write: Write::Idle,
             cancelled: 0,
-            cancel_at: now,
+            cancel_at: stamp(now),
             recv_done: false,
             closing: false,
         }
@@ -71,7 +84,7 @@ impl UConn {
     fn sock(&self) -> Sock {
         Sock {
             fd: self.fd,
-            slot: self.slot,
+            slot: self.slot as usize,
             generation: self.generation,
         }
     }
@@ -90,13 +103,13 @@ impl UConn {
                 io.push_plain(
                     opcode::AsyncCancel::new(self.sock().ud(kind))
                         .build()
-                        .user_data(ud(CANCEL, self.slot, self.generation)),
+                        .user_data(ud(CANCEL, self.slot as usize, self.generation)),
                 );
             }
         }
         if todo != 0 {
             self.cancelled |= todo;
-            self.cancel_at = now;
+            self.cancel_at = stamp(now);
         }
     }
 
@@ -300,7 +313,7 @@ impl Worker {
             }
         }
         match kind {
-            RECV => self.on_recv(idx, res, cqueue::buffer_select(flags)),
+            RECV => self.on_recv(idx, res, cqueue::buffer_select(flags), flags),
             SEND_BYTES | SEND_BUF => self.on_send(idx, kind, res, last),
             READ | SPLICE_IN => self.on_fill(idx, kind, res, last),
             _ => self.on_poll(idx, kind, res, last),
@@ -310,8 +323,13 @@ impl Worker {
 
     /// The multishot receive delivered bytes (in buffer `bid`), EOF, or an
     /// error; an ended receive is armed again by `settle` if wanted.
-    fn on_recv(&mut self, idx: usize, res: i32, bid: Option<u16>) {
+    fn on_recv(&mut self, idx: usize, res: i32, bid: Option<u16>, flags: u32) {
+        let more = cqueue::buffer_more(flags);
         let Some(c) = self.conns.get_mut(idx) else {
+            if let Some(b) = bid {
+                self.bufs.skip(b, res.max(0) as usize);
+                self.bufs.finish(b, more);
+            }
             return;
         };
         let ctx = &mut self.sh.ctx();
@@ -322,12 +340,16 @@ impl Worker {
                 return c.conn.handle_error(ctx);
             };
             // SAFETY: `b` was handed to us by this completion and is
-            // recycled only after the data has been used below.
+            // given back only after the data has been used below.
             let data = unsafe { self.bufs.get(b, res as usize) };
             if !c.closing {
                 c.conn.handle_input(ctx, data);
             }
-            return self.bufs.recycle(b);
+            return self.bufs.finish(b, more);
+        }
+        // No bytes: a buffer named here (none is expected) holds none.
+        if let Some(b) = bid {
+            self.bufs.finish(b, more);
         }
         if res == 0 {
             c.recv_done = true;
@@ -335,9 +357,6 @@ impl Worker {
                 c.conn.handle_eof(ctx);
             }
             return;
-        }
-        if let Some(b) = bid {
-            self.bufs.recycle(b);
         }
         match -res {
             // Out of buffers, or cancelled by us: re-armed by settle if wanted.
@@ -417,7 +436,6 @@ impl Worker {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
-        let c: &mut UConn = c;
         let now = self.sh.clock.now().instant;
         if !c.closing {
             if c.conn.is_closed() {
@@ -497,7 +515,8 @@ impl Worker {
             return;
         };
         let stuck = c.pending() & c.cancelled;
-        if stuck != 0 && now >= c.cancel_at + super::RECANCEL {
+        let waited = stamp(now).wrapping_sub(c.cancel_at);
+        if stuck != 0 && waited >= super::RECANCEL.as_millis() as u32 {
             c.cancelled &= !stuck;
             c.cancel(&mut self.io, stuck, now);
         }

@@ -62,15 +62,20 @@ const SQ_ENTRIES: u32 = 512;
 /// 16x the SQ: multishot receives and accepts post many completions per SQE.
 const CQ_ENTRIES: u32 = 8192;
 /// Provided receive buffers per worker (power of two) and their size. The
-/// kernel takes them in ring order, so under any traffic every one of them
-/// is touched (its first page, at least): they are a fixed cost per worker
-/// of up to 512 KiB of RSS (512 x 8 KiB was 2-4 MiB: 420-840 bytes per
-/// connection of 5,000 on a fresh server). 128 is more than one loop turn
-/// of wrk's -c100 takes; a burst beyond it gets ENOBUFS, and those receives
-/// are armed again a turn later.
-const BUF_COUNT: u16 = 128;
+/// kernel takes them in ring order; used incrementally (bufring.rs), the
+/// pages they touch follow the bytes received, so under any traffic every
+/// one of them is touched in the end: a fixed cost per worker of 128 KiB
+/// of RSS (13 bytes per connection of 10,000; 128 x 4 KiB was 512 KiB,
+/// 512 x 8 KiB 2-4 MiB). Incremental, 32 hold 128 KiB of input per loop
+/// turn, some 2,800 small requests. A burst beyond it gets ENOBUFS, and
+/// those receives are armed again a turn later.
+const BUF_COUNT: u16 = 32;
+/// Without incremental use: 128 receives a turn (512 KiB).
+const BUF_COUNT_WHOLE: u16 = 128;
 const BUF_SIZE: usize = 4096;
 const BGID: u16 = 0;
+/// IOU_PBUF_RING_INC (not exported by the io-uring crate): see bufring.rs.
+const PBUF_RING_INC: u16 = 2;
 /// Cancellations that did not take (e.g. an op still waiting in a link) are repeated.
 const RECANCEL: Duration = Duration::from_secs(1);
 /// How long teardown waits for the kernel to finish cancelled operations.
@@ -80,21 +85,43 @@ const TEARDOWN_LIMIT: Duration = Duration::from_secs(10);
 pub fn run(spec: WorkerSpec) -> io::Result<()> {
     let mode = BodyMode::from_env();
     let ring = setup::build_ring(SQ_ENTRIES, CQ_ENTRIES)?;
-    let bufs = BufRing::new(BUF_COUNT, BUF_SIZE)?;
-    // SAFETY: the buffer ring memory is owned by the Worker below, which
-    // unregisters it in `teardown` after every receive has completed (or
-    // leaks it if some did not), and drops the ring before it.
-    unsafe {
-        ring.submitter()
-            .register_buf_ring_with_flags(bufs.ring_addr(), bufs.entries(), BGID, 0)?
+    // Incremental where the kernel has it (6.12), whole buffers elsewhere.
+    let mut incremental = true;
+    let mut registered = None;
+    for (flags, count) in [(PBUF_RING_INC, BUF_COUNT), (0, BUF_COUNT_WHOLE)] {
+        let bufs = BufRing::new(count, BUF_SIZE)?;
+        // SAFETY: the buffer ring memory is owned by the Worker below, which
+        // unregisters it in `teardown` after every receive has completed (or
+        // leaks it if some did not), and drops the ring before it. A ring
+        // the kernel refused is not registered and may go.
+        let r = unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                bufs.ring_addr(),
+                bufs.entries(),
+                BGID,
+                flags,
+            )
+        };
+        match r {
+            Ok(()) => {
+                registered = Some(bufs);
+                break;
+            }
+            Err(e) if flags != 0 && e.raw_os_error() == Some(libc::EINVAL) => incremental = false,
+            Err(e) => return Err(e),
+        }
+    }
+    let Some(bufs) = registered else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
     };
     crate::debug!(
-        "worker {}: io_uring ring {}/{} entries, {} x {} byte receive buffers, body by {:?}",
+        "worker {}: io_uring ring {}/{} entries, {} x {} byte receive buffers{}, body by {:?}",
         spec.id,
         SQ_ENTRIES,
         CQ_ENTRIES,
         bufs.entries(),
         bufs.buf_size(),
+        if incremental { " (incremental)" } else { "" },
         mode
     );
     let listeners = spec
@@ -140,7 +167,7 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
     }
 }
 
-impl EngineConn for Box<UConn> {
+impl EngineConn for UConn {
     fn conn(&mut self) -> Option<&mut crate::tls::Session> {
         (!self.closing).then_some(&mut self.conn)
     }
@@ -153,7 +180,7 @@ impl EngineConn for Box<UConn> {
 struct Worker {
     io: Io,
     bufs: BufRing,
-    conns: Slab<Box<UConn>>,
+    conns: Slab<UConn>,
     give_back: GiveBack,
     pool: Pool,
     sh: WorkerState,
@@ -316,7 +343,8 @@ impl Worker {
 
     fn stray(&mut self, kind: u8, res: i32, flags: u32) {
         if let Some(b) = cqueue::buffer_select(flags) {
-            self.bufs.recycle(b);
+            self.bufs.skip(b, res.max(0) as usize);
+            self.bufs.finish(b, cqueue::buffer_more(flags));
         }
         if !self.stray_logged {
             self.stray_logged = true;
@@ -354,10 +382,10 @@ impl Worker {
     fn on_tick(&mut self) {
         let now = self.sh.clock.now().instant;
         super::policy::flush_throttled(now);
-        // After a burst (a quiet tick: nothing taken from the pool), the
-        // pool's idle items and the allocator's free memory go back.
-        if let Some(freed) = self.pool.trim() {
-            self.give_back.quiet_tick(self.conns.len(), freed);
+        // After a burst (a quiet tick: nothing taken from the pools), the
+        // pools' idle items and the allocator's free memory go back.
+        if let (Some(a), Some(b)) = (self.pool.trim(), self.sh.trim_buffers()) {
+            self.give_back.quiet_tick(self.conns.len(), a || b);
         }
         if self.gate.resume(now) {
             self.unpark();

@@ -30,7 +30,7 @@ impl Conn {
         // A chunk line and the trailer section are held to the head's limit.
         let lim = ctx.limits;
         let max_line = lim.parse.max_header_size;
-        self.chunked = Some(Box::new(Chunked {
+        self.rare().chunked = Some(Box::new(Chunked {
             head: raw.to_vec(),
             decoder: Decoder::new(lim.max_body_size, max_line, max_line),
         }));
@@ -39,8 +39,8 @@ impl Conn {
             let b = &mut **self.bufs.get_or_insert_with(|| ctx.pool.take());
             b.segs.clear();
             b.segs.push(Segment::Bytes(Bytes::from_static(CONTINUE)));
-            self.seg_pos = 0;
-            self.out = Some(Out {
+            b.seg_pos = 0;
+            b.out = Some(Out {
                 close: false,
                 status: 100,
                 head_len: CONTINUE.len() as u64,
@@ -54,17 +54,17 @@ impl Conn {
     /// body is in, its request is answered; a malformed one gets 400, a too
     /// large one 413, and a close.
     pub(super) fn read_chunked(&mut self, ctx: &mut Ctx<'_>, buf: &[u8]) -> usize {
-        let Some(mut ch) = self.chunked.take() else {
+        let Some(mut ch) = self.take_chunked() else {
             return 0;
         };
         match ch.decoder.feed(buf) {
             Ok(None) => {
-                self.chunked = Some(ch);
+                self.rare().chunked = Some(ch);
                 buf.len()
             }
             Ok(Some(n)) => {
                 // The body is in; the next head's clock starts with it.
-                self.head_started = None;
+                self.set_head_started(None);
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 match parse_head(&ch.head, &mut headers, &ctx.limits.parse) {
                     Ok(Parsed::Complete(req, _)) => self.respond(ctx, &req),
@@ -86,6 +86,6 @@ impl Conn {
     /// The held head of an unfinished chunked body (empty if none), for
     /// its 408 to log.
     pub(super) fn take_chunked_head(&mut self) -> Vec<u8> {
-        self.chunked.take().map(|c| c.head).unwrap_or_default()
+        self.take_chunked().map(|c| c.head).unwrap_or_default()
     }
 }

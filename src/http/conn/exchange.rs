@@ -9,7 +9,7 @@ impl Conn {
     /// The connection's TLS session is established: its exchanges carry
     /// these facts (the transport sets them; HTTP only passes them on).
     pub fn set_tls(&mut self, facts: TlsFacts) {
-        self.tls = Some(Box::new(facts));
+        self.rare().tls = Some(Box::new(facts));
     }
 
     /// A request was read: hold what its record needs. The request line and
@@ -39,7 +39,11 @@ impl Conn {
         let none = HeldRequest::new();
         let held = self.bufs.as_deref().map_or(&none, |b| &b.request);
         let mut x = held.exchange(self.peer, out.status, body_sent, sent, end);
-        x.tls = self.tls.as_deref().map(TlsFacts::as_tls);
+        x.tls = self
+            .rare
+            .as_ref()
+            .and_then(|r| r.tls.as_deref())
+            .map(TlsFacts::as_tls);
         ctx.exchange(&x);
     }
 }
@@ -74,4 +78,19 @@ fn the_pool_drops_a_huge_held_request() {
         assert_eq!(b.request.capacity() >= ua_len, kept, "{ua_len}");
         pool.put(b);
     }
+}
+
+/// Spare buffers a burst of responses left go once a whole tick passed
+/// without one being taken; a tick with one taken keeps them.
+#[test]
+fn spare_buffers_go_at_a_quiet_tick() {
+    let mut pool = BufferPool::default();
+    let taken: Vec<_> = (0..500).map(|_| pool.take()).collect();
+    taken.into_iter().for_each(|b| pool.put(b));
+    assert_eq!(pool.free.len(), 500);
+    assert_eq!(pool.trim(), None, "used during this tick: kept");
+    assert_eq!(pool.free.len(), 500);
+    assert_eq!(pool.trim(), Some(true), "a quiet tick lets them go");
+    assert_eq!(pool.free.capacity(), 0);
+    assert_eq!(pool.trim(), Some(false));
 }

@@ -72,11 +72,17 @@ impl Conn {
     pub(super) fn phase(&self) -> Phase {
         match self.state {
             State::Closed => Phase::Closed,
-            State::Linger { until, .. } => Phase::Linger { until },
-            State::Open if self.out.is_some() => Phase::Sending,
-            State::Open if self.discard > 0 => Phase::Discarding,
-            State::Open if self.chunked.is_some() => Phase::ChunkedBody,
-            State::Open if !self.inbuf.is_empty() => Phase::Head,
+            State::Linger { .. } => Phase::Linger {
+                until: self
+                    .rare
+                    .as_ref()
+                    .and_then(|r| r.linger_until)
+                    .unwrap_or(self.last_activity),
+            },
+            State::Open if self.sending() => Phase::Sending,
+            State::Open if self.discard() > 0 => Phase::Discarding,
+            State::Open if self.has_chunked() => Phase::ChunkedBody,
+            State::Open if self.has_input() => Phase::Head,
             State::Open if self.requests == 0 => Phase::Fresh,
             State::Open => Phase::Idle,
         }
@@ -93,7 +99,7 @@ impl Conn {
     /// first byte; the end of the body's head, and again when its response
     /// is out), however the client paces it.
     pub(super) fn update_deadline(&mut self, lim: &Limits) {
-        let begun = self.head_started.unwrap_or(self.last_activity);
+        let begun = self.head_started().unwrap_or(self.last_activity);
         self.deadline = match self.phase() {
             Phase::Closed => None,
             Phase::Linger { until } => Some(until),
@@ -104,7 +110,7 @@ impl Conn {
             Phase::Fresh => Some(later(self.last_activity, lim.header_timeout)),
             Phase::Idle => {
                 let idle_end = later(self.last_activity, lim.keepalive_timeout);
-                Some(self.drain_until.map_or(idle_end, |d| d.min(idle_end)))
+                Some(self.drain_until().map_or(idle_end, |d| d.min(idle_end)))
             }
         };
     }
@@ -119,7 +125,7 @@ impl Conn {
         match phase.expiry() {
             None => {}
             Some(Expiry::Reject) => {
-                self.inbuf.clear();
+                self.drop_input();
                 let head = self.take_chunked_head();
                 self.reject(ctx, Status::REQUEST_TIMEOUT, &head);
                 self.update_deadline(ctx.limits);

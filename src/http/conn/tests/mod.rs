@@ -574,7 +574,38 @@ fn buffered_input_is_bounded() {
         fed += 1;
         assert!(fed < 10_000, "never pushed back");
     }
-    assert!(c.inbuf.len() <= env.limits.max_buffered() + one.len());
+    assert!(c.inbuf_len() <= env.limits.max_buffered() + one.len());
+}
+
+/// An idle keep-alive connection is its small core alone: no response
+/// buffers, no input buffer, no `Rare` part, also after a head split byte
+/// by byte and a request with a body (each of which needs the `Rare` part
+/// for a while). What a worker holds per idle connection is mostly this.
+#[test]
+fn an_idle_connection_holds_only_its_core() {
+    assert!(
+        std::mem::size_of::<Conn>() <= 96,
+        "Conn is {} bytes",
+        std::mem::size_of::<Conn>()
+    );
+    let mut env = Env::new();
+    let mut c = env.conn();
+    let mut out = Out::default();
+    for b in GET_A.as_bytes() {
+        c.handle_input(&mut env.ctx(), std::slice::from_ref(b));
+        drain(&mut env, &mut c, 7, &mut out);
+    }
+    let post = b"POST /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab";
+    c.handle_input(&mut env.ctx(), post);
+    drain(&mut env, &mut c, 7, &mut out);
+    assert!(!c.is_idle(), "the body is not all in");
+    c.handle_input(&mut env.ctx(), b"cde");
+    drain(&mut env, &mut c, 7, &mut out);
+    let s = String::from_utf8_lossy(&out.bytes);
+    assert_eq!(s.matches("HTTP/1.1 ").count(), 2, "{s}");
+    assert!(c.is_idle(), "{:?}", c.phase());
+    assert!(c.bufs.is_none(), "response buffers held while idle");
+    assert!(c.rare.is_none(), "Rare part held while idle: {:?}", c.rare);
 }
 
 #[test]
