@@ -71,7 +71,8 @@ QUICK = env("QUICK", "0") == "1"
 IDLE_ONLY = env("IDLE_ONLY", "0") == "1"
 # QUICK=1: 1 KiB and 1 MiB on one URL (one 2 s round each, no retries), and
 # the idle memory case at 1,000 connections: a smoke test under a minute.
-CASES = env("CASES", "memory" if IDLE_ONLY else "hot memory" if QUICK else "hot log many tls memory").split()
+# QUICK leaves the HTTP/2 case out (CASES="hot memory h2" QUICK=1 adds it: ~45 s).
+CASES = env("CASES", "memory" if IDLE_ONLY else "hot memory" if QUICK else "hot log many tls h2 memory").split()
 DURATION = int(env("DURATION", "2" if QUICK else "3"))
 # Three rounds, servers alternated: on a shared machine a burst of noise can
 # slow one run by 15%; the median of three shrugs off one such run, and the
@@ -94,6 +95,14 @@ TARGETS = env("TARGETS", "epoll io_uring nginx h2o lighttpd").split()
 UNCACHED_TARGETS = env("UNCACHED_TARGETS", "epoll io_uring nginx").split()
 TLS_TARGETS = env("TLS_TARGETS", "epoll io_uring nginx").split()
 CEILING = env("CEILING", "1") == "1"
+# The HTTP/2 case (CASES=h2): these servers, h2load with this many streams
+# per connection, these items (1 KiB over TLS and h2c, 1 MiB over TLS); and
+# the idle memory of H2_IDLE_COUNT h2c connections against as many HTTP/1.1
+# ones on tandem, each on a fresh server.
+H2_TARGETS = env("H2_TARGETS", "epoll io_uring nginx h2o").split()
+H2_STREAMS = int(env("H2_STREAMS", "10"))
+H2_ITEMS = env("H2_ITEMS", "tls-1k h2c-1k tls-1m").split()
+H2_IDLE_COUNT = int(env("H2_IDLE_COUNT", "1000"))
 IDLE_COUNTS = [int(n) for n in env("IDLE_COUNTS", "1000" if QUICK else "1000 10000").split()]
 IDLE_BURST = int(env("IDLE_BURST", "500"))
 # The non-reading case: clients that each pipeline this many requests for a
@@ -321,18 +330,19 @@ def display(target):
     return report.display(target)
 
 
-def start(target, workers=1, log=False, cache=True, tls=False, root=None):
+def start(target, workers=1, log=False, cache=True, tls=False, root=None, h2=False):
     """Starts `target` (epoll, io_uring, ENGINE@base, ENGINE_rp, nginx, h2o,
     lighttpd, ceiling-ENGINE) on a free port; returns its Server once it
     accepts connections."""
     root = root or os.path.join(WORK, "root")
     port = free_port()
-    variant = "-".join(["log" if log else "nolog"] + ([] if cache else ["nocache"]) + (["tls"] if tls else []))
+    variant = "-".join(["log" if log else "nolog"] + ([] if cache else ["nocache"]) + (["tls"] if tls else [])
+                       + (["h2"] if h2 else []))
     tag = f"{target}-w{workers}-{variant}".replace("@", "_")
     out = os.path.join(WORK, f"{tag}.out")
     cpus = cpus_for(workers)[0]
     o = {"port": port, "root": root, "work": WORK, "tag": tag, "workers": workers, "log": log,
-         "cache": cache, "tls": tls, "cert": TLS_FILES.get("cert"), "key": TLS_FILES.get("key"),
+         "cache": cache, "tls": tls, "h2": h2, "cert": TLS_FILES.get("cert"), "key": TLS_FILES.get("key"),
          "conns": max(IDLE_COUNTS + [0]) + 1024, "plain_port": free_port(), "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}
 
     def record(text):
@@ -497,6 +507,52 @@ def stime(srv, path, dur=None):
             "errors": errs, "conns": STIME_CLIENTS, "other_pct": max(0.0, other) / wall * 100}
 
 
+def h2load(srv, path, size, dur=None):
+    """One bounded `h2load -t1 -c{CONNS} -m{H2_STREAMS} -D dur` run against
+    `srv` (h2 by ALPN over TLS, pinned to TLS_AES_128_GCM_SHA256; h2c with
+    prior knowledge over cleartext). CPU is charged per request h2load
+    completed (from 1 MiB up: per file's worth of DATA bytes received); the
+    connections' setup (and handshakes) fall inside the measured time."""
+    dur = dur or DURATION
+    url = f"{'https' if srv.tls else 'http'}://127.0.0.1:{srv.port}{path}"
+    args = [BINS["h2load"], "-t1", f"-c{CONNS}", f"-m{H2_STREAMS}", f"-D{dur}"]
+    if srv.tls:
+        args += [f"--tls13-ciphers={peers.SUITE}"]
+    cmd = pinned(cpus_for(1)[1], args + [url])
+    busy0, own0, t0 = machine_busy_ticks(), own_cpu_s(), time.monotonic()
+    before = srv.cpu_ticks()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=child_setup)
+    procs.append(p)
+    try:
+        out = p.communicate(timeout=dur + 30)[0]
+    finally:
+        stop(p)
+    after = srv.cpu_ticks()
+    other = (machine_busy_ticks() - busy0 - (after - before)) / CLK_TCK - (own_cpu_s() - own0)
+    other_pct = max(0.0, other) / (time.monotonic() - t0) * 100
+    m = re.search(r"finished in ([\d.]+)(us|ms|s|m), ([\d.]+) req/s, ([\d.]+)(B|KB|MB|GB)/s", out)
+    r = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, "
+                  r"(\d+) timeout", out)
+    d = re.search(r"traffic: .*?, [\d.]+\w*B \((\d+)\) data", out)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    done = int(r.group(2)) if r else 0
+    per = done
+    if d and size >= MiB:
+        per = int(d.group(1)) / size
+    if not done:
+        print(f"  h2load got nothing from {srv.name}:\n{out[-1500:]}", file=sys.stderr)
+    errs = (int(r.group(3)) + int(r.group(4)) + int(r.group(5))) if r else 1
+    errs += (int(codes.group(3)) + int(codes.group(4))) if codes else 0
+    # From 1 MiB up, req/s too are files' worth of DATA over the run's time
+    # (with 1,000 streams in flight, completions come in lumps).
+    secs = float(m.group(1)) * UNIT_S[m.group(2)] if m else dur
+    req_s = (per / secs if size >= MiB else float(m.group(3))) if m else 0.0
+    return {"req_s": req_s, "mb_s": float(m.group(4)) * UNIT_MB[m.group(5)] if m else 0.0,
+            "p50_ms": None, "p99_ms": None,
+            "cpu_us": (after - before) / CLK_TCK * 1e6 / per if done and per else None,
+            "errors": errs, "conns": CONNS, "other_pct": other_pct}
+
+
 def quiet(job, dur):
     """Runs `job()`; a run next to a busy neighbour is taken again (a bounded
     number of times, within a time budget), and the quietest attempt kept."""
@@ -607,26 +663,75 @@ def settle(srv, start_kib=None, quiet_s=1.0, limit_s=10.0):
     return last
 
 
-def idle_case(target):
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def h2_frame(kind, flags, stream, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def h2_literal(name, value):
+    """An HPACK literal field without indexing, new name (RFC 7541 6.2.2),
+    no Huffman; names and values under 127 bytes."""
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+def h2_request(s, path):
+    """The connection preface, an empty SETTINGS and one GET on stream 1
+    (HEADERS with END_STREAM | END_HEADERS, literal fields only)."""
+    block = b"".join(h2_literal(n, v) for n, v in ((b":method", b"GET"), (b":scheme", b"http"),
+                                                      (b":authority", b"127.0.0.1"), (b":path", path.encode())))
+    s.sendall(H2_PREFACE + h2_frame(4, 0, 0) + h2_frame(1, 0x5, 1, block))
+
+
+def h2_read_response(s):
+    """Reads frames until stream 1 ends (END_STREAM on its HEADERS or DATA);
+    acknowledges the server's SETTINGS, as a client must. The socket stays
+    open; its SETTINGS ACK may still be on its way to the server."""
+    buf = b""
+    while True:
+        while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
+            chunk = s.recv(65536)
+            if not chunk:
+                raise OSError("h2: connection closed before the response ended")
+            buf += chunk
+        n = int.from_bytes(buf[:3], "big")
+        kind, flags, stream = buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+        buf = buf[9 + n:]
+        if kind == 4 and not flags & 1:
+            s.sendall(h2_frame(4, 1, 0))
+        elif kind == 7:
+            raise OSError("h2: GOAWAY from the server")
+        elif kind == 3 and stream == 1:
+            raise OSError("h2: RST_STREAM on the request")
+        elif kind in (0, 1) and stream == 1 and flags & 1:
+            return
+
+
+def idle_case(target, counts=None, h2=False):
     """A fresh server, no warm-up: its RSS now is the baseline. Whatever
     the connections make it touch (io_uring's buffer ring, pools, slab
-    growth, malloc's arenas) is their cost, as on a just-started server."""
-    srv = start(target)
+    growth, malloc's arenas) is their cost, as on a just-started server.
+    h2: the server takes h2c by prior knowledge (http2_cleartext), and the
+    connections speak it (one GET each) or, h2 == "h1", HTTP/1.1 to it."""
+    counts = counts or IDLE_COUNTS
+    srv = start(target, h2=bool(h2))
+    ask, answer = (h2_request, h2_read_response) if h2 is True else (request, read_response)
     socks = []
     res = {"counts": {}}
     try:
         before = srv.rss_kib()
         res["rss_before_kib"] = before
         deadline = time.monotonic() + 180
-        for n in sorted(IDLE_COUNTS):
+        for n in sorted(counts):
             while len(socks) < n:
                 burst = [socket.create_connection(("127.0.0.1", srv.port), timeout=10)
                          for _ in range(min(IDLE_BURST, n - len(socks)))]
                 socks += burst
                 for s in burst:
-                    request(s, f"/f{KiB}.bin")
+                    ask(s, f"/f{KiB}.bin")
                 for s in burst:
-                    read_response(s)
+                    answer(s)
                 if time.monotonic() > deadline:
                     raise RuntimeError("memory case: opening connections took over 180 s")
             after = settle(srv)
@@ -844,23 +949,26 @@ def raise_nofile():
 
 
 def main():
-    global WORK, TARGETS, UNCACHED_TARGETS, TLS_TARGETS
+    global WORK, TARGETS, UNCACHED_TARGETS, TLS_TARGETS, H2_TARGETS
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     t_all = time.monotonic()
     need("wrk")
     need("taskset")
-    if "tls" in CASES:
+    if "tls" in CASES or "h2" in CASES:
         BINS["openssl"] = need("openssl")
+    if "h2" in CASES:
+        BINS["h2load"] = need("h2load", "nghttp2-client")
     # nginx is the reference every target is checked against: installed if
     # missing, as wrk is. h2o and lighttpd are left out (with how to install
     # them) when missing.
     for peer in PEERS:
-        if peer in TARGETS + UNCACHED_TARGETS + TLS_TARGETS:
+        if peer in TARGETS + UNCACHED_TARGETS + TLS_TARGETS + (H2_TARGETS if "h2" in CASES else []):
             BINS[peer] = need(peer, install=peer == "nginx")
     TARGETS = [t for t in TARGETS if t not in PEERS or BINS.get(t)]
     UNCACHED_TARGETS = [t for t in UNCACHED_TARGETS if t not in PEERS or BINS.get(t)]
     TLS_TARGETS = [t for t in TLS_TARGETS if t not in PEERS or BINS.get(t)]
+    H2_TARGETS = [t for t in H2_TARGETS if t not in PEERS or BINS.get(t)]
     nofile = raise_nofile()
 
     build()
@@ -880,7 +988,7 @@ def main():
     sizes = sorted(set(SIZES))
     make_files(root, set(sizes) | set(LOG_SIZES) | set(W2_SIZES) | {KiB, MiB, NONREAD_SIZE})
     scripts, many_bytes = make_many(root) if "many" in CASES else ({}, 0)
-    if "tls" in CASES:
+    if "tls" in CASES or "h2" in CASES:
         make_tls()
     # Servers drop to an unprivileged user: let them read the files.
     for d, _, files in os.walk(WORK):
@@ -944,6 +1052,27 @@ def main():
             runs += rounds("https", list(jobs), servers, lambda s, item: jobs[item](s), dur_of)
         finally:
             stop_all(servers)
+    h2mem = {}
+    if "h2" in CASES:
+        for tls in (True, False):
+            items = [i for i in H2_ITEMS if i.startswith("tls-" if tls else "h2c-")]
+            if not items:
+                continue
+            servers = started(H2_TARGETS, tls=tls, h2=True)
+            try:
+                if tls:
+                    for s in servers:
+                        tls_agreed[f"{s.name}, h2"] = negotiated(s)
+                size_of = lambda item: parse_size(item.split("-")[1])  # noqa: E731
+                runs += rounds("h2", items, servers, lambda s, item: h2load(s, f"/f{size_of(item)}.bin", size_of(item)),
+                               lambda item: DURATION, lambda s, item: h2load(s, f"/f{KiB}.bin", 0, dur=1))
+            finally:
+                stop_all(servers)
+        for t in [t for t in H2_TARGETS if t not in PEERS]:
+            h2mem[t] = {"h1": idle_case(t, [H2_IDLE_COUNT], h2="h1"), "h2": idle_case(t, [H2_IDLE_COUNT], h2=True)}
+            b = {k: v["counts"][H2_IDLE_COUNT]["bytes_per_conn"] for k, v in h2mem[t].items()}
+            print(f"  h2 memory {display(t):<18} {H2_IDLE_COUNT:,} conns: HTTP/1.1 {b['h1']:,.0f} B/conn, "
+                  f"h2c {b['h2']:,.0f} B/conn", file=sys.stderr)
     if "memory" in CASES:
         for t in TARGETS:
             mem[t] = idle_case(t)
@@ -957,7 +1086,7 @@ def main():
     elapsed = time.monotonic() - t_start
 
     data = {
-        "stamp": stamp, "machine": mach, "runs": runs, "memory": mem, "nonread": nonread,
+        "stamp": stamp, "machine": mach, "runs": runs, "memory": mem, "nonread": nonread, "h2mem": h2mem,
         "tls_agreed": tls_agreed, "configs": CONFIGS, "cases": CASES, "quick": QUICK,
         "elapsed_s": elapsed, "total_s": None, "t_all": t_all, "nofile": nofile,
         "retries": sum(r.get("retries", 0) for r in runs), "retry_s": retry_spent[0],
@@ -967,7 +1096,8 @@ def main():
                      "pin": PIN, "cpus": cpus_for(1), "idle_counts": IDLE_COUNTS, "idle_burst": IDLE_BURST,
                      "nonread": (NONREAD_CLIENTS, NONREAD_PIPELINE, NONREAD_SIZE), "many_files": MANY_FILES,
                      "many_mib": many_bytes / MiB, "zipf_s": ZIPF_S, "targets": TARGETS,
-                     "uncached_targets": UNCACHED_TARGETS, "tls_targets": TLS_TARGETS, "suite": peers.SUITE},
+                     "uncached_targets": UNCACHED_TARGETS, "tls_targets": TLS_TARGETS, "suite": peers.SUITE,
+                     "h2_targets": H2_TARGETS, "h2_streams": H2_STREAMS, "h2_idle_count": H2_IDLE_COUNT},
     }
     report.write(data, outdir)
     print(f"written to {outdir}/ in {time.monotonic() - t_all:.0f} s", file=sys.stderr)

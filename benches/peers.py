@@ -1,7 +1,8 @@
 """The config each server of the benchmark runs with, as text (written to a
 file by bench.py, and quoted whole in the report so a run can be repeated).
 
-Every server gets the equivalent settings: 1 worker (process or thread),
+Every server gets the equivalent settings (o["h2"]: HTTP/2 offered by ALPN
+over TLS and with prior knowledge (h2c) over cleartext): 1 worker (process or thread),
 keep-alive without a request limit, sendfile where it has it, its own file
 cache on (off for the uncached many-files case), the access log off (on, in
 the combined format, for the log case), 127.0.0.1 and an ephemeral port.
@@ -16,11 +17,14 @@ SUITE = "TLS_AES_128_GCM_SHA256"
 
 
 def nginx(o):
-    """o: dict with port, root, work, tag, workers, log, cache, tls, cert, key, conns, nofile."""
+    """o: dict with port, root, work, tag, workers, log, cache, tls, h2, cert, key, conns, nofile.
+    1.22's `listen ... http2` without ssl is HTTP/2 with prior knowledge."""
     tls = ""
     listen = f"127.0.0.1:{o['port']}"
     if o["tls"]:
         listen += " ssl"
+    if o.get("h2"):
+        listen += " http2"
         tls = (f"\n    ssl_certificate {o['cert']}; ssl_certificate_key {o['key']};"
                f"\n    ssl_protocols TLSv1.3; ssl_conf_command Ciphersuites {SUITE};")
     log = f"{o['work']}/{o['tag']}.access.log combined buffer=32k flush=1s" if o["log"] else "off"
@@ -48,7 +52,8 @@ http {{
 def h2o(o):
     """h2o 2.2: one thread; it has no sendfile (it reads files into its
     buffers); its open-file cache is always on at its built-in size (2.2
-    has no directive for it, so it has no uncached variant)."""
+    has no directive for it, so it has no uncached variant). It always
+    offers h2 by ALPN and takes h2c with prior knowledge: nothing to add."""
     log = f'access-log: "{o["work"]}/{o["tag"]}.access.log"' if o["log"] else ""
     ssl = ""
     if o["tls"]:
@@ -120,6 +125,8 @@ def tandem(o):
              f'error_log = "{o["work"]}/{o["tag"]}.err"']
     if not o["cache"]:
         lines.append("cache_size = 0")
+    if o.get("h2"):
+        lines.append("http2_cleartext = true")  # http2 = true (ALPN h2) is the default
     if o["tls"]:
         lines += [f'tls_listen = ["127.0.0.1:{o["port"]}"]',
                   "[[tls_certificates]]", f'cert = "{o["cert"]}"', f'key = "{o["key"]}"']

@@ -16,7 +16,10 @@ NAMES = {"epoll": "tandem epoll", "io_uring": "tandem io_uring", "nginx": "nginx
 COLORS = {"epoll": "#4e79a7", "io_uring": "#f28e2b", "nginx": "#59a14f", "h2o": "#b07aa1",
           "lighttpd": "#e15759", "ceiling-epoll": "#9c9c9c", "ceiling-io_uring": "#c7c7c7"}
 ORDER = ["epoll", "io_uring", "nginx", "h2o", "lighttpd", "ceiling-epoll", "ceiling-io_uring"]
-CASE_ORDER = ["hot", "log", "2 workers", "many files", "many, no cache", "https"]
+CASE_ORDER = ["hot", "log", "2 workers", "many files", "many, no cache", "https", "h2"]
+# An idle HTTP/2 connection after one request may cost this much more than
+# an idle HTTP/1.1 one (issue 21, point 7: HPACK tables included).
+H2_IDLE_EXTRA_B = 4096
 # The most a client that pipelines and never reads may make tandem hold:
 # its input is capped at max_header_size (8 KiB by default) + 16 KiB, and
 # responses waiting for it hold references, not copies (docs/architecture.md).
@@ -41,6 +44,9 @@ def size_label(n):
 
 
 def item_label(case, item):
+    if case == "h2":
+        proto, size = item.split("-")
+        return f"{'TLS (h2)' if proto == 'tls' else 'cleartext (h2c)'}, {size[:-1]} {size[-1].upper()}iB"
     if case == "https":
         return {"1k": "1 KiB", "1m": "1 MiB", "new": "new conn, full handshake",
                 "resumed": "new conn, resumed"}[item]
@@ -105,7 +111,7 @@ def best_peer(cells, case, item, key, pick, exclude=None):
 
 # --- targets and verdict ------------------------------------------------------
 
-def targets(cells, mem, nonread):
+def targets(cells, mem, nonread, h2mem=None):
     """[(PASS|FAIL|not measured, sentence)], one per target, both engines in each."""
     out = []
 
@@ -196,6 +202,25 @@ def targets(cells, mem, nonread):
     n = cell("https", "new", "nginx")
     sentence("HTTPS, a new connection with a full handshake per request: connections/s at least nginx's",
              f"nginx {fnum(n and n['req_s'], 'int')}/s", vs("https", "new", n, "req_s"), 1.0, ">=")
+    for item, how in (("tls-1k", "over TLS"), ("h2c-1k", "cleartext (h2c)")):
+        if not any(k[0] == "h2" and k[1] == item for k in cells):
+            continue
+        for peer, lim in (("nginx", 0.8), ("h2o", 0.9)):
+            n = cell("h2", item, peer)
+            sentence(f"HTTP/2 {how}, 1 KiB: CPU per request at most {lim}x {peer}'s",
+                     f"{peer} {fnum(n and n['cpu_us'], 'us')} µs", vs("h2", item, n), lim, "<=")
+    if any(k[0] == "h2" and k[1] == "tls-1m" for k in cells):
+        n = cell("h2", "tls-1m", "nginx")
+        sentence("HTTP/2 over TLS, 1 MiB: requests/s at least nginx's",
+                 f"nginx {fnum(n and n['req_s'], 'int')} req/s", vs("h2", "tls-1m", n, "req_s"), 1.0, ">=")
+    if h2mem:
+        entries = []
+        for t, v in h2mem.items():
+            n = next(iter(v["h2"]["counts"]))
+            extra = v["h2"]["counts"][n]["bytes_per_conn"] - v["h1"]["counts"][n]["bytes_per_conn"]
+            entries.append((f"{display(t)} at {n:,} connections", extra / H2_IDLE_EXTRA_B, f"{extra:+,.0f} B"))
+        sentence(f"An idle HTTP/2 connection after one request costs at most {H2_IDLE_EXTRA_B:,} B of RSS more "
+                 f"than an idle HTTP/1.1 one", "each on a fresh server, h2c against HTTP/1.1", entries, 1.0, "<=")
     return out
 
 
@@ -204,7 +229,8 @@ def targets(cells, mem, nonread):
 def write(data, outdir):
     cells = medians(data["runs"])
     mem, nonread, st, mach = data["memory"], data["nonread"], data["settings"], data["machine"]
-    checks = targets(cells, mem, nonread)
+    h2mem = data.get("h2mem") or {}
+    checks = targets(cells, mem, nonread, h2mem)
     md = [f"# tandem against nginx, h2o and lighttpd ({data['stamp']})", ""]
     md += ["**Machine:** " + f"{mach['cpu']}, {mach['cpus']} CPUs, {mach['mem_gib']:.1f} GiB RAM, "
            f"Linux {mach['kernel']}.", "",
@@ -242,6 +268,7 @@ def write(data, outdir):
     md += summary(cells, mem)
     md += case_tables(cells)
     md += memory_tables(mem, nonread, st)
+    md += h2_memory_table(h2mem)
     if data["tls_agreed"]:
         md += ["## HTTPS handshake", "",
                f"Same ECDSA P-256 certificate everywhere; the client (wrk, OpenSSL) is pinned to TLS 1.3, "
@@ -295,7 +322,8 @@ def case_tables(cells):
     md = []
     titles = {"hot": "One URL per file size", "log": "One URL, access log on (combined format)",
               "2 workers": "One URL, 2 workers", "many files": "Many files, each server's file cache on",
-              "many, no cache": "Many files, no file cache", "https": "HTTPS (TLS 1.3, AES-128-GCM)"}
+              "many, no cache": "Many files, no file cache", "https": "HTTPS (TLS 1.3, AES-128-GCM)",
+              "h2": "HTTP/2 (h2load -t1 -c100 -m10)"}
     for case in CASE_ORDER:
         keys = sorted((k for k in cells if k[0] == case), key=lambda k: (str(type(k[1])), k[1], order_key(k[2])))
         if not keys:
@@ -310,6 +338,11 @@ def case_tables(cells):
                       f"{fnum(c['req_x_nginx'], 'x')} | {fnum(c['mb_s'], 'f')} | {fnum(c['p50_ms'], 'ms')} | "
                       f"{fnum(c['p99_ms'], 'ms')} | {fnum(c['cpu_us'], 'us')} | {fnum(c['cpu_x_nginx'], 'x')} | "
                       f"{fnum(c['cpu_x_best'], 'x')} | {fnum(c['cpu_x_loop'], 'x')} | {c['errors'] or ''} |")
+        if case == "h2":
+            md += ["", "h2load on the client's core, 100 connections of 10 streams each, for the run's duration "
+                   "(connection setup included); over TLS it offers only TLS_AES_128_GCM_SHA256 "
+                   "(`--tls13-ciphers`) and h2 by ALPN, over cleartext it speaks h2c with prior knowledge. "
+                   "From 1 MiB, CPU is per file's worth of DATA received. h2load reports no latency percentiles."]
         if case == "https":
             md += ["", "\"new conn, full handshake\": `openssl s_time -new` clients (8 at once on the client's core), "
                    "each opening a connection, making a full handshake (never resuming a session) and asking for "
@@ -354,6 +387,22 @@ def memory_tables(mem, nonread, st):
     return md
 
 
+def h2_memory_table(h2mem):
+    if not h2mem:
+        return []
+    md = ["## Memory: an idle HTTP/2 connection against an idle HTTP/1.1 one", "",
+          "tandem with `http2_cleartext = true`, freshly started for each column, no warm-up; connections "
+          "opened in bursts as in the idle case, one 1 KiB request each, then left open: HTTP/1.1 requests, "
+          "or the h2c preface, SETTINGS (and the ACK of the server's) and one GET on stream 1 (HPACK literals).",
+          "", "| server | connections | HTTP/1.1 B/conn | HTTP/2 B/conn | HTTP/2 extra B/conn |",
+          "|---|---:|---:|---:|---:|"]
+    for t, v in sorted(h2mem.items(), key=lambda kv: order_key(kv[0])):
+        n = next(iter(v["h2"]["counts"]))
+        a, b = v["h1"]["counts"][n]["bytes_per_conn"], v["h2"]["counts"][n]["bytes_per_conn"]
+        md.append(f"| {display(t)} | {n:,} | {a:,.0f} | {b:,.0f} | {b - a:+,.0f} |")
+    return md + [""]
+
+
 def write_csv(cells, data, outdir):
     rnd = lambda v, d=3: "" if v is None else round(v, d)  # noqa: E731
     with open(os.path.join(outdir, "results.csv"), "w", newline="") as f:
@@ -376,6 +425,11 @@ def write_csv(cells, data, outdir):
             for n, c in v["counts"].items():
                 wr.writerow(["idle keep-alive", display(t), n, v["rss_before_kib"], c["rss_kib"],
                              round(c["bytes_per_conn"]), v["rss_left_kib"], ""])
+        for t, v in (data.get("h2mem") or {}).items():
+            for proto, label in (("h1", "idle HTTP/1.1, h2c on"), ("h2", "idle HTTP/2 (h2c)")):
+                for n, c in v[proto]["counts"].items():
+                    wr.writerow([label, display(t), n, v[proto]["rss_before_kib"], c["rss_kib"],
+                                 round(c["bytes_per_conn"]), v[proto]["rss_left_kib"], ""])
         for t, v in data["nonread"].items():
             wr.writerow(["never reads", display(t), v["clients"], v["rss_before_kib"], v["rss_held_kib"],
                          round(v["kib_per_client"] * 1024), v["rss_left_kib"], rnd(v["probe_ms"], 1)])
@@ -430,6 +484,9 @@ def chart(cells, mem, nonread, data, path):
     add("HTTPS, 1 MiB", *rps, col("https", "1m", "req_s"), "int")
     add("HTTPS, full handshake per request", "connections per second", "conns/s", "higher",
         col("https", "new", "req_s"), "int")
+    add("HTTP/2 over TLS, 1 KiB", *cpu, col("h2", "tls-1k", "cpu_us"), "us")
+    add("HTTP/2 cleartext (h2c), 1 KiB", *cpu, col("h2", "h2c-1k", "cpu_us"), "us")
+    add("HTTP/2 over TLS, 1 MiB", *rps, col("h2", "tls-1m", "req_s"), "int")
 
     cols, label_w, bar_w, value_w, row_h, pad = 4, 168, 120, 56, 17, 22
     pw = label_w + bar_w + value_w

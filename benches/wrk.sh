@@ -5,15 +5,16 @@
 # (Python 3 standard library; server configs in peers.py, the report in
 # report.py); see docs/benchmarks.md.
 #
-#   benches/wrk.sh                   # full run, under 15 minutes: CASES="hot log many tls memory"
+#   benches/wrk.sh                   # full run, under 15 minutes: CASES="hot log many tls h2 memory"
 #   QUICK=1 benches/wrk.sh           # under a minute: 1 KiB and 1 MiB (one 2 s round), memory at 1,000 conns
-#   CASES=memory benches/wrk.sh      # one case alone (hot, log, many, tls, memory)
+#   CASES=memory benches/wrk.sh      # one case alone (hot, log, many, tls, h2, memory)
 #   BASE_BIN=/tmp/base/target/release/tandem TARGETS="epoll epoll@base" CASES=hot benches/wrk.sh
 #
 # The compressed case: python3 benches/compressed.py (ROUNDS, DURATION).
 #
 # Knobs: CASES DURATION DURATION_HUGE ROUNDS SIZES LOG_SIZES W2_SIZES CONNS CONNS_HUGE
-# THREADS TARGETS UNCACHED_TARGETS TLS_TARGETS CEILING IDLE_COUNTS IDLE_BURST
+# THREADS TARGETS UNCACHED_TARGETS TLS_TARGETS H2_TARGETS H2_ITEMS H2_STREAMS
+# H2_IDLE_COUNT CEILING IDLE_COUNTS IDLE_BURST
 # NONREAD_CLIENTS NONREAD_PIPELINE NONREAD_SIZE MANY_FILES ZIPF_S STIME_CLIENTS
 # NOISE NOISY_PCT QUIET_RETRIES RETRY_BUDGET PIN BASE_BIN QUICK IDLE_ONLY.
 # Only 127.0.0.1 is ever targeted; every client run is bounded; everything the
