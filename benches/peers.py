@@ -23,10 +23,10 @@ def nginx(o):
     listen = f"127.0.0.1:{o['port']}"
     if o["tls"]:
         listen += " ssl"
-    if o.get("h2"):
-        listen += " http2"
         tls = (f"\n    ssl_certificate {o['cert']}; ssl_certificate_key {o['key']};"
                f"\n    ssl_protocols TLSv1.3; ssl_conf_command Ciphersuites {SUITE};")
+    if o.get("h2"):
+        listen += " http2"
     log = f"{o['work']}/{o['tag']}.access.log combined buffer=32k flush=1s" if o["log"] else "off"
     cache = "open_file_cache max=20000 inactive=60s;" if o["cache"] else "open_file_cache off;"
     return f"""worker_processes {o['workers']};
