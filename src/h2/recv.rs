@@ -5,6 +5,7 @@
 use super::frame::{self, Code, Head, MAX_WINDOW, flag, kind, setting};
 use super::stream::{self, Stream};
 use super::*;
+use crate::http::Status;
 
 type Res = Result<(), Code>;
 

@@ -13,7 +13,9 @@ use bytes::{BufMut, Bytes};
 
 use super::frame::{Head, flag, kind};
 use super::*;
-use crate::http::{Body, BufferPool, FileRange, Notes, Now, ParseLimits, Request, Respond, Status};
+use crate::http::{
+    Body, BufferPool, FileRange, Notes, Now, ParseLimits, Reply, Request, Respond, Status,
+};
 use crate::log::{Level, LogFormat};
 use crate::metrics::WorkerCounters;
 
