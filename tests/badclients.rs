@@ -152,6 +152,41 @@ impl Drop for Hog {
 }
 
 engine_tests! {
+    fn small_cached_responses_reach_a_slow_reader_whole_and_in_order(e) {
+        // A head and a small cached body go out as one copied send on both
+        // engines (up to 16 KiB in all). A reader with a 4 KiB window
+        // makes those sends stop part-way and resume many times: every
+        // byte must still arrive once, in order, response after response.
+        let site = Site::new();
+        let small = pseudo_random(1000, 0x51);
+        let near_max = pseudo_random(15 * 1024, 0x52);
+        site.write("small.bin", &small);
+        site.write("near.bin", &near_max);
+        let srv = start_or_skip!(e, "workers = 1", &site.root);
+        for path in ["/small.bin", "/near.bin", "/small.bin", "/near.bin"] {
+            assert_status(&get(srv.addr(), path), 200, &format!("GET {path} (warm-up: cached)"));
+        }
+        let mut c = connect_with_rcvbuf(srv.addr(), 4096);
+        // 120 requests, about 4 KiB: all within what the server reads ahead.
+        const N: usize = 120;
+        let name = |i: usize| if i.is_multiple_of(2) { "small" } else { "near" };
+        let mut reqs = Vec::new();
+        for i in 0..N {
+            reqs.extend_from_slice(format!("GET /{}.bin HTTP/1.1\r\nHost: t\r\n\r\n", name(i)).as_bytes());
+        }
+        c.send(&reqs);
+        for i in 0..N {
+            let ctx = format!("pipelined response {i} (/{}.bin)", name(i));
+            let r = c
+                .try_read_response_within("GET", Duration::from_secs(10))
+                .unwrap_or_else(|err| panic!("{ctx}: {err}"));
+            assert_status(&r, 200, &ctx);
+            let want: &[u8] = if i.is_multiple_of(2) { &small } else { &near_max };
+            assert_bytes_eq(&r.body, want, &ctx);
+        }
+        served_promptly(&srv, "after the slow reader");
+    }
+
     fn pipelining_client_cannot_hold_the_worker(e) {
         let site = Site::new();
         site.write("a.txt", b"a\n");

@@ -437,46 +437,6 @@ fn read_slowly(c: &mut Conn, ctx: &str) -> Response {
     r
 }
 
-/// A connection whose receive buffer is set small before connecting, so the
-/// window it advertises is small from the start. (Shrinking it after the
-/// handshake instead stalls loopback TCP on the client's side for tens of
-/// seconds, whatever the server does.)
-fn connect_with_rcvbuf(addr: std::net::SocketAddr, bytes: libc::c_int) -> Conn {
-    use std::os::fd::FromRawFd;
-    let std::net::SocketAddr::V4(v4) = addr else {
-        panic!("{addr}: the harness listens on IPv4")
-    };
-    // SAFETY: plain socket calls on a descriptor this function owns until
-    // it is handed to TcpStream.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        let stream = std::net::TcpStream::from_raw_fd(fd);
-        let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        let rc = libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&raw const bytes).cast(),
-            size,
-        );
-        assert_eq!(rc, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
-        let sin = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: v4.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(*v4.ip()).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        let rc = libc::connect(fd, (&raw const sin).cast(), len);
-        assert_eq!(rc, 0, "connect {addr}: {}", std::io::Error::last_os_error());
-        stream.set_nodelay(true).ok();
-        Conn::from_stream(stream)
-    }
-}
-
 /// `bytes=a-b,c-d,...`
 fn range_value(rs: &[(usize, usize)]) -> String {
     let v: Vec<String> = rs.iter().map(|(a, b)| format!("{a}-{b}")).collect();

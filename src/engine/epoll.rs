@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::policy::{Admit, GiveBack};
 use super::{
-    AcceptFailed, AcceptGate, EngineConn, STRANDED_MAX, Slab, Step, WhenFull, WorkerSpec,
-    WorkerState,
+    AcceptFailed, AcceptGate, COPY_SEND_MAX, EngineConn, STRANDED_MAX, Slab, Step, WhenFull,
+    WorkerSpec, WorkerState,
 };
 use crate::http::{Segment, Transmit};
 use crate::tls::Session;
@@ -593,8 +593,6 @@ fn write_some(
 
 /// Most byte segments gathered into one sendmsg.
 const IOV_MAX: usize = 8;
-/// Byte segments adding up to at most this much go out as one copied send.
-const COPY_SEND_MAX: usize = 16 * 1024;
 const _: () = assert!(COPY_SEND_MAX <= SCRATCH);
 
 /// One send of what `segs` starts with: the leading byte segments in one

@@ -1,10 +1,12 @@
 //! Writes: turning what `Conn::poll_transmit` offers into a chain of ops.
 //!
 //! * Bytes (a head, a cached body, an error page) go out from the held
-//!   clones of their segments, never copied: one Send for one segment, one
-//!   SendMsg (iovecs in the write's `Out`) for several. So a send that
-//!   waits for a slow reader holds no buffer, only references to shared
-//!   bytes (a copy would have to be held as long as the send waits).
+//!   clones of their segments: one Send for one segment, one SendMsg
+//!   (iovecs in the write's `Out`) for several. So a send that waits for a
+//!   slow reader holds no buffer, only references to shared bytes. Except
+//!   small ones: several segments of at most `COPY_SEND_MAX` in all (a head
+//!   and a small cached body) are copied into one pooled buffer and go as
+//!   one Send, as on epoll; such a send holds at most that much.
 //! * Bytes then a file (the usual response head + body): read mode copies
 //!   the bytes into a pooled buffer sized for the chunk (a power of two,
 //!   4 KiB to 256 KiB) and links `Read(file) -> Send(buffer)`.
@@ -39,6 +41,7 @@ use io_uring::{opcode, squeue, types};
 use super::out::{Direct, Flight, Out, Stop, Write};
 use super::pool::{Pool, READ_BUF};
 use super::ring::{Io, POLL_OUT, READ, SEND_BUF, SEND_BYTES, SPLICE_IN, Sock, bit};
+use crate::engine::COPY_SEND_MAX;
 use crate::http::Segment;
 
 /// How file segments reach the socket.
@@ -120,6 +123,9 @@ pub fn start(mut o: Box<Out>, sock: Sock, io: &mut Io, pool: &mut Pool, mode: Bo
         }
         return read_chain(o, sock, io, pool, nbytes, (ffd, off, len));
     }
+    if nbytes > 1 && lead <= COPY_SEND_MAX {
+        return copy_send(o, sock, io, pool, nbytes, lead, more);
+    }
     // Bytes only (a file after them waits for the next write): sent from
     // the held clones themselves, never copied.
     match lead_entry(&mut o, sock, nbytes, more, false) {
@@ -129,6 +135,37 @@ pub fn start(mut o: Box<Out>, sock: Sock, io: &mut Io, pool: &mut Pool, mode: Bo
         Some((e, _)) => Write::InFlight(unsafe { Flight::submit(io, o, &[e], bit(SEND_BYTES)) }),
         None => Write::Ready(o),
     }
+}
+
+/// Several small byte segments (a head and a cached body): copied into one
+/// pooled buffer and sent with one Send, as epoll does (`COPY_SEND_MAX`).
+/// The buffer is held only while the send is in flight.
+fn copy_send(
+    mut o: Box<Out>,
+    sock: Sock,
+    io: &mut Io,
+    pool: &mut Pool,
+    nbytes: usize,
+    lead: usize,
+    more: bool,
+) -> Write {
+    let e = {
+        let o = &mut *o;
+        // None is held here (`pump` gave the last one back).
+        let buf = o.fbuf.get_or_insert_with(|| pool.take_buf(lead));
+        let mut at = 0;
+        for s in &o.held[..nbytes] {
+            if let Segment::Bytes(b) = s {
+                buf[at..at + b.len()].copy_from_slice(b);
+                at += b.len();
+            }
+        }
+        o.fstart = 0;
+        o.fend = at;
+        send_entry(sock, buf.as_ptr(), at, more, false, SEND_BUF)
+    };
+    // SAFETY: the Send names `o.fbuf[..fend]`, a heap buffer of `o`.
+    Write::InFlight(unsafe { Flight::submit(io, o, &[e], bit(SEND_BUF)) })
 }
 
 /// Send the rest of the read buffer, `fbuf[fstart..fend]`.
