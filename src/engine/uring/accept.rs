@@ -153,8 +153,10 @@ impl Worker {
         let tls = self.spec.listeners[li].tls;
         let conn = self.sh.open_conn(fd, peer, !self.accepting, tls);
         let slot = self.conns.insert(UConn::new(fd, generation, conn, now));
+        let fixed = self.io.fix(slot, fd);
         if let Some(c) = self.conns.get_mut(slot) {
             c.slot = slot as u32;
+            c.fixed = fixed;
         }
         self.give_back.opened(self.conns.len());
         // Arms the receive; data that came with the connection is read at once.

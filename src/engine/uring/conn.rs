@@ -54,6 +54,8 @@ pub struct UConn {
     /// Closing: ops are being cancelled; the fd is closed once nothing is
     /// in flight.
     pub closing: bool,
+    /// The socket is the ring's fixed file `slot` (`Io::fix`).
+    pub fixed: bool,
 }
 
 /// Milliseconds since the first stamp, a u32 that wraps (every 49 days):
@@ -78,6 +80,7 @@ impl UConn {
             cancel_at: stamp(now),
             recv_done: false,
             closing: false,
+            fixed: false,
         }
     }
 
@@ -86,6 +89,7 @@ impl UConn {
             fd: self.fd,
             slot: self.slot as usize,
             generation: self.generation,
+            fixed: self.fixed,
         }
     }
 
@@ -497,6 +501,9 @@ impl Worker {
             c.conn.handle_error(&mut self.sh.ctx());
         }
         c.release(&mut self.pool);
+        if c.fixed {
+            self.io.unfix(slot);
+        }
         self.io
             .push_plain(opcode::Close::new(types::Fd(c.fd)).build().user_data(ud(
                 CLOSE,

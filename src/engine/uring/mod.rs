@@ -134,8 +134,10 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
         })
         .collect();
     let gate = AcceptGate::new(spec.max_connections);
+    let mut io = Io::new(ring);
+    io.fix_files(spec.max_connections);
     let mut w = Worker {
-        io: Io::new(ring),
+        io,
         bufs,
         conns: Slab::new(),
         give_back: GiveBack::default(),

@@ -55,6 +55,8 @@ pub struct Sock {
     pub fd: RawFd,
     pub slot: usize,
     pub generation: u32,
+    /// The socket is also the ring's fixed file `slot` (`Io::fix`).
+    pub fixed: bool,
 }
 
 impl Sock {
@@ -105,7 +107,13 @@ pub struct Io {
     pub inflight: usize,
     /// Chains that did not fit in the SQ; pushed (in order) at the next turn.
     pub backlog: VecDeque<Vec<squeue::Entry>>,
+    /// Slots of the sparse fixed-file table (0: none registered).
+    fixed: u32,
 }
+
+/// Most fixed-file slots a worker registers (8 bytes of kernel memory
+/// each); connections in slots past them use their plain fd.
+const FIXED_MAX: usize = 65536;
 
 impl Io {
     pub fn new(ring: IoUring) -> Io {
@@ -113,6 +121,46 @@ impl Io {
             ring,
             inflight: 0,
             backlog: VecDeque::new(),
+            fixed: 0,
+        }
+    }
+
+    /// Register an empty (sparse) fixed-file table of one slot per
+    /// connection, so the per-request ops (Send, SendMsg) name the socket
+    /// by slot: the kernel then takes no file reference per op (an fget and
+    /// fput on every send otherwise). Without it (an old kernel, or a
+    /// refusal) every op uses the plain fd.
+    pub fn fix_files(&mut self, slots: usize) {
+        let n = slots.min(FIXED_MAX) as u32;
+        match self.ring.submitter().register_files_sparse(n) {
+            Ok(()) => self.fixed = n,
+            Err(e) => crate::debug!("io_uring fixed files: {e}; sockets go by fd"),
+        }
+    }
+
+    /// Make `fd` fixed file `slot`. True if it is: its ops may then name
+    /// `types::Fixed(slot)`, until `unfix(slot)`.
+    pub fn fix(&mut self, slot: usize, fd: RawFd) -> bool {
+        slot < self.fixed as usize
+            && matches!(
+                self.ring
+                    .submitter()
+                    .register_files_update(slot as u32, &[fd]),
+                Ok(1)
+            )
+    }
+
+    /// Empty fixed-file `slot` (its connection is being closed and nothing
+    /// of it is in flight): the table's reference to the socket goes, so
+    /// closing the fd closes the socket. Done at once (a syscall, not an
+    /// SQE), so it cannot land after the next connection's `fix` of the slot.
+    pub fn unfix(&mut self, slot: usize) {
+        if let Err(e) = self
+            .ring
+            .submitter()
+            .register_files_update(slot as u32, &[-1])
+        {
+            crate::warn!("io_uring: emptying fixed file {slot}: {e}");
         }
     }
 

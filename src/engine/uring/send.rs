@@ -44,6 +44,18 @@ use super::ring::{Io, POLL_OUT, READ, SEND_BUF, SEND_BYTES, SPLICE_IN, Sock, bit
 use crate::engine::COPY_SEND_MAX;
 use crate::http::Segment;
 
+/// `opcode::$op::new(socket, args...)`, the socket named by its fixed-file
+/// slot when it has one (no file reference taken per op), else by its fd.
+macro_rules! on_sock {
+    ($sock:expr, $op:ident::new($($arg:expr),*)) => {
+        if $sock.fixed {
+            opcode::$op::new(types::Fixed($sock.slot as u32), $($arg),*)
+        } else {
+            opcode::$op::new(types::Fd($sock.fd), $($arg),*)
+        }
+    };
+}
+
 /// How file segments reach the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyMode {
@@ -200,7 +212,7 @@ fn send_entry(
     link: bool,
     kind: u8,
 ) -> squeue::Entry {
-    let e = opcode::Send::new(types::Fd(sock.fd), p, clamp32(n))
+    let e = on_sock!(sock, Send::new(p, clamp32(n)))
         .flags(send_flags(more))
         .build()
         .user_data(sock.ud(kind));
@@ -371,7 +383,7 @@ fn lead_entry(
         },
         _ => {
             let (msg, total) = o.message(nbytes);
-            let e = opcode::SendMsg::new(types::Fd(sock.fd), msg)
+            let e = on_sock!(sock, SendMsg::new(msg))
                 .flags(send_flags(more) as u32)
                 .build()
                 .user_data(sock.ud(SEND_BYTES));
