@@ -13,10 +13,8 @@ use bytes::{BufMut, Bytes};
 
 use super::frame::{Head, flag, kind};
 use super::*;
-use crate::http::{
-    Body, BufferPool, FileRange, Notes, Now, ParseLimits, Reply, Request, Respond, Status,
-};
-use crate::log::{Level, LogFormat};
+use crate::http::{Body, BufferPool, FileRange, Notes, Now, Reply, Request, Respond, Status};
+use crate::log::Level;
 use crate::metrics::WorkerCounters;
 
 const BIG: usize = 200_000;
@@ -75,21 +73,12 @@ impl Env {
             mem: Mem { big: Arc::new(f) },
             local: (),
             limits: Limits {
-                parse: ParseLimits {
-                    max_header_size: 1024,
-                    max_target_size: 256,
-                },
-                max_body_size: 100,
-                keepalive_timeout: Duration::from_secs(60),
-                header_timeout: Duration::from_secs(15),
-                send_timeout: Duration::from_secs(60),
-                linger_timeout: Duration::from_secs(2),
-                log_format: LogFormat::Combined,
                 h2: crate::http::H2Limits {
                     max_concurrent_streams: 4,
                     max_resets_per_second: 10,
                     ..Default::default()
                 },
+                ..Limits::small()
             },
             now: Now::new(Instant::now(), SystemTime::now()),
             log: Vec::new(),

@@ -268,13 +268,17 @@ pub struct H2Limits {
 }
 
 impl Default for H2Limits {
+    /// What a config file with no `http2*` / `h2_*` keys gives.
     fn default() -> H2Limits {
-        H2Limits {
-            cleartext: false,
-            max_concurrent_streams: 128,
-            max_resets_per_second: 200,
-            max_control_frames_per_second: 1000,
-        }
+        Limits::default().h2
+    }
+}
+
+impl Default for Limits {
+    /// What a config file with no keys gives (one place for the defaults:
+    /// the config schema).
+    fn default() -> Limits {
+        Limits::from_config(&crate::config::Config::default())
     }
 }
 
@@ -297,6 +301,22 @@ impl Limits {
                 max_resets_per_second: c.h2_max_resets_per_second,
                 max_control_frames_per_second: c.h2_max_control_frames_per_second,
             },
+        }
+    }
+
+    /// Small limits for driving a connection in memory (the unit tests of
+    /// `http`, `tls` and `h2`, the fuzz targets): a 1 KiB head, a 256-byte
+    /// target and a 100-byte body, so that tests reach 431/414/413 with a
+    /// few bytes; the rest as [`Limits::default`]. Callers change more with
+    /// struct-update syntax (`Limits { h2, ..Limits::small() }`).
+    pub fn small() -> Limits {
+        Limits {
+            parse: ParseLimits {
+                max_header_size: 1024,
+                max_target_size: 256,
+            },
+            max_body_size: 100,
+            ..Limits::default()
         }
     }
 

@@ -12,8 +12,8 @@ use rustls::pki_types::ServerName;
 
 use super::*;
 use crate::http::reply::FileRange;
-use crate::http::{Body, BufferPool, Notes, Now, ParseLimits, Reply, Request, Segment, Status};
-use crate::log::{Level, LogFormat};
+use crate::http::{Body, BufferPool, Notes, Now, Reply, Request, Segment, Status};
+use crate::log::Level;
 use crate::metrics::WorkerCounters;
 
 const BIG: usize = 1 << 20;
@@ -89,19 +89,7 @@ impl Env {
         Env {
             mem: Mem { big: Arc::new(f) },
             local: (),
-            limits: Limits {
-                parse: ParseLimits {
-                    max_header_size: 1024,
-                    max_target_size: 256,
-                },
-                max_body_size: 100,
-                keepalive_timeout: Duration::from_secs(60),
-                header_timeout: Duration::from_secs(15),
-                send_timeout: Duration::from_secs(60),
-                linger_timeout: Duration::from_secs(2),
-                log_format: LogFormat::Combined,
-                h2: Default::default(),
-            },
+            limits: Limits::small(),
             now: Now::new(Instant::now(), SystemTime::now()),
             notes: Notes::new(Level::Debug),
             stats: WorkerCounters::default(),

@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::http::reply::{FileRange, HTML};
-use crate::http::{Ctx, Limits, Notes, Now, ParseLimits, Respond};
+use crate::http::{Ctx, Limits, Notes, Now, Respond};
 use crate::log::LogFormat;
 use crate::metrics::WorkerCounters;
 
@@ -108,19 +108,7 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let limits = Limits {
-            parse: ParseLimits {
-                max_header_size: 1024,
-                max_target_size: 256,
-            },
-            max_body_size: 100,
-            keepalive_timeout: Duration::from_secs(60),
-            header_timeout: Duration::from_secs(15),
-            send_timeout: Duration::from_secs(60),
-            linger_timeout: Duration::from_secs(2),
-            log_format: LogFormat::Combined,
-            h2: Default::default(),
-        };
+        let limits = Limits::small();
         let now = Now {
             instant: Instant::now(),
             wall: httpdate::parse_http_date(DATE).unwrap(),
