@@ -248,8 +248,10 @@ engine_tests! {
     /// full handshake costs this (debug) server about 0.7 ms of CPU; if
     /// each loop turn serves every ready connection once, an established
     /// client waits behind at most the 8 handshakes of one turn (some
-    /// 6 ms), so 100 ms leaves room for a machine shared with other work,
-    /// and a loop stuck on the flood (seconds) fails it.
+    /// 6 ms), so 100 ms leaves room, and a loop stuck on the flood
+    /// (seconds) fails it. The bound is counted from what an idle server
+    /// (the control, asked in turn in the same window) took, so a machine
+    /// loaded by other work does not fail it.
     fn handshake_flood_does_not_starve_established(e) {
         if !have("openssl") {
             return skip("openssl CLI not installed");
@@ -262,6 +264,12 @@ engine_tests! {
         let srv = start_or_skip!(e, &cfg, &site.root);
         let addr = tls_addr(&srv);
         let mut est = Tls::connect(addr, "ec.test", client(&[&ec], None));
+        // The control: an idle server of the same engine, asked in turn
+        // with the attacked one, in the same window. What its requests
+        // take is what the machine (other work, the 8 openssl clients)
+        // costs a request, not what the attacked server does.
+        let ctl_srv = start_or_skip!(e, &cfg, &site.root);
+        let mut ctl = Tls::connect(tls_addr(&ctl_srv), "ec.test", client(&[&ec], None));
         let ask = |c: &mut Tls| {
             let t = Instant::now();
             let r = c.get("/sub/page.html", "");
@@ -288,8 +296,12 @@ engine_tests! {
         let flood_start = hs(&srv);
         let t = Instant::now();
         let mut busy: Vec<Duration> = Vec::new();
-        while busy.len() < 300 && t.elapsed() < Duration::from_secs(10) {
+        let mut control: Vec<Duration> = Vec::new();
+        // 10 s of the attacked server's answers (the control's turns
+        // are not counted against it).
+        while busy.len() < 300 && busy.iter().sum::<Duration>() < Duration::from_secs(10) {
             busy.push(ask(&mut est));
+            control.push(ask(&mut ctl));
         }
         let took = t.elapsed();
         let during = hs(&srv) - flood_start;
@@ -299,8 +311,9 @@ engine_tests! {
         }
         let (q50, q99) = (percentile(&mut quiet, 50), percentile(&mut quiet, 99));
         let (b50, b99, bmax) = (percentile(&mut busy, 50), percentile(&mut busy, 99), percentile(&mut busy, 100));
+        let (c50, c99) = (percentile(&mut control, 50), percentile(&mut control, 99));
         let line = format!(
-            "{}: quiet p50 {q50:?} p99 {q99:?}; flood: {during} handshakes in {took:?} ({:.0}/s), {} requests p50 {b50:?} p99 {b99:?} max {bmax:?}",
+            "{}: quiet p50 {q50:?} p99 {q99:?}; flood: {during} handshakes in {took:?} ({:.0}/s), {} requests p50 {b50:?} p99 {b99:?} max {bmax:?}; control (idle server) p50 {c50:?} p99 {c99:?}",
             srv.engine(),
             during as f64 / took.as_secs_f64(),
             busy.len(),
@@ -309,7 +322,11 @@ engine_tests! {
         let rate = during as f64 / took.as_secs_f64();
         assert!(during >= 20 && rate >= 50.0, "the flood was not running: {line}");
         assert_eq!(busy.len(), 300, "starved: {line}");
-        assert!(b99 < Duration::from_millis(100), "starved: {line}");
+        // 100 ms more than an idle server took in the same window: on a
+        // quiet machine the control's p99 is a few ms, so the bound is
+        // about 100 ms as before; a loan of CPU to other work counts
+        // against both.
+        assert!(b99 < Duration::from_millis(100) + c99, "starved: {line}");
         assert!(est.get("/", "").status == 200);
     }
 
