@@ -80,13 +80,6 @@ fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
-
 /// `wrk -t2 -c40 -d SECS` over https against `url`: its report.
 fn spawn_wrk(url: &str, secs: u64) -> std::process::Child {
     Command::new("wrk")
@@ -141,8 +134,7 @@ engine_tests! {
         site.write("x.css.gz", &gzip(&css));
         let certs = tempfile::tempdir().unwrap();
         let ec = ec_pair(certs.path(), "ec", &["ec.test", "127.0.0.1"], 90);
-        let srv = start_or_skip!(e, &tls_config("", &[&ec]), &site.root);
-        let addr = tls_addr(&srv);
+        let (_srv, addr) = start_tls_or_skip!(e, "", site, &[&ec]);
         let mut cmd = Command::new("python3");
         cmd.args(["-c", PY_CLIENT, &addr.port().to_string()]).arg(&ec.cert);
         let out = run_with_timeout(cmd, IO_TIMEOUT);
@@ -168,12 +160,8 @@ engine_tests! {
     /// `/metrics`: TLS connections open now, by version; a connection
     /// counts once its handshake is done and stops counting when it ends.
     fn metrics_count_tls_connections_by_version(e) {
-        let site = Site::new();
-        let certs = tempfile::tempdir().unwrap();
-        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
-        let cfg = tls_config("metrics_listen = [\"127.0.0.1:0\"]", &[&ec]);
-        let srv = start_or_skip!(e, &cfg, &site.root);
-        let addr = tls_addr(&srv);
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
+        let (srv, addr) = start_tls_or_skip!(e, "metrics_listen = [\"127.0.0.1:0\"]", site, &[&ec]);
         assert_eq!((tls_open(&srv, "TLSv1.3"), tls_open(&srv, "TLSv1.2")), (0, 0));
         let mut a = Tls::connect(addr, "ec.test", client(&[&ec], None));
         let mut b = Tls::connect(addr, "ec.test", client(&[&ec], None));
@@ -257,9 +245,7 @@ engine_tests! {
             return skip("openssl CLI not installed");
         }
         let _one = heavy();
-        let site = Site::new();
-        let certs = tempfile::tempdir().unwrap();
-        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
         let cfg = tls_config("workers = 1\naccess_log = \"off\"\nmetrics_listen = [\"127.0.0.1:0\"]", &[&ec]);
         let srv = start_or_skip!(e, &cfg, &site.root);
         let addr = tls_addr(&srv);
@@ -333,9 +319,7 @@ engine_tests! {
     /// A `tls_listen` port that is taken is reported under `tls_listen`;
     /// an address in both `listen` and `tls_listen` is refused naming both.
     fn tls_listen_errors_name_their_key(e) {
-        let site = Site::new();
-        let certs = tempfile::tempdir().unwrap();
-        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
         let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = busy.local_addr().unwrap().port();
         let cfg = format!("tls_listen = [\"127.0.0.1:{port}\"]\n{}", cert_entry(&ec));
@@ -365,9 +349,7 @@ engine_tests! {
     /// back) is refused with what to do instead; the old sockets keep
     /// serving as they did. Two reloads (drop, then add) move it.
     fn reload_refuses_moving_an_address_between_listen_and_tls_listen(e) {
-        let site = Site::new();
-        let certs = tempfile::tempdir().unwrap();
-        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
         let (p, q) = (free_port(), free_port());
         let with = |plain: &str, tls: &str| {
             format!("listen = [{plain}]\ntls_listen = [{tls}]\n{}", cert_entry(&ec))
