@@ -3,8 +3,6 @@
 
 use std::any::Any;
 use std::fs::File;
-use std::io::Write;
-use std::os::fd::FromRawFd;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -62,15 +60,11 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        // SAFETY: memfd_create takes a valid C string; the fd is new and ours.
-        let fd = unsafe { libc::memfd_create(c"tandem-h2-test".as_ptr(), libc::MFD_CLOEXEC) };
-        assert!(fd >= 0);
-        // SAFETY: fd is a new descriptor owned by nobody else.
-        let mut f = unsafe { File::from_raw_fd(fd) };
         let data: Vec<u8> = (0..BIG).map(pattern).collect();
-        f.write_all(&data).unwrap();
         Env {
-            mem: Mem { big: Arc::new(f) },
+            mem: Mem {
+                big: crate::http::memfd(c"tandem-h2-test", &data),
+            },
             local: (),
             limits: Limits {
                 h2: crate::http::H2Limits {

@@ -326,6 +326,23 @@ impl Limits {
     }
 }
 
+/// An anonymous in-memory file holding `data`, for in-memory responders in
+/// the unit tests of `http`, `tls` and `h2` (a `Body::File` with no file
+/// system beneath it).
+#[cfg(test)]
+pub(crate) fn memfd(name: &std::ffi::CStr, data: &[u8]) -> Arc<std::fs::File> {
+    use std::io::Write as _;
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: memfd_create takes a NUL-terminated name (a `CStr`) and flags
+    // and returns a new fd (or -1, checked), owned by nobody else.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+    // SAFETY: as above: the fd is new and ours; the File closes it.
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    f.write_all(data).unwrap();
+    Arc::new(f)
+}
+
 /// What a `Conn` needs from its worker for one call.
 pub struct Ctx<'a> {
     pub now: &'a Now,

@@ -3,7 +3,6 @@
 use std::any::Any;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::FromRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -56,13 +55,7 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        // SAFETY: memfd_create takes a valid C string; the fd is new and ours.
-        let fd = unsafe { libc::memfd_create(c"tandem-tls-test".as_ptr(), libc::MFD_CLOEXEC) };
-        assert!(fd >= 0);
-        // SAFETY: fd is a new descriptor owned by nobody else.
-        let mut f = unsafe { File::from_raw_fd(fd) };
         let data: Vec<u8> = (0..BIG).map(pattern).collect();
-        f.write_all(&data).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let cert = rcgen::CertificateParams::new(vec!["t.test".to_string()])
@@ -87,7 +80,9 @@ impl Env {
             .with_root_certificates(roots)
             .with_no_client_auth();
         Env {
-            mem: Mem { big: Arc::new(f) },
+            mem: Mem {
+                big: crate::http::memfd(c"tandem-tls-test", &data),
+            },
             local: (),
             limits: Limits::small(),
             now: Now::new(Instant::now(), SystemTime::now()),
