@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tandem::files::{Responder, Settings};
 use tandem::http::parse::{MAX_HEADERS, ParseLimits, Parsed, parse_head};
 use tandem::http::{Conn, Ctx, Limits, Notes, Now, Respond, Transmit};
-use tandem::log::{Level, LogFormat};
+use tandem::log::Level;
 use tandem::metrics::WorkerCounters;
 
 const REQ: &[u8] = b"GET /index.html HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0\r\nAccept: text/html,application/xhtml+xml\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\nConnection: keep-alive\r\n\r\n";
@@ -65,16 +65,8 @@ fn main() {
             responder("variants", true),
         ),
     ];
-    let limits = Limits {
-        parse: lim,
-        max_body_size: 1 << 20,
-        keepalive_timeout: Duration::from_secs(60),
-        header_timeout: Duration::from_secs(15),
-        send_timeout: Duration::from_secs(60),
-        linger_timeout: Duration::from_secs(2),
-        log_format: LogFormat::Combined,
-        h2: Default::default(),
-    };
+    // The config file's defaults (8192 / 4096, as `lim` above).
+    let limits = Limits::default();
     let now = Now::new(Instant::now(), std::time::SystemTime::now());
     let mut conn = Conn::new("127.0.0.1:1".parse().unwrap(), now.instant, &limits);
     let mut log = Vec::new();

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tandem::config::Config;
 use tandem::files::{Responder, Settings};
-use tandem::http::parse::ParseLimits;
 use tandem::http::{Conn, Ctx, Limits, Notes, Now, Respond, Segment, Transmit};
 use tandem::log::{Level, LogFormat};
 use tandem::metrics::WorkerCounters;
@@ -73,17 +72,8 @@ fn allocations(req: &[u8], n: u64, cfg: &str, log_format: LogFormat) -> u64 {
     .unwrap();
     let files = Responder::new(dir.path(), Settings::from_config(&cfg)).unwrap();
     let limits = Limits {
-        parse: ParseLimits {
-            max_header_size: 8192,
-            max_target_size: 4096,
-        },
-        max_body_size: 1 << 20,
-        keepalive_timeout: Duration::from_secs(60),
-        header_timeout: Duration::from_secs(15),
-        send_timeout: Duration::from_secs(60),
-        linger_timeout: Duration::from_secs(2),
         log_format,
-        h2: Default::default(),
+        ..Limits::from_config(&cfg)
     };
     let now = Now::new(Instant::now(), SystemTime::now());
     let mut conn = Conn::new("127.0.0.1:1".parse().unwrap(), now.instant, &limits);

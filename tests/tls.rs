@@ -16,12 +16,6 @@ use common::tls::*;
 use common::*;
 use rustls::ClientConfig;
 
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
-
 /// Deterministic bytes for a large file (xorshift), `len` long.
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
@@ -41,15 +35,12 @@ engine_tests! {
     /// keep-alive TLS connection, then three pipelined requests in one
     /// write; the session says TLS 1.3 and ALPN http/1.1.
     fn pages_ranges_304_and_variants_over_tls(e) {
-        let site = Site::new();
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
         let css = b"body { color: red; }\n".repeat(50);
         site.write("x.css", &css);
         let gz = gzip(&css);
         site.write("x.css.gz", &gz);
-        let certs = tempfile::tempdir().unwrap();
-        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
-        let srv = start_or_skip!(e, &tls_config("", &[&ec]), &site.root);
-        let addr = tls_addr(&srv);
+        let (_srv, addr) = start_tls_or_skip!(e, "", site, &[&ec]);
         let mut c = Tls::connect(addr, "ec.test", client(&[&ec], None));
         assert_eq!(c.s.conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
         assert_eq!(c.s.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
@@ -84,13 +75,10 @@ engine_tests! {
     /// (file bodies are read in chunks and encrypted), with TLS 1.2 too,
     /// and a range from the middle of the big one.
     fn large_files_byte_exact(e) {
-        let site = Site::new();
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
         let huge = pattern(100 << 20, 7);
         site.write("huge.bin", &huge);
-        let certs = tempfile::tempdir().unwrap();
-        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
-        let srv = start_or_skip!(e, &tls_config("", &[&ec]), &site.root);
-        let addr = tls_addr(&srv);
+        let (_srv, addr) = start_tls_or_skip!(e, "", site, &[&ec]);
         let mut c = Tls::connect(addr, "ec.test", client(&[&ec], None));
         let r = c.get("/huge.bin", "");
         assert_eq!(r.status, 200);
@@ -107,9 +95,7 @@ engine_tests! {
     /// Two certificates (ECDSA P-256 first, RSA 2048): SNI picks by name;
     /// an unknown name and no SNI get the first.
     fn sni_picks_the_certificate(e) {
-        let site = Site::new();
-        let certs = tempfile::tempdir().unwrap();
-        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
+        let TlsSite { site, certs, ec } = TlsSite::new();
         let Some(rsa) = rsa_pair(certs.path(), "rsa", "rsa.test") else { return };
         let srv = start_or_skip!(e, &tls_config("", &[&ec, &rsa]), &site.root);
         let addr = tls_addr(&srv);
@@ -132,11 +118,8 @@ engine_tests! {
     /// Plain HTTP on the TLS port: a 400 with a one-line body, then the
     /// connection closes (as nginx answers it).
     fn plain_http_to_the_tls_port_gets_400(e) {
-        let site = Site::new();
-        let certs = tempfile::tempdir().unwrap();
-        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
-        let srv = start_or_skip!(e, &tls_config("", &[&ec]), &site.root);
-        let addr = tls_addr(&srv);
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
+        let (_srv, addr) = start_tls_or_skip!(e, "", site, &[&ec]);
         let mut s = TcpStream::connect(addr).unwrap();
         s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         let got = wait_closed(&mut s, CLOSE_TIMEOUT).unwrap();
@@ -158,11 +141,8 @@ engine_tests! {
     /// client in the middle of all that is served throughout.
     fn hostile_handshakes_close_without_harm(e) {
         assert!(ensure_nofile(1000 + 256), "RLIMIT_NOFILE cannot hold 1,000 connections");
-        let site = Site::new();
-        let certs = tempfile::tempdir().unwrap();
-        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
-        let srv = start_or_skip!(e, &tls_config("header_timeout = \"1s\"", &[&ec]), &site.root);
-        let addr = tls_addr(&srv);
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
+        let (_srv, addr) = start_tls_or_skip!(e, "header_timeout = \"1s\"", site, &[&ec]);
         let mut good = Tls::connect(addr, "ec.test", client(&[&ec], None));
         assert_eq!(good.get("/", "").status, 200);
         // A TLS record header announcing a handshake, then garbage.
@@ -208,10 +188,8 @@ engine_tests! {
     /// on the TLS port, for the Host the client named; ACME challenges are
     /// served as files; the TLS port serves pages.
     fn redirect_to_https_except_acme(e) {
-        let site = Site::new();
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
         site.write(".well-known/acme-challenge/tok123", b"TOKEN-BODY");
-        let certs = tempfile::tempdir().unwrap();
-        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
         let cfg = tls_config("redirect_to_https = true", &[&ec]);
         let srv = start_or_skip!(e, &cfg, &site.root);
         let tls = tls_addr(&srv);
@@ -236,12 +214,8 @@ engine_tests! {
     /// The JSON access log says tls_version, tls_cipher and sni for a
     /// request over TLS, and has none of them for a plaintext one.
     fn json_access_log_has_tls_fields(e) {
-        let site = Site::new();
-        let certs = tempfile::tempdir().unwrap();
-        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
-        let cfg = tls_config("access_log_format = \"json\"", &[&ec]);
-        let srv = start_or_skip!(e, &cfg, &site.root);
-        let addr = tls_addr(&srv);
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
+        let (srv, addr) = start_tls_or_skip!(e, "access_log_format = \"json\"", site, &[&ec]);
         let mut c = Tls::connect(addr, "ec.test", client(&[&ec], None));
         assert_eq!(c.get("/sub/page.html?tls", "").status, 200);
         assert_eq!(get(srv.addr(), "/sub/page.html?plain").status, 200);
@@ -269,9 +243,7 @@ engine_tests! {
     /// `tls_listen` lists its address (and plaintext otherwise).
     fn socket_activation_passes_a_tls_listener(e) {
         use std::os::fd::AsRawFd;
-        let site = Site::new();
-        let certs = tempfile::tempdir().unwrap();
-        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let passed = listener.local_addr().unwrap();
         let opts = Launch {
@@ -344,12 +316,8 @@ engine_tests! {
     /// A second connection resumes the session (a TLS 1.3 ticket); the
     /// metrics count handshakes by version and failures by reason.
     fn resumption_and_metrics(e) {
-        let site = Site::new();
-        let certs = tempfile::tempdir().unwrap();
-        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
-        let cfg = tls_config("metrics_listen = [\"127.0.0.1:0\"]", &[&ec]);
-        let srv = start_or_skip!(e, &cfg, &site.root);
-        let addr = tls_addr(&srv);
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
+        let (srv, addr) = start_tls_or_skip!(e, "metrics_listen = [\"127.0.0.1:0\"]", site, &[&ec]);
         let cc = client(&[&ec], None);
         let mut a = Tls::connect(addr, "ec.test", cc.clone());
         assert_eq!(a.get("/", "").status, 200); // the ticket came before this answer
@@ -376,11 +344,8 @@ engine_tests! {
         if !have("curl") || !have("openssl") {
             return skip("curl or openssl not installed");
         }
-        let site = Site::new();
-        let certs = tempfile::tempdir().unwrap();
-        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
-        let srv = start_or_skip!(e, &tls_config("", &[&ec]), &site.root);
-        let addr = tls_addr(&srv);
+        let TlsSite { site, certs, ec } = TlsSite::new();
+        let (_srv, addr) = start_tls_or_skip!(e, "", site, &[&ec]);
         let port = addr.port();
         let curl = |args: &[&str]| {
             let out = Command::new("curl")
@@ -581,12 +546,14 @@ fn tls_exchange(addr: SocketAddr, cfg: Arc<ClientConfig>, parts: &[&[u8]]) -> Ve
 /// an epoll and an io_uring server get the same bytes back, Date aside.
 #[test]
 fn engines_answer_alike_over_tls() {
-    let site = Site::new();
+    let TlsSite {
+        site,
+        certs: _certs,
+        ec,
+    } = TlsSite::new();
     let css = b"p { margin: 0 }\n".repeat(100);
     site.write("v.css", &css);
     site.write("v.css.gz", &gzip(&css));
-    let certs = tempfile::tempdir().unwrap();
-    let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
     let cfg = tls_config("workers = 1\naccess_log = \"off\"", &[&ec]);
     let Some(a) = Server::start("epoll", &cfg, &site.root) else {
         return;

@@ -80,13 +80,6 @@ fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
-
 /// `wrk -t2 -c40 -d SECS` over https against `url`: its report.
 fn spawn_wrk(url: &str, secs: u64) -> std::process::Child {
     Command::new("wrk")
@@ -141,8 +134,7 @@ engine_tests! {
         site.write("x.css.gz", &gzip(&css));
         let certs = tempfile::tempdir().unwrap();
         let ec = ec_pair(certs.path(), "ec", &["ec.test", "127.0.0.1"], 90);
-        let srv = start_or_skip!(e, &tls_config("", &[&ec]), &site.root);
-        let addr = tls_addr(&srv);
+        let (_srv, addr) = start_tls_or_skip!(e, "", site, &[&ec]);
         let mut cmd = Command::new("python3");
         cmd.args(["-c", PY_CLIENT, &addr.port().to_string()]).arg(&ec.cert);
         let out = run_with_timeout(cmd, IO_TIMEOUT);
@@ -168,12 +160,8 @@ engine_tests! {
     /// `/metrics`: TLS connections open now, by version; a connection
     /// counts once its handshake is done and stops counting when it ends.
     fn metrics_count_tls_connections_by_version(e) {
-        let site = Site::new();
-        let certs = tempfile::tempdir().unwrap();
-        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
-        let cfg = tls_config("metrics_listen = [\"127.0.0.1:0\"]", &[&ec]);
-        let srv = start_or_skip!(e, &cfg, &site.root);
-        let addr = tls_addr(&srv);
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
+        let (srv, addr) = start_tls_or_skip!(e, "metrics_listen = [\"127.0.0.1:0\"]", site, &[&ec]);
         assert_eq!((tls_open(&srv, "TLSv1.3"), tls_open(&srv, "TLSv1.2")), (0, 0));
         let mut a = Tls::connect(addr, "ec.test", client(&[&ec], None));
         let mut b = Tls::connect(addr, "ec.test", client(&[&ec], None));
@@ -248,20 +236,26 @@ engine_tests! {
     /// full handshake costs this (debug) server about 0.7 ms of CPU; if
     /// each loop turn serves every ready connection once, an established
     /// client waits behind at most the 8 handshakes of one turn (some
-    /// 6 ms), so 100 ms leaves room for a machine shared with other work,
-    /// and a loop stuck on the flood (seconds) fails it.
+    /// 6 ms), so 100 ms leaves room, and a loop stuck on the flood
+    /// (seconds) fails it. The bound is counted from what an idle server
+    /// (the control, asked in turn in the same window) took, so a machine
+    /// loaded by other work does not fail it.
     fn handshake_flood_does_not_starve_established(e) {
         if !have("openssl") {
             return skip("openssl CLI not installed");
         }
         let _one = heavy();
-        let site = Site::new();
-        let certs = tempfile::tempdir().unwrap();
-        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
         let cfg = tls_config("workers = 1\naccess_log = \"off\"\nmetrics_listen = [\"127.0.0.1:0\"]", &[&ec]);
         let srv = start_or_skip!(e, &cfg, &site.root);
         let addr = tls_addr(&srv);
         let mut est = Tls::connect(addr, "ec.test", client(&[&ec], None));
+        // The control: an idle server of the same engine, asked in turn
+        // with the attacked one, in the same window. What its requests
+        // take is what the machine (other work, the 8 openssl clients)
+        // costs a request, not what the attacked server does.
+        let ctl_srv = start_or_skip!(e, &cfg, &site.root);
+        let mut ctl = Tls::connect(tls_addr(&ctl_srv), "ec.test", client(&[&ec], None));
         let ask = |c: &mut Tls| {
             let t = Instant::now();
             let r = c.get("/sub/page.html", "");
@@ -288,8 +282,12 @@ engine_tests! {
         let flood_start = hs(&srv);
         let t = Instant::now();
         let mut busy: Vec<Duration> = Vec::new();
-        while busy.len() < 300 && t.elapsed() < Duration::from_secs(10) {
+        let mut control: Vec<Duration> = Vec::new();
+        // 10 s of the attacked server's answers (the control's turns
+        // are not counted against it).
+        while busy.len() < 300 && busy.iter().sum::<Duration>() < Duration::from_secs(10) {
             busy.push(ask(&mut est));
+            control.push(ask(&mut ctl));
         }
         let took = t.elapsed();
         let during = hs(&srv) - flood_start;
@@ -299,8 +297,9 @@ engine_tests! {
         }
         let (q50, q99) = (percentile(&mut quiet, 50), percentile(&mut quiet, 99));
         let (b50, b99, bmax) = (percentile(&mut busy, 50), percentile(&mut busy, 99), percentile(&mut busy, 100));
+        let (c50, c99) = (percentile(&mut control, 50), percentile(&mut control, 99));
         let line = format!(
-            "{}: quiet p50 {q50:?} p99 {q99:?}; flood: {during} handshakes in {took:?} ({:.0}/s), {} requests p50 {b50:?} p99 {b99:?} max {bmax:?}",
+            "{}: quiet p50 {q50:?} p99 {q99:?}; flood: {during} handshakes in {took:?} ({:.0}/s), {} requests p50 {b50:?} p99 {b99:?} max {bmax:?}; control (idle server) p50 {c50:?} p99 {c99:?}",
             srv.engine(),
             during as f64 / took.as_secs_f64(),
             busy.len(),
@@ -309,16 +308,18 @@ engine_tests! {
         let rate = during as f64 / took.as_secs_f64();
         assert!(during >= 20 && rate >= 50.0, "the flood was not running: {line}");
         assert_eq!(busy.len(), 300, "starved: {line}");
-        assert!(b99 < Duration::from_millis(100), "starved: {line}");
+        // 100 ms more than an idle server took in the same window: on a
+        // quiet machine the control's p99 is a few ms, so the bound is
+        // about 100 ms as before; a loan of CPU to other work counts
+        // against both.
+        assert!(b99 < Duration::from_millis(100) + c99, "starved: {line}");
         assert!(est.get("/", "").status == 200);
     }
 
     /// A `tls_listen` port that is taken is reported under `tls_listen`;
     /// an address in both `listen` and `tls_listen` is refused naming both.
     fn tls_listen_errors_name_their_key(e) {
-        let site = Site::new();
-        let certs = tempfile::tempdir().unwrap();
-        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
         let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = busy.local_addr().unwrap().port();
         let cfg = format!("tls_listen = [\"127.0.0.1:{port}\"]\n{}", cert_entry(&ec));
@@ -348,9 +349,7 @@ engine_tests! {
     /// back) is refused with what to do instead; the old sockets keep
     /// serving as they did. Two reloads (drop, then add) move it.
     fn reload_refuses_moving_an_address_between_listen_and_tls_listen(e) {
-        let site = Site::new();
-        let certs = tempfile::tempdir().unwrap();
-        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
         let (p, q) = (free_port(), free_port());
         let with = |plain: &str, tls: &str| {
             format!("listen = [{plain}]\ntls_listen = [{tls}]\n{}", cert_entry(&ec))

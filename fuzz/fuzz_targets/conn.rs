@@ -49,6 +49,7 @@
 //! reports them after the input): the same output again.
 #![no_main]
 
+use std::any::Any;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -64,7 +65,7 @@ use tandem::http::{
     Body, Conn, Ctx, FileRange, Limits, Notes, Now, ParseLimits, Reply, Request, Respond, Segment,
     Transmit,
 };
-use tandem::log::{Level, LogFormat};
+use tandem::log::Level;
 use tandem::metrics::WorkerCounters;
 
 // ---- the responder: the file responder, bodies cut into parts on request ----
@@ -72,12 +73,22 @@ use tandem::metrics::WorkerCounters;
 struct Fuzz(Responder);
 
 impl Respond for Fuzz {
-    fn respond(&self, req: &Request<'_>, now: &Now, notes: &mut Notes) -> Reply {
-        let mut reply = self.0.respond(req, now, notes);
+    fn respond(
+        &self,
+        req: &Request<'_>,
+        now: &Now,
+        local: &mut dyn Any,
+        notes: &mut Notes,
+    ) -> Reply {
+        let mut reply = self.0.respond(req, now, local, notes);
         if req.target.contains("?parts") {
             reply.body = into_parts(std::mem::take(&mut reply.body));
         }
         reply
+    }
+
+    fn local(&self, stats: &Arc<WorkerCounters>) -> Box<dyn Any> {
+        self.0.local(stats)
     }
 }
 
@@ -254,6 +265,8 @@ struct Env {
     drain_grace: Duration,
     stats: WorkerCounters,
     pool: tandem::http::BufferPool,
+    /// The responder's per-worker state (its cache).
+    local: Box<dyn Any>,
 }
 
 impl Env {
@@ -268,6 +281,7 @@ impl Env {
             drain_grace: Duration::ZERO,
             stats: WorkerCounters::default(),
             pool: Default::default(),
+            local: responder.local(&Arc::new(WorkerCounters::default())),
         };
         e.set_offset(Duration::ZERO);
         e
@@ -297,6 +311,7 @@ impl Env {
         Ctx {
             now: &self.now,
             responder: self.responder,
+            local: &mut *self.local,
             limits: &self.limits,
             log: Some(&mut self.log),
             notes: &mut self.notes,
@@ -315,28 +330,12 @@ impl Env {
     }
 }
 
-fn default_limits() -> Limits {
-    Limits {
-        parse: ParseLimits {
-            max_header_size: 1024,
-            max_target_size: 256,
-        },
-        max_body_size: 100,
-        keepalive_timeout: Duration::from_secs(60),
-        header_timeout: Duration::from_secs(15),
-        send_timeout: Duration::from_secs(60),
-        linger_timeout: Duration::from_secs(2),
-        log_format: LogFormat::Combined,
-        h2: Default::default(),
-    }
-}
-
 /// Limits a config file could give (Config::validate: 256 <= max_header_size,
 /// 16 <= max_target_size <= max_header_size; linger is fixed at 2 s), kept small.
 fn limits(u: &mut Unstructured<'_>) -> arbitrary::Result<Limits> {
     let sel: u8 = u.arbitrary()?;
     if sel == 0 {
-        return Ok(default_limits());
+        return Ok(Limits::small());
     }
     let max_header_size = u.int_in_range(256..=2048usize)?;
     let max_target_size = u.int_in_range(16..=max_header_size.min(1024))?;
@@ -353,9 +352,7 @@ fn limits(u: &mut Unstructured<'_>) -> arbitrary::Result<Limits> {
         keepalive_timeout: ms(u, 0)?,
         header_timeout: ms(u, 1)?,
         send_timeout: ms(u, 1)?,
-        linger_timeout: Duration::from_secs(2),
-        log_format: LogFormat::Combined,
-        h2: Default::default(),
+        ..Limits::small()
     })
 }
 
@@ -794,7 +791,7 @@ fn decode(data: &[u8]) -> Option<Case<'_>> {
     let n = (n as usize).min(rest.len());
     let (ctl, req) = rest.split_at(n);
     let mut u = Unstructured::new(ctl);
-    let limits = limits(&mut u).unwrap_or_else(|_| default_limits());
+    let limits = limits(&mut u).unwrap_or_else(|_| Limits::small());
     let w = world();
     let responder = &w.responders[u.arbitrary::<u8>().unwrap_or(0) as usize % w.responders.len()];
     let mut ops = Vec::new();

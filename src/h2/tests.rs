@@ -3,8 +3,6 @@
 
 use std::any::Any;
 use std::fs::File;
-use std::io::Write;
-use std::os::fd::FromRawFd;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -13,10 +11,8 @@ use bytes::{BufMut, Bytes};
 
 use super::frame::{Head, flag, kind};
 use super::*;
-use crate::http::{
-    Body, BufferPool, FileRange, Notes, Now, ParseLimits, Reply, Request, Respond, Status,
-};
-use crate::log::{Level, LogFormat};
+use crate::http::{Body, BufferPool, FileRange, Notes, Now, Reply, Request, Respond, Status};
+use crate::log::Level;
 use crate::metrics::WorkerCounters;
 
 const BIG: usize = 200_000;
@@ -64,32 +60,19 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        // SAFETY: memfd_create takes a valid C string; the fd is new and ours.
-        let fd = unsafe { libc::memfd_create(c"tandem-h2-test".as_ptr(), libc::MFD_CLOEXEC) };
-        assert!(fd >= 0);
-        // SAFETY: fd is a new descriptor owned by nobody else.
-        let mut f = unsafe { File::from_raw_fd(fd) };
         let data: Vec<u8> = (0..BIG).map(pattern).collect();
-        f.write_all(&data).unwrap();
         Env {
-            mem: Mem { big: Arc::new(f) },
+            mem: Mem {
+                big: crate::http::memfd(c"tandem-h2-test", &data),
+            },
             local: (),
             limits: Limits {
-                parse: ParseLimits {
-                    max_header_size: 1024,
-                    max_target_size: 256,
-                },
-                max_body_size: 100,
-                keepalive_timeout: Duration::from_secs(60),
-                header_timeout: Duration::from_secs(15),
-                send_timeout: Duration::from_secs(60),
-                linger_timeout: Duration::from_secs(2),
-                log_format: LogFormat::Combined,
                 h2: crate::http::H2Limits {
                     max_concurrent_streams: 4,
                     max_resets_per_second: 10,
                     ..Default::default()
                 },
+                ..Limits::small()
             },
             now: Now::new(Instant::now(), SystemTime::now()),
             log: Vec::new(),

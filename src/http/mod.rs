@@ -268,13 +268,17 @@ pub struct H2Limits {
 }
 
 impl Default for H2Limits {
+    /// What a config file with no `http2*` / `h2_*` keys gives.
     fn default() -> H2Limits {
-        H2Limits {
-            cleartext: false,
-            max_concurrent_streams: 128,
-            max_resets_per_second: 200,
-            max_control_frames_per_second: 1000,
-        }
+        Limits::default().h2
+    }
+}
+
+impl Default for Limits {
+    /// What a config file with no keys gives (one place for the defaults:
+    /// the config schema).
+    fn default() -> Limits {
+        Limits::from_config(&crate::config::Config::default())
     }
 }
 
@@ -300,10 +304,43 @@ impl Limits {
         }
     }
 
+    /// Small limits for driving a connection in memory (the unit tests of
+    /// `http`, `tls` and `h2`, the fuzz targets): a 1 KiB head, a 256-byte
+    /// target and a 100-byte body, so that tests reach 431/414/413 with a
+    /// few bytes; the rest as [`Limits::default`]. Callers change more with
+    /// struct-update syntax (`Limits { h2, ..Limits::small() }`).
+    pub fn small() -> Limits {
+        Limits {
+            parse: ParseLimits {
+                max_header_size: 1024,
+                max_target_size: 256,
+            },
+            max_body_size: 100,
+            ..Limits::default()
+        }
+    }
+
     /// Input a connection may hold unprocessed before its engine stops reading.
     pub fn max_buffered(&self) -> usize {
         self.parse.max_header_size + 16 * 1024
     }
+}
+
+/// An anonymous in-memory file holding `data`, for in-memory responders in
+/// the unit tests of `http`, `tls` and `h2` (a `Body::File` with no file
+/// system beneath it).
+#[cfg(test)]
+pub(crate) fn memfd(name: &std::ffi::CStr, data: &[u8]) -> Arc<std::fs::File> {
+    use std::io::Write as _;
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: memfd_create takes a NUL-terminated name (a `CStr`) and flags
+    // and returns a new fd (or -1, checked), owned by nobody else.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+    // SAFETY: as above: the fd is new and ours; the File closes it.
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    f.write_all(data).unwrap();
+    Arc::new(f)
 }
 
 /// What a `Conn` needs from its worker for one call.

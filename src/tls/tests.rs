@@ -3,7 +3,6 @@
 use std::any::Any;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::FromRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,8 +11,8 @@ use rustls::pki_types::ServerName;
 
 use super::*;
 use crate::http::reply::FileRange;
-use crate::http::{Body, BufferPool, Notes, Now, ParseLimits, Reply, Request, Segment, Status};
-use crate::log::{Level, LogFormat};
+use crate::http::{Body, BufferPool, Notes, Now, Reply, Request, Segment, Status};
+use crate::log::Level;
 use crate::metrics::WorkerCounters;
 
 const BIG: usize = 1 << 20;
@@ -56,13 +55,7 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        // SAFETY: memfd_create takes a valid C string; the fd is new and ours.
-        let fd = unsafe { libc::memfd_create(c"tandem-tls-test".as_ptr(), libc::MFD_CLOEXEC) };
-        assert!(fd >= 0);
-        // SAFETY: fd is a new descriptor owned by nobody else.
-        let mut f = unsafe { File::from_raw_fd(fd) };
         let data: Vec<u8> = (0..BIG).map(pattern).collect();
-        f.write_all(&data).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let cert = rcgen::CertificateParams::new(vec!["t.test".to_string()])
@@ -87,21 +80,11 @@ impl Env {
             .with_root_certificates(roots)
             .with_no_client_auth();
         Env {
-            mem: Mem { big: Arc::new(f) },
-            local: (),
-            limits: Limits {
-                parse: ParseLimits {
-                    max_header_size: 1024,
-                    max_target_size: 256,
-                },
-                max_body_size: 100,
-                keepalive_timeout: Duration::from_secs(60),
-                header_timeout: Duration::from_secs(15),
-                send_timeout: Duration::from_secs(60),
-                linger_timeout: Duration::from_secs(2),
-                log_format: LogFormat::Combined,
-                h2: Default::default(),
+            mem: Mem {
+                big: crate::http::memfd(c"tandem-tls-test", &data),
             },
+            local: (),
+            limits: Limits::small(),
             now: Now::new(Instant::now(), SystemTime::now()),
             notes: Notes::new(Level::Debug),
             stats: WorkerCounters::default(),

@@ -87,6 +87,19 @@ macro_rules! engine_and_tls_tests {
     };
 }
 
+/// Starts a server for `$engine` with a TLS listener (`$extra` config and
+/// the certificate `$pairs`) serving `$site`, and returns it with its TLS
+/// address; returns from the test (skip) when the engine is unavailable.
+#[allow(unused_macros)]
+macro_rules! start_tls_or_skip {
+    ($engine:expr, $extra:expr, $site:expr, $pairs:expr) => {{
+        let cfg = $crate::common::tls::tls_config($extra, $pairs);
+        let srv = start_or_skip!($engine, &cfg, &$site.root);
+        let addr = $crate::common::tls::tls_addr(&srv);
+        (srv, addr)
+    }};
+}
+
 /// Starts a server for `$engine` or returns from the test (skip) when that
 /// engine is unavailable on this machine.
 #[allow(unused_macros)]
@@ -1932,6 +1945,13 @@ pub fn thread_count(pid: u32) -> usize {
 /// Resident set size of `pid`, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     proc_status_field(pid, "VmRSS:").unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// `data` gzip-compressed (flate2, default level).
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
 }
 
 /// A file of `mib` MiB where every 1 MiB block is the same pseudo-random

@@ -104,6 +104,24 @@ pub fn tls_config(extra: &str, pairs: &[&Pair]) -> String {
     s
 }
 
+/// What most TLS tests start from: the standard [`Site`], a temporary
+/// directory of certificates, and in it one ECDSA pair for `ec.test`
+/// (stem `ec`, 90 days). Destructure it: `let TlsSite { site, certs, ec }`.
+pub struct TlsSite {
+    pub site: Site,
+    pub certs: tempfile::TempDir,
+    pub ec: Pair,
+}
+
+impl TlsSite {
+    pub fn new() -> TlsSite {
+        let site = Site::new();
+        let certs = tempfile::tempdir().unwrap();
+        let ec = ec_pair(certs.path(), "ec", &["ec.test"], 90);
+        TlsSite { site, certs, ec }
+    }
+}
+
 /// The TLS listener's address (its `listening on ADDR (TLS)` line).
 pub fn tls_addr(srv: &Server) -> SocketAddr {
     assert!(

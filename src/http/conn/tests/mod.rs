@@ -4,8 +4,6 @@
 
 use std::any::Any;
 use std::fs::File;
-use std::io::Write as _;
-use std::os::fd::FromRawFd;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +12,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::http::reply::{FileRange, HTML};
-use crate::http::{Ctx, Limits, Notes, Now, ParseLimits, Respond};
+use crate::http::{Ctx, Limits, Notes, Now, Respond};
 use crate::log::LogFormat;
 use crate::metrics::WorkerCounters;
 
@@ -33,14 +31,9 @@ const BIG: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
 impl Mem {
     fn new() -> Mem {
-        // SAFETY: memfd_create takes a NUL-terminated name and flags and
-        // returns a new fd (or -1, checked), owned by nobody else.
-        let fd = unsafe { libc::memfd_create(c"tandem-test".as_ptr(), libc::MFD_CLOEXEC) };
-        assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
-        // SAFETY: as above: the fd is new and ours.
-        let mut f = unsafe { File::from_raw_fd(fd) };
-        f.write_all(BIG).unwrap();
-        Mem { big: Arc::new(f) }
+        Mem {
+            big: crate::http::memfd(c"tandem-test", BIG),
+        }
     }
 
     fn ok(ct: &'static str, body: Body) -> Reply {
@@ -108,19 +101,7 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let limits = Limits {
-            parse: ParseLimits {
-                max_header_size: 1024,
-                max_target_size: 256,
-            },
-            max_body_size: 100,
-            keepalive_timeout: Duration::from_secs(60),
-            header_timeout: Duration::from_secs(15),
-            send_timeout: Duration::from_secs(60),
-            linger_timeout: Duration::from_secs(2),
-            log_format: LogFormat::Combined,
-            h2: Default::default(),
-        };
+        let limits = Limits::small();
         let now = Now {
             instant: Instant::now(),
             wall: httpdate::parse_http_date(DATE).unwrap(),
