@@ -84,7 +84,7 @@ const TEARDOWN_LIMIT: Duration = Duration::from_secs(10);
 /// Run one worker's io_uring loop until it is told to stop and has drained.
 pub fn run(spec: WorkerSpec) -> io::Result<()> {
     let mode = BodyMode::from_env();
-    let ring = setup::build_ring(SQ_ENTRIES, CQ_ENTRIES)?;
+    let (ring, deferred) = setup::build_ring(SQ_ENTRIES, CQ_ENTRIES)?;
     // Incremental where the kernel has it (6.12), whole buffers elsewhere.
     let mut incremental = true;
     let mut registered = None;
@@ -137,6 +137,7 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
     let mut w = Worker {
         io: Io::new(ring),
         bufs,
+        deferred,
         conns: Slab::new(),
         give_back: GiveBack::default(),
         pool: Pool::default(),
@@ -180,6 +181,9 @@ impl EngineConn for UConn {
 struct Worker {
     io: Io,
     bufs: BufRing,
+    /// The ring runs with DEFER_TASKRUN (`setup::build_ring`): the buffers
+    /// may be released between two enters.
+    deferred: bool,
     conns: Slab<UConn>,
     give_back: GiveBack,
     pool: Pool,
@@ -386,6 +390,14 @@ impl Worker {
         // pools' idle items and the allocator's free memory go back.
         if let (Some(a), Some(b)) = (self.pool.trim(), self.sh.trim_buffers()) {
             self.give_back.quiet_tick(self.conns.len(), a || b);
+        }
+        // A tick without input: the receive buffers' pages go back.
+        if self.bufs.quiet() && self.deferred && self.io.ring.completion().is_empty() {
+            // SAFETY: with DEFER_TASKRUN the kernel fills the buffers only
+            // inside this thread's io_uring_enter, and we are between two;
+            // the completion queue is empty, so every completion that named
+            // a buffer was handled (its bytes fed to its `Conn`).
+            unsafe { self.bufs.release() };
         }
         if self.gate.resume(now) {
             self.unpark();
