@@ -428,7 +428,7 @@ impl WorkerState {
         let conn = Conn::new(peer, now, &self.limits);
         let mut conn = match (tls, &self.tls) {
             (false, _) => match &self.redirect {
-                Some(r) => Session::Redirect(conn, r.clone()),
+                Some(r) => Session::Redirect(Box::new((conn, r.clone()))),
                 None => Session::Plain(Http::plain(peer, now, &self.limits)),
             },
             (true, Some(cfg)) => match TlsConn::new(cfg.clone(), conn, self.counters.clone()) {
