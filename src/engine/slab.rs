@@ -87,6 +87,13 @@ impl<T> Slab<T> {
         self.len == 0
     }
 
+    /// Every token that may name an entry (`get_mut` says which do): a walk
+    /// that adds no entry needs no snapshot, and allocates nothing (a
+    /// snapshot of 10,000 tokens, once a tick, kept 80 KB of heap busy).
+    pub fn tokens(&self) -> std::ops::Range<usize> {
+        0..self.chunks.len() * CHUNK
+    }
+
     /// Tokens of all live entries (a snapshot, so entries may be removed while walking it).
     pub fn keys(&self) -> Vec<usize> {
         let mut keys = Vec::with_capacity(self.len);
@@ -134,6 +141,8 @@ mod tests {
         assert_eq!(s.len(), 2 * CHUNK + 6);
         let keys = s.keys();
         assert_eq!(keys.len(), s.len());
+        let live: Vec<usize> = s.tokens().filter(|&t| s.get_mut(t).is_some()).collect();
+        assert_eq!(live, keys);
         assert!(keys.windows(2).all(|w| w[0] < w[1]));
         // Everybody leaves: nothing is kept.
         for t in keys {

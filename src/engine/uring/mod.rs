@@ -403,7 +403,7 @@ impl Worker {
             self.unpark();
             self.sync_accept();
         }
-        for slot in self.conns.keys() {
+        for slot in self.conns.tokens() {
             self.recancel(slot, now);
         }
         for slot in self.sh.expire_due(&mut self.conns) {
