@@ -64,9 +64,10 @@ const CQ_ENTRIES: u32 = 8192;
 /// Provided receive buffers per worker (power of two) and their size. The
 /// kernel takes them in ring order; used incrementally (bufring.rs), the
 /// pages they touch follow the bytes received, so under any traffic every
-/// one of them is touched in the end: a fixed cost per worker of 128 KiB
-/// of RSS (13 bytes per connection of 10,000; 128 x 4 KiB was 512 KiB,
-/// 512 x 8 KiB 2-4 MiB). Incremental, 32 hold 128 KiB of input per loop
+/// one of them is touched in the end: up to 128 KiB of RSS per worker
+/// while receives come in (13 bytes per connection of 10,000; 128 x 4 KiB
+/// was 512 KiB, 512 x 8 KiB 2-4 MiB), handed back at a tick without any
+/// (`BufRing::release`). Incremental, 32 hold 128 KiB of input per loop
 /// turn, some 2,800 small requests. A burst beyond it gets ENOBUFS, and
 /// those receives are armed again a turn later.
 const BUF_COUNT: u16 = 32;
