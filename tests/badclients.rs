@@ -479,6 +479,60 @@ engine_tests! {
         srv.assert_healthy("after a thousand idle connections");
     }
 
+    fn memory_of_idle_connections_goes_when_they_leave(e) {
+        // Issue 22: what 5,000 idle keep-alive connections made the worker
+        // hold (its connection table: 128-168 bytes a slot, 0.6-0.8 MiB
+        // here; io_uring's receive buffers) goes back once they left. The
+        // table used to keep its peak size for good. A warm-up of 300
+        // connections first, so that what any first requests fault in
+        // (code, the cache entry, the pools) is in the baseline.
+        const N: usize = 5000;
+        const WARM: usize = 300;
+        const SLACK_KIB: u64 = 256;
+        let site = Site::new();
+        let extra = "workers = 1\nkeepalive_timeout = \"60s\"\nheader_timeout = \"60s\"";
+        let srv = start_or_skip!(e, extra, &site.root);
+        let fds = srv.fd_count();
+        let open = |n: usize, what: &str| -> Vec<Conn> {
+            (0..n)
+                .map(|i| {
+                    let mut c = srv.connect();
+                    let r = c.roundtrip(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
+                    assert_status(&r, 200, &format!("{what} {i}"));
+                    c
+                })
+                .collect()
+        };
+        drop(open(WARM, "warm-up connection"));
+        fds_back_to(&srv, fds, "after the warm-up");
+        let wait_rss_at_most = |max: u64| -> Result<u64, u64> {
+            let t0 = Instant::now();
+            loop {
+                let rss = rss_kib(srv.pid());
+                if rss <= max {
+                    return Ok(rss);
+                }
+                if t0.elapsed() > Duration::from_secs(10) {
+                    return Err(rss);
+                }
+                std::thread::sleep(Duration::from_millis(50)); // polling interval of a condition
+            }
+        };
+        // What the warm-up left: its freed memory goes back at a quiet tick.
+        let base = rss_kib(srv.pid());
+        let base = wait_rss_at_most(base.saturating_sub(64)).unwrap_or_else(|r| r);
+        let idle = open(N, "idle connection");
+        let held = rss_kib(srv.pid());
+        drop(idle);
+        fds_back_to(&srv, fds, &format!("{N} idle connections closed by the client"));
+        let back = wait_rss_at_most(base + SLACK_KIB);
+        note(&format!("RSS {base} KiB before, {held} KiB with {N} idle connections, {} KiB after they left", back.unwrap_or_else(|r| r)));
+        if let Err(rss) = back {
+            panic!("RSS still {rss} KiB 10 s after {N} idle connections left, more than {SLACK_KIB} KiB over the {base} KiB before (with them: {held} KiB)");
+        }
+        served_promptly(&srv, "after the idle connections left");
+    }
+
     fn half_closed_clients_are_answered_then_closed(e) {
         // Clients that send a request and shut their write side at once.
         let (site, huge) = site_with_huge();

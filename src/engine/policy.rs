@@ -428,7 +428,7 @@ impl WorkerState {
         let conn = Conn::new(peer, now, &self.limits);
         let mut conn = match (tls, &self.tls) {
             (false, _) => match &self.redirect {
-                Some(r) => Session::Redirect(conn, r.clone()),
+                Some(r) => Session::Redirect(Box::new((conn, r.clone()))),
                 None => Session::Plain(Http::plain(peer, now, &self.limits)),
             },
             (true, Some(cfg)) => match TlsConn::new(cfg.clone(), conn, self.counters.clone()) {
@@ -510,7 +510,7 @@ impl WorkerState {
     pub fn expire_due<T: EngineConn>(&mut self, conns: &mut Slab<T>) -> Vec<usize> {
         let now = self.clock.now().instant;
         let mut due = Vec::new();
-        for tok in conns.keys() {
+        for tok in conns.tokens() {
             let Some(c) = conns.get_mut(tok) else {
                 continue;
             };
@@ -531,7 +531,7 @@ impl WorkerState {
     /// connection has a response under way.
     pub fn eviction_candidate<T: EngineConn>(&self, conns: &mut Slab<T>) -> Option<usize> {
         let mut best: Option<(Instant, usize)> = None;
-        for tok in conns.keys() {
+        for tok in conns.tokens() {
             let Some(conn) = conns.get_mut(tok).and_then(|c| c.conn()) else {
                 continue;
             };
@@ -589,7 +589,7 @@ fn expire(conn: &mut Session, fd: RawFd, ctx: &mut Ctx<'_>) {
 fn idle_victims<T: EngineConn>(conns: &mut Slab<T>, n: impl FnOnce(usize) -> usize) -> Vec<usize> {
     // (idle deadline, token): the earliest deadline has been idle longest.
     let mut idle: Vec<(Instant, usize)> = Vec::new();
-    for tok in conns.keys() {
+    for tok in conns.tokens() {
         let Some(conn) = conns.get_mut(tok).and_then(|c| c.conn()) else {
             continue;
         };

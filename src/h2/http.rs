@@ -18,10 +18,11 @@ pub enum Http {
     H2(Box<H2Conn>),
     /// Plaintext with `http2_cleartext`, before its first bytes decide:
     /// `seen` bytes of the preface matched so far (held back from the
-    /// `Conn`), and whether a drain began meanwhile.
+    /// `Conn`), and whether a drain began meanwhile. A byte for `seen`
+    /// (the preface is 24): with it the enum is its `Conn` plus 8 bytes.
     Sniff {
         conn: Conn,
-        seen: usize,
+        seen: u8,
         draining: bool,
     },
 }
@@ -92,10 +93,11 @@ impl Http {
 
     pub fn handle_input(&mut self, ctx: &mut Ctx<'_>, data: &[u8]) {
         if let Http::Sniff { seen, draining, .. } = self {
-            let k = (PREFACE.len() - *seen).min(data.len());
-            if data[..k] == PREFACE[*seen..*seen + k] {
-                *seen += k;
-                if *seen < PREFACE.len() {
+            let at = *seen as usize;
+            let k = (PREFACE.len() - at).min(data.len());
+            if data[..k] == PREFACE[at..at + k] {
+                *seen += k as u8;
+                if at + k < PREFACE.len() {
                     return;
                 }
                 let drain = *draining;
@@ -110,7 +112,7 @@ impl Http {
                 return;
             }
             // Not the preface: HTTP/1.1, with the bytes held back first.
-            let seen = *seen;
+            let seen = at;
             // A stand-in while the `Conn` moves (a `Conn` allocates nothing).
             let stand_in = Http::H1(Conn::new(self.peer(), ctx.now.instant, ctx.limits));
             if let Http::Sniff { conn, .. } = std::mem::replace(self, stand_in) {

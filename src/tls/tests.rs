@@ -285,3 +285,12 @@ fn ticket_keys_rotate() {
     assert_eq!(t.decrypt(&fresh).as_deref(), Some(&b"later"[..]));
     assert_ne!(ticket, fresh);
 }
+
+/// What a worker holds per idle connection is mostly its `Session`: a
+/// plaintext one is its `Conn` and a word (HTTP/2 sniffing state, the
+/// enum's tag); the rare kinds (TLS, redirect) are boxed.
+#[test]
+fn a_session_is_its_conn_and_a_word() {
+    let (s, c) = (std::mem::size_of::<Session>(), std::mem::size_of::<Conn>());
+    assert!(s <= c + 8, "Session is {s} bytes, Conn {c}");
+}

@@ -12,6 +12,11 @@
 //! per connection less. Elsewhere each receive takes a whole buffer, and
 //! every offset below stays 0.
 //!
+//! Quiet, the buffers give their pages back (`release`): a tick during
+//! which no receive filled any of them hands them to the kernel with
+//! MADV_DONTNEED, so idle connections do not keep the 128 KiB a burst of
+//! traffic touched (the next receive faults in a zeroed page).
+//!
 //! Both the ring of descriptors and the buffers themselves are anonymous
 //! mmaps owned here. The owner must unregister the ring (or drop the io_uring)
 //! and have no receive in flight before this is dropped; if that cannot be
@@ -38,6 +43,10 @@ pub struct BufRing {
     /// Per buffer: the bytes earlier completions took of it (incremental
     /// mode), where the next completion's bytes start.
     used: Box<[u32]>,
+    /// A completion named a buffer since the last `quiet` call.
+    active: bool,
+    /// One did since the last `release`: some pages may be resident.
+    resident: bool,
     leaked: bool,
 }
 
@@ -87,6 +96,8 @@ impl BufRing {
             size,
             tail: 0,
             used: vec![0; entries as usize].into_boxed_slice(),
+            active: false,
+            resident: false,
             leaked: false,
         };
         for bid in 0..entries {
@@ -121,6 +132,8 @@ impl BufRing {
     /// write into the bytes it filled. `len` is the completion's result.
     pub unsafe fn get(&mut self, bid: u16, len: usize) -> &[u8] {
         let bid = bid as usize % self.entries as usize;
+        self.active = true;
+        self.resident = true;
         let start = (self.used[bid] as usize).min(self.size);
         let len = len.min(self.size - start);
         self.used[bid] += len as u32;
@@ -134,6 +147,8 @@ impl BufRing {
     /// counted, so the next one's bytes are found where they are.
     pub fn skip(&mut self, bid: u16, len: usize) {
         let bid = bid as usize % self.entries as usize;
+        self.active = true;
+        self.resident = true;
         self.used[bid] = (self.used[bid] as usize + len).min(self.size) as u32;
     }
 
@@ -173,6 +188,39 @@ impl BufRing {
             let tail = BufRingEntry::tail(self.ring) as *const AtomicU16;
             (*tail).store(self.tail, Ordering::Release);
         }
+    }
+
+    /// Once per timer tick: whether no completion named a buffer since the
+    /// last call, while some did since the last `release`.
+    pub fn quiet(&mut self) -> bool {
+        !std::mem::take(&mut self.active) && self.resident
+    }
+
+    /// Give the buffers' pages back to the kernel (MADV_DONTNEED): they
+    /// read as zeros from now on, and the kernel faults a page in again
+    /// when it next fills a buffer.
+    ///
+    /// # Safety
+    ///
+    /// Nothing may be writing into the buffers while this runs, and every
+    /// completion that named one must have been handled (its bytes were
+    /// fed on and are not looked at again): with DEFER_TASKRUN the kernel
+    /// fills them only inside this thread's `io_uring_enter`, so between two
+    /// enters, once the completion queue is empty, both hold.
+    pub unsafe fn release(&mut self) {
+        // SAFETY: the range is exactly the `data` mapping made in `new`
+        // (private, anonymous), which stays mapped: DONTNEED only drops its
+        // pages, which then read as zeros. Per the contract above no write
+        // into it is under way and no byte of it is still to be read.
+        let r = crate::syscall!(unsafe {
+            libc::madvise(
+                self.data as *mut libc::c_void,
+                self.data_len,
+                libc::MADV_DONTNEED,
+            )
+        });
+        debug_assert!(r.is_ok(), "madvise: {r:?}");
+        self.resident = false;
     }
 
     /// Keep the memory mapped forever (an operation may still use it).

@@ -64,9 +64,10 @@ const CQ_ENTRIES: u32 = 8192;
 /// Provided receive buffers per worker (power of two) and their size. The
 /// kernel takes them in ring order; used incrementally (bufring.rs), the
 /// pages they touch follow the bytes received, so under any traffic every
-/// one of them is touched in the end: a fixed cost per worker of 128 KiB
-/// of RSS (13 bytes per connection of 10,000; 128 x 4 KiB was 512 KiB,
-/// 512 x 8 KiB 2-4 MiB). Incremental, 32 hold 128 KiB of input per loop
+/// one of them is touched in the end: up to 128 KiB of RSS per worker
+/// while receives come in (13 bytes per connection of 10,000; 128 x 4 KiB
+/// was 512 KiB, 512 x 8 KiB 2-4 MiB), handed back at a tick without any
+/// (`BufRing::release`). Incremental, 32 hold 128 KiB of input per loop
 /// turn, some 2,800 small requests. A burst beyond it gets ENOBUFS, and
 /// those receives are armed again a turn later.
 const BUF_COUNT: u16 = 32;
@@ -84,7 +85,7 @@ const TEARDOWN_LIMIT: Duration = Duration::from_secs(10);
 /// Run one worker's io_uring loop until it is told to stop and has drained.
 pub fn run(spec: WorkerSpec) -> io::Result<()> {
     let mode = BodyMode::from_env();
-    let ring = setup::build_ring(SQ_ENTRIES, CQ_ENTRIES)?;
+    let (ring, deferred) = setup::build_ring(SQ_ENTRIES, CQ_ENTRIES)?;
     // Incremental where the kernel has it (6.12), whole buffers elsewhere.
     let mut incremental = true;
     let mut registered = None;
@@ -139,6 +140,7 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
     let mut w = Worker {
         io,
         bufs,
+        deferred,
         conns: Slab::new(),
         give_back: GiveBack::default(),
         pool: Pool::default(),
@@ -182,6 +184,9 @@ impl EngineConn for UConn {
 struct Worker {
     io: Io,
     bufs: BufRing,
+    /// The ring runs with DEFER_TASKRUN (`setup::build_ring`): the buffers
+    /// may be released between two enters.
+    deferred: bool,
     conns: Slab<UConn>,
     give_back: GiveBack,
     pool: Pool,
@@ -389,11 +394,19 @@ impl Worker {
         if let (Some(a), Some(b)) = (self.pool.trim(), self.sh.trim_buffers()) {
             self.give_back.quiet_tick(self.conns.len(), a || b);
         }
+        // A tick without input: the receive buffers' pages go back.
+        if self.bufs.quiet() && self.deferred && self.io.ring.completion().is_empty() {
+            // SAFETY: with DEFER_TASKRUN the kernel fills the buffers only
+            // inside this thread's io_uring_enter, and we are between two;
+            // the completion queue is empty, so every completion that named
+            // a buffer was handled (its bytes fed to its `Conn`).
+            unsafe { self.bufs.release() };
+        }
         if self.gate.resume(now) {
             self.unpark();
             self.sync_accept();
         }
-        for slot in self.conns.keys() {
+        for slot in self.conns.tokens() {
             self.recancel(slot, now);
         }
         for slot in self.sh.expire_due(&mut self.conns) {

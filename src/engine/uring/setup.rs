@@ -11,8 +11,11 @@ use crate::engine::ProbeError;
 use crate::syscall;
 
 /// Build a ring with SINGLE_ISSUER + DEFER_TASKRUN + COOP_TASKRUN + SUBMIT_ALL,
-/// dropping flags the kernel refuses (EINVAL) one step at a time.
-pub fn build_ring(sq: u32, cq: u32) -> io::Result<IoUring> {
+/// dropping flags the kernel refuses (EINVAL) one step at a time. The bool
+/// says whether DEFER_TASKRUN took: then the kernel completes this ring's
+/// operations (a receive copying into a provided buffer) only inside this
+/// thread's `io_uring_enter`, never while the worker runs its own code.
+pub fn build_ring(sq: u32, cq: u32) -> io::Result<(IoUring, bool)> {
     // (single_issuer, defer_taskrun, coop_taskrun, submit_all)
     const STEPS: [(bool, bool, bool, bool); 5] = [
         (true, true, true, true),
@@ -38,7 +41,7 @@ pub fn build_ring(sq: u32, cq: u32) -> io::Result<IoUring> {
             b.setup_submit_all();
         }
         match b.build(sq) {
-            Ok(r) => return Ok(r),
+            Ok(r) => return Ok((r, defer)),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = Some(e),
             Err(e) => return Err(e),
         }
@@ -53,7 +56,7 @@ pub fn probe() -> Result<(), ProbeError> {
     {
         return Err(ProbeError::Forced(v));
     }
-    let mut ring = build_ring(8, 32).map_err(ProbeError::Setup)?;
+    let (mut ring, _) = build_ring(8, 32).map_err(ProbeError::Setup)?;
     let p = ring.params();
     if !p.is_feature_ext_arg() {
         return Err(ProbeError::MissingFeature {

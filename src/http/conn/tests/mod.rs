@@ -565,7 +565,7 @@ fn buffered_input_is_bounded() {
 #[test]
 fn an_idle_connection_holds_only_its_core() {
     assert!(
-        std::mem::size_of::<Conn>() <= 96,
+        std::mem::size_of::<Conn>() <= 88,
         "Conn is {} bytes",
         std::mem::size_of::<Conn>()
     );
