@@ -276,6 +276,17 @@ impl StaleLog {
     }
 }
 
+/// `src` and its fresh precompressed siblings `sibs` (`Site::siblings`),
+/// in the configured order (`[0]` is `src`).
+fn variants(rel: &OsStr, src: Found, sibs: Vec<(Encoding, Found)>, now: SystemTime) -> Vec<Rep> {
+    let mut reps = Vec::with_capacity(sibs.len() + 1);
+    reps.push(Rep::file(src, None, rel, now));
+    for (enc, f) in sibs {
+        reps.push(Rep::file(f, Some(enc), rel, now));
+    }
+    reps
+}
+
 /// The multipart boundary of a representation: a hash of its entity tag,
 /// so the same file gets the same bytes from either engine and every
 /// replica (FNV-1a; the file is the operator's, not a client's, so nothing
@@ -292,11 +303,11 @@ impl Site<'_> {
         req: &Request<'_>,
         now: &Now,
         src: Found,
+        sibs: Vec<(Encoding, Found)>,
         rel: &OsStr,
         ctype: Text,
-        notes: &mut Notes,
     ) -> Reply {
-        let reps = self.variants(rel, src, now.wall, notes);
+        let reps = variants(rel, src, sibs, now.wall);
         let vary = reps.len() > 1;
         self.answer(req, now, pick(req, &reps), vary, ctype)
     }
@@ -410,23 +421,6 @@ impl Site<'_> {
             h.push("Vary", "Accept-Encoding");
         }
         h
-    }
-
-    /// `src` and its fresh precompressed siblings, in the configured order
-    /// (`[0]` is `src`).
-    pub(super) fn variants(
-        &self,
-        rel: &OsStr,
-        src: Found,
-        now: SystemTime,
-        notes: &mut Notes,
-    ) -> Vec<Rep> {
-        let mut reps = vec![];
-        for (enc, f) in self.siblings(rel, &src, notes) {
-            reps.push(Rep::file(f, Some(enc), rel, now));
-        }
-        reps.insert(0, Rep::file(src, None, rel, now));
-        reps
     }
 
     /// The fresh siblings of `rel` (opened), in the configured order. A

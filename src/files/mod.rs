@@ -7,6 +7,7 @@
 //! the worker's cache (`cache.rs`), a value the worker owns and lends to each
 //! call through `Ctx` (not a thread-local).
 
+pub mod admit;
 pub mod cache;
 pub mod compress;
 pub mod entity;
@@ -400,29 +401,32 @@ impl Site<'_> {
             Some(i) => Text::from(rules.remove(i).1),
             None => self.types.header_value(&rel.to_string_lossy()),
         };
+        let sibs = self.siblings(rel, &f, notes);
         if let Some(cache) = cache
             && f.len <= self.settings.cache_max_file
-            && let Some(mut entry) = self.load(now, rel, &f, ctype.clone(), &rules, notes)
         {
             let key = p.normal();
             // Looked up again after cache_revalidate and found unchanged
-            // (the same source and siblings): what was compressed for it is
-            // still its own, and is kept, not made again.
-            // A coding that did not make the bytes smaller left `fly` then
-            // (`make`), and would not now: the old offer, a subset of the
-            // fresh one, is kept with them.
+            // (the same source and siblings): the entry is served on as it
+            // was, its bytes and what was compressed for it, nothing read.
             if let Some(old) = cache.take_expired(&key)
-                && same_versions(&old.reps, &entry.reps)
-                && old.fly.iter().all(|c| entry.fly.contains(c))
-                && old.rules == entry.rules
+                && unchanged(&old, &f, &sibs)
+                && old.rules == rules
             {
-                entry.made = old.made.clone();
-                entry.fly = old.fly.clone();
+                let e = cache.put(&key, self.renewed(&old, now));
+                return self.serve_cached(req, now, cache, &key, e);
             }
-            let e = cache.put(&key, entry);
-            return self.serve_cached(req, now, cache, &key, e);
+            // Taken in only when the cache admits it (`Cache::admits`);
+            // else answered from disk, nothing read into memory.
+            let size = sibs.iter().map(|(_, s)| s.len).sum::<u64>() + f.len;
+            if cache.admits(&key, size as usize + HEAD_ESTIMATE)
+                && let Some(entry) = self.load(now, rel, &f, &sibs, ctype.clone(), &rules)
+            {
+                let e = cache.put(&key, entry);
+                return self.serve_cached(req, now, cache, &key, e);
+            }
         }
-        let mut reply = self.entity(req, now, f, rel, ctype, notes);
+        let mut reply = self.entity(req, now, f, sibs, rel, ctype);
         apply_rules(&mut reply, &rules);
         reply
     }
@@ -434,9 +438,9 @@ impl Site<'_> {
         now: &Now,
         rel: &OsStr,
         src: &Found,
+        sibs: &[(Encoding, Found)],
         ctype: Text,
         rules: &[(String, String)],
-        notes: &mut Notes,
     ) -> Option<Entry> {
         let max = self.settings.cache_max_file;
         let mut reps = vec![Rep::new(
@@ -447,15 +451,15 @@ impl Site<'_> {
             rel,
             now.wall,
         )];
-        for (enc, f) in self.siblings(rel, src, notes) {
+        for (enc, f) in sibs {
             if f.len > max {
                 return None;
             }
             reps.push(Rep::new(
-                Source::Bytes(read_whole(&f)?),
+                Source::Bytes(read_whole(f)?),
                 f.len,
                 f.mtime,
-                Some(enc),
+                Some(*enc),
                 rel,
                 now.wall,
             ));
@@ -483,6 +487,21 @@ impl Site<'_> {
             rules: rules.to_vec(),
             until: crate::http::later(now.instant, self.settings.cache_revalidate),
         })
+    }
+
+    /// An entry found unchanged on disk (`unchanged`), served on for
+    /// another `cache_revalidate`; a head not rendered before (an mtime
+    /// then ahead of the clock) is rendered now if it can be.
+    fn renewed(&self, old: &Entry, now: &Now) -> Entry {
+        let mut e = old.clone();
+        e.until = crate::http::later(now.instant, self.settings.cache_revalidate);
+        let (vary, ctype, rules) = (e.vary, e.ctype.clone(), e.rules.clone());
+        for rep in e.reps.iter_mut().chain(&mut e.made) {
+            if rep.head.is_none() {
+                self.render_head(rep, vary, &ctype, &rules, now);
+            }
+        }
+        e
     }
 
     /// A cached representation's plain 200 head, rendered once (its
@@ -659,13 +678,20 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The same files, in the same versions: each representation's entity
-/// tag (made from its size and mtime) and coding.
-fn same_versions(a: &[Rep], b: &[Rep]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| x.etag == y.etag && x.coding == y.coding)
+/// Bytes an entry holds besides its bodies, about (its heads, tags and
+/// fixed cost), for the admission of a file before it is read.
+const HEAD_ESTIMATE: usize = 512;
+
+/// Whether `e` was read from these files in these versions: the source
+/// `f` and the siblings `sibs`, each of the same size and mtime (its
+/// entity tag) and coding.
+fn unchanged(e: &Entry, f: &Found, sibs: &[(Encoding, Found)]) -> bool {
+    let on_disk = std::iter::once((None, f)).chain(sibs.iter().map(|(c, s)| (Some(*c), s)));
+    e.reps.len() == sibs.len() + 1
+        && e.reps
+            .iter()
+            .zip(on_disk)
+            .all(|(r, (c, s))| r.coding == c && r.etag == entity::etag(s.len, s.mtime, c))
 }
 
 /// Whether the request carries a field that can make its answer other
