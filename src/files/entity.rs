@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use bytes::Bytes;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::Encoding;
 use crate::http::accept::{AcceptEncoding, Q};
@@ -434,13 +434,23 @@ impl Site<'_> {
         &self,
         rel: &OsStr,
         src: &Found,
+        now: Instant,
         notes: &mut Notes,
     ) -> Vec<(Encoding, Found)> {
         let encs = &self.settings.precompressed;
         let mut out = Vec::new();
-        if encs
+        let name = rel.as_bytes();
+        if encs.is_empty() || encs.iter().any(|e| name.ends_with(e.suffix().as_bytes())) {
+            return out;
+        }
+        // Not looked for in a directory known to hold none.
+        let dir = name
             .iter()
-            .any(|e| rel.as_bytes().ends_with(e.suffix().as_bytes()))
+            .rposition(|&b| b == b'/')
+            .map_or(&b""[..], |i| &name[..i]);
+        let every = self.settings.cache_revalidate;
+        if let Some(d) = self.dirs
+            && !d.may_hold(self.root, dir, encs, now, every)
         {
             return out;
         }

@@ -10,6 +10,7 @@
 pub mod admit;
 pub mod cache;
 pub mod compress;
+pub mod dirs;
 pub mod entity;
 pub mod listing;
 pub mod mime;
@@ -35,6 +36,7 @@ use crate::http::{Body, Headers, Notes, Now, Reply, Request, Respond, Status};
 use crate::log::Level;
 use crate::metrics::WorkerCounters;
 use cache::{Cache, Entry};
+use dirs::Dirs;
 use entity::{Choice, Rep, Source};
 use os::{Found, Opened, RootDir};
 use path::{PathError, ReqPath};
@@ -151,9 +153,14 @@ impl Responder {
         self
     }
 
-    /// The view of one request answered from `root`.
-    fn site<'a>(&'a self, root: &'a RootDir) -> Site<'a> {
-        Site { r: self, root }
+    /// The view of one request answered from `root`, with what the
+    /// worker knows of its directories, if it is this responder's worker.
+    fn site<'a>(&'a self, root: &'a RootDir, dirs: Option<&'a Dirs>) -> Site<'a> {
+        Site {
+            r: self,
+            root,
+            dirs,
+        }
     }
 }
 
@@ -163,6 +170,8 @@ impl Responder {
 struct Site<'a> {
     r: &'a Responder,
     root: &'a RootDir,
+    /// Which of its directories hold no precompressed file (`dirs`).
+    dirs: Option<&'a Dirs>,
 }
 
 impl std::ops::Deref for Site<'_> {
@@ -214,7 +223,7 @@ impl Site<'_> {
 
 impl Respond for Responder {
     fn error(&self, status: Status) -> Reply {
-        self.site(&self.roots.current()).error_page(status)
+        self.site(&self.roots.current(), None).error_page(status)
     }
 
     /// Answer a GET or HEAD for `req.target`, from the root this worker
@@ -239,8 +248,11 @@ impl Respond for Responder {
             Some(l) => l.root(&self.roots, now.instant),
             None => self.roots.latest(now.instant, false),
         };
-        let cache = local.as_deref_mut().and_then(|l| l.cache.as_mut());
-        let reply = self.site(&root).respond(req, now, cache, notes);
+        let (cache, dirs) = match local.as_deref_mut() {
+            Some(l) => (l.cache.as_mut(), Some(&l.dirs)),
+            None => (None, None),
+        };
+        let reply = self.site(&root, dirs).respond(req, now, cache, notes);
         if reply.status != Status::NOT_FOUND {
             return reply;
         }
@@ -250,8 +262,11 @@ impl Respond for Responder {
         };
         match again {
             Some(new) => {
-                let cache = local.and_then(|l| l.cache.as_mut());
-                self.site(&new).respond(req, now, cache, notes)
+                let (cache, dirs) = match local {
+                    Some(l) => (l.cache.as_mut(), Some(&l.dirs)),
+                    None => (None, None),
+                };
+                self.site(&new, dirs).respond(req, now, cache, notes)
             }
             None => reply,
         }
@@ -401,7 +416,7 @@ impl Site<'_> {
             Some(i) => Text::from(rules.remove(i).1),
             None => self.types.header_value(&rel.to_string_lossy()),
         };
-        let sibs = self.siblings(rel, &f, notes);
+        let sibs = self.siblings(rel, &f, now.instant, notes);
         if let Some(cache) = cache
             && f.len <= self.settings.cache_max_file
         {
