@@ -81,12 +81,16 @@ impl Sketch {
 }
 
 /// Whether a path asked for `candidate` times lately may take the place of
-/// an entry asked for `victim` times: when it is asked for more than twice
-/// as often. The margin keeps paths of the same popularity (a uniform
-/// spread wider than the cache) from displacing each other on the chance
-/// of a count; a popular path still wins over a cold entry at once.
-pub fn beats(candidate: u8, victim: u8) -> bool {
-    u32::from(candidate) > 2 * u32::from(victim)
+/// entries asked for `victims` times in all: when it is asked for more
+/// than twice as often. The hits kept are weighed against the hits lost,
+/// so a large file, which would evict several entries, must be that much
+/// more popular than a small one (the cache holds more small files, and
+/// answers them for less). The margin keeps paths of the same popularity
+/// (a uniform spread wider than the cache) from displacing each other on
+/// the chance of a count; a popular path still wins over a cold entry at
+/// once.
+pub fn beats(candidate: u8, victims: u32) -> bool {
+    u32::from(candidate) > victims.saturating_mul(2)
 }
 
 #[cfg(test)]
@@ -145,5 +149,6 @@ mod tests {
         assert!(beats(1, 0));
         assert!(beats(255, 126));
         assert!(!beats(255, 128));
+        assert!(!beats(255, u32::MAX));
     }
 }

@@ -199,9 +199,9 @@ impl Cache {
 
     /// Whether an entry of `size` bytes for `key` is to be taken in: when
     /// it fits without evicting anything; else when `key` was asked for
-    /// (`get`) more than twice as often lately as each entry it would
-    /// evict, the least recently used first (`admit::beats`). An entry the
-    /// key has now counts as evicted. Nothing is changed.
+    /// (`get`) more than twice as often lately as the entries it would
+    /// evict (the least recently used first) in all (`admit::beats`). An
+    /// entry the key has now counts as evicted. Nothing is changed.
     pub fn admits(&self, key: &str, size: usize) -> bool {
         if size > self.budget {
             return false;
@@ -212,13 +212,15 @@ impl Cache {
             return true;
         }
         let wants = self.sketch.estimate(self.hash(key));
+        let mut lost = 0u32;
         let mut i = self.oldest;
         while have + size > self.budget {
             let Some(n) = self.nodes.get(i).and_then(Option::as_ref) else {
                 return false;
             };
             if Some(i) != own {
-                if !admit::beats(wants, self.sketch.estimate(n.hash)) {
+                lost += u32::from(self.sketch.estimate(n.hash));
+                if !admit::beats(wants, lost) {
                     return false;
                 }
                 have -= n.size;

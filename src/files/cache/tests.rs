@@ -490,3 +490,29 @@ fn an_unchanged_file_is_not_read_again() {
     assert_eq!(body(&changed), b"BBBBB");
     assert_eq!(w.usage().0, 1);
 }
+
+/// A file that would evict several entries must be asked for more than
+/// twice as often as all of them together, not each.
+#[test]
+fn a_large_file_weighs_all_it_would_evict() {
+    let (_reg, stats) = registered();
+    let far = Instant::now() + Duration::from_secs(3600);
+    let t = Instant::now();
+    let mut c = Cache::new(1, 3000, stats);
+    for k in ["/a", "/b", "/c"] {
+        assert!(c.get(k, t).is_none());
+        assert!(c.get(k, t).is_none());
+        c.put(k, sized(k, 1000, far));
+    }
+    // Asked for 5 times: more than twice /a's 2, not twice /a's and /b's.
+    for _ in 0..5 {
+        assert!(c.get("/big", t).is_none());
+    }
+    assert!(c.admits("/big", 1000));
+    assert!(!c.admits("/big", 2000));
+    for _ in 0..4 {
+        assert!(c.get("/big", t).is_none());
+    }
+    assert!(c.admits("/big", 2000), "9 > 2 x (2 + 2)");
+    assert!(!c.admits("/big", 3000), "9 > 2 x 6? no");
+}
