@@ -362,6 +362,47 @@ engine_tests! {
         }
     }
 
+    /// A directory with no precompressed file is known as such for
+    /// `cache_revalidate`, the cache on or off: a sibling added to it is
+    /// served within that interval, with its `Vary`, and meanwhile every
+    /// answer is the identity or the sibling, never a mix of fields.
+    fn sibling_added_to_a_plain_directory_is_served_within_revalidate(e) {
+        let site = Site::new();
+        site.write("d/a.css", b"body{color:red}");
+        for conf in ["cache_size = 0", ""] {
+            let srv = start_or_skip!(e, &format!("workers = 1\ncache_revalidate = \"300ms\"\n{conf}"), &site.root);
+            let ask = |ae: &str| {
+                request(srv.addr(), format!("GET /d/a.css HTTP/1.1\r\nHost: t\r\nAccept-Encoding: {ae}\r\nConnection: close\r\n\r\n").as_bytes())
+            };
+            let r = ask("gzip");
+            assert_status(&r, 200, &format!("{conf}: before the sibling"));
+            assert_eq!(r.header("content-encoding"), None, "{conf}: {}", r.describe());
+            assert_eq!(r.header("vary"), None, "{conf}: {}", r.describe());
+            site.write("d/a.css.gz", b"GZIP-SIBLING");
+            let t0 = std::time::Instant::now();
+            loop {
+                let r = ask("gzip");
+                assert_status(&r, 200, conf);
+                match r.header("content-encoding") {
+                    Some("gzip") => {
+                        assert_eq!(r.body, b"GZIP-SIBLING", "{conf}: {}", r.describe());
+                        assert_eq!(r.header("vary"), Some("Accept-Encoding"), "{conf}: {}", r.describe());
+                        break;
+                    }
+                    None => assert_eq!(r.body, b"body{color:red}", "{conf}: {}", r.describe()),
+                    other => panic!("{conf}: {other:?}"),
+                }
+                assert!(t0.elapsed() < std::time::Duration::from_secs(5), "{conf}: the sibling was not served in 5 s");
+            }
+            // The identity now says it varies too.
+            let r = ask("identity");
+            assert_eq!(r.body, b"body{color:red}", "{conf}: {}", r.describe());
+            assert_eq!(r.header("vary"), Some("Accept-Encoding"), "{conf}: {}", r.describe());
+            drop(srv);
+            std::fs::remove_file(site.root.join("d/a.css.gz")).unwrap();
+        }
+    }
+
     /// One cache entry per file (issue 18, point 11): every spelling of a
     /// path is answered from the entry the first one made. Seen from outside
     /// by changing the file after the first request: within

@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use bytes::Bytes;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::Encoding;
 use crate::http::accept::{AcceptEncoding, Q};
@@ -276,6 +276,17 @@ impl StaleLog {
     }
 }
 
+/// `src` and its fresh precompressed siblings `sibs` (`Site::siblings`),
+/// in the configured order (`[0]` is `src`).
+fn variants(rel: &OsStr, src: Found, sibs: Vec<(Encoding, Found)>, now: SystemTime) -> Vec<Rep> {
+    let mut reps = Vec::with_capacity(sibs.len() + 1);
+    reps.push(Rep::file(src, None, rel, now));
+    for (enc, f) in sibs {
+        reps.push(Rep::file(f, Some(enc), rel, now));
+    }
+    reps
+}
+
 /// The multipart boundary of a representation: a hash of its entity tag,
 /// so the same file gets the same bytes from either engine and every
 /// replica (FNV-1a; the file is the operator's, not a client's, so nothing
@@ -292,11 +303,11 @@ impl Site<'_> {
         req: &Request<'_>,
         now: &Now,
         src: Found,
+        sibs: Vec<(Encoding, Found)>,
         rel: &OsStr,
         ctype: Text,
-        notes: &mut Notes,
     ) -> Reply {
-        let reps = self.variants(rel, src, now.wall, notes);
+        let reps = variants(rel, src, sibs, now.wall);
         let vary = reps.len() > 1;
         self.answer(req, now, pick(req, &reps), vary, ctype)
     }
@@ -412,23 +423,6 @@ impl Site<'_> {
         h
     }
 
-    /// `src` and its fresh precompressed siblings, in the configured order
-    /// (`[0]` is `src`).
-    pub(super) fn variants(
-        &self,
-        rel: &OsStr,
-        src: Found,
-        now: SystemTime,
-        notes: &mut Notes,
-    ) -> Vec<Rep> {
-        let mut reps = vec![];
-        for (enc, f) in self.siblings(rel, &src, notes) {
-            reps.push(Rep::file(f, Some(enc), rel, now));
-        }
-        reps.insert(0, Rep::file(src, None, rel, now));
-        reps
-    }
-
     /// The fresh siblings of `rel` (opened), in the configured order. A
     /// sibling from an earlier second than its source is stale, from an
     /// earlier deploy, and treated as absent (logged once at info, with
@@ -440,13 +434,23 @@ impl Site<'_> {
         &self,
         rel: &OsStr,
         src: &Found,
+        now: Instant,
         notes: &mut Notes,
     ) -> Vec<(Encoding, Found)> {
         let encs = &self.settings.precompressed;
         let mut out = Vec::new();
-        if encs
+        let name = rel.as_bytes();
+        if encs.is_empty() || encs.iter().any(|e| name.ends_with(e.suffix().as_bytes())) {
+            return out;
+        }
+        // Not looked for in a directory known to hold none.
+        let dir = name
             .iter()
-            .any(|e| rel.as_bytes().ends_with(e.suffix().as_bytes()))
+            .rposition(|&b| b == b'/')
+            .map_or(&b""[..], |i| &name[..i]);
+        let every = self.settings.cache_revalidate;
+        if let Some(d) = self.dirs
+            && !d.may_hold(self.root, dir, encs, now, every)
         {
             return out;
         }

@@ -7,8 +7,10 @@
 //! the worker's cache (`cache.rs`), a value the worker owns and lends to each
 //! call through `Ctx` (not a thread-local).
 
+pub mod admit;
 pub mod cache;
 pub mod compress;
+pub mod dirs;
 pub mod entity;
 pub mod listing;
 pub mod mime;
@@ -34,6 +36,7 @@ use crate::http::{Body, Headers, Notes, Now, Reply, Request, Respond, Status};
 use crate::log::Level;
 use crate::metrics::WorkerCounters;
 use cache::{Cache, Entry};
+use dirs::Dirs;
 use entity::{Choice, Rep, Source};
 use os::{Found, Opened, RootDir};
 use path::{PathError, ReqPath};
@@ -150,9 +153,14 @@ impl Responder {
         self
     }
 
-    /// The view of one request answered from `root`.
-    fn site<'a>(&'a self, root: &'a RootDir) -> Site<'a> {
-        Site { r: self, root }
+    /// The view of one request answered from `root`, with what the
+    /// worker knows of its directories, if it is this responder's worker.
+    fn site<'a>(&'a self, root: &'a RootDir, dirs: Option<&'a Dirs>) -> Site<'a> {
+        Site {
+            r: self,
+            root,
+            dirs,
+        }
     }
 }
 
@@ -162,6 +170,8 @@ impl Responder {
 struct Site<'a> {
     r: &'a Responder,
     root: &'a RootDir,
+    /// Which of its directories hold no precompressed file (`dirs`).
+    dirs: Option<&'a Dirs>,
 }
 
 impl std::ops::Deref for Site<'_> {
@@ -213,7 +223,7 @@ impl Site<'_> {
 
 impl Respond for Responder {
     fn error(&self, status: Status) -> Reply {
-        self.site(&self.roots.current()).error_page(status)
+        self.site(&self.roots.current(), None).error_page(status)
     }
 
     /// Answer a GET or HEAD for `req.target`, from the root this worker
@@ -238,8 +248,11 @@ impl Respond for Responder {
             Some(l) => l.root(&self.roots, now.instant),
             None => self.roots.latest(now.instant, false),
         };
-        let cache = local.as_deref_mut().and_then(|l| l.cache.as_mut());
-        let reply = self.site(&root).respond(req, now, cache, notes);
+        let (cache, dirs) = match local.as_deref_mut() {
+            Some(l) => (l.cache.as_mut(), Some(&l.dirs)),
+            None => (None, None),
+        };
+        let reply = self.site(&root, dirs).respond(req, now, cache, notes);
         if reply.status != Status::NOT_FOUND {
             return reply;
         }
@@ -249,8 +262,11 @@ impl Respond for Responder {
         };
         match again {
             Some(new) => {
-                let cache = local.and_then(|l| l.cache.as_mut());
-                self.site(&new).respond(req, now, cache, notes)
+                let (cache, dirs) = match local {
+                    Some(l) => (l.cache.as_mut(), Some(&l.dirs)),
+                    None => (None, None),
+                };
+                self.site(&new, dirs).respond(req, now, cache, notes)
             }
             None => reply,
         }
@@ -400,29 +416,32 @@ impl Site<'_> {
             Some(i) => Text::from(rules.remove(i).1),
             None => self.types.header_value(&rel.to_string_lossy()),
         };
+        let sibs = self.siblings(rel, &f, now.instant, notes);
         if let Some(cache) = cache
             && f.len <= self.settings.cache_max_file
-            && let Some(mut entry) = self.load(now, rel, &f, ctype.clone(), &rules, notes)
         {
             let key = p.normal();
             // Looked up again after cache_revalidate and found unchanged
-            // (the same source and siblings): what was compressed for it is
-            // still its own, and is kept, not made again.
-            // A coding that did not make the bytes smaller left `fly` then
-            // (`make`), and would not now: the old offer, a subset of the
-            // fresh one, is kept with them.
+            // (the same source and siblings): the entry is served on as it
+            // was, its bytes and what was compressed for it, nothing read.
             if let Some(old) = cache.take_expired(&key)
-                && same_versions(&old.reps, &entry.reps)
-                && old.fly.iter().all(|c| entry.fly.contains(c))
-                && old.rules == entry.rules
+                && unchanged(&old, &f, &sibs)
+                && old.rules == rules
             {
-                entry.made = old.made.clone();
-                entry.fly = old.fly.clone();
+                let e = cache.put(&key, self.renewed(&old, now));
+                return self.serve_cached(req, now, cache, &key, e);
             }
-            let e = cache.put(&key, entry);
-            return self.serve_cached(req, now, cache, &key, e);
+            // Taken in only when the cache admits it (`Cache::admits`);
+            // else answered from disk, nothing read into memory.
+            let size = sibs.iter().map(|(_, s)| s.len).sum::<u64>() + f.len;
+            if cache.admits(&key, size as usize + HEAD_ESTIMATE)
+                && let Some(entry) = self.load(now, rel, &f, &sibs, ctype.clone(), &rules)
+            {
+                let e = cache.put(&key, entry);
+                return self.serve_cached(req, now, cache, &key, e);
+            }
         }
-        let mut reply = self.entity(req, now, f, rel, ctype, notes);
+        let mut reply = self.entity(req, now, f, sibs, rel, ctype);
         apply_rules(&mut reply, &rules);
         reply
     }
@@ -434,9 +453,9 @@ impl Site<'_> {
         now: &Now,
         rel: &OsStr,
         src: &Found,
+        sibs: &[(Encoding, Found)],
         ctype: Text,
         rules: &[(String, String)],
-        notes: &mut Notes,
     ) -> Option<Entry> {
         let max = self.settings.cache_max_file;
         let mut reps = vec![Rep::new(
@@ -447,15 +466,15 @@ impl Site<'_> {
             rel,
             now.wall,
         )];
-        for (enc, f) in self.siblings(rel, src, notes) {
+        for (enc, f) in sibs {
             if f.len > max {
                 return None;
             }
             reps.push(Rep::new(
-                Source::Bytes(read_whole(&f)?),
+                Source::Bytes(read_whole(f)?),
                 f.len,
                 f.mtime,
-                Some(enc),
+                Some(*enc),
                 rel,
                 now.wall,
             ));
@@ -483,6 +502,21 @@ impl Site<'_> {
             rules: rules.to_vec(),
             until: crate::http::later(now.instant, self.settings.cache_revalidate),
         })
+    }
+
+    /// An entry found unchanged on disk (`unchanged`), served on for
+    /// another `cache_revalidate`; a head not rendered before (an mtime
+    /// then ahead of the clock) is rendered now if it can be.
+    fn renewed(&self, old: &Entry, now: &Now) -> Entry {
+        let mut e = old.clone();
+        e.until = crate::http::later(now.instant, self.settings.cache_revalidate);
+        let (vary, ctype, rules) = (e.vary, e.ctype.clone(), e.rules.clone());
+        for rep in e.reps.iter_mut().chain(&mut e.made) {
+            if rep.head.is_none() {
+                self.render_head(rep, vary, &ctype, &rules, now);
+            }
+        }
+        e
     }
 
     /// A cached representation's plain 200 head, rendered once (its
@@ -659,13 +693,20 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The same files, in the same versions: each representation's entity
-/// tag (made from its size and mtime) and coding.
-fn same_versions(a: &[Rep], b: &[Rep]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| x.etag == y.etag && x.coding == y.coding)
+/// Bytes an entry holds besides its bodies, about (its heads, tags and
+/// fixed cost), for the admission of a file before it is read.
+const HEAD_ESTIMATE: usize = 512;
+
+/// Whether `e` was read from these files in these versions: the source
+/// `f` and the siblings `sibs`, each of the same size and mtime (its
+/// entity tag) and coding.
+fn unchanged(e: &Entry, f: &Found, sibs: &[(Encoding, Found)]) -> bool {
+    let on_disk = std::iter::once((None, f)).chain(sibs.iter().map(|(c, s)| (Some(*c), s)));
+    e.reps.len() == sibs.len() + 1
+        && e.reps
+            .iter()
+            .zip(on_disk)
+            .all(|(r, (c, s))| r.coding == c && r.etag == entity::etag(s.len, s.mtime, c))
 }
 
 /// Whether the request carries a field that can make its answer other

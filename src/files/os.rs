@@ -253,6 +253,45 @@ impl RootDir {
         Ok(out)
     }
 
+    /// Whether the directory `rel` beneath the root (opened the way
+    /// `open_beneath` opens) holds a name `wanted` accepts, looking at no
+    /// more than `max` names: None when it has more and none of those was
+    /// one. Names only: nothing is stat'ed or opened.
+    pub fn holds_name(
+        &self,
+        rel: &[u8],
+        max: usize,
+        wanted: impl Fn(&[u8]) -> bool,
+    ) -> io::Result<Option<bool>> {
+        let dir = self.open_resolved(rel, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)?;
+        let mut buf = [0u8; 8192];
+        let mut seen = 0usize;
+        loop {
+            // SAFETY: getdents64 writes at most `buf.len()` bytes into `buf`,
+            // which is ours and outlives the call; `dir` is an open directory fd.
+            let n = syscall!(unsafe {
+                libc::syscall(
+                    libc::SYS_getdents64,
+                    dir.as_raw_fd(),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                )
+            })? as usize;
+            if n == 0 {
+                return Ok(Some(false));
+            }
+            for name in dirent_names(&buf[..n.min(buf.len())]) {
+                if wanted(name) {
+                    return Ok(Some(true));
+                }
+                seen += 1;
+                if seen >= max {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
     /// One entry of an open directory, or None when a listing leaves it out
     /// (gone, not a file or directory, a symlink out of the root or refused).
     fn dir_entry(&self, dir: &OwnedFd, rel: &[u8], name: &[u8]) -> Option<DirEntry> {
@@ -315,6 +354,8 @@ impl RootDir {
     /// RESOLVE_NO_SYMLINKS with `symlinks = "deny"`; without openat2, the
     /// checked or no-follow fallbacks. An owned fd of whatever it names.
     fn open_resolved(&self, rel: &[u8], flags: i32) -> io::Result<OwnedFd> {
+        #[cfg(test)]
+        OPENS.with(|n| n.set(n.get() + 1));
         let opened = self.open_resolved_inner(rel, flags);
         if let Err(e) = &opened
             && out_of_descriptors(e)
@@ -517,6 +558,19 @@ thread_local! {
     /// thread, inside the `Conn` call the engine makes for one connection,
     /// so the engine that takes it after that call knows the client too.
     static SHORTAGE: std::cell::RefCell<Option<Shortage>> = const { std::cell::RefCell::new(None) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Paths opened beneath a root on this thread (`open_resolved`), so a
+    /// test can count what a request costs.
+    static OPENS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Paths opened beneath a root on this thread so far.
+#[cfg(test)]
+pub fn opens() -> u64 {
+    OPENS.with(|n| n.get())
 }
 
 fn record_shortage(rel: &[u8], e: &io::Error) {

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use crate::config::Symlinks;
 
 use super::cache::Cache;
+use super::dirs::Dirs;
 use super::os::{FileId, RootDir};
 
 /// The configured root path and the directory it named when last looked
@@ -136,6 +137,8 @@ pub struct Local {
     /// The root path is looked at again then (None: at the next request).
     due: Option<Instant>,
     pub(super) cache: Option<Cache>,
+    /// Which directories of `root` hold no precompressed file.
+    pub(super) dirs: Dirs,
 }
 
 impl Local {
@@ -145,6 +148,7 @@ impl Local {
             root: roots.current(),
             due: None,
             cache,
+            dirs: Dirs::default(),
         }
     }
 
@@ -188,6 +192,7 @@ impl Local {
             if let Some(c) = &mut self.cache {
                 c.clear();
             }
+            self.dirs.clear();
         }
     }
 }

@@ -331,3 +331,54 @@ fn read_dir_is_bounded_and_reads_past_one_buffer() {
     let l = r.read_dir("", &opts(10_000, n + 52)).unwrap();
     assert!(!l.truncated, "exactly every entry (with . and ..) scanned");
 }
+
+/// What the responder opens per request: with no precompressed file in a
+/// directory, one open per file asked for (and one read of the directory
+/// per cache_revalidate), not one more per configured coding; in a
+/// directory that has siblings, they are found and served as before, with
+/// `Vary` on every answer. The cache is off: every request goes to disk.
+#[test]
+fn no_sibling_probes_in_a_directory_without_any() {
+    use crate::config::Config;
+    use crate::files::{Responder, Settings};
+    use crate::http::parse::with_request;
+    use crate::http::{Notes, Now, Reply, Respond};
+    use crate::log::Level;
+    use crate::metrics::Registry;
+    use std::time::{Instant, SystemTime};
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("plain")).unwrap();
+    std::fs::create_dir_all(dir.path().join("coded")).unwrap();
+    for i in 0..20 {
+        std::fs::write(dir.path().join(format!("plain/{i}.css")), b"body{}").unwrap();
+    }
+    std::fs::write(dir.path().join("coded/a.css"), b"body{}").unwrap();
+    std::fs::write(dir.path().join("coded/a.css.gz"), b"GZ").unwrap();
+    let cfg = Config::parse("workers = 1\ncache_size = 0", "t").unwrap();
+    let r = Responder::new(dir.path(), Settings::from_config(&cfg)).unwrap();
+    let mut local = r.local(&Registry::new("epoll").worker());
+    let t0 = Instant::now();
+    let mut ask = |target: &str, fields: &str| -> Reply {
+        let raw = format!("GET {target} HTTP/1.1\r\nHost: t\r\n{fields}\r\n");
+        let now = Now::new(t0, SystemTime::now());
+        with_request(&raw, |req| {
+            r.respond(req, &now, &mut *local, &mut Notes::new(Level::Info))
+        })
+    };
+    let vary = |r: &Reply| r.headers.get("vary").map(str::to_string);
+    let before = opens();
+    for i in 0..20 {
+        let reply = ask(&format!("/plain/{i}.css"), "Accept-Encoding: gzip, br\r\n");
+        assert_eq!(reply.status.0, 200);
+        assert_eq!(vary(&reply), None);
+    }
+    let spent = opens() - before;
+    assert_eq!(spent, 20 + 1, "20 files and the directory, no probes");
+    let plain = ask("/coded/a.css", "");
+    assert_eq!(vary(&plain).as_deref(), Some("Accept-Encoding"));
+    assert_eq!(plain.headers.get("content-encoding"), None);
+    let gz = ask("/coded/a.css", "Accept-Encoding: gzip\r\n");
+    assert_eq!(gz.headers.get("content-encoding"), Some("gzip"));
+    assert_eq!(vary(&gz).as_deref(), Some("Accept-Encoding"));
+}
