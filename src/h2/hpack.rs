@@ -292,30 +292,30 @@ fn huffman_decode(raw: &[u8], out: &mut Vec<u8>) -> Result<(), Invalid> {
 }
 
 /// The static table's index of a response field name (RFC 7541 Appendix A).
-fn static_name(name: &str) -> Option<u8> {
+fn static_name(name: &[u8]) -> Option<u8> {
     Some(match name {
-        "accept-ranges" => 18,
-        "age" => 21,
-        "allow" => 22,
-        "cache-control" => 24,
-        "content-disposition" => 25,
-        "content-encoding" => 26,
-        "content-language" => 27,
-        "content-length" => 28,
-        "content-location" => 29,
-        "content-range" => 30,
-        "content-type" => 31,
-        "date" => 33,
-        "etag" => 34,
-        "expires" => 36,
-        "last-modified" => 44,
-        "link" => 45,
-        "location" => 46,
-        "retry-after" => 53,
-        "server" => 54,
-        "set-cookie" => 55,
-        "strict-transport-security" => 56,
-        "vary" => 59,
+        b"accept-ranges" => 18,
+        b"age" => 21,
+        b"allow" => 22,
+        b"cache-control" => 24,
+        b"content-disposition" => 25,
+        b"content-encoding" => 26,
+        b"content-language" => 27,
+        b"content-length" => 28,
+        b"content-location" => 29,
+        b"content-range" => 30,
+        b"content-type" => 31,
+        b"date" => 33,
+        b"etag" => 34,
+        b"expires" => 36,
+        b"last-modified" => 44,
+        b"link" => 45,
+        b"location" => 46,
+        b"retry-after" => 53,
+        b"server" => 54,
+        b"set-cookie" => 55,
+        b"strict-transport-security" => 56,
+        b"vary" => 59,
         _ => return None,
     })
 }
@@ -365,12 +365,12 @@ pub fn status(out: &mut BytesMut, code: u16) {
 }
 
 /// A field (`name` in lower case) as a literal without indexing.
-pub fn field(out: &mut BytesMut, name: &str, value: &[u8]) {
+pub fn field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
     match static_name(name) {
         Some(i) => integer(out, usize::from(i), 4, 0),
         None => {
             out.put_u8(0);
-            string(out, name.as_bytes());
+            string(out, name);
         }
     }
     string(out, value);
@@ -387,8 +387,8 @@ mod tests {
         let mut out = BytesMut::new();
         status(&mut out, 200);
         status(&mut out, 416);
-        field(&mut out, "content-type", b"text/html");
-        field(&mut out, "x-long", &[b'a'; 300]);
+        field(&mut out, b"content-type", b"text/html");
+        field(&mut out, b"x-long", &[b'a'; 300]);
         let mut dec = Decoder::new();
         let f = dec.decode(&out, 1 << 20).unwrap();
         let got: Vec<(Vec<u8>, Vec<u8>)> =
