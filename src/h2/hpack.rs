@@ -1,8 +1,8 @@
 //! HPACK (RFC 7541): our decoder and encoder.
 //!
-//! Decoding: integers, strings (Huffman by a bit-walk over a code tree
-//! built once), the static and dynamic tables, size updates. We first used
-//! `loona-hpack` (the fork of hpack-rs the issue names): its Huffman
+//! Decoding: integers, strings (Huffman four bits a step, by a table made
+//! once from the code tree), the static and dynamic tables, size
+//! updates. We first used `loona-hpack` (the fork of hpack-rs the issue names): its Huffman
 //! decoder builds two levels of `HashMap` from the 257-entry code table
 //! for every string, then looks each bit up in them, and a profile of
 //! h2load against the debug build showed SipHash as the top cost of a
@@ -136,9 +136,10 @@ impl Decoder {
     /// list stays within `max` bytes.
     pub fn decode(&mut self, block: &[u8], max: usize) -> Result<Fields, Invalid> {
         let mut f = Fields {
-            // Room for a block's fields as they usually expand (Huffman
-            // and table references), without growing as they come.
-            buf: Vec::with_capacity((block.len() * 2).min(max)),
+            // Room for a block's fields as they usually expand (Huffman,
+            // and table references: a byte each for fields of tens of
+            // bytes), without growing as they come.
+            buf: Vec::with_capacity((block.len() * 4).max(512).min(max)),
             list: Vec::with_capacity(16),
             size: 0,
             over: false,
@@ -260,62 +261,121 @@ fn tree() -> &'static Vec<[u16; 2]> {
     })
 }
 
+/// One step of the table-driven decoder: from a tree node, four bits
+/// lead to `next` and emit at most one symbol (every code is 5 bits or
+/// more), or reach EOS or a hole (an error).
+#[derive(Clone, Copy)]
+struct Step {
+    next: u16,
+    emit: u16,
+}
+
+const NONE: u16 = 0x100;
+const FAIL: u16 = 0x200;
+
+/// The tree walked four bits at a time: `steps[node][nibble]`, and for
+/// each node whether input may end there (the padding: at most 7 bits,
+/// all ones, so a node on the all-ones path from the root, 7 deep at most).
+struct Nibbles {
+    steps: Vec<[Step; 16]>,
+    end_ok: Vec<bool>,
+}
+
+fn nibbles() -> &'static Nibbles {
+    static NIBBLES: OnceLock<Nibbles> = OnceLock::new();
+    NIBBLES.get_or_init(|| {
+        let t = tree();
+        let steps = (0..t.len())
+            .map(|node| {
+                std::array::from_fn(|nib| {
+                    let (mut n, mut emit) = (node, NONE);
+                    for k in (0..4).rev() {
+                        let next = t[n][(nib >> k) & 1];
+                        if next & 0x8000 != 0 {
+                            let sym = next & 0x7fff;
+                            if sym > 255 {
+                                return Step {
+                                    next: 0,
+                                    emit: FAIL,
+                                };
+                            }
+                            (n, emit) = (0, sym);
+                        } else if next == 0 {
+                            return Step {
+                                next: 0,
+                                emit: FAIL,
+                            };
+                        } else {
+                            n = usize::from(next);
+                        }
+                    }
+                    Step {
+                        next: n as u16,
+                        emit,
+                    }
+                })
+            })
+            .collect();
+        let mut end_ok = vec![false; t.len()];
+        let mut n = 0;
+        end_ok[0] = true;
+        for _ in 0..7 {
+            n = usize::from(t[n][1]);
+            end_ok[n] = true;
+        }
+        Nibbles { steps, end_ok }
+    })
+}
+
 /// Huffman-decode `raw` onto `out` (§5.2): the padding is at most 7 bits,
 /// all ones (a prefix of EOS); EOS itself is an error.
 fn huffman_decode(raw: &[u8], out: &mut Vec<u8>) -> Result<(), Invalid> {
-    let t = tree();
-    let (mut node, mut depth, mut ones) = (0usize, 0u32, true);
+    let nb = nibbles();
+    let mut node = 0usize;
+    out.reserve(raw.len() * 8 / 5);
     for &byte in raw {
-        for k in (0..8).rev() {
-            let bit = usize::from((byte >> k) & 1);
-            let next = t[node][bit];
-            depth += 1;
-            ones &= bit == 1;
-            if next & 0x8000 != 0 {
-                let sym = next & 0x7fff;
-                if sym > 255 {
-                    return Err(Invalid);
-                }
-                out.push(sym as u8);
-                (node, depth, ones) = (0, 0, true);
-            } else if next == 0 {
+        for nib in [byte >> 4, byte & 0xf] {
+            let s = nb.steps[node][usize::from(nib)];
+            if s.emit < NONE {
+                out.push(s.emit as u8);
+            } else if s.emit == FAIL {
                 return Err(Invalid);
-            } else {
-                node = usize::from(next);
             }
+            node = usize::from(s.next);
         }
     }
-    if depth > 7 || !ones {
-        return Err(Invalid);
+    if nb.end_ok[node] {
+        Ok(())
+    } else {
+        Err(Invalid)
     }
-    Ok(())
 }
 
 /// The static table's index of a response field name (RFC 7541 Appendix A).
-fn static_name(name: &str) -> Option<u8> {
+fn static_name(name: &[u8]) -> Option<u8> {
     Some(match name {
-        "accept-ranges" => 18,
-        "age" => 21,
-        "allow" => 22,
-        "cache-control" => 24,
-        "content-disposition" => 25,
-        "content-encoding" => 26,
-        "content-language" => 27,
-        "content-length" => 28,
-        "content-location" => 29,
-        "content-range" => 30,
-        "content-type" => 31,
-        "date" => 33,
-        "etag" => 34,
-        "expires" => 36,
-        "last-modified" => 44,
-        "link" => 45,
-        "location" => 46,
-        "retry-after" => 53,
-        "server" => 54,
-        "set-cookie" => 55,
-        "strict-transport-security" => 56,
-        "vary" => 59,
+        b"accept-ranges" => 18,
+        b"age" => 21,
+        b"allow" => 22,
+        b"cache-control" => 24,
+        b"content-disposition" => 25,
+        b"content-encoding" => 26,
+        b"content-language" => 27,
+        b"content-length" => 28,
+        b"content-location" => 29,
+        b"content-range" => 30,
+        b"content-type" => 31,
+        b"date" => 33,
+        b"etag" => 34,
+        b"expires" => 36,
+        b"last-modified" => 44,
+        b"link" => 45,
+        b"location" => 46,
+        b"retry-after" => 53,
+        b"server" => 54,
+        b"set-cookie" => 55,
+        b"strict-transport-security" => 56,
+        b"vary" => 59,
         _ => return None,
     })
 }
@@ -365,12 +425,12 @@ pub fn status(out: &mut BytesMut, code: u16) {
 }
 
 /// A field (`name` in lower case) as a literal without indexing.
-pub fn field(out: &mut BytesMut, name: &str, value: &[u8]) {
+pub fn field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
     match static_name(name) {
         Some(i) => integer(out, usize::from(i), 4, 0),
         None => {
             out.put_u8(0);
-            string(out, name.as_bytes());
+            string(out, name);
         }
     }
     string(out, value);
@@ -387,8 +447,8 @@ mod tests {
         let mut out = BytesMut::new();
         status(&mut out, 200);
         status(&mut out, 416);
-        field(&mut out, "content-type", b"text/html");
-        field(&mut out, "x-long", &[b'a'; 300]);
+        field(&mut out, b"content-type", b"text/html");
+        field(&mut out, b"x-long", &[b'a'; 300]);
         let mut dec = Decoder::new();
         let f = dec.decode(&out, 1 << 20).unwrap();
         let got: Vec<(Vec<u8>, Vec<u8>)> =
@@ -497,6 +557,36 @@ mod tests {
                 "{b:x?}"
             );
         }
+    }
+
+    /// Every symbol's code, padded with ones, decodes to the symbol (and
+    /// all 256 in one string); padding of 8 ones or more is an error.
+    #[test]
+    fn huffman_codes_decode_each_symbol() {
+        fn pack(syms: &[usize], extra_ones: usize) -> Vec<u8> {
+            let mut bits = Vec::new();
+            for &s in syms {
+                let (code, n) = HUFFMAN[s];
+                bits.extend((0..n).rev().map(|k| (code >> k) & 1 == 1));
+            }
+            bits.extend(std::iter::repeat_n(true, extra_ones));
+            while bits.len() % 8 != 0 {
+                bits.push(true);
+            }
+            bits.chunks(8)
+                .map(|c| c.iter().fold(0u8, |a, &b| (a << 1) | u8::from(b)))
+                .collect()
+        }
+        for sym in 0..256 {
+            let mut out = Vec::new();
+            huffman_decode(&pack(&[sym], 0), &mut out).unwrap();
+            assert_eq!(out, [sym as u8]);
+            assert_eq!(huffman_decode(&pack(&[sym], 8), &mut out), Err(Invalid));
+        }
+        let all: Vec<usize> = (0..256).collect();
+        let mut out = Vec::new();
+        huffman_decode(&pack(&all, 0), &mut out).unwrap();
+        assert_eq!(out, (0..=255).collect::<Vec<u8>>());
     }
 
     /// RFC 7541 C.3.1 (a request without Huffman) decodes.

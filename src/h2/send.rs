@@ -2,10 +2,14 @@
 //! bodies framed as DATA within the windows, and the queue of owned
 //! segments the engine writes.
 
+use std::cell::RefCell;
 use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
 
 use crate::http::{Ctx, Reply, Segment, Status};
 
+use super::stream::CONNECTION_SPECIFIC;
 use super::{COALESCE, H2Conn, OUT_HIGH, State, frame, hpack};
 
 impl H2Conn {
@@ -102,37 +106,17 @@ impl H2Conn {
         let blk = &mut self.ctrl;
         let status = reply.status;
         hpack::status(blk, status.0);
-        hpack::field(blk, "server", b"tandem");
-        hpack::field(blk, "date", ctx.now.date.as_bytes());
-        let mut lower = String::with_capacity(32);
-        let mut add = |name: &str, value: &[u8]| {
-            lower.clear();
-            lower.extend(name.chars().map(|c| c.to_ascii_lowercase()));
-            if !matches!(
-                &*lower,
-                "connection" | "keep-alive" | "transfer-encoding" | "upgrade" | "proxy-connection"
-            ) {
-                hpack::field(blk, &lower, value);
-            }
-        };
-        for line in reply.rendered.split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if let Some(colon) = line.iter().position(|&b| b == b':')
-                && let Ok(name) = std::str::from_utf8(&line[..colon])
-            {
-                let v = &line[colon + 1..];
-                let start = v.iter().position(|&b| b != b' ').unwrap_or(v.len());
-                add(name.trim(), &v[start..]);
-            }
-        }
+        hpack::field(blk, b"server", b"tandem");
+        hpack::field(blk, b"date", ctx.now.date.as_bytes());
+        encode_rendered(blk, &reply.rendered);
         for (n, v) in reply.headers.iter() {
-            add(n, v.as_bytes());
+            encode_field(blk, n.as_bytes(), v.as_bytes());
         }
         let body_len = reply.body.len();
         if status != Status::NO_CONTENT && status != Status::NOT_MODIFIED {
             let mut d = [0; 20];
             let len = crate::log::access::decimal(body_len, &mut d);
-            hpack::field(&mut self.ctrl, "content-length", len);
+            hpack::field(&mut self.ctrl, b"content-length", len);
         }
         let end = head_only || reply.body.is_empty();
         let len = self.ctrl.len() - start - frame::HEADER_LEN;
@@ -166,5 +150,107 @@ impl H2Conn {
                 s.segs.extend(segs);
             }
         }
+    }
+}
+
+/// One field of a reply as HPACK: its name in lower case, unless it is
+/// connection-specific (dropped).
+fn encode_field(blk: &mut BytesMut, name: &[u8], value: &[u8]) {
+    let mut buf = [0u8; 64];
+    let mut long = Vec::new();
+    let lower: &[u8] = if name.len() <= buf.len() {
+        let b = &mut buf[..name.len()];
+        b.copy_from_slice(name);
+        b.make_ascii_lowercase();
+        b
+    } else {
+        long.extend(name.iter().map(u8::to_ascii_lowercase));
+        &long
+    };
+    if !CONNECTION_SPECIFIC.contains(&lower) {
+        hpack::field(blk, lower, value);
+    }
+}
+
+/// Rendered HTTP/1.1 header lines (`Name: value\r\n`) as HPACK fields.
+fn encode_lines(blk: &mut BytesMut, rendered: &[u8]) {
+    for line in rendered.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(colon) = line.iter().position(|&b| b == b':') {
+            let v = &line[colon + 1..];
+            let start = v.iter().position(|&b| b != b' ').unwrap_or(v.len());
+            encode_field(blk, line[..colon].trim_ascii(), &v[start..]);
+        }
+    }
+}
+
+/// Rendered heads recently encoded, each with its HPACK block: a cached
+/// file's head is the same `Bytes` for every request of it, so it is
+/// re-encoded only when its entry is rendered anew. Per worker thread;
+/// direct-mapped by address.
+const MEMO_SLOTS: usize = 16;
+
+struct Memo {
+    /// Held, so its bytes cannot be freed and their address reused while
+    /// the memo names them: an equal address and length is the same bytes.
+    src: Bytes,
+    block: Bytes,
+}
+
+thread_local! {
+    static MEMO: RefCell<[Option<Memo>; MEMO_SLOTS]> = const { RefCell::new([const { None }; MEMO_SLOTS]) };
+}
+
+/// `rendered` as HPACK fields, from the memo when it was encoded before.
+fn encode_rendered(blk: &mut BytesMut, rendered: &Bytes) {
+    if rendered.is_empty() {
+        return;
+    }
+    let slot = (rendered.as_ptr() as usize >> 4) % MEMO_SLOTS;
+    MEMO.with_borrow_mut(|memo| {
+        if let Some(m) = &memo[slot]
+            && m.src.as_ptr() == rendered.as_ptr()
+            && m.src.len() == rendered.len()
+        {
+            blk.extend_from_slice(&m.block);
+            return;
+        }
+        let start = blk.len();
+        encode_lines(blk, rendered);
+        memo[slot] = Some(Memo {
+            src: rendered.clone(),
+            block: Bytes::copy_from_slice(&blk[start..]),
+        });
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The memo gives what encoding the lines gives: for a head seen
+    /// before, for a different head (even one in the same slot), and for a
+    /// shorter slice at the same address.
+    #[test]
+    fn memoized_heads_encode_as_their_lines() {
+        let a =
+            Bytes::from_static(b"Content-Type: text/html\r\nETag: \"1\"\r\nConnection: close\r\n");
+        let b = Bytes::from(b"Content-Type: text/css\r\nX-Long-Name: v\r\n".to_vec());
+        let short = a.slice(..25);
+        let mut heads = vec![a.clone(), b.clone(), a.clone(), short.clone(), a, b, short];
+        // Heads at many addresses: some share a slot with the ones above.
+        heads.extend((0..40).map(|i| Bytes::from(format!("Vary: x{i}\r\n").into_bytes())));
+        for h in heads.iter().chain(heads.iter()) {
+            let (mut memo, mut plain) = (BytesMut::new(), BytesMut::new());
+            encode_rendered(&mut memo, h);
+            encode_lines(&mut plain, h);
+            assert_eq!(memo, plain, "{h:?}");
+        }
+        let mut plain = BytesMut::new();
+        encode_lines(&mut plain, &heads[0]);
+        let mut dec = hpack::Decoder::new();
+        let f = dec.decode(&plain, 8192).unwrap();
+        let names: Vec<&[u8]> = f.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, [&b"content-type"[..], b"etag"]);
     }
 }

@@ -105,8 +105,9 @@ fn tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// Fields an HTTP/2 message must not carry (RFC 9113 §8.2.2).
-const CONNECTION_SPECIFIC: [&[u8]; 5] = [
+/// Fields an HTTP/2 message must not carry (RFC 9113 §8.2.2): refused in
+/// requests, dropped from replies.
+pub(super) const CONNECTION_SPECIFIC: [&[u8]; 5] = [
     b"connection",
     b"keep-alive",
     b"proxy-connection",
