@@ -63,6 +63,8 @@ pub struct WorkerSpec {
     pub access: Option<Arc<AccessLog>>,
     pub control: Arc<Control>,
     pub max_connections: usize,
+    /// The descriptors this worker's connections may hold (`policy::fd_budget`).
+    pub fd_budget: usize,
     /// At max_connections: wait for room, or make it (see `WhenFull`).
     pub when_full: WhenFull,
     pub shutdown_timeout: Duration,

@@ -324,9 +324,8 @@ pub fn check_opens(gate: &mut AcceptGate, peer: SocketAddr, now: Instant) {
     });
 }
 
-/// Descriptors a connection may hold at once: its socket and the file it
-/// sends (cached files are bytes in memory and hold none).
-pub const FDS_PER_CONNECTION: u64 = 2;
+/// Descriptors a connection may hold at once (`http::fds`).
+pub const FDS_PER_CONNECTION: u64 = crate::http::fds::FDS_PER_CONNECTION as u64;
 /// Descriptors kept aside from connections: stdio, listeners, logs, the
 /// root, the pidfile, each worker's epoll or ring and its wake-up eventfd,
 /// a few io_uring pipes (which fall back to read + send when none is left).
@@ -337,6 +336,18 @@ pub const FDS_RESERVED: u64 = 64;
 pub fn fitting_connections(nofile: u64, workers: usize) -> usize {
     let per = FDS_PER_CONNECTION * workers.max(1) as u64;
     (nofile.saturating_sub(FDS_RESERVED) / per).clamp(1, usize::MAX as u64) as usize
+}
+
+/// The descriptors one of `workers` workers' connections and their files
+/// may hold: `(nofile - FDS_RESERVED) / workers` (`http::FdBudget`).
+pub fn fd_budget(workers: usize) -> usize {
+    match nofile_limit() {
+        Some(nofile) => {
+            let per = nofile.saturating_sub(FDS_RESERVED) / workers.max(1) as u64;
+            usize::try_from(per).unwrap_or(usize::MAX)
+        }
+        None => usize::MAX,
+    }
 }
 
 /// At start and on reload: max_connections against RLIMIT_NOFILE. The

@@ -59,6 +59,7 @@ struct Env {
     notes: Notes,
     stats: WorkerCounters,
     pool: BufferPool,
+    fds: crate::http::FdBudget,
     grace: Duration,
 }
 
@@ -96,6 +97,7 @@ impl Env {
             notes: Notes::new(Level::Debug),
             stats: WorkerCounters::default(),
             pool: BufferPool::default(),
+            fds: crate::http::FdBudget::unlimited(),
             grace: Duration::ZERO,
         }
     }
@@ -110,6 +112,7 @@ impl Env {
             notes: &mut self.notes,
             stats: &self.stats,
             pool: &mut self.pool,
+            fds: &self.fds,
             drain_grace: self.grace,
         }
     }

@@ -104,6 +104,7 @@ struct Env {
     drain_grace: Duration,
     stats: WorkerCounters,
     pool: crate::http::BufferPool,
+    fds: crate::http::FdBudget,
 }
 
 impl Env {
@@ -136,6 +137,7 @@ impl Env {
             drain_grace: Duration::ZERO,
             stats: WorkerCounters::default(),
             pool: Default::default(),
+            fds: crate::http::FdBudget::unlimited(),
         }
     }
 
@@ -149,6 +151,7 @@ impl Env {
             notes: &mut self.notes,
             stats: &self.stats,
             pool: &mut self.pool,
+            fds: &self.fds,
             drain_grace: self.drain_grace,
         }
     }
