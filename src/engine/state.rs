@@ -125,7 +125,7 @@ impl WorkerState {
             pool: BufferPool::default(),
             tls: spec.tls.clone(),
             redirect: spec.redirect.clone(),
-            fds: FdBudget::new(spec.fd_budget),
+            fds: FdBudget::new(spec.fd_budget, spec.max_connections),
         }
     }
 
@@ -156,12 +156,10 @@ impl WorkerState {
         }
     }
 
-    /// What the accept gate counts with `live` connections in the table:
-    /// them, and the HTTP/2 streams' descriptor slots as connections
-    /// (`FdBudget::as_connections`).
+    /// What the accept gate counts with `live` connections in the table
+    /// (`FdBudget::load`).
     pub fn load(&self, live: usize) -> usize {
-        self.fds.set_live(live);
-        live + self.fds.as_connections()
+        self.fds.load(live)
     }
 
     /// Once per loop turn: the connections this worker has open, for the

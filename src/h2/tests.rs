@@ -879,7 +879,7 @@ fn eof_inside_a_header_block() {
 fn streams_past_the_descriptor_slots_wait() {
     let mut env = Env::new();
     // 6 descriptors, 1 connection (2 of them): 2 slots to share.
-    env.fds = crate::http::FdBudget::new(6);
+    env.fds = crate::http::FdBudget::new(6, 3);
     env.fds.set_live(1);
     env.limits.h2.max_concurrent_streams = 8;
     let mut c = env.conn();

@@ -25,20 +25,25 @@ pub struct FdBudget {
     live: Cell<usize>,
     /// Slots held by HTTP/2 streams beyond their connection's own.
     extra: Cell<usize>,
+    /// Connections' worth of descriptors beyond max_connections: slots
+    /// the accept gate need not count.
+    spare: usize,
 }
 
 impl FdBudget {
-    pub fn new(total: usize) -> FdBudget {
+    /// `total` descriptors for at most `max_connections` connections.
+    pub fn new(total: usize, max_connections: usize) -> FdBudget {
         FdBudget {
             total,
             live: Cell::new(0),
             extra: Cell::new(0),
+            spare: (total / FDS_PER_CONNECTION).saturating_sub(max_connections),
         }
     }
 
     /// No limit known (RLIMIT_NOFILE unlimited; tests).
     pub fn unlimited() -> FdBudget {
-        FdBudget::new(usize::MAX)
+        FdBudget::new(usize::MAX, usize::MAX)
     }
 
     /// The engine's table holds `n` connections.
@@ -71,11 +76,15 @@ impl FdBudget {
         self.extra.get()
     }
 
-    /// The connections those slots stand for: what the accept gate counts
-    /// beside the table's, so that accepting never spends the descriptors
-    /// the streams hold.
-    pub fn as_connections(&self) -> usize {
-        self.extra.get().div_ceil(FDS_PER_CONNECTION)
+    /// What the accept gate counts with `live` connections in the table:
+    /// them, and the connections the streams' slots stand for, past what
+    /// max_connections leaves spare. So accepting never spends the
+    /// descriptors the streams hold, and a max_connections well within
+    /// the descriptors stays a count of connections.
+    pub fn load(&self, live: usize) -> usize {
+        self.live.set(live);
+        let held = self.extra.get().div_ceil(FDS_PER_CONNECTION);
+        live + held.saturating_sub(self.spare)
     }
 }
 
@@ -85,12 +94,12 @@ mod tests {
 
     #[test]
     fn streams_take_at_most_half_of_what_connections_leave() {
-        let b = FdBudget::new(100);
+        let b = FdBudget::new(100, 50);
         b.set_live(10);
         // 100 - 2 x 10 = 80 left: 40 slots.
         assert!((0..40).all(|_| b.take()));
         assert!(!b.take());
-        assert_eq!(b.as_connections(), 20);
+        assert_eq!(b.load(10), 30);
         b.give(1);
         assert!(b.take());
         b.set_live(40);
@@ -100,5 +109,20 @@ mod tests {
         b.give(1);
         assert!(b.take());
         assert!(FdBudget::unlimited().take());
+    }
+
+    #[test]
+    fn slots_count_as_connections_past_what_max_connections_spares() {
+        // Descriptors for 50 connections, at most 20 of them: 30 spare.
+        let b = FdBudget::new(100, 20);
+        b.set_live(10);
+        assert!((0..40).all(|_| b.take()));
+        // 40 slots stand for 20 connections, all within the spare 30.
+        assert_eq!(b.load(10), 10);
+        let b = FdBudget::new(100, 45);
+        b.set_live(10);
+        assert!((0..40).all(|_| b.take()));
+        // 5 spare: 15 of the 20 count.
+        assert_eq!(b.load(10), 25);
     }
 }
