@@ -3,11 +3,13 @@
 //! connection of one worker thread. What they share lives beside them, one
 //! job a file: engine selection (`select`), the daemon's commands
 //! (`control`), the clock, the worker's own state (`state`), the connection
-//! slab and the accept policy. This file holds what a worker is given.
+//! slab, the accept policy and the descriptor limit (`nofile`). This file
+//! holds what a worker is given.
 
 mod clock;
 mod control;
 pub mod epoll;
+mod nofile;
 pub mod policy;
 mod select;
 mod slab;
