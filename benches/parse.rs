@@ -73,6 +73,7 @@ fn main() {
     let mut notes = Notes::new(Level::Info);
     let stats = std::sync::Arc::new(WorkerCounters::default());
     let mut pool = tandem::http::BufferPool::default();
+    let fds = tandem::http::FdBudget::unlimited();
     for (name, files) in &sites {
         // The worker's own state for this site's responder: its cache.
         let mut local = files.local(&stats);
@@ -86,6 +87,7 @@ fn main() {
                 notes: &mut notes,
                 stats: &stats,
                 pool: &mut pool,
+                fds: &fds,
                 drain_grace: Duration::ZERO,
             };
             conn.handle_input(&mut ctx, black_box(REQ));

@@ -54,6 +54,7 @@ struct World {
     notes: Notes,
     stats: WorkerCounters,
     pool: BufferPool,
+    fds: tandem::http::FdBudget,
     /// The responder's per-worker state (it keeps none).
     local: (),
 }
@@ -76,6 +77,7 @@ impl World {
             notes: Notes::new(Level::Error),
             stats: WorkerCounters::default(),
             pool: BufferPool::default(),
+            fds: tandem::http::FdBudget::unlimited(),
             local: (),
         }
     }
@@ -89,6 +91,7 @@ impl World {
             notes: &mut self.notes,
             stats: &self.stats,
             pool: &mut self.pool,
+            fds: &self.fds,
             local: &mut self.local,
             drain_grace: Duration::ZERO,
         }

@@ -83,6 +83,7 @@ fn allocations(req: &[u8], n: u64, cfg: &str, log_format: LogFormat) -> u64 {
     // The worker's own state for the responder: its cache.
     let mut local = files.local(&stats);
     let mut pool = tandem::http::BufferPool::default();
+    let fds = tandem::http::FdBudget::unlimited();
     let mut one = || {
         let mut ctx = Ctx {
             now: &now,
@@ -93,6 +94,7 @@ fn allocations(req: &[u8], n: u64, cfg: &str, log_format: LogFormat) -> u64 {
             notes: &mut notes,
             stats: &stats,
             pool: &mut pool,
+            fds: &fds,
             drain_grace: Duration::ZERO,
         };
         conn.handle_input(&mut ctx, req);

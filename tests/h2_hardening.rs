@@ -494,6 +494,51 @@ fn zero_window_stall(srv: &Server, ping: bool) {
     );
 }
 
+/// The descriptor limit of the many-streams test, and the streams each
+/// of its clients opens on each of its connections.
+const LOW_NOFILE: u64 = 256;
+const MANY_STREAMS: u32 = 100;
+const MANY_CONNS: usize = 4;
+/// A file past `cache_max_file`: each answer holds it open.
+const MID_SIZE: usize = 256 * 1024;
+
+/// A bystander on new HTTP/1.1 connections: a range of an uncached file
+/// (an open, and an accept, each time), timed from connect to the end.
+fn bystander(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<(Vec<Duration>, Vec<String>)> {
+    std::thread::spawn(move || {
+        let (mut lat, mut errors) = (Vec::new(), Vec::new());
+        let req =
+            "GET /mid.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-99\r\nConnection: close\r\n\r\n";
+        while !stop.load(Ordering::Relaxed) {
+            let t0 = Instant::now();
+            let mut s = match TcpStream::connect(addr) {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.push(format!("connect: {e}"));
+                    continue;
+                }
+            };
+            s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            let mut resp = Vec::new();
+            let r = s
+                .write_all(req.as_bytes())
+                .and_then(|_| s.read_to_end(&mut resp));
+            let head = String::from_utf8_lossy(&resp[..resp.len().min(40)]).to_string();
+            match r {
+                Ok(_)
+                    if head.starts_with("HTTP/1.1 206")
+                        && resp.ends_with(&pseudo_random(MID_SIZE, 21)[..100]) =>
+                {
+                    lat.push(t0.elapsed())
+                }
+                Ok(_) => errors.push(format!("answered {head:?}")),
+                Err(e) => errors.push(format!("{e} after {:?}", t0.elapsed())),
+            }
+        }
+        (lat, errors)
+    })
+}
+
 engine_tests! {
     /// CVE-2023-44487: HEADERS then RST_STREAM, again and again, many
     /// streams per write.
@@ -717,5 +762,95 @@ engine_tests! {
             let after = wait_fd_count_at_most(srv.pid(), fds, IO_TIMEOUT);
             assert!(after.is_ok(), "fds {fds} before, {after:?} after the resets\n{}", fd_listing(srv.pid()));
         });
+    }
+
+    /// Many streams on an uncached file, over several connections, with a
+    /// low RLIMIT_NOFILE: each answer would hold the file open, more than
+    /// the descriptors there are. The streams beyond what the worker can
+    /// spare wait for a descriptor slot and are answered in turn, whole
+    /// and correct (no 503); a bystander on new HTTP/1.1 connections (an
+    /// accept and an open each) and one on HTTP/2 keep being answered
+    /// within 100 ms; the server never comes near the limit, and its
+    /// descriptors come back once the clients leave.
+    fn many_streams_do_not_use_up_descriptors(e) {
+        let _serial = serial();
+        let site = Site::new();
+        std::fs::write(site.root.join("mid.bin"), pseudo_random(MID_SIZE, 21)).unwrap();
+        let cfg = format!("{H2C}\nworkers = 1\naccess_log = \"off\"\n");
+        let opts = Launch { nofile: Some(LOW_NOFILE), ..Default::default() };
+        let Some(srv) = Server::launch(e, &cfg, &site.root, opts) else { return };
+        let pid = srv.pid();
+        let probe = Probe::start(e, &srv);
+        let base = srv.fd_count();
+        // The descriptors, sampled while the streams are open.
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(0));
+        let sampler = {
+            let (stop, peak) = (stop.clone(), peak.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(d) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+                        peak.fetch_max(d.count() as u64, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(2)); // sampling interval
+                }
+            })
+        };
+        let by = bystander(srv.addr(), stop.clone());
+        // Every stream's window shut: answered streams hold their file.
+        let mut conns: Vec<(H2, Vec<u32>)> = (0..MANY_CONNS)
+            .map(|_| {
+                let o = Opts { settings: vec![(INITIAL_WINDOW_SIZE, 0)], auto_window: false, ..Opts::default() };
+                let mut c = H2::connect_with(srv.addr(), o);
+                c.wait_ready();
+                let ids = (0..MANY_STREAMS).map(|_| c.send_request("GET", "/mid.bin", &[])).collect();
+                (c, ids)
+            })
+            .collect();
+        // The heads that fit come; the others wait (the old server opened
+        // them all, ran out of descriptors and answered 503).
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for (c, _) in &mut conns {
+            while c.pump(deadline).is_ok() {}
+        }
+        let held = peak.load(Ordering::Relaxed);
+        // The windows open: every stream is answered, whole.
+        let mut statuses = std::collections::BTreeMap::new();
+        for (c, ids) in &mut conns {
+            c.opts.auto_window = true;
+            c.send_frame(SETTINGS, 0, 0, &settings_payload(&[(INITIAL_WINDOW_SIZE, 1 << 20)]));
+            for id in ids.iter() {
+                let r = c.read_response(*id);
+                *statuses.entry(r.status).or_insert(0) += 1;
+                if r.status == 200 {
+                    assert_bytes_eq(&r.body, &pseudo_random(MID_SIZE, 21), &format!("stream {id}"));
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        sampler.join().unwrap();
+        let (mut lat, errors) = by.join().unwrap();
+        let peak = peak.load(Ordering::Relaxed);
+        lat.sort();
+        note(&format!(
+            "{} streams: statuses {statuses:?}; fds {base} at rest, {held} while held, peak {peak} (limit {LOW_NOFILE}); \
+             bystander: {} answered, p98 {:?}, max {:?}, errors {errors:?}",
+            MANY_CONNS as u32 * MANY_STREAMS,
+            lat.len(),
+            lat.get(lat.len() * 98 / 100),
+            lat.last()
+        ));
+        assert_eq!(statuses.get(&200), Some(&(MANY_CONNS * MANY_STREAMS as usize)), "statuses {statuses:?}");
+        assert!(peak < LOW_NOFILE - 8, "fds peaked at {peak}, limit {LOW_NOFILE}");
+        assert!(errors.is_empty(), "the bystander's requests failed: {errors:?}");
+        assert!(lat.len() >= 5, "only {} bystander requests answered", lat.len());
+        let p98 = lat[lat.len() * 98 / 100];
+        assert!(p98 <= PROBE_LIMIT, "bystander p98 {p98:?}");
+        assert!(*lat.last().unwrap() <= Duration::from_secs(1), "a bystander request took {:?}", lat.last());
+        drop(conns);
+        probe.finish("many streams on a large file");
+        let after = wait_fd_count_at_most(pid, base, IO_TIMEOUT);
+        assert!(after.is_ok(), "fds {base} before, {after:?} after\n{}", fd_listing(pid));
+        assert!(!srv.stderr_text().contains("answered 503"), "{}", srv.stderr_text());
     }
 }

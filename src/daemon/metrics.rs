@@ -284,6 +284,8 @@ fn spawn(
         access: None,
         control: control.clone(),
         max_connections: MAX_CLIENTS,
+        // Its few clients ask for no files.
+        fd_budget: usize::MAX,
         when_full: WhenFull::Evict,
         // Not registered: the site's metrics count the site's requests.
         counters: Arc::new(WorkerCounters::default()),

@@ -287,6 +287,7 @@ impl super::Daemon {
         // Against RLIMIT_NOFILE: the default comes down to what fits.
         let explicit = cfg.max_connections != crate::config::Config::default().max_connections;
         let max_connections = engine::policy::max_connections(cfg.max_connections, explicit, n);
+        let fd_budget = engine::policy::fd_budget(n);
         let mut workers = Vec::with_capacity(n);
         for id in 0..n {
             if let Err(e) = self.start_worker(
@@ -302,6 +303,7 @@ impl super::Daemon {
                     access: Some(access.clone()),
                     control,
                     max_connections,
+                    fd_budget,
                     when_full: engine::WhenFull::Pause,
                     shutdown_timeout: cfg.shutdown_timeout.0,
                     counters,

@@ -232,7 +232,7 @@ impl Worker {
             }
             // At max_connections: the idle connection that makes room,
             // closed once a new one is really there.
-            let victim = match self.gate.admit(self.conns.len()) {
+            let victim = match self.gate.admit(self.sh.load(self.conns.len())) {
                 Admit::Yes => None,
                 Admit::No => break,
                 Admit::Full => match self.sh.idlest(&mut self.conns) {

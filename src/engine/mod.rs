@@ -3,11 +3,13 @@
 //! connection of one worker thread. What they share lives beside them, one
 //! job a file: engine selection (`select`), the daemon's commands
 //! (`control`), the clock, the worker's own state (`state`), the connection
-//! slab and the accept policy. This file holds what a worker is given.
+//! slab, the accept policy and the descriptor limit (`nofile`). This file
+//! holds what a worker is given.
 
 mod clock;
 mod control;
 pub mod epoll;
+mod nofile;
 pub mod policy;
 mod select;
 mod slab;
@@ -70,6 +72,8 @@ pub struct WorkerSpec {
     pub access: Option<Arc<AccessLog>>,
     pub control: Arc<Control>,
     pub max_connections: usize,
+    /// The descriptors this worker's connections may hold (`policy::fd_budget`).
+    pub fd_budget: usize,
     /// At max_connections: wait for room, or make it (see `WhenFull`).
     pub when_full: WhenFull,
     pub shutdown_timeout: Duration,

@@ -4,9 +4,9 @@
 //! longest-idle keep-alive connection, or on the metrics listener the
 //! connection closest to its deadline) and freeing descriptors, the timeout
 //! scan, the drain fan-out, the half-close, a file that comes up short, when
-//! memory goes back to the OS after a burst; at start, max_connections
-//! against the descriptor limit. The engines differ only in how they reach
-//! the kernel.
+//! memory goes back to the OS after a burst. (max_connections against the
+//! descriptor limit is `nofile`'s.) The engines differ only in how they
+//! reach the kernel.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,6 +14,9 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub use super::nofile::{
+    FDS_PER_CONNECTION, FDS_RESERVED, fd_budget, fitting_connections, max_connections,
+};
 use super::{Slab, WorkerState};
 use crate::h2::Http;
 use crate::http::{Conn, Ctx, Transmit};
@@ -322,58 +325,6 @@ pub fn check_opens(gate: &mut AcceptGate, peer: SocketAddr, now: Instant) {
             crate::sys::bare(&s.error)
         )
     });
-}
-
-/// Descriptors a connection may hold at once: its socket and the file it
-/// sends (cached files are bytes in memory and hold none).
-pub const FDS_PER_CONNECTION: u64 = 2;
-/// Descriptors kept aside from connections: stdio, listeners, logs, the
-/// root, the pidfile, each worker's epoll or ring and its wake-up eventfd,
-/// a few io_uring pipes (which fall back to read + send when none is left).
-pub const FDS_RESERVED: u64 = 64;
-
-/// The max_connections per worker that fits `nofile` descriptors with
-/// `workers` workers: `(nofile - FDS_RESERVED) / (FDS_PER_CONNECTION x workers)`.
-pub fn fitting_connections(nofile: u64, workers: usize) -> usize {
-    let per = FDS_PER_CONNECTION * workers.max(1) as u64;
-    (nofile.saturating_sub(FDS_RESERVED) / per).clamp(1, usize::MAX as u64) as usize
-}
-
-/// At start and on reload: max_connections against RLIMIT_NOFILE. The
-/// default (`explicit` false) comes down to what fits, said at `info`; an
-/// explicit value that does not fit is kept, with a warning.
-pub fn max_connections(configured: usize, explicit: bool, workers: usize) -> usize {
-    let Some(nofile) = nofile_limit() else {
-        return configured;
-    };
-    let fits = fitting_connections(nofile, workers);
-    if configured <= fits {
-        return configured;
-    }
-    let need = configured as u64 * FDS_PER_CONNECTION * workers as u64 + FDS_RESERVED;
-    if explicit {
-        crate::warn!(
-            "max_connections {configured} x {workers} worker(s) may need {need} file descriptors, \
-             more than RLIMIT_NOFILE {nofile}: past about {fits} connections per worker, \
-             requests get 503 (raise the limit, e.g. LimitNOFILE=, or lower max_connections)"
-        );
-        configured
-    } else {
-        crate::info!(
-            "max_connections {fits} per worker (the default {configured} x {workers} worker(s) \
-             would need {need} file descriptors, RLIMIT_NOFILE is {nofile})"
-        );
-        fits
-    }
-}
-
-/// The soft RLIMIT_NOFILE, unless unlimited or unknown.
-fn nofile_limit() -> Option<u64> {
-    // SAFETY: rlimit is a plain C struct; all-zero is a valid value.
-    let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
-    // SAFETY: getrlimit writes one rlimit into the live `rl`.
-    crate::syscall!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) }).ok()?;
-    (rl.rlim_cur != libc::RLIM_INFINITY).then_some(rl.rlim_cur)
 }
 
 /// accept4(2) on a listener: a non-blocking, close-on-exec socket and the

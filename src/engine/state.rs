@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Clock, Command, Control, DRAIN_GRACE, SharedRespond, WorkerSpec};
-use crate::http::{BufferPool, Ctx, Limits, Notes};
+use crate::http::{BufferPool, Ctx, FdBudget, Limits, Notes};
 use crate::log::AccessLog;
 use crate::metrics::WorkerCounters;
 
@@ -49,6 +49,9 @@ pub struct WorkerState {
     pub(super) tls: Option<Arc<rustls::ServerConfig>>,
     /// `WorkerSpec::redirect`: what answers on plaintext listeners instead.
     pub(super) redirect: Option<super::SharedRespond>,
+    /// The descriptors this worker's connections may hold, and the slots
+    /// HTTP/2 streams take of them.
+    fds: FdBudget,
 }
 
 /// What the daemon's control flags ask of a worker loop this turn.
@@ -122,6 +125,7 @@ impl WorkerState {
             pool: BufferPool::default(),
             tls: spec.tls.clone(),
             redirect: spec.redirect.clone(),
+            fds: FdBudget::new(spec.fd_budget, spec.max_connections),
         }
     }
 
@@ -148,12 +152,20 @@ impl WorkerState {
             stats: &self.counters,
             pool: &mut self.pool,
             drain_grace: self.drain_grace,
+            fds: &self.fds,
         }
+    }
+
+    /// What the accept gate counts with `live` connections in the table
+    /// (`FdBudget::load`).
+    pub fn load(&self, live: usize) -> usize {
+        self.fds.load(live)
     }
 
     /// Once per loop turn: the connections this worker has open, for the
     /// `tandem_connections_open` gauge (one store to its own counters).
     pub fn publish_open(&self, open: usize) {
+        self.fds.set_live(open);
         self.counters.set_open(open);
     }
 

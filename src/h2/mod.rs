@@ -39,7 +39,7 @@ use crate::http::{Ctx, Limits, Segment, Transmit, later};
 use crate::log::access::{RequestLine, TlsFacts};
 
 use frame::{Code, DEFAULT_WINDOW, setting};
-use stream::{Exch, Stream};
+use stream::{Exch, Slot, Stream};
 
 pub use http::Http;
 
@@ -148,6 +148,12 @@ pub struct H2Conn {
     done: VecDeque<(u64, Exch)>,
     /// The stream that sent the last DATA frame (round robin).
     rr: u32,
+    /// A stream holds the connection's own descriptor slot (`Slot::Own`).
+    own_slot: bool,
+    /// The worker's slots (`Slot::Pool`) freed, to give back (`settle`).
+    freed: usize,
+    /// Streams whose requests wait for a slot, in the order they came.
+    waiting: VecDeque<u32>,
     drain: Drain,
     /// The client sent GOAWAY, or EOF: finish, then close.
     peer_goaway: bool,
@@ -193,6 +199,9 @@ impl H2Conn {
             sent: 0,
             done: VecDeque::new(),
             rr: 0,
+            own_slot: false,
+            freed: 0,
+            waiting: VecDeque::new(),
             drain: Drain::No,
             peer_goaway: false,
             peer_eof: false,
@@ -456,7 +465,10 @@ impl H2Conn {
     /// byte left, end the connection when it is done, set the deadline.
     fn settle(&mut self, ctx: &mut Ctx<'_>) {
         let now = ctx.now.instant;
+        self.give_back(ctx);
+        self.start_waiting(ctx);
         self.pump(now);
+        self.give_back(ctx);
         while self.done.front().is_some_and(|(end, _)| *end <= self.sent) {
             if let Some((_, x)) = self.done.pop_front() {
                 let (body, sent) = (x.body_queued, x.head_len + x.body_queued);
@@ -489,22 +501,82 @@ impl H2Conn {
             return;
         };
         s.local_done = true;
+        let slot = std::mem::replace(&mut s.slot, Slot::None);
         let x = std::mem::take(&mut s.x);
         let end = self.queued + self.ctrl.len() as u64;
         self.done.push_back((end, x));
         if s.remote_closed {
             self.streams.remove(&id);
         }
+        self.release(slot);
+    }
+
+    /// A stream's slot is free: the connection's own at once, the
+    /// worker's at the next `give_back`.
+    fn release(&mut self, slot: Slot) {
+        match slot {
+            Slot::None => {}
+            Slot::Own => self.own_slot = false,
+            Slot::Pool => self.freed += 1,
+        }
+    }
+
+    fn give_back(&mut self, ctx: &Ctx<'_>) {
+        ctx.fds.give(std::mem::take(&mut self.freed));
+    }
+
+    /// A descriptor slot for a new stream's answer: the connection's own,
+    /// else one of the worker's (`http::FdBudget`); none while others
+    /// wait before it.
+    fn take_slot(&mut self, ctx: &Ctx<'_>) -> Option<Slot> {
+        if !self.own_slot {
+            self.own_slot = true;
+            Some(Slot::Own)
+        } else if ctx.fds.take() {
+            Some(Slot::Pool)
+        } else {
+            None
+        }
+    }
+
+    /// Answer the requests waiting for a slot, first come first, while
+    /// slots are free. One always frees: the stream holding the
+    /// connection's own slot is sending (or waits for the peer's window,
+    /// under `send_timeout`).
+    fn start_waiting(&mut self, ctx: &mut Ctx<'_>) {
+        while self.state == State::Open
+            && let Some(&id) = self.waiting.front()
+        {
+            if !self.streams.contains_key(&id) {
+                // Reset while it waited.
+                self.waiting.pop_front();
+                continue;
+            }
+            let Some(slot) = self.take_slot(ctx) else {
+                break;
+            };
+            self.waiting.pop_front();
+            let fields = self.streams.get_mut(&id).and_then(|s| {
+                s.slot = slot;
+                s.wait.take()
+            });
+            if let Some(f) = fields
+                && let Err(code) = self.answer(ctx, id, &f)
+            {
+                self.fail(ctx, code);
+            }
+        }
     }
 
     /// Stream `id` ends before its response did (reset by either side, or
     /// the connection ends): report what went out of it.
     fn drop_stream(&mut self, ctx: &mut Ctx<'_>, id: u32) {
-        if let Some(s) = self.streams.remove(&id)
-            && !s.local_done
-        {
-            let x = &s.x;
-            self.report(ctx, x, x.body_queued, x.head_len + x.body_queued);
+        if let Some(s) = self.streams.remove(&id) {
+            self.release(s.slot);
+            if !s.local_done {
+                let x = &s.x;
+                self.report(ctx, x, x.body_queued, x.head_len + x.body_queued);
+            }
         }
     }
 
@@ -550,6 +622,8 @@ impl H2Conn {
         for id in ids {
             self.drop_stream(ctx, id);
         }
+        self.waiting.clear();
+        self.give_back(ctx);
         self.block = None;
         self.inbuf = Vec::new();
         self.state = State::Ending {
@@ -567,6 +641,8 @@ impl H2Conn {
         for id in ids {
             self.drop_stream(ctx, id);
         }
+        self.waiting = VecDeque::new();
+        self.give_back(ctx);
         // Streams whose last bytes did not all go out.
         while let Some((_, x)) = self.done.pop_front() {
             let sent = x.head_len + x.body_queued;

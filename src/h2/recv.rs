@@ -446,13 +446,36 @@ impl H2Conn {
         self.unsent = None;
         self.streams
             .insert(id, Stream::new(self.peer_window, RECV_WINDOW, b.end_stream));
+        // Its answer may hold a file open: a descriptor slot, or it waits
+        // for one (`start_waiting`), behind any that wait already.
+        let slot = if self.waiting.is_empty() {
+            self.take_slot(ctx)
+        } else {
+            None
+        };
+        let Some(s) = self.streams.get_mut(&id) else {
+            return Ok(());
+        };
+        match slot {
+            Some(slot) => s.slot = slot,
+            None => {
+                s.wait = Some(Box::new(fields));
+                self.waiting.push_back(id);
+                return Ok(());
+            }
+        }
+        self.answer(ctx, id, &fields)
+    }
+
+    /// Answer stream `id`'s request, now that it holds a slot.
+    pub(super) fn answer(&mut self, ctx: &mut Ctx<'_>, id: u32, fields: &hpack::Fields) -> Res {
         if fields.over {
             // The header list is past max_header_size: 431, as HTTP/1.1.
             let reply = ctx.responder.error(Status::HEADER_FIELDS_TOO_LARGE);
             self.send_reply(ctx, id, reply, false);
             return Ok(());
         }
-        let head = match stream::request_head(&fields) {
+        let head = match stream::request_head(fields) {
             Ok(h) => h,
             Err(m) => {
                 crate::note!(

@@ -28,7 +28,23 @@ pub struct Stream {
     pub local_done: bool,
     /// Request body bytes received (read and thrown away).
     pub body_in: u64,
+    /// The descriptor slot its answer holds until its END_STREAM is queued.
+    pub slot: Slot,
+    /// A request waiting for a slot (`H2Conn::waiting`): its fields.
+    pub wait: Option<Box<Fields>>,
     pub x: Exch,
+}
+
+/// The descriptor slot a stream's answer (a file it may open) holds
+/// (`http::FdBudget`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// Not answered yet, or its END_STREAM is queued.
+    None,
+    /// The connection's own (`FDS_PER_CONNECTION`): one stream at a time.
+    Own,
+    /// One of the worker's, beyond the connection's own.
+    Pool,
 }
 
 /// What a stream's access-log record needs.
@@ -53,6 +69,8 @@ impl Stream {
             remote_closed,
             local_done: false,
             body_in: 0,
+            slot: Slot::None,
+            wait: None,
             x: Exch::default(),
         }
     }

@@ -55,6 +55,7 @@ struct Env {
     notes: Notes,
     stats: WorkerCounters,
     pool: BufferPool,
+    fds: crate::http::FdBudget,
     grace: Duration,
 }
 
@@ -79,6 +80,7 @@ impl Env {
             notes: Notes::new(Level::Debug),
             stats: WorkerCounters::default(),
             pool: BufferPool::default(),
+            fds: crate::http::FdBudget::unlimited(),
             grace: Duration::ZERO,
         }
     }
@@ -93,6 +95,7 @@ impl Env {
             notes: &mut self.notes,
             stats: &self.stats,
             pool: &mut self.pool,
+            fds: &self.fds,
             drain_grace: self.grace,
         }
     }
@@ -850,4 +853,68 @@ fn eof_inside_a_header_block() {
     assert!(c.poll_timeout().is_some_and(|d| d <= env.now.instant));
     c.handle_timeout(&mut env.ctx());
     assert!(c.is_closed());
+}
+
+/// Streams past the worker's descriptor slots wait, and are answered in
+/// turn as slots free; reset ones give theirs back; a closed connection
+/// gives back all it held.
+#[test]
+fn streams_past_the_descriptor_slots_wait() {
+    let mut env = Env::new();
+    // 6 descriptors, 1 connection (2 of them): 2 slots to share.
+    env.fds = crate::http::FdBudget::new(6, 3);
+    env.fds.set_live(1);
+    env.limits.h2.max_concurrent_streams = 8;
+    let mut c = env.conn();
+    let zero_window = [0, 4, 0, 0, 0, 0];
+    env.input(&mut c, &client_frame(kind::SETTINGS, 0, 0, &zero_window));
+    let mut reqs = Vec::new();
+    for id in [1, 3, 5, 7, 9, 11] {
+        reqs.extend(get(id, "/big"));
+    }
+    env.input(&mut c, &reqs);
+    let heads = |f: &[(Head, Vec<u8>)]| -> Vec<u32> {
+        f.iter()
+            .filter(|(h, _)| h.kind == kind::HEADERS)
+            .map(|(h, _)| h.stream)
+            .collect()
+    };
+    // The connection's own slot and the worker's 2.
+    assert_eq!(heads(&env.frames(&mut c)), [1, 3, 5]);
+    assert_eq!(env.fds.extra(), 2);
+    // A reset answered stream gives its slot to the first that waits; a
+    // reset waiting one leaves the queue.
+    let cancel = 8u32.to_be_bytes();
+    env.input(&mut c, &client_frame(kind::RST_STREAM, 0, 3, &cancel));
+    assert_eq!(heads(&env.frames(&mut c)), [7]);
+    env.input(&mut c, &client_frame(kind::RST_STREAM, 0, 9, &cancel));
+    assert!(heads(&env.frames(&mut c)).is_empty());
+    assert_eq!(env.fds.extra(), 2);
+    // The windows open: the rest is answered as slots free, whole.
+    let big_window = [0, 4, 0, 0x10, 0, 0];
+    env.input(&mut c, &client_frame(kind::SETTINGS, 0, 0, &big_window));
+    let inc = (1u32 << 24).to_be_bytes();
+    env.input(&mut c, &client_frame(kind::WINDOW_UPDATE, 0, 0, &inc));
+    let f = env.frames(&mut c);
+    assert_eq!(heads(&f), [11]);
+    for id in [1, 5, 7, 11] {
+        let body: usize = f
+            .iter()
+            .filter(|(h, _)| h.kind == kind::DATA && h.stream == id)
+            .map(|(h, _)| h.len)
+            .sum();
+        assert_eq!(body, BIG, "stream {id}");
+    }
+    assert!(c.is_idle());
+    assert_eq!(env.fds.extra(), 0);
+    // A connection that closes with slots held gives them back.
+    let mut c = env.conn();
+    env.input(&mut c, &client_frame(kind::SETTINGS, 0, 0, &zero_window));
+    env.input(
+        &mut c,
+        &[get(1, "/big"), get(3, "/big"), get(5, "/big")].concat(),
+    );
+    assert_eq!(env.fds.extra(), 2);
+    c.handle_error(&mut env.ctx());
+    assert_eq!(env.fds.extra(), 0);
 }

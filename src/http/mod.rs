@@ -10,6 +10,7 @@ pub mod accept;
 pub mod chunked;
 pub mod cond;
 pub mod conn;
+pub mod fds;
 pub mod parse;
 pub mod range;
 pub mod reply;
@@ -23,6 +24,7 @@ use crate::log::{Level, LogFormat};
 use crate::metrics::WorkerCounters;
 
 pub use conn::{BufferPool, Conn, Transmit};
+pub use fds::FdBudget;
 pub use parse::{Method, ParseLimits, Request};
 pub use reply::{Body, FileRange, Headers, Reply, Segment};
 
@@ -364,6 +366,9 @@ pub struct Ctx<'a> {
     /// busy clients learn of the close from a response instead of a race.
     /// Zero closes idle connections at once.
     pub drain_grace: Duration,
+    /// The worker's descriptor budget: HTTP/2 streams beyond a
+    /// connection's first take their slots from it.
+    pub fds: &'a FdBudget,
 }
 
 impl Ctx<'_> {

@@ -77,6 +77,7 @@ fn answered_by<'b>(ctx: &'b mut Ctx<'_>, responder: &'b dyn Respond) -> Ctx<'b> 
         stats: ctx.stats,
         pool: ctx.pool,
         drain_grace: ctx.drain_grace,
+        fds: ctx.fds,
     }
 }
 

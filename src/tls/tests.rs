@@ -48,6 +48,7 @@ struct Env {
     notes: Notes,
     stats: WorkerCounters,
     pool: BufferPool,
+    fds: crate::http::FdBudget,
     _dir: tempfile::TempDir,
     server: Arc<rustls::ServerConfig>,
     client: Arc<rustls::ClientConfig>,
@@ -89,6 +90,7 @@ impl Env {
             notes: Notes::new(Level::Debug),
             stats: WorkerCounters::default(),
             pool: BufferPool::default(),
+            fds: crate::http::FdBudget::unlimited(),
             _dir: dir,
             server,
             client: Arc::new(client),
@@ -105,6 +107,7 @@ impl Env {
             notes: &mut self.notes,
             stats: &self.stats,
             pool: &mut self.pool,
+            fds: &self.fds,
             drain_grace: Duration::ZERO,
         }
     }

@@ -41,7 +41,7 @@ impl Worker {
             if self.stopping {
                 // SAFETY: `res` was just accepted for us and no op names it.
                 unsafe { close_fd(res) };
-            } else if self.accepting && self.gate.full(self.conns.len()) {
+            } else if self.accepting && self.gate.full(self.sh.load(self.conns.len())) {
                 // Served once a slot frees up: the idle connection closed
                 // for it now, or (every one busy) any, after the pause.
                 self.parked.push_back((res, li));
@@ -94,7 +94,8 @@ impl Worker {
 
     /// Arm or cancel the multishot accepts to match what we want now.
     pub(super) fn sync_accept(&mut self) {
-        let live = self.conns.len() + self.parked.len();
+        // The streams' descriptor slots count as connections (`load`).
+        let live = self.sh.load(self.conns.len() + self.parked.len());
         let now = self.sh.clock.now().instant;
         let want = !self.stopping
             && self.accepting
@@ -165,7 +166,7 @@ impl Worker {
 
     /// Serve parked connections while there is room.
     pub(super) fn unpark(&mut self) {
-        while !self.stopping && !self.gate.full(self.conns.len()) {
+        while !self.stopping && !self.gate.full(self.sh.load(self.conns.len())) {
             let Some((fd, li)) = self.parked.pop_front() else {
                 break;
             };

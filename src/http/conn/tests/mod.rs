@@ -97,6 +97,7 @@ struct Env {
     drain_grace: Duration,
     stats: WorkerCounters,
     pool: crate::http::BufferPool,
+    fds: crate::http::FdBudget,
 }
 
 impl Env {
@@ -117,6 +118,7 @@ impl Env {
             drain_grace: Duration::ZERO,
             stats: WorkerCounters::default(),
             pool: Default::default(),
+            fds: crate::http::FdBudget::unlimited(),
         }
     }
 
@@ -130,6 +132,7 @@ impl Env {
             notes: &mut self.notes,
             stats: &self.stats,
             pool: &mut self.pool,
+            fds: &self.fds,
             drain_grace: self.drain_grace,
         }
     }
