@@ -267,6 +267,7 @@ struct Env {
     pool: tandem::http::BufferPool,
     /// The responder's per-worker state (its cache).
     local: Box<dyn Any>,
+    fds: tandem::http::FdBudget,
 }
 
 impl Env {
@@ -282,6 +283,7 @@ impl Env {
             stats: WorkerCounters::default(),
             pool: Default::default(),
             local: responder.local(&Arc::new(WorkerCounters::default())),
+            fds: tandem::http::FdBudget::unlimited(),
         };
         e.set_offset(Duration::ZERO);
         e
@@ -318,6 +320,7 @@ impl Env {
             stats: &self.stats,
             pool: &mut self.pool,
             drain_grace: self.drain_grace,
+            fds: &self.fds,
         }
     }
 
