@@ -403,6 +403,20 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20)); // poll interval, not a wait for an event
         }
     }
+
+    /// The access log once it holds at least `n` lines (each worker
+    /// writes its own lines, so the last request's line can come before
+    /// another worker's earlier ones), or as it is at `timeout`.
+    pub fn wait_access_lines(&self, n: usize, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.access_log();
+            if text.lines().count() >= n || Instant::now() >= deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(20)); // poll interval, not a wait for an event
+        }
+    }
 }
 
 impl Drop for Server {
