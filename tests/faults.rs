@@ -183,6 +183,40 @@ engine_tests! {
         }
     }
 
+    /// An explicit max_connections over RLIMIT_NOFILE (warned about) still
+    /// gets io_uring's fixed-file table, sized to what can be open (the
+    /// kernel refuses a table larger than RLIMIT_NOFILE, and every send
+    /// then took a file reference again); connections are served and,
+    /// closed, really closed (their slot emptied). Epoll has no table: the
+    /// same clients are checked.
+    fn fixed_files_fit_a_low_descriptor_limit(e) {
+        let site = site();
+        let cfg = "workers = 1\nmax_connections = 1000\nlog_level = \"debug\"";
+        let Some(srv) = launch(e, cfg, &site, Some(256)) else { return };
+        for round in 0..20 {
+            let mut c = srv.connect();
+            let r = c.roundtrip(REQ);
+            assert_status(&r, 200, &format!("{round}: GET /a.txt"));
+            c.send(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            let r = c.read_response("GET");
+            assert_status(&r, 200, &format!("{round}: GET /a.txt, Connection: close"));
+            c.expect_closed(&format!("{round}: after Connection: close"));
+        }
+        if e != "io_uring" {
+            return;
+        }
+        assert!(
+            srv.wait_stderr_until(Duration::from_secs(5), |t| t.contains("io_uring fixed files")),
+            "no word on the fixed-file table:\n{}",
+            srv.stderr_text()
+        );
+        let said = lines_with(&srv, "io_uring fixed files");
+        assert!(
+            said.iter().all(|l| l.contains("slots")) && said.iter().any(|l| l.contains("256 slots")),
+            "the table was refused, or not sized to RLIMIT_NOFILE 256: {said:?}"
+        );
+    }
+
     /// Issue 25, point 2: an open that fails with EMFILE is a 503 with
     /// `Retry-After` and `Connection: close`, logged once a second with the
     /// path and the client in the first line and a count that adds up;

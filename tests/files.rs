@@ -362,6 +362,49 @@ engine_tests! {
         }
     }
 
+    /// A file replaced by another of the same size and mtime (a deploy
+    /// that keeps mtimes: `cp -p`, `rsync -t`, tar, reproducible builds),
+    /// by rename or rewritten in place, is a change: within
+    /// `cache_revalidate` the new bytes are served, as nginx (which holds
+    /// no bytes) would, not the entry read from the old file.
+    fn same_size_and_mtime_replacement_is_served_within_revalidate(e) {
+        let site = Site::new();
+        site.write("same.txt", b"VERSION-AAA");
+        let srv = start_or_skip!(e, "workers = 1\ncache_revalidate = \"300ms\"", &site.root);
+        let path = site.root.join("same.txt");
+        let mut want = "VERSION-AAA";
+        for (how, next) in [("renamed over", "VERSION-BBB"), ("rewritten in place", "VERSION-CCC")] {
+            for _ in 0..3 {
+                assert_eq!(get(srv.addr(), "/same.txt").body_str(), want, "{how}: before");
+            }
+            let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+            if how == "renamed over" {
+                let tmp = site.root.join(".same.txt.new");
+                std::fs::write(&tmp, next).unwrap();
+                std::fs::File::options().write(true).open(&tmp).unwrap().set_modified(mtime).unwrap();
+                std::fs::rename(&tmp, &path).unwrap();
+            } else {
+                std::fs::write(&path, next).unwrap();
+                std::fs::File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
+            }
+            assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+            let t0 = std::time::Instant::now();
+            loop {
+                let r = get(srv.addr(), "/same.txt");
+                let body = r.body_str();
+                assert!(body == want || body == next, "{how}: {}", r.describe());
+                if body == next {
+                    break;
+                }
+                assert!(
+                    t0.elapsed() < std::time::Duration::from_secs(5),
+                    "{how}: still the old bytes after 5 s (cache_revalidate 300ms)"
+                );
+            }
+            want = next;
+        }
+    }
+
     /// A directory with no precompressed file is known as such for
     /// `cache_revalidate`, the cache on or off: a sibling added to it is
     /// served within that interval, with its `Vary`, and meanwhile every

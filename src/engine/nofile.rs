@@ -54,7 +54,7 @@ pub fn max_connections(configured: usize, explicit: bool, workers: usize) -> usi
 }
 
 /// The soft RLIMIT_NOFILE, unless unlimited or unknown.
-fn nofile_limit() -> Option<u64> {
+pub(crate) fn nofile_limit() -> Option<u64> {
     // SAFETY: rlimit is a plain C struct; all-zero is a valid value.
     let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
     // SAFETY: getrlimit writes one rlimit into the live `rl`.

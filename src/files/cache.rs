@@ -43,6 +43,7 @@ use crate::metrics::WorkerCounters;
 
 use super::admit::{self, Sketch};
 use super::entity::Rep;
+use super::os::Stamp;
 
 /// A cached answer for one request path.
 #[derive(Debug, Clone)]
@@ -64,6 +65,9 @@ pub struct Entry {
     pub rules: Vec<(String, String)>,
     /// Served until then; looked up again after.
     pub until: Instant,
+    /// The files `reps` were read from (`os::Stamp`), in their order: an
+    /// entry is kept on revalidation only while they are the same.
+    pub files: Vec<Stamp>,
 }
 
 impl Entry {

@@ -501,6 +501,10 @@ impl Site<'_> {
             ctype,
             rules: rules.to_vec(),
             until: crate::http::later(now.instant, self.settings.cache_revalidate),
+            files: std::iter::once(src)
+                .chain(sibs.iter().map(|(_, f)| f))
+                .map(|f| f.stamp)
+                .collect(),
         })
     }
 
@@ -698,15 +702,21 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 const HEAD_ESTIMATE: usize = 512;
 
 /// Whether `e` was read from these files in these versions: the source
-/// `f` and the siblings `sibs`, each of the same size and mtime (its
-/// entity tag) and coding.
+/// `f` and the siblings `sibs`, each the same file (inode), unchanged since
+/// (ctime: `os::Stamp`), of the same size and mtime (its entity tag) and
+/// coding. Size and mtime alone miss a new version given the old mtime
+/// (`cp -p`, `rsync -t`, tar), whose old bytes would be served on for good.
 fn unchanged(e: &Entry, f: &Found, sibs: &[(Encoding, Found)]) -> bool {
     let on_disk = std::iter::once((None, f)).chain(sibs.iter().map(|(c, s)| (Some(*c), s)));
     e.reps.len() == sibs.len() + 1
+        && e.files.len() == e.reps.len()
         && e.reps
             .iter()
+            .zip(&e.files)
             .zip(on_disk)
-            .all(|(r, (c, s))| r.coding == c && r.etag == entity::etag(s.len, s.mtime, c))
+            .all(|((r, stamp), (c, s))| {
+                r.coding == c && *stamp == s.stamp && r.etag == entity::etag(s.len, s.mtime, c)
+            })
 }
 
 /// Whether the request carries a field that can make its answer other

@@ -29,6 +29,31 @@ pub struct Found {
     pub file: File,
     pub len: u64,
     pub mtime: SystemTime,
+    /// Which file this is, and its last change (`Stamp`).
+    pub stamp: Stamp,
+}
+
+/// A file's device, inode and status-change time: what tells a cached copy
+/// from what is on disk where size and mtime (its entity tag) do not. A
+/// file renamed over it is another inode; a rewrite in place moves ctime,
+/// which no tool sets back (`cp -p`, `rsync -t`, tar and `touch -r` set the
+/// mtime of a new version to the old one's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    pub fn of(meta: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
 }
 
 /// The root directory, held open so that every lookup is relative to it.
@@ -122,6 +147,7 @@ impl RootDir {
             Opened::File(Found {
                 len: meta.len(),
                 mtime,
+                stamp: Stamp::of(&meta),
                 file,
             })
         } else if ft.is_dir() {

@@ -395,11 +395,17 @@ impl Worker {
             self.give_back.quiet_tick(self.conns.len(), a || b);
         }
         // A tick without input: the receive buffers' pages go back.
-        if self.bufs.quiet() && self.deferred && self.io.ring.completion().is_empty() {
+        if self.bufs.quiet()
+            && self.deferred
+            && self.io.ring.completion().is_empty()
+            && !self.io.ring.submission().cq_overflow()
+        {
             // SAFETY: with DEFER_TASKRUN the kernel fills the buffers only
             // inside this thread's io_uring_enter, and we are between two;
-            // the completion queue is empty, so every completion that named
-            // a buffer was handled (its bytes fed to its `Conn`).
+            // the completion queue is empty and none waits in the kernel's
+            // overflow list (`reap` stops after 8 rounds, and may leave
+            // some there), so every completion that named a buffer was
+            // handled (its bytes fed to its `Conn`).
             unsafe { self.bufs.release() };
         }
         if self.gate.resume(now) {

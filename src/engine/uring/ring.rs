@@ -130,10 +130,21 @@ impl Io {
     /// by slot: the kernel then takes no file reference per op (an fget and
     /// fput on every send otherwise). Without it (an old kernel, or a
     /// refusal) every op uses the plain fd.
+    ///
+    /// At most RLIMIT_NOFILE slots (the kernel refuses a larger table with
+    /// EMFILE, as with an explicit max_connections over the limit): that
+    /// loses none, as connections take the lowest free slot and each holds
+    /// a descriptor, so no slot past the limit is ever in use.
     pub fn fix_files(&mut self, slots: usize) {
-        let n = slots.min(FIXED_MAX) as u32;
+        let nofile = crate::engine::nofile::nofile_limit().unwrap_or(u64::MAX);
+        let n = slots
+            .min(FIXED_MAX)
+            .min(usize::try_from(nofile).unwrap_or(usize::MAX)) as u32;
         match self.ring.submitter().register_files_sparse(n) {
-            Ok(()) => self.fixed = n,
+            Ok(()) => {
+                self.fixed = n;
+                crate::debug!("io_uring fixed files: {n} slots");
+            }
             Err(e) => crate::debug!("io_uring fixed files: {e}; sockets go by fd"),
         }
     }

@@ -315,6 +315,7 @@ fn sized(key: &str, size: usize, until: Instant) -> Entry {
         ctype: Text::from("text/plain".to_string()),
         rules: vec![(String::new(), "x".repeat(pad))],
         until,
+        files: Vec::new(),
     };
     let pad = size - e(0).size(key);
     let entry = e(pad);
