@@ -538,7 +538,8 @@ def chart(cells, mem, nonread, data, path):
     mach = data["machine"]
     title = "tandem against nginx, h2o and lighttpd: 1 worker on one core, wrk on the other, 127.0.0.1"
     sub = (f"{mach['cpu']}, {mach['cpus']} CPUs, Linux {mach['kernel']}; run {data['stamp']}, "
-           f"median of {data['settings']['rounds']} rounds; tandem {mach['versions'].get('tandem', '?')}")
+           f"median of {data['settings']['rounds']} round{'s' if data['settings']['rounds'] != 1 else ''}; "
+           f"tandem {mach['versions'].get('tandem', '?')}")
     width = max(cols * pw + (cols + 1) * pad, int(8.6 * len(title)) + 2 * pad, int(6.4 * len(sub)) + 2 * pad)
     y = 70
     body = []
