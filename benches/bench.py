@@ -127,6 +127,7 @@ RETRY_BUDGET = float(env("RETRY_BUDGET", "60"))
 PIN = env("PIN", "1") == "1"
 BASE_BIN = os.environ.get("BASE_BIN")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
 CEILINGS = {"epoll": "ceiling-epoll", "io_uring": "ceiling-io_uring"}
 PEERS = ("nginx", "h2o", "lighttpd")
 # Where a server that is missing comes from (Debian package names).
@@ -653,6 +654,61 @@ def get_once(port, path):
     return s
 
 
+TCP_STATES = {"01": "established", "08": "close-wait", "09": "last-ack", "0B": "closing", "04": "fin-wait-1",
+              "05": "fin-wait-2", "03": "syn-recv"}
+
+
+def server_side(port):
+    """{state: count} of the sockets on 127.0.0.1:`port` (the server's
+    side: local port `port`), less the listener and TIME_WAIT."""
+    found = {}
+    want = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            v = line.split()
+            if v[1] == want and v[3] in TCP_STATES:
+                found[TCP_STATES[v[3]]] = found.get(TCP_STATES[v[3]], 0) + 1
+    return found
+
+
+def closed_by_server(srv, limit_s=30.0):
+    """After the clients closed: waits until the server has closed its
+    side of every connection (none left on its port but TIME_WAIT), so the
+    next measurement starts with nothing of this one's left in the kernel.
+    Returns the seconds it took; warns if the server still holds some
+    after `limit_s`."""
+    t0 = time.monotonic()
+    while True:
+        left = server_side(srv.port)
+        if not left:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > limit_s:
+            print(f"  warning: {display(srv.name)} still holds {left} {limit_s:.0f} s after its clients closed",
+                  file=sys.stderr)
+            return None
+        time.sleep(0.05)
+
+
+def kernel_tcp():
+    """The kernel's TCP state the whole machine shares: memory in pages
+    against tcp_mem's pressure threshold, TIME_WAIT sockets, and the
+    counters of memory pressure and listen-queue overflows since boot."""
+    with open("/proc/net/sockstat") as f:
+        tcp = next(line for line in f if line.startswith("TCP:")).split()
+    st = dict(zip(tcp[1::2], map(int, tcp[2::2])))
+    with open("/proc/sys/net/ipv4/tcp_mem") as f:
+        pressure = int(f.read().split()[1])
+    counters = {}
+    with open("/proc/net/netstat") as f:
+        lines = f.read().splitlines()
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            counters = dict(zip(names.split()[1:], map(int, values.split()[1:])))
+    return {"mem_pages": st.get("mem", 0), "pressure_pages": pressure, "time_wait": st.get("tw", 0),
+            "pressures": counters.get("TCPMemoryPressures", 0), "listen_overflows": counters.get("ListenOverflows", 0)}
+
+
 def settle(srv, start_kib=None, quiet_s=1.0, limit_s=10.0):
     """The server's RSS once it stops changing for `quiet_s` (a server may
     give memory back, or finish work, a timer tick or two later)."""
@@ -744,6 +800,7 @@ def idle_case(target, counts=None, h2=False):
         for s in socks:
             s.close()
         socks = []
+        res["closed_s"] = closed_by_server(srv)
         res["rss_left_kib"] = settle(srv, quiet_s=1.5)
     finally:
         for s in socks:
@@ -759,6 +816,7 @@ def nonread_case(target):
     another client is still answered meanwhile, and the RSS once they left."""
     srv = start(target)
     socks = []
+    k0 = kernel_tcp()
     try:
         path = f"/f{NONREAD_SIZE}.bin"
         get_once(srv.port, path).close()  # the file is cached, as the case says
@@ -774,23 +832,45 @@ def nonread_case(target):
                 pass
             socks.append(s)
         held = settle(srv, quiet_s=1.0)
+        # The kernel holds the responses queued for these clients (their
+        # send buffers: about 3.6 MiB each at the defaults, over a GiB in
+        # all, near tcp_mem's pressure threshold on a 24 GiB machine): the
+        # report gives that and the machine's TIME_WAIT count beside the
+        # probe, which a machine short of TCP memory could fail.
+        k1 = kernel_tcp()
         t = time.monotonic()
+        probe_err = None
         try:
-            probe = get_once(srv.port, f"/f{KiB}.bin")
+            probe = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            connected_ms = (time.monotonic() - t) * 1000
+            try:
+                request(probe, f"/f{KiB}.bin")
+                read_response(probe)
+                answered_ms = (time.monotonic() - t) * 1000
+            except OSError as err:
+                answered_ms, probe_err = None, f"connected in {connected_ms:.0f} ms, no response: {err}"
             probe.close()
-            answered_ms = (time.monotonic() - t) * 1000
-        except OSError:
-            answered_ms = None
+        except OSError as err:
+            answered_ms, probe_err = None, f"could not connect: {err}"
+        if probe_err:
+            print(f"  {display(target)}: the probe failed ({probe_err}); kernel TCP now {kernel_tcp()}",
+                  file=sys.stderr)
         for s in socks:
             s.close()
         socks = []
+        closed_s = closed_by_server(srv)
         left = settle(srv, quiet_s=1.5)
+        k2 = kernel_tcp()
     finally:
         for s in socks:
             s.close()
         stop(srv.proc)
     return {"clients": NONREAD_CLIENTS, "rss_before_kib": before, "rss_held_kib": held,
-            "kib_per_client": (held - before) / NONREAD_CLIENTS, "probe_ms": answered_ms, "rss_left_kib": left}
+            "kib_per_client": (held - before) / NONREAD_CLIENTS, "probe_ms": answered_ms, "probe_error": probe_err,
+            "rss_left_kib": left, "closed_s": closed_s, "tcp_mem_mib": k1["mem_pages"] * PAGE / MiB,
+            "tcp_pressure_mib": k1["pressure_pages"] * PAGE / MiB, "time_wait": k1["time_wait"],
+            "memory_pressures": k2["pressures"] - k0["pressures"],
+            "listen_overflows": k2["listen_overflows"] - k0["listen_overflows"]}
 
 
 # --- files ------------------------------------------------------------------------

@@ -4,6 +4,7 @@ arguments, writes only into the output directory."""
 
 import csv
 import os
+import re
 import statistics
 import time
 
@@ -112,25 +113,41 @@ def best_peer(cells, case, item, key, pick, exclude=None):
 # --- targets and verdict ------------------------------------------------------
 
 def targets(cells, mem, nonread, h2mem=None):
-    """[(PASS|FAIL|not measured, sentence)], one per target, both engines in each."""
+    """[(PASS|FAIL|not measured, sentence, row)], one per target, both
+    engines in each; row: {"what": the target, engine: [its figures]}, the
+    verdict table's line (`target_table`)."""
     out = []
 
     def sentence(what, ref, entries, limit, op):
-        """entries: [(label, ratio)] or [(label, ratio, shown)]; `shown`
-        replaces the ratio in the text (for absolute bounds)."""
+        """entries: [(label, ratio)] or [(label, ratio, shown)], each label
+        beginning with its engine's name; `shown` replaces the ratio in the
+        text (for absolute bounds)."""
         got = [(e[0], e[1], e[2] if len(e) > 2 else f"{e[1]:.2f}x") for e in entries if e[1] is not None]
+        row = {"what": what}
+        for lab, _, shown in got:
+            eng = next((e for e in ENGINES if lab == display(e) or lab.startswith(display(e) + " ")
+                        or lab.startswith(display(e) + ",")), None)
+            if eng:
+                # What the figure is of, when an engine has several: the
+                # label less the engine's name and any parenthesis.
+                what_of = re.sub(r"\s*\([^()]*\)", "", lab[len(display(eng)):]).strip(" ,")
+                what_of = re.sub(r"^(at|against its loop)\b\s*", "", what_of)
+                row.setdefault(eng, []).append(f"{shown} ({what_of})" if what_of else shown)
         if not got:
-            out.append(("not measured", f"{what}: not measured in this run."))
+            out.append(("not measured", f"{what}: not measured in this run.", row))
             return
         parts, ok_all = [], True
         for lab, r, shown in got:
             ok = r <= limit if op == "<=" else r >= limit
             ok_all &= ok
             margin = (limit - r) / limit if op == "<=" else (r - limit) / limit
+            if r == float("inf"):  # failed outright: no margin to give
+                parts.append(f"{lab} {shown} (fails)")
+                continue
             parts.append(f"{lab} {shown} ({'passes with' if ok else 'misses by'} {abs(margin):.0%}"
                          f"{' to spare' if ok else ''})")
         status = "PASS" if ok_all and len(got) == len(entries) else "FAIL" if not ok_all else "PARTLY MEASURED"
-        out.append((status, f"{what} ({ref}): {'; '.join(parts)}."))
+        out.append((status, f"{what} ({ref}): {'; '.join(parts)}.", row))
 
     def cell(case, item, srv):
         return cells.get((case, item, srv))
@@ -180,10 +197,12 @@ def targets(cells, mem, nonread, h2mem=None):
     for e in ENGINES:
         v = nonread.get(e)
         if v:
-            probe = "answered another client in " + (f"{v['probe_ms']:.0f} ms" if v["probe_ms"] is not None else "- (not answered)")
-            entries.append((f"{display(e)} ({probe})",
-                            v["kib_per_client"] / NONREAD_BOUND_KIB if v["probe_ms"] is not None else 99.0,
-                            f"{v['kib_per_client']:.1f} KiB per client"))
+            if v["probe_ms"] is not None:
+                entries.append((f"{display(e)} (answered another client in {v['probe_ms']:.0f} ms)",
+                                v["kib_per_client"] / NONREAD_BOUND_KIB, f"{v['kib_per_client']:.1f} KiB per client"))
+            else:
+                entries.append((display(e), float("inf"),
+                                f"{v['kib_per_client']:.1f} KiB per client, another client not answered"))
     c = "400" if not nonread else next(iter(nonread.values()))["clients"]
     sentence(f"{c} clients that pipeline and never read hold at most max_header_size + 16 KiB (24 KiB) each",
              "the input cap; responses hold references", entries, 1.0, "<=")
@@ -261,10 +280,15 @@ def write(data, outdir):
                f"quoting them.", ""]
     if data["quick"]:
         md += ["*QUICK=1: one short round, a smoke test; do not quote these figures.*", ""]
-    md += ["## Verdict", "", "One sentence per target, both engines; each ratio is from this run.", ""]
-    md += [f"- **{s}**: {text}" for s, text in checks]
-    passed = sum(1 for s, _ in checks if s == "PASS")
-    md += ["", f"{passed} of {len(checks)} targets passed.", ""]
+    md += ["## Verdict", "", "Each target at a glance, both engines, then one sentence per target; each ratio is from "
+           "this run.", ""]
+    passed = sum(1 for s, _, _ in checks if s == "PASS")
+    measured = sum(1 for s, _, _ in checks if s != "not measured")
+    md += [f"{passed} of the {measured} targets measured in this run passed"
+           + (f" ({len(checks) - measured} of {len(checks)} not measured)." if measured < len(checks) else "."), ""]
+    md += target_table(checks)
+    md += [f"- **{s}**: {text}" for s, text, _ in checks]
+    md += [""]
     md += summary(cells, mem)
     md += case_tables(cells)
     md += memory_tables(mem, nonread, st)
@@ -287,6 +311,22 @@ def write(data, outdir):
     write_csv(cells, data, outdir)
     chart(cells, mem, nonread, data, os.path.join(outdir, "chart.svg"))
     print(text)
+
+
+def target_table(checks):
+    """The verdict at a glance: one line per target, each engine's figure
+    against it (a ratio to the reference the target names, or the
+    absolute figure for a bound in bytes), and whether it passed."""
+    md = ["| target | " + " | ".join(display(e) for e in ENGINES) + " | result |",
+          "|---|" + "---:|" * len(ENGINES) + "---|"]
+    for status, _, row in checks:
+        if status != "not measured":
+            figs = [" / ".join(row.get(e, [])) or "-" for e in ENGINES]
+            md.append(f"| {row['what']} | " + " | ".join(figs) + f" | {status} |")
+    unmeasured = sum(1 for s, _, _ in checks if s == "not measured")
+    if unmeasured:
+        md += ["", f"{unmeasured} target(s) not measured: their cases were not in this run (listed below)."]
+    return md + [""]
 
 
 def order_key_name(name):
@@ -376,13 +416,22 @@ def memory_tables(mem, nonread, st):
         md += ["## Memory: clients that never read", "",
                f"Each server freshly started, the file cached by one request; {c} clients each send {p} "
                f"pipelined requests for a {size_label(s)} file and never read. RSS once the server stops "
-               f"making progress, whether a new client is still answered meanwhile, and RSS once they left.", "",
-               "| server | RSS before (MiB) | RSS held (MiB) | KiB per client | new client answered in | after they left (MiB) |",
-               "|---|---:|---:|---:|---:|---:|"]
+               f"making progress, whether a new client is still answered meanwhile (within 5 s to connect and "
+               f"5 s to answer), and RSS once they left and the server closed its side of every connection. "
+               f"The responses queued for the clients sit in the kernel's send buffers, not in the server's "
+               f"RSS: the kernel's TCP memory at the probe (the whole machine's, against tcp_mem's pressure "
+               f"threshold) and the machine's TIME_WAIT sockets left by the cases before are given beside it.", "",
+               "| server | RSS before (MiB) | RSS held (MiB) | KiB per client | new client answered in "
+               "| kernel TCP memory (MiB) | TIME_WAIT sockets | after they left (MiB) |",
+               "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for t, v in sorted(nonread.items(), key=lambda kv: order_key(kv[0])):
-            probe = f"{v['probe_ms']:.0f} ms" if v["probe_ms"] is not None else "not answered"
+            probe = (f"{v['probe_ms']:.0f} ms" if v["probe_ms"] is not None
+                     else f"not answered ({v.get('probe_error') or '?'})")
+            kmem = (f"{v['tcp_mem_mib']:,.0f} of {v['tcp_pressure_mib']:,.0f}"
+                    + (", under pressure" if v.get("memory_pressures") else "") if "tcp_mem_mib" in v else "")
+            tw = f"{v['time_wait']:,}" if "time_wait" in v else ""
             md.append(f"| {display(t)} | {v['rss_before_kib'] / 1024:.1f} | {v['rss_held_kib'] / 1024:.1f} | "
-                      f"{v['kib_per_client']:.1f} | {probe} | {v['rss_left_kib'] / 1024:.1f} |")
+                      f"{v['kib_per_client']:.1f} | {probe} | {kmem} | {tw} | {v['rss_left_kib'] / 1024:.1f} |")
         md += [""]
     return md
 
@@ -420,19 +469,20 @@ def write_csv(cells, data, outdir):
     with open(os.path.join(outdir, "memory.csv"), "w", newline="") as f:
         wr = csv.writer(f)
         wr.writerow(["case", "server", "clients", "rss_before_kib", "rss_kib", "bytes_per_client", "rss_left_kib",
-                     "new_client_answered_ms"])
+                     "new_client_answered_ms", "probe_error", "kernel_tcp_mem_mib", "time_wait"])
         for t, v in data["memory"].items():
             for n, c in v["counts"].items():
                 wr.writerow(["idle keep-alive", display(t), n, v["rss_before_kib"], c["rss_kib"],
-                             round(c["bytes_per_conn"]), v["rss_left_kib"], ""])
+                             round(c["bytes_per_conn"]), v["rss_left_kib"], "", "", "", ""])
         for t, v in (data.get("h2mem") or {}).items():
             for proto, label in (("h1", "idle HTTP/1.1, h2c on"), ("h2", "idle HTTP/2 (h2c)")):
                 for n, c in v[proto]["counts"].items():
                     wr.writerow([label, display(t), n, v[proto]["rss_before_kib"], c["rss_kib"],
-                                 round(c["bytes_per_conn"]), v[proto]["rss_left_kib"], ""])
+                                 round(c["bytes_per_conn"]), v[proto]["rss_left_kib"], "", "", "", ""])
         for t, v in data["nonread"].items():
             wr.writerow(["never reads", display(t), v["clients"], v["rss_before_kib"], v["rss_held_kib"],
-                         round(v["kib_per_client"] * 1024), v["rss_left_kib"], rnd(v["probe_ms"], 1)])
+                         round(v["kib_per_client"] * 1024), v["rss_left_kib"], rnd(v["probe_ms"], 1),
+                         v.get("probe_error") or "", rnd(v.get("tcp_mem_mib"), 0), v.get("time_wait", "")])
     with open(os.path.join(outdir, "rounds.csv"), "w", newline="") as f:
         wr = csv.writer(f)
         fields = ["case", "item", "server", "round", "conns", "req_s", "mb_s", "p50_ms", "p99_ms", "cpu_us",
@@ -493,7 +543,8 @@ def chart(cells, mem, nonread, data, path):
     mach = data["machine"]
     title = "tandem against nginx, h2o and lighttpd: 1 worker on one core, wrk on the other, 127.0.0.1"
     sub = (f"{mach['cpu']}, {mach['cpus']} CPUs, Linux {mach['kernel']}; run {data['stamp']}, "
-           f"median of {data['settings']['rounds']} rounds; tandem {mach['versions'].get('tandem', '?')}")
+           f"median of {data['settings']['rounds']} round{'s' if data['settings']['rounds'] != 1 else ''}; "
+           f"tandem {mach['versions'].get('tandem', '?')}")
     width = max(cols * pw + (cols + 1) * pad, int(8.6 * len(title)) + 2 * pad, int(6.4 * len(sub)) + 2 * pad)
     y = 70
     body = []
