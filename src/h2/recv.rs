@@ -291,6 +291,12 @@ impl H2Conn {
             return self.rst(ctx, id, Code::FlowControl);
         }
         s.body_in += data.len() as u64;
+        let end = h.has(flag::END_STREAM);
+        s.remote_closed = end;
+        if !s.length_ok() {
+            // More than its content-length, or less by its end: malformed.
+            return self.rst(ctx, id, Code::Protocol);
+        }
         if s.body_in > max_body {
             // Past max_body_size: stop it (without error if answered).
             let code = if s.local_done {
@@ -300,8 +306,7 @@ impl H2Conn {
             };
             return self.rst(ctx, id, code);
         }
-        if h.has(flag::END_STREAM) {
-            s.remote_closed = true;
+        if end {
             if s.local_done {
                 self.streams.remove(&id);
             }
@@ -416,6 +421,9 @@ impl H2Conn {
                 }
                 if let Some(s) = self.streams.get_mut(&id) {
                     s.remote_closed = true;
+                    if !s.length_ok() {
+                        return self.rst(ctx, id, Code::Protocol);
+                    }
                     if s.local_done {
                         self.streams.remove(&id);
                     }
@@ -444,8 +452,13 @@ impl H2Conn {
         }
         ctx.stats.h2_stream();
         self.unsent = None;
-        self.streams
-            .insert(id, Stream::new(self.peer_window, RECV_WINDOW, b.end_stream));
+        let declared = stream::declared_length(&fields);
+        let s = Stream::new(self.peer_window, RECV_WINDOW, b.end_stream, declared);
+        if !s.length_ok() {
+            // END_STREAM on a request that declared a body: malformed.
+            return self.rst(ctx, id, Code::Protocol);
+        }
+        self.streams.insert(id, s);
         // Its answer may hold a file open: a descriptor slot, or it waits
         // for one (`start_waiting`), behind any that wait already.
         let slot = if self.waiting.is_empty() {
