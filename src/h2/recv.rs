@@ -9,6 +9,12 @@ use crate::http::Status;
 
 type Res = Result<(), Code>;
 
+/// The heap bytes a connection's waiting requests may hold: as much as
+/// the header block being received may (`check_block`).
+fn wait_cap(ctx: &Ctx<'_>) -> usize {
+    4 * ctx.limits.parse.max_header_size
+}
+
 impl H2Conn {
     /// Act on the frames in `buf`; returns the bytes used (a partial frame
     /// is left for more input).
@@ -442,13 +448,7 @@ impl H2Conn {
             return Ok(());
         }
         if self.streams.len() >= ctx.limits.h2.max_concurrent_streams as usize {
-            frame::rst_stream(&mut self.ctrl, id, Code::RefusedStream);
-            self.answered()?;
-            return if self.budget.reset(ctx.now.instant, &ctx.limits.h2) {
-                Ok(())
-            } else {
-                Err(Code::EnhanceYourCalm)
-            };
+            return self.refuse(ctx, id);
         }
         ctx.stats.h2_stream();
         self.unsent = None;
@@ -472,12 +472,36 @@ impl H2Conn {
         match slot {
             Some(slot) => s.slot = slot,
             None => {
+                let mut fields = fields;
+                fields.shrink();
+                let heap = fields.heap();
+                if self.wait_bytes + heap > wait_cap(ctx) {
+                    // Requests that wait hold their decoded fields, which
+                    // HPACK references make up to max_header_size each
+                    // from a few bytes: past the cap, refused (not
+                    // processed: the client may retry).
+                    self.streams.remove(&id);
+                    return self.refuse(ctx, id);
+                }
                 s.wait = Some(Box::new(fields));
+                self.wait_bytes += heap;
                 self.waiting.push_back(id);
                 return Ok(());
             }
         }
         self.answer(ctx, id, &fields)
+    }
+
+    /// RST_STREAM(REFUSED_STREAM): not processed. Counted as a reset, so
+    /// a client that keeps opening what is refused meets the budget.
+    fn refuse(&mut self, ctx: &mut Ctx<'_>, id: u32) -> Res {
+        frame::rst_stream(&mut self.ctrl, id, Code::RefusedStream);
+        self.answered()?;
+        if self.budget.reset(ctx.now.instant, &ctx.limits.h2) {
+            Ok(())
+        } else {
+            Err(Code::EnhanceYourCalm)
+        }
     }
 
     /// Answer stream `id`'s request, now that it holds a slot.

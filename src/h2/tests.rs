@@ -429,6 +429,8 @@ fn streams_past_the_limit_are_refused() {
         .map(|(h, _)| h.stream)
         .collect();
     assert_eq!(refused, [9, 11]);
+    // As an engine does, before it drops the connection.
+    c.handle_error(&mut env.ctx());
 }
 
 /// A graceful stop: GOAWAY(NO_ERROR), the open stream finishes, then the
