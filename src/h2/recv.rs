@@ -458,7 +458,7 @@ impl H2Conn {
             // END_STREAM on a request that declared a body: malformed.
             return self.rst(ctx, id, Code::Protocol);
         }
-        self.streams.insert(id, s);
+        self.streams.insert(id, Box::new(s));
         // Its answer may hold a file open: a descriptor slot, or it waits
         // for one (`start_waiting`), behind any that wait already.
         let slot = if self.waiting.is_empty() {
