@@ -502,6 +502,41 @@ const MANY_CONNS: usize = 4;
 /// A file past `cache_max_file`: each answer holds it open.
 const MID_SIZE: usize = 256 * 1024;
 
+/// A client whose streams' windows are shut, with `n` requests of
+/// mid.bin: the ones answered hold a descriptor slot each. Returns it and
+/// how many were answered (their heads are all in once its PING is).
+fn slot_hog(addr: SocketAddr, n: u32) -> (H2, usize) {
+    let o = Opts {
+        settings: vec![(INITIAL_WINDOW_SIZE, 0)],
+        auto_window: false,
+        ..Opts::default()
+    };
+    let mut c = H2::connect_with(addr, o);
+    c.wait_ready();
+    for _ in 0..n {
+        c.send_request("GET", "/mid.bin", &[]);
+    }
+    c.ping_roundtrip("slot hog");
+    let heads = c.seen.iter().filter(|f| f.ty == HEADERS).count();
+    (c, heads)
+}
+
+/// A request of mid.bin whose header list is near max_header_size (8192)
+/// from a few bytes: two references to a 3900-byte field the first
+/// request (`first`) put in the HPACK dynamic table.
+fn hpack_heavy_request(c: &H2, id: u32, first: bool) -> Vec<u8> {
+    let mut block = encode_fields(&c.request_fields("GET", "/mid.bin", &[]));
+    if first {
+        block.push(0x40); // literal with incremental indexing, new name
+        hpack_str(&mut block, b"x-big");
+        hpack_str(&mut block, &[b'a'; 3900]);
+        block.push(0x80 | 62);
+    } else {
+        block.extend([0x80 | 62, 0x80 | 62]);
+    }
+    frame_bytes(HEADERS, END_HEADERS | END_STREAM, id, &block)
+}
+
 /// A bystander on new HTTP/1.1 connections: a range of an uncached file
 /// (an open, and an accept, each time), timed from connect to the end.
 fn bystander(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<(Vec<Duration>, Vec<String>)> {
@@ -762,6 +797,70 @@ engine_tests! {
             let after = wait_fd_count_at_most(srv.pid(), fds, IO_TIMEOUT);
             assert!(after.is_ok(), "fds {fds} before, {after:?} after the resets\n{}", fd_listing(srv.pid()));
         });
+    }
+
+    /// Requests that wait for a descriptor slot hold their decoded fields,
+    /// which HPACK references make ~8 KiB each from two bytes: a client's
+    /// waiting requests are capped in memory (past the cap its streams are
+    /// REFUSED_STREAM), resetting them or closing the connection frees
+    /// them, and the worker's slots all come back: afterwards a new client
+    /// gets as many streams answered as one did at the start.
+    fn waiting_requests_are_capped_and_freed(e) {
+        let _serial = serial();
+        let site = Site::new();
+        std::fs::write(site.root.join("mid.bin"), pseudo_random(MID_SIZE, 21)).unwrap();
+        let cfg = format!("{H2C}\nworkers = 1\naccess_log = \"off\"\n");
+        let opts = Launch { nofile: Some(LOW_NOFILE), ..Default::default() };
+        let Some(srv) = Server::launch(e, &cfg, &site.root, opts) else { return };
+        let pid = srv.pid();
+        // One client takes every slot the worker has (and its own).
+        let (hog, slots) = slot_hog(srv.addr(), 128);
+        assert!((2..128).contains(&slots), "{slots} of 128 answered: the limit does not bite");
+        let rss0 = rss_kib(pid);
+        let mut attackers: Vec<H2> = (0..16)
+            .map(|_| {
+                let o = Opts { settings: vec![(INITIAL_WINDOW_SIZE, 0)], auto_window: false, ..Opts::default() };
+                let mut c = H2::connect_with(srv.addr(), o);
+                c.wait_ready();
+                let mut b = Vec::new();
+                for id in (1..256).step_by(2) {
+                    b.extend(hpack_heavy_request(&c, id, id == 1));
+                }
+                c.send_raw(&b);
+                c
+            })
+            .collect();
+        let mut refused = Vec::new();
+        for c in &mut attackers {
+            c.ping_roundtrip("after 128 heavy requests");
+            refused.push(c.seen.iter().filter(|f| f.ty == RST_STREAM && f.error_code() == REFUSED_STREAM).count());
+        }
+        let grown = rss_kib(pid).saturating_sub(rss0);
+        note(&format!("{slots} slots; 16 x 128 heavy requests: refused {refused:?}, RSS +{grown} KiB"));
+        assert!(refused.iter().all(|&r| r > 64), "refused {refused:?}: waiting requests are not capped");
+        assert!(grown < 8 * 1024, "RSS grew {grown} KiB for 16 connections' waiting requests");
+        // Half reset their streams (the answered one, and those that
+        // wait), half close.
+        for (i, mut c) in attackers.into_iter().enumerate() {
+            if i % 2 == 0 {
+                let mut b = Vec::new();
+                for id in (1..256).step_by(2).filter(|&id| !c.seen.iter().any(|f| f.ty == RST_STREAM && f.stream == id)) {
+                    b.extend(frame_bytes(RST_STREAM, 0, id, &CANCEL.to_be_bytes()));
+                }
+                c.send_raw(&b);
+                c.ping_roundtrip("after the resets");
+            }
+        }
+        drop(hog);
+        // The slots come back: a new client is answered as the first was.
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            let (_c, n) = slot_hog(srv.addr(), 128);
+            if n == slots {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{n} streams answered now, {slots} at the start: slots leaked");
+        }
     }
 
     /// Many streams on an uncached file, over several connections, with a

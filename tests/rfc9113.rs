@@ -119,6 +119,23 @@ fn open_stalled_stream(addr: std::net::SocketAddr, window: u32) -> (H2, u32) {
     (c, id)
 }
 
+/// Read until the server resets stream `id`; the RST_STREAM's code.
+#[track_caller]
+fn wait_reset(c: &mut H2, id: u32, ctx: &str) -> u32 {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        if let Some(f) = c.seen.iter().find(|f| f.ty == RST_STREAM && f.stream == id) {
+            return f.error_code();
+        }
+        if let Err(end) = c.pump(deadline) {
+            panic!(
+                "{ctx}: no RST_STREAM on {id}: {end:?}; {}",
+                c.seen_summary()
+            );
+        }
+    }
+}
+
 engine_tests! {
     /// §3.4: the server's preface is a SETTINGS frame, the first it sends;
     /// it ACKs ours.
@@ -578,6 +595,75 @@ engine_tests! {
         let r = c.read_response(3);
         assert_eq!((r.status, r.body.as_slice()), (200, APP_JS.as_bytes()), "{}", r.describe());
         c.ping_roundtrip("after bodies");
+    }
+
+    /// §8.1.1: a request whose DATA do not add up to its content-length
+    /// is malformed: RST_STREAM PROTOCOL_ERROR, whether the client ends
+    /// the stream early (END_STREAM on the HEADERS, on a short DATA, or
+    /// trailers after too few bytes) or sends more than it declared (in
+    /// one frame, or across several, split byte by byte). Padding does not
+    /// count; a body that adds up is answered as before, and the
+    /// connection keeps serving.
+    fn s8_1_1_content_length_must_match_data(e) {
+        let (_site, srv) = h2_server!(e);
+        for split in [Split::Whole, Split::Bytewise] {
+            let mut c = H2::connect_with(srv.addr(), Opts { split, ..Opts::default() });
+            c.wait_ready();
+            let get = |c: &H2, cl: &str| c.request_fields("GET", "/style.css", &[("content-length", cl)]);
+            // END_STREAM on the HEADERS of a request that declares 5 bytes.
+            let f = get(&c, "5");
+            c.send_headers(1, &f, true);
+            assert_eq!(wait_reset(&mut c, 1, "no DATA, 5 declared"), PROTOCOL_ERROR);
+            assert!(
+                !c.seen.iter().any(|f| f.ty == HEADERS && f.stream == 1),
+                "{split:?}: a malformed request was answered: {}",
+                c.seen_summary()
+            );
+            // Too few bytes by END_STREAM.
+            c.send_headers(3, &get(&c, "10"), false);
+            c.send_frame(DATA, 0, 3, b"abc");
+            c.send_frame(DATA, END_STREAM, 3, b"de");
+            assert_eq!(wait_reset(&mut c, 3, "5 of 10"), PROTOCOL_ERROR, "{split:?}");
+            // Too few bytes by the trailers.
+            c.send_headers(5, &get(&c, "4"), false);
+            c.send_frame(DATA, 0, 5, b"abc");
+            c.send_headers(5, &[("x-trailer", "1")], true);
+            assert_eq!(wait_reset(&mut c, 5, "3 of 4, then trailers"), PROTOCOL_ERROR, "{split:?}");
+            // More than declared, in one frame.
+            c.send_headers(7, &get(&c, "3"), false);
+            c.send_frame(DATA, END_STREAM, 7, b"abcdef");
+            assert_eq!(wait_reset(&mut c, 7, "6 of 3"), PROTOCOL_ERROR, "{split:?}");
+            // More than declared across frames, before any END_STREAM.
+            c.send_headers(9, &get(&c, "3"), false);
+            c.send_frame(DATA, 0, 9, b"ab");
+            c.send_frame(DATA, 0, 9, b"cd");
+            assert_eq!(wait_reset(&mut c, 9, "4 of 3, open"), PROTOCOL_ERROR, "{split:?}");
+            // Bodies that add up, padding aside (with trailers too): no reset.
+            c.send_headers(11, &get(&c, "3"), false);
+            c.send_frame(DATA, PADDED, 11, b"\x04ab\0\0\0\0");
+            c.send_frame(DATA, END_STREAM, 11, b"c");
+            let r = c.read_response(11);
+            assert_eq!((r.status, r.body.as_slice()), (200, STYLE_CSS.as_bytes()), "{split:?}: {}", r.describe());
+            c.send_headers(13, &get(&c, "0"), true);
+            let r = c.read_response(13);
+            assert_eq!(r.status, 200, "{split:?}: content-length 0: {}", r.describe());
+            c.send_headers(15, &get(&c, "3"), false);
+            c.send_frame(DATA, 0, 15, b"abc");
+            c.send_headers(15, &[("x-trailer", "1")], true);
+            let r = c.read_response(15);
+            assert_eq!(r.status, 200, "{split:?}: 3 of 3, then trailers: {}", r.describe());
+            c.ping_roundtrip(&format!("{split:?}: after the bodies"));
+            for id in [11, 13, 15] {
+                assert!(
+                    !c.seen.iter().any(|f| f.ty == RST_STREAM && f.stream == id),
+                    "{split:?}: stream {id} reset: {}",
+                    c.seen_summary()
+                );
+            }
+            c.next_id = 17;
+            let r = c.get("/app.js", &[]);
+            assert_eq!((r.status, r.body.as_slice()), (200, APP_JS.as_bytes()), "{split:?}");
+        }
     }
 
     /// §8.1: HEAD gets the GET's fields and no DATA.

@@ -56,6 +56,18 @@ impl Fields {
         self.list.len()
     }
 
+    /// Give back the room decoding left over: a request that waits for a
+    /// slot (`H2Conn::waiting`) holds no more than its fields.
+    pub fn shrink(&mut self) {
+        self.buf.shrink_to_fit();
+        self.list.shrink_to_fit();
+    }
+
+    /// The heap bytes it holds.
+    pub fn heap(&self) -> usize {
+        self.buf.capacity() + self.list.capacity() * std::mem::size_of::<(usize, usize, usize)>()
+    }
+
     fn add(&mut self, name: &[u8], value: &[u8], max: usize) {
         self.size += name.len() + value.len() + FIELD_OVERHEAD;
         if self.size > max {

@@ -125,7 +125,10 @@ pub struct H2Conn {
     inbuf: Vec<u8>,
     dec: hpack::Decoder,
     block: Option<Block>,
-    streams: BTreeMap<u32, Stream>,
+    /// Boxed: a `Stream` is ~260 bytes (its access-log record inline),
+    /// which the map's nodes would shift on every insert and remove, and
+    /// whose emptied root node an idle connection would keep (~2.9 KiB).
+    streams: BTreeMap<u32, Box<Stream>>,
     /// The highest stream id the client has used.
     last_id: u32,
     /// The peer's SETTINGS_MAX_FRAME_SIZE and SETTINGS_INITIAL_WINDOW_SIZE.
@@ -152,8 +155,10 @@ pub struct H2Conn {
     own_slot: bool,
     /// The worker's slots (`Slot::Pool`) freed, to give back (`settle`).
     freed: usize,
-    /// Streams whose requests wait for a slot, in the order they came.
+    /// Streams whose requests wait for a slot, in the order they came,
+    /// and the heap bytes their fields hold (at most `wait_cap`).
     waiting: VecDeque<u32>,
+    wait_bytes: usize,
     drain: Drain,
     /// The client sent GOAWAY, or EOF: finish, then close.
     peer_goaway: bool,
@@ -202,6 +207,7 @@ impl H2Conn {
             own_slot: false,
             freed: 0,
             waiting: VecDeque::new(),
+            wait_bytes: 0,
             drain: Drain::No,
             peer_goaway: false,
             peer_eof: false,
@@ -466,8 +472,13 @@ impl H2Conn {
     fn settle(&mut self, ctx: &mut Ctx<'_>) {
         let now = ctx.now.instant;
         self.give_back(ctx);
-        self.start_waiting(ctx);
-        self.pump(now);
+        loop {
+            self.start_waiting(ctx);
+            self.pump(now);
+            if !(self.peer_eof && self.drop_stalled(ctx)) {
+                break;
+            }
+        }
         self.give_back(ctx);
         while self.done.front().is_some_and(|(end, _)| *end <= self.sent) {
             if let Some((_, x)) = self.done.pop_front() {
@@ -560,6 +571,9 @@ impl H2Conn {
                 s.slot = slot;
                 s.wait.take()
             });
+            if let Some(f) = &fields {
+                self.wait_bytes -= f.heap();
+            }
             if let Some(f) = fields
                 && let Err(code) = self.answer(ctx, id, &f)
             {
@@ -568,11 +582,34 @@ impl H2Conn {
         }
     }
 
+    /// After the peer's EOF no WINDOW_UPDATE can come: drop the streams
+    /// a window holds (their slots go to the ones that wait, or back to
+    /// the worker, not after send_timeout). True if any was.
+    fn drop_stalled(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        let conn_shut = self.window <= 0;
+        let ids: Vec<u32> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| !s.segs.is_empty() && (conn_shut || s.window <= 0))
+            .map(|(&id, _)| id)
+            .collect();
+        for &id in &ids {
+            self.drop_stream(ctx, id);
+        }
+        !ids.is_empty()
+    }
+
     /// Stream `id` ends before its response did (reset by either side, or
     /// the connection ends): report what went out of it.
     fn drop_stream(&mut self, ctx: &mut Ctx<'_>, id: u32) {
         if let Some(s) = self.streams.remove(&id) {
             self.release(s.slot);
+            if let Some(f) = &s.wait {
+                // Reset while it waited: out of the queue now, so resets
+                // behind a request that still waits cannot pile up there.
+                self.wait_bytes -= f.heap();
+                self.waiting.retain(|&w| w != id);
+            }
             if !s.local_done {
                 let x = &s.x;
                 self.report(ctx, x, x.body_queued, x.head_len + x.body_queued);
@@ -707,6 +744,28 @@ impl H2Conn {
                 line,
                 field("referer"),
                 field("user-agent"),
+            );
+        }
+    }
+}
+
+/// Engines end every connection with `handle_error` (or see it closed)
+/// before they drop it, which gives its streams' slots back to the
+/// worker; a connection dropped holding any would shrink the worker's
+/// budget for good. Debug builds check it.
+impl Drop for H2Conn {
+    fn drop(&mut self) {
+        let held = self.freed
+            + self
+                .streams
+                .values()
+                .filter(|s| s.slot == Slot::Pool)
+                .count();
+        if !std::thread::panicking() {
+            debug_assert_eq!(
+                held, 0,
+                "{}: HTTP/2 connection dropped holding descriptor slots",
+                self.peer
             );
         }
     }

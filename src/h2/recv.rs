@@ -9,6 +9,12 @@ use crate::http::Status;
 
 type Res = Result<(), Code>;
 
+/// The heap bytes a connection's waiting requests may hold: as much as
+/// the header block being received may (`check_block`).
+fn wait_cap(ctx: &Ctx<'_>) -> usize {
+    4 * ctx.limits.parse.max_header_size
+}
+
 impl H2Conn {
     /// Act on the frames in `buf`; returns the bytes used (a partial frame
     /// is left for more input).
@@ -291,6 +297,12 @@ impl H2Conn {
             return self.rst(ctx, id, Code::FlowControl);
         }
         s.body_in += data.len() as u64;
+        let end = h.has(flag::END_STREAM);
+        s.remote_closed = end;
+        if !s.length_ok() {
+            // More than its content-length, or less by its end: malformed.
+            return self.rst(ctx, id, Code::Protocol);
+        }
         if s.body_in > max_body {
             // Past max_body_size: stop it (without error if answered).
             let code = if s.local_done {
@@ -300,8 +312,7 @@ impl H2Conn {
             };
             return self.rst(ctx, id, code);
         }
-        if h.has(flag::END_STREAM) {
-            s.remote_closed = true;
+        if end {
             if s.local_done {
                 self.streams.remove(&id);
             }
@@ -416,6 +427,9 @@ impl H2Conn {
                 }
                 if let Some(s) = self.streams.get_mut(&id) {
                     s.remote_closed = true;
+                    if !s.length_ok() {
+                        return self.rst(ctx, id, Code::Protocol);
+                    }
                     if s.local_done {
                         self.streams.remove(&id);
                     }
@@ -434,18 +448,17 @@ impl H2Conn {
             return Ok(());
         }
         if self.streams.len() >= ctx.limits.h2.max_concurrent_streams as usize {
-            frame::rst_stream(&mut self.ctrl, id, Code::RefusedStream);
-            self.answered()?;
-            return if self.budget.reset(ctx.now.instant, &ctx.limits.h2) {
-                Ok(())
-            } else {
-                Err(Code::EnhanceYourCalm)
-            };
+            return self.refuse(ctx, id);
         }
         ctx.stats.h2_stream();
         self.unsent = None;
-        self.streams
-            .insert(id, Stream::new(self.peer_window, RECV_WINDOW, b.end_stream));
+        let declared = stream::declared_length(&fields);
+        let s = Stream::new(self.peer_window, RECV_WINDOW, b.end_stream, declared);
+        if !s.length_ok() {
+            // END_STREAM on a request that declared a body: malformed.
+            return self.rst(ctx, id, Code::Protocol);
+        }
+        self.streams.insert(id, Box::new(s));
         // Its answer may hold a file open: a descriptor slot, or it waits
         // for one (`start_waiting`), behind any that wait already.
         let slot = if self.waiting.is_empty() {
@@ -459,12 +472,36 @@ impl H2Conn {
         match slot {
             Some(slot) => s.slot = slot,
             None => {
+                let mut fields = fields;
+                fields.shrink();
+                let heap = fields.heap();
+                if self.wait_bytes + heap > wait_cap(ctx) {
+                    // Requests that wait hold their decoded fields, which
+                    // HPACK references make up to max_header_size each
+                    // from a few bytes: past the cap, refused (not
+                    // processed: the client may retry).
+                    self.streams.remove(&id);
+                    return self.refuse(ctx, id);
+                }
                 s.wait = Some(Box::new(fields));
+                self.wait_bytes += heap;
                 self.waiting.push_back(id);
                 return Ok(());
             }
         }
         self.answer(ctx, id, &fields)
+    }
+
+    /// RST_STREAM(REFUSED_STREAM): not processed. Counted as a reset, so
+    /// a client that keeps opening what is refused meets the budget.
+    fn refuse(&mut self, ctx: &mut Ctx<'_>, id: u32) -> Res {
+        frame::rst_stream(&mut self.ctrl, id, Code::RefusedStream);
+        self.answered()?;
+        if self.budget.reset(ctx.now.instant, &ctx.limits.h2) {
+            Ok(())
+        } else {
+            Err(Code::EnhanceYourCalm)
+        }
     }
 
     /// Answer stream `id`'s request, now that it holds a slot.

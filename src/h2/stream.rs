@@ -28,6 +28,8 @@ pub struct Stream {
     pub local_done: bool,
     /// Request body bytes received (read and thrown away).
     pub body_in: u64,
+    /// The request's content-length: its DATA must add up to it.
+    pub declared: Option<u64>,
     /// The descriptor slot its answer holds until its END_STREAM is queued.
     pub slot: Slot,
     /// A request waiting for a slot (`H2Conn::waiting`): its fields.
@@ -60,7 +62,7 @@ pub struct Exch {
 }
 
 impl Stream {
-    pub fn new(window: i64, recv: i64, remote_closed: bool) -> Stream {
+    pub fn new(window: i64, recv: i64, remote_closed: bool, declared: Option<u64>) -> Stream {
         Stream {
             window,
             window_top: window,
@@ -69,10 +71,18 @@ impl Stream {
             remote_closed,
             local_done: false,
             body_in: 0,
+            declared,
             slot: Slot::None,
             wait: None,
             x: Exch::default(),
         }
+    }
+
+    /// RFC 9113 §8.1.1: a request's DATA add up to its content-length:
+    /// never more, and exactly that once the client ends the stream.
+    pub fn length_ok(&self) -> bool {
+        self.declared
+            .is_none_or(|n| self.body_in <= n && (!self.remote_closed || self.body_in == n))
     }
 
     /// Whether it has DATA to send and the window to send some.
@@ -147,6 +157,30 @@ fn check_value(value: &[u8]) -> Result<(), Malformed> {
     Ok(())
 }
 
+/// A content-length value: digits only (RFC 9110 §8.6).
+fn length_value(value: &[u8]) -> Result<u64, Malformed> {
+    std::str::from_utf8(value)
+        .ok()
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or(Malformed("content-length not a number"))
+}
+
+/// The body length a request's fields declare, known as its header block
+/// ends (its answer may wait for a slot while its DATA comes). None
+/// without a content-length, or with a bad one (`request_head` answers
+/// that with 400).
+pub fn declared_length(f: &Fields) -> Option<u64> {
+    let mut declared = None;
+    for (_, v) in f.iter().filter(|(n, _)| *n == b"content-length") {
+        let v = length_value(v).ok()?;
+        if declared.replace(v).is_some_and(|p| p != v) {
+            return None;
+        }
+    }
+    declared
+}
+
 /// Check a request's decoded fields (pseudo-fields first, each once, the
 /// four a request may have; names in lower case; no connection-specific
 /// field; `te` only "trailers"; values without NUL, CR, LF or surrounding
@@ -186,11 +220,7 @@ pub fn request_head(f: &Fields) -> Result<Head<'_>, Malformed> {
             return Err(Malformed("te other than trailers"));
         }
         if name == b"content-length" {
-            let v = std::str::from_utf8(value)
-                .ok()
-                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|v| v.parse::<u64>().ok())
-                .ok_or(Malformed("content-length not a number"))?;
+            let v = length_value(value)?;
             if content_length.replace(v).is_some_and(|p| p != v) {
                 return Err(Malformed("content-length twice, different"));
             }

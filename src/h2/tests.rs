@@ -429,6 +429,8 @@ fn streams_past_the_limit_are_refused() {
         .map(|(h, _)| h.stream)
         .collect();
     assert_eq!(refused, [9, 11]);
+    // As an engine does, before it drops the connection.
+    c.handle_error(&mut env.ctx());
 }
 
 /// A graceful stop: GOAWAY(NO_ERROR), the open stream finishes, then the
@@ -917,4 +919,54 @@ fn streams_past_the_descriptor_slots_wait() {
     assert_eq!(env.fds.extra(), 2);
     c.handle_error(&mut env.ctx());
     assert_eq!(env.fds.extra(), 0);
+}
+
+/// Streams waiting for a slot are still answered, whole, after the
+/// client's GOAWAY and a drain; after the client's EOF, streams no window
+/// can ever open for are dropped at once, so the slots come back and the
+/// connection closes (not after send_timeout).
+#[test]
+fn waiting_streams_across_goaway_drain_and_eof() {
+    let mut env = Env::new();
+    env.fds = crate::http::FdBudget::new(6, 3);
+    env.fds.set_live(1);
+    env.limits.h2.max_concurrent_streams = 8;
+    let zero_window = [0, 4, 0, 0, 0, 0];
+    let reqs: Vec<u8> = [1, 3, 5, 7, 9, 11]
+        .iter()
+        .flat_map(|&id| get(id, "/big"))
+        .collect();
+    let mut c = env.conn();
+    env.input(&mut c, &client_frame(kind::SETTINGS, 0, 0, &zero_window));
+    env.input(&mut c, &reqs);
+    let mut f = env.frames(&mut c);
+    assert_eq!(env.fds.extra(), 2);
+    env.input(&mut c, &client_frame(kind::GOAWAY, 0, 0, &[0; 8]));
+    c.begin_shutdown(&mut env.ctx());
+    let big_window = [0, 4, 0, 0x10, 0, 0];
+    env.input(&mut c, &client_frame(kind::SETTINGS, 0, 0, &big_window));
+    let inc = (1u32 << 24).to_be_bytes();
+    env.input(&mut c, &client_frame(kind::WINDOW_UPDATE, 0, 0, &inc));
+    f.extend(env.frames(&mut c));
+    for id in [1, 3, 5, 7, 9, 11] {
+        let body: usize = f
+            .iter()
+            .filter(|(h, _)| h.kind == kind::DATA && h.stream == id)
+            .map(|(h, _)| h.len)
+            .sum();
+        assert_eq!(body, BIG, "stream {id}");
+    }
+    assert_eq!(env.fds.extra(), 0);
+    assert!(!c.is_idle(), "a connection after GOAWAY ends");
+    // EOF with streams shut by their windows and others waiting.
+    let mut c = env.conn();
+    env.input(&mut c, &client_frame(kind::SETTINGS, 0, 0, &zero_window));
+    env.input(&mut c, &reqs);
+    env.frames(&mut c);
+    assert_eq!(env.fds.extra(), 2);
+    c.handle_eof(&mut env.ctx());
+    assert_eq!(env.fds.extra(), 0, "slots held after EOF");
+    // The heads already queued go out, then the close.
+    env.frames(&mut c);
+    assert!(c.is_closed(), "open after EOF with nothing it can send");
 }
