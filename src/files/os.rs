@@ -243,16 +243,7 @@ impl RootDir {
             rel.split(|&b| b == b'/').count()
         };
         'read: loop {
-            // SAFETY: getdents64 writes at most `buf.len()` bytes into `buf`,
-            // which is ours and outlives the call; `dir` is an open directory fd.
-            let n = syscall!(unsafe {
-                libc::syscall(
-                    libc::SYS_getdents64,
-                    dir.as_raw_fd(),
-                    buf.as_mut_ptr(),
-                    buf.len(),
-                )
-            })? as usize;
+            let n = getdents(&dir, &mut buf)?;
             if n == 0 {
                 break;
             }
@@ -293,16 +284,7 @@ impl RootDir {
         let mut buf = [0u8; 8192];
         let mut seen = 0usize;
         loop {
-            // SAFETY: getdents64 writes at most `buf.len()` bytes into `buf`,
-            // which is ours and outlives the call; `dir` is an open directory fd.
-            let n = syscall!(unsafe {
-                libc::syscall(
-                    libc::SYS_getdents64,
-                    dir.as_raw_fd(),
-                    buf.as_mut_ptr(),
-                    buf.len(),
-                )
-            })? as usize;
+            let n = getdents(&dir, &mut buf)?;
             if n == 0 {
                 return Ok(Some(false));
             }
@@ -680,6 +662,22 @@ pub struct DirListing {
     pub truncated: bool,
     /// The directory's own modification time (an entry added or removed).
     pub mtime: Option<SystemTime>,
+}
+
+/// One getdents64 call on the open directory `dir` into `buf`: how many
+/// bytes of records it wrote (0 at the end of the directory).
+fn getdents(dir: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: getdents64 writes at most `buf.len()` bytes into `buf`,
+    // which is ours and outlives the call; `dir` is an open directory fd.
+    let n = syscall!(unsafe {
+        libc::syscall(
+            libc::SYS_getdents64,
+            dir.as_raw_fd(),
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    })?;
+    Ok(n as usize)
 }
 
 /// The names in a getdents64 buffer (`struct linux_dirent64`: d_ino u64,

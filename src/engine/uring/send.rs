@@ -165,13 +165,7 @@ fn copy_send(
         let o = &mut *o;
         // None is held here (`pump` gave the last one back).
         let buf = o.fbuf.get_or_insert_with(|| pool.take_buf(lead));
-        let mut at = 0;
-        for s in &o.held[..nbytes] {
-            if let Segment::Bytes(b) = s {
-                buf[at..at + b.len()].copy_from_slice(b);
-                at += b.len();
-            }
-        }
+        let at = copy_held(&o.held[..nbytes], buf);
         o.fstart = 0;
         o.fend = at;
         send_entry(sock, buf.as_ptr(), at, more, false, SEND_BUF)
@@ -281,13 +275,7 @@ fn read_chain(
         // None is held here (`pump` gave the last one back).
         let buf = o.fbuf.get_or_insert_with(|| pool.take_buf(h + want));
         let want = want.min(buf.len().saturating_sub(h));
-        let mut at = 0;
-        for s in &o.held[..nbytes] {
-            if let Segment::Bytes(b) = s {
-                buf[at..at + b.len()].copy_from_slice(b);
-                at += b.len();
-            }
-        }
+        copy_held(&o.held[..nbytes], buf);
         o.fstart = 0;
         o.fend = h;
         let base = buf.as_mut_ptr();
@@ -536,4 +524,17 @@ fn send_flags(more: bool) -> i32 {
 
 fn clamp32(n: usize) -> u32 {
     n.min(1 << 30) as u32
+}
+
+/// Copy the byte pieces of `held` to the front of `buf` (which the
+/// caller sized for them): how many bytes that was.
+fn copy_held(held: &[Segment], buf: &mut [u8]) -> usize {
+    let mut at = 0;
+    for s in held {
+        if let Segment::Bytes(b) = s {
+            buf[at..at + b.len()].copy_from_slice(b);
+            at += b.len();
+        }
+    }
+    at
 }
