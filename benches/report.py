@@ -19,7 +19,7 @@ COLORS = {"epoll": "#4e79a7", "io_uring": "#f28e2b", "nginx": "#59a14f", "h2o": 
 ORDER = ["epoll", "io_uring", "nginx", "h2o", "lighttpd", "ceiling-epoll", "ceiling-io_uring"]
 CASE_ORDER = ["hot", "log", "2 workers", "many files", "many, no cache", "https", "h2"]
 # An idle HTTP/2 connection after one request may cost this much more than
-# an idle HTTP/1.1 one (issue 21, point 7: HPACK tables included).
+# an idle HTTP/1.1 one (HPACK tables included).
 H2_IDLE_EXTRA_B = 4096
 # The most a client that pipelines and never reads may make tandem hold:
 # its input is capped at max_header_size (8 KiB by default) + 16 KiB, and
