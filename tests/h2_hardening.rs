@@ -574,6 +574,20 @@ fn bystander(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<(Vec<Duratio
     })
 }
 
+/// A site with /mid.bin and an h2c server of one worker under
+/// `LOW_NOFILE` descriptors; None when the engine is not available.
+fn start_low_nofile(e: &str) -> Option<(Site, Server)> {
+    let site = Site::new();
+    std::fs::write(site.root.join("mid.bin"), pseudo_random(MID_SIZE, 21)).unwrap();
+    let cfg = format!("{H2C}\nworkers = 1\naccess_log = \"off\"\n");
+    let opts = Launch {
+        nofile: Some(LOW_NOFILE),
+        ..Default::default()
+    };
+    let srv = Server::launch(e, &cfg, &site.root, opts)?;
+    Some((site, srv))
+}
+
 engine_tests! {
     /// CVE-2023-44487: HEADERS then RST_STREAM, again and again, many
     /// streams per write.
@@ -807,11 +821,7 @@ engine_tests! {
     /// gets as many streams answered as one did at the start.
     fn waiting_requests_are_capped_and_freed(e) {
         let _serial = serial();
-        let site = Site::new();
-        std::fs::write(site.root.join("mid.bin"), pseudo_random(MID_SIZE, 21)).unwrap();
-        let cfg = format!("{H2C}\nworkers = 1\naccess_log = \"off\"\n");
-        let opts = Launch { nofile: Some(LOW_NOFILE), ..Default::default() };
-        let Some(srv) = Server::launch(e, &cfg, &site.root, opts) else { return };
+        let Some((_site, srv)) = start_low_nofile(e) else { return };
         let pid = srv.pid();
         // One client takes every slot the worker has (and its own).
         let (hog, slots) = slot_hog(srv.addr(), 128);
@@ -873,11 +883,7 @@ engine_tests! {
     /// descriptors come back once the clients leave.
     fn many_streams_do_not_use_up_descriptors(e) {
         let _serial = serial();
-        let site = Site::new();
-        std::fs::write(site.root.join("mid.bin"), pseudo_random(MID_SIZE, 21)).unwrap();
-        let cfg = format!("{H2C}\nworkers = 1\naccess_log = \"off\"\n");
-        let opts = Launch { nofile: Some(LOW_NOFILE), ..Default::default() };
-        let Some(srv) = Server::launch(e, &cfg, &site.root, opts) else { return };
+        let Some((_site, srv)) = start_low_nofile(e) else { return };
         let pid = srv.pid();
         let probe = Probe::start(e, &srv);
         let base = srv.fd_count();
