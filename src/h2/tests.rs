@@ -857,16 +857,24 @@ fn eof_inside_a_header_block() {
     assert!(c.is_closed());
 }
 
+impl Env {
+    /// 6 descriptors, 1 connection (2 of them): 2 slots to share, and
+    /// room for 8 streams.
+    fn two_slots() -> Env {
+        let mut env = Env::new();
+        env.fds = crate::http::FdBudget::new(6, 3);
+        env.fds.set_live(1);
+        env.limits.h2.max_concurrent_streams = 8;
+        env
+    }
+}
+
 /// Streams past the worker's descriptor slots wait, and are answered in
 /// turn as slots free; reset ones give theirs back; a closed connection
 /// gives back all it held.
 #[test]
 fn streams_past_the_descriptor_slots_wait() {
-    let mut env = Env::new();
-    // 6 descriptors, 1 connection (2 of them): 2 slots to share.
-    env.fds = crate::http::FdBudget::new(6, 3);
-    env.fds.set_live(1);
-    env.limits.h2.max_concurrent_streams = 8;
+    let mut env = Env::two_slots();
     let mut c = env.conn();
     let zero_window = [0, 4, 0, 0, 0, 0];
     env.input(&mut c, &client_frame(kind::SETTINGS, 0, 0, &zero_window));
@@ -927,10 +935,7 @@ fn streams_past_the_descriptor_slots_wait() {
 /// connection closes (not after send_timeout).
 #[test]
 fn waiting_streams_across_goaway_drain_and_eof() {
-    let mut env = Env::new();
-    env.fds = crate::http::FdBudget::new(6, 3);
-    env.fds.set_live(1);
-    env.limits.h2.max_concurrent_streams = 8;
+    let mut env = Env::two_slots();
     let zero_window = [0, 4, 0, 0, 0, 0];
     let reqs: Vec<u8> = [1, 3, 5, 7, 9, 11]
         .iter()
