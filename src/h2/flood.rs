@@ -7,7 +7,8 @@
 //!   (CVE-2023-44487) opens and cancels streams in a loop, so each costs a
 //!   request's work and no stream slot.
 //! - Control frames that ask for nothing useful (SETTINGS, PING, PRIORITY,
-//!   a WINDOW_UPDATE while nothing waits for window, an empty DATA frame
+//!   a WINDOW_UPDATE raising a window past its highest yet, or on a closed
+//!   stream beyond one per DATA frame sent, an empty DATA frame
 //!   without END_STREAM, an unknown frame type, an empty CONTINUATION), per
 //!   second: each costs a little CPU and, for SETTINGS and PING, an answer.
 //!

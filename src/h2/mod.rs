@@ -11,8 +11,11 @@
 //! (`Segment::Bytes`) followed by a piece of the body's own segment (bytes,
 //! or a file range the engine sends by its own means: sendfile, or pread
 //! under TLS), within the peer's SETTINGS_MAX_FRAME_SIZE and both flow
-//! control windows. Streams take turns, one frame each (round robin); one
-//! whose window is shut is passed over. At most `OUT_HIGH` bytes are
+//! control windows, in RFC 9218's order: the most urgent streams first;
+//! of one urgency, responses not marked incremental one after another by
+//! stream id (so the first finish early, as a browser wants a script or
+//! style sheet whole), incremental ones taking turns, one frame each. A
+//! stream whose window is shut is passed over. At most `OUT_HIGH` bytes are
 //! queued ahead of the socket, so a slow reader holds that much.
 //!
 //! Files: `frame` (the codec), `hpack` (HPACK, with `table`), `stream`
@@ -149,8 +152,14 @@ pub struct H2Conn {
     sent: u64,
     /// Streams whose last frame is queued: reported once `sent` reaches it.
     done: VecDeque<(u64, Exch)>,
-    /// The stream that sent the last DATA frame (round robin).
+    /// The stream that sent the last DATA frame (incremental streams take
+    /// turns after it).
     rr: u32,
+    /// A stream asked for a priority other than the default (RFC 9218).
+    prioritized: bool,
+    /// WINDOW_UPDATEs on closed streams the client may send for free: one
+    /// per DATA frame sent (giving back what frames in flight took).
+    returns: u32,
     /// A stream holds the connection's own descriptor slot (`Slot::Own`).
     own_slot: bool,
     /// The worker's slots (`Slot::Pool`) freed, to give back (`settle`).
@@ -204,6 +213,8 @@ impl H2Conn {
             sent: 0,
             done: VecDeque::new(),
             rr: 0,
+            prioritized: false,
+            returns: 0,
             own_slot: false,
             freed: 0,
             waiting: VecDeque::new(),

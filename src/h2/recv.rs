@@ -207,7 +207,13 @@ impl H2Conn {
             if id > self.last_id {
                 return Err(Code::Protocol);
             }
-            // A closed stream: our last DATA may have crossed it.
+            // A closed stream: the client may be giving back the window
+            // our DATA frames in flight took when it ended (RFC 9113 §5.1,
+            // §6.9). Up to one per DATA frame sent is that; beyond, a flood.
+            if self.returns > 0 {
+                self.returns -= 1;
+                return Ok(());
+            }
             return self.calm(ctx);
         };
         if inc == 0 {
@@ -453,7 +459,9 @@ impl H2Conn {
         ctx.stats.h2_stream();
         self.unsent = None;
         let declared = stream::declared_length(&fields);
-        let s = Stream::new(self.peer_window, RECV_WINDOW, b.end_stream, declared);
+        let mut s = Stream::new(self.peer_window, RECV_WINDOW, b.end_stream, declared);
+        s.prio = stream::Priority::of(&fields);
+        self.prioritized |= s.prio != stream::Priority::DEFAULT;
         if !s.length_ok() {
             // END_STREAM on a request that declared a body: malformed.
             return self.rst(ctx, id, Code::Protocol);

@@ -27,13 +27,7 @@ impl H2Conn {
             return;
         }
         while self.pending + self.ctrl.len() < OUT_HIGH && self.window > 0 {
-            let next = self
-                .streams
-                .range(self.rr + 1..)
-                .chain(self.streams.range(..=self.rr))
-                .find(|(_, s)| s.ready())
-                .map(|(&id, _)| id);
-            let Some(id) = next else { break };
+            let Some(id) = self.next_stream() else { break };
             let Some(s) = self.streams.get_mut(&id) else {
                 break;
             };
@@ -64,6 +58,7 @@ impl H2Conn {
             }
             s.window -= n as i64;
             s.x.body_queued += n as u64;
+            self.returns = self.returns.saturating_add(1);
             self.window -= n as i64;
             self.rr = id;
             self.last_data = now;
@@ -76,6 +71,31 @@ impl H2Conn {
             }
         }
         self.flush_ctrl(now);
+    }
+
+    /// The stream to send the next DATA frame of, in RFC 9218 §10's order:
+    /// of the ready streams, the most urgent; among those, the lowest id
+    /// not marked incremental, or else the incremental one after the last
+    /// served (they take turns). Without priorities (no stream asked for
+    /// any), that is the lowest ready id.
+    fn next_stream(&self) -> Option<u32> {
+        let mut ready = self.streams.iter().filter(|(_, s)| s.ready());
+        if !self.prioritized {
+            return ready.next().map(|(&id, _)| id);
+        }
+        let top = ready.clone().map(|(_, s)| s.prio.urgency).min()?;
+        let mut ready = ready.filter(|(_, s)| s.prio.urgency == top);
+        let (mut first, mut after) = (None, None);
+        for (&id, s) in ready.by_ref() {
+            if !s.prio.incremental {
+                return Some(id);
+            }
+            first.get_or_insert(id);
+            if after.is_none() && id > self.rr {
+                after = Some(id);
+            }
+        }
+        after.or(first)
     }
 
     /// `ctrl` (control frames, heads, small DATA frames) into `out`.

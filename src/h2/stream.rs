@@ -34,7 +34,52 @@ pub struct Stream {
     pub slot: Slot,
     /// A request waiting for a slot (`H2Conn::waiting`): its fields.
     pub wait: Option<Box<Fields>>,
+    /// Its response's priority (RFC 9218), from the request's `priority`.
+    pub prio: Priority,
     pub x: Exch,
+}
+
+/// RFC 9218 §4: a response's urgency (0 most urgent, 7 least) and whether
+/// it is useful in pieces (incremental) or only whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Priority {
+    pub urgency: u8,
+    pub incremental: bool,
+}
+
+impl Priority {
+    /// What a request without a `priority` field gets (§4.1, §4.2).
+    pub const DEFAULT: Priority = Priority {
+        urgency: 3,
+        incremental: false,
+    };
+
+    /// The request's `priority` field (a Structured Fields Dictionary,
+    /// RFC 8941), read leniently as §4 asks: members other than `u` and
+    /// `i`, parameters, and values out of range or of the wrong type are
+    /// ignored; a later member overrides an earlier one; several field
+    /// lines are one list.
+    pub fn of(f: &Fields) -> Priority {
+        let mut p = Priority::DEFAULT;
+        for (_, v) in f.iter().filter(|(n, _)| *n == b"priority") {
+            for member in v.split(|&b| b == b',') {
+                // Parameters (`;k=v`) of a member are ignored.
+                let item = member.split(|&b| b == b';').next().unwrap_or(b"");
+                let item = item.trim_ascii();
+                let (key, value) = match item.iter().position(|&b| b == b'=') {
+                    Some(eq) => (&item[..eq], Some(&item[eq + 1..])),
+                    None => (item, None),
+                };
+                match (key, value) {
+                    (b"u", Some([d @ b'0'..=b'7'])) => p.urgency = d - b'0',
+                    (b"i", None | Some(b"?1")) => p.incremental = true,
+                    (b"i", Some(b"?0")) => p.incremental = false,
+                    _ => {}
+                }
+            }
+        }
+        p
+    }
 }
 
 /// The descriptor slot a stream's answer (a file it may open) holds
@@ -74,6 +119,7 @@ impl Stream {
             declared,
             slot: Slot::None,
             wait: None,
+            prio: Priority::DEFAULT,
             x: Exch::default(),
         }
     }

@@ -975,3 +975,153 @@ fn waiting_streams_across_goaway_drain_and_eof() {
     env.frames(&mut c);
     assert!(c.is_closed(), "open after EOF with nothing it can send");
 }
+
+/// The order DATA frames go out in: the stream ids of consecutive runs
+/// of frames (1, 1, 3 → [1, 3]), for streams opened with `prio` (a
+/// `priority` field, or none) on four `/big` requests with wide windows.
+fn data_runs(prio: [Option<&str>; 4]) -> Vec<u32> {
+    let mut env = Env::new();
+    let mut c = env.conn();
+    let mut s = client_frame(kind::SETTINGS, 0, 0, &[0, 4, 0x40, 0, 0, 0]);
+    s.extend(client_frame(
+        kind::WINDOW_UPDATE,
+        0,
+        0,
+        &(1u32 << 30).to_be_bytes(),
+    ));
+    for (i, p) in prio.iter().enumerate() {
+        let extra: Vec<(&str, &str)> = p.iter().map(|v| ("priority", *v)).collect();
+        let f = flag::END_HEADERS | flag::END_STREAM;
+        let id = 1 + 2 * i as u32;
+        s.extend(client_frame(
+            kind::HEADERS,
+            f,
+            id,
+            &block("GET", "/big", &extra),
+        ));
+    }
+    env.input(&mut c, &s);
+    let f = env.frames(&mut c);
+    let mut runs: Vec<u32> = Vec::new();
+    let mut bytes = std::collections::HashMap::new();
+    for (h, p) in f.iter().filter(|(h, _)| h.kind == kind::DATA) {
+        *bytes.entry(h.stream).or_insert(0) += p.len();
+        if runs.last() != Some(&h.stream) {
+            runs.push(h.stream);
+        }
+    }
+    assert!(bytes.values().all(|&n| n == BIG), "{bytes:?}");
+    runs
+}
+
+/// RFC 9218 §10: without priorities, responses go whole, one after
+/// another by stream id; a more urgent one first; incremental ones of an
+/// urgency take turns, after the non-incremental ones of that urgency.
+#[test]
+fn data_goes_in_priority_order() {
+    assert_eq!(data_runs([None; 4]), [1, 3, 5, 7]);
+    assert_eq!(
+        data_runs([None, Some("u=1"), Some("u=5"), Some("u=0, i=?0")]),
+        [7, 3, 1, 5]
+    );
+    let runs = data_runs([Some("i"), Some("u=3;x, i"), None, Some("u=4")]);
+    assert_eq!(runs[0], 5);
+    assert_eq!(*runs.last().unwrap(), 7);
+    // 1 and 3 alternate, a frame each.
+    let turns = &runs[1..runs.len() - 1];
+    assert!(turns.len() > 4, "{runs:?}");
+    assert!(
+        turns.windows(2).all(|w| w[0] != w[1]) && turns[0] == 1,
+        "{runs:?}"
+    );
+}
+
+/// A more urgent stream whose window is shut does not hold back a less
+/// urgent one.
+#[test]
+fn an_urgent_stream_with_a_shut_window_is_passed_over() {
+    let mut env = Env::new();
+    let mut c = env.conn();
+    let mut s = client_frame(kind::SETTINGS, 0, 0, &[0, 4, 0, 0, 0, 0]);
+    let f = flag::END_HEADERS | flag::END_STREAM;
+    s.extend(client_frame(
+        kind::HEADERS,
+        f,
+        1,
+        &block("GET", "/big", &[("priority", "u=0")]),
+    ));
+    s.extend(get(3, "/small"));
+    s.extend(client_frame(
+        kind::WINDOW_UPDATE,
+        0,
+        3,
+        &100u32.to_be_bytes(),
+    ));
+    env.input(&mut c, &s);
+    let f = env.frames(&mut c);
+    assert!(!f.iter().any(|(h, _)| h.kind == kind::DATA && h.stream == 1));
+    assert!(
+        f.iter()
+            .any(|(h, p)| h.kind == kind::DATA && h.stream == 3 && p == b"small")
+    );
+}
+
+/// The `priority` field read as RFC 9218 §4 asks: unknown members,
+/// parameters and bad values ignored, the last member winning, several
+/// field lines read as one.
+#[test]
+fn priority_fields_are_read_leniently() {
+    let of = |lines: &[&str]| {
+        let extra: Vec<(&str, &str)> = lines.iter().map(|v| ("priority", *v)).collect();
+        let f = hpack::Decoder::new()
+            .decode(&block("GET", "/", &extra), 8192)
+            .unwrap();
+        let p = stream::Priority::of(&f);
+        (p.urgency, p.incremental)
+    };
+    assert_eq!(of(&[]), (3, false));
+    assert_eq!(of(&["u=1"]), (1, false));
+    assert_eq!(of(&["u=0, i"]), (0, true));
+    assert_eq!(of(&["i=?1;a=b,u=6"]), (6, true));
+    assert_eq!(of(&["u=8"]), (3, false));
+    assert_eq!(of(&["u=-1, u=1x, u=\"2\", i=1, i=?2"]), (3, false));
+    assert_eq!(of(&["u=2, u=5"]), (5, false));
+    assert_eq!(of(&["u=2", "i"]), (2, true));
+    assert_eq!(of(&["i, i=?0"]), (3, false));
+    assert_eq!(of(&["foo=bar, u=4;q"]), (4, false));
+}
+
+/// RFC 9113 §6.9: a client may give back the window of DATA frames that
+/// were in flight when their stream ended. Up to one WINDOW_UPDATE per
+/// DATA frame sent is that, not a flood; beyond it, the budget counts.
+#[test]
+fn window_given_back_on_ended_streams_is_no_flood() {
+    let mut env = Env::new();
+    env.limits.h2.max_control_frames_per_second = 5;
+    let mut c = env.conn();
+    let mut s = client_frame(kind::SETTINGS, 0, 0, &[0, 4, 0x40, 0, 0, 0]);
+    s.extend(client_frame(
+        kind::WINDOW_UPDATE,
+        0,
+        0,
+        &(1u32 << 30).to_be_bytes(),
+    ));
+    s.extend(get(1, "/big"));
+    env.input(&mut c, &s);
+    let f = env.frames(&mut c);
+    let data = f.iter().filter(|(h, _)| h.kind == kind::DATA).count();
+    assert!(data > 5, "{data} DATA frames");
+    let back: Vec<u8> = (0..data)
+        .flat_map(|_| client_frame(kind::WINDOW_UPDATE, 0, 1, &16_384u32.to_be_bytes()))
+        .collect();
+    env.input(&mut c, &back);
+    assert_eq!(goaway_code(&env.frames(&mut c)), None);
+    let more: Vec<u8> = (0..6)
+        .flat_map(|_| client_frame(kind::WINDOW_UPDATE, 0, 1, &1u32.to_be_bytes()))
+        .collect();
+    env.input(&mut c, &more);
+    assert_eq!(
+        goaway_code(&env.frames(&mut c)),
+        Some(Code::EnhanceYourCalm as u32)
+    );
+}
