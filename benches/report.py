@@ -379,8 +379,9 @@ def case_tables(cells):
                       f"{fnum(c['p99_ms'], 'ms')} | {fnum(c['cpu_us'], 'us')} | {fnum(c['cpu_x_nginx'], 'x')} | "
                       f"{fnum(c['cpu_x_best'], 'x')} | {fnum(c['cpu_x_loop'], 'x')} | {c['errors'] or ''} |")
         if case == "h2":
-            md += ["", "h2load on the client's core, 100 connections of 10 streams each, for `H2_DURATION` s a run (2 by default) "
-                   "(connection setup included); over TLS it offers only TLS_AES_128_GCM_SHA256 "
+            md += ["", "h2load on the client's core, 100 connections of 10 streams each, for `H2_DURATION` s a run (2 by default; "
+                   "`H2_DURATION_LARGE`, 5, from 1 MiB, where 1,000 streams of a MiB are a GB in flight) "
+                   "(connection setup and the stop included); over TLS it offers only TLS_AES_128_GCM_SHA256 "
                    "(`--tls13-ciphers`) and h2 by ALPN, over cleartext it speaks h2c with prior knowledge. "
                    "From 1 MiB, CPU is per file's worth of DATA received. h2load reports no latency percentiles."]
         if case == "https":
