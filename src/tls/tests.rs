@@ -297,3 +297,68 @@ fn a_session_is_its_conn_and_a_word() {
     let (s, c) = (std::mem::size_of::<Session>(), std::mem::size_of::<Conn>());
     assert!(s <= c + 8, "Session is {s} bytes, Conn {c}");
 }
+
+/// The TLS records in `ciphertext`: (content type, length) of each.
+fn records(mut ciphertext: &[u8]) -> Vec<(u8, usize)> {
+    let mut v = Vec::new();
+    while ciphertext.len() >= 5 {
+        let len = usize::from(u16::from_be_bytes([ciphertext[3], ciphertext[4]]));
+        v.push((ciphertext[0], len));
+        ciphertext = &ciphertext[(5 + len).min(ciphertext.len())..];
+    }
+    v
+}
+
+/// A response's pieces (its head and its body; a file body's pieces)
+/// leave in full records, not a record each: a small answer is one
+/// record, a 1 MiB file with its head as few as 16 KiB records allow.
+#[test]
+fn responses_fill_their_records() {
+    let mut env = Env::new();
+    let (mut s, mut c) = env.pair();
+    c.writer()
+        .write_all(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    shuttle(&mut env, &mut s, &mut c, 1 << 20);
+    for (path, most) in [("/a", 1), ("/big", BIG.div_ceil(16 * 1024) + 1)] {
+        c.writer()
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut to_server = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut to_server).unwrap();
+        }
+        s.handle_input(&mut env.ctx(), &to_server);
+        let mut all = Vec::new();
+        let mut got = Vec::new();
+        loop {
+            let out = offered(&s);
+            if out.is_empty() {
+                break;
+            }
+            let mut rd = &out[..];
+            while !rd.is_empty() {
+                c.read_tls(&mut rd).unwrap();
+                c.process_new_packets().unwrap();
+                got.extend(read_all(&mut c));
+            }
+            s.handle_sent(&mut env.ctx(), out.len());
+            all.extend(out);
+        }
+        let recs = records(&all);
+        assert!(recs.iter().all(|&(t, _)| t == 23), "{recs:?}");
+        assert!(
+            recs.len() <= most,
+            "{path}: {} records: {recs:?}",
+            recs.len()
+        );
+        let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let body = &got[head_end..];
+        if path == "/big" {
+            assert_eq!(body.len(), BIG);
+            assert!(body.iter().enumerate().all(|(i, &b)| b == pattern(i)));
+        } else {
+            assert_eq!(body, b"small");
+        }
+    }
+}
