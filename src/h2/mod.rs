@@ -39,7 +39,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use crate::http::{Ctx, Limits, Segment, Transmit, later};
-use crate::log::access::{RequestLine, TlsFacts};
+use crate::log::access::TlsFacts;
 
 use frame::{Code, DEFAULT_WINDOW, setting};
 use stream::{Exch, Slot, Stream};
@@ -620,8 +620,14 @@ impl H2Conn {
                 // behind a request that still waits cannot pile up there.
                 self.wait_bytes -= f.heap();
                 self.waiting.retain(|&w| w != id);
-            }
-            if !s.local_done {
+                // Never answered, but a request all the same: logged.
+                if let Ok(head) = stream::request_head(f) {
+                    let mut x = Exch::default();
+                    x.hold(ctx, &head.request());
+                    x.status = stream::NEVER_ANSWERED;
+                    self.report(ctx, &x, 0, 0);
+                }
+            } else if !s.local_done {
                 let x = &s.x;
                 self.report(ctx, x, x.body_queued, x.head_len + x.body_queued);
             }
@@ -741,21 +747,8 @@ impl H2Conn {
 
     /// Hold what the access log needs of stream `id`'s request.
     fn hold(&mut self, ctx: &mut Ctx<'_>, id: u32, req: &crate::http::Request<'_>) {
-        let logs = ctx.logs();
-        let field = |name| logs.then(|| req.header(name)).flatten();
-        let line = logs.then_some(RequestLine::Parsed {
-            method: req.method_str.as_bytes(),
-            target: req.target.as_bytes(),
-            protocol: "HTTP/2.0",
-        });
         if let Some(s) = self.streams.get_mut(&id) {
-            s.x.held.hold(
-                ctx.now.instant,
-                ctx.now.wall,
-                line,
-                field("referer"),
-                field("user-agent"),
-            );
+            s.x.hold(ctx, req);
         }
     }
 }

@@ -6,8 +6,8 @@
 use std::collections::VecDeque;
 
 use crate::http::parse::valid_host;
-use crate::http::{Method, Request, Segment};
-use crate::log::access::HeldRequest;
+use crate::http::{Ctx, Method, Request, Segment};
+use crate::log::access::{HeldRequest, RequestLine};
 
 use super::hpack::Fields;
 
@@ -104,6 +104,30 @@ pub struct Exch {
     pub body_len: u64,
     /// Body bytes framed as DATA so far.
     pub body_queued: u64,
+}
+
+/// The status logged for a request that ended before it was answered (it
+/// waited for a descriptor slot): nginx's "client closed request".
+pub const NEVER_ANSWERED: u16 = 499;
+
+impl Exch {
+    /// Keep what the access log needs of `req`.
+    pub fn hold(&mut self, ctx: &Ctx<'_>, req: &Request<'_>) {
+        let logs = ctx.logs();
+        let field = |name| logs.then(|| req.header(name)).flatten();
+        let line = logs.then_some(RequestLine::Parsed {
+            method: req.method_str.as_bytes(),
+            target: req.target.as_bytes(),
+            protocol: "HTTP/2.0",
+        });
+        self.held.hold(
+            ctx.now.instant,
+            ctx.now.wall,
+            line,
+            field("referer"),
+            field("user-agent"),
+        );
+    }
 }
 
 impl Stream {

@@ -1125,3 +1125,32 @@ fn window_given_back_on_ended_streams_is_no_flood() {
         Some(Code::EnhanceYourCalm as u32)
     );
 }
+
+/// A request reset (or left by a closed connection) while it waited for
+/// a descriptor slot is still a request: one access-log line, status 499
+/// and no bytes, as nginx logs a request its client gave up on.
+#[test]
+fn requests_ended_while_waiting_are_logged() {
+    let mut env = Env::two_slots();
+    let mut c = env.conn();
+    env.input(
+        &mut c,
+        &client_frame(kind::SETTINGS, 0, 0, &[0, 4, 0, 0, 0, 0]),
+    );
+    let reqs: Vec<u8> = [1, 3, 5, 7, 9]
+        .iter()
+        .flat_map(|&id| get(id, &format!("/big?{id}")))
+        .collect();
+    env.input(&mut c, &reqs);
+    env.frames(&mut c);
+    let cancel = 8u32.to_be_bytes();
+    env.input(&mut c, &client_frame(kind::RST_STREAM, 0, 7, &cancel));
+    let log = String::from_utf8(std::mem::take(&mut env.log)).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains("\"GET /big?7 HTTP/2.0\" 499 0"), "{log}");
+    c.handle_error(&mut env.ctx());
+    let log = String::from_utf8(std::mem::take(&mut env.log)).unwrap();
+    assert!(log.contains("\"GET /big?9 HTTP/2.0\" 499 0"), "{log}");
+    assert!(!log.contains("/big?7"), "{log}");
+}
