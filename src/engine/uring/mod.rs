@@ -204,7 +204,7 @@ struct Worker {
     stopping: bool,
     /// `Control::set_accepting(false)` was said (after DRAIN).
     disarm_reported: bool,
-    next_gen: u32,
+    next_gen: u16,
     cqes: Vec<(u64, i32, u32)>,
     overflow_logged: bool,
     lost_seen: u32,
@@ -459,7 +459,7 @@ impl Worker {
         let now = self.sh.clock.now().instant;
         for slot in self.conns.keys() {
             if let Some(c) = self.conns.get_mut(slot) {
-                c.start_close(&mut self.io, now);
+                c.start_close(slot, &mut self.io, now);
             }
             self.settle(slot);
         }
