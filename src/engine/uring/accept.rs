@@ -14,7 +14,7 @@ use io_uring::{opcode, types};
 
 use super::Worker;
 use super::conn::UConn;
-use super::ring::{ACCEPT, CANCEL, GEN_MASK, errno_str, ud};
+use super::ring::{ACCEPT, CANCEL, errno_str, ud};
 use crate::engine::STRANDED_MAX;
 use crate::engine::policy::Admit;
 
@@ -150,13 +150,12 @@ impl Worker {
     pub(super) fn start_conn(&mut self, fd: RawFd, peer: Option<SocketAddr>, li: usize) {
         let now = self.sh.clock.now().instant;
         let generation = self.next_gen;
-        self.next_gen = (generation + 1) & GEN_MASK;
+        self.next_gen = generation.wrapping_add(1);
         let tls = self.spec.listeners[li].tls;
         let conn = self.sh.open_conn(fd, peer, !self.accepting, tls);
         let slot = self.conns.insert(UConn::new(fd, generation, conn, now));
         let fixed = self.io.fix(slot, fd);
         if let Some(c) = self.conns.get_mut(slot) {
-            c.slot = slot as u32;
             c.fixed = fixed;
         }
         self.give_back.opened(self.conns.len());

@@ -196,6 +196,11 @@ impl BufRing {
         !std::mem::take(&mut self.active) && self.resident
     }
 
+    /// Some completion named a buffer since the last `release`.
+    pub fn resident(&self) -> bool {
+        self.resident
+    }
+
     /// Give the buffers' pages back to the kernel (MADV_DONTNEED): they
     /// read as zeros from now on, and the kernel faults a page in again
     /// when it next fills a buffer.

@@ -57,6 +57,10 @@ pub struct Out {
     /// Leading bytes being sent on the ring that must be out before the
     /// `direct` chunk goes.
     pub ahead: usize,
+    /// While a `Flight` has it: one bit per op kind of the chain still in
+    /// flight (kept here, not in the `Flight`, so that a connection's
+    /// `Write` is two words, not three).
+    ops: u16,
 }
 
 impl Default for Out {
@@ -80,6 +84,7 @@ impl Default for Out {
             pipe_more: false,
             direct: None,
             ahead: 0,
+            ops: 0,
         }
     }
 }
@@ -160,10 +165,9 @@ pub struct Direct {
 /// A chain of ops in flight and the `Out` it reads from and writes into:
 /// the ops own it until the final completion of the last of them.
 pub struct Flight {
-    /// Always `Some` until `complete` hands it back.
+    /// Always `Some` until `complete` hands it back; its `ops` has one bit
+    /// per op kind of the chain still in flight.
     out: Option<Box<Out>>,
-    /// One bit per op kind of the chain still in flight.
-    ops: u16,
 }
 
 impl Flight {
@@ -176,21 +180,24 @@ impl Flight {
     /// one `out` holds (a file in `held`, the pipe) or the connection's
     /// socket, which the caller keeps open until no op of it is in flight.
     /// `ops` has the bit of every entry's kind, and nothing else.
-    pub unsafe fn submit(io: &mut Io, out: Box<Out>, chain: &[squeue::Entry], ops: u16) -> Flight {
+    pub unsafe fn submit(
+        io: &mut Io,
+        mut out: Box<Out>,
+        chain: &[squeue::Entry],
+        ops: u16,
+    ) -> Flight {
         // SAFETY: what the entries name lives in `out`'s heap (the box
         // itself for the message, the shared bytes of held clones, `fbuf`)
         // or is a held fd, by this function's contract; moving the box moves
         // none of it, and the returned Flight keeps `out` from every change
         // until the final completion of each op (`complete`), or leaks it.
         unsafe { io.push(chain) };
-        Flight {
-            out: Some(out),
-            ops,
-        }
+        out.ops = ops;
+        Flight { out: Some(out) }
     }
 
     pub fn ops(&self) -> u16 {
-        self.ops
+        self.out.as_ref().map_or(0, |o| o.ops)
     }
 
     fn out(&self) -> Option<&Out> {
@@ -243,9 +250,11 @@ impl Flight {
     /// The final completion of the op of `kind`: once the chain's last op
     /// is over, its `Out` goes back to the engine.
     pub fn complete(mut self, kind: u8) -> Write {
-        self.ops &= !bit(kind);
+        if let Some(o) = self.out.as_mut() {
+            o.ops &= !bit(kind);
+        }
         match self.out.take() {
-            Some(o) if self.ops == 0 => Write::Ready(o),
+            Some(o) if o.ops == 0 => Write::Ready(o),
             out => {
                 self.out = out;
                 Write::InFlight(self)
@@ -256,9 +265,7 @@ impl Flight {
 
 impl Drop for Flight {
     fn drop(&mut self) {
-        if self.ops != 0
-            && let Some(o) = self.out.take()
-        {
+        if let Some(o) = self.out.take_if(|o| o.ops != 0) {
             // The kernel may still read or write it: never free it.
             std::mem::forget(o);
         }
@@ -325,10 +332,9 @@ mod tests {
 
     /// A flight as `submit` leaves it, without a ring.
     fn flight(ops: u16) -> Flight {
-        Flight {
-            out: Some(Box::default()),
-            ops,
-        }
+        let mut out = Box::<Out>::default();
+        out.ops = ops;
+        Flight { out: Some(out) }
     }
 
     #[test]

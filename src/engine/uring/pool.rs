@@ -16,9 +16,9 @@ use super::pipe::Pipe;
 /// Largest read buffer (read mode): one Read + one Send per chunk.
 pub const READ_BUF: usize = 256 * 1024;
 /// Smallest read buffer; buffers come in powers of two from here to
-/// `READ_BUF`, so one is less than twice what it holds (or one page).
-const READ_BUF_MIN: usize = 4096;
-/// Size classes: 4 KiB .. 256 KiB.
+/// `READ_BUF`, so one is less than twice what it holds (or 512 bytes).
+const READ_BUF_MIN: usize = 512;
+/// Size classes: 512 bytes .. 256 KiB.
 const CLASSES: usize = (READ_BUF / READ_BUF_MIN).trailing_zeros() as usize + 1;
 /// Bytes of idle buffers kept per size class.
 const KEEP_BUF_BYTES: usize = 1 << 20;
@@ -54,7 +54,7 @@ fn class(need: usize) -> usize {
 
 impl Pool {
     /// A buffer of at least `need` bytes (at most `READ_BUF`), less than
-    /// twice that (or one page).
+    /// twice that (or 512 bytes).
     pub fn take_buf(&mut self, need: usize) -> Box<[u8]> {
         self.used = true;
         let c = class(need);

@@ -31,7 +31,9 @@ pub const WAKE: u8 = 9;
 pub const CANCEL: u8 = 10;
 pub const CLOSE: u8 = 11;
 
-pub const GEN_MASK: u32 = 0xff_ffff;
+/// Generations wrap at 16 bits (`UConn::generation`); `user_data` has
+/// room for 24.
+pub const GEN_MASK: u32 = 0xffff;
 
 /// `user_data` = kind (8 bits) | connection generation (24 bits) | slot or
 /// listener index (32 bits).
