@@ -57,7 +57,7 @@ fn worker(dir: &std::path::Path, cfg: &str) -> Worker {
     let r = Responder::new(dir, Settings::from_config(&cfg)).unwrap();
     let (reg, stats) = registered();
     Worker {
-        local: r.local(&stats),
+        local: r.local(&stats, usize::MAX),
         r,
         reg,
     }
