@@ -179,6 +179,52 @@ GET /r.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0,19990-\r\n\r\n";
             assert_bytes_eq(&get(srv.addr(), "/in.bin").body, &body, "in.bin");
             assert_bytes_eq(&get(srv.addr(), "/link.bin").body, &body, "link within the root");
         }
+        // A held file swapped for a symlink out of the root, and a held
+        // file's directory swapped for one to a directory outside holding
+        // another file of that name: refused (404) within cache_revalidate.
+        site.write("d/x.bin", &body);
+        let other = site.tempdir().join("elsewhere");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("x.bin"), pseudo_random(3000, 5)).unwrap();
+        for p in ["/in.bin", "/d/x.bin", "/in.bin", "/d/x.bin"] {
+            assert_bytes_eq(&get(srv.addr(), p).body, &body, p);
+        }
+        let tmp = site.root.join(".in.tmp");
+        std::os::unix::fs::symlink(&outside, &tmp).unwrap();
+        std::fs::rename(&tmp, site.root.join("in.bin")).unwrap();
+        std::fs::rename(site.root.join("d"), site.tempdir().join("old-d")).unwrap();
+        std::os::unix::fs::symlink(&other, site.root.join("d")).unwrap();
+        let b = body.clone();
+        until(&srv, "/in.bin", |r| r.status == 404 || r.body == b, |r| r.status == 404);
+        until(&srv, "/d/x.bin", |r| r.status == 404 || r.body == b, |r| r.status == 404);
+    }
+
+    /// A precompressed sibling added next to a held file: served (with
+    /// Vary) within cache_revalidate.
+    fn sibling_added_next_to_a_held_file(e) {
+        let site = Site::new();
+        let body = pseudo_random(3000, 6);
+        site.write("s/page.bin", &body);
+        let srv = start_or_skip!(e, CFG, &site.root);
+        let req = b"GET /s/page.bin HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n";
+        for _ in 0..2 {
+            let r = request(srv.addr(), req);
+            assert_bytes_eq(&r.body, &body, "before");
+            assert_eq!(r.header("content-encoding"), None);
+        }
+        assert!(files_open(srv.pid(), &site.root) >= 1, "not held open:\n{}", fd_listing(srv.pid()));
+        site.write("s/page.bin.gz", b"GZIP-BYTES");
+        let t0 = Instant::now();
+        loop {
+            let r = request(srv.addr(), req);
+            if r.header("content-encoding") == Some("gzip") {
+                assert_eq!(r.body, b"GZIP-BYTES");
+                assert!(r.header("vary").is_some_and(|v| v.contains("Accept-Encoding")), "{}", r.describe());
+                break;
+            }
+            assert_bytes_eq(&r.body, &body, "meanwhile");
+            assert!(t0.elapsed() < Duration::from_secs(5), "the sibling not served in 5 s");
+        }
     }
 
     /// The held descriptors are closed at reload (the old worker's cache

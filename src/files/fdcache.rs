@@ -10,10 +10,13 @@
 //! at the descriptor's position. Only a file with no precompressed sibling
 //! is kept (its answer is the file itself).
 //!
-//! Revalidated like the byte cache: an entry is served for
-//! `cache_revalidate`, then dropped when next asked for, and the path is
-//! opened and stat'ed again (so a file replaced, truncated, deleted or made
-//! unreadable is seen within that interval).
+//! Revalidated within `cache_revalidate`, as the byte cache is: then, when
+//! next asked for, the entry is kept for another interval if its path
+//! still names the same file, unchanged, and its directory still holds no
+//! precompressed sibling (`RootDir::still_names`: one fstatat, where
+//! opening the path again costs openat2, statx and close); else dropped
+//! and the path opened again. So a file replaced, truncated, deleted or
+//! made unreadable is seen within that interval.
 //!
 //! Bounded twice: at most `open_file_cache` entries per worker, and at most
 //! a quarter of the worker's descriptor budget (`http::FdBudget`), so the
@@ -24,10 +27,11 @@
 //! costs a hit one store.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::cache::{Cache, Entry};
 use super::entity::{Rep, Source};
@@ -44,6 +48,10 @@ pub const BUDGET_SHARE: usize = 4;
 struct Slot {
     key: Rc<str>,
     entry: Rc<Entry>,
+    /// The file's path beneath the root, as opened.
+    rel: OsString,
+    /// Served until then; revalidated after.
+    until: Instant,
     /// Asked for since the clock hand last passed.
     used: bool,
 }
@@ -52,6 +60,8 @@ struct Slot {
 #[derive(Debug)]
 pub struct FdCache {
     cap: usize,
+    /// `cache_revalidate`.
+    every: Duration,
     map: HashMap<Rc<str>, usize>,
     slots: Vec<Slot>,
     /// The clock hand: the next slot looked at for eviction.
@@ -60,14 +70,25 @@ pub struct FdCache {
 
 impl FdCache {
     /// At most `entries` open files, and at most a quarter of the
-    /// worker's descriptor budget `fd_budget`.
-    pub fn new(entries: usize, fd_budget: usize) -> FdCache {
+    /// worker's descriptor budget `fd_budget`, each revalidated `every`.
+    pub fn new(entries: usize, fd_budget: usize, every: Duration) -> FdCache {
         FdCache {
             cap: entries.min(fd_budget / BUDGET_SHARE),
+            every,
             map: HashMap::new(),
             slots: Vec::new(),
             hand: 0,
         }
+    }
+
+    /// A worker's, by the settings, unless they leave it no room.
+    pub(super) fn of(s: &super::Settings, fd_budget: usize) -> Option<FdCache> {
+        Some(FdCache::new(
+            s.open_file_cache,
+            fd_budget,
+            s.cache_revalidate,
+        ))
+        .filter(|f| f.cap() > 0)
     }
 
     /// Most entries (descriptors) it holds.
@@ -84,25 +105,36 @@ impl FdCache {
         self.slots.is_empty()
     }
 
-    /// The entry for `key` within its `until`; one past it is dropped
-    /// (its descriptor closed once no response holds it), and the caller
-    /// opens the path again.
-    pub fn get(&mut self, key: &str, now: Instant) -> Option<Rc<Entry>> {
+    /// The entry for `key`. One past its `until` is kept for another
+    /// interval when `same(rel, entry)` says its file is unchanged; else
+    /// dropped (its descriptor closed once no response holds it), and the
+    /// caller opens the path again.
+    pub fn get(
+        &mut self,
+        key: &str,
+        now: Instant,
+        same: impl FnOnce(&OsStr, &Entry) -> bool,
+    ) -> Option<Rc<Entry>> {
         let i = *self.map.get(key)?;
-        if now >= self.slots[i].entry.until {
-            self.remove(i);
-            return None;
-        }
         let s = &mut self.slots[i];
+        if now >= s.until {
+            if !same(&s.rel, &s.entry) {
+                self.remove(i);
+                return None;
+            }
+            s.until = crate::http::later(now, self.every);
+        }
         s.used = true;
         Some(s.entry.clone())
     }
 
     /// Keep `entry` for `key` (replacing the one it had), evicting an
     /// entry not asked for since the hand last passed when full.
-    pub fn put(&mut self, key: &str, entry: Rc<Entry>) {
+    pub fn put(&mut self, key: &str, rel: &OsStr, entry: Rc<Entry>, now: Instant) {
+        let until = crate::http::later(now, self.every);
         if let Some(&i) = self.map.get(key) {
-            self.slots[i].entry = entry;
+            let s = &mut self.slots[i];
+            (s.entry, s.rel, s.until) = (entry, rel.to_os_string(), until);
             return;
         }
         if self.cap == 0 {
@@ -112,6 +144,8 @@ impl FdCache {
         let slot = Slot {
             key: key.clone(),
             entry,
+            rel: rel.to_os_string(),
+            until,
             used: false,
         };
         if self.slots.len() < self.cap {
@@ -184,7 +218,22 @@ impl Site<'_> {
         key: &str,
         now: &Now,
     ) -> Option<Rc<Entry>> {
-        let e = files?.get(key, now.instant)?;
+        let encs = &self.settings.precompressed;
+        let same = |rel: &OsStr, e: &Entry| {
+            let name = rel.as_bytes();
+            let dir = name
+                .iter()
+                .rposition(|&b| b == b'/')
+                .map_or(&b""[..], |i| &name[..i]);
+            let every = self.settings.cache_revalidate;
+            let no_sibling = encs.is_empty()
+                || self
+                    .dirs
+                    .is_some_and(|d| !d.may_hold(self.root, dir, encs, now.instant, every));
+            let rep = &e.reps[0];
+            no_sibling && self.root.still_names(rel, &e.files[0], rep.len, rep.mtime)
+        };
+        let e = files?.get(key, now.instant, same)?;
         let len = e.reps[0].len;
         let promote = cache.is_some_and(|c| {
             len <= self.settings.cache_max_file && c.admits(key, len as usize + HEAD_ESTIMATE)
@@ -239,32 +288,46 @@ mod tests {
     }
 
     /// Bounded by the entries asked for and a quarter of the descriptor
-    /// budget; a full cache evicts one not asked for lately; an entry is
-    /// dropped past its `until`; `shed` closes all.
+    /// budget; a full cache evicts one not asked for lately; past its
+    /// interval an entry is kept only while its file is the same; `shed`
+    /// closes all.
     #[test]
-    fn bounded_second_chance_and_expiry() {
-        assert_eq!(FdCache::new(100, 40).cap(), 10);
-        assert_eq!(FdCache::new(3, 4000).cap(), 3);
+    fn bounded_second_chance_and_revalidation() {
+        let every = Duration::from_secs(1);
+        assert_eq!(FdCache::new(100, 40, every).cap(), 10);
+        assert_eq!(FdCache::new(3, 4000, every).cap(), 3);
         let t0 = Instant::now();
-        let later = t0 + Duration::from_secs(1);
-        let mut c = FdCache::new(3, 4000);
+        let later = t0 + every;
+        let mut c = FdCache::new(3, 4000, every);
+        let fresh = |_: &OsStr, _: &Entry| -> bool { panic!("revalidated within the interval") };
         for k in ["a", "b", "c"] {
-            c.put(k, entry(later));
+            c.put(k, OsStr::new(k), entry(later), t0);
         }
-        assert!(c.get("a", t0).is_some());
-        assert!(c.get("c", t0).is_some());
-        c.put("d", entry(later));
+        assert!(c.get("a", t0, fresh).is_some());
+        assert!(c.get("c", t0, fresh).is_some());
+        c.put("d", OsStr::new("d"), entry(later), t0);
         assert_eq!(c.len(), 3);
-        assert!(c.get("b", t0).is_none(), "b was not asked for: evicted");
-        assert!(c.get("a", t0).is_some() && c.get("c", t0).is_some());
-        assert!(c.get("d", t0).is_some());
-        assert!(c.get("a", later).is_none(), "past its until");
+        assert!(
+            c.get("b", t0, fresh).is_none(),
+            "b was not asked for: evicted"
+        );
+        assert!(c.get("a", t0, fresh).is_some() && c.get("c", t0, fresh).is_some());
+        assert!(c.get("d", t0, fresh).is_some());
+        assert!(
+            c.get("a", later, |rel, _| rel == "a").is_some(),
+            "unchanged: kept"
+        );
+        assert!(c.get("a", later, fresh).is_some(), "for another interval");
+        assert!(
+            c.get("c", later, |_, _| false).is_none(),
+            "changed: dropped"
+        );
         assert_eq!(c.len(), 2);
-        assert!(c.get("c", t0).is_some() && c.get("d", t0).is_some());
+        assert!(c.get("a", t0, fresh).is_some() && c.get("d", t0, fresh).is_some());
         assert_eq!(c.shed(), 2);
-        assert!(c.is_empty() && c.get("c", t0).is_none());
-        let mut off = FdCache::new(0, 4000);
-        off.put("a", entry(later));
+        assert!(c.is_empty() && c.get("a", t0, fresh).is_none());
+        let mut off = FdCache::new(0, 4000, every);
+        off.put("a", OsStr::new("a"), entry(later), t0);
         assert!(off.is_empty());
     }
 }

@@ -300,8 +300,7 @@ impl Respond for Responder {
             0 => (None, None),
             budget => (
                 Some(Cache::new(self.owner, budget, stats.clone())),
-                Some(FdCache::new(self.settings.open_file_cache, fd_budget))
-                    .filter(|f| f.cap() > 0),
+                FdCache::of(&self.settings, fd_budget),
             ),
         };
         Box::new(Local::new(self.owner, &self.roots, cache, files))
@@ -481,7 +480,7 @@ impl Site<'_> {
             && sibs.is_empty()
         {
             let e = Rc::new(self.open_entry(now, rel, f, ctype, rules));
-            files.put(&p.normal(), e.clone());
+            files.put(&p.normal(), rel, e.clone(), now.instant);
             return self.answer_cached(req, now, &e);
         }
         let mut reply = self.entity(req, now, f, sibs, rel, ctype);
