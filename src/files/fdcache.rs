@@ -27,7 +27,7 @@
 //! costs a hit one store.
 
 use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -48,8 +48,6 @@ pub const BUDGET_SHARE: usize = 4;
 struct Slot {
     key: Rc<str>,
     entry: Rc<Entry>,
-    /// The file's path beneath the root, as opened.
-    rel: OsString,
     /// Served until then; revalidated after.
     until: Instant,
     /// Asked for since the clock hand last passed.
@@ -106,19 +104,19 @@ impl FdCache {
     }
 
     /// The entry for `key`. One past its `until` is kept for another
-    /// interval when `same(rel, entry)` says its file is unchanged; else
+    /// interval when `same(entry)` says its file is unchanged; else
     /// dropped (its descriptor closed once no response holds it), and the
     /// caller opens the path again.
     pub fn get(
         &mut self,
         key: &str,
         now: Instant,
-        same: impl FnOnce(&OsStr, &Entry) -> bool,
+        same: impl FnOnce(&Entry) -> bool,
     ) -> Option<Rc<Entry>> {
         let i = *self.map.get(key)?;
         let s = &mut self.slots[i];
         if now >= s.until {
-            if !same(&s.rel, &s.entry) {
+            if !same(&s.entry) {
                 self.remove(i);
                 return None;
             }
@@ -130,11 +128,11 @@ impl FdCache {
 
     /// Keep `entry` for `key` (replacing the one it had), evicting an
     /// entry not asked for since the hand last passed when full.
-    pub fn put(&mut self, key: &str, rel: &OsStr, entry: Rc<Entry>, now: Instant) {
+    pub fn put(&mut self, key: &str, entry: Rc<Entry>, now: Instant) {
         let until = crate::http::later(now, self.every);
         if let Some(&i) = self.map.get(key) {
             let s = &mut self.slots[i];
-            (s.entry, s.rel, s.until) = (entry, rel.to_os_string(), until);
+            (s.entry, s.until) = (entry, until);
             return;
         }
         if self.cap == 0 {
@@ -144,7 +142,6 @@ impl FdCache {
         let slot = Slot {
             key: key.clone(),
             entry,
-            rel: rel.to_os_string(),
             until,
             used: false,
         };
@@ -199,8 +196,13 @@ impl Site<'_> {
         files: &mut Option<&mut FdCache>,
         key: &str,
     ) -> Option<Reply> {
+        let every = self.settings.cache_revalidate;
+        let renew = |e: &Entry| {
+            self.unchanged_on_disk(key, e, now)
+                .then(|| crate::http::later(now.instant, every))
+        };
         if let Some(c) = cache.as_deref_mut()
-            && let Some(e) = c.get(key, now.instant)
+            && let Some(e) = c.get_or_renew(key, now.instant, renew)
         {
             return Some(self.serve_cached(req, now, c, key, e));
         }
@@ -218,27 +220,41 @@ impl Site<'_> {
         key: &str,
         now: &Now,
     ) -> Option<Rc<Entry>> {
-        let encs = &self.settings.precompressed;
-        let same = |rel: &OsStr, e: &Entry| {
-            let name = rel.as_bytes();
-            let dir = name
-                .iter()
-                .rposition(|&b| b == b'/')
-                .map_or(&b""[..], |i| &name[..i]);
-            let every = self.settings.cache_revalidate;
-            let no_sibling = encs.is_empty()
-                || self
-                    .dirs
-                    .is_some_and(|d| !d.may_hold(self.root, dir, encs, now.instant, every));
-            let rep = &e.reps[0];
-            no_sibling && self.root.still_names(rel, &e.files[0], rep.len, rep.mtime)
-        };
-        let e = files?.get(key, now.instant, same)?;
+        let e = files?.get(key, now.instant, |e| self.unchanged_on_disk(key, e, now))?;
         let len = e.reps[0].len;
         let promote = cache.is_some_and(|c| {
             len <= self.settings.cache_max_file && c.admits(key, len as usize + HEAD_ESTIMATE)
         });
         (!promote).then_some(e)
+    }
+
+    /// Whether the entry for `key` (bytes or a held descriptor) past its
+    /// interval may be served for another: the one rule both caches
+    /// revalidate by. The file `key` names itself (not a directory's index
+    /// file, where another index name may appear), alone (no precompressed
+    /// sibling, and its directory still holds none: `Dirs`), and its path
+    /// names that same file, unchanged (`RootDir::still_names`: one
+    /// fstatat). Else the path is opened again.
+    fn unchanged_on_disk(&self, key: &str, e: &Entry, now: &Now) -> bool {
+        let encs = &self.settings.precompressed;
+        let name = e.rel.as_bytes();
+        let dir = name
+            .iter()
+            .rposition(|&b| b == b'/')
+            .map_or(&b""[..], |i| &name[..i]);
+        let every = self.settings.cache_revalidate;
+        let no_sibling = encs.is_empty()
+            || self
+                .dirs
+                .is_some_and(|d| !d.may_hold(self.root, dir, encs, now.instant, every));
+        let rep = &e.reps[0];
+        key.as_bytes().get(1..) == Some(name)
+            && e.reps.len() == 1
+            && e.files.len() == 1
+            && no_sibling
+            && self
+                .root
+                .still_names(&e.rel, &e.files[0], rep.len, rep.mtime)
     }
 
     /// An open-file cache entry for the file `f` (no siblings): its
@@ -265,6 +281,7 @@ impl Site<'_> {
             rules,
             until: crate::http::later(now.instant, self.settings.cache_revalidate),
             files: vec![stamp],
+            rel: rel.to_os_string(),
         }
     }
 }
@@ -284,6 +301,7 @@ mod tests {
             rules: Vec::new(),
             until,
             files: Vec::new(),
+            rel: Default::default(),
         })
     }
 
@@ -299,13 +317,13 @@ mod tests {
         let t0 = Instant::now();
         let later = t0 + every;
         let mut c = FdCache::new(3, 4000, every);
-        let fresh = |_: &OsStr, _: &Entry| -> bool { panic!("revalidated within the interval") };
+        let fresh = |_: &Entry| -> bool { panic!("revalidated within the interval") };
         for k in ["a", "b", "c"] {
-            c.put(k, OsStr::new(k), entry(later), t0);
+            c.put(k, entry(later), t0);
         }
         assert!(c.get("a", t0, fresh).is_some());
         assert!(c.get("c", t0, fresh).is_some());
-        c.put("d", OsStr::new("d"), entry(later), t0);
+        c.put("d", entry(later), t0);
         assert_eq!(c.len(), 3);
         assert!(
             c.get("b", t0, fresh).is_none(),
@@ -313,21 +331,15 @@ mod tests {
         );
         assert!(c.get("a", t0, fresh).is_some() && c.get("c", t0, fresh).is_some());
         assert!(c.get("d", t0, fresh).is_some());
-        assert!(
-            c.get("a", later, |rel, _| rel == "a").is_some(),
-            "unchanged: kept"
-        );
+        assert!(c.get("a", later, |_| true).is_some(), "unchanged: kept");
         assert!(c.get("a", later, fresh).is_some(), "for another interval");
-        assert!(
-            c.get("c", later, |_, _| false).is_none(),
-            "changed: dropped"
-        );
+        assert!(c.get("c", later, |_| false).is_none(), "changed: dropped");
         assert_eq!(c.len(), 2);
         assert!(c.get("a", t0, fresh).is_some() && c.get("d", t0, fresh).is_some());
         assert_eq!(c.shed(), 2);
         assert!(c.is_empty() && c.get("a", t0, fresh).is_none());
         let mut off = FdCache::new(0, 4000, every);
-        off.put("a", OsStr::new("a"), entry(later), t0);
+        off.put("a", entry(later), t0);
         assert!(off.is_empty());
     }
 }

@@ -480,7 +480,7 @@ impl Site<'_> {
             && sibs.is_empty()
         {
             let e = Rc::new(self.open_entry(now, rel, f, ctype, rules));
-            files.put(&p.normal(), rel, e.clone(), now.instant);
+            files.put(&p.normal(), e.clone(), now.instant);
             return self.answer_cached(req, now, &e);
         }
         let mut reply = self.entity(req, now, f, sibs, rel, ctype);
@@ -543,6 +543,7 @@ impl Site<'_> {
             ctype,
             rules: rules.to_vec(),
             until: crate::http::later(now.instant, self.settings.cache_revalidate),
+            rel: rel.to_os_string(),
             files: std::iter::once(src)
                 .chain(sibs.iter().map(|(_, f)| f))
                 .map(|f| f.stamp)

@@ -316,6 +316,7 @@ fn sized(key: &str, size: usize, until: Instant) -> Entry {
         rules: vec![(String::new(), "x".repeat(pad))],
         until,
         files: Vec::new(),
+        rel: Default::default(),
     };
     let pad = size - e(0).size(key);
     let entry = e(pad);
