@@ -279,6 +279,7 @@ impl Site<'_> {
             vary: false,
             ctype,
             rules,
+            // The slot's own `until` is what the open-file cache goes by.
             until: crate::http::later(now.instant, self.settings.cache_revalidate),
             files: vec![stamp],
             rel: rel.to_os_string(),
