@@ -17,7 +17,8 @@ median over rounds. The cases (CASES):
 - log: the same with the access log on;
 - many: 10,000 distinct files of 1-64 KiB, paths chosen by a wrk Lua script
   uniformly and with a Zipf-like skew, with each server's file cache on, and
-  again with it off (tandem `cache_size = 0`, nginx without open_file_cache);
+  again with it off (tandem `cache_size = 0`, which turns its open-file
+  cache off too, nginx without open_file_cache);
 - tls: over https (ECDSA P-256, TLS 1.3, AES-128-GCM on both sides), 1 KiB
   and 1 MiB keep-alive and a new connection (full handshake) per request;
 - memory: per server a freshly started one, no warm-up: RSS per keep-alive

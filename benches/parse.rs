@@ -76,7 +76,7 @@ fn main() {
     let fds = tandem::http::FdBudget::unlimited();
     for (name, files) in &sites {
         // The worker's own state for this site's responder: its cache.
-        let mut local = files.local(&stats);
+        let mut local = files.local(&stats, usize::MAX);
         bench(name, 200_000, || {
             let mut ctx = Ctx {
                 now: &now,

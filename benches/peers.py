@@ -114,7 +114,8 @@ mimetype.assign = ("" => "application/octet-stream")
 
 def tandem(o):
     """tandem at its defaults except: the engine, 1 worker, the logs, and
-    cache_size = 0 for the uncached case."""
+    cache_size = 0 for the uncached case (no byte cache and no open-file
+    cache: every request opens its file)."""
     # With TLS, tandem still wants a plaintext listener: on a port nobody uses.
     lines = [f'listen = ["127.0.0.1:{o["plain_port"] if o["tls"] else o["port"]}"]',
              f'root = "{o["root"]}"',

@@ -81,7 +81,7 @@ fn allocations(req: &[u8], n: u64, cfg: &str, log_format: LogFormat) -> u64 {
     let mut notes = Notes::new(Level::Info);
     let stats = std::sync::Arc::new(WorkerCounters::default());
     // The worker's own state for the responder: its cache.
-    let mut local = files.local(&stats);
+    let mut local = files.local(&stats, usize::MAX);
     let mut pool = tandem::http::BufferPool::default();
     let fds = tandem::http::FdBudget::unlimited();
     let mut one = || {

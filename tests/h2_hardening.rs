@@ -792,6 +792,9 @@ engine_tests! {
     /// its open files (its fd count comes back), and others go on.
     fn clients_reset_mid_download(e) {
         probed(e, "", "TCP resets mid-download", |srv| {
+            // The file asked for once first: the open-file cache holds its
+            // descriptor from then on, in both counts.
+            assert_status(&get(srv.addr(), "/big.bin"), 200, "GET /big.bin");
             // The probe's connection is in this count, and stays open.
             let fds = srv.fd_count();
             attack_for("TCP resets mid-download", |_until| {

@@ -282,7 +282,7 @@ impl Env {
             drain_grace: Duration::ZERO,
             stats: WorkerCounters::default(),
             pool: Default::default(),
-            local: responder.local(&Arc::new(WorkerCounters::default())),
+            local: responder.local(&Arc::new(WorkerCounters::default()), usize::MAX),
             fds: tandem::http::FdBudget::unlimited(),
         };
         e.set_offset(Duration::ZERO);

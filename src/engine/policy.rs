@@ -441,6 +441,8 @@ impl WorkerState {
         if !gate.shrink(conns.len()) {
             return Vec::new();
         }
+        // What the responder keeps open goes first (`files::fdcache`).
+        self.responder.shed(&mut *self.local);
         idle_victims(conns, |idle| (idle / 8).clamp(1, 32))
             .into_iter()
             .filter(|&tok| self.close_idle(conns, tok).is_some())

@@ -25,7 +25,7 @@ const LOG_BUF_CAP: usize = LOG_FLUSH_AT + 4096;
 pub struct WorkerState {
     pub responder: SharedRespond,
     /// The responder's state for this worker (its cache): `Respond::local`.
-    local: Box<dyn std::any::Any>,
+    pub(super) local: Box<dyn std::any::Any>,
     pub limits: Limits,
     pub clock: Clock,
     access: Option<Arc<AccessLog>>,
@@ -108,7 +108,7 @@ impl WorkerState {
         let now = clock.now().instant;
         WorkerState {
             responder: spec.responder.clone(),
-            local: spec.responder.local(&spec.counters),
+            local: spec.responder.local(&spec.counters, spec.fd_budget),
             limits: spec.limits.clone(),
             clock,
             access: spec.access.clone(),

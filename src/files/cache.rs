@@ -68,6 +68,8 @@ pub struct Entry {
     /// The files `reps` were read from (`os::Stamp`), in their order: an
     /// entry is kept on revalidation only while they are the same.
     pub files: Vec<Stamp>,
+    /// The file's path beneath the root, as opened (`reps[0]`).
+    pub rel: std::ffi::OsString,
 }
 
 impl Entry {
@@ -186,8 +188,24 @@ impl Cache {
     /// again and puts what it finds).
     /// Every call counts as a request for `key` (`admits`).
     pub fn get(&mut self, key: &str, now: Instant) -> Option<Rc<Entry>> {
+        self.get_or_renew(key, now, |_| None)
+    }
+
+    /// `get`, but an entry past its `until` is kept, until the time
+    /// `renew` gives, when it gives one (its files found unchanged).
+    pub fn get_or_renew(
+        &mut self,
+        key: &str,
+        now: Instant,
+        renew: impl FnOnce(&Entry) -> Option<Instant>,
+    ) -> Option<Rc<Entry>> {
         self.sketch.record(self.hash(key));
         let i = *self.map.get(key)?;
+        if now >= self.node(i).entry.until
+            && let Some(until) = renew(&self.node(i).entry)
+        {
+            Rc::make_mut(&mut self.node(i).entry).until = until;
+        }
         if now >= self.node(i).entry.until {
             let n = self.remove(i);
             self.expired = Some((n.key, n.entry));

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod compress;
 pub mod dirs;
 pub mod entity;
+pub mod fdcache;
 pub mod listing;
 pub mod mime;
 pub mod os;
@@ -38,6 +39,7 @@ use crate::metrics::WorkerCounters;
 use cache::{Cache, Entry};
 use dirs::Dirs;
 use entity::{Choice, Rep, Source};
+use fdcache::FdCache;
 use os::{Found, Opened, RootDir};
 use path::{PathError, ReqPath};
 use release::{Local, Roots};
@@ -63,6 +65,8 @@ pub struct Settings {
     pub cache_budget: usize,
     /// Largest file the cache keeps.
     pub cache_max_file: u64,
+    /// Open files each worker keeps (`fdcache`; 0: off).
+    pub open_file_cache: usize,
     /// How long a cached answer is served before the path is looked up again.
     pub cache_revalidate: Duration,
     /// Compiled rules, in order.
@@ -91,6 +95,7 @@ impl Settings {
             symlinks: cfg.symlinks,
             cache_budget: (cfg.cache_size / cfg.workers.resolve().max(1) as u64) as usize,
             cache_max_file: cfg.cache_max_file,
+            open_file_cache: cfg.open_file_cache,
             cache_revalidate: cfg.cache_revalidate.0,
             compression: compress::Compression::from_config(cfg),
             rules: cfg
@@ -248,11 +253,25 @@ impl Respond for Responder {
             Some(l) => l.root(&self.roots, now.instant),
             None => self.roots.latest(now.instant, false),
         };
-        let (cache, dirs) = match local.as_deref_mut() {
-            Some(l) => (l.cache.as_mut(), Some(&l.dirs)),
-            None => (None, None),
+        let (cache, files, dirs) = match local.as_deref_mut() {
+            Some(l) => (l.cache.as_mut(), l.files.as_mut(), Some(&l.dirs)),
+            None => (None, None, None),
         };
-        let reply = self.site(&root, dirs).respond(req, now, cache, notes);
+        let mut reply = self
+            .site(&root, dirs)
+            .respond(req, now, cache, files, notes);
+        // Out of descriptors with open files cached: they are closed and
+        // the request answered again (the cache never costs a 503).
+        if reply.status == Status::SERVICE_UNAVAILABLE
+            && let Some(l) = local.as_deref_mut()
+            && l.files.as_mut().is_some_and(|f| f.shed() > 0)
+        {
+            os::take_shortage();
+            let (cache, files) = (l.cache.as_mut(), l.files.as_mut());
+            reply = self
+                .site(&root, Some(&l.dirs))
+                .respond(req, now, cache, files, notes);
+        }
         if reply.status != Status::NOT_FOUND {
             return reply;
         }
@@ -262,24 +281,38 @@ impl Respond for Responder {
         };
         match again {
             Some(new) => {
-                let (cache, dirs) = match local {
-                    Some(l) => (l.cache.as_mut(), Some(&l.dirs)),
-                    None => (None, None),
+                let (cache, files, dirs) = match local {
+                    Some(l) => (l.cache.as_mut(), l.files.as_mut(), Some(&l.dirs)),
+                    None => (None, None, None),
                 };
-                self.site(&new, dirs).respond(req, now, cache, notes)
+                self.site(&new, dirs).respond(req, now, cache, files, notes)
             }
             None => reply,
         }
     }
 
-    /// The worker's root and its cache, within `cache_size / workers`
-    /// bytes (none when the cache is off).
-    fn local(&self, stats: &Arc<WorkerCounters>) -> Box<dyn Any> {
-        let cache = match self.settings.cache_budget {
-            0 => None,
-            budget => Some(Cache::new(self.owner, budget, stats.clone())),
+    /// The worker's root and its caches: bytes within `cache_size /
+    /// workers`, and open files within `open_file_cache` and a quarter of
+    /// `fd_budget`; none at all when `cache_size` is 0 (then every request
+    /// opens its file: a change is served at once).
+    fn local(&self, stats: &Arc<WorkerCounters>, fd_budget: usize) -> Box<dyn Any> {
+        let (cache, files) = match self.settings.cache_budget {
+            0 => (None, None),
+            budget => (
+                Some(Cache::new(self.owner, budget, stats.clone())),
+                FdCache::of(&self.settings, fd_budget),
+            ),
         };
-        Box::new(Local::new(self.owner, &self.roots, cache))
+        Box::new(Local::new(self.owner, &self.roots, cache, files))
+    }
+
+    /// Descriptors ran short: the open-file cache closes what it holds.
+    fn shed(&self, local: &mut dyn Any) {
+        if let Some(l) = local.downcast_mut::<Local>()
+            && let Some(f) = &mut l.files
+        {
+            f.shed();
+        }
     }
 }
 
@@ -290,16 +323,16 @@ impl Site<'_> {
         req: &Request<'_>,
         now: &Now,
         mut cache: Option<&mut Cache>,
+        mut files: Option<&mut FdCache>,
         notes: &mut Notes,
     ) -> Reply {
-        // The cache is keyed by the normal form of the path, so every
+        // The caches are keyed by the normal form of the path, so every
         // spelling of it shares one entry; most targets are already in it.
         let normal = path::normal_form(req.target);
-        if let Some(c) = cache.as_deref_mut()
-            && let Some(key) = normal
-            && let Some(e) = c.get(key, now.instant)
+        if let Some(key) = normal
+            && let Some(r) = self.cached(req, now, &mut cache, &mut files, key)
         {
-            return self.serve_cached(req, now, c, key, e);
+            return r;
         }
         let p = match path::resolve(req.target, self.settings.serve_dotfiles) {
             Ok(p) => p,
@@ -307,13 +340,11 @@ impl Site<'_> {
             Err(PathError::NotFound) => return self.not_found(),
         };
         if normal.is_none()
-            && let Some(c) = cache.as_deref_mut()
-            && let key = p.normal()
-            && let Some(e) = c.get(&key, now.instant)
+            && let Some(r) = self.cached(req, now, &mut cache, &mut files, &p.normal())
         {
-            return self.serve_cached(req, now, c, &key, e);
+            return r;
         }
-        self.lookup(req, now, &p, cache, notes)
+        self.lookup(req, now, &p, cache, files, notes)
     }
 }
 
@@ -325,6 +356,7 @@ impl Site<'_> {
         now: &Now,
         p: &ReqPath,
         cache: Option<&mut Cache>,
+        files: Option<&mut FdCache>,
         notes: &mut Notes,
     ) -> Reply {
         match self.root.open_beneath(&p.rel) {
@@ -332,7 +364,7 @@ impl Site<'_> {
                 // "/file.html/" names a directory that is not there.
                 self.not_found()
             }
-            Ok(Opened::File(f)) => self.file(req, now, f, &p.rel, p, cache, notes),
+            Ok(Opened::File(f)) => self.file(req, now, f, &p.rel, p, cache, files, notes),
             Ok(Opened::Dir) if !p.trailing_slash => {
                 let mut r = Reply::status(Status::MOVED_PERMANENTLY)
                     .with_header("Location", p.slash_redirect());
@@ -348,7 +380,7 @@ impl Site<'_> {
                     idx.push(name);
                     match self.root.open_beneath(&idx) {
                         Ok(Opened::File(f)) => {
-                            return self.file(req, now, f, &idx, p, cache, notes);
+                            return self.file(req, now, f, &idx, p, cache, files, notes);
                         }
                         Ok(_) => {}
                         Err(e) if is_missing(&e) => {}
@@ -380,7 +412,7 @@ impl Site<'_> {
             return self.not_found();
         }
         match self.root.open_beneath(fb) {
-            Ok(Opened::File(f)) => self.file(req, now, f, fb, p, None, notes),
+            Ok(Opened::File(f)) => self.file(req, now, f, fb, p, None, None, notes),
             Ok(_) => self.not_found(),
             Err(e) if is_missing(&e) => self.not_found(),
             Err(e) => self.io_error(e, notes),
@@ -403,6 +435,7 @@ impl Site<'_> {
         rel: &OsStr,
         p: &ReqPath,
         cache: Option<&mut Cache>,
+        files: Option<&mut FdCache>,
         notes: &mut Notes,
     ) -> Reply {
         let mut rules = self.rule_headers(p, Some(rel));
@@ -440,6 +473,15 @@ impl Site<'_> {
                 let e = cache.put(&key, entry);
                 return self.serve_cached(req, now, cache, &key, e);
             }
+        }
+        // Not held as bytes: its descriptor kept open, when it has no
+        // sibling (its answer is the file itself).
+        if let Some(files) = files
+            && sibs.is_empty()
+        {
+            let e = Rc::new(self.open_entry(now, rel, f, ctype, rules));
+            files.put(&p.normal(), e.clone(), now.instant);
+            return self.answer_cached(req, now, &e);
         }
         let mut reply = self.entity(req, now, f, sibs, rel, ctype);
         apply_rules(&mut reply, &rules);
@@ -501,6 +543,7 @@ impl Site<'_> {
             ctype,
             rules: rules.to_vec(),
             until: crate::http::later(now.instant, self.settings.cache_revalidate),
+            rel: rel.to_os_string(),
             files: std::iter::once(src)
                 .chain(sibs.iter().map(|(_, f)| f))
                 .map(|f| f.stamp)

@@ -56,6 +56,59 @@ impl Stamp {
     }
 }
 
+impl RootDir {
+    /// Whether `rel` beneath the root names now the file a descriptor was
+    /// opened on (`stamp`, `len`, `mtime`), unchanged: the same device,
+    /// inode and ctime, size and mtime, by one fstatat(2) from the root,
+    /// the last component not followed. The open-file cache keeps a held
+    /// descriptor on that, as nginx's open_file_cache does: a symlink put
+    /// into the path since can lead only to that same file, unchanged, so
+    /// nothing is served that was not served from the path already; any
+    /// other change (renamed over, rewritten, truncated, chmod'ed, deleted,
+    /// swapped for a symlink) fails it, and the path is opened again under
+    /// every rule.
+    pub fn still_names(&self, rel: &OsStr, stamp: &Stamp, len: u64, mtime: SystemTime) -> bool {
+        let Ok(c) = c_path(rel.as_bytes()) else {
+            return false;
+        };
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: the root fd is open for as long as `self`; `c` is
+        // NUL-terminated and `st` writable for one `stat`, both outlive the call.
+        let r = syscall!(unsafe {
+            libc::fstatat(
+                self.fd.as_raw_fd(),
+                c.as_ptr(),
+                st.as_mut_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        });
+        if r.is_err() {
+            return false;
+        }
+        // SAFETY: fstatat succeeded, so it filled `st`.
+        let st = unsafe { st.assume_init() };
+        let now = Stamp {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+        };
+        now == *stamp
+            && st.st_mode & libc::S_IFMT == libc::S_IFREG
+            && st.st_size as u64 == len
+            && time_of(st.st_mtime, st.st_mtime_nsec) == mtime
+    }
+}
+
+/// A stat(2) time as a `SystemTime`, before 1970 too.
+fn time_of(secs: i64, nsecs: i64) -> SystemTime {
+    let nsecs = Duration::from_nanos(nsecs.clamp(0, 999_999_999) as u64);
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(secs as u64) + nsecs
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + nsecs
+    }
+}
+
 /// The root directory, held open so that every lookup is relative to it.
 #[derive(Debug)]
 pub struct RootDir {

@@ -31,6 +31,7 @@ use crate::config::Symlinks;
 
 use super::cache::Cache;
 use super::dirs::Dirs;
+use super::fdcache::FdCache;
 use super::os::{FileId, RootDir};
 
 /// The configured root path and the directory it named when last looked
@@ -137,17 +138,25 @@ pub struct Local {
     /// The root path is looked at again then (None: at the next request).
     due: Option<Instant>,
     pub(super) cache: Option<Cache>,
+    /// Its open-file cache (none when `open_file_cache` is 0).
+    pub(super) files: Option<FdCache>,
     /// Which directories of `root` hold no precompressed file.
     pub(super) dirs: Dirs,
 }
 
 impl Local {
-    pub(super) fn new(owner: u64, roots: &Roots, cache: Option<Cache>) -> Local {
+    pub(super) fn new(
+        owner: u64,
+        roots: &Roots,
+        cache: Option<Cache>,
+        files: Option<FdCache>,
+    ) -> Local {
         Local {
             owner,
             root: roots.current(),
             due: None,
             cache,
+            files,
             dirs: Dirs::default(),
         }
     }
@@ -155,6 +164,11 @@ impl Local {
     /// The cache, if any.
     pub fn cache(&self) -> Option<&Cache> {
         self.cache.as_ref()
+    }
+
+    /// The open-file cache, if any.
+    pub fn files(&self) -> Option<&FdCache> {
+        self.files.as_ref()
     }
 
     /// The root to answer a request from at `now`: the one held, unless
@@ -192,6 +206,9 @@ impl Local {
             if let Some(c) = &mut self.cache {
                 c.clear();
             }
+            if let Some(f) = &mut self.files {
+                f.shed();
+            }
             self.dirs.clear();
         }
     }
@@ -224,7 +241,7 @@ mod tests {
         let roots = Roots::open(&base.join("current"), Symlinks::WithinRoot, false, every).unwrap();
         let id = |r: &str| FileId::of(&base.join(r)).unwrap();
         let cache = Cache::new(1, 1 << 20, Arc::new(WorkerCounters::default()));
-        let mut local = Local::new(1, &roots, Some(cache));
+        let mut local = Local::new(1, &roots, Some(cache), None);
         let t0 = Instant::now();
         assert_eq!(local.root(&roots, t0).id(), id("a"));
         swap(base, "b");
@@ -236,7 +253,7 @@ mod tests {
         );
         // Another worker, due to look now, looks itself: it is not held to
         // when the first one looked.
-        let mut other = Local::new(1, &roots, None);
+        let mut other = Local::new(1, &roots, None, None);
         assert_eq!(other.root(&roots, t0 + every / 2).id(), id("b"));
         assert_eq!(local.root(&roots, t0 + every).id(), id("b"));
         assert_eq!(
@@ -286,7 +303,7 @@ mod tests {
         symlink("a", base.join("current")).unwrap();
         let cfg = Config::parse("workers = 1\ncache_revalidate = \"1s\"", "t").unwrap();
         let r = Responder::new(&base.join("current"), Settings::from_config(&cfg)).unwrap();
-        let mut local = r.local(&Arc::new(WorkerCounters::default()));
+        let mut local = r.local(&Arc::new(WorkerCounters::default()), usize::MAX);
         let t0 = Instant::now();
         let mut ask = |at: Instant, target: &str| {
             let now = Now::new(at, std::time::SystemTime::now());

@@ -51,10 +51,18 @@ pub trait Respond {
 
     /// This responder's state for one worker, made on that worker's thread
     /// when it starts and dropped when it ends. `stats` is the worker's
-    /// `/metrics` block, for gauges of what the state holds. None by default.
-    fn local(&self, stats: &Arc<WorkerCounters>) -> Box<dyn Any> {
-        let _ = stats;
+    /// `/metrics` block, for gauges of what the state holds; `fd_budget`
+    /// the descriptors the worker may hold (`FdBudget`), of which the
+    /// state may keep a share open. None by default.
+    fn local(&self, stats: &Arc<WorkerCounters>, fd_budget: usize) -> Box<dyn Any> {
+        let _ = (stats, fd_budget);
         Box::new(())
+    }
+
+    /// Descriptors ran short in this worker (an accept or an open failed
+    /// with EMFILE): close what `local` keeps open. Nothing by default.
+    fn shed(&self, local: &mut dyn Any) {
+        let _ = local;
     }
 
     /// The response for an error `Conn` finds itself (a malformed request,

@@ -75,8 +75,12 @@ impl Respond for Redirect {
         }
     }
 
-    fn local(&self, stats: &Arc<WorkerCounters>) -> Box<dyn Any> {
-        self.inner.local(stats)
+    fn local(&self, stats: &Arc<WorkerCounters>, fd_budget: usize) -> Box<dyn Any> {
+        self.inner.local(stats, fd_budget)
+    }
+
+    fn shed(&self, local: &mut dyn Any) {
+        self.inner.shed(local)
     }
 
     fn error(&self, status: Status) -> Reply {

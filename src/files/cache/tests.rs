@@ -57,7 +57,7 @@ fn worker(dir: &std::path::Path, cfg: &str) -> Worker {
     let r = Responder::new(dir, Settings::from_config(&cfg)).unwrap();
     let (reg, stats) = registered();
     Worker {
-        local: r.local(&stats),
+        local: r.local(&stats, usize::MAX),
         r,
         reg,
     }
@@ -316,6 +316,7 @@ fn sized(key: &str, size: usize, until: Instant) -> Entry {
         rules: vec![(String::new(), "x".repeat(pad))],
         until,
         files: Vec::new(),
+        rel: Default::default(),
     };
     let pad = size - e(0).size(key);
     let entry = e(pad);

@@ -357,7 +357,7 @@ fn no_sibling_probes_in_a_directory_without_any() {
     std::fs::write(dir.path().join("coded/a.css.gz"), b"GZ").unwrap();
     let cfg = Config::parse("workers = 1\ncache_size = 0", "t").unwrap();
     let r = Responder::new(dir.path(), Settings::from_config(&cfg)).unwrap();
-    let mut local = r.local(&Registry::new("epoll").worker());
+    let mut local = r.local(&Registry::new("epoll").worker(), usize::MAX);
     let t0 = Instant::now();
     let mut ask = |target: &str, fields: &str| -> Reply {
         let raw = format!("GET {target} HTTP/1.1\r\nHost: t\r\n{fields}\r\n");

@@ -1,0 +1,294 @@
+//! The open-file cache (`open_file_cache`): files not held as bytes keep
+//! their descriptor open between requests. A change on disk (renamed over,
+//! `cp -p`, truncated and rewritten, deleted, made unreadable) is served
+//! within `cache_revalidate`; ranges and HEAD from a held descriptor are
+//! right; the descriptors stay within the worker's budget, are closed
+//! when descriptors run short, and at reload.
+
+#[macro_use]
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+/// Files over 1 KiB are not held as bytes: they go to the open-file cache.
+const CFG: &str = "workers = 1\ncache_max_file = 1024\ncache_revalidate = \"300ms\"";
+
+/// GET `path` until `done` holds for the answer, within 5 s (the change
+/// must be seen within cache_revalidate, 300 ms); every answer on the way
+/// must pass `ok`.
+fn until(
+    srv: &Server,
+    path: &str,
+    ok: impl Fn(&Response) -> bool,
+    done: impl Fn(&Response) -> bool,
+) {
+    let t0 = Instant::now();
+    loop {
+        let r = get(srv.addr(), path);
+        assert!(ok(&r), "GET {path} on the way: {}", r.describe());
+        if done(&r) {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "GET {path}: not seen in 5 s (cache_revalidate 300ms): {}",
+            r.describe()
+        );
+    }
+}
+
+/// How many of the server's descriptors are open regular files under `root`.
+fn files_open(pid: u32, root: &std::path::Path) -> usize {
+    let root = root.canonicalize().unwrap();
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|t| t.starts_with(&root) && t.is_file())
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+engine_tests! {
+    /// A file held open and replaced by another of the same size and
+    /// mtime by rename (`cp -p` to a temporary name, then mv), rewritten
+    /// in place with a new length, or truncated and rewritten: the new
+    /// bytes are served within cache_revalidate, each answer whole.
+    fn replaced_file_is_served_new_within_revalidate(e) {
+        let site = Site::new();
+        let old = pseudo_random(8000, 1);
+        site.write("big.bin", &old);
+        let srv = start_or_skip!(e, CFG, &site.root);
+        let path = site.root.join("big.bin");
+        let mut want = old;
+        for (i, how) in ["renamed over, same size and mtime", "rewritten longer in place", "truncated then rewritten"].into_iter().enumerate() {
+            for _ in 0..3 {
+                let r = get(srv.addr(), "/big.bin");
+                assert_bytes_eq(&r.body, &want, &format!("{how}: before"));
+            }
+            assert!(files_open(srv.pid(), &site.root) >= 1, "{how}: big.bin is not held open");
+            let next = pseudo_random(if i == 1 { 9000 } else { want.len() }, 10 + i as u64);
+            let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+            match i {
+                0 => {
+                    let tmp = site.root.join(".big.bin.new");
+                    std::fs::write(&tmp, &next).unwrap();
+                    std::fs::File::options().write(true).open(&tmp).unwrap().set_modified(mtime).unwrap();
+                    std::fs::rename(&tmp, &path).unwrap();
+                }
+                1 => std::fs::write(&path, &next).unwrap(),
+                _ => {
+                    std::fs::File::options().write(true).truncate(true).open(&path).unwrap();
+                    std::fs::write(&path, &next).unwrap();
+                }
+            }
+            // Renamed over: the held descriptor is the old file, whole,
+            // until revalidation. In place: the held descriptor reads the
+            // new bytes at once; with the old length, until revalidation.
+            let (o, n) = (want.clone(), next.clone());
+            until(&srv, "/big.bin", |r| r.status == 200 && (r.body == o || r.body == n || i > 0), |r| r.body == n);
+            want = next;
+        }
+    }
+
+    /// A held file deleted: 404 within cache_revalidate; made unreadable:
+    /// 403 within it (the workers run as `nobody` when the tests run as root).
+    fn deleted_or_unreadable_file_is_seen_within_revalidate(e) {
+        let site = Site::new();
+        let body = pseudo_random(5000, 2);
+        site.write("gone.bin", &body);
+        site.write("locked.bin", &body);
+        // Root reads mode-000 files anyway: then the workers run as `nobody`.
+        let root = running_as_root();
+        if root && uid_of_user("nobody").is_none() {
+            skip("running as root and there is no `nobody` user, so a mode-000 file is readable");
+            return;
+        }
+        let cfg = format!("{CFG}{}", if root { "\nuser = \"nobody\"\naccess_log = \"off\"" } else { "" });
+        let srv = start_or_skip!(e, &cfg, &site.root);
+        for p in ["/gone.bin", "/locked.bin", "/gone.bin", "/locked.bin"] {
+            assert_bytes_eq(&get(srv.addr(), p).body, &body, p);
+        }
+        assert!(files_open(srv.pid(), &site.root) >= 2, "not held open:\n{}", fd_listing(srv.pid()));
+        std::fs::remove_file(site.path("gone.bin")).unwrap();
+        until(&srv, "/gone.bin", |r| r.status == 200 || r.status == 404, |r| r.status == 404);
+        set_mode(&site.path("locked.bin"), 0o000);
+        until(&srv, "/locked.bin", |r| r.status == 200 || r.status == 403, |r| r.status == 403);
+    }
+
+    /// Ranges (one and several), conditionals and HEAD answered from a
+    /// held descriptor, after GETs that put it there, each read at its own
+    /// offsets: on one connection, pipelined, interleaved with whole GETs.
+    fn ranges_and_head_from_a_held_file(e) {
+        let site = Site::new();
+        let body = pseudo_random(20_000, 3);
+        site.write("r.bin", &body);
+        let srv = start_or_skip!(e, CFG, &site.root);
+        assert_bytes_eq(&get(srv.addr(), "/r.bin").body, &body, "first GET");
+        assert!(files_open(srv.pid(), &site.root) >= 1, "not held open:\n{}", fd_listing(srv.pid()));
+        let mut c = srv.connect();
+        let reqs = b"GET /r.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=100-199\r\n\r\n\
+HEAD /r.bin HTTP/1.1\r\nHost: t\r\n\r\n\
+GET /r.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=-10\r\n\r\n\
+GET /r.bin HTTP/1.1\r\nHost: t\r\n\r\n\
+GET /r.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0,19990-\r\n\r\n";
+        // Split at odd places.
+        for chunk in reqs.chunks(37) {
+            c.send(chunk);
+        }
+        let r = c.read_response("GET");
+        assert_status(&r, 206, "range 100-199");
+        assert_eq!(r.header("content-range"), Some("bytes 100-199/20000"));
+        assert_bytes_eq(&r.body, &body[100..200], "range 100-199");
+        let r = c.read_response("HEAD");
+        assert_status(&r, 200, "HEAD");
+        assert_eq!(r.header("content-length"), Some("20000"));
+        assert!(r.body.is_empty());
+        let etag = r.header("etag").expect("ETag").to_string();
+        let r = c.read_response("GET");
+        assert_status(&r, 206, "suffix range");
+        assert_bytes_eq(&r.body, &body[19990..], "suffix range");
+        let r = c.read_response("GET");
+        assert_status(&r, 200, "whole GET");
+        assert_bytes_eq(&r.body, &body, "whole GET after ranges");
+        let r = c.read_response("GET");
+        assert_status(&r, 206, "two ranges");
+        let text = String::from_utf8_lossy(&r.body).to_string();
+        assert!(r.header("content-type").is_some_and(|t| t.starts_with("multipart/byteranges")), "{}", r.describe());
+        assert!(text.contains("bytes 0-0/20000") && text.contains("bytes 19990-19999/20000"), "{text}");
+        let r = c.roundtrip(format!("GET /r.bin HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\n\r\n").as_bytes());
+        assert_status(&r, 304, "If-None-Match");
+    }
+
+    /// Dotfiles stay hidden and a symlink out of the root stays refused,
+    /// asked for before and after the same names' targets were held open.
+    fn dotfiles_and_symlinks_unchanged(e) {
+        let site = Site::new();
+        let body = pseudo_random(3000, 4);
+        site.write(".secret.bin", &body);
+        site.write("in.bin", &body);
+        let outside = site.tempdir().join("outside.bin");
+        std::fs::write(&outside, &body).unwrap();
+        std::os::unix::fs::symlink(&outside, site.root.join("out.bin")).unwrap();
+        std::os::unix::fs::symlink("in.bin", site.root.join("link.bin")).unwrap();
+        let srv = start_or_skip!(e, CFG, &site.root);
+        for _ in 0..2 {
+            assert_status(&get(srv.addr(), "/.secret.bin"), 404, "dotfile");
+            assert_status(&get(srv.addr(), "/out.bin"), 404, "symlink out of the root");
+            assert_bytes_eq(&get(srv.addr(), "/in.bin").body, &body, "in.bin");
+            assert_bytes_eq(&get(srv.addr(), "/link.bin").body, &body, "link within the root");
+        }
+        // A held file swapped for a symlink out of the root, and a held
+        // file's directory swapped for one to a directory outside holding
+        // another file of that name: refused (404) within cache_revalidate.
+        site.write("d/x.bin", &body);
+        let other = site.tempdir().join("elsewhere");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("x.bin"), pseudo_random(3000, 5)).unwrap();
+        for p in ["/in.bin", "/d/x.bin", "/in.bin", "/d/x.bin"] {
+            assert_bytes_eq(&get(srv.addr(), p).body, &body, p);
+        }
+        let tmp = site.root.join(".in.tmp");
+        std::os::unix::fs::symlink(&outside, &tmp).unwrap();
+        std::fs::rename(&tmp, site.root.join("in.bin")).unwrap();
+        std::fs::rename(site.root.join("d"), site.tempdir().join("old-d")).unwrap();
+        std::os::unix::fs::symlink(&other, site.root.join("d")).unwrap();
+        let b = body.clone();
+        until(&srv, "/in.bin", |r| r.status == 404 || r.body == b, |r| r.status == 404);
+        until(&srv, "/d/x.bin", |r| r.status == 404 || r.body == b, |r| r.status == 404);
+    }
+
+    /// A precompressed sibling added next to a held file: served (with
+    /// Vary) within cache_revalidate.
+    fn sibling_added_next_to_a_held_file(e) {
+        let site = Site::new();
+        let body = pseudo_random(3000, 6);
+        site.write("s/page.bin", &body);
+        let srv = start_or_skip!(e, CFG, &site.root);
+        let req = b"GET /s/page.bin HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n";
+        for _ in 0..2 {
+            let r = request(srv.addr(), req);
+            assert_bytes_eq(&r.body, &body, "before");
+            assert_eq!(r.header("content-encoding"), None);
+        }
+        assert!(files_open(srv.pid(), &site.root) >= 1, "not held open:\n{}", fd_listing(srv.pid()));
+        site.write("s/page.bin.gz", b"GZIP-BYTES");
+        let t0 = Instant::now();
+        loop {
+            let r = request(srv.addr(), req);
+            if r.header("content-encoding") == Some("gzip") {
+                assert_eq!(r.body, b"GZIP-BYTES");
+                assert!(r.header("vary").is_some_and(|v| v.contains("Accept-Encoding")), "{}", r.describe());
+                break;
+            }
+            assert_bytes_eq(&r.body, &body, "meanwhile");
+            assert!(t0.elapsed() < Duration::from_secs(5), "the sibling not served in 5 s");
+        }
+    }
+
+    /// The held descriptors are closed at reload (the old worker's cache
+    /// goes with it) and the cache holds at most a quarter of the worker's
+    /// descriptors.
+    fn held_descriptors_closed_at_reload_and_bounded(e) {
+        let site = Site::new();
+        for i in 0..60 {
+            site.write(&format!("f/{i}.bin"), &pseudo_random(2000, i));
+        }
+        let srv = start_or_skip!(e, CFG, &site.root);
+        let pid = srv.pid();
+        assert_eq!(files_open(pid, &site.root), 0);
+        let mut c = srv.connect();
+        for i in 0..60 {
+            let r = c.roundtrip(format!("GET /f/{i}.bin HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+            assert_status(&r, 200, "GET");
+        }
+        drop(c);
+        let held = files_open(pid, &site.root);
+        assert!(held >= 50, "{held} of 60 files held open:\n{}", fd_listing(pid));
+        srv.reload(Duration::from_secs(10)).expect("reload");
+        let t0 = Instant::now();
+        while files_open(pid, &site.root) > 0 {
+            assert!(t0.elapsed() < Duration::from_secs(10), "still held after reload:\n{}", fd_listing(pid));
+            std::thread::sleep(Duration::from_millis(20)); // poll interval
+        }
+        drop(srv);
+        // A low limit: at most a quarter of (160 - 64 reserved) = 24 held.
+        let Some(srv) = Server::launch(e, CFG, &site.root, Launch { nofile: Some(160), ..Default::default() }) else { return };
+        let mut c = srv.connect();
+        for i in 0..60 {
+            let r = c.roundtrip(format!("GET /f/{i}.bin HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+            assert_status(&r, 200, "GET (RLIMIT_NOFILE 160)");
+        }
+        let held = files_open(srv.pid(), &site.root);
+        assert!((1..=24).contains(&held), "{held} files held under RLIMIT_NOFILE 160");
+    }
+
+    /// A low RLIMIT_NOFILE, many files and many keep-alive clients at
+    /// once: no request is refused (503) for want of descriptors.
+    fn low_nofile_many_files_many_clients_no_503(e) {
+        let site = Site::new();
+        // More files than the limit has descriptors for.
+        for i in 0..150 {
+            site.write(&format!("f/{i}.bin"), &pseudo_random(100_000, 100 + i));
+        }
+        let cfg = format!("{CFG}\nmax_connections = 1000\nkeepalive_timeout = \"60s\"");
+        let Some(srv) = Server::launch(e, &cfg, &site.root, Launch { nofile: Some(160), ..Default::default() }) else { return };
+        // 40 clients, each with a request in flight for another file, and
+        // none read before all were sent: each holds its socket and a file.
+        let mut conns: Vec<Conn> = (0..40).map(|_| srv.connect()).collect();
+        for round in 0..8 {
+            for (k, c) in conns.iter_mut().enumerate() {
+                let i = (k * 7 + round * 13) % 150;
+                c.send(format!("GET /f/{i}.bin HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+            }
+            for (k, c) in conns.iter_mut().enumerate() {
+                let i = (k * 7 + round * 13) % 150;
+                let r = c.read_response("GET");
+                assert_status(&r, 200, &format!("round {round}, client {k}, /f/{i}.bin\n{}", srv.stderr_text()));
+                assert_eq!(r.body.len(), 100_000);
+            }
+        }
+        assert!(!srv.stderr_text().contains("EMFILE") && !srv.stderr_text().contains("Too many open files"), "{}", srv.stderr_text());
+    }
+}
