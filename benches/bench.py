@@ -772,7 +772,10 @@ def h2_read_response(s):
 
 
 def idle_case(target, counts=None, h2=False):
-    """A fresh server, no warm-up: its RSS now is the baseline. Whatever
+    """A fresh server, no warm-up: its RSS once it has finished starting
+    (unchanged for 0.5 s, no client yet) is the baseline; a server's port
+    accepts (into the backlog) before its workers have set up, and what
+    they set up is the fresh server's, not the connections'. Whatever
     the connections make it touch (io_uring's buffer ring, pools, slab
     growth, malloc's arenas) is their cost, as on a just-started server.
     h2: the server takes h2c by prior knowledge (http2_cleartext), and the
@@ -783,7 +786,7 @@ def idle_case(target, counts=None, h2=False):
     socks = []
     res = {"counts": {}}
     try:
-        before = srv.rss_kib()
+        before = settle(srv, quiet_s=0.5)
         res["rss_before_kib"] = before
         deadline = time.monotonic() + 180
         for n in sorted(counts):
