@@ -199,6 +199,44 @@ GET /r.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0,19990-\r\n\r\n";
         until(&srv, "/d/x.bin", |r| r.status == 404 || r.body == b, |r| r.status == 404);
     }
 
+    /// A held file's directory moved out of the root, a symlink to it left
+    /// in its place; another's renamed to a dotfile name, a symlink to it
+    /// left: the same files, but a path the server refuses (404) when it
+    /// opens it. Refused within cache_revalidate too for the held ones,
+    /// as descriptors (large) and as bytes (small), not served on because
+    /// the file the path now leads to is the one held. With no
+    /// precompressed siblings looked for (the directory is not read).
+    fn held_file_moved_behind_a_refused_symlink_is_refused(e) {
+        let site = Site::new();
+        let big = pseudo_random(3000, 7);
+        let small = pseudo_random(200, 8);
+        for d in ["m", "h"] {
+            site.write(&format!("{d}/big.bin"), &big);
+            site.write(&format!("{d}/small.bin"), &small);
+        }
+        let srv = start_or_skip!(e, &format!("{CFG}\nprecompressed = []"), &site.root);
+        for _ in 0..3 {
+            for d in ["m", "h"] {
+                assert_bytes_eq(&get(srv.addr(), &format!("/{d}/big.bin")).body, &big, d);
+                assert_bytes_eq(&get(srv.addr(), &format!("/{d}/small.bin")).body, &small, d);
+            }
+        }
+        assert!(files_open(srv.pid(), &site.root) >= 2, "not held open:\n{}", fd_listing(srv.pid()));
+        let moved = site.tempdir().join("moved-m");
+        std::fs::rename(site.root.join("m"), &moved).unwrap();
+        std::os::unix::fs::symlink(&moved, site.root.join("m")).unwrap();
+        std::fs::rename(site.root.join("h"), site.root.join(".h")).unwrap();
+        std::os::unix::fs::symlink(".h", site.root.join("h")).unwrap();
+        for p in ["/m/big.bin", "/h/big.bin"] {
+            let b = big.clone();
+            until(&srv, p, |r| r.status == 404 || r.body == b, |r| r.status == 404);
+        }
+        for p in ["/m/small.bin", "/h/small.bin"] {
+            let b = small.clone();
+            until(&srv, p, |r| r.status == 404 || r.body == b, |r| r.status == 404);
+        }
+    }
+
     /// A precompressed sibling added next to a held file: served (with
     /// Vary) within cache_revalidate.
     fn sibling_added_next_to_a_held_file(e) {

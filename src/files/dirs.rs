@@ -44,7 +44,9 @@ impl Dirs {
     /// Whether `dir` (beneath `root`, "" for the root itself) may hold a
     /// sibling of one of the codings `encs` (a name ending in its suffix,
     /// and longer than it): read once per `every`. With `every` zero
-    /// nothing is remembered: always true.
+    /// nothing is remembered: always true. Opened as `open_beneath` opens,
+    /// so one that no longer opens under the symlink and dotfile rules
+    /// may (the caches revalidate by this, with no codings too).
     pub fn may_hold(
         &self,
         root: &RootDir,

@@ -235,6 +235,13 @@ impl Site<'_> {
     /// sibling, and its directory still holds none: `Dirs`), and its path
     /// names that same file, unchanged (`RootDir::still_names`: one
     /// fstatat). Else the path is opened again.
+    ///
+    /// fstatat follows the directories on the way, so their part is
+    /// `Dirs`'s: it opens the directory as `open_beneath` does, once an
+    /// interval, with no codings to look for too, and one that no longer
+    /// opens under the symlink and dotfile rules (moved out of the root or
+    /// to a hidden name, a symlink left in its place) "may hold" siblings:
+    /// the path is opened again, and refused.
     fn unchanged_on_disk(&self, key: &str, e: &Entry, now: &Now) -> bool {
         let encs = &self.settings.precompressed;
         let name = e.rel.as_bytes();
@@ -243,10 +250,9 @@ impl Site<'_> {
             .rposition(|&b| b == b'/')
             .map_or(&b""[..], |i| &name[..i]);
         let every = self.settings.cache_revalidate;
-        let no_sibling = encs.is_empty()
-            || self
-                .dirs
-                .is_some_and(|d| !d.may_hold(self.root, dir, encs, now.instant, every));
+        let no_sibling = self
+            .dirs
+            .is_some_and(|d| !d.may_hold(self.root, dir, encs, now.instant, every));
         let rep = &e.reps[0];
         key.as_bytes().get(1..) == Some(name)
             && e.reps.len() == 1
