@@ -437,6 +437,50 @@ engine_tests! {
         assert_eq!(c.get("/", "").status, 200);
     }
 
+
+    /// A held file (open-file cache) truncated in place while its entry
+    /// is fresh, asked for pipelined behind another page: that page
+    /// arrives whole, then the 200 head announcing the old length and
+    /// what the file still has, and the connection then ends (no hang, no
+    /// stray bytes, nothing queued before it lost); the server says why,
+    /// and a new connection is answered.
+    fn held_file_truncated_in_place_ends_the_tls_connection(e) {
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
+        let body = pattern(40_000, 11);
+        site.write("t.bin", &body);
+        let (srv, addr) = start_tls_or_skip!(e, "cache_max_file = 1024\ncache_revalidate = \"60s\"", site, &[&ec]);
+        let mut c = Tls::connect(addr, "ec.test", client(&[&ec], None));
+        assert_eq!(c.get("/t.bin", "").body, body);
+        std::fs::File::options().write(true).open(site.root.join("t.bin")).unwrap().set_len(5000).unwrap();
+        let index = std::fs::read(site.root.join("index.html")).unwrap();
+        c.send(b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\nGET /t.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut got = Vec::new();
+        let mut tmp = [0u8; 65536];
+        loop {
+            match c.s.read(&mut tmp) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&tmp[..n]),
+                Err(e) if is_timeout(&e) => panic!("still open after {} bytes", got.len()),
+                Err(_) => break,
+            }
+        }
+        let first = format!("Content-Length: {}\r\n", index.len());
+        let at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no head in {} bytes:\n{}", got.len(), srv.stderr_text())) + 4;
+        let head = String::from_utf8_lossy(&got[..at]).to_string();
+        assert!(head.contains(" 200 ") && head.contains(&first), "{head}");
+        assert!(got.len() >= at + index.len(), "the first page cut short: {} bytes", got.len());
+        assert_eq!(&got[at..at + index.len()], &index[..], "the first page");
+        got.drain(..at + index.len());
+        let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no head in {} bytes:\n{}", got.len(), srv.stderr_text())) + 4;
+        let head = String::from_utf8_lossy(&got[..end]).to_string();
+        assert!(head.contains("200") && head.contains("ontent-Length: 40000"), "{head}");
+        assert_eq!(&got[end..], &body[..5000], "the bytes the file still has");
+        assert!(srv.wait_stderr("file shorter than announced", Duration::from_secs(5)), "{}", srv.stderr_text());
+        let mut c = Tls::connect(addr, "ec.test", client(&[&ec], None));
+        c.send(b"HEAD /t.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(c.response("HEAD").status, 200);
+    }
+
 }
 
 /// `tandem -t` with this config (its TLS lines at the end).

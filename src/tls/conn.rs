@@ -373,6 +373,13 @@ impl TlsConn {
             ctx.stats.tls_failure(why);
         }
         crate::note!(ctx.notes, Level::Debug, "{}: TLS: {what}", self.conn.peer());
+        self.end_after_queued(ctx);
+    }
+
+    /// The connection cannot go on: its `Conn` is ended, but what is
+    /// already encrypted (earlier responses, and this one's head and the
+    /// bytes read) is sent before the socket is shut; then it lingers.
+    fn end_after_queued(&mut self, ctx: &mut Ctx<'_>) {
         if !self.conn.is_closed() {
             self.conn.handle_error(ctx);
         }
@@ -432,14 +439,15 @@ impl TlsConn {
                         match r {
                             (0, _) => {
                                 // As engine::policy::short_file: the promised
-                                // length cannot be met, the connection ends.
+                                // length cannot be met, the connection ends,
+                                // after what was encrypted before it.
                                 let peer = self.conn.peer();
                                 crate::note!(
                                     ctx.notes,
                                     Level::Warn,
                                     "{peer}: file shorter than announced"
                                 );
-                                self.conn.handle_error(ctx);
+                                self.end_after_queued(ctx);
                                 break;
                             }
                             (_, n) => n,
