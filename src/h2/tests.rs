@@ -976,19 +976,28 @@ fn waiting_streams_across_goaway_drain_and_eof() {
     assert!(c.is_closed(), "open after EOF with nothing it can send");
 }
 
+/// SETTINGS_INITIAL_WINDOW_SIZE and the connection's window at 2^30:
+/// nothing waits for a window.
+fn wide_windows() -> Vec<u8> {
+    let mut s = client_frame(kind::SETTINGS, 0, 0, &[0, 4, 0x40, 0, 0, 0]);
+    s.extend(window_updates(1, 0, 1 << 30));
+    s
+}
+
+/// `n` WINDOW_UPDATE frames of `inc` on `stream`.
+fn window_updates(n: usize, stream: u32, inc: u32) -> Vec<u8> {
+    (0..n)
+        .flat_map(|_| client_frame(kind::WINDOW_UPDATE, 0, stream, &inc.to_be_bytes()))
+        .collect()
+}
+
 /// The order DATA frames go out in: the stream ids of consecutive runs
 /// of frames (1, 1, 3 → [1, 3]), for streams opened with `prio` (a
 /// `priority` field, or none) on four `/big` requests with wide windows.
 fn data_runs(prio: [Option<&str>; 4]) -> Vec<u32> {
     let mut env = Env::new();
     let mut c = env.conn();
-    let mut s = client_frame(kind::SETTINGS, 0, 0, &[0, 4, 0x40, 0, 0, 0]);
-    s.extend(client_frame(
-        kind::WINDOW_UPDATE,
-        0,
-        0,
-        &(1u32 << 30).to_be_bytes(),
-    ));
+    let mut s = wide_windows();
     for (i, p) in prio.iter().enumerate() {
         let extra: Vec<(&str, &str)> = p.iter().map(|v| ("priority", *v)).collect();
         let f = flag::END_HEADERS | flag::END_STREAM;
@@ -1099,27 +1108,15 @@ fn window_given_back_on_ended_streams_is_no_flood() {
     let mut env = Env::new();
     env.limits.h2.max_control_frames_per_second = 5;
     let mut c = env.conn();
-    let mut s = client_frame(kind::SETTINGS, 0, 0, &[0, 4, 0x40, 0, 0, 0]);
-    s.extend(client_frame(
-        kind::WINDOW_UPDATE,
-        0,
-        0,
-        &(1u32 << 30).to_be_bytes(),
-    ));
+    let mut s = wide_windows();
     s.extend(get(1, "/big"));
     env.input(&mut c, &s);
     let f = env.frames(&mut c);
     let data = f.iter().filter(|(h, _)| h.kind == kind::DATA).count();
     assert!(data > 5, "{data} DATA frames");
-    let back: Vec<u8> = (0..data)
-        .flat_map(|_| client_frame(kind::WINDOW_UPDATE, 0, 1, &16_384u32.to_be_bytes()))
-        .collect();
-    env.input(&mut c, &back);
+    env.input(&mut c, &window_updates(data, 1, 16_384));
     assert_eq!(goaway_code(&env.frames(&mut c)), None);
-    let more: Vec<u8> = (0..6)
-        .flat_map(|_| client_frame(kind::WINDOW_UPDATE, 0, 1, &1u32.to_be_bytes()))
-        .collect();
-    env.input(&mut c, &more);
+    env.input(&mut c, &window_updates(6, 1, 1));
     assert_eq!(
         goaway_code(&env.frames(&mut c)),
         Some(Code::EnhanceYourCalm as u32)
