@@ -266,7 +266,7 @@ GET /r.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0,19990-\r\n\r\n";
     }
 
     /// The held descriptors are closed at reload (the old worker's cache
-    /// goes with it) and the cache holds at most a quarter of the worker's
+    /// goes with it) and the cache holds at most half of the worker's
     /// descriptors.
     fn held_descriptors_closed_at_reload_and_bounded(e) {
         let site = Site::new();
@@ -291,7 +291,7 @@ GET /r.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0,19990-\r\n\r\n";
             std::thread::sleep(Duration::from_millis(20)); // poll interval
         }
         drop(srv);
-        // A low limit: at most a quarter of (160 - 64 reserved) = 24 held.
+        // A low limit: at most half of (160 - 64 reserved) = 48 held.
         let Some(srv) = Server::launch(e, CFG, &site.root, Launch { nofile: Some(160), ..Default::default() }) else { return };
         let mut c = srv.connect();
         for i in 0..60 {
@@ -299,7 +299,7 @@ GET /r.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0,19990-\r\n\r\n";
             assert_status(&r, 200, "GET (RLIMIT_NOFILE 160)");
         }
         let held = files_open(srv.pid(), &site.root);
-        assert!((1..=24).contains(&held), "{held} files held under RLIMIT_NOFILE 160");
+        assert!((1..=48).contains(&held), "{held} files held under RLIMIT_NOFILE 160");
     }
 
     /// A low RLIMIT_NOFILE, many files and many keep-alive clients at

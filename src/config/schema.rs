@@ -130,7 +130,7 @@ schema! {
         /// Largest file kept in the cache; larger ones are sent from disk.
         cache_max_file: u64 = 64 << 10 => (|v| count("a number of bytes", v)),
         /// Open files (descriptors with their metadata and head) each worker
-        /// keeps for files not cached as bytes; at most a quarter of its
+        /// keeps for files not cached as bytes; at most half of its
         /// descriptors. 0 turns it off.
         open_file_cache: usize = 10_000
             => (|v| usize_of("a number of open files (0 turns the open-file cache off)", v)),

@@ -292,7 +292,7 @@ impl Respond for Responder {
     }
 
     /// The worker's root and its caches: bytes within `cache_size /
-    /// workers`, and open files within `open_file_cache` and a quarter of
+    /// workers`, and open files within `open_file_cache` and half of
     /// `fd_budget`; none at all when `cache_size` is 0 (then every request
     /// opens its file: a change is served at once).
     fn local(&self, stats: &Arc<WorkerCounters>, fd_budget: usize) -> Box<dyn Any> {
