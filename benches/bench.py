@@ -13,6 +13,9 @@ workers that are children of the master it started) over the requests wrk
 completed. Servers are alternated round by round; every figure is the
 median over rounds. The cases (CASES):
 
+Every run is on a server started for it (no warm-up: caches fill during
+the run, as on a server just started).
+
 - hot: one URL per file size, keep-alive, and the fixed-reply loops at 1 KiB;
 - log: the same with the access log on;
 - many: 10,000 distinct files of 1-64 KiB, paths chosen by a wrk Lua script
@@ -581,53 +584,45 @@ def quiet(job, dur):
     return r
 
 
-def rounds(case, items, servers, job, dur_of, warm=None):
-    """ROUNDS rounds over `items` x `servers` (a different server first each
-    round); job(srv, item) -> one run. Returns the runs."""
+def fresh(target, job, item, **kw):
+    """job(srv, item) against `target` freshly started for it (with start's
+    `kw`), stopped after: nothing has asked it anything before, as a user's
+    server just started (no warm-up: its caches fill during the run)."""
+    s = start(target, **kw)
+    try:
+        return job(s, item)
+    finally:
+        stop(s.proc)
+
+
+def rounds(case, items, targets, job, dur_of, **kw):
+    """ROUNDS rounds over `items` x `targets` (a different server first each
+    round), each run (and each retry) on a freshly started server (`fresh`);
+    job(srv, item) -> one run. Returns the runs."""
     runs = []
     for item in items:
-        here = [s for s in servers if s.kind != "ceiling" or item == KiB]
-        if warm:
-            for s in here:
-                warm(s, item)
+        here = [t for t in targets if not t.startswith("ceiling-") or item == KiB]
         for rnd in range(ROUNDS):
             k = rnd % len(here)
-            for s in here[k:] + here[:k]:
-                r = quiet(lambda: job(s, item), dur_of(item))
-                r.update(case=case, item=item, server=s.name, round=rnd + 1)
+            for t in here[k:] + here[:k]:
+                r = quiet(lambda: fresh(t, job, item, **kw), dur_of(item))
+                r.update(case=case, item=item, server=t, round=rnd + 1)
                 runs.append(r)
                 tries = r["retries"]
-                print(f"  {case:<14} {report.item_label(case, item):>24} {display(s.name):<28} round {rnd + 1}: "
+                print(f"  {case:<14} {report.item_label(case, item):>24} {display(t):<28} round {rnd + 1}: "
                       f"{r['req_s']:>10,.0f} req/s {report.fnum(r['cpu_us'], 'us'):>8} µs/req"
                       + (f"  (retried {tries}x, other load {r['other_pct']:.0f}%)" if tries else ""), file=sys.stderr)
                 if case == "log":  # keep the disk from filling over a long run
-                    mine = os.path.join(WORK, f"{s.name}-w1-log.access.log".replace("@", "_"))
-                    if os.path.exists(mine) and os.path.getsize(mine) == 0 and s.kind != "ceiling":
-                        print(f"  warning: {display(s.name)} wrote no access log lines to {mine}", file=sys.stderr)
+                    mine = os.path.join(WORK, f"{t}-w1-log.access.log".replace("@", "_"))
+                    if os.path.exists(mine) and os.path.getsize(mine) == 0 and not t.startswith("ceiling-"):
+                        print(f"  warning: {display(t)} wrote no access log lines to {mine}", file=sys.stderr)
                     for fn in os.listdir(WORK):
                         if fn.endswith(".access.log"):
                             os.truncate(os.path.join(WORK, fn), 0)
     return runs
 
 
-def started(targets, **kw):
-    servers = []
-    try:
-        for t in targets:
-            servers.append(start(t, **kw))
-    except BaseException:
-        for s in servers:
-            stop(s.proc)
-        raise
-    return servers
-
-
-def stop_all(servers):
-    for s in servers:
-        stop(s.proc)
-
-
-# --- plain HTTP client (warm-up, memory case) -----------------------------------
+# --- plain HTTP client (memory case) ---------------------------------------------
 
 def request(s, path):
     s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
@@ -644,7 +639,7 @@ def read_response(s):
     head, body = data.split(b"\r\n\r\n", 1)
     m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
     left = (int(m.group(1)) if m else 0) - len(body)
-    while left > 0:  # count, don't keep: the warm-up reads the largest file too
+    while left > 0:  # count, don't keep: a body may be large
         n = len(s.recv(1 << 20))
         if not n:
             raise OSError("connection closed mid-body")
@@ -821,7 +816,8 @@ def idle_case(target, counts=None, h2=False):
 
 def nonread_case(target):
     """A fresh server; NONREAD_CLIENTS clients each send NONREAD_PIPELINE
-    pipelined requests for a cached file and never read. Reports the RSS
+    pipelined requests for one file (cached by the first of them) and never
+    read. Reports the RSS
     growth per client once the server has stopped making progress, whether
     another client is still answered meanwhile, and the RSS once they left."""
     srv = start(target)
@@ -829,7 +825,6 @@ def nonread_case(target):
     k0 = kernel_tcp()
     try:
         path = f"/f{NONREAD_SIZE}.bin"
-        get_once(srv.port, path).close()  # the file is cached, as the case says
         before = settle(srv, quiet_s=0.5)
         req = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode() * NONREAD_PIPELINE
         for _ in range(NONREAD_CLIENTS):
@@ -1096,74 +1091,46 @@ def main():
     t_start = time.monotonic()
     print(f"cases: {' '.join(CASES)}; {ROUNDS} round(s) of {DURATION} s; results in {outdir}", file=sys.stderr)
 
-    def warm_file(s, size):  # open the file, fault in the path
-        get_once(s.port, f"/f{size}.bin").close()
-
     runs, mem, nonread, tls_agreed = [], {}, {}, {}
     hot = lambda s, size: wrk(s, f"/f{size}.bin", size)  # noqa: E731
     dur_of = lambda size: DURATION_HUGE if isinstance(size, int) and size >= 100 * MiB else DURATION  # noqa: E731
     if "hot" in CASES:
         targets = TARGETS + ([CEILINGS[e] for e in ("epoll", "io_uring") if CEILINGS[e] in BINS] if KiB in sizes else [])
-        servers = started(targets)
-        try:
-            runs += rounds("hot", sizes, servers, hot, dur_of, warm_file)
-        finally:
-            stop_all(servers)
+        runs += rounds("hot", sizes, targets, hot, dur_of)
     if "log" in CASES and LOG_SIZES:
-        servers = started(TARGETS, log=True)
-        try:
-            runs += rounds("log", sorted(set(LOG_SIZES)), servers, hot, dur_of, warm_file)
-        finally:
-            stop_all(servers)
+        runs += rounds("log", sorted(set(LOG_SIZES)), TARGETS, hot, dur_of, log=True)
     if W2_SIZES:
-        servers = started(TARGETS, workers=2)
-        try:
-            runs += rounds("2 workers", sorted(set(W2_SIZES)), servers,
-                           lambda s, size: wrk(s, f"/f{size}.bin", size, workers=2), dur_of, warm_file)
-        finally:
-            stop_all(servers)
+        runs += rounds("2 workers", sorted(set(W2_SIZES)), TARGETS,
+                       lambda s, size: wrk(s, f"/f{size}.bin", size, workers=2), dur_of, workers=2)
     if "many" in CASES:
+        # Each run on a fresh server: its caches fill (or churn) during the run.
         many = lambda s, kind: wrk(s, "/", script=scripts[kind])  # noqa: E731
         for case, targets, cache in (("many files", TARGETS, True), ("many, no cache", UNCACHED_TARGETS, False)):
-            servers = started(targets, cache=cache)
-            try:
-                # One unmeasured second per server and sequence first: the
-                # caches fill (or churn) as they would on a running site.
-                runs += rounds(case, ["uniform", "zipf"], servers, many, dur_of,
-                               lambda s, kind: wrk(s, "/", script=scripts[kind], dur=1))
-            finally:
-                stop_all(servers)
+            runs += rounds(case, ["uniform", "zipf"], targets, many, dur_of, cache=cache)
     if "tls" in CASES:
-        servers = started(TLS_TARGETS, tls=True)
-        try:
-            for s in servers:
-                tls_agreed[s.name] = negotiated(s)
-            jobs = {"1k": lambda s: wrk(s, f"/f{KiB}.bin", KiB),
-                    "1m": lambda s: wrk(s, f"/f{MiB}.bin", MiB),
-                    "new": lambda s: stime(s, f"/f{KiB}.bin"),
-                    "resumed": lambda s: wrk(s, f"/f{KiB}.bin", KiB, close=True)}
-            items = [i for i in jobs if i in TLS_ITEMS]
-            runs += rounds("https", items, servers, lambda s, item: jobs[item](s), dur_of)
-        finally:
-            stop_all(servers)
+        for t in TLS_TARGETS:
+            tls_agreed[t] = fresh(t, lambda s, _: negotiated(s), None, tls=True)
+        jobs = {"1k": lambda s: wrk(s, f"/f{KiB}.bin", KiB),
+                "1m": lambda s: wrk(s, f"/f{MiB}.bin", MiB),
+                "new": lambda s: stime(s, f"/f{KiB}.bin"),
+                "resumed": lambda s: wrk(s, f"/f{KiB}.bin", KiB, close=True)}
+        items = [i for i in jobs if i in TLS_ITEMS]
+        runs += rounds("https", items, TLS_TARGETS, lambda s, item: jobs[item](s), dur_of, tls=True)
     h2mem = {}
     if "h2" in CASES:
         for tls in (True, False):
             items = [i for i in H2_ITEMS if i.startswith("tls-" if tls else "h2c-")]
             if not items:
                 continue
-            servers = started(H2_TARGETS, tls=tls, h2=True)
-            try:
-                if tls:
-                    for s in servers:
-                        tls_agreed[f"{display(s.name)} (HTTP/2 listener)"] = negotiated(s)
-                size_of = lambda item: parse_size(item.split("-")[1])  # noqa: E731
-                dur_of = lambda item: H2_DURATION_LARGE if size_of(item) >= MiB else H2_DURATION  # noqa: E731
-                runs += rounds("h2", items, servers,
-                               lambda s, item: h2load(s, f"/f{size_of(item)}.bin", size_of(item), dur=dur_of(item)),
-                               dur_of, lambda s, item: h2load(s, f"/f{KiB}.bin", 0, dur=1))
-            finally:
-                stop_all(servers)
+            if tls:
+                for t in H2_TARGETS:
+                    tls_agreed[f"{display(t)} (HTTP/2 listener)"] = fresh(t, lambda s, _: negotiated(s), None,
+                                                                          tls=True, h2=True)
+            size_of = lambda item: parse_size(item.split("-")[1])  # noqa: E731
+            dur_of = lambda item: H2_DURATION_LARGE if size_of(item) >= MiB else H2_DURATION  # noqa: E731
+            runs += rounds("h2", items, H2_TARGETS,
+                           lambda s, item: h2load(s, f"/f{size_of(item)}.bin", size_of(item), dur=dur_of(item)),
+                           dur_of, tls=tls, h2=True)
         for t in [t for t in H2_TARGETS if t not in PEERS]:
             h2mem[t] = {"h1": idle_case(t, [H2_IDLE_COUNT], h2="h1"), "h2": idle_case(t, [H2_IDLE_COUNT], h2=True)}
             b = {k: v["counts"][H2_IDLE_COUNT]["bytes_per_conn"] for k, v in h2mem[t].items()}

@@ -12,9 +12,11 @@ set to the same text types), each asked with and without
 
 For each: requests/s, server CPU per request (utime+stime of the server's
 processes over the requests wrk completed), and bytes per response on the
-wire (wrk's bytes read over its requests: head and body). tandem is warmed
-first (every file asked once per coding: "once warm"); nginx compresses on
-every request anyway. Median over ROUNDS rounds, servers alternated.
+wire (wrk's bytes read over its requests: head and body). Every run is on
+a server started for it, never asked anything before (no warm-up: tandem
+compresses a file the first times it is asked in a coding, during the run,
+as on a server just started); nginx compresses on every request anyway.
+Median over ROUNDS rounds, servers alternated.
 
     python3 benches/compressed.py          # ROUNDS=3 DURATION=3 by default
 Prints a Markdown table; writes nothing else. Only 127.0.0.1; everything
@@ -28,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
@@ -125,30 +126,6 @@ def run_wrk(srv, script):
             "bytes": read / reqs}
 
 
-def warm(srv, paths):
-    """Every path once per coding, asked again until it comes back in that
-    coding (a turn over tandem's per-turn budget answers identity and makes
-    it later)."""
-    import socket
-    s = socket.create_connection(("127.0.0.1", srv.port))
-    for p in paths:
-        for ae in ["br", "zstd", "gzip", None]:
-            for _ in range(5):
-                h = f"Accept-Encoding: {ae}\r\n" if ae else ""
-                s.sendall(f"GET {p} HTTP/1.1\r\nHost: 127.0.0.1\r\n{h}\r\n".encode())
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += s.recv(65536)
-                head, body = data.split(b"\r\n\r\n", 1)
-                left = int(re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head).group(1)) - len(body)
-                while left > 0:
-                    left -= len(s.recv(min(left, 1 << 20)))
-                coded = re.search(rb"(?i)\r\ncontent-encoding:\s*(\w+)", head)
-                if ae is None or (coded and coded.group(1).decode() == ae):
-                    break
-    s.close()
-
-
 def main():
     bench.WORK = tempfile.mkdtemp(prefix="tandem-compressed-")
     bench.BINS["nginx"] = bench.need("nginx", "nginx-light")
@@ -170,18 +147,19 @@ def main():
             lua(ps, ae, sp)
             scripts[(case, ae)] = sp
     servers = {
-        "tandem epoll": bench.start("epoll", root=root),
-        "tandem io_uring": bench.start("io_uring", root=root),
-        "nginx gzip on": start_nginx(root),
+        "tandem epoll": lambda: bench.start("epoll", root=root),
+        "tandem io_uring": lambda: bench.start("io_uring", root=root),
+        "nginx gzip on": lambda: start_nginx(root),
     }
-    for srv in servers.values():
-        if srv.kind == "tandem":  # nginx compresses every time: no warm state
-            warm(srv, paths + ["/page.html"])
     results = {}
     for r in range(ROUNDS):
         for (case, ae), sp in scripts.items():
-            for name, srv in servers.items():
-                results.setdefault((case, ae, name), []).append(run_wrk(srv, sp))
+            for name, started in servers.items():
+                srv = started()  # fresh for each run: no warm-up
+                try:
+                    results.setdefault((case, ae, name), []).append(run_wrk(srv, sp))
+                finally:
+                    bench.stop(srv.proc)
         print(f"round {r + 1}/{ROUNDS} done", file=sys.stderr)
     print(f"| case | server | Accept-Encoding | req/s | CPU µs/req | vs identity | bytes/resp |")
     print("|---|---|---|---|---|---|---|")

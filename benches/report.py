@@ -258,7 +258,8 @@ def write(data, outdir):
            if st["pin"] else "nothing pinned (PIN=0)")
     md += [f"**How:** 127.0.0.1, {pin}; keep-alive; `wrk -t{st['threads']} -c{st['conns']}` "
            f"(`-c{st['conns_huge']}` for 100 MiB and up), {st['duration']} s per run, median of {st['rounds']} "
-           f"round(s), servers taking turns to go first. CPU per request is the user + system time "
+           f"round(s), servers taking turns to go first, each run on a server started for it (no warm-up: its "
+           f"caches fill during the run). CPU per request is the user + system time "
            f"(/proc/PID/stat) of the server's own processes (nginx: the workers of the master this run started) "
            f"over the requests wrk completed (from 1 MiB up: over the bytes wrk read, in files' worth). "
            f"A run during which other processes used over {st['noisy_pct']:.0f}% of a CPU was taken again "
@@ -415,7 +416,7 @@ def memory_tables(mem, nonread, st):
     if nonread:
         c, p, s = st["nonread"]
         md += ["## Memory: clients that never read", "",
-               f"Each server freshly started, the file cached by one request; {c} clients each send {p} "
+               f"Each server freshly started; {c} clients each send {p} "
                f"pipelined requests for a {size_label(s)} file and never read. RSS once the server stops "
                f"making progress, whether a new client is still answered meanwhile (within 5 s to connect and "
                f"5 s to answer), and RSS once they left and the server closed its side of every connection. "
