@@ -254,14 +254,15 @@ impl Site<'_> {
             .rposition(|&b| b == b'/')
             .map_or(&b""[..], |i| &name[..i]);
         let every = self.settings.cache_revalidate;
-        let no_sibling = self
-            .dirs
-            .is_some_and(|d| !d.may_hold(self.root, dir, encs, now.instant, every));
+        let no_sibling = || {
+            self.dirs
+                .is_some_and(|d| !d.may_hold(self.root, dir, encs, now.instant, every))
+        };
         let rep = &e.reps[0];
         key.as_bytes().get(1..) == Some(name)
             && e.reps.len() == 1
             && e.files.len() == 1
-            && no_sibling
+            && no_sibling()
             && self
                 .root
                 .still_names(&e.rel, &e.files[0], rep.len, rep.mtime)

@@ -253,10 +253,7 @@ impl Respond for Responder {
             Some(l) => l.root(&self.roots, now.instant),
             None => self.roots.latest(now.instant, false),
         };
-        let (cache, files, dirs) = match local.as_deref_mut() {
-            Some(l) => (l.cache.as_mut(), l.files.as_mut(), Some(&l.dirs)),
-            None => (None, None, None),
-        };
+        let (cache, files, dirs) = Local::parts(local.as_deref_mut());
         let mut reply = self
             .site(&root, dirs)
             .respond(req, now, cache, files, notes);
@@ -267,9 +264,9 @@ impl Respond for Responder {
             && l.files.as_mut().is_some_and(|f| f.shed() > 0)
         {
             os::take_shortage();
-            let (cache, files) = (l.cache.as_mut(), l.files.as_mut());
+            let (cache, files, dirs) = Local::parts(Some(l));
             reply = self
-                .site(&root, Some(&l.dirs))
+                .site(&root, dirs)
                 .respond(req, now, cache, files, notes);
         }
         if reply.status != Status::NOT_FOUND {
@@ -281,10 +278,7 @@ impl Respond for Responder {
         };
         match again {
             Some(new) => {
-                let (cache, files, dirs) = match local {
-                    Some(l) => (l.cache.as_mut(), l.files.as_mut(), Some(&l.dirs)),
-                    None => (None, None, None),
-                };
+                let (cache, files, dirs) = Local::parts(local);
                 self.site(&new, dirs).respond(req, now, cache, files, notes)
             }
             None => reply,
@@ -450,10 +444,11 @@ impl Site<'_> {
             None => self.types.header_value(&rel.to_string_lossy()),
         };
         let sibs = self.siblings(rel, &f, now.instant, notes);
+        // The caches' key, made once for both.
+        let key = p.normal();
         if let Some(cache) = cache
             && f.len <= self.settings.cache_max_file
         {
-            let key = p.normal();
             // Looked up again after cache_revalidate and found unchanged
             // (the same source and siblings): the entry is served on as it
             // was, its bytes and what was compressed for it, nothing read.
@@ -480,7 +475,7 @@ impl Site<'_> {
             && sibs.is_empty()
         {
             let e = Rc::new(self.open_entry(now, rel, f, ctype, rules));
-            files.put(&p.normal(), e.clone(), now.instant);
+            files.put(&key, e.clone(), now.instant);
             return self.answer_cached(req, now, &e);
         }
         let mut reply = self.entity(req, now, f, sibs, rel, ctype);

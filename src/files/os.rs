@@ -395,9 +395,8 @@ impl RootDir {
             libc::S_IFDIR => EntryKind::Dir,
             _ => return None,
         };
-        let mtime = UNIX_EPOCH
-            + Duration::from_secs(st.st_mtime.max(0) as u64)
-            + Duration::from_nanos(st.st_mtime_nsec.clamp(0, 999_999_999) as u64);
+        // A listing shows a time before 1970 as 1970.
+        let mtime = time_of(st.st_mtime.max(0), st.st_mtime_nsec);
         Some(DirEntry {
             name: OsString::from_vec(name.to_vec()),
             kind,

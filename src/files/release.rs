@@ -166,9 +166,15 @@ impl Local {
         self.cache.as_ref()
     }
 
-    /// The open-file cache, if any.
-    pub fn files(&self) -> Option<&FdCache> {
-        self.files.as_ref()
+    /// The caches and directory records of `local`, a worker's (none
+    /// without one).
+    pub(super) fn parts(
+        local: Option<&mut Local>,
+    ) -> (Option<&mut Cache>, Option<&mut FdCache>, Option<&Dirs>) {
+        match local {
+            Some(l) => (l.cache.as_mut(), l.files.as_mut(), Some(&l.dirs)),
+            None => (None, None, None),
+        }
     }
 
     /// The root to answer a request from at `now`: the one held, unless
