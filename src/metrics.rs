@@ -46,6 +46,8 @@ pub struct WorkerCounters {
     h2_streams: AtomicU64,
     cache_entries: AtomicU64,
     cache_bytes: AtomicU64,
+    /// Descriptors the open-file cache holds (a gauge).
+    open_files: AtomicU64,
     /// Files compressed on the fly, by coding (`Encoding as usize`).
     compressions: [AtomicU64; 3],
 }
@@ -142,6 +144,14 @@ impl WorkerCounters {
         self.cache_bytes.store(bytes as u64, Relaxed);
     }
 
+    /// How many files the worker's open-file cache holds open now. Set by
+    /// the cache itself when that count changes (a file taken in, dropped
+    /// past its interval, or all closed), never on a hit.
+    #[inline]
+    pub fn set_open_files(&self, n: usize) {
+        self.open_files.store(n as u64, Relaxed);
+    }
+
     /// A cached file was compressed on the fly with the coding of index
     /// `coding` in `CODINGS` (out of range: not counted).
     #[inline]
@@ -164,6 +174,7 @@ impl WorkerCounters {
             h2_streams: self.h2_streams.load(Relaxed),
             cache_entries: self.cache_entries.load(Relaxed),
             cache_bytes: self.cache_bytes.load(Relaxed),
+            open_files: self.open_files.load(Relaxed),
             compressions: std::array::from_fn(|i| self.compressions[i].load(Relaxed)),
         }
     }
@@ -222,6 +233,8 @@ pub struct Totals {
     /// Gauges, as `open`: what live workers' caches hold.
     pub cache_entries: u64,
     pub cache_bytes: u64,
+    /// A gauge, as `open`: files live workers' open-file caches hold open.
+    pub open_files: u64,
     /// Files compressed on the fly: br, zstd, gzip.
     pub compressions: [u64; 3],
 }
@@ -247,6 +260,7 @@ impl Totals {
         self.h2_streams = self.h2_streams.wrapping_add(o.h2_streams);
         self.cache_entries += o.cache_entries;
         self.cache_bytes += o.cache_bytes;
+        self.open_files += o.open_files;
         for (a, b) in self.compressions.iter_mut().zip(o.compressions) {
             *a = a.wrapping_add(b);
         }
@@ -320,6 +334,7 @@ impl Registry {
                 tls_open: [0; 2],
                 cache_entries: 0,
                 cache_bytes: 0,
+                open_files: 0,
                 ..t
             });
         }
@@ -443,6 +458,13 @@ impl Snapshot {
             "Bytes the small-file caches hold now, as counted against cache_size (all workers).",
         );
         let _ = writeln!(s, "tandem_cache_bytes {}", t.cache_bytes);
+        head(
+            &mut s,
+            "tandem_open_file_cache_entries",
+            "gauge",
+            "Open files the open-file caches hold now (all workers).",
+        );
+        let _ = writeln!(s, "tandem_open_file_cache_entries {}", t.open_files);
         head(
             &mut s,
             "tandem_compressions_total",
@@ -570,6 +592,42 @@ mod tests {
     fn blocks_do_not_share_cache_lines() {
         assert_eq!(std::mem::align_of::<WorkerCounters>(), 128);
         assert_eq!(std::mem::size_of::<WorkerCounters>() % 128, 0);
+    }
+
+    /// The open-file caches' gauge: the sum over live workers of what
+    /// each last set; an ended worker's files are gone with it.
+    #[test]
+    fn open_file_cache_gauge_sums_live_workers() {
+        let r = Registry::new("epoll");
+        let sample = || {
+            let text = r.render();
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix("tandem_open_file_cache_entries "))
+                .unwrap_or_else(|| panic!("no sample in\n{text}"));
+            assert!(
+                text.contains("# TYPE tandem_open_file_cache_entries gauge\n"),
+                "{text}"
+            );
+            line.parse::<u64>().unwrap()
+        };
+        assert_eq!(sample(), 0);
+        let a = r.worker();
+        let b = r.worker();
+        a.set_open_files(3);
+        b.set_open_files(5);
+        assert_eq!(r.snapshot().totals.open_files, 8);
+        assert_eq!(sample(), 8, "summed over workers");
+        a.set_open_files(2);
+        assert_eq!(sample(), 7, "a gauge: set, not added");
+        r.retire(&a);
+        assert_eq!(sample(), 5, "a retired worker's files are gone");
+        let c = r.worker();
+        c.set_open_files(1);
+        assert_eq!(sample(), 6);
+        b.set_open_files(0);
+        c.set_open_files(0);
+        assert_eq!(sample(), 0, "all closed");
     }
 
     #[test]

@@ -78,6 +78,7 @@ impl Scrape {
             "tandem_connections_accepted_total",
             "tandem_cache_entries",
             "tandem_cache_bytes",
+            "tandem_open_file_cache_entries",
             "tandem_reloads_total",
             "tandem_info",
         ] {
