@@ -302,6 +302,55 @@ GET /r.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0,19990-\r\n\r\n";
         assert!((1..=48).contains(&held), "{held} files held under RLIMIT_NOFILE 160");
     }
 
+    /// `tandem_open_file_cache_entries` shows the files the open-file
+    /// caches of all workers hold: one for each of N large files asked
+    /// for, on two connections (on one worker or on two: each file is
+    /// asked for once, so they hold N in all); none more for hits (asked
+    /// again on the same connection: the same worker), for a small file
+    /// (held as bytes) or for a missing one; 0 once a reload has closed
+    /// them, and counting again from there.
+    fn metrics_gauge_shows_the_files_held_open(e) {
+        const N: usize = 12;
+        const GAUGE: &str = "tandem_open_file_cache_entries";
+        let site = Site::new();
+        for i in 0..N {
+            site.write(&format!("g/{i}.bin"), &pseudo_random(3000, 200 + i as u64));
+        }
+        site.write("g/small.txt", b"held as bytes, not as a descriptor");
+        let cfg = format!("{}\nworkers = 2\nmetrics_listen = [\"127.0.0.1:0\"]", CFG.replacen("workers = 1\n", "", 1));
+        let srv = start_or_skip!(e, &cfg, &site.root);
+        assert_eq!(srv.metric(GAUGE), 0, "nothing held yet");
+        let settles = |want: usize, what: &str| {
+            let t0 = Instant::now();
+            loop {
+                let n = srv.metric(GAUGE);
+                if n == want as u64 {
+                    return;
+                }
+                assert!(t0.elapsed() < Duration::from_secs(10), "{what}: {GAUGE} is {n}, not {want}\n{}", fd_listing(srv.pid()));
+                std::thread::sleep(Duration::from_millis(20)); // poll interval
+            }
+        };
+        let mut conns = [srv.connect(), srv.connect()];
+        let ask = |c: &mut Conn, path: &str| c.roundtrip(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        for i in 0..N {
+            assert_status(&ask(&mut conns[i % 2], &format!("/g/{i}.bin")), 200, "GET");
+        }
+        settles(N, "after N distinct large files");
+        assert_eq!(files_open(srv.pid(), &site.root), N, "really held open:\n{}", fd_listing(srv.pid()));
+        for i in [0, 7, 1] {
+            assert_status(&ask(&mut conns[i % 2], &format!("/g/{i}.bin")), 200, "a hit");
+        }
+        assert_status(&ask(&mut conns[0], "/g/small.txt"), 200, "a small file");
+        assert_status(&ask(&mut conns[1], "/g/nope.bin"), 404, "a missing file");
+        assert_eq!(srv.metric(GAUGE), N as u64, "hits, a small file and a missing one hold nothing more");
+        drop(conns);
+        srv.reload(Duration::from_secs(10)).expect("reload");
+        settles(0, "after a reload");
+        assert_status(&get(srv.addr(), "/g/3.bin"), 200, "GET after the reload");
+        settles(1, "one file asked for after the reload");
+    }
+
     /// A low RLIMIT_NOFILE, many files and many keep-alive clients at
     /// once: no request is refused (503) for want of descriptors.
     fn low_nofile_many_files_many_clients_no_503(e) {

@@ -29,6 +29,12 @@
 //! is closed first (`shed`) and the open is tried again. Eviction is
 //! second-chance (CLOCK): an approximation of least recently used that
 //! costs a hit one store.
+//!
+//! How many files it holds is published to the worker's `/metrics` block
+//! (`tandem_open_file_cache_entries`) when that count changes (a file
+//! taken in, one dropped past its interval, all closed, the cache gone
+//! with its worker), as the byte cache publishes its own: never on a hit,
+//! nor when an eviction puts one file in another's place.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -43,6 +49,7 @@ use super::os::Found;
 use super::{HEAD_ESTIMATE, Site};
 use crate::http::reply::Text;
 use crate::http::{Now, Reply, Request};
+use crate::metrics::WorkerCounters;
 
 /// The share of a worker's descriptor budget the cache may hold: one in
 /// `BUDGET_SHARE`.
@@ -68,27 +75,41 @@ pub struct FdCache {
     slots: Vec<Slot>,
     /// The clock hand: the next slot looked at for eviction.
     hand: usize,
+    /// Where the worker's `/metrics` gauge of this cache is.
+    gauges: Arc<WorkerCounters>,
 }
 
 impl FdCache {
     /// At most `entries` open files, and at most half of the
-    /// worker's descriptor budget `fd_budget`, each revalidated `every`.
-    pub fn new(entries: usize, fd_budget: usize, every: Duration) -> FdCache {
+    /// worker's descriptor budget `fd_budget`, each revalidated `every`;
+    /// how many it holds shown in `gauges`.
+    pub fn new(
+        entries: usize,
+        fd_budget: usize,
+        every: Duration,
+        gauges: Arc<WorkerCounters>,
+    ) -> FdCache {
         FdCache {
             cap: entries.min(fd_budget / BUDGET_SHARE),
             every,
             map: HashMap::new(),
             slots: Vec::new(),
             hand: 0,
+            gauges,
         }
     }
 
     /// A worker's, by the settings, unless they leave it no room.
-    pub(super) fn of(s: &super::Settings, fd_budget: usize) -> Option<FdCache> {
+    pub(super) fn of(
+        s: &super::Settings,
+        fd_budget: usize,
+        gauges: &Arc<WorkerCounters>,
+    ) -> Option<FdCache> {
         Some(FdCache::new(
             s.open_file_cache,
             fd_budget,
             s.cache_revalidate,
+            gauges.clone(),
         ))
         .filter(|f| f.cap() > 0)
     }
@@ -152,6 +173,7 @@ impl FdCache {
         if self.slots.len() < self.cap {
             self.map.insert(key, self.slots.len());
             self.slots.push(slot);
+            self.publish();
             return;
         }
         loop {
@@ -177,6 +199,9 @@ impl FdCache {
         self.map.clear();
         self.slots.clear();
         self.hand = 0;
+        if n > 0 {
+            self.publish();
+        }
         n
     }
 
@@ -185,6 +210,21 @@ impl FdCache {
         self.map.remove(&s.key);
         if let Some(moved) = self.slots.get(i) {
             self.map.insert(moved.key.clone(), i);
+        }
+        self.publish();
+    }
+
+    /// The count changed: show it on `/metrics` (one relaxed store).
+    fn publish(&self) {
+        self.gauges.set_open_files(self.slots.len());
+    }
+}
+
+impl Drop for FdCache {
+    /// Its worker ended (or its state was let go): what it held is closed.
+    fn drop(&mut self) {
+        if !self.slots.is_empty() {
+            self.gauges.set_open_files(0);
         }
     }
 }
@@ -320,23 +360,31 @@ mod tests {
     /// Bounded by the entries asked for and half of the descriptor
     /// budget; a full cache evicts one not asked for lately; past its
     /// interval an entry is kept only while its file is the same; `shed`
-    /// closes all.
+    /// closes all. What it holds is on its worker's `/metrics` gauge all
+    /// the way, and 0 once it is gone.
     #[test]
     fn bounded_second_chance_and_revalidation() {
+        let reg = crate::metrics::Registry::new("epoll");
+        let w = reg.worker();
+        let gauge = || reg.snapshot().totals.open_files;
         let every = Duration::from_secs(1);
-        assert_eq!(FdCache::new(100, 40, every).cap(), 20);
-        assert_eq!(FdCache::new(3, 4000, every).cap(), 3);
+        assert_eq!(FdCache::new(100, 40, every, w.clone()).cap(), 20);
+        assert_eq!(FdCache::new(3, 4000, every, w.clone()).cap(), 3);
         let t0 = Instant::now();
         let later = t0 + every;
-        let mut c = FdCache::new(3, 4000, every);
+        let mut c = FdCache::new(3, 4000, every, w.clone());
         let fresh = |_: &Entry| -> bool { panic!("revalidated within the interval") };
-        for k in ["a", "b", "c"] {
+        for (n, k) in ["a", "b", "c"].into_iter().enumerate() {
             c.put(k, entry(later), t0);
+            assert_eq!(gauge(), n as u64 + 1, "after put {k}");
         }
+        c.put("a", entry(later), t0);
+        assert_eq!(gauge(), 3, "replaced: as many as before");
         assert!(c.get("a", t0, fresh).is_some());
         assert!(c.get("c", t0, fresh).is_some());
         c.put("d", entry(later), t0);
         assert_eq!(c.len(), 3);
+        assert_eq!(gauge(), 3, "one evicted for one taken in");
         assert!(
             c.get("b", t0, fresh).is_none(),
             "b was not asked for: evicted"
@@ -347,11 +395,18 @@ mod tests {
         assert!(c.get("a", later, fresh).is_some(), "for another interval");
         assert!(c.get("c", later, |_| false).is_none(), "changed: dropped");
         assert_eq!(c.len(), 2);
+        assert_eq!(gauge(), 2, "one dropped past its interval");
         assert!(c.get("a", t0, fresh).is_some() && c.get("d", t0, fresh).is_some());
         assert_eq!(c.shed(), 2);
+        assert_eq!(gauge(), 0, "all closed");
         assert!(c.is_empty() && c.get("a", t0, fresh).is_none());
-        let mut off = FdCache::new(0, 4000, every);
+        c.put("e", entry(later), t0);
+        assert_eq!(gauge(), 1);
+        drop(c);
+        assert_eq!(gauge(), 0, "gone with its worker");
+        let mut off = FdCache::new(0, 4000, every, w);
         off.put("a", entry(later), t0);
         assert!(off.is_empty());
+        assert_eq!(gauge(), 0);
     }
 }

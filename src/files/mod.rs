@@ -294,7 +294,7 @@ impl Respond for Responder {
             0 => (None, None),
             budget => (
                 Some(Cache::new(self.owner, budget, stats.clone())),
-                FdCache::of(&self.settings, fd_budget),
+                FdCache::of(&self.settings, fd_budget, stats),
             ),
         };
         Box::new(Local::new(self.owner, &self.roots, cache, files))
