@@ -351,6 +351,47 @@ GET /r.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0,19990-\r\n\r\n";
         settles(1, "one file asked for after the reload");
     }
 
+    /// A small file first held as a descriptor (the small-file cache was
+    /// full and did not rate it above what it holds), then asked for often
+    /// enough to be taken in as bytes: its descriptor is let go, not held
+    /// beside the bytes until the open-file cache evicts it. Every answer
+    /// whole on the way.
+    fn promoted_to_bytes_lets_its_descriptor_go(e) {
+        let site = Site::new();
+        let bodies: Vec<Vec<u8>> = (0..3).map(|i| pseudo_random(3000, 300 + i)).collect();
+        for (i, b) in bodies.iter().enumerate() {
+            site.write(&format!("p/{i}.bin"), b);
+        }
+        // Room for two of them as bytes (3,000 B + a 512 B head estimate each).
+        let cfg = "workers = 1\ncache_size = 8192\ncache_max_file = 4096";
+        let srv = start_or_skip!(e, cfg, &site.root);
+        let third = site.root.join("p/2.bin").canonicalize().unwrap();
+        let held = || {
+            std::fs::read_dir(format!("/proc/{}/fd", srv.pid()))
+                .unwrap()
+                .filter(|e| e.as_ref().ok().and_then(|e| std::fs::read_link(e.path()).ok()).as_deref() == Some(&third))
+                .count()
+        };
+        for (i, body) in bodies.iter().enumerate() {
+            let r = get(srv.addr(), &format!("/p/{i}.bin"));
+            assert_bytes_eq(&r.body, body, &format!("GET /p/{i}.bin"));
+        }
+        assert_eq!(held(), 1, "the third file, not taken in as bytes, is held open:\n{}", fd_listing(srv.pid()));
+        let t0 = Instant::now();
+        while held() > 0 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "asked for again and again (taken in as bytes), p/2.bin is still held open:\n{}",
+                fd_listing(srv.pid())
+            );
+            let r = get(srv.addr(), "/p/2.bin");
+            assert_bytes_eq(&r.body, &bodies[2], "GET /p/2.bin again");
+        }
+        let r = get(srv.addr(), "/p/2.bin");
+        assert_bytes_eq(&r.body, &bodies[2], "GET /p/2.bin as bytes");
+        assert_eq!(held(), 0, "served as bytes, not opened again:\n{}", fd_listing(srv.pid()));
+    }
+
     /// A low RLIMIT_NOFILE, many files and many keep-alive clients at
     /// once: no request is refused (503) for want of descriptors.
     fn low_nofile_many_files_many_clients_no_503(e) {

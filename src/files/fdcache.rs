@@ -205,6 +205,13 @@ impl FdCache {
         n
     }
 
+    /// Let the entry for `key` go, if there is one.
+    pub fn forget(&mut self, key: &str) {
+        if let Some(&i) = self.map.get(key) {
+            self.remove(i);
+        }
+    }
+
     fn remove(&mut self, i: usize) {
         let s = self.slots.swap_remove(i);
         self.map.remove(&s.key);
@@ -256,7 +263,9 @@ impl Site<'_> {
 
     /// The open-file cache's entry for `key`, unless the small-file cache
     /// would now take the file in (it was asked for often enough lately:
-    /// `Cache::admits`), which the lookup that follows does.
+    /// `Cache::admits`), which the lookup that follows does: then the
+    /// entry is let go, so the file is not held twice, as bytes and as a
+    /// descriptor (closed once no response in flight still sends from it).
     fn open_cached(
         &self,
         cache: Option<&Cache>,
@@ -264,12 +273,17 @@ impl Site<'_> {
         key: &str,
         now: &Now,
     ) -> Option<Rc<Entry>> {
-        let e = files?.get(key, now.instant, |e| self.unchanged_on_disk(key, e, now))?;
+        let files = files?;
+        let e = files.get(key, now.instant, |e| self.unchanged_on_disk(key, e, now))?;
         let len = e.reps[0].len;
         let promote = cache.is_some_and(|c| {
             len <= self.settings.cache_max_file && c.admits(key, len as usize + HEAD_ESTIMATE)
         });
-        (!promote).then_some(e)
+        if promote {
+            files.forget(key);
+            return None;
+        }
+        Some(e)
     }
 
     /// Whether the entry for `key` (bytes or a held descriptor) past its
