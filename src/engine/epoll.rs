@@ -54,6 +54,9 @@ struct EConn {
     queued: bool,
 }
 
+// Every idle connection is one slab slot: its `Session` and 8 bytes.
+const _: () = assert!(size_of::<EConn>() <= 88);
+
 impl EngineConn for EConn {
     fn conn(&mut self) -> Option<&mut Session> {
         Some(&mut self.conn)

@@ -18,7 +18,7 @@ use bytes::BytesMut;
 
 use super::parse::{MAX_HEADERS, Method, Parsed, Request, parse_head};
 use super::reply::{Body, Reply, Segment};
-use super::{Ctx, Limits, Status, later};
+use super::{Ctx, Limits, Stamp, Status, later};
 use crate::log::Level;
 use crate::log::access::{HeldRequest, RequestLine, decimal};
 
@@ -227,9 +227,15 @@ pub struct Conn {
     requests: u32,
     /// What few connections need (`Rare`): none while it is idle.
     rare: Option<Box<Rare>>,
-    last_activity: Instant,
-    deadline: Option<Instant>,
+    /// When a byte last came in or went out, and when `handle_timeout` wants
+    /// to be called: `Stamp`s (8 bytes each, an `Instant` is 16), rounded
+    /// up to the millisecond, so a deadline never comes early.
+    last_activity: Stamp,
+    deadline: Option<Stamp>,
 }
+
+// An idle connection is this, in its engine's slab slot: no growing back.
+const _: () = assert!(size_of::<Conn>() <= 72);
 
 impl Conn {
     pub fn new(peer: SocketAddr, now: Instant, limits: &Limits) -> Conn {
@@ -241,8 +247,8 @@ impl Conn {
             draining: false,
             requests: 0,
             rare: None,
-            last_activity: now,
-            deadline: Some(later(now, limits.header_timeout)),
+            last_activity: Stamp::of(now),
+            deadline: Some(Stamp::of(later(now, limits.header_timeout))),
         }
     }
 
@@ -284,7 +290,7 @@ impl Conn {
         if data.is_empty() {
             return;
         }
-        self.last_activity = now;
+        self.last_activity = Stamp::of(now);
         if !self.has_input() {
             let used = self.process(ctx, data);
             if used < data.len() && self.state == State::Open {
@@ -327,7 +333,7 @@ impl Conn {
             return;
         };
         if n > 0 {
-            self.last_activity = ctx.now.instant;
+            self.last_activity = Stamp::of(ctx.now.instant);
         }
         let mut n = n as u64;
         let segs = &mut b.segs;
@@ -397,7 +403,7 @@ impl Conn {
         if r.drain_until.is_some() {
             r.drain_until = Some(later(now, ctx.drain_grace));
         }
-        self.last_activity = now;
+        self.last_activity = Stamp::of(now);
         self.update_deadline(ctx.limits);
     }
 
@@ -427,7 +433,7 @@ impl Conn {
 
     /// When `handle_timeout` wants to be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadline
+        self.deadline.map(Stamp::instant)
     }
 
     // ---- internals ----

@@ -3,6 +3,8 @@
 //! descriptor, the clock or a global lock: bytes come in, `Transmit`s go
 //! out, time is an argument, error-log lines go into the caller's `Notes`,
 //! and each finished exchange is handed to `Ctx::exchange` as a record.
+//! (The one global is the epoch of the `Stamp`s connections keep their
+//! times in: set once, from the first time given, then only read.)
 //! What to answer is asked of a `Respond` (the file responder, or an
 //! in-memory one in tests); this module never names it.
 
@@ -14,6 +16,7 @@ pub mod fds;
 pub mod parse;
 pub mod range;
 pub mod reply;
+pub mod stamp;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -27,6 +30,7 @@ pub use conn::{BufferPool, Conn, Transmit};
 pub use fds::FdBudget;
 pub use parse::{Method, ParseLimits, Request};
 pub use reply::{Body, FileRange, Headers, Reply, Segment};
+pub use stamp::Stamp;
 
 /// What answers requests: the file responder, or an in-memory one in tests.
 ///

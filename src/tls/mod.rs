@@ -37,6 +37,10 @@ pub enum Session {
     Tls(Box<TlsConn>),
 }
 
+// Every idle connection is one of these (in its engine's slab slot): a
+// plaintext one is its `Http`, an HTTP/1.1 `Conn` and 8 bytes.
+const _: () = assert!(size_of::<Session>() <= 80);
+
 macro_rules! each {
     ($self:expr, $c:ident => $e:expr) => {
         match $self {

@@ -59,17 +59,16 @@ pub struct UConn {
     pub fixed: bool,
 }
 
-// Every idle connection is one slab slot: keep the engine's part of it as
-// small as epoll's (8 bytes there, 16 here).
-const _: () = assert!(std::mem::size_of::<UConn>() <= std::mem::size_of::<Session>() + 32);
+// Every idle connection is one slab slot: keep the engine's part of it
+// small (32 bytes here, 8 on epoll), and the whole of it no larger.
+const _: () = assert!(size_of::<UConn>() <= size_of::<Session>() + 32);
+const _: () = assert!(size_of::<UConn>() <= 112);
 
-/// Milliseconds since the first stamp, a u32 that wraps (every 49 days):
-/// a connection keeps a cancel time in 4 bytes, not 16, and compares by
+/// The low 32 bits of `now`'s `Stamp`, which wrap (every 49 days): a
+/// connection keeps a cancel time in 4 bytes, not 16, and compares by
 /// `wrapping_sub`.
 fn stamp(now: Instant) -> u32 {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let epoch = *EPOCH.get_or_init(|| now);
-    now.saturating_duration_since(epoch).as_millis() as u32
+    crate::http::Stamp::of(now).millis() as u32
 }
 
 impl UConn {

@@ -77,7 +77,7 @@ impl Conn {
                     .rare
                     .as_ref()
                     .and_then(|r| r.linger_until)
-                    .unwrap_or(self.last_activity),
+                    .unwrap_or(self.last_activity.instant()),
             },
             State::Open if self.sending() => Phase::Sending,
             State::Open if self.discard() > 0 => Phase::Discarding,
@@ -98,27 +98,30 @@ impl Conn {
     /// must be whole within `header_timeout` of when it began (the head's
     /// first byte; the end of the body's head, and again when its response
     /// is out), however the client paces it.
+    /// Kept as a `Stamp`: the first millisecond not before it.
     pub(super) fn update_deadline(&mut self, lim: &Limits) {
-        let begun = self.head_started().unwrap_or(self.last_activity);
-        self.deadline = match self.phase() {
+        let last = self.last_activity.instant();
+        let begun = self.head_started().unwrap_or(last);
+        let deadline = match self.phase() {
             Phase::Closed => None,
             Phase::Linger { until } => Some(until),
-            Phase::Sending => Some(later(self.last_activity, lim.send_timeout)),
+            Phase::Sending => Some(later(last, lim.send_timeout)),
             Phase::Head | Phase::ChunkedBody | Phase::Discarding => {
                 Some(later(begun, lim.header_timeout))
             }
-            Phase::Fresh => Some(later(self.last_activity, lim.header_timeout)),
+            Phase::Fresh => Some(later(last, lim.header_timeout)),
             Phase::Idle => {
-                let idle_end = later(self.last_activity, lim.keepalive_timeout);
+                let idle_end = later(last, lim.keepalive_timeout);
                 Some(self.drain_until().map_or(idle_end, |d| d.min(idle_end)))
             }
         };
+        self.deadline = deadline.map(Stamp::of);
     }
 
     /// Time passed; act on a deadline that has expired.
     pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
         match self.deadline {
-            Some(d) if d <= ctx.now.instant => {}
+            Some(d) if d.instant() <= ctx.now.instant => {}
             _ => return,
         }
         let phase = self.phase();

@@ -171,7 +171,9 @@ fn cases() -> Vec<Case> {
             name: "linger after keep-alive expiry",
             build: |env| {
                 let (mut c, _) = served(env);
-                env.advance(env.limits.keepalive_timeout);
+                // The keep-alive deadline, as kept (off the millisecond
+                // grid, up to 1 ms after keepalive_timeout).
+                env.now.instant = c.poll_timeout().unwrap();
                 c.handle_timeout(&mut env.ctx());
                 sink(env, &mut c);
                 (c, Some(env.now.instant + env.limits.linger_timeout))
@@ -241,27 +243,48 @@ fn observed(env: &mut Env, c: &mut Conn) -> Option<Expiry> {
 #[test]
 fn deadline_expiry_and_idleness_agree_in_every_phase() {
     let mut seen = Vec::new();
-    for case in cases() {
+    // On the millisecond grid of the `Stamp`s a `Conn` keeps its times in,
+    // and off it: a deadline is never early, and at most 1 ms late.
+    for (case, off) in cases()
+        .into_iter()
+        .map(|c| (c, 0))
+        .chain(cases().into_iter().map(|c| (c, 300_001)))
+    {
         let name = case.name;
         let mut env = Env::new();
+        env.now.instant += Duration::from_nanos(off);
         let (mut c, deadline) = (case.build)(&mut env);
         let phase = c.phase();
         assert!((case.phase)(&c), "{name}: in {phase:?}");
         seen.push(phase);
         // The three readings, against the table and against each other.
-        assert_eq!(c.poll_timeout(), deadline, "{name}: deadline");
+        let reported = c.poll_timeout();
+        if off == 0 {
+            assert_eq!(reported, deadline, "{name}: deadline");
+        }
+        assert_eq!(reported.is_some(), deadline.is_some(), "{name}: deadline");
+        if let (Some(r), Some(d)) = (reported, deadline) {
+            assert!(r >= d, "{name}: deadline early by {:?}", d - r);
+            assert!(
+                r - d < Duration::from_millis(1),
+                "{name}: late by {:?}",
+                r - d
+            );
+        }
         assert_eq!(c.is_idle(), case.idle, "{name}: is_idle");
         assert_eq!(phase.expiry(), case.expiry, "{name}: expiry");
         assert_eq!(deadline.is_none(), case.expiry.is_none(), "{name}");
         assert_eq!(case.idle, phase == Phase::Idle, "{name}");
 
-        if let Some(d) = deadline {
+        if let (Some(d), Some(r)) = (deadline, reported) {
             // Just before the deadline nothing changes.
-            env.now.instant = d - Duration::from_millis(1);
-            c.handle_timeout(&mut env.ctx());
-            assert_eq!(c.phase(), phase, "{name}: acted early");
-            assert_eq!(c.poll_timeout(), deadline, "{name}: deadline moved");
-            env.now.instant = d;
+            for before in [d - Duration::from_millis(1), d - Duration::from_nanos(1)] {
+                env.now.instant = before;
+                c.handle_timeout(&mut env.ctx());
+                assert_eq!(c.phase(), phase, "{name}: acted early");
+                assert_eq!(c.poll_timeout(), reported, "{name}: deadline moved");
+            }
+            env.now.instant = r;
         } else {
             env.advance(Duration::from_secs(3600));
         }

@@ -1,0 +1,111 @@
+//! Times a connection keeps, in 8 bytes instead of an `Instant`'s 16:
+//! whole milliseconds since a process-wide epoch, as a `u64` (nothing
+//! wraps: 584 million years). The one conversion between the two; every
+//! idle connection keeps two (`Conn`'s last activity and deadline), and
+//! the io_uring engine a cancel time (its low 32 bits).
+//!
+//! An instant becomes the first millisecond not before it (rounded up), so
+//! a deadline kept as a stamp never comes early, and at most 1 ms late
+//! (the engines' timer is a coarser tick). `Option<Stamp>` is 8 bytes too:
+//! a stamp is never 0, and `None` (no deadline) is the 0.
+//!
+//! The epoch is not read from the clock (time is an argument here): it is
+//! a day before the first instant converted, so the instants the workers
+//! hold (each its own, read once per loop turn) all come after it. An
+//! instant before it (none in practice) counts as the epoch: later, so
+//! still never early.
+
+use std::num::NonZeroU64;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::later;
+
+/// How long before the first instant converted the epoch lies.
+const MARGIN: Duration = Duration::from_secs(24 * 3600);
+
+/// An instant, as whole milliseconds since the epoch (see the module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Stamp(NonZeroU64);
+
+const _: () = assert!(size_of::<Option<Stamp>>() == 8);
+
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+impl Stamp {
+    /// The first millisecond not before `t`.
+    pub fn of(t: Instant) -> Stamp {
+        let epoch = *EPOCH.get_or_init(|| t.checked_sub(MARGIN).unwrap_or(t));
+        let d = t.saturating_duration_since(epoch);
+        let ms = d.as_millis() + u128::from(!d.subsec_nanos().is_multiple_of(1_000_000));
+        let ms = u64::try_from(ms).unwrap_or(u64::MAX);
+        Stamp(NonZeroU64::new(ms).unwrap_or(NonZeroU64::MIN))
+    }
+
+    /// The instant this stamp stands for: never before the one it was
+    /// made of, and less than 1 ms after it (an instant more than 584
+    /// million years away, which no config allows, is kept as that far).
+    pub fn instant(self) -> Instant {
+        let epoch = EPOCH
+            .get()
+            .expect("set by the Stamp::of that made this stamp");
+        later(*epoch, Duration::from_millis(self.0.get()))
+    }
+
+    /// Milliseconds since the epoch.
+    pub fn millis(self) -> u64 {
+        self.0.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stamp_is_never_before_its_instant_and_less_than_a_millisecond_after() {
+        let base = Instant::now();
+        let mut last = Stamp::of(base);
+        for k in 0..5000u64 {
+            // Steps that fall on, between and across millisecond edges.
+            let t = base + Duration::from_nanos(k * 137_129);
+            let s = Stamp::of(t);
+            let back = s.instant();
+            assert!(back >= t, "early by {:?}", t - back);
+            assert!(
+                back - t < Duration::from_millis(1),
+                "late by {:?}",
+                back - t
+            );
+            // The round trip is exact once on the grid, and keeps order.
+            assert_eq!(Stamp::of(back), s);
+            assert!(s >= last);
+            last = s;
+            // A deadline a whole number of milliseconds after a stamp is
+            // exact: a kept last-activity time plus a timeout.
+            let d = Stamp::of(later(back, Duration::from_secs(15)));
+            assert_eq!(d.instant(), back + Duration::from_secs(15));
+            assert_eq!(d.millis(), s.millis() + 15_000);
+        }
+    }
+
+    #[test]
+    fn no_deadline_is_the_zero_and_the_ends_saturate_the_safe_way() {
+        let now = Instant::now();
+        let s = Stamp::of(now);
+        assert_eq!(size_of::<Option<Stamp>>(), 8);
+        assert_ne!(Some(s), None);
+        assert!(s.millis() > 0);
+        // Long before the epoch: counts as the epoch, later than it was.
+        if let Some(old) = now.checked_sub(3 * MARGIN) {
+            let s = Stamp::of(old);
+            assert!(s.millis() >= 1 && s.instant() >= old);
+        }
+        // A deadline too far away for milliseconds in a u64: the last
+        // stamp, 584 million years away, and no panic either way.
+        let s = Stamp::of(later(now, Duration::MAX));
+        assert_eq!(s.millis(), u64::MAX);
+        assert!(s.instant() >= now + Duration::from_secs(500_000_000 * 365 * 86_400));
+        assert_eq!(Stamp::of(s.instant()), s);
+    }
+}
