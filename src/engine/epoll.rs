@@ -55,7 +55,7 @@ struct EConn {
 }
 
 // Every idle connection is one slab slot: its `Session` and 8 bytes.
-const _: () = assert!(size_of::<EConn>() <= 88);
+const _: () = assert!(size_of::<EConn>() <= 80);
 
 impl EngineConn for EConn {
     fn conn(&mut self) -> Option<&mut Session> {

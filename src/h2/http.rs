@@ -16,21 +16,44 @@ use super::frame::PREFACE;
 pub enum Http {
     H1(Conn),
     H2(Box<H2Conn>),
-    /// Plaintext with `http2_cleartext`, before its first bytes decide:
-    /// `seen` bytes of the preface matched so far (held back from the
-    /// `Conn`), and whether a drain began meanwhile. A byte for `seen`
-    /// (the preface is 24): with it the enum is its `Conn` plus 8 bytes.
-    Sniff {
-        conn: Conn,
-        seen: u8,
-        draining: bool,
-    },
+    /// Plaintext with `http2_cleartext`, before its first bytes decide.
+    /// Boxed (one allocation per such connection, freed when they do):
+    /// inline, its two bytes made every connection 8 bytes larger.
+    Sniff(Box<Sniff>),
 }
 
+// Every plaintext connection is one of these (in its `Session`): an
+// HTTP/1.1 `Conn`, and nothing more.
+const _: () = assert!(size_of::<Http>() <= size_of::<Conn>());
+
+/// A plaintext connection whose first bytes have not decided yet.
+pub struct Sniff {
+    conn: Conn,
+    /// Bytes of the preface matched so far (held back from the `Conn`).
+    seen: u8,
+    /// A drain began meanwhile.
+    draining: bool,
+}
+
+/// `$e` with `$c` the connection's `Conn` or `H2Conn`; `mut` for a `&mut`.
 macro_rules! each {
+    (mut $self:expr, $c:ident => $e:expr) => {
+        match $self {
+            Http::H1($c) => $e,
+            Http::Sniff(s) => {
+                let $c = &mut s.conn;
+                $e
+            }
+            Http::H2($c) => $e,
+        }
+    };
     ($self:expr, $c:ident => $e:expr) => {
         match $self {
-            Http::H1($c) | Http::Sniff { conn: $c, .. } => $e,
+            Http::H1($c) => $e,
+            Http::Sniff(s) => {
+                let $c = &s.conn;
+                $e
+            }
             Http::H2($c) => $e,
         }
     };
@@ -42,11 +65,11 @@ impl Http {
     pub fn plain(peer: SocketAddr, now: Instant, limits: &Limits) -> Http {
         let conn = Conn::new(peer, now, limits);
         if limits.h2.cleartext {
-            Http::Sniff {
+            Http::Sniff(Box::new(Sniff {
                 conn,
                 seen: 0,
                 draining: false,
-            }
+            }))
         } else {
             Http::H1(conn)
         }
@@ -66,13 +89,14 @@ impl Http {
     /// Requests read (HTTP/2: streams the client opened).
     pub fn requests(&self) -> u64 {
         match self {
-            Http::H1(c) | Http::Sniff { conn: c, .. } => c.requests(),
+            Http::H1(c) => c.requests(),
+            Http::Sniff(s) => s.conn.requests(),
             Http::H2(c) => c.requests(),
         }
     }
 
     pub fn set_tls(&mut self, facts: TlsFacts) {
-        each!(self, c => c.set_tls(facts))
+        each!(mut self, c => c.set_tls(facts))
     }
 
     pub fn peer(&self) -> SocketAddr {
@@ -92,15 +116,15 @@ impl Http {
     }
 
     pub fn handle_input(&mut self, ctx: &mut Ctx<'_>, data: &[u8]) {
-        if let Http::Sniff { seen, draining, .. } = self {
-            let at = *seen as usize;
+        if let Http::Sniff(s) = self {
+            let at = s.seen as usize;
             let k = (PREFACE.len() - at).min(data.len());
             if data[..k] == PREFACE[at..at + k] {
-                *seen += k as u8;
+                s.seen += k as u8;
                 if at + k < PREFACE.len() {
                     return;
                 }
-                let drain = *draining;
+                let drain = s.draining;
                 self.h2(ctx);
                 if let Http::H2(c) = self {
                     c.handle_input(ctx, PREFACE);
@@ -115,8 +139,8 @@ impl Http {
             let seen = at;
             // A stand-in while the `Conn` moves (a `Conn` allocates nothing).
             let stand_in = Http::H1(Conn::new(self.peer(), ctx.now.instant, ctx.limits));
-            if let Http::Sniff { conn, .. } = std::mem::replace(self, stand_in) {
-                *self = Http::H1(conn);
+            if let Http::Sniff(s) = std::mem::replace(self, stand_in) {
+                *self = Http::H1(s.conn);
             }
             if let Http::H1(c) = self {
                 if seen > 0 {
@@ -126,38 +150,38 @@ impl Http {
             }
             return;
         }
-        each!(self, c => c.handle_input(ctx, data))
+        each!(mut self, c => c.handle_input(ctx, data))
     }
 
     pub fn handle_eof(&mut self, ctx: &mut Ctx<'_>) {
-        each!(self, c => c.handle_eof(ctx))
+        each!(mut self, c => c.handle_eof(ctx))
     }
 
     pub fn handle_error(&mut self, ctx: &mut Ctx<'_>) {
-        each!(self, c => c.handle_error(ctx))
+        each!(mut self, c => c.handle_error(ctx))
     }
 
     pub fn handle_sent(&mut self, ctx: &mut Ctx<'_>, n: usize) {
-        each!(self, c => c.handle_sent(ctx, n))
+        each!(mut self, c => c.handle_sent(ctx, n))
     }
 
     pub fn begin_shutdown(&mut self, ctx: &mut Ctx<'_>) {
-        if let Http::Sniff { draining, .. } = self {
-            *draining = true;
+        if let Http::Sniff(s) = self {
+            s.draining = true;
         }
-        each!(self, c => c.begin_shutdown(ctx))
+        each!(mut self, c => c.begin_shutdown(ctx))
     }
 
     pub fn handle_unsent(&mut self, ctx: &mut Ctx<'_>, unsent: usize) {
-        each!(self, c => c.handle_unsent(ctx, unsent))
+        each!(mut self, c => c.handle_unsent(ctx, unsent))
     }
 
     pub fn handle_shutdown(&mut self) {
-        each!(self, c => c.handle_shutdown())
+        each!(mut self, c => c.handle_shutdown())
     }
 
     pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
-        each!(self, c => c.handle_timeout(ctx))
+        each!(mut self, c => c.handle_timeout(ctx))
     }
 
     pub fn poll_transmit(&self) -> Transmit<'_> {

@@ -1151,3 +1151,47 @@ fn requests_ended_while_waiting_are_logged() {
     assert!(log.contains("\"GET /big?9 HTTP/2.0\" 499 0"), "{log}");
     assert!(!log.contains("/big?7"), "{log}");
 }
+
+/// h2c: a plaintext connection opening with the preface (split anywhere)
+/// becomes HTTP/2, one opening otherwise HTTP/1.1 with the bytes held back
+/// first; a drain begun while it was undecided holds either way.
+#[test]
+fn an_undecided_cleartext_connection_keeps_its_bytes_and_a_drain() {
+    let mut env = Env::new();
+    env.limits.h2.cleartext = true;
+    let peer = "127.0.0.1:1".parse().unwrap();
+
+    let mut c = Http::plain(peer, env.now.instant, &env.limits);
+    let (a, b) = frame::PREFACE.split_at(5);
+    c.handle_input(&mut env.ctx(), a);
+    assert!(!c.is_h2() && !c.is_closed());
+    c.begin_shutdown(&mut env.ctx());
+    c.handle_input(&mut env.ctx(), b);
+    let Http::H2(h) = &mut c else {
+        panic!("the preface did not make it HTTP/2")
+    };
+    let f = env.frames(h);
+    assert_eq!(f.first().map(|(h, _)| h.kind), Some(kind::SETTINGS));
+    assert!(f.iter().any(|(h, _)| h.kind == kind::GOAWAY), "no GOAWAY");
+
+    // A lookalike ("PRI /..."), split where it still matched the preface.
+    let mut c = Http::plain(peer, env.now.instant, &env.limits);
+    c.handle_input(&mut env.ctx(), b"PR");
+    c.begin_shutdown(&mut env.ctx());
+    c.handle_input(&mut env.ctx(), b"I / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(!c.is_h2());
+    let mut out = Vec::new();
+    while let Transmit::Send(segs) = c.poll_transmit() {
+        let mut n = 0;
+        for s in segs {
+            if let Segment::Bytes(b) = s {
+                out.extend_from_slice(b);
+            }
+            n += s.len() as usize;
+        }
+        c.handle_sent(&mut env.ctx(), n);
+    }
+    let s = String::from_utf8_lossy(&out);
+    assert!(s.starts_with("HTTP/1.1 501 "), "{s}");
+    assert!(s.contains("\r\nConnection: close\r\n"), "{s}");
+}

@@ -38,8 +38,8 @@ pub enum Session {
 }
 
 // Every idle connection is one of these (in its engine's slab slot): a
-// plaintext one is its `Http`, an HTTP/1.1 `Conn` and 8 bytes.
-const _: () = assert!(size_of::<Session>() <= 80);
+// plaintext one is its `Http`, an HTTP/1.1 `Conn` and nothing more.
+const _: () = assert!(size_of::<Session>() <= 72);
 
 macro_rules! each {
     ($self:expr, $c:ident => $e:expr) => {

@@ -62,7 +62,7 @@ pub struct UConn {
 // Every idle connection is one slab slot: keep the engine's part of it
 // small (32 bytes here, 8 on epoll), and the whole of it no larger.
 const _: () = assert!(size_of::<UConn>() <= size_of::<Session>() + 32);
-const _: () = assert!(size_of::<UConn>() <= 112);
+const _: () = assert!(size_of::<UConn>() <= 104);
 
 /// The low 32 bits of `now`'s `Stamp`, which wrap (every 49 days): a
 /// connection keeps a cancel time in 4 bytes, not 16, and compares by
