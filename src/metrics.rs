@@ -146,7 +146,8 @@ impl WorkerCounters {
 
     /// How many files the worker's open-file cache holds open now. Set by
     /// the cache itself when that count changes (a file taken in, dropped
-    /// past its interval, or all closed), never on a hit.
+    /// past its interval or taken in as bytes, or all closed), never on a
+    /// hit.
     #[inline]
     pub fn set_open_files(&self, n: usize) {
         self.open_files.store(n as u64, Relaxed);

@@ -32,8 +32,9 @@
 //!
 //! How many files it holds is published to the worker's `/metrics` block
 //! (`tandem_open_file_cache_entries`) when that count changes (a file
-//! taken in, one dropped past its interval, all closed, the cache gone
-//! with its worker), as the byte cache publishes its own: never on a hit,
+//! taken in, one dropped past its interval or let go once the small-file
+//! cache takes it in as bytes, all closed, the cache gone with its
+//! worker), as the byte cache publishes its own: never on a hit,
 //! nor when an eviction puts one file in another's place.
 
 use std::collections::HashMap;

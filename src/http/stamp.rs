@@ -10,10 +10,11 @@
 //! a stamp is never 0, and `None` (no deadline) is the 0.
 //!
 //! The epoch is not read from the clock (time is an argument here): it is
-//! a day before the first instant converted, so the instants the workers
-//! hold (each its own, read once per loop turn) all come after it. An
-//! instant before it (none in practice) counts as the epoch: later, so
-//! still never early.
+//! a week before the first instant converted, so the instants the workers
+//! hold (each its own, read once per loop turn) all come after it, even
+//! when that first instant is a deadline (at most a day away: the longest
+//! timeout a config may set). An instant before it (none in practice)
+//! counts as the epoch's first millisecond: later, so still never early.
 
 use std::num::NonZeroU64;
 use std::sync::OnceLock;
@@ -21,8 +22,10 @@ use std::time::{Duration, Instant};
 
 use super::later;
 
-/// How long before the first instant converted the epoch lies.
-const MARGIN: Duration = Duration::from_secs(24 * 3600);
+/// How long before the first instant converted the epoch lies: more than
+/// the longest timeout (`config::limits::MAX_TIMEOUT`, a day), so a
+/// deadline converted first still leaves every worker's "now" after it.
+const MARGIN: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// An instant, as whole milliseconds since the epoch (see the module).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

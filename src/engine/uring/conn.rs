@@ -38,8 +38,8 @@ const DIRECT_ROUNDS: usize = 1;
 pub struct UConn {
     pub fd: RawFd,
     /// Told apart from earlier connections in its slot (`GEN_MASK` bits).
-    /// Its slot, the slab index, is not kept here but passed in: 144
-    /// bytes were 128 without it and with the narrower fields below.
+    /// Its slot, the slab index, is not kept here but passed in (with it
+    /// and wider fields the slot was 144 bytes; it is 104 now).
     pub generation: u16,
     pub conn: Session,
     /// The multishot receive is in flight.
