@@ -63,9 +63,9 @@ impl World {
     fn new(format: LogFormat) -> World {
         let wall = UNIX_EPOCH + Duration::from_secs(1_795_375_297);
         World {
-            // On a whole millisecond of the stamps a `Conn` keeps its
+            // On a whole microsecond of the stamps a `Conn` keeps its
             // deadlines in, so a timeout fires exactly when a case has
-            // advanced by it (off that grid, up to 1 ms later).
+            // advanced by it (off that grid, up to 1 µs later).
             now: Now::new(tandem::http::Stamp::of(Instant::now()).instant(), wall),
             wall,
             limits: Limits {

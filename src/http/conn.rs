@@ -229,7 +229,7 @@ pub struct Conn {
     rare: Option<Box<Rare>>,
     /// When a byte last came in or went out, and when `handle_timeout` wants
     /// to be called: `Stamp`s (8 bytes each, an `Instant` is 16), rounded
-    /// up to the millisecond, so a deadline never comes early.
+    /// up to the microsecond, so a deadline never comes early.
     last_activity: Stamp,
     deadline: Option<Stamp>,
 }

@@ -64,9 +64,9 @@ pub struct UConn {
 const _: () = assert!(size_of::<UConn>() <= size_of::<Session>() + 32);
 const _: () = assert!(size_of::<UConn>() <= 104);
 
-/// The low 32 bits of `now`'s `Stamp`, which wrap (every 49 days): a
-/// connection keeps a cancel time in 4 bytes, not 16, and compares by
-/// `wrapping_sub`.
+/// The low 32 bits of `now`'s `Stamp` in milliseconds, which wrap (every
+/// 49 days): a connection keeps a cancel time in 4 bytes, not 16, and
+/// compares by `wrapping_sub`.
 fn stamp(now: Instant) -> u32 {
     crate::http::Stamp::of(now).millis() as u32
 }

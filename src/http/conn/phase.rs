@@ -98,7 +98,7 @@ impl Conn {
     /// must be whole within `header_timeout` of when it began (the head's
     /// first byte; the end of the body's head, and again when its response
     /// is out), however the client paces it.
-    /// Kept as a `Stamp`: the first millisecond not before it.
+    /// Kept as a `Stamp`: the first microsecond not before it.
     pub(super) fn update_deadline(&mut self, lim: &Limits) {
         let last = self.last_activity.instant();
         let begun = self.head_started().unwrap_or(last);

@@ -104,9 +104,9 @@ impl Env {
     fn new() -> Env {
         let limits = Limits::small();
         let now = Now {
-            // On a whole millisecond of the `Stamp`s a `Conn` keeps its
+            // On a whole microsecond of the `Stamp`s a `Conn` keeps its
             // times in, so its deadlines are exactly those written below
-            // (off the grid they may be up to 1 ms later: phase.rs).
+            // (off the grid they may be up to 1 µs later: phase.rs).
             instant: crate::http::Stamp::of(Instant::now()).instant(),
             wall: httpdate::parse_http_date(DATE).unwrap(),
             date: DATE.into(),

@@ -171,8 +171,8 @@ fn cases() -> Vec<Case> {
             name: "linger after keep-alive expiry",
             build: |env| {
                 let (mut c, _) = served(env);
-                // The keep-alive deadline, as kept (off the millisecond
-                // grid, up to 1 ms after keepalive_timeout).
+                // The keep-alive deadline, as kept (off the microsecond
+                // grid, up to 1 µs after keepalive_timeout).
                 env.now.instant = c.poll_timeout().unwrap();
                 c.handle_timeout(&mut env.ctx());
                 sink(env, &mut c);
@@ -243,12 +243,12 @@ fn observed(env: &mut Env, c: &mut Conn) -> Option<Expiry> {
 #[test]
 fn deadline_expiry_and_idleness_agree_in_every_phase() {
     let mut seen = Vec::new();
-    // On the millisecond grid of the `Stamp`s a `Conn` keeps its times in,
-    // and off it: a deadline is never early, and at most 1 ms late.
+    // On the microsecond grid of the `Stamp`s a `Conn` keeps its times in,
+    // and off it: a deadline is never early, and at most 1 µs late.
     for (case, off) in cases()
         .into_iter()
         .map(|c| (c, 0))
-        .chain(cases().into_iter().map(|c| (c, 300_001)))
+        .chain(cases().into_iter().map(|c| (c, 300_301)))
     {
         let name = case.name;
         let mut env = Env::new();
@@ -266,7 +266,7 @@ fn deadline_expiry_and_idleness_agree_in_every_phase() {
         if let (Some(r), Some(d)) = (reported, deadline) {
             assert!(r >= d, "{name}: deadline early by {:?}", d - r);
             assert!(
-                r - d < Duration::from_millis(1),
+                r - d < Duration::from_micros(1),
                 "{name}: late by {:?}",
                 r - d
             );
