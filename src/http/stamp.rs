@@ -89,9 +89,12 @@ mod tests {
                 "late by {:?}",
                 back - t
             );
-            // The round trip is exact once on the grid, and keeps order.
+            // The round trip is exact once on the grid, and keeps order:
+            // instants 2 µs apart or more never tie (the longest-idle
+            // connection is told by its stamp).
             assert_eq!(Stamp::of(back), s);
             assert!(s >= last);
+            assert!(Stamp::of(t + Duration::from_micros(2)) > s);
             last = s;
             // A deadline a whole number of microseconds after a stamp is
             // exact: a kept last-activity time plus a timeout.
