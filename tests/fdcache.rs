@@ -366,12 +366,7 @@ GET /r.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0,19990-\r\n\r\n";
         let cfg = "workers = 1\ncache_size = 8192\ncache_max_file = 4096";
         let srv = start_or_skip!(e, cfg, &site.root);
         let third = site.root.join("p/2.bin").canonicalize().unwrap();
-        let held = || {
-            std::fs::read_dir(format!("/proc/{}/fd", srv.pid()))
-                .unwrap()
-                .filter(|e| e.as_ref().ok().and_then(|e| std::fs::read_link(e.path()).ok()).as_deref() == Some(&third))
-                .count()
-        };
+        let held = || files_open(srv.pid(), &third);
         for (i, body) in bodies.iter().enumerate() {
             let r = get(srv.addr(), &format!("/p/{i}.bin"));
             assert_bytes_eq(&r.body, body, &format!("GET /p/{i}.bin"));

@@ -88,11 +88,7 @@ impl Http {
 
     /// Requests read (HTTP/2: streams the client opened).
     pub fn requests(&self) -> u64 {
-        match self {
-            Http::H1(c) => c.requests(),
-            Http::Sniff(s) => s.conn.requests(),
-            Http::H2(c) => c.requests(),
-        }
+        each!(self, c => c.requests())
     }
 
     pub fn set_tls(&mut self, facts: TlsFacts) {

@@ -227,9 +227,8 @@ pub struct Conn {
     requests: u32,
     /// What few connections need (`Rare`): none while it is idle.
     rare: Option<Box<Rare>>,
-    /// When a byte last came in or went out, and when `handle_timeout` wants
-    /// to be called: `Stamp`s (8 bytes each, an `Instant` is 16), rounded
-    /// up to the microsecond, so a deadline never comes early.
+    /// When a byte last came in or went out, and when `handle_timeout` wants to be
+    /// called: `Stamp`s (8 bytes; an `Instant` is 16), rounded up: never early.
     last_activity: Stamp,
     deadline: Option<Stamp>,
 }
@@ -239,7 +238,7 @@ const _: () = assert!(size_of::<Conn>() <= 72);
 
 impl Conn {
     pub fn new(peer: SocketAddr, now: Instant, limits: &Limits) -> Conn {
-        Conn {
+        let mut c = Conn {
             peer,
             state: State::Open,
             bufs: None,
@@ -248,8 +247,10 @@ impl Conn {
             requests: 0,
             rare: None,
             last_activity: Stamp::of(now),
-            deadline: Some(Stamp::of(later(now, limits.header_timeout))),
-        }
+            deadline: None,
+        };
+        c.update_deadline(limits); // Phase::Fresh: header_timeout from now
+        c
     }
 
     pub fn peer(&self) -> SocketAddr {
