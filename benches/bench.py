@@ -28,6 +28,15 @@ the run, as on a server just started).
   connection at 1,000 and 10,000 (opened in bursts of 500, one request each),
   RSS once they left, and 400 clients that pipeline and never read.
 
+Host speed: before the first case and after the last, the fixed-reply epoll
+loop (ceiling-epoll) is run once more at 1 KiB, each time freshly started,
+one 2 s round, no retry, and its CPU per request compared with the same
+loop's in the committed benches/results/latest.csv. On a shared VM the
+whole host is at times 1.2-1.4x slower, which moves every server's figures
+and their ratios; when start and end differ from each other, or either
+from the reference, by more than HOST_DRIFT_PCT % (15), the report warns
+at the top. These two runs count in no other figure.
+
 Writes target/bench/<timestamp>/{results.md,results.csv,rounds.csv,chart.svg}
 and prints the Markdown. The targets are checked in the verdict, which never
 fails the script. Everything started is stopped on exit (also on SIGINT/TERM;
@@ -127,6 +136,11 @@ MANY_FILES = int(env("MANY_FILES", "10000"))
 # The Zipf-like skew: the file of popularity rank k is asked with weight 1/k^s.
 ZIPF_S = float(env("ZIPF_S", "1.0"))
 NOISE = float(env("NOISE", "0.05"))
+# The host-speed check (see the docstring): the fixed-reply epoll loop at
+# the start and at the end of the run, against the committed run's.
+HOST_DRIFT_PCT = float(env("HOST_DRIFT_PCT", "15"))
+HOST_DURATION = 2
+REFERENCE = os.path.join(REPO, "benches", "results", "latest")
 # Other processes using more than this % of a CPU during a run get the
 # results flagged as not quiet.
 NOISY_PCT = float(env("NOISY_PCT", "10"))
@@ -233,23 +247,23 @@ def need(cmd, package=None, install=True):
 
 
 def build():
-    """Builds tandem and the ceiling loops into BINS."""
+    """Builds tandem and the ceiling loops into BINS (the host-speed check
+    runs the epoll one even with CEILING=0)."""
     import json
     run(["cargo", "build", "--release", "-q"], cwd=REPO, timeout=1800)
     BINS["tandem"] = os.path.join(REPO, "target/release/tandem")
-    if CEILING:
-        out = subprocess.run(
-            ["cargo", "build", "--release", "-q", "--bench", "ceiling_epoll", "--bench", "ceiling_uring",
-             "--message-format=json-render-diagnostics"],
-            cwd=REPO, check=True, timeout=1800, stdout=subprocess.PIPE, text=True).stdout
-        for line in out.splitlines():
-            msg = json.loads(line)
-            if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
-                name = msg["target"]["name"]
-                if name == "ceiling_epoll":
-                    BINS["ceiling-epoll"] = msg["executable"]
-                elif name == "ceiling_uring":
-                    BINS["ceiling-io_uring"] = msg["executable"]
+    out = subprocess.run(
+        ["cargo", "build", "--release", "-q", "--bench", "ceiling_epoll", "--bench", "ceiling_uring",
+         "--message-format=json-render-diagnostics"],
+        cwd=REPO, check=True, timeout=1800, stdout=subprocess.PIPE, text=True).stdout
+    for line in out.splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
+            name = msg["target"]["name"]
+            if name == "ceiling_epoll":
+                BINS["ceiling-epoll"] = msg["executable"]
+            elif name == "ceiling_uring":
+                BINS["ceiling-io_uring"] = msg["executable"]
 
 
 def free_port():
@@ -620,6 +634,36 @@ def rounds(case, items, targets, job, dur_of, **kw):
                         if fn.endswith(".access.log"):
                             os.truncate(os.path.join(WORK, fn), 0)
     return runs
+
+
+def host_reference():
+    """The committed run's fixed-reply epoll loop at 1 KiB (benches/results/
+    latest.csv, row hot / 1 KiB / fixed-reply loop (epoll)): {"cpu_us",
+    "conns", "stamp"}, or None when there is no such row."""
+    import csv
+    want = ("hot", report.item_label("hot", KiB), display("ceiling-epoll"))
+    try:
+        with open(REFERENCE + ".csv", newline="") as f:
+            row = next((r for r in csv.DictReader(f) if (r["case"], r["workload"], r["server"]) == want), None)
+        with open(REFERENCE + ".md") as f:
+            m = re.search(r"\((\d{8}-\d{6})\)", f.readline())
+    except OSError:
+        return None
+    if not row or not row.get("cpu_us_per_req"):
+        return None
+    return {"cpu_us": float(row["cpu_us_per_req"]), "conns": int(row["connections"] or CONNS),
+            "stamp": m and m.group(1)}
+
+
+def host_speed(when, ref):
+    """One run of the fixed-reply epoll loop at 1 KiB on a freshly started
+    process (HOST_DURATION s, the reference's connections, no retry): how
+    fast the host is now, apart from the cases' figures."""
+    r = fresh("ceiling-epoll", lambda s, _: wrk(s, f"/f{KiB}.bin", KiB, conns=ref and ref["conns"],
+                                                 dur=HOST_DURATION), None)
+    print(f"  host speed, {when}: fixed-reply loop (epoll), 1 KiB: {report.fnum(r['cpu_us'], 'us')} µs/req"
+          f" (other load {r['other_pct']:.0f}%)", file=sys.stderr)
+    return r
 
 
 # --- plain HTTP client (memory case) ---------------------------------------------
@@ -1088,14 +1132,16 @@ def main():
     # servers' core.
     if PIN:
         os.sched_setaffinity(0, {int(cpus_for(1)[1])})
-    t_start = time.monotonic()
     print(f"cases: {' '.join(CASES)}; {ROUNDS} round(s) of {DURATION} s; results in {outdir}", file=sys.stderr)
+    ref = host_reference()
+    host = {"start": host_speed("start", ref)}
+    t_start = time.monotonic()
 
     runs, mem, nonread, tls_agreed = [], {}, {}, {}
     hot = lambda s, size: wrk(s, f"/f{size}.bin", size)  # noqa: E731
     dur_of = lambda size: DURATION_HUGE if isinstance(size, int) and size >= 100 * MiB else DURATION  # noqa: E731
     if "hot" in CASES:
-        targets = TARGETS + ([CEILINGS[e] for e in ("epoll", "io_uring") if CEILINGS[e] in BINS] if KiB in sizes else [])
+        targets = TARGETS + ([CEILINGS[e] for e in ("epoll", "io_uring")] if CEILING and KiB in sizes else [])
         runs += rounds("hot", sizes, targets, hot, dur_of)
     if "log" in CASES and LOG_SIZES:
         runs += rounds("log", sorted(set(LOG_SIZES)), TARGETS, hot, dur_of, log=True)
@@ -1147,10 +1193,14 @@ def main():
                 nonread[t] = nonread_case(t)
                 print(f"  non-reading {display(t):<18} {nonread[t]['kib_per_client']:,.1f} KiB/client", file=sys.stderr)
     elapsed = time.monotonic() - t_start
+    host["end"] = host_speed("end", ref)
+    host.update(reference=ref, drift_pct=HOST_DRIFT_PCT, duration=HOST_DURATION, noisy_pct=NOISY_PCT)
+    for line in report.host_speed(host):
+        print(line.replace("**", ""), file=sys.stderr)
 
     data = {
         "stamp": stamp, "machine": mach, "runs": runs, "memory": mem, "nonread": nonread, "h2mem": h2mem,
-        "tls_agreed": tls_agreed, "configs": CONFIGS, "cases": CASES, "quick": QUICK,
+        "tls_agreed": tls_agreed, "configs": CONFIGS, "cases": CASES, "quick": QUICK, "host": host,
         "elapsed_s": elapsed, "total_s": None, "t_all": t_all, "nofile": nofile,
         "retries": sum(r.get("retries", 0) for r in runs), "retry_s": retry_spent[0],
         "settings": {"rounds": ROUNDS, "duration": DURATION, "duration_huge": DURATION_HUGE, "conns": CONNS,

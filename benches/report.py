@@ -243,6 +243,54 @@ def targets(cells, mem, nonread, h2mem=None):
     return out
 
 
+# --- host speed ----------------------------------------------------------------
+
+def host_speed(host):
+    """The host-speed lines of the report: the fixed-reply epoll loop's CPU
+    per 1 KiB request at the start and at the end of the run against the
+    committed run's, and a warning when any two of them are more than
+    HOST_DRIFT_PCT % apart."""
+    s, e, ref, pct = host["start"]["cpu_us"], host["end"]["cpu_us"], host.get("reference"), host["drift_pct"]
+    if not s or not e:
+        return [f"**Host speed:** not measured: the fixed-reply epoll loop answered nothing at the "
+                f"{'end' if s else 'start'} of this run.", ""]
+    off = lambda a, b: abs(a / b - 1) > pct / 100  # noqa: E731
+    way = lambda a, b: "slower" if a > b else "faster"  # noqa: E731
+    text = (f"**Host speed:** the fixed-reply epoll loop took {fnum(s, 'us')} µs per 1 KiB request at the "
+            f"start of this run and {fnum(e, 'us')} at the end")
+    warn = []
+    if off(e, s):
+        warn.append(f"The host got {way(e, s)} during the run: the loop took {e / s:.2f}x the start's CPU "
+                    f"per request at the end.")
+    if ref:
+        r = ref["cpu_us"]
+        out = [(when, v) for when, v in (("start", s), ("end", e)) if off(v, r)]
+        text += (f", on average {(s + e) / 2 / r:.2f}x the committed run's {fnum(r, 'us')} µs "
+                 f"(benches/results/latest.csv{', run ' + ref['stamp'] if ref.get('stamp') else ''}; "
+                 + (f"more than {pct:g}% off at the {' and the '.join(w for w, _ in out)}" if out
+                    else f"within {pct:g}% at both ends") + ").")
+        if out:
+            ways = sorted({way(v, r) for _, v in out})
+            mixed = len(ways) > 1
+            parts = [f"{v / r:.2f}x{'' if i else ' its CPU per request'} at the {when}"
+                     + (f" ({way(v, r)})" if mixed else "") for i, (when, v) in enumerate(out)]
+            lead = "Against the committed run" if mixed else f"The host was {ways[0]} than for the committed run"
+            warn.append(f"{lead}: the loop took {' and '.join(parts)}.")
+    else:
+        text += "; no reference (no 1 KiB fixed-reply loop (epoll) row in benches/results/latest.csv)."
+    text += (f" Each is one {host['duration']} s round on a freshly started loop, before the first case and "
+             f"after the last, counted in no other figure.")
+    busy = [f"{host[w]['other_pct']:.0f}% of a CPU during the {w}'s round" for w in ("start", "end")
+            if host[w]["other_pct"] > host["noisy_pct"]]
+    if busy:
+        text += f" Other processes used {' and '.join(busy)}: a change may come from them, not from the host."
+    lines = [text, ""]
+    if warn:
+        lines += [f"**Warning: the host's speed moved by more than {pct:g}% (HOST_DRIFT_PCT); ratios between "
+                  f"servers in this run may be off.** " + " ".join(warn), ""]
+    return lines
+
+
 # --- Markdown ------------------------------------------------------------------
 
 def write(data, outdir):
@@ -252,8 +300,9 @@ def write(data, outdir):
     checks = targets(cells, mem, nonread, h2mem)
     md = [f"# tandem against nginx, h2o and lighttpd ({data['stamp']})", ""]
     md += ["**Machine:** " + f"{mach['cpu']}, {mach['cpus']} CPUs, {mach['mem_gib']:.1f} GiB RAM, "
-           f"Linux {mach['kernel']}.", "",
-           "**Versions:** " + "; ".join(f"{k} {v}" for k, v in mach["versions"].items()) + ".", ""]
+           f"Linux {mach['kernel']}.", ""]
+    md += host_speed(data["host"]) if data.get("host") else []
+    md += [           "**Versions:** " + "; ".join(f"{k} {v}" for k, v in mach["versions"].items()) + ".", ""]
     pin = (f"each server on CPU {st['cpus'][0]} with 1 worker (process or thread), wrk on CPU {st['cpus'][1]}"
            if st["pin"] else "nothing pinned (PIN=0)")
     md += [f"**How:** 127.0.0.1, {pin}; keep-alive; `wrk -t{st['threads']} -c{st['conns']}` "
@@ -468,6 +517,12 @@ def write_csv(cells, data, outdir):
                          rnd(c["req_s"], 1), rnd(c["req_x_nginx"]), rnd(c["mb_s"], 2), rnd(c["p50_ms"]),
                          rnd(c["p99_ms"]), rnd(c["cpu_us"]), rnd(c["cpu_x_nginx"]), rnd(c["cpu_x_best"]),
                          rnd(c["cpu_x_loop"]), c["errors"], rnd(c["other_pct"], 1)])
+        # The host-speed runs (bench.py's host_speed), apart from the cases.
+        for when, r in ((w, (data.get("host") or {}).get(w)) for w in ("start", "end")):
+            if r:
+                wr.writerow(["host speed", f"1 KiB, at the {when}", display("ceiling-epoll"), 1, r["conns"],
+                             rnd(r["req_s"], 1), "", rnd(r["mb_s"], 2), rnd(r["p50_ms"]), rnd(r["p99_ms"]),
+                             rnd(r["cpu_us"]), "", "", "", r["errors"], rnd(r["other_pct"], 1)])
     with open(os.path.join(outdir, "memory.csv"), "w", newline="") as f:
         wr = csv.writer(f)
         wr.writerow(["case", "server", "clients", "rss_before_kib", "rss_kib", "bytes_per_client", "rss_left_kib",

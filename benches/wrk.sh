@@ -16,7 +16,11 @@
 # THREADS TARGETS UNCACHED_TARGETS TLS_TARGETS TLS_ITEMS H2_TARGETS H2_ITEMS H2_STREAMS H2_DURATION
 # H2_IDLE_COUNT CEILING IDLE_COUNTS IDLE_BURST
 # NONREAD_CLIENTS NONREAD_PIPELINE NONREAD_SIZE MANY_FILES ZIPF_S STIME_CLIENTS
-# NOISE NOISY_PCT QUIET_RETRIES RETRY_BUDGET PIN BASE_BIN QUICK IDLE_ONLY.
+# NOISE NOISY_PCT QUIET_RETRIES RETRY_BUDGET HOST_DRIFT_PCT PIN BASE_BIN QUICK IDLE_ONLY.
+# Every run (QUICK too) begins and ends with the fixed-reply epoll loop at
+# 1 KiB (one 2 s round, fresh process) and compares it with the one in
+# benches/results/latest.csv: the report warns when the host's speed moved
+# by more than HOST_DRIFT_PCT % (15).
 # Only 127.0.0.1 is ever targeted; every client run is bounded; everything the
 # run starts is stopped when it ends.
 set -euo pipefail
