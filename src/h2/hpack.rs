@@ -69,15 +69,22 @@ impl Fields {
     }
 
     fn add(&mut self, name: &[u8], value: &[u8], max: usize) {
-        self.size += name.len() + value.len() + FIELD_OVERHEAD;
-        if self.size > max {
-            self.over = true;
-            return;
-        }
         let s = self.buf.len();
         self.buf.extend_from_slice(name);
         let m = self.buf.len();
         self.buf.extend_from_slice(value);
+        self.commit(s, m, max);
+    }
+
+    /// The field whose name is `buf[s..m]` and value `buf[m..]`, written
+    /// there by the decoder, is one of the list; past `max`, it is dropped.
+    fn commit(&mut self, s: usize, m: usize, max: usize) {
+        self.size += self.buf.len() - s + FIELD_OVERHEAD;
+        if self.size > max {
+            self.over = true;
+            self.buf.truncate(s);
+            return;
+        }
         self.list.push((s, m, self.buf.len()));
     }
 }
@@ -146,18 +153,25 @@ impl Decoder {
 
     /// Decode `block` (a whole header block), keeping fields while the
     /// list stays within `max` bytes.
+    #[cfg(test)]
     pub fn decode(&mut self, block: &[u8], max: usize) -> Result<Fields, Invalid> {
-        let mut f = Fields {
-            // Room for a block's fields as they usually expand (Huffman,
-            // and table references: a byte each for fields of tens of
-            // bytes), without growing as they come.
-            buf: Vec::with_capacity((block.len() * 4).max(512).min(max)),
-            list: Vec::with_capacity(16),
-            size: 0,
-            over: false,
-        };
+        let mut f = Fields::default();
+        self.decode_into(block, max, &mut f)?;
+        Ok(f)
+    }
+
+    /// `decode` into `f`, reusing its room (its fields are replaced).
+    pub fn decode_into(&mut self, block: &[u8], max: usize, f: &mut Fields) -> Result<(), Invalid> {
+        f.buf.clear();
+        f.list.clear();
+        f.size = 0;
+        f.over = false;
+        // Room for a block's fields as they usually expand (Huffman, and
+        // table references: a byte each for fields of tens of bytes),
+        // without growing as they come.
+        f.buf.reserve((block.len() * 4).max(512).min(max));
+        f.list.reserve(16);
         let mut rd = Reader { b: block, pos: 0 };
-        let (mut name, mut value) = (Vec::new(), Vec::new());
         let mut fields_seen = false;
         while let Some(&first) = rd.b.get(rd.pos) {
             if first & 0x80 != 0 {
@@ -180,22 +194,23 @@ impl Decoder {
                     (4, false)
                 };
                 let i = rd.integer(prefix)?;
-                name.clear();
+                // Name and value are decoded straight into the list's buffer.
+                let s = f.buf.len();
                 if i == 0 {
-                    rd.string(&mut name)?;
+                    rd.string(&mut f.buf)?;
                 } else {
-                    name.extend_from_slice(self.get(i)?.0);
+                    f.buf.extend_from_slice(self.get(i)?.0);
                 }
-                value.clear();
-                rd.string(&mut value)?;
-                f.add(&name, &value, max);
+                let m = f.buf.len();
+                rd.string(&mut f.buf)?;
                 if index {
-                    self.insert(&name, &value);
+                    self.insert(&f.buf[s..m], &f.buf[m..]);
                 }
+                f.commit(s, m, max);
             }
             fields_seen = true;
         }
-        Ok(f)
+        Ok(())
     }
 }
 

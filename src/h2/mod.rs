@@ -127,6 +127,8 @@ pub struct H2Conn {
     settings_in: bool,
     inbuf: Vec<u8>,
     dec: hpack::Decoder,
+    /// Room for the next header block's fields (`end_block`).
+    fields: hpack::Fields,
     block: Option<Block>,
     /// Boxed: a `Stream` is ~260 bytes (its access-log record inline),
     /// which the map's nodes would shift on every insert and remove, and
@@ -197,6 +199,7 @@ impl H2Conn {
             settings_in: false,
             inbuf: Vec::new(),
             dec: hpack::Decoder::new(),
+            fields: hpack::Fields::default(),
             block: None,
             streams: BTreeMap::new(),
             last_id: 0,
@@ -503,6 +506,7 @@ impl H2Conn {
             self.out = Vec::new();
             self.ctrl = BytesMut::new();
             self.done = VecDeque::new();
+            self.fields = hpack::Fields::default();
         }
         let finished = self.streams.is_empty() && self.block.is_none() && !self.sending();
         if self.state == State::Open && finished {

@@ -423,7 +423,18 @@ impl H2Conn {
     /// the connection), then act on it.
     fn end_block(&mut self, ctx: &mut Ctx<'_>, b: Block, bytes: &[u8]) -> Res {
         let max = ctx.limits.parse.max_header_size;
-        let fields = self.dec.decode(bytes, max).map_err(|_| Code::Compression)?;
+        // Decoded into the connection's spare fields, whose room the next
+        // block reuses (unless this request keeps them while it waits).
+        let mut fields = std::mem::take(&mut self.fields);
+        self.dec
+            .decode_into(bytes, max, &mut fields)
+            .map_err(|_| Code::Compression)?;
+        let r = self.on_block(ctx, b, &mut fields);
+        self.fields = fields;
+        r
+    }
+
+    fn on_block(&mut self, ctx: &mut Ctx<'_>, b: Block, fields: &mut hpack::Fields) -> Res {
         let id = b.stream;
         let bad = match b.what {
             BlockFor::Trailers => {
@@ -458,9 +469,9 @@ impl H2Conn {
         }
         ctx.stats.h2_stream();
         self.unsent = None;
-        let declared = stream::declared_length(&fields);
+        let declared = stream::declared_length(fields);
         let mut s = Stream::new(self.peer_window, RECV_WINDOW, b.end_stream, declared);
-        s.prio = stream::Priority::of(&fields);
+        s.prio = stream::Priority::of(fields);
         self.prioritized |= s.prio != stream::Priority::DEFAULT;
         if !s.length_ok() {
             // END_STREAM on a request that declared a body: malformed.
@@ -480,7 +491,7 @@ impl H2Conn {
         match slot {
             Some(slot) => s.slot = slot,
             None => {
-                let mut fields = fields;
+                let mut fields = std::mem::take(fields);
                 fields.shrink();
                 let heap = fields.heap();
                 if self.wait_bytes + heap > wait_cap(ctx) {
@@ -497,7 +508,7 @@ impl H2Conn {
                 return Ok(());
             }
         }
-        self.answer(ctx, id, &fields)
+        self.answer(ctx, id, fields)
     }
 
     /// RST_STREAM(REFUSED_STREAM): not processed. Counted as a reset, so

@@ -160,14 +160,12 @@ impl H2Conn {
         if end {
             self.local_done(id);
         } else {
-            let mut segs = Vec::new();
-            reply.body.into_segments(&mut segs);
             if !self.streams.values().any(|s| !s.segs.is_empty()) {
                 // The first body to wait for a window starts the clock.
                 self.last_data = ctx.now.instant;
             }
             if let Some(s) = self.streams.get_mut(&id) {
-                s.segs.extend(segs);
+                reply.body.into_segments(&mut s.segs);
             }
         }
     }

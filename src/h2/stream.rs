@@ -200,8 +200,28 @@ impl<'f> Head<'f> {
 }
 
 fn tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TOKEN[usize::from(b)] != 0
 }
+
+/// `TOKEN[b]`: 1 if `b` is a tchar (RFC 9110 §5.6.2), 2 if it is one and
+/// not an upper-case letter (a field name in HTTP/2 is in lower case).
+const TOKEN: [u8; 256] = {
+    let mut t = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+            )
+        {
+            t[b] = if c.is_ascii_uppercase() { 1 } else { 2 };
+        }
+        b += 1;
+    }
+    t
+};
 
 /// Fields an HTTP/2 message must not carry (RFC 9113 §8.2.2): refused in
 /// requests, dropped from replies.
@@ -216,15 +236,32 @@ pub(super) const CONNECTION_SPECIFIC: [&[u8]; 5] = [
 /// A field value has no NUL, CR or LF, and no whitespace at its ends.
 fn check_value(value: &[u8]) -> Result<(), Malformed> {
     let edge = |b: Option<&u8>| b.is_some_and(|&b| b == b' ' || b == b'\t');
-    if value.iter().any(|&b| b == 0 || b == b'\r' || b == b'\n')
-        || edge(value.first())
-        || edge(value.last())
-    {
+    if has_nul_cr_lf(value) || edge(value.first()) || edge(value.last()) {
         return Err(Malformed(
             "a field value with NUL, CR, LF or edge whitespace",
         ));
     }
     Ok(())
+}
+
+/// Whether `v` has a NUL, CR or LF: eight bytes at a time (a word has a
+/// zero byte iff `(x - 0x01..) & !x & 0x80..` is not 0; XOR with CR or LF
+/// in every byte turns those into zeros), the tail padded with spaces.
+fn has_nul_cr_lf(v: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES * 0x80;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let word = |x: u64| zero(x) | zero(x ^ (ONES * 0x0d)) | zero(x ^ (ONES * 0x0a));
+    let mut chunks = v.chunks_exact(8);
+    let mut found = false;
+    for c in &mut chunks {
+        let mut w = [0; 8];
+        w.copy_from_slice(c);
+        found |= word(u64::from_ne_bytes(w));
+    }
+    let mut tail = [b' '; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    found | word(u64::from_ne_bytes(tail))
 }
 
 /// A content-length value: digits only (RFC 9110 §8.6).
@@ -280,7 +317,7 @@ pub fn request_head(f: &Fields) -> Result<Head<'_>, Malformed> {
             continue;
         }
         regular = true;
-        if name.is_empty() || !name.iter().all(|&b| tchar(b) && !b.is_ascii_uppercase()) {
+        if name.is_empty() || !name.iter().all(|&b| TOKEN[usize::from(b)] == 2) {
             return Err(Malformed("a field name not a lower-case token"));
         }
         if CONNECTION_SPECIFIC.contains(&name) {
@@ -343,4 +380,41 @@ pub fn request_head(f: &Fields) -> Result<Head<'_>, Malformed> {
         content_length,
         fields,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The word-at-a-time check finds NUL, CR and LF wherever they are,
+    /// and nothing else.
+    #[test]
+    fn nul_cr_lf_found_at_every_place() {
+        for len in 1..20 {
+            let clean: Vec<u8> = (0..len).map(|i| b'!' + (i * 7 % 90) as u8).collect();
+            assert!(!has_nul_cr_lf(&clean), "{clean:?}");
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut v = clean.clone();
+                    v[at] = b;
+                    assert_eq!(has_nul_cr_lf(&v), matches!(b, 0 | b'\r' | b'\n'), "{v:?}");
+                }
+            }
+        }
+        assert!(!has_nul_cr_lf(b""));
+    }
+
+    /// The table says what RFC 9110's tchar list says, byte for byte.
+    #[test]
+    fn token_table_is_the_tchar_list() {
+        for b in 0..=255u8 {
+            let tchar = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            let want = match (tchar, b.is_ascii_uppercase()) {
+                (false, _) => 0,
+                (true, true) => 1,
+                (true, false) => 2,
+            };
+            assert_eq!(TOKEN[usize::from(b)], want, "byte {b:#04x}");
+        }
+    }
 }

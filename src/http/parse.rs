@@ -375,9 +375,28 @@ fn parse_len(v: &[u8]) -> Option<u64> {
 pub(crate) fn valid_host(v: &[u8]) -> bool {
     // reg-name / IPv4 / [IPv6] with an optional port; empty is allowed for
     // absolute-form requests (RFC 9112 3.2) but never whitespace or controls.
-    v.iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b".-_~:[]%!$&'()*+,;=".contains(&b))
+    v.iter().all(|&b| HOST_BYTE[usize::from(b)])
 }
+
+/// The bytes `valid_host` allows, as a table: a lookup per byte rather than
+/// a search of the list.
+const HOST_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let extra = b".-_~:[]%!$&'()*+,;=";
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    let mut b = 0;
+    while b < 256 {
+        if (b as u8).is_ascii_alphanumeric() {
+            t[b] = true;
+        }
+        b += 1;
+    }
+    t
+};
 
 /// For tests anywhere in the crate: parse `raw`, a whole request head,
 /// and hand the request to `f`.
@@ -402,6 +421,15 @@ mod tests {
         max_header_size: 8192,
         max_target_size: 4096,
     };
+
+    /// The table allows exactly the listed bytes and the alphanumerics.
+    #[test]
+    fn host_table_is_the_host_list() {
+        for b in 0..=255u8 {
+            let want = b.is_ascii_alphanumeric() || b".-_~:[]%!$&'()*+,;=".contains(&b);
+            assert_eq!(valid_host(&[b]), want, "byte {b:#04x}");
+        }
+    }
 
     fn status(req: &[u8]) -> Status {
         let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];

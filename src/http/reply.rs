@@ -106,7 +106,7 @@ impl Body {
     }
 
     /// Append the body's non-empty segments to `out`.
-    pub fn into_segments(self, out: &mut Vec<Segment>) {
+    pub fn into_segments(self, out: &mut impl Extend<Segment>) {
         let seg = match self {
             Body::Empty => return,
             Body::Bytes(b) => Segment::Bytes(b),
@@ -117,7 +117,7 @@ impl Body {
             }
         };
         if !seg.is_empty() {
-            out.push(seg);
+            out.extend(std::iter::once(seg));
         }
     }
 }
