@@ -523,6 +523,7 @@ impl H2Conn {
     /// when that reaches the socket; the stream is gone once the client's
     /// side is closed too.
     fn local_done(&mut self, id: u32) {
+        let open = self.streams.len();
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
@@ -530,6 +531,10 @@ impl H2Conn {
         let slot = std::mem::replace(&mut s.slot, Slot::None);
         let x = std::mem::take(&mut s.x);
         let end = self.queued + self.ctrl.len() as u64;
+        if self.done.capacity() == 0 {
+            // Room for the records of the streams open now, at once.
+            self.done.reserve(open);
+        }
         self.done.push_back((end, x));
         if s.remote_closed {
             self.streams.remove(&id);

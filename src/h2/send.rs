@@ -26,6 +26,7 @@ impl H2Conn {
             }
             return;
         }
+        self.reserve_coalesced();
         while self.pending + self.ctrl.len() < OUT_HIGH && self.window > 0 {
             let Some(id) = self.next_stream() else { break };
             let Some(s) = self.streams.get_mut(&id) else {
@@ -71,6 +72,25 @@ impl H2Conn {
             }
         }
         self.flush_ctrl(now);
+    }
+
+    /// Room in `ctrl` for the small DATA frames `pump` is about to copy
+    /// in (up to `OUT_HIGH`), taken at once rather than by doubling as
+    /// they come, which would copy the frames already in again and again.
+    fn reserve_coalesced(&mut self) {
+        let room = OUT_HIGH.saturating_sub(self.pending + self.ctrl.len());
+        let mut want = 0;
+        for s in self.streams.values().filter(|s| s.ready()) {
+            if let Some(Segment::Bytes(b)) = s.segs.front()
+                && b.len() <= COALESCE
+            {
+                want += frame::HEADER_LEN + b.len();
+                if want >= room {
+                    break;
+                }
+            }
+        }
+        self.ctrl.reserve(want.min(room));
     }
 
     /// The stream to send the next DATA frame of, in RFC 9218 §10's order:
