@@ -31,8 +31,7 @@
 //! interval. The cost of that: one lookup and read per cached path per
 //! interval, only for paths still being requested.
 
-use std::collections::HashMap;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, RandomState};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -123,8 +122,11 @@ pub struct Cache {
     /// The responder whose entries these are.
     owner: u64,
     budget: usize,
-    /// Path (normal form) -> its slot in `nodes`.
-    map: HashMap<Rc<str>, usize>,
+    /// Path (normal form) -> its slot in `nodes`: the slots, found by
+    /// their nodes' hashes and keys, so a lookup hashes its key once (for
+    /// the sketch too).
+    map: hashbrown::HashTable<usize>,
+    hasher: RandomState,
     /// The slab; `None` slots are listed in `free`.
     nodes: Vec<Option<Node>>,
     free: Vec<usize>,
@@ -150,7 +152,8 @@ impl Cache {
         Cache {
             owner,
             budget,
-            map: HashMap::new(),
+            map: hashbrown::HashTable::new(),
+            hasher: RandomState::new(),
             nodes: Vec::new(),
             free: Vec::new(),
             newest: NIL,
@@ -199,8 +202,9 @@ impl Cache {
         now: Instant,
         renew: impl FnOnce(&Entry) -> Option<Instant>,
     ) -> Option<Rc<Entry>> {
-        self.sketch.record(self.hash(key));
-        let i = *self.map.get(key)?;
+        let hash = self.hash(key);
+        self.sketch.record(hash);
+        let i = self.find(hash, key)?;
         if now >= self.node(i).entry.until
             && let Some(until) = renew(&self.node(i).entry)
         {
@@ -228,12 +232,13 @@ impl Cache {
         if size > self.budget {
             return false;
         }
-        let own = self.map.get(key).copied();
+        let hash = self.hash(key);
+        let own = self.find(hash, key);
         let mut have = self.bytes - own.map_or(0, |i| self.at(i).size);
         if have + size <= self.budget {
             return true;
         }
-        let wants = self.sketch.estimate(self.hash(key));
+        let wants = self.sketch.estimate(hash);
         let mut lost = 0u32;
         let mut i = self.oldest;
         while have + size > self.budget {
@@ -253,7 +258,14 @@ impl Cache {
     }
 
     fn hash(&self, key: &str) -> u64 {
-        self.map.hasher().hash_one(key)
+        self.hasher.hash_one(key)
+    }
+
+    /// The slot of `key`, whose hash is `hash`.
+    fn find(&self, hash: u64, key: &str) -> Option<usize> {
+        let nodes = &self.nodes;
+        let same = |&i: &usize| nodes[i].as_ref().is_some_and(|n| *n.key == *key);
+        self.map.find(hash, same).copied()
     }
 
     /// Keep `entry` for `key` (replacing the one it had), evicting the least
@@ -266,16 +278,15 @@ impl Cache {
         if size > self.budget {
             return entry;
         }
-        if let Some(&i) = self.map.get(key) {
+        let hash = self.hash(key);
+        if let Some(i) = self.find(hash, key) {
             self.remove(i);
         }
         while self.bytes + size > self.budget && self.oldest != NIL {
             self.remove(self.oldest);
         }
-        let hash = self.hash(key);
-        let key: Rc<str> = key.into();
         let node = Node {
-            key: key.clone(),
+            key: key.into(),
             hash,
             entry: entry.clone(),
             size,
@@ -293,7 +304,9 @@ impl Cache {
             }
         };
         self.push_newest(i);
-        self.map.insert(key, i);
+        let nodes = &self.nodes;
+        let rehash = |&j: &usize| nodes[j].as_ref().map_or(0, |n| n.hash);
+        self.map.insert_unique(hash, i, rehash);
         self.bytes += size;
         self.publish();
         entry
@@ -381,7 +394,9 @@ impl Cache {
     fn remove(&mut self, i: usize) -> Node {
         self.unlink(i);
         let n = self.nodes[i].take().expect("a listed slot holds a node");
-        self.map.remove(&*n.key);
+        if let Ok(slot) = self.map.find_entry(n.hash, |&j| j == i) {
+            slot.remove();
+        }
         self.bytes -= n.size;
         self.free.push(i);
         n

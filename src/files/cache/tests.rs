@@ -327,7 +327,7 @@ fn sized(key: &str, size: usize, until: Instant) -> Entry {
 fn keys(c: &Cache, all: &[&str]) -> Vec<String> {
     let mut held: Vec<String> = all
         .iter()
-        .filter(|k| c.map.contains_key(**k))
+        .filter(|k| c.find(c.hash(k), k).is_some())
         .map(|k| k.to_string())
         .collect();
     held.sort();
