@@ -138,20 +138,29 @@ fn strip_scheme(t: &str) -> Option<&str> {
 /// or dot-led segment, a control byte): resolve it then. A path
 /// with a dot-led segment is never in normal form here, so a hidden name
 /// is always judged by `resolve`.
+/// One pass over the bytes (it runs for every request).
 pub fn normal_form(target: &str) -> Option<&str> {
-    let path = target.split(['?', '#']).next()?;
-    let rest = path.strip_prefix('/')?;
-    if path.bytes().any(|b| b == b'%' || b < 0x20 || b == 0x7f) {
+    let b = target.as_bytes();
+    if b.first() != Some(&b'/') {
         return None;
     }
-    let mut segs = rest.split('/').peekable();
-    while let Some(seg) = segs.next() {
-        let last = segs.peek().is_none();
-        if (seg.is_empty() && !last) || seg.starts_with('.') {
-            return None;
+    let mut seg_start = 1;
+    let mut end = b.len();
+    for (i, &c) in b.iter().enumerate().skip(1) {
+        match c {
+            b'?' | b'#' => {
+                end = i;
+                break;
+            }
+            b'%' | 0..0x20 | 0x7f => return None,
+            // An empty segment before another.
+            b'/' if i == seg_start => return None,
+            b'/' => seg_start = i + 1,
+            b'.' if i == seg_start => return None,
+            _ => {}
         }
     }
-    Some(path)
+    Some(&target[..end])
 }
 
 /// Decode once, resolve dot-segments, refuse anything that could leave the root.
@@ -334,6 +343,42 @@ mod tests {
 
     /// Every spelling of a path has one normal form, and a target already
     /// in it is recognised without resolving.
+    #[test]
+    fn normal_form_is_the_segment_rule() {
+        // The rule as first written, segment by segment: the oracle.
+        fn by_segments(target: &str) -> Option<&str> {
+            let path = target.split(['?', '#']).next()?;
+            let rest = path.strip_prefix('/')?;
+            if path.bytes().any(|b| b == b'%' || b < 0x20 || b == 0x7f) {
+                return None;
+            }
+            let mut segs = rest.split('/').peekable();
+            while let Some(seg) = segs.next() {
+                let last = segs.peek().is_none();
+                if (seg.is_empty() && !last) || seg.starts_with('.') {
+                    return None;
+                }
+            }
+            Some(path)
+        }
+        // Every string of up to 5 bytes over the bytes that matter.
+        let alphabet = ["/", ".", "a", "?", "#", "%", "\x01", "\x7f", "é"];
+        let mut all = vec![String::new()];
+        for _ in 0..5 {
+            let next: Vec<String> = all
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            all.extend(next.iter().filter(|s| s.len() <= 8).cloned());
+            all.sort();
+            all.dedup();
+        }
+        assert!(all.len() > 50_000, "{}", all.len());
+        for t in &all {
+            assert_eq!(normal_form(t), by_segments(t), "{t:?}");
+        }
+    }
+
     #[test]
     fn normal_forms() {
         let normal = |t: &str| resolve(t, false).unwrap().normal();
