@@ -454,18 +454,48 @@ pub fn status(out: &mut BytesMut, code: u16) {
 /// A field (`name` in lower case) as a literal without indexing.
 pub fn field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
     match static_name(name) {
-        Some(i) => integer(out, usize::from(i), 4, 0),
+        Some(i) => field_at(out, i, value),
         None => {
             out.put_u8(0);
             string(out, name);
+            string(out, value);
         }
     }
+}
+
+/// The static table's indexes of the names every reply has (`field_at`).
+pub mod name {
+    pub const CONTENT_LENGTH: u8 = 28;
+    pub const DATE: u8 = 33;
+    pub const SERVER: u8 = 54;
+}
+
+/// A field whose name is the static table's entry `index`, as a literal
+/// without indexing: `field` without looking the name up.
+pub fn field_at(out: &mut BytesMut, index: u8, value: &[u8]) {
+    integer(out, usize::from(index), 4, 0);
     string(out, value);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The names every reply has are where `name` says.
+    #[test]
+    fn reply_names_are_their_static_entries() {
+        for (n, i) in [
+            (&b"content-length"[..], name::CONTENT_LENGTH),
+            (b"date", name::DATE),
+            (b"server", name::SERVER),
+        ] {
+            assert_eq!(static_name(n), Some(i));
+            let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+            field(&mut a, n, b"v");
+            field_at(&mut b, i, b"v");
+            assert_eq!(a, b);
+        }
+    }
 
     /// What we encode decodes back (long values take the
     /// multi-byte length form).

@@ -146,8 +146,8 @@ impl H2Conn {
         let blk = &mut self.ctrl;
         let status = reply.status;
         hpack::status(blk, status.0);
-        hpack::field(blk, b"server", b"tandem");
-        hpack::field(blk, b"date", ctx.now.date.as_bytes());
+        hpack::field_at(blk, hpack::name::SERVER, b"tandem");
+        hpack::field_at(blk, hpack::name::DATE, ctx.now.date.as_bytes());
         encode_rendered(blk, &reply.rendered);
         for (n, v) in reply.headers.iter() {
             encode_field(blk, n.as_bytes(), v.as_bytes());
@@ -156,7 +156,7 @@ impl H2Conn {
         if status != Status::NO_CONTENT && status != Status::NOT_MODIFIED {
             let mut d = [0; 20];
             let len = crate::log::access::decimal(body_len, &mut d);
-            hpack::field(&mut self.ctrl, b"content-length", len);
+            hpack::field_at(&mut self.ctrl, hpack::name::CONTENT_LENGTH, len);
         }
         let end = head_only || reply.body.is_empty();
         let len = self.ctrl.len() - start - frame::HEADER_LEN;
