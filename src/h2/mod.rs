@@ -533,7 +533,7 @@ impl H2Conn {
         let end = self.queued + self.ctrl.len() as u64;
         if self.done.capacity() == 0 {
             // Room for the records of the streams open now, at once.
-            self.done.reserve(open);
+            self.done.reserve(open.min(16));
         }
         self.done.push_back((end, x));
         if s.remote_closed {
