@@ -68,24 +68,36 @@ impl Fields {
         self.buf.capacity() + self.list.capacity() * std::mem::size_of::<(usize, usize, usize)>()
     }
 
+    /// Count a field of `len` bytes (name and value) in the list's size:
+    /// whether the list is still within `max` (if not, it is marked over).
+    fn count(&mut self, len: usize, max: usize) -> bool {
+        self.size += len + FIELD_OVERHEAD;
+        let within = self.size <= max;
+        self.over |= !within;
+        within
+    }
+
+    /// A table entry's field: counted before it is copied, so a reference
+    /// past the limit (an HPACK bomb's) costs no copy.
     fn add(&mut self, name: &[u8], value: &[u8], max: usize) {
+        if !self.count(name.len() + value.len(), max) {
+            return;
+        }
         let s = self.buf.len();
         self.buf.extend_from_slice(name);
         let m = self.buf.len();
         self.buf.extend_from_slice(value);
-        self.commit(s, m, max);
+        self.list.push((s, m, self.buf.len()));
     }
 
     /// The field whose name is `buf[s..m]` and value `buf[m..]`, written
     /// there by the decoder, is one of the list; past `max`, it is dropped.
     fn commit(&mut self, s: usize, m: usize, max: usize) {
-        self.size += self.buf.len() - s + FIELD_OVERHEAD;
-        if self.size > max {
-            self.over = true;
+        if self.count(self.buf.len() - s, max) {
+            self.list.push((s, m, self.buf.len()));
+        } else {
             self.buf.truncate(s);
-            return;
         }
-        self.list.push((s, m, self.buf.len()));
     }
 }
 

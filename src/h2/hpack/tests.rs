@@ -467,3 +467,21 @@ fn decode_into_is_the_old_decoder() {
         "{oks} {errs} {overs}"
     );
 }
+
+/// A reference to a table entry past the limit is counted, not copied:
+/// a bomb's thousand-fold references cost no copying (measured before
+/// this: 3.5 ms per 48 KiB block of 4000-byte references, release, vs
+/// 0.12 ms).
+#[test]
+fn a_reference_past_the_limit_is_not_copied() {
+    let mut dec = Decoder::new();
+    let mut entry = BytesMut::new();
+    entry.put_u8(0x40);
+    string(&mut entry, b"x-bomb");
+    string(&mut entry, &[b'b'; 4000]);
+    dec.decode(&entry, 1 << 20).unwrap();
+    let mut f = Fields::default();
+    dec.decode_into(&[0x80 | 62; 1000], 100, &mut f).unwrap();
+    assert!(f.over && f.len() == 0 && f.size == 1000 * 4038);
+    assert!(f.buf.capacity() < 4000, "{}", f.buf.capacity());
+}
