@@ -222,6 +222,10 @@ impl Decoder {
             }
             fields_seen = true;
         }
+        // A literal past the limit grew the buffer before it was dropped:
+        // that room is not kept for the next block (`H2Conn` reuses `f`
+        // while the connection is busy). A no-op unless the list is over.
+        f.buf.shrink_to(max);
         Ok(())
     }
 }

@@ -485,3 +485,24 @@ fn a_reference_past_the_limit_is_not_copied() {
     assert!(f.over && f.len() == 0 && f.size == 1000 * 4038);
     assert!(f.buf.capacity() < 4000, "{}", f.buf.capacity());
 }
+
+/// A literal far past the limit (a block may be 4 x max_header_size and
+/// Huffman expands it 8/5) leaves no room past the limit in the fields
+/// the connection keeps for its next block.
+#[test]
+fn a_literal_past_the_limit_leaves_no_room() {
+    let mut block = BytesMut::new();
+    block.put_u8(0);
+    string(&mut block, b"cookie");
+    put_string(&mut block, &[b'0'; 40_000], true);
+    let mut f = Fields::default();
+    Decoder::new().decode_into(&block, 8192, &mut f).unwrap();
+    assert!(f.over && f.len() == 0);
+    assert!(f.heap() <= 8192 + 16 * 24, "{}", f.heap());
+    // Within the limit the room is kept, and reused.
+    let small = [0x82, 0x86, 0x84];
+    Decoder::new().decode_into(&small, 8192, &mut f).unwrap();
+    let room = f.buf.capacity();
+    Decoder::new().decode_into(&small, 8192, &mut f).unwrap();
+    assert_eq!((f.len(), f.buf.capacity()), (3, room));
+}
