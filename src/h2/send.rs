@@ -78,13 +78,17 @@ impl H2Conn {
     /// in (up to `OUT_HIGH`), taken at once rather than by doubling as
     /// they come, which would copy the frames already in again and again.
     fn reserve_coalesced(&mut self) {
+        if self.window <= 0 {
+            // Nothing goes before the peer opens its window.
+            return;
+        }
         let room = OUT_HIGH.saturating_sub(self.pending + self.ctrl.len());
         let mut want = 0;
         for s in self.streams.values().filter(|s| s.ready()) {
             if let Some(Segment::Bytes(b)) = s.segs.front()
                 && b.len() <= COALESCE
             {
-                want += frame::HEADER_LEN + b.len();
+                want += frame::HEADER_LEN + b.len().min(s.window as usize);
                 if want >= room {
                     break;
                 }
