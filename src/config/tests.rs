@@ -877,3 +877,12 @@ fn http2_keys() {
     let e = Config::parse("\nh2_max_control_frames_per_second = 0\n", "t.toml").unwrap_err();
     assert!(e.to_string().contains("must be at least 1"), "{e}");
 }
+
+/// The tchar table says what RFC 9110's list says, byte for byte.
+#[test]
+fn tchar_table_is_the_rfc_list() {
+    for b in 0..=255u8 {
+        let want = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        assert_eq!(super::is_tchar(b), want, "byte {b:#04x}");
+    }
+}

@@ -339,10 +339,27 @@ fn under_root(p: &str) -> bool {
     !p.is_empty() && !p.contains('\0') && !p.split('/').any(|s| s == "..")
 }
 
-/// RFC 9110 `tchar`: what a header field name is made of.
+/// RFC 9110 `tchar`: what a header field name (and a method, a coding,
+/// a trailer name) is made of. The one rule for every parser of them; a
+/// table, as HTTP/2 checks every request's field names by it.
 pub fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[usize::from(b)]
 }
+
+const TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+            );
+        b += 1;
+    }
+    t
+};
 
 /// A field value without control characters other than tab.
 pub fn is_field_value(v: &str) -> bool {

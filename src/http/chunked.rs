@@ -22,6 +22,7 @@
 //! soon as its digits say so, so no size overflows.
 
 use super::Status;
+use crate::config::is_tchar;
 
 /// Why a chunked body is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,11 +190,6 @@ impl Decoder {
 /// A byte of a field value or an extension: visible, space, tab or obs-text.
 fn is_text(b: u8) -> bool {
     b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80
-}
-
-/// A byte of a token (RFC 9110 §5.6.2).
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]
