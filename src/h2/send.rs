@@ -34,10 +34,7 @@ impl H2Conn {
             };
             let only = s.segs.len() == 1;
             let Some(seg) = s.segs.front_mut() else { break };
-            let n = (seg.len() as i64)
-                .min(s.window)
-                .min(self.window)
-                .min(self.peer_frame as i64) as usize;
+            let n = data_len(seg.len(), s.window, self.window, self.peer_frame);
             let last = n as u64 == seg.len() && only;
             let flags = if last { frame::flag::END_STREAM } else { 0 };
             frame::head(&mut self.ctrl, n, frame::kind::DATA, flags, id);
@@ -85,10 +82,11 @@ impl H2Conn {
         let room = OUT_HIGH.saturating_sub(self.pending + self.ctrl.len());
         let mut want = 0;
         for s in self.streams.values().filter(|s| s.ready()) {
-            if let Some(Segment::Bytes(b)) = s.segs.front()
-                && b.len() <= COALESCE
-            {
-                want += frame::HEADER_LEN + b.len().min(s.window as usize);
+            if let Some(Segment::Bytes(b)) = s.segs.front() {
+                let n = data_len(b.len() as u64, s.window, self.window, self.peer_frame);
+                if n <= COALESCE {
+                    want += frame::HEADER_LEN + n;
+                }
                 if want >= room {
                     break;
                 }
@@ -193,6 +191,16 @@ impl H2Conn {
             }
         }
     }
+}
+
+/// The length of the next DATA frame of a segment of `seg_len` bytes: as
+/// much as the stream's and the connection's windows and the peer's frame
+/// size allow (`pump` frames it; `reserve_coalesced` makes room for it).
+fn data_len(seg_len: u64, stream_window: i64, conn_window: i64, peer_frame: usize) -> usize {
+    (seg_len as i64)
+        .min(stream_window)
+        .min(conn_window)
+        .min(peer_frame as i64) as usize
 }
 
 /// One field of a reply as HPACK: its name in lower case, unless it is
