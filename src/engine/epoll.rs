@@ -23,8 +23,14 @@ const SENDFILE_CHUNK: usize = 1 << 20;
 /// A connection with work left when it is spent goes to the back of the
 /// ready queue, so a client that pipelines without end and reads as fast as
 /// we write cannot hold the worker: everyone else runs in between.
-/// (Each recv/send counts at least `OP_COST`, so at most 128 calls a turn.)
-const TURN_BUDGET: usize = 2 << 20;
+/// (Each recv/send counts at least `OP_COST`, so at most 16 calls a turn.)
+/// A turn of the loop is about this much per busy connection: at 2 MiB,
+/// 400 clients that pipelined requests for a 60 KiB file and never read
+/// (their responses filling 1.4 GiB of send buffers, near tcp_mem's
+/// pressure line) kept a new client's answer waiting 3.9 s; at 256 KiB
+/// (with `PLAIN_ACCEPTS_PER_TURN`), 0.1-0.2 s, nginx's 0.2 s. A 1 MiB
+/// response takes four turns, each one more epoll_wait for the whole loop.
+const TURN_BUDGET: usize = 256 << 10;
 
 const OP_COST: usize = 16 * 1024;
 
@@ -38,6 +44,12 @@ const OP_COST: usize = 16 * 1024;
 /// 15 ms, the flood's rate alike (tests/tls_ops.rs, handshake_flood...).
 /// io_uring's accepts complete among its other completions.
 const ACCEPTS_PER_TURN: usize = 1;
+/// The same for a plain-HTTP listener, whose new connection's first step
+/// is a read and an answer within `TURN_BUDGET`, not a handshake. At one a
+/// turn, a new client queued behind 400 others waited for 400 turns, each
+/// as long as the work of the connections already open (3.9 s, above):
+/// io_uring takes them all at once (32 ms), nginx 200 ms.
+const PLAIN_ACCEPTS_PER_TURN: usize = 64;
 
 struct EConn {
     fd: OwnedFd,
@@ -207,7 +219,12 @@ impl Worker {
         if !self.accepting || self.gate.paused() {
             return;
         }
-        self.accept_some(li, ACCEPTS_PER_TURN);
+        let max = if self.spec.listeners[li].tls {
+            ACCEPTS_PER_TURN
+        } else {
+            PLAIN_ACCEPTS_PER_TURN
+        };
+        self.accept_some(li, max);
     }
 
     /// Accept up to `max` connections from listener `li` (fewer at EAGAIN,
