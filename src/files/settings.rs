@@ -1,0 +1,74 @@
+//! The responder's settings, taken from a validated config once per
+//! generation and shared by its workers.
+
+use std::time::Duration;
+
+use crate::config::{Config, Encoding, Symlinks};
+
+use super::compress;
+
+/// Responder settings, from the config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Names tried, in order, for a directory.
+    pub index: Vec<String>,
+    pub serve_dotfiles: bool,
+    /// Error page by status, a path under the root.
+    pub error_pages: Vec<(u16, String)>,
+    pub autoindex: bool,
+    /// "" for none.
+    pub fallback: String,
+    pub default_type: String,
+    /// Extension (lower case) -> Content-Type.
+    pub mime_types: Vec<(String, String)>,
+    pub precompressed: Vec<Encoding>,
+    pub max_ranges: usize,
+    pub symlinks: Symlinks,
+    /// Bytes of the small-file cache per worker (0: off).
+    pub cache_budget: usize,
+    /// Largest file the cache keeps.
+    pub cache_max_file: u64,
+    /// Open files each worker keeps (`fdcache`; 0: off).
+    pub open_file_cache: usize,
+    /// How long a cached answer is served before the path is looked up again.
+    pub cache_revalidate: Duration,
+    /// Compiled rules, in order.
+    pub rules: Vec<(globset::GlobMatcher, Vec<(String, String)>)>,
+    /// On-the-fly compression of cached files.
+    pub compression: compress::Compression,
+}
+
+impl Settings {
+    /// From a validated config (so every glob compiles).
+    pub fn from_config(cfg: &Config) -> Settings {
+        Settings {
+            index: cfg.index.0.clone(),
+            serve_dotfiles: cfg.serve_dotfiles,
+            error_pages: cfg.error_pages(),
+            autoindex: cfg.autoindex,
+            fallback: cfg.fallback.trim_start_matches('/').to_string(),
+            default_type: cfg.default_type.clone(),
+            mime_types: cfg
+                .mime_types
+                .iter()
+                .map(|(e, t)| (e.to_ascii_lowercase(), t.clone()))
+                .collect(),
+            precompressed: cfg.precompressed.clone(),
+            max_ranges: cfg.max_ranges,
+            symlinks: cfg.symlinks,
+            cache_budget: (cfg.cache_size / cfg.workers.resolve().max(1) as u64) as usize,
+            cache_max_file: cfg.cache_max_file,
+            open_file_cache: cfg.open_file_cache,
+            cache_revalidate: cfg.cache_revalidate.0,
+            compression: compress::Compression::from_config(cfg),
+            rules: cfg
+                .rules
+                .iter()
+                .filter_map(|r| {
+                    let headers = r.headers.iter().map(|(n, v)| (n.clone(), v.clone()));
+                    Some((r.glob().ok()?, headers.collect()))
+                })
+                .collect(),
+        }
+    }
+}
