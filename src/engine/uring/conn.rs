@@ -29,7 +29,7 @@ use crate::tls::Session;
 /// Most direct chunks (up to 1 MiB each) `settle` sends for one connection
 /// before the rest waits its turn behind a POLLOUT. With the chunk a write
 /// completion may send just before (a head or a POLLOUT completed), at most
-/// 2 MiB per completion, like epoll's turn budget.
+/// 2 MiB per completion (epoll's `TURN_BUDGET` is 256 KiB).
 const DIRECT_ROUNDS: usize = 1;
 
 /// One connection, inline in the worker's slab: no op in flight points
