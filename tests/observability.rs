@@ -440,6 +440,41 @@ engine_tests! {
         }
     }
 
+    fn metrics_listener_closes_one_client_per_newcomer(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, METRICS, &site.root);
+        let m = metrics_addr(&srv);
+        // A full table (`MAX_CLIENTS`) of keep-alive clients, each idle
+        // after one answer: the first is the closest to its deadline.
+        const TABLE: usize = 256;
+        const REQ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: m\r\n\r\n";
+        let mut kept: Vec<Conn> = (0..TABLE)
+            .map(|_| {
+                let mut c = Conn::connect(m);
+                assert_eq!(c.roundtrip(REQ).status, 200);
+                c
+            })
+            .collect();
+        // Each newcomer (answered, then kept open too) closes the oldest
+        // client, and that one only: a worker that takes several
+        // connections a turn must not make room for one that is not there.
+        let mut newcomers = Vec::new();
+        for i in 0..3 {
+            let mut c = Conn::connect(m);
+            assert_eq!(c.roundtrip(REQ).status, 200, "newcomer {i}");
+            newcomers.push(c);
+            let rest = kept[i]
+                .read_to_close(WAIT)
+                .unwrap_or_else(|_| panic!("client {i} was not closed for newcomer {i}"));
+            assert!(rest.is_empty(), "{}", show(&rest));
+            kept[i + 1].expect_open(&format!("client {} after newcomer {i}", i + 1));
+        }
+        for (i, c) in newcomers.iter_mut().enumerate() {
+            c.expect_open(&format!("newcomer {i}"));
+        }
+        kept[TABLE - 1].expect_open("the newest client");
+    }
+
     fn metrics_listener_accepts_and_rejects_like_the_main_listener(e) {
         let site = Site::new();
         let srv = start_or_skip!(e, &format!("{METRICS}\nmax_header_size = 1024\nmax_target_size = 512"), &site.root);

@@ -248,6 +248,13 @@ impl Worker {
             // first" among those of one turn.
             let now = self.sh.clock.update();
             if evict && self.conns.len() >= self.spec.max_connections {
+                // Room only for a connection that is there: a batch ends at
+                // EAGAIN, and an eviction before it would close a client for
+                // nobody (often this turn's newest, its request still on
+                // the way: header_timeout is the shortest deadline).
+                if !pending(lfd) {
+                    break;
+                }
                 self.evict_for_new();
             }
             // At max_connections: the idle connection that makes room,
@@ -493,6 +500,18 @@ impl Worker {
         }
         self.sh.flush_log();
     }
+}
+
+/// Whether listener `lfd` has a connection waiting to be accepted.
+fn pending(lfd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd: lfd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll reads and writes the one live pollfd; timeout 0: no wait.
+    let n = crate::syscall!(unsafe { libc::poll(&mut p, 1, 0) });
+    matches!(n, Ok(1)) && p.revents & libc::POLLIN != 0
 }
 
 /// The reads of one pass of `drive`. True if it got anywhere.
