@@ -293,7 +293,8 @@ impl Worker {
                 rd_drained: false,
                 hup: false,
                 wr_blocked: false,
-                queued: false,
+                // Its first turn is in the ready queue (below).
+                queued: true,
             });
             self.give_back.opened(self.conns.len());
             let evs = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
@@ -302,8 +303,11 @@ impl Worker {
                 self.conns.remove(tok);
                 continue;
             }
-            // Data often arrives with the connection: try it now.
-            self.drive(tok);
+            // Data often arrives with the connection: it is tried this
+            // loop turn, in the ready queue, after the events of the
+            // connections already open (a batch of new ones, each read and
+            // answered, does not go ahead of them).
+            self.ready.push_back(tok);
         }
         // Paused accepting leaves the (level-triggered) listeners out of the
         // epoll set, so a full backlog does not wake the loop over and over.
