@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use crate::syscall;
-
 pub(super) struct Signals {
     pub(super) hup: Arc<AtomicBool>,
     pub(super) term: Arc<AtomicBool>,
@@ -49,13 +47,8 @@ pub(super) fn install_signals() -> io::Result<(Signals, UnixStream)> {
 impl Signals {
     /// Sleep until a signal arrives or `timeout` passes.
     pub(super) fn wait(&self, timeout: Duration) {
-        let mut pfd = libc::pollfd {
-            fd: self.wake.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: pfd is a live pollfd array of length 1.
-        match syscall!(unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) }) {
+        let wait = timeout.as_millis() as i32;
+        match crate::sys::poll_one(self.wake.as_raw_fd(), libc::POLLIN, wait) {
             Ok(_) => {}
             // A signal arrived while we slept: just what we wait for.
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -62,7 +62,8 @@ struct EConn {
     hup: bool,
     /// The socket's send buffer is full (send saw EAGAIN): wait for EPOLLOUT.
     wr_blocked: bool,
-    /// In the ready queue: it spent its turn's budget with work left.
+    /// Has a turn coming without an event: just accepted (`fresh`), or it
+    /// spent its turn's budget with work left (the ready queue).
     queued: bool,
 }
 
@@ -214,20 +215,23 @@ impl Worker {
         // client 0.2-0.9 s).
         let mut fresh = std::mem::take(&mut self.fresh);
         for tok in fresh.drain(..) {
-            if let Some(c) = self.conns.get_mut(tok) {
-                c.queued = false;
-                self.drive(tok);
-            }
+            self.take_turn(tok);
         }
         self.fresh = fresh;
         for _ in 0..self.ready.len() {
             let Some(tok) = self.ready.pop_front() else {
                 break;
             };
-            if let Some(c) = self.conns.get_mut(tok) {
-                c.queued = false;
-                self.drive(tok);
-            }
+            self.take_turn(tok);
+        }
+    }
+
+    /// The turn `tok` was promised (in `fresh` or `ready`), if it is
+    /// still open.
+    fn take_turn(&mut self, tok: usize) {
+        if let Some(c) = self.conns.get_mut(tok) {
+            c.queued = false;
+            self.drive(tok);
         }
     }
 
@@ -524,14 +528,7 @@ impl Worker {
 
 /// Whether listener `lfd` has a connection waiting to be accepted.
 fn pending(lfd: RawFd) -> bool {
-    let mut p = libc::pollfd {
-        fd: lfd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: poll reads and writes the one live pollfd; timeout 0: no wait.
-    let n = crate::syscall!(unsafe { libc::poll(&mut p, 1, 0) });
-    matches!(n, Ok(1)) && p.revents & libc::POLLIN != 0
+    matches!(crate::sys::poll_one(lfd, libc::POLLIN, 0), Ok(r) if r & libc::POLLIN != 0)
 }
 
 /// The reads of one pass of `drive`. True if it got anywhere.

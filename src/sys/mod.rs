@@ -52,6 +52,23 @@ pub fn check<T: SyscallRet>(ret: T) -> io::Result<T> {
     }
 }
 
+/// Waits up to `timeout_ms` (0: not at all) for `events` (POLLIN, ...) on
+/// one descriptor; the events that came (`revents`), 0 if none did.
+pub fn poll_one(
+    fd: std::os::fd::RawFd,
+    events: libc::c_short,
+    timeout_ms: i32,
+) -> io::Result<libc::c_short> {
+    let mut p = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: poll reads and writes one live pollfd, the length it is given.
+    check(unsafe { libc::poll(&mut p, 1, timeout_ms) })?;
+    Ok(p.revents)
+}
+
 /// `syscall!(unsafe { libc::f(args) })`: the call's return value as
 /// `io::Result`, `Err(io::Error::last_os_error())` when it is negative. See
 /// the module docs.
