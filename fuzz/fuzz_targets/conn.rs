@@ -87,8 +87,8 @@ impl Respond for Fuzz {
         reply
     }
 
-    fn local(&self, stats: &Arc<WorkerCounters>) -> Box<dyn Any> {
-        self.0.local(stats)
+    fn local(&self, stats: &Arc<WorkerCounters>, fd_budget: usize) -> Box<dyn Any> {
+        self.0.local(stats, fd_budget)
     }
 }
 
