@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use tandem::files::{Responder, Settings};
-use tandem::http::parse::{MAX_HEADERS, ParseLimits, Parsed, parse_head};
+use tandem::http::parse::{ParseLimits, Parsed, header_slots, parse_head};
 use tandem::http::{Conn, Ctx, Limits, Notes, Now, Respond, Transmit};
 use tandem::log::Level;
 use tandem::metrics::WorkerCounters;
@@ -32,7 +32,7 @@ fn main() {
         max_target_size: 4096,
     };
     bench("parse_head (7 headers)", 500_000, || {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = header_slots();
         match parse_head(black_box(REQ), &mut headers, &lim) {
             Ok(Parsed::Complete(h, n)) => {
                 black_box((h.target, n));

@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use tandem::http::ParseLimits;
-use tandem::http::parse::{MAX_HEADERS, Parsed, Reject, Request, parse_head};
+use tandem::http::parse::{MAX_HEADERS, Parsed, Reject, Request, header_slots, parse_head};
 
 fn split_check() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
@@ -54,7 +54,7 @@ fn parse_with<R>(
     lim: &ParseLimits,
     f: impl FnOnce(&Result<Parsed<'_>, Reject>) -> R,
 ) -> R {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = header_slots();
     f(&parse_head(buf, &mut headers, lim))
 }
 
@@ -122,7 +122,7 @@ fuzz_target!(|data: &[u8]| {
         }
     };
 
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = header_slots();
     let res = parse_head(buf, &mut headers, &lim);
     let whole = verdict(&res);
     let summary = format!("{res:?}");

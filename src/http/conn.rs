@@ -14,7 +14,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::parse::{MAX_HEADERS, Method, Parsed, Request, parse_head};
+use super::parse::{Method, Parsed, Request, header_slots, parse_head};
 use super::reply::{Body, Reply, Segment};
 use super::{Ctx, Limits, Stamp, Status, later};
 use crate::log::Level;
@@ -414,7 +414,7 @@ impl Conn {
             if pos == buf.len() {
                 return pos;
             }
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut headers = header_slots();
             match parse_head(&buf[pos..], &mut headers, &ctx.limits.parse) {
                 Ok(Parsed::Partial) => return pos,
                 Ok(Parsed::Complete(head, n)) => {

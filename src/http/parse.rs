@@ -1,9 +1,21 @@
 //! Request head parsing on top of httparse, plus the RFC 9112 framing checks
 //! httparse leaves to us (Host, Content-Length, Transfer-Encoding, versions).
 
+use std::mem::MaybeUninit;
+
 use super::Status;
 
 pub const MAX_HEADERS: usize = 96;
+
+/// Room for a request's header fields, left uninitialized: httparse writes
+/// only the entries it parses, so a request does not pay for clearing all
+/// `MAX_HEADERS` of them first (3 KiB a request).
+pub type HeaderSlots<'a> = [MaybeUninit<httparse::Header<'a>>; MAX_HEADERS];
+
+/// Empty `HeaderSlots` for `parse_head`.
+pub const fn header_slots<'a>() -> HeaderSlots<'a> {
+    [const { MaybeUninit::uninit() }; MAX_HEADERS]
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -121,7 +133,7 @@ fn reject(status: Status) -> Reject {
 /// completes before it is judged whole, and otherwise the limit answers.
 pub fn parse_head<'a>(
     buf: &'a [u8],
-    headers: &'a mut [httparse::Header<'a>],
+    headers: &'a mut [MaybeUninit<httparse::Header<'a>>],
     lim: &ParseLimits,
 ) -> Result<Parsed<'a>, Reject> {
     // Leading empty lines before a request line are ignored (RFC 9112 2.2).
@@ -151,8 +163,8 @@ pub fn parse_head<'a>(
         Some(status) => Err(reject(status)),
         None => Ok(Parsed::Partial),
     };
-    let mut req = httparse::Request::new(headers);
-    let n = match req.parse(view) {
+    let mut req = httparse::Request::new(&mut []);
+    let n = match req.parse_with_uninit_headers(view, headers) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return incomplete(),
         Err(httparse::Error::TooManyHeaders) => {
@@ -402,7 +414,7 @@ const HOST_BYTE: [bool; 256] = {
 /// and hand the request to `f`.
 #[cfg(test)]
 pub(crate) fn with_request<R>(raw: &str, f: impl FnOnce(&Request<'_>) -> R) -> R {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = header_slots();
     let lim = ParseLimits {
         max_header_size: 8192,
         max_target_size: 4096,
@@ -432,7 +444,7 @@ mod tests {
     }
 
     fn status(req: &[u8]) -> Status {
-        let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut h = header_slots();
         match parse_head(req, &mut h, &LIM) {
             Ok(Parsed::Complete(..)) => Status::OK,
             Ok(Parsed::Partial) => Status(0),
@@ -551,7 +563,7 @@ mod tests {
 
     #[test]
     fn every_header_is_reachable() {
-        let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut h = header_slots();
         let req = b"GET /x HTTP/1.1\r\nHost: a\r\nIf-None-Match:  \"v1\" \r\nX-Odd: \xff\r\n\r\n";
         let Ok(Parsed::Complete(r, n)) = parse_head(req, &mut h, &LIM) else {
             panic!("not complete");
@@ -568,7 +580,7 @@ mod tests {
     #[test]
     fn keep_alive_rules() {
         let ka = |r: &[u8]| {
-            let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut h = header_slots();
             match parse_head(r, &mut h, &LIM) {
                 Ok(Parsed::Complete(h, _)) => h.keep_alive,
                 other => panic!("{other:?}"),
@@ -592,7 +604,7 @@ mod tests {
     fn transfer_codings() {
         let te = |fields: &str| {
             let req = format!("GET / HTTP/1.1\r\nHost: a\r\n{fields}\r\n");
-            let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut h = header_slots();
             match parse_head(req.as_bytes(), &mut h, &LIM) {
                 Ok(Parsed::Complete(r, _)) => Ok(r.chunked),
                 Ok(Parsed::Partial) => panic!("{fields:?}: partial"),
@@ -626,7 +638,7 @@ mod tests {
             te("Transfer-Encoding: chunked\r\nContent-Length: 0\r\n"),
             Err(400)
         );
-        let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut h = header_slots();
         let req = b"GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert!(matches!(
             parse_head(req, &mut h, &LIM),

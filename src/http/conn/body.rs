@@ -65,7 +65,7 @@ impl Conn {
             Ok(Some(n)) => {
                 // The body is in; the next head's clock starts with it.
                 self.set_head_started(None);
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut headers = header_slots();
                 match parse_head(&ch.head, &mut headers, &ctx.limits.parse) {
                     Ok(Parsed::Complete(req, _)) => self.respond(ctx, &req),
                     // It parsed before: only smaller limits (a reload) refuse it now.
