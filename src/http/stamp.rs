@@ -59,6 +59,17 @@ impl Stamp {
         later(*epoch, Duration::from_micros(self.0.get()))
     }
 
+    /// `d` after this stamp: the stamp of `later(self.instant(), d)`
+    /// (rounded up to the microsecond as `of` rounds), worked out in
+    /// whole microseconds, without the two conversions.
+    pub fn after(self, d: Duration) -> Stamp {
+        let us = d
+            .as_secs()
+            .saturating_mul(1_000_000)
+            .saturating_add(u64::from(d.subsec_nanos().div_ceil(1_000)));
+        Stamp(self.0.saturating_add(us))
+    }
+
     /// Microseconds since the epoch.
     pub fn micros(self) -> u64 {
         self.0.get()
@@ -102,6 +113,16 @@ mod tests {
             assert_eq!(d.instant(), back + Duration::from_secs(15));
             assert_eq!(d.micros(), s.micros() + 15_000_000);
             assert_eq!(d.millis(), d.micros() / 1_000);
+            // `after` is that conversion worked out in microseconds, for
+            // whole and fractional microseconds alike.
+            for gap in [
+                Duration::from_secs(15),
+                Duration::from_nanos(k * 7_919 + 1),
+                Duration::from_millis(k),
+                Duration::ZERO,
+            ] {
+                assert_eq!(s.after(gap), Stamp::of(later(back, gap)), "{gap:?}");
+            }
         }
     }
 

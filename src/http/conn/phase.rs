@@ -100,22 +100,24 @@ impl Conn {
     /// is out), however the client paces it.
     /// Kept as a `Stamp`: the first microsecond not before it.
     pub(super) fn update_deadline(&mut self, lim: &Limits) {
-        let last = self.last_activity.instant();
-        let begun = self.head_started().unwrap_or(last);
-        let deadline = match self.phase() {
+        let last = self.last_activity;
+        self.deadline = match self.phase() {
             Phase::Closed => None,
-            Phase::Linger { until } => Some(until),
-            Phase::Sending => Some(later(last, lim.send_timeout)),
+            Phase::Linger { until } => Some(Stamp::of(until)),
+            Phase::Sending => Some(last.after(lim.send_timeout)),
             Phase::Head | Phase::ChunkedBody | Phase::Discarding => {
-                Some(later(begun, lim.header_timeout))
+                let begun = self.head_started().map_or(last, Stamp::of);
+                Some(begun.after(lim.header_timeout))
             }
-            Phase::Fresh => Some(later(last, lim.header_timeout)),
+            Phase::Fresh => Some(last.after(lim.header_timeout)),
             Phase::Idle => {
-                let idle_end = later(last, lim.keepalive_timeout);
-                Some(self.drain_until().map_or(idle_end, |d| d.min(idle_end)))
+                let idle_end = last.after(lim.keepalive_timeout);
+                Some(
+                    self.drain_until()
+                        .map_or(idle_end, |d| Stamp::of(d).min(idle_end)),
+                )
             }
         };
-        self.deadline = deadline.map(Stamp::of);
     }
 
     /// Time passed; act on a deadline that has expired.
