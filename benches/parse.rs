@@ -68,7 +68,7 @@ fn main() {
     // The config file's defaults (8192 / 4096, as `lim` above).
     let limits = Limits::default();
     let now = Now::new(Instant::now(), std::time::SystemTime::now());
-    let mut conn = Conn::new("127.0.0.1:1".parse().unwrap(), now.instant, &limits);
+    let mut conn = Conn::new("127.0.0.1:1".parse().unwrap(), now.instant(), &limits);
     let mut log = Vec::new();
     let mut notes = Notes::new(Level::Info);
     let stats = std::sync::Arc::new(WorkerCounters::default());

@@ -103,11 +103,11 @@ impl World {
     /// Both clocks move on by `d`.
     fn advance(&mut self, d: Duration) {
         self.wall += d;
-        self.now = Now::new(self.now.instant + d, self.wall);
+        self.now = Now::new(self.now.instant() + d, self.wall);
     }
 
     fn conn(&self, peer: &str) -> Conn {
-        Conn::new(peer.parse().unwrap(), self.now.instant, &self.limits)
+        Conn::new(peer.parse().unwrap(), self.now.instant(), &self.limits)
     }
 }
 

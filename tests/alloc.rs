@@ -76,7 +76,7 @@ fn allocations(req: &[u8], n: u64, cfg: &str, log_format: LogFormat) -> u64 {
         ..Limits::from_config(&cfg)
     };
     let now = Now::new(Instant::now(), SystemTime::now());
-    let mut conn = Conn::new("127.0.0.1:1".parse().unwrap(), now.instant, &limits);
+    let mut conn = Conn::new("127.0.0.1:1".parse().unwrap(), now.instant(), &limits);
     let mut log = Vec::with_capacity(1 << 20);
     let mut notes = Notes::new(Level::Info);
     let stats = std::sync::Arc::new(WorkerCounters::default());

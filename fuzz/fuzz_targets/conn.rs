@@ -303,7 +303,7 @@ impl Env {
 
     /// Move the clock to `t` if that is later than now.
     fn advance_to(&mut self, t: Instant) {
-        let now = self.now.instant;
+        let now = self.now.instant();
         if t > now {
             self.advance(t - now);
         }
@@ -327,7 +327,7 @@ impl Env {
     fn conn(&self) -> Conn {
         Conn::new(
             "192.0.2.7:40000".parse().unwrap(),
-            self.now.instant,
+            self.now.instant(),
             &self.limits,
         )
     }
@@ -846,7 +846,7 @@ fn run_script(case: &Case<'_>) {
             Op::Error => c.handle_error(&mut env.ctx()),
             Op::Advance(ms) => {
                 env.advance(Duration::from_millis(ms as u64));
-                if c.poll_timeout().is_some_and(|d| d <= env.now.instant) {
+                if c.poll_timeout().is_some_and(|d| d <= env.now.instant()) {
                     c.handle_timeout(&mut env.ctx());
                 }
             }

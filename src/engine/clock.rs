@@ -20,14 +20,14 @@ impl Clock {
     }
 
     pub fn update(&mut self) -> Instant {
-        self.now.instant = Instant::now();
+        self.now.set_instant(Instant::now());
         let wall = SystemTime::now();
         let s = secs(wall);
         if s != self.wall_sec {
             self.wall_sec = s;
-            self.now = Now::new(self.now.instant, wall);
+            self.now = Now::new(self.now.instant(), wall);
         }
-        self.now.instant
+        self.now.instant()
     }
 
     pub fn now(&self) -> &Now {

@@ -445,7 +445,7 @@ impl Worker {
                 break;
             }
         }
-        super::policy::check_opens(&mut self.gate, c.conn.peer(), sh.clock.now().instant);
+        super::policy::check_opens(&mut self.gate, c.conn.peer(), sh.clock.now().instant());
         if c.conn.is_closed() {
             self.conns.remove(tok);
             // Dropping the EConn closes the fd, which also removes it from epoll.
@@ -478,7 +478,7 @@ impl Worker {
     }
 
     fn on_tick(&mut self) {
-        let now = self.sh.clock.now().instant;
+        let now = self.sh.clock.now().instant();
         super::policy::flush_throttled(now);
         if self.gate.resume(now) && self.accepting {
             if let Err(e) = self.arm_listeners(true) {

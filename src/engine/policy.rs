@@ -375,7 +375,7 @@ impl WorkerState {
             .or_else(|| crate::sys::peer_addr(fd))
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         self.counters.accepted();
-        let now = self.clock.now().instant;
+        let now = self.clock.now().instant();
         let conn = Conn::new(peer, now, &self.limits);
         let mut conn = match (tls, &self.tls) {
             (false, _) => match &self.redirect {
@@ -419,7 +419,7 @@ impl WorkerState {
             return false;
         };
         let live = conns.len();
-        TABLE_FULL.hit(self.clock.now().instant, || {
+        TABLE_FULL.hit(self.clock.now().instant(), || {
             format!(
                 "connection table full ({live} connections open): closed the longest-idle \
                  keep-alive connection ({peer}) to admit a new one"
@@ -461,7 +461,7 @@ impl WorkerState {
     /// The timeout scan: `expire` every connection whose deadline has
     /// passed. Returns their tokens, for the engine to move them forward.
     pub fn expire_due<T: EngineConn>(&mut self, conns: &mut Slab<T>) -> Vec<usize> {
-        let now = self.clock.now().instant;
+        let now = self.clock.now().instant();
         let mut due = Vec::new();
         for tok in conns.tokens() {
             let Some(c) = conns.get_mut(tok) else {

@@ -72,7 +72,7 @@ impl WorkerState {
         if state == Command::Abort {
             return Step::Exit;
         }
-        let now = self.clock.now().instant;
+        let now = self.clock.now().instant();
         match self.drain_deadline {
             None if state >= Command::Retire => {
                 self.drain_grace = DRAIN_GRACE.min(self.shutdown_timeout);
@@ -105,7 +105,7 @@ impl WorkerState {
         .unwrap_or(Duration::from_secs(1));
         let tick = (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
         let clock = Clock::new();
-        let now = clock.now().instant;
+        let now = clock.now().instant();
         WorkerState {
             responder: spec.responder.clone(),
             local: spec.responder.local(&spec.counters, spec.fd_budget),
@@ -180,12 +180,12 @@ impl WorkerState {
     /// How long the loop may sleep before the next timer tick.
     pub fn wait_timeout(&self) -> Duration {
         self.next_tick
-            .saturating_duration_since(self.clock.now().instant)
+            .saturating_duration_since(self.clock.now().instant())
     }
 
     /// True once per tick: time to check connection deadlines and flush logs.
     pub fn tick_due(&mut self) -> bool {
-        let now = self.clock.now().instant;
+        let now = self.clock.now().instant();
         if now < self.next_tick {
             return false;
         }
@@ -205,7 +205,7 @@ impl WorkerState {
 
     pub fn flush_log(&mut self) {
         self.write_notes();
-        self.last_flush = self.clock.now().instant;
+        self.last_flush = self.clock.now().instant();
         if !self.logbuf.is_empty() {
             if let Some(a) = &self.access {
                 a.write(&self.logbuf);

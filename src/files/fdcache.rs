@@ -251,10 +251,10 @@ impl Site<'_> {
         let every = self.settings.cache_revalidate;
         let renew = |e: &Entry| {
             self.unchanged_on_disk(key, e, now)
-                .then(|| crate::http::later(now.instant, every))
+                .then(|| crate::http::later(now.instant(), every))
         };
         if let Some(c) = cache.as_deref_mut()
-            && let Some(e) = c.get_or_renew(key, now.instant, renew)
+            && let Some(e) = c.get_or_renew(key, now.instant(), renew)
         {
             return Some(self.serve_cached(req, now, c, key, e));
         }
@@ -275,7 +275,7 @@ impl Site<'_> {
         now: &Now,
     ) -> Option<Rc<Entry>> {
         let files = files?;
-        let e = files.get(key, now.instant, |e| self.unchanged_on_disk(key, e, now))?;
+        let e = files.get(key, now.instant(), |e| self.unchanged_on_disk(key, e, now))?;
         let len = e.reps[0].len;
         let promote = cache.is_some_and(|c| {
             len <= self.settings.cache_max_file && c.admits(key, len as usize + HEAD_ESTIMATE)
@@ -311,7 +311,7 @@ impl Site<'_> {
         let every = self.settings.cache_revalidate;
         let no_sibling = || {
             self.dirs
-                .is_some_and(|d| !d.may_hold(self.root, dir, encs, now.instant, every))
+                .is_some_and(|d| !d.may_hold(self.root, dir, encs, now.instant(), every))
         };
         let rep = &e.reps[0];
         key.as_bytes().get(1..) == Some(name)
@@ -346,7 +346,7 @@ impl Site<'_> {
             ctype,
             rules,
             // The slot's own `until` is what the open-file cache goes by.
-            until: crate::http::later(now.instant, self.settings.cache_revalidate),
+            until: crate::http::later(now.instant(), self.settings.cache_revalidate),
             files: vec![stamp],
             rel: rel.to_os_string(),
         }

@@ -186,8 +186,8 @@ impl Respond for Responder {
             .downcast_mut::<Local>()
             .filter(|l| l.owner == self.owner);
         let root = match local.as_deref_mut() {
-            Some(l) => l.root(&self.roots, now.instant),
-            None => self.roots.latest(now.instant, false),
+            Some(l) => l.root(&self.roots, now.instant()),
+            None => self.roots.latest(now.instant(), false),
         };
         let (cache, files, dirs) = Local::parts(local.as_deref_mut());
         let mut reply = self
@@ -209,8 +209,8 @@ impl Respond for Responder {
             return reply;
         }
         let again = match local.as_deref_mut() {
-            Some(l) => l.retry(&self.roots, &root, now.instant),
-            None => self.roots.retry(&root, now.instant),
+            Some(l) => l.retry(&self.roots, &root, now.instant()),
+            None => self.roots.retry(&root, now.instant()),
         };
         match again {
             Some(new) => {
@@ -379,7 +379,7 @@ impl Site<'_> {
             Some(i) => Text::from(rules.remove(i).1),
             None => self.types.header_value(&rel.to_string_lossy()),
         };
-        let sibs = self.siblings(rel, &f, now.instant, notes);
+        let sibs = self.siblings(rel, &f, now.instant(), notes);
         // The caches' key, made once for both.
         let key = p.normal();
         if let Some(cache) = cache
@@ -411,7 +411,7 @@ impl Site<'_> {
             && sibs.is_empty()
         {
             let e = Rc::new(self.open_entry(now, rel, f, ctype, rules));
-            files.put(&key, e.clone(), now.instant);
+            files.put(&key, e.clone(), now.instant());
             return self.answer_cached(req, now, &e);
         }
         let mut reply = self.entity(req, now, f, sibs, rel, ctype);
@@ -473,7 +473,7 @@ impl Site<'_> {
             vary,
             ctype,
             rules: rules.to_vec(),
-            until: crate::http::later(now.instant, self.settings.cache_revalidate),
+            until: crate::http::later(now.instant(), self.settings.cache_revalidate),
             rel: rel.to_os_string(),
             files: std::iter::once(src)
                 .chain(sibs.iter().map(|(_, f)| f))
@@ -487,7 +487,7 @@ impl Site<'_> {
     /// then ahead of the clock) is rendered now if it can be.
     fn renewed(&self, old: &Entry, now: &Now) -> Entry {
         let mut e = old.clone();
-        e.until = crate::http::later(now.instant, self.settings.cache_revalidate);
+        e.until = crate::http::later(now.instant(), self.settings.cache_revalidate);
         let (vary, ctype, rules) = (e.vary, e.ctype.clone(), e.rules.clone());
         for rep in e.reps.iter_mut().chain(&mut e.made) {
             if rep.head.is_none() {
@@ -555,7 +555,7 @@ impl Site<'_> {
         // for the next (the compressed bytes are smaller than the source's,
         // their head well under 1 KiB).
         if !cache.keeps(key, &e, bytes.len() + 1024)
-            || !cache.may_compress(now.instant, bytes.len())
+            || !cache.may_compress(now.instant(), bytes.len())
         {
             return e;
         }

@@ -77,7 +77,7 @@ impl Http {
 
     /// Become HTTP/2 (ALPN chose `h2`): nothing has been read yet.
     pub fn h2(&mut self, ctx: &mut Ctx<'_>) {
-        let c = H2Conn::new(self.peer(), ctx.now.instant, ctx.limits);
+        let c = H2Conn::new(self.peer(), ctx.now.instant(), ctx.limits);
         ctx.stats.h2_connection();
         *self = Http::H2(Box::new(c));
     }
@@ -134,7 +134,7 @@ impl Http {
             // Not the preface: HTTP/1.1, with the bytes held back first.
             let seen = at;
             // A stand-in while the `Conn` moves (a `Conn` allocates nothing).
-            let stand_in = Http::H1(Conn::new(self.peer(), ctx.now.instant, ctx.limits));
+            let stand_in = Http::H1(Conn::new(self.peer(), ctx.now.instant(), ctx.limits));
             if let Http::Sniff(s) = std::mem::replace(self, stand_in) {
                 *self = Http::H1(s.conn);
             }

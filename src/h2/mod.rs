@@ -293,7 +293,7 @@ impl H2Conn {
         if self.state != State::Open || data.is_empty() {
             return;
         }
-        self.last_activity = ctx.now.instant;
+        self.last_activity = ctx.now.instant();
         if self.inbuf.is_empty() {
             let used = self.process(ctx, data);
             if self.state == State::Open && used < data.len() {
@@ -339,7 +339,7 @@ impl H2Conn {
 
     /// `n` more bytes of `Transmit::Send` reached the socket.
     pub fn handle_sent(&mut self, ctx: &mut Ctx<'_>, n: usize) {
-        let now = ctx.now.instant;
+        let now = ctx.now.instant();
         if n > 0 {
             self.last_sent = now;
             if let State::Ending { shut, until } = self.state {
@@ -383,7 +383,7 @@ impl H2Conn {
             frame::goaway(&mut self.ctrl, MAX_STREAM_ID, Code::NoError);
             frame::ping(&mut self.ctrl, false, DRAIN_PING);
             self.drain = Drain::Pinged {
-                until: later(ctx.now.instant, ctx.drain_grace),
+                until: later(ctx.now.instant(), ctx.drain_grace),
             };
         }
         self.settle(ctx);
@@ -392,7 +392,7 @@ impl H2Conn {
     /// The idle deadline came but `unsent` bytes are still in the socket's
     /// queue (see `Conn::handle_unsent`): wait while it keeps shrinking.
     pub fn handle_unsent(&mut self, ctx: &mut Ctx<'_>, unsent: usize) {
-        let now = ctx.now.instant;
+        let now = ctx.now.instant();
         if !self.is_idle() || unsent == 0 {
             return self.handle_timeout(ctx);
         }
@@ -424,7 +424,7 @@ impl H2Conn {
 
     /// Time passed: act on the deadline if it came.
     pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
-        let now = ctx.now.instant;
+        let now = ctx.now.instant();
         if self.deadline.is_none_or(|d| d > now) {
             return;
         }
@@ -486,7 +486,7 @@ impl H2Conn {
     /// After every event: queue what can go, report exchanges whose last
     /// byte left, end the connection when it is done, set the deadline.
     fn settle(&mut self, ctx: &mut Ctx<'_>) {
-        let now = ctx.now.instant;
+        let now = ctx.now.instant();
         self.give_back(ctx);
         loop {
             self.start_waiting(ctx);
@@ -591,7 +591,7 @@ impl H2Conn {
         }
         let mut e = x
             .held
-            .exchange(self.peer, x.status, body, sent, ctx.now.instant);
+            .exchange(self.peer, x.status, body, sent, ctx.now.instant());
         e.tls = self.tls.as_deref().map(TlsFacts::as_tls);
         ctx.exchange(&e);
     }
@@ -633,9 +633,9 @@ impl H2Conn {
         self.inbuf = Vec::new();
         self.state = State::Ending {
             shut: false,
-            until: later(ctx.now.instant, ctx.limits.linger_timeout),
+            until: later(ctx.now.instant(), ctx.limits.linger_timeout),
         };
-        self.pump(ctx.now.instant);
+        self.pump(ctx.now.instant());
     }
 
     fn close(&mut self, ctx: &mut Ctx<'_>) {

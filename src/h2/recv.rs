@@ -87,7 +87,7 @@ impl H2Conn {
 
     /// One more frame that asked for nothing: within the budget?
     fn calm(&mut self, ctx: &mut Ctx<'_>) -> Res {
-        if self.budget.control(ctx.now.instant, &ctx.limits.h2) {
+        if self.budget.control(ctx.now.instant(), &ctx.limits.h2) {
             Ok(())
         } else {
             Err(Code::EnhanceYourCalm)
@@ -244,7 +244,7 @@ impl H2Conn {
         // answered whole: Rapid Reset's requests may be done before
         // their RST_STREAM is read.
         self.drop_stream(ctx, h.stream);
-        if self.budget.reset(ctx.now.instant, &ctx.limits.h2) {
+        if self.budget.reset(ctx.now.instant(), &ctx.limits.h2) {
             Ok(())
         } else {
             Err(Code::EnhanceYourCalm)
@@ -377,7 +377,7 @@ impl H2Conn {
             what,
             bytes: Vec::new(),
             frames: 1,
-            started: ctx.now.instant,
+            started: ctx.now.instant(),
         };
         if h.has(flag::END_HEADERS) {
             return self.end_block(ctx, block, p);
@@ -516,7 +516,7 @@ impl H2Conn {
     fn refuse(&mut self, ctx: &mut Ctx<'_>, id: u32) -> Res {
         frame::rst_stream(&mut self.ctrl, id, Code::RefusedStream);
         self.answered()?;
-        if self.budget.reset(ctx.now.instant, &ctx.limits.h2) {
+        if self.budget.reset(ctx.now.instant(), &ctx.limits.h2) {
             Ok(())
         } else {
             Err(Code::EnhanceYourCalm)

@@ -184,7 +184,7 @@ impl H2Conn {
         } else {
             if !self.streams.values().any(|s| !s.segs.is_empty()) {
                 // The first body to wait for a window starts the clock.
-                self.last_data = ctx.now.instant;
+                self.last_data = ctx.now.instant();
             }
             if let Some(s) = self.streams.get_mut(&id) {
                 reply.body.into_segments(&mut s.segs);

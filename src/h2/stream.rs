@@ -122,7 +122,7 @@ impl Exch {
             protocol: "HTTP/2.0",
         });
         self.held.hold(
-            ctx.now.instant,
+            ctx.now.instant(),
             ctx.now.wall,
             line,
             field("referer"),

@@ -103,7 +103,7 @@ impl Env {
     fn conn(&mut self) -> H2Conn {
         let c = H2Conn::new(
             "127.0.0.1:1".parse().unwrap(),
-            self.now.instant,
+            self.now.instant(),
             &self.limits,
         );
         let mut c = c;
@@ -481,9 +481,9 @@ fn idle_connections_get_goaway_at_keepalive_timeout() {
     let mut c = env.conn();
     env.input(&mut c, &get(1, "/small"));
     env.frames(&mut c);
-    let t0 = env.now.instant;
+    let t0 = env.now.instant();
     env.expire(&mut c);
-    assert_eq!(env.now.instant - t0, env.limits.keepalive_timeout);
+    assert_eq!(env.now.instant() - t0, env.limits.keepalive_timeout);
     let f = env.frames(&mut c);
     assert_eq!(goaway_code(&f), Some(0));
     let (_, p) = f.iter().rfind(|(h, _)| h.kind == kind::GOAWAY).unwrap();
@@ -498,9 +498,9 @@ fn a_zero_window_stall_ends_at_send_timeout() {
     let mut c = env.conn();
     env.input(&mut c, &get(1, "/big"));
     env.frames(&mut c);
-    let t0 = env.now.instant;
+    let t0 = env.now.instant();
     env.expire(&mut c);
-    assert_eq!(env.now.instant - t0, env.limits.send_timeout);
+    assert_eq!(env.now.instant() - t0, env.limits.send_timeout);
     assert!(c.is_closed());
     let log = String::from_utf8_lossy(&env.log).into_owned();
     assert!(log.contains("\"GET /big HTTP/2.0\" 200 65535"), "{log}");
@@ -510,12 +510,16 @@ fn a_zero_window_stall_ends_at_send_timeout() {
 #[test]
 fn a_missing_preface_times_out() {
     let mut env = Env::new();
-    let mut c = H2Conn::new("127.0.0.1:1".parse().unwrap(), env.now.instant, &env.limits);
+    let mut c = H2Conn::new(
+        "127.0.0.1:1".parse().unwrap(),
+        env.now.instant(),
+        &env.limits,
+    );
     env.input(&mut c, &frame::PREFACE[..10]);
     env.frames(&mut c);
-    let t0 = env.now.instant;
+    let t0 = env.now.instant();
     env.expire(&mut c);
-    assert_eq!(env.now.instant - t0, env.limits.header_timeout);
+    assert_eq!(env.now.instant() - t0, env.limits.header_timeout);
     assert!(goaway_code(&env.frames(&mut c)).is_some());
 }
 
@@ -559,7 +563,11 @@ fn connection_errors_have_their_codes() {
     }
     // Not SETTINGS first.
     let mut env = Env::new();
-    let mut c = H2Conn::new("127.0.0.1:1".parse().unwrap(), env.now.instant, &env.limits);
+    let mut c = H2Conn::new(
+        "127.0.0.1:1".parse().unwrap(),
+        env.now.instant(),
+        &env.limits,
+    );
     env.input(
         &mut c,
         &[
@@ -733,9 +741,12 @@ fn pings_do_not_keep_a_stalled_stream() {
     let mut c = env.conn();
     env.input(&mut c, &get(1, "/big"));
     env.frames(&mut c);
-    let t0 = env.now.instant;
+    let t0 = env.now.instant();
     for _ in 0..10 {
-        env.now = Now::new(env.now.instant + Duration::from_secs(10), SystemTime::now());
+        env.now = Now::new(
+            env.now.instant() + Duration::from_secs(10),
+            SystemTime::now(),
+        );
         env.input(&mut c, &client_frame(kind::PING, 0, 0, &[7; 8]));
         env.frames(&mut c);
         c.handle_timeout(&mut env.ctx());
@@ -744,7 +755,7 @@ fn pings_do_not_keep_a_stalled_stream() {
         }
     }
     assert!(c.is_closed());
-    assert!(env.now.instant - t0 <= env.limits.send_timeout + Duration::from_secs(10));
+    assert!(env.now.instant() - t0 <= env.limits.send_timeout + Duration::from_secs(10));
 }
 
 /// A response head larger than the peer's SETTINGS_MAX_FRAME_SIZE goes
@@ -852,7 +863,7 @@ fn eof_inside_a_header_block() {
     assert_eq!(goaway_code(&f), Some(Code::Protocol as u32));
     assert!(matches!(c.poll_transmit(), Transmit::Shutdown));
     c.handle_shutdown();
-    assert!(c.poll_timeout().is_some_and(|d| d <= env.now.instant));
+    assert!(c.poll_timeout().is_some_and(|d| d <= env.now.instant()));
     c.handle_timeout(&mut env.ctx());
     assert!(c.is_closed());
 }
@@ -1161,7 +1172,7 @@ fn an_undecided_cleartext_connection_keeps_its_bytes_and_a_drain() {
     env.limits.h2.cleartext = true;
     let peer = "127.0.0.1:1".parse().unwrap();
 
-    let mut c = Http::plain(peer, env.now.instant, &env.limits);
+    let mut c = Http::plain(peer, env.now.instant(), &env.limits);
     let (a, b) = frame::PREFACE.split_at(5);
     c.handle_input(&mut env.ctx(), a);
     assert!(!c.is_h2() && !c.is_closed());
@@ -1175,7 +1186,7 @@ fn an_undecided_cleartext_connection_keeps_its_bytes_and_a_drain() {
     assert!(f.iter().any(|(h, _)| h.kind == kind::GOAWAY), "no GOAWAY");
 
     // A lookalike ("PRI /..."), split where it still matched the preface.
-    let mut c = Http::plain(peer, env.now.instant, &env.limits);
+    let mut c = Http::plain(peer, env.now.instant(), &env.limits);
     c.handle_input(&mut env.ctx(), b"PR");
     c.begin_shutdown(&mut env.ctx());
     c.handle_input(&mut env.ctx(), b"I / HTTP/1.1\r\nHost: x\r\n\r\n");

@@ -207,7 +207,7 @@ impl Conn {
 
     /// Feed bytes the engine received; the engine keeps nothing once this returns.
     pub fn handle_input(&mut self, ctx: &mut Ctx<'_>, data: &[u8]) {
-        let now = ctx.now.instant;
+        let now = ctx.now.instant();
         match self.state {
             State::Closed | State::Linger { .. } => return,
             State::Open => {}
@@ -215,7 +215,7 @@ impl Conn {
         if data.is_empty() {
             return;
         }
-        self.last_activity = Stamp::of(now);
+        self.last_activity = ctx.now.stamp();
         if !self.has_input() {
             let used = self.process(ctx, data);
             if used < data.len() && self.state == State::Open {
@@ -258,7 +258,7 @@ impl Conn {
             return;
         };
         if n > 0 {
-            self.last_activity = Stamp::of(ctx.now.instant);
+            self.last_activity = ctx.now.stamp();
         }
         let mut n = n as u64;
         let segs = &mut b.segs;
@@ -297,7 +297,7 @@ impl Conn {
         if ctx.drain_grace.is_zero() {
             self.close(ctx);
         } else {
-            let until = later(ctx.now.instant, ctx.drain_grace);
+            let until = later(ctx.now.instant(), ctx.drain_grace);
             let r = self.rare();
             r.drain_until = Some(r.drain_until.map_or(until, |d| d.min(until)));
             self.update_deadline(ctx.limits);
@@ -312,7 +312,7 @@ impl Conn {
     /// (at most `send_timeout` without progress); otherwise the deadline is
     /// acted on as usual.
     pub fn handle_unsent(&mut self, ctx: &mut Ctx<'_>, unsent: usize) {
-        let now = ctx.now.instant;
+        let now = ctx.now.instant();
         if !self.is_idle() || unsent == 0 {
             return self.handle_timeout(ctx);
         }
@@ -328,7 +328,7 @@ impl Conn {
         if r.drain_until.is_some() {
             r.drain_until = Some(later(now, ctx.drain_grace));
         }
-        self.last_activity = Stamp::of(now);
+        self.last_activity = ctx.now.stamp();
         self.update_deadline(ctx.limits);
     }
 
@@ -382,7 +382,7 @@ impl Conn {
             }
         } else if used > 0 {
             inbuf.drain(..used);
-            self.rare().head_started = Some(ctx.now.instant);
+            self.rare().head_started = Some(ctx.now.instant());
         }
     }
 
@@ -421,7 +421,7 @@ impl Conn {
                     // A body's clock starts at the end of its head; without
                     // one, the next head's starts with its first byte.
                     let body = head.content_length > 0 || head.chunked;
-                    self.set_head_started(body.then_some(ctx.now.instant));
+                    self.set_head_started(body.then_some(ctx.now.instant()));
                     if head.chunked {
                         self.start_chunked(ctx, &head, &buf[pos..pos + n]);
                     } else {
@@ -557,7 +557,7 @@ impl Conn {
         if self.discard() > 0 {
             // The body's clock starts again: while the response went out,
             // at most `max_buffered` of it was read.
-            self.rare().head_started = Some(ctx.now.instant);
+            self.rare().head_started = Some(ctx.now.instant());
         }
         self.advance(ctx);
         if self.state == State::Open && !self.sending() {
@@ -604,7 +604,7 @@ impl Conn {
             self.state = State::Closed;
         } else {
             self.state = State::Linger { shut: false };
-            self.rare().linger_until = Some(later(ctx.now.instant, ctx.limits.linger_timeout));
+            self.rare().linger_until = Some(later(ctx.now.instant(), ctx.limits.linger_timeout));
         }
         self.update_deadline(ctx.limits);
     }

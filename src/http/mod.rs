@@ -234,7 +234,11 @@ pub fn later(t: Instant, d: Duration) -> Instant {
 /// The time, as the engine read it once for this batch of events.
 #[derive(Debug, Clone)]
 pub struct Now {
-    pub instant: Instant,
+    /// Set with `set_instant`, which keeps `stamp` in step.
+    instant: Instant,
+    /// `instant` as a `Stamp`, worked out once for the batch rather than
+    /// once or twice a request (a `Conn`'s last-activity time).
+    stamp: Stamp,
     /// The wall-clock time the Date header says, in whole seconds.
     pub wall: SystemTime,
     /// IMF-fixdate for the Date header.
@@ -245,9 +249,26 @@ impl Now {
     pub fn new(instant: Instant, wall: SystemTime) -> Now {
         Now {
             instant,
+            stamp: Stamp::of(instant),
             wall: cond::whole_seconds(wall),
             date: httpdate::fmt_http_date(wall),
         }
+    }
+
+    /// The monotonic time of this batch of events.
+    pub fn instant(&self) -> Instant {
+        self.instant
+    }
+
+    /// `instant()` as a `Stamp`.
+    pub fn stamp(&self) -> Stamp {
+        self.stamp
+    }
+
+    /// The clock moved on within the same wall-clock second.
+    pub fn set_instant(&mut self, instant: Instant) {
+        self.instant = instant;
+        self.stamp = Stamp::of(instant);
     }
 }
 

@@ -315,7 +315,7 @@ impl TlsConn {
 
     pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
         match self.ending {
-            Ending::Failing { until, .. } if until <= ctx.now.instant => {
+            Ending::Failing { until, .. } if until <= ctx.now.instant() => {
                 self.ending = Ending::Closed
             }
             Ending::No => {
@@ -323,7 +323,7 @@ impl TlsConn {
                     && self
                         .conn
                         .poll_timeout()
-                        .is_some_and(|d| d <= ctx.now.instant)
+                        .is_some_and(|d| d <= ctx.now.instant())
                 {
                     ctx.stats.tls_failure(TlsFailure::Timeout);
                 }
@@ -385,7 +385,7 @@ impl TlsConn {
         }
         self.ending = Ending::Failing {
             shut: false,
-            until: later(ctx.now.instant, ctx.limits.linger_timeout),
+            until: later(ctx.now.instant(), ctx.limits.linger_timeout),
         };
     }
 

@@ -115,7 +115,7 @@ impl Env {
     fn pair(&self) -> (TlsConn, rustls::ClientConnection) {
         let conn = Conn::new(
             "127.0.0.1:1".parse().unwrap(),
-            self.now.instant,
+            self.now.instant(),
             &self.limits,
         );
         let server = TlsConn::new(self.server.clone(), conn, Arc::default())

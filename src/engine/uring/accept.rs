@@ -45,7 +45,7 @@ impl Worker {
                 // Served once a slot frees up: the idle connection closed
                 // for it now, or (every one busy) any, after the pause.
                 self.parked.push_back((res, li));
-                let now = self.sh.clock.now().instant;
+                let now = self.sh.clock.now().instant();
                 match self.sh.idlest(&mut self.conns) {
                     Some(slot) if self.sh.make_room(&mut self.conns, slot) => self.settle(slot),
                     _ => self.gate.pause(now),
@@ -56,7 +56,7 @@ impl Worker {
         } else {
             // Next or Stop alike: the multishot accept goes on, or ends with
             // a final completion and `sync_accept` re-arms it (unless paused).
-            let now = self.sh.clock.now().instant;
+            let now = self.sh.clock.now().instant();
             let _ = self.gate.failed(&errno_str(res), now);
         }
         if last && !self.accepting && !self.stopping {
@@ -96,7 +96,7 @@ impl Worker {
     pub(super) fn sync_accept(&mut self) {
         // The streams' descriptor slots count as connections (`load`).
         let live = self.sh.load(self.conns.len() + self.parked.len());
-        let now = self.sh.clock.now().instant;
+        let now = self.sh.clock.now().instant();
         let want = !self.stopping
             && self.accepting
             && match self.gate.admit(live) {
@@ -148,7 +148,7 @@ impl Worker {
     /// Serve a new connection from listener `li` (`peer`: its address, if
     /// the accept said).
     pub(super) fn start_conn(&mut self, fd: RawFd, peer: Option<SocketAddr>, li: usize) {
-        let now = self.sh.clock.now().instant;
+        let now = self.sh.clock.now().instant();
         let generation = self.next_gen;
         self.next_gen = generation.wrapping_add(1);
         let tls = self.spec.listeners[li].tls;

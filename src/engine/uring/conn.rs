@@ -443,7 +443,7 @@ impl Worker {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
-        let now = self.sh.clock.now().instant;
+        let now = self.sh.clock.now().instant();
         if !c.closing {
             if c.conn.is_closed() {
                 c.start_close(slot, &mut self.io, now);

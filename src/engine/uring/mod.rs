@@ -247,7 +247,7 @@ impl Worker {
             self.io.flush_backlog();
             let mut wait = self.sh.wait_timeout();
             if let Some(at) = self.give_back_at {
-                wait = wait.min(at.saturating_duration_since(self.sh.clock.now().instant));
+                wait = wait.min(at.saturating_duration_since(self.sh.clock.now().instant()));
             }
             let ts = types::Timespec::from(wait);
             let args = types::SubmitArgs::new().timespec(&ts);
@@ -257,7 +257,7 @@ impl Worker {
                 Err(e) => return Err(e),
             }
             self.sh.clock.update();
-            let now = self.sh.clock.now().instant;
+            let now = self.sh.clock.now().instant();
             if self.reap() {
                 self.give_back_at = Some(now + GIVE_BACK_QUIET);
             } else if self.give_back_at.is_some_and(|at| now >= at) {
@@ -365,7 +365,7 @@ impl Worker {
                 let peer = self.conns.get_mut(idx).map(|c| c.conn.peer());
                 self.on_conn(kind, idx, generation, res, flags, last);
                 if let Some(peer) = peer {
-                    let now = self.sh.clock.now().instant;
+                    let now = self.sh.clock.now().instant();
                     super::policy::check_opens(&mut self.gate, peer, now);
                 }
             }
@@ -412,7 +412,7 @@ impl Worker {
     }
 
     fn on_tick(&mut self) {
-        let now = self.sh.clock.now().instant;
+        let now = self.sh.clock.now().instant();
         super::policy::flush_throttled(now);
         self.give_back();
         if self.gate.resume(now) {
@@ -493,7 +493,7 @@ impl Worker {
             // SAFETY: a parked fd is owned by `parked` alone, with no op on it.
             unsafe { close_fd(fd) };
         }
-        let now = self.sh.clock.now().instant;
+        let now = self.sh.clock.now().instant();
         for slot in self.conns.keys() {
             if let Some(c) = self.conns.get_mut(slot) {
                 c.start_close(slot, &mut self.io, now);
@@ -515,7 +515,7 @@ impl Worker {
             }
             self.sh.clock.update();
             self.reap();
-            let now = self.sh.clock.now().instant;
+            let now = self.sh.clock.now().instant();
             for slot in self.conns.keys() {
                 self.recancel(slot, now);
             }

@@ -24,7 +24,7 @@ impl Conn {
         let line = ctx.logs().then_some(line);
         let b = self.bufs.get_or_insert_with(|| ctx.pool.take());
         b.request
-            .hold(ctx.now.instant, ctx.now.wall, line, referer, ua);
+            .hold(ctx.now.instant(), ctx.now.wall, line, referer, ua);
     }
 
     /// A response is over, `body_sent` of its body bytes out: report its
@@ -34,7 +34,7 @@ impl Conn {
             return;
         }
         let sent = out.sent.min(out.head_len + out.body_len);
-        let end = ctx.now.instant;
+        let end = ctx.now.instant();
         // A response always has its buffers (`send_reply` took them).
         let none = HeldRequest::new();
         let held = self.bufs.as_deref().map_or(&none, |b| &b.request);

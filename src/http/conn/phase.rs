@@ -123,7 +123,7 @@ impl Conn {
     /// Time passed; act on a deadline that has expired.
     pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
         match self.deadline {
-            Some(d) if d.instant() <= ctx.now.instant => {}
+            Some(d) if d.instant() <= ctx.now.instant() => {}
             _ => return,
         }
         let phase = self.phase();

@@ -103,11 +103,13 @@ struct Env {
 impl Env {
     fn new() -> Env {
         let limits = Limits::small();
+        let stamp = crate::http::Stamp::of(Instant::now());
         let now = Now {
             // On a whole microsecond of the `Stamp`s a `Conn` keeps its
             // times in, so its deadlines are exactly those written below
             // (off the grid they may be up to 1 µs later: phase.rs).
-            instant: crate::http::Stamp::of(Instant::now()).instant(),
+            instant: stamp.instant(),
+            stamp,
             wall: httpdate::parse_http_date(DATE).unwrap(),
             date: DATE.into(),
         };
@@ -143,13 +145,13 @@ impl Env {
     fn conn(&self) -> Conn {
         Conn::new(
             "127.0.0.1:5555".parse().unwrap(),
-            self.now.instant,
+            self.now.instant(),
             &self.limits,
         )
     }
 
     fn advance(&mut self, d: Duration) {
-        self.now.instant += d;
+        self.now.set_instant(self.now.instant() + d);
     }
 }
 
@@ -398,7 +400,7 @@ fn timeouts() {
     // then closed at the peer's EOF or after the linger time.
     let (mut c, mut out) = served(&mut env);
     let d = c.poll_timeout().unwrap();
-    assert_eq!(d, env.now.instant + env.limits.keepalive_timeout);
+    assert_eq!(d, env.now.instant() + env.limits.keepalive_timeout);
     env.advance(Duration::from_secs(59));
     c.handle_timeout(&mut env.ctx());
     assert!(!c.is_closed());
@@ -435,7 +437,7 @@ fn timeouts() {
     // The head deadline runs from the first byte, not the last.
     assert_eq!(
         c.poll_timeout().unwrap(),
-        env.now.instant + Duration::from_secs(5)
+        env.now.instant() + Duration::from_secs(5)
     );
     env.advance(Duration::from_secs(5));
     c.handle_timeout(&mut env.ctx());
@@ -604,7 +606,7 @@ fn retire_grace_answers_one_more_request_with_close() {
     assert!(!c.is_closed(), "idle keep-alive stays for the grace");
     assert_eq!(
         c.poll_timeout(),
-        Some(env.now.instant + Duration::from_secs(2))
+        Some(env.now.instant() + Duration::from_secs(2))
     );
     // A request within the grace: answered, with Connection: close.
     env.advance(Duration::from_secs(1));
@@ -667,7 +669,7 @@ fn unsent_response_bytes_defer_the_idle_close() {
         env.advance(Duration::from_secs(2));
         c.handle_unsent(&mut env.ctx(), left);
         assert!(
-            !c.is_closed() && c.poll_timeout() == Some(env.now.instant + Duration::from_secs(2))
+            !c.is_closed() && c.poll_timeout() == Some(env.now.instant() + Duration::from_secs(2))
         );
     }
     // The client has it all now and sends its next request in time.
@@ -677,8 +679,8 @@ fn unsent_response_bytes_defer_the_idle_close() {
     // A client that stops reading altogether is not waited for past send_timeout.
     let (mut c, mut out) = served(&mut env);
     c.begin_shutdown(&mut env.ctx());
-    let t0 = env.now.instant;
-    while env.now.instant < t0 + env.limits.send_timeout + Duration::from_secs(4) {
+    let t0 = env.now.instant();
+    while env.now.instant() < t0 + env.limits.send_timeout + Duration::from_secs(4) {
         env.advance(Duration::from_secs(2));
         c.handle_unsent(&mut env.ctx(), 5000);
         drain(&mut env, &mut c, usize::MAX, &mut out);

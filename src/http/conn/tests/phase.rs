@@ -36,7 +36,7 @@ fn cases() -> Vec<Case> {
             build: |env| {
                 (
                     env.conn(),
-                    Some(env.now.instant + env.limits.header_timeout),
+                    Some(env.now.instant() + env.limits.header_timeout),
                 )
             },
             phase: |c| c.phase() == Phase::Fresh,
@@ -47,7 +47,7 @@ fn cases() -> Vec<Case> {
             name: "first head, split",
             build: |env| {
                 let mut c = env.conn();
-                let start = env.now.instant;
+                let start = env.now.instant();
                 input(env, &mut c, "GET / HTTP/1.1\r\nHo");
                 env.advance(Duration::from_secs(10));
                 input(env, &mut c, "st: x\r\n");
@@ -63,7 +63,7 @@ fn cases() -> Vec<Case> {
                 let (mut c, _) = served(env);
                 env.advance(Duration::from_secs(3));
                 input(env, &mut c, "GET /a.txt HT");
-                (c, Some(env.now.instant + env.limits.header_timeout))
+                (c, Some(env.now.instant() + env.limits.header_timeout))
             },
             phase: |c| c.phase() == Phase::Head,
             idle: false,
@@ -73,7 +73,7 @@ fn cases() -> Vec<Case> {
             name: "chunked body",
             build: |env| {
                 let mut c = env.conn();
-                let start = env.now.instant;
+                let start = env.now.instant();
                 input(env, &mut c, &format!("{CHUNKED}5\r\nhel"));
                 env.advance(Duration::from_secs(4));
                 input(env, &mut c, "lo\r\n");
@@ -88,7 +88,7 @@ fn cases() -> Vec<Case> {
             build: |env| {
                 let mut c = env.conn();
                 input(env, &mut c, EXPECT);
-                (c, Some(env.now.instant + env.limits.send_timeout))
+                (c, Some(env.now.instant() + env.limits.send_timeout))
             },
             phase: |c| c.phase() == Phase::Sending,
             idle: false,
@@ -99,7 +99,7 @@ fn cases() -> Vec<Case> {
             build: |env| {
                 let mut c = env.conn();
                 input(env, &mut c, GET_A);
-                (c, Some(env.now.instant + env.limits.send_timeout))
+                (c, Some(env.now.instant() + env.limits.send_timeout))
             },
             phase: |c| c.phase() == Phase::Sending,
             idle: false,
@@ -112,7 +112,7 @@ fn cases() -> Vec<Case> {
                 input(env, &mut c, GET_A);
                 env.advance(Duration::from_secs(7));
                 c.handle_sent(&mut env.ctx(), 5);
-                (c, Some(env.now.instant + env.limits.send_timeout))
+                (c, Some(env.now.instant() + env.limits.send_timeout))
             },
             phase: |c| c.phase() == Phase::Sending,
             idle: false,
@@ -124,7 +124,7 @@ fn cases() -> Vec<Case> {
             build: |env| {
                 let mut c = env.conn();
                 input(env, &mut c, WITH_BODY);
-                (c, Some(env.now.instant + env.limits.send_timeout))
+                (c, Some(env.now.instant() + env.limits.send_timeout))
             },
             phase: |c| c.phase() == Phase::Sending,
             idle: false,
@@ -138,7 +138,7 @@ fn cases() -> Vec<Case> {
                 input(env, &mut c, WITH_BODY);
                 env.advance(Duration::from_secs(5));
                 sink(env, &mut c);
-                (c, Some(env.now.instant + env.limits.header_timeout))
+                (c, Some(env.now.instant() + env.limits.header_timeout))
             },
             phase: |c| c.phase() == Phase::Discarding,
             idle: false,
@@ -148,7 +148,7 @@ fn cases() -> Vec<Case> {
             name: "idle after a response",
             build: |env| {
                 let (c, _) = served(env);
-                (c, Some(env.now.instant + env.limits.keepalive_timeout))
+                (c, Some(env.now.instant() + env.limits.keepalive_timeout))
             },
             phase: |c| c.phase() == Phase::Idle,
             idle: true,
@@ -161,7 +161,7 @@ fn cases() -> Vec<Case> {
                 env.drain_grace = Duration::from_secs(5);
                 c.begin_shutdown(&mut env.ctx());
                 env.drain_grace = Duration::ZERO;
-                (c, Some(env.now.instant + Duration::from_secs(5)))
+                (c, Some(env.now.instant() + Duration::from_secs(5)))
             },
             phase: |c| c.phase() == Phase::Idle,
             idle: true,
@@ -173,10 +173,10 @@ fn cases() -> Vec<Case> {
                 let (mut c, _) = served(env);
                 // The keep-alive deadline, as kept (off the microsecond
                 // grid, up to 1 µs after keepalive_timeout).
-                env.now.instant = c.poll_timeout().unwrap();
+                env.now.set_instant(c.poll_timeout().unwrap());
                 c.handle_timeout(&mut env.ctx());
                 sink(env, &mut c);
-                (c, Some(env.now.instant + env.limits.linger_timeout))
+                (c, Some(env.now.instant() + env.limits.linger_timeout))
             },
             phase: |c| matches!(c.phase(), Phase::Linger { .. }),
             idle: false,
@@ -188,7 +188,7 @@ fn cases() -> Vec<Case> {
                 let mut c = env.conn();
                 input(env, &mut c, "BAD\r\n\r\n");
                 sink(env, &mut c);
-                (c, Some(env.now.instant + env.limits.linger_timeout))
+                (c, Some(env.now.instant() + env.limits.linger_timeout))
             },
             phase: |c| matches!(c.phase(), Phase::Linger { .. }),
             idle: false,
@@ -252,7 +252,8 @@ fn deadline_expiry_and_idleness_agree_in_every_phase() {
     {
         let name = case.name;
         let mut env = Env::new();
-        env.now.instant += Duration::from_nanos(off);
+        env.now
+            .set_instant(env.now.instant() + Duration::from_nanos(off));
         let (mut c, deadline) = (case.build)(&mut env);
         let phase = c.phase();
         assert!((case.phase)(&c), "{name}: in {phase:?}");
@@ -279,12 +280,12 @@ fn deadline_expiry_and_idleness_agree_in_every_phase() {
         if let (Some(d), Some(r)) = (deadline, reported) {
             // Just before the deadline nothing changes.
             for before in [d - Duration::from_millis(1), d - Duration::from_nanos(1)] {
-                env.now.instant = before;
+                env.now.set_instant(before);
                 c.handle_timeout(&mut env.ctx());
                 assert_eq!(c.phase(), phase, "{name}: acted early");
                 assert_eq!(c.poll_timeout(), reported, "{name}: deadline moved");
             }
-            env.now.instant = r;
+            env.now.set_instant(r);
         } else {
             env.advance(Duration::from_secs(3600));
         }
