@@ -504,11 +504,7 @@ impl Conn {
         let h = &mut b.head;
         h.reserve(512);
         // Copied, not formatted: this is every response's work.
-        h.extend_from_slice(b"HTTP/1.1 ");
-        h.extend_from_slice(decimal(u64::from(reply.status.0), &mut [0; 20]));
-        h.extend_from_slice(b" ");
-        h.extend_from_slice(reply.status.reason().as_bytes());
-        h.extend_from_slice(b"\r\nServer: tandem\r\nDate: ");
+        reply.status.h1_opening_into(h);
         h.extend_from_slice(ctx.now.date.as_bytes());
         h.extend_from_slice(b"\r\n");
         h.extend_from_slice(&reply.rendered);
