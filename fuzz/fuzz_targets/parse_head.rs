@@ -150,7 +150,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(Parsed::Partial) => {}
         Err(r) => {
             assert!(
-                matches!(r.status.0, 400 | 413 | 414 | 431 | 505),
+                matches!(r.status.0, 400 | 413 | 414 | 431 | 501 | 505),
                 "unexpected reject status {}",
                 r.status.0
             );
