@@ -588,6 +588,80 @@ fn start_low_nofile(e: &str) -> Option<(Site, Server)> {
     Some((site, srv))
 }
 
+/// Connections of the head burst, and the bound on what each may make the
+/// server hold while it does not read (its queued output, 64 KiB ahead of
+/// the socket and 64 KiB of heads behind; one read of input; the log
+/// records of the streams answered meanwhile): 0.8-0.9 MiB a connection
+/// measured (debug build), where the old server, acting on every frame of
+/// each read, answering each 13-byte request with a 100-byte head, grew
+/// 2.1-3.1 MiB.
+const BURST_CONNS: usize = 8;
+const BURST_KIB_PER_CONN: u64 = 1536;
+/// Requests each burst has (1 MiB): more than the server takes.
+const BURST: u32 = 80_000;
+
+/// `n` requests for HEAD /big.bin from stream 1: the first puts :method,
+/// :path and :authority in the server's HPACK table, each one after names
+/// them by index (4 bytes, 13 with its frame header). Its answer is a head
+/// with no body (END_STREAM on HEADERS), so nothing holds a stream open.
+fn tiny_head_requests(n: u32) -> Vec<u8> {
+    let mut first = vec![0x42];
+    hpack_str(&mut first, b"HEAD");
+    first.push(0x86); // :scheme http
+    first.push(0x44);
+    hpack_str(&mut first, b"/big.bin");
+    first.push(0x41);
+    hpack_str(&mut first, b"t");
+    let mut out = frame_bytes(HEADERS, END_HEADERS | END_STREAM, 1, &first);
+    for k in 1..n {
+        // :method 64, :scheme http, :path 63, :authority 62.
+        out.extend(frame_bytes(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            1 + 2 * k,
+            &[0xc0, 0x86, 0xbf, 0xbe],
+        ));
+    }
+    out
+}
+
+/// Read frames until `want` streams have ended (HEADERS or DATA with
+/// END_STREAM), or 20 s; returns how many did, and a GOAWAY if one came.
+fn count_ended(s: &mut TcpStream, want: usize) -> (usize, Option<(u32, u32)>) {
+    let (mut buf, mut tmp) = (Vec::new(), vec![0u8; 64 * 1024]);
+    let (mut ended, mut goaway) = (0, None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ended < want && Instant::now() < deadline {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let n = match s.read(&mut tmp) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&tmp[..n]);
+        let mut at = 0;
+        while buf.len() - at >= 9 {
+            let len = u32::from_be_bytes([0, buf[at], buf[at + 1], buf[at + 2]]) as usize;
+            if buf.len() - at < 9 + len {
+                break;
+            }
+            let (ty, flags) = (buf[at + 3], buf[at + 4]);
+            if (ty == HEADERS || ty == DATA) && flags & END_STREAM != 0 {
+                ended += 1;
+            }
+            if ty == GOAWAY && len >= 8 {
+                let p = &buf[at + 9..];
+                goaway = Some((
+                    u32::from_be_bytes(p[0..4].try_into().unwrap()),
+                    u32::from_be_bytes(p[4..8].try_into().unwrap()),
+                ));
+            }
+            at += 9 + len;
+        }
+        buf.drain(..at);
+    }
+    (ended, goaway)
+}
+
 engine_tests! {
     /// CVE-2023-44487: HEADERS then RST_STREAM, again and again, many
     /// streams per write.
@@ -960,5 +1034,63 @@ engine_tests! {
         let after = wait_fd_count_at_most(pid, base, IO_TIMEOUT);
         assert!(after.is_ok(), "fds {base} before, {after:?} after\n{}", fd_listing(pid));
         assert!(!srv.stderr_text().contains("answered 503"), "{}", srv.stderr_text());
+    }
+
+    /// Clients that send a burst of tiny requests whose answers are heads
+    /// ten times their size (HEAD, HPACK-indexed), and do not read: the
+    /// server stops acting on frames once the answers waiting reach its
+    /// cap, leaving the rest in the socket, so each connection costs it a
+    /// bounded amount (the old server answered every frame of each read at
+    /// once, some 2 MiB of heads a connection). When the clients read, the
+    /// frames held back are acted on: every request is answered.
+    fn head_burst_without_reading_is_bounded_then_answered(e) {
+        let _serial = serial();
+        let Some((_site, srv)) = start(e, "") else { return };
+        let burst = Arc::new(tiny_head_requests(BURST));
+        let base = rss_kib(srv.pid());
+        let writers: Vec<JoinHandle<(TcpStream, usize)>> = (0..BURST_CONNS)
+            .map(|_| {
+                let (addr, burst) = (srv.addr(), burst.clone());
+                std::thread::spawn(move || {
+                    let mut c = H2::connect(addr);
+                    c.wait_ready();
+                    let mut w = c.into_tcp();
+                    set_sockopt(&w, libc::SOL_SOCKET, libc::SO_SNDBUF, &(16384 as libc::c_int));
+                    w.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+                    let mut sent = 0;
+                    // Until the server stops taking bytes (a 500 ms stall).
+                    while let Ok(n) = w.write(&burst[sent..]) {
+                        sent += n;
+                        assert!(n > 0 && sent < burst.len(), "the server took the whole burst without answering");
+                    }
+                    (w, sent)
+                })
+            })
+            .collect();
+        let mut conns: Vec<(TcpStream, usize)> = writers.into_iter().map(|h| h.join().unwrap()).collect();
+        let grew = rss_kib(srv.pid()).saturating_sub(base);
+        // Read, and send the rest of the frame the stall cut, so that every
+        // request sent is whole.
+        let first_len = burst.len() - 13 * (BURST as usize - 1);
+        let mut wants = Vec::new();
+        let mut readers = Vec::new();
+        for (w, sent) in &mut conns {
+            let whole = first_len + sent.saturating_sub(first_len).div_ceil(13) * 13;
+            let want = 1 + (whole - first_len) / 13;
+            wants.push(want);
+            let mut r = w.try_clone().unwrap();
+            readers.push(std::thread::spawn(move || count_ended(&mut r, want)));
+            w.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+            w.write_all(&burst[*sent..whole]).unwrap();
+        }
+        note(&format!("{BURST_CONNS} connections sent {wants:?} requests; RSS {base} KiB + {grew} KiB"));
+        let got: Vec<(usize, Option<(u32, u32)>)> = readers.into_iter().map(|h| h.join().unwrap()).collect();
+        let answered: Vec<usize> = got.iter().map(|g| g.0).collect();
+        assert_eq!(answered, wants, "requests answered once the clients read (GOAWAYs {got:?})");
+        assert!(
+            grew <= BURST_CONNS as u64 * BURST_KIB_PER_CONN,
+            "RSS grew {grew} KiB for {BURST_CONNS} connections that do not read (bound {} KiB each)",
+            BURST_KIB_PER_CONN
+        );
     }
 }

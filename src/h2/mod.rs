@@ -51,9 +51,10 @@ pub use http::Http;
 /// Bytes queued ahead of the socket (DATA and control frames) before
 /// `pump` waits for the engine to send some.
 const OUT_HIGH: usize = 64 * 1024;
-/// Control frames and heads waiting behind a full `out`: past this, a
-/// client that keeps asking for answers (PING, SETTINGS) while it does not
-/// read gets GOAWAY(ENHANCE_YOUR_CALM), and input is not read meanwhile.
+/// Control frames and heads waiting behind a full `out`: past this, no
+/// more frames are acted on (they wait in `inbuf`, the rest in the socket)
+/// until the peer reads, and a client that keeps asking for answers (PING,
+/// SETTINGS) while it does not read gets GOAWAY(ENHANCE_YOUR_CALM).
 const CTRL_CAP: usize = 64 * 1024;
 /// DATA pieces of at most this many bytes are copied behind their frame
 /// header (see `pump`); larger ones, and file ranges, are sent from
@@ -301,14 +302,8 @@ impl H2Conn {
             }
         } else {
             self.inbuf.extend_from_slice(data);
-            let buf = std::mem::take(&mut self.inbuf);
-            let used = self.process(ctx, &buf);
-            self.inbuf = buf;
-            self.inbuf.drain(..used.min(self.inbuf.len()));
-            if self.state != State::Open || self.inbuf.is_empty() {
-                self.inbuf = Vec::new();
-            }
         }
+        self.take_input(ctx);
         self.settle(ctx);
     }
 
@@ -317,16 +312,9 @@ impl H2Conn {
         match self.state {
             State::Ending { .. } => self.close(ctx),
             State::Open if !self.settings_in => self.close(ctx),
-            // A header block cut short can never be answered.
-            State::Open if self.block.is_some() => {
-                self.fail(ctx, Code::Protocol);
-                self.settle(ctx);
-            }
+            // Frames held back are acted on first (`take_input`).
             State::Open => {
-                // Nothing more comes: streams answered that wait only for
-                // the client's END_STREAM are over; responses still going
-                // out finish (then `settle` closes).
-                self.streams.retain(|_, s| !s.local_done);
+                self.take_input(ctx);
                 self.settle(ctx);
             }
             State::Closed => {}
@@ -365,6 +353,9 @@ impl H2Conn {
         } else if self.pos >= 32 {
             self.out.drain(..self.pos);
             self.pos = 0;
+        }
+        if !self.inbuf.is_empty() || self.peer_eof {
+            self.take_input(ctx);
         }
         self.settle(ctx);
     }

@@ -29,7 +29,10 @@ impl H2Conn {
             self.preface += k;
             pos = k;
         }
-        while self.state == State::Open && buf.len() - pos >= frame::HEADER_LEN {
+        while self.state == State::Open
+            && self.ctrl.len() < CTRL_CAP
+            && buf.len() - pos >= frame::HEADER_LEN
+        {
             let h = Head::parse(&buf[pos..]);
             if h.len > frame::MAX_FRAME {
                 self.fail(ctx, Code::FrameSize);
@@ -49,6 +52,54 @@ impl H2Conn {
             return buf.len();
         }
         pos
+    }
+
+    /// Act on the frames held in `inbuf`: a partial one waits for more
+    /// input; whole ones wait while `ctrl` is at its cap (`process` stops
+    /// there: answers to a peer that does not read are not made ahead of
+    /// it), and are taken as output goes. After the peer's EOF, once none
+    /// is held, the input is over.
+    pub(super) fn take_input(&mut self, ctx: &mut Ctx<'_>) {
+        while self.state == State::Open && !self.inbuf.is_empty() {
+            if self.ctrl.len() >= CTRL_CAP {
+                self.pump(ctx.now.instant());
+                if self.ctrl.len() >= CTRL_CAP {
+                    break;
+                }
+            }
+            let buf = std::mem::take(&mut self.inbuf);
+            let used = self.process(ctx, &buf);
+            self.inbuf = buf;
+            self.inbuf.drain(..used.min(self.inbuf.len()));
+            if used == 0 || self.ctrl.len() < CTRL_CAP {
+                break;
+            }
+        }
+        if self.state != State::Open || self.inbuf.is_empty() {
+            self.inbuf = Vec::new();
+        }
+        if self.peer_eof && self.state == State::Open && !self.holds_frame() {
+            self.input_over(ctx);
+        }
+    }
+
+    /// A whole frame waits in `inbuf`.
+    fn holds_frame(&self) -> bool {
+        self.inbuf.len() >= frame::HEADER_LEN
+            && self.inbuf.len() >= frame::HEADER_LEN + Head::parse(&self.inbuf).len
+    }
+
+    /// The peer's EOF, every frame before it acted on.
+    fn input_over(&mut self, ctx: &mut Ctx<'_>) {
+        if self.block.is_some() {
+            // A header block cut short can never be answered.
+            self.fail(ctx, Code::Protocol);
+        } else {
+            // Nothing more comes: streams answered that wait only for the
+            // client's END_STREAM are over; responses still going out
+            // finish (then `settle` closes).
+            self.streams.retain(|_, s| !s.local_done);
+        }
     }
 
     fn frame(&mut self, ctx: &mut Ctx<'_>, h: Head, p: &[u8]) -> Res {

@@ -1206,3 +1206,36 @@ fn an_undecided_cleartext_connection_keeps_its_bytes_and_a_drain() {
     assert!(s.starts_with("HTTP/1.1 501 "), "{s}");
     assert!(s.contains("\r\nConnection: close\r\n"), "{s}");
 }
+
+/// A burst of requests whose answers wait for a peer that does not read:
+/// past `CTRL_CAP` of answers queued, no more frames are acted on (they
+/// wait in `inbuf`), so what the connection holds is bounded, not a head
+/// per request read. As the peer reads, the rest are answered, also after
+/// its EOF; then the connection closes.
+#[test]
+fn answers_wait_for_a_peer_that_reads() {
+    let mut env = Env::new();
+    let mut c = env.conn();
+    env.frames(&mut c);
+    let f = flag::END_HEADERS | flag::END_STREAM;
+    let n = 3000;
+    let burst: Vec<u8> = (0..n)
+        .flat_map(|k| client_frame(kind::HEADERS, f, 1 + 2 * k, &block("HEAD", "/small", &[])))
+        .collect();
+    env.input(&mut c, &burst);
+    c.handle_eof(&mut env.ctx());
+    let queued = c.pending + c.ctrl.len();
+    assert!(
+        queued <= OUT_HIGH + CTRL_CAP + 1024,
+        "{queued} bytes of answers queued"
+    );
+    assert!(c.last_id < 2 * n - 1, "every request acted on at once");
+    assert!(!c.is_closed());
+    let f = env.frames(&mut c);
+    let ended = f
+        .iter()
+        .filter(|(h, _)| h.kind == kind::HEADERS && h.flags & flag::END_STREAM != 0)
+        .count();
+    assert_eq!(ended, n as usize);
+    assert!(c.is_closed(), "{:?}", c.poll_transmit());
+}
