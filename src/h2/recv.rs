@@ -179,6 +179,8 @@ impl H2Conn {
         if self.settings_in {
             self.calm(ctx)?;
         }
+        // SETTINGS_INITIAL_WINDOW_SIZE: the last value, and the highest.
+        let mut initial: Option<(i64, i64)> = None;
         for s in p.chunks_exact(6) {
             let id = u16::from_be_bytes([s[0], s[1]]);
             let v = u32::from_be_bytes([s[2], s[3], s[4], s[5]]);
@@ -189,15 +191,8 @@ impl H2Conn {
                     if v > MAX_WINDOW {
                         return Err(Code::FlowControl);
                     }
-                    let delta = v - self.peer_window;
-                    for s in self.streams.values_mut() {
-                        s.window += delta;
-                        s.window_top = s.window_top.max(s.window);
-                        if s.window > MAX_WINDOW {
-                            return Err(Code::FlowControl);
-                        }
-                    }
-                    self.peer_window = v;
+                    let top = initial.map_or(v, |(_, top)| top.max(v));
+                    initial = Some((v, top));
                 }
                 setting::MAX_FRAME_SIZE => {
                     if !(16_384..=16_777_215).contains(&v) {
@@ -209,9 +204,31 @@ impl H2Conn {
                 _ => {}
             }
         }
+        if let Some((v, top)) = initial {
+            self.new_initial_window(v, top)?;
+        }
         self.settings_in = true;
         frame::settings_ack(&mut self.ctrl);
         self.answered()
+    }
+
+    /// The peer's SETTINGS_INITIAL_WINDOW_SIZE is `v` now, and was up to
+    /// `top` within the frame: every stream's window moves by the change
+    /// (RFC 9113 §6.9.2), once a frame, not once a value (a frame may
+    /// carry 2,730 values, each a pass over the streams); a window past
+    /// the maximum at any value in turn is the error it would have been.
+    fn new_initial_window(&mut self, v: i64, top: i64) -> Res {
+        let rise = top - self.peer_window;
+        if self.streams.values().any(|s| s.window + rise > MAX_WINDOW) {
+            return Err(Code::FlowControl);
+        }
+        let delta = v - self.peer_window;
+        for s in self.streams.values_mut() {
+            s.window += delta;
+            s.window_top = s.window_top.max(s.window);
+        }
+        self.peer_window = v;
+        Ok(())
     }
 
     fn on_ping(&mut self, ctx: &mut Ctx<'_>, h: Head, p: &[u8]) -> Res {

@@ -1239,3 +1239,34 @@ fn answers_wait_for_a_peer_that_reads() {
     assert_eq!(ended, n as usize);
     assert!(c.is_closed(), "{:?}", c.poll_transmit());
 }
+
+/// SETTINGS_INITIAL_WINDOW_SIZE values are applied once a frame (their
+/// net change), yet a stream window past 2^31-1 at any of them in turn is
+/// still FLOW_CONTROL_ERROR (RFC 9113 §6.9.2).
+#[test]
+fn window_overflow_inside_one_settings_frame() {
+    let setting = |pairs: &[(u16, u32)]| {
+        let p: Vec<u8> = pairs
+            .iter()
+            .flat_map(|(k, v)| k.to_be_bytes().into_iter().chain(v.to_be_bytes()))
+            .collect();
+        client_frame(kind::SETTINGS, 0, 0, &p)
+    };
+    let iws = frame::setting::INITIAL_WINDOW_SIZE;
+    let mut env = Env::new();
+    let mut c = env.conn();
+    env.input(&mut c, &setting(&[(iws, 0)]));
+    env.input(&mut c, &get(1, "/big"));
+    let top = (frame::MAX_WINDOW as u32).to_be_bytes();
+    env.input(&mut c, &client_frame(kind::WINDOW_UPDATE, 0, 1, &top));
+    env.frames(&mut c);
+    let w = c.streams[&1].window;
+    // Up to the maximum and back: within it.
+    let room = (frame::MAX_WINDOW - w) as u32;
+    env.input(&mut c, &setting(&[(iws, room), (iws, 0)]));
+    assert_eq!(c.streams[&1].window, w);
+    // Up by one past the maximum and back: the error all the same.
+    env.input(&mut c, &setting(&[(iws, room + 1), (iws, 0)]));
+    let f = env.frames(&mut c);
+    assert_eq!(goaway_code(&f), Some(Code::FlowControl as u32));
+}
