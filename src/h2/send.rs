@@ -12,6 +12,10 @@ use crate::http::{Ctx, Reply, Segment, Status};
 use super::stream::CONNECTION_SPECIFIC;
 use super::{COALESCE, H2Conn, OUT_HIGH, State, frame, hpack};
 
+/// Bytes `ctrl` is given at once when a response head does not fit: about
+/// ten heads.
+const HEADS_CHUNK: usize = 4096;
+
 impl H2Conn {
     /// Move `ctrl`, then DATA frames, into `out`, up to `OUT_HIGH`. Small
     /// byte pieces (`COALESCE`) are copied into `ctrl` behind their frame
@@ -143,7 +147,13 @@ impl H2Conn {
     pub(super) fn send_reply(&mut self, ctx: &mut Ctx<'_>, id: u32, reply: Reply, head_only: bool) {
         // The block is encoded in place, after room for its frame header.
         let start = self.ctrl.len();
-        self.ctrl.reserve(frame::HEADER_LEN + 320);
+        // Room for a typical head; when a new buffer is needed, room for
+        // several, so that a burst of answers does not grow it by doubling
+        // (a copy of the heads before at each step).
+        let head_room = frame::HEADER_LEN + 320;
+        if self.ctrl.capacity() - start < head_room {
+            self.ctrl.reserve(head_room.max(HEADS_CHUNK));
+        }
         self.ctrl.extend_from_slice(&[0; frame::HEADER_LEN]);
         let blk = &mut self.ctrl;
         let status = reply.status;
