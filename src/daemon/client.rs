@@ -107,7 +107,13 @@ fn signal_and_wait(
     kill(sig)?;
     let deadline = Instant::now() + RELOAD_WAIT;
     loop {
-        if let Some(r) = status::read(&path).map_err(io_status(&path))?
+        let record = match status::read(&path) {
+            Ok(r) => r,
+            // The server removes it as it exits: said just below.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_status(&path)(e)),
+        };
+        if let Some(r) = record
             && count(&r) > before
         {
             match (reload, r.state, r.reopen_state) {

@@ -208,8 +208,11 @@ impl Daemon {
                 self.on_stop_signal();
             }
             self.end_delay_if_due();
-            if sig.hup.swap(false, Ordering::AcqRel) && self.stop == Stop::Running {
-                self.reload();
+            if sig.hup.swap(false, Ordering::AcqRel) {
+                match self.stop {
+                    Stop::Running => self.reload(),
+                    _ => self.refuse_reload_while_stopping(),
+                }
             }
             if sig.usr1.swap(false, Ordering::AcqRel) {
                 self.reopen_logs();

@@ -61,6 +61,23 @@ impl Daemon {
         notify::notify("READY=1");
     }
 
+    /// A SIGHUP after a stop signal: nothing is reloaded (as nginx's
+    /// master ignores it while it quits), but the logs are reopened as by
+    /// any SIGHUP, and `tandem -s reload` is told at once rather than left
+    /// waiting for the drain to end.
+    pub(super) fn refuse_reload_while_stopping(&mut self) {
+        self.reopen_logs();
+        let message = "it is stopping (a stop signal came first): nothing was reloaded";
+        crate::warn!("reload ignored: {message}");
+        if let Some(s) = self.status.as_mut() {
+            s.begin();
+            s.finish(status::State::Refused {
+                exit: 1,
+                message: message.to_string(),
+            });
+        }
+    }
+
     /// Reload; `Ok` with the summary of what runs now. Nothing that runs is
     /// touched until the new config is checked, its new addresses bound and
     /// its workers started.
