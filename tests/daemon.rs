@@ -1519,6 +1519,8 @@ fn systemd_units_verify() {
         .map(|l| {
             if l.starts_with("ExecStart=") {
                 format!("ExecStart={} -c /etc/tandem/tandem.toml\n", tandem_bin())
+            } else if l.starts_with("Exec") {
+                format!("{}\n", l.replace("/usr/local/bin/tandem", tandem_bin()))
             } else {
                 format!("{l}\n")
             }

@@ -15,9 +15,9 @@
 //!   binary this test run built;
 //! - `systemctl` needs systemd as PID 1 and would touch the real system: its
 //!   lines are skipped, each named in a SKIP line;
-//! - before `systemd-analyze verify`, the copied unit's `ExecStart=` names
-//!   the binary installed in the temporary root (verify checks that it
-//!   exists).
+//! - before `systemd-analyze verify`, the copied unit's `ExecStart=` and
+//!   `ExecReload=` name the binary installed in the temporary root (verify
+//!   checks that it exists).
 //!
 //! Then what the skipped `systemctl enable --now tandem` would do is done by
 //! hand, once per engine: the installed binary runs the installed config
@@ -156,7 +156,7 @@ fn install_script(blocks: &[(String, String)], root: &str) -> (String, Vec<Strin
             let mut line = rebase(line, root).replace("target/release/tandem", tandem_bin());
             if trimmed.starts_with("systemd-analyze verify") {
                 line = format!(
-                    "sed -i 's|^ExecStart=/usr/local/|ExecStart={root}/usr/local/|' \x20\
+                    "sed -i 's|^\\(Exec[A-Za-z]*=\\)/usr/local/|\\1{root}/usr/local/|' \x20\
                      {root}/etc/systemd/system/tandem.service\n{line}"
                 );
             }
