@@ -1,6 +1,7 @@
 //! What an operator sends around a stop: a reload (SIGHUP, `tandem -s
 //! reload`) that comes after the stop signal, during `shutdown_delay` or
-//! while responses in flight drain.
+//! while responses in flight drain; `tandem -s stop` with a long
+//! `shutdown_delay`.
 
 #[macro_use]
 mod common;
@@ -87,5 +88,28 @@ engine_tests! {
         srv.signal(libc::SIGTERM);
         assert_eq!(srv.wait_exit(EXIT_TIMEOUT).and_then(|st| st.code()), Some(0));
         assert!(!pidfile.exists());
+    }
+
+    fn signal_stop_waits_out_shutdown_delay(e) {
+        // A delay past the 30 s -s stop waits at least: -s stop must wait
+        // for delay + timeout, not report a stop that is going as planned.
+        let site = Site::new();
+        let piddir = tempfile::tempdir().unwrap();
+        let pidfile = piddir.path().join("tandem.pid");
+        let extra = format!(
+            "pidfile = {}\nworkers = 1\nshutdown_delay = \"31s\"\nshutdown_timeout = \"1s\"",
+            toml_str(&pidfile.display().to_string())
+        );
+        let mut srv = start_or_skip!(e, &extra, &site.root);
+        wait_file(&pidfile, Duration::from_secs(5), |t| t.ends_with('\n')).expect("pidfile");
+        let mut cmd = Command::new(tandem_bin());
+        cmd.arg("-c").arg(srv.config_path()).args(["-s", "stop"]);
+        let t0 = Instant::now();
+        let out = run_with_timeout(cmd, Duration::from_secs(60));
+        let took = t0.elapsed();
+        assert_eq!(out.status.code(), Some(0), "-s stop after {took:?}: {}", out.stderr);
+        assert!(out.stderr.contains(&format!("tandem (pid {}) stopped", srv.pid())), "{}", out.stderr);
+        assert!(took >= Duration::from_secs(30), "stopped after {took:?}, before shutdown_delay ran out");
+        assert_eq!(srv.wait_exit(EXIT_TIMEOUT).and_then(|st| st.code()), Some(0));
     }
 }

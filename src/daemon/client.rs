@@ -10,7 +10,8 @@ use crate::syscall;
 /// How long `-s reload` and `-s reopen` wait for the server's verdict.
 pub const RELOAD_WAIT: Duration = Duration::from_secs(30);
 /// How long `-s stop` waits for the server to exit, at least (a config
-/// with a longer `shutdown_timeout` waits that long and 10 s more).
+/// with a longer `shutdown_delay` + `shutdown_timeout` waits that long and
+/// 10 s more).
 pub const STOP_WAIT: Duration = Duration::from_secs(30);
 
 /// `-s reload|stop|reopen`: signal the instance that holds the pidfile's
@@ -33,7 +34,9 @@ pub fn send_signal(opts: &Options, what: &str) -> Result<String, SignalError> {
     let (path, stop_wait) = match opts.load() {
         Ok((cfg, _)) => (
             cfg.pidfile,
-            STOP_WAIT.max(cfg.shutdown_timeout.0 + Duration::from_secs(10)),
+            // A stop accepts for shutdown_delay, then drains for up to
+            // shutdown_timeout: the wait covers both.
+            STOP_WAIT.max(cfg.shutdown_delay.0 + cfg.shutdown_timeout.0 + Duration::from_secs(10)),
         ),
         Err(e) if sig == libc::SIGHUP => return Err(e.into()),
         Err(e) => match opts
