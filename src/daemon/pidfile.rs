@@ -46,6 +46,15 @@ pub enum PidfileError {
     NotAPid { path: PathBuf, content: String },
 }
 
+/// Is `text` the pid of a process that exists now (or not a pid at all,
+/// which the message then shows as it is)?
+fn names_a_process(text: &str) -> bool {
+    match text.parse::<u32>() {
+        Ok(pid) => std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        Err(_) => true,
+    }
+}
+
 fn stale_content(content: &str) -> String {
     match content.parse::<i32>() {
         Ok(pid) => format!(" names pid {pid}"),
@@ -77,10 +86,14 @@ impl Pidfile {
             .map_err(io_err)?;
         if !try_lock(&file).map_err(io_err)? {
             // The pid is only for the message: if it cannot be read, the
-            // message says so instead.
+            // message says so instead. A holder that is starting has not
+            // emptied the file yet: what it holds then is a dead run's pid,
+            // which is not named.
             let mut s = String::new();
             let pid = match file.read_to_string(&mut s) {
-                Ok(_) if !s.trim().is_empty() => Some(s.trim().to_string()),
+                Ok(_) if !s.trim().is_empty() && names_a_process(s.trim()) => {
+                    Some(s.trim().to_string())
+                }
                 _ => None,
             };
             return Err(PidfileError::Locked {
