@@ -126,11 +126,14 @@ pub struct Cache {
     /// their nodes' hashes and keys, so a lookup hashes its key once (for
     /// the sketch too).
     map: hashbrown::HashTable<usize>,
-    /// Seeded at random per cache, as std's SipHash would be, but about
-    /// a tenth of its cost on a short path (foldhash's quality variant,
-    /// whose output is mixed well enough for the sketch's counters).
-    /// Only files on disk are entries, so a client cannot fill the table
-    /// with keys of its choosing; and it cannot learn the seed.
+    /// foldhash's quality variant: about a tenth of SipHash's cost on a
+    /// short path, its output mixed well enough for the sketch's counters.
+    /// It is not HashDoS-resistant (its seed comes from addresses and the
+    /// clock, and timing may reveal it), and need not be: the table's
+    /// entries are files on disk under their normal form, so whatever
+    /// keys a client asks for, a lookup walks only those entries; and a
+    /// client that could aim at a path's sketch counters gains nothing it
+    /// could not get by asking for that path.
     hasher: foldhash::quality::RandomState,
     /// The slab; `None` slots are listed in `free`.
     nodes: Vec<Option<Node>>,

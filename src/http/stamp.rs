@@ -61,7 +61,10 @@ impl Stamp {
 
     /// `d` after this stamp: the stamp of `later(self.instant(), d)`
     /// (rounded up to the microsecond as `of` rounds), worked out in
-    /// whole microseconds, without the two conversions.
+    /// whole microseconds, without the two conversions. After a stamp made
+    /// of an instant off the microsecond grid, a `d` with a fraction of a
+    /// microsecond may come out 1 µs later than `Stamp::of(t + d)` (never
+    /// earlier); the timeouts a config sets are whole milliseconds.
     pub fn after(self, d: Duration) -> Stamp {
         let us = d
             .as_secs()
