@@ -20,14 +20,16 @@ impl Clock {
     }
 
     pub fn update(&mut self) -> Instant {
-        self.now.set_instant(Instant::now());
+        let instant = Instant::now();
         let wall = SystemTime::now();
         let s = secs(wall);
         if s != self.wall_sec {
             self.wall_sec = s;
-            self.now = Now::new(self.now.instant(), wall);
+            self.now = Now::new(instant, wall);
+        } else {
+            self.now.set_instant(instant);
         }
-        self.now.instant()
+        instant
     }
 
     pub fn now(&self) -> &Now {

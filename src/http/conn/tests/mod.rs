@@ -103,16 +103,14 @@ struct Env {
 impl Env {
     fn new() -> Env {
         let limits = Limits::small();
-        let stamp = crate::http::Stamp::of(Instant::now());
-        let now = Now {
-            // On a whole microsecond of the `Stamp`s a `Conn` keeps its
-            // times in, so its deadlines are exactly those written below
-            // (off the grid they may be up to 1 µs later: phase.rs).
-            instant: stamp.instant(),
-            stamp,
-            wall: httpdate::parse_http_date(DATE).unwrap(),
-            date: DATE.into(),
-        };
+        // On a whole microsecond of the `Stamp`s a `Conn` keeps its times
+        // in, so its deadlines are exactly those written below (off the
+        // grid they may be up to 1 µs later: phase.rs).
+        let now = Now::new(
+            crate::http::Stamp::of(Instant::now()).instant(),
+            httpdate::parse_http_date(DATE).unwrap(),
+        );
+        assert_eq!(now.date, DATE);
         Env {
             mem: Mem::new(),
             local: (),
