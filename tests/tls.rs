@@ -481,6 +481,22 @@ engine_tests! {
         assert_eq!(c.response("HEAD").status, 200);
     }
 
+    /// With TLS listeners a 40 KiB file sent as it is stays in the byte
+    /// cache (TLS copies every body into records: no sendfile to win, and
+    /// a read per record to lose), where a plain-only server holds its
+    /// descriptor (tests/fdcache.rs).
+    fn large_files_stay_bytes_with_tls_listeners(e) {
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
+        let body = pattern(40_000, 12);
+        site.write("b.bin", &body);
+        let (srv, addr) = start_tls_or_skip!(e, "workers = 1\nprecompressed = []", site, &[&ec]);
+        let mut c = Tls::connect(addr, "ec.test", client(&[&ec], None));
+        for _ in 0..3 {
+            assert!(c.get("/b.bin", "").body == body, "b.bin differs");
+        }
+        let open = fd_listing(srv.pid());
+        assert!(!open.lines().any(|l| l.ends_with("/b.bin")), "b.bin held open, not as bytes:\n{open}");
+    }
 }
 
 /// `tandem -t` with this config (its TLS lines at the end).

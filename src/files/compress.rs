@@ -71,12 +71,21 @@ impl Compression {
     /// with on the fly, less those it has a sibling for (`have`): none when
     /// it is too small or not of a listed type.
     pub fn codings_for(&self, ctype: &str, len: u64, have: &[Encoding]) -> Vec<Encoding> {
-        if self.codings.is_empty() || len < self.min_size || !self.compressible(ctype) {
+        if !self.applies(ctype, len) {
             return Vec::new();
         }
         let mut out = self.codings.clone();
         out.retain(|c| !have.contains(c));
         out
+    }
+
+    /// Whether a cached file of `len` bytes typed `ctype` is compressed on
+    /// the fly (with the codings it has no sibling for).
+    pub fn applies(&self, ctype: &str, len: u64) -> bool {
+        !self.codings.is_empty()
+            && len >= self.min_size
+            && len <= TURN_BUDGET as u64
+            && self.compressible(ctype)
     }
 
     /// Whether a Content-Type value (parameters ignored) is listed.

@@ -278,7 +278,8 @@ impl Site<'_> {
         let e = files.get(key, now.instant(), |e| self.unchanged_on_disk(key, e, now))?;
         let len = e.reps[0].len;
         let promote = cache.is_some_and(|c| {
-            len <= self.settings.cache_max_file && c.admits(key, len as usize + HEAD_ESTIMATE)
+            self.held_as_bytes(len, &e.ctype, false, true)
+                && c.admits(key, len as usize + HEAD_ESTIMATE)
         });
         if promote {
             files.forget(key);

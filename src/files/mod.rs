@@ -383,7 +383,7 @@ impl Site<'_> {
         // The caches' key, made once for both.
         let key = p.normal();
         if let Some(cache) = cache
-            && f.len <= self.settings.cache_max_file
+            && self.held_as_bytes(f.len, &ctype, !sibs.is_empty(), files.is_some())
         {
             // Looked up again after cache_revalidate and found unchanged
             // (the same source and siblings): the entry is served on as it
@@ -417,6 +417,21 @@ impl Site<'_> {
         let mut reply = self.entity(req, now, f, sibs, rel, ctype);
         apply_rules(&mut reply, &rules);
         reply
+    }
+
+    /// Whether a file of `len` bytes typed `ctype` is held in the small-file
+    /// cache as bytes (when the cache admits it). Up to `copy_max` it is;
+    /// past it (up to `cache_max_file`) only when its entry serves more than
+    /// the file as it is: precompressed `siblings`, or codings made on the
+    /// fly from its bytes. Else, with descriptors held (`fd_held`: the
+    /// open-file cache), its body goes out by sendfile from the page cache,
+    /// as from disk.
+    fn held_as_bytes(&self, len: u64, ctype: &str, siblings: bool, fd_held: bool) -> bool {
+        len <= self.settings.cache_max_file
+            && (len <= self.settings.copy_max
+                || siblings
+                || !fd_held
+                || self.settings.compression.applies(ctype, len))
     }
 
     /// Read `src` and its fresh siblings into a cache entry. None when one
@@ -454,14 +469,11 @@ impl Site<'_> {
         }
         // Compressed on the fly: a listed type, within the bounds, with
         // the codings it has no sibling for (made when first asked for).
-        let fly = if src.len <= compress::TURN_BUDGET as u64 {
-            let have: Vec<Encoding> = reps.iter().filter_map(|r| r.coding).collect();
-            self.settings
-                .compression
-                .codings_for(&ctype, src.len, &have)
-        } else {
-            Vec::new()
-        };
+        let have: Vec<Encoding> = reps.iter().filter_map(|r| r.coding).collect();
+        let fly = self
+            .settings
+            .compression
+            .codings_for(&ctype, src.len, &have);
         let vary = reps.len() > 1 || !fly.is_empty();
         for rep in &mut reps {
             self.render_head(rep, vary, &ctype, rules, now);
