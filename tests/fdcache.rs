@@ -441,4 +441,36 @@ GET /r.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0,19990-\r\n\r\n";
         assert!(!held("small.bin"), "small.bin (20,000 B) held open, not as bytes:\n{open}");
         assert!(!held("style.css"), "style.css (compressed on the fly) held open, not as bytes:\n{open}");
     }
+
+    /// A file over 32 KiB held as bytes for its precompressed sibling:
+    /// once the sibling is removed, it is sent as it is, from a held
+    /// descriptor, and its bytes (and the sibling's) are let go then, not
+    /// kept beside the descriptor, outside the cache's budget and gauges,
+    /// until some other path's entry expires. 40 MiB, so that the memory
+    /// is the allocator's own mapping and its release shows in RSS.
+    fn bytes_let_go_when_the_file_moves_to_a_descriptor(e) {
+        let site = Site::new();
+        let body = pseudo_random(40 << 20, 21);
+        site.write("big.bin", &body);
+        site.write("big.bin.gz", b"GZIP-BYTES");
+        let cfg = "workers = 1\ncache_max_file = 67108864\ncache_revalidate = \"300ms\"";
+        let srv = start_or_skip!(e, cfg, &site.root);
+        let base = rss_kib(srv.pid());
+        let gz = b"GET /big.bin HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n";
+        for _ in 0..2 {
+            assert_eq!(request(srv.addr(), gz).body, b"GZIP-BYTES");
+            assert_bytes_eq(&get(srv.addr(), "/big.bin").body, &body, "with its sibling");
+        }
+        assert_eq!(files_open(srv.pid(), &site.root), 0, "held open beside its sibling:\n{}", fd_listing(srv.pid()));
+        let cached = rss_kib(srv.pid());
+        assert!(cached >= base + 30 * 1024, "40 MiB held as bytes: RSS {base} KiB, then {cached} KiB");
+        std::fs::remove_file(site.root.join("big.bin.gz")).unwrap();
+        until(&srv, "/big.bin", |r| r.body == body, |_| files_open(srv.pid(), &site.root) == 1);
+        let after = rss_kib(srv.pid());
+        assert!(
+            after + 30 * 1024 <= cached,
+            "held open now, yet its 40 MiB of bytes were kept: RSS {base} KiB at start, {cached} KiB as bytes, {after} KiB held open"
+        );
+        assert_bytes_eq(&get(srv.addr(), "/big.bin").body, &body, "from its descriptor");
+    }
 }

@@ -419,6 +419,14 @@ impl Cache {
         }
     }
 
+    /// Let go of the entry `get` last dropped as expired, if no lookup
+    /// took it (`take_expired`): its path now names another file, one
+    /// held by its descriptor, or none. Outside the budget and the
+    /// gauges, it is not to outlive the request that dropped it.
+    pub fn drop_expired(&mut self) {
+        self.expired = None;
+    }
+
     fn publish(&self) {
         self.gauges.set_cache(self.map.len(), self.bytes);
     }

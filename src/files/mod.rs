@@ -162,15 +162,11 @@ impl Site<'_> {
     }
 }
 
-impl Respond for Responder {
-    fn error(&self, status: Status) -> Reply {
-        self.site(&self.roots.current(), None).error_page(status)
-    }
-
+impl Responder {
     /// Answer a GET or HEAD for `req.target`, from the root this worker
     /// holds; a 404 again from the root path's new directory, when it was
     /// swapped meanwhile (`release`).
-    fn respond(
+    fn answer(
         &self,
         req: &Request<'_>,
         now: &Now,
@@ -219,6 +215,29 @@ impl Respond for Responder {
             }
             None => reply,
         }
+    }
+}
+
+impl Respond for Responder {
+    fn error(&self, status: Status) -> Reply {
+        self.site(&self.roots.current(), None).error_page(status)
+    }
+
+    /// Answer a GET or HEAD for `req.target` (`Responder::answer`); an
+    /// entry the byte cache dropped as expired on the way and nothing
+    /// renewed (`Cache::drop_expired`) goes with the request.
+    fn respond(
+        &self,
+        req: &Request<'_>,
+        now: &Now,
+        local: &mut dyn Any,
+        notes: &mut Notes,
+    ) -> Reply {
+        let reply = self.answer(req, now, local, notes);
+        if let Some(Local { cache: Some(c), .. }) = local.downcast_mut::<Local>() {
+            c.drop_expired();
+        }
+        reply
     }
 
     /// The worker's root and its caches: bytes within `cache_size /
