@@ -56,12 +56,26 @@ const OUT_HIGH: usize = 64 * 1024;
 /// until the peer reads, and a client that keeps asking for answers (PING,
 /// SETTINGS) while it does not read gets GOAWAY(ENHANCE_YOUR_CALM).
 const CTRL_CAP: usize = 64 * 1024;
+/// Streams whose last frame is queued but not yet sent (`done`, each
+/// with its access-log record): past this, no more frames are acted on
+/// until the peer reads, as past `CTRL_CAP`, so a client that asks for
+/// many small answers and does not read holds this many records, not one
+/// per answer that fits in `OUT_HIGH` and `CTRL_CAP` (nginx keeps a
+/// stream, and counts it against its 128, until its output is sent).
+const DONE_CAP: usize = 128;
+/// Output queued (in `out` and `ctrl`) past which no more frames are
+/// acted on until the peer reads (`backlog`): each answer is made once
+/// there is room for it, not ahead of a socket that takes nothing (under
+/// TLS, whose own queue of ciphertext is the one ahead of the socket).
+const ACT_HIGH: usize = 16 * 1024;
 /// DATA pieces of at most this many bytes are copied behind their frame
 /// header (see `pump`); larger ones, and file ranges, are sent from
 /// where they are.
 const COALESCE: usize = 4096;
-/// Input held: a whole frame (header and largest payload), and some.
-const IN_CAP: usize = 2 * (frame::HEADER_LEN + frame::MAX_FRAME);
+/// Input held: a whole frame (header and largest payload). While answers
+/// wait for the peer to read (`backlog`), what a read brought beyond the
+/// frames acted on waits here: at most this much a connection.
+const IN_CAP: usize = frame::HEADER_LEN + frame::MAX_FRAME;
 /// CONTINUATION frames one header block may take.
 const MAX_CONTINUATIONS: u32 = 64;
 /// The receive window we keep open for each stream and the connection:
@@ -285,7 +299,9 @@ impl H2Conn {
         match self.state {
             State::Closed => 0,
             State::Ending { .. } => 16 * 1024,
-            State::Open if self.ctrl.len() >= CTRL_CAP => 0,
+            // Answers wait for the peer: its requests wait in the socket.
+            // (Not for queued DATA alone: a download's window updates.)
+            State::Open if self.ctrl.len() >= CTRL_CAP || self.done.len() >= DONE_CAP => 0,
             State::Open => IN_CAP.saturating_sub(self.inbuf.len()),
         }
     }
@@ -301,6 +317,8 @@ impl H2Conn {
                 self.inbuf.extend_from_slice(&data[used..]);
             }
         } else {
+            // Exact: doubling would hold twice what waits.
+            self.inbuf.reserve_exact(data.len());
             self.inbuf.extend_from_slice(data);
         }
         self.take_input(ctx);
@@ -487,12 +505,7 @@ impl H2Conn {
             }
         }
         self.give_back(ctx);
-        while self.done.front().is_some_and(|(end, _)| *end <= self.sent) {
-            if let Some((_, x)) = self.done.pop_front() {
-                let (body, sent) = (x.body_queued, x.head_len + x.body_queued);
-                self.report(ctx, &x, body, sent);
-            }
-        }
+        self.report_sent(ctx);
         if self.is_idle() && self.out.capacity() > 0 {
             // Between requests: hold no output buffers (an idle
             // connection costs its struct and the HPACK table).
@@ -510,6 +523,28 @@ impl H2Conn {
             }
         }
         self.update_deadline(ctx.limits);
+    }
+
+    /// Report the exchanges whose last byte reached the socket.
+    fn report_sent(&mut self, ctx: &mut Ctx<'_>) {
+        while self.done.front().is_some_and(|(end, _)| *end <= self.sent) {
+            if let Some((_, x)) = self.done.pop_front() {
+                let (body, sent) = (x.body_queued, x.head_len + x.body_queued);
+                self.report(ctx, &x, body, sent);
+            }
+        }
+    }
+
+    /// Answers wait for the peer to read: `ACT_HIGH` queued, `CTRL_CAP`
+    /// of control frames and heads, or `DONE_CAP` streams whose last
+    /// frame is queued. No more frames are acted on meanwhile (they wait
+    /// in `inbuf`, the rest in the socket). Each of these drains only as
+    /// the socket takes bytes, never by a frame the peer sends, so holding
+    /// the frames back cannot stall the connection.
+    fn backlog(&self) -> bool {
+        self.pending + self.ctrl.len() >= ACT_HIGH
+            || self.ctrl.len() >= CTRL_CAP
+            || self.done.len() >= DONE_CAP
     }
 
     /// Stream `id` has queued its END_STREAM: its exchange is reported

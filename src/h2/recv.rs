@@ -29,10 +29,7 @@ impl H2Conn {
             self.preface += k;
             pos = k;
         }
-        while self.state == State::Open
-            && self.ctrl.len() < CTRL_CAP
-            && buf.len() - pos >= frame::HEADER_LEN
-        {
+        while self.state == State::Open && !self.backlog() && buf.len() - pos >= frame::HEADER_LEN {
             let h = Head::parse(&buf[pos..]);
             if h.len > frame::MAX_FRAME {
                 self.fail(ctx, Code::FrameSize);
@@ -55,15 +52,16 @@ impl H2Conn {
     }
 
     /// Act on the frames held in `inbuf`: a partial one waits for more
-    /// input; whole ones wait while `ctrl` is at its cap (`process` stops
-    /// there: answers to a peer that does not read are not made ahead of
-    /// it), and are taken as output goes. After the peer's EOF, once none
-    /// is held, the input is over.
+    /// input; whole ones wait while answers wait for the peer to read
+    /// (`backlog`: `process` stops there, so answers to a peer that does
+    /// not read are not made ahead of it), and are taken as output goes.
+    /// After the peer's EOF, once none is held, the input is over.
     pub(super) fn take_input(&mut self, ctx: &mut Ctx<'_>) {
         while self.state == State::Open && !self.inbuf.is_empty() {
-            if self.ctrl.len() >= CTRL_CAP {
+            if self.backlog() {
                 self.pump(ctx.now.instant());
-                if self.ctrl.len() >= CTRL_CAP {
+                self.report_sent(ctx);
+                if self.backlog() {
                     break;
                 }
             }
@@ -71,7 +69,7 @@ impl H2Conn {
             let used = self.process(ctx, &buf);
             self.inbuf = buf;
             self.inbuf.drain(..used.min(self.inbuf.len()));
-            if used == 0 || self.ctrl.len() < CTRL_CAP {
+            if used == 0 || !self.backlog() {
                 break;
             }
         }

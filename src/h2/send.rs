@@ -145,15 +145,19 @@ impl H2Conn {
     /// Answer stream `id`'s request: the reply's head as HEADERS (and
     /// CONTINUATION) frames, its body left for `pump` to frame as DATA.
     pub(super) fn send_reply(&mut self, ctx: &mut Ctx<'_>, id: u32, reply: Reply, head_only: bool) {
-        // The block is encoded in place, after room for its frame header.
-        let start = self.ctrl.len();
         // Room for a typical head; when a new buffer is needed, room for
         // several, so that a burst of answers does not grow it by doubling
-        // (a copy of the heads before at each step).
+        // (a copy of the heads before at each step). A new buffer, not a
+        // larger one: `reserve` doubles a buffer it owns alone again (its
+        // earlier heads sent), and one that waits in `out` for a peer that
+        // does not read would hold that much.
         let head_room = frame::HEADER_LEN + 320;
-        if self.ctrl.capacity() - start < head_room {
-            self.ctrl.reserve(head_room.max(HEADS_CHUNK));
+        if self.ctrl.capacity() - self.ctrl.len() < head_room {
+            self.flush_ctrl(ctx.now.instant());
+            self.ctrl = BytesMut::with_capacity(HEADS_CHUNK);
         }
+        // The block is encoded in place, after room for its frame header.
+        let start = self.ctrl.len();
         self.ctrl.extend_from_slice(&[0; frame::HEADER_LEN]);
         let blk = &mut self.ctrl;
         let status = reply.status;
