@@ -1226,7 +1226,10 @@ fn answers_wait_for_a_peer_that_reads() {
     env.input(&mut c, &burst);
     c.handle_eof(&mut env.ctx());
     let queued = c.pending + c.ctrl.len();
-    assert!(queued <= ACT_HIGH + 1024, "{queued} bytes of answers queued");
+    assert!(
+        queued <= ACT_HIGH + 1024,
+        "{queued} bytes of answers queued"
+    );
     assert!(c.done.len() <= DONE_CAP, "{} answers wait", c.done.len());
     assert_eq!(c.input_room(&env.limits), 0);
     assert!(c.last_id < 2 * n - 1, "every request acted on at once");

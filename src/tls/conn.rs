@@ -37,6 +37,9 @@ use crate::metrics::{TlsFailure, TlsGauge, WorkerCounters};
 pub const OUT_HIGH: usize = 64 * 1024;
 /// One pread of a file body: one full TLS record of plaintext.
 pub const CHUNK: usize = 16 * 1024;
+/// Room in `wbuf` for one whole record: `CHUNK` of plaintext and what a
+/// record adds (TLS 1.3: 22 bytes; 1.2 AEAD: 29).
+const RECORD_ROOM: usize = CHUNK + 64;
 /// Ciphertext read per call while discarding after a failure.
 const DISCARD_ROOM: usize = 16 * 1024;
 
@@ -396,9 +399,19 @@ impl TlsConn {
         }
     }
 
-    /// Move what rustls has to send (records, alerts) into `wbuf`.
+    /// Move what rustls has to send (records, alerts) into `wbuf`, each
+    /// record whole in the buffer's room: when a record may not fit, the
+    /// records before are queued and a buffer of `RECORD_ROOM` taken (the
+    /// same one again once its bytes are sent). Never a larger one: a
+    /// buffer grown by doubling would be held whole by a peer that does
+    /// not read (128 KiB for `OUT_HIGH` of ciphertext).
     fn drain(&mut self) {
         while self.tls.wants_write() {
+            if self.wbuf.capacity() - self.wbuf.len() < RECORD_ROOM {
+                let b = self.wbuf.split().freeze();
+                self.queue(b);
+                self.wbuf.reserve(RECORD_ROOM);
+            }
             let mut w = (&mut self.wbuf).writer();
             match self.tls.write_tls(&mut w) {
                 Ok(0) | Err(_) => break,
