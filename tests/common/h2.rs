@@ -461,6 +461,16 @@ impl H2 {
         }
     }
 
+    /// The TLS stream, for a test that goes on writing raw bytes through
+    /// it (after [`H2::wait_ready`]); plaintext already read and not
+    /// processed is lost.
+    pub fn into_tls(self) -> Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+        match self.t {
+            Transport::Tls(s) => s,
+            Transport::Plain(_) => panic!("into_tls on a plain connection"),
+        }
+    }
+
     /// The client's socket (for timeouts, linger, shutdown).
     pub fn tcp(&self) -> &TcpStream {
         self.t.tcp()
