@@ -145,16 +145,24 @@ impl H2Conn {
     /// Answer stream `id`'s request: the reply's head as HEADERS (and
     /// CONTINUATION) frames, its body left for `pump` to frame as DATA.
     pub(super) fn send_reply(&mut self, ctx: &mut Ctx<'_>, id: u32, reply: Reply, head_only: bool) {
-        // Room for a typical head; when a new buffer is needed, room for
-        // several, so that a burst of answers does not grow it by doubling
-        // (a copy of the heads before at each step). A new buffer, not a
-        // larger one: `reserve` doubles a buffer it owns alone again (its
-        // earlier heads sent), and one that waits in `out` for a peer that
-        // does not read would hold that much.
+        // Room for a typical head: in the buffer's room, or in the whole
+        // buffer once its earlier bytes are sent (`try_reclaim`); else,
+        // when a new buffer is needed, room for several, so that a burst
+        // of answers does not grow it by doubling (a copy of the heads
+        // before at each step). While output waits for the peer, a new
+        // buffer rather than a larger one: `reserve` doubles a buffer it
+        // owns alone, which a peer that does not read would then hold
+        // whole; otherwise the one buffer grows once to what a burst of
+        // answers and small bodies takes, and is reused (a new one each
+        // time costs its pages again, by the thousand a second).
         let head_room = frame::HEADER_LEN + 320;
-        if self.ctrl.capacity() - self.ctrl.len() < head_room {
-            self.flush_ctrl(ctx.now.instant());
-            self.ctrl = BytesMut::with_capacity(HEADS_CHUNK);
+        if !self.ctrl.try_reclaim(head_room) {
+            if self.pending == 0 {
+                self.ctrl.reserve(head_room.max(HEADS_CHUNK));
+            } else {
+                self.flush_ctrl(ctx.now.instant());
+                self.ctrl = BytesMut::with_capacity(HEADS_CHUNK);
+            }
         }
         // The block is encoded in place, after room for its frame header.
         let start = self.ctrl.len();
