@@ -605,6 +605,7 @@ const BURST_KIB_PER_CONN: u64 = 1536;
 const HOLD_CONNS: usize = 32;
 const HOLD_KIB_PER_CONN: u64 = 128;
 const HOLD_TLS_KIB_PER_CONN: u64 = 256;
+const SMALL_BODY_KIB_PER_CONN: u64 = 72;
 /// Requests each burst has (1 MiB): more than the server takes.
 const BURST: u32 = 80_000;
 
@@ -613,11 +614,16 @@ const BURST: u32 = 80_000;
 /// them by index (4 bytes, 13 with its frame header). Its answer is a head
 /// with no body (END_STREAM on HEADERS), so nothing holds a stream open.
 fn tiny_head_requests(n: u32) -> Vec<u8> {
+    tiny_requests(b"HEAD", b"/big.bin", n)
+}
+
+/// `n` requests for `method` `path`, HPACK-indexed as `tiny_head_requests`.
+fn tiny_requests(method: &[u8], path: &[u8], n: u32) -> Vec<u8> {
     let mut first = vec![0x42];
-    hpack_str(&mut first, b"HEAD");
+    hpack_str(&mut first, method);
     first.push(0x86); // :scheme http
     first.push(0x44);
-    hpack_str(&mut first, b"/big.bin");
+    hpack_str(&mut first, path);
     first.push(0x41);
     hpack_str(&mut first, b"t");
     let mut out = frame_bytes(HEADERS, END_HEADERS | END_STREAM, 1, &first);
@@ -707,6 +713,9 @@ struct Ended {
     ended: usize,
     out_of_order: bool,
     goaway: Option<(u32, u32)>,
+    /// DATA payload bytes, and the distinct bytes they hold.
+    data: usize,
+    data_bytes: std::collections::BTreeSet<u8>,
 }
 
 impl Ended {
@@ -727,6 +736,10 @@ impl Ended {
                 } else {
                     self.out_of_order = true;
                 }
+            }
+            if ty == DATA {
+                self.data += len;
+                self.data_bytes.extend(&buf[at + 9..at + 9 + len]);
             }
             if ty == GOAWAY && len >= 8 {
                 let p = &buf[at + 9..];
@@ -758,6 +771,15 @@ fn count_ended(s: &mut TcpStream, want: usize) -> (usize, Option<(u32, u32)>) {
 }
 
 type TlsStream = Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>;
+
+/// Bytes a socket has received and not read (FIONREAD).
+fn unread(s: &TcpStream) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, to `n`.
+    let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(s), libc::FIONREAD, &mut n) };
+    assert_eq!(r, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+    n as usize
+}
 
 /// As `burst_without_reading`, over TLS (ALPN h2): the burst goes to
 /// rustls 16 KiB at a time, its records to the socket, until the server
@@ -1290,6 +1312,73 @@ engine_tests! {
         let wants = read_every_answer(&mut conns, &burst);
         note(&format!("{HOLD_CONNS} connections sent {} requests each at least: {per} KiB each", wants.iter().min().unwrap()));
         assert!(per <= HOLD_KIB_PER_CONN, "{HOLD_CONNS} connections that do not read cost {per} KiB each (bound {HOLD_KIB_PER_CONN} KiB)");
+    }
+    /// Clients that ask for 100 small files each (1 KiB, cached: bodies
+    /// copied behind their frame headers; within the 128 streams), with
+    /// the default windows, and never read: once the connection window's
+    /// DATA is out, the rest wait for a WINDOW_UPDATE that does not come,
+    /// and the room the burst took for DATA is not held meanwhile: 34-36
+    /// KiB each measured (debug); 107-113 KiB when it was. When
+    /// the clients open the window and read, every answer comes, in order,
+    /// the bodies whole.
+    fn never_reading_small_body_clients_hold_little(e) {
+        let _serial = serial();
+        let Some((site, srv)) = start(e, "") else { return };
+        site.write("1k.bin", &[b'k'; 1024]);
+        let reqs = tiny_requests(b"GET", b"/1k.bin", 100);
+        let anon = || proc_status_field(srv.pid(), "RssAnon:").unwrap();
+        let base = anon();
+        let mut conns: Vec<TcpStream> = (0..HOLD_CONNS)
+            .map(|_| {
+                // The default windows (65,535 bytes).
+                let o = Opts { settings: vec![(ENABLE_PUSH, 0)], conn_window: 0, ..Opts::default() };
+                let mut c = H2::connect_with(srv.addr(), o);
+                c.wait_ready();
+                let mut w = c.into_tcp();
+                w.write_all(&reqs).unwrap();
+                w
+            })
+            .collect();
+        // Each has the connection window's worth of DATA (65,535 bytes,
+        // and the heads) unread: all the server can send.
+        let deadline = Instant::now() + IO_TIMEOUT;
+        for w in &conns {
+            while unread(w) < 65_535 + 100 * 20 {
+                assert!(Instant::now() < deadline, "{} bytes came", unread(w));
+                std::thread::yield_now();
+            }
+        }
+        // The last sends' `handle_sent` lets the room go: within 5 s.
+        let per = || anon().saturating_sub(base) / HOLD_CONNS as u64;
+        let settled = Instant::now() + Duration::from_secs(5);
+        while per() > SMALL_BODY_KIB_PER_CONN && Instant::now() < settled {
+            std::thread::yield_now();
+        }
+        let per = per();
+        let mut readers = Vec::new();
+        for w in &mut conns {
+            let mut r = w.try_clone().unwrap();
+            readers.push(std::thread::spawn(move || {
+                let mut tmp = vec![0u8; 64 * 1024];
+                let mut e = Ended::default();
+                r.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                while e.ended < 100 && !e.out_of_order {
+                    match r.read(&mut tmp) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => e.feed(&tmp[..n]),
+                    }
+                }
+                (e.ended, e.data, e.data_bytes, e.goaway)
+            }));
+            w.write_all(&frame_bytes(WINDOW_UPDATE, 0, 0, &(1u32 << 30).to_be_bytes())).unwrap();
+        }
+        for h in readers {
+            let (ended, data, bytes, goaway) = h.join().unwrap();
+            assert_eq!((ended, data), (100, 100 * 1024), "answers in order, their DATA (GOAWAY {goaway:?})");
+            assert_eq!(bytes.into_iter().collect::<Vec<u8>>(), vec![b'k']);
+        }
+        note(&format!("{HOLD_CONNS} connections of 100 small GETs, not read: {per} KiB each"));
+        assert!(per <= SMALL_BODY_KIB_PER_CONN, "{HOLD_CONNS} connections of 100 small GETs that do not read cost {per} KiB each (bound {SMALL_BODY_KIB_PER_CONN} KiB)");
     }
     /// The same over TLS (ALPN h2): what the h2c connections cost, and
     /// the ciphertext encrypted ahead of the socket (`tls::conn::OUT_HIGH`,

@@ -513,6 +513,15 @@ impl H2Conn {
             self.ctrl = BytesMut::new();
             self.done = VecDeque::new();
             self.fields = hpack::Fields::default();
+        } else if self.pending == 0
+            && self.ctrl.is_empty()
+            && self.ctrl.capacity() > 4096
+            && self.streams.values().any(|s| !s.segs.is_empty())
+        {
+            // Every body left waits for the peer's window (`pump` queued
+            // all it could, and all went): hold no room for DATA
+            // meanwhile (a burst of small bodies grew it past OUT_HIGH).
+            self.ctrl = BytesMut::new();
         }
         let finished = self.streams.is_empty() && self.block.is_none() && !self.sending();
         if self.state == State::Open && finished {
