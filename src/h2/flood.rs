@@ -14,7 +14,9 @@
 //!
 //! Two more bounds live where they apply (`H2Conn`): a header block's size
 //! and its CONTINUATION frames (`block_cap`), and the answers queued for a
-//! peer that does not read (`CTRL_CAP`).
+//! peer that does not read (`backlog`: `ACT_HIGH` of output, `DONE_CAP`
+//! answered streams, `CTRL_CAP` of control frames; past one, no more
+//! frames are acted on until it reads).
 //!
 //! nginx counts similar things (its `flood` checks; a stream budget per
 //! connection read), h2o a reset budget; a per-second window is the

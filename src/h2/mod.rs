@@ -53,8 +53,8 @@ pub use http::Http;
 const OUT_HIGH: usize = 64 * 1024;
 /// Control frames and heads waiting behind a full `out`: past this, no
 /// more frames are acted on (they wait in `inbuf`, the rest in the socket)
-/// until the peer reads, and a client that keeps asking for answers (PING,
-/// SETTINGS) while it does not read gets GOAWAY(ENHANCE_YOUR_CALM).
+/// until the peer reads, input too (`ACT_HIGH`, lower, stops them first),
+/// and an answer queued past it is GOAWAY(ENHANCE_YOUR_CALM).
 const CTRL_CAP: usize = 64 * 1024;
 /// Streams whose last frame is queued but not yet sent (`done`, each
 /// with its access-log record): past this, no more frames are acted on
