@@ -894,6 +894,112 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
+/// Size of the download `frames_during_a_paced_download` asks for: far
+/// more than the kernel's socket buffers hold (4 MiB here, `tcp_wmem`).
+const PACED_SIZE: usize = 32 << 20;
+
+/// A download the socket paces: the client (windows of 2^31-1, as
+/// browsers' and curl's are large) reads 64 KiB a millisecond, slower
+/// than the server sends. After its first MiB it sends a PING, resets
+/// the stream and asks for a page: each must be acted on as output goes
+/// (behind what the sockets already hold), not once the whole body is
+/// sent. Acting on no frames while 16 KiB of output waited, with a body
+/// that refilled that output as it went, answered them after all 32 MiB.
+fn frames_during_a_paced_download(e: &str, tls: bool) {
+    let _serial = serial();
+    let site = Site::new();
+    let huge = pseudo_random(PACED_SIZE, 0x7061_6365_6400_0001);
+    site.write("huge.bin", &huge);
+    let opts = Opts {
+        settings: vec![(ENABLE_PUSH, 0), (INITIAL_WINDOW_SIZE, 0x7fff_ffff)],
+        conn_window: 0x7fff_ffff - 65_535,
+        ..Opts::default()
+    };
+    let (_srv, mut c) = if tls {
+        let cert = TlsCert::new(&site.root);
+        let cfg = format!("workers = 1\naccess_log = \"off\"\n{}", cert.config());
+        let Some(srv) = Server::start(e, &cfg, &site.root) else {
+            return;
+        };
+        let addr = common::tls::tls_addr(&srv);
+        let c = H2::connect_tls_with(addr, cert.client(&[b"h2"]), opts);
+        (srv, c)
+    } else {
+        let Some(srv) = Server::start(
+            e,
+            &format!("{H2C}\nworkers = 1\naccess_log = \"off\""),
+            &site.root,
+        ) else {
+            return;
+        };
+        let c = H2::connect_with(srv.addr(), opts);
+        (srv, c)
+    };
+    // 64 KiB of receive buffer, not one that grows (to 32 MiB here,
+    // `tcp_rmem`): what the sockets hold ahead of the client is then the
+    // server's send buffer, at most 4 MiB (`tcp_wmem`).
+    let rcvbuf: libc::c_int = 64 * 1024;
+    // SAFETY: setsockopt reads one c_int from the pointer, `rcvbuf`.
+    let r = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(c.tcp()),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&rcvbuf as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+    c.wait_ready();
+    let id = c.send_request("GET", "/huge.bin", &[]);
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let mut unpaced = 0;
+    let mut read = |c: &mut H2, what: &str| -> Frame {
+        let f = c
+            .pump(deadline)
+            .unwrap_or_else(|end| panic!("{what}: {end:?}, goaway {:?}", c.goaway));
+        if f.ty == DATA {
+            unpaced += f.payload.len();
+            if unpaced >= 64 * 1024 {
+                unpaced = 0;
+                std::thread::sleep(Duration::from_millis(1)); // the slow reader's pace
+            }
+        }
+        f
+    };
+    while c.received(id) < 1 << 20 {
+        read(&mut c, "the first MiB");
+    }
+    let at = c.received(id);
+    c.send_frame(PING, 0, 0, b"paced!!!");
+    c.send_frame(RST_STREAM, 0, id, &CANCEL.to_be_bytes());
+    let page = c.send_request("GET", "/style.css", &[]);
+    let mut acked = None;
+    while acked.is_none() || !c.stream_done(page) {
+        let f = read(&mut c, "the PING's ACK and the page");
+        if f.ty == PING && f.has(ACK) && f.payload == b"paced!!!" {
+            acked = Some(c.received(id));
+        }
+    }
+    let (acked, ended) = (acked.unwrap_or(0), c.received(id));
+    note(&format!(
+        "{e} {}: the reset came after {at} bytes; PING answered after {acked}, the page after {ended} (of {PACED_SIZE})",
+        if tls { "TLS" } else { "h2c" }
+    ));
+    assert!(
+        acked < PACED_SIZE,
+        "the PING was answered once the whole body was sent"
+    );
+    assert!(
+        !c.stream_done(id),
+        "the reset stream's body was sent whole ({} bytes after the RST_STREAM)",
+        ended - at
+    );
+    let r = c.try_read_response(page, IO_TIMEOUT).unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (200, STYLE_CSS.as_bytes()));
+    assert!(c.goaway.is_none(), "GOAWAY {:?}", c.goaway);
+}
+
 engine_tests! {
     /// CVE-2023-44487: HEADERS then RST_STREAM, again and again, many
     /// streams per write.
@@ -1433,5 +1539,14 @@ engine_tests! {
         note(&format!("400 SETTINGS of 2,730 window changes, 128 streams: {spent:?} of server CPU"));
         assert!(c.goaway.is_none(), "GOAWAY {:?}", c.goaway);
         assert!(spent < Duration::from_millis(600), "{spent:?} of CPU for 400 SETTINGS frames");
+    }
+    /// The client's frames are acted on while a download the socket paces
+    /// goes on (`frames_during_a_paced_download`), over h2c...
+    fn frames_are_acted_on_during_a_paced_download(e) {
+        frames_during_a_paced_download(e, false);
+    }
+    /// ... and over TLS (ALPN h2).
+    fn frames_are_acted_on_during_a_paced_tls_download(e) {
+        frames_during_a_paced_download(e, true);
     }
 }

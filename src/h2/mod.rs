@@ -549,7 +549,9 @@ impl H2Conn {
     /// frame is queued. No more frames are acted on meanwhile (they wait
     /// in `inbuf`, the rest in the socket). Each of these drains only as
     /// the socket takes bytes, never by a frame the peer sends, so holding
-    /// the frames back cannot stall the connection.
+    /// the frames back cannot stall the connection; and while one waits,
+    /// `pump` queues DATA only up to `ACT_HIGH`, so a body whose window is
+    /// open drains below it too rather than keep them back to its end.
     fn backlog(&self) -> bool {
         self.pending + self.ctrl.len() >= ACT_HIGH
             || self.ctrl.len() >= CTRL_CAP

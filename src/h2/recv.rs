@@ -51,6 +51,15 @@ impl H2Conn {
         pos
     }
 
+    /// A whole frame waits in `inbuf` to be acted on (`backlog` holds it
+    /// back; one too large to be is acted on too: it ends the connection).
+    pub(super) fn frame_waits(&self) -> bool {
+        self.inbuf.len() >= frame::HEADER_LEN && {
+            let h = Head::parse(&self.inbuf);
+            h.len > frame::MAX_FRAME || self.inbuf.len() >= frame::HEADER_LEN + h.len
+        }
+    }
+
     /// Act on the frames held in `inbuf`: a partial one waits for more
     /// input; whole ones wait while answers wait for the peer to read
     /// (`backlog`: `process` stops there, so answers to a peer that does

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use crate::http::{Ctx, Reply, Segment, Status};
 
 use super::stream::CONNECTION_SPECIFIC;
-use super::{COALESCE, H2Conn, OUT_HIGH, State, frame, hpack};
+use super::{ACT_HIGH, COALESCE, H2Conn, OUT_HIGH, State, frame, hpack};
 
 /// Bytes `ctrl` is given at once when a response head does not fit: about
 /// ten heads.
@@ -21,6 +21,12 @@ impl H2Conn {
     /// byte pieces (`COALESCE`) are copied into `ctrl` behind their frame
     /// headers, so the heads and small bodies of many streams go out as one
     /// segment (one iovec) rather than three each.
+    ///
+    /// While a frame of the peer's waits (`frame_waits`: held back by
+    /// `backlog`), DATA fills `out` only up to `ACT_HIGH`, below which
+    /// frames are acted on again: refilled up to `OUT_HIGH` each time the
+    /// socket took some, a body whose window is open would keep them
+    /// back until all of it was sent (a PING, a reset, the next request).
     pub(super) fn pump(&mut self, now: Instant) {
         if self.state != State::Open || self.pending >= OUT_HIGH {
             // Ending: what is queued goes (GOAWAY last). A full `out`:
@@ -30,8 +36,13 @@ impl H2Conn {
             }
             return;
         }
-        self.reserve_coalesced();
-        while self.pending + self.ctrl.len() < OUT_HIGH && self.window > 0 {
+        let high = if self.frame_waits() {
+            ACT_HIGH
+        } else {
+            OUT_HIGH
+        };
+        self.reserve_coalesced(high);
+        while self.pending + self.ctrl.len() < high && self.window > 0 {
             let Some(id) = self.next_stream() else { break };
             let Some(s) = self.streams.get_mut(&id) else {
                 break;
@@ -76,14 +87,14 @@ impl H2Conn {
     }
 
     /// Room in `ctrl` for the small DATA frames `pump` is about to copy
-    /// in (up to `OUT_HIGH`), taken at once rather than by doubling as
-    /// they come, which would copy the frames already in again and again.
-    fn reserve_coalesced(&mut self) {
+    /// in (up to `high`), taken at once rather than by doubling as they
+    /// come, which would copy the frames already in again and again.
+    fn reserve_coalesced(&mut self, high: usize) {
         if self.window <= 0 {
             // Nothing goes before the peer opens its window.
             return;
         }
-        let room = OUT_HIGH.saturating_sub(self.pending + self.ctrl.len());
+        let room = high.saturating_sub(self.pending + self.ctrl.len());
         let mut want = 0;
         for s in self.streams.values().filter(|s| s.ready()) {
             if let Some(Segment::Bytes(b)) = s.segs.front() {
