@@ -660,6 +660,16 @@ fn burst_without_reading(
                     libc::SO_SNDBUF,
                     &(16384 as libc::c_int),
                 );
+                // A fixed receive buffer: left to autotuning, this kernel
+                // grows it for a client that never reads (to over 12 MB
+                // measured), so a fast server's answers all fit and it
+                // takes the whole burst.
+                set_sockopt(
+                    &w,
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUF,
+                    &(65536 as libc::c_int),
+                );
                 w.set_write_timeout(Some(Duration::from_millis(500)))
                     .unwrap();
                 let mut sent = 0;
@@ -802,6 +812,13 @@ fn tls_burst_without_reading(
                     libc::SOL_SOCKET,
                     libc::SO_SNDBUF,
                     &(16384 as libc::c_int),
+                );
+                // A fixed receive buffer, as in `burst_without_reading`.
+                set_sockopt(
+                    &s.sock,
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUF,
+                    &(65536 as libc::c_int),
                 );
                 s.sock
                     .set_write_timeout(Some(Duration::from_millis(500)))
