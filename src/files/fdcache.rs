@@ -1,8 +1,9 @@
 //! The open-file cache, beside the small-file cache: for a path whose file
 //! is not held as bytes (larger than `cache_max_file`, over 32 KiB and sent
-//! as it is: `Site::held_as_bytes`; or not admitted), the open descriptor with its metadata and rendered 200 head, so a
-//! request costs a lookup, the head and a sendfile (no openat2, fstat or
-//! close), as nginx's `open_file_cache` does.
+//! as it is: `Site::held_as_bytes`; or not admitted), the open descriptor
+//! with its metadata and rendered 200 head, so a request costs a lookup,
+//! the head and a sendfile (no openat2, fstat or close), as nginx's
+//! `open_file_cache` does.
 //!
 //! Entries are [`Entry`]s like the byte cache's, their one representation a
 //! shared descriptor (`Source::File`): every response reads it at its own

@@ -29,7 +29,7 @@ pub struct Settings {
     /// Largest file the cache keeps.
     pub cache_max_file: u64,
     /// Largest file held as bytes only to be sent as it is
-    /// (`Responder::held_as_bytes`): `COPY_MAX` when every listener is
+    /// (`Site::held_as_bytes`): `COPY_MAX` when every listener is
     /// plain (bodies go out by sendfile); with TLS listeners, which copy
     /// every body into records anyway (no kernel TLS), `cache_max_file`.
     pub copy_max: u64,
