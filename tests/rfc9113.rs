@@ -779,4 +779,135 @@ engine_tests! {
         assert_eq!((r.status, r.body.as_slice()), (200, APP_JS.as_bytes()), "{}", r.describe());
         check_h2_fields(&r, "GET /app.js with host");
     }
+
+    /// §5.1 ("closed"): frames the client sent before it saw the
+    /// server's RST_STREAM are processed minimally (a field block still
+    /// decoded: HPACK state is the connection's) and dropped: DATA and
+    /// trailers on a stream the server reset (a body past its
+    /// content-length; a stream refused past h2_max_concurrent_streams)
+    /// draw no second RST_STREAM and no GOAWAY, and the connection
+    /// serves on, its dynamic table in step.
+    fn s5_1_frames_after_our_reset_are_discarded(e) {
+        let (_site, srv) = h2_server!(e, "h2_max_concurrent_streams = 1");
+        // The trailers index "x-trailer: 1" (dynamic 62) as they go.
+        let mut trailers = vec![0x40];
+        hpack_str(&mut trailers, b"x-trailer");
+        hpack_str(&mut trailers, b"1");
+        let burst = |c: &H2, id: u32, f: &[(String, String)]| {
+            let mut b = frame_bytes(HEADERS, END_HEADERS, id, &encode_fields(f));
+            b.extend(frame_bytes(DATA, 0, id, b"abc"));
+            b.extend(frame_bytes(DATA, 0, id, b"late"));
+            b.extend(frame_bytes(HEADERS, END_HEADERS | END_STREAM, id, &trailers));
+            let _ = c;
+            b
+        };
+        let resets = |c: &H2, id: u32| -> Vec<u32> {
+            c.seen.iter().filter(|f| f.ty == RST_STREAM && f.stream == id).map(|f| f.error_code()).collect()
+        };
+        // A body past its content-length: one write, read whole by the
+        // server before its RST_STREAM can reach us.
+        let mut c = H2::handshake(srv.addr());
+        let id = c.next_id;
+        c.next_id += 2;
+        let f = c.request_fields("GET", "/style.css", &[("content-length", "2")]);
+        let b = burst(&c, id, &f);
+        c.send_raw(&b);
+        c.ping_roundtrip("after DATA and trailers on a stream reset as malformed");
+        assert_eq!(resets(&c, id), vec![PROTOCOL_ERROR], "{}", c.seen_summary());
+        assert!(c.goaway.is_none(), "{:?}", c.goaway);
+        // The next request refers to the trailers' table entry.
+        let next = c.next_id;
+        c.next_id += 2;
+        let mut block = encode_fields(&c.request_fields("GET", "/app.js", &[]));
+        block.push(0xbe);
+        c.send_frame(HEADERS, END_HEADERS | END_STREAM, next, &block);
+        let r = c.read_response(next);
+        assert_eq!((r.status, r.body.as_slice()), (200, APP_JS.as_bytes()), "{}", r.describe());
+        // Refused: the one stream allowed is open (its window shut).
+        let (mut c, open) = open_stalled_stream(srv.addr(), 0);
+        let id = c.next_id;
+        c.next_id += 2;
+        let f = c.request_fields("GET", "/style.css", &[("content-length", "7")]);
+        let b = burst(&c, id, &f);
+        c.send_raw(&b);
+        c.ping_roundtrip("after DATA and trailers on a refused stream");
+        assert_eq!(resets(&c, id), vec![REFUSED_STREAM], "{}", c.seen_summary());
+        assert!(c.goaway.is_none(), "{:?}", c.goaway);
+        c.send_frame(RST_STREAM, 0, open, &CANCEL.to_be_bytes());
+        let next = c.next_id;
+        c.next_id += 2;
+        let mut block = encode_fields(&c.request_fields("GET", "/app.js", &[]));
+        block.push(0xbe);
+        c.send_frame(HEADERS, END_HEADERS | END_STREAM, next, &block);
+        c.send_frame(WINDOW_UPDATE, 0, next, &100_000u32.to_be_bytes());
+        let r = c.read_response(next);
+        assert_eq!((r.status, r.body.as_slice()), (200, APP_JS.as_bytes()), "{}", r.describe());
+    }
+
+    /// §8.1: a HEADERS frame without END_STREAM after the one that opened
+    /// the request (trailers must end the stream) makes the request
+    /// malformed: a stream error, RST_STREAM PROTOCOL_ERROR, its block
+    /// still decoded; the connection serves on.
+    fn s8_1_second_headers_without_end_stream_is_stream_error(e) {
+        let (_site, srv) = h2_server!(e);
+        let mut c = H2::handshake(srv.addr());
+        let id = c.next_id;
+        c.next_id += 2;
+        let f = c.request_fields("GET", "/style.css", &[]);
+        c.send_headers(id, &f, false);
+        c.send_frame(DATA, 0, id, b"ab");
+        let mut second = vec![0x40];
+        hpack_str(&mut second, b"x-trailer");
+        hpack_str(&mut second, b"1");
+        c.send_frame(HEADERS, END_HEADERS, id, &second);
+        assert_eq!(wait_reset(&mut c, id, "HEADERS without END_STREAM"), PROTOCOL_ERROR);
+        c.ping_roundtrip("after the stream error");
+        assert!(c.goaway.is_none(), "{:?}", c.goaway);
+        let next = c.next_id;
+        c.next_id += 2;
+        let mut block = encode_fields(&c.request_fields("GET", "/app.js", &[]));
+        block.push(0xbe);
+        c.send_frame(HEADERS, END_HEADERS | END_STREAM, next, &block);
+        let r = c.read_response(next);
+        assert_eq!((r.status, r.body.as_slice()), (200, APP_JS.as_bytes()), "{}", r.describe());
+    }
+
+    /// §8.1, §8.2, §8.2.1, §8.2.2: trailers follow the request's field
+    /// rules: an upper-case name, a connection-specific field, `te` other
+    /// than "trailers", CR, LF or NUL in a value make the request
+    /// malformed: RST_STREAM PROTOCOL_ERROR (after the answer, when the
+    /// answer went first); the connection serves on.
+    fn s8_2_malformed_trailers_are_stream_errors(e) {
+        let (_site, srv) = h2_server!(e);
+        let mut c = H2::handshake(srv.addr());
+        for (k, v) in [
+            ("X-Trailer", "1"),
+            ("connection", "close"),
+            ("transfer-encoding", "chunked"),
+            ("te", "gzip"),
+            ("x-trailer", "a\r\nb"),
+            ("x-trailer", "a\0b"),
+            ("x trailer", "1"),
+        ] {
+            let id = c.next_id;
+            c.next_id += 2;
+            let mut both = frame_bytes(HEADERS, END_HEADERS, id, &encode_fields(&c.request_fields("GET", "/", &[])));
+            both.extend(frame_bytes(DATA, 0, id, b"ab"));
+            both.extend(frame_bytes(HEADERS, END_HEADERS | END_STREAM, id, &encode_fields(&[(k, v)])));
+            c.send_raw(&both);
+            assert_eq!(wait_reset(&mut c, id, &format!("trailer {k:?}: {v:?}")), PROTOCOL_ERROR, "trailer {k:?}: {v:?}");
+        }
+        c.ping_roundtrip("after malformed trailers");
+        assert!(c.goaway.is_none(), "{:?}", c.goaway);
+        // Well-formed trailers (te: trailers too) end a body quietly.
+        let id = c.next_id;
+        c.next_id += 2;
+        c.send_headers(id, &c.request_fields("GET", "/app.js", &[]), false);
+        c.send_frame(DATA, 0, id, b"ab");
+        c.send_headers(id, &[("x-trailer", "1"), ("te", "trailers")], true);
+        let r = c.read_response(id);
+        assert_eq!((r.status, r.body.as_slice()), (200, APP_JS.as_bytes()), "{}", r.describe());
+        c.ping_roundtrip("after good trailers");
+        assert!(!c.seen.iter().any(|f| f.ty == RST_STREAM && f.stream == id), "{}", c.seen_summary());
+    }
 }
