@@ -429,12 +429,17 @@ impl H2Conn {
         }
         let what = if id <= self.last_id {
             match self.streams.get(&id) {
-                // Trailers end the request body.
+                // Trailers end the request body, and the stream: a HEADERS frame that does not
+                // makes the request malformed (§8.1), a stream error once
+                // its block is decoded.
                 Some(s) if !s.remote_closed => {
-                    if !h.has(flag::END_STREAM) {
-                        return Err(Code::Protocol);
+                    if h.has(flag::END_STREAM) {
+                        BlockFor::Trailers
+                    } else {
+                        BlockFor::Request {
+                            bad: Some(Code::Protocol),
+                        }
                     }
-                    BlockFor::Trailers
                 }
                 Some(_) => BlockFor::Request {
                     bad: Some(Code::StreamClosed),
@@ -513,8 +518,9 @@ impl H2Conn {
         let id = b.stream;
         let bad = match b.what {
             BlockFor::Trailers => {
-                // A trailer section has no pseudo-fields (§8.1).
-                if fields.iter().any(|(n, _)| n.starts_with(b":")) {
+                // No pseudo-fields, and the request's field rules (§8.1,
+                // §8.2): else malformed.
+                if stream::check_trailers(fields).is_err() {
                     return self.rst(ctx, id, Code::Protocol);
                 }
                 if let Some(s) = self.streams.get_mut(&id) {

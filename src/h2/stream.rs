@@ -221,6 +221,34 @@ fn check_value(value: &[u8]) -> Result<(), Malformed> {
     Ok(())
 }
 
+/// A regular field's name is a lower-case token, not connection-specific;
+/// `te` is only "trailers" (RFC 9113 §8.2, §8.2.2).
+fn check_regular(name: &[u8], value: &[u8]) -> Result<(), Malformed> {
+    if name.is_empty() || !name.iter().all(|&b| is_tchar(b) && !b.is_ascii_uppercase()) {
+        return Err(Malformed("a field name not a lower-case token"));
+    }
+    if CONNECTION_SPECIFIC.contains(&name) {
+        return Err(Malformed("a connection-specific field"));
+    }
+    if name == b"te" && value != b"trailers" {
+        return Err(Malformed("te other than trailers"));
+    }
+    Ok(())
+}
+
+/// A trailer section is held to the request's field rules, and has no
+/// pseudo-field (RFC 9113 §8.1).
+pub fn check_trailers(f: &Fields) -> Result<(), Malformed> {
+    for (name, value) in f.iter() {
+        check_value(value)?;
+        if name.starts_with(b":") {
+            return Err(Malformed("a pseudo-header field in trailers"));
+        }
+        check_regular(name, value)?;
+    }
+    Ok(())
+}
+
 /// Whether `v` has a NUL, CR or LF: eight bytes at a time (a word has a
 /// zero byte iff `(x - 0x01..) & !x & 0x80..` is not 0; XOR with CR or LF
 /// in every byte turns those into zeros), the tail padded with spaces.
@@ -294,15 +322,7 @@ pub fn request_head(f: &Fields) -> Result<Head<'_>, Malformed> {
             continue;
         }
         regular = true;
-        if name.is_empty() || !name.iter().all(|&b| is_tchar(b) && !b.is_ascii_uppercase()) {
-            return Err(Malformed("a field name not a lower-case token"));
-        }
-        if CONNECTION_SPECIFIC.contains(&name) {
-            return Err(Malformed("a connection-specific field"));
-        }
-        if name == b"te" && value != b"trailers" {
-            return Err(Malformed("te other than trailers"));
-        }
+        check_regular(name, value)?;
         if name == b"content-length" {
             let v = length_value(value)?;
             if content_length.replace(v).is_some_and(|p| p != v) {
