@@ -132,6 +132,9 @@ enum BlockFor {
     Request { bad: Option<Code> },
     /// Trailers of a request body: decoded, then dropped.
     Trailers,
+    /// A block on a stream the server reset, sent before the client saw
+    /// the RST_STREAM: decoded (HPACK state is the connection's), dropped.
+    Late,
 }
 
 pub struct H2Conn {
@@ -153,6 +156,8 @@ pub struct H2Conn {
     streams: BTreeMap<u32, Box<Stream>>,
     /// The highest stream id the client has used.
     last_id: u32,
+    /// Streams the server reset lately: their late frames are dropped.
+    resets: stream::Resets,
     /// The peer's SETTINGS_MAX_FRAME_SIZE and SETTINGS_INITIAL_WINDOW_SIZE.
     peer_frame: usize,
     peer_window: i64,
@@ -220,6 +225,7 @@ impl H2Conn {
             block: None,
             streams: BTreeMap::new(),
             last_id: 0,
+            resets: stream::Resets::default(),
             peer_frame: frame::MAX_FRAME,
             peer_window: DEFAULT_WINDOW,
             window: DEFAULT_WINDOW,

@@ -165,6 +165,7 @@ impl H2Conn {
     /// A stream error: RST_STREAM, and the stream is gone.
     fn rst(&mut self, ctx: &mut Ctx<'_>, id: u32, code: Code) -> Res {
         self.drop_stream(ctx, id);
+        self.resets.add(id);
         frame::rst_stream(&mut self.ctrl, id, code);
         self.answered()
     }
@@ -371,6 +372,10 @@ impl H2Conn {
         let max_body = ctx.limits.max_body_size;
         let Some(s) = self.streams.get_mut(&id).filter(|s| !s.remote_closed) else {
             self.calm(ctx)?;
+            if self.resets.has(id) {
+                // Sent before the client saw our RST_STREAM (§5.1): dropped.
+                return Ok(());
+            }
             return self.rst(ctx, id, Code::StreamClosed);
         };
         s.recv -= flow;
@@ -444,6 +449,7 @@ impl H2Conn {
                 Some(_) => BlockFor::Request {
                     bad: Some(Code::StreamClosed),
                 },
+                None if self.resets.has(id) => BlockFor::Late,
                 // A used stream id again (or a lower one).
                 None => return Err(Code::Protocol),
             }
@@ -534,6 +540,7 @@ impl H2Conn {
                 }
                 return Ok(());
             }
+            BlockFor::Late => return self.calm(ctx),
             BlockFor::Request { bad } => bad,
         };
         if let Some(code) = bad {
@@ -596,6 +603,7 @@ impl H2Conn {
     /// a client that keeps opening what is refused meets the budget.
     fn refuse(&mut self, ctx: &mut Ctx<'_>, id: u32) -> Res {
         frame::rst_stream(&mut self.ctrl, id, Code::RefusedStream);
+        self.resets.add(id);
         self.answered()?;
         if self.budget.reset(ctx.now.instant(), &ctx.limits.h2) {
             Ok(())

@@ -249,6 +249,26 @@ pub fn check_trailers(f: &Fields) -> Result<(), Malformed> {
     Ok(())
 }
 
+/// The streams the server reset last. Frames the client sent on one
+/// before it saw the RST_STREAM are dropped (RFC 9113 §5.1), not answered
+/// with another RST_STREAM or taken for a reused stream id.
+#[derive(Debug, Default)]
+pub struct Resets {
+    ids: [u32; 16],
+    at: usize,
+}
+
+impl Resets {
+    pub fn add(&mut self, id: u32) {
+        self.ids[self.at] = id;
+        self.at = (self.at + 1) % self.ids.len();
+    }
+
+    pub fn has(&self, id: u32) -> bool {
+        id != 0 && self.ids.contains(&id)
+    }
+}
+
 /// Whether `v` has a NUL, CR or LF: eight bytes at a time (a word has a
 /// zero byte iff `(x - 0x01..) & !x & 0x80..` is not 0; XOR with CR or LF
 /// in every byte turns those into zeros), the tail padded with spaces.
