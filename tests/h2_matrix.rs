@@ -393,6 +393,28 @@ fn compare(
     diffs
 }
 
+/// HEAD requests the server refuses before it looks for a file: a target
+/// past max_target_size (414), a body past max_body_size (413), a header
+/// list past max_header_size (431), a bad content-length (400).
+fn refused_heads() -> Vec<(&'static str, Req)> {
+    let long = format!("/{}", "b".repeat(5000));
+    vec![
+        ("414", req("HEAD", &long, &[])),
+        (
+            "413",
+            req("HEAD", "/style.css", &[("Content-Length", "2000000")]),
+        ),
+        (
+            "431",
+            req("HEAD", "/style.css", &[("X-Big", &"a".repeat(9000))]),
+        ),
+        (
+            "400",
+            req("HEAD", "/style.css", &[("Content-Length", "-1")]),
+        ),
+    ]
+}
+
 engine_tests! {
     /// The matrix over h2c and over h2 on TLS, against HTTP/1.1 on the
     /// plain port of the same server.
@@ -408,5 +430,40 @@ engine_tests! {
         let client = cert.client(&[b"h2"]);
         diffs.extend(compare(addr, &|| H2::connect_tls(tls, client.clone()), "https", "TLS h2"));
         assert!(diffs.is_empty(), "{} differ between HTTP/1.1 and HTTP/2:\n{}", diffs.len(), diffs.iter().take(15).cloned().collect::<Vec<_>>().join("\n\n"));
+    }
+
+    /// RFC 9110 §9.3.2: a response to HEAD has no content, refusals too.
+    /// Over HTTP/1.1 nothing follows the head before the close; over
+    /// HTTP/2 the stream ends without DATA bytes (RFC 9113 §8.1.1: a
+    /// client may take content on a HEAD response for a malformed one).
+    fn head_refusals_have_no_content(e) {
+        let site = site();
+        let srv = start_or_skip!(e, &format!("{H2C}\n{CONFIG}"), &site.root);
+        let addr = srv.addr();
+        let mut bad = Vec::new();
+        for (want, r) in refused_heads() {
+            let mut c = Conn::connect(addr);
+            c.send(&r.h1());
+            let raw = c.read_to_close(IO_TIMEOUT).unwrap_or_else(|b| panic!("{want}: no close: {}", show(&b)));
+            let at = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4).unwrap_or_else(|| panic!("{want}: no head: {}", show(&raw)));
+            let head = String::from_utf8_lossy(&raw[..at]).to_string();
+            assert!(head.starts_with(&format!("HTTP/1.1 {want} ")), "{want}: {head}");
+            if at != raw.len() {
+                bad.push(format!("HTTP/1.1 HEAD {want}: {} bytes of content after the head", raw.len() - at));
+            }
+            let mut c = H2::handshake(addr);
+            let id = c.next_id;
+            c.next_id += 2;
+            // 413 on the declared length alone: the body is not sent, the
+            // stream stays open (END_STREAM would make it malformed).
+            let end = !r.headers.iter().any(|(k, v)| k == "Content-Length" && v != "-1");
+            c.send_headers(id, &r.h2_fields("http"), end);
+            let resp = c.try_read_response(id, IO_TIMEOUT).unwrap_or_else(|e| panic!("h2 {want}: {e}"));
+            assert_eq!(resp.status.to_string(), want, "h2: {}", resp.describe());
+            if !resp.body.is_empty() {
+                bad.push(format!("HTTP/2 HEAD {want}: {} bytes of DATA", resp.body.len()));
+            }
+        }
+        assert!(bad.is_empty(), "content on HEAD responses:\n{}", bad.join("\n"));
     }
 }
