@@ -614,10 +614,12 @@ impl H2Conn {
 
     /// Answer stream `id`'s request, now that it holds a slot.
     pub(super) fn answer(&mut self, ctx: &mut Ctx<'_>, id: u32, fields: &hpack::Fields) -> Res {
+        // A refusal of a HEAD has no content either (RFC 9110 §9.3.2).
+        let head_req = fields.iter().any(|(n, v)| n == b":method" && v == b"HEAD");
         if fields.over {
             // The header list is past max_header_size: 431, as HTTP/1.1.
             let reply = ctx.responder.error(Status::HEADER_FIELDS_TOO_LARGE);
-            self.send_reply(ctx, id, reply, false);
+            self.send_reply(ctx, id, reply, head_req);
             return Ok(());
         }
         let head = match stream::request_head(fields) {
@@ -632,7 +634,7 @@ impl H2Conn {
                 );
                 if m.bad_request() {
                     let reply = ctx.responder.error(Status::BAD_REQUEST);
-                    self.send_reply(ctx, id, reply, false);
+                    self.send_reply(ctx, id, reply, head_req);
                     return Ok(());
                 }
                 return self.rst(ctx, id, Code::Protocol);
@@ -641,9 +643,9 @@ impl H2Conn {
         let req = head.request();
         self.hold(ctx, id, &req);
         let (reply, head_only) = if req.target.len() > ctx.limits.parse.max_target_size {
-            (ctx.responder.error(Status::URI_TOO_LONG), false)
+            (ctx.responder.error(Status::URI_TOO_LONG), head_req)
         } else if req.content_length > ctx.limits.max_body_size {
-            (ctx.responder.error(Status::PAYLOAD_TOO_LARGE), false)
+            (ctx.responder.error(Status::PAYLOAD_TOO_LARGE), head_req)
         } else {
             crate::http::conn::answer(ctx, &req)
         };
