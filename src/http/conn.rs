@@ -444,7 +444,7 @@ impl Conn {
             self.send_reply(
                 ctx,
                 ctx.responder.error(Status::PAYLOAD_TOO_LARGE),
-                false,
+                req.method == Method::Head,
                 ConnHeader::Close,
             );
             return;
@@ -489,7 +489,9 @@ impl Conn {
         self.set_discard(0);
         self.take_chunked();
         let reply = ctx.responder.error(status);
-        self.send_reply(ctx, reply, false, ConnHeader::Close);
+        // A refused HEAD gets no content either (RFC 9110 §9.3.2).
+        let head_only = raw.starts_with(b"HEAD ");
+        self.send_reply(ctx, reply, head_only, ConnHeader::Close);
     }
 
     /// Encode the head and queue head and body as this response's segments.
