@@ -88,8 +88,11 @@ impl Req {
             s.truncate(120);
             s.push_str("...");
         }
-        for (k, v) in &self.headers {
+        for (k, v) in self.headers.iter().take(4) {
             s.push_str(&format!(" [{k}: {v}]"));
+        }
+        if self.headers.len() > 4 {
+            s.push_str(&format!(" and {} more fields", self.headers.len() - 4));
         }
         s
     }
@@ -112,6 +115,15 @@ fn site() -> Site {
     site.write("closed.txt", b"CLOSED");
     set_mode(&site.path("closed.txt"), 0o000);
     site
+}
+
+/// GET /style.css with `n` fields beside Host.
+fn many(n: usize) -> Req {
+    let mut r = req("GET", "/style.css", &[]);
+    r.headers = (0..n)
+        .map(|i| (format!("x-f{i}"), "v".to_string()))
+        .collect();
+    r
 }
 
 /// The matrix. `etag` and `lm` are style.css's validators.
@@ -292,6 +304,11 @@ fn matrix(etag: &str, lm: &str) -> Vec<Req> {
         req("GET", &long, &[]),
         req("GET", &longer, &[]),
         req("GET", &deep, &[]),
+        // Host, and how many fields HTTP/1.1 takes (96 lines, Host too).
+        req("GET", "/style.css", &[("Host", "u")]),
+        many(95),
+        many(96),
+        many(150),
         // 403 / 404.
         req("GET", "/.secret", &[]),
         req("GET", "/dir/.git/config", &[]),
