@@ -642,7 +642,12 @@ impl H2Conn {
         };
         let req = head.request();
         self.hold(ctx, id, &req);
-        let (reply, head_only) = if req.target.len() > ctx.limits.parse.max_target_size {
+        let (reply, head_only) = if stream::too_many_fields(&head) {
+            (
+                ctx.responder.error(Status::HEADER_FIELDS_TOO_LARGE),
+                head_req,
+            )
+        } else if req.target.len() > ctx.limits.parse.max_target_size {
             (ctx.responder.error(Status::URI_TOO_LONG), head_req)
         } else if req.content_length > ctx.limits.max_body_size {
             (ctx.responder.error(Status::PAYLOAD_TOO_LARGE), head_req)

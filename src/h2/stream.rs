@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use crate::config::is_tchar;
-use crate::http::parse::valid_host;
+use crate::http::parse::{MAX_HEADERS, valid_host};
 use crate::http::{Ctx, Method, Request, Segment};
 use crate::log::access::{HeldRequest, RequestLine};
 
@@ -236,6 +236,14 @@ fn check_regular(name: &[u8], value: &[u8]) -> Result<(), Malformed> {
     Ok(())
 }
 
+/// More fields than HTTP/1.1 takes (`MAX_HEADERS` lines, Host among
+/// them; 431 there). Cookie crumbs (RFC 9113 §8.2.3) count as the one
+/// line they stand for.
+pub fn too_many_fields(h: &Head<'_>) -> bool {
+    let crumbs = h.fields.iter().filter(|f| f.name == "cookie").count();
+    h.fields.len() - crumbs.saturating_sub(1) > MAX_HEADERS
+}
+
 /// A trailer section is held to the request's field rules, and has no
 /// pseudo-field (RFC 9113 §8.1).
 pub fn check_trailers(f: &Fields) -> Result<(), Malformed> {
@@ -352,7 +360,10 @@ pub fn request_head(f: &Fields) -> Result<Head<'_>, Malformed> {
         // A token is ASCII: the name is a str.
         let name = std::str::from_utf8(name).map_err(|_| Malformed("a bad name"))?;
         if name == "host" {
-            host = Some(value);
+            // One Host (RFC 9110 §7.2), as HTTP/1.1 has it: 400.
+            if host.replace(value).is_some() {
+                return Err(Malformed("a bad :authority: a second host field"));
+            }
             continue;
         }
         fields.push(httparse::Header { name, value });
@@ -378,7 +389,14 @@ pub fn request_head(f: &Fields) -> Result<Head<'_>, Malformed> {
         }
         p
     };
-    // `:authority` stands for Host; without it, a Host field does.
+    // `:authority` stands for Host; without it, a Host field does. One
+    // that names another host makes the request malformed (RFC 9113
+    // §8.3.1): 400, as two Host lines over HTTP/1.1.
+    if let (Some(a), Some(h)) = (authority, host)
+        && !a.eq_ignore_ascii_case(h)
+    {
+        return Err(Malformed("a bad :authority: a host field that differs"));
+    }
     if let Some(h) = authority.or(host) {
         if !valid_host(h) {
             return Err(Malformed("a bad :authority"));
