@@ -910,4 +910,49 @@ engine_tests! {
         c.ping_roundtrip("after good trailers");
         assert!(!c.seen.iter().any(|f| f.ty == RST_STREAM && f.stream == id), "{}", c.seen_summary());
     }
+
+    /// §4.3, RFC 7541 §4.2, §6.3: dynamic table size updates. Shrinking
+    /// the table to 0 and back at a block's start empties it (a reference
+    /// to an entry it held is COMPRESSION_ERROR); a smaller size evicts
+    /// the oldest entries only; an update past SETTINGS_HEADER_TABLE_SIZE
+    /// (4096) or after a field is COMPRESSION_ERROR.
+    fn s4_3_dynamic_table_size_updates(e) {
+        let (_site, srv) = h2_server!(e);
+        // :authority t (incremental indexing), then :path /style.css.
+        let mut first = vec![0x82, 0x86, 0x41];
+        hpack_str(&mut first, b"t");
+        first.push(0x44);
+        hpack_str(&mut first, b"/style.css");
+        let ok = |c: &mut H2, id: u32| {
+            let r = c.read_response(id);
+            assert_eq!((r.status, r.body.as_slice()), (200, STYLE_CSS.as_bytes()), "stream {id}: {}", r.describe());
+        };
+        // 0 then 4096 (0x3f 0xe1 0x1f): the entries are gone.
+        let mut c = H2::handshake(srv.addr());
+        c.send_frame(HEADERS, END_HEADERS | END_STREAM, 1, &first);
+        ok(&mut c, 1);
+        c.send_frame(HEADERS, END_HEADERS | END_STREAM, 3, &[0x20, 0x3f, 0xe1, 0x1f, 0x82, 0x86, 0xbf, 0xbe]);
+        c.expect_goaway(COMPRESSION_ERROR, "a reference to an entry a size update emptied");
+        // Down to 60 bytes: :path /style.css (47) stays as 62, :authority
+        // (42, older) goes.
+        let mut c = H2::handshake(srv.addr());
+        c.send_frame(HEADERS, END_HEADERS | END_STREAM, 1, &first);
+        ok(&mut c, 1);
+        let mut b = vec![0x3f, 0x1d, 0x82, 0x86];
+        b.extend(encode_fields(&[(":authority", "t")]));
+        b.push(0xbe);
+        c.send_frame(HEADERS, END_HEADERS | END_STREAM, 3, &b);
+        ok(&mut c, 3);
+        c.send_frame(HEADERS, END_HEADERS | END_STREAM, 5, &[0x82, 0x86, 0xbf, 0xbe]);
+        c.expect_goaway(COMPRESSION_ERROR, "entry 63 evicted by a size update to 60");
+        // Past 4096, and after a field.
+        for (what, block) in [
+            ("size update 4097", [&[0x3f, 0xe2, 0x1f][..], &first].concat()),
+            ("size update after a field", [&[0x82, 0x20][..], &first[1..]].concat()),
+        ] {
+            let mut c = H2::handshake(srv.addr());
+            c.send_frame(HEADERS, END_HEADERS | END_STREAM, 1, &block);
+            c.expect_goaway(COMPRESSION_ERROR, what);
+        }
+    }
 }
