@@ -5,7 +5,7 @@
 use super::frame::{self, Code, Head, MAX_WINDOW, flag, kind, setting};
 use super::stream::{self, Stream};
 use super::*;
-use crate::http::Status;
+use crate::http::{Method, Status};
 
 type Res = Result<(), Code>;
 
@@ -434,9 +434,9 @@ impl H2Conn {
         }
         let what = if id <= self.last_id {
             match self.streams.get(&id) {
-                // Trailers end the request body, and the stream: a HEADERS frame that does not
-                // makes the request malformed (§8.1), a stream error once
-                // its block is decoded.
+                // Trailers end the request body, and the stream: a HEADERS
+                // frame that does not makes the request malformed (§8.1), a
+                // stream error once its block is decoded.
                 Some(s) if !s.remote_closed => {
                     if h.has(flag::END_STREAM) {
                         BlockFor::Trailers
@@ -615,11 +615,11 @@ impl H2Conn {
     /// Answer stream `id`'s request, now that it holds a slot.
     pub(super) fn answer(&mut self, ctx: &mut Ctx<'_>, id: u32, fields: &hpack::Fields) -> Res {
         // A refusal of a HEAD has no content either (RFC 9110 §9.3.2).
-        let head_req = fields.iter().any(|(n, v)| n == b":method" && v == b"HEAD");
+        let head_req = || fields.iter().any(|(n, v)| n == b":method" && v == b"HEAD");
         if fields.over {
             // The header list is past max_header_size: 431, as HTTP/1.1.
             let reply = ctx.responder.error(Status::HEADER_FIELDS_TOO_LARGE);
-            self.send_reply(ctx, id, reply, head_req);
+            self.send_reply(ctx, id, reply, head_req());
             return Ok(());
         }
         let head = match stream::request_head(fields) {
@@ -634,7 +634,7 @@ impl H2Conn {
                 );
                 if m.bad_request() {
                     let reply = ctx.responder.error(Status::BAD_REQUEST);
-                    self.send_reply(ctx, id, reply, head_req);
+                    self.send_reply(ctx, id, reply, head_req());
                     return Ok(());
                 }
                 return self.rst(ctx, id, Code::Protocol);
@@ -642,15 +642,13 @@ impl H2Conn {
         };
         let req = head.request();
         self.hold(ctx, id, &req);
+        let refused = |status| (ctx.responder.error(status), req.method == Method::Head);
         let (reply, head_only) = if stream::too_many_fields(&head) {
-            (
-                ctx.responder.error(Status::HEADER_FIELDS_TOO_LARGE),
-                head_req,
-            )
+            refused(Status::HEADER_FIELDS_TOO_LARGE)
         } else if req.target.len() > ctx.limits.parse.max_target_size {
-            (ctx.responder.error(Status::URI_TOO_LONG), head_req)
+            refused(Status::URI_TOO_LONG)
         } else if req.content_length > ctx.limits.max_body_size {
-            (ctx.responder.error(Status::PAYLOAD_TOO_LARGE), head_req)
+            refused(Status::PAYLOAD_TOO_LARGE)
         } else {
             crate::http::conn::answer(ctx, &req)
         };
