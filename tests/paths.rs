@@ -290,6 +290,27 @@ engine_tests! {
         }
     }
 
+    /// Absolute-form targets (RFC 9112 3.2.2) are served by their path;
+    /// one with userinfo is refused, as a Host with it is (RFC 9110 4.2.4).
+    fn absolute_form_targets_and_userinfo(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "", &site.root);
+        for (target, status) in [
+            ("http://t/style.css", 200),
+            ("HTTP://t/style.css?x=1", 200),
+            ("http://t:80/style.css", 200),
+            ("http://u@t/style.css", 400),
+            ("http://u:secret@t/style.css", 400),
+            ("https://@t/style.css", 400),
+        ] {
+            let r = raw_get(&srv, target.as_bytes()).unwrap_or_else(|e| panic!("GET {target}: {e}"));
+            assert_status(&r, status, target);
+            if status == 200 {
+                assert_eq!(r.body_str(), STYLE_CSS, "GET {target}");
+            }
+        }
+    }
+
     fn dotfiles_are_hidden_by_default(e) {
         let site = Site::new();
         let srv = start_or_skip!(e, "", &site.root);

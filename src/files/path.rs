@@ -105,7 +105,12 @@ pub fn split_target(target: &str) -> Result<(&str, Option<&str>), PathError> {
     let target = if target.starts_with('/') {
         target
     } else if let Some(rest) = strip_scheme(target) {
-        // absolute-form: http://authority/path?query
+        // absolute-form: http://authority/path?query. Userinfo there is
+        // an error (RFC 9110 4.2.4), as it is in Host.
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        if rest[..end].contains('@') {
+            return Err(PathError::Bad);
+        }
         match rest.find(['/', '?']) {
             Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
             Some(i) => return Ok(("/", Some(&rest[i + 1..]))),
@@ -333,6 +338,19 @@ mod tests {
         assert_eq!(rel("/x?q=1").unwrap(), "x");
         assert_eq!(rel("http://h/x/y?z").unwrap(), "x/y");
         assert_eq!(rel("http://h").unwrap(), "");
+        for t in [
+            "http://u@h/x",
+            "http://u:p@h/x",
+            "https://@h",
+            "http://u@h?q",
+        ] {
+            assert_eq!(rel(t), Err(PathError::Bad), "{t}");
+        }
+        assert_eq!(
+            rel("http://h/x@y").unwrap(),
+            "x@y",
+            "an @ in the path is not userinfo"
+        );
         assert!(resolve("/d/", false).unwrap().trailing_slash);
         assert!(!resolve("/d", false).unwrap().trailing_slash);
         assert_eq!(
