@@ -548,6 +548,32 @@ engine_tests! {
         }
     }
 
+    /// `h2_max_continuations` bounds the CONTINUATION frames of one field
+    /// block: at the bound the request is served; one more is a flood
+    /// (GOAWAY ENHANCE_YOUR_CALM), as is any with the key at 0.
+    fn continuations_past_the_configured_bound_end_the_connection(e) {
+        for (max, sent, served) in [(2, 2, true), (2, 3, false), (0, 0, true), (0, 1, false)] {
+            let (_site, srv) = h2_server!(e, &format!("h2_max_continuations = {max}\n"));
+            let mut c = H2::handshake(srv.addr());
+            let block = encode_fields(&c.request_fields("GET", "/style.css", &[]));
+            let (first, rest) = block.split_at(4);
+            let pieces: Vec<&[u8]> = if sent == 0 { vec![] } else { rest.chunks(rest.len().div_ceil(sent)).collect() };
+            assert_eq!(pieces.len(), sent, "the block splits into {sent}");
+            let head = if sent == 0 { block.as_slice() } else { first };
+            c.send_frame(HEADERS, END_STREAM | if sent == 0 { END_HEADERS } else { 0 }, 1, head);
+            for (i, p) in pieces.iter().enumerate() {
+                c.send_frame(CONTINUATION, if i + 1 == sent { END_HEADERS } else { 0 }, 1, p);
+            }
+            let what = format!("{sent} CONTINUATION frames with h2_max_continuations = {max}");
+            if served {
+                let r = c.read_response(1);
+                assert_eq!((r.status, r.body.as_slice()), (200, STYLE_CSS.as_bytes()), "{what}: {}", r.describe());
+            } else {
+                c.expect_goaway(ENHANCE_YOUR_CALM, &what);
+            }
+        }
+    }
+
     /// §6.10: between HEADERS without END_HEADERS and its last
     /// CONTINUATION no other frame may come; a CONTINUATION with no
     /// HEADERS before it, or on another stream, is PROTOCOL_ERROR.

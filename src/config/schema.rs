@@ -167,6 +167,11 @@ schema! {
         /// HTTP/2 client may send per second; past it, GOAWAY.
         h2_max_control_frames_per_second: u32 = 1000
             => (|v| u32_of("a number of frames per second", v)),
+        /// CONTINUATION frames one HTTP/2 header block may take; past it,
+        /// GOAWAY (a CONTINUATION flood). 0: a block must fit in its
+        /// HEADERS frame.
+        h2_max_continuations: u32 = 64
+            => (|v| u32_of("a number of frames", v)),
     }
     keys: pub mod key;
 }

@@ -76,8 +76,6 @@ const COALESCE: usize = 4096;
 /// wait for the peer to read (`backlog`), what a read brought beyond the
 /// frames acted on waits here: at most this much a connection.
 const IN_CAP: usize = frame::HEADER_LEN + frame::MAX_FRAME;
-/// CONTINUATION frames one header block may take.
-const MAX_CONTINUATIONS: u32 = 64;
 /// The receive window we keep open for each stream and the connection:
 /// request bodies are read and thrown away, so the default is plenty.
 const RECV_WINDOW: i64 = DEFAULT_WINDOW;

@@ -498,7 +498,7 @@ impl H2Conn {
     fn check_block(&self, ctx: &Ctx<'_>) -> Res {
         let cap = 4 * ctx.limits.parse.max_header_size + frame::MAX_FRAME;
         match &self.block {
-            Some(b) if b.bytes.len() > cap || b.frames > MAX_CONTINUATIONS => {
+            Some(b) if b.bytes.len() > cap || b.frames - 1 > ctx.limits.h2.max_continuations => {
                 Err(Code::EnhanceYourCalm)
             }
             _ => Ok(()),

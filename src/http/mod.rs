@@ -344,6 +344,8 @@ pub struct H2Limits {
     pub max_resets_per_second: u32,
     /// Frames that ask for nothing (PING, SETTINGS, ...), per second.
     pub max_control_frames_per_second: u32,
+    /// CONTINUATION frames one header block may take.
+    pub max_continuations: u32,
 }
 
 impl Default for H2Limits {
@@ -379,6 +381,7 @@ impl Limits {
                 max_concurrent_streams: c.h2_max_concurrent_streams,
                 max_resets_per_second: c.h2_max_resets_per_second,
                 max_control_frames_per_second: c.h2_max_control_frames_per_second,
+                max_continuations: c.h2_max_continuations,
             },
         }
     }
