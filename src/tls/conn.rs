@@ -75,6 +75,13 @@ enum Ending {
         shut: bool,
         until: Instant,
     },
+    /// The `Conn` ended on its own (the client ended its side, or a drain)
+    /// while ciphertext of its last answers was still queued: send that
+    /// and close_notify, then close; input is discarded, and EOF changes
+    /// nothing. At most until `until`.
+    Flushing {
+        until: Instant,
+    },
     Closed,
 }
 
@@ -145,6 +152,7 @@ impl TlsConn {
         match self.ending {
             Ending::Closed => true,
             Ending::Failing { .. } => false,
+            Ending::Flushing { .. } => self.pos == self.out.len(),
             Ending::No => self.conn.is_closed(),
         }
     }
@@ -152,7 +160,7 @@ impl TlsConn {
     pub fn input_room(&self, limits: &crate::http::Limits) -> usize {
         match self.ending {
             Ending::Closed => 0,
-            Ending::Failing { .. } => DISCARD_ROOM,
+            Ending::Failing { .. } | Ending::Flushing { .. } => DISCARD_ROOM,
             // The plaintext is never larger than the ciphertext it came in.
             Ending::No => self.conn.input_room(limits),
         }
@@ -194,6 +202,7 @@ impl TlsConn {
             }
         }
         self.pump(ctx);
+        self.settle(ctx);
     }
 
     /// Hand the decrypted bytes to the `Conn`. False once the peer sent
@@ -254,9 +263,10 @@ impl TlsConn {
                 }
                 self.conn.handle_eof(ctx);
                 self.pump(ctx);
+                self.settle(ctx);
             }
             Ending::Failing { .. } => self.ending = Ending::Closed,
-            Ending::Closed => {}
+            Ending::Flushing { .. } | Ending::Closed => {}
         }
     }
 
@@ -287,6 +297,7 @@ impl TlsConn {
         }
         if self.ending == Ending::No {
             self.pump(ctx);
+            self.settle(ctx);
         }
         if self.pending == 0 && self.conn.is_idle() {
             // Idle between requests: hold no ciphertext buffer (its last
@@ -299,26 +310,34 @@ impl TlsConn {
         if self.ending == Ending::No {
             self.conn.begin_shutdown(ctx);
             self.pump(ctx);
+            self.settle(ctx);
         }
     }
 
     pub fn handle_unsent(&mut self, ctx: &mut Ctx<'_>, unsent: usize) {
         // Ciphertext still here counts as unsent, like the socket's queue.
         self.conn.handle_unsent(ctx, unsent + self.pending);
+        if self.conn.is_closed() {
+            self.ending = Ending::Closed;
+            return;
+        }
         self.pump(ctx);
+        self.settle(ctx);
     }
 
     pub fn handle_shutdown(&mut self) {
         match &mut self.ending {
             Ending::Failing { shut, .. } => *shut = true,
             Ending::No => self.conn.handle_shutdown(),
-            Ending::Closed => {}
+            Ending::Flushing { .. } | Ending::Closed => {}
         }
     }
 
     pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
         match self.ending {
-            Ending::Failing { until, .. } if until <= ctx.now.instant() => {
+            Ending::Failing { until, .. } | Ending::Flushing { until }
+                if until <= ctx.now.instant() =>
+            {
                 self.ending = Ending::Closed
             }
             Ending::No => {
@@ -331,7 +350,14 @@ impl TlsConn {
                     ctx.stats.tls_failure(TlsFailure::Timeout);
                 }
                 self.conn.handle_timeout(ctx);
+                if self.conn.is_closed() {
+                    // Timed out (a client that does not read): what is
+                    // queued goes with it.
+                    self.ending = Ending::Closed;
+                    return;
+                }
                 self.pump(ctx);
+                self.settle(ctx);
             }
             _ => {}
         }
@@ -344,7 +370,7 @@ impl TlsConn {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.ending {
             Ending::No => self.conn.poll_timeout(),
-            Ending::Failing { until, .. } => Some(until),
+            Ending::Failing { until, .. } | Ending::Flushing { until } => Some(until),
             Ending::Closed => None,
         }
     }
@@ -357,6 +383,7 @@ impl TlsConn {
             Ending::Closed => Transmit::Close,
             Ending::Failing { shut: false, .. } => Transmit::Shutdown,
             Ending::Failing { shut: true, .. } => Transmit::Idle,
+            Ending::Flushing { .. } => Transmit::Close,
             Ending::No => match self.conn.poll_transmit() {
                 Transmit::Close => Transmit::Close,
                 // close_notify went out first (pump queued it).
@@ -369,6 +396,29 @@ impl TlsConn {
     }
 
     // ---- internals ----
+
+    /// After the `Conn` acted: if it closed of itself (the client ended its
+    /// side and every answer was handed over, or a drain), the ciphertext
+    /// of those answers may still be queued here, and the `Conn` being
+    /// closed would have the engine close the socket under it. Send it,
+    /// and close_notify after it (RFC 8446, 6.1), then close.
+    fn settle(&mut self, ctx: &mut Ctx<'_>) {
+        if self.ending != Ending::No || !self.conn.is_closed() {
+            return;
+        }
+        if !self.notified && !self.tls.is_handshaking() {
+            self.tls.send_close_notify();
+            self.notified = true;
+            self.flush();
+        }
+        self.ending = if self.pos == self.out.len() {
+            Ending::Closed
+        } else {
+            Ending::Flushing {
+                until: later(ctx.now.instant(), ctx.limits.send_timeout),
+            }
+        };
+    }
 
     /// The session cannot go on: send what is queued, then shut and linger.
     fn fail(&mut self, ctx: &mut Ctx<'_>, why: TlsFailure, what: std::fmt::Arguments<'_>) {
