@@ -1,6 +1,6 @@
 //! Hostile and careless TLS clients on both engines, beyond tests/tls.rs:
 //! clients that end their side (close_notify, or a TCP half-close) right
-//! after asking for a large file.
+//! after asking for a large file, over HTTP/1.1 and HTTP/2.
 
 #[macro_use]
 mod common;
@@ -8,6 +8,10 @@ mod common;
 use std::io::Read;
 use std::net::Shutdown;
 
+use common::h2::{
+    DATA, END_HEADERS, END_STREAM, HEADERS, SETTINGS, WINDOW_UPDATE, encode_fields, frame_bytes,
+    settings_payload,
+};
 use common::tls::*;
 use common::*;
 
@@ -45,6 +49,24 @@ fn framing(got: &[u8]) -> (usize, usize) {
     assert_eq!(head.status, 200, "{}", show(&got[..end]));
     let len = head.header("content-length").unwrap().parse().unwrap();
     (end, len)
+}
+
+/// The DATA payload of stream 1 in the HTTP/2 frames `got` (from the
+/// server's first frame on), and whether its last DATA ended the stream.
+fn h2_body(got: &[u8]) -> (Vec<u8>, bool) {
+    let (mut body, mut ended, mut i) = (Vec::new(), false, 0);
+    while i + 9 <= got.len() {
+        let len = u32::from_be_bytes([0, got[i], got[i + 1], got[i + 2]]) as usize;
+        let (ty, flags) = (got[i + 3], got[i + 4]);
+        let sid = u32::from_be_bytes(got[i + 5..i + 9].try_into().unwrap()) & 0x7fff_ffff;
+        let end = (i + 9 + len).min(got.len());
+        if ty == DATA && sid == 1 {
+            body.extend_from_slice(&got[i + 9..end]);
+            ended = flags & END_STREAM != 0;
+        }
+        i += 9 + len;
+    }
+    (body, ended)
 }
 
 engine_tests! {
@@ -86,5 +108,32 @@ engine_tests! {
             assert!(got[at..] == big[..], "{case}: the body differs");
             assert_eq!(end, End::CloseNotify, "{case}: how it ended");
         }
+    }
+
+    /// The same over HTTP/2 (ALPN h2): a client opens its windows wide,
+    /// asks for big.bin and sends close_notify at once; the whole body
+    /// comes, its stream ended, then the server's close_notify.
+    fn an_h2_client_that_ends_its_side_gets_the_whole_answer(e) {
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
+        let (_srv, addr) = start_tls_or_skip!(e, "", site, &[&ec]);
+        let big = std::fs::read(site.root.join("big.bin")).unwrap();
+        let mut cfg = (*client(&[&ec], None)).clone();
+        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        let mut c = Tls::connect(addr, "ec.test", std::sync::Arc::new(cfg));
+        assert_eq!(c.s.conn.alpn_protocol(), Some(&b"h2"[..]));
+        let mut req = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        req.extend(frame_bytes(SETTINGS, 0, 0, &settings_payload(&[(4, (1 << 31) - 1)])));
+        req.extend(frame_bytes(WINDOW_UPDATE, 0, 0, &((1u32 << 31) - 1 - 65535).to_be_bytes()));
+        let head = [(":method", "GET"), (":scheme", "https"), (":path", "/big.bin"), (":authority", "x")];
+        req.extend(frame_bytes(HEADERS, END_HEADERS | END_STREAM, 1, &encode_fields(&head)));
+        c.send(&req);
+        c.s.conn.send_close_notify();
+        c.s.conn.complete_io(&mut c.s.sock).unwrap();
+        let (got, end) = read_to_end(&mut c);
+        let (body, ended) = h2_body(&got);
+        assert_eq!(body.len(), big.len(), "the body cut short ({end:?})");
+        assert!(body == big, "the body differs");
+        assert!(ended, "the stream did not end");
+        assert_eq!(end, End::CloseNotify, "how it ended");
     }
 }
