@@ -5,7 +5,7 @@
 #[macro_use]
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::Shutdown;
 
 use common::h2::{
@@ -107,6 +107,24 @@ engine_tests! {
             assert_eq!(got.len() - at, big.len(), "{case}: the body cut short ({end:?})");
             assert!(got[at..] == big[..], "{case}: the body differs");
             assert_eq!(end, End::CloseNotify, "{case}: how it ended");
+        }
+    }
+
+    /// A handshake that stalls (half a ClientHello; or nothing at all) is
+    /// ended at header_timeout with a FIN, as a plaintext client that sent
+    /// half a head or nothing is, not left open for the linger after it.
+    fn a_stalled_handshake_is_shut_at_header_timeout(e) {
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
+        let (_srv, addr) = start_tls_or_skip!(e, "header_timeout = \"3s\"", site, &[&ec]);
+        for (case, sent) in [("half a hello", &[0x16, 0x03, 0x01, 0x01, 0x00, 0x01, 0x00, 0x00][..]), ("silent", &[][..])] {
+            let started = std::time::Instant::now();
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(sent).unwrap();
+            wait_closed(&mut s, std::time::Duration::from_secs(10)).unwrap();
+            let took = started.elapsed();
+            // header_timeout is 3 s; the linger after it 2 s more.
+            assert!(took >= std::time::Duration::from_millis(2900), "{case}: closed early: {took:?}");
+            assert!(took < std::time::Duration::from_millis(4500), "{case}: closed only after {took:?}");
         }
     }
 
