@@ -347,7 +347,17 @@ impl TlsConn {
                         .poll_timeout()
                         .is_some_and(|d| d <= ctx.now.instant())
                 {
-                    ctx.stats.tls_failure(TlsFailure::Timeout);
+                    // The handshake did not finish within header_timeout:
+                    // the session failed. Shut now (the peer sees a FIN,
+                    // as a plaintext client that sent half a head or
+                    // nothing does) and discard until EOF or the linger
+                    // ends; the `Conn`'s own linger would hold the socket
+                    // open and silent for as long again.
+                    return self.fail(
+                        ctx,
+                        TlsFailure::Timeout,
+                        format_args!("handshake timed out"),
+                    );
                 }
                 self.conn.handle_timeout(ctx);
                 if self.conn.is_closed() {
