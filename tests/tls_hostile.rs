@@ -128,6 +128,32 @@ engine_tests! {
         }
     }
 
+    /// TLS 1.3 KeyUpdate: one, and 32 in a row, between requests leave
+    /// the connection serving; a flood of them with no application data
+    /// between ends it (rustls allows 32 in a row, as BoringSSL), so a
+    /// client cannot make the server derive keys without bound.
+    fn key_updates_are_served_and_a_flood_is_cut(e) {
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
+        let (_srv, addr) = start_tls_or_skip!(e, "", site, &[&ec]);
+        let mut c = Tls::connect(addr, "ec.test", client(&[&ec], None));
+        assert_eq!(c.get("/", "").status, 200);
+        for n in [1, 32] {
+            for _ in 0..n {
+                c.s.conn.refresh_traffic_keys().unwrap();
+            }
+            assert_eq!(c.get("/sub/page.html", "").status, 200, "after {n} key updates");
+        }
+        for _ in 0..200 {
+            c.s.conn.refresh_traffic_keys().unwrap();
+            if c.s.conn.complete_io(&mut c.s.sock).is_err() {
+                break;
+            }
+        }
+        let (got, end) = read_to_end(&mut c);
+        assert!(got.is_empty(), "answered after a flood: {}", show(&got));
+        assert!(matches!(end, End::Abrupt(_)), "{end:?}");
+    }
+
     /// The same over HTTP/2 (ALPN h2): a client opens its windows wide,
     /// asks for big.bin and sends close_notify at once; the whole body
     /// comes, its stream ended, then the server's close_notify.
