@@ -22,6 +22,28 @@ fn start(e: &str, extra: &str) -> Option<(Site, Server)> {
     Some((site, srv))
 }
 
+/// GET /app.js on the next stream with its block ending in a reference to
+/// dynamic table entry 62 (0xbe), the field the trailers before added: the
+/// server decoded them, though it reset, dropped or refused their stream.
+/// `window`: open the stream's window too (the connection's is shut).
+fn app_js_by_the_trailers_entry(c: &mut H2, window: bool) {
+    let next = c.next_id;
+    c.next_id += 2;
+    let mut block = encode_fields(&c.request_fields("GET", "/app.js", &[]));
+    block.push(0xbe);
+    c.send_frame(HEADERS, END_HEADERS | END_STREAM, next, &block);
+    if window {
+        c.send_frame(WINDOW_UPDATE, 0, next, &100_000u32.to_be_bytes());
+    }
+    let r = c.read_response(next);
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, APP_JS.as_bytes()),
+        "{}",
+        r.describe()
+    );
+}
+
 macro_rules! h2_server {
     ($e:expr) => {
         h2_server!($e, "")
@@ -842,13 +864,7 @@ engine_tests! {
         assert_eq!(resets(&c, id), vec![PROTOCOL_ERROR], "{}", c.seen_summary());
         assert!(c.goaway.is_none(), "{:?}", c.goaway);
         // The next request refers to the trailers' table entry.
-        let next = c.next_id;
-        c.next_id += 2;
-        let mut block = encode_fields(&c.request_fields("GET", "/app.js", &[]));
-        block.push(0xbe);
-        c.send_frame(HEADERS, END_HEADERS | END_STREAM, next, &block);
-        let r = c.read_response(next);
-        assert_eq!((r.status, r.body.as_slice()), (200, APP_JS.as_bytes()), "{}", r.describe());
+        app_js_by_the_trailers_entry(&mut c, false);
         // Refused: the one stream allowed is open (its window shut).
         let (mut c, open) = open_stalled_stream(srv.addr(), 0);
         let id = c.next_id;
@@ -860,14 +876,7 @@ engine_tests! {
         assert_eq!(resets(&c, id), vec![REFUSED_STREAM], "{}", c.seen_summary());
         assert!(c.goaway.is_none(), "{:?}", c.goaway);
         c.send_frame(RST_STREAM, 0, open, &CANCEL.to_be_bytes());
-        let next = c.next_id;
-        c.next_id += 2;
-        let mut block = encode_fields(&c.request_fields("GET", "/app.js", &[]));
-        block.push(0xbe);
-        c.send_frame(HEADERS, END_HEADERS | END_STREAM, next, &block);
-        c.send_frame(WINDOW_UPDATE, 0, next, &100_000u32.to_be_bytes());
-        let r = c.read_response(next);
-        assert_eq!((r.status, r.body.as_slice()), (200, APP_JS.as_bytes()), "{}", r.describe());
+        app_js_by_the_trailers_entry(&mut c, true);
     }
 
     /// §8.1: a HEADERS frame without END_STREAM after the one that opened
@@ -889,13 +898,7 @@ engine_tests! {
         assert_eq!(wait_reset(&mut c, id, "HEADERS without END_STREAM"), PROTOCOL_ERROR);
         c.ping_roundtrip("after the stream error");
         assert!(c.goaway.is_none(), "{:?}", c.goaway);
-        let next = c.next_id;
-        c.next_id += 2;
-        let mut block = encode_fields(&c.request_fields("GET", "/app.js", &[]));
-        block.push(0xbe);
-        c.send_frame(HEADERS, END_HEADERS | END_STREAM, next, &block);
-        let r = c.read_response(next);
-        assert_eq!((r.status, r.body.as_slice()), (200, APP_JS.as_bytes()), "{}", r.describe());
+        app_js_by_the_trailers_entry(&mut c, false);
     }
 
     /// §8.1, §8.2, §8.2.1, §8.2.2: trailers follow the request's field
