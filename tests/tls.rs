@@ -116,17 +116,22 @@ engine_tests! {
     }
 
     /// Plain HTTP on the TLS port: a 400 with a one-line body, then the
-    /// connection closes (as nginx answers it).
+    /// connection closes, and the access log has its line (as nginx
+    /// answers and logs it).
     fn plain_http_to_the_tls_port_gets_400(e) {
         let TlsSite { site, certs: _certs, ec } = TlsSite::new();
-        let (_srv, addr) = start_tls_or_skip!(e, "", site, &[&ec]);
+        let (srv, addr) = start_tls_or_skip!(e, "", site, &[&ec]);
         let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        s.write_all(b"GET /plain-probe HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         let got = wait_closed(&mut s, CLOSE_TIMEOUT).unwrap();
         let text = String::from_utf8_lossy(&got);
         assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
         let body = text.split("\r\n\r\n").nth(1).unwrap();
         assert_eq!(body, "The plain HTTP request was sent to HTTPS port\n");
+        let line = srv
+            .wait_access_log(IO_TIMEOUT, |l| l.contains("/plain-probe"))
+            .unwrap_or_else(|| panic!("no access-log line for the plain request: {}", srv.access_log()));
+        assert!(line.contains("\"GET /plain-probe HTTP/1.1\" 400 46 "), "{line}");
         // One byte at a time works the same.
         let mut s = TcpStream::connect(addr).unwrap();
         s.write_all(b"G").unwrap();

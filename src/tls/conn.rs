@@ -49,6 +49,10 @@ Content-Type: text/plain\r\n\
 Content-Length: 46\r\n\
 Connection: close\r\n\r\n\
 The plain HTTP request was sent to HTTPS port\n";
+/// `PLAIN_HTTP_REPLY`'s body bytes (its Content-Length).
+const PLAIN_HTTP_BODY: u64 = 46;
+/// The most of a plaintext request's first line the access log shows.
+const PLAIN_LINE_MAX: usize = 2048;
 
 thread_local! {
     /// The worker's buffer for decrypted input and file chunks. Used only
@@ -173,6 +177,7 @@ impl TlsConn {
         if std::mem::take(&mut self.fresh) && data[0].is_ascii_uppercase() {
             // A TLS record starts with 0x16; "GET /" is a plaintext client.
             self.queue(bytes::Bytes::from_static(PLAIN_HTTP_REPLY));
+            self.log_plain_http(ctx, data);
             return self.fail(
                 ctx,
                 TlsFailure::PlainHttp,
@@ -428,6 +433,30 @@ impl TlsConn {
                 until: later(ctx.now.instant(), ctx.limits.send_timeout),
             }
         };
+    }
+
+    /// A plaintext request on the TLS port is an exchange as nginx logs it:
+    /// its first line (as far as the first read brought it) and the 400.
+    fn log_plain_http(&self, ctx: &mut Ctx<'_>, data: &[u8]) {
+        let line = data
+            .split(|&b| b == b'\r' || b == b'\n')
+            .next()
+            .unwrap_or(b"");
+        let line = &line[..line.len().min(PLAIN_LINE_MAX)];
+        let now = ctx.now.instant();
+        ctx.exchange(&crate::log::access::Exchange {
+            request: crate::log::access::RequestLine::Raw(line),
+            referer: None,
+            user_agent: None,
+            peer: self.conn.peer(),
+            status: 400,
+            body_bytes: PLAIN_HTTP_BODY,
+            sent: PLAIN_HTTP_REPLY.len() as u64,
+            start: now,
+            end: now,
+            start_wall: ctx.now.wall,
+            tls: None,
+        });
     }
 
     /// The session cannot go on: send what is queued, then shut and linger.
