@@ -207,7 +207,6 @@ impl TlsConn {
             }
         }
         self.pump(ctx);
-        self.settle(ctx);
     }
 
     /// Hand the decrypted bytes to the `Conn`. False once the peer sent
@@ -268,7 +267,6 @@ impl TlsConn {
                 }
                 self.conn.handle_eof(ctx);
                 self.pump(ctx);
-                self.settle(ctx);
             }
             Ending::Failing { .. } => self.ending = Ending::Closed,
             Ending::Flushing { .. } | Ending::Closed => {}
@@ -302,7 +300,6 @@ impl TlsConn {
         }
         if self.ending == Ending::No {
             self.pump(ctx);
-            self.settle(ctx);
         }
         if self.pending == 0 && self.conn.is_idle() {
             // Idle between requests: hold no ciphertext buffer (its last
@@ -315,7 +312,6 @@ impl TlsConn {
         if self.ending == Ending::No {
             self.conn.begin_shutdown(ctx);
             self.pump(ctx);
-            self.settle(ctx);
         }
     }
 
@@ -327,7 +323,6 @@ impl TlsConn {
             return;
         }
         self.pump(ctx);
-        self.settle(ctx);
     }
 
     pub fn handle_shutdown(&mut self) {
@@ -372,7 +367,6 @@ impl TlsConn {
                     return;
                 }
                 self.pump(ctx);
-                self.settle(ctx);
             }
             _ => {}
         }
@@ -517,7 +511,8 @@ impl TlsConn {
     }
 
     /// Encrypt what the `Conn` offers, up to `OUT_HIGH` ahead of the socket.
-    /// The `Conn` is told its plaintext was sent as rustls takes it.
+    /// The `Conn` is told its plaintext was sent as rustls takes it; then
+    /// `settle`, should the `Conn` have closed.
     fn pump(&mut self, ctx: &mut Ctx<'_>) {
         let mut budget = OUT_HIGH.saturating_sub(self.pending);
         while budget > 0 && !self.tls.is_handshaking() {
@@ -571,6 +566,7 @@ impl TlsConn {
             self.drain();
         }
         self.flush();
+        self.settle(ctx);
     }
 }
 
