@@ -285,6 +285,30 @@ engine_tests! {
         c.expect_goaway(PROTOCOL_ERROR, "HEADERS on stream 2");
     }
 
+    /// §5.1, §6.4: even stream ids are the server's and it opens none, so
+    /// they stay idle below the client's highest id too: DATA,
+    /// WINDOW_UPDATE or RST_STREAM on one is a connection error
+    /// PROTOCOL_ERROR, and no RST_STREAM may name it.
+    fn s5_1_even_stream_ids_stay_idle(e) {
+        let (_site, srv) = h2_server!(e);
+        for (ty, payload, what) in [
+            (DATA, b"x".to_vec(), "DATA on 2"),
+            (WINDOW_UPDATE, 1u32.to_be_bytes().to_vec(), "WINDOW_UPDATE on 2"),
+            (RST_STREAM, CANCEL.to_be_bytes().to_vec(), "RST_STREAM on 2"),
+        ] {
+            let mut c = H2::handshake(srv.addr());
+            c.next_id = 5;
+            assert_eq!(c.get("/", &[]).status, 200);
+            c.send_frame(ty, 0, 2, &payload);
+            c.expect_goaway(PROTOCOL_ERROR, what);
+            assert!(
+                !c.seen.iter().any(|f| f.ty == RST_STREAM && f.stream == 2),
+                "{what}: RST_STREAM names idle stream 2; {}",
+                c.seen_summary()
+            );
+        }
+    }
+
     /// §5.1.1: stream ids only grow.
     fn s5_1_1_decreasing_stream_id_is_protocol_error(e) {
         let (_site, srv) = h2_server!(e);

@@ -163,6 +163,14 @@ impl H2Conn {
     }
 
     /// A stream error: RST_STREAM, and the stream is gone.
+    /// A stream in the idle state (RFC 9113 §5.1): one above the highest
+    /// id the client has used, or any even id (the server's own, and
+    /// tandem opens none). A frame other than HEADERS or PRIORITY on one
+    /// is a connection error, and no RST_STREAM may name it (§6.4).
+    fn idle(&self, id: u32) -> bool {
+        id > self.last_id || id.is_multiple_of(2)
+    }
+
     fn rst(&mut self, ctx: &mut Ctx<'_>, id: u32, code: Code) -> Res {
         self.drop_stream(ctx, id);
         self.resets.add(id);
@@ -279,10 +287,10 @@ impl H2Conn {
             }
             return Ok(());
         }
+        if self.idle(id) {
+            return Err(Code::Protocol);
+        }
         let Some(s) = self.streams.get_mut(&id) else {
-            if id > self.last_id {
-                return Err(Code::Protocol);
-            }
             // A closed stream: the client may be giving back the window
             // our DATA frames in flight took when it ended (RFC 9113 §5.1,
             // §6.9). Up to one per DATA frame sent is that; beyond, a flood.
@@ -313,7 +321,7 @@ impl H2Conn {
         if p.len() != 4 {
             return Err(Code::FrameSize);
         }
-        if h.stream > self.last_id {
+        if self.idle(h.stream) {
             return Err(Code::Protocol);
         }
         // Every reset counts, of a stream still open or of one just
@@ -333,7 +341,7 @@ impl H2Conn {
         }
         // A stream error, but no RST_STREAM may name an idle stream: on
         // one, the error is the connection's.
-        let idle = h.stream > self.last_id;
+        let idle = self.idle(h.stream);
         if p.len() != 5 {
             return if idle {
                 Err(Code::FrameSize)
@@ -355,7 +363,7 @@ impl H2Conn {
 
     fn on_data(&mut self, ctx: &mut Ctx<'_>, h: Head, p: &[u8]) -> Res {
         let id = h.stream;
-        if id == 0 || id > self.last_id {
+        if id == 0 || self.idle(id) {
             return Err(Code::Protocol);
         }
         // Flow control counts the whole payload, padding included.

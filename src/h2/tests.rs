@@ -361,6 +361,54 @@ fn bad_stream_ids_end_the_connection() {
     }
 }
 
+/// Even stream ids are the server's, and tandem opens none: they are idle
+/// (RFC 9113 §5.1) below the highest id the client used too. DATA,
+/// WINDOW_UPDATE or RST_STREAM on one is a connection error, and no
+/// RST_STREAM may name it (§6.4): a PRIORITY of the wrong size on one
+/// ends the connection with FRAME_SIZE_ERROR instead of resetting it.
+#[test]
+fn frames_on_even_stream_ids_end_the_connection() {
+    let cases = [
+        (kind::DATA, b"x".to_vec(), Code::Protocol),
+        (
+            kind::WINDOW_UPDATE,
+            1u32.to_be_bytes().to_vec(),
+            Code::Protocol,
+        ),
+        (
+            kind::RST_STREAM,
+            8u32.to_be_bytes().to_vec(),
+            Code::Protocol,
+        ),
+        (kind::PRIORITY, vec![0; 4], Code::FrameSize),
+    ];
+    for (k, payload, code) in cases {
+        let mut env = Env::new();
+        let mut c = env.conn();
+        env.input(&mut c, &get(5, "/small"));
+        env.input(&mut c, &client_frame(k, 0, 2, &payload));
+        let f = env.frames(&mut c);
+        assert_eq!(goaway_code(&f), Some(code as u32), "frame type {k}");
+        assert!(
+            !f.iter()
+                .any(|(h, _)| h.kind == kind::RST_STREAM && h.stream == 2),
+            "RST_STREAM names stream 2 (frame type {k})"
+        );
+    }
+    // A well-formed PRIORITY on one is allowed (§5.1: idle streams take it).
+    let mut env = Env::new();
+    let mut c = env.conn();
+    env.input(&mut c, &get(5, "/small"));
+    env.input(
+        &mut c,
+        &client_frame(kind::PRIORITY, 0, 2, &[0, 0, 0, 5, 16]),
+    );
+    env.input(&mut c, &get(7, "/small"));
+    let f = env.frames(&mut c);
+    assert_eq!(goaway_code(&f), None);
+    assert!(f.iter().any(|(h, _)| h.kind == kind::DATA && h.stream == 7));
+}
+
 /// Malformed requests are stream errors (RST_STREAM PROTOCOL_ERROR); the
 /// connection goes on.
 #[test]
