@@ -23,43 +23,6 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// The numbers of one h2load run's `requests:` line.
-#[derive(Debug, Default, Clone, Copy)]
-struct Run {
-    total: u64,
-    started: u64,
-    done: u64,
-    succeeded: u64,
-    non_2xx: u64,
-}
-
-fn parse_h2load(out: &str) -> Option<Run> {
-    let line = out.lines().find(|l| l.starts_with("requests: "))?;
-    let num = |word: &str| -> Option<u64> {
-        let at = line.find(&format!(" {word}"))?;
-        line[..at]
-            .rsplit([' ', ','])
-            .find(|s| !s.is_empty())?
-            .parse()
-            .ok()
-    };
-    let codes = out.lines().find(|l| l.starts_with("status codes: "))?;
-    let mut non_2xx = 0;
-    for part in codes["status codes: ".len()..].split(", ") {
-        let (n, class) = part.split_once(' ')?;
-        if class != "2xx" {
-            non_2xx += n.parse::<u64>().ok()?;
-        }
-    }
-    Some(Run {
-        total: num("total")?,
-        started: num("started")?,
-        done: num("done")?,
-        succeeded: num("succeeded")?,
-        non_2xx,
-    })
-}
-
 fn log_lines_for(srv: &Server, request: &str) -> Vec<LogLine> {
     srv.access_log()
         .lines()
@@ -83,7 +46,7 @@ engine_tests! {
         let srv = start_or_skip!(e, &format!("{H2C}\nworkers = 2"), &site.root);
         let url = format!("http://{}/style.css", srv.addr());
         let stop = Arc::new(AtomicBool::new(false));
-        let runs = Arc::new(Mutex::new(Vec::<(Run, String)>::new()));
+        let runs = Arc::new(Mutex::new(Vec::<(H2load, String)>::new()));
         let loader = {
             let (stop, runs, url) = (stop.clone(), runs.clone(), url.clone());
             std::thread::spawn(move || {

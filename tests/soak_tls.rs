@@ -27,8 +27,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::h2::{
-    CANCEL, END_HEADERS, END_STREAM, H2, H2C, HEADERS, PREFACE, RST_STREAM, SETTINGS, TlsCert,
-    encode_fields, frame_bytes, settings_payload,
+    CANCEL, END_HEADERS, END_STREAM, H2, H2C, H2load, HEADERS, PREFACE, RST_STREAM, SETTINGS,
+    TlsCert, encode_fields, frame_bytes, parse_h2load, settings_payload,
 };
 use common::tls::any_cert_client;
 use common::*;
@@ -39,51 +39,9 @@ const SECS: u64 = 15;
 const H2_CONNS: u64 = 6;
 const H2_STREAMS: u64 = 8;
 
-fn on_path(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// The numbers of one h2load run's `requests:` line and status codes.
-#[derive(Debug, Default, Clone, Copy)]
-struct Run {
-    started: u64,
-    done: u64,
-    succeeded: u64,
-    non_2xx: u64,
-}
-
-fn parse_h2load(out: &str) -> Option<Run> {
-    let line = out.lines().find(|l| l.starts_with("requests: "))?;
-    let num = |word: &str| -> Option<u64> {
-        let at = line.find(&format!(" {word}"))?;
-        line[..at]
-            .rsplit([' ', ','])
-            .find(|s| !s.is_empty())?
-            .parse()
-            .ok()
-    };
-    let codes = out.lines().find(|l| l.starts_with("status codes: "))?;
-    let mut non_2xx = 0;
-    for part in codes["status codes: ".len()..].split(", ") {
-        let (n, class) = part.split_once(' ')?;
-        if class != "2xx" {
-            non_2xx += n.parse::<u64>().ok()?;
-        }
-    }
-    Some(Run {
-        started: num("started")?,
-        done: num("done")?,
-        succeeded: num("succeeded")?,
-        non_2xx,
-    })
-}
-
 /// h2load runs of `-n 2000` against `urls`, one after the other, until
 /// `stop`: each run's figures and its output.
-fn h2load_loop(urls: Vec<String>, stop: Arc<AtomicBool>) -> JoinHandle<Vec<(Run, String)>> {
+fn h2load_loop(urls: Vec<String>, stop: Arc<AtomicBool>) -> JoinHandle<Vec<(H2load, String)>> {
     std::thread::spawn(move || {
         let mut runs = Vec::new();
         while !stop.load(Ordering::Relaxed) {

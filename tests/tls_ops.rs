@@ -65,14 +65,6 @@ print(json.dumps({"version": c.sock.version(), "cipher": c.sock.cipher()[0],
                   "kept_alive": c.sock is sock, "answers": out}))
 "#;
 
-/// Is `tool` a command on PATH? (`wrk` has no option that exits 0.)
-fn on_path(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 fn unhex(s: &str) -> Vec<u8> {
     (0..s.len())
         .step_by(2)

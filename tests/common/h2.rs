@@ -1162,3 +1162,46 @@ pub fn same_answer(h1: &Answer, h2: &Answer) -> Result<(), String> {
         Err(why.join("\n"))
     }
 }
+
+// ---------------------------------------------------------------------------
+// h2load's report
+// ---------------------------------------------------------------------------
+
+/// The numbers of one h2load run's `requests:` line, and its requests
+/// answered with a status other than 2xx.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct H2load {
+    pub total: u64,
+    pub started: u64,
+    pub done: u64,
+    pub succeeded: u64,
+    pub non_2xx: u64,
+}
+
+/// `None` when `out` has no `requests:` or `status codes:` line.
+pub fn parse_h2load(out: &str) -> Option<H2load> {
+    let line = out.lines().find(|l| l.starts_with("requests: "))?;
+    let num = |word: &str| -> Option<u64> {
+        let at = line.find(&format!(" {word}"))?;
+        line[..at]
+            .rsplit([' ', ','])
+            .find(|s| !s.is_empty())?
+            .parse()
+            .ok()
+    };
+    let codes = out.lines().find(|l| l.starts_with("status codes: "))?;
+    let mut non_2xx = 0;
+    for part in codes["status codes: ".len()..].split(", ") {
+        let (n, class) = part.split_once(' ')?;
+        if class != "2xx" {
+            non_2xx += n.parse::<u64>().ok()?;
+        }
+    }
+    Some(H2load {
+        total: num("total")?,
+        started: num("started")?,
+        done: num("done")?,
+        succeeded: num("succeeded")?,
+        non_2xx,
+    })
+}

@@ -1881,6 +1881,15 @@ pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> RunOutput {
     }
 }
 
+/// Is `tool` a command on PATH? (For tools such as `wrk` that have no
+/// option that exits 0.)
+pub fn on_path(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// Reset the connection on close (SO_LINGER with a zero timeout).
 pub fn set_linger_zero(s: &TcpStream) {
     let l = libc::linger {
