@@ -1,4 +1,6 @@
-//! Drive a `tandem::http::Conn` with an arbitrary script of engine events.
+//! Drive a plaintext connection as an engine holds one (`tandem::tls::Session`:
+//! an HTTP/1.1 `Conn`, or with `http2_cleartext` the preface sniffing and an
+//! HTTP/2 `H2Conn`) with an arbitrary script of engine events.
 //!
 //! Input layout: `[n] control[n] request-bytes...`
 //! - `n` (one byte) is the length of the control section; the rest of the
@@ -7,7 +9,11 @@
 //!   and an empty script.
 //! - control: a limits selector (0 = the unit tests' limits, otherwise
 //!   config-valid limits and timeouts drawn from the next bytes), a responder
-//!   selector, then script ops until the control bytes run out (see `Op`).
+//!   selector, a mode (0: HTTP/1.1; 1: `http2_cleartext` on, the request bytes
+//!   as they are; 2: HTTP/2, the client's frames made from the request bytes
+//!   by `h2::client_stream`, what the server wrote checked by
+//!   `h2::check_output`), then script ops until the control bytes run out
+//!   (see `Op`).
 //!
 //! The responder is the file responder, except that a target with `?parts`
 //! in it gets its body cut into several segments (`Body::Parts`: bytes, file
@@ -62,11 +68,15 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use tandem::files::{Responder, Settings};
 use tandem::http::{
-    Body, Conn, Ctx, FileRange, Limits, Notes, Now, ParseLimits, Reply, Request, Respond, Segment,
+    Body, Ctx, FileRange, Limits, Notes, Now, ParseLimits, Reply, Request, Respond, Segment,
     Transmit,
 };
 use tandem::log::Level;
 use tandem::metrics::WorkerCounters;
+use tandem::tls::Session;
+
+#[path = "h2_frames.rs"]
+mod h2;
 
 // ---- the responder: the file responder, bodies cut into parts on request ----
 
@@ -324,12 +334,15 @@ impl Env {
         }
     }
 
-    fn conn(&self) -> Conn {
-        Conn::new(
+    /// A plaintext connection as an engine holds one: HTTP/1.1, or with
+    /// `h2.cleartext` undecided until its first bytes (the HTTP/2 preface
+    /// makes it HTTP/2).
+    fn conn(&self) -> Session {
+        Session::Plain(tandem::h2::Http::plain(
             "192.0.2.7:40000".parse().unwrap(),
             self.now.instant(),
             &self.limits,
-        )
+        ))
     }
 }
 
@@ -485,7 +498,7 @@ fn check_file(f: &FileRange) {
 }
 
 /// Poll twice (it must be pure) and check what a single offer must satisfy.
-fn poll(c: &Conn) -> Offer {
+fn poll(c: &Session) -> Offer {
     let t = c.poll_transmit();
     let a = Offer::of(&t);
     let b = Offer::of(&c.poll_transmit());
@@ -540,7 +553,7 @@ fn take_bytes(segs: &mut Vec<Segment>, n: u64, out: &mut Vec<u8>) {
 
 /// The contents of the byte segments of the current offer after its first
 /// `n` bytes (file ranges are checked by position: files do not change).
-fn bytes_after(c: &Conn, n: u64) -> Vec<u8> {
+fn bytes_after(c: &Session, n: u64) -> Vec<u8> {
     let Transmit::Send(segs) = c.poll_transmit() else {
         return Vec::new();
     };
@@ -568,6 +581,8 @@ struct Hold {
 /// Checks that span calls: Close is sticky, acknowledgements line up, an
 /// asynchronous write sees its segments stay put.
 struct Tracker {
+    /// Every byte acknowledged, in order (kept for HTTP/2 cases only).
+    wire: Option<Vec<u8>>,
     closed: bool,
     offered_total: u64,
     acked_total: u64,
@@ -577,6 +592,7 @@ struct Tracker {
 impl Tracker {
     fn new() -> Tracker {
         Tracker {
+            wire: None,
             closed: false,
             offered_total: 0,
             acked_total: 0,
@@ -584,7 +600,7 @@ impl Tracker {
         }
     }
 
-    fn after(&mut self, c: &Conn, what: &dyn std::fmt::Debug) -> Offer {
+    fn after(&mut self, c: &Session, what: &dyn std::fmt::Debug) -> Offer {
         let o = poll(c);
         if self.closed {
             assert_eq!(o, Offer::Close, "reopened after Close by {what:?}");
@@ -603,12 +619,15 @@ impl Tracker {
     }
 
     /// A write of `n` bytes (at most the offer), reported at once.
-    fn send(&mut self, env: &mut Env, c: &mut Conn, n: u64) -> Offer {
+    fn send(&mut self, env: &mut Env, c: &mut Session, n: u64) -> Offer {
         let before = poll(c);
         let total = before.len();
         let n = n.min(total);
         // On a short send, the rest must come next, unchanged.
         let rest = (n < total).then(|| bytes_after(c, n));
+        if let (Some(wire), Transmit::Send(segs)) = (self.wire.as_mut(), c.poll_transmit()) {
+            take_bytes(&mut segs.to_vec(), n, wire);
+        }
         self.offered_total += total;
         self.acked_total += n;
         assert!(self.acked_total <= self.offered_total);
@@ -633,7 +652,7 @@ impl Tracker {
     /// Start an asynchronous write of `n` bytes (at most the offer): clone
     /// the segments it covers and read what it will send. Nothing is
     /// reported yet. One write at a time, as an engine does.
-    fn start_write(&mut self, c: &Conn, n: u64) {
+    fn start_write(&mut self, c: &Session, n: u64) {
         if self.hold.is_some() {
             return;
         }
@@ -664,7 +683,7 @@ impl Tracker {
 
     /// The write in flight reports `k` more bytes (at least 1, at most what
     /// is left of it), read from the clones.
-    fn report(&mut self, env: &mut Env, c: &mut Conn, k: u64) {
+    fn report(&mut self, env: &mut Env, c: &mut Session, k: u64) {
         let Some(mut h) = self.hold.take() else {
             return;
         };
@@ -691,7 +710,7 @@ impl Tracker {
     }
 
     /// Finish the write in flight, `chunk` bytes a report.
-    fn finish_write(&mut self, env: &mut Env, c: &mut Conn, chunk: u64) {
+    fn finish_write(&mut self, env: &mut Env, c: &mut Session, chunk: u64) {
         for _ in 0..100_000 {
             if self.hold.is_none() {
                 return;
@@ -703,7 +722,7 @@ impl Tracker {
 
     /// Finish the write in flight, then acknowledge everything offered (at
     /// most `chunk` bytes a write), answer Shutdown, until Idle or Close.
-    fn drain(&mut self, env: &mut Env, c: &mut Conn, chunk: u64) {
+    fn drain(&mut self, env: &mut Env, c: &mut Session, chunk: u64) {
         self.finish_write(env, c, chunk);
         for _ in 0..100_000 {
             match poll(c) {
@@ -782,21 +801,35 @@ fn op(u: &mut Unstructured<'_>) -> arbitrary::Result<Op> {
     })
 }
 
-struct Case<'a> {
+struct Case {
     limits: Limits,
     responder: &'static Fuzz,
     ops: Vec<Op>,
-    req: &'a [u8],
+    req: Vec<u8>,
+    /// An HTTP/2 case: the largest frame its client allows.
+    h2: Option<u32>,
 }
 
-fn decode(data: &[u8]) -> Option<Case<'_>> {
+fn decode(data: &[u8]) -> Option<Case> {
     let (&n, rest) = data.split_first()?;
     let n = (n as usize).min(rest.len());
     let (ctl, req) = rest.split_at(n);
     let mut u = Unstructured::new(ctl);
-    let limits = limits(&mut u).unwrap_or_else(|_| Limits::small());
+    let mut limits = limits(&mut u).unwrap_or_else(|_| Limits::small());
     let w = world();
     let responder = &w.responders[u.arbitrary::<u8>().unwrap_or(0) as usize % w.responders.len()];
+    // 0: HTTP/1.1; 1: http2_cleartext on, the bytes as they are (HTTP/1.1
+    // through the preface sniffing); 2: HTTP/2, the client's frames made
+    // from the bytes (`h2::client_stream`).
+    let mode = u.arbitrary::<u8>().unwrap_or(0) % 3;
+    limits.h2.cleartext = mode > 0;
+    let (req, h2) = match mode {
+        2 => {
+            let (stream, max_frame) = h2::client_stream(req);
+            (stream, Some(max_frame))
+        }
+        _ => (req.to_vec(), None),
+    };
     let mut ops = Vec::new();
     while !u.is_empty() {
         match op(&mut u) {
@@ -809,13 +842,15 @@ fn decode(data: &[u8]) -> Option<Case<'_>> {
         responder,
         ops,
         req,
+        h2,
     })
 }
 
-fn run_script(case: &Case<'_>) {
+fn run_script(case: &Case) {
     let mut env = Env::new(case.responder, case.limits.clone());
     let mut c = env.conn();
     let mut t = Tracker::new();
+    t.wire = case.h2.map(|_| Vec::new());
     let mut pos = 0usize; // request bytes delivered so far
     let mut eof = false;
     t.after(&c, &"new");
@@ -922,6 +957,9 @@ fn run_script(case: &Case<'_>) {
         t.closed,
         "still open after EOF, a full drain and its deadlines"
     );
+    if let (Some(max_frame), Some(wire)) = (case.h2, &t.wire) {
+        h2::check_output(wire, max_frame);
+    }
 }
 
 // ---- whole versus split ----
@@ -947,7 +985,7 @@ fn push_data(out: &mut Vec<Rec>, b: &[u8]) {
 
 /// Record Shutdown (answering it) until something else is offered, and
 /// return that.
-fn answer_shutdown(c: &mut Conn, out: &mut Vec<Rec>) -> Offer {
+fn answer_shutdown(c: &mut Session, out: &mut Vec<Rec>) -> Offer {
     loop {
         match c.poll_transmit() {
             Transmit::Shutdown => {
@@ -960,7 +998,7 @@ fn answer_shutdown(c: &mut Conn, out: &mut Vec<Rec>) -> Offer {
 }
 
 /// Acknowledge everything, recording what went out.
-fn drain_record(env: &mut Env, c: &mut Conn, out: &mut Vec<Rec>) {
+fn drain_record(env: &mut Env, c: &mut Session, out: &mut Vec<Rec>) {
     for _ in 0..100_000 {
         match answer_shutdown(c, out) {
             Offer::Idle => return,
@@ -990,7 +1028,7 @@ fn drain_record(env: &mut Env, c: &mut Conn, out: &mut Vec<Rec>) {
 /// arrives while the response offered before it is being written: the
 /// segments are cloned, the chunk is fed, then the clones are sent and
 /// reported.
-fn record(case: &Case<'_>, chunks: &[&[u8]], overlap: bool) -> Vec<Rec> {
+fn record(case: &Case, chunks: &[&[u8]], overlap: bool) -> Vec<Rec> {
     let mut env = Env::new(case.responder, case.limits.clone());
     let mut c = env.conn();
     let mut out = Vec::new();
@@ -1074,7 +1112,13 @@ fn show(recs: &[Rec]) -> String {
     s
 }
 
-fn whole_vs_split(case: &Case<'_>) {
+fn whole_vs_split(case: &Case) {
+    // HTTP/2 answers may be framed differently for different cuts (frames
+    // of two streams interleave as their requests came); its checks are
+    // the script's and `h2::check_output`.
+    if case.h2.is_some() || case.req.starts_with(h2::PREFACE) {
+        return;
+    }
     // The chunks the script's Feed ops cut, the rest as the last one.
     let mut chunks = Vec::new();
     let mut pos = 0;
@@ -1093,7 +1137,7 @@ fn whole_vs_split(case: &Case<'_>) {
     if chunks.len() < 2 {
         return;
     }
-    let whole = record(case, &[case.req], false);
+    let whole = record(case, &[&case.req], false);
     let cuts = || -> Vec<usize> {
         let mut v: Vec<usize> = chunks
             .iter()
@@ -1133,7 +1177,7 @@ fuzz_target!(|data: &[u8]| {
             case.limits,
             case.ops,
             case.req.escape_ascii(),
-            show(&record(&case, &[case.req], false))
+            show(&record(&case, &[&case.req], false))
         );
     }
     run_script(&case);
