@@ -385,14 +385,17 @@ impl TlsConn {
     }
 
     pub fn poll_transmit(&self) -> Transmit<'_> {
+        // Over (a socket error, a timeout): what is queued is dropped.
+        if self.ending == Ending::Closed {
+            return Transmit::Close;
+        }
         if self.pos < self.out.len() {
             return Transmit::Send(&self.out[self.pos..]);
         }
         match self.ending {
-            Ending::Closed => Transmit::Close,
+            Ending::Closed | Ending::Flushing { .. } => Transmit::Close,
             Ending::Failing { shut: false, .. } => Transmit::Shutdown,
             Ending::Failing { shut: true, .. } => Transmit::Idle,
-            Ending::Flushing { .. } => Transmit::Close,
             Ending::No => match self.conn.poll_transmit() {
                 Transmit::Close => Transmit::Close,
                 // close_notify went out first (pump queued it).

@@ -259,6 +259,43 @@ fn a_slow_reader_holds_a_bounded_amount() {
     assert!(body.iter().enumerate().all(|(i, &b)| b == pattern(i)));
 }
 
+/// A session the engine was told is over (a socket error, a timeout with
+/// the `Conn` closed) is closed at once: `poll_transmit` says Close, as
+/// `is_closed` does, though ciphertext of a response is still queued
+/// (it is dropped, not offered).
+#[test]
+fn a_closed_session_offers_nothing_of_what_was_queued() {
+    let mut env = Env::new();
+    let (mut s, mut c) = env.pair();
+    c.writer()
+        .write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    for _ in 0..10 {
+        let mut to_server = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut to_server).unwrap();
+        }
+        s.handle_input(&mut env.ctx(), &to_server);
+        if s.conn().requests() > 0 {
+            break;
+        }
+        let out = offered(&s);
+        let mut rd = &out[..];
+        while !rd.is_empty() {
+            c.read_tls(&mut rd).unwrap();
+        }
+        c.process_new_packets().unwrap();
+        s.handle_sent(&mut env.ctx(), out.len());
+    }
+    assert!(!offered(&s).is_empty(), "a response is queued");
+    s.handle_error(&mut env.ctx());
+    assert!(s.is_closed());
+    assert!(
+        matches!(s.poll_transmit(), Transmit::Close),
+        "closed, yet offering queued ciphertext"
+    );
+}
+
 /// Ticket keys rotate: a ticket made now decrypts until two periods have
 /// passed (its key current, then previous), then never again; a new
 /// ticket decrypts with the new key. (The server's period is
