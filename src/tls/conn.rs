@@ -171,7 +171,10 @@ impl TlsConn {
     }
 
     pub fn handle_input(&mut self, ctx: &mut Ctx<'_>, data: &[u8]) {
-        if self.ending != Ending::No || data.is_empty() {
+        // After our close_notify (the `Conn` is done: it lingers for the
+        // peer's EOF) what comes is discarded, not decrypted: a bad record
+        // would have rustls send a fatal alert behind the close_notify.
+        if self.ending != Ending::No || self.notified || data.is_empty() {
             return;
         }
         if std::mem::take(&mut self.fresh) && data[0].is_ascii_uppercase() {

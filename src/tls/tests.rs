@@ -296,6 +296,37 @@ fn a_closed_session_offers_nothing_of_what_was_queued() {
     );
 }
 
+/// Once the server sent close_notify (a `Connection: close` answer), what
+/// the client still sends is discarded, not decrypted: a corrupt record
+/// then would have rustls send a fatal alert after the close_notify
+/// (which its debug builds refuse with a panic), and nothing after the
+/// close_notify can matter. The session ends at the client's EOF.
+#[test]
+fn input_after_our_close_notify_is_discarded() {
+    let mut env = Env::new();
+    let (mut s, mut c) = env.pair();
+    c.writer()
+        .write_all(b"GET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let got = shuttle(&mut env, &mut s, &mut c, 1 << 16);
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{got:?}");
+    assert!(
+        matches!(s.poll_transmit(), Transmit::Shutdown),
+        "close_notify sent, the write side to be shut"
+    );
+    s.handle_shutdown();
+    // An application-data record whose bytes do not decrypt.
+    let mut bad = vec![0x17, 0x03, 0x03, 0x00, 0x40];
+    bad.extend((0..0x40).map(|i| i as u8));
+    s.handle_input(&mut env.ctx(), &bad);
+    assert!(
+        !matches!(s.poll_transmit(), Transmit::Send(_)),
+        "an alert after close_notify"
+    );
+    s.handle_eof(&mut env.ctx());
+    assert!(s.is_closed());
+}
+
 /// Ticket keys rotate: a ticket made now decrypts until two periods have
 /// passed (its key current, then previous), then never again; a new
 /// ticket decrypts with the new key. (The server's period is
