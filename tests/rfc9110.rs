@@ -783,6 +783,33 @@ engine_and_tls_tests! {
         }
     }
 
+    /// §13.1.5: If-Range holds one validator (it is not a list, §5.3). Two
+    /// If-Range lines, each of which would hold alone, are together neither
+    /// an entity-tag nor an HTTP-date: "Otherwise, the condition is false",
+    /// so the whole representation, whichever line comes first (it used to
+    /// be the first line's verdict: a range against a validator the client
+    /// also contradicted).
+    fn rfc9110_13_1_5_if_range_twice_sends_the_whole(e) {
+        let site = site_r();
+        set_mtime(&site.path("r.bin"), t0());
+        let srv = start_or_skip!(e, "", &site.root);
+        let whole = r_bytes();
+        let (tag, lm) = validators(&srv, "/r.bin", &[]);
+        for (a, b) in [
+            (tag.as_str(), lm.as_str()),
+            (lm.as_str(), tag.as_str()),
+            (tag.as_str(), tag.as_str()),
+            (lm.as_str(), "\"nope\""),
+            (tag.as_str(), "\"nope\""),
+        ] {
+            let f = [("Range", "bytes=10-19"), ("If-Range", a), ("If-Range", b)];
+            assert_whole(&ask(&srv, "GET", "/r.bin", &f), &whole, &what("GET", "/r.bin", &f));
+        }
+        // One line still gets its range.
+        let f = [("Range", "bytes=10-19"), ("If-Range", tag.as_str())];
+        assert_206(&ask(&srv, "GET", "/r.bin", &f), 10, 19, &whole, &what("GET", "/r.bin", &f));
+    }
+
     /// §13.1.5 with §8.8.2.2 (issue 18, point 6): a Last-Modified in the
     /// same second as the response's Date is a weak validator (the file may
     /// change again within that second, under the same date), and If-Range

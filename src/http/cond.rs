@@ -97,11 +97,17 @@ pub fn evaluate(req: &Request<'_>, v: &Validators<'_>, safe: bool) -> Preconditi
 /// a file changed twice within the second of its Last-Modified has two
 /// versions with one date, so a date of that second could splice them into
 /// one download). Without a Last-Modified, no date holds. Anything else (a
-/// weak tag, a list, garbage) means "send the whole representation".
+/// weak tag, a list, garbage, two If-Range lines: together they are
+/// neither one entity-tag nor one date) means "send the whole
+/// representation".
 pub fn if_range_holds(req: &Request<'_>, v: &Validators<'_>, date: SystemTime) -> bool {
-    let Some(value) = req.header("if-range") else {
+    let mut values = req.headers_all("if-range");
+    let Some(value) = values.next() else {
         return true;
     };
+    if values.next().is_some() {
+        return false;
+    }
     if value.first() == Some(&b'"') {
         return value == v.etag.as_bytes();
     }
@@ -366,6 +372,10 @@ mod tests {
         assert!(!holds(&format!("If-Range: {BEFORE}\r\n")));
         assert!(!holds("If-Range: Mon, 07 Nov 1994 08:49:37 GMT\r\n"));
         assert!(!holds("If-Range: garbage\r\n"));
+        assert!(!holds("If-Range: \"5f-1a\"\r\nIf-Range: \"5f-1a\"\r\n"));
+        assert!(!holds(&format!(
+            "If-Range: {DATE}\r\nIf-Range: \"5f-1a\"\r\n"
+        )));
     }
 
     /// §13.1.5 with §8.8.2.2: a Last-Modified in the same second as the
