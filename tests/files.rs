@@ -70,6 +70,35 @@ engine_tests! {
         expect_file(&srv, "/UPPER.WEBMANIFEST", manifest, "application/manifest+json");
     }
 
+    /// Types a site moved from nginx (its stock mime.types) relies on: an
+    /// HLS playlist and its segments, feeds, XHTML, office documents,
+    /// TIFF, QuickTime. They were application/octet-stream, which players
+    /// refuse and browsers download instead of showing.
+    fn types_from_nginx_mime_types(e) {
+        let site = Site::new();
+        let cases = [
+            ("live.m3u8", "application/vnd.apple.mpegurl"),
+            ("seg0.ts", "video/mp2t"),
+            ("feed.rss", "application/rss+xml"),
+            ("feed.atom", "application/atom+xml"),
+            ("page.xhtml", "application/xhtml+xml"),
+            ("report.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+            ("sheet.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+            ("old.doc", "application/msword"),
+            ("scan.TIFF", "image/tiff"),
+            ("clip.mov", "video/quicktime"),
+            ("font.eot", "application/vnd.ms-fontobject"),
+            ("a.7z", "application/x-7z-compressed"),
+        ];
+        for (name, _) in cases {
+            site.write(name, name.as_bytes());
+        }
+        let srv = start_or_skip!(e, "", &site.root);
+        for (name, ty) in cases {
+            expect_file(&srv, &format!("/{name}"), name.as_bytes(), ty);
+        }
+    }
+
     fn query_string_is_ignored_for_files(e) {
         let site = Site::new();
         let srv = start_or_skip!(e, "", &site.root);
