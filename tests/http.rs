@@ -272,11 +272,47 @@ engine_tests! {
     fn unsupported_versions_are_505(e) {
         let site = Site::new();
         let srv = start_or_skip!(e, "", &site.root);
-        for v in ["HTTP/2.0", "HTTP/1.2", "HTTP/3.0", "HTTP/1.9", "HTTP/0.9"] {
+        for v in ["HTTP/2.0", "HTTP/3.0", "HTTP/0.9", "HTTP/9.9"] {
             let req = format!("GET / {v}\r\nHost: t\r\n\r\n");
             let r = srv.connect().roundtrip(req.as_bytes());
             check_common(&r, &req);
             assert_status(&r, 505, &req);
+        }
+        still_serving(&srv);
+    }
+
+    /// RFC 9110 §2.5: a later minor version of HTTP/1 is processed as the
+    /// highest we speak, HTTP/1.1 ("SHOULD"; nginx serves it): the answer
+    /// says HTTP/1.1, the connection persists, Host is required, a chunked
+    /// body and a pipelined request work as in 1.1. It used to be 505.
+    fn later_http_1_minor_is_served_as_1_1(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "", &site.root);
+        for v in ["HTTP/1.2", "HTTP/1.9"] {
+            let mut c = srv.connect();
+            let req = format!("GET / {v}\r\nHost: t\r\n\r\n");
+            let r = c.roundtrip(req.as_bytes());
+            check_common(&r, &req);
+            assert_status(&r, 200, &req);
+            assert_eq!(r.version, "HTTP/1.1", "{req}");
+            assert_eq!(r.body, INDEX_HTML.as_bytes(), "{req}");
+            // Persistent, a chunked body read, then two pipelined requests.
+            let chunked = format!(
+                "GET /sub/ {v}\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+            );
+            let r = c.roundtrip(chunked.as_bytes());
+            assert_status(&r, 200, &chunked);
+            assert_eq!(r.body, SUB_INDEX_HTML.as_bytes(), "{chunked}");
+            let two = format!("HEAD / {v}\r\nHost: t\r\n\r\nGET /sub/ {v}\r\nHost: t\r\nConnection: close\r\n\r\n");
+            c.send(two.as_bytes());
+            let r = c.read_response("HEAD");
+            assert_status(&r, 200, &two);
+            let r = c.read_response("GET");
+            assert_status(&r, 200, &two);
+            assert_eq!(r.body, SUB_INDEX_HTML.as_bytes(), "{two}");
+            c.expect_closed(&two);
+            // Host is required, as in 1.1.
+            expect_error_and_close(&srv, format!("GET / {v}\r\n\r\n").as_bytes(), 400);
         }
         still_serving(&srv);
     }

@@ -14,7 +14,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::parse::{Method, Parsed, Request, header_slots, parse_head};
+use super::parse::{Method, Parsed, Request, as_http_1_1, header_slots, parse_head};
 use super::reply::{Body, Reply, Segment};
 use super::{Ctx, Limits, Stamp, Status, later};
 use crate::log::Level;
@@ -414,8 +414,20 @@ impl Conn {
             if pos == buf.len() {
                 return pos;
             }
-            let mut headers = header_slots();
-            match parse_head(&buf[pos..], &mut headers, &ctx.limits.parse) {
+            let lim = &ctx.limits.parse;
+            let (mut headers, mut again) = (header_slots(), header_slots());
+            let copy;
+            let mut src = &buf[pos..];
+            let mut parsed = parse_head(src, &mut headers, lim);
+            // HTTP/1.2 and later minors: as HTTP/1.1, from a copy that says so.
+            if let Err(r) = &parsed
+                && let Some(c) = as_http_1_1(src, r.status, lim)
+            {
+                copy = c;
+                src = &copy;
+                parsed = parse_head(src, &mut again, lim);
+            }
+            match parsed {
                 Ok(Parsed::Partial) => return pos,
                 Ok(Parsed::Complete(head, n)) => {
                     // A body's clock starts at the end of its head; without
@@ -423,7 +435,7 @@ impl Conn {
                     let body = head.content_length > 0 || head.chunked;
                     self.set_head_started(body.then_some(ctx.now.instant()));
                     if head.chunked {
-                        self.start_chunked(ctx, &head, &buf[pos..pos + n]);
+                        self.start_chunked(ctx, &head, &src[..n]);
                     } else {
                         self.respond(ctx, &head);
                     }

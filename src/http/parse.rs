@@ -336,6 +336,36 @@ fn first_limit(body: &[u8], lim: &ParseLimits) -> Option<(usize, Status)> {
     }
 }
 
+/// RFC 9110 §2.5: a request of a later minor version of HTTP/1
+/// (`HTTP/1.2` to `HTTP/1.9`) is processed as HTTP/1.1, the highest minor
+/// we speak ("SHOULD", and nginx does). httparse takes only 1.0 and 1.1 and
+/// `parse_head` answers such a head 505, so given that answer (`status`)
+/// and the same `buf`, this is a copy of the bytes `parse_head` looks at
+/// with the version saying 1.1, to parse again; None for any other head
+/// (another major version, `HTTP/1`, a malformed line: they keep their
+/// answer). Only the refused head pays for the copy.
+pub fn as_http_1_1(buf: &[u8], status: Status, lim: &ParseLimits) -> Option<Vec<u8>> {
+    if status != Status::HTTP_VERSION_NOT_SUPPORTED {
+        return None;
+    }
+    let skip = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let line_len = buf[skip..].iter().position(|&b| b == b'\r' || b == b'\n')?;
+    let line = &buf[skip..skip + line_len];
+    // "method SP target SP HTTP/1.d", as `version_error` found it.
+    let at = line.len().checked_sub(9)?;
+    let [b' ', b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor] = line[at..] else {
+        return None;
+    };
+    if !(b'2'..=b'9').contains(&minor) || line.iter().filter(|&&b| b == b' ').count() != 2 {
+        return None;
+    }
+    // `parse_head` never reads past the first limit a head can cross.
+    let seen = skip + lim.max_header_size.max(max_line(lim)) + 1;
+    let mut copy = buf[..buf.len().min(seen)].to_vec();
+    copy[skip + line_len - 1] = b'1';
+    Some(copy)
+}
+
 /// httparse reports any version but 1.0/1.1 as an error. A well-formed
 /// `HTTP/d.d` (or `HTTP/d`) that we do not speak is 505; anything else is 400.
 fn version_error(body: &[u8]) -> Status {
@@ -465,6 +495,24 @@ mod tests {
         );
         assert_eq!(status(b"GET / HTTP/2.0\r\n\r\n"), Status(505));
         assert_eq!(status(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n"), Status(505));
+        // ... which the caller parses again as 1.1 (RFC 9110 §2.5).
+        let again = |req: &[u8]| as_http_1_1(req, status(req), &LIM);
+        let copy = again(b"\r\nGET / HTTP/1.2\r\nHost: a\r\n\r\n").unwrap();
+        assert_eq!(copy, b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(
+            again(b"GET / HTTP/1.9\nHost: a\n\n").unwrap(),
+            b"GET / HTTP/1.1\nHost: a\n\n"
+        );
+        for other in [
+            &b"GET / HTTP/2.0\r\n\r\n"[..],
+            b"GET / HTTP/3\r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
+            b"GET / HTTP/0.9\r\n\r\n",
+            b"GET /a b HTTP/1.2\r\n\r\n",
+            b"GET / HTTP/1.12\r\n\r\n",
+        ] {
+            assert_eq!(again(other), None, "{:?}", String::from_utf8_lossy(other));
+        }
         assert_eq!(status(b"GET / HTTP/3\r\n\r\n"), Status(505));
         assert_eq!(status(b"GET / FOO/1.1\r\n\r\n"), Status::BAD_REQUEST);
         // Every prefix of a request line is Partial, whatever its version.
