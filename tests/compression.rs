@@ -71,6 +71,9 @@ fn site() -> Site {
     s.write("small.html", &page(500, 3));
     s.write("photo.png", &page(8000, 4));
     s.write("big.html", &page(100 << 10, 5));
+    for (name, seed) in [("feed.rss", 6), ("feed.atom", 7), ("page.xhtml", 8)] {
+        s.write(name, &page(4000, seed));
+    }
     s
 }
 
@@ -263,6 +266,11 @@ engine_tests! {
             assert_eq!(r.header("vary"), None, "{path}");
         }
         assert_eq!(ask(&srv, "GET", "/data.json", ae).header("content-encoding"), Some("br"));
+        // Feeds and XHTML are text: compressed by default too.
+        for path in ["/feed.rss", "/feed.atom", "/page.xhtml"] {
+            let r = ask(&srv, "GET", path, ae);
+            assert_eq!(r.header("content-encoding"), Some("br"), "{path}: {}", r.describe());
+        }
         drop(srv);
         let off = start_or_skip!(e, "compression = []", &s.root);
         let r = ask(&off, "GET", "/page.html", ae);
