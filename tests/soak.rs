@@ -478,22 +478,10 @@ fn soak(e: &str, secs: u64) {
 
     // Everything closed: descriptors back to the baseline, old workers gone.
     let t_settle = Instant::now();
-    let fd_after = wait_fd_count_at_most(pid, fd_base + 4, Duration::from_secs(15));
-    let threads_ok = {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if thread_count(pid) <= threads_base {
-                break true;
-            }
-            if Instant::now() >= deadline {
-                break false;
-            }
-            std::thread::sleep(Duration::from_millis(20)); // poll interval
-        }
-    };
-    let rss_after = rss_kib(pid);
+    let settled = Settled::wait(pid, fd_base, threads_base);
+    let rss_after = settled.rss_kib;
     let settle_time = t_settle.elapsed();
-    let fd_now = match fd_after {
+    let fd_now = match settled.fds {
         Ok(n) | Err(n) => n,
     };
     note(&format!(
@@ -517,23 +505,7 @@ fn soak(e: &str, secs: u64) {
     ));
     note(&format!("engine {e}: {}", s.line()));
     note(&format!("engine {e}: failures: {}", s.failures_line()));
-    if let Err(n) = fd_after {
-        problems.push(format!(
-            "{n} descriptors 15 s after the load, baseline {fd_base} (+4 allowed):\n{}",
-            fd_listing(pid)
-        ));
-    }
-    if !threads_ok {
-        problems.push(format!(
-            "{} threads 10 s after the load, {threads_base} at the baseline: old workers did not exit",
-            thread_count(pid)
-        ));
-    }
-    if rss_after > rss_base + 16 * 1024 {
-        problems.push(format!(
-            "RSS {rss_after} KiB after the load, {rss_base} KiB warm: grew by more than 16 MiB"
-        ));
-    }
+    problems.extend(settled.problems(pid, fd_base, threads_base, rss_base, 16));
     check_soak_summary(&s, &mut problems);
 
     // Still healthy, then a clean stop.

@@ -481,21 +481,14 @@ fn soak(e: &str) {
             std::thread::sleep(Duration::from_millis(50)); // poll interval
         }
     };
-    let fd_after = wait_fd_count_at_most(pid, fd_base + 4, Duration::from_secs(15));
-    let threads_ok = {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while thread_count(pid) > threads_base && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20)); // poll interval
-        }
-        thread_count(pid) <= threads_base
-    };
-    let rss_after = rss_kib(pid);
+    let settled = Settled::wait(pid, fd_base, threads_base);
+    let rss_after = settled.rss_kib;
     note(&format!(
         "engine {e}: {answered} h2load requests and {wrk_requests} wrk requests in {soak_time:.1?}, {reloads} reloads; \
          hostile turns {turns:?}; fds {fd_start} at start, {fd_base} warm, peak {peak_fds}, {:?} after; \
          RSS {rss_base} KiB warm, peak {peak_rss} KiB, {rss_after} KiB after; connections open {open_ok:?} \
          ({open_start} at start); settled in {:.1?}",
-        fd_after,
+        settled.fds,
         t_settle.elapsed()
     ));
     if let Err(n) = open_ok {
@@ -503,23 +496,7 @@ fn soak(e: &str) {
             "{n} connections still open 15 s after the load ({open_start} at the start)"
         ));
     }
-    if let Err(n) = fd_after {
-        problems.push(format!(
-            "{n} descriptors 15 s after the load, baseline {fd_base} (+4 allowed):\n{}",
-            fd_listing(pid)
-        ));
-    }
-    if !threads_ok {
-        problems.push(format!(
-            "{} threads after the load, {threads_base} at the baseline",
-            thread_count(pid)
-        ));
-    }
-    if rss_after > rss_base + 24 * 1024 {
-        problems.push(format!(
-            "RSS {rss_after} KiB after the load, {rss_base} KiB warm: grew by more than 24 MiB"
-        ));
-    }
+    problems.extend(settled.problems(pid, fd_base, threads_base, rss_base, 24));
 
     // Still serving HTTP/2 over TLS with the last certificate, then a clean stop.
     if srv.is_running() {

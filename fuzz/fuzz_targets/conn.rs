@@ -55,7 +55,6 @@
 //! reports them after the input): the same output again.
 #![no_main]
 
-use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 use tandem::http::{Limits, Segment, Transmit};
 use tandem::tls::Session;
@@ -74,13 +73,12 @@ struct Case {
 }
 
 fn decode(data: &[u8]) -> Option<Case> {
-    let (&n, rest) = data.split_first()?;
-    let n = (n as usize).min(rest.len());
-    let (ctl, req) = rest.split_at(n);
-    let mut u = Unstructured::new(ctl);
-    let mut limits = limits(&mut u).unwrap_or_else(|_| Limits::small());
-    let w = world();
-    let responder = &w.responders[u.arbitrary::<u8>().unwrap_or(0) as usize % w.responders.len()];
+    let Input {
+        mut u,
+        req,
+        mut limits,
+        responder,
+    } = input(data)?;
     // 0: HTTP/1.1; 1: http2_cleartext on, the bytes as they are (HTTP/1.1
     // through the preface sniffing); 2: HTTP/2, the client's frames made
     // from the bytes (`h2::client_stream`).
@@ -93,17 +91,10 @@ fn decode(data: &[u8]) -> Option<Case> {
         }
         _ => (req.to_vec(), None),
     };
-    let mut ops = Vec::new();
-    while !u.is_empty() {
-        match op(&mut u) {
-            Ok(o) => ops.push(o),
-            Err(_) => break,
-        }
-    }
     Some(Case {
         limits,
         responder,
-        ops,
+        ops: ops(&mut u),
         req,
         h2,
     })

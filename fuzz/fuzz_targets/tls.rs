@@ -27,7 +27,6 @@ use std::io::{Read, Write};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
-use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 use rustls::pki_types::ServerName;
 use tandem::http::{Conn, Limits};
@@ -185,13 +184,12 @@ struct Case {
 }
 
 fn decode(data: &[u8]) -> Option<Case> {
-    let (&n, rest) = data.split_first()?;
-    let n = (n as usize).min(rest.len());
-    let (ctl, req) = rest.split_at(n);
-    let mut u = Unstructured::new(ctl);
-    let limits = limits(&mut u).unwrap_or_else(|_| Limits::small());
-    let w = world();
-    let responder = &w.responders[u.arbitrary::<u8>().unwrap_or(0) as usize % w.responders.len()];
+    let Input {
+        mut u,
+        req,
+        limits,
+        responder,
+    } = input(data)?;
     let h2 = u.arbitrary::<u8>().unwrap_or(0) % 2 == 1;
     let tamper = match u.arbitrary::<u8>().unwrap_or(0) {
         0 => None,
@@ -204,13 +202,7 @@ fn decode(data: &[u8]) -> Option<Case> {
     } else {
         (req.to_vec(), None)
     };
-    let mut ops = Vec::new();
-    while !u.is_empty() {
-        match op(&mut u) {
-            Ok(o) => ops.push(o),
-            Err(_) => break,
-        }
-    }
+    let ops = ops(&mut u);
     let name = ServerName::try_from("t.test").unwrap();
     let tls = rustls::ClientConnection::new(keys().clients[usize::from(h2)].clone(), name).ok()?;
     Some(Case {

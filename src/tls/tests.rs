@@ -192,6 +192,28 @@ fn read_all(c: &mut rustls::ClientConnection) -> Vec<u8> {
     }
 }
 
+/// Move bytes both ways until the handshake is done and the server has
+/// read the client's first request: its answer is queued, not taken.
+fn until_request(env: &mut Env, s: &mut TlsConn, c: &mut rustls::ClientConnection) {
+    for _ in 0..10 {
+        let mut to_server = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut to_server).unwrap();
+        }
+        s.handle_input(&mut env.ctx(), &to_server);
+        if s.info().is_some() && s.conn().requests() > 0 {
+            break;
+        }
+        let out = offered(s);
+        let mut rd = &out[..];
+        while !rd.is_empty() {
+            c.read_tls(&mut rd).unwrap();
+        }
+        c.process_new_packets().unwrap();
+        s.handle_sent(&mut env.ctx(), out.len());
+    }
+}
+
 /// The handshake and a request with every record split at every byte
 /// (ciphertext fed to the server one byte at a time, and taken from it one
 /// byte at a time), then pipelined requests in one record.
@@ -227,23 +249,7 @@ fn a_slow_reader_holds_a_bounded_amount() {
         .write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     // Handshake and request only: stop once the response begins.
-    for _ in 0..10 {
-        let mut to_server = Vec::new();
-        while c.wants_write() {
-            c.write_tls(&mut to_server).unwrap();
-        }
-        s.handle_input(&mut env.ctx(), &to_server);
-        if s.info().is_some() && s.conn().requests() > 0 {
-            break;
-        }
-        let out = offered(&s);
-        let mut rd = &out[..];
-        while !rd.is_empty() {
-            c.read_tls(&mut rd).unwrap();
-        }
-        c.process_new_packets().unwrap();
-        s.handle_sent(&mut env.ctx(), out.len());
-    }
+    until_request(&mut env, &mut s, &mut c);
     assert!(s.conn().requests() > 0, "the request was read");
     let held = offered(&s).len();
     // 16 KiB records: 22 bytes of header and tag each, and a head.
@@ -270,23 +276,7 @@ fn a_closed_session_offers_nothing_of_what_was_queued() {
     c.writer()
         .write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
-    for _ in 0..10 {
-        let mut to_server = Vec::new();
-        while c.wants_write() {
-            c.write_tls(&mut to_server).unwrap();
-        }
-        s.handle_input(&mut env.ctx(), &to_server);
-        if s.conn().requests() > 0 {
-            break;
-        }
-        let out = offered(&s);
-        let mut rd = &out[..];
-        while !rd.is_empty() {
-            c.read_tls(&mut rd).unwrap();
-        }
-        c.process_new_packets().unwrap();
-        s.handle_sent(&mut env.ctx(), out.len());
-    }
+    until_request(&mut env, &mut s, &mut c);
     assert!(!offered(&s).is_empty(), "a response is queued");
     s.handle_error(&mut env.ctx());
     assert!(s.is_closed());

@@ -1965,6 +1965,64 @@ pub fn thread_count(pid: u32) -> usize {
         .count()
 }
 
+/// A server process after a load has ended: its descriptors, threads and
+/// memory against a baseline taken before the load.
+pub struct Settled {
+    /// `Ok(count)` once at most `fd_base + 4` (within 15 s), else `Err(count)`.
+    pub fds: Result<usize, usize>,
+    /// The threads came back to the baseline's count (within 10 s).
+    pub threads_ok: bool,
+    pub rss_kib: u64,
+}
+
+impl Settled {
+    /// Wait (bounded) for `pid` to come back to `fd_base` descriptors (4
+    /// more allowed) and `threads_base` threads, then read its RSS.
+    pub fn wait(pid: u32, fd_base: usize, threads_base: usize) -> Settled {
+        let fds = wait_fd_count_at_most(pid, fd_base + 4, Duration::from_secs(15));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while thread_count(pid) > threads_base && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20)); // poll interval
+        }
+        Settled {
+            fds,
+            threads_ok: thread_count(pid) <= threads_base,
+            rss_kib: rss_kib(pid),
+        }
+    }
+
+    /// What is wrong against the baseline, RSS growth allowed up to `mib`.
+    pub fn problems(
+        &self,
+        pid: u32,
+        fd_base: usize,
+        threads_base: usize,
+        rss_base: u64,
+        mib: u64,
+    ) -> Vec<String> {
+        let mut p = Vec::new();
+        if let Err(n) = self.fds {
+            p.push(format!(
+                "{n} descriptors 15 s after the load, baseline {fd_base} (+4 allowed):\n{}",
+                fd_listing(pid)
+            ));
+        }
+        if !self.threads_ok {
+            p.push(format!(
+                "{} threads 10 s after the load, {threads_base} at the baseline: old workers did not exit",
+                thread_count(pid)
+            ));
+        }
+        if self.rss_kib > rss_base + mib * 1024 {
+            p.push(format!(
+                "RSS {} KiB after the load, {rss_base} KiB warm: grew by more than {mib} MiB",
+                self.rss_kib
+            ));
+        }
+        p
+    }
+}
+
 /// Resident set size of `pid`, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     proc_status_field(pid, "VmRSS:").unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))

@@ -762,6 +762,44 @@ pub fn op(u: &mut Unstructured<'_>) -> arbitrary::Result<Op> {
     })
 }
 
+/// The first part of an input: `[n] control[n] request-bytes`, the
+/// control section's limits selector and responder selector read.
+pub struct Input<'a> {
+    /// The rest of the control section (a target's own bytes, then ops).
+    pub u: Unstructured<'a>,
+    pub req: &'a [u8],
+    pub limits: Limits,
+    pub responder: &'static Fuzz,
+}
+
+pub fn input(data: &[u8]) -> Option<Input<'_>> {
+    let (&n, rest) = data.split_first()?;
+    let n = (n as usize).min(rest.len());
+    let (ctl, req) = rest.split_at(n);
+    let mut u = Unstructured::new(ctl);
+    let limits = limits(&mut u).unwrap_or_else(|_| Limits::small());
+    let w = world();
+    let responder = &w.responders[u.arbitrary::<u8>().unwrap_or(0) as usize % w.responders.len()];
+    Some(Input {
+        u,
+        req,
+        limits,
+        responder,
+    })
+}
+
+/// The script: ops until the control bytes run out.
+pub fn ops(u: &mut Unstructured<'_>) -> Vec<Op> {
+    let mut ops = Vec::new();
+    while !u.is_empty() {
+        match op(u) {
+            Ok(o) => ops.push(o),
+            Err(_) => break,
+        }
+    }
+    ops
+}
+
 /// Where a connection's input comes from: the next bytes for the server
 /// (at most `len`), given all it has sent so far (`wire`, what the engine
 /// wrote and the connection acknowledged).
