@@ -110,6 +110,10 @@ pub unsafe fn run(opts: Options, cfg: Config, checked: Checked) -> Result<(), St
     let access = start::open_logs(&cfg, &checked)?;
     // Loaded while the process may (see `holdoff`): before the drop.
     let holdoff = HoldOff::prepare();
+    // CAP_BPF (the unit grants it for the line above) is not needed again.
+    if let Err(e) = privs::drop_bpf_capability() {
+        crate::warn!("cannot drop CAP_BPF after loading the hold-off filter: {e}");
+    }
     // SAFETY: still one thread (the contract): no thread is started above;
     // the workers and the metrics server start below.
     let pidfile_remover = unsafe { start::drop_privileges(&cfg, &checked) }?;

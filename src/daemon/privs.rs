@@ -126,6 +126,74 @@ pub fn drop_to(ids: &Ids) -> io::Result<()> {
     Ok(())
 }
 
+/// CAP_BPF (linux/capability.h); kernels before 5.8 do not know it.
+const CAP_BPF: u32 = 39;
+
+/// Give up CAP_BPF for good, if the process holds it: it serves only to
+/// load the hold-off program at start (`holdoff`), and a server started
+/// unprivileged with it as an ambient capability (`systemd/tandem.service`)
+/// should not keep a capability it no longer needs. Removes it from the
+/// ambient, effective, permitted and inheritable sets; the bounding set
+/// needs CAP_SETPCAP to change, and without the permitted bit the process
+/// cannot raise CAP_BPF again anyway (it runs with NoNewPrivileges, or
+/// execs nothing). A kernel that does not know CAP_BPF has nothing to drop.
+pub fn drop_bpf_capability() -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let (word, bit) = ((CAP_BPF / 32) as usize, 1u32 << (CAP_BPF % 32));
+    // SAFETY: prctl with integer arguments only. EINVAL means the kernel
+    // knows no CAP_BPF (or no ambient set): then it is not held either.
+    let lowered = syscall!(unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_LOWER,
+            CAP_BPF as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    });
+    if let Err(e) = lowered
+        && e.raw_os_error() != Some(libc::EINVAL)
+    {
+        return Err(io::Error::new(
+            e.kind(),
+            format!("PR_CAP_AMBIENT_LOWER: {e}"),
+        ));
+    }
+    let mut head = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget reads `head` and writes two `Data` records (version 3
+    // uses two), into the live array of two.
+    let got = unsafe { libc::syscall(libc::SYS_capget, &mut head, data.as_mut_ptr()) };
+    syscall!(got as libc::c_int).map_err(|e| io::Error::new(e.kind(), format!("capget: {e}")))?;
+    let d = &mut data[word];
+    if (d.effective | d.permitted | d.inheritable) & bit == 0 {
+        return Ok(());
+    }
+    d.effective &= !bit;
+    d.permitted &= !bit;
+    d.inheritable &= !bit;
+    // SAFETY: capset reads `head` and the two `Data` records of the live
+    // array; lowering capabilities needs no privilege.
+    let set = unsafe { libc::syscall(libc::SYS_capset, &head, data.as_ptr()) };
+    syscall!(set as libc::c_int).map_err(|e| io::Error::new(e.kind(), format!("capset: {e}")))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
