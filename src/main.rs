@@ -123,8 +123,10 @@ fn main() -> ExitCode {
     };
     if let Some(what) = &cli.signal {
         return match daemon::send_signal(&opts, what) {
+            // The outcome on stdout, a failure on stderr: `>/dev/null`
+            // (a logrotate postrotate, a cron job) silences only success.
             Ok(said) => {
-                eprintln!("tandem: {said}");
+                println!("tandem: {said}");
                 ExitCode::SUCCESS
             }
             Err(e) => {

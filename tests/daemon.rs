@@ -1004,7 +1004,7 @@ engine_tests! {
         let out = tandem_cmd(&["-s", "reload"], &cfg);
         assert_eq!(out.status.code(), Some(0), "-s reload: {}", out.stderr);
         let want = format!("reloaded: engine {e}, ");
-        assert!(out.stderr.contains(&want) && out.stderr.contains(&format!("root {}", other.display())), "-s reload said:\n{}", out.stderr);
+        assert!(out.stdout.contains(&want) && out.stdout.contains(&format!("root {}", other.display())), "-s reload said:\n{}{}", out.stdout, out.stderr);
         assert_eq!(body_of(srv.addr(), "/"), "OTHER-ROOT\n", "served after -s reload returned");
 
         // Refused by the server, a runtime reason (a busy port): exit 1 with it.
@@ -1052,7 +1052,7 @@ engine_tests! {
         let out = tandem_cmd(&["-s", "stop"], srv.config_path());
         let took = t0.elapsed();
         assert_eq!(out.status.code(), Some(0), "-s stop: {}", out.stderr);
-        assert!(out.stderr.contains(&format!("tandem (pid {}) stopped", srv.pid())), "{}", out.stderr);
+        assert!(out.stdout.contains(&format!("tandem (pid {}) stopped", srv.pid())), "{}{}", out.stdout, out.stderr);
         assert!(took >= Duration::from_millis(800), "-s stop returned after {took:?}, before the server's shutdown_timeout of 1s ran out");
         // Gone (a zombie until we reap it) the moment -s stop returned.
         assert!(!pid_alive(srv.pid()), "tandem still running after -s stop returned");

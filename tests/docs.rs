@@ -283,15 +283,17 @@ fn serve_and_rotate(root: &Path, bin: &Path, conf: &Path, rotate: &Path, engine:
         let _ = std::fs::remove_file(p.with_extension("log.1"));
     }
     let stderr = root.join(format!("stderr.{engine}"));
-    let mut child = Command::new(bin)
-        .arg("-c")
-        .arg(conf)
-        .args(["--listen", "127.0.0.1:0", "--engine", engine])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .expect("start the installed tandem");
+    let mut child = KillOnDrop(
+        Command::new(bin)
+            .arg("-c")
+            .arg(conf)
+            .args(["--listen", "127.0.0.1:0", "--engine", engine])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("start the installed tandem"),
+    );
     let mut addr = None;
     for _ in 0..200 {
         let text = std::fs::read_to_string(&error).unwrap_or_default();
@@ -299,7 +301,7 @@ fn serve_and_rotate(root: &Path, bin: &Path, conf: &Path, rotate: &Path, engine:
             addr = Some(a);
             break;
         }
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             let why = std::fs::read_to_string(&stderr).unwrap_or_default();
             if why.contains("unavailable") {
                 skip(&format!("{engine}: {why}"));
@@ -310,8 +312,6 @@ fn serve_and_rotate(root: &Path, bin: &Path, conf: &Path, rotate: &Path, engine:
         std::thread::sleep(Duration::from_millis(50)); // polling for the `listening on` line
     }
     let Some(addr) = addr else {
-        let _ = child.kill();
-        let _ = child.wait();
         panic!("{engine}: no `listening on` line in {}", error.display());
     };
     assert_status(&get(addr, "/"), 200, "GET / from the installed site");
@@ -330,6 +330,15 @@ fn serve_and_rotate(root: &Path, bin: &Path, conf: &Path, rotate: &Path, engine:
         out.status.success(),
         "{engine}: logrotate -f {}: {}\n{}",
         rotate.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A rotation that worked says nothing: cron mails, and the timer
+    // journals, whatever a postrotate prints, every day.
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "{engine}: a rotation that worked printed something (the postrotate's \
+         `>/dev/null` should silence a success):\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -367,7 +376,7 @@ fn serve_and_rotate(root: &Path, bin: &Path, conf: &Path, rotate: &Path, engine:
         "{engine}: tandem -s stop: {}",
         String::from_utf8_lossy(&stop.stderr)
     );
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "{engine}: tandem exited {status}");
 }
 

@@ -246,7 +246,7 @@ engine_tests! {
         std::fs::create_dir(&logdir).unwrap();
         let out = tandem_cmd(&["-s", "reopen"], &srv.cfg);
         assert_eq!(out.status.code(), Some(0), "-s reopen once the directory is back: {out:?}");
-        assert!(out.stderr.contains("reopened its logs"), "{out:?}");
+        assert!(out.stdout.contains("reopened its logs"), "{out:?}");
         assert!(wait_file(&errlog, WAIT, |t| t.contains("logs reopened")).is_some(), "no `logs reopened` in the new error log");
         hit(srv.addr, "after");
         assert!(wait_file(&access, WAIT, |t| t.contains("?after")).is_some(), "the request after the reopen is not in the new access log");

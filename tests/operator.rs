@@ -176,7 +176,8 @@ engine_tests! {
         assert!(wait_file(&acclog, IO_TIMEOUT, |t| t.contains("\"GET / HTTP/1.1\" 200")).is_some(), "access log");
         let out = tandem(&["-s", "stop", "--pidfile", &pf], dir.path());
         assert!(out.status.success(), "-s stop: {}", out.stderr);
-        assert_eq!(out.stderr.trim(), format!("tandem: tandem (pid {pid}) stopped"));
+        assert_eq!(out.stdout.trim(), format!("tandem: tandem (pid {pid}) stopped"));
+        assert_eq!(out.stderr.trim(), "", "-s stop said something on stderr");
         assert!(wait_pid_gone(pid, EXIT_TIMEOUT), "daemon {pid} still running after -s stop");
         assert!(!pidfile.exists(), "pidfile left after -s stop");
         // Nothing running now: said in words.

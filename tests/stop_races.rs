@@ -108,7 +108,7 @@ engine_tests! {
         let out = run_with_timeout(cmd, Duration::from_secs(60));
         let took = t0.elapsed();
         assert_eq!(out.status.code(), Some(0), "-s stop after {took:?}: {}", out.stderr);
-        assert!(out.stderr.contains(&format!("tandem (pid {}) stopped", srv.pid())), "{}", out.stderr);
+        assert!(out.stdout.contains(&format!("tandem (pid {}) stopped", srv.pid())), "{}{}", out.stdout, out.stderr);
         assert!(took >= Duration::from_secs(30), "stopped after {took:?}, before shutdown_delay ran out");
         assert_eq!(srv.wait_exit(EXIT_TIMEOUT).and_then(|st| st.code()), Some(0));
     }

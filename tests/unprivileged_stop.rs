@@ -70,16 +70,6 @@ fn cap_set(pid: u32, name: &str) -> u64 {
     u64::from_str_radix(line.trim(), 16).unwrap()
 }
 
-/// A child killed when dropped, so that a failed assertion leaves no server.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 engine_tests! {
     // As the unit runs it (setpriv stands in for systemd: the unit's User=,
     // Group=, AmbientCapabilities=, CapabilityBoundingSet= and

@@ -1228,6 +1228,17 @@ pub fn assert_bytes_eq(got: &[u8], want: &[u8], ctx: &str) {
 // ---------------------------------------------------------------------------
 
 /// Send signal `sig` (e.g. `libc::SIGHUP`) to `pid`; panics if kill(2) fails.
+/// A child process killed (and reaped) when dropped, so that a failed
+/// assertion leaves no server running (nor holding the test's stdout).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn send_signal(pid: u32, sig: i32) {
     // SAFETY: kill takes plain integers.
     let r = unsafe { libc::kill(pid as libc::pid_t, sig) };
