@@ -3,7 +3,10 @@
 //! activation, log rotation) run top to bottom as written, in a temporary
 //! root instead of `/`; the README's first config passes `tandem -t`; every
 //! relative link in README.md and docs/ leads to a file (and heading) that
-//! exists.
+//! exists; every flag `tandem --help` lists is in docs/operator.md's
+//! "Command line", and every flag that section names is in `--help`; every
+//! metric the docs name is served on `/metrics`, and every metric served is
+//! named in docs/operator.md.
 //!
 //! The install steps are the ```sh blocks between `<!-- install-steps:begin
 //! -->` and `<!-- install-steps:end -->`, joined into one `bash -euo
@@ -543,4 +546,120 @@ fn layout_names_every_source_file() {
         "docs/architecture.md, Layout: not described: {}",
         missing.join(", ")
     );
+}
+
+/// The flags (`-c`, `--config`, ...) named in `text`.
+fn flags_in(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let b = text.as_bytes();
+    for (i, _) in text.match_indices('-') {
+        let prev = i.checked_sub(1).map(|j| b[j]);
+        // A flag begins a word: after a space, `[`, a backquote, `(` or `|`.
+        if !matches!(prev, None | Some(b' ' | b'[' | b'`' | b'(' | b'|' | b'\n')) {
+            continue;
+        }
+        let rest = &text[i..];
+        let (dashes, body) = match rest.strip_prefix("--") {
+            Some(r) => ("--", r),
+            None => ("-", &rest[1..]),
+        };
+        let name: String = body
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        let ok = match dashes {
+            "-" => name.len() == 1 && name.chars().all(|c| c.is_ascii_alphabetic()),
+            _ => name.len() > 1 && name.chars().next().is_some_and(|c| c.is_ascii_lowercase()),
+        };
+        if ok {
+            out.insert(format!("{dashes}{name}"));
+        }
+    }
+    out
+}
+
+/// The text of the section under `## {heading}`, up to the next `## `.
+fn section<'a>(doc: &'a str, heading: &str) -> &'a str {
+    let start = doc
+        .find(&format!("\n## {heading}\n"))
+        .unwrap_or_else(|| panic!("no `## {heading}` section"));
+    let body = &doc[start + 1..];
+    let end = body[3..].find("\n## ").map_or(body.len(), |e| e + 3);
+    &body[..end]
+}
+
+#[test]
+fn help_flags_and_operator_md_agree() {
+    let out = Command::new(tandem_bin()).arg("--help").output().unwrap();
+    assert!(out.status.success(), "tandem --help: {}", out.status);
+    let help = String::from_utf8_lossy(&out.stdout).to_string();
+    // The options list only: `  -c, --config <FILE>  Config file ...`.
+    let listed: BTreeSet<String> = help
+        .lines()
+        .filter(|l| l.trim_start().starts_with('-'))
+        .flat_map(|l| {
+            let opts = l.trim_start().split("  ").next().unwrap_or("");
+            flags_in(&format!(" {opts}"))
+        })
+        .collect();
+    assert!(
+        listed.contains("--listen") && listed.contains("-t"),
+        "no options in --help:\n{help}"
+    );
+    let doc = read("docs/operator.md");
+    let documented = flags_in(section(&doc, "Command line"));
+    let undocumented: Vec<&String> = listed.difference(&documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "tandem --help lists {undocumented:?}, which docs/operator.md's \"Command line\" does not name"
+    );
+    let unknown: Vec<&String> = documented.difference(&listed).collect();
+    assert!(
+        unknown.is_empty(),
+        "docs/operator.md's \"Command line\" names {unknown:?}, which tandem --help does not list:\n{help}"
+    );
+}
+
+/// The metric names (`tandem_...`) a document names.
+fn metric_names(doc: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (i, _) in doc.match_indices("tandem_") {
+        if i > 0 && (doc.as_bytes()[i - 1].is_ascii_alphanumeric() || doc.as_bytes()[i - 1] == b'_')
+        {
+            continue;
+        }
+        let name: String = doc[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        out.insert(name.trim_end_matches('_').to_string());
+    }
+    out
+}
+
+engine_tests! {
+    // Every metric the docs name is served, and every metric served is in
+    // docs/operator.md's list.
+    fn documented_metrics_are_served(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "metrics_listen = [\"127.0.0.1:0\"]", &site.root);
+        let r = get(srv.metrics_addr(), "/metrics");
+        assert_status(&r, 200, "GET /metrics");
+        let body = r.body_str();
+        let served: BTreeSet<String> = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(String::from)
+            .collect();
+        assert!(served.contains("tandem_requests_total"), "{body}");
+        let operator = metric_names(&read("docs/operator.md"));
+        for doc in ["README.md", "docs/operator.md", "docs/http.md", "docs/configuration.md", "docs/architecture.md"] {
+            let named = metric_names(&read(doc));
+            let missing: Vec<&String> = named.difference(&served).collect();
+            assert!(missing.is_empty(), "engine {e}: {doc} names {missing:?}, which /metrics does not serve:\n{body}");
+        }
+        let undocumented: Vec<&String> = served.difference(&operator).collect();
+        assert!(undocumented.is_empty(), "engine {e}: /metrics serves {undocumented:?}, which docs/operator.md does not name");
+    }
 }
