@@ -10,7 +10,7 @@ use tandem::config::{self, EngineChoice, LogTarget};
 use tandem::daemon::{self, Options, Stage};
 use tandem::engine;
 
-/// A static-file HTTP/1.1 server daemon with epoll and io_uring engines.
+/// A static-file HTTP/1.1 and HTTP/2 server daemon with epoll and io_uring engines.
 #[derive(Parser, Debug)]
 #[command(
     name = "tandem",
