@@ -82,6 +82,23 @@ engine_tests! {
         assert!(took >= Duration::from_millis(100), "keep-alive connection closed after only {took:?} (timeout 300ms)");
     }
 
+    // keepalive_timeout = 0 allows no idle time between requests: the
+    // response says `Connection: close` (as nginx's keepalive_timeout 0
+    // does) and the connection ends, so no client sends a second request
+    // into a connection that is going away.
+    fn zero_keepalive_timeout_says_close(e) {
+        let site = Site::new();
+        let srv = start_or_skip!(e, "keepalive_timeout = 0", &site.root);
+        let mut c = srv.connect();
+        let r = c.roundtrip(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_status(&r, 200, "GET / with keepalive_timeout = 0");
+        assert!(r.connection_has("close"), "keepalive_timeout = 0: the response does not say Connection: close:\n{}", r.describe());
+        match c.read_to_close(CLOSE_TIMEOUT) {
+            Ok(rest) => assert!(rest.is_empty(), "unexpected bytes after the response: {}", show(&rest)),
+            Err(rest) => panic!("keepalive_timeout = 0: connection still open after {CLOSE_TIMEOUT:?}; received {}", show(&rest)),
+        }
+    }
+
     fn keepalive_timer_restarts_per_request(e) {
         let site = Site::new();
         let srv = start_or_skip!(e, "keepalive_timeout = \"1s\"\nheader_timeout = \"10s\"", &site.root);

@@ -466,7 +466,9 @@ impl Conn {
         // byte by byte cannot keep the connection (nginx caps discarding a
         // body at lingering_time).
         self.set_discard(req.content_length);
-        let keep = req.keep_alive && !self.draining;
+        // keepalive_timeout = 0 allows no idle time: say so (nginx's
+        // keepalive_timeout 0) rather than close after a keep-alive reply.
+        let keep = req.keep_alive && !self.draining && !ctx.limits.keepalive_timeout.is_zero();
         // Looked up only when there is a log line to put them in.
         let logs = ctx.logs();
         let field = |name| logs.then(|| req.header(name)).flatten();
