@@ -1244,6 +1244,14 @@ engine_tests! {
         let warned = text.lines().any(|l| l.contains("warn") && l.contains("user"));
         assert!(warned, "running as root without `user`: no warning mentioning `user`:\n{text}");
         assert_eq!(uid_of_pid(&srv.pid().to_string()), Some(0));
+        // `group` alone changes nothing: the warning says so.
+        let srv = start_or_skip!(e, "group = \"nogroup\"", &site.root);
+        let text = srv.stderr_text();
+        assert!(
+            text.lines().any(|l| l.contains("warn") && l.contains("`group = \"nogroup\"` takes effect with `user` only")),
+            "`group` without `user`: no warning naming it:\n{text}"
+        );
+        assert_eq!(uid_of_pid(&srv.pid().to_string()), Some(0));
     }
 
     fn user_logs_only_root_can_write_are_reopened(e) {

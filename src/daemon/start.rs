@@ -133,7 +133,13 @@ pub(super) unsafe fn drop_privileges(
         return Ok(None);
     }
     let (Some(user), Some(ids)) = (&cfg.user, &checked.drop_to) else {
-        crate::warn!("running as root: set `user` to drop privileges after binding");
+        match &cfg.group {
+            // `group` is the group `user` runs with: alone it changes nothing.
+            Some(g) => crate::warn!(
+                "running as root: `group = {g:?}` takes effect with `user` only; set `user` to drop privileges after binding"
+            ),
+            None => crate::warn!("running as root: set `user` to drop privileges after binding"),
+        }
         return Ok(None);
     };
     let remover = match &cfg.pidfile {
