@@ -903,14 +903,20 @@ pub fn run_script(env: &mut Env, mut c: Session, ops: &[Op], peer: &mut dyn Peer
     while !eof && !t.closed && !peer.done(t.wire()) {
         rounds += 1;
         assert!(rounds < 10_000, "epilogue makes no progress");
+        let mut fed = false;
         if c.wants_input(&env.limits) {
             let b = peer.next(4096, t.wire());
+            fed = !b.is_empty();
             c.handle_input(&mut env.ctx(), &b);
             t.after(&c, &"epilogue input");
         }
+        let wrote = t.wire().len();
         t.drain(env, &mut c, u64::MAX);
-        if !t.closed && !c.wants_input(&env.limits) {
-            // The engine stopped reading and everything is sent: only time helps.
+        let waiting = !fed && t.wire().len() == wrote;
+        if !t.closed && (!c.wants_input(&env.limits) || waiting) {
+            // The engine stopped reading, or the peer waits for an answer
+            // that does not come (a TLS client whose server shut its side
+            // on a failed handshake), and everything is sent: only time helps.
             let d = c.poll_timeout().expect("open without a deadline");
             env.advance_to(d);
             c.handle_timeout(&mut env.ctx());
