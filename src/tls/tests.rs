@@ -125,6 +125,13 @@ impl Env {
         let client = rustls::ClientConnection::new(self.client.clone(), name).unwrap();
         (server, client)
     }
+
+    /// A pair whose client has `request` written (not yet encrypted).
+    fn asking(&self, request: &str) -> (TlsConn, rustls::ClientConnection) {
+        let (server, mut client) = self.pair();
+        client.writer().write_all(request.as_bytes()).unwrap();
+        (server, client)
+    }
 }
 
 /// Bytes the server offers to send now (all of `Transmit::Send`).
@@ -220,10 +227,7 @@ fn until_request(env: &mut Env, s: &mut TlsConn, c: &mut rustls::ClientConnectio
 #[test]
 fn works_with_ciphertext_split_at_every_byte() {
     let mut env = Env::new();
-    let (mut s, mut c) = env.pair();
-    c.writer()
-        .write_all(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
+    let (mut s, mut c) = env.asking("GET /a HTTP/1.1\r\nHost: t\r\n\r\n");
     let got = shuttle(&mut env, &mut s, &mut c, 1);
     assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{got:?}");
     assert!(got.ends_with(b"\r\n\r\nsmall"));
@@ -244,10 +248,7 @@ fn works_with_ciphertext_split_at_every_byte() {
 #[test]
 fn a_slow_reader_holds_a_bounded_amount() {
     let mut env = Env::new();
-    let (mut s, mut c) = env.pair();
-    c.writer()
-        .write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
+    let (mut s, mut c) = env.asking("GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
     // Handshake and request only: stop once the response begins.
     until_request(&mut env, &mut s, &mut c);
     assert!(s.conn().requests() > 0, "the request was read");
@@ -272,10 +273,7 @@ fn a_slow_reader_holds_a_bounded_amount() {
 #[test]
 fn a_closed_session_offers_nothing_of_what_was_queued() {
     let mut env = Env::new();
-    let (mut s, mut c) = env.pair();
-    c.writer()
-        .write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
+    let (mut s, mut c) = env.asking("GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
     until_request(&mut env, &mut s, &mut c);
     assert!(!offered(&s).is_empty(), "a response is queued");
     s.handle_error(&mut env.ctx());
@@ -294,10 +292,7 @@ fn a_closed_session_offers_nothing_of_what_was_queued() {
 #[test]
 fn input_after_our_close_notify_is_discarded() {
     let mut env = Env::new();
-    let (mut s, mut c) = env.pair();
-    c.writer()
-        .write_all(b"GET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    let (mut s, mut c) = env.asking("GET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     let got = shuttle(&mut env, &mut s, &mut c, 1 << 16);
     assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{got:?}");
     assert!(
@@ -373,10 +368,7 @@ fn records(mut ciphertext: &[u8]) -> Vec<(u8, usize)> {
 #[test]
 fn responses_fill_their_records() {
     let mut env = Env::new();
-    let (mut s, mut c) = env.pair();
-    c.writer()
-        .write_all(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
+    let (mut s, mut c) = env.asking("GET /a HTTP/1.1\r\nHost: t\r\n\r\n");
     shuttle(&mut env, &mut s, &mut c, 1 << 20);
     for (path, most) in [("/a", 1), ("/big", BIG.div_ceil(16 * 1024) + 1)] {
         c.writer()
