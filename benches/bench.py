@@ -52,6 +52,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -125,6 +126,10 @@ H2_DURATION = int(env("H2_DURATION", "2"))
 H2_DURATION_LARGE = int(env("H2_DURATION_LARGE", "5"))
 H2_ITEMS = env("H2_ITEMS", "tls-1k h2c-1k tls-1m").split()
 H2_IDLE_COUNT = int(env("H2_IDLE_COUNT", "1000"))
+# The TLS case also measures what an idle HTTPS keep-alive connection costs
+# (TLS_IDLE_COUNT of them, each after its handshake and one request), on
+# TLS_TARGETS, each on a fresh server.
+TLS_IDLE_COUNT = int(env("TLS_IDLE_COUNT", "1000"))
 IDLE_COUNTS = [int(n) for n in env("IDLE_COUNTS", "1000" if QUICK else "1000 10000").split()]
 IDLE_BURST = int(env("IDLE_BURST", "500"))
 # The non-reading case: clients that each pipeline this many requests for a
@@ -813,7 +818,16 @@ def h2_read_response(s):
             return
 
 
-def idle_case(target, counts=None, h2=False):
+def tls_client():
+    """A TLS 1.3 client context trusting the harness's certificate, ALPN
+    http/1.1 (Python's ssl, OpenSSL's default suites)."""
+    ctx = ssl.create_default_context(cafile=TLS_FILES["cert"])
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def idle_case(target, counts=None, h2=False, tls=False):
     """A fresh server, no warm-up: its RSS once it has finished starting
     (unchanged for 0.5 s, no client yet) is the baseline; a server's port
     accepts (into the backlog) before its workers have set up, and what
@@ -821,10 +835,16 @@ def idle_case(target, counts=None, h2=False):
     the connections make it touch (io_uring's buffer ring, pools, slab
     growth, malloc's arenas) is their cost, as on a just-started server.
     h2: the server takes h2c by prior knowledge (http2_cleartext), and the
-    connections speak it (one GET each) or, h2 == "h1", HTTP/1.1 to it."""
+    connections speak it (one GET each) or, h2 == "h1", HTTP/1.1 to it.
+    tls: the connections are HTTPS (a full handshake each, then one GET)."""
     counts = counts or IDLE_COUNTS
-    srv = start(target, h2=bool(h2))
+    srv = start(target, h2=bool(h2), tls=tls)
     ask, answer = (h2_request, h2_read_response) if h2 is True else (request, read_response)
+    ctx = tls_client() if tls else None
+
+    def connect():
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        return ctx.wrap_socket(s, server_hostname="localhost") if ctx else s
     socks = []
     res = {"counts": {}}
     try:
@@ -833,8 +853,7 @@ def idle_case(target, counts=None, h2=False):
         deadline = time.monotonic() + 180
         for n in sorted(counts):
             while len(socks) < n:
-                burst = [socket.create_connection(("127.0.0.1", srv.port), timeout=10)
-                         for _ in range(min(IDLE_BURST, n - len(socks)))]
+                burst = [connect() for _ in range(min(IDLE_BURST, n - len(socks)))]
                 socks += burst
                 for s in burst:
                     ask(s, f"/f{KiB}.bin")
@@ -846,6 +865,8 @@ def idle_case(target, counts=None, h2=False):
             if srv.proc.poll() is not None:
                 raise RuntimeError(f"{target} died holding {n} idle connections")
             res["counts"][n] = {"rss_kib": after, "bytes_per_conn": (after - before) * 1024 / n}
+        if ctx and socks:
+            res["suite"] = f"{socks[0].version()}, {socks[0].cipher()[0]}"
         for s in socks:
             s.close()
         socks = []
@@ -1137,7 +1158,7 @@ def main():
     host = {"start": host_speed("start", ref)}
     t_start = time.monotonic()
 
-    runs, mem, nonread, tls_agreed = [], {}, {}, {}
+    runs, mem, nonread, tls_agreed, tlsmem = [], {}, {}, {}, {}
     hot = lambda s, size: wrk(s, f"/f{size}.bin", size)  # noqa: E731
     dur_of = lambda size: DURATION_HUGE if isinstance(size, int) and size >= 100 * MiB else DURATION  # noqa: E731
     if "hot" in CASES:
@@ -1162,6 +1183,11 @@ def main():
                 "resumed": lambda s: wrk(s, f"/f{KiB}.bin", KiB, close=True)}
         items = [i for i in jobs if i in TLS_ITEMS]
         runs += rounds("https", items, TLS_TARGETS, lambda s, item: jobs[item](s), dur_of, tls=True)
+        if TLS_IDLE_COUNT:
+            for t in TLS_TARGETS:
+                tlsmem[t] = idle_case(t, [TLS_IDLE_COUNT], tls=True)
+                print(f"  TLS memory {display(t):<18} {TLS_IDLE_COUNT:,} idle HTTPS conns: "
+                      f"{tlsmem[t]['counts'][TLS_IDLE_COUNT]['bytes_per_conn']:,.0f} B/conn", file=sys.stderr)
     h2mem = {}
     if "h2" in CASES:
         for tls in (True, False):
@@ -1200,6 +1226,7 @@ def main():
 
     data = {
         "stamp": stamp, "machine": mach, "runs": runs, "memory": mem, "nonread": nonread, "h2mem": h2mem,
+        "tlsmem": tlsmem,
         "tls_agreed": tls_agreed, "configs": CONFIGS, "cases": CASES, "quick": QUICK, "host": host,
         "elapsed_s": elapsed, "total_s": None, "t_all": t_all, "nofile": nofile,
         "retries": sum(r.get("retries", 0) for r in runs), "retry_s": retry_spent[0],
@@ -1210,7 +1237,8 @@ def main():
                      "nonread": (NONREAD_CLIENTS, NONREAD_PIPELINE, NONREAD_SIZE), "many_files": MANY_FILES,
                      "many_mib": many_bytes / MiB, "zipf_s": ZIPF_S, "targets": TARGETS,
                      "uncached_targets": UNCACHED_TARGETS, "tls_targets": TLS_TARGETS, "suite": peers.SUITE,
-                     "h2_targets": H2_TARGETS, "h2_streams": H2_STREAMS, "h2_duration": H2_DURATION, "h2_duration_large": H2_DURATION_LARGE, "h2_idle_count": H2_IDLE_COUNT},
+                     "h2_targets": H2_TARGETS, "h2_streams": H2_STREAMS, "h2_duration": H2_DURATION, "h2_duration_large": H2_DURATION_LARGE, "h2_idle_count": H2_IDLE_COUNT,
+                     "tls_idle_count": TLS_IDLE_COUNT},
     }
     report.write(data, outdir)
     print(f"written to {outdir}/ in {time.monotonic() - t_all:.0f} s", file=sys.stderr)

@@ -359,6 +359,7 @@ def write(data, outdir):
     md += case_tables(cells)
     md += memory_tables(mem, nonread, st)
     md += h2_memory_table(h2mem)
+    md += tls_memory_table(data.get("tlsmem") or {}, mem)
     if data["tls_agreed"]:
         md += ["## HTTPS handshake", "",
                f"Same ECDSA P-256 certificate everywhere; the client (wrk, OpenSSL) is pinned to TLS 1.3, "
@@ -519,6 +520,27 @@ def h2_memory_table(h2mem):
     return md + [""]
 
 
+def tls_memory_table(tlsmem, mem):
+    """An idle HTTPS keep-alive connection, beside a plain one from the idle
+    case at the same count (when that ran)."""
+    if not tlsmem:
+        return []
+    md = ["## Memory: an idle HTTPS connection", "",
+          "Each server freshly started with its TLS listener, no warm-up; connections opened in bursts as in "
+          "the idle case by Python's ssl client (TLS 1.3, ALPN http/1.1, OpenSSL's default suites, the "
+          "harness's ECDSA P-256 certificate), each with its full handshake and one 1 KiB request, then left "
+          "open: RSS growth per connection. The plain column is the idle case's figure at the same count.", "",
+          "| server | connections | HTTPS B/conn | plain HTTP/1.1 B/conn | agreed |", "|---|---:|---:|---:|---|"]
+    for t, v in sorted(tlsmem.items(), key=lambda kv: order_key(kv[0])):
+        n, c = next(iter(v["counts"].items()))
+        plain = ((mem.get(t) or {}).get("counts") or {}).get(n)
+        md.append(f"| {display(t)} | {n:,} | {c['bytes_per_conn']:,.0f} | "
+                  f"{plain['bytes_per_conn']:,.0f} | " if plain else
+                  f"| {display(t)} | {n:,} | {c['bytes_per_conn']:,.0f} |  | ")
+        md[-1] += f"{v.get('suite', '')} |"
+    return md + [""]
+
+
 def write_csv(cells, data, outdir):
     rnd = lambda v, d=3: "" if v is None else round(v, d)  # noqa: E731
     with open(os.path.join(outdir, "results.csv"), "w", newline="") as f:
@@ -552,6 +574,10 @@ def write_csv(cells, data, outdir):
                 for n, c in v[proto]["counts"].items():
                     wr.writerow([label, display(t), n, v[proto]["rss_before_kib"], c["rss_kib"],
                                  round(c["bytes_per_conn"]), v[proto]["rss_left_kib"], "", "", "", ""])
+        for t, v in (data.get("tlsmem") or {}).items():
+            for n, c in v["counts"].items():
+                wr.writerow(["idle HTTPS", display(t), n, v["rss_before_kib"], c["rss_kib"],
+                             round(c["bytes_per_conn"]), v["rss_left_kib"], "", "", "", ""])
         for t, v in data["nonread"].items():
             wr.writerow(["never reads", display(t), v["clients"], v["rss_before_kib"], v["rss_held_kib"],
                          round(v["kib_per_client"] * 1024), v["rss_left_kib"], rnd(v["probe_ms"], 1),
