@@ -14,7 +14,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::parse::{Method, Parsed, Request, as_http_1_1, header_slots, parse_head};
+use super::parse::{Method, Parsed, Request, header_slots, parse_request_head};
 use super::reply::{Body, Reply, Segment};
 use super::{Ctx, Limits, Stamp, Status, later};
 use crate::log::Level;
@@ -414,19 +414,14 @@ impl Conn {
             if pos == buf.len() {
                 return pos;
             }
-            let lim = &ctx.limits.parse;
-            let (mut headers, mut again) = (header_slots(), header_slots());
-            let copy;
-            let mut src = &buf[pos..];
-            let mut parsed = parse_head(src, &mut headers, lim);
-            // HTTP/1.2 and later minors: as HTTP/1.1, from a copy that says so.
-            if let Err(r) = &parsed
-                && let Some(c) = as_http_1_1(src, r.status, lim)
-            {
-                copy = c;
-                src = &copy;
-                parsed = parse_head(src, &mut again, lim);
-            }
+            let (mut headers, mut again, mut copy) = (header_slots(), header_slots(), None);
+            let (src, parsed) = parse_request_head(
+                &buf[pos..],
+                &mut headers,
+                &mut again,
+                &mut copy,
+                &ctx.limits.parse,
+            );
             match parsed {
                 Ok(Parsed::Partial) => return pos,
                 Ok(Parsed::Complete(head, n)) => {

@@ -336,6 +336,29 @@ fn first_limit(body: &[u8], lim: &ParseLimits) -> Option<(usize, Status)> {
     }
 }
 
+/// `parse_head`, and a head of a later minor version of HTTP/1 parsed
+/// again as HTTP/1.1 (`as_http_1_1`) from a copy kept in `copy`, its
+/// fields in `again`. Returns the bytes the verdict is about (`buf`, or
+/// the copy: a chunked body's head is kept as parsed) and the verdict.
+pub fn parse_request_head<'a>(
+    buf: &'a [u8],
+    headers: &'a mut [MaybeUninit<httparse::Header<'a>>],
+    again: &'a mut [MaybeUninit<httparse::Header<'a>>],
+    copy: &'a mut Option<Vec<u8>>,
+    lim: &ParseLimits,
+) -> (&'a [u8], Result<Parsed<'a>, Reject>) {
+    match parse_head(buf, headers, lim) {
+        Err(r) => match as_http_1_1(buf, r.status, lim) {
+            Some(c) => {
+                let src = &copy.insert(c)[..];
+                (src, parse_head(src, again, lim))
+            }
+            None => (buf, Err(r)),
+        },
+        parsed => (buf, parsed),
+    }
+}
+
 /// RFC 9110 §2.5: a request of a later minor version of HTTP/1
 /// (`HTTP/1.2` to `HTTP/1.9`) is processed as HTTP/1.1, the highest minor
 /// we speak ("SHOULD", and nginx does). httparse takes only 1.0 and 1.1 and
@@ -344,7 +367,7 @@ fn first_limit(body: &[u8], lim: &ParseLimits) -> Option<(usize, Status)> {
 /// with the version saying 1.1, to parse again; None for any other head
 /// (another major version, `HTTP/1`, a malformed line: they keep their
 /// answer). Only the refused head pays for the copy.
-pub fn as_http_1_1(buf: &[u8], status: Status, lim: &ParseLimits) -> Option<Vec<u8>> {
+fn as_http_1_1(buf: &[u8], status: Status, lim: &ParseLimits) -> Option<Vec<u8>> {
     if status != Status::HTTP_VERSION_NOT_SUPPORTED {
         return None;
     }

@@ -9,6 +9,7 @@ use super::*;
 use bytes::Bytes;
 
 use crate::http::chunked::Decoder;
+use crate::http::parse::parse_head;
 
 /// The interim response to `Expect: 100-continue`.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
