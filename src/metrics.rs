@@ -409,147 +409,152 @@ impl Snapshot {
     /// Prometheus text format 0.0.4: `# HELP`, `# TYPE`, then the samples.
     pub fn render(&self, version: &str) -> String {
         let t = &self.totals;
-        let mut s = String::with_capacity(2048);
-        let head = |s: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = write!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
-        };
-        head(
-            &mut s,
+        let mut out = String::with_capacity(2048);
+        let s = &mut out;
+        metric(
+            s,
             "tandem_requests_total",
             "counter",
             "Responses finished (whole or cut short), by status class.",
+            by("code", &CLASS_LABELS, t.requests),
         );
-        for (label, n) in CLASS_LABELS.iter().zip(t.requests) {
-            let _ = writeln!(s, "tandem_requests_total{{code=\"{label}\"}} {n}");
-        }
-        head(
-            &mut s,
+        metric(
+            s,
             "tandem_response_bytes_total",
             "counter",
             "Response bytes (status line, header and body) that reached the socket.",
+            one(t.response_bytes),
         );
-        let _ = writeln!(s, "tandem_response_bytes_total {}", t.response_bytes);
-        head(
-            &mut s,
+        metric(
+            s,
             "tandem_connections_open",
             "gauge",
             "Client connections open now (all workers, draining ones included).",
+            one(t.open),
         );
-        let _ = writeln!(s, "tandem_connections_open {}", t.open);
-        head(
-            &mut s,
+        metric(
+            s,
             "tandem_connections_accepted_total",
             "counter",
             "Client connections accepted.",
+            one(t.accepted),
         );
-        let _ = writeln!(s, "tandem_connections_accepted_total {}", t.accepted);
-        render_tls(&mut s, t);
-        render_h2(&mut s, t);
-        head(
-            &mut s,
+        metric(
+            s,
+            "tandem_tls_handshakes_total",
+            "counter",
+            "TLS handshakes completed, by protocol version.",
+            by("version", &TLS_VERSION_LABELS, t.tls_handshakes),
+        );
+        metric(
+            s,
+            "tandem_tls_handshake_failures_total",
+            "counter",
+            "TLS handshakes that failed, by reason.",
+            by("reason", &TLS_FAILURE_LABELS, t.tls_failures),
+        );
+        metric(
+            s,
+            "tandem_tls_connections",
+            "gauge",
+            "TLS connections open now (handshake done), by protocol version.",
+            by("version", &TLS_VERSION_LABELS, t.tls_open),
+        );
+        metric(
+            s,
+            "tandem_h2_connections_total",
+            "counter",
+            "Connections that spoke HTTP/2 (ALPN h2, or the preface in cleartext).",
+            one(t.h2_connections),
+        );
+        metric(
+            s,
+            "tandem_h2_streams_total",
+            "counter",
+            "HTTP/2 streams opened (requests; refused ones not counted).",
+            one(t.h2_streams),
+        );
+        metric(
+            s,
             "tandem_cache_entries",
             "gauge",
             "Paths the small-file caches hold now (all workers).",
+            one(t.cache_entries),
         );
-        let _ = writeln!(s, "tandem_cache_entries {}", t.cache_entries);
-        head(
-            &mut s,
+        metric(
+            s,
             "tandem_cache_bytes",
             "gauge",
             "Bytes the small-file caches hold now, as counted against cache_size (all workers).",
+            one(t.cache_bytes),
         );
-        let _ = writeln!(s, "tandem_cache_bytes {}", t.cache_bytes);
-        head(
-            &mut s,
+        metric(
+            s,
             "tandem_open_file_cache_entries",
             "gauge",
             "Open files the open-file caches hold now (all workers).",
+            one(t.open_files),
         );
-        let _ = writeln!(s, "tandem_open_file_cache_entries {}", t.open_files);
-        head(
-            &mut s,
+        metric(
+            s,
             "tandem_compressions_total",
             "counter",
             "Cached files compressed on the fly (each once per coding while cached), by coding.",
+            by("coding", &CODINGS, t.compressions),
         );
-        for (coding, n) in CODINGS.iter().zip(t.compressions) {
-            let _ = writeln!(s, "tandem_compressions_total{{coding=\"{coding}\"}} {n}");
-        }
-        head(
-            &mut s,
+        metric(
+            s,
             "tandem_reloads_total",
             "counter",
             "Reloads (SIGHUP), by result.",
+            by(
+                "result",
+                &["ok", "failed"],
+                [self.reloads_ok, self.reloads_failed],
+            ),
         );
-        let _ = writeln!(
+        let info = format!("{{engine=\"{}\",version=\"{version}\"}}", self.engine);
+        metric(
             s,
-            "tandem_reloads_total{{result=\"ok\"}} {}",
-            self.reloads_ok
-        );
-        let _ = writeln!(
-            s,
-            "tandem_reloads_total{{result=\"failed\"}} {}",
-            self.reloads_failed
-        );
-        head(
-            &mut s,
             "tandem_info",
             "gauge",
             "The running engine and version (always 1).",
+            [(info, 1)],
         );
-        let _ = writeln!(
-            s,
-            "tandem_info{{engine=\"{}\",version=\"{}\"}} 1",
-            self.engine, version
-        );
-        s
+        out
     }
 }
 
-/// The HTTP/2 samples: connections and streams.
-fn render_h2(s: &mut String, t: &Totals) {
-    let _ = write!(
-        s,
-        "# HELP tandem_h2_connections_total Connections that spoke HTTP/2 (ALPN h2, or the preface in cleartext).\n\
-         # TYPE tandem_h2_connections_total counter\n\
-         tandem_h2_connections_total {}\n\
-         # HELP tandem_h2_streams_total HTTP/2 streams opened (requests; refused ones not counted).\n\
-         # TYPE tandem_h2_streams_total counter\n\
-         tandem_h2_streams_total {}\n",
-        t.h2_connections, t.h2_streams
-    );
+/// One metric: `# HELP`, `# TYPE`, then a sample per (label set, value);
+/// the label set is `{key="label"}`, or empty.
+fn metric<V: std::fmt::Display>(
+    s: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (String, V)>,
+) {
+    let _ = write!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+    for (labels, v) in samples {
+        let _ = writeln!(s, "{name}{labels} {v}");
+    }
 }
 
-/// The TLS samples: handshakes by version, failures by reason, open
-/// connections by version.
-fn render_tls(s: &mut String, t: &Totals) {
-    let _ = write!(
-        s,
-        "# HELP tandem_tls_handshakes_total TLS handshakes completed, by protocol version.\n\
-         # TYPE tandem_tls_handshakes_total counter\n"
-    );
-    for (label, n) in TLS_VERSION_LABELS.iter().zip(t.tls_handshakes) {
-        let _ = writeln!(s, "tandem_tls_handshakes_total{{version=\"{label}\"}} {n}");
-    }
-    let _ = write!(
-        s,
-        "# HELP tandem_tls_handshake_failures_total TLS handshakes that failed, by reason.\n\
-         # TYPE tandem_tls_handshake_failures_total counter\n"
-    );
-    for (label, n) in TLS_FAILURE_LABELS.iter().zip(t.tls_failures) {
-        let _ = writeln!(
-            s,
-            "tandem_tls_handshake_failures_total{{reason=\"{label}\"}} {n}"
-        );
-    }
-    let _ = write!(
-        s,
-        "# HELP tandem_tls_connections TLS connections open now (handshake done), by protocol version.\n\
-         # TYPE tandem_tls_connections gauge\n"
-    );
-    for (label, n) in TLS_VERSION_LABELS.iter().zip(t.tls_open) {
-        let _ = writeln!(s, "tandem_tls_connections{{version=\"{label}\"}} {n}");
-    }
+/// The one unlabelled sample of a metric.
+fn one<V>(v: V) -> [(String, V); 1] {
+    [(String::new(), v)]
+}
+
+/// A sample per label of `key`, with the values in the labels' order.
+fn by<'a, V>(
+    key: &'a str,
+    labels: &'a [&str],
+    values: impl IntoIterator<Item = V> + 'a,
+) -> impl Iterator<Item = (String, V)> + 'a {
+    labels
+        .iter()
+        .zip(values)
+        .map(move |(l, v)| (format!("{{{key}=\"{l}\"}}"), v))
 }
 
 #[cfg(test)]
