@@ -40,7 +40,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-use crate::http::{Ctx, Limits, Segment, Transmit, later};
+use crate::http::{Ctx, Limits, OutQueue, Transmit, later};
 use crate::log::access::TlsFacts;
 
 use frame::{Code, DEFAULT_WINDOW, setting};
@@ -165,10 +165,7 @@ pub struct H2Conn {
     window_top: i64,
     recv: i64,
     ctrl: BytesMut,
-    out: Vec<Segment>,
-    pos: usize,
-    /// Bytes in `out[pos..]`.
-    pending: usize,
+    out: OutQueue,
     /// Bytes ever put in `out`, and ever sent.
     queued: u64,
     sent: u64,
@@ -230,9 +227,7 @@ impl H2Conn {
             window_top: DEFAULT_WINDOW,
             recv: RECV_WINDOW,
             ctrl: BytesMut::new(),
-            out: Vec::new(),
-            pos: 0,
-            pending: 0,
+            out: OutQueue::default(),
             queued: 0,
             sent: 0,
             done: VecDeque::new(),
@@ -295,7 +290,7 @@ impl H2Conn {
             && self.settings_in
             && self.streams.is_empty()
             && self.block.is_none()
-            && self.pending == 0
+            && self.out.pending() == 0
             && self.ctrl.is_empty()
     }
 
@@ -357,25 +352,7 @@ impl H2Conn {
                 self.state = State::Ending { shut, until };
             }
         }
-        let mut left = n.min(self.pending);
-        self.pending -= left;
-        self.sent += left as u64;
-        while left > 0 && self.pos < self.out.len() {
-            let seg = &mut self.out[self.pos];
-            let k = left.min(seg.len() as usize);
-            seg.advance(k as u64);
-            left -= k;
-            if seg.is_empty() {
-                self.pos += 1;
-            }
-        }
-        if self.pos == self.out.len() {
-            self.out.clear();
-            self.pos = 0;
-        } else if self.pos >= 32 {
-            self.out.drain(..self.pos);
-            self.pos = 0;
-        }
+        self.sent += self.out.advance(n) as u64;
         if !self.inbuf.is_empty() || self.peer_eof {
             self.take_input(ctx);
         }
@@ -474,8 +451,8 @@ impl H2Conn {
         if self.state == State::Closed {
             return Transmit::Close;
         }
-        if self.pos < self.out.len() {
-            return Transmit::Send(&self.out[self.pos..]);
+        if !self.out.is_empty() {
+            return Transmit::Send(self.out.offered());
         }
         match self.state {
             State::Ending { shut: false, .. } => Transmit::Shutdown,
@@ -491,7 +468,7 @@ impl H2Conn {
 
     /// Something waits to go out (queued, or DATA behind a window).
     fn sending(&self) -> bool {
-        self.pending > 0
+        self.out.pending() > 0
             || !self.ctrl.is_empty()
             || self.streams.values().any(|s| !s.segs.is_empty())
     }
@@ -510,14 +487,14 @@ impl H2Conn {
         }
         self.give_back(ctx);
         self.report_sent(ctx);
-        if self.is_idle() && self.out.capacity() > 0 {
+        if self.is_idle() && self.out.holds_memory() {
             // Between requests: hold no output buffers (an idle
             // connection costs its struct and the HPACK table).
-            self.out = Vec::new();
+            self.out.release();
             self.ctrl = BytesMut::new();
             self.done = VecDeque::new();
             self.fields = hpack::Fields::default();
-        } else if self.pending == 0
+        } else if self.out.pending() == 0
             && self.ctrl.is_empty()
             && self.ctrl.capacity() > 4096
             && self.streams.values().any(|s| !s.segs.is_empty())
@@ -557,7 +534,7 @@ impl H2Conn {
     /// `pump` queues DATA only up to `ACT_HIGH`, so a body whose window is
     /// open drains below it too rather than keep them back to its end.
     fn backlog(&self) -> bool {
-        self.pending + self.ctrl.len() >= ACT_HIGH
+        self.out.pending() + self.ctrl.len() >= ACT_HIGH
             || self.ctrl.len() >= CTRL_CAP
             || self.done.len() >= DONE_CAP
     }
@@ -696,9 +673,7 @@ impl H2Conn {
         }
         self.state = State::Closed;
         self.inbuf = Vec::new();
-        self.out = Vec::new();
-        self.pos = 0;
-        self.pending = 0;
+        self.out.release();
         self.ctrl = BytesMut::new();
         self.block = None;
         self.deadline = None;

@@ -28,7 +28,7 @@ impl H2Conn {
     /// socket took some, a body whose window is open would keep them
     /// back until all of it was sent (a PING, a reset, the next request).
     pub(super) fn pump(&mut self, now: Instant) {
-        if self.state != State::Open || self.pending >= OUT_HIGH {
+        if self.state != State::Open || self.out.pending() >= OUT_HIGH {
             // Ending: what is queued goes (GOAWAY last). A full `out`:
             // control frames wait, and no DATA passes them.
             if self.state != State::Open {
@@ -42,7 +42,7 @@ impl H2Conn {
             OUT_HIGH
         };
         self.reserve_coalesced(high);
-        while self.pending + self.ctrl.len() < high && self.window > 0 {
+        while self.out.pending() + self.ctrl.len() < high && self.window > 0 {
             let Some(id) = self.next_stream() else { break };
             let Some(s) = self.streams.get_mut(&id) else {
                 break;
@@ -94,7 +94,7 @@ impl H2Conn {
             // Nothing goes before the peer opens its window.
             return;
         }
-        let room = high.saturating_sub(self.pending + self.ctrl.len());
+        let room = high.saturating_sub(self.out.pending() + self.ctrl.len());
         let mut want = 0;
         for s in self.streams.values().filter(|s| s.ready()) {
             if let Some(Segment::Bytes(b)) = s.segs.front() {
@@ -144,11 +144,10 @@ impl H2Conn {
     }
 
     pub(super) fn push(&mut self, now: Instant, seg: Segment) {
-        if self.pending == 0 {
+        if self.out.pending() == 0 {
             self.last_sent = now;
         }
         let n = seg.len() as usize;
-        self.pending += n;
         self.queued += n as u64;
         self.out.push(seg);
     }
@@ -168,7 +167,7 @@ impl H2Conn {
         // time costs its pages again, by the thousand a second).
         let head_room = frame::HEADER_LEN + 320;
         if !self.ctrl.try_reclaim(head_room) {
-            if self.pending == 0 {
+            if self.out.pending() == 0 {
                 self.ctrl.reserve(head_room.max(HEADS_CHUNK));
             } else {
                 self.flush_ctrl(ctx.now.instant());

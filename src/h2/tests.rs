@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{BufMut, Bytes};
 
+use crate::http::Segment;
+
 use super::frame::{Head, flag, kind};
 use super::*;
 use crate::http::{Body, BufferPool, FileRange, Notes, Now, Reply, Request, Respond, Status};
@@ -1273,7 +1275,7 @@ fn answers_wait_for_a_peer_that_reads() {
         .collect();
     env.input(&mut c, &burst);
     c.handle_eof(&mut env.ctx());
-    let queued = c.pending + c.ctrl.len();
+    let queued = c.out.pending() + c.ctrl.len();
     assert!(
         queued <= ACT_HIGH + 1024,
         "{queued} bytes of answers queued"

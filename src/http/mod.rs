@@ -13,6 +13,7 @@ pub mod chunked;
 pub mod cond;
 pub mod conn;
 pub mod fds;
+pub mod outq;
 pub mod parse;
 pub mod range;
 pub mod reply;
@@ -28,6 +29,7 @@ use crate::metrics::WorkerCounters;
 
 pub use conn::{BufferPool, Conn, Transmit};
 pub use fds::FdBudget;
+pub use outq::OutQueue;
 pub use parse::{Method, ParseLimits, Request};
 pub use reply::{Body, FileRange, Headers, Reply, Segment};
 pub use stamp::Stamp;

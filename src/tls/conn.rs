@@ -29,7 +29,7 @@ use bytes::{BufMut, BytesMut};
 use rustls::ServerConnection;
 
 use crate::h2::Http;
-use crate::http::{Conn, Ctx, Segment, Transmit, later};
+use crate::http::{Conn, Ctx, OutQueue, Segment, Transmit, later};
 use crate::log::Level;
 use crate::metrics::{TlsFailure, TlsGauge, WorkerCounters};
 
@@ -93,11 +93,8 @@ pub struct TlsConn {
     tls: ServerConnection,
     /// HTTP/1.1 until the handshake picks `h2` by ALPN.
     conn: Http,
-    /// Ciphertext not yet wholly sent: `out[pos..]`.
-    out: Vec<Segment>,
-    pos: usize,
-    /// Bytes in `out[pos..]`.
-    pending: usize,
+    /// Ciphertext not yet wholly sent.
+    out: OutQueue,
     /// Where ciphertext is written; split off as shared bytes.
     wbuf: BytesMut,
     ending: Ending,
@@ -129,9 +126,7 @@ impl TlsConn {
         Ok(TlsConn {
             tls,
             conn: Http::H1(conn),
-            out: Vec::new(),
-            pos: 0,
-            pending: 0,
+            out: OutQueue::default(),
             wbuf: BytesMut::new(),
             ending: Ending::No,
             notified: false,
@@ -156,7 +151,7 @@ impl TlsConn {
         match self.ending {
             Ending::Closed => true,
             Ending::Failing { .. } => false,
-            Ending::Flushing { .. } => self.pos == self.out.len(),
+            Ending::Flushing { .. } => self.out.is_empty(),
             Ending::No => self.conn.is_closed(),
         }
     }
@@ -283,28 +278,11 @@ impl TlsConn {
 
     /// `n` bytes of `Transmit::Send` reached the socket.
     pub fn handle_sent(&mut self, ctx: &mut Ctx<'_>, n: usize) {
-        let mut n = n;
-        self.pending -= n.min(self.pending);
-        while n > 0 && self.pos < self.out.len() {
-            let seg = &mut self.out[self.pos];
-            let k = n.min(seg.len() as usize);
-            seg.advance(k as u64);
-            n -= k;
-            if seg.is_empty() {
-                self.pos += 1;
-            }
-        }
-        if self.pos == self.out.len() {
-            self.out.clear();
-            self.pos = 0;
-        } else if self.pos >= 16 {
-            self.out.drain(..self.pos);
-            self.pos = 0;
-        }
+        self.out.advance(n);
         if self.ending == Ending::No {
             self.pump(ctx);
         }
-        if self.pending == 0 && self.conn.is_idle() {
+        if self.out.pending() == 0 && self.conn.is_idle() {
             // Idle between requests: hold no ciphertext buffer (its last
             // allocation would otherwise stay with the connection).
             self.wbuf = BytesMut::new();
@@ -320,7 +298,7 @@ impl TlsConn {
 
     pub fn handle_unsent(&mut self, ctx: &mut Ctx<'_>, unsent: usize) {
         // Ciphertext still here counts as unsent, like the socket's queue.
-        self.conn.handle_unsent(ctx, unsent + self.pending);
+        self.conn.handle_unsent(ctx, unsent + self.out.pending());
         if self.conn.is_closed() {
             self.ending = Ending::Closed;
             return;
@@ -392,8 +370,8 @@ impl TlsConn {
         if self.ending == Ending::Closed {
             return Transmit::Close;
         }
-        if self.pos < self.out.len() {
-            return Transmit::Send(&self.out[self.pos..]);
+        if !self.out.is_empty() {
+            return Transmit::Send(self.out.offered());
         }
         match self.ending {
             Ending::Closed | Ending::Flushing { .. } => Transmit::Close,
@@ -426,7 +404,7 @@ impl TlsConn {
             self.notified = true;
             self.flush();
         }
-        self.ending = if self.pos == self.out.len() {
+        self.ending = if self.out.is_empty() {
             Ending::Closed
         } else {
             Ending::Flushing {
@@ -483,7 +461,6 @@ impl TlsConn {
 
     fn queue(&mut self, b: bytes::Bytes) {
         if !b.is_empty() {
-            self.pending += b.len();
             self.out.push(Segment::Bytes(b));
         }
     }
@@ -520,7 +497,7 @@ impl TlsConn {
     /// The `Conn` is told its plaintext was sent as rustls takes it; then
     /// `settle`, should the `Conn` have closed.
     fn pump(&mut self, ctx: &mut Ctx<'_>) {
-        let mut budget = OUT_HIGH.saturating_sub(self.pending);
+        let mut budget = OUT_HIGH.saturating_sub(self.out.pending());
         while budget > 0 && !self.tls.is_handshaking() {
             let n = match self.conn.poll_transmit() {
                 Transmit::Send(segs) => match &segs[0] {
