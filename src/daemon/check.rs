@@ -181,14 +181,14 @@ pub enum Problem {
         path: PathBuf,
         file: &'static str,
     },
-    #[error("{key}: {} cannot be written by {who} ({}){}", path.display(), crate::sys::bare(source), hint)]
+    /// Logs and the pidfile are opened by whoever starts tandem (a log
+    /// reopened later, by the helper that keeps its rights).
+    #[error("{key}: {} cannot be written by {} ({})", path.display(), Who::Me, crate::sys::bare(source))]
     NotWritable {
         key: &'static str,
         path: PathBuf,
-        who: Who,
         #[source]
         source: io::Error,
-        hint: &'static str,
     },
     #[error("tls_certificates: {0}")]
     Tls(#[source] crate::tls::CertError),
@@ -364,17 +364,7 @@ fn check_logs(cfg: &Config, stage: Stage, out: &mut Checked, fail: &mut Fail) {
             continue;
         }
         if let Some(Err(source)) = access(&Who::Me, &[(&path, mode)]).into_iter().next() {
-            let hint = "";
-            fail(
-                key,
-                Problem::NotWritable {
-                    key,
-                    path,
-                    who: Who::Me,
-                    source,
-                    hint,
-                },
-            );
+            fail(key, Problem::NotWritable { key, path, source });
         } else if created && !out.new_logs.contains(&p) {
             out.new_logs.push(p);
         }
@@ -429,17 +419,8 @@ fn check_pidfile(p: &Path, fail: &mut Fail) {
                 .zip(&checks)
                 .find(|(r, _)| r.is_err())
             {
-                let (key, path, hint) = ("pidfile", path.to_path_buf(), "");
-                fail(
-                    key,
-                    Problem::NotWritable {
-                        key,
-                        path,
-                        who: Who::Me,
-                        source,
-                        hint,
-                    },
-                );
+                let (key, path) = ("pidfile", path.to_path_buf());
+                fail(key, Problem::NotWritable { key, path, source });
             }
         }
     }
