@@ -382,14 +382,11 @@ impl WorkerState {
                 Some(r) => Session::Redirect(Box::new((conn, r.clone()))),
                 None => Session::Plain(Http::plain(peer, now, &self.limits)),
             },
-            (true, Some(cfg)) => match TlsConn::new(cfg.clone(), conn, self.counters.clone()) {
-                Ok(t) => Session::Tls(Box::new(t)),
-                Err(conn) => {
-                    let mut s = Session::Plain(Http::H1(*conn));
-                    s.handle_error(&mut self.ctx());
-                    return s;
-                }
-            },
+            (true, Some(cfg)) => Session::Tls(Box::new(TlsConn::new(
+                cfg.clone(),
+                conn,
+                self.counters.clone(),
+            ))),
             (true, None) => {
                 // The daemon gives every worker with a TLS listener its config.
                 crate::error!("TLS listener without certificates");

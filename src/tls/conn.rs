@@ -89,8 +89,38 @@ enum Ending {
     Closed,
 }
 
+/// rustls's session, made when the first byte comes: until then a
+/// connection holds the settings it will start from, not a session (one is
+/// about 2 KiB: connections that never speak cost no more than plain ones).
+enum Rustls {
+    Waiting(Arc<rustls::ServerConfig>),
+    Live(Box<ServerConnection>),
+}
+
+impl Rustls {
+    /// The session, once there is one.
+    fn live(&mut self) -> Option<&mut ServerConnection> {
+        match self {
+            Rustls::Live(t) => Some(t),
+            Rustls::Waiting(_) => None,
+        }
+    }
+
+    /// The handshake has not completed (or not begun).
+    fn handshaking(&self) -> bool {
+        match self {
+            Rustls::Live(t) => t.is_handshaking(),
+            Rustls::Waiting(_) => true,
+        }
+    }
+
+    fn wants_write(&self) -> bool {
+        matches!(self, Rustls::Live(t) if t.wants_write())
+    }
+}
+
 pub struct TlsConn {
-    tls: ServerConnection,
+    tls: Rustls,
     /// HTTP/1.1 until the handshake picks `h2` by ALPN.
     conn: Http,
     /// Ciphertext not yet wholly sent.
@@ -108,23 +138,15 @@ pub struct TlsConn {
 }
 
 impl TlsConn {
-    /// A session for `conn`; `Err` gives the `Conn` back (rustls refused
-    /// the config, which `server_config` builds so that it cannot).
-    /// `counters`: the worker's, for the open-connections gauge.
+    /// A session for `conn`, started from `config` when the first byte
+    /// comes. `counters`: the worker's, for the open-connections gauge.
     pub fn new(
         config: Arc<rustls::ServerConfig>,
         conn: Conn,
         counters: Arc<WorkerCounters>,
-    ) -> Result<TlsConn, Box<Conn>> {
-        let tls = match ServerConnection::new(config) {
-            Ok(t) => t,
-            Err(e) => {
-                crate::error!("TLS session: {e}");
-                return Err(Box::new(conn));
-            }
-        };
-        Ok(TlsConn {
-            tls,
+    ) -> TlsConn {
+        TlsConn {
+            tls: Rustls::Waiting(config),
             conn: Http::H1(conn),
             out: OutQueue::default(),
             wbuf: BytesMut::new(),
@@ -133,7 +155,13 @@ impl TlsConn {
             fresh: true,
             info: None,
             gauge: TlsGauge::new(counters),
-        })
+        }
+    }
+
+    /// rustls's session has been made (the first byte came).
+    #[cfg(test)]
+    pub(super) fn has_session(&self) -> bool {
+        matches!(self.tls, Rustls::Live(_))
     }
 
     pub fn conn(&self) -> &Http {
@@ -182,22 +210,30 @@ impl TlsConn {
                 format_args!("plain HTTP request"),
             );
         }
+        if let Rustls::Waiting(config) = &self.tls {
+            match ServerConnection::new(config.clone()) {
+                Ok(t) => self.tls = Rustls::Live(Box::new(t)),
+                // `server_config` builds settings rustls takes.
+                Err(e) => return self.fail(ctx, TlsFailure::Protocol, format_args!("{e}")),
+            }
+        }
         let mut rd = data;
         while !rd.is_empty() {
-            match self.tls.read_tls(&mut rd) {
+            let Some(tls) = self.tls.live() else { break };
+            match tls.read_tls(&mut rd) {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(e) => {
                     return self.fail(ctx, TlsFailure::Protocol, format_args!("read_tls: {e}"));
                 }
             }
-            let was_handshaking = self.tls.is_handshaking();
-            if let Err(e) = self.tls.process_new_packets() {
+            let was_handshaking = tls.is_handshaking();
+            if let Err(e) = tls.process_new_packets() {
                 let why = failure_of(&e, self.info.is_none());
                 self.flush();
                 return self.fail(ctx, why, format_args!("{e}"));
             }
-            if was_handshaking && !self.tls.is_handshaking() {
+            if was_handshaking && !self.tls.handshaking() {
                 self.handshake_done(ctx);
             }
             if !self.plaintext_in(ctx) {
@@ -210,9 +246,12 @@ impl TlsConn {
     /// Hand the decrypted bytes to the `Conn`. False once the peer sent
     /// close_notify (an EOF for the `Conn`).
     fn plaintext_in(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        let Some(tls) = self.tls.live() else {
+            return false;
+        };
         SCRATCH.with_borrow_mut(|buf| {
             loop {
-                match self.tls.reader().read(buf) {
+                match tls.reader().read(buf) {
                     Ok(0) => {
                         self.conn.handle_eof(ctx);
                         return false;
@@ -229,22 +268,25 @@ impl TlsConn {
     }
 
     fn handshake_done(&mut self, ctx: &mut Ctx<'_>) {
-        let version = match self.tls.protocol_version() {
+        let Rustls::Live(tls) = &self.tls else {
+            return;
+        };
+        let version = match tls.protocol_version() {
             Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
             _ => "unknown",
         };
-        let cipher = self
-            .tls
+        let cipher = tls
             .negotiated_cipher_suite()
             .and_then(|s| s.suite().as_str())
             .unwrap_or("unknown");
         ctx.stats.tls_handshake(version == "TLSv1.3");
         self.gauge.count(version == "TLSv1.3");
-        if self.tls.alpn_protocol() == Some(b"h2") {
+        let h2 = tls.alpn_protocol() == Some(b"h2");
+        let sni = tls.server_name().map(str::to_owned);
+        if h2 {
             self.conn.h2(ctx);
         }
-        let sni = self.tls.server_name().map(str::to_owned);
         self.conn.set_tls(crate::log::access::TlsFacts {
             protocol: version,
             cipher,
@@ -399,8 +441,10 @@ impl TlsConn {
         if self.ending != Ending::No || !self.conn.is_closed() {
             return;
         }
-        if !self.notified && !self.tls.is_handshaking() {
-            self.tls.send_close_notify();
+        if !self.notified
+            && let Some(tls) = self.tls.live().filter(|t| !t.is_handshaking())
+        {
+            tls.send_close_notify();
             self.notified = true;
             self.flush();
         }
@@ -478,8 +522,9 @@ impl TlsConn {
                 self.queue(b);
                 self.wbuf.reserve(RECORD_ROOM);
             }
+            let Some(tls) = self.tls.live() else { break };
             let mut w = (&mut self.wbuf).writer();
-            match self.tls.write_tls(&mut w) {
+            match tls.write_tls(&mut w) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
@@ -498,17 +543,17 @@ impl TlsConn {
     /// `settle`, should the `Conn` have closed.
     fn pump(&mut self, ctx: &mut Ctx<'_>) {
         let mut budget = OUT_HIGH.saturating_sub(self.out.pending());
-        while budget > 0 && !self.tls.is_handshaking() {
+        while budget > 0 && !self.tls.handshaking() {
+            let Some(tls) = self.tls.live() else { break };
             let n = match self.conn.poll_transmit() {
                 Transmit::Send(segs) => match &segs[0] {
                     // Large bytes go to rustls as they are (whole records).
                     Segment::Bytes(b) if b.len() >= CHUNK || segs.len() == 1 => {
                         let k = b.len().min(budget);
-                        self.tls.writer().write(&b[..k]).unwrap_or(0)
+                        tls.writer().write(&b[..k]).unwrap_or(0)
                     }
                     _ => {
                         let room = budget.min(CHUNK);
-                        let tls = &mut self.tls;
                         let r = SCRATCH.with_borrow_mut(|buf| {
                             let got = gather(segs, &mut buf[..room]);
                             // rustls takes it whole: its buffer is drained
@@ -535,7 +580,7 @@ impl TlsConn {
                     }
                 },
                 Transmit::Shutdown if !self.notified => {
-                    self.tls.send_close_notify();
+                    tls.send_close_notify();
                     self.notified = true;
                     break;
                 }

@@ -118,9 +118,7 @@ impl Env {
             self.now.instant(),
             &self.limits,
         );
-        let server = TlsConn::new(self.server.clone(), conn, Arc::default())
-            .ok()
-            .unwrap();
+        let server = TlsConn::new(self.server.clone(), conn, Arc::default());
         let name = ServerName::try_from("t.test").unwrap();
         let client = rustls::ClientConnection::new(self.client.clone(), name).unwrap();
         (server, client)
@@ -219,6 +217,32 @@ fn until_request(env: &mut Env, s: &mut TlsConn, c: &mut rustls::ClientConnectio
         c.process_new_packets().unwrap();
         s.handle_sent(&mut env.ctx(), out.len());
     }
+}
+
+/// A connection that has sent nothing holds no rustls session (about
+/// 2 KiB with its allocations), only the settings it will start from; the
+/// first byte makes one, and plaintext HTTP on the port never does.
+#[test]
+fn the_session_waits_for_the_first_byte() {
+    let mut env = Env::new();
+    let (mut s, mut c) = env.asking("GET /a HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(!s.has_session(), "a session before any byte");
+    assert!(
+        size_of::<TlsConn>() <= 320,
+        "{} bytes",
+        size_of::<TlsConn>()
+    );
+    assert!(matches!(s.poll_transmit(), Transmit::Idle));
+    let got = shuttle(&mut env, &mut s, &mut c, 1 << 16);
+    assert!(s.has_session());
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{got:?}");
+    let (mut plain, _) = env.pair();
+    plain.handle_input(&mut env.ctx(), b"GET / HTTP/1.1\r\n\r\n");
+    assert!(!plain.has_session(), "plain HTTP made a session");
+    assert!(
+        matches!(plain.poll_transmit(), Transmit::Send(_)),
+        "the 400"
+    );
 }
 
 /// The handshake and a request with every record split at every byte
