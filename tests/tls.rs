@@ -115,6 +115,30 @@ engine_tests! {
         assert!(c.peer_cert() == ec.der, "no SNI gets the default");
     }
 
+    /// Two certificates for one name, ECDSA P-256 then RSA 2048 (nginx's
+    /// two `ssl_certificate`s): a client that can use ECDSA gets the first;
+    /// one that can use only RSA (TLS 1.3 with RSA signature schemes alone,
+    /// TLS 1.2 with ECDHE-RSA suites alone) gets the RSA one, with SNI and
+    /// without. The second used to be ignored: such a client failed.
+    fn one_name_with_ecdsa_and_rsa_certificates(e) {
+        let TlsSite { site, certs, ec } = TlsSite::new();
+        // 127.0.0.1 too (an IP subjectAltName): the client without SNI checks it.
+        let Some(rsa) = rsa_pair_for(certs.path(), "rsa", &["ec.test", "127.0.0.1"]) else {
+            return;
+        };
+        let (_srv, addr) = start_tls_or_skip!(e, "", site, &[&ec, &rsa]);
+        let c = Tls::connect(addr, "ec.test", client(&[&ec, &rsa], None));
+        assert!(c.peer_cert() == ec.der, "a client with ECDSA gets the first");
+        for v in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            for sni in ["ec.test", "127.0.0.1"] {
+                let mut c = Tls::try_connect(addr, sni, rsa_only_client(&[&rsa], v))
+                    .unwrap_or_else(|err| panic!("{v:?}, SNI {sni}, RSA only: {err}"));
+                assert!(c.peer_cert() == rsa.der, "{v:?} {sni}: not the RSA certificate");
+                assert_eq!(c.get("/sub/page.html", "").body, b"<p>SUB-PAGE</p>");
+            }
+        }
+    }
+
     /// Plain HTTP on the TLS port: a 400 with a one-line body, then the
     /// connection closes, and the access log has its line (as nginx
     /// answers and logs it).

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rustls::SignatureScheme;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert};
@@ -159,47 +160,66 @@ fn utc(t: SystemTime) -> String {
     s.trim_end_matches('Z').replacen('T', " ", 1)
 }
 
-/// Picks a certificate by the client's SNI: an exact name, then a wildcard
-/// (`*.example.org` for `a.example.org`), else the first pair (also for
-/// clients that send no SNI).
+/// Picks a certificate by the client's SNI: the pairs that name it
+/// exactly, else by a wildcard (`*.example.org` for `a.example.org`), else
+/// all pairs (also for clients that send no SNI); of those, the first,
+/// in config order, whose key can sign with a scheme the client offers
+/// (so one name may have an ECDSA and an RSA pair, as nginx's two
+/// `ssl_certificate`s: a client without ECDSA gets the RSA one); if none
+/// can, the first (the handshake then fails as it must).
 #[derive(Debug)]
 pub struct BySni {
-    default: Arc<CertifiedKey>,
-    names: HashMap<String, Arc<CertifiedKey>>,
+    all: Vec<Arc<CertifiedKey>>,
+    names: HashMap<String, Vec<Arc<CertifiedKey>>>,
 }
 
 impl BySni {
     pub fn new(loaded: &[Loaded]) -> Option<BySni> {
-        let default = loaded.first()?.key.clone();
-        let mut names = HashMap::new();
+        loaded.first()?;
+        let all = loaded.iter().map(|l| l.key.clone()).collect();
+        let mut names: HashMap<String, Vec<Arc<CertifiedKey>>> = HashMap::new();
         for l in loaded {
             for n in &l.names {
-                // The first pair that names a host wins, as the first is the default.
-                names.entry(n.clone()).or_insert_with(|| l.key.clone());
+                let keys = names.entry(n.clone()).or_default();
+                // A name twice in one certificate is one candidate.
+                if !keys.iter().any(|k| Arc::ptr_eq(k, &l.key)) {
+                    keys.push(l.key.clone());
+                }
             }
         }
-        Some(BySni { default, names })
+        Some(BySni { all, names })
     }
 
-    pub fn pick(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
+    /// The candidates for `sni`, in config order (never empty).
+    fn candidates(&self, sni: Option<&str>) -> &[Arc<CertifiedKey>] {
         let Some(host) = sni.map(|s| s.trim_end_matches('.').to_ascii_lowercase()) else {
-            return self.default.clone();
+            return &self.all;
         };
         if let Some(k) = self.names.get(&host) {
-            return k.clone();
+            return k;
         }
         if let Some((_, parent)) = host.split_once('.')
             && let Some(k) = self.names.get(&format!("*.{parent}"))
         {
-            return k.clone();
+            return k;
         }
-        self.default.clone()
+        &self.all
+    }
+
+    /// The pair for `sni` and a client offering `schemes` (for TLS 1.2
+    /// rustls has already kept only those its offered suites allow).
+    pub fn pick(&self, sni: Option<&str>, schemes: &[SignatureScheme]) -> Arc<CertifiedKey> {
+        let keys = self.candidates(sni);
+        keys.iter()
+            .find(|k| k.key.choose_scheme(schemes).is_some())
+            .unwrap_or(&keys[0])
+            .clone()
     }
 }
 
 impl ResolvesServerCert for BySni {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.pick(hello.server_name()))
+        Some(self.pick(hello.server_name(), hello.signature_schemes()))
     }
 }
 

@@ -67,6 +67,12 @@ pub fn have(tool: &str) -> bool {
 /// openssl CLI (ring cannot generate RSA keys), the certificate by rcgen.
 /// None when openssl is not installed.
 pub fn rsa_pair(dir: &Path, stem: &str, name: &str) -> Option<Pair> {
+    rsa_pair_for(dir, stem, &[name])
+}
+
+/// [`rsa_pair`] for several names (an IP address among them is an IP
+/// subjectAltName).
+pub fn rsa_pair_for(dir: &Path, stem: &str, names: &[&str]) -> Option<Pair> {
     if !have("openssl") {
         skip("openssl CLI not installed");
         return None;
@@ -84,7 +90,7 @@ pub fn rsa_pair(dir: &Path, stem: &str, name: &str) -> Option<Pair> {
     assert!(out.status.success(), "openssl genpkey: {out:?}");
     let pem = String::from_utf8(out.stdout).unwrap();
     let key = rcgen::KeyPair::from_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256).unwrap();
-    Some(pair_with(dir, stem, &[name], 30, key))
+    Some(pair_with(dir, stem, names, 30, key))
 }
 
 pub fn cert_entry(p: &Pair) -> String {
@@ -158,6 +164,61 @@ pub fn client(
     };
     let mut c = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&versions)
+        .unwrap()
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(c)
+}
+
+/// Trusts exactly `roots` but can use RSA certificates only, as a client
+/// without ECDSA does: with `TLS13`, RSA signature schemes alone in its
+/// hello; with `TLS12`, ECDHE-RSA suites alone (and every scheme).
+pub fn rsa_only_client(
+    roots: &[&Pair],
+    version: &'static rustls::SupportedProtocolVersion,
+) -> Arc<ClientConfig> {
+    use rustls::SignatureScheme as S;
+    let mut p = (*provider()).clone();
+    if version == &rustls::version::TLS13 {
+        let rsa = |s: &S| {
+            matches!(
+                s,
+                S::RSA_PSS_SHA256
+                    | S::RSA_PSS_SHA384
+                    | S::RSA_PSS_SHA512
+                    | S::RSA_PKCS1_SHA256
+                    | S::RSA_PKCS1_SHA384
+                    | S::RSA_PKCS1_SHA512
+            )
+        };
+        let base = p.signature_verification_algorithms;
+        let mapping: Vec<_> = base
+            .mapping
+            .iter()
+            .filter(|(s, _)| rsa(s))
+            .copied()
+            .collect();
+        p.signature_verification_algorithms = rustls::crypto::WebPkiSupportedAlgorithms {
+            all: base.all,
+            mapping: Box::leak(mapping.into_boxed_slice()),
+        };
+    } else {
+        p.cipher_suites.retain(|s| {
+            matches!(
+                s.suite(),
+                rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+                    | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+                    | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+            )
+        });
+    }
+    let mut store = RootCertStore::empty();
+    for r in roots {
+        store.add(r.der.clone()).unwrap();
+    }
+    let mut c = ClientConfig::builder_with_provider(Arc::new(p))
+        .with_protocol_versions(&[version])
         .unwrap()
         .with_root_certificates(store)
         .with_no_client_auth();
