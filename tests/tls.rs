@@ -115,6 +115,41 @@ engine_tests! {
         assert!(c.peer_cert() == ec.der, "no SNI gets the default");
     }
 
+    /// A reload keeps every kind of resumption: TLS 1.3 tickets, TLS 1.2
+    /// tickets, and TLS 1.2 session IDs (a client without tickets), as
+    /// nginx's shared session cache does. Session IDs used to be lost: the
+    /// reload made a new, empty, session cache.
+    fn resumption_survives_a_reload(e) {
+        use rustls::client::{Resumption, Tls12Resumption};
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
+        let (srv, addr) = start_tls_or_skip!(e, "", site, &[&ec]);
+        let id_only = {
+            let mut c = (*client(&[&ec], Some(&rustls::version::TLS12))).clone();
+            c.resumption =
+                Resumption::in_memory_sessions(8).tls12_resumption(Tls12Resumption::SessionIdOnly);
+            Arc::new(c)
+        };
+        let kinds = [
+            ("TLS 1.3 ticket", client(&[&ec], None)),
+            ("TLS 1.2 ticket", client(&[&ec], Some(&rustls::version::TLS12))),
+            ("TLS 1.2 session ID", id_only),
+        ];
+        for (what, cc) in &kinds {
+            let mut c = Tls::connect(addr, "ec.test", cc.clone());
+            assert_eq!(c.get("/", "").status, 200, "{what}");
+            let c = Tls::connect(addr, "ec.test", cc.clone());
+            let kind = c.s.conn.handshake_kind();
+            assert_eq!(kind, Some(rustls::HandshakeKind::Resumed), "{what}, before a reload");
+        }
+        srv.reload(START_TIMEOUT).expect("reload");
+        for (what, cc) in &kinds {
+            let mut c = Tls::connect(addr, "ec.test", cc.clone());
+            let kind = c.s.conn.handshake_kind();
+            assert_eq!(kind, Some(rustls::HandshakeKind::Resumed), "{what}, after a reload");
+            assert_eq!(c.get("/", "").status, 200, "{what}");
+        }
+    }
+
     /// Two certificates for one name, ECDSA P-256 then RSA 2048 (nginx's
     /// two `ssl_certificate`s): a client that can use ECDSA gets the first;
     /// one that can use only RSA (TLS 1.3 with RSA signature schemes alone,

@@ -11,7 +11,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustls::SignatureScheme;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert};
+use rustls::server::{
+    ClientHello, ProducesTickets, ResolvesServerCert, ServerSessionMemoryCache,
+    StoresServerSessions,
+};
 use rustls::sign::CertifiedKey;
 
 /// A certificate within this long of its end draws a warning (`-t`, start, reload).
@@ -239,6 +242,19 @@ fn ticketer() -> Result<Arc<dyn ProducesTickets>, CertError> {
     Ok(T.get_or_init(|| t).clone())
 }
 
+/// How many TLS 1.2 sessions the session-ID cache keeps (clients without
+/// tickets): rustls's own default size.
+const SESSION_CACHE: usize = 256;
+
+/// One session-ID cache for the life of the process, as the ticketer: a
+/// reload keeps TLS 1.2 clients without tickets resuming (as nginx's
+/// shared `ssl_session_cache` survives a reload).
+fn session_cache() -> Arc<dyn StoresServerSessions> {
+    static C: OnceLock<Arc<dyn StoresServerSessions>> = OnceLock::new();
+    C.get_or_init(|| ServerSessionMemoryCache::new(SESSION_CACHE))
+        .clone()
+}
+
 /// Ticket keys made anew every `period` seconds, the one before still
 /// decrypting (rustls's `TicketRotator`).
 pub(crate) fn rotating_ticketer(period: u32) -> Result<Arc<dyn ProducesTickets>, CertError> {
@@ -309,5 +325,6 @@ pub fn server_config(
         vec![b"http/1.1".to_vec()]
     };
     cfg.ticketer = ticketer()?;
+    cfg.session_storage = session_cache();
     Ok((Arc::new(cfg), warnings))
 }
