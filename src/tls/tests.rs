@@ -436,3 +436,130 @@ fn responses_fill_their_records() {
         }
     }
 }
+
+/// The TLS counters of a registry's render: (handshakes, failures), all
+/// versions and reasons summed.
+fn tls_counts(r: &crate::metrics::Registry) -> (u64, u64) {
+    let text = r.render();
+    let sum = |name: &str| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    (
+        sum("tandem_tls_handshakes_total{"),
+        sum("tandem_tls_handshake_failures_total{"),
+    )
+}
+
+/// Whatever the engine does to a session (from before its first byte, in
+/// the handshake, or after it), and in any order: `is_closed` holds
+/// exactly when `poll_transmit` says Close, a send reported larger than
+/// what was offered breaks nothing, and a connection counts one handshake
+/// or at most one failure, never both.
+#[test]
+fn any_order_of_events_keeps_the_invariants() {
+    let mut env = Env::new();
+    let registry = crate::metrics::Registry::new("epoll");
+    let mut rng: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move |m: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % m
+    };
+    let start = env.now.instant();
+    for round in 0..600u64 {
+        let stats = registry.worker();
+        env.now = Now::new(start, SystemTime::now());
+        let before = tls_counts(&registry);
+        let (mut s, mut c) = env.asking("GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+        let mut wire = Vec::new();
+        // Some rounds get part of the handshake in first.
+        let warm = next(3);
+        for step in 0..120 {
+            let ev = if step < warm {
+                0
+            } else {
+                // Mostly traffic; now and then what ends or cuts it.
+                match next(60) {
+                    0..=24 => 0,
+                    50 => 3,
+                    51 => 4,
+                    52 => 5,
+                    53 => 6,
+                    54..=56 => 7,
+                    57 => 8,
+                    _ => 2,
+                }
+            };
+            if ev == 4 {
+                // The clock moves on: not at all, a little, or past every deadline.
+                let d = [0, 1, 3600][next(3) as usize];
+                let to = env.now.instant() + Duration::from_secs(d);
+                env.now = Now::new(to, SystemTime::now());
+            }
+            let mut ctx = Ctx {
+                now: &env.now,
+                responder: &env.mem,
+                local: &mut env.local,
+                limits: &env.limits,
+                log: None,
+                notes: &mut env.notes,
+                stats: &stats,
+                pool: &mut env.pool,
+                fds: &env.fds,
+                drain_grace: Duration::ZERO,
+            };
+            let shown = matches!(s.poll_transmit(), Transmit::Shutdown);
+            match ev {
+                0 => {
+                    while c.wants_write() {
+                        c.write_tls(&mut wire).unwrap();
+                    }
+                    if !wire.is_empty() {
+                        let k = 1 + next(wire.len() as u64) as usize;
+                        let chunk: Vec<u8> = wire.drain(..k).collect();
+                        s.handle_input(&mut ctx, &chunk);
+                    } else if round % 7 == 0 {
+                        s.handle_input(&mut ctx, &[0x16, 3, 1, 0, 200]);
+                    }
+                }
+                2 => {
+                    // The socket took some (or, adversarially, more).
+                    let out = offered(&s);
+                    let n = next(out.len() as u64 + 64) as usize;
+                    let mut rd = &out[..n.min(out.len())];
+                    while !rd.is_empty() && c.read_tls(&mut rd).is_ok() {
+                        if c.process_new_packets().is_err() {
+                            break;
+                        }
+                    }
+                    s.handle_sent(&mut ctx, n);
+                }
+                3 => s.handle_eof(&mut ctx),
+                4 => s.handle_timeout(&mut ctx),
+                5 => s.begin_shutdown(&mut ctx),
+                6 => s.handle_unsent(&mut ctx, next(100) as usize),
+                7 if shown => s.handle_shutdown(),
+                8 if next(4) == 0 => s.handle_error(&mut ctx),
+                _ => {}
+            }
+            let close = matches!(s.poll_transmit(), Transmit::Close);
+            assert_eq!(
+                s.is_closed(),
+                close,
+                "round {round} step {step} event {ev}: is_closed but not Close, or Close and not closed"
+            );
+            if close {
+                break;
+            }
+        }
+        drop(s);
+        let (h, f) = tls_counts(&registry);
+        let (h, f) = (h - before.0, f - before.1);
+        assert!(h + f <= 1, "round {round}: {h} handshakes and {f} failures");
+        registry.retire(&stats);
+    }
+}
