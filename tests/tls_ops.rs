@@ -410,4 +410,64 @@ engine_tests! {
         let err = srv.reload(START_TIMEOUT).expect_err("a new root-only key read as nobody");
         assert!(err.contains(&format!("{}: cannot read", other.cert.display())), "{err}");
     }
+
+    /// A connection accepted before a reload that sends its first byte
+    /// after it (its rustls session is made only then) handshakes with the
+    /// certificate it was accepted under, as one mid-handshake would; new
+    /// connections get the renewed one.
+    fn a_silent_connection_keeps_the_certificate_of_its_accept(e) {
+        let site = Site::new();
+        let certs = tempfile::tempdir().unwrap();
+        let live = ec_pair(certs.path(), "live", &[TLS_NAME], 90);
+        let extra = "metrics_listen = [\"127.0.0.1:0\"]\nheader_timeout = \"60s\"";
+        let (srv, addr) = start_tls_or_skip!(e, extra, site, &[&live]);
+        let mut held = TcpStream::connect(addr).unwrap();
+        let deadline = Instant::now() + IO_TIMEOUT;
+        while srv.metric("tandem_connections_accepted_total") < 1 {
+            assert!(Instant::now() < deadline, "the connection was not accepted");
+            std::thread::sleep(Duration::from_millis(20)); // poll interval
+        }
+        let renewed = ec_pair(certs.path(), "live", &[TLS_NAME], 120);
+        srv.reload(START_TIMEOUT).expect("reload with a renewed certificate");
+        let fresh = Tls::connect(addr, TLS_NAME, any_cert_client());
+        assert!(fresh.peer_cert() == renewed.der, "a new connection got the old certificate");
+        let c = handshake(any_cert_client(), &mut held);
+        let got = c.peer_certificates().expect("a certificate")[0].clone();
+        assert!(got == live.der, "the held connection got the renewed certificate");
+    }
+
+    /// Connections that end before their first byte (closed by the
+    /// client, or silent past header_timeout) hold no rustls session: each
+    /// still counts one failed handshake, by its reason, and none open.
+    fn connections_that_never_speak_count_as_failures(e) {
+        let TlsSite { site, certs: _certs, ec } = TlsSite::new();
+        let extra = "metrics_listen = [\"127.0.0.1:0\"]\nheader_timeout = \"300ms\"";
+        let (srv, addr) = start_tls_or_skip!(e, extra, site, &[&ec]);
+        let failures = |why: &str| {
+            srv.metric(&format!("tandem_tls_handshake_failures_total{{reason=\"{why}\"}}"))
+        };
+        let wait = |what: &str, want: u64| {
+            let deadline = Instant::now() + IO_TIMEOUT;
+            while failures(what) != want {
+                assert!(Instant::now() < deadline, "{what}: {} failures", failures(what));
+                std::thread::sleep(Duration::from_millis(20)); // poll interval
+            }
+        };
+        drop(TcpStream::connect(addr).unwrap());
+        wait("closed", 1);
+        let mut silent = TcpStream::connect(addr).unwrap();
+        wait_closed(&mut silent, CLOSE_TIMEOUT).expect("a silent connection was not shut");
+        wait("timeout", 1);
+        let mut half = TcpStream::connect(addr).unwrap();
+        std::io::Write::write_all(&mut half, &[0x16, 0x03, 0x01, 0x01, 0x00, 0x01]).unwrap();
+        wait_closed(&mut half, CLOSE_TIMEOUT).expect("half a hello was not shut");
+        wait("timeout", 2);
+        assert_eq!(failures("closed"), 1);
+        assert_eq!(failures("protocol"), 0);
+        assert_eq!(srv.metric("tandem_tls_handshakes_total{version=\"TLSv1.3\"}"), 0);
+        assert_eq!((tls_open(&srv, "TLSv1.3"), tls_open(&srv, "TLSv1.2")), (0, 0));
+        let mut c = Tls::connect(addr, "ec.test", client(&[&ec], None));
+        assert_eq!(c.get("/", "").status, 200);
+        assert_eq!(srv.metric("tandem_tls_handshakes_total{version=\"TLSv1.3\"}"), 1);
+    }
 }
