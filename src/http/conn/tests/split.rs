@@ -171,3 +171,45 @@ fn answers_do_not_depend_on_how_bytes_arrive() {
         assert_split_invariant(&mut env, &input, &mut rng, &format!("mutation case {case}"));
     }
 }
+
+/// RFC 9110 §2.5: a head of HTTP/1.2 to 1.9 is answered as the same head
+/// of HTTP/1.1 is, byte for byte, whatever follows it (bodies, chunked
+/// ones, pipelined requests, heads around the limits), whole and split.
+#[test]
+fn later_minor_versions_are_answered_as_http_1_1() {
+    let mut env = Env::new();
+    let mut rng = Rng(0x1_2_9);
+    let mut cases = corpus();
+    let pairs: Vec<Vec<u8>> = cases
+        .iter()
+        .zip(cases.iter().skip(1))
+        .map(|(a, b)| [&a[..], &b[..]].concat())
+        .collect();
+    cases.extend(pairs);
+    let mut tried = 0;
+    for (i, req) in cases.iter().enumerate() {
+        let line_end = req.iter().position(|&b| b == b'\n').unwrap_or(req.len());
+        let Some(at) = req[..line_end].windows(9).position(|w| w == b" HTTP/1.1") else {
+            continue;
+        };
+        let want = run_in(&mut env, req, &[], usize::MAX);
+        for minor in b'2'..=b'9' {
+            let mut later = req.clone();
+            later[at + 8] = minor;
+            let splits = [rng.below(later.len() + 1)];
+            for (s, chunk) in [(&[][..], usize::MAX), (&splits[..], 7)] {
+                let got = run_in(&mut env, &later, s, chunk);
+                assert!(
+                    got == want,
+                    "case {i}, HTTP/1.{}: split at {s:?}\ninput {:?}\n1.1 {:?}\ngot {:?}",
+                    minor as char,
+                    String::from_utf8_lossy(&later),
+                    String::from_utf8_lossy(&want.bytes),
+                    String::from_utf8_lossy(&got.bytes),
+                );
+            }
+        }
+        tried += 1;
+    }
+    assert!(tried > 50, "only {tried} heads of HTTP/1.1");
+}
