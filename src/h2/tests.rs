@@ -1324,3 +1324,99 @@ fn window_overflow_inside_one_settings_frame() {
     let f = env.frames(&mut c);
     assert_eq!(goaway_code(&f), Some(Code::FlowControl as u32));
 }
+
+/// What the socket takes, in pieces of any size (none, mid-frame, at
+/// segment boundaries, or reported larger than offered): the same bytes
+/// go out as when it takes all at once, and a stream is logged only once
+/// its END_STREAM frame has wholly gone (`done`, `report_sent`).
+#[test]
+fn partial_sends_change_neither_the_bytes_nor_when_streams_are_logged() {
+    let mut input = Vec::new();
+    // As many streams as the test limits let open at once.
+    for id in [1, 3, 5] {
+        input.extend(get(id, "/small"));
+    }
+    input.extend(get(7, "/big"));
+    let mut more = client_frame(kind::WINDOW_UPDATE, 0, 0, &(1u32 << 30).to_be_bytes());
+    more.extend(client_frame(
+        kind::WINDOW_UPDATE,
+        0,
+        7,
+        &(1u32 << 30).to_be_bytes(),
+    ));
+    let lines = |log: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(log)
+            .lines()
+            .map(|l| l[l.find('"').unwrap()..].to_owned())
+            .collect()
+    };
+    // One clock for every run: a Date header is in the bytes compared.
+    let (instant, wall) = (Instant::now(), SystemTime::now());
+    let mut env = Env::new();
+    env.now = Now::new(instant, wall);
+    let mut c = env.conn();
+    env.input(&mut c, &input);
+    let mut want = env.output(&mut c, usize::MAX);
+    env.input(&mut c, &more);
+    want.extend(env.output(&mut c, usize::MAX));
+    let want_log = lines(&env.log);
+    assert_eq!(want_log.len(), 4, "{want_log:?}");
+
+    let mut rng: u64 = 0x9e37_79b9;
+    for round in 0..40 {
+        let mut env = Env::new();
+        env.now = Now::new(instant, wall);
+        let mut c = env.conn();
+        env.input(&mut c, &input);
+        let mut got = Vec::new();
+        let mut fed = false;
+        for _ in 0..100_000 {
+            let offered: Vec<u8> = match c.poll_transmit() {
+                Transmit::Send(segs) => segs
+                    .iter()
+                    .flat_map(|s| match s {
+                        Segment::Bytes(b) => b.to_vec(),
+                        Segment::File(f) => {
+                            let mut buf = vec![0; f.len as usize];
+                            f.file.read_exact_at(&mut buf, f.offset).unwrap();
+                            buf
+                        }
+                    })
+                    .collect(),
+                _ if !fed => {
+                    fed = true;
+                    env.input(&mut c, &more);
+                    continue;
+                }
+                _ => break,
+            };
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let n = match rng % 8 {
+                0 => 0,
+                1 => offered.len(),
+                2 => offered.len() + 100,
+                3 => 1,
+                _ => (rng >> 8) as usize % (offered.len() + 1),
+            };
+            got.extend_from_slice(&offered[..n.min(offered.len())]);
+            c.handle_sent(&mut env.ctx(), n);
+            // END_STREAM frames wholly sent.
+            let (mut ended, mut rest) = (0, &got[..]);
+            while rest.len() >= 9 && rest.len() >= 9 + Head::parse(rest).len {
+                let h = Head::parse(rest);
+                let data = h.kind == kind::DATA || h.kind == kind::HEADERS;
+                ended += usize::from(data && h.flags & flag::END_STREAM != 0);
+                rest = &rest[9 + h.len..];
+            }
+            let logged = lines(&env.log).len();
+            assert!(
+                logged <= ended,
+                "round {round}: {logged} streams logged, {ended} ended"
+            );
+        }
+        assert!(got == want, "round {round}: other bytes went out");
+        assert_eq!(lines(&env.log), want_log, "round {round}");
+    }
+}
