@@ -439,41 +439,7 @@ impl Snapshot {
             "Client connections accepted.",
             one(t.accepted),
         );
-        metric(
-            s,
-            "tandem_tls_handshakes_total",
-            "counter",
-            "TLS handshakes completed, by protocol version.",
-            by("version", &TLS_VERSION_LABELS, t.tls_handshakes),
-        );
-        metric(
-            s,
-            "tandem_tls_handshake_failures_total",
-            "counter",
-            "TLS handshakes that failed, by reason.",
-            by("reason", &TLS_FAILURE_LABELS, t.tls_failures),
-        );
-        metric(
-            s,
-            "tandem_tls_connections",
-            "gauge",
-            "TLS connections open now (handshake done), by protocol version.",
-            by("version", &TLS_VERSION_LABELS, t.tls_open),
-        );
-        metric(
-            s,
-            "tandem_h2_connections_total",
-            "counter",
-            "Connections that spoke HTTP/2 (ALPN h2, or the preface in cleartext).",
-            one(t.h2_connections),
-        );
-        metric(
-            s,
-            "tandem_h2_streams_total",
-            "counter",
-            "HTTP/2 streams opened (requests; refused ones not counted).",
-            one(t.h2_streams),
-        );
+        render_tls_h2(s, t);
         metric(
             s,
             "tandem_cache_entries",
@@ -523,6 +489,46 @@ impl Snapshot {
         );
         out
     }
+}
+
+/// The TLS and HTTP/2 metrics: handshakes, failures and open TLS
+/// connections by version or reason; HTTP/2 connections and streams.
+fn render_tls_h2(s: &mut String, t: &Totals) {
+    metric(
+        s,
+        "tandem_tls_handshakes_total",
+        "counter",
+        "TLS handshakes completed, by protocol version.",
+        by("version", &TLS_VERSION_LABELS, t.tls_handshakes),
+    );
+    metric(
+        s,
+        "tandem_tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes that failed, by reason.",
+        by("reason", &TLS_FAILURE_LABELS, t.tls_failures),
+    );
+    metric(
+        s,
+        "tandem_tls_connections",
+        "gauge",
+        "TLS connections open now (handshake done), by protocol version.",
+        by("version", &TLS_VERSION_LABELS, t.tls_open),
+    );
+    metric(
+        s,
+        "tandem_h2_connections_total",
+        "counter",
+        "Connections that spoke HTTP/2 (ALPN h2, or the preface in cleartext).",
+        one(t.h2_connections),
+    );
+    metric(
+        s,
+        "tandem_h2_streams_total",
+        "counter",
+        "HTTP/2 streams opened (requests; refused ones not counted).",
+        one(t.h2_streams),
+    );
 }
 
 /// One metric: `# HELP`, `# TYPE`, then a sample per (label set, value);
