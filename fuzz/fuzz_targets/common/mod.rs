@@ -584,7 +584,9 @@ impl Tracker {
         let before = poll(c);
         let total = before.len();
         let n = n.min(total);
-        // On a short send, the rest must come next, unchanged.
+        // On a short send, the rest must come next, unchanged; more may be
+        // queued behind it (HTTP/2 acts on frames it held back, a PING's
+        // ACK, as output drains).
         let rest = (n < total).then(|| bytes_after(c, n));
         if let (Some(wire), Transmit::Send(segs)) = (self.wire.as_mut(), c.poll_transmit()) {
             take_bytes(&mut segs.to_vec(), n, wire);
@@ -596,12 +598,17 @@ impl Tracker {
         let after = self.after(c, &"handle_sent");
         if let Some(rest) = rest {
             let want = before.advanced(n);
-            assert_eq!(
-                after, want,
-                "short send of {n} of {total} bytes did not resume where it stopped"
+            let resumed = match (&after, &want) {
+                (Offer::Send(now), Offer::Send(left)) => now.starts_with(left),
+                _ => after == want,
+            };
+            assert!(
+                resumed,
+                "short send of {n} of {total} bytes did not resume where it stopped: \
+                 {after:?} after {want:?}"
             );
             assert!(
-                bytes_after(c, 0) == rest,
+                bytes_after(c, 0).starts_with(&rest),
                 "short send of {n}: the bytes left changed"
             );
             // The part not acknowledged is offered again.
