@@ -98,6 +98,12 @@ impl Env {
     }
 
     fn ctx(&mut self) -> Ctx<'_> {
+        self.ctx_counting(None)
+    }
+
+    /// A context counting into `stats` (a registry's worker) rather than
+    /// the env's own counters.
+    fn ctx_counting<'a>(&'a mut self, stats: Option<&'a WorkerCounters>) -> Ctx<'a> {
         Ctx {
             now: &self.now,
             responder: &self.mem,
@@ -105,7 +111,7 @@ impl Env {
             limits: &self.limits,
             log: None,
             notes: &mut self.notes,
-            stats: &self.stats,
+            stats: stats.unwrap_or(&self.stats),
             pool: &mut self.pool,
             fds: &self.fds,
             drain_grace: Duration::ZERO,
@@ -500,18 +506,7 @@ fn any_order_of_events_keeps_the_invariants() {
                 let to = env.now.instant() + Duration::from_secs(d);
                 env.now = Now::new(to, SystemTime::now());
             }
-            let mut ctx = Ctx {
-                now: &env.now,
-                responder: &env.mem,
-                local: &mut env.local,
-                limits: &env.limits,
-                log: None,
-                notes: &mut env.notes,
-                stats: &stats,
-                pool: &mut env.pool,
-                fds: &env.fds,
-                drain_grace: Duration::ZERO,
-            };
+            let mut ctx = env.ctx_counting(Some(&stats));
             let shown = matches!(s.poll_transmit(), Transmit::Shutdown);
             match ev {
                 0 => {
