@@ -152,6 +152,48 @@ impl Drop for Hog {
 }
 
 engine_tests! {
+    fn a_response_outlives_the_end_of_its_connection(e) {
+        // Responses that do not fit in the socket until their clients read:
+        // one asked with `Connection: close`, one whose client hung up its
+        // side after asking. Neither client reads until the server's
+        // lingering close (2 s) has given up on them; each response must
+        // still arrive whole, then the end of the connection. (io_uring
+        // tells the Conn a copied send is sent when it is copied: closing
+        // the connection must then wait for that send, not cancel it.)
+        let Some((_site, srv, near, _)) = small_send_buffer_server(e, "") else { return };
+        let mut conns = [
+            ("Connection: close", ask_for_near(&srv, NEAR_CLOSE, false)),
+            ("the client's FIN", ask_for_near(&srv, NEAR_KEEP_ALIVE, true)),
+        ];
+        // The time under test (the server's 2 s linger), not a wait for
+        // an event: nothing the client could see changes when it ends.
+        std::thread::sleep(Duration::from_millis(2500));
+        for (what, c) in &mut conns {
+            let ctx = format!("GET /near.bin, then {what}");
+            let r = c
+                .try_read_response_within("GET", Duration::from_secs(10))
+                .unwrap_or_else(|err| panic!("{ctx}: {err}"));
+            assert_status(&r, 200, &ctx);
+            assert_bytes_eq(&r.body, &near, &ctx);
+            c.expect_closed(&ctx);
+        }
+        served_promptly(&srv, "after the clients that read late");
+    }
+
+    fn a_response_to_a_client_that_never_reads_goes_after_send_timeout(e) {
+        // As above, but the client never reads: the connection is closed
+        // once send_timeout has passed, not kept for the client.
+        let Some((_site, srv, _near, base)) = small_send_buffer_server(e, "send_timeout = \"1s\"") else { return };
+        let c = ask_for_near(&srv, NEAR_KEEP_ALIVE, true);
+        let t0 = Instant::now();
+        let left = wait_fd_count_at_most(srv.pid(), base, Duration::from_secs(10));
+        let took = t0.elapsed();
+        note(&format!("closed {took:?} after the answer began (send_timeout 1 s)"));
+        assert!(left.is_ok(), "the server still holds the connection after {took:?}: {left:?} descriptors (base {base})");
+        drop(c);
+        served_promptly(&srv, "after the client that never read");
+    }
+
     fn small_cached_responses_reach_a_slow_reader_whole_and_in_order(e) {
         // A head and a small cached body go out as one copied send on both
         // engines (up to 16 KiB in all). A reader with a 4 KiB window
@@ -693,3 +735,69 @@ fn cpu_ticks(pid: u32) -> u64 {
     // Fields 14 and 15 of stat, counted after "pid (comm)".
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
+
+/// A server on a passed listening socket whose accepted sockets take a
+/// send buffer of `SO_SNDBUF` 4 KiB (the kernel makes it 8 KiB) instead of
+/// loopback's autotuned megabytes: a 15 KiB response cannot all be in the
+/// socket while its client does not read. `near.bin` (15 KiB) is cached.
+/// Also returns the server's descriptor count with no connection open.
+fn small_send_buffer_server(e: &str, extra: &str) -> Option<(Site, Server, Vec<u8>, usize)> {
+    let site = Site::new();
+    let near = pseudo_random(15 * 1024, 0x53);
+    site.write("near.bin", &near);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let size: libc::c_int = 4096;
+    // SAFETY: setsockopt reads one c_int from a live local; the fd is open.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_SNDBUF: {}", std::io::Error::last_os_error());
+    let opts = Launch {
+        listen_fd: Some(listener.as_raw_fd()),
+        ..Default::default()
+    };
+    let srv = Server::launch(e, &format!("workers = 1\n{extra}"), &site.root, opts)?;
+    drop(listener);
+    let base = srv.fd_count();
+    let r = get(srv.addr(), "/near.bin");
+    assert_status(&r, 200, "GET /near.bin (warm-up: cached)");
+    assert_bytes_eq(&r.body, &near, "GET /near.bin (warm-up)");
+    let settled = wait_fd_count_at_most(srv.pid(), base, Duration::from_secs(5));
+    assert!(
+        settled.is_ok(),
+        "the warm-up connection stays open: {settled:?} descriptors (base {base})"
+    );
+    Some((site, srv, near, base))
+}
+
+/// Send `req` (for `near.bin`) on a connection with a 4 KiB receive window,
+/// and hang up the sending side too if `fin`; return once the answer has
+/// begun to come.
+fn ask_for_near(srv: &Server, req: &[u8], fin: bool) -> Conn {
+    let mut c = connect_with_rcvbuf(srv.addr(), 4096);
+    c.send(req);
+    if fin {
+        c.shutdown_write();
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int into a live local; the fd is open.
+        let rc = unsafe { libc::ioctl(c.stream.as_raw_fd(), libc::FIONREAD, &mut n) };
+        assert_eq!(rc, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+        if n > 0 {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "no answer began within 5 s");
+        std::thread::yield_now();
+    }
+}
+
+const NEAR_KEEP_ALIVE: &[u8] = b"GET /near.bin HTTP/1.1\r\nHost: t\r\n\r\n";
+const NEAR_CLOSE: &[u8] = b"GET /near.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";

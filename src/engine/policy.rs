@@ -352,6 +352,11 @@ pub trait EngineConn {
     /// The `Session`, unless the engine is already closing this connection.
     fn conn(&mut self) -> Option<&mut Session>;
     fn fd(&self) -> RawFd;
+    /// Bytes the `Session` was told are sent that the engine still holds,
+    /// not in the socket yet: they count as the socket's unsent bytes.
+    fn held(&self) -> usize {
+        0
+    }
 }
 
 impl WorkerState {
@@ -464,12 +469,12 @@ impl WorkerState {
             let Some(c) = conns.get_mut(tok) else {
                 continue;
             };
-            let fd = c.fd();
+            let (fd, held) = (c.fd(), c.held());
             let Some(conn) = c.conn() else {
                 continue;
             };
             if conn.poll_timeout().is_some_and(|d| d <= now) {
-                expire(conn, fd, &mut self.ctx());
+                expire(conn, fd, held, &mut self.ctx());
                 due.push(tok);
             }
         }
@@ -523,9 +528,9 @@ impl WorkerState {
 /// engines. An idle connection is only idle once the last response has left
 /// the socket: a slow reader still receiving it cannot have sent its next
 /// request yet (see `Conn::handle_unsent`).
-fn expire(conn: &mut Session, fd: RawFd, ctx: &mut Ctx<'_>) {
+fn expire(conn: &mut Session, fd: RawFd, held: usize, ctx: &mut Ctx<'_>) {
     if conn.is_idle() {
-        conn.handle_unsent(ctx, unsent_bytes(fd));
+        conn.handle_unsent(ctx, unsent_bytes(fd) + held);
     } else {
         conn.handle_timeout(ctx);
     }
@@ -565,10 +570,9 @@ fn idle_victims<T: EngineConn>(conns: &mut Slab<T>, n: impl FnOnce(usize) -> usi
         if out.len() == n {
             break;
         }
-        if conns
-            .get_mut(tok)
-            .is_some_and(|c| unsent_bytes(c.fd()) == 0 && unread_bytes(c.fd()) == 0)
-        {
+        if conns.get_mut(tok).is_some_and(|c| {
+            c.held() == 0 && unsent_bytes(c.fd()) == 0 && unread_bytes(c.fd()) == 0
+        }) {
             out.push(tok);
         }
     }

@@ -11,7 +11,7 @@
 //! reused for the next write or given back to the pool.
 
 use std::os::fd::RawFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, types};
 
@@ -141,7 +141,24 @@ impl UConn {
 
     /// Start the next write, or act on Idle/Close/Shutdown. Does nothing
     /// while a write is in flight or the connection is closing.
-    fn pump(&mut self, slot: usize, io: &mut Io, pool: &mut Pool, mode: BodyMode, now: Instant) {
+    ///
+    /// Bytes copied for their Send (`send::copy_send`) are the ring's from
+    /// then on: the `Conn` is told at once that they were sent, as epoll's
+    /// `send(2)` into the socket buffer does, so its exchange, head and
+    /// segments go now, not when the Send completes (with a burst of
+    /// responses in flight, those would be hundreds of small allocations
+    /// alive at once, whose freed chunks then pin pages of the heap). What
+    /// the bytes still need is counted as the socket's unsent bytes
+    /// (`EngineConn::held`), and a close waits for them (`settle`).
+    fn pump(
+        &mut self,
+        slot: usize,
+        io: &mut Io,
+        pool: &mut Pool,
+        mode: BodyMode,
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+    ) {
         let sock = self.sock(slot);
         loop {
             if self.closing || self.write.in_flight() {
@@ -168,6 +185,7 @@ impl UConn {
                 if let Some(b) = o.fbuf.take() {
                     pool.put_buf(b);
                 }
+                o.owned = false;
                 self.write = Write::Ready(o);
             }
             match self.conn.poll_transmit() {
@@ -180,10 +198,34 @@ impl UConn {
                         _ => pool.take_out(),
                     };
                     o.hold(segs);
+                    o.began = stamp(now);
                     self.write = send::start(o, sock, io, pool, mode);
+                    if let Some((n, _)) = self.write.owned() {
+                        self.conn.handle_sent(ctx, n);
+                    }
                     return;
                 }
             }
+        }
+    }
+
+    /// Bytes the `Conn` counts as sent that are not in the socket yet.
+    pub fn held(&self) -> usize {
+        self.write.owned().map_or(0, |(n, _)| n)
+    }
+
+    /// The `Conn` has ended but owned bytes of its last response are still
+    /// on their way to the socket (a close now would cancel their Send and
+    /// cut the response short): wait for them, as epoll's close leaves
+    /// queued bytes to the kernel. True while waiting; false once they are
+    /// out, or when they have waited `send_timeout` since their write
+    /// began (the client is not reading: then they go with the connection).
+    fn linger(&self, now: Instant, send_timeout: Duration) -> bool {
+        match self.write.owned() {
+            Some((_, began)) if self.write.in_flight() => {
+                u128::from(stamp(now).wrapping_sub(began)) < send_timeout.as_millis()
+            }
+            _ => false,
         }
     }
 
@@ -446,10 +488,19 @@ impl Worker {
         let now = self.sh.clock.now().instant();
         if !c.closing {
             if c.conn.is_closed() {
-                c.start_close(slot, &mut self.io, now);
+                if !c.linger(now, self.sh.limits.send_timeout) {
+                    c.start_close(slot, &mut self.io, now);
+                }
             } else if !c.write.in_flight() {
                 for round in 0.. {
-                    c.pump(slot, &mut self.io, &mut self.pool, self.mode, now);
+                    c.pump(
+                        slot,
+                        &mut self.io,
+                        &mut self.pool,
+                        self.mode,
+                        now,
+                        &mut self.sh.ctx(),
+                    );
                     // A direct chunk (cached pages) with nothing to send
                     // before it: send it now.
                     if c.closing || c.write.in_flight() || !c.write.queued() {
@@ -516,6 +567,18 @@ impl Worker {
         drop(c);
         self.unpark();
         self.sync_accept();
+    }
+
+    /// A connection that waits for its owned bytes (`UConn::linger`) is
+    /// closed once it has waited long enough.
+    pub(super) fn linger_due(&mut self, slot: usize, now: Instant) {
+        if let Some(c) = self.conns.get_mut(slot)
+            && !c.closing
+            && c.conn.is_closed()
+            && !c.linger(now, self.sh.limits.send_timeout)
+        {
+            self.settle(slot);
+        }
     }
 
     /// Repeat cancellations that have not taken effect after a while (an op

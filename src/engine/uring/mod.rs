@@ -185,6 +185,9 @@ impl EngineConn for UConn {
     fn fd(&self) -> RawFd {
         self.fd
     }
+    fn held(&self) -> usize {
+        UConn::held(self)
+    }
 }
 
 /// Field order matters: `io` (the ring) is dropped before `bufs`.
@@ -421,6 +424,7 @@ impl Worker {
         }
         for slot in self.conns.tokens() {
             self.recancel(slot, now);
+            self.linger_due(slot, now);
         }
         for slot in self.sh.expire_due(&mut self.conns) {
             self.settle(slot);

@@ -57,6 +57,13 @@ pub struct Out {
     /// Leading bytes being sent on the ring that must be out before the
     /// `direct` chunk goes.
     pub ahead: usize,
+    /// `fbuf` holds a copy of the bytes (`send::copy_send`), and the `Conn`
+    /// was told they were sent when they were copied: the ring owns them
+    /// now, and their Send's completion tells the `Conn` nothing more.
+    pub owned: bool,
+    /// When this write began (`stamp`), for how long owned bytes may wait
+    /// for the socket after their connection ended (`UConn::linger_due`).
+    pub began: u32,
     /// While a `Flight` has it: one bit per op kind of the chain still in
     /// flight (kept here, not in the `Flight`, so that a connection's
     /// `Write` is two words, not three).
@@ -84,6 +91,8 @@ impl Default for Out {
             pipe_more: false,
             direct: None,
             ahead: 0,
+            owned: false,
+            began: 0,
             ops: 0,
         }
     }
@@ -223,7 +232,8 @@ impl Flight {
                     o.fstart = 0;
                     o.fend = 0;
                 }
-                n
+                // Owned bytes were acknowledged when they were copied.
+                if o.owned { 0 } else { n }
             }
             READ => {
                 o.fend += n;
@@ -310,6 +320,14 @@ impl Write {
         self.out().is_some_and(|o| o.queued())
     }
 
+    /// Owned bytes not sent yet (the `Conn` counts them as sent), and when
+    /// their write began.
+    pub fn owned(&self) -> Option<(usize, u32)> {
+        self.out()
+            .filter(|o| o.owned && o.fstart < o.fend)
+            .map(|o| (o.fend - o.fstart, o.began))
+    }
+
     /// Leading bytes still to be sent before the direct chunk.
     pub fn ahead(&self) -> usize {
         self.out().map_or(0, |o| o.ahead)
@@ -347,6 +365,33 @@ mod tests {
         assert!(matches!(f.complete(SEND_BUF), Write::Ready(_)));
         let w = flight(bit(POLL_OUT)).complete(POLL_OUT);
         assert!(matches!(w, Write::Ready(_)) && w.ops() == 0 && !w.in_flight());
+    }
+
+    #[test]
+    fn owned_bytes_are_not_counted_again_when_they_reach_the_socket() {
+        let mut f = flight(bit(SEND_BUF));
+        if let Some(o) = f.out.as_mut() {
+            o.fend = 300;
+            o.owned = true;
+            o.began = 7;
+        }
+        let w = Write::InFlight(f);
+        assert_eq!(w.owned(), Some((300, 7)));
+        let Write::InFlight(mut f) = w else {
+            unreachable!()
+        };
+        assert_eq!(
+            f.account(SEND_BUF, 100),
+            Ok(0),
+            "the Conn was told when they were copied"
+        );
+        let w = Write::InFlight(f);
+        assert_eq!(w.owned(), Some((200, 7)), "the rest is still the engine's");
+        let Write::InFlight(mut f) = w else {
+            unreachable!()
+        };
+        assert_eq!(f.account(SEND_BUF, 200), Ok(0));
+        assert_eq!(f.complete(SEND_BUF).owned(), None, "all in the socket");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!   slow reader holds no buffer, only references to shared bytes. Except
 //!   small ones: several segments of at most `COPY_SEND_MAX` in all (a head
 //!   and a small cached body) are copied into one pooled buffer and go as
-//!   one Send, as on epoll; such a send holds at most that much.
+//!   one Send, as on epoll; such a send holds at most that much, and the
+//!   `Conn` is told they were sent once they are copied (`UConn::pump`).
 //! * Bytes then a file (the usual response head + body): read mode copies
 //!   the bytes into a pooled buffer sized for the chunk (a power of two,
 //!   4 KiB to 256 KiB) and links `Read(file) -> Send(buffer)`.
@@ -151,7 +152,8 @@ pub fn start(mut o: Box<Out>, sock: Sock, io: &mut Io, pool: &mut Pool, mode: Bo
 
 /// Several small byte segments (a head and a cached body): copied into one
 /// pooled buffer and sent with one Send, as epoll does (`COPY_SEND_MAX`).
-/// The buffer is held only while the send is in flight.
+/// The buffer is held only while the send is in flight; the clones go at
+/// once, and the bytes are `owned`: the `Conn` may count them as sent.
 fn copy_send(
     mut o: Box<Out>,
     sock: Sock,
@@ -168,6 +170,8 @@ fn copy_send(
         let at = copy_held(&o.held[..nbytes], buf);
         o.fstart = 0;
         o.fend = at;
+        o.owned = true;
+        o.held.clear();
         send_entry(sock, buf.as_ptr(), at, more, false, SEND_BUF)
     };
     // SAFETY: the Send names `o.fbuf[..fend]`, a heap buffer of `o`.
