@@ -299,15 +299,20 @@ def stat_ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
 
 
-def rss_kib(pid):
+def status_kib(pid, field):
+    """A KiB figure of /proc/PID/status (VmRSS, RssFile, ...); 0 if gone."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
     except FileNotFoundError:
         pass
     return 0
+
+
+def rss_kib(pid):
+    return status_kib(pid, "VmRSS")
 
 
 class Server:
@@ -325,6 +330,13 @@ class Server:
 
     def rss_kib(self):
         return sum(rss_kib(p) for p in self.pids())
+
+    def code_kib(self):
+        """The file-backed part of the RSS: the server's binary and
+        libraries paged in (a page fault maps up to 16 pages of them around
+        the one it needed, so where code lands in those windows, which
+        changes with ASLR from start to start, moves this by 64 KiB)."""
+        return sum(status_kib(p, "RssFile") for p in self.pids())
 
 
 def cpus_for(workers):
@@ -833,7 +845,10 @@ def idle_case(target, counts=None, h2=False, tls=False):
     accepts (into the backlog) before its workers have set up, and what
     they set up is the fresh server's, not the connections'. Whatever
     the connections make it touch (io_uring's buffer ring, pools, slab
-    growth, malloc's arenas) is their cost, as on a just-started server.
+    growth, malloc's arenas) is their cost, as on a just-started server;
+    the server's code they make it page in is not (a one-off, which moves
+    by 64 KiB with where ASLR put the code): it is kept apart (code_kib),
+    and the RSS growth with it (rss_bytes_per_conn).
     h2: the server takes h2c by prior knowledge (http2_cleartext), and the
     connections speak it (one GET each) or, h2 == "h1", HTTP/1.1 to it.
     tls: the connections are HTTPS (a full handshake each, then one GET)."""
@@ -849,6 +864,7 @@ def idle_case(target, counts=None, h2=False, tls=False):
     res = {"counts": {}}
     try:
         before = settle(srv, quiet_s=0.5)
+        code_before = srv.code_kib()
         res["rss_before_kib"] = before
         deadline = time.monotonic() + 180
         for n in sorted(counts):
@@ -864,7 +880,12 @@ def idle_case(target, counts=None, h2=False, tls=False):
             after = settle(srv)
             if srv.proc.poll() is not None:
                 raise RuntimeError(f"{target} died holding {n} idle connections")
-            res["counts"][n] = {"rss_kib": after, "bytes_per_conn": (after - before) * 1024 / n}
+            # What the connections cost: the RSS growth less the code they
+            # made the server page in (once, whatever their number).
+            code = max(0, srv.code_kib() - code_before)
+            res["counts"][n] = {"rss_kib": after, "code_kib": code,
+                                "rss_bytes_per_conn": (after - before) * 1024 / n,
+                                "bytes_per_conn": (after - before - code) * 1024 / n}
         if ctx and socks:
             res["suite"] = f"{socks[0].version()}, {socks[0].cipher()[0]}"
         for s in socks:
