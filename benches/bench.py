@@ -663,13 +663,15 @@ def host_reference():
         with open(REFERENCE + ".csv", newline="") as f:
             row = next((r for r in csv.DictReader(f) if (r["case"], r["workload"], r["server"]) == want), None)
         with open(REFERENCE + ".md") as f:
-            m = re.search(r"\((\d{8}-\d{6})\)", f.readline())
+            text = f.read()
     except OSError:
         return None
     if not row or not row.get("cpu_us_per_req"):
         return None
+    m = re.search(r"\((\d{8}-\d{6})\)", text.split("\n", 1)[0])
+    cpu = re.search(r"^\*\*Machine:\*\* (.*?), \d+ CPUs", text, re.M)
     return {"cpu_us": float(row["cpu_us_per_req"]), "conns": int(row["connections"] or CONNS),
-            "stamp": m and m.group(1)}
+            "stamp": m and m.group(1), "cpu": cpu and cpu.group(1)}
 
 
 def host_speed(when, ref):
@@ -1241,7 +1243,7 @@ def main():
                 print(f"  non-reading {display(t):<18} {nonread[t]['kib_per_client']:,.1f} KiB/client", file=sys.stderr)
     elapsed = time.monotonic() - t_start
     host["end"] = host_speed("end", ref)
-    host.update(reference=ref, drift_pct=HOST_DRIFT_PCT, duration=HOST_DURATION, noisy_pct=NOISY_PCT)
+    host.update(reference=ref, drift_pct=HOST_DRIFT_PCT, duration=HOST_DURATION, noisy_pct=NOISY_PCT, cpu=mach["cpu"])
     for line in report.host_speed(host):
         print(line.replace("**", ""), file=sys.stderr)
 

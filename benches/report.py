@@ -281,7 +281,10 @@ def host_speed(host):
     if off(e, s):
         warn.append(f"The host got {way(e, s)} during the run: the loop took {e / s:.2f}x the start's CPU "
                     f"per request at the end.")
-    if ref:
+    if ref and ref.get("cpu") and ref["cpu"] != host.get("cpu"):
+        text += (f"; the committed run (benches/results/latest.csv{', run ' + ref['stamp'] if ref.get('stamp') else ''}"
+                 f") was on another machine ({ref['cpu']}), so this one is not compared with it.")
+    elif ref:
         r = ref["cpu_us"]
         out = [(when, v) for when, v in (("start", s), ("end", e)) if off(v, r)]
         text += (f", on average {(s + e) / 2 / r:.2f}x the committed run's {fnum(r, 'us')} µs "
