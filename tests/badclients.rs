@@ -698,18 +698,7 @@ engine_tests! {
 /// that still sends adds some within microseconds). Returns that total.
 #[track_caller]
 fn wait_sends_stop(conns: &[TcpStream], ctx: &str) -> usize {
-    let queued = || -> usize {
-        conns
-            .iter()
-            .map(|s| {
-                let mut n: libc::c_int = 0;
-                // SAFETY: FIONREAD writes one c_int into the live `n`.
-                let r = unsafe { libc::ioctl(s.as_raw_fd(), libc::FIONREAD, &mut n) };
-                assert_eq!(r, 0, "{ctx}: FIONREAD: {}", std::io::Error::last_os_error());
-                n as usize
-            })
-            .sum()
-    };
+    let queued = || -> usize { conns.iter().map(unread_bytes).sum() };
     let deadline = Instant::now() + Duration::from_secs(60);
     let (mut last, mut since) = (queued(), Instant::now());
     loop {
@@ -787,11 +776,7 @@ fn ask_for_near(srv: &Server, req: &[u8], fin: bool) -> Conn {
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let mut n: libc::c_int = 0;
-        // SAFETY: FIONREAD writes one c_int into a live local; the fd is open.
-        let rc = unsafe { libc::ioctl(c.stream.as_raw_fd(), libc::FIONREAD, &mut n) };
-        assert_eq!(rc, 0, "FIONREAD: {}", std::io::Error::last_os_error());
-        if n > 0 {
+        if unread_bytes(&c.stream) > 0 {
             return c;
         }
         assert!(Instant::now() < deadline, "no answer began within 5 s");

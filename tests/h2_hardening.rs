@@ -783,15 +783,6 @@ fn count_ended(s: &mut TcpStream, want: usize) -> (usize, Option<(u32, u32)>) {
 
 type TlsStream = Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>;
 
-/// Bytes a socket has received and not read (FIONREAD).
-fn unread(s: &TcpStream) -> usize {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int through the pointer, to `n`.
-    let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(s), libc::FIONREAD, &mut n) };
-    assert_eq!(r, 0, "FIONREAD: {}", std::io::Error::last_os_error());
-    n as usize
-}
-
 /// As `burst_without_reading`, over TLS (ALPN h2): the burst goes to
 /// rustls 16 KiB at a time, its records to the socket, until the server
 /// stops taking them (a 500 ms stall).
@@ -1469,8 +1460,8 @@ engine_tests! {
         // and the heads) unread: all the server can send.
         let deadline = Instant::now() + IO_TIMEOUT;
         for w in &conns {
-            while unread(w) < 65_535 + 100 * 20 {
-                assert!(Instant::now() < deadline, "{} bytes came", unread(w));
+            while unread_bytes(w) < 65_535 + 100 * 20 {
+                assert!(Instant::now() < deadline, "{} bytes came", unread_bytes(w));
                 std::thread::yield_now();
             }
         }

@@ -2094,6 +2094,16 @@ pub fn ensure_nofile(n: u64) -> bool {
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) == 0 }
 }
 
+/// Bytes a socket has received and not read yet (FIONREAD).
+pub fn unread_bytes(s: &std::net::TcpStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, to the live `n`.
+    let r = unsafe { libc::ioctl(s.as_raw_fd(), libc::FIONREAD, &mut n) };
+    assert_eq!(r, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+    n as usize
+}
+
 /// A connection whose receive buffer is set small before connecting, so the
 /// window it advertises is small from the start. (Shrinking it after the
 /// handshake instead stalls loopback TCP on the client's side for tens of
