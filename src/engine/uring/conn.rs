@@ -220,7 +220,7 @@ impl UConn {
     /// queued bytes to the kernel. True while waiting; false once they are
     /// out, or when they have waited `send_timeout` since their write
     /// began (the client is not reading: then they go with the connection).
-    fn linger(&self, now: Instant, send_timeout: Duration) -> bool {
+    fn waits_for_owned(&self, now: Instant, send_timeout: Duration) -> bool {
         match self.write.owned() {
             Some((_, began)) if self.write.in_flight() => {
                 u128::from(stamp(now).wrapping_sub(began)) < send_timeout.as_millis()
@@ -488,7 +488,7 @@ impl Worker {
         let now = self.sh.clock.now().instant();
         if !c.closing {
             if c.conn.is_closed() {
-                if !c.linger(now, self.sh.limits.send_timeout) {
+                if !c.waits_for_owned(now, self.sh.limits.send_timeout) {
                     c.start_close(slot, &mut self.io, now);
                 }
             } else if !c.write.in_flight() {
@@ -569,13 +569,13 @@ impl Worker {
         self.sync_accept();
     }
 
-    /// A connection that waits for its owned bytes (`UConn::linger`) is
+    /// A connection that waits for its owned bytes (`UConn::waits_for_owned`) is
     /// closed once it has waited long enough.
-    pub(super) fn linger_due(&mut self, slot: usize, now: Instant) {
+    pub(super) fn owned_wait_over(&mut self, slot: usize, now: Instant) {
         if let Some(c) = self.conns.get_mut(slot)
             && !c.closing
             && c.conn.is_closed()
-            && !c.linger(now, self.sh.limits.send_timeout)
+            && !c.waits_for_owned(now, self.sh.limits.send_timeout)
         {
             self.settle(slot);
         }

@@ -62,7 +62,7 @@ pub struct Out {
     /// now, and their Send's completion tells the `Conn` nothing more.
     pub owned: bool,
     /// When this write began (`stamp`), for how long owned bytes may wait
-    /// for the socket after their connection ended (`UConn::linger_due`).
+    /// for the socket after their connection ended (`Worker::owned_wait_over`).
     pub began: u32,
     /// While a `Flight` has it: one bit per op kind of the chain still in
     /// flight (kept here, not in the `Flight`, so that a connection's
