@@ -194,6 +194,37 @@ engine_tests! {
         served_promptly(&srv, "after the client that never read");
     }
 
+    fn a_slow_reader_keeps_its_response_past_send_timeout_while_it_reads(e) {
+        // send_timeout bounds a response's time without progress, not its
+        // whole time: a client that reads a little at a time, each step
+        // well within send_timeout, gets its 15 KiB response whole, also
+        // after the end of its connection (it hung up its side) or past its
+        // keep-alive deadline. io_uring tells the Conn a copied send is
+        // sent once copied: the send must then still count as progressing
+        // while the client reads, not only from when it began.
+        let Some((_site, srv, near, _)) = small_send_buffer_server(
+            e,
+            "send_timeout = \"1300ms\"\nkeepalive_timeout = \"1s\"",
+        ) else { return };
+        for (what, fin) in [("the client's FIN", true), ("keep-alive", false)] {
+            let ctx = format!("GET /near.bin, then {what}; read 512 bytes every 300 ms for 4 s");
+            let mut c = connect_small_segments(srv.addr());
+            c.send(NEAR_KEEP_ALIVE);
+            if fin {
+                c.shutdown_write();
+            }
+            let got = read_paced(&mut c, 512, Duration::from_millis(300), Duration::from_secs(4));
+            let head_end = got
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .unwrap_or_else(|| panic!("{ctx}: no response head in {}", show(&got)))
+                + 4;
+            assert!(got.starts_with(b"HTTP/1.1 200 "), "{ctx}: {}", show(&got[..head_end]));
+            assert_bytes_eq(&got[head_end..], &near, &ctx);
+        }
+        served_promptly(&srv, "after the slow readers");
+    }
+
     fn small_cached_responses_reach_a_slow_reader_whole_and_in_order(e) {
         // A head and a small cached body go out as one copied send on both
         // engines (up to 16 KiB in all). A reader with a 4 KiB window
@@ -781,6 +812,76 @@ fn ask_for_near(srv: &Server, req: &[u8], fin: bool) -> Conn {
         }
         assert!(Instant::now() < deadline, "no answer began within 5 s");
         std::thread::yield_now();
+    }
+}
+
+/// Read `step` bytes from `c` every `pace` for `slow`; then everything
+/// else as it comes, until the server closes or nothing comes for 3 s.
+/// Returns all the bytes read.
+fn read_paced(c: &mut Conn, step: usize, pace: Duration, slow: Duration) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let t0 = Instant::now();
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    while t0.elapsed() < slow {
+        match c.stream.read(&mut buf[..step]) {
+            Ok(0) | Err(_) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+        // The time under test: the client's reading pace.
+        std::thread::sleep(pace);
+    }
+    loop {
+        match c.stream.read(&mut buf) {
+            Ok(0) | Err(_) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A connection with a 4 KiB receive buffer and a 536-byte MSS: the
+/// server's sends move a few hundred bytes at a time as the client reads
+/// (a window opens in steps of at least an MSS), not half the buffer.
+fn connect_small_segments(addr: std::net::SocketAddr) -> Conn {
+    use std::os::fd::FromRawFd;
+    let std::net::SocketAddr::V4(v4) = addr else {
+        panic!("{addr}: not IPv4")
+    };
+    // SAFETY: plain socket calls on a descriptor this function owns until
+    // it is handed to TcpStream; setsockopt reads one live c_int.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let stream = TcpStream::from_raw_fd(fd);
+        let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        for (level, opt, v) in [
+            (libc::SOL_SOCKET, libc::SO_RCVBUF, 4096),
+            (libc::IPPROTO_TCP, libc::TCP_MAXSEG, 536),
+        ] {
+            let v: libc::c_int = v;
+            let rc = libc::setsockopt(fd, level, opt, (&raw const v).cast(), size);
+            assert_eq!(
+                rc,
+                0,
+                "setsockopt {opt}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: v4.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*v4.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let rc = libc::connect(fd, (&raw const sin).cast(), len);
+        assert_eq!(rc, 0, "connect {addr}: {}", std::io::Error::last_os_error());
+        stream.set_nodelay(true).ok();
+        Conn::from_stream(stream)
     }
 }
 
