@@ -198,7 +198,8 @@ impl UConn {
                         _ => pool.take_out(),
                     };
                     o.hold(segs);
-                    o.began = stamp(now);
+                    o.moved = stamp(now);
+                    o.acked = 0;
                     self.write = send::start(o, sock, io, pool, mode);
                     if let Some((n, _)) = self.write.owned() {
                         self.conn.handle_sent(ctx, n);
@@ -218,12 +219,13 @@ impl UConn {
     /// on their way to the socket (a close now would cancel their Send and
     /// cut the response short): wait for them, as epoll's close leaves
     /// queued bytes to the kernel. True while waiting; false once they are
-    /// out, or when they have waited `send_timeout` since their write
-    /// began (the client is not reading: then they go with the connection).
+    /// out, or when they have not moved for `send_timeout` (the client is
+    /// not reading: then they go with the connection), as epoll's
+    /// send_timeout ends a response without progress, not a slow one.
     fn waits_for_owned(&self, now: Instant, send_timeout: Duration) -> bool {
         match self.write.owned() {
-            Some((_, began)) if self.write.in_flight() => {
-                u128::from(stamp(now).wrapping_sub(began)) < send_timeout.as_millis()
+            Some((_, moved)) if self.write.in_flight() => {
+                u128::from(stamp(now).wrapping_sub(moved)) < send_timeout.as_millis()
             }
             _ => false,
         }
@@ -569,14 +571,24 @@ impl Worker {
         self.sync_accept();
     }
 
-    /// A connection that waits for its owned bytes (`UConn::waits_for_owned`) is
-    /// closed once it has waited long enough.
-    pub(super) fn owned_wait_over(&mut self, slot: usize, now: Instant) {
-        if let Some(c) = self.conns.get_mut(slot)
-            && !c.closing
-            && c.conn.is_closed()
-            && !c.waits_for_owned(now, self.sh.limits.send_timeout)
-        {
+    /// A timer tick for a connection with owned bytes in flight: their
+    /// Send says nothing until it is done, so that the peer acknowledged
+    /// more bytes since the last tick (TCP_INFO) is their progress (noted
+    /// while the `Conn` goes on too, so that the wait after it ended counts
+    /// from the last progress). One that waits for them after its `Conn`
+    /// ended (`UConn::waits_for_owned`) is closed once they have not moved
+    /// for `send_timeout`.
+    pub(super) fn owned_progress(&mut self, slot: usize, now: Instant) {
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.closing || !c.write.in_flight() || c.write.owned().is_none() {
+            return;
+        }
+        if let Some(acked) = bytes_acked(c.fd) {
+            c.write.progress(acked, stamp(now));
+        }
+        if c.conn.is_closed() && !c.waits_for_owned(now, self.sh.limits.send_timeout) {
             self.settle(slot);
         }
     }
@@ -594,4 +606,27 @@ impl Worker {
             c.cancel(slot, &mut self.io, stuck, now);
         }
     }
+}
+
+/// The bytes of the connection on `fd` its peer has acknowledged
+/// (`tcpi_bytes_acked`, Linux 4.2), at least 1; None if unknown.
+fn bytes_acked(fd: RawFd) -> Option<u64> {
+    // SAFETY: tcp_info is a plain C struct; all-zero is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`, a live
+    // local of that size, and `len` back.
+    crate::syscall!(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    })
+    .ok()?;
+    let end = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_acked) + size_of::<u64>();
+    // A kernel whose tcp_info ends before the field says nothing of it.
+    (len as usize >= end).then(|| info.tcpi_bytes_acked.max(1))
 }

@@ -424,7 +424,7 @@ impl Worker {
         }
         for slot in self.conns.tokens() {
             self.recancel(slot, now);
-            self.owned_wait_over(slot, now);
+            self.owned_progress(slot, now);
         }
         for slot in self.sh.expire_due(&mut self.conns) {
             self.settle(slot);

@@ -61,9 +61,13 @@ pub struct Out {
     /// was told they were sent when they were copied: the ring owns them
     /// now, and their Send's completion tells the `Conn` nothing more.
     pub owned: bool,
-    /// When this write began (`stamp`), for how long owned bytes may wait
-    /// for the socket after their connection ended (`Worker::owned_wait_over`).
-    pub began: u32,
+    /// When this write began, or when its owned bytes were last seen to
+    /// move (`stamp`): they wait no longer than `send_timeout` without
+    /// moving (`UConn::waits_for_owned`).
+    pub moved: u32,
+    /// The bytes of the connection its peer had acknowledged when last
+    /// looked at (`Worker::owned_progress`); 0 before the first look.
+    pub acked: u64,
     /// While a `Flight` has it: one bit per op kind of the chain still in
     /// flight (kept here, not in the `Flight`, so that a connection's
     /// `Write` is two words, not three).
@@ -92,7 +96,8 @@ impl Default for Out {
             direct: None,
             ahead: 0,
             owned: false,
-            began: 0,
+            moved: 0,
+            acked: 0,
             ops: 0,
         }
     }
@@ -257,6 +262,16 @@ impl Flight {
         }
     }
 
+    /// See `Write::progress` (counters only, no memory the kernel uses).
+    fn progress(&mut self, acked: u64, at: u32) {
+        if let Some(o) = self.out.as_mut().filter(|o| o.owned) {
+            if o.acked != 0 && acked > o.acked {
+                o.moved = at;
+            }
+            o.acked = acked;
+        }
+    }
+
     /// The final completion of the op of `kind`: once the chain's last op
     /// is over, its `Out` goes back to the engine.
     pub fn complete(mut self, kind: u8) -> Write {
@@ -321,11 +336,21 @@ impl Write {
     }
 
     /// Owned bytes not sent yet (the `Conn` counts them as sent), and when
-    /// their write began.
+    /// they were last seen to move (or their write began).
     pub fn owned(&self) -> Option<(usize, u32)> {
         self.out()
             .filter(|o| o.owned && o.fstart < o.fend)
-            .map(|o| (o.fend - o.fstart, o.began))
+            .map(|o| (o.fend - o.fstart, o.moved))
+    }
+
+    /// The peer has acknowledged `acked` bytes of the connection in all:
+    /// if more than at the last look (not the first one), owned bytes in
+    /// flight moved (a Send with MSG_WAITALL tells nothing until it is
+    /// done), at `at`.
+    pub fn progress(&mut self, acked: u64, at: u32) {
+        if let Write::InFlight(f) = self {
+            f.progress(acked, at);
+        }
     }
 
     /// Leading bytes still to be sent before the direct chunk.
@@ -373,7 +398,7 @@ mod tests {
         if let Some(o) = f.out.as_mut() {
             o.fend = 300;
             o.owned = true;
-            o.began = 7;
+            o.moved = 7;
         }
         let w = Write::InFlight(f);
         assert_eq!(w.owned(), Some((300, 7)));
@@ -392,6 +417,27 @@ mod tests {
         };
         assert_eq!(f.account(SEND_BUF, 200), Ok(0));
         assert_eq!(f.complete(SEND_BUF).owned(), None, "all in the socket");
+    }
+
+    #[test]
+    fn owned_bytes_move_when_the_peer_acknowledges_more() {
+        let mut f = flight(bit(SEND_BUF));
+        if let Some(o) = f.out.as_mut() {
+            o.fend = 300;
+            o.owned = true;
+            o.moved = 7;
+        }
+        let mut w = Write::InFlight(f);
+        w.progress(1000, 8);
+        assert_eq!(w.owned(), Some((300, 7)), "the first look is the baseline");
+        w.progress(1000, 9);
+        assert_eq!(w.owned(), Some((300, 7)), "nothing acknowledged since");
+        w.progress(1500, 10);
+        assert_eq!(w.owned(), Some((300, 10)));
+        let Write::InFlight(f) = w else {
+            unreachable!()
+        };
+        assert_eq!(f.complete(SEND_BUF).owned(), Some((300, 10)));
     }
 
     #[test]
