@@ -845,44 +845,13 @@ fn read_paced(c: &mut Conn, step: usize, pace: Duration, slow: Duration) -> Vec<
 /// server's sends move a few hundred bytes at a time as the client reads
 /// (a window opens in steps of at least an MSS), not half the buffer.
 fn connect_small_segments(addr: std::net::SocketAddr) -> Conn {
-    use std::os::fd::FromRawFd;
-    let std::net::SocketAddr::V4(v4) = addr else {
-        panic!("{addr}: not IPv4")
-    };
-    // SAFETY: plain socket calls on a descriptor this function owns until
-    // it is handed to TcpStream; setsockopt reads one live c_int.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        let stream = TcpStream::from_raw_fd(fd);
-        let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        for (level, opt, v) in [
+    connect_with_options(
+        addr,
+        &[
             (libc::SOL_SOCKET, libc::SO_RCVBUF, 4096),
             (libc::IPPROTO_TCP, libc::TCP_MAXSEG, 536),
-        ] {
-            let v: libc::c_int = v;
-            let rc = libc::setsockopt(fd, level, opt, (&raw const v).cast(), size);
-            assert_eq!(
-                rc,
-                0,
-                "setsockopt {opt}: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-        let sin = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: v4.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(*v4.ip()).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        let rc = libc::connect(fd, (&raw const sin).cast(), len);
-        assert_eq!(rc, 0, "connect {addr}: {}", std::io::Error::last_os_error());
-        stream.set_nodelay(true).ok();
-        Conn::from_stream(stream)
-    }
+        ],
+    )
 }
 
 const NEAR_KEEP_ALIVE: &[u8] = b"GET /near.bin HTTP/1.1\r\nHost: t\r\n\r\n";

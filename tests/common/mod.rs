@@ -2109,25 +2109,36 @@ pub fn unread_bytes(s: &std::net::TcpStream) -> usize {
 /// handshake instead stalls loopback TCP on the client's side for tens of
 /// seconds, whatever the server does.)
 pub fn connect_with_rcvbuf(addr: std::net::SocketAddr, bytes: libc::c_int) -> Conn {
+    connect_with_options(addr, &[(libc::SOL_SOCKET, libc::SO_RCVBUF, bytes)])
+}
+
+/// A connection to `addr` whose socket options `(level, option, value)`
+/// are set before it connects (so a receive buffer or an MSS applies from
+/// the handshake on).
+pub fn connect_with_options(
+    addr: std::net::SocketAddr,
+    opts: &[(libc::c_int, libc::c_int, libc::c_int)],
+) -> Conn {
     use std::os::fd::FromRawFd;
     let std::net::SocketAddr::V4(v4) = addr else {
         panic!("{addr}: the harness listens on IPv4")
     };
     // SAFETY: plain socket calls on a descriptor this function owns until
-    // it is handed to TcpStream.
+    // it is handed to TcpStream; setsockopt reads one live c_int.
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
         assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
         let stream = std::net::TcpStream::from_raw_fd(fd);
         let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        let rc = libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&raw const bytes).cast(),
-            size,
-        );
-        assert_eq!(rc, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+        for &(level, opt, value) in opts {
+            let rc = libc::setsockopt(fd, level, opt, (&raw const value).cast(), size);
+            assert_eq!(
+                rc,
+                0,
+                "setsockopt({level}, {opt}): {}",
+                std::io::Error::last_os_error()
+            );
+        }
         let sin = libc::sockaddr_in {
             sin_family: libc::AF_INET as libc::sa_family_t,
             sin_port: v4.port().to_be(),
