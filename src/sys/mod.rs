@@ -20,7 +20,7 @@
 
 mod socket;
 
-pub use socket::{peer_addr, set_nodelay, setsockopt, sockaddr_to_std};
+pub use socket::{bytes_acked, peer_addr, set_nodelay, setsockopt, sockaddr_to_std};
 
 use std::io;
 

@@ -96,3 +96,26 @@ pub fn setsockopt<T>(fd: RawFd, level: i32, name: i32, value: &T) -> io::Result<
     })?;
     Ok(())
 }
+
+/// The bytes of the connection on `fd` its peer has acknowledged
+/// (`tcpi_bytes_acked`, Linux 4.2), at least 1; None if unknown.
+pub fn bytes_acked(fd: RawFd) -> Option<u64> {
+    // SAFETY: tcp_info is a plain C struct; all-zero is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`, a live
+    // local of that size, and `len` back.
+    crate::syscall!(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    })
+    .ok()?;
+    let end = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_acked) + size_of::<u64>();
+    // A kernel whose tcp_info ends before the field says nothing of it.
+    (len as usize >= end).then(|| info.tcpi_bytes_acked.max(1))
+}

@@ -585,7 +585,7 @@ impl Worker {
         if c.closing || !c.write.in_flight() || c.write.owned().is_none() {
             return;
         }
-        if let Some(acked) = bytes_acked(c.fd) {
+        if let Some(acked) = crate::sys::bytes_acked(c.fd) {
             c.write.progress(acked, stamp(now));
         }
         if c.conn.is_closed() && !c.waits_for_owned(now, self.sh.limits.send_timeout) {
@@ -606,27 +606,4 @@ impl Worker {
             c.cancel(slot, &mut self.io, stuck, now);
         }
     }
-}
-
-/// The bytes of the connection on `fd` its peer has acknowledged
-/// (`tcpi_bytes_acked`, Linux 4.2), at least 1; None if unknown.
-fn bytes_acked(fd: RawFd) -> Option<u64> {
-    // SAFETY: tcp_info is a plain C struct; all-zero is a valid value.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `info`, a live
-    // local of that size, and `len` back.
-    crate::syscall!(unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&raw mut info).cast(),
-            &mut len,
-        )
-    })
-    .ok()?;
-    let end = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_acked) + size_of::<u64>();
-    // A kernel whose tcp_info ends before the field says nothing of it.
-    (len as usize >= end).then(|| info.tcpi_bytes_acked.max(1))
 }
