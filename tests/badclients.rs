@@ -767,17 +767,13 @@ fn small_send_buffer_server(e: &str, extra: &str) -> Option<(Site, Server, Vec<u
     site.write("near.bin", &near);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let size: libc::c_int = 4096;
-    // SAFETY: setsockopt reads one c_int from a live local; the fd is open.
-    let rc = unsafe {
-        libc::setsockopt(
-            listener.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "SO_SNDBUF: {}", std::io::Error::last_os_error());
+    tandem::sys::setsockopt(
+        listener.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_SNDBUF,
+        &size,
+    )
+    .expect("SO_SNDBUF on the listening socket");
     let opts = Launch {
         listen_fd: Some(listener.as_raw_fd()),
         ..Default::default()

@@ -392,15 +392,20 @@ mod tests {
         assert!(matches!(w, Write::Ready(_)) && w.ops() == 0 && !w.in_flight());
     }
 
-    #[test]
-    fn owned_bytes_are_not_counted_again_when_they_reach_the_socket() {
+    /// A Send of `len` owned bytes in flight, last moved at `moved`.
+    fn owned_flight(len: usize, moved: u32) -> Write {
         let mut f = flight(bit(SEND_BUF));
         if let Some(o) = f.out.as_mut() {
-            o.fend = 300;
+            o.fend = len;
             o.owned = true;
-            o.moved = 7;
+            o.moved = moved;
         }
-        let w = Write::InFlight(f);
+        Write::InFlight(f)
+    }
+
+    #[test]
+    fn owned_bytes_are_not_counted_again_when_they_reach_the_socket() {
+        let w = owned_flight(300, 7);
         assert_eq!(w.owned(), Some((300, 7)));
         let Write::InFlight(mut f) = w else {
             unreachable!()
@@ -421,13 +426,7 @@ mod tests {
 
     #[test]
     fn owned_bytes_move_when_the_peer_acknowledges_more() {
-        let mut f = flight(bit(SEND_BUF));
-        if let Some(o) = f.out.as_mut() {
-            o.fend = 300;
-            o.owned = true;
-            o.moved = 7;
-        }
-        let mut w = Write::InFlight(f);
+        let mut w = owned_flight(300, 7);
         w.progress(1000, 8);
         assert_eq!(w.owned(), Some((300, 7)), "the first look is the baseline");
         w.progress(1000, 9);
