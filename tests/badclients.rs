@@ -621,7 +621,9 @@ engine_tests! {
         const WITHIN: Duration = Duration::from_millis(700);
         let site = Site::new();
         site.write("k.bin", &[b'k'; 12 * 1024]);
-        let extra = "workers = 1\nkeepalive_timeout = \"60s\"\nheader_timeout = \"60s\"";
+        // No open-file cache: the 12 KiB file is held as bytes (over 4 KiB
+        // it would be held by its descriptor and go by sendfile).
+        let extra = "workers = 1\nkeepalive_timeout = \"60s\"\nheader_timeout = \"60s\"\nopen_file_cache = 0";
         let srv = start_or_skip!(e, extra, &site.root);
         let fds = srv.fd_count();
         let burst = || -> Vec<Conn> {
@@ -759,8 +761,10 @@ fn cpu_ticks(pid: u32) -> u64 {
 /// A server on a passed listening socket whose accepted sockets take a
 /// send buffer of `SO_SNDBUF` 4 KiB (the kernel makes it 8 KiB) instead of
 /// loopback's autotuned megabytes: a 15 KiB response cannot all be in the
-/// socket while its client does not read. `near.bin` (15 KiB) is cached.
-/// Also returns the server's descriptor count with no connection open.
+/// socket while its client does not read. `near.bin` (15 KiB) is cached as
+/// bytes: no open-file cache, which would hold it by its descriptor and
+/// send it by sendfile (over 4 KiB). Also returns the server's descriptor
+/// count with no connection open.
 fn small_send_buffer_server(e: &str, extra: &str) -> Option<(Site, Server, Vec<u8>, usize)> {
     let site = Site::new();
     let near = pseudo_random(15 * 1024, 0x53);
@@ -778,7 +782,8 @@ fn small_send_buffer_server(e: &str, extra: &str) -> Option<(Site, Server, Vec<u
         listen_fd: Some(listener.as_raw_fd()),
         ..Default::default()
     };
-    let srv = Server::launch(e, &format!("workers = 1\n{extra}"), &site.root, opts)?;
+    let cfg = format!("workers = 1\nopen_file_cache = 0\n{extra}");
+    let srv = Server::launch(e, &cfg, &site.root, opts)?;
     drop(listener);
     let base = srv.fd_count();
     let r = get(srv.addr(), "/near.bin");

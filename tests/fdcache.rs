@@ -415,21 +415,25 @@ GET /r.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0,19990-\r\n\r\n";
         assert!(!srv.stderr_text().contains("EMFILE") && !srv.stderr_text().contains("Too many open files"), "{}", srv.stderr_text());
     }
 
-    /// With the default cache settings, a file over 32 KiB sent as it is
+    /// With the default cache settings, a file over 4 KiB sent as it is
     /// (a type not compressed on the fly, no sibling) is held as a
     /// descriptor and goes out by sendfile, not copied out of memory; one
-    /// the cache compresses on the fly, and a smaller one, stay bytes.
+    /// the cache compresses on the fly, and one of 4 KiB or less, stay
+    /// bytes.
     fn large_plain_files_are_held_open_not_as_bytes(e) {
         let site = Site::new();
         let big = pseudo_random(40_000, 11);
-        let small = pseudo_random(20_000, 12);
+        let mid = pseudo_random(4_097, 13);
+        let small = pseudo_random(4_096, 12);
         let text: Vec<u8> = (0..40_000).map(|i| b"body { margin: 0 }\n"[i % 19]).collect();
         site.write("big.bin", &big);
+        site.write("mid.bin", &mid);
         site.write("small.bin", &small);
         site.write("style.css", &text);
         let srv = start_or_skip!(e, "workers = 1\nprecompressed = []", &site.root);
         for _ in 0..3 {
             assert_bytes_eq(&get(srv.addr(), "/big.bin").body, &big, "big.bin");
+            assert_bytes_eq(&get(srv.addr(), "/mid.bin").body, &mid, "mid.bin");
             assert_bytes_eq(&get(srv.addr(), "/small.bin").body, &small, "small.bin");
             assert_bytes_eq(&get(srv.addr(), "/style.css").body, &text, "style.css");
         }
@@ -438,7 +442,8 @@ GET /r.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0,19990-\r\n\r\n";
         let open = fd_listing(srv.pid());
         let held = |name: &str| open.lines().any(|l| l.ends_with(&format!("/{name}")));
         assert!(held("big.bin"), "big.bin (40,000 B, sent as it is) not held open:\n{open}");
-        assert!(!held("small.bin"), "small.bin (20,000 B) held open, not as bytes:\n{open}");
+        assert!(held("mid.bin"), "mid.bin (4,097 B, sent as it is) not held open:\n{open}");
+        assert!(!held("small.bin"), "small.bin (4,096 B) held open, not as bytes:\n{open}");
         assert!(!held("style.css"), "style.css (compressed on the fly) held open, not as bytes:\n{open}");
     }
 
