@@ -361,6 +361,32 @@ engine_tests! {
         let Some(srv) = launch(e, cfg, &site, Some(256)) else { return };
         thousand_clients(e, &srv);
     }
+
+    /// The descriptor table is made large enough for max_connections at
+    /// start, not grown while the workers serve: a growth in a process of
+    /// several threads waits for an RCU grace period (5-10 ms measured),
+    /// during which the worker that needed the slot answers nobody. Within
+    /// RLIMIT_NOFILE: 3,000 connections x 2 descriptors + 64 reserved under
+    /// a limit of 20,000 make a table of at least 6,064 slots; under 1,024,
+    /// at most 1,024.
+    fn the_descriptor_table_is_grown_before_the_workers_need_it(e) {
+        let site = site();
+        let slots = |srv: &Server| -> u64 {
+            let status = std::fs::read_to_string(format!("/proc/{}/status", srv.pid())).unwrap();
+            let line = status.lines().find(|l| l.starts_with("FDSize:")).expect("FDSize in /proc/PID/status");
+            line["FDSize:".len()..].trim().parse().unwrap()
+        };
+        let cfg = "workers = 1\nmax_connections = 3000";
+        let Some(srv) = launch(e, cfg, &site, Some(20_000)) else { return };
+        assert_status(&get(srv.addr(), "/a.txt"), 200, "GET /a.txt");
+        let n = slots(&srv);
+        assert!(n >= 6_064, "{e}: a table of {n} slots for 3,000 connections");
+        let cfg = "workers = 1\nmax_connections = 3000\nkeepalive_timeout = \"60s\"";
+        let Some(small) = launch(e, cfg, &site, Some(1_024)) else { return };
+        assert_status(&get(small.addr(), "/a.txt"), 200, "GET /a.txt (RLIMIT_NOFILE 1,024)");
+        let n = slots(&small);
+        assert!((256..=1_024).contains(&n), "{e}: a table of {n} slots under RLIMIT_NOFILE 1,024");
+    }
 }
 
 /// 1000 keep-alive clients for 3 s: at least 90% of the answers are 200

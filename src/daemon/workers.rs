@@ -288,6 +288,7 @@ impl super::Daemon {
         let explicit = cfg.max_connections != crate::config::Config::default().max_connections;
         let max_connections = engine::policy::max_connections(cfg.max_connections, explicit, n);
         let fd_budget = engine::policy::fd_budget(n);
+        engine::policy::grow_table(max_connections, n);
         let mut workers = Vec::with_capacity(n);
         for id in 0..n {
             if let Err(e) = self.start_worker(

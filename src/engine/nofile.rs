@@ -61,3 +61,36 @@ pub(crate) fn nofile_limit() -> Option<u64> {
     crate::syscall!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) }).ok()?;
     (rl.rlim_cur != libc::RLIM_INFINITY).then_some(rl.rlim_cur)
 }
+
+/// Most descriptor-table slots `grow_table` makes room for (the kernel's
+/// table costs about 8 bytes a slot: 8 MiB at this bound).
+const TABLE_MAX: u64 = 1 << 20;
+
+/// Make room in the process's descriptor table for what `max_connections`
+/// connections on each of `workers` workers may hold, up to RLIMIT_NOFILE,
+/// now, from the calling (control) thread. The kernel grows the table by
+/// doubling as descriptors are taken, and in a process of several threads
+/// each growth waits for an RCU grace period (`expand_fdtable`): 5-10 ms
+/// here, during which a worker that opened the file or accepted the
+/// connection that needed the slot answers nobody (strace during a fill of
+/// the open-file cache: the openat2 returning 256, 512, ... 4096 each took
+/// 5-10 ms, the others 0.3 ms at most). Grown here, the workers never wait
+/// for it. Best effort: a failure leaves the kernel to grow it as before.
+pub fn grow_table(max_connections: usize, workers: usize) {
+    let need = (max_connections as u64)
+        .saturating_mul(FDS_PER_CONNECTION)
+        .saturating_mul(workers.max(1) as u64)
+        .saturating_add(FDS_RESERVED);
+    let top = need.min(nofile_limit().unwrap_or(u64::MAX)).min(TABLE_MAX);
+    let Ok(top) = libc::c_int::try_from(top.saturating_sub(1)) else {
+        return;
+    };
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) duplicates stderr (fd 2; a closed one
+    // fails with EBADF, ignored) into the lowest free slot at or over
+    // `top`, which the kernel makes room for; the new descriptor is closed
+    // at once, the table keeps its size.
+    if let Ok(fd) = crate::syscall!(unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, top) }) {
+        // SAFETY: `fd` was just made here and is owned by nothing else.
+        unsafe { libc::close(fd) };
+    }
+}

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use super::nofile::{
-    FDS_PER_CONNECTION, FDS_RESERVED, fd_budget, fitting_connections, max_connections,
+    FDS_PER_CONNECTION, FDS_RESERVED, fd_budget, fitting_connections, grow_table, max_connections,
 };
 use super::{Slab, WorkerState};
 use crate::h2::Http;
