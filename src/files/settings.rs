@@ -86,15 +86,16 @@ impl Settings {
 /// `copy_max` without TLS listeners.
 /// A body in memory is copied into the socket's buffers on every send;
 /// sendfile hands the kernel the page cache's pages, which over loopback
-/// only the reader copies. Measured on both engines (`wrk -c100`, fresh
-/// servers alternating, CPU per request, sendfile / bytes, epoll /
-/// io_uring, io_uring sending resident bodies over 4 KiB by direct
-/// sendfile): one hot file of 1 KiB 1.19x / 1.13x (bytes cheaper), 4 KiB
-/// 1.02x / 1.02x, 8 KiB 0.96x / 0.97x, 16 KiB 0.89x / 0.92x; 10,000 files
-/// of 1-64 KiB, uniform paths 0.88x / 0.90x, Zipf-like 0.84x / 0.87x
-/// (bytes of many files are not in the CPU's caches when sent:
-/// docs/benchmarks.md). And 400 clients that never read, filling their
-/// buffers with a cached 60 KiB file, cost 10x the CPU from bytes. Over
-/// TLS the other way: a file body is read record by record into the
-/// plaintext buffer, and 60 KiB from a descriptor cost 1.08x / 1.16x.
+/// only the reader copies. Measured (`wrk -c100`, fresh servers
+/// alternating, CPU per request), one hot file, sendfile against bytes,
+/// epoll / io_uring (which sends resident bodies over 4 KiB by direct
+/// sendfile): 1 KiB 1.19x / 1.11x (bytes cheaper), 4 KiB 1.00x / 0.98x,
+/// 8 KiB 0.96x / 0.96x, 16 KiB 0.92x / 0.86x. With this threshold against
+/// 32 KiB (benches/wrk.sh, one run): 16 KiB 0.91x / 0.90x; 10,000 files of
+/// 1-64 KiB 0.92x / 0.92x (uniform paths), 0.84x / 0.90x (Zipf-like): the
+/// bytes of many files are not in the CPU's caches when copied. And 400
+/// clients that never read, filling their buffers with a cached 60 KiB
+/// file, cost 10x the CPU from bytes. Over TLS the other way: a file body
+/// is read record by record into the plaintext buffer, and 60 KiB from a
+/// descriptor cost 1.08x / 1.16x.
 const COPY_MAX: u64 = 4 << 10;

@@ -74,8 +74,8 @@ const SPLICE_MIN: u64 = 16 * 1024;
 /// In splice mode, bodies over this size whose pages are all in the page
 /// cache go by direct `sendfile`, as on epoll: no copy of theirs in the
 /// server (read+send copies twice). Measured against read+send, hot file
-/// (CPU per request, `wrk -c100`): 8 KiB 0.97x, 16 KiB 0.86x; many files
-/// of 1-64 KiB 0.89x (uniform), 0.86x (Zipf-like). At 4 KiB even.
+/// (CPU per request, `wrk -c100`): 4 KiB 0.98x, 8 KiB 0.96x, 16 KiB
+/// 0.86x; many files of 1-64 KiB 0.89x (uniform), 0.86x (Zipf-like).
 const DIRECT_MIN: u64 = 4 * 1024;
 
 /// Default body method: splice mode, which sends cached pages over
