@@ -447,6 +447,25 @@ GET /r.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0,19990-\r\n\r\n";
         assert!(!held("style.css"), "style.css (compressed on the fly) held open, not as bytes:\n{open}");
     }
 
+    /// With HTTP/2 cleartext on, where a body from a descriptor goes a DATA
+    /// frame at a time, a file up to 32 KiB stays bytes; over it, held open.
+    fn h2c_servers_keep_files_up_to_32_kib_as_bytes(e) {
+        let site = Site::new();
+        let big = pseudo_random(40_000, 14);
+        let mid = pseudo_random(32_768, 15);
+        site.write("big.bin", &big);
+        site.write("mid.bin", &mid);
+        let srv = start_or_skip!(e, "workers = 1\nprecompressed = []\nhttp2_cleartext = true", &site.root);
+        for _ in 0..3 {
+            assert_bytes_eq(&get(srv.addr(), "/big.bin").body, &big, "big.bin");
+            assert_bytes_eq(&get(srv.addr(), "/mid.bin").body, &mid, "mid.bin");
+        }
+        let open = fd_listing(srv.pid());
+        let held = |name: &str| open.lines().any(|l| l.ends_with(&format!("/{name}")));
+        assert!(held("big.bin"), "big.bin (40,000 B) not held open:\n{open}");
+        assert!(!held("mid.bin"), "mid.bin (32,768 B) held open, not as bytes, with h2c on:\n{open}");
+    }
+
     /// A file over 32 KiB held as bytes for its precompressed sibling:
     /// once the sibling is removed, it is sent as it is, from a held
     /// descriptor, and its bytes (and the sibling's) are let go then, not
