@@ -39,6 +39,23 @@ fn until(
 }
 
 /// How many of the server's descriptors are open regular files under `root`.
+/// Each of `files` (name, bytes) asked for three times and checked, then
+/// `also`, then the server's descriptor listing.
+fn served_then_listed(srv: &Server, files: &[(&str, &[u8])], also: impl FnOnce()) -> String {
+    for _ in 0..3 {
+        for (name, body) in files {
+            assert_bytes_eq(&get(srv.addr(), &format!("/{name}")).body, body, name);
+        }
+    }
+    also();
+    fd_listing(srv.pid())
+}
+
+/// Whether a descriptor listing has the file `name` open.
+fn held_open(listing: &str, name: &str) -> bool {
+    listing.lines().any(|l| l.ends_with(&format!("/{name}")))
+}
+
 fn files_open(pid: u32, root: &std::path::Path) -> usize {
     let root = root.canonicalize().unwrap();
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -431,16 +448,12 @@ GET /r.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0,19990-\r\n\r\n";
         site.write("small.bin", &small);
         site.write("style.css", &text);
         let srv = start_or_skip!(e, "workers = 1\nprecompressed = []", &site.root);
-        for _ in 0..3 {
-            assert_bytes_eq(&get(srv.addr(), "/big.bin").body, &big, "big.bin");
-            assert_bytes_eq(&get(srv.addr(), "/mid.bin").body, &mid, "mid.bin");
-            assert_bytes_eq(&get(srv.addr(), "/small.bin").body, &small, "small.bin");
-            assert_bytes_eq(&get(srv.addr(), "/style.css").body, &text, "style.css");
-        }
-        let gz = request(srv.addr(), b"GET /style.css HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n");
-        assert_eq!(gz.header("content-encoding"), Some("gzip"), "{}", gz.describe());
-        let open = fd_listing(srv.pid());
-        let held = |name: &str| open.lines().any(|l| l.ends_with(&format!("/{name}")));
+        let files: [(&str, &[u8]); 4] = [("big.bin", &big), ("mid.bin", &mid), ("small.bin", &small), ("style.css", &text)];
+        let open = served_then_listed(&srv, &files, || {
+            let gz = request(srv.addr(), b"GET /style.css HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n");
+            assert_eq!(gz.header("content-encoding"), Some("gzip"), "{}", gz.describe());
+        });
+        let held = |name: &str| held_open(&open, name);
         assert!(held("big.bin"), "big.bin (40,000 B, sent as it is) not held open:\n{open}");
         assert!(held("mid.bin"), "mid.bin (4,097 B, sent as it is) not held open:\n{open}");
         assert!(!held("small.bin"), "small.bin (4,096 B) held open, not as bytes:\n{open}");
@@ -456,12 +469,8 @@ GET /r.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0,19990-\r\n\r\n";
         site.write("big.bin", &big);
         site.write("mid.bin", &mid);
         let srv = start_or_skip!(e, "workers = 1\nprecompressed = []\nhttp2_cleartext = true", &site.root);
-        for _ in 0..3 {
-            assert_bytes_eq(&get(srv.addr(), "/big.bin").body, &big, "big.bin");
-            assert_bytes_eq(&get(srv.addr(), "/mid.bin").body, &mid, "mid.bin");
-        }
-        let open = fd_listing(srv.pid());
-        let held = |name: &str| open.lines().any(|l| l.ends_with(&format!("/{name}")));
+        let open = served_then_listed(&srv, &[("big.bin", &big), ("mid.bin", &mid)], || ());
+        let held = |name: &str| held_open(&open, name);
         assert!(held("big.bin"), "big.bin (40,000 B) not held open:\n{open}");
         assert!(!held("mid.bin"), "mid.bin (32,768 B) held open, not as bytes, with h2c on:\n{open}");
     }
