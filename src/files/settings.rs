@@ -67,7 +67,7 @@ impl Settings {
             copy_max: if !cfg.tls_listen.is_empty() {
                 cfg.cache_max_file
             } else if cfg.http2_cleartext {
-                COPY_MAX_H2C.min(cfg.cache_max_file)
+                COPY_MAX_H2C
             } else {
                 COPY_MAX
             },

@@ -349,6 +349,26 @@ fn eof_inside_a_header_block() {
     assert!(c.is_closed());
 }
 
+/// SETTINGS_INITIAL_WINDOW_SIZE 2^20 and the connection's window 2^24 up.
+fn open_windows(env: &mut Env, c: &mut H2Conn) {
+    let big_window = [0, 4, 0, 0x10, 0, 0];
+    env.input(c, &client_frame(kind::SETTINGS, 0, 0, &big_window));
+    let inc = (1u32 << 24).to_be_bytes();
+    env.input(c, &client_frame(kind::WINDOW_UPDATE, 0, 0, &inc));
+}
+
+/// Each of `ids` got all of `/big` in DATA frames.
+fn all_big<const N: usize>(f: &[(Head, Vec<u8>)], ids: [u32; N]) {
+    for id in ids {
+        let body: usize = f
+            .iter()
+            .filter(|(h, _)| h.kind == kind::DATA && h.stream == id)
+            .map(|(h, _)| h.len)
+            .sum();
+        assert_eq!(body, BIG, "stream {id}");
+    }
+}
+
 /// Streams past the worker's descriptor slots wait, and are answered in
 /// turn as slots free; reset ones give theirs back; a closed connection
 /// gives back all it held.
@@ -381,20 +401,10 @@ fn streams_past_the_descriptor_slots_wait() {
     assert!(heads(&env.frames(&mut c)).is_empty());
     assert_eq!(env.fds.extra(), 2);
     // The windows open: the rest is answered as slots free, whole.
-    let big_window = [0, 4, 0, 0x10, 0, 0];
-    env.input(&mut c, &client_frame(kind::SETTINGS, 0, 0, &big_window));
-    let inc = (1u32 << 24).to_be_bytes();
-    env.input(&mut c, &client_frame(kind::WINDOW_UPDATE, 0, 0, &inc));
+    open_windows(&mut env, &mut c);
     let f = env.frames(&mut c);
     assert_eq!(heads(&f), [11]);
-    for id in [1, 5, 7, 11] {
-        let body: usize = f
-            .iter()
-            .filter(|(h, _)| h.kind == kind::DATA && h.stream == id)
-            .map(|(h, _)| h.len)
-            .sum();
-        assert_eq!(body, BIG, "stream {id}");
-    }
+    all_big(&f, [1, 5, 7, 11]);
     assert!(c.is_idle());
     assert_eq!(env.fds.extra(), 0);
     // A connection that closes with slots held gives them back.
@@ -428,19 +438,9 @@ fn waiting_streams_across_goaway_drain_and_eof() {
     assert_eq!(env.fds.extra(), 2);
     env.input(&mut c, &client_frame(kind::GOAWAY, 0, 0, &[0; 8]));
     c.begin_shutdown(&mut env.ctx());
-    let big_window = [0, 4, 0, 0x10, 0, 0];
-    env.input(&mut c, &client_frame(kind::SETTINGS, 0, 0, &big_window));
-    let inc = (1u32 << 24).to_be_bytes();
-    env.input(&mut c, &client_frame(kind::WINDOW_UPDATE, 0, 0, &inc));
+    open_windows(&mut env, &mut c);
     f.extend(env.frames(&mut c));
-    for id in [1, 3, 5, 7, 9, 11] {
-        let body: usize = f
-            .iter()
-            .filter(|(h, _)| h.kind == kind::DATA && h.stream == id)
-            .map(|(h, _)| h.len)
-            .sum();
-        assert_eq!(body, BIG, "stream {id}");
-    }
+    all_big(&f, [1, 3, 5, 7, 9, 11]);
     assert_eq!(env.fds.extra(), 0);
     assert!(!c.is_idle(), "a connection after GOAWAY ends");
     // EOF with streams shut by their windows and others waiting.
